@@ -1,0 +1,3 @@
+from leadloop.cli import main
+
+raise SystemExit(main())

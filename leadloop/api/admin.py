@@ -1,0 +1,131 @@
+"""The admin REST API under `/api/v1` (bearer admin token; OpenAPI at /api/v1/openapi.json)."""
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from leadloop.identity import queries
+
+if TYPE_CHECKING:
+    from leadloop.app import Engine
+
+IdentityKind = Literal["user_id", "anonymous_id", "email", "phone", "external_id"]
+
+
+class ClockAdvance(BaseModel):
+    seconds: float = Field(ge=0, le=10 * 365 * 86400)
+
+
+def admin_router(engine: "Engine") -> APIRouter:
+    async def workspace(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, detail="a bearer admin token is required")
+        ws = await engine.workspace_for_token(token.strip())
+        if ws is None:
+            raise HTTPException(401, detail="unknown admin token")
+        return ws
+
+    Workspace = Annotated[str, Depends(workspace)]
+    router = APIRouter(prefix="/api/v1")
+
+    @router.get("/profiles/lookup", summary="Find a profile by one of its identities")
+    async def lookup(
+        ws: Workspace,
+        type: Annotated[IdentityKind, Query()],
+        value: Annotated[str, Query(min_length=1, max_length=512)],
+    ) -> dict[str, Any]:
+        from leadloop.identity.normalize import normalize_email, normalize_phone
+
+        needle: str | None = value
+        if type == "email":
+            needle = normalize_email(value)
+        elif type == "phone":
+            needle = normalize_phone(value, engine.settings.default_region)
+        if needle is None:
+            raise HTTPException(404, detail="no profile has that identity")
+        view = await engine.read(
+            lambda c: _lookup_view(c, ws, type, needle or "")
+        )
+        if view is None:
+            raise HTTPException(404, detail="no profile has that identity")
+        return engine.decorate_profile(view)
+
+    @router.get("/profiles/{profile_id}", summary="A profile, its identities, traits and scores")
+    async def profile(ws: Workspace, profile_id: str) -> dict[str, Any]:
+        view = await engine.read(lambda c: queries.profile_view(c, ws, profile_id))
+        if view is None:
+            raise HTTPException(404, detail="no such profile")
+        return engine.decorate_profile(view)
+
+    @router.get("/profiles/{profile_id}/events", summary="A profile's events, oldest first")
+    async def events(
+        ws: Workspace,
+        profile_id: str,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        def run(c: Any) -> dict[str, Any] | None:
+            pid = queries.canonical_id(c, ws, profile_id)
+            if pid is None:
+                return None
+            items = queries.profile_events(c, ws, pid, after, limit)
+            nxt = items[-1]["seq"] if len(items) == limit else None
+            return {"profile_id": pid, "events": items, "next_after": nxt}
+
+        page = await engine.read(run)
+        if page is None:
+            raise HTTPException(404, detail="no such profile")
+        return page
+
+    @router.get("/accounts/{account_id}", summary="An account (a `group`) and its members")
+    async def account(ws: Workspace, account_id: str) -> dict[str, Any]:
+        view = await engine.read(lambda c: queries.account_view(c, ws, account_id))
+        if view is None:
+            raise HTTPException(404, detail="no such account")
+        return view
+
+    @router.get("/status", summary="Log length, processor position and lag")
+    async def status(ws: Workspace) -> dict[str, Any]:
+        return await engine.read(engine.status)
+
+    @router.post("/clock/advance", summary="Move the manual clock (only with --clock manual)")
+    async def advance(ws: Workspace, body: ClockAdvance) -> dict[str, Any]:
+        if engine.manual_clock is None:
+            raise HTTPException(404, detail="Not Found")
+        now = await engine.advance_clock(body.seconds)
+        return {"now": now}
+
+    return router
+
+
+def _lookup_view(conn: Any, ws: str, kind: str, value: str) -> dict[str, Any] | None:
+    pid = queries.lookup(conn, ws, kind, value)
+    return None if pid is None else queries.profile_view(conn, ws, pid)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {401: "unauthorized", 404: "not_found"}.get(exc.status_code, "error")
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(
+            {"code": code, "message": str(exc.detail)}, exc.status_code, headers=headers
+        )
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(
+            {"code": "invalid_request", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)

@@ -1,0 +1,280 @@
+"""The `leadloop` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from leadloop.clock import SystemClock
+from leadloop.config import Settings
+from leadloop.errors import LeadloopError
+from leadloop.storage import workspaces
+from leadloop.storage.db import DatabaseUrl, connect
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = Settings.from_env()
+    overrides = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    if getattr(args, "playbook", None):
+        overrides["playbook"] = args.playbook
+    if overrides:
+        from dataclasses import replace
+
+        s = replace(s, **overrides)  # type: ignore[arg-type]
+    return s
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.app import prepare_database
+
+    prepare_database(DatabaseUrl.parse(settings.database_url), SystemClock())
+    print(f"database is up to date: {settings.database_url}")
+    return 0
+
+
+def _with_workspace(settings: Settings, workspace: str, create: bool) -> object:
+    from leadloop.app import prepare_database
+
+    url = DatabaseUrl.parse(settings.database_url)
+    prepare_database(url, SystemClock())
+    conn = connect(url)
+    if not workspaces.workspace_exists(conn, workspace):
+        if not create:
+            conn.close()
+            raise LeadloopError(
+                f"workspace {workspace!r} does not exist (add --create-workspace to create it)"
+            )
+        with conn.transaction():
+            workspaces.ensure_workspace(conn, workspace, SystemClock().now())
+    return conn
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    conn = _with_workspace(settings, args.workspace, args.create_workspace)
+    with conn.transaction():  # type: ignore[attr-defined]
+        key = workspaces.create_write_key(conn, args.workspace, args.name, SystemClock().now())  # type: ignore[arg-type]
+    conn.close()  # type: ignore[attr-defined]
+    print(f"write key for workspace {args.workspace!r} (shown once; stored hashed):", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
+    conn = _with_workspace(settings, args.workspace, args.create_workspace)
+    with conn.transaction():  # type: ignore[attr-defined]
+        token = workspaces.create_admin_token(conn, args.workspace, args.name, SystemClock().now())  # type: ignore[arg-type]
+    conn.close()  # type: ignore[attr-defined]
+    print(f"admin token for workspace {args.workspace!r} (shown once; stored hashed):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _serve(settings: Settings, *, manual_clock: bool, banner: Callable[[], None] | None) -> int:
+    import uvicorn
+
+    from leadloop.app import Engine
+
+    engine = Engine(settings, manual_clock=manual_clock)
+    engine.start()
+    config = uvicorn.Config(
+        engine.asgi(),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    if banner is not None:
+        banner()
+    logging.getLogger("leadloop").info(
+        "serving on http://%s:%d (database %s, clock %s)",
+        settings.host,
+        settings.port,
+        settings.database_url,
+        "manual" if manual_clock else "system",
+    )
+    try:
+        server.run()
+    finally:
+        engine.stop()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    return _serve(settings, manual_clock=args.clock == "manual", banner=None)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from leadloop.app import Engine
+
+    engine = Engine(settings)
+    engine.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    logging.getLogger("leadloop").info("worker processing %s", settings.database_url)
+    done.wait()
+    engine.stop()
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
+    """What `make run` calls: credentials for `default` (created once, reused) and serve."""
+    from leadloop.app import prepare_database
+
+    url = DatabaseUrl.parse(settings.database_url)
+    prepare_database(url, SystemClock())
+    path = Path(args.credentials)
+    creds: dict[str, str] = {}
+    if path.exists():
+        try:
+            creds = json.loads(path.read_text())
+        except ValueError:
+            creds = {}
+    conn = connect(url)
+    try:
+        ok = (
+            creds.get("database_url") == settings.database_url
+            and workspaces.workspace_for_write_key(conn, creds.get("write_key", "")) == "default"
+            and workspaces.workspace_for_token(conn, creds.get("admin_token", "")) == "default"
+        )
+        if not ok:
+            now = SystemClock().now()
+            with conn.transaction():
+                creds = {
+                    "database_url": settings.database_url,
+                    "write_key": workspaces.create_write_key(conn, "default", "make run", now),
+                    "admin_token": workspaces.create_admin_token(conn, "default", "make run", now),
+                }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(creds, indent=2))
+            os.chmod(path, 0o600)
+    finally:
+        conn.close()
+    base = f"http://{settings.host}:{settings.port}"
+
+    def banner() -> None:
+        print(
+            "\n".join(
+                [
+                    "",
+                    "leadloop is running",
+                    f"  tracking API   {base}/v1/batch   (Segment spec)",
+                    f"  admin API      {base}/api/v1/docs",
+                    f"  health         {base}/healthz",
+                    f"  database       {settings.database_url}",
+                    f"  playbook       {settings.playbook or '(none)'}",
+                    f"  write key      {creds['write_key']}",
+                    f"  admin token    {creds['admin_token']}",
+                    f"  (saved in {path}; Ctrl-C stops)",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+
+    return _serve(settings, manual_clock=args.clock == "manual", banner=banner)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadloop",
+        description="Event-driven marketing automation: ingest, CDP, scoring, journeys, conversions.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def db_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--database-url",
+            help="sqlite:///path or postgresql://... (default: $LEADLOOP_DATABASE_URL "
+            "or sqlite:///./leadloop.db)",
+        )
+
+    def serve_args(p: argparse.ArgumentParser) -> None:
+        db_arg(p)
+        p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (default 8080)")
+        p.add_argument("--playbook", help="playbook file or folder to apply at start")
+        p.add_argument(
+            "--clock",
+            choices=["system", "manual"],
+            default="system",
+            help="manual: time moves only by POST /api/v1/clock/advance (for sandboxes)",
+        )
+
+    p = sub.add_parser("serve", help="run the API, the processor and timers in one process")
+    serve_args(p)
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("quickstart", help="create or reuse `default` credentials, print them, serve")
+    serve_args(p)
+    p.add_argument("--credentials", default=".leadloop/credentials.json", help="where to keep them")
+    p.set_defaults(handler=cmd_quickstart)
+
+    p = sub.add_parser("worker", help="run only the processor and timers (PostgreSQL deployments)")
+    db_arg(p)
+    p.add_argument("--playbook", help="playbook file or folder")
+    p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser("migrate", help="apply pending database migrations")
+    db_arg(p)
+    p.set_defaults(handler=cmd_migrate)
+
+    for noun, handler, what in (
+        ("keys", cmd_keys_create, "write key (tracking API)"),
+        ("tokens", cmd_tokens_create, "admin token (admin API)"),
+    ):
+        group = sub.add_parser(noun, help=f"manage {what}s")
+        gsub = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+        c = gsub.add_parser("create", help=f"create a {what}; prints it as the last line")
+        db_arg(c)
+        c.add_argument("--workspace", default="default", help="workspace (default: default)")
+        c.add_argument("--name", default=noun[:-1], help="a label to recognise it by")
+        c.add_argument(
+            "--create-workspace", action="store_true", help="create the workspace if missing"
+        )
+        c.set_defaults(handler=handler)
+
+    from leadloop import cli_extra
+
+    cli_extra.register(sub, db_arg)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args, _settings(args))
+    except LeadloopError as exc:
+        print(f"leadloop: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

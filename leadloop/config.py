@@ -1,0 +1,35 @@
+"""Settings, read once from the environment (and CLI flags, which override them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///./leadloop.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    playbook: str | None = None
+    default_region: str | None = None
+    """Region for phone numbers written without a country code (e.g. `US`); unset: such
+    numbers are kept as traits but not used to link profiles."""
+    public_url: str | None = None
+    max_pending_events: int = 50_000
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def from_env(env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        port = e.get("LEADLOOP_PORT", "8080")
+        return Settings(
+            database_url=e.get("LEADLOOP_DATABASE_URL", "sqlite:///./leadloop.db"),
+            host=e.get("LEADLOOP_HOST", "127.0.0.1"),
+            port=int(port) if port.isdigit() else 8080,
+            playbook=e.get("LEADLOOP_PLAYBOOK") or None,
+            default_region=e.get("LEADLOOP_DEFAULT_REGION") or None,
+            public_url=e.get("LEADLOOP_PUBLIC_URL") or None,
+            max_pending_events=int(e.get("LEADLOOP_MAX_PENDING_EVENTS", "50000")),
+            extra={k: v for k, v in e.items() if k.startswith("LEADLOOP_")},
+        )

@@ -1,0 +1,1 @@
+"""conversions stage."""

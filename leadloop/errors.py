@@ -1,0 +1,41 @@
+"""One exception tree, for bugs and broken infrastructure.
+
+Expected outcomes (a rejected payload, a refused merge, a skipped conversion) are
+returned values, not exceptions. What is raised:
+
+    LeadloopError
+    ├── ConfigError          settings or playbook cannot be used
+    │   └── PlaybookError    names the file, line and field
+    ├── StorageError         the database is unreachable or its schema is wrong
+    └── Overloaded           the writer is saturated; callers answer 429
+"""
+
+from __future__ import annotations
+
+
+class LeadloopError(Exception):
+    pass
+
+
+class ConfigError(LeadloopError):
+    pass
+
+
+class PlaybookError(ConfigError):
+    def __init__(self, file: str, line: int | None, field: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {field}: {message}")
+
+
+class StorageError(LeadloopError):
+    pass
+
+
+class Overloaded(LeadloopError):
+    def __init__(self, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"writer saturated; retry after {retry_after}s")

@@ -1,0 +1,46 @@
+"""Identifier normalisation for the identity graph (not for ad platforms: their rules differ,
+see `leadloop.conversions`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import phonenumbers
+
+
+def normalize_email(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    email = value.strip().lower()
+    local, at, domain = email.partition("@")
+    if not at or not local or "." not in domain or " " in email or len(email) > 254:
+        return None
+    return email
+
+
+def normalize_phone(value: Any, default_region: str | None) -> str | None:
+    """E.164, or None when the number cannot be placed (no `+` and no default region)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        return None
+    try:
+        parsed = phonenumbers.parse(value, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalize_external_id(entry: Any) -> str | None:
+    """`context.externalIds` entries `{"id", "type", ...}` become `type:id`."""
+    if not isinstance(entry, dict):
+        return None
+    ident, kind = entry.get("id"), entry.get("type")
+    if not isinstance(ident, str | int) or isinstance(ident, bool) or not isinstance(kind, str):
+        return None
+    text = str(ident).strip()
+    if not text or not kind.strip():
+        return None
+    return f"{kind.strip()}:{text}"

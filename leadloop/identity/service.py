@@ -1,0 +1,322 @@
+"""The identity stage's shell: a per-batch unit of work over the graph.
+
+The processor handles a batch of events in memory: identity owners and profiles are
+loaded in bulk on first use, changed in memory, and written back in the batch's single
+transaction together with the cursor. Nothing here is visible to readers until that commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from leadloop.identity import decide
+from leadloop.identity.model import Account, Identity, Profile
+from leadloop.log.model import Event
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+_profile_decoder = msgspec.json.Decoder(Profile)
+_encoder = msgspec.json.Encoder()
+_dict_decoder = msgspec.json.Decoder(dict[str, Any])
+_CHUNK = 500
+
+
+@dataclass
+class AuditEntry:
+    workspace_id: str
+    kind: str
+    profile_id: str
+    other_id: str
+    reason: str
+    event_seq: int
+    at: float
+
+
+@dataclass
+class IdentityBatch:
+    """Everything the identity stage changes while processing one batch."""
+
+    conn: Conn
+    default_region: str | None = None
+    owners: dict[tuple[str, Identity], str | None] = field(default_factory=dict)
+    profiles: dict[tuple[str, str], Profile] = field(default_factory=dict)
+    new_identities: dict[tuple[str, Identity], str] = field(default_factory=dict)
+    dirty_profiles: set[tuple[str, str]] = field(default_factory=set)
+    merged: dict[tuple[str, str], str] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
+    event_profiles: list[tuple[str, int]] = field(default_factory=list)
+    accounts: dict[tuple[str, str], Account] = field(default_factory=dict)
+    members: set[tuple[str, str, str]] = field(default_factory=set)
+    user_ids: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def prefetch(self, events: list[Event]) -> None:
+        wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for event in events:
+            for key in decide.identities_of(event, self.default_region):
+                if (event.workspace_id, key) not in self.owners:
+                    wanted[(event.workspace_id, key.type)].add(key.value)
+            if event.previous_id:
+                for kind in ("user_id", "anonymous_id"):
+                    wanted[(event.workspace_id, kind)].add(event.previous_id)
+        profile_ids: dict[str, set[str]] = defaultdict(set)
+        for (workspace, kind), values in wanted.items():
+            listed = sorted(values)
+            for key_value in listed:
+                self.owners.setdefault((workspace, Identity(kind, key_value)), None)  # type: ignore[arg-type]
+            for i in range(0, len(listed), _CHUNK):
+                chunk = listed[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self.conn.execute(
+                    "SELECT value, profile_id FROM identities WHERE workspace_id = ? "
+                    f"AND type = ? AND value IN ({marks})",
+                    (workspace, kind, *chunk),
+                )
+                for value, profile_id in rows:
+                    self.owners[(workspace, Identity(kind, value))] = profile_id  # type: ignore[arg-type]
+                    profile_ids[workspace].add(profile_id)
+        for workspace, ids in profile_ids.items():
+            self._load_profiles(workspace, [i for i in ids if (workspace, i) not in self.profiles])
+
+    def _load_profiles(self, workspace: str, ids: list[str]) -> None:
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            if not chunk:
+                continue
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT id, state FROM profiles WHERE workspace_id = ? AND id IN ({marks})",
+                (workspace, *chunk),
+            )
+            for pid, state in rows:
+                self.profiles[(workspace, pid)] = _profile_decoder.decode(state)
+        if ids:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self.conn.execute(
+                    "SELECT profile_id, value FROM identities WHERE workspace_id = ? "
+                    f"AND type = 'user_id' AND profile_id IN ({marks})",
+                    (workspace, *chunk),
+                )
+                for pid in chunk:
+                    self.user_ids.setdefault((workspace, pid), set())
+                for pid, value in rows:
+                    self.user_ids[(workspace, pid)].add(value)
+
+    def owner(self, workspace: str, key: Identity) -> str | None:
+        if (workspace, key) not in self.owners:
+            rows = self.conn.execute(
+                "SELECT profile_id FROM identities WHERE workspace_id = ? AND type = ? "
+                "AND value = ?",
+                (workspace, key.type, key.value),
+            )
+            self.owners[(workspace, key)] = str(rows[0][0]) if rows else None
+            if rows:
+                self._load_profiles(workspace, [str(rows[0][0])])
+        return self.owners[(workspace, key)]
+
+    def profile(self, workspace: str, profile_id: str) -> Profile:
+        if (workspace, profile_id) not in self.profiles:
+            self._load_profiles(workspace, [profile_id])
+        return self.profiles[(workspace, profile_id)]
+
+    # -- processing ----------------------------------------------------------------------
+
+    def resolve(self, event: Event) -> Profile:
+        """Find or create the event's profile, merging and linking as the graph allows."""
+        ws = event.workspace_id
+        keys = decide.identities_of(event, self.default_region)
+        lookup = list(keys)
+        if event.previous_id:
+            lookup += [
+                Identity("user_id", event.previous_id),
+                Identity("anonymous_id", event.previous_id),
+            ]
+        owners: dict[Identity, str] = {}
+        for key in lookup:
+            found = self.owner(ws, key)
+            if found is not None:
+                owners[key] = found
+        user_ids = {
+            pid: frozenset(self.user_ids.get((ws, pid), set())) for pid in set(owners.values())
+        }
+        resolution = decide.resolve_identities(event, keys, owners, user_ids)
+        if resolution.profile_id is None:
+            profile_id = resolution.new_profile_id
+            self.profiles[(ws, profile_id)] = decide.new_profile(profile_id, event)
+            self.user_ids[(ws, profile_id)] = set()
+        else:
+            profile_id = resolution.profile_id
+        for other, reason in resolution.merge:
+            self._merge(ws, profile_id, other, reason, event)
+        for other, reason in resolution.refused:
+            self.audit.append(
+                AuditEntry(ws, "merge_refused", profile_id, other, reason, event.seq, event.timestamp)
+            )
+        for key in resolution.attach:
+            self.owners[(ws, key)] = profile_id
+            self.new_identities[(ws, key)] = profile_id
+            if key.type == "user_id":
+                self.user_ids.setdefault((ws, profile_id), set()).add(key.value)
+        self.dirty_profiles.add((ws, profile_id))
+        return self.profiles[(ws, profile_id)]
+
+    def _merge(self, ws: str, survivor: str, merged: str, reason: str, event: Event) -> None:
+        loser = self.profile(ws, merged)
+        self.profiles[(ws, survivor)] = decide.merge_profiles(self.profile(ws, survivor), loser)
+        self.merged[(ws, merged)] = survivor
+        for (kws, key), owner in list(self.owners.items()):
+            if kws == ws and owner == merged:
+                self.owners[(kws, key)] = survivor
+        for (kws, key), owner in list(self.new_identities.items()):
+            if kws == ws and owner == merged:
+                self.new_identities[(kws, key)] = survivor
+        self.user_ids.setdefault((ws, survivor), set()).update(self.user_ids.get((ws, merged), set()))
+        self.dirty_profiles.discard((ws, merged))
+        self.audit.append(AuditEntry(ws, "merge", survivor, merged, reason, event.seq, event.timestamp))
+
+    def record(self, event: Event, profile: Profile) -> None:
+        key = (event.workspace_id, profile.id)
+        self.profiles[key] = profile
+        self.dirty_profiles.add(key)
+        self.event_profiles.append((profile.id, event.seq))
+        if event.type == "group" and event.group_id:
+            self._group(event, profile)
+
+    def _group(self, event: Event, profile: Profile) -> None:
+        ws, gid = event.workspace_id, event.group_id or ""
+        account = self.accounts.get((ws, gid)) or self._load_account(ws, gid)
+        traits = dict(account.traits) if account else {}
+        traits.update(event.traits)
+        first = min(account.first_seen, event.timestamp) if account else event.timestamp
+        last = max(account.last_seen, event.timestamp) if account else event.timestamp
+        self.accounts[(ws, gid)] = Account(
+            id=gid, workspace_id=ws, traits=traits, first_seen=first, last_seen=last
+        )
+        self.members.add((ws, gid, profile.id))
+
+    def _load_account(self, ws: str, gid: str) -> Account | None:
+        rows = self.conn.execute(
+            "SELECT traits, first_seen, last_seen FROM accounts WHERE workspace_id = ? AND id = ?",
+            (ws, gid),
+        )
+        if not rows:
+            return None
+        return Account(
+            id=gid,
+            workspace_id=ws,
+            traits=_dict_decoder.decode(rows[0][0]),
+            first_seen=float(rows[0][1]),
+            last_seen=float(rows[0][2]),
+        )
+
+    def account_traits(self, ws: str, profile: Profile) -> dict[str, Any]:
+        """Traits of the profile's most recent account (scoring's fit rules read them)."""
+        if not profile.account_ids:
+            return {}
+        gid = profile.account_ids[-1]
+        account = self.accounts.get((ws, gid)) or self._load_account(ws, gid)
+        if account is not None:
+            self.accounts.setdefault((ws, gid), account)
+        return dict(account.traits) if account else {}
+
+    # -- writing (inside the batch transaction) ------------------------------------------
+
+    def flush(self, conn: Conn, now: float) -> None:
+        for (ws, merged), survivor in self.merged.items():
+            final = survivor
+            while (ws, final) in self.merged:
+                final = self.merged[(ws, final)]
+            conn.execute(
+                "UPDATE profiles SET merged_into = ?, updated_at = ? WHERE workspace_id = ? AND id = ?",
+                (final, now, ws, merged),
+            )
+            conn.execute(
+                "UPDATE identities SET profile_id = ? WHERE workspace_id = ? AND profile_id = ?",
+                (final, ws, merged),
+            )
+            conn.execute(
+                "UPDATE events SET profile_id = ? WHERE workspace_id = ? AND profile_id = ?",
+                (final, ws, merged),
+            )
+            conn.execute(
+                "UPDATE profiles SET merged_into = ? WHERE workspace_id = ? AND merged_into = ?",
+                (final, ws, merged),
+            )
+            for (account,) in conn.execute(
+                "SELECT account_id FROM account_members WHERE workspace_id = ? AND profile_id = ?",
+                (ws, merged),
+            ):
+                conn.execute(
+                    "INSERT INTO account_members (workspace_id, account_id, profile_id) "
+                    "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (ws, account, final),
+                )
+            conn.execute(
+                "DELETE FROM account_members WHERE workspace_id = ? AND profile_id = ?",
+                (ws, merged),
+            )
+        rows = []
+        for ws, pid in self.dirty_profiles:
+            if (ws, pid) in self.merged:
+                continue
+            rows.append((ws, pid, _encoder.encode(self.profiles[(ws, pid)]).decode(), now))
+        conn.executemany(
+            "INSERT INTO profiles (workspace_id, id, state, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (workspace_id, id) DO UPDATE SET state = excluded.state, "
+            "updated_at = excluded.updated_at",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO identities (workspace_id, type, value, profile_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, type, value) "
+            "DO UPDATE SET profile_id = excluded.profile_id",
+            [
+                (ws, key.type, key.value, self._final(ws, pid), now)
+                for (ws, key), pid in self.new_identities.items()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO identity_audit (workspace_id, kind, profile_id, other_id, reason, "
+            "event_seq, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a.workspace_id, a.kind, a.profile_id, a.other_id, a.reason, a.event_seq, a.at)
+                for a in self.audit
+            ],
+        )
+        conn.executemany(
+            "UPDATE events SET profile_id = ? WHERE seq = ?",
+            [(self._final_any(pid), seq) for pid, seq in self.event_profiles],
+        )
+        conn.executemany(
+            "INSERT INTO accounts (workspace_id, id, traits, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, id) DO UPDATE SET "
+            "traits = excluded.traits, first_seen = excluded.first_seen, "
+            "last_seen = excluded.last_seen",
+            [
+                (a.workspace_id, a.id, _encoder.encode(a.traits).decode(), a.first_seen, a.last_seen)
+                for a in self.accounts.values()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO account_members (workspace_id, account_id, profile_id) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            [(ws, gid, self._final(ws, pid)) for ws, gid, pid in self.members],
+        )
+
+    def _final(self, ws: str, pid: str) -> str:
+        while (ws, pid) in self.merged:
+            pid = self.merged[(ws, pid)]
+        return pid
+
+    def _final_any(self, pid: str) -> str:
+        for (ws, merged), _ in self.merged.items():
+            if merged == pid:
+                return self._final(ws, pid)
+        return pid

@@ -1,0 +1,32 @@
+"""Values the ingestion API produces: accepted messages ready for the log, or a rejection."""
+
+from __future__ import annotations
+
+import msgspec
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_REQUEST_BYTES = 500 * 1024
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    """One message, validated and normalised, as it will be appended to the log."""
+
+    message_id: str
+    type: str
+    event: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    group_id: str | None
+    previous_id: str | None
+    timestamp: float
+    received_at: float
+    body: bytes
+    """The message re-encoded as JSON (nulls kept as sent)."""
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    """A request answered 400 with `{"code", "message"}`; nothing of it is stored."""
+
+    code: str
+    message: str
+    status: int = 400

@@ -1,0 +1,210 @@
+"""Segment tracking-spec requests to log rows: a pure function of bytes, path and `now`.
+
+The whole request is accepted or rejected: one bad message in a batch rejects the batch,
+so a 400 never leaves half of a batch stored (clients do not retry 400s).
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from leadloop.ingest.model import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, Accepted, Rejected
+
+SHORT_TYPES = {
+    "i": "identify",
+    "t": "track",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+}
+SINGLE_TYPES = frozenset(SHORT_TYPES.values())
+_OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+def decompress(body: bytes, encoding: str | None) -> bytes | Rejected:
+    """Undo `Content-Encoding: gzip|deflate`, refusing bodies that inflate past the limit."""
+    if not encoding or encoding.strip().lower() == "identity":
+        return body
+    kind = encoding.strip().lower()
+    if kind not in ("gzip", "deflate", "x-gzip"):
+        return Rejected("unsupported_encoding", f"Content-Encoding {encoding!r} is not supported")
+    wbits = 16 + zlib.MAX_WBITS if kind != "deflate" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
+    except zlib.error as exc:
+        return Rejected("bad_encoding", f"the body is not valid {kind}: {exc}")
+    if len(out) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
+        return Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes", 400)
+    if not inflater.eof:
+        return Rejected("bad_encoding", f"the {kind} body is truncated")
+    return out
+
+
+def decode_json(body: bytes) -> dict[str, Any] | Rejected:
+    if len(body) > MAX_REQUEST_BYTES:
+        return Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes")
+    try:
+        value = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        return Rejected("invalid_json", f"the body is not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        return Rejected("invalid_json", "the body must be a JSON object")
+    return value
+
+
+def write_key_of(payload: dict[str, Any]) -> str | None:
+    key = payload.get("writeKey")
+    return key if isinstance(key, str) and key else None
+
+
+def parse_time(value: Any, field: str) -> float | None | Rejected:
+    """ISO-8601 with `Z` or an offset, 0-9 fractional digits; a naive time is taken as UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return Rejected("invalid_timestamp", f"{field} must be an ISO-8601 string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python 3.11 accepts up to 6 fractional digits: trim nanoseconds.
+    dot = text.find(".")
+    if dot != -1:
+        end = dot + 1
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        if end - dot - 1 > 6:
+            text = text[: dot + 7] + text[end:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return Rejected("invalid_timestamp", f"{field} is not an ISO-8601 time: {value!r}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC).timestamp()
+    return parsed.timestamp()
+
+
+def _id(message: dict[str, Any], field: str, index: str) -> str | None | Rejected:
+    value = message.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return Rejected("invalid_field", f"{index}{field} must be a string")
+    text = str(value).strip() if not isinstance(value, str) else value.strip()
+    if len(text) > 512:
+        return Rejected("invalid_field", f"{index}{field} is longer than 512 characters")
+    return text or None
+
+
+def parse_message(
+    message: Any,
+    type_: str | None,
+    *,
+    received_at: float,
+    sent_at: float | None,
+    index: str = "",
+) -> Accepted | Rejected:
+    if not isinstance(message, dict):
+        return Rejected("invalid_message", f"{index}message must be a JSON object")
+    mtype = type_ or message.get("type")
+    if not isinstance(mtype, str) or mtype not in SINGLE_TYPES:
+        return Rejected("invalid_type", f"{index}type must be one of {sorted(SINGLE_TYPES)}")
+    for field in _OBJECT_FIELDS:
+        value = message.get(field)
+        if value is not None and not isinstance(value, dict):
+            return Rejected("invalid_field", f"{index}{field} must be an object")
+    ids: dict[str, str | None] = {}
+    for field in ("userId", "anonymousId", "groupId", "previousId", "messageId"):
+        value = _id(message, field, index)
+        if isinstance(value, Rejected):
+            return value
+        ids[field] = value
+    if mtype == "alias":
+        if not ids["userId"] or not ids["previousId"]:
+            return Rejected("missing_id", f"{index}alias needs userId and previousId")
+    elif not ids["userId"] and not ids["anonymousId"]:
+        return Rejected("missing_id", f"{index}userId or anonymousId is required")
+    if mtype == "group" and not ids["groupId"]:
+        return Rejected("missing_id", f"{index}group needs groupId")
+    name: str | None = None
+    if mtype == "track":
+        event = message.get("event")
+        if not isinstance(event, str) or not event.strip():
+            return Rejected("missing_event", f"{index}track needs an event name")
+        name = event.strip()
+    elif mtype in ("page", "screen"):
+        raw_name = message.get("name")
+        if raw_name is not None and not isinstance(raw_name, str):
+            return Rejected("invalid_field", f"{index}name must be a string")
+        name = raw_name
+    timestamp = parse_time(message.get("timestamp"), f"{index}timestamp")
+    if isinstance(timestamp, Rejected):
+        return timestamp
+    own_sent = parse_time(message.get("sentAt"), f"{index}sentAt")
+    if isinstance(own_sent, Rejected):
+        return own_sent
+    sent = own_sent if own_sent is not None else sent_at
+    if timestamp is None:
+        when = received_at
+    elif sent is not None:
+        # Segment's skew correction: the device clock may be off, the gap between the
+        # event and sending it is not.
+        when = received_at - (sent - timestamp)
+    else:
+        when = timestamp
+    body = _encoder.encode(message)
+    if len(body) > MAX_MESSAGE_BYTES:
+        return Rejected(
+            "message_too_large", f"{index}message exceeds {MAX_MESSAGE_BYTES} bytes ({len(body)})"
+        )
+    return Accepted(
+        message_id=ids["messageId"] or f"ll-{uuid.uuid4()}",
+        type=mtype,
+        event=name,
+        user_id=ids["userId"],
+        anonymous_id=ids["anonymousId"],
+        group_id=ids["groupId"],
+        previous_id=ids["previousId"],
+        timestamp=when,
+        received_at=received_at,
+        body=body,
+    )
+
+
+def parse_request(
+    payload: dict[str, Any], route_type: str | None, *, received_at: float
+) -> list[Accepted] | Rejected:
+    """`route_type` is the single-message type, or None for a batch."""
+    sent_at = parse_time(payload.get("sentAt"), "sentAt")
+    if isinstance(sent_at, Rejected):
+        return sent_at
+    if route_type is not None:
+        one = parse_message(payload, route_type, received_at=received_at, sent_at=sent_at)
+        return one if isinstance(one, Rejected) else [one]
+    batch = payload.get("batch")
+    if not isinstance(batch, list):
+        return Rejected("invalid_batch", "batch must be a list of messages")
+    if not batch:
+        return Rejected("invalid_batch", "batch is empty")
+    shared_context = payload.get("context")
+    accepted = []
+    for i, message in enumerate(batch):
+        if isinstance(message, dict) and isinstance(shared_context, dict):
+            # A batch-level context applies to every message that has none of its own.
+            message = {"context": shared_context, **message} if "context" not in message else message
+        one = parse_message(
+            message, None, received_at=received_at, sent_at=sent_at, index=f"batch[{i}]."
+        )
+        if isinstance(one, Rejected):
+            return one
+        accepted.append(one)
+    return accepted
+

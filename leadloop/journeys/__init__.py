@@ -1,0 +1,1 @@
+"""journeys stage."""

@@ -1,0 +1,136 @@
+"""What one processed batch writes, collected in memory and flushed in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from leadloop.identity.model import Profile
+from leadloop.identity.service import IdentityBatch
+from leadloop.log.model import Event
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An internal event to append to the log (e.g. `Lead Qualified`, a timer firing)."""
+
+    workspace_id: str
+    message_id: str
+    name: str
+    profile_id: str
+    timestamp: float
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Timer:
+    workspace_id: str
+    key: str
+    """Unique per workspace: scheduling the same key again moves the timer."""
+    profile_id: str
+    due_at: float
+    name: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    workspace_id: str
+    kind: str
+    destination: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    profile_id: str | None
+    not_before: float
+
+
+@dataclass
+class Batch:
+    identity: IdentityBatch
+    now: float
+    emits: list[Emit] = field(default_factory=list)
+    timers: dict[tuple[str, str], Timer] = field(default_factory=dict)
+    cancelled_timers: set[tuple[str, str]] = field(default_factory=set)
+    outbox: list[OutboxRow] = field(default_factory=list)
+
+    def schedule(self, timer: Timer) -> None:
+        self.cancelled_timers.discard((timer.workspace_id, timer.key))
+        self.timers[(timer.workspace_id, timer.key)] = timer
+
+    def cancel(self, workspace_id: str, key: str) -> None:
+        self.timers.pop((workspace_id, key), None)
+        self.cancelled_timers.add((workspace_id, key))
+
+    def flush(self, conn: Conn) -> None:
+        conn.executemany(
+            "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body) "
+            "VALUES (?, ?, 'internal', ?, ?, ?, ?) ON CONFLICT (workspace_id, message_id) DO NOTHING",
+            [
+                (
+                    e.workspace_id,
+                    e.message_id,
+                    e.name,
+                    e.timestamp,
+                    self.now,
+                    _encoder.encode(
+                        {"type": "internal", "event": e.name, "profileId": e.profile_id,
+                         "properties": e.properties}
+                    ).decode(),
+                )
+                for e in self.emits
+            ],
+        )
+        conn.executemany(
+            "DELETE FROM timers WHERE workspace_id = ? AND key = ?", list(self.cancelled_timers)
+        )
+        conn.executemany(
+            "INSERT INTO timers (workspace_id, key, profile_id, due_at, payload) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, key) DO UPDATE SET "
+            "due_at = excluded.due_at, payload = excluded.payload, profile_id = excluded.profile_id",
+            [
+                (
+                    t.workspace_id,
+                    t.key,
+                    t.profile_id,
+                    t.due_at,
+                    _encoder.encode({"name": t.name, "properties": t.properties}).decode(),
+                )
+                for t in self.timers.values()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
+            "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) "
+            "ON CONFLICT (workspace_id, kind, idempotency_key) DO NOTHING",
+            [
+                (
+                    o.workspace_id,
+                    o.kind,
+                    o.destination,
+                    o.idempotency_key,
+                    _encoder.encode(o.payload).decode(),
+                    o.not_before,
+                    o.profile_id,
+                    self.now,
+                    self.now,
+                )
+                for o in self.outbox
+            ],
+        )
+
+
+class Stage(Protocol):
+    """A pipeline stage after identity: sees each event with its resolved profile."""
+
+    name: str
+
+    def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile: ...
+
+    def flush(self, batch: Batch, conn: Conn) -> None: ...

@@ -1,0 +1,50 @@
+"""The event as the processor sees it: one accepted message, in log order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+# Message types of the Segment spec, plus `internal` for events the engine emits
+# itself (a timer firing, `Lead Qualified`, an email open coming back).
+MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+EVENT_TYPES = (*MESSAGE_TYPES, "internal")
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    workspace_id: str
+    message_id: str
+    type: str
+    event: str | None = None
+    """`track` event name, `page`/`screen` name, or the internal event's name."""
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    group_id: str | None = None
+    previous_id: str | None = None
+    timestamp: float
+    """Seconds since the epoch, clock-skew corrected (Segment's `receivedAt - (sentAt - timestamp)`)."""
+    received_at: float
+    body: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The whole message as received (after null-stripping of optional ids)."""
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        value = self.body.get("properties")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def traits(self) -> dict[str, Any]:
+        """Top-level `traits`, else `context.traits` (rudder-sdk-python sends only the latter)."""
+        value = self.body.get("traits")
+        if isinstance(value, dict):
+            return value
+        context = self.context
+        nested = context.get("traits")
+        return nested if isinstance(nested, dict) else {}
+
+    @property
+    def context(self) -> dict[str, Any]:
+        value = self.body.get("context")
+        return value if isinstance(value, dict) else {}

@@ -1,0 +1,145 @@
+"""The processor: consumes the log in order, in batches, and writes each batch's state
+changes, effects and cursor in one transaction.
+
+Per-profile order follows from reading the whole log in order with one consumer. On
+PostgreSQL several `leadloop worker` processes may run; one holds an advisory lock and
+consumes, the others wait to take over (docs/decisions/0001-concurrency.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from leadloop.clock import Clock
+from leadloop.identity import decide
+from leadloop.identity.model import Profile
+from leadloop.identity.service import IdentityBatch
+from leadloop.log import store
+from leadloop.log.batch import Batch, Conn, Stage
+from leadloop.log.model import Event
+from leadloop.log.writer import Writer
+
+log = logging.getLogger("leadloop.processor")
+CURSOR = "processor"
+_LEADER_LOCK = 724138
+
+
+class Processor:
+    def __init__(
+        self,
+        connect: Callable[[], Conn],
+        writer: Writer,
+        clock: Clock,
+        stages: Sequence[Stage] = (),
+        *,
+        batch_size: int = 1000,
+        default_region: str | None = None,
+    ) -> None:
+        self._connect = connect
+        self._writer = writer
+        self._clock = clock
+        self._stages = list(stages)
+        self._batch_size = batch_size
+        self._default_region = default_region
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: Conn | None = None
+        self.processed = 0
+        self.idle = threading.Event()
+
+    def set_stages(self, stages: Sequence[Stage]) -> None:
+        self._stages = list(stages)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="leadloop-processor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            if conn.dialect == "postgres":
+                while not self._stop.is_set():
+                    if conn.execute("SELECT pg_try_advisory_lock(?)", (_LEADER_LOCK,))[0][0]:
+                        break
+                    self._stop.wait(1.0)
+            while not self._stop.is_set():
+                try:
+                    n = self.run_once(conn)
+                except Exception:
+                    log.exception("processing a batch failed; retrying")
+                    self._stop.wait(1.0)
+                    continue
+                if n == 0:
+                    self.idle.set()
+                    self._wake.wait(0.2)
+                    self._wake.clear()
+                else:
+                    self.idle.clear()
+        finally:
+            conn.close()
+
+    def run_once(self, conn: Conn) -> int:
+        """Process one batch; return how many events it held (0: caught up)."""
+        position = store.get_cursor(conn, CURSOR)
+        events, after = store.read_after(conn, position, self._batch_size)
+        if not events:
+            return 0
+        batch = self.process(conn, events)
+
+        def write(wconn: Conn) -> None:
+            # Guard against a second consumer: the cursor must not have moved under us.
+            if store.get_cursor(wconn, CURSOR) != position:
+                raise RuntimeError("the processor cursor moved: another consumer is running")
+            batch.identity.flush(wconn, batch.now)
+            for stage in self._stages:
+                stage.flush(batch, wconn)
+            batch.flush(wconn)
+            store.set_cursor(wconn, CURSOR, after)
+
+        self._writer.submit(write).result()
+        self.processed += len(events)
+        return len(events)
+
+    def process(self, conn: Conn, events: list[Event]) -> Batch:
+        identity = IdentityBatch(conn=conn, default_region=self._default_region)
+        identity.prefetch(events)
+        batch = Batch(identity=identity, now=self._clock.now())
+        for event in events:
+            profile = self._profile_for(identity, event)
+            if profile is None:
+                continue
+            profile = decide.apply_event(profile, event)
+            for stage in self._stages:
+                profile = stage.handle(batch, event, profile)
+            identity.record(event, profile)
+        return batch
+
+    def _profile_for(self, identity: IdentityBatch, event: Event) -> Profile | None:
+        if event.type != "internal":
+            return identity.resolve(event)
+        pid = event.body.get("profileId")
+        if not isinstance(pid, str):
+            return None
+        ws = event.workspace_id
+        pid = identity.merged.get((ws, pid), pid)
+        rows = identity.conn.execute(
+            "SELECT merged_into FROM profiles WHERE workspace_id = ? AND id = ?", (ws, pid)
+        )
+        if rows and rows[0][0]:
+            pid = str(rows[0][0])
+        if (ws, pid) not in identity.profiles and not rows:
+            return None
+        return identity.profile(ws, pid)

@@ -1,0 +1,95 @@
+"""Reading the event log in order, and the consumers' cursors.
+
+SQLite has one writer, so `seq` order is commit order. On PostgreSQL, identity values are
+handed out before commit, so a lower `seq` can become visible after a higher one; there the
+log is read in `(txid, seq)` order and only below the oldest running transaction
+(`pg_snapshot_xmin`), which makes the order stable: no row can appear behind the cursor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from leadloop.log.model import Event
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+_decoder = msgspec.json.Decoder(dict[str, Any])
+
+_COLUMNS = (
+    "seq, workspace_id, message_id, type, event, user_id, anonymous_id, group_id, "
+    "previous_id, ts, received_at, body"
+)
+_READ_SQLITE = f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+_READ_POSTGRES = (
+    f"SELECT {_COLUMNS}, txid::text FROM events "
+    "WHERE (txid, seq) > (?::xid8, ?) AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY txid, seq LIMIT ?"
+)
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    return Event(
+        seq=int(row[0]),
+        workspace_id=row[1],
+        message_id=row[2],
+        type=row[3],
+        event=row[4],
+        user_id=row[5],
+        anonymous_id=row[6],
+        group_id=row[7],
+        previous_id=row[8],
+        timestamp=float(row[9]),
+        received_at=float(row[10]),
+        body=_decoder.decode(row[11]),
+    )
+
+
+def get_cursor(conn: Conn, name: str) -> str:
+    rows = conn.execute("SELECT position FROM cursors WHERE name = ?", (name,))
+    if rows:
+        return str(rows[0][0])
+    return "0" if conn.dialect == "sqlite" else "0:0"
+
+
+def set_cursor(conn: Conn, name: str, position: str) -> None:
+    conn.execute(
+        "INSERT INTO cursors (name, position) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        (name, position),
+    )
+
+
+def read_after(conn: Conn, position: str, limit: int) -> tuple[list[Event], str]:
+    """The next events after `position`, and the position after the last of them."""
+    if conn.dialect == "sqlite":
+        rows = conn.execute(_READ_SQLITE, (int(position), limit))
+        if not rows:
+            return [], position
+        return [event_from_row(r) for r in rows], str(rows[-1][0])
+    txid, _, seq = position.partition(":")
+    rows = conn.execute(_READ_POSTGRES, (txid, int(seq), limit))
+    if not rows:
+        return [], position
+    last = rows[-1]
+    return [event_from_row(r[:12]) for r in rows], f"{last[12]}:{last[0]}"
+
+
+def log_length(conn: Conn) -> int:
+    rows = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events")
+    return int(rows[0][0])
+
+
+def lag(conn: Conn, name: str) -> int:
+    """Events in the log that the consumer `name` has not processed yet."""
+    position = get_cursor(conn, name)
+    if conn.dialect == "sqlite":
+        rows = conn.execute("SELECT COUNT(*) FROM events WHERE seq > ?", (int(position),))
+    else:
+        txid, _, seq = position.partition(":")
+        rows = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE (txid, seq) > (?::xid8, ?)", (txid, int(seq))
+        )
+    return int(rows[0][0])

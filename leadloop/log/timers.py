@@ -1,0 +1,105 @@
+"""Durable timers: rows with a due time. When one is due it becomes an internal event in
+the log (in the same transaction as its deletion), so the processor handles a timer
+exactly like a click: in order, once, and never racing with it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import msgspec
+
+from leadloop.clock import Clock
+from leadloop.log.batch import Conn
+from leadloop.log.writer import Writer
+
+log = logging.getLogger("leadloop.timers")
+_decoder = msgspec.json.Decoder(dict[str, Any])
+_encoder = msgspec.json.Encoder()
+
+
+def fire_due(conn: Conn, now: float, limit: int = 5000) -> int:
+    """Turn up to `limit` due timers into log events; run inside a write transaction."""
+    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgres" else ""
+    rows = conn.execute(
+        "SELECT id, workspace_id, key, profile_id, due_at, payload FROM timers "
+        f"WHERE due_at <= ? ORDER BY due_at, id LIMIT ?{lock}",
+        (now, limit),
+    )
+    if not rows:
+        return 0
+    events = []
+    for _tid, ws, key, profile_id, due_at, payload in rows:
+        data = _decoder.decode(payload)
+        body = {
+            "type": "internal",
+            "event": data.get("name"),
+            "profileId": profile_id,
+            "properties": {**data.get("properties", {}), "timerKey": key, "dueAt": due_at},
+        }
+        events.append(
+            (
+                ws,
+                f"timer:{key}:{due_at!r}",
+                data.get("name"),
+                float(due_at),
+                now,
+                _encoder.encode(body).decode(),
+            )
+        )
+    conn.executemany(
+        "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body) "
+        "VALUES (?, ?, 'internal', ?, ?, ?, ?) ON CONFLICT (workspace_id, message_id) DO NOTHING",
+        events,
+    )
+    conn.executemany("DELETE FROM timers WHERE id = ?", [(r[0],) for r in rows])
+    return len(rows)
+
+
+def next_due(conn: Conn) -> float | None:
+    rows = conn.execute("SELECT MIN(due_at) FROM timers")
+    return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+class TimerLoop:
+    """Wakes at the next due time (or when told to, e.g. after the manual clock moved)."""
+
+    def __init__(self, writer: Writer, clock: Clock, *, poll: float = 0.1) -> None:
+        self._writer = writer
+        self._clock = clock
+        self._poll = poll
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="leadloop-timers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def fire_now(self) -> int:
+        total = 0
+        while True:
+            now = self._clock.now()
+            n = self._writer.submit(lambda c: fire_due(c, now)).result()
+            total += n
+            if n == 0:
+                return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.fire_now()
+            except Exception:
+                log.exception("firing timers failed; retrying")
+            self._wake.wait(self._poll)
+            self._wake.clear()

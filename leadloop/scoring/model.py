@@ -1,0 +1,324 @@
+"""Scoring values: the model a playbook declares, the state kept per profile, the decisions made.
+
+A model has two sub-scores. *Fit* is recomputed from profile and account traits on every event,
+so it always reflects the current traits. *Engagement* accumulates points from events and is the
+only part that decays: a VP stays a VP after a quiet month. `total = fit + engagement`.
+
+Engagement is stored as a `steady` part plus one `Fading` bucket per half-life, because points that
+halve every N days can be summed per half-life and evaluated lazily at any instant; nothing has to
+be rewritten on a timer for half-life decay. Step decay (−N after each window without activity) is
+applied by `decide.decay_scores` at the exact instants it falls due.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import msgspec
+
+Operator = Literal[
+    "equals", "in", "matches", "starts_with", "contains", "exists", "gt", "gte", "lt", "lte"
+]
+OPERATORS: tuple[Operator, ...] = get_args(Operator)
+NUMERIC_OPERATORS: frozenset[str] = frozenset({"gt", "gte", "lt", "lte"})
+
+TraitSource = Literal["profile", "account", "any"]
+TRAIT_SOURCES: tuple[TraitSource, ...] = get_args(TraitSource)
+
+# Fields computed from the event rather than read from its body (see `match.event_field`).
+VIRTUAL_FIELDS = ("page.path", "page.url", "page.query.<name>")
+
+DEFAULT_ACTIVITY_TYPES = ("track", "page", "screen")
+"""Event types that count as the person being active; identify/group/alias are often server
+syncs and internal events are the engine's own, so neither resets the decay window."""
+
+
+# --- configuration (built by the playbook loader) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Predicate:
+    op: Operator
+    value: Any = None
+    ignore_case: bool = False
+    pattern: re.Pattern[str] | None = None
+    """Compiled once at load for `matches`, so a bad regex is a load error, not a runtime one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A test on one field of an event: a dotted body path (`properties.plan`) or a virtual field."""
+
+    field: str
+    test: Predicate
+
+
+@dataclass(frozen=True, slots=True)
+class FitRule:
+    id: str
+    fields: tuple[str, ...]
+    """Alternatives tried in order (`company_size`, then `employees`); the first present is tested."""
+    source: TraitSource
+    test: Predicate
+    points: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    points: float
+    per: float | None = None
+    """Rolling window in seconds; None caps over the profile's whole history."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    types: tuple[str, ...] = ()
+    """Empty means every type except `internal`."""
+    names: tuple[str, ...] = ()
+    where: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRule:
+    id: str
+    when: EventFilter
+    points: float
+    once: bool = False
+    cap: Cap | None = None
+    half_life: float | None = None
+    """Seconds; None inherits the model's, 0 means the points never fade."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageRule:
+    """Sets the stage from an event, e.g. a CRM webhook carrying `properties.stage`."""
+
+    id: str
+    when: EventFilter
+    stage: str | None = None
+    stage_field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmitAction:
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAction:
+    webhook: str
+    url: str
+    enabled: bool
+    """False when the url or secret is unset; the loader reports a warning instead of failing."""
+
+
+Action = EmitAction | WebhookAction
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    at: float | None = None
+    """Total score that promotes a profile to this stage; None for stages set only by events."""
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StepDecay:
+    points: float
+    every: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decay:
+    step: StepDecay | None = None
+    floor: float = 0.0
+    """Step decay never takes engagement below this."""
+    half_life: float | None = None
+    activity_types: tuple[str, ...] = DEFAULT_ACTIVITY_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimit:
+    max_points: float
+    timeout: float = 1800.0
+    """A session ends after this many seconds without activity, unless the event names one."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringModel:
+    id: str
+    version: str
+    """Digest of the model's playbook text: ledger entries name the rules they were made under."""
+    stages: tuple[Stage, ...]
+    name: str = ""
+    fit: tuple[FitRule, ...] = ()
+    engagement: tuple[EngagementRule, ...] = ()
+    stage_rules: tuple[StageRule, ...] = ()
+    decay: Decay = Decay()
+    cap: Cap | None = None
+    """Caps the positive engagement points of all rules together."""
+    session: SessionLimit | None = None
+
+    def rank(self, stage: str) -> int:
+        for index, candidate in enumerate(self.stages):
+            if candidate.name == stage:
+                return index
+        return -1
+
+    def stage(self, name: str) -> Stage | None:
+        for candidate in self.stages:
+            if candidate.name.casefold() == name.casefold():
+                return candidate
+        return None
+
+
+# --- state (persisted per profile per model) --------------------------------------------------
+
+
+class Award(msgspec.Struct, frozen=True, array_like=True):
+    at: float
+    points: float
+
+
+class RuleUsage(msgspec.Struct, frozen=True, kw_only=True):
+    count: int = 0
+    """Times the rule matched, capped or not: `once` rules look only at this."""
+    total: float = 0.0
+    """Positive points awarded over the whole history (for caps without a period)."""
+    recent: tuple[Award, ...] = ()
+    """Awards still inside the rule's cap window."""
+
+
+class Fading(msgspec.Struct, frozen=True, array_like=True):
+    half_life: float
+    value: float
+    as_of: float
+
+
+class ScoreState(msgspec.Struct, frozen=True, kw_only=True):
+    model_id: str
+    model_version: str
+    stage: str
+    as_of: float | None = None
+    """Latest instant applied; event times earlier than this are clamped to it."""
+    fit: float = 0.0
+    fit_rules: tuple[str, ...] = ()
+    steady: float = 0.0
+    fading: tuple[Fading, ...] = ()
+    usage: dict[str, RuleUsage] = msgspec.field(default_factory=dict)
+    model_recent: tuple[Award, ...] = ()
+    model_total: float = 0.0
+    session_key: str | None = None
+    session_last: float | None = None
+    session_points: float = 0.0
+    last_activity: float | None = None
+    decay_steps: int = 0
+    """Step deductions applied since `last_activity`; the next is due at
+    `last_activity + (decay_steps + 1) * every`."""
+
+
+def engagement_at(state: ScoreState, at: float) -> float:
+    value = state.steady
+    for bucket in state.fading:
+        value += bucket.value * 0.5 ** (max(0.0, at - bucket.as_of) / bucket.half_life)
+    return value
+
+
+def total_at(state: ScoreState, at: float) -> float:
+    return state.fit + engagement_at(state, at)
+
+
+def initial_state(model: ScoringModel) -> ScoreState:
+    return ScoreState(model_id=model.id, model_version=model.version, stage=model.stages[0].name)
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+ChangeKind = Literal["fit", "engagement", "decay", "stage"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreChange:
+    """One ledger line: why a sub-score moved (or, with 0 points, why an award was held back)."""
+
+    model_id: str
+    model_version: str
+    at: float
+    kind: ChangeKind
+    points: float
+    reason: str
+    fit: float
+    engagement: float
+    total: float
+    rule_id: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    model_id: str
+    at: float
+    from_stage: str
+    to_stage: str
+    cause: Literal["threshold", "event"]
+    total: float
+    message_id: str | None = None
+    rule_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmitEvent:
+    """Append an internal event to the log; `key` is its message id, stable across replays."""
+
+    key: str
+    name: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SendWebhook:
+    """Queue a signed webhook in the outbox. The secret is not carried: the dispatcher looks it up
+    by `webhook_id` in the applied playbook, so secrets never land in database rows."""
+
+    key: str
+    webhook_id: str
+    url: str
+    payload: dict[str, Any]
+
+
+Effect = EmitEvent | SendWebhook
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDecision:
+    state: ScoreState
+    changes: tuple[ScoreChange, ...] = ()
+    stage_changes: tuple[StageChange, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    decay_due_at: float | None = None
+    """When the shell should call `decay_scores` next; None when no step can lower the score."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """A state read at an instant, rounded for display."""
+
+    model_id: str
+    fit: float
+    engagement: float
+    total: float
+    stage: str
+
+
+def scores_at(state: ScoreState, at: float) -> Scores:
+    engagement = engagement_at(state, at)
+    return Scores(
+        model_id=state.model_id,
+        fit=round(state.fit, 2),
+        engagement=round(engagement, 2),
+        total=round(state.fit + engagement, 2),
+        stage=state.stage,
+    )

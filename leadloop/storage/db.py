@@ -1,0 +1,169 @@
+"""Connections to the two backends behind one small interface.
+
+SQL is written once with `?` placeholders; the PostgreSQL connection rewrites them to
+`%s`. Dialect-specific statements (the log cursor, `SKIP LOCKED`) live in `queries.py`
+beside their SQLite twin, never inline in a service (docs/decisions/0002-sql.md).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlparse
+
+from leadloop.errors import ConfigError, StorageError
+
+Dialect = Literal["sqlite", "postgres"]
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    dialect: Dialect
+    url: str
+    path: str | None = None
+    """The SQLite file (`:memory:` is refused: readers need their own connections)."""
+
+    @staticmethod
+    def parse(url: str) -> DatabaseUrl:
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///") :]
+            if not path or path == ":memory:":
+                raise ConfigError("sqlite needs a file path: sqlite:///path/to/leadloop.db")
+            return DatabaseUrl("sqlite", url, path)
+        scheme = urlparse(url).scheme
+        if scheme in ("postgresql", "postgres"):
+            return DatabaseUrl("postgres", url)
+        raise ConfigError(
+            f"unsupported database URL {url!r}: use sqlite:///path or postgresql://user@host/db"
+        )
+
+
+class Connection(Protocol):
+    dialect: Dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def transaction(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteConnection:
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write transaction
+        # takes the lock up front instead of failing half-way on upgrade.
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (SIGKILL); FULL also survives power loss.
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            cur = self._conn.execute(sql, tuple(params))
+            return cur.fetchall() if cur.description is not None else []
+        except sqlite3.Error as exc:
+            raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
+
+    def executescript(self, script: str) -> None:
+        # sqlite3's own executescript() commits first; run statement by statement instead so
+        # a migration stays inside the caller's transaction. Migrations hold no `;` in literals.
+        for statement in script.split(";"):
+            if statement.strip():
+                self.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class PostgresConnection:
+    dialect: Dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        try:
+            self._conn = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._psycopg = psycopg
+        self._cache: dict[str, str] = {}
+
+    def _sql(self, sql: str) -> str:
+        converted = self._cache.get(sql)
+        if converted is None:
+            converted = _PLACEHOLDER.sub("%s", sql)
+            self._cache[sql] = converted
+        return converted
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            cur = self._conn.execute(self._sql(sql), tuple(params))  # type: ignore[call-overload]
+            return list(cur.fetchall()) if cur.description is not None else []
+        except self._psycopg.Error as exc:
+            raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                cur.executemany(self._sql(sql), list(rows))  # type: ignore[call-overload]
+        except self._psycopg.Error as exc:
+            raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
+
+    def transaction(self) -> Any:
+        return self._conn.transaction()
+
+    def executescript(self, script: str) -> None:
+        self._conn.execute(script)  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def connect(url: DatabaseUrl) -> SqliteConnection | PostgresConnection:
+    if url.dialect == "sqlite":
+        assert url.path is not None
+        return SqliteConnection(url.path)
+    return PostgresConnection(url.url)

@@ -1,0 +1,156 @@
+"""Test seams shipped with the package: a manual clock, a real server in a subprocess,
+free ports and polling helpers. Used by leadloop's own tests and usable by yours."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from leadloop.clock import ManualClock
+
+__all__ = ["ManualClock", "ServerProcess", "eventually", "free_port", "run_cli"]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def eventually(fn: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05) -> T:
+    """Poll until `fn` returns something truthy (or stops raising AssertionError)."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s") from last
+        time.sleep(interval)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    """Run `python -m leadloop ARGS`; return stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "leadloop", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"leadloop {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+@dataclass
+class ServerProcess:
+    """`leadloop serve` in a subprocess on loopback, with a key and a token for `default`."""
+
+    database_url: str
+    port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    write_key: str = ""
+    admin_token: str = ""
+    log_path: Path | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def full_env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "LEADLOOP_DATABASE_URL": self.database_url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            **self.env,
+        }
+
+    def start(self) -> ServerProcess:
+        if not self.write_key:
+            self.write_key = run_cli("keys", "create", env=self.full_env).strip().splitlines()[-1]
+            self.admin_token = (
+                run_cli("tokens", "create", env=self.full_env).strip().splitlines()[-1]
+            )
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "leadloop", "serve", "--port", str(self.port),
+             *self.extra_args],
+            env=self.full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        eventually(self._healthy, timeout=30)
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"leadloop serve exited with {self.proc.returncode}")
+        try:
+            with urllib.request.urlopen(self.base + "/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+            self.proc = None
+
+    def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.admin_token}",
+                     "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        status, body = self.admin("GET", path)
+        return body if status == 200 else None
+
+    def wait_processed(self, timeout: float = 30.0) -> None:
+        """Until everything in the log has been processed."""
+        eventually(lambda: (self.get("/api/v1/status") or {}).get("lag") == 0, timeout=timeout)
+
+    def lookup(self, kind: str, value: str) -> Any:
+        from urllib.parse import urlencode
+
+        return self.get("/api/v1/profiles/lookup?" + urlencode({"type": kind, "value": value}))
