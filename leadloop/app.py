@@ -70,6 +70,8 @@ class Engine:
         self.timers = TimerLoop(self.writer, self.clock)
         self._run_processor = run_processor
         self._local = threading.local()
+        self._readers: list[Conn] = []
+        self._readers_lock = threading.Lock()
         self._key_cache: dict[str, str] = {}
         self._token_cache: dict[str, str] = {}
         self.profile_decorators: list[Callable[[Conn, dict[str, Any]], None]] = []
@@ -94,6 +96,14 @@ class Engine:
             self.timers.stop()
             self.processor.stop()
         self.writer.stop()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            try:
+                conn.close()
+            except Exception:  # a reader owned by another thread may be mid-query at exit
+                log.debug("closing a reader connection failed", exc_info=True)
+        self._local = threading.local()
 
     # -- reads (thread-local connections, run off the event loop) ------------------------
 
@@ -102,6 +112,8 @@ class Engine:
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
 
     def read_sync(self, fn: Callable[[Conn], T]) -> T:

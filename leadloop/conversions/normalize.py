@@ -1,0 +1,356 @@
+"""Per-platform normalisation and SHA-256 of user identifiers.
+
+There is no single `normalize(email)`: the same person hashes to different bytes per platform
+(research/capi.md §0.1). Every function here is pure and returns `None` when a value cannot be
+normalised: such a field is left out of the request, never sent raw and never raised about.
+
+Where we knowingly differ from the official SDKs (tests/unit/conversions/test_normalize.py checks
+each case against them):
+
+* phones go through `phonenumbers` to E.164 first, with a default region, because neither SDK adds a
+  missing country code (capi.md §0.2);
+* only 64-hex values count as already hashed; Meta's SDK also passes 32-hex (MD5) strings through,
+  which would leak e.g. a dash-less UUID used as an external id;
+* Meta names, cities and states follow Meta's doc (no punctuation, state names mapped to codes) where
+  the Python SDK keeps punctuation (capi.md §9); dates of birth are reformatted to `YYYYMMDD`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+import phonenumbers
+
+from leadloop.conversions.model import UserIdentifiers
+from leadloop.conversions.regions import STATE_CODES
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+_ISO_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}")
+_US_ZIP_PLUS4 = re.compile(r"(\d{5})-?\d{4}")
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def as_existing_hash(value: str) -> str | None:
+    """The value if it already is a SHA-256 hex digest (any case, surrounding blanks), else None.
+
+    Lower-cased: the fake servers and Google's HEX encoding expect lowercase, and case does not
+    change the digest's value.
+    """
+    candidate = value.strip().lower()
+    return candidate if _SHA256_HEX.fullmatch(candidate) else None
+
+
+def _hash_or_none(normalized: str | None) -> str | None:
+    return sha256_hex(normalized) if normalized else None
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    stripped = unicodedata.normalize("NFC", value).strip()
+    return stripped or None
+
+
+# --- email -------------------------------------------------------------------------------------
+
+
+def _split_email(email: str) -> tuple[str, str] | None:
+    local, at, domain = email.rpartition("@")
+    # The shape Meta's SDK checks (`.+@.+\..+`); real validation is the platform's job.
+    if not at or not local or "." not in domain.strip(".") or domain.startswith("."):
+        return None
+    return local, domain
+
+
+def normalize_email_meta(email: str) -> str | None:
+    """Trim and lowercase only (Meta doc; also TikTok and Snap): dots and plus-tags are kept."""
+    cleaned = _clean(email)
+    if cleaned is None:
+        return None
+    lowered = cleaned.lower()
+    return lowered if _split_email(lowered) else None
+
+
+def normalize_email_tiktok(email: str) -> str | None:
+    """Same rule as Meta (capi.md §3: trim + lowercase)."""
+    return normalize_email_meta(email)
+
+
+def normalize_email_google(email: str) -> str | None:
+    """Data Manager rule (capi.md §2.4): lowercase, no whitespace anywhere, and for gmail.com /
+    googlemail.com drop every `.` and the `+suffix` of the local part. Google's Formatter rejects
+    intermediate whitespace; the doc says to remove it, which is what we do."""
+    cleaned = _clean(email)
+    if cleaned is None:
+        return None
+    lowered = re.sub(r"\s+", "", cleaned).lower()
+    if lowered.count("@") != 1:
+        return None
+    parts = _split_email(lowered)
+    if parts is None:
+        return None
+    local, domain = parts
+    if domain in _GMAIL_DOMAINS:
+        local = local.split("+", 1)[0].replace(".", "")
+        if not local:
+            return None
+    return f"{local}@{domain}"
+
+
+# --- phone -------------------------------------------------------------------------------------
+
+
+def normalize_phone_e164(phone: str, default_region: str | None = None) -> str | None:
+    """E.164 with `+`, e.g. `+16505551212`, or None when no plausible number can be made.
+
+    `default_region` supplies the country code for national formats (`020 7946 0958`, GB). A
+    leading `00` is read as the international prefix even where the region's own prefix differs
+    (US `011`), as Meta's doc asks. Without a region a bare digit string is accepted only when it
+    is a valid number once read as international (`16505551212`).
+    """
+    cleaned = _clean(phone)
+    if cleaned is None:
+        return None
+    region = default_region.upper() if default_region else None
+    candidates: list[tuple[str, str | None, bool]] = [(cleaned, region, False)]
+    digits = re.sub(r"\D", "", cleaned)
+    if not cleaned.startswith("+") and digits:
+        if digits.startswith("00"):
+            candidates.append(("+" + digits[2:], None, False))
+        elif region is None:
+            candidates.append(("+" + digits, None, True))
+    for text, parse_region, must_be_valid in candidates:
+        try:
+            number = phonenumbers.parse(text, parse_region)
+        except phonenumbers.NumberParseException:
+            continue
+        plausible = (
+            phonenumbers.is_valid_number(number)
+            if must_be_valid
+            else phonenumbers.is_possible_number(number)
+        )
+        if plausible:
+            return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return None
+
+
+def normalize_phone_meta(phone: str, default_region: str | None = None) -> str | None:
+    """Digits only, country code included, no `+` (`16505551212`): Meta and Snap."""
+    e164 = normalize_phone_e164(phone, default_region)
+    return e164[1:] if e164 else None
+
+
+def normalize_phone_google(phone: str, default_region: str | None = None) -> str | None:
+    """E.164 with `+` (`+16505551212`): Google Ads API and Data Manager."""
+    return normalize_phone_e164(phone, default_region)
+
+
+def normalize_phone_tiktok(phone: str, default_region: str | None = None) -> str | None:
+    """E.164 with `+`, as integrators send it (capi.md §3; unconfirmed in TikTok's own docs, §9)."""
+    return normalize_phone_e164(phone, default_region)
+
+
+# --- names and places --------------------------------------------------------------------------
+
+
+def _letters_and_spaces(text: str) -> str:
+    kept = (ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] in "LM")
+    return " ".join("".join(kept).split())
+
+
+def normalize_name_meta(name: str) -> str | None:
+    """Lowercase, no punctuation, accents kept (Meta doc: `valéry`, `정` are valid). Punctuation is
+    deleted (`o'brien` → `obrien`, `mary-jane` → `maryjane`); the SDK keeps it (capi.md §9)."""
+    cleaned = _clean(name)
+    return _letters_and_spaces(cleaned.lower()) or None if cleaned else None
+
+
+def normalize_name_google(name: str) -> str | None:
+    """Lowercase and trim (Data Manager `givenName`/`familyName`, same as Google's Formatter)."""
+    cleaned = _clean(name)
+    return cleaned.lower() if cleaned else None
+
+
+def normalize_city_meta(city: str) -> str | None:
+    """Lowercase letters only: no punctuation, digits or spaces (Meta doc)."""
+    cleaned = _clean(city)
+    if cleaned is None:
+        return None
+    return "".join(ch for ch in cleaned.lower() if unicodedata.category(ch)[0] in "LM") or None
+
+
+def normalize_state_meta(state: str) -> str | None:
+    """2-letter code, lowercase, for US states and Canadian provinces written out in full
+    (`California` → `ca`); otherwise lowercase letters only, as for cities (Meta doc)."""
+    cleaned = _clean(state)
+    if cleaned is None:
+        return None
+    key = _letters_and_spaces(cleaned.lower())
+    return STATE_CODES.get(key) or normalize_city_meta(cleaned)
+
+
+def normalize_zip_meta(zip_code: str, country: str | None = None) -> str | None:
+    """Lowercase, no spaces or dashes; US ZIP+4 cut to the first 5 digits (Meta doc).
+
+    The SDK keeps only the text before a dash, which also cuts non-US codes such as Poland's
+    `00-950` to `00`; we cut only US-shaped codes.
+    """
+    cleaned = _clean(zip_code)
+    if cleaned is None:
+        return None
+    compact = re.sub(r"\s+", "", cleaned).lower()
+    us_plus4 = _US_ZIP_PLUS4.fullmatch(compact)
+    if us_plus4 and ("-" in compact or (country or "").strip().lower() in ("us", "")):
+        return us_plus4.group(1)
+    return compact.replace("-", "") or None
+
+
+def normalize_zip_google(zip_code: str) -> str | None:
+    """Trimmed, sent unhashed (Data Manager `postalCode`)."""
+    return _clean(zip_code)
+
+
+def normalize_country_meta(country: str) -> str | None:
+    """Lowercase ISO-3166-1 alpha-2 (`us`); anything else (`usa`) is not sent."""
+    cleaned = _clean(country)
+    if cleaned is None:
+        return None
+    code = re.sub(r"[^a-z]", "", cleaned.lower())
+    return code if len(code) == 2 else None
+
+
+def normalize_country_google(country: str) -> str | None:
+    """Uppercase ISO-3166-1 alpha-2 (`US`), sent unhashed as `regionCode`."""
+    code = normalize_country_meta(country)
+    return code.upper() if code else None
+
+
+def normalize_gender_meta(gender: str) -> str | None:
+    cleaned = _clean(gender)
+    if cleaned is None:
+        return None
+    first = cleaned.lower()[0]
+    return first if first in ("f", "m") else None
+
+
+def normalize_date_of_birth_meta(date_of_birth: str) -> str | None:
+    """`YYYYMMDD` from ISO `YYYY-MM-DD` / `YYYYMMDD`; the SDK hashes the input verbatim."""
+    cleaned = _clean(date_of_birth)
+    if cleaned is None or not _ISO_DATE.fullmatch(cleaned):
+        return None
+    try:
+        parsed = dt.date.fromisoformat(cleaned)
+    except ValueError:
+        return None
+    return parsed.strftime("%Y%m%d")
+
+
+def normalize_external_id(external_id: str) -> str | None:
+    """Trimmed, case kept: it must equal what the browser pixel sends (capi.md §0.1, §3)."""
+    return _clean(external_id)
+
+
+# --- hashing per platform ----------------------------------------------------------------------
+
+
+def _hashed(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str | None:
+    if raw is None:
+        return None
+    existing = as_existing_hash(raw)
+    if existing:
+        return existing
+    return _hash_or_none(normalize(raw, *args))
+
+
+def hash_user_data_meta(
+    user: UserIdentifiers,
+    default_region: str | None = None,
+    *,
+    hash_external_id: bool = True,
+) -> dict[str, Any]:
+    """Meta `user_data`: hashed keys as one-element arrays (as the SDK emits them), the rest
+    scalars and unhashed (capi.md §1.3)."""
+    region = user.phone_region or default_region
+    country = normalize_country_meta(user.country) if user.country else None
+    external_id: str | None
+    if user.external_id is None:
+        external_id = None
+    elif hash_external_id:
+        external_id = _hashed(user.external_id, normalize_external_id)
+    else:
+        external_id = normalize_external_id(user.external_id)
+    hashed = {
+        "em": _hashed(user.email, normalize_email_meta),
+        "ph": _hashed(user.phone, normalize_phone_meta, region),
+        "fn": _hashed(user.first_name, normalize_name_meta),
+        "ln": _hashed(user.last_name, normalize_name_meta),
+        "ge": _hashed(user.gender, normalize_gender_meta),
+        "db": _hashed(user.date_of_birth, normalize_date_of_birth_meta),
+        "ct": _hashed(user.city, normalize_city_meta),
+        "st": _hashed(user.state, normalize_state_meta),
+        "zp": _hashed(user.zip, normalize_zip_meta, country),
+        "country": _hashed(user.country, normalize_country_meta),
+        "external_id": external_id,
+    }
+    out: dict[str, Any] = {key: [value] for key, value in hashed.items() if value}
+    plain = {
+        "client_ip_address": user.ip,
+        "client_user_agent": user.user_agent,
+        "fbc": user.fbc,
+        "fbp": user.fbp,
+        "lead_id": user.lead_id,
+    }
+    out.update({key: value for key, value in plain.items() if value})
+    return out
+
+
+def hash_user_identifiers_google(
+    user: UserIdentifiers, default_region: str | None = None
+) -> list[dict[str, Any]]:
+    """Data Manager `userData.userIdentifiers` (≤10), hex-encoded hashes (`encoding: HEX`).
+
+    The address identifier needs all four parts (names hashed; region and postal code unhashed);
+    city and state are for Google Analytics destinations only and are not sent (capi.md §2.4).
+    """
+    region = user.phone_region or default_region
+    identifiers: list[dict[str, Any]] = []
+    email = _hashed(user.email, normalize_email_google)
+    if email:
+        identifiers.append({"emailAddress": email})
+    phone = _hashed(user.phone, normalize_phone_google, region)
+    if phone:
+        identifiers.append({"phoneNumber": phone})
+    address = {
+        "givenName": _hashed(user.first_name, normalize_name_google),
+        "familyName": _hashed(user.last_name, normalize_name_google),
+        "regionCode": normalize_country_google(user.country) if user.country else None,
+        "postalCode": normalize_zip_google(user.zip) if user.zip else None,
+    }
+    if all(address.values()):
+        identifiers.append({"address": address})
+    return identifiers
+
+
+def hash_user_data_tiktok(user: UserIdentifiers, default_region: str | None = None) -> dict[str, Any]:
+    """TikTok Events 2.0 `user`: email, phone and external_id hashed; click id, cookie, IP and user
+    agent unhashed. Name and address fields are not sent: only integrators document them (§3)."""
+    region = user.phone_region or default_region
+    values = {
+        "email": _hashed(user.email, normalize_email_tiktok),
+        "phone": _hashed(user.phone, normalize_phone_tiktok, region),
+        "external_id": _hashed(user.external_id, normalize_external_id),
+        "ttclid": user.ttclid,
+        "ttp": user.ttp,
+        "ip": user.ip,
+        "user_agent": user.user_agent,
+    }
+    return {key: value for key, value in values.items() if value}

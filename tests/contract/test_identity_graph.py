@@ -1,0 +1,150 @@
+"""The identity graph and profiles, through the real writer and processor, on both backends."""
+
+from __future__ import annotations
+
+from tests.contract.conftest_helpers import ident, track
+
+from tests.contract.conftest import Harness
+
+
+def test_identify_links_anonymous_history(harness: Harness) -> None:
+    harness.send(track("a1", None, "Viewed Pricing"), track("a1", None, "Clicked"))
+    harness.send(ident("a1", "u1", email=" Ada@Example.COM ", name="Ada"))
+    harness.settle()
+    prof = harness.profile("user_id", "u1")
+    assert prof is not None
+    assert prof == harness.profile("anonymous_id", "a1") == harness.profile("email", "ada@example.com")
+    assert {"type": "email", "value": "ada@example.com"} in prof["identities"]
+    assert prof["traits"]["name"] == "Ada"
+    assert prof["event_counts"]["track"] == 2 and prof["event_counts"]["identify"] == 1
+
+
+def test_anonymous_profiles_merge_on_shared_email_and_keep_history(harness: Harness) -> None:
+    harness.send(ident("a1", None, email="x@example.com", plan="free", ts="2026-01-01T00:00:00Z"))
+    harness.send(track("a2", None, "Visit"))
+    harness.settle()
+    first = harness.profile("anonymous_id", "a1")
+    second = harness.profile("anonymous_id", "a2")
+    assert first and second and first["id"] != second["id"]
+    harness.send(ident("a2", None, email="X@example.com", plan="pro", ts="2026-02-01T00:00:00Z"))
+    harness.settle()
+    merged = harness.profile("anonymous_id", "a1")
+    assert merged == harness.profile("anonymous_id", "a2")
+    assert merged is not None
+    assert merged["traits"]["plan"] == "pro"  # the later event wins
+    assert merged["event_counts"]["identify"] == 2 and merged["event_counts"]["track"] == 1
+    assert merged["merged_ids"]
+    assert any(a["kind"] == "merge" and "email" in a["reason"] for a in merged["identity_audit"])
+    events = harness.sql("SELECT COUNT(*) FROM events WHERE profile_id = ?", merged["id"])
+    assert events[0][0] == 3
+
+
+def test_later_event_time_wins_per_trait_even_when_it_arrives_first(harness: Harness) -> None:
+    harness.send(ident("a1", "u1", plan="new", ts="2026-03-01T00:00:00Z"))
+    harness.send(ident("a1", "u1", plan="old", city="Oslo", ts="2026-01-01T00:00:00Z"))
+    harness.settle()
+    prof = harness.profile("user_id", "u1")
+    assert prof is not None
+    assert prof["traits"]["plan"] == "new" and prof["traits"]["city"] == "Oslo"
+
+
+def test_two_user_ids_are_never_merged_automatically(harness: Harness) -> None:
+    harness.send(ident(None, "u1", email="shared@example.com"))
+    harness.send(ident(None, "u2", email="shared@example.com"))
+    harness.settle()
+    one, two = harness.profile("user_id", "u1"), harness.profile("user_id", "u2")
+    assert one and two and one["id"] != two["id"]
+    assert any(a["kind"] == "merge_refused" for a in two["identity_audit"])
+    assert harness.profile("email", "shared@example.com")["id"] == one["id"]  # type: ignore[index]
+
+
+def test_alias_links_previous_id(harness: Harness) -> None:
+    harness.send(track("anon-7f3a", None, "Visit"))
+    harness.send({"type": "alias", "userId": "user-42", "previousId": "anon-7f3a"})
+    harness.send(track("anon-7f3a", None, "Later"))
+    harness.settle()
+    prof = harness.profile("user_id", "user-42")
+    assert prof is not None and prof == harness.profile("anonymous_id", "anon-7f3a")
+    assert prof["event_counts"]["track"] == 2
+
+
+def test_alias_of_unknown_previous_id(harness: Harness) -> None:
+    harness.send({"type": "alias", "userId": "user-9", "previousId": "anon-new"})
+    harness.send(track("anon-new", None, "Visit"))
+    harness.settle()
+    prof = harness.profile("anonymous_id", "anon-new")
+    assert prof is not None and prof["id"] == harness.profile("user_id", "user-9")["id"]  # type: ignore[index]
+
+
+def test_phone_and_external_ids_link(harness: Harness) -> None:
+    harness.send(ident("a1", None, phone="+1 (415) 555-0100"))
+    harness.send(
+        {
+            "type": "track",
+            "anonymousId": "a2",
+            "event": "Call",
+            "context": {"traits": {"phone": "+14155550100"}, "externalIds": [{"id": "c-9", "type": "crm_id"}]},
+        }
+    )
+    harness.settle()
+    prof = harness.profile("phone", "+14155550100")
+    assert prof is not None and prof == harness.profile("anonymous_id", "a2")
+    assert harness.profile("external_id", "crm_id:c-9") == prof
+
+
+def test_group_creates_an_account_and_links_the_profile(harness: Harness) -> None:
+    harness.send(
+        {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"name": "Acme", "employees": 500}}
+    )
+    harness.settle()
+    prof = harness.profile("user_id", "u1")
+    assert prof is not None and prof["accounts"] == ["acme"]
+    assert prof["traits"] == {}  # account traits are not the person's
+    rows = harness.sql("SELECT traits FROM accounts WHERE id = 'acme'")
+    assert '"employees":500' in rows[0][0]
+
+
+def test_workspaces_are_isolated(harness: Harness) -> None:
+    harness.add_workspace("other")
+    harness.send(ident(None, "u1", plan="a"))
+    harness.send(ident(None, "u1", plan="b"), workspace="other")
+    harness.settle()
+    mine, theirs = harness.profile("user_id", "u1"), harness.profile("user_id", "u1", "other")
+    assert mine and theirs and mine["id"] != theirs["id"]
+    assert mine["traits"]["plan"] == "a" and theirs["traits"]["plan"] == "b"
+
+
+def test_duplicate_message_ids_are_stored_once_per_workspace(harness: Harness) -> None:
+    harness.add_workspace("other")
+    message = {**track("a1", None, "X"), "messageId": "m-1"}
+    harness.send(message)
+    harness.send(message)
+    harness.send(message, message)
+    harness.send(message, workspace="other")
+    harness.settle()
+    rows = harness.sql("SELECT workspace_id, COUNT(*) FROM events GROUP BY workspace_id ORDER BY 1")
+    assert rows == [("default", 1), ("other", 1)]
+
+
+def test_timers_fire_as_events_in_order(harness: Harness) -> None:
+    from leadloop.log.timers import fire_due
+
+    harness.send(ident(None, "u1"))
+    harness.settle()
+    pid = harness.profile("user_id", "u1")["id"]  # type: ignore[index]
+    now = harness.engine.clock.now()
+
+    def schedule(c):  # type: ignore[no-untyped-def]
+        c.execute(
+            "INSERT INTO timers (workspace_id, key, profile_id, due_at, payload) VALUES (?, ?, ?, ?, ?)",
+            ("default", "t1", pid, now + 60, '{"name": "Timer Fired", "properties": {}}'),
+        )
+
+    harness.engine.writer.submit(schedule).result()
+    assert harness.engine.writer.submit(lambda c: fire_due(c, now)).result() == 0
+    harness.engine.manual_clock.advance(61)  # type: ignore[union-attr]
+    assert harness.engine.timers.fire_now() == 1
+    harness.settle()
+    prof = harness.profile("user_id", "u1")
+    assert prof is not None and prof["event_counts"]["internal:Timer Fired"] == 1
+    assert harness.sql("SELECT COUNT(*) FROM timers") == [(0,)]
