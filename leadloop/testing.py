@@ -91,16 +91,22 @@ class ServerProcess:
             self.admin_token = (
                 run_cli("tokens", "create", env=self.full_env).strip().splitlines()[-1]
             )
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
+        if self.log_path is not None:
+            with open(self.log_path, "ab") as out:  # the child keeps its own copy open
+                self.proc = self._spawn(out)
+        else:
+            self.proc = self._spawn(subprocess.DEVNULL)
+        eventually(self._healthy, timeout=30)
+        return self
+
+    def _spawn(self, out: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "leadloop", "serve", "--port", str(self.port),
              *self.extra_args],
             env=self.full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        eventually(self._healthy, timeout=30)
-        return self
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

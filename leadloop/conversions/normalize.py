@@ -340,7 +340,9 @@ def hash_user_identifiers_google(
     return identifiers
 
 
-def hash_user_data_tiktok(user: UserIdentifiers, default_region: str | None = None) -> dict[str, Any]:
+def hash_user_data_tiktok(
+    user: UserIdentifiers, default_region: str | None = None
+) -> dict[str, Any]:
     """TikTok Events 2.0 `user`: email, phone and external_id hashed; click id, cookie, IP and user
     agent unhashed. Name and address fields are not sent: only integrators document them (§3)."""
     region = user.phone_region or default_region

@@ -1,0 +1,251 @@
+"""What a platform's answer means for the batch we sent, and when to try again.
+
+`classify_response` maps (platform, HTTP status, headers, body) to one `Outcome`, following the
+retry matrix of research/capi.md §6.1:
+
+    Delivered  the platform took the batch (a duplicate the platform dedups is also delivered)
+    Retry      transient: the same batch, unchanged, later (Retry-After honoured)
+    Bisect     the request was refused because of *some* event in it (Meta, Data Manager and
+               TikTok all fail a whole batch for one bad row): split it and resend the halves,
+               so the good events go through and the bad one ends alone as a Reject
+    Reject     permanent for this batch (bad credentials, permissions, a single bad event):
+               dead-letter it and alert; resending cannot help
+
+Network errors and timeouts never reach here: the shell treats them as Retry.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from leadloop.conversions.model import Platform
+
+
+class Delivered(msgspec.Struct, frozen=True, kw_only=True):
+    note: str = ""
+
+
+class Retry(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str
+    retry_after: float | None = None
+    """Seconds the platform asked us to wait (Retry-After), if it said."""
+
+
+class Bisect(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str
+    bad_index: int | None = None
+    """Index of the offending event when the error names it; bisection works without it."""
+
+
+class Reject(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str
+
+
+Outcome = Delivered | Retry | Bisect | Reject
+
+# Graph error codes (capi.md §1.5).
+_META_RETRY_CODES = frozenset({1, 2, 4, 17, 341, 368})
+_META_AUTH_CODES = frozenset({190, 3, 10})
+_META_CONFIG_SUBCODES = frozenset({33})
+"""Code 100 with subcode 33: the pixel id is wrong or not ours — every event would fail."""
+
+# TikTok business codes inside an HTTP 200 (capi.md §3, §6.1; RudderStack's mapping).
+_TIKTOK_OK = frozenset({0, 20001})
+"""20001 is partial success; RudderStack treats it as delivered and so do we."""
+_TIKTOK_RETRY = frozenset({40100, 40700})
+_TIKTOK_AUTH = frozenset({40001, 40002})
+
+_INDEX_HINTS = (
+    re.compile(r"events\[(\d+)\]"),
+    re.compile(r"data\[(\d+)\]"),
+    re.compile(r"event index:?\s*(\d+)", re.IGNORECASE),
+)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds from a `Retry-After` header: delta-seconds, or an HTTP-date when `now` is given."""
+    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    if now is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _decode(body: bytes | str | Mapping[str, Any] | None) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if isinstance(body, Mapping):
+        return dict(body)
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _error_object(body: dict[str, Any]) -> dict[str, Any]:
+    error = body.get("error")
+    return error if isinstance(error, dict) else {}
+
+
+def _find_index(texts: list[str]) -> int | None:
+    for text in texts:
+        for pattern in _INDEX_HINTS:
+            found = pattern.search(text)
+            if found:
+                return int(found.group(1))
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _one_bad_event(reason: str, batch_size: int, index: int | None) -> Outcome:
+    if batch_size > 1:
+        return Bisect(reason=reason, bad_index=index)
+    return Reject(reason=reason)
+
+
+def _classify_meta(
+    status: int, body: dict[str, Any], retry_after: float | None, batch_size: int
+) -> Outcome:
+    if 200 <= status < 300:
+        return Delivered(note=f"events_received={body.get('events_received')}")
+    error = _error_object(body)
+    code = _as_int(error.get("code"))
+    subcode = _as_int(error.get("error_subcode"))
+    detail = error.get("error_user_msg") or error.get("message") or ""
+    reason = f"meta: HTTP {status} code {code} subcode {subcode}: {detail}".rstrip(": ")
+    if (
+        status == 429
+        or status >= 500
+        or code in _META_RETRY_CODES
+        or (code is not None and 80000 <= code <= 80099)  # business-use-case throttling family
+        or error.get("is_transient") is True
+    ):
+        return Retry(reason=reason, retry_after=retry_after)
+    if code in _META_AUTH_CODES or (code is not None and 200 <= code <= 299):
+        return Reject(reason=reason)
+    if code == 100 and subcode in _META_CONFIG_SUBCODES:
+        return Reject(reason=reason)
+    if 400 <= status < 500:
+        # Meta rejects the whole request for one bad event (capi.md §1.1); unknown 4xx codes too
+        # are treated as data errors, since valid requests get 2xx (Troubleshooting page).
+        texts = [str(error.get(k, "")) for k in ("error_user_msg", "message", "error_user_title")]
+        return _one_bad_event(reason, batch_size, _find_index(texts))
+    # Unknown non-error statuses (1xx/3xx): RudderStack's rule is retry unknowns.
+    return Retry(reason=reason, retry_after=retry_after)
+
+
+def _classify_google(
+    status: int, body: dict[str, Any], retry_after: float | None, batch_size: int
+) -> Outcome:
+    if 200 <= status < 300:
+        return Delivered(note=f"requestId={body.get('requestId')}")
+    error = _error_object(body)
+    grpc_status = str(error.get("status", ""))
+    reason = f"google: HTTP {status} {grpc_status}: {error.get('message', '')}".rstrip(": ")
+    if status in (408, 429) or status >= 500:
+        return Retry(reason=reason, retry_after=retry_after)
+    if status == 400 and grpc_status in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", ""):
+        # Fast-fail (capi.md §2.1): any invalid event fails the request. Google's standard
+        # BadRequest detail names it as `events[i]...` in fieldViolations.
+        fields = [
+            str(violation.get("field", ""))
+            for detail in error.get("details", []) or []
+            if isinstance(detail, dict)
+            for violation in detail.get("fieldViolations", []) or []
+            if isinstance(violation, dict)
+        ]
+        return _one_bad_event(
+            reason, batch_size, _find_index([*fields, str(error.get("message", ""))])
+        )
+    return Reject(reason=reason)
+
+
+def _classify_tiktok(
+    status: int, body: dict[str, Any], retry_after: float | None, batch_size: int
+) -> Outcome:
+    if status == 429 or status >= 500:
+        return Retry(reason=f"tiktok: HTTP {status}", retry_after=retry_after)
+    if not 200 <= status < 300:
+        return Reject(reason=f"tiktok: HTTP {status}")
+    # Errors arrive as HTTP 200 with a non-zero `code` (capi.md §3): always read the body.
+    code = _as_int(body.get("code"))
+    reason = f"tiktok: code {code}: {body.get('message', '')}".rstrip(": ")
+    if code is None:
+        return Retry(reason="tiktok: HTTP 200 without a readable code", retry_after=retry_after)
+    if code in _TIKTOK_OK:
+        return Delivered(note=f"code={code}")
+    if code in _TIKTOK_RETRY:
+        return Retry(reason=reason, retry_after=retry_after)
+    if code in _TIKTOK_AUTH:
+        return Reject(reason=reason)
+    # TikTok fails the entire batch on one erroneous row (capi.md §3, secondary).
+    return _one_bad_event(reason, batch_size, _find_index([str(body.get("message", ""))]))
+
+
+def classify_response(
+    platform: Platform,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str | Mapping[str, Any] | None,
+    *,
+    batch_size: int = 1,
+    now: float | None = None,
+) -> Outcome:
+    """`batch_size` turns a batch-level data error into Bisect (>1) or Reject (a single event).
+    `now` is only needed to read a Retry-After given as an HTTP-date."""
+    decoded = _decode(body)
+    retry_after = parse_retry_after(headers, now)
+    if platform == "meta":
+        return _classify_meta(status, decoded, retry_after, batch_size)
+    if platform == "google":
+        return _classify_google(status, decoded, retry_after, batch_size)
+    return _classify_tiktok(status, decoded, retry_after, batch_size)
+
+
+def next_attempt(
+    attempts: int,
+    now: float,
+    retry_after: float | None = None,
+    *,
+    key: str = "",
+    base: float = 2.0,
+    cap: float = 3600.0,
+    max_attempts: int = 12,
+) -> float | None:
+    """When to try again after `attempts` failed tries (≥1), or None to give up (dead letter).
+
+    Exponential backoff with "equal jitter": between half and all of `base * 2**(attempts-1)`,
+    capped. The jitter comes from a hash of `key` and `attempts`, so the result is reproducible in
+    tests and replays while different outbox rows still spread out. A Retry-After from the
+    platform is a floor, never shortened by jitter.
+    """
+    if attempts < 1:
+        raise ValueError("attempts counts failed tries and starts at 1")
+    if attempts >= max_attempts:
+        return None
+    digest = hashlib.sha256(f"{key}:{attempts}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    ceiling = min(cap, base * 2.0 ** (attempts - 1))
+    delay = ceiling / 2 + fraction * ceiling / 2
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return now + delay

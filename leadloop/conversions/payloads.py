@@ -1,0 +1,402 @@
+"""Pure builders of platform request bodies, plus the checks that decide whether to send at all.
+
+Field names follow research/capi.md exactly: Meta §1.2–1.4, Google Data Manager §2.2, TikTok §3.
+Bodies are plain dicts ready for JSON; they hold hashes, never raw email, phone or names.
+The shell (outbox dispatcher) is expected to:
+
+1. drop a conversion for a destination when `check_conversion` returns a reason (recorded, not
+   retried): one too-old event would make Meta reject the whole batch (§1.1);
+2. group the rest per destination with `split_batches(items, MAX_EVENTS[platform])`;
+3. POST `build_request(...)` as JSON to `request_url(...)` with the platform's auth
+   (Meta `?access_token=`, Google `Authorization: Bearer`, TikTok `Access-Token` header);
+4. hand the response to `decide.classify_response`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from leadloop.conversions.model import (
+    ActionSource,
+    Conversion,
+    Destination,
+    GoogleDestination,
+    MetaDestination,
+    Platform,
+    TikTokDestination,
+    platform_of,
+)
+from leadloop.conversions.normalize import (
+    hash_user_data_meta,
+    hash_user_data_tiktok,
+    hash_user_identifiers_google,
+)
+
+MAX_EVENTS: dict[Platform, int] = {"meta": 1000, "google": 2000, "tiktok": 1000}
+"""Events per request (capi.md §0.4): Meta 1,000, Data Manager 2,000, TikTok 1,000."""
+
+DAY = 86_400.0
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+T = TypeVar("T")
+
+
+# --- ids and batching --------------------------------------------------------------------------
+
+
+def derive_event_id(source: str, object_id: str, stage: str) -> str:
+    """`{source}-{object}-{stage}` (capi.md §6.2), e.g. `hubspot-4711-marketing_qualified_lead`.
+
+    Deterministic so that a retry, or a replay of the log, re-sends the same id and the platform
+    dedups it. Source and stage are slugged (no `-` inside), so the id splits back unambiguously even
+    when the object id has dashes; the object id keeps its case (Salesforce ids are case-sensitive).
+    """
+    source_slug = _SLUG.sub("_", source.strip().lower()).strip("_")
+    stage_slug = _SLUG.sub("_", stage.strip().lower()).strip("_")
+    object_part = object_id.strip()
+    if not source_slug or not stage_slug or not object_part:
+        raise ValueError("source, object id and stage must be non-empty")
+    if "@" in object_part or re.search(r"\s", object_part):
+        # Ids reach Google as `transactionId`, which must not contain PII (ORDER_ID_CONTAINS_PII).
+        raise ValueError("an object id must not be an email or contain whitespace")
+    return f"{source_slug}-{object_part}-{stage_slug}"
+
+
+def split_batches(items: Sequence[T], size: int) -> list[list[T]]:
+    if size < 1:
+        raise ValueError("batch size must be positive")
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def _check_batch(conversions: Sequence[Conversion], platform: Platform) -> None:
+    if not conversions:
+        raise ValueError("a request needs at least one event")
+    if len(conversions) > MAX_EVENTS[platform]:
+        raise ValueError(f"{platform} accepts at most {MAX_EVENTS[platform]} events per request")
+
+
+# --- should we send it? ------------------------------------------------------------------------
+
+
+def check_event_age(conversion: Conversion, destination: Destination, now: float) -> str | None:
+    """Why this event is too old (or too far in the future) for the platform, or None to send.
+
+    Meta: 7 days, 62 for `physical_store`, and more than a minute ahead is refused (RudderStack's
+    rule, secondary). Google: the conversion action's click-through window (`EXPIRED_EVENT`).
+    TikTok: unverified; integrators cite 7 days for web/app and 28 for offline (capi.md §6.3).
+    """
+    age = now - conversion.event_time
+    if isinstance(destination, MetaDestination):
+        if age < -60:
+            return "meta: event_time is more than 1 minute in the future"
+        limit_days = 62 if conversion.action_source == "physical_store" else 7
+        if age > limit_days * DAY:
+            return f"meta: event_time is older than {limit_days} days"
+        return None
+    if isinstance(destination, GoogleDestination):
+        if age > destination.click_through_window_days * DAY:
+            window = destination.click_through_window_days
+            return f"google: event is outside the {window}-day click-through window"
+        return None
+    limit_days = 28 if destination.event_source in ("offline", "crm") else 7
+    if age > limit_days * DAY:
+        return f"tiktok: event_time is older than {limit_days} days"
+    return None
+
+
+def check_conversion(conversion: Conversion, destination: Destination, now: float) -> str | None:
+    """The first reason not to send this conversion to this destination, or None.
+
+    A returned reason is final for this destination: re-sending the same event cannot succeed.
+    """
+    platform = platform_of(destination)
+    if conversion.ad_user_data is False:
+        # Raw PII never leaves without consent (DESIGN.md); hashes are PII too.
+        return f"{platform}: no consent to share user data (ad_user_data denied)"
+    too_old = check_event_age(conversion, destination, now)
+    if too_old:
+        return too_old
+    user = conversion.user
+    if isinstance(destination, MetaDestination):
+        if conversion.action_source == "website" and not (
+            user.user_agent and conversion.event_source_url
+        ):
+            return "meta: website events need client_user_agent and event_source_url"
+        created = conversion.lead_created_at
+        if created is not None and conversion.event_time < created:
+            return "meta: CRM stage event is dated before the lead was created"
+        if not hash_user_data_meta(user, destination.default_region):
+            return "meta: no usable user_data"
+    elif isinstance(destination, GoogleDestination):
+        has_click = user.gclid or user.gbraid or user.wbraid
+        if not has_click and not hash_user_identifiers_google(user, destination.default_region):
+            return "google: no click id and no usable user identifier"
+    elif not hash_user_data_tiktok(user, destination.default_region):
+        return "tiktok: no usable user data"
+    return None
+
+
+# --- Meta --------------------------------------------------------------------------------------
+
+
+def compute_appsecret_proof(app_secret: str, access_token: str) -> str:
+    """HMAC-SHA256(key=app_secret, msg=access_token), hex (capi.md §1.1; SDK `util.py`)."""
+    return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def build_meta_event(conversion: Conversion, destination: MetaDestination) -> dict[str, Any]:
+    custom: dict[str, Any] = _drop_none(
+        {
+            "value": conversion.value,
+            # The SDK lowercases currency; Meta accepts either case.
+            "currency": conversion.currency.lower() if conversion.currency else None,
+            "order_id": conversion.order_id,
+        }
+    )
+    if conversion.contents:
+        custom["contents"] = [
+            _drop_none({"id": c.id, "quantity": c.quantity, "item_price": c.item_price})
+            for c in conversion.contents
+        ]
+        custom["content_ids"] = [c.id for c in conversion.contents]
+        custom["num_items"] = sum(c.quantity for c in conversion.contents)
+    if destination.lead_event_source:
+        # Conversion Leads (capi.md §1.4): these two are what mark the event as CRM-sourced.
+        custom["lead_event_source"] = destination.lead_event_source
+        custom["event_source"] = "crm"
+    event: dict[str, Any] = {
+        "event_name": conversion.event_name,
+        "event_time": int(conversion.event_time),
+        "event_id": conversion.event_id,
+        "action_source": conversion.action_source,
+        "user_data": hash_user_data_meta(
+            conversion.user,
+            destination.default_region,
+            hash_external_id=destination.hash_external_id,
+        ),
+    }
+    if conversion.event_source_url:
+        event["event_source_url"] = conversion.event_source_url
+    if custom:
+        event["custom_data"] = custom
+    # Always explicit (capi.md §6.4): `[]` says "not LDU", which differs from saying nothing.
+    if conversion.ldu:
+        event["data_processing_options"] = ["LDU"]
+        event["data_processing_options_country"] = destination.ldu_country
+        event["data_processing_options_state"] = destination.ldu_state
+    else:
+        event["data_processing_options"] = []
+    return event
+
+
+def build_meta_request(
+    conversions: Sequence[Conversion],
+    destination: MetaDestination,
+    *,
+    appsecret_proof: str | None = None,
+) -> dict[str, Any]:
+    """`{"data": [...], "test_event_code"?, "appsecret_proof"?}`; the access token travels in the
+    query string (`meta_events_url`), not here, so bodies can be logged."""
+    _check_batch(conversions, "meta")
+    body: dict[str, Any] = {"data": [build_meta_event(c, destination) for c in conversions]}
+    if destination.test_event_code:
+        body["test_event_code"] = destination.test_event_code
+    if appsecret_proof:
+        body["appsecret_proof"] = appsecret_proof
+    return body
+
+
+def meta_events_url(destination: MetaDestination) -> str:
+    base = destination.base_url.rstrip("/")
+    return f"{base}/{destination.api_version}/{destination.pixel_id}/events"
+
+
+# --- Google Data Manager -----------------------------------------------------------------------
+
+_GOOGLE_EVENT_SOURCE: dict[ActionSource, str] = {
+    "website": "WEB",
+    "app": "APP",
+    "physical_store": "IN_STORE",
+    "phone_call": "PHONE",
+    "chat": "MESSAGE",
+    "business_messaging": "MESSAGE",
+    "email": "OTHER",
+    "system_generated": "OTHER",
+    "other": "OTHER",
+}
+
+
+def format_rfc3339(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _google_consent(conversion: Conversion) -> dict[str, str]:
+    def flag(value: bool | None) -> str | None:
+        if value is None:
+            return None
+        return "CONSENT_GRANTED" if value else "CONSENT_DENIED"
+
+    return _drop_none(
+        {
+            "adUserData": flag(conversion.ad_user_data),
+            "adPersonalization": flag(conversion.ad_personalization),
+        }
+    )
+
+
+def build_google_event(conversion: Conversion, destination: GoogleDestination) -> dict[str, Any]:
+    user = conversion.user
+    event: dict[str, Any] = {
+        # Dedup key (capi.md §6.2): the order id for purchases, else our milestone id.
+        "transactionId": conversion.order_id or conversion.event_id,
+        "eventTimestamp": format_rfc3339(conversion.event_time),
+        "eventSource": _GOOGLE_EVENT_SOURCE[conversion.action_source],
+    }
+    identifiers = hash_user_identifiers_google(user, destination.default_region)
+    if identifiers:
+        event["userData"] = {"userIdentifiers": identifiers[:10]}
+    # One click id only: the Ads API refuses gbraid together with wbraid (GBRAID_WBRAID_BOTH_SET),
+    # and a gclid is the most precise of the three.
+    click: dict[str, Any] = {}
+    if user.gclid:
+        click["gclid"] = user.gclid
+    elif user.gbraid:
+        click["gbraid"] = user.gbraid
+    elif user.wbraid:
+        click["wbraid"] = user.wbraid
+    device = _drop_none({"userAgent": user.user_agent, "ipAddress": user.ip})
+    if device:
+        click["landingPageDeviceInfo"] = device
+    if click:
+        event["adIdentifiers"] = click
+    consent = _google_consent(conversion)
+    if consent:
+        event["consent"] = consent
+    if conversion.value is not None:
+        event["conversionValue"] = conversion.value
+    if conversion.currency:
+        event["currency"] = conversion.currency.upper()
+    return event
+
+
+def build_google_request(
+    conversions: Sequence[Conversion], destination: GoogleDestination
+) -> dict[str, Any]:
+    """Data Manager `events:ingest` body; enums as names (the fake and Google accept both)."""
+    _check_batch(conversions, "google")
+    target: dict[str, Any] = {
+        "operatingAccount": {
+            "accountType": destination.account_type,
+            "accountId": destination.operating_account_id,
+        },
+        "productDestinationId": destination.conversion_action_id,
+    }
+    if destination.login_account_id:
+        target["loginAccount"] = {
+            "accountType": destination.login_account_type,
+            "accountId": destination.login_account_id,
+        }
+    return {
+        "destinations": [target],
+        "events": [build_google_event(c, destination) for c in conversions],
+        "encoding": "HEX",
+        "validateOnly": destination.validate_only,
+    }
+
+
+def google_ingest_url(destination: GoogleDestination) -> str:
+    return f"{destination.base_url.rstrip('/')}/v1/events:ingest"
+
+
+# --- TikTok ------------------------------------------------------------------------------------
+
+
+def build_tiktok_event(conversion: Conversion, destination: TikTokDestination) -> dict[str, Any]:
+    properties: dict[str, Any] = _drop_none(
+        {
+            "value": conversion.value,
+            "currency": conversion.currency.upper() if conversion.currency else None,
+            "order_id": conversion.order_id,
+        }
+    )
+    if conversion.contents:
+        properties["contents"] = [
+            _drop_none(
+                {
+                    "content_id": c.id,
+                    "content_type": "product",
+                    "content_name": c.name,
+                    "content_category": c.category,
+                    "price": c.item_price,
+                    "quantity": c.quantity,
+                }
+            )
+            for c in conversion.contents
+        ]
+    event: dict[str, Any] = {
+        "event": conversion.event_name,
+        "event_time": int(conversion.event_time),
+        "event_id": conversion.event_id,
+        "user": hash_user_data_tiktok(conversion.user, destination.default_region),
+        "limited_data_use": conversion.ldu,
+    }
+    if conversion.event_source_url:
+        event["page"] = {"url": conversion.event_source_url}
+    if properties:
+        event["properties"] = properties
+    return event
+
+
+def build_tiktok_request(
+    conversions: Sequence[Conversion], destination: TikTokDestination
+) -> dict[str, Any]:
+    _check_batch(conversions, "tiktok")
+    body: dict[str, Any] = {
+        "event_source": destination.event_source,
+        "event_source_id": destination.pixel_code,
+        "data": [build_tiktok_event(c, destination) for c in conversions],
+    }
+    if destination.test_event_code:
+        body["test_event_code"] = destination.test_event_code
+    if destination.partner_name:
+        body["partner_name"] = destination.partner_name
+    return body
+
+
+def tiktok_track_url(destination: TikTokDestination) -> str:
+    return f"{destination.base_url.rstrip('/')}/open_api/v1.3/event/track/"
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+
+
+def build_request(
+    conversions: Sequence[Conversion],
+    destination: Destination,
+    *,
+    appsecret_proof: str | None = None,
+) -> dict[str, Any]:
+    if isinstance(destination, MetaDestination):
+        return build_meta_request(conversions, destination, appsecret_proof=appsecret_proof)
+    if isinstance(destination, GoogleDestination):
+        return build_google_request(conversions, destination)
+    return build_tiktok_request(conversions, destination)
+
+
+def request_url(destination: Destination) -> str:
+    if isinstance(destination, MetaDestination):
+        return meta_events_url(destination)
+    if isinstance(destination, GoogleDestination):
+        return google_ingest_url(destination)
+    return tiktok_track_url(destination)

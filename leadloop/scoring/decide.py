@@ -1,0 +1,494 @@
+"""Scoring decisions: pure functions of (state, event, traits, model, now).
+
+Invariants the tests hold us to:
+
+1. Decay never raises a score: step deductions take at most what lies above the floor, and only
+   positive points fade by half-life (a penalty does not wear off by itself).
+2. Stages move down only when an event sets them; decay never moves a stage.
+3. Replaying a profile's events gives the state live processing gave, whenever the shell ran
+   `decay_scores`: steps are applied at their due instants, never at the instant of the call.
+4. A threshold fires when the total crosses it upwards and the stage is below it, so an MQL
+   is announced once, not on every later event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from leadloop.identity.model import Profile
+from leadloop.log.model import Event
+from leadloop.scoring.match import event_field, fit_holds, matches_filter, page_path
+from leadloop.scoring.model import (
+    Award,
+    Cap,
+    ChangeKind,
+    EmitAction,
+    EmitEvent,
+    EngagementRule,
+    Fading,
+    ScoreChange,
+    ScoreDecision,
+    ScoreState,
+    ScoringModel,
+    SendWebhook,
+    StageChange,
+    WebhookAction,
+    engagement_at,
+    initial_state,
+    total_at,
+)
+
+DAY = 86400.0
+
+
+def score_event(
+    state: ScoreState,
+    event: Event,
+    profile: Profile,
+    account_traits: Mapping[str, Any],
+    model: ScoringModel,
+    now: float,
+) -> ScoreDecision:
+    """Apply one event: due decay first, then fit, engagement, stage rules and thresholds."""
+    at = _instant(state, event, now)
+    state, changes = _apply_steps(state, model, at)
+    before = total_at(state, at)
+    state = replace(state, model_version=model.version, as_of=at)
+
+    state, fit_changes = _refit(state, model, profile, account_traits, at, event.message_id)
+    changes.extend(fit_changes)
+
+    active = event.type in model.decay.activity_types
+    if active and model.session is not None:
+        state = _track_session(state, event, at, model.session.timeout)
+    for rule in model.engagement:
+        if matches_filter(event, rule.when):
+            state, change = _award(state, rule, model, at, event)
+            if change is not None:
+                changes.append(change)
+    if active:
+        # A new window of inactivity starts now; steps count from here.
+        state = replace(state, last_activity=at, decay_steps=0)
+
+    moves: list[StageChange] = []
+    state = _stage_from_event(state, model, event, at, moves, changes)
+    after = total_at(state, at)
+    for stage in model.stages:
+        if stage.at is None or not before < stage.at <= after:
+            continue
+        if model.rank(stage.name) > model.rank(state.stage):
+            moves.append(_move(state, model, stage.name, at, "threshold", event.message_id, None))
+            state = replace(state, stage=stage.name)
+
+    effects = _effects(state, model, profile, moves, changes, at, event.message_id)
+    return ScoreDecision(
+        state=state,
+        changes=tuple(changes),
+        stage_changes=tuple(moves),
+        effects=effects,
+        decay_due_at=_decay_due_at(state, model, at),
+    )
+
+
+def decay_scores(state: ScoreState, model: ScoringModel, now: float) -> ScoreDecision:
+    """Apply every step deduction due up to `now`, each at its own instant."""
+    state, changes = _apply_steps(state, model, now)
+    reference = now if state.as_of is None else max(now, state.as_of)
+    return ScoreDecision(
+        state=state, changes=tuple(changes), decay_due_at=_decay_due_at(state, model, reference)
+    )
+
+
+def rescore(
+    history: Iterable[tuple[Event, Profile, Mapping[str, Any]]],
+    model: ScoringModel,
+    now: float,
+    state: ScoreState | None = None,
+) -> ScoreDecision:
+    """Replay events (each with the profile and account traits as they were then) from scratch.
+
+    Returns the final state with every ledger line, stage change and effect of the replay; the
+    caller decides whether replayed effects are sent (a backtest sends none).
+    """
+    current = initial_state(model) if state is None else state
+    changes: list[ScoreChange] = []
+    moves: list[StageChange] = []
+    effects: list[SendWebhook | EmitEvent] = []
+    for event, profile, account_traits in history:
+        decision = score_event(current, event, profile, account_traits, model, now)
+        current = decision.state
+        changes.extend(decision.changes)
+        moves.extend(decision.stage_changes)
+        effects.extend(decision.effects)
+    final = decay_scores(current, model, now)
+    changes.extend(final.changes)
+    return ScoreDecision(
+        state=final.state,
+        changes=tuple(changes),
+        stage_changes=tuple(moves),
+        effects=tuple(effects),
+        decay_due_at=final.decay_due_at,
+    )
+
+
+# --- time ----------------------------------------------------------------------------------------
+
+
+def _instant(state: ScoreState, event: Event, now: float) -> float:
+    """The event's instant, clamped so a profile's state never moves back in time."""
+    at = min(event.timestamp, now)
+    return at if state.as_of is None else max(at, state.as_of)
+
+
+def _apply_steps(
+    state: ScoreState, model: ScoringModel, until: float
+) -> tuple[ScoreState, list[ScoreChange]]:
+    step = model.decay.step
+    changes: list[ScoreChange] = []
+    if step is None or state.last_activity is None:
+        return state, changes
+    start = state.last_activity
+    while True:
+        due = start + (state.decay_steps + 1) * step.every
+        if due > until:
+            return state, changes
+        room = engagement_at(state, due) - model.decay.floor
+        if room <= 0:
+            # Engagement only grows through events, and each event applies the steps due before
+            # it, so the idle steps up to `until` can be skipped in one go, with no ledger lines.
+            count = _steps_until(start, step.every, until, state.decay_steps + 1)
+            last = start + count * step.every
+            as_of = last if state.as_of is None else max(state.as_of, last)
+            return replace(state, decay_steps=count, as_of=as_of), changes
+        amount = min(step.points, room)
+        state = _deduct(state, amount, due)
+        as_of = due if state.as_of is None else max(state.as_of, due)
+        state = replace(state, decay_steps=state.decay_steps + 1, as_of=as_of)
+        days = (due - start) / DAY
+        changes.append(
+            _change(state, model, due, "decay", -amount, f"no activity for {days:g} days")
+        )
+
+
+def _steps_until(start: float, every: float, until: float, at_least: int) -> int:
+    count = max(at_least, math.floor((until - start) / every))
+    # Float division can be off by one at the boundary; settle it with the same arithmetic
+    # the loop uses for `due`.
+    while start + (count + 1) * every <= until:
+        count += 1
+    while count > at_least and start + count * every > until:
+        count -= 1
+    return count
+
+
+def _deduct(state: ScoreState, amount: float, at: float) -> ScoreState:
+    """Take `amount` from the non-fading part first, then from the fading buckets at `at`."""
+    steady = state.steady
+    take = min(max(steady, 0.0), amount)
+    steady -= take
+    left = amount - take
+    buckets: list[Fading] = []
+    for bucket in state.fading:
+        if left > 0:
+            value = bucket.value * 0.5 ** (max(0.0, at - bucket.as_of) / bucket.half_life)
+            used = min(value, left)
+            left -= used
+            bucket = Fading(bucket.half_life, value - used, at)
+        buckets.append(bucket)
+    return replace(state, steady=steady, fading=tuple(buckets))
+
+
+def _decay_due_at(state: ScoreState, model: ScoringModel, at: float) -> float | None:
+    step = model.decay.step
+    if step is None or state.last_activity is None:
+        return None
+    if engagement_at(state, at) <= model.decay.floor:
+        return None
+    return state.last_activity + (state.decay_steps + 1) * step.every
+
+
+# --- sub-scores ------------------------------------------------------------------------------------
+
+
+def _change(
+    state: ScoreState,
+    model: ScoringModel,
+    at: float,
+    kind: ChangeKind,
+    points: float,
+    reason: str,
+    rule_id: str | None = None,
+    message_id: str | None = None,
+) -> ScoreChange:
+    engagement = engagement_at(state, at)
+    return ScoreChange(
+        model_id=model.id,
+        model_version=model.version,
+        at=at,
+        kind=kind,
+        points=points,
+        reason=reason,
+        fit=state.fit,
+        engagement=engagement,
+        total=state.fit + engagement,
+        rule_id=rule_id,
+        message_id=message_id,
+    )
+
+
+def _refit(
+    state: ScoreState,
+    model: ScoringModel,
+    profile: Profile,
+    account_traits: Mapping[str, Any],
+    at: float,
+    message_id: str,
+) -> tuple[ScoreState, list[ScoreChange]]:
+    """Recompute fit from the current traits; log each rule that started or stopped holding."""
+    before = set(state.fit_rules)
+    matched: list[str] = []
+    changes: list[ScoreChange] = []
+    fit = 0.0
+    for rule in model.fit:
+        holds, seen = fit_holds(rule, profile.traits, account_traits)
+        if holds:
+            matched.append(rule.id)
+            fit += rule.points
+        if holds == (rule.id in before):
+            continue
+        points = rule.points if holds else -rule.points
+        verb = "holds" if holds else "no longer holds"
+        state = replace(state, fit=state.fit + points)
+        reason = f"fit rule {rule.id} {verb} ({seen})"
+        changes.append(_change(state, model, at, "fit", points, reason, rule.id, message_id))
+    residual = fit - state.fit
+    if abs(residual) > 1e-9:
+        # Only after a model change: a rule was removed or its points edited.
+        state = replace(state, fit=fit)
+        reason = "fit rules changed with the model version"
+        changes.append(_change(state, model, at, "fit", residual, reason, None, message_id))
+    return replace(state, fit=fit, fit_rules=tuple(matched)), changes
+
+
+def _used(recent: tuple[Award, ...], total: float, cap: Cap, at: float) -> float:
+    if cap.per is None:
+        return total
+    return sum(award.points for award in recent if award.at > at - cap.per)
+
+
+def _remember(recent: tuple[Award, ...], cap: Cap | None, at: float, points: float) -> tuple[Award, ...]:
+    """Keep only the awards a rolling cap still needs, so the state stays small."""
+    if cap is None or cap.per is None:
+        return ()
+    kept = tuple(award for award in recent if award.at > at - cap.per)
+    return (*kept, Award(at, points)) if points > 0 else kept
+
+
+def _track_session(state: ScoreState, event: Event, at: float, timeout: float) -> ScoreState:
+    named = event.context.get("sessionId")
+    if isinstance(named, str | int) and not isinstance(named, bool):
+        key = f"id:{named}"
+    elif state.session_last is None or at - state.session_last >= timeout:
+        key = f"auto:{at!r}"
+    else:
+        key = state.session_key or f"auto:{at!r}"
+    points = state.session_points if key == state.session_key else 0.0
+    return replace(state, session_key=key, session_last=at, session_points=points)
+
+
+def _award(
+    state: ScoreState, rule: EngagementRule, model: ScoringModel, at: float, event: Event
+) -> tuple[ScoreState, ScoreChange | None]:
+    usage = state.usage.get(rule.id)
+    count = 0 if usage is None else usage.count
+    if rule.once and count:
+        return state, None
+    recent = () if usage is None else usage.recent
+    total = 0.0 if usage is None else usage.total
+    points = rule.points
+    held: list[str] = []
+    if points > 0:
+        if rule.cap is not None:
+            points, held = _limit(points, rule.cap.points - _used(recent, total, rule.cap, at), held, f"rule cap {_cap_text(rule.cap)}")
+        if model.cap is not None:
+            room = model.cap.points - _used(state.model_recent, state.model_total, model.cap, at)
+            points, held = _limit(points, room, held, f"model cap {_cap_text(model.cap)}")
+        if model.session is not None and state.session_key is not None:
+            room = model.session.max_points - state.session_points
+            points, held = _limit(points, room, held, f"session limit {model.session.max_points:g}")
+    gained = max(points, 0.0)
+    usage_now = type(usage)(count=count + 1, total=total + gained, recent=_remember(recent, rule.cap, at, gained)) if usage is not None else None
+    from leadloop.scoring.model import RuleUsage
+
+    usage_now = RuleUsage(
+        count=count + 1, total=total + gained, recent=_remember(recent, rule.cap, at, gained)
+    )
+    state = replace(
+        state,
+        usage={**state.usage, rule.id: usage_now},
+        model_recent=_remember(state.model_recent, model.cap, at, gained),
+        model_total=state.model_total + gained,
+        session_points=state.session_points + gained,
+    )
+    half_life = model.decay.half_life if rule.half_life is None else rule.half_life
+    if points > 0 and half_life:
+        state = _add_fading(state, half_life, points, at)
+    else:
+        state = replace(state, steady=state.steady + points)
+    reason = f"{rule.id}: {_describe(event)}"
+    if held:
+        reason += f" (held back by {', '.join(held)})"
+    return state, _change(state, model, at, "engagement", points, reason, rule.id, event.message_id)
+
+
+def _limit(points: float, room: float, held: list[str], why: str) -> tuple[float, list[str]]:
+    if points <= room:
+        return points, held
+    return max(room, 0.0), [*held, why]
+
+
+def _cap_text(cap: Cap) -> str:
+    if cap.per is None:
+        return f"{cap.points:g}"
+    return f"{cap.points:g} per {cap.per / DAY:g}d"
+
+
+def _add_fading(state: ScoreState, half_life: float, points: float, at: float) -> ScoreState:
+    buckets: list[Fading] = []
+    added = False
+    for bucket in state.fading:
+        if bucket.half_life == half_life:
+            value = bucket.value * 0.5 ** (max(0.0, at - bucket.as_of) / half_life)
+            bucket = Fading(half_life, value + points, at)
+            added = True
+        buckets.append(bucket)
+    if not added:
+        buckets.append(Fading(half_life, points, at))
+    return replace(state, fading=tuple(buckets))
+
+
+def _describe(event: Event) -> str:
+    if event.type == "page":
+        return f"page {page_path(event) or event.event or ''}".rstrip()
+    if event.event:
+        return f"{event.type} {event.event!r}"
+    return event.type
+
+
+# --- stages --------------------------------------------------------------------------------------
+
+
+def _stage_from_event(
+    state: ScoreState,
+    model: ScoringModel,
+    event: Event,
+    at: float,
+    moves: list[StageChange],
+    changes: list[ScoreChange],
+) -> ScoreState:
+    for rule in model.stage_rules:
+        if not matches_filter(event, rule.when):
+            continue
+        wanted = rule.stage
+        if wanted is None and rule.stage_field is not None:
+            value = event_field(event, rule.stage_field)
+            wanted = str(value) if isinstance(value, str | int) else None
+        stage = None if wanted is None else model.stage(wanted)
+        if stage is None:
+            reason = f"{rule.id}: unknown stage {wanted!r} ignored"
+            changes.append(_change(state, model, at, "stage", 0.0, reason, rule.id, event.message_id))
+            continue
+        if stage.name != state.stage:
+            moves.append(_move(state, model, stage.name, at, "event", event.message_id, rule.id))
+            state = replace(state, stage=stage.name)
+        return state
+    return state
+
+
+def _move(
+    state: ScoreState,
+    model: ScoringModel,
+    to: str,
+    at: float,
+    cause: Any,
+    message_id: str,
+    rule_id: str | None,
+) -> StageChange:
+    return StageChange(
+        model_id=model.id,
+        at=at,
+        from_stage=state.stage,
+        to_stage=to,
+        cause=cause,
+        total=total_at(state, at),
+        message_id=message_id,
+        rule_id=rule_id,
+    )
+
+
+def _effects(
+    state: ScoreState,
+    model: ScoringModel,
+    profile: Profile,
+    moves: list[StageChange],
+    changes: list[ScoreChange],
+    at: float,
+    message_id: str,
+) -> tuple[EmitEvent | SendWebhook, ...]:
+    """Actions of each stage entered upwards; a CRM moving a lead down announces nothing."""
+    effects: list[EmitEvent | SendWebhook] = []
+    engagement = engagement_at(state, at)
+    score = {"total": state.fit + engagement, "fit": state.fit, "engagement": engagement}
+    for move in moves:
+        if model.rank(move.to_stage) <= model.rank(move.from_stage):
+            continue
+        stage = model.stage(move.to_stage)
+        assert stage is not None
+        for action in stage.actions:
+            if isinstance(action, EmitAction):
+                properties = {
+                    "model": model.id,
+                    "model_version": model.version,
+                    "stage": move.to_stage,
+                    "previous_stage": move.from_stage,
+                    "score": score["total"],
+                    "fit": score["fit"],
+                    "engagement": score["engagement"],
+                }
+                key = f"scoring:{model.id}:{move.to_stage}:{message_id}"
+                effects.append(EmitEvent(key=key, name=action.event, properties=properties))
+            elif isinstance(action, WebhookAction) and action.enabled:
+                payload = {
+                    "type": "lead.stage_changed",
+                    "profile_id": profile.id,
+                    "workspace_id": profile.workspace_id,
+                    "model": model.id,
+                    "model_version": model.version,
+                    "stage": move.to_stage,
+                    "previous_stage": move.from_stage,
+                    "cause": move.cause,
+                    "at": at,
+                    "message_id": message_id,
+                    "score": score,
+                    "fit_rules": list(state.fit_rules),
+                    "reasons": [_reason(change) for change in changes],
+                }
+                key = f"{model.id}:{profile.id}:{move.to_stage}:{message_id}"
+                effects.append(
+                    SendWebhook(key=key, webhook_id=action.webhook, url=action.url, payload=payload)
+                )
+    return tuple(effects)
+
+
+def _reason(change: ScoreChange) -> dict[str, Any]:
+    return {
+        "kind": change.kind,
+        "rule": change.rule_id,
+        "points": change.points,
+        "reason": change.reason,
+        "message_id": change.message_id,
+        "at": change.at,
+    }

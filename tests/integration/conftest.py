@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from starlette.testclient import TestClient
+
+from leadloop.app import Engine
+from leadloop.config import Settings
+from leadloop.storage import workspaces
+from leadloop.testing import eventually
+
+
+@dataclass
+class Api:
+    engine: Engine
+    client: TestClient
+    write_key: str
+    token: str
+    other_key: str
+    other_token: str
+
+    def basic(self, key: str | None = None) -> dict[str, str]:
+        raw = base64.b64encode(f"{key or self.write_key}:".encode()).decode()
+        return {"Authorization": f"Basic {raw}"}
+
+    def bearer(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+    def settle(self) -> None:
+        eventually(lambda: self.engine.read_sync(self.engine.status)["lag"] == 0, timeout=30)
+
+    def event_count(self) -> int:
+        return int(self.engine.read_sync(lambda c: c.execute("SELECT COUNT(*) FROM events"))[0][0])
+
+
+@pytest.fixture
+def api(sqlite_url: str) -> Iterator[Api]:
+    engine = Engine(Settings(database_url=sqlite_url), manual_clock=True)
+    engine.start()
+
+    def keys(c):  # type: ignore[no-untyped-def]
+        now = engine.clock.now()
+        workspaces.ensure_workspace(c, "other", now)
+        return (
+            workspaces.create_write_key(c, "default", "t", now),
+            workspaces.create_admin_token(c, "default", "t", now),
+            workspaces.create_write_key(c, "other", "t", now),
+            workspaces.create_admin_token(c, "other", "t", now),
+        )
+
+    wk, tk, owk, otk = engine.writer.submit(keys).result()
+    with TestClient(engine.asgi()) as client:
+        yield Api(engine, client, wk, tk, owk, otk)
+    engine.stop()
