@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from leadloop.api.admin import admin_router, install_error_handlers
 from leadloop.clock import Clock, ManualClock, SystemClock
 from leadloop.config import Settings
-from leadloop.ingest.http import tracking_routes
+from leadloop.ingest.http import TrackingApp
 from leadloop.log.processor import Processor
 from leadloop.log.timers import TimerLoop
 from leadloop.log.writer import Writer
@@ -166,7 +166,11 @@ class Engine:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def asgi(self) -> FastAPI:
+    def asgi(self) -> TrackingApp:
+        """The whole HTTP surface: the tracking hot path in front of the admin app."""
+        return TrackingApp(self, self.admin_app())
+
+    def admin_app(self) -> FastAPI:
         app = FastAPI(
             title="leadloop",
             version="0.1.0",
@@ -175,8 +179,6 @@ class Engine:
             redoc_url=None,
         )
         install_error_handlers(app)
-        for route in tracking_routes(self):
-            app.router.routes.append(route)
 
         async def healthz(request: Request) -> Response:
             return JSONResponse({"status": "ok"})

@@ -26,6 +26,7 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
     if not script.exists():
         print(f"leadloop: bench/{script.name} is not here (benchmarks run from a checkout)")
         return 2
+    sys.path.insert(0, str(root))
     sys.argv = [str(script), "--seconds", str(args.seconds)] + (
         ["--postgres-url", args.postgres_url] if args.postgres_url else []
     )

@@ -83,12 +83,18 @@ def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve(settings: Settings, *, manual_clock: bool, banner: Callable[[], None] | None) -> int:
+def _serve(
+    settings: Settings,
+    *,
+    manual_clock: bool,
+    banner: Callable[[], None] | None,
+    run_processor: bool = True,
+) -> int:
     import uvicorn
 
     from leadloop.app import Engine
 
-    engine = Engine(settings, manual_clock=manual_clock)
+    engine = Engine(settings, manual_clock=manual_clock, run_processor=run_processor)
     engine.start()
     config = uvicorn.Config(
         engine.asgi(),
@@ -116,7 +122,12 @@ def _serve(settings: Settings, *, manual_clock: bool, banner: Callable[[], None]
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    return _serve(settings, manual_clock=args.clock == "manual", banner=None)
+    return _serve(
+        settings,
+        manual_clock=args.clock == "manual",
+        banner=None,
+        run_processor=not args.no_processor,
+    )
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the API, the processor and timers in one process")
     serve_args(p)
+    p.add_argument(
+        "--no-processor",
+        action="store_true",
+        help="serve the APIs only (with `leadloop worker` processes doing the processing)",
+    )
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("quickstart", help="create or reuse `default` credentials, print them, serve")

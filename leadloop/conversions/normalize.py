@@ -113,21 +113,23 @@ def normalize_phone_e164(phone: str, default_region: str | None = None) -> str |
     """E.164 with `+`, e.g. `+16505551212`, or None when no plausible number can be made.
 
     `default_region` supplies the country code for national formats (`020 7946 0958`, GB). A
-    leading `00` is read as the international prefix even where the region's own prefix differs
-    (US `011`), as Meta's doc asks. Without a region a bare digit string is accepted only when it
+    leading `00` is always read as the international prefix, even where the region's own prefix
+    differs (US `011`), as Meta's doc asks. Without a region a bare digit string is accepted only when it
     is a valid number once read as international (`16505551212`).
     """
     cleaned = _clean(phone)
     if cleaned is None:
         return None
     region = default_region.upper() if default_region else None
-    candidates: list[tuple[str, str | None, bool]] = [(cleaned, region, False)]
     digits = re.sub(r"\D", "", cleaned)
-    if not cleaned.startswith("+") and digits:
-        if digits.startswith("00"):
-            candidates.append(("+" + digits[2:], None, False))
-        elif region is None:
-            candidates.append(("+" + digits, None, True))
+    candidates: list[tuple[str, str | None, bool]] = []
+    if not cleaned.startswith("+") and digits.startswith("00"):
+        # No national number starts with 00 anywhere, and regions whose own prefix is not 00
+        # would misread it (Brazil takes it as a carrier code).
+        candidates.append(("+" + digits[2:], None, False))
+    candidates.append((cleaned, region, False))
+    if not cleaned.startswith("+") and region is None and digits:
+        candidates.append(("+" + digits, None, True))
     for text, parse_region, must_be_valid in candidates:
         try:
             number = phonenumbers.parse(text, parse_region)

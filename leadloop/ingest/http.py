@@ -1,7 +1,8 @@
-"""The Segment-compatible tracking endpoints (`/v1/...`), as plain Starlette routes.
+"""The Segment-compatible tracking endpoints (`/v1/...`) as a bare ASGI app.
 
-Raw bytes in (no framework body model: browsers send `text/plain`), parsed with msgspec,
-handed to the group-commit writer; the 200 is sent only after the commit.
+This is the hot path, so it skips the framework: raw bytes in (browsers send
+`text/plain`, so no body model), msgspec to parse, the group-commit writer to store, and
+the 200 only after the commit. Everything else is served by the admin app.
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+import msgspec
 
 from leadloop.errors import Overloaded, StorageError
 from leadloop.ingest import parse
@@ -22,119 +22,181 @@ from leadloop.ingest.model import MAX_REQUEST_BYTES, Rejected
 if TYPE_CHECKING:
     from leadloop.app import Engine
 
-_ALLOW_HEADERS = "authorization, content-type, content-encoding, x-retry-count"
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ALLOW_HEADERS = b"authorization, content-type, content-encoding, x-retry-count"
+_OK = b'{"success":true}'
+_encoder = msgspec.json.Encoder()
 
 
-def _cors(request: Request, response: Response) -> Response:
-    origin = request.headers.get("origin")
-    response.headers["Access-Control-Allow-Origin"] = origin or "*"
-    response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-    if origin:
-        response.headers["Vary"] = "Origin"
-    return response
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
 
 
-def _error(request: Request, rejected: Rejected) -> Response:
-    return _cors(
-        request,
-        JSONResponse({"code": rejected.code, "message": rejected.message}, rejected.status),
-    )
-
-
-def _basic_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
+def _basic_key(header: bytes | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(b" ")
+    if scheme.lower() != b"basic" or not value:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    user = decoded.partition(":")[0]
-    return user or None
+    return decoded.partition(":")[0] or None
 
 
-async def _read_body(request: Request) -> bytes | Rejected:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        return Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            return Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class TrackingApp:
+    """Serves `/v1/*`; hands every other path to `fallback` (the admin app)."""
 
+    def __init__(self, engine: Engine, fallback: ASGIApp) -> None:
+        self.engine = engine
+        self.fallback = fallback
 
-def tracking_routes(engine: Engine) -> list[Route]:
-    async def preflight(request: Request) -> Response:
-        response = Response(status_code=204)
-        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = (
-            request.headers.get("access-control-request-headers") or _ALLOW_HEADERS
-        )
-        response.headers["Access-Control-Max-Age"] = "86400"
-        return _cors(request, response)
-
-    async def metrics(request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return await preflight(request)
-        await _read_body(request)
-        return _cors(request, JSONResponse({"success": True}))
-
-    async def track(request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return await preflight(request)
-        kind = request.path_params["kind"]
-        route_type: str | None
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.fallback(scope, receive, send)
+            return
+        headers = _headers(scope)
+        method = scope["method"]
+        if method == "OPTIONS":
+            await self._respond(send, headers, 204, b"", self._preflight(headers))
+            return
+        if method != "POST":
+            await self._reject(send, headers, Rejected("method_not_allowed", "use POST", 405))
+            return
+        kind = scope["path"][4:]
+        if kind == "m":
+            await self._read(receive, headers)  # client-side metrics: accepted, discarded
+            await self._respond(send, headers, 200, _OK)
+            return
         if kind in ("batch", "b", "import"):
-            route_type = None
+            route_type: str | None = None
         elif kind in parse.SHORT_TYPES:
             route_type = parse.SHORT_TYPES[kind]
         elif kind in parse.SINGLE_TYPES:
             route_type = kind
         else:
-            return _error(request, Rejected("not_found", f"unknown endpoint /v1/{kind}", 404))
-        raw = await _read_body(request)
+            await self._reject(send, headers, Rejected("not_found", f"no endpoint /v1/{kind}", 404))
+            return
+        outcome = await self._ingest(receive, headers, route_type)
+        if isinstance(outcome, Rejected):
+            extra = [(b"retry-after", str(_retry_after(outcome)).encode())] if outcome.status in (
+                429,
+                503,
+            ) else []
+            await self._reject(send, headers, outcome, extra)
+            return
+        await self._respond(send, headers, 200, _OK)
+
+    async def _ingest(
+        self, receive: Receive, headers: dict[bytes, bytes], route_type: str | None
+    ) -> Rejected | None:
+        raw = await self._read(receive, headers)
         if isinstance(raw, Rejected):
-            return _error(request, raw)
-        body = parse.decompress(raw, request.headers.get("content-encoding"))
+            return raw
+        encoding = headers.get(b"content-encoding")
+        body = parse.decompress(raw, encoding.decode("latin-1") if encoding else None)
         if isinstance(body, Rejected):
-            return _error(request, body)
+            return body
         payload = parse.decode_json(body)
         if isinstance(payload, Rejected):
-            return _error(request, payload)
-        header_key = _basic_key(request)
+            return payload
+        header_key = _basic_key(headers.get(b"authorization"))
         body_key = parse.write_key_of(payload)
         key = header_key or body_key
         if not key:
-            return _error(request, Rejected("unauthorized", "a write key is required", 401))
+            return Rejected("unauthorized", "a write key is required", 401)
+        engine = self.engine
         workspace = await engine.workspace_for_write_key(key)
-        if workspace is None or (
-            body_key and header_key and body_key != header_key
-            and await engine.workspace_for_write_key(body_key) != workspace
-        ):
-            return _error(request, Rejected("unauthorized", "unknown write key", 401))
+        if workspace is None:
+            return Rejected("unauthorized", "unknown write key", 401)
+        if body_key and header_key and body_key != header_key:
+            if await engine.workspace_for_write_key(body_key) != workspace:
+                return Rejected("unauthorized", "the two write keys name different workspaces", 401)
         result = parse.parse_request(payload, route_type, received_at=engine.clock.now())
         if isinstance(result, Rejected):
-            return _error(request, result)
+            return result
         try:
             future = engine.writer.append(workspace, result)
         except Overloaded as exc:
-            response = _error(request, Rejected("overloaded", str(exc), 429))
-            response.headers["Retry-After"] = str(exc.retry_after)
-            return response
+            return Rejected("overloaded", str(exc), 429)
         try:
             await asyncio.wrap_future(future)
         except StorageError:
-            response = _error(request, Rejected("unavailable", "storage is unavailable", 503))
-            response.headers["Retry-After"] = "5"
-            return response
-        return _cors(request, JSONResponse({"success": True}))
+            return Rejected("unavailable", "storage is unavailable; retry later", 503)
+        return None
 
-    return [
-        Route("/v1/m", metrics, methods=["POST", "OPTIONS"]),
-        Route("/v1/{kind}", track, methods=["POST", "OPTIONS"]),
-    ]
+    @staticmethod
+    async def _read(receive: Receive, headers: dict[bytes, bytes]) -> bytes | Rejected:
+        too_large = Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes")
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            return too_large
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_REQUEST_BYTES:
+                return too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _preflight(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"access-control-allow-methods", b"POST, OPTIONS"),
+            (
+                b"access-control-allow-headers",
+                headers.get(b"access-control-request-headers") or _ALLOW_HEADERS,
+            ),
+            (b"access-control-max-age", b"86400"),
+        ]
+
+    async def _reject(
+        self,
+        send: Send,
+        headers: dict[bytes, bytes],
+        rejected: Rejected,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        body = _encoder.encode({"code": rejected.code, "message": rejected.message})
+        await self._respond(send, headers, rejected.status, body, extra)
+
+    @staticmethod
+    async def _respond(
+        send: Send,
+        headers: dict[bytes, bytes],
+        status: int,
+        body: bytes,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        origin = headers.get(b"origin")
+        out = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"access-control-allow-origin", origin or b"*"),
+            (b"access-control-expose-headers", b"Retry-After"),
+        ]
+        if origin:
+            out.append((b"vary", b"Origin"))
+        if status == 204:
+            out = out[2:]
+        if extra:
+            out.extend(extra)
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _retry_after(rejected: Rejected) -> int:
+    return 1 if rejected.status == 429 else 5

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from leadloop.identity.model import Profile
 from leadloop.log.model import Event
@@ -29,6 +29,7 @@ from leadloop.scoring.model import (
     EmitEvent,
     EngagementRule,
     Fading,
+    RuleUsage,
     ScoreChange,
     ScoreDecision,
     ScoreState,
@@ -279,7 +280,9 @@ def _used(recent: tuple[Award, ...], total: float, cap: Cap, at: float) -> float
     return sum(award.points for award in recent if award.at > at - cap.per)
 
 
-def _remember(recent: tuple[Award, ...], cap: Cap | None, at: float, points: float) -> tuple[Award, ...]:
+def _remember(
+    recent: tuple[Award, ...], cap: Cap | None, at: float, points: float
+) -> tuple[Award, ...]:
     """Keep only the awards a rolling cap still needs, so the state stays small."""
     if cap is None or cap.per is None:
         return ()
@@ -312,7 +315,8 @@ def _award(
     held: list[str] = []
     if points > 0:
         if rule.cap is not None:
-            points, held = _limit(points, rule.cap.points - _used(recent, total, rule.cap, at), held, f"rule cap {_cap_text(rule.cap)}")
+            room = rule.cap.points - _used(recent, total, rule.cap, at)
+            points, held = _limit(points, room, held, f"rule cap {_cap_text(rule.cap)}")
         if model.cap is not None:
             room = model.cap.points - _used(state.model_recent, state.model_total, model.cap, at)
             points, held = _limit(points, room, held, f"model cap {_cap_text(model.cap)}")
@@ -320,9 +324,6 @@ def _award(
             room = model.session.max_points - state.session_points
             points, held = _limit(points, room, held, f"session limit {model.session.max_points:g}")
     gained = max(points, 0.0)
-    usage_now = type(usage)(count=count + 1, total=total + gained, recent=_remember(recent, rule.cap, at, gained)) if usage is not None else None
-    from leadloop.scoring.model import RuleUsage
-
     usage_now = RuleUsage(
         count=count + 1, total=total + gained, recent=_remember(recent, rule.cap, at, gained)
     )
@@ -399,7 +400,9 @@ def _stage_from_event(
         stage = None if wanted is None else model.stage(wanted)
         if stage is None:
             reason = f"{rule.id}: unknown stage {wanted!r} ignored"
-            changes.append(_change(state, model, at, "stage", 0.0, reason, rule.id, event.message_id))
+            changes.append(
+                _change(state, model, at, "stage", 0.0, reason, rule.id, event.message_id)
+            )
             continue
         if stage.name != state.stage:
             moves.append(_move(state, model, stage.name, at, "event", event.message_id, rule.id))
@@ -413,7 +416,7 @@ def _move(
     model: ScoringModel,
     to: str,
     at: float,
-    cause: Any,
+    cause: Literal["threshold", "event"],
     message_id: str,
     rule_id: str | None,
 ) -> StageChange:

@@ -95,36 +95,49 @@ def _equals(actual: Any, expected: Any, test: Predicate) -> bool:
     return bool(actual == expected)
 
 
-def _test_one(actual: Any, test: Predicate) -> bool:
-    op = test.op
-    if op == "equals":
-        return _equals(actual, test.value, test)
-    if op == "in":
-        return any(_equals(actual, option, test) for option in test.value)
-    if op in ("gt", "gte", "lt", "lte"):
-        number, limit = to_number(actual), to_number(test.value)
-        if number is None or limit is None:
-            return False
-        if op == "gt":
-            return number > limit
-        if op == "gte":
-            return number >= limit
-        if op == "lt":
-            return number < limit
-        return number <= limit
+def _compare(actual: Any, test: Predicate) -> tuple[float, float] | None:
+    number, limit = to_number(actual), to_number(test.value)
+    return None if number is None or limit is None else (number, limit)
+
+
+def _text(actual: Any) -> str | None:
     if isinstance(actual, bool) or not isinstance(actual, str | int | float):
-        return False
-    text = str(actual)
-    if op == "matches":
-        assert test.pattern is not None, "the loader compiles every `matches` pattern"
-        return test.pattern.search(text) is not None
-    if op == "starts_with":
-        return _fold(text, test).startswith(_fold(str(test.value), test))
-    if op == "contains":
-        return _fold(str(test.value), test) in _fold(text, test)
-    if op == "exists":
-        raise AssertionError("handled by check()")
-    assert_never(op)
+        return None
+    return str(actual)
+
+
+def _test_one(actual: Any, test: Predicate) -> bool:
+    match test.op:
+        case "equals":
+            return _equals(actual, test.value, test)
+        case "in":
+            return any(_equals(actual, option, test) for option in test.value)
+        case "gt":
+            pair = _compare(actual, test)
+            return pair is not None and pair[0] > pair[1]
+        case "gte":
+            pair = _compare(actual, test)
+            return pair is not None and pair[0] >= pair[1]
+        case "lt":
+            pair = _compare(actual, test)
+            return pair is not None and pair[0] < pair[1]
+        case "lte":
+            pair = _compare(actual, test)
+            return pair is not None and pair[0] <= pair[1]
+        case "matches":
+            assert test.pattern is not None, "the loader compiles every `matches` pattern"
+            text = _text(actual)
+            return text is not None and test.pattern.search(text) is not None
+        case "starts_with":
+            text = _text(actual)
+            return text is not None and _fold(text, test).startswith(_fold(str(test.value), test))
+        case "contains":
+            text = _text(actual)
+            return text is not None and _fold(str(test.value), test) in _fold(text, test)
+        case "exists":
+            return present(actual) == bool(test.value)
+        case _:
+            assert_never(test.op)
 
 
 def present(value: Any) -> bool:

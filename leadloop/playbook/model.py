@@ -1,0 +1,56 @@
+"""The validated playbook: frozen values, built once by `load.load_playbook`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadloop.playbook.nodes import Node
+from leadloop.scoring.model import ScoringModel
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookWarning:
+    """Something that works but is switched off, e.g. a webhook whose secret is unset."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    id: str
+    url: str
+    secret: str = field(repr=False)
+    enabled: bool
+    """False when `url` or `secret` is empty: we never send an unsigned webhook."""
+
+
+@dataclass(frozen=True, slots=True)
+class Playbook:
+    version: str
+    """As declared in the file (`version: 3`); `digest` identifies the content."""
+    workspace: str
+    digest: str
+    models: tuple[ScoringModel, ...]
+    webhooks: tuple[WebhookEndpoint, ...]
+    files: tuple[str, ...]
+    warnings: tuple[PlaybookWarning, ...] = ()
+    sections: Mapping[str, Node] = field(default_factory=dict, repr=False)
+    """`journeys`, `conversions` and `channels` as located trees, for their stages to validate
+    with the same file/line errors (see `playbook.fields.Fields`)."""
+    raw: Any = field(default=None, repr=False, compare=False)
+    """The merged playbook before `${ENV}` substitution: what the digest and diff read."""
+
+    def model(self, model_id: str) -> ScoringModel | None:
+        return next((model for model in self.models if model.id == model_id), None)
+
+    def webhook(self, webhook_id: str) -> WebhookEndpoint | None:
+        return next((hook for hook in self.webhooks if hook.id == webhook_id), None)

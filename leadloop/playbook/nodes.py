@@ -1,0 +1,179 @@
+"""A YAML tree that remembers where every value came from.
+
+PyYAML's composer gives nodes with marks; constructing Python objects throws them away. We keep a
+small tree of `Map`/`Seq`/`Scalar` instead, each with its file and 1-based line, so that every
+validation error can name the file, line and dotted field. Scalars keep both the value after
+`${ENV}` substitution and the text before it: the playbook digest and diff use the latter, so
+secrets never reach a hash input or a printed diff, and a secret rotation is not a new version.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leadloop.errors import PlaybookError
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    value: Any
+    raw: Any
+    mark: Mark
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    items: tuple[Node, ...]
+    indices: tuple[int, ...]
+    """Each item's index in its own file: paths in errors point into the file they name."""
+    mark: Mark
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    values: dict[str, Node]
+    key_marks: dict[str, Mark]
+    mark: Mark
+
+
+Node = Map | Seq | Scalar
+
+# `$${` escapes a literal `${`.
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
+
+
+def substitute(text: str, env: Mapping[str, str], mark: Mark, field: str) -> str:
+    def one(found: re.Match[str]) -> str:
+        if found.group(0) == "$${":
+            return "${"
+        name, has_default, default = found.group(1), found.group(2), found.group(3)
+        value = env.get(name)
+        if value is not None:
+            return value
+        if has_default is not None:
+            return default or ""
+        raise PlaybookError(
+            mark.file,
+            mark.line,
+            field,
+            f"environment variable {name} is not set (write ${{{name}:-default}} to allow that)",
+        )
+
+    return _ENV.sub(one, text)
+
+
+def join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def parse_file(path: Path, env: Mapping[str, str] | None = None) -> Node:
+    """Parse one YAML file into a located tree, substituting `${ENV}` in string scalars."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PlaybookError(name, None, "", f"cannot read: {error}") from error
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        where = error.problem_mark or error.context_mark
+        line = where.line + 1 if where is not None else None
+        problem = error.problem or error.context or "invalid YAML"
+        raise PlaybookError(name, line, "", f"YAML syntax error: {problem}") from error
+    except yaml.YAMLError as error:
+        raise PlaybookError(name, None, "", f"YAML syntax error: {error}") from error
+    if root is None:
+        return Map({}, {}, Mark(name, 1))
+    builder = _Builder(name, os.environ if env is None else env)
+    return builder.build(root, "")
+
+
+class _Builder:
+    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+        self.file = file
+        self.env = env
+        # Only used for its scalar resolution (ints, floats, bools, dates): YAML 1.1 as PyYAML does.
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def mark(self, node: yaml.Node) -> Mark:
+        return Mark(self.file, node.start_mark.line + 1)
+
+    def build(self, node: yaml.Node, path: str) -> Node:
+        mark = self.mark(node)
+        if isinstance(node, yaml.MappingNode):
+            try:
+                self.constructor.flatten_mapping(node)  # resolves `<<` merge keys
+            except yaml.MarkedYAMLError as error:
+                raise PlaybookError(self.file, mark.line, path, str(error.problem)) from error
+            values: dict[str, Node] = {}
+            key_marks: dict[str, Mark] = {}
+            for key_node, value_node in node.value:
+                key = self.constructor.construct_object(key_node)
+                key_mark = self.mark(key_node)
+                if not isinstance(key, str):
+                    raise PlaybookError(
+                        self.file, key_mark.line, path, f"keys must be strings, got {key!r}"
+                    )
+                if key in values:
+                    raise PlaybookError(
+                        self.file, key_mark.line, join(path, key), "duplicate key"
+                    )
+                key_marks[key] = key_mark
+                values[key] = self.build(value_node, join(path, key))
+            return Map(values, key_marks, mark)
+        if isinstance(node, yaml.SequenceNode):
+            items = tuple(self.build(item, f"{path}[{i}]") for i, item in enumerate(node.value))
+            return Seq(items, tuple(range(len(items))), mark)
+        raw = self.constructor.construct_object(node)
+        value = substitute(raw, self.env, mark, path) if isinstance(raw, str) else raw
+        return Scalar(value, raw, mark)
+
+
+def merge(into: Node, other: Node, path: str = "") -> Node:
+    """Merge a folder's files: mappings union, lists concatenate, equal scalars agree."""
+    if isinstance(into, Map) and isinstance(other, Map):
+        values = dict(into.values)
+        marks = dict(into.key_marks)
+        for key, node in other.values.items():
+            values[key] = merge(values[key], node, join(path, key)) if key in values else node
+            marks.setdefault(key, other.key_marks[key])
+        return Map(values, marks, into.mark)
+    if isinstance(into, Seq) and isinstance(other, Seq):
+        return Seq(into.items + other.items, into.indices + other.indices, into.mark)
+    if isinstance(into, Scalar) and isinstance(other, Scalar) and into.raw == other.raw:
+        return into
+    first = f"{into.mark.file}:{into.mark.line}"
+    raise PlaybookError(
+        other.mark.file, other.mark.line, path, f"conflicts with the value at {first}"
+    )
+
+
+def to_raw(node: Node) -> Any:
+    """Plain data before `${ENV}` substitution (for digests and diffs)."""
+    if isinstance(node, Map):
+        return {key: to_raw(value) for key, value in node.values.items()}
+    if isinstance(node, Seq):
+        return [to_raw(item) for item in node.items]
+    return node.raw
+
+
+def to_value(node: Node) -> Any:
+    """Plain data after `${ENV}` substitution (for sections parsed by other stages)."""
+    if isinstance(node, Map):
+        return {key: to_value(value) for key, value in node.values.items()}
+    if isinstance(node, Seq):
+        return [to_value(item) for item in node.items]
+    return node.value
