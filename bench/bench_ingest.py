@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import WRK_BATCH, WRK_SINGLE, basic, start_bare, start_leadloop, temp_sqlite, wrk  # noqa: E402
+from common import WRK_BATCH, WRK_SINGLE, basic, start_bare, start_leadloop, temp_sqlite, wrk
 
 BATCH = 100
 
@@ -43,7 +43,10 @@ def raw_sqlite_rate(seconds: float) -> float:
     deadline = time.perf_counter() + seconds
     start = time.perf_counter()
     while time.perf_counter() < deadline:
-        rows = [("default", f"m{n}-{i}", "track", "Page Viewed", f"u{i}", 1.0, 1.0, body) for i in range(BATCH)]
+        rows = [
+            ("default", f"m{n}-{i}", "track", "Page Viewed", f"u{i}", 1.0, 1.0, body)
+            for i in range(BATCH)
+        ]
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO events (workspace_id, message_id, type, event, user_id, ts, received_at, body) "
@@ -75,13 +78,20 @@ def paced_load(base: str, key: str, rate: float, seconds: float, out: dict) -> N
             if delay > 0:
                 time.sleep(delay)
             batch = [
-                {"type": "track", "userId": f"user-{(n * 13 + i) % 50000}", "event": "Page Viewed",
-                 "properties": {"path": "/pricing"}, "messageId": f"p{tid}-{n}-{i}"}
+                {
+                    "type": "track",
+                    "userId": f"user-{(n * 13 + i) % 50000}",
+                    "event": "Page Viewed",
+                    "properties": {"path": "/pricing"},
+                    "messageId": f"p{tid}-{n}-{i}",
+                }
                 for i in range(BATCH)
             ]
             req = urllib.request.Request(
-                base + "/v1/batch", data=json.dumps({"batch": batch}).encode(),
-                headers={"Authorization": auth, "Content-Type": "application/json"}, method="POST",
+                base + "/v1/batch",
+                data=json.dumps({"batch": batch}).encode(),
+                headers={"Authorization": auth, "Content-Type": "application/json"},
+                method="POST",
             )
             with urllib.request.urlopen(req, timeout=30) as r:
                 if r.status == 200:
@@ -156,7 +166,11 @@ def main() -> None:
     max_lag = max(lag for _, _, lag in samples)
     through = done / drained
     results.append(
-        (f"leadloop SQLite, {args.sustained_seconds:.0f}s ingest+process, through", through, "events/s")
+        (
+            f"leadloop SQLite, {args.sustained_seconds:.0f}s ingest+process, through",
+            through,
+            "events/s",
+        )
     )
 
     pg_rate = None
@@ -187,7 +201,9 @@ def main() -> None:
     print(f"| batched events/s | {batched:,.0f} | ≥ 25,000 |")
     print(f"| single / bare single endpoint | {single / bare_single:.2f} | ≥ 0.5 |")
     print(f"| sustained through, events/s | {through:,.0f} | ≥ 10,000 |")
-    print(f"| sustained: acknowledged {out.get('acked', 0):,} in {elapsed_load:.0f}s, max lag | {max_lag:,} | bounded |")
+    print(
+        f"| sustained: acknowledged {out.get('acked', 0):,} in {elapsed_load:.0f}s, max lag | {max_lag:,} | bounded |"
+    )
     if pg_rate is not None:
         print(f"| PostgreSQL batched events/s | {pg_rate:,.0f} | ≥ 10,000 |")
 

@@ -42,8 +42,17 @@ class Bare:
 def start_bare() -> Bare:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level",
-         "warning", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         cwd=HERE,
     )
 
@@ -119,7 +128,15 @@ def wrk(base: str, script: str, seconds: float, connections: int = 32, threads: 
         # Each wrk thread gets its own id prefix so message ids never collide.
         f.write("id = tostring(math.random(1, 2^30)) .. tostring(os.time())\n" + script)
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(seconds))}s", "-s", f.name, base],
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, int(seconds))}s",
+            "-s",
+            f.name,
+            base,
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -34,7 +34,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if overrides:
         from dataclasses import replace
 
-        s = replace(s, **overrides)  # type: ignore[arg-type]
+        s = replace(s, **overrides)
     return s
 
 
@@ -68,7 +68,9 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     with conn.transaction():  # type: ignore[attr-defined]
         key = workspaces.create_write_key(conn, args.workspace, args.name, SystemClock().now())  # type: ignore[arg-type]
     conn.close()  # type: ignore[attr-defined]
-    print(f"write key for workspace {args.workspace!r} (shown once; stored hashed):", file=sys.stderr)
+    print(
+        f"write key for workspace {args.workspace!r} (shown once; stored hashed):", file=sys.stderr
+    )
     print(key)
     return 0
 
@@ -78,7 +80,10 @@ def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
     with conn.transaction():  # type: ignore[attr-defined]
         token = workspaces.create_admin_token(conn, args.workspace, args.name, SystemClock().now())  # type: ignore[arg-type]
     conn.close()  # type: ignore[attr-defined]
-    print(f"admin token for workspace {args.workspace!r} (shown once; stored hashed):", file=sys.stderr)
+    print(
+        f"admin token for workspace {args.workspace!r} (shown once; stored hashed):",
+        file=sys.stderr,
+    )
     print(token)
     return 0
 
@@ -240,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_serve)
 
-    p = sub.add_parser("quickstart", help="create or reuse `default` credentials, print them, serve")
+    p = sub.add_parser(
+        "quickstart", help="create or reuse `default` credentials, print them, serve"
+    )
     serve_args(p)
     p.add_argument("--credentials", default=".leadloop/credentials.json", help="where to keep them")
     p.set_defaults(handler=cmd_quickstart)

@@ -101,8 +101,7 @@ class ServerProcess:
 
     def _spawn(self, out: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "leadloop", "serve", "--port", str(self.port),
-             *self.extra_args],
+            [sys.executable, "-m", "leadloop", "serve", "--port", str(self.port), *self.extra_args],
             env=self.full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -139,8 +138,10 @@ class ServerProcess:
             self.base + path,
             data=data,
             method=method,
-            headers={"Authorization": f"Bearer {self.admin_token}",
-                     "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Bearer {self.admin_token}",
+                "Content-Type": "application/json",
+            },
         )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:

@@ -19,7 +19,9 @@ import pytest
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 from leadloop.storage.migrate import migrate
 
-PG_URL = os.environ.get("LEADLOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "LEADLOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -39,7 +41,9 @@ def _postgres_template() -> str | None:
         admin = PostgresConnection(PG_URL)
     except Exception as exc:
         if os.environ.get("CI"):
-            raise RuntimeError(f"CI is set but PostgreSQL is unreachable at {PG_URL}: {exc}") from exc
+            raise RuntimeError(
+                f"CI is set but PostgreSQL is unreachable at {PG_URL}: {exc}"
+            ) from exc
         _template["name"] = None
         _template["reason"] = f"PostgreSQL unreachable at {PG_URL}: {exc}"
         return None

@@ -47,9 +47,7 @@ def admin_router(engine: "Engine") -> APIRouter:
             needle = normalize_phone(value, engine.settings.default_region)
         if needle is None:
             raise HTTPException(404, detail="no profile has that identity")
-        view = await engine.read(
-            lambda c: _lookup_view(c, ws, type, needle or "")
-        )
+        view = await engine.read(lambda c: _lookup_view(c, ws, type, needle or ""))
         if view is None:
             raise HTTPException(404, detail="no profile has that identity")
         return engine.decorate_profile(view)

@@ -157,7 +157,9 @@ class IdentityBatch:
             self._merge(ws, profile_id, other, reason, event)
         for other, reason in resolution.refused:
             self.audit.append(
-                AuditEntry(ws, "merge_refused", profile_id, other, reason, event.seq, event.timestamp)
+                AuditEntry(
+                    ws, "merge_refused", profile_id, other, reason, event.seq, event.timestamp
+                )
             )
         for key in resolution.attach:
             self.owners[(ws, key)] = profile_id
@@ -177,9 +179,13 @@ class IdentityBatch:
         for (kws, key), owner in list(self.new_identities.items()):
             if kws == ws and owner == merged:
                 self.new_identities[(kws, key)] = survivor
-        self.user_ids.setdefault((ws, survivor), set()).update(self.user_ids.get((ws, merged), set()))
+        self.user_ids.setdefault((ws, survivor), set()).update(
+            self.user_ids.get((ws, merged), set())
+        )
         self.dirty_profiles.discard((ws, merged))
-        self.audit.append(AuditEntry(ws, "merge", survivor, merged, reason, event.seq, event.timestamp))
+        self.audit.append(
+            AuditEntry(ws, "merge", survivor, merged, reason, event.seq, event.timestamp)
+        )
 
     def record(self, event: Event, profile: Profile) -> None:
         key = (event.workspace_id, profile.id)
@@ -300,7 +306,13 @@ class IdentityBatch:
             "traits = excluded.traits, first_seen = excluded.first_seen, "
             "last_seen = excluded.last_seen",
             [
-                (a.workspace_id, a.id, _encoder.encode(a.traits).decode(), a.first_seen, a.last_seen)
+                (
+                    a.workspace_id,
+                    a.id,
+                    _encoder.encode(a.traits).decode(),
+                    a.first_seen,
+                    a.last_seen,
+                )
                 for a in self.accounts.values()
             ],
         )

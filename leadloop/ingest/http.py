@@ -85,10 +85,15 @@ class TrackingApp:
             return
         outcome = await self._ingest(receive, headers, route_type)
         if isinstance(outcome, Rejected):
-            extra = [(b"retry-after", str(_retry_after(outcome)).encode())] if outcome.status in (
-                429,
-                503,
-            ) else []
+            extra = (
+                [(b"retry-after", str(_retry_after(outcome)).encode())]
+                if outcome.status
+                in (
+                    429,
+                    503,
+                )
+                else []
+            )
             await self._reject(send, headers, outcome, extra)
             return
         await self._respond(send, headers, 200, _OK)
@@ -115,9 +120,13 @@ class TrackingApp:
         workspace = await engine.workspace_for_write_key(key)
         if workspace is None:
             return Rejected("unauthorized", "unknown write key", 401)
-        if body_key and header_key and body_key != header_key:
-            if await engine.workspace_for_write_key(body_key) != workspace:
-                return Rejected("unauthorized", "the two write keys name different workspaces", 401)
+        if (
+            body_key
+            and header_key
+            and body_key != header_key
+            and await engine.workspace_for_write_key(body_key) != workspace
+        ):
+            return Rejected("unauthorized", "the two write keys name different workspaces", 401)
         result = parse.parse_request(payload, route_type, received_at=engine.clock.now())
         if isinstance(result, Rejected):
             return result

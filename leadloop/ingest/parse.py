@@ -66,7 +66,7 @@ def write_key_of(payload: dict[str, Any]) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
-def parse_time(value: Any, field: str) -> float | None | Rejected:
+def parse_time(value: Any, field: str) -> float | Rejected | None:
     """ISO-8601 with `Z` or an offset, 0-9 fractional digits; a naive time is taken as UTC."""
     if value is None:
         return None
@@ -92,7 +92,7 @@ def parse_time(value: Any, field: str) -> float | None | Rejected:
     return parsed.timestamp()
 
 
-def _id(message: dict[str, Any], field: str, index: str) -> str | None | Rejected:
+def _id(message: dict[str, Any], field: str, index: str) -> str | Rejected | None:
     value = message.get(field)
     if value is None:
         return None
@@ -199,7 +199,9 @@ def parse_request(
     for i, message in enumerate(batch):
         if isinstance(message, dict) and isinstance(shared_context, dict):
             # A batch-level context applies to every message that has none of its own.
-            message = {"context": shared_context, **message} if "context" not in message else message
+            message = (
+                {"context": shared_context, **message} if "context" not in message else message
+            )
         one = parse_message(
             message, None, received_at=received_at, sent_at=sent_at, index=f"batch[{i}]."
         )
@@ -207,4 +209,3 @@ def parse_request(
             return one
         accepted.append(one)
     return accepted
-

@@ -79,8 +79,12 @@ class Batch:
                     e.timestamp,
                     self.now,
                     _encoder.encode(
-                        {"type": "internal", "event": e.name, "profileId": e.profile_id,
-                         "properties": e.properties}
+                        {
+                            "type": "internal",
+                            "event": e.name,
+                            "profileId": e.profile_id,
+                            "properties": e.properties,
+                        }
                     ).decode(),
                 )
                 for e in self.emits

@@ -4,6 +4,7 @@ exactly like a click: in order, once, and never racing with it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -57,6 +58,10 @@ def fire_due(conn: Conn, now: float, limit: int = 5000) -> int:
     return len(rows)
 
 
+def _fire(conn: Conn, *, now: float) -> int:
+    return fire_due(conn, now)
+
+
 def next_due(conn: Conn) -> float | None:
     rows = conn.execute("SELECT MIN(due_at) FROM timers")
     return float(rows[0][0]) if rows and rows[0][0] is not None else None
@@ -89,8 +94,7 @@ class TimerLoop:
     def fire_now(self) -> int:
         total = 0
         while True:
-            now = self._clock.now()
-            n = self._writer.submit(lambda c: fire_due(c, now)).result()
+            n = self._writer.submit(functools.partial(_fire, now=self._clock.now())).result()
             total += n
             if n == 0:
                 return total

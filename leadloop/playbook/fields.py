@@ -67,7 +67,9 @@ def items(node: Node, path: str) -> list[tuple[Node, str]]:
         return []
     if not isinstance(node, Seq):
         fail(node, path, f"expected a list, got {type_name(node)}")
-    return [(item, f"{path}[{index}]") for item, index in zip(node.items, node.indices, strict=True)]
+    return [
+        (item, f"{path}[{index}]") for item, index in zip(node.items, node.indices, strict=True)
+    ]
 
 
 class Fields:

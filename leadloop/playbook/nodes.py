@@ -86,6 +86,10 @@ def parse_file(path: Path, env: Mapping[str, str] | None = None) -> Node:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise PlaybookError(name, None, "", f"cannot read: {error}") from error
+    return parse_text(text, name, env)
+
+
+def parse_text(text: str, name: str, env: Mapping[str, str] | None = None) -> Node:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
@@ -128,9 +132,7 @@ class _Builder:
                         self.file, key_mark.line, path, f"keys must be strings, got {key!r}"
                     )
                 if key in values:
-                    raise PlaybookError(
-                        self.file, key_mark.line, join(path, key), "duplicate key"
-                    )
+                    raise PlaybookError(self.file, key_mark.line, join(path, key), "duplicate key")
                 key_marks[key] = key_mark
                 values[key] = self.build(value_node, join(path, key))
             return Map(values, key_marks, mark)

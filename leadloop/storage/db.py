@@ -28,14 +28,24 @@ class DatabaseUrl:
     url: str
     path: str | None = None
     """The SQLite file (`:memory:` is refused: readers need their own connections)."""
+    synchronous: str = "NORMAL"
+    """SQLite only: `sqlite:///db?synchronous=FULL` also survives power loss (slower)."""
 
     @staticmethod
     def parse(url: str) -> DatabaseUrl:
         if url.startswith("sqlite:///"):
-            path = url[len("sqlite:///") :]
+            path, _, query = url[len("sqlite:///") :].partition("?")
             if not path or path == ":memory:":
                 raise ConfigError("sqlite needs a file path: sqlite:///path/to/leadloop.db")
-            return DatabaseUrl("sqlite", url, path)
+            sync = "NORMAL"
+            for part in query.split("&") if query else ():
+                key, _, value = part.partition("=")
+                if key != "synchronous" or value.upper() not in ("NORMAL", "FULL"):
+                    raise ConfigError(
+                        f"unknown SQLite option {part!r}: only synchronous=NORMAL|FULL"
+                    )
+                sync = value.upper()
+            return DatabaseUrl("sqlite", url, path, sync)
         scheme = urlparse(url).scheme
         if scheme in ("postgresql", "postgres"):
             return DatabaseUrl("postgres", url)
@@ -140,7 +150,7 @@ class PostgresConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            cur = self._conn.execute(self._sql(sql), tuple(params))  # type: ignore[call-overload]
+            cur = self._conn.execute(self._sql(sql), tuple(params))
             return list(cur.fetchall()) if cur.description is not None else []
         except self._psycopg.Error as exc:
             raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
@@ -148,7 +158,7 @@ class PostgresConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             with self._conn.cursor() as cur:
-                cur.executemany(self._sql(sql), list(rows))  # type: ignore[call-overload]
+                cur.executemany(self._sql(sql), list(rows))
         except self._psycopg.Error as exc:
             raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
 
@@ -156,7 +166,7 @@ class PostgresConnection:
         return self._conn.transaction()
 
     def executescript(self, script: str) -> None:
-        self._conn.execute(script)  # type: ignore[call-overload]
+        self._conn.execute(script)
 
     def close(self) -> None:
         self._conn.close()
@@ -165,5 +175,5 @@ class PostgresConnection:
 def connect(url: DatabaseUrl) -> SqliteConnection | PostgresConnection:
     if url.dialect == "sqlite":
         assert url.path is not None
-        return SqliteConnection(url.path)
+        return SqliteConnection(url.path, synchronous=url.synchronous)
     return PostgresConnection(url.url)

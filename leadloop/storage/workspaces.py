@@ -39,15 +39,16 @@ def create_write_key(conn: Conn, workspace_id: str, name: str, now: float) -> st
 def create_admin_token(conn: Conn, workspace_id: str, name: str, now: float) -> str:
     token = "lla_" + secrets.token_urlsafe(32)
     conn.execute(
-        "INSERT INTO admin_tokens (token_hash, workspace_id, name, created_at) "
-        "VALUES (?, ?, ?, ?)",
+        "INSERT INTO admin_tokens (token_hash, workspace_id, name, created_at) VALUES (?, ?, ?, ?)",
         (hash_secret(token), workspace_id, name, now),
     )
     return token
 
 
 def workspace_for_write_key(conn: Conn, key: str) -> str | None:
-    rows = conn.execute("SELECT workspace_id FROM write_keys WHERE key_hash = ?", (hash_secret(key),))
+    rows = conn.execute(
+        "SELECT workspace_id FROM write_keys WHERE key_hash = ?", (hash_secret(key),)
+    )
     return str(rows[0][0]) if rows else None
 
 

@@ -49,7 +49,9 @@ class Harness:
 
 @pytest.fixture
 def harness(backend_url: str) -> Iterator[Harness]:
-    engine = Engine(Settings(database_url=backend_url), clock=ManualClock(1_800_000_000.0), manual_clock=True)
+    engine = Engine(
+        Settings(database_url=backend_url), clock=ManualClock(1_800_000_000.0), manual_clock=True
+    )
     engine.start()
     try:
         yield Harness(engine)

@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def ident(anon: str | None, user: str | None, ts: str | None = None, **traits: Any) -> dict[str, Any]:
+def ident(
+    anon: str | None, user: str | None, ts: str | None = None, **traits: Any
+) -> dict[str, Any]:
     m: dict[str, Any] = {"type": "identify", "anonymousId": anon, "userId": user, "traits": traits}
     if ts:
         m["timestamp"] = ts
@@ -11,4 +13,10 @@ def ident(anon: str | None, user: str | None, ts: str | None = None, **traits: A
 
 
 def track(anon: str | None, user: str | None, event: str, **props: Any) -> dict[str, Any]:
-    return {"type": "track", "anonymousId": anon, "userId": user, "event": event, "properties": props}
+    return {
+        "type": "track",
+        "anonymousId": anon,
+        "userId": user,
+        "event": event,
+        "properties": props,
+    }

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.contract.conftest_helpers import ident, track
-
 from tests.contract.conftest import Harness
+from tests.contract.conftest_helpers import ident, track
 
 
 def test_identify_links_anonymous_history(harness: Harness) -> None:
@@ -13,7 +12,9 @@ def test_identify_links_anonymous_history(harness: Harness) -> None:
     harness.settle()
     prof = harness.profile("user_id", "u1")
     assert prof is not None
-    assert prof == harness.profile("anonymous_id", "a1") == harness.profile("email", "ada@example.com")
+    assert (
+        prof == harness.profile("anonymous_id", "a1") == harness.profile("email", "ada@example.com")
+    )
     assert {"type": "email", "value": "ada@example.com"} in prof["identities"]
     assert prof["traits"]["name"] == "Ada"
     assert prof["event_counts"]["track"] == 2 and prof["event_counts"]["identify"] == 1
@@ -83,7 +84,10 @@ def test_phone_and_external_ids_link(harness: Harness) -> None:
             "type": "track",
             "anonymousId": "a2",
             "event": "Call",
-            "context": {"traits": {"phone": "+14155550100"}, "externalIds": [{"id": "c-9", "type": "crm_id"}]},
+            "context": {
+                "traits": {"phone": "+14155550100"},
+                "externalIds": [{"id": "c-9", "type": "crm_id"}],
+            },
         }
     )
     harness.settle()
@@ -94,7 +98,12 @@ def test_phone_and_external_ids_link(harness: Harness) -> None:
 
 def test_group_creates_an_account_and_links_the_profile(harness: Harness) -> None:
     harness.send(
-        {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"name": "Acme", "employees": 500}}
+        {
+            "type": "group",
+            "userId": "u1",
+            "groupId": "acme",
+            "traits": {"name": "Acme", "employees": 500},
+        }
     )
     harness.settle()
     prof = harness.profile("user_id", "u1")

@@ -23,7 +23,9 @@ def actual_schema(conn: SqliteConnection | PostgresConnection) -> dict[str, set[
     return out
 
 
-def test_replayed_migrations_match_the_declared_schema(conn: SqliteConnection | PostgresConnection) -> None:
+def test_replayed_migrations_match_the_declared_schema(
+    conn: SqliteConnection | PostgresConnection,
+) -> None:
     assert actual_schema(conn) == schema.declared(conn.dialect)
 
 
@@ -31,9 +33,13 @@ def test_migrating_twice_changes_nothing(conn: SqliteConnection | PostgresConnec
     before = actual_schema(conn)
     assert migrate(conn) == []
     assert actual_schema(conn) == before
-    versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    versions = [
+        r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+    ]
     assert versions == [m.version for m in list_migrations(conn.dialect)]
 
 
 def test_both_dialects_have_the_same_migrations() -> None:
-    assert [m.name for m in list_migrations("sqlite")] == [m.name for m in list_migrations("postgres")]
+    assert [m.name for m in list_migrations("sqlite")] == [
+        m.name for m in list_migrations("postgres")
+    ]

@@ -100,7 +100,10 @@ def test_duplicate_message_ids_are_dropped(api: Api) -> None:
         (json.dumps({"event": "X"}).encode(), "missing_id"),
         (json.dumps({"userId": "u", "event": ["X"]}).encode(), "missing_event"),
         (json.dumps({"userId": "u", "event": "X", "properties": "p"}).encode(), "invalid_field"),
-        (json.dumps({"userId": "u", "event": "X", "timestamp": "soon"}).encode(), "invalid_timestamp"),
+        (
+            json.dumps({"userId": "u", "event": "X", "timestamp": "soon"}).encode(),
+            "invalid_timestamp",
+        ),
     ],
 )
 def test_bad_input_is_400_with_code_and_stores_nothing(api: Api, body: bytes, code: str) -> None:
@@ -155,12 +158,16 @@ def test_conflicting_keys_from_two_workspaces_are_refused(api: Api) -> None:
 
 
 def test_another_workspaces_key_writes_only_there(api: Api) -> None:
-    r = api.client.post("/v1/identify", content=json.dumps({"userId": "u9"}), headers=api.basic(api.other_key))
+    r = api.client.post(
+        "/v1/identify", content=json.dumps({"userId": "u9"}), headers=api.basic(api.other_key)
+    )
     assert r.status_code == 200
     api.settle()
     r = api.client.get("/api/v1/profiles/lookup?type=user_id&value=u9", headers=api.bearer())
     assert r.status_code == 404
-    r = api.client.get("/api/v1/profiles/lookup?type=user_id&value=u9", headers=api.bearer(api.other_token))
+    r = api.client.get(
+        "/api/v1/profiles/lookup?type=user_id&value=u9", headers=api.bearer(api.other_token)
+    )
     assert r.status_code == 200
 
 
@@ -182,22 +189,42 @@ def test_overloaded_writer_answers_429_with_retry_after(api: Api) -> None:
 
 def test_admin_api_profile_lookup_events_and_account(api: Api) -> None:
     batch = [
-        {"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"email": "Ada@Example.com"}},
+        {
+            "type": "identify",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "traits": {"email": "Ada@Example.com"},
+        },
         {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"employees": 120}},
         *[{"type": "track", "userId": "u1", "event": f"E{i}"} for i in range(5)],
     ]
-    assert api.client.post("/v1/batch", content=json.dumps({"batch": batch}), headers=api.basic()).status_code == 200
+    assert (
+        api.client.post(
+            "/v1/batch", content=json.dumps({"batch": batch}), headers=api.basic()
+        ).status_code
+        == 200
+    )
     api.settle()
-    r = api.client.get("/api/v1/profiles/lookup", params={"type": "email", "value": "ada@example.com"}, headers=api.bearer())
+    r = api.client.get(
+        "/api/v1/profiles/lookup",
+        params={"type": "email", "value": "ada@example.com"},
+        headers=api.bearer(),
+    )
     assert r.status_code == 200
     prof = r.json()
     assert {"type": "anonymous_id", "value": "a1"} in prof["identities"]
     assert prof["accounts"] == ["acme"] and "scores" in prof
-    assert api.client.get(f"/api/v1/profiles/{prof['id']}", headers=api.bearer()).json()["id"] == prof["id"]
-    page1 = api.client.get(f"/api/v1/profiles/{prof['id']}/events?limit=4", headers=api.bearer()).json()
+    assert (
+        api.client.get(f"/api/v1/profiles/{prof['id']}", headers=api.bearer()).json()["id"]
+        == prof["id"]
+    )
+    page1 = api.client.get(
+        f"/api/v1/profiles/{prof['id']}/events?limit=4", headers=api.bearer()
+    ).json()
     assert len(page1["events"]) == 4 and page1["next_after"]
     page2 = api.client.get(
-        f"/api/v1/profiles/{prof['id']}/events?limit=4&after={page1['next_after']}", headers=api.bearer()
+        f"/api/v1/profiles/{prof['id']}/events?limit=4&after={page1['next_after']}",
+        headers=api.bearer(),
     ).json()
     assert len(page2["events"]) == 3 and page2["next_after"] is None
     acct = api.client.get("/api/v1/accounts/acme", headers=api.bearer()).json()
@@ -221,14 +248,18 @@ def test_admin_api_bad_requests(api: Api, path: str, status: int) -> None:
     assert set(r.json()) == {"code", "message"}
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDo="}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDo="}]
+)
 def test_admin_api_needs_a_token(api: Api, headers: dict[str, str]) -> None:
     r = api.client.get("/api/v1/profiles/lookup?type=user_id&value=u", headers=headers)
     assert r.status_code == 401
 
 
 def test_a_write_key_is_not_an_admin_token(api: Api) -> None:
-    r = api.client.get("/api/v1/profiles/lookup?type=user_id&value=u", headers=api.bearer(api.write_key))
+    r = api.client.get(
+        "/api/v1/profiles/lookup?type=user_id&value=u", headers=api.bearer(api.write_key)
+    )
     assert r.status_code == 401
 
 

@@ -15,7 +15,9 @@ def request(payload: dict, route: str | None = "track") -> list[Accepted] | Reje
 
 
 def test_track_with_nulls_is_accepted() -> None:
-    out = request({"userId": None, "anonymousId": "a1", "event": "X", "properties": None, "name": None})
+    out = request(
+        {"userId": None, "anonymousId": "a1", "event": "X", "properties": None, "name": None}
+    )
     assert isinstance(out, list)
     assert out[0].anonymous_id == "a1" and out[0].user_id is None
     assert out[0].event == "X"
@@ -54,7 +56,9 @@ def test_bad_messages_are_rejected_with_a_code(payload: dict, route: str | None,
 
 
 def test_one_bad_message_rejects_the_whole_batch() -> None:
-    out = request({"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track"}]}, None)
+    out = request(
+        {"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track"}]}, None
+    )
     assert isinstance(out, Rejected)
     assert "batch[1]" in out.message
 
@@ -73,7 +77,12 @@ def test_oversize_request_is_rejected() -> None:
 def test_clock_skew_is_corrected() -> None:
     # Device clock one hour ahead: the event happened 10 s before sending.
     out = request(
-        {"userId": "u", "event": "X", "timestamp": "2027-01-15T09:00:00Z", "sentAt": "2027-01-15T09:00:10.000Z"}
+        {
+            "userId": "u",
+            "event": "X",
+            "timestamp": "2027-01-15T09:00:00Z",
+            "sentAt": "2027-01-15T09:00:10.000Z",
+        }
     )
     assert isinstance(out, list)
     assert out[0].timestamp == pytest.approx(NOW - 10)
@@ -89,7 +98,9 @@ def test_batch_sent_at_applies_to_messages() -> None:
     out = request(
         {
             "sentAt": "2024-05-01T12:00:05Z",
-            "batch": [{"type": "track", "userId": "u", "event": "X", "timestamp": "2024-05-01T12:00:00Z"}],
+            "batch": [
+                {"type": "track", "userId": "u", "event": "X", "timestamp": "2024-05-01T12:00:00Z"}
+            ],
         },
         None,
     )

@@ -1,0 +1,263 @@
+"""The `scoring` section of a playbook, validated into `leadloop.scoring.model` values."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+from leadloop.log.model import EVENT_TYPES
+from leadloop.playbook.diff import digest_of
+from leadloop.playbook.fields import Fields, fail
+from leadloop.playbook.model import WebhookEndpoint
+from leadloop.playbook.nodes import Node, Scalar, to_raw
+from leadloop.scoring.model import (
+    DEFAULT_ACTIVITY_TYPES,
+    NUMERIC_OPERATORS,
+    OPERATORS,
+    TRAIT_SOURCES,
+    Action,
+    Cap,
+    Condition,
+    Decay,
+    EmitAction,
+    EngagementRule,
+    EventFilter,
+    FitRule,
+    Operator,
+    Predicate,
+    ScoringModel,
+    SessionLimit,
+    Stage,
+    StageRule,
+    StepDecay,
+    WebhookAction,
+)
+
+# Registers a rule id, failing on a duplicate within the model.
+_Unique = Callable[[Fields], str]
+
+
+def parse_scoring(
+    fields: Fields | None, webhooks: Mapping[str, WebhookEndpoint]
+) -> tuple[ScoringModel, ...]:
+    if fields is None:
+        return ()
+    models: list[ScoringModel] = []
+    seen: set[str] = set()
+    for node, path in fields.items("models"):
+        model = _model(node, path, webhooks)
+        if model.id in seen:
+            fail(node, f"{path}.id", f"duplicate model id {model.id!r}")
+        seen.add(model.id)
+        models.append(model)
+    return tuple(models)
+
+
+def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> ScoringModel:
+    fields = Fields(node, path, "scoring.models[]")
+    rule_ids: set[str] = set()
+
+    def unique(rule_fields: Fields) -> str:
+        rule_id = rule_fields.name("id")
+        if rule_id in rule_ids:
+            rule_fields.fail("id", f"duplicate rule id {rule_id!r} in this model")
+        rule_ids.add(rule_id)
+        return rule_id
+
+    fit = tuple(_fit(Fields(n, p, "fit[]"), unique) for n, p in fields.items("fit"))
+    engagement = tuple(
+        _engagement(Fields(n, p, "engagement[]"), unique) for n, p in fields.items("engagement")
+    )
+    stages = _stages(fields, webhooks)
+    stage_rules = tuple(
+        _stage_rule(Fields(n, p, "stage_rules[]"), unique, stages)
+        for n, p in fields.items("stage_rules")
+    )
+    session_fields = fields.child("session", "session")
+    session = None
+    if session_fields is not None:
+        session = SessionLimit(
+            max_points=_positive(session_fields, "max_points"),
+            timeout=session_fields.optional_duration("timeout") or 1800.0,
+        )
+    return ScoringModel(
+        id=fields.name("id"),
+        version=digest_of(to_raw(node)),
+        name=fields.text("name", ""),
+        stages=stages,
+        fit=fit,
+        engagement=engagement,
+        stage_rules=stage_rules,
+        decay=_decay(fields.child("decay", "decay")),
+        cap=_cap(fields.child("cap", "cap")),
+        session=session,
+    )
+
+
+def _positive(fields: Fields, key: str) -> float:
+    value = fields.number(key)
+    if value <= 0:
+        fields.fail(key, "must be greater than 0")
+    return value
+
+
+def _predicate(fields: Fields) -> Predicate:
+    op = fields.text("op")
+    if op not in OPERATORS:
+        fields.fail("op", f"unknown operator {op!r} (expected one of: {', '.join(OPERATORS)})")
+    operator: Operator = op  # narrowed by the check above
+    ignore_case = fields.boolean("ignore_case", False)
+    value = fields.value("value") if fields.has("value") else None
+    node = fields.get("value")
+    if node is not None and not isinstance(node, Scalar):
+        if operator != "in":
+            fields.fail("value", "expected a single value")
+        value = [_scalar(item, path) for item, path in fields.items("value")]
+    if operator == "exists":
+        return Predicate(operator, fields.boolean("value", True))
+    if value is None:
+        fields.fail("value", f"operator {operator!r} needs a value")
+    if operator == "in" and not isinstance(value, list):
+        fields.fail("value", "operator 'in' needs a list")
+    if operator in NUMERIC_OPERATORS and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
+        fields.fail("value", f"operator {operator!r} needs a number")
+    if operator in ("matches", "starts_with", "contains") and not isinstance(value, str):
+        fields.fail("value", f"operator {operator!r} needs a string")
+    pattern = None
+    if operator == "matches":
+        try:
+            pattern = re.compile(value, re.IGNORECASE if ignore_case else 0)
+        except re.error as error:
+            fields.fail("value", f"bad regex: {error}")
+    return Predicate(operator, value, ignore_case, pattern)
+
+
+def _scalar(node: Node, path: str) -> str | int | float | bool:
+    if not isinstance(node, Scalar) or not isinstance(node.value, str | int | float | bool):
+        fail(node, path, "expected a string, number or boolean")
+    return node.value
+
+
+def _fit(fields: Fields, unique: _Unique) -> FitRule:
+    rule_id = unique(fields)
+    names = fields.texts("field")
+    if not names:
+        fields.fail("field", "needs at least one trait name")
+    source = fields.text("source", "any")
+    if source not in TRAIT_SOURCES:
+        fields.fail("source", f"expected one of: {', '.join(TRAIT_SOURCES)}")
+    return FitRule(
+        id=rule_id,
+        fields=names,
+        source=source,  # narrowed by the check above
+        test=_predicate(fields),
+        points=fields.number("points"),
+    )
+
+
+def _filter(fields: Fields) -> EventFilter:
+    types = fields.texts("type")
+    for event_type in types:
+        if event_type not in EVENT_TYPES:
+            fields.fail("type", f"unknown event type {event_type!r} ({', '.join(EVENT_TYPES)})")
+    where = []
+    for node, path in fields.items("where"):
+        condition = Fields(node, path, "where[]")
+        where.append(Condition(condition.name("field"), _predicate(condition)))
+    return EventFilter(types=types, names=fields.texts("event"), where=tuple(where))
+
+
+def _engagement(fields: Fields, unique: _Unique) -> EngagementRule:
+    rule_id = unique(fields)
+    return EngagementRule(
+        id=rule_id,
+        when=_filter(fields),
+        points=fields.number("points"),
+        once=fields.boolean("once", False),
+        cap=_cap(fields.child("cap", "cap")),
+        half_life=fields.optional_duration("half_life"),
+    )
+
+
+def _stage_rule(fields: Fields, unique: _Unique, stages: tuple[Stage, ...]) -> StageRule:
+    rule_id = unique(fields)
+    stage = fields.optional_text("stage")
+    stage_field = fields.optional_text("stage_field")
+    if (stage is None) == (stage_field is None):
+        fields.fail("stage", "give exactly one of `stage` and `stage_field`")
+    names = {candidate.name.casefold() for candidate in stages}
+    if stage is not None and stage.casefold() not in names:
+        fields.fail("stage", f"unknown stage {stage!r}")
+    return StageRule(id=rule_id, when=_filter(fields), stage=stage, stage_field=stage_field)
+
+
+def _stages(fields: Fields, webhooks: Mapping[str, WebhookEndpoint]) -> tuple[Stage, ...]:
+    stages: list[Stage] = []
+    names: set[str] = set()
+    threshold: float | None = None
+    for node, path in fields.items("stages"):
+        stage_fields = Fields(node, path, "stages[]")
+        name = stage_fields.name("name")
+        if name.casefold() in names:
+            stage_fields.fail("name", f"duplicate stage {name!r}")
+        names.add(name.casefold())
+        at = stage_fields.optional_number("at")
+        if at is not None:
+            # Stages are listed lowest first; thresholds must follow that order.
+            if threshold is not None and at <= threshold:
+                stage_fields.fail(
+                    "at", f"must be above the previous stage's threshold {threshold:g}"
+                )
+            threshold = at
+        actions = tuple(
+            _action(Fields(n, p, "actions[]"), webhooks) for n, p in stage_fields.items("actions")
+        )
+        stages.append(Stage(name=name, at=at, actions=actions))
+    if not stages:
+        fields.fail("stages", "list at least one stage (the first is where profiles start)")
+    return tuple(stages)
+
+
+def _action(fields: Fields, webhooks: Mapping[str, WebhookEndpoint]) -> Action:
+    if fields.has("emit") == fields.has("webhook"):
+        fields.fail("emit", "give exactly one of `emit` and `webhook`")
+    if fields.has("emit"):
+        return EmitAction(event=fields.name("emit"))
+    webhook_id = fields.name("webhook")
+    hook = webhooks.get(webhook_id)
+    if hook is None:
+        fields.fail("webhook", f"no webhook {webhook_id!r} under the top-level `webhooks`")
+    return WebhookAction(webhook=hook.id, url=hook.url, enabled=hook.enabled)
+
+
+def _cap(fields: Fields | None) -> Cap | None:
+    if fields is None:
+        return None
+    return Cap(points=_positive(fields, "points"), per=fields.optional_duration("per"))
+
+
+def _decay(fields: Fields | None) -> Decay:
+    if fields is None:
+        return Decay()
+    step = None
+    step_fields = fields.child("step", "decay.step")
+    if step_fields is not None:
+        every = step_fields.duration("every")
+        if every <= 0:
+            step_fields.fail("every", "must be longer than 0")
+        step = StepDecay(points=_positive(step_fields, "points"), every=every)
+    half_life = fields.optional_duration("half_life")
+    if half_life == 0:
+        half_life = None
+    activity = fields.texts("activity") if fields.has("activity") else DEFAULT_ACTIVITY_TYPES
+    for event_type in activity:
+        if event_type not in EVENT_TYPES:
+            fields.fail("activity", f"unknown event type {event_type!r}")
+    return Decay(
+        step=step,
+        floor=fields.number("floor", 0.0),
+        half_life=half_life,
+        activity_types=activity,
+    )

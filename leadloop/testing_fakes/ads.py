@@ -1,0 +1,499 @@
+"""Local fakes of Meta CAPI, Google Data Manager and TikTok Events API, for tests and dry runs.
+
+One loopback HTTP server (stdlib, a thread, port 0) serves all three routes of
+research/capi.md §8.3. Each fake:
+
+* checks every request the way the platform documents it (each check names its capi.md section)
+  and answers with the platform's own error envelope when a check fails;
+* records accepted events, deduplicated the way the platform would (Meta/TikTok: name + event id
+  within 48 h; Google: `transactionId` per conversion action);
+* can be told to fail: planned responses are served first-in first-out, before any check.
+
+    with FakeAdsServer() as fake:
+        fake.meta.plan_bad_event(index=3)
+        ...  # point MetaDestination(base_url=fake.base_url) at it
+        assert len(fake.meta.accepted) == 0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from leadloop.clock import Clock, SystemClock
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+BASE64_SHA256 = re.compile(r"[A-Za-z0-9+/]{43}=")
+DAY = 86_400.0
+DEDUP_WINDOW = 2 * DAY
+
+
+@dataclass(frozen=True)
+class Planned:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+class Invalid(Exception):
+    """A check failed; `index` is the event at fault when there is one."""
+
+    def __init__(self, message: str, index: int | None = None, field_path: str = "") -> None:
+        super().__init__(message)
+        self.index = index
+        self.field_path = field_path
+
+
+Response = tuple[int, dict[str, str], Any]
+
+
+class FakePlatform:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.requests: list[Recorded] = []
+        self.accepted: list[dict[str, Any]] = []
+        self.duplicates: list[dict[str, Any]] = []
+        self.test_events: list[dict[str, Any]] = []
+        self._seen: dict[tuple[str, str], float] = {}
+        self._planned: deque[Planned] = deque()
+        self._lock = threading.Lock()
+
+    def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._planned.append(Planned(status, body, headers or {}))
+
+    def plan_server_error(self, status: int = 500) -> None:
+        self.plan(status, {"error": {"code": status, "message": "planned server error"}})
+
+    def plan_rate_limit(self, retry_after: int = 1) -> None:
+        self.plan(429, self._rate_limit_body(), {"Retry-After": str(retry_after)})
+
+    def _rate_limit_body(self) -> Any:
+        return {"error": {"code": 429, "message": "rate limited"}}
+
+    def handle(self, request: Recorded) -> Response:
+        with self._lock:
+            self.requests.append(request)
+            if self._planned:
+                planned = self._planned.popleft()
+                return planned.status, planned.headers, planned.body
+            return self.serve(request)
+
+    def serve(self, request: Recorded) -> Response:
+        raise NotImplementedError
+
+    def _record_within_window(self, events: list[dict[str, Any]], name: str, test: bool) -> None:
+        now = self.clock.now()
+        for event in events:
+            key = (str(event[name]), str(event.get("event_id", "")))
+            first = self._seen.get(key)
+            if test:
+                self.test_events.append(event)
+            elif event.get("event_id") and first is not None and now - first < DEDUP_WINDOW:
+                self.duplicates.append(event)
+            else:
+                self._seen[key] = now
+                self.accepted.append(event)
+
+
+def _require(condition: bool, message: str, index: int | None = None, path: str = "") -> None:
+    if not condition:
+        raise Invalid(message, index, path)
+
+
+def _require_list(value: Any, most: int, message: str, path: str = "") -> list[Any]:
+    if not isinstance(value, list) or not 1 <= len(value) <= most:
+        raise Invalid(message, None, path)
+    return value
+
+
+def _check_hex_list(value: Any, what: str, index: int) -> None:
+    # Meta emits hashed keys as arrays of lowercase SHA-256 hex (capi.md §1.3).
+    _require(isinstance(value, list) and len(value) > 0, f"{what} must be an array", index)
+    for item in value:
+        _require(isinstance(item, str) and bool(HEX64.fullmatch(item)), f"{what} not hashed", index)
+
+
+# --- Meta --------------------------------------------------------------------------------------
+
+META_ACTION_SOURCES = frozenset(
+    {"email", "website", "app", "phone_call", "chat", "physical_store", "system_generated"}
+    | {"business_messaging", "other"}
+)  # capi.md §1.2, SDK 26.0.3 enum
+META_HASHED = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country")  # §1.3
+META_PLAIN = ("client_ip_address", "client_user_agent", "fbc", "fbp", "lead_id")  # §1.3
+
+
+class FakeMeta(FakePlatform):
+    def __init__(self, clock: Clock, access_token: str, app_secret: str | None) -> None:
+        super().__init__(clock)
+        self.access_token = access_token
+        self.app_secret = app_secret
+
+    def plan_bad_event(self, index: int, subcode: int = 2804003) -> None:
+        """A whole-batch 400 naming one event, as when one `event_time` is too old (§1.1).
+        The "Event index: i" wording is this fake's convention; `decide` reads it as a hint."""
+        self.plan(400, _graph_error(100, f"Invalid parameter. Event index: {index}", subcode))
+
+    def plan_graph_error(self, status: int, code: int, subcode: int | None = None) -> None:
+        self.plan(status, _graph_error(code, "planned error", subcode))
+
+    def _rate_limit_body(self) -> Any:
+        return _graph_error(17, "User request limit reached")  # §1.5: throttling family
+
+    def serve(self, request: Recorded) -> Response:
+        # §1.1: token in the query string; wrong token is a Graph OAuthException, code 190.
+        if request.query.get("access_token") != self.access_token:
+            return 400, {}, _graph_error(190, "Invalid OAuth access token.")
+        body = request.body if isinstance(request.body, dict) else {}
+        if self.app_secret is not None:
+            # §1.1: appsecret_proof = HMAC-SHA256(app_secret, access_token) hex.
+            expected = hmac.new(
+                self.app_secret.encode(), self.access_token.encode(), hashlib.sha256
+            ).hexdigest()
+            proof = body.get("appsecret_proof") or request.query.get("appsecret_proof")
+            if proof != expected:
+                return 400, {}, _graph_error(100, "Invalid appsecret_proof")
+        try:
+            events = self._check(body)
+        except Invalid as invalid:
+            subcode = 2804003 if "too old" in str(invalid) else None
+            message = str(invalid)
+            if invalid.index is not None:
+                message += f". Event index: {invalid.index}"
+            return 400, {}, _graph_error(100, message, subcode)
+        # §1.1: test events show in Test Events only; §1.2: same name + id within 48 h, first kept.
+        self._record_within_window(events, "event_name", bool(body.get("test_event_code")))
+        return 200, {}, {"events_received": len(events), "messages": [], "fbtrace_id": "fake"}
+
+    def _check(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        data = body.get("data")
+        if isinstance(data, str):  # form-encoded bodies carry `data` as a JSON string (§1.1)
+            data = json.loads(data)
+        data = _require_list(data, 1000, "data must hold 1-1000 events")
+        now = self.clock.now()
+        for i, event in enumerate(data):
+            _require(isinstance(event, dict), "event must be an object", i)
+            _require(bool(event.get("event_name")), "event_name required", i)
+            event_time = event.get("event_time")
+            _require(isinstance(event_time, int), "event_time must be integer seconds", i)
+            source = event.get("action_source")
+            _require(source in META_ACTION_SOURCES, "action_source invalid", i)
+            # §1.1: ≤7 days (62 for physical_store); one old event fails the whole request.
+            max_age = (62 if source == "physical_store" else 7) * DAY
+            _require(now - event_time <= max_age, "event_time too old", i)
+            user = event.get("user_data")
+            if not isinstance(user, dict) or not user:
+                raise Invalid("user_data required", i)
+            if source == "website":  # §1.2: web events need these two
+                _require(bool(event.get("event_source_url")), "event_source_url required", i)
+                _require(bool(user.get("client_user_agent")), "client_user_agent required", i)
+            for key in META_HASHED:
+                if key in user:
+                    _check_hex_list(user[key], key, i)
+            if "external_id" in user:  # hashing recommended, not required (§1.3)
+                _require(isinstance(user["external_id"], list), "external_id must be an array", i)
+            for key in META_PLAIN:
+                if key in user:
+                    _require(isinstance(user[key], str), f"{key} must be a string", i)
+            if "lead_id" in user:  # §1.4: the 15-16 digit leadgen_id, unhashed
+                _require(bool(re.fullmatch(r"\d{15,16}", user["lead_id"])), "lead_id invalid", i)
+            custom = event.get("custom_data", {})
+            _require(isinstance(custom, dict), "custom_data must be an object", i)
+            if "currency" in custom:  # §1.2: ISO-4217
+                currency_ok = bool(re.fullmatch(r"[A-Za-z]{3}", str(custom["currency"])))
+                _require(currency_ok, "currency must be 3 letters", i)
+            options = event.get("data_processing_options")
+            if options is not None:  # §6.4: ["LDU"] + country/state, or []
+                _require(options in ([], ["LDU"]), "data_processing_options invalid", i)
+                if options == ["LDU"]:
+                    where = ("data_processing_options_country", "data_processing_options_state")
+                    ints = all(isinstance(event.get(key), int) for key in where)
+                    _require(ints, "LDU needs country and state", i)
+        return data
+
+
+def _graph_error(code: int, message: str, subcode: int | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+        error["error_user_msg"] = message
+    error["fbtrace_id"] = "fake"
+    return {"error": error}  # §1.5 envelope
+
+
+# --- Google Data Manager -----------------------------------------------------------------------
+
+GOOGLE_ACCOUNT_TYPES = {"GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPLAY_VIDEO_ADVERTISER"}
+GOOGLE_CONSENT = {"CONSENT_GRANTED", "CONSENT_DENIED", 1, 2}  # §2.5: names or ints
+GOOGLE_EVENT_SOURCES = {"WEB", "APP", "IN_STORE", "PHONE", "MESSAGE", "OTHER"}  # §2.2
+
+
+class FakeGoogle(FakePlatform):
+    def __init__(self, clock: Clock, access_token: str) -> None:
+        super().__init__(clock)
+        self.access_token = access_token
+        self.validated: list[dict[str, Any]] = []
+        self._transactions: set[tuple[str, str]] = set()
+        self._request_ids: Iterator[int] = iter(range(1, 10**9))
+
+    def plan_invalid_argument(self, index: int, field_name: str = "eventTimestamp") -> None:
+        self.plan(400, _google_error(Invalid("planned", index, field_name)))
+
+    def serve(self, request: Recorded) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            error = {"code": 401, "status": "UNAUTHENTICATED", "message": "bad credentials"}
+            return 401, {}, {"error": error}
+        body = request.body if isinstance(request.body, dict) else {}
+        try:
+            product_ids = self._check(body)
+        except Invalid as invalid:
+            return 400, {}, _google_error(invalid)  # §2.1: fast-fail, whole request
+        events: list[dict[str, Any]] = body["events"]
+        if body.get("validateOnly"):
+            self.validated.extend(events)  # §2.2: validated, not executed
+        else:
+            for event in events:
+                for product in product_ids:
+                    key = (product, str(event.get("transactionId", "")))
+                    if event.get("transactionId") and key in self._transactions:
+                        self.duplicates.append(event)  # §6.2: transaction id dedup
+                        continue
+                    self._transactions.add(key)
+                    self.accepted.append(event)
+        return 200, {}, {"requestId": f"fake-{next(self._request_ids)}"}
+
+    def _check(self, body: dict[str, Any]) -> list[str]:
+        destinations = _require_list(body.get("destinations"), 10, "destinations", "destinations")
+        products = []
+        for d, destination in enumerate(destinations):
+            where = f"destinations[{d}]"
+            account = destination.get("operatingAccount") or {}
+            # §2.2: the account that owns the conversion action, and the action itself.
+            type_ok = account.get("accountType") in GOOGLE_ACCOUNT_TYPES | {1, 2, 3}
+            account_ok = type_ok and bool(account.get("accountId"))
+            _require(account_ok, "operatingAccount", path=f"{where}.operatingAccount")
+            product = destination.get("productDestinationId")
+            _require(bool(product), "productDestinationId", path=f"{where}.productDestinationId")
+            products.append(str(destination["productDestinationId"]))
+        events = _require_list(body.get("events"), 2000, "events must hold 1-2000 items", "events")
+        encoding = body.get("encoding")
+        for i, event in enumerate(events):
+            stamp_ok = _is_rfc3339(event.get("eventTimestamp"))
+            _require(stamp_ok, "eventTimestamp not RFC3339", i, "eventTimestamp")
+            source = event.get("eventSource", "WEB")
+            source_ok = source in GOOGLE_EVENT_SOURCES or isinstance(source, int)
+            _require(source_ok, "eventSource", i, "eventSource")
+            for name, value in (event.get("consent") or {}).items():
+                _require(value in GOOGLE_CONSENT, "consent value", i, f"consent.{name}")
+            identifiers = (event.get("userData") or {}).get("userIdentifiers", [])
+            _require(len(identifiers) <= 10, "at most 10 identifiers", i, "userData")
+            if identifiers:  # §2.2: encoding is required for user data
+                _require(encoding in ("HEX", "BASE64", 1, 2), "encoding required", path="encoding")
+            for identifier in identifiers:
+                _check_google_identifier(identifier, encoding, i)
+        return products
+
+
+def _check_google_identifier(identifier: dict[str, Any], encoding: Any, i: int) -> None:
+    # §2.4: email, phone and names hashed; region and postal code sent in clear.
+    address = identifier.get("address", {})
+    hashed: dict[str, Any] = {
+        k: identifier[k] for k in ("emailAddress", "phoneNumber") if k in identifier
+    }
+    hashed.update({f"address.{k}": address.get(k) for k in ("givenName", "familyName") if address})
+    for key, value in hashed.items():
+        _require(_is_hashed(value, encoding), f"{key} not hashed", i, f"userData.{key}")
+    if address:
+        region_ok = bool(re.fullmatch(r"[A-Z]{2}", str(address.get("regionCode"))))
+        _require(region_ok, "regionCode", i, "userData.address.regionCode")
+        postal = str(address.get("postalCode", ""))
+        postal_ok = bool(postal) and not HEX64.fullmatch(postal)
+        _require(postal_ok, "postalCode must be sent unhashed", i, "userData.address.postalCode")
+
+
+def _is_hashed(value: Any, encoding: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    if encoding in ("BASE64", 2):
+        return bool(BASE64_SHA256.fullmatch(value))
+    return bool(HEX64.fullmatch(value))
+
+
+def _is_rfc3339(value: Any) -> bool:
+    if not isinstance(value, str) or "T" not in value:
+        return False
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _google_error(invalid: Invalid) -> dict[str, Any]:
+    # google.rpc.Status with a BadRequest detail naming the field (standard Google API errors).
+    path = invalid.field_path
+    if invalid.index is not None:
+        path = f"events[{invalid.index}].{path}" if path else f"events[{invalid.index}]"
+    violation = {"field": path, "description": str(invalid)}
+    detail = {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [violation]}
+    error = {"code": 400, "status": "INVALID_ARGUMENT", "message": str(invalid)}
+    return {"error": {**error, "details": [detail]}}
+
+
+# --- TikTok ------------------------------------------------------------------------------------
+
+TIKTOK_SOURCES = {"web", "app", "offline", "crm"}  # §3 (values other than web: integrators)
+TIKTOK_INVALID = 40000
+"""This fake's code for a failed check: TikTok's own validation codes are unverified (§9); any
+non-zero code outside the auth and rate-limit sets is a data error to `decide`."""
+
+
+class FakeTikTok(FakePlatform):
+    def __init__(self, clock: Clock, access_token: str) -> None:
+        super().__init__(clock)
+        self.access_token = access_token
+
+    def plan_error_code(self, code: int, message: str = "planned error") -> None:
+        """§3: errors arrive as HTTP 200 with a non-zero `code` (40100 rate limit, 40001 auth)."""
+        self.plan(200, {"code": code, "message": message, "request_id": "fake"})
+
+    def _rate_limit_body(self) -> Any:
+        return {"code": 40100, "message": "Too many requests"}
+
+    def serve(self, request: Recorded) -> Response:
+        if request.headers.get("access-token") != self.access_token:  # §3: Access-Token header
+            return 200, {}, {"code": 40001, "message": "Authentication failed", "request_id": "x"}
+        body = request.body if isinstance(request.body, dict) else {}
+        try:
+            events = self._check(body)
+        except Invalid as invalid:
+            where = f" data[{invalid.index}]" if invalid.index is not None else ""
+            return 200, {}, {"code": TIKTOK_INVALID, "message": f"{invalid}{where}"}
+        # §3 (TikTok help, Event Deduplication): same event + event_id within 48 h.
+        self._record_within_window(events, "event", bool(body.get("test_event_code")))
+        return 200, {}, {"code": 0, "message": "OK", "request_id": "fake"}
+
+    def _check(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        _require(body.get("event_source") in TIKTOK_SOURCES, "event_source invalid")
+        _require(bool(body.get("event_source_id")), "event_source_id required")
+        data = body.get("data")
+        data = _require_list(data, 1000, "data must hold 1-1000 events")
+        for i, event in enumerate(data):
+            _require(bool(event.get("event")), "event required", i)
+            event_time = event.get("event_time")
+            # §3: Unix seconds (milliseconds would be > 1e11 for any date after 1973).
+            _require(isinstance(event_time, int) and event_time < 10**11, "event_time seconds", i)
+            user = event.get("user", {})
+            for key in ("email", "phone", "external_id"):  # §3: SHA-256, 64 hex
+                values = user.get(key)
+                if values is None:
+                    continue
+                for value in values if isinstance(values, list) else [values]:
+                    hashed = isinstance(value, str) and bool(HEX64.fullmatch(value))
+                    _require(hashed, f"user.{key} not hashed", i)
+        return data
+
+
+# --- the server --------------------------------------------------------------------------------
+
+_META_PATH = re.compile(r"/v\d+\.\d+/[^/]+/events")
+
+
+class FakeAdsServer:
+    """All three fakes behind one loopback port; `base_url` goes into each Destination."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        meta_access_token: str = "meta-token",
+        meta_app_secret: str | None = None,
+        google_access_token: str = "google-token",
+        tiktok_access_token: str = "tiktok-token",
+    ) -> None:
+        moment = clock or SystemClock()
+        self.meta = FakeMeta(moment, meta_access_token, meta_app_secret)
+        self.google = FakeGoogle(moment, google_access_token)
+        self.tiktok = FakeTikTok(moment, tiktok_access_token)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def route(self, path: str) -> FakePlatform | None:
+        if _META_PATH.fullmatch(path):
+            return self.meta
+        if path == "/v1/events:ingest":
+            return self.google
+        if path == "/open_api/v1.3/event/track/":
+            return self.tiktok
+        return None
+
+    def __enter__(self) -> FakeAdsServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def _handler_for(fake: FakeAdsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            platform = fake.route(url.path)
+            if platform is None:
+                self._send(404, {}, {"error": {"code": 404, "message": "no such route"}})
+                return
+            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            body: Any
+            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            else:
+                try:
+                    body = json.loads(raw or b"null")
+                except ValueError:
+                    body = None
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            recorded = Recorded("POST", url.path, query, headers, body)
+            self._send(*platform.handle(recorded))
+
+        def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output clean
+
+    return Handler
