@@ -17,9 +17,17 @@ from leadloop.api.admin import admin_router, install_error_handlers
 from leadloop.clock import Clock, ManualClock, SystemClock
 from leadloop.config import Settings
 from leadloop.ingest.http import TrackingApp
+from leadloop.channels.webhook import WebhookSender
+from leadloop.errors import PlaybookError
 from leadloop.log.processor import Processor
 from leadloop.log.timers import TimerLoop
 from leadloop.log.writer import Writer
+from leadloop.outbox.dispatcher import Dispatcher
+from leadloop.playbook import store as playbook_store
+from leadloop.playbook.model import Playbook
+from leadloop.scoring import queries as score_queries
+from leadloop.scoring.model import ScoringModel
+from leadloop.scoring.service import ScoringStage
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 from leadloop.storage.migrate import migrate
@@ -64,35 +72,125 @@ class Engine:
         self.writer = Writer(
             self._connect, max_pending=settings.max_pending_events, on_commit=self._committed
         )
+        self.playbooks: dict[str, Playbook] = {}
+        self._playbook_ids: dict[str, int] = {}
         self.processor = Processor(
-            self._connect, self.writer, self.clock, default_region=settings.default_region
+            self._connect,
+            self.writer,
+            self.clock,
+            stages=[ScoringStage(self.scoring_models)],
+            default_region=settings.default_region,
         )
         self.timers = TimerLoop(self.writer, self.clock)
+        self.dispatcher = Dispatcher(
+            self.writer, self.clock, {"webhook": WebhookSender(self.webhook_endpoint)}
+        )
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._run_processor = run_processor
         self._local = threading.local()
         self._readers: list[Conn] = []
         self._readers_lock = threading.Lock()
         self._key_cache: dict[str, str] = {}
         self._token_cache: dict[str, str] = {}
-        self.profile_decorators: list[Callable[[Conn, dict[str, Any]], None]] = []
+        self.profile_decorators: list[Callable[[Conn, dict[str, Any]], None]] = [
+            self._decorate_scores
+        ]
 
     def _connect(self) -> Conn:
         return connect(self.url)
 
     def _committed(self) -> None:
         self.processor.wake()
+        self.dispatcher.wake()
+
+    # -- playbooks -----------------------------------------------------------------------
+
+    def scoring_models(self, workspace: str) -> tuple[ScoringModel, ...]:
+        playbook = self.playbooks.get(workspace)
+        return playbook.models if playbook is not None else ()
+
+    def webhook_endpoint(self, workspace: str, webhook_id: str) -> tuple[str, str] | None:
+        playbook = self.playbooks.get(workspace)
+        hook = playbook.webhook(webhook_id) if playbook is not None else None
+        if hook is None or not hook.enabled:
+            return None
+        return hook.url, hook.secret
+
+    def apply_playbook_file(self, path: str) -> Playbook:
+        """Validate a playbook from disk and make it the live one (raises PlaybookError)."""
+        sources = playbook_store.read_sources(path)
+        playbook = playbook_store.build(sources)
+        conn = self._connect()
+        try:
+            current = playbook_store.latest(conn, playbook.workspace)
+            if current is None or current.digest != playbook.digest:
+                with conn.transaction():
+                    playbook_store.save(conn, playbook, sources, self.clock.now())
+        finally:
+            conn.close()
+        return playbook
+
+    def refresh_playbooks(self) -> None:
+        """Load any playbook applied since the last look; a broken one is logged and the
+        running one stays."""
+        ids = self.read_sync(playbook_store.latest_ids)
+        for workspace, pid in ids.items():
+            if self._playbook_ids.get(workspace) == pid:
+                continue
+            applied = self.read_sync(lambda c, ws=workspace: playbook_store.latest(c, ws))  # type: ignore[misc]
+            if applied is None:
+                continue
+            try:
+                playbook = playbook_store.build(applied.sources)
+            except PlaybookError as exc:
+                log.error("playbook #%d for %s not loaded, keeping the running one: %s", pid, workspace, exc)
+                self._playbook_ids[workspace] = pid
+                continue
+            for warning in playbook.warnings:
+                log.warning("playbook: %s", warning)
+            self.playbooks[workspace] = playbook
+            self._playbook_ids[workspace] = pid
+            log.info(
+                "playbook %s (digest %s) is live for workspace %s",
+                playbook.version,
+                playbook.digest[:12],
+                workspace,
+            )
+
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(1.0):
+            try:
+                self.refresh_playbooks()
+            except Exception:
+                log.exception("checking for a new playbook failed")
+
+    def _decorate_scores(self, conn: Conn, view: dict[str, Any]) -> None:
+        view["scores"] = score_queries.scores_view(
+            conn, view["workspace"], view["id"], self.clock.now()
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         prepare_database(self.url, self.clock)
+        if self.settings.playbook:
+            self.apply_playbook_file(self.settings.playbook)
+        self.refresh_playbooks()
         self.writer.start()
         if self._run_processor:
             self.processor.start()
             self.timers.start()
+            self.dispatcher.start()
+        self._watcher = threading.Thread(target=self._watch, name="leadloop-playbooks", daemon=True)
+        self._watcher.start()
 
     def stop(self) -> None:
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         if self._run_processor:
+            self.dispatcher.stop()
             self.timers.stop()
             self.processor.stop()
         self.writer.stop()

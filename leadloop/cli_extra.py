@@ -1,14 +1,197 @@
-"""Commands contributed by later stages (scoring, journeys, bench...), kept apart so the
+"""Commands of the later stages (playbooks, scoring, outbox, benchmarks), kept apart so the
 core CLI stays small."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from leadloop.clock import SystemClock
+from leadloop.config import Settings
+from leadloop.storage.db import DatabaseUrl, connect
+
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("playbook", help="validate, compare and apply playbooks")
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    v = psub.add_parser("validate", help="check a playbook file or folder (file:line: field: error)")
+    v.add_argument("path", help="playbook file or folder")
+    v.set_defaults(handler=cmd_playbook_validate)
+    d = psub.add_parser("diff", help="what applying the playbook would change")
+    d.add_argument("path", help="playbook file or folder")
+    db_arg(d)
+    d.set_defaults(handler=cmd_playbook_diff)
+    a = psub.add_parser("apply", help="make the playbook live (a running engine picks it up)")
+    a.add_argument("path", help="playbook file or folder")
+    db_arg(a)
+    a.set_defaults(handler=cmd_playbook_apply)
+
+    e = sub.add_parser("explain", help="why a lead has its score (from the score ledger)")
+    e.add_argument("identifier", help="a user id, email, anonymous id, phone or profile id")
+    e.add_argument("--workspace", default="default")
+    e.add_argument("--model", default=None, help="only this scoring model")
+    db_arg(e)
+    e.set_defaults(handler=cmd_explain)
+
+    o = sub.add_parser("outbox", help="inspect and re-drive outgoing effects")
+    osub = o.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ol = osub.add_parser("list", help="list outbox rows")
+    ol.add_argument("--status", choices=["pending", "delivered", "dead"], default=None)
+    ol.add_argument("--kind", default=None, help="webhook, conversion, email...")
+    ol.add_argument("--workspace", default="default")
+    db_arg(ol)
+    ol.set_defaults(handler=cmd_outbox_list)
+    orp = osub.add_parser("replay", help="re-drive dead letters with a fresh attempt budget")
+    orp.add_argument("--id", type=int, default=None, help="only this row")
+    orp.add_argument("--kind", default=None, help="only this kind")
+    orp.add_argument("--workspace", default="default")
+    db_arg(orp)
+    orp.set_defaults(handler=cmd_outbox_replay)
+
     from leadloop.bench_cli import register as register_bench
 
     register_bench(sub, db_arg)
+
+
+def _conn(settings: Settings) -> Any:
+    from leadloop.app import prepare_database
+
+    url = DatabaseUrl.parse(settings.database_url)
+    prepare_database(url, SystemClock())
+    return connect(url)
+
+
+def cmd_playbook_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.errors import PlaybookError
+    from leadloop.playbook import store
+
+    try:
+        playbook = store.build(store.read_sources(args.path))
+    except PlaybookError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    for warning in playbook.warnings:
+        print(f"warning: {warning}")
+    print(
+        f"ok: {args.path} (version {playbook.version}, workspace {playbook.workspace}, "
+        f"{len(playbook.models)} scoring model(s), digest {playbook.digest[:12]})"
+    )
+    return 0
+
+
+def cmd_playbook_diff(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.playbook import store
+    from leadloop.playbook.load import diff_playbooks
+
+    new = store.build(store.read_sources(args.path))
+    conn = _conn(settings)
+    try:
+        applied = store.latest(conn, new.workspace)
+    finally:
+        conn.close()
+    if applied is None:
+        print(f"no playbook applied yet in workspace {new.workspace}: everything is new")
+        return 0
+    old = store.build(applied.sources)
+    lines = diff_playbooks(old, new)
+    print("\n".join(lines) if lines else "no changes")
+    return 0
+
+
+def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.playbook import store
+
+    sources = store.read_sources(args.path)
+    playbook = store.build(sources)
+    for warning in playbook.warnings:
+        print(f"warning: {warning}")
+    conn = _conn(settings)
+    try:
+        applied = store.latest(conn, playbook.workspace)
+        if applied is not None and applied.digest == playbook.digest:
+            print(f"unchanged: digest {playbook.digest[:12]} is already live")
+            return 0
+        with conn.transaction():
+            pid = store.save(conn, playbook, sources, SystemClock().now())
+    finally:
+        conn.close()
+    print(f"applied playbook #{pid} (digest {playbook.digest[:12]}) to workspace {playbook.workspace}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from leadloop.identity import queries
+    from leadloop.identity.normalize import normalize_email
+    from leadloop.scoring import queries as score_queries
+
+    conn = _conn(settings)
+    try:
+        ws = args.workspace
+        pid = queries.canonical_id(conn, ws, args.identifier)
+        for kind in ("user_id", "email", "anonymous_id", "phone", "external_id"):
+            if pid is not None:
+                break
+            value = normalize_email(args.identifier) if kind == "email" else args.identifier
+            if value:
+                pid = queries.lookup(conn, ws, kind, value)
+        if pid is None:
+            print(f"no profile matches {args.identifier!r} in workspace {ws}", file=sys.stderr)
+            return 1
+        scores = score_queries.scores_view(conn, ws, pid, SystemClock().now())
+        if not scores:
+            print(f"profile {pid} has no scores (no scoring model applied to it yet)")
+            return 0
+        for model, view in scores.items():
+            if args.model and model != args.model:
+                continue
+            print(
+                f"{model}: {view['score']:g} = fit {view['fit']:g} + engagement "
+                f"{view['engagement']:g} · stage {view['stage']} · profile {pid}"
+            )
+            for entry in score_queries.ledger(conn, ws, pid, model, 0, 10_000):
+                when = datetime.fromtimestamp(entry["at"], UTC).strftime("%Y-%m-%d %H:%M")
+                sign = "+" if entry["points"] >= 0 else ""
+                rule = f" [{entry['rule']}]" if entry["rule"] else ""
+                print(
+                    f"  {when}  {entry['kind']:<10} {sign}{entry['points']:g}{rule}  "
+                    f"→ {entry['total']:g}  {entry['reason']}"
+                )
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.outbox import service
+
+    conn = _conn(settings)
+    try:
+        items = service.list_items(conn, args.workspace, args.status, args.kind, 0, 1000)
+    finally:
+        conn.close()
+    for item in items:
+        print(
+            f"#{item['id']} {item['kind']} {item['destination']} {item['status']} "
+            f"attempts={item['attempts']} {item['last_error'] or ''}".rstrip()
+        )
+    print(f"{len(items)} row(s)")
+    return 0
+
+
+def cmd_outbox_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.outbox import service
+
+    conn = _conn(settings)
+    try:
+        with conn.transaction():
+            n = service.redrive(
+                conn, args.workspace, SystemClock().now(), item_id=args.id, kind=args.kind
+            )
+    finally:
+        conn.close()
+    print(f"re-driven {n} dead letter(s)")
+    return 0

@@ -7,6 +7,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from leadloop.identity import queries
+from leadloop.outbox import service as outbox_service
+from leadloop.scoring import queries as score_queries
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -78,6 +80,40 @@ def admin_router(engine: "Engine") -> APIRouter:
         if page is None:
             raise HTTPException(404, detail="no such profile")
         return page
+
+    @router.get("/profiles/{profile_id}/score-ledger", summary="Why a profile has its score")
+    async def score_ledger(
+        ws: Workspace,
+        profile_id: str,
+        model: Annotated[str | None, Query(max_length=200)] = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict[str, Any]:
+        def run(c: Any) -> dict[str, Any] | None:
+            pid = queries.canonical_id(c, ws, profile_id)
+            if pid is None:
+                return None
+            items = score_queries.ledger(c, ws, pid, model, after, limit)
+            nxt = items[-1]["id"] if len(items) == limit else None
+            return {"profile_id": pid, "entries": items, "next_after": nxt}
+
+        page = await engine.read(run)
+        if page is None:
+            raise HTTPException(404, detail="no such profile")
+        return page
+
+    @router.get("/outbox", summary="Outgoing effects and their delivery state (dead letters too)")
+    async def outbox(
+        ws: Workspace,
+        status: Annotated[Literal["pending", "delivered", "dead"] | None, Query()] = None,
+        kind: Annotated[str | None, Query(max_length=100)] = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        items = await engine.read(
+            lambda c: outbox_service.list_items(c, ws, status, kind, after, limit)
+        )
+        return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
 
     @router.get("/accounts/{account_id}", summary="An account (a `group`) and its members")
     async def account(ws: Workspace, account_id: str) -> dict[str, Any]:

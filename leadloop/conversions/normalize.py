@@ -54,6 +54,7 @@ def _hash_or_none(normalized: str | None) -> str | None:
 
 
 def _clean(value: str | None) -> str | None:
+    # NFC first: `é` typed as one code point or as `e` + accent must hash to the same bytes.
     if value is None:
         return None
     stripped = unicodedata.normalize("NFC", value).strip()

@@ -232,6 +232,25 @@ class IdentityBatch:
             self.accounts.setdefault((ws, gid), account)
         return dict(account.traits) if account else {}
 
+    def identities_of_profile(self, ws: str, pid: str) -> list[dict[str, str]]:
+        """Every identity of the profile, stored or added in this batch."""
+        rows = self.conn.execute(
+            "SELECT type, value FROM identities WHERE workspace_id = ? AND profile_id = ?",
+            (ws, pid),
+        )
+        found = {(str(t), str(v)) for t, v in rows}
+        for (kws, key), owner in self.new_identities.items():
+            if kws == ws and owner == pid:
+                found.add((key.type, key.value))
+        for (kws, merged), survivor in self.merged.items():
+            if kws == ws and survivor == pid:
+                for t, v in self.conn.execute(
+                    "SELECT type, value FROM identities WHERE workspace_id = ? AND profile_id = ?",
+                    (ws, merged),
+                ):
+                    found.add((str(t), str(v)))
+        return [{"type": t, "value": v} for t, v in sorted(found)]
+
     # -- writing (inside the batch transaction) ------------------------------------------
 
     def flush(self, conn: Conn, now: float) -> None:

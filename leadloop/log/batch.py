@@ -58,6 +58,8 @@ class Batch:
     timers: dict[tuple[str, str], Timer] = field(default_factory=dict)
     cancelled_timers: set[tuple[str, str]] = field(default_factory=set)
     outbox: list[OutboxRow] = field(default_factory=list)
+    extra: dict[str, object] = field(default_factory=dict)
+    """Per-stage scratch space for the batch (e.g. the scoring stage's state cache)."""
 
     def schedule(self, timer: Timer) -> None:
         self.cancelled_timers.discard((timer.workspace_id, timer.key))

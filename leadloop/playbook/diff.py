@@ -35,11 +35,25 @@ def diff_playbooks(old: Playbook, new: Playbook) -> list[str]:
     return lines
 
 
+def _secret(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "***" if _secret(str(key)) and isinstance(item, str) else _mask(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    return value
+
+
 def _show(path: str, value: Any) -> str:
-    last = path.rsplit(".", 1)[-1].lower()
-    if any(word in last for word in _SECRET_WORDS) and isinstance(value, str):
+    if _secret(path.rsplit(".", 1)[-1]) and isinstance(value, str):
         return "***"
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return json.dumps(_mask(value), ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _label(item: Any) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from leadloop.log.model import EVENT_TYPES
 from leadloop.playbook.diff import digest_of
@@ -107,12 +108,14 @@ def _predicate(fields: Fields) -> Predicate:
         fields.fail("op", f"unknown operator {op!r} (expected one of: {', '.join(OPERATORS)})")
     operator: Operator = op  # narrowed by the check above
     ignore_case = fields.boolean("ignore_case", False)
-    value = fields.value("value") if fields.has("value") else None
     node = fields.get("value")
+    value: Any = None
     if node is not None and not isinstance(node, Scalar):
         if operator != "in":
             fields.fail("value", "expected a single value")
         value = [_scalar(item, path) for item, path in fields.items("value")]
+    elif node is not None:
+        value = node.value
     if operator == "exists":
         return Predicate(operator, fields.boolean("value", True))
     if value is None:

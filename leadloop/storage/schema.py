@@ -57,6 +57,25 @@ TABLES: dict[str, tuple[str, ...]] = {
         "updated_at",
     ),
     "schema_migrations": ("version", "name", "applied_at"),
+    "playbooks": ("id", "workspace_id", "digest", "source", "applied_at"),
+    "scores": ("workspace_id", "profile_id", "model", "state", "updated_at"),
+    "score_ledger": (
+        "id",
+        "workspace_id",
+        "profile_id",
+        "model",
+        "model_version",
+        "at",
+        "kind",
+        "rule",
+        "points",
+        "fit",
+        "engagement",
+        "total",
+        "stage",
+        "reason",
+        "message_id",
+    ),
 }
 # Columns only one dialect has, and why.
 DIALECT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {

@@ -24,7 +24,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,15 +39,7 @@ DEDUP_WINDOW = 2 * DAY
 
 
 @dataclass(frozen=True)
-class Planned:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Recorded:
-    method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
@@ -64,6 +56,7 @@ class Invalid(Exception):
 
 
 Response = tuple[int, dict[str, str], Any]
+"""Status, extra headers, JSON body: what a fake answers, or what a test plans it to answer."""
 
 
 class FakePlatform:
@@ -74,15 +67,15 @@ class FakePlatform:
         self.duplicates: list[dict[str, Any]] = []
         self.test_events: list[dict[str, Any]] = []
         self._seen: dict[tuple[str, str], float] = {}
-        self._planned: deque[Planned] = deque()
+        self._planned: deque[Response] = deque()
         self._lock = threading.Lock()
 
     def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         with self._lock:
-            self._planned.append(Planned(status, body, headers or {}))
+            self._planned.append((status, headers or {}, body))
 
     def plan_server_error(self, status: int = 500) -> None:
-        self.plan(status, {"error": {"code": status, "message": "planned server error"}})
+        self.plan(status, {"error": {"code": status, "message": "planned"}})
 
     def plan_rate_limit(self, retry_after: int = 1) -> None:
         self.plan(429, self._rate_limit_body(), {"Retry-After": str(retry_after)})
@@ -94,8 +87,7 @@ class FakePlatform:
         with self._lock:
             self.requests.append(request)
             if self._planned:
-                planned = self._planned.popleft()
-                return planned.status, planned.headers, planned.body
+                return self._planned.popleft()
             return self.serve(request)
 
     def serve(self, request: Recorded) -> Response:
@@ -235,8 +227,7 @@ class FakeMeta(FakePlatform):
 def _graph_error(code: int, message: str, subcode: int | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
     if subcode is not None:
-        error["error_subcode"] = subcode
-        error["error_user_msg"] = message
+        error.update(error_subcode=subcode, error_user_msg=message)
     error["fbtrace_id"] = "fake"
     return {"error": error}  # §1.5 envelope
 
@@ -435,7 +426,10 @@ class FakeAdsServer:
         self.google = FakeGoogle(moment, google_access_token)
         self.tiktok = FakeTikTok(moment, tiktok_access_token)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll keeps `shutdown()` (and so each test's teardown) quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -480,7 +474,7 @@ def _handler_for(fake: FakeAdsServer) -> type[BaseHTTPRequestHandler]:
                 except ValueError:
                     body = None
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            recorded = Recorded("POST", url.path, query, headers, body)
+            recorded = Recorded(url.path, query, headers, body)
             self._send(*platform.handle(recorded))
 
         def _send(self, status: int, headers: dict[str, str], body: Any) -> None:

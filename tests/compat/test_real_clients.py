@@ -63,8 +63,8 @@ def _drive_browser(engine: Engine, wk: str, prefix: str, tmp: Path, page: str) -
     api = [r for r in summary["requests"] if r["url"].startswith(engine.base + "/")]
     seen = {(r["method"], r["url"][len(engine.base) :]): r["status"] for r in api}
     for path in BROWSER_PATHS:
-        # Authorization makes every cross-origin call preflighted; Chromium reports the
-        # preflight itself only sometimes, so it is checked through the POST succeeding.
+        # The Authorization header makes every cross-origin call preflighted.
+        assert seen.get(("OPTIONS", path)) in (200, 204), (path, api)
         assert seen.get(("POST", path)) == 200, (path, api)
     assert not [r for r in api if r["url"].endswith("/v1/m")], "metrics were not disabled"
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,14 +48,40 @@ class Harness:
         now = self.engine.clock.now()
         self.engine.writer.submit(lambda c: workspaces.ensure_workspace(c, name, now)).result()
 
+    def advance(self, seconds: float) -> None:
+        """Move the manual clock; due timers become events and are processed."""
+        assert self.engine.manual_clock is not None
+        self.engine.manual_clock.advance(seconds)
+        self.engine.timers.fire_now()
+        self.settle()
+
+
+def make_harness(backend_url: str, playbook: str | None = None) -> Harness:
+    engine = Engine(
+        Settings(database_url=backend_url, playbook=playbook),
+        clock=ManualClock(1_800_000_000.0),
+        manual_clock=True,
+    )
+    engine.start()
+    return Harness(engine)
+
 
 @pytest.fixture
 def harness(backend_url: str) -> Iterator[Harness]:
-    engine = Engine(
-        Settings(database_url=backend_url), clock=ManualClock(1_800_000_000.0), manual_clock=True
-    )
-    engine.start()
+    h = make_harness(backend_url)
     try:
-        yield Harness(engine)
+        yield h
     finally:
-        engine.stop()
+        h.engine.stop()
+
+
+EXAMPLE_PLAYBOOK = str(Path(__file__).resolve().parents[2] / "examples" / "playbook.yaml")
+
+
+@pytest.fixture
+def scoring_harness(backend_url: str) -> Iterator[Harness]:
+    h = make_harness(backend_url, EXAMPLE_PLAYBOOK)
+    try:
+        yield h
+    finally:
+        h.engine.stop()

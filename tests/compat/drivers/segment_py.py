@@ -23,7 +23,9 @@ client = Client(
 uid = prefix + "user-42"
 client.identify(uid, {"email": "ada@example.com", "name": "Ada Lovelace", "plan": "pro"})
 client.track(uid, "Order Completed", {"order_id": "o-1001", "revenue": 42.5, "currency": "EUR"})
-client.page(uid, "Docs", "Getting Started", {"url": "https://example.com/docs/start", "path": "/docs/start"})
+client.page(
+    uid, "Docs", "Getting Started", {"url": "https://example.com/docs/start", "path": "/docs/start"}
+)
 client.screen(uid, "Onboarding", "Welcome", {"step": 1})
 client.group(uid, prefix + "acme-inc", {"name": "Acme Inc", "employees": 120})
 client.alias(prefix + "anon-7f3a", uid)

@@ -180,3 +180,9 @@ def test_backoff_honours_retry_after_as_a_floor() -> None:
     assert next_attempt(1, 100.0, retry_after=0.1, key="k") == next_attempt(1, 100.0, key="k")
     with pytest.raises(ValueError):
         next_attempt(0, 0.0)
+
+
+def test_package_exports_are_complete() -> None:
+    import leadloop.conversions as package
+
+    assert all(hasattr(package, name) for name in package.__all__)

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 from scoring_factories import DAY, T0, event, page, profile
 
+from leadloop.log.model import Event
 from leadloop.playbook import load_playbook
 from leadloop.scoring import (
     EmitEvent,
+    ScoreDecision,
+    Scores,
     ScoreState,
     ScoringModel,
     SendWebhook,
@@ -35,7 +38,7 @@ def model() -> ScoringModel:
     return found
 
 
-def seed_events() -> list:  # type: ignore[type-arg]
+def seed_events() -> list[Event]:
     return [
         event("identify", T0, traits={"title": "VP of Marketing"}),
         page("/", T0 + 60),
@@ -45,9 +48,9 @@ def seed_events() -> list:  # type: ignore[type-arg]
     ]
 
 
-def run(model: ScoringModel, state: ScoreState | None = None) -> tuple[ScoreState, list]:  # type: ignore[type-arg]
-    state = state or initial_state(model)
-    decisions = []
+def run(model: ScoringModel) -> tuple[ScoreState, list[ScoreDecision]]:
+    state = initial_state(model)
+    decisions: list[ScoreDecision] = []
     for item in seed_events():
         decision = score_event(state, item, VP, {}, model, now=item.timestamp)
         decisions.append(decision)
@@ -58,7 +61,7 @@ def run(model: ScoringModel, state: ScoreState | None = None) -> tuple[ScoreStat
 def test_vp_at_500_person_company_reaches_mql_at_52(model: ScoringModel) -> None:
     state, decisions = run(model)
     last = T0 + 180
-    assert scores_at(state, last) == scores_at(state, last).__class__(
+    assert scores_at(state, last) == Scores(
         model_id="lead", fit=25, engagement=27, total=52, stage="MQL"
     )
     moves = [(m.from_stage, m.to_stage) for d in decisions for m in d.stage_changes]
@@ -87,7 +90,8 @@ def test_the_ledger_explains_every_point(model: ScoringModel) -> None:
         ("engagement", "lead_magnet", 15),
     ]
     assert all(c.model_version == model.version for c in changes)
-    assert changes[-1].total == 52 and changes[-1].message_id == seed_events()[-1].message_id[:1] + changes[-1].message_id[1:]
+    assert changes[-1].total == 52
+    assert all(c.message_id is not None for c in changes)
     assert "title='VP of Marketing'" in changes[0].reason
 
 

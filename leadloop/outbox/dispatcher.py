@@ -1,0 +1,103 @@
+"""The dispatcher: a thread that claims due outbox rows, hands each to the sender for its
+kind, and records the outcomes (one write transaction per claimed group)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from leadloop.clock import Clock
+from leadloop.log.writer import Writer
+from leadloop.outbox import service
+from leadloop.outbox.service import Claimed, Outcome
+
+log = logging.getLogger("leadloop.outbox")
+
+
+class Sender(Protocol):
+    """Delivers one outbox row. Never raises for an expected failure: returns the outcome
+    (`pending` with the next attempt time, or `dead` with the reason)."""
+
+    def send(self, item: Claimed, now: float) -> Outcome: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        writer: Writer,
+        clock: Clock,
+        senders: Mapping[str, Sender],
+        *,
+        poll: float = 0.25,
+        parallel: int = 8,
+        batch: int = 100,
+    ) -> None:
+        self._writer = writer
+        self._clock = clock
+        self.senders = dict(senders)
+        self._poll = poll
+        self._batch = batch
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-send")
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="leadloop-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run_once(self) -> int:
+        now = self._clock.now()
+        kinds = tuple(self.senders)
+        if not kinds:
+            return 0
+        claimed = self._writer.submit(
+            lambda c: service.claim_due(c, now, self._batch, kinds)
+        ).result()
+        if not claimed:
+            return 0
+        outcomes = list(self._pool.map(lambda item: (item, self._send(item)), claimed))
+        done_at = self._clock.now()
+        self._writer.submit(lambda c: service.record(c, outcomes, done_at)).result()
+        for item, outcome in outcomes:
+            log.info(
+                "outbox %s %s #%d → %s%s",
+                item.kind,
+                item.destination,
+                item.id,
+                outcome.status,
+                f" ({outcome.error})" if outcome.error else "",
+            )
+        return len(claimed)
+
+    def _send(self, item: Claimed) -> Outcome:
+        sender = self.senders[item.kind]
+        try:
+            return sender.send(item, self._clock.now())
+        except Exception as exc:  # a bug in a sender must not kill the dispatcher
+            log.exception("sender for %s failed on #%d", item.kind, item.id)
+            return Outcome("pending", self._clock.now() + 60.0, f"internal error: {exc!r}")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = self.run_once()
+            except Exception:
+                log.exception("dispatching failed; retrying")
+                n = 0
+            if n == 0:
+                self._wake.wait(self._poll)
+                self._wake.clear()

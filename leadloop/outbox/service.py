@@ -1,0 +1,154 @@
+"""The outbox's shell: claiming due rows, recording what happened to them, re-driving dead
+letters. Rows are written by the processor in the same transaction as the state change
+that caused them (leadloop/log/batch.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+_decoder = msgspec.json.Decoder(dict[str, Any])
+
+LEASE_SECONDS = 60.0
+"""A claimed row is invisible to other dispatchers this long. A crash between sending and
+recording makes it due again after the lease, and it is re-sent with the same idempotency
+key: at-least-once delivery that receivers deduplicate (webhook-id, event_id...)."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    workspace_id: str
+    kind: str
+    destination: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int
+    profile_id: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    """`delivered`, `pending` (retry at `next_attempt_at`) or `dead`."""
+    next_attempt_at: float | None = None
+    error: str | None = None
+
+
+def claim_due(conn: Conn, now: float, limit: int = 100, kinds: tuple[str, ...] = ()) -> list[Claimed]:
+    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgres" else ""
+    kind_filter = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
+    rows = conn.execute(
+        "SELECT id, workspace_id, kind, destination, idempotency_key, payload, attempts, "
+        "profile_id, created_at FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+        f"{kind_filter} ORDER BY next_attempt_at, id LIMIT ?{lock}",
+        (now, *kinds, limit),
+    )
+    if not rows:
+        return []
+    conn.executemany(
+        "UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+        [(now + LEASE_SECONDS, r[0]) for r in rows],
+    )
+    return [
+        Claimed(
+            id=int(r[0]),
+            workspace_id=r[1],
+            kind=r[2],
+            destination=r[3],
+            idempotency_key=r[4],
+            payload=_decoder.decode(r[5]),
+            attempts=int(r[6]),
+            profile_id=r[7],
+            created_at=float(r[8]),
+        )
+        for r in rows
+    ]
+
+
+def record(conn: Conn, results: list[tuple[Claimed, Outcome]], now: float) -> None:
+    conn.executemany(
+        "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
+        "last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+        [
+            (
+                outcome.status,
+                outcome.next_attempt_at if outcome.next_attempt_at is not None else now,
+                outcome.error,
+                now,
+                item.id,
+            )
+            for item, outcome in results
+        ],
+    )
+
+
+def next_due(conn: Conn) -> float | None:
+    rows = conn.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+    return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def list_items(
+    conn: Conn,
+    workspace: str,
+    status: str | None,
+    kind: str | None,
+    after: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    clauses = ["workspace_id = ?", "id > ?"]
+    params: list[Any] = [workspace, after]
+    if status:
+        clauses.append("status = ?")
+        params.append(status)
+    if kind:
+        clauses.append("kind = ?")
+        params.append(kind)
+    rows = conn.execute(
+        "SELECT id, kind, destination, idempotency_key, status, attempts, next_attempt_at, "
+        f"last_error, profile_id, created_at, updated_at FROM outbox WHERE {' AND '.join(clauses)} "
+        "ORDER BY id LIMIT ?",
+        (*params, limit),
+    )
+    keys = (
+        "id",
+        "kind",
+        "destination",
+        "idempotency_key",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "profile_id",
+        "created_at",
+        "updated_at",
+    )
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def redrive(
+    conn: Conn, workspace: str, now: float, *, item_id: int | None = None, kind: str | None = None
+) -> int:
+    """Dead letters back to pending, with a fresh attempt budget; returns how many."""
+    clauses = ["workspace_id = ?", "status = 'dead'"]
+    params: list[Any] = [workspace]
+    if item_id is not None:
+        clauses.append("id = ?")
+        params.append(item_id)
+    if kind:
+        clauses.append("kind = ?")
+        params.append(kind)
+    where = " AND ".join(clauses)
+    count = int(conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {where}", params)[0][0])
+    conn.execute(
+        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+        f"updated_at = ? WHERE {where}",
+        (now, now, *params),
+    )
+    return count

@@ -1,0 +1,188 @@
+"""The scoring stage's shell: loads each profile's score state, calls the pure decisions,
+and turns them into rows (state, ledger), internal events, webhooks in the outbox and decay
+timers, all in the processor's batch transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from leadloop.identity.model import Profile
+from leadloop.log.batch import Batch, Conn, Emit, OutboxRow, Timer
+from leadloop.log.model import Event
+from leadloop.scoring import decide
+from leadloop.scoring.model import (
+    EmitEvent,
+    ScoreDecision,
+    ScoreState,
+    ScoringModel,
+    SendWebhook,
+    engagement_at,
+    initial_state,
+)
+
+_state_decoder = msgspec.json.Decoder(ScoreState)
+_encoder = msgspec.json.Encoder()
+DECAY_EVENT = "Score Decay Due"
+
+
+def timer_key(model_id: str, profile_id: str) -> str:
+    return f"decay:{model_id}:{profile_id}"
+
+
+class ScoringStage:
+    name = "scoring"
+
+    def __init__(self, models: Callable[[str], tuple[ScoringModel, ...]]) -> None:
+        """`models(workspace)` gives the scoring models of the workspace's applied playbook."""
+        self._models = models
+
+    def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
+        models = self._models(event.workspace_id)
+        if not models:
+            return profile
+        cache = _cache(batch)
+        for model in models:
+            if event.type == "internal" and event.event == DECAY_EVENT:
+                if event.properties.get("model") != model.id:
+                    continue
+                state = cache.load(batch, event.workspace_id, profile.id, model)
+                decision = decide.decay_scores(state, model, event.timestamp)
+            else:
+                state = cache.load(batch, event.workspace_id, profile.id, model)
+                account = batch.identity.account_traits(event.workspace_id, profile)
+                decision = decide.score_event(state, event, profile, account, model, batch.now)
+            cache.apply(batch, event, profile, model, decision)
+        return profile
+
+    def flush(self, batch: Batch, conn: Conn) -> None:
+        cache = _cache(batch)
+        merged = batch.identity.merged
+        conn.executemany(
+            "INSERT INTO scores (workspace_id, profile_id, model, state, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id, model) "
+            "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            [
+                (ws, pid, model, _encoder.encode(state).decode(), batch.now)
+                for (ws, pid, model), state in cache.states.items()
+                if (ws, pid) not in merged
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO score_ledger (workspace_id, profile_id, model, model_version, at, kind, "
+            "rule, points, fit, engagement, total, stage, reason, message_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            cache.ledger,
+        )
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str, str], ScoreState] = {}
+        self.ledger: list[tuple[Any, ...]] = []
+
+    def load(self, batch: Batch, ws: str, pid: str, model: ScoringModel) -> ScoreState:
+        key = (ws, pid, model.id)
+        state = self.states.get(key)
+        if state is None:
+            rows = batch.identity.conn.execute(
+                "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
+                key,
+            )
+            state = _state_decoder.decode(rows[0][0]) if rows else initial_state(model)
+        return state
+
+    def apply(
+        self,
+        batch: Batch,
+        event: Event,
+        profile: Profile,
+        model: ScoringModel,
+        decision: ScoreDecision,
+    ) -> None:
+        ws, pid = event.workspace_id, profile.id
+        self.states[(ws, pid, model.id)] = decision.state
+        stage = decision.state.stage
+        for change in decision.changes:
+            self.ledger.append(
+                (
+                    ws,
+                    pid,
+                    model.id,
+                    change.model_version,
+                    change.at,
+                    change.kind,
+                    change.rule_id,
+                    change.points,
+                    change.fit,
+                    change.engagement,
+                    change.total,
+                    stage,
+                    change.reason,
+                    change.message_id,
+                )
+            )
+        for move in decision.stage_changes:
+            self.ledger.append(
+                (
+                    ws,
+                    pid,
+                    model.id,
+                    model.version,
+                    move.at,
+                    "stage",
+                    move.rule_id,
+                    0.0,
+                    decision.state.fit,
+                    engagement_at(decision.state, move.at),
+                    move.total,
+                    move.to_stage,
+                    f"{move.from_stage} → {move.to_stage} ({move.cause})",
+                    move.message_id,
+                )
+            )
+        for effect in decision.effects:
+            if isinstance(effect, EmitEvent):
+                batch.emits.append(
+                    Emit(ws, effect.key, effect.name, pid, event.timestamp, effect.properties)
+                )
+            elif isinstance(effect, SendWebhook):
+                payload = dict(effect.payload)
+                payload["traits"] = profile.traits
+                payload["identities"] = batch.identity.identities_of_profile(ws, pid)
+                batch.outbox.append(
+                    OutboxRow(
+                        workspace_id=ws,
+                        kind="webhook",
+                        destination=effect.webhook_id,
+                        idempotency_key=_webhook_id(effect.key),
+                        payload={"body": payload},
+                        profile_id=pid,
+                        not_before=batch.now,
+                    )
+                )
+        key = timer_key(model.id, pid)
+        if decision.decay_due_at is None:
+            batch.cancel(ws, key)
+        else:
+            batch.schedule(
+                Timer(ws, key, pid, decision.decay_due_at, DECAY_EVENT, {"model": model.id})
+            )
+
+
+def _webhook_id(key: str) -> str:
+    """A stable `webhook-id` from the decision's key (Standard Webhooks ids are opaque)."""
+    import hashlib
+
+    return "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _cache(batch: Batch) -> _Cache:
+    cache = batch.extra.get("scoring")
+    if cache is None:
+        cache = _Cache()
+        batch.extra["scoring"] = cache
+    assert isinstance(cache, _Cache)
+    return cache

@@ -1,0 +1,81 @@
+"""The seed scoring scenario through the real processor and timers, on both backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.contract.conftest import Harness
+
+DAY = 86400.0
+
+
+def seed_lead(h: Harness, user: str = "vp-1") -> None:
+    h.send(
+        {"type": "identify", "userId": user, "traits": {"title": "VP Marketing", "email": f"{user}@acme.test"}},
+        {"type": "group", "userId": user, "groupId": f"acme-{user}", "traits": {"employees": 500}},
+    )
+    h.send({"type": "page", "userId": user, "name": "Home", "properties": {"path": "/"}})
+    h.send({"type": "page", "userId": user, "name": "Pricing", "properties": {"path": "/pricing"}})
+    h.send({"type": "track", "userId": user, "event": "Lead Magnet Downloaded"})
+    h.settle()
+
+
+def score(h: Harness, user: str = "vp-1") -> dict[str, Any]:
+    prof = h.profile("user_id", user)
+    assert prof is not None
+    return prof["scores"]["lead"]  # type: ignore[no-any-return]
+
+
+def test_seed_scenario_scores_decays_and_keeps_the_stage(scoring_harness: Harness) -> None:
+    h = scoring_harness
+    seed_lead(h)
+    s = score(h)
+    assert (s["score"], s["fit"], s["engagement"], s["stage"]) == (52, 25, 27, "MQL")
+    qualified = h.sql("SELECT COUNT(*) FROM events WHERE type = 'internal' AND event = 'Lead Qualified'")
+    assert qualified == [(1,)]
+
+    # More activity does not qualify the lead again.
+    h.send({"type": "page", "userId": "vp-1", "properties": {"path": "/pricing/enterprise"}})
+    h.settle()
+    assert score(h)["score"] == 62
+    assert h.sql("SELECT COUNT(*) FROM events WHERE event = 'Lead Qualified'") == [(1,)]
+
+    h.advance(31 * DAY)
+    s = score(h)
+    assert (s["score"], s["fit"], s["engagement"], s["stage"]) == (42, 25, 17, "MQL")
+    h.advance(30 * DAY)
+    s = score(h)
+    assert (s["score"], s["fit"], s["engagement"], s["stage"]) == (25, 25, 0, "MQL")
+
+
+def test_decay_timer_fires_at_the_right_instant(scoring_harness: Harness) -> None:
+    h = scoring_harness
+    seed_lead(h)
+    h.advance(30 * DAY - 60)
+    assert score(h)["score"] == 52
+    h.advance(120)
+    assert score(h)["score"] == 32
+    ledger = h.sql("SELECT kind, points, at FROM score_ledger WHERE kind = 'decay'")
+    assert len(ledger) == 1 and ledger[0][1] == -20
+    assert ledger[0][2] == h.sql("SELECT MAX(ts) FROM events WHERE type != 'internal'")[0][0] + 30 * DAY
+
+
+def test_ledger_explains_the_score(scoring_harness: Harness) -> None:
+    h = scoring_harness
+    seed_lead(h)
+    rows = h.sql("SELECT kind, rule, points FROM score_ledger ORDER BY id")
+    rules = {(kind, rule, points) for kind, rule, points in rows}
+    assert ("fit", "senior_title", 15) in rules
+    assert ("fit", "company_200_plus", 10) in rules
+    assert ("engagement", "home_page", 2) in rules
+    assert ("engagement", "pricing_page", 10) in rules
+    assert ("engagement", "lead_magnet", 15) in rules
+    assert any(kind == "stage" for kind, _, _ in rows)
+
+
+def test_merged_history_is_scored_on_the_survivor(scoring_harness: Harness) -> None:
+    h = scoring_harness
+    h.send({"type": "page", "anonymousId": "anon-9", "properties": {"path": "/pricing"}})
+    h.send({"type": "identify", "anonymousId": "anon-9", "userId": "u-9", "traits": {"title": "Intern"}})
+    h.settle()
+    assert score(h, "u-9")["engagement"] == 10

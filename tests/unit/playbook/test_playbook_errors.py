@@ -1,0 +1,157 @@
+"""Invalid playbooks fail with the file, the 1-based line and the dotted field at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leadloop.errors import PlaybookError
+from leadloop.playbook import load_playbook
+
+GOOD = """\
+version: 1
+webhooks:
+  - id: sales
+    url: ${HOOK_URL}
+    secret: whsec_abc
+scoring:
+  models:
+    - id: lead
+      fit:
+        - id: title
+          field: title
+          op: matches
+          value: 'VP|Director'
+          points: 15
+      engagement:
+        - id: home
+          type: page
+          where:
+            - {field: page.path, op: equals, value: /}
+          points: 2
+      stages:
+        - name: subscriber
+        - name: MQL
+          at: 50
+          actions: [{webhook: sales}]
+"""
+ENV = {"HOOK_URL": "https://hooks.test/in"}
+
+
+def broken(tmp_path: Path, old: str, new: str) -> Path:
+    assert old in GOOD
+    path = tmp_path / "playbook.yaml"
+    path.write_text(GOOD.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def test_the_good_playbook_loads(tmp_path: Path) -> None:
+    playbook = load_playbook(broken(tmp_path, "version: 1", "version: 1"), env=ENV)
+    assert playbook.webhooks[0].url == "https://hooks.test/in"
+    assert playbook.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "words"),
+    [
+        ("op: matches", "op: regex", 12, "scoring.models[0].fit[0].op", "unknown operator 'regex'"),
+        ("'VP|Director'", "'VP|(Director'", 13, "scoring.models[0].fit[0].value", "bad regex"),
+        ("          points: 15\n", "", 10, "scoring.models[0].fit[0].points", "missing required"),
+        ("      stages:\n", "      stages:\n        - name: [x\n", 23, "", "YAML syntax error"),
+        (
+            "          points: 2",
+            "          pionts: 2",
+            20,
+            "scoring.models[0].engagement[0].pionts",
+            "unknown key",
+        ),
+        (
+            "points: 2",
+            "points: two",
+            20,
+            "scoring.models[0].engagement[0].points",
+            "expected a number",
+        ),
+        (
+            "op: equals",
+            "op: startswith",
+            19,
+            "scoring.models[0].engagement[0].where[0].op",
+            "unknown operator",
+        ),
+        ("at: 50", "at: fifty", 24, "scoring.models[0].stages[1].at", "expected a number"),
+        (
+            "{webhook: sales}",
+            "{webhook: crm}",
+            25,
+            "scoring.models[0].stages[1].actions[0].webhook",
+            "no webhook 'crm'",
+        ),
+        (
+            "type: page",
+            "type: click",
+            17,
+            "scoring.models[0].engagement[0].type",
+            "unknown event type",
+        ),
+        (
+            "- id: home",
+            "- id: title",
+            16,
+            "scoring.models[0].engagement[0].id",
+            "duplicate rule id",
+        ),
+        ("version: 1", "version: 1\nversion: 2", 2, "version", "duplicate key"),
+        ("version: 1\n", "", 1, "version", "missing required"),
+    ],
+)
+def test_errors_name_file_line_and_field(
+    tmp_path: Path, old: str, new: str, line: int, field: str, words: str
+) -> None:
+    path = broken(tmp_path, old, new)
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(path, env=ENV)
+    error = caught.value
+    assert (error.file, error.line, error.field) == (str(path), line, field), str(error)
+    assert words in error.message
+    assert f"{path}:{line}" in str(error)
+
+
+def test_an_unset_variable_without_default_is_an_error(tmp_path: Path) -> None:
+    path = broken(tmp_path, "version: 1", "version: 1")
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(path, env={})
+    error = caught.value
+    assert (error.line, error.field) == (4, "webhooks[0].url")
+    assert "HOOK_URL is not set" in error.message
+
+
+def test_a_folder_names_the_file_at_fault(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("version: 1\nworkspace: w\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(
+        "scoring:\n  models:\n    - id: m\n      stages: [{name: a, at: 5}, {name: b, at: 3}]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(tmp_path)
+    error = caught.value
+    assert (error.file, error.line, error.field) == (
+        str(tmp_path / "b.yaml"),
+        4,
+        "scoring.models[0].stages[1].at",
+    )
+
+
+def test_conflicting_scalars_across_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("version: 1\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("version: 2\n", encoding="utf-8")
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(tmp_path)
+    assert caught.value.file == str(tmp_path / "b.yaml") and caught.value.field == "version"
+    assert "a.yaml:1" in caught.value.message
+
+
+def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PlaybookError, match="no such file"):
+        load_playbook(tmp_path / "nope.yaml")
