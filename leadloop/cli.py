@@ -265,9 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("keys", cmd_keys_create, "write key (tracking API)"),
         ("tokens", cmd_tokens_create, "admin token (admin API)"),
     ):
-        group = sub.add_parser(noun, help=f"manage {what}s")
+        group = sub.add_parser(noun, help=f"create credentials: {what}")
         gsub = group.add_subparsers(dest="action", metavar="ACTION", required=True)
-        c = gsub.add_parser("create", help=f"create a {what}; prints it as the last line")
+        c = gsub.add_parser("create", help=f"new {what}, printed as the last line")
         db_arg(c)
         c.add_argument("--workspace", default="default", help="workspace (default: default)")
         c.add_argument("--name", default=noun[:-1], help="a label to recognise it by")

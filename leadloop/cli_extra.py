@@ -30,7 +30,7 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
 
     e = sub.add_parser("explain", help="why a lead has its score (from the score ledger)")
     e.add_argument("identifier", help="a user id, email, anonymous id, phone or profile id")
-    e.add_argument("--workspace", default="default")
+    e.add_argument("--workspace", default="default", help="workspace (default: default)")
     e.add_argument("--model", default=None, help="only this scoring model")
     db_arg(e)
     e.set_defaults(handler=cmd_explain)
@@ -38,15 +38,17 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     o = sub.add_parser("outbox", help="inspect and re-drive outgoing effects")
     osub = o.add_subparsers(dest="action", metavar="ACTION", required=True)
     ol = osub.add_parser("list", help="list outbox rows")
-    ol.add_argument("--status", choices=["pending", "delivered", "dead"], default=None)
+    ol.add_argument(
+        "--status", choices=["pending", "delivered", "dead"], default=None, help="only this state"
+    )
     ol.add_argument("--kind", default=None, help="webhook, conversion, email...")
-    ol.add_argument("--workspace", default="default")
+    ol.add_argument("--workspace", default="default", help="workspace (default: default)")
     db_arg(ol)
     ol.set_defaults(handler=cmd_outbox_list)
     orp = osub.add_parser("replay", help="re-drive dead letters with a fresh attempt budget")
     orp.add_argument("--id", type=int, default=None, help="only this row")
     orp.add_argument("--kind", default=None, help="only this kind")
-    orp.add_argument("--workspace", default="default")
+    orp.add_argument("--workspace", default="default", help="workspace (default: default)")
     db_arg(orp)
     orp.set_defaults(handler=cmd_outbox_replay)
 
