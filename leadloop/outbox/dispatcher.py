@@ -24,12 +24,19 @@ class Sender(Protocol):
     def send(self, item: Claimed, now: float) -> Outcome: ...
 
 
+class BatchSender(Protocol):
+    """Delivers many rows of its kind at once (e.g. conversions: one request per destination
+    and up to the platform's batch size); returns one outcome per row, in order."""
+
+    def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]: ...
+
+
 class Dispatcher:
     def __init__(
         self,
         writer: Writer,
         clock: Clock,
-        senders: Mapping[str, Sender],
+        senders: Mapping[str, Sender | BatchSender],
         *,
         poll: float = 0.25,
         parallel: int = 8,
@@ -69,7 +76,11 @@ class Dispatcher:
         ).result()
         if not claimed:
             return 0
-        outcomes = list(self._pool.map(lambda item: (item, self._send(item)), claimed))
+        singles = [i for i in claimed if not hasattr(self.senders[i.kind], "send_batch")]
+        outcomes = list(self._pool.map(lambda item: (item, self._send(item)), singles))
+        for kind in dict.fromkeys(i.kind for i in claimed if i not in singles):
+            items = [i for i in claimed if i.kind == kind]
+            outcomes.extend(zip(items, self._send_batch(kind, items), strict=True))
         done_at = self._clock.now()
         self._writer.submit(lambda c: service.record(c, outcomes, done_at)).result()
         for item, outcome in outcomes:
@@ -83,8 +94,21 @@ class Dispatcher:
             )
         return len(claimed)
 
+    def _send_batch(self, kind: str, items: list[Claimed]) -> list[Outcome]:
+        sender = self.senders[kind]
+        assert hasattr(sender, "send_batch")
+        try:
+            outcomes = sender.send_batch(items, self._clock.now())
+        except Exception as exc:
+            log.exception("batch sender for %s failed", kind)
+            retry = Outcome("pending", self._clock.now() + 60.0, f"internal error: {exc!r}")
+            return [retry for _ in items]
+        assert len(outcomes) == len(items), "a batch sender returns one outcome per row"
+        return outcomes
+
     def _send(self, item: Claimed) -> Outcome:
         sender = self.senders[item.kind]
+        assert hasattr(sender, "send")
         try:
             return sender.send(item, self._clock.now())
         except Exception as exc:  # a bug in a sender must not kill the dispatcher

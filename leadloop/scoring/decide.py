@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from msgspec.structs import replace
 
 from leadloop.identity.model import Profile
 from leadloop.log.model import Event
-from leadloop.scoring.match import event_field, fit_holds, matches_filter, page_path
+from leadloop.scoring.ledger import ledger_line
+from leadloop.scoring.match import fit_holds, matches_filter, page_path
 from leadloop.scoring.model import (
     Award,
     Cap,
-    ChangeKind,
-    EmitAction,
     EmitEvent,
     EngagementRule,
     Fading,
@@ -37,11 +36,11 @@ from leadloop.scoring.model import (
     ScoringModel,
     SendWebhook,
     StageChange,
-    WebhookAction,
     engagement_at,
     initial_state,
     total_at,
 )
+from leadloop.scoring.stages import move_to, stage_effects, stage_from_event
 
 DAY = 86400.0
 
@@ -76,16 +75,16 @@ def score_event(
         state = replace(state, last_activity=at, decay_steps=0)
 
     moves: list[StageChange] = []
-    state = _stage_from_event(state, model, event, at, moves, changes)
+    state = stage_from_event(state, model, event, at, moves, changes)
     after = total_at(state, at)
     for stage in model.stages:
         if stage.at is None or not before < stage.at <= after:
             continue
         if model.rank(stage.name) > model.rank(state.stage):
-            moves.append(_move(state, model, stage.name, at, "threshold", event.message_id, None))
+            moves.append(move_to(state, model, stage.name, at, "threshold", event.message_id, None))
             state = replace(state, stage=stage.name)
 
-    effects = _effects(state, model, profile, moves, changes, at, event.message_id)
+    effects = stage_effects(state, model, profile, moves, changes, at, event.message_id)
     return ScoreDecision(
         state=state,
         changes=tuple(changes),
@@ -171,7 +170,7 @@ def _apply_steps(
         state = replace(state, decay_steps=state.decay_steps + 1, as_of=as_of)
         days = (due - start) / DAY
         changes.append(
-            _change(state, model, due, "decay", -amount, f"no activity for {days:g} days")
+            ledger_line(state, model, due, "decay", -amount, f"no activity for {days:g} days")
         )
 
 
@@ -215,32 +214,6 @@ def _decay_due_at(state: ScoreState, model: ScoringModel, at: float) -> float | 
 # --- sub-scores ------------------------------------------------------------------------------------
 
 
-def _change(
-    state: ScoreState,
-    model: ScoringModel,
-    at: float,
-    kind: ChangeKind,
-    points: float,
-    reason: str,
-    rule_id: str | None = None,
-    message_id: str | None = None,
-) -> ScoreChange:
-    engagement = engagement_at(state, at)
-    return ScoreChange(
-        model_id=model.id,
-        model_version=model.version,
-        at=at,
-        kind=kind,
-        points=points,
-        reason=reason,
-        fit=state.fit,
-        engagement=engagement,
-        total=state.fit + engagement,
-        rule_id=rule_id,
-        message_id=message_id,
-    )
-
-
 def _refit(
     state: ScoreState,
     model: ScoringModel,
@@ -265,13 +238,13 @@ def _refit(
         verb = "holds" if holds else "no longer holds"
         state = replace(state, fit=state.fit + points)
         reason = f"fit rule {rule.id} {verb} ({seen})"
-        changes.append(_change(state, model, at, "fit", points, reason, rule.id, message_id))
+        changes.append(ledger_line(state, model, at, "fit", points, reason, rule.id, message_id))
     residual = fit - state.fit
     if abs(residual) > 1e-9:
         # Only after a model change: a rule was removed or its points edited.
         state = replace(state, fit=fit)
         reason = "fit rules changed with the model version"
-        changes.append(_change(state, model, at, "fit", residual, reason, None, message_id))
+        changes.append(ledger_line(state, model, at, "fit", residual, reason, None, message_id))
     return replace(state, fit=fit, fit_rules=tuple(matched)), changes
 
 
@@ -343,7 +316,9 @@ def _award(
     reason = f"{rule.id}: {_describe(event)}"
     if held:
         reason += f" (held back by {', '.join(held)})"
-    return state, _change(state, model, at, "engagement", points, reason, rule.id, event.message_id)
+    return state, ledger_line(
+        state, model, at, "engagement", points, reason, rule.id, event.message_id
+    )
 
 
 def _limit(points: float, room: float, held: list[str], why: str) -> tuple[float, list[str]]:
@@ -378,121 +353,3 @@ def _describe(event: Event) -> str:
     if event.event:
         return f"{event.type} {event.event!r}"
     return event.type
-
-
-# --- stages --------------------------------------------------------------------------------------
-
-
-def _stage_from_event(
-    state: ScoreState,
-    model: ScoringModel,
-    event: Event,
-    at: float,
-    moves: list[StageChange],
-    changes: list[ScoreChange],
-) -> ScoreState:
-    for rule in model.stage_rules:
-        if not matches_filter(event, rule.when):
-            continue
-        wanted = rule.stage
-        if wanted is None and rule.stage_field is not None:
-            value = event_field(event, rule.stage_field)
-            wanted = str(value) if isinstance(value, str | int) else None
-        stage = None if wanted is None else model.stage(wanted)
-        if stage is None:
-            reason = f"{rule.id}: unknown stage {wanted!r} ignored"
-            changes.append(
-                _change(state, model, at, "stage", 0.0, reason, rule.id, event.message_id)
-            )
-            continue
-        if stage.name != state.stage:
-            moves.append(_move(state, model, stage.name, at, "event", event.message_id, rule.id))
-            state = replace(state, stage=stage.name)
-        return state
-    return state
-
-
-def _move(
-    state: ScoreState,
-    model: ScoringModel,
-    to: str,
-    at: float,
-    cause: Literal["threshold", "event"],
-    message_id: str,
-    rule_id: str | None,
-) -> StageChange:
-    return StageChange(
-        model_id=model.id,
-        at=at,
-        from_stage=state.stage,
-        to_stage=to,
-        cause=cause,
-        total=total_at(state, at),
-        message_id=message_id,
-        rule_id=rule_id,
-    )
-
-
-def _effects(
-    state: ScoreState,
-    model: ScoringModel,
-    profile: Profile,
-    moves: list[StageChange],
-    changes: list[ScoreChange],
-    at: float,
-    message_id: str,
-) -> tuple[EmitEvent | SendWebhook, ...]:
-    """Actions of each stage entered upwards; a CRM moving a lead down announces nothing."""
-    effects: list[EmitEvent | SendWebhook] = []
-    engagement = engagement_at(state, at)
-    score = {"total": state.fit + engagement, "fit": state.fit, "engagement": engagement}
-    for move in moves:
-        if model.rank(move.to_stage) <= model.rank(move.from_stage):
-            continue
-        stage = model.stage(move.to_stage)
-        assert stage is not None
-        for action in stage.actions:
-            if isinstance(action, EmitAction):
-                properties = {
-                    "model": model.id,
-                    "model_version": model.version,
-                    "stage": move.to_stage,
-                    "previous_stage": move.from_stage,
-                    "score": score["total"],
-                    "fit": score["fit"],
-                    "engagement": score["engagement"],
-                }
-                key = f"scoring:{model.id}:{move.to_stage}:{message_id}"
-                effects.append(EmitEvent(key=key, name=action.event, properties=properties))
-            elif isinstance(action, WebhookAction) and action.enabled:
-                payload = {
-                    "type": "lead.stage_changed",
-                    "profile_id": profile.id,
-                    "workspace_id": profile.workspace_id,
-                    "model": model.id,
-                    "model_version": model.version,
-                    "stage": move.to_stage,
-                    "previous_stage": move.from_stage,
-                    "cause": move.cause,
-                    "at": at,
-                    "message_id": message_id,
-                    "score": score,
-                    "fit_rules": list(state.fit_rules),
-                    "reasons": [_reason(change) for change in changes],
-                }
-                key = f"{model.id}:{profile.id}:{move.to_stage}:{message_id}"
-                effects.append(
-                    SendWebhook(key=key, webhook_id=action.webhook, url=action.url, payload=payload)
-                )
-    return tuple(effects)
-
-
-def _reason(change: ScoreChange) -> dict[str, Any]:
-    return {
-        "kind": change.kind,
-        "rule": change.rule_id,
-        "points": change.points,
-        "reason": change.reason,
-        "message_id": change.message_id,
-        "at": change.at,
-    }

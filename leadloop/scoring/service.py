@@ -5,6 +5,7 @@ timers, all in the processor's batch transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -26,6 +27,26 @@ from leadloop.scoring.model import (
 _state_decoder = msgspec.json.Decoder(ScoreState)
 _encoder = msgspec.json.Encoder()
 DECAY_EVENT = "Score Decay Due"
+
+
+@dataclass(frozen=True)
+class StageMove:
+    """A profile moved between lifecycle stages while the batch's event `event_seq` was
+    processed; read by the stages after scoring through `stage_moves(batch, event)`."""
+
+    workspace_id: str
+    profile_id: str
+    model: str
+    from_stage: str
+    to_stage: str
+    at: float
+    event_seq: int
+
+
+def stage_moves(batch: Batch, event: Event) -> list[StageMove]:
+    moves = batch.extra.get("stage_moves", [])
+    assert isinstance(moves, list)
+    return [m for m in moves if isinstance(m, StageMove) and m.event_seq == event.seq]
 
 
 def timer_key(model_id: str, profile_id: str) -> str:
@@ -124,7 +145,13 @@ class _Cache:
                     change.message_id,
                 )
             )
+        moves = batch.extra.setdefault("stage_moves", [])
+        assert isinstance(moves, list)
         for move in decision.stage_changes:
+            # Later stages of the same batch (conversions, journeys) react to stage moves.
+            moves.append(
+                StageMove(ws, pid, model.id, move.from_stage, move.to_stage, move.at, event.seq)
+            )
             self.ledger.append(
                 (
                     ws,
