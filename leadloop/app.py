@@ -85,6 +85,7 @@ class Engine:
         self.dispatcher = Dispatcher(
             self.writer, self.clock, {"webhook": WebhookSender(self.webhook_endpoint)}
         )
+        self._started = False
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._run_processor = run_processor
@@ -144,12 +145,29 @@ class Engine:
             try:
                 playbook = playbook_store.build(applied.sources)
             except PlaybookError as exc:
-                log.error("playbook #%d for %s not loaded, keeping the running one: %s", pid, workspace, exc)
+                log.error(
+                    "playbook #%d for %s not loaded, keeping the running one: %s",
+                    pid,
+                    workspace,
+                    exc,
+                )
                 self._playbook_ids[workspace] = pid
                 continue
             for warning in playbook.warnings:
                 log.warning("playbook: %s", warning)
+            previous = self.playbooks.get(workspace)
             self.playbooks[workspace] = playbook
+            changed = tuple(
+                m
+                for m in playbook.models
+                if previous is None
+                or previous.model(m.id) is None
+                or previous.model(m.id).version != m.version  # type: ignore[union-attr]
+            )
+            if changed and self._started:
+                self.processor.request(
+                    lambda c, ws=workspace, ms=changed: self._rescore(c, ws, ms)  # type: ignore[misc]
+                )
             self._playbook_ids[workspace] = pid
             log.info(
                 "playbook %s (digest %s) is live for workspace %s",
@@ -157,6 +175,11 @@ class Engine:
                 playbook.digest[:12],
                 workspace,
             )
+
+    def _rescore(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
+        from leadloop.scoring.rescoring import rescore_workspace
+
+        rescore_workspace(conn, self.writer, workspace, models, self.clock.now())
 
     def _watch(self) -> None:
         while not self._watch_stop.wait(1.0):
@@ -177,6 +200,7 @@ class Engine:
         if self.settings.playbook:
             self.apply_playbook_file(self.settings.playbook)
         self.refresh_playbooks()
+        self._started = True
         self.writer.start()
         if self._run_processor:
             self.processor.start()

@@ -16,7 +16,9 @@ from leadloop.storage.db import DatabaseUrl, connect
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("playbook", help="validate, compare and apply playbooks")
     psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    v = psub.add_parser("validate", help="check a playbook file or folder (file:line: field: error)")
+    v = psub.add_parser(
+        "validate", help="check a playbook file or folder (file:line: field: error)"
+    )
     v.add_argument("path", help="playbook file or folder")
     v.set_defaults(handler=cmd_playbook_validate)
     d = psub.add_parser("diff", help="what applying the playbook would change")
@@ -51,6 +53,8 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     orp.add_argument("--workspace", default="default", help="workspace (default: default)")
     db_arg(orp)
     orp.set_defaults(handler=cmd_outbox_replay)
+
+    register_backtest(sub, db_arg)
 
     from leadloop.bench_cli import register as register_bench
 
@@ -119,7 +123,9 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
             pid = store.save(conn, playbook, sources, SystemClock().now())
     finally:
         conn.close()
-    print(f"applied playbook #{pid} (digest {playbook.digest[:12]}) to workspace {playbook.workspace}")
+    print(
+        f"applied playbook #{pid} (digest {playbook.digest[:12]}) to workspace {playbook.workspace}"
+    )
     return 0
 
 
@@ -196,4 +202,99 @@ def cmd_outbox_replay(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     print(f"re-driven {n} dead letter(s)")
+    return 0
+
+
+def register_backtest(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser(
+        "backtest", help="replay history through a playbook's scoring rules, changing nothing"
+    )
+    p.add_argument("--playbook", required=True, help="the playbook to try (file or folder)")
+    p.add_argument("--since", default=None, help="count stage entries from this date (YYYY-MM-DD)")
+    p.add_argument("--stage", default="MQL", help="the stage to count (default MQL)")
+    p.add_argument("--outcome", default="Deal Won", help="outcome event name (default Deal Won)")
+    p.add_argument("--workspace", default=None, help="workspace (default: the playbook's)")
+    db_arg(p)
+    p.set_defaults(handler=cmd_backtest)
+
+
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
+    from leadloop.playbook import store
+    from leadloop.scoring import replay
+
+    new = store.build(store.read_sources(args.playbook))
+    workspace = args.workspace or new.workspace
+    since = None
+    if args.since:
+        try:
+            since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            print(
+                f"leadloop: error: --since expects YYYY-MM-DD, got {args.since!r}", file=sys.stderr
+            )
+            return 2
+    conn = _conn(settings)
+    try:
+        applied = store.latest(conn, workspace)
+        current = store.build(applied.sources) if applied else None
+        now = SystemClock().now()
+        runs = {"new": new.models, "current": current.models if current else ()}
+        results = {
+            label: {m.id: replay.BacktestResult(m.id, m.version, args.stage) for m in models}
+            for label, models in runs.items()
+        }
+        total = replay.count_profiles(conn, workspace)
+        events_seen = 0
+        for pid, events in tqdm(
+            replay.histories(conn, workspace),
+            total=total,
+            unit="profile",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        ):
+            events_seen += len(events)
+            for label, models in runs.items():
+                replay.backtest_profile(
+                    results[label], pid, events, models, args.stage, args.outcome, since, now
+                )
+    finally:
+        conn.close()
+    print(f"backtest over {total} profiles, {events_seen} events, workspace {workspace}")
+    print(
+        f"stage {args.stage!r}, outcome {args.outcome!r}"
+        + (f", since {args.since}" if since else "")
+    )
+    print(
+        "\n| rules | model | version | reached stage | median days to stage | then outcome | rate |"
+    )
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+    for label in ("current", "new"):
+        for r in results[label].values():
+            median = r.median_days()
+            rate = f"{100 * r.converted / r.reached:.1f}%" if r.reached else "—"
+            print(
+                f"| {label} | {r.model} | {r.version[:10]} | {r.reached} | "
+                f"{'—' if median is None else f'{median:.1f}'} | {r.converted} | {rate} |"
+            )
+    months = sorted({m for rs in results.values() for r in rs.values() for m in r.by_month})
+    if months:
+        print(
+            "\n| month | "
+            + " | ".join(
+                f"{lb}:{r.model}" for lb in ("current", "new") for r in results[lb].values()
+            )
+            + " |"
+        )
+        print("| --- |" + " ---: |" * sum(len(results[lb]) for lb in ("current", "new")))
+        for month in months:
+            cells = [
+                str(r.by_month.get(month, 0))
+                for lb in ("current", "new")
+                for r in results[lb].values()
+            ]
+            print(f"| {month} | " + " | ".join(cells) + " |")
     return 0

@@ -49,6 +49,24 @@ class Processor:
         self._conn: Conn | None = None
         self.processed = 0
         self.idle = threading.Event()
+        self._jobs: list[Callable[[Conn], None]] = []
+        self._jobs_lock = threading.Lock()
+
+    def request(self, job: Callable[[Conn], None]) -> None:
+        """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
+        rescore), so it never interleaves with event processing."""
+        with self._jobs_lock:
+            self._jobs.append(job)
+        self._wake.set()
+
+    def _run_jobs(self, conn: Conn) -> None:
+        with self._jobs_lock:
+            jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            try:
+                job(conn)
+            except Exception:
+                log.exception("a processor job failed")
 
     def set_stages(self, stages: Sequence[Stage]) -> None:
         self._stages = list(stages)
@@ -76,13 +94,14 @@ class Processor:
                         break
                     self._stop.wait(1.0)
             while not self._stop.is_set():
+                self._run_jobs(conn)
                 try:
                     n = self.run_once(conn)
                 except Exception:
                     log.exception("processing a batch failed; retrying")
                     self._stop.wait(1.0)
                     continue
-                if n == 0:
+                if n == 0 and not self._jobs:
                     self.idle.set()
                     self._wake.wait(0.2)
                     self._wake.clear()

@@ -19,7 +19,9 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,9 +62,32 @@ def require_js_packages() -> None:
         )
 
 
+class KeyPool:
+    """Write keys made ahead by `leadloop keys create` (about a second of interpreter start
+    each) on a few threads, so a test rarely waits for its fresh key."""
+
+    def __init__(self, server: ServerProcess, ahead: int = 4) -> None:
+        self._server = server
+        self._executor = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="keys")
+        self._ready: deque[Future[str]] = deque(self._submit() for _ in range(ahead))
+
+    def _submit(self) -> Future[str]:
+        return self._executor.submit(
+            lambda: run_cli("keys", "create", env=self._server.full_env).strip().splitlines()[-1]
+        )
+
+    def take(self) -> str:
+        self._ready.append(self._submit())
+        return self._ready.popleft().result(timeout=60)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass
 class Engine:
     server: ServerProcess
+    keys: KeyPool
 
     @property
     def base(self) -> str:
@@ -73,7 +98,7 @@ class Engine:
         return self.server.port
 
     def new_write_key(self) -> str:
-        return run_cli("keys", "create", env=self.server.full_env).strip().splitlines()[-1]
+        return self.keys.take()
 
     def get(self, path: str) -> Any:
         return self.server.get(path)
@@ -119,9 +144,11 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     server = ServerProcess(
         database_url=f"sqlite:///{root / 'db.sqlite'}", log_path=root / "server.log"
     ).start()
+    keys = KeyPool(server)
     try:
-        yield Engine(server)
+        yield Engine(server, keys)
     finally:
+        keys.close()
         server.stop()
 
 

@@ -31,6 +31,15 @@ CAPTURES = json.loads(
 )
 ID_FIELDS = ("messageId", "userId", "anonymousId", "previousId", "groupId")
 NOT_REPLAYED = {"host", "content-length", "connection"}  # set by the HTTP client
+SHORT = {
+    "segment-analytics-python 2.4.0": "segment-py",
+    "rudder-sdk-python 2.1.9": "rudder-py",
+    "@segment/analytics-node 3.1.0": "node",
+    "@segment/analytics-next 1.84.3 (standard delivery, cross-origin page)": "browser",
+    "@segment/analytics-next 1.84.3 (deliveryStrategy batching)": "browser-batching",
+    "@segment/snippet 5.2.1 + analytics-next standalone bundle (same-origin, settings served locally)": "snippet",
+    "snowplow-tracker 1.1.0": "snowplow",
+}
 UNSUPPORTED = {"snowplow-tracker 1.1.0": "Snowplow tp2 is not supported in v1 (clients.md §4)"}
 
 
@@ -47,7 +56,7 @@ def _cases() -> list[Any]:
                 pytest.param(
                     client,
                     i,
-                    id=f"{client.split(' ')[0]}-{i}-{req['method']}-{req['path']}",
+                    id=f"{SHORT.get(client, client)}-{i}-{req['method']}-{req['path']}",
                     marks=marks,
                 )
             )

@@ -11,7 +11,11 @@ DAY = 86400.0
 
 def seed_lead(h: Harness, user: str = "vp-1") -> None:
     h.send(
-        {"type": "identify", "userId": user, "traits": {"title": "VP Marketing", "email": f"{user}@acme.test"}},
+        {
+            "type": "identify",
+            "userId": user,
+            "traits": {"title": "VP Marketing", "email": f"{user}@acme.test"},
+        },
         {"type": "group", "userId": user, "groupId": f"acme-{user}", "traits": {"employees": 500}},
     )
     h.send({"type": "page", "userId": user, "name": "Home", "properties": {"path": "/"}})
@@ -31,7 +35,9 @@ def test_seed_scenario_scores_decays_and_keeps_the_stage(scoring_harness: Harnes
     seed_lead(h)
     s = score(h)
     assert (s["score"], s["fit"], s["engagement"], s["stage"]) == (52, 25, 27, "MQL")
-    qualified = h.sql("SELECT COUNT(*) FROM events WHERE type = 'internal' AND event = 'Lead Qualified'")
+    qualified = h.sql(
+        "SELECT COUNT(*) FROM events WHERE type = 'internal' AND event = 'Lead Qualified'"
+    )
     assert qualified == [(1,)]
 
     # More activity does not qualify the lead again.
@@ -57,7 +63,10 @@ def test_decay_timer_fires_at_the_right_instant(scoring_harness: Harness) -> Non
     assert score(h)["score"] == 32
     ledger = h.sql("SELECT kind, points, at FROM score_ledger WHERE kind = 'decay'")
     assert len(ledger) == 1 and ledger[0][1] == -20
-    assert ledger[0][2] == h.sql("SELECT MAX(ts) FROM events WHERE type != 'internal'")[0][0] + 30 * DAY
+    assert (
+        ledger[0][2]
+        == h.sql("SELECT MAX(ts) FROM events WHERE type != 'internal'")[0][0] + 30 * DAY
+    )
 
 
 def test_ledger_explains_the_score(scoring_harness: Harness) -> None:
@@ -76,6 +85,13 @@ def test_ledger_explains_the_score(scoring_harness: Harness) -> None:
 def test_merged_history_is_scored_on_the_survivor(scoring_harness: Harness) -> None:
     h = scoring_harness
     h.send({"type": "page", "anonymousId": "anon-9", "properties": {"path": "/pricing"}})
-    h.send({"type": "identify", "anonymousId": "anon-9", "userId": "u-9", "traits": {"title": "Intern"}})
+    h.send(
+        {
+            "type": "identify",
+            "anonymousId": "anon-9",
+            "userId": "u-9",
+            "traits": {"title": "Intern"},
+        }
+    )
     h.settle()
     assert score(h, "u-9")["engagement"] == 10

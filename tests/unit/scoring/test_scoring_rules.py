@@ -9,7 +9,15 @@ from scoring_factories import DAY, T0, event, model_from, page, profile
 
 from leadloop.identity.model import Profile
 from leadloop.log.model import Event
-from leadloop.scoring import ScoreDecision, ScoringModel, initial_state, score_event, scores_at
+from leadloop.scoring import (
+    EmitEvent,
+    ScoreDecision,
+    ScoringModel,
+    decay_scores,
+    initial_state,
+    score_event,
+    scores_at,
+)
 from leadloop.scoring.match import page_path, to_number
 
 STAGES = "      stages: [{name: subscriber}, {name: MQL, at: 50}]\n"
@@ -174,8 +182,6 @@ def test_step_decay_takes_from_fading_points_too_and_respects_the_floor() -> Non
         "      decay: {step: {points: 15, every: 30d}, floor: 10, half_life: 30d}\n",
     )
     [decision] = run_all(model, [event("track", T0, "Webinar Attended")])
-    from leadloop.scoring import decay_scores
-
     later = decay_scores(decision.state, model, T0 + 90 * DAY)
     # day 30: 20 -> 10 (only 10 above the floor); later steps find nothing above it
     assert [(c.points, c.at) for c in later.changes] == [(-10, T0 + 30 * DAY)]
@@ -217,7 +223,7 @@ def test_one_event_crossing_two_thresholds_enters_both_stages() -> None:
         ("subscriber", "lead"),
         ("lead", "MQL"),
     ]
-    assert [e.name for e in decision.effects if hasattr(e, "name")] == [
+    assert [e.name for e in decision.effects if isinstance(e, EmitEvent)] == [
         "Became Lead",
         "Lead Qualified",
     ]

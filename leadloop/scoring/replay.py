@@ -1,0 +1,125 @@
+"""Replaying the log through scoring models: the shared engine of `leadloop backtest`
+(changes nothing) and of rescoring after a model changes (rewrites score state).
+
+Events are streamed per profile in `(profile_id, seq)` order, so memory holds one profile's
+history at a time, whatever the size of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadloop.identity import decide as identity
+from leadloop.identity.model import Profile
+from leadloop.log.model import Event
+from leadloop.log.store import event_from_row
+from leadloop.scoring.decide import rescore
+from leadloop.scoring.model import ScoreDecision, ScoringModel
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+_COLUMNS = (
+    "seq, workspace_id, message_id, type, event, user_id, anonymous_id, group_id, "
+    "previous_id, ts, received_at, body, profile_id"
+)
+
+
+def count_profiles(conn: Conn, workspace: str) -> int:
+    rows = conn.execute(
+        "SELECT COUNT(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL",
+        (workspace,),
+    )
+    return int(rows[0][0])
+
+
+def histories(conn: Conn, workspace: str, chunk: int = 5000) -> Iterator[tuple[str, list[Event]]]:
+    """(profile id, its events in log order), one profile at a time."""
+    last_pid, last_seq = "", -1
+    current: str | None = None
+    events: list[Event] = []
+    while True:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id IS NOT NULL "
+            "AND (profile_id, seq) > (?, ?) ORDER BY profile_id, seq LIMIT ?",
+            (workspace, last_pid, last_seq, chunk),
+        )
+        if not rows:
+            break
+        for row in rows:
+            pid = str(row[12])
+            if pid != current:
+                if current is not None:
+                    yield current, events
+                current, events = pid, []
+            events.append(event_from_row(row[:12]))
+        last_pid, last_seq = str(rows[-1][12]), int(rows[-1][0])
+    if current is not None:
+        yield current, events
+
+
+def with_context(
+    profile_id: str, events: list[Event]
+) -> Iterator[tuple[Event, Profile, dict[str, Any]]]:
+    """Each event with the profile and account traits as they were when it happened."""
+    profile: Profile | None = None
+    accounts: dict[str, dict[str, Any]] = {}
+    for event in events:
+        base = profile or identity.new_profile(profile_id, event)
+        profile = identity.apply_event(base, event)
+        if event.type == "group" and event.group_id:
+            accounts.setdefault(event.group_id, {}).update(event.traits)
+        latest = profile.account_ids[-1] if profile.account_ids else None
+        yield event, profile, dict(accounts.get(latest, {})) if latest else {}
+
+
+def replay(profile_id: str, events: list[Event], model: ScoringModel, now: float) -> ScoreDecision:
+    return rescore(with_context(profile_id, events), model, now)
+
+
+@dataclass
+class BacktestResult:
+    model: str
+    version: str
+    stage: str
+    reached: int = 0
+    """Profiles that reached `stage` (after `since`, if given)."""
+    converted: int = 0
+    """Of those, profiles with the outcome event after reaching the stage."""
+    by_month: dict[str, int] = field(default_factory=dict)
+    days_to_stage: list[float] = field(default_factory=list)
+
+    def median_days(self) -> float | None:
+        if not self.days_to_stage:
+            return None
+        ordered = sorted(self.days_to_stage)
+        return ordered[len(ordered) // 2]
+
+
+def backtest_profile(
+    results: dict[str, BacktestResult],
+    profile_id: str,
+    events: list[Event],
+    models: tuple[ScoringModel, ...],
+    stage: str,
+    outcome: str | None,
+    since: float | None,
+    now: float,
+) -> None:
+    from datetime import UTC, datetime
+
+    for model in models:
+        result = results[model.id]
+        decision = replay(profile_id, events, model, now)
+        reached = next((m.at for m in decision.stage_changes if m.to_stage == stage), None)
+        if reached is None or (since is not None and reached < since):
+            continue
+        result.reached += 1
+        month = datetime.fromtimestamp(reached, UTC).strftime("%Y-%m")
+        result.by_month[month] = result.by_month.get(month, 0) + 1
+        result.days_to_stage.append((reached - events[0].timestamp) / 86400.0)
+        if outcome and any(
+            e.event == outcome and e.timestamp >= reached and e.type != "internal" for e in events
+        ):
+            result.converted += 1

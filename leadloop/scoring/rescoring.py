@@ -1,0 +1,137 @@
+"""Rescoring after a model changes: every profile's history is replayed through the new
+model and its score state rewritten, in chunks (bounded memory), from the processor's
+thread so no event is processed halfway through.
+
+Stage actions do not fire again during a rescore (sales would be paged for old news), and a
+stage never moves down because of it: the higher of the stored and the replayed stage stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import msgspec
+from tqdm import tqdm
+
+from leadloop.log.batch import Conn
+from leadloop.log.writer import Writer
+from leadloop.scoring import replay
+from leadloop.scoring.model import ScoreState, ScoringModel, engagement_at
+from leadloop.scoring.service import DECAY_EVENT, timer_key
+
+log = logging.getLogger("leadloop.scoring")
+_decoder = msgspec.json.Decoder(ScoreState)
+_encoder = msgspec.json.Encoder()
+CHUNK = 500
+
+
+def rescore_workspace(
+    conn: Conn, writer: Writer, workspace: str, models: tuple[ScoringModel, ...], now: float
+) -> int:
+    """Rescore every profile of the workspace under `models`; returns profiles rescored."""
+    if not models:
+        return 0
+    total = replay.count_profiles(conn, workspace)
+    log.info("rescoring %d profiles of %s under %s", total, workspace, [m.id for m in models])
+    done = 0
+    pending: list[tuple[str, list[Any]]] = []
+    bar = tqdm(total=total, unit="profile", file=sys.stderr, disable=not sys.stderr.isatty())
+    try:
+        for pid, events in replay.histories(conn, workspace):
+            pending.append((pid, events))
+            if len(pending) >= CHUNK:
+                _rescore_chunk(conn, writer, workspace, models, pending, now)
+                done += len(pending)
+                bar.update(len(pending))
+                pending = []
+        if pending:
+            _rescore_chunk(conn, writer, workspace, models, pending, now)
+            done += len(pending)
+            bar.update(len(pending))
+    finally:
+        bar.close()
+    log.info("rescored %d profiles of %s", done, workspace)
+    return done
+
+
+def _rescore_chunk(
+    conn: Conn,
+    writer: Writer,
+    workspace: str,
+    models: tuple[ScoringModel, ...],
+    chunk: list[tuple[str, list[Any]]],
+    now: float,
+) -> None:
+    ids = [pid for pid, _ in chunk]
+    marks = ",".join("?" * len(ids))
+    stored: dict[tuple[str, str], ScoreState] = {
+        (str(pid), str(model)): _decoder.decode(state)
+        for pid, model, state in conn.execute(
+            f"SELECT profile_id, model, state FROM scores WHERE workspace_id = ? "
+            f"AND profile_id IN ({marks})",
+            (workspace, *ids),
+        )
+    }
+    scores: list[tuple[Any, ...]] = []
+    ledger: list[tuple[Any, ...]] = []
+    timers: list[tuple[Any, ...]] = []
+    cancelled: list[tuple[str, str]] = []
+    for pid, events in chunk:
+        for model in models:
+            decision = replay.replay(pid, events, model, now)
+            state = decision.state
+            old = stored.get((pid, model.id))
+            if old is not None and model.rank(old.stage) > model.rank(state.stage):
+                state = msgspec.structs.replace(state, stage=old.stage)
+            old_total = 0.0 if old is None else old.fit + engagement_at(old, now)
+            engagement = engagement_at(state, now)
+            scores.append((workspace, pid, model.id, _encoder.encode(state).decode(), now))
+            ledger.append(
+                (
+                    workspace,
+                    pid,
+                    model.id,
+                    model.version,
+                    now,
+                    "rescore",
+                    None,
+                    state.fit + engagement - old_total,
+                    state.fit,
+                    engagement,
+                    state.fit + engagement,
+                    state.stage,
+                    f"rescored from the log under model version {model.version[:12]}",
+                    None,
+                )
+            )
+            key = timer_key(model.id, pid)
+            if decision.decay_due_at is None:
+                cancelled.append((workspace, key))
+            else:
+                payload = _encoder.encode({"name": DECAY_EVENT, "properties": {"model": model.id}})
+                timers.append((workspace, key, pid, decision.decay_due_at, payload.decode()))
+
+    def write(c: Conn) -> None:
+        c.executemany(
+            "INSERT INTO scores (workspace_id, profile_id, model, state, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id, model) "
+            "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            scores,
+        )
+        c.executemany(
+            "INSERT INTO score_ledger (workspace_id, profile_id, model, model_version, at, kind, "
+            "rule, points, fit, engagement, total, stage, reason, message_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ledger,
+        )
+        c.executemany("DELETE FROM timers WHERE workspace_id = ? AND key = ?", cancelled)
+        c.executemany(
+            "INSERT INTO timers (workspace_id, key, profile_id, due_at, payload) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, key) DO UPDATE SET "
+            "due_at = excluded.due_at, payload = excluded.payload",
+            timers,
+        )
+
+    writer.submit(write).result()
