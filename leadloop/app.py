@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from leadloop.api.admin import admin_router, install_error_handlers
+from leadloop.channels.webhook import WebhookSender
 from leadloop.clock import Clock, ManualClock, SystemClock
 from leadloop.config import Settings
-from leadloop.ingest.http import TrackingApp
-from leadloop.channels.webhook import WebhookSender
 from leadloop.errors import PlaybookError
+from leadloop.ingest.http import TrackingApp
 from leadloop.log.processor import Processor
 from leadloop.log.timers import TimerLoop
 from leadloop.log.writer import Writer

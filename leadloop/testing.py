@@ -161,3 +161,64 @@ class ServerProcess:
         from urllib.parse import urlencode
 
         return self.get("/api/v1/profiles/lookup?" + urlencode({"type": kind, "value": value}))
+
+
+class WebhookReceiver:
+    """A loopback HTTP receiver for outgoing webhooks: answers from a plan of statuses (then
+    200), verifies each delivery with the `standardwebhooks` library when given the secret,
+    and records what arrived."""
+
+    def __init__(
+        self, secret: str | None = None, plan: list[int] | None = None, port: int = 0
+    ) -> None:
+        import http.server
+        import threading
+
+        self.secret = secret
+        self.plan = list(plan or [])
+        self.deliveries: list[dict[str, Any]] = []
+        self.attempts: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (stdlib naming)
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                verified = receiver._verify(headers, body)
+                status = receiver.plan.pop(0) if receiver.plan else 200
+                record = {"headers": headers, "body": body, "verified": verified, "status": status}
+                receiver.attempts.append(record)
+                if status == 200 and verified is not False:
+                    receiver.deliveries.append(record)
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/sales"
+
+    def _verify(self, headers: dict[str, str], body: bytes) -> bool | None:
+        if self.secret is None:
+            return None
+        from standardwebhooks import Webhook
+
+        try:
+            Webhook(self.secret).verify(body, headers)
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

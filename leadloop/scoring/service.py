@@ -179,6 +179,7 @@ class _Cache:
                 payload = dict(effect.payload)
                 payload["traits"] = profile.traits
                 payload["identities"] = batch.identity.identities_of_profile(ws, pid)
+                payload["reasons"] = self._reasons(batch, ws, pid, model.id)
                 batch.outbox.append(
                     OutboxRow(
                         workspace_id=ws,
@@ -197,6 +198,23 @@ class _Cache:
             batch.schedule(
                 Timer(ws, key, pid, decision.decay_due_at, DECAY_EVENT, {"model": model.id})
             )
+
+    def _reasons(self, batch: Batch, ws: str, pid: str, model: str) -> list[dict[str, Any]]:
+        """Every ledger line behind the current score: stored ones and this batch's."""
+        rows = batch.identity.conn.execute(
+            "SELECT at, kind, rule, points, reason, message_id FROM score_ledger "
+            "WHERE workspace_id = ? AND profile_id = ? AND model = ? AND kind != 'stage' "
+            "ORDER BY id",
+            (ws, pid, model),
+        )
+        lines = [tuple(r) for r in rows]
+        lines += [
+            (e[4], e[5], e[6], e[7], e[12], e[13])
+            for e in self.ledger
+            if e[0] == ws and e[1] == pid and e[2] == model and e[5] != "stage"
+        ]
+        keys = ("at", "kind", "rule", "points", "reason", "message_id")
+        return [dict(zip(keys, line, strict=True)) for line in lines if line[3]]
 
 
 def _webhook_id(key: str) -> str:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from pathlib import Path
 from typing import Any
 
 import pytest
