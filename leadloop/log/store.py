@@ -78,7 +78,7 @@ def read_after(conn: Conn, position: str, limit: int) -> tuple[list[Event], str]
 
 
 def log_length(conn: Conn) -> int:
-    rows = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events")
+    rows = conn.execute("SELECT COUNT(*) FROM events")
     return int(rows[0][0])
 
 

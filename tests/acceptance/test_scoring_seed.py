@@ -116,9 +116,13 @@ def test_webhook_retries_then_dead_letter_then_redrive(tmp_path: Path) -> None:
         client.page("vp-1", properties={"path": "/pricing"})
         client.track("vp-1", "Lead Magnet Downloaded")
         eventually(lambda: len(receiver.attempts) >= 1)
-        for _ in range(2):  # each failure schedules a retry; move time past it
+
+        def delivered() -> bool:
+            # Each failure schedules a retry minutes ahead; keep moving time past it.
             advance(server, 600)
-        eventually(lambda: len(receiver.deliveries) == 1)
+            return len(receiver.deliveries) == 1
+
+        eventually(delivered, interval=0.2)
         ids = {a["headers"]["webhook-id"] for a in receiver.attempts}
         assert len(receiver.attempts) == 3 and len(ids) == 1
         assert [a["status"] for a in receiver.attempts] == [500, 500, 200]
