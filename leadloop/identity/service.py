@@ -52,6 +52,8 @@ class IdentityBatch:
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)
     members: set[tuple[str, str, str]] = field(default_factory=set)
     user_ids: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    redirects: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Stored profiles merged into another (`merged_into`), for events naming the old id."""
 
     # -- loading -----------------------------------------------------------------------
 
@@ -80,6 +82,11 @@ class IdentityBatch:
                 for value, profile_id in rows:
                     self.owners[(workspace, Identity(kind, value))] = profile_id  # type: ignore[arg-type]
                     profile_ids[workspace].add(profile_id)
+        for event in events:
+            # Internal events (timers, emitted events) name their profile directly.
+            pid = event.body.get("profileId") if event.type == "internal" else None
+            if isinstance(pid, str):
+                profile_ids[event.workspace_id].add(pid)
         for workspace, ids in profile_ids.items():
             self._load_profiles(workspace, [i for i in ids if (workspace, i) not in self.profiles])
 
@@ -90,11 +97,14 @@ class IdentityBatch:
                 continue
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                f"SELECT id, state FROM profiles WHERE workspace_id = ? AND id IN ({marks})",
+                f"SELECT id, state, merged_into FROM profiles WHERE workspace_id = ? "
+                f"AND id IN ({marks})",
                 (workspace, *chunk),
             )
-            for pid, state in rows:
+            for pid, state, merged_into in rows:
                 self.profiles[(workspace, pid)] = _profile_decoder.decode(state)
+                if merged_into:
+                    self.redirects[(workspace, pid)] = str(merged_into)
         if ids:
             for i in range(0, len(ids), _CHUNK):
                 chunk = ids[i : i + _CHUNK]
@@ -108,6 +118,21 @@ class IdentityBatch:
                     self.user_ids.setdefault((workspace, pid), set())
                 for pid, value in rows:
                     self.user_ids[(workspace, pid)].add(value)
+
+    def live_profile(self, workspace: str, profile_id: str) -> Profile | None:
+        """The profile an internal event names, following merges; None if it never existed."""
+        for _ in range(50):
+            nxt = self.merged.get((workspace, profile_id)) or self.redirects.get(
+                (workspace, profile_id)
+            )
+            if nxt is None:
+                break
+            profile_id = nxt
+        if (workspace, profile_id) not in self.profiles:
+            self._load_profiles(workspace, [profile_id])
+            if (workspace, profile_id) in self.redirects:
+                return self.live_profile(workspace, profile_id)
+        return self.profiles.get((workspace, profile_id))
 
     def owner(self, workspace: str, key: Identity) -> str | None:
         if (workspace, key) not in self.owners:

@@ -136,6 +136,10 @@ class Processor:
         identity = IdentityBatch(conn=conn, default_region=self._default_region)
         identity.prefetch(events)
         batch = Batch(identity=identity, now=self._clock.now())
+        for stage in self._stages:
+            prefetch = getattr(stage, "prefetch", None)
+            if prefetch is not None:
+                prefetch(batch, events)
         for event in events:
             profile = self._profile_for(identity, event)
             if profile is None:
@@ -152,13 +156,4 @@ class Processor:
         pid = event.body.get("profileId")
         if not isinstance(pid, str):
             return None
-        ws = event.workspace_id
-        pid = identity.merged.get((ws, pid), pid)
-        rows = identity.conn.execute(
-            "SELECT merged_into FROM profiles WHERE workspace_id = ? AND id = ?", (ws, pid)
-        )
-        if rows and rows[0][0]:
-            pid = str(rows[0][0])
-        if (ws, pid) not in identity.profiles and not rows:
-            return None
-        return identity.profile(ws, pid)
+        return identity.live_profile(event.workspace_id, pid)

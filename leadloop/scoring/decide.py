@@ -52,15 +52,23 @@ def score_event(
     account_traits: Mapping[str, Any],
     model: ScoringModel,
     now: float,
+    *,
+    traits_changed: bool = True,
 ) -> ScoreDecision:
-    """Apply one event: due decay first, then fit, engagement, stage rules and thresholds."""
+    """Apply one event: due decay first, then fit, engagement, stage rules and thresholds.
+
+    `traits_changed=False` is the shell's promise that the profile's and account's traits are
+    the ones fit was last computed from; fit is then kept as it is (recomputing it would give
+    the same result, so replays that always recompute agree with live processing)."""
     at = _instant(state, event, now)
     state, changes = _apply_steps(state, model, at)
     before = total_at(state, at)
+    refit = traits_changed or state.model_version != model.version or state.as_of is None
     state = replace(state, model_version=model.version, as_of=at)
 
-    state, fit_changes = _refit(state, model, profile, account_traits, at, event.message_id)
-    changes.extend(fit_changes)
+    if refit:
+        state, fit_changes = _refit(state, model, profile, account_traits, at, event.message_id)
+        changes.extend(fit_changes)
 
     active = event.type in model.decay.activity_types
     if active and model.session is not None:

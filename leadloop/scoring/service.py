@@ -74,9 +74,47 @@ class ScoringStage:
             else:
                 state = cache.load(batch, event.workspace_id, profile.id, model)
                 account = batch.identity.account_traits(event.workspace_id, profile)
-                decision = decide.score_event(state, event, profile, account, model, batch.now)
+                decision = decide.score_event(
+                    state,
+                    event,
+                    profile,
+                    account,
+                    model,
+                    batch.now,
+                    traits_changed=self._traits_changed(batch, event, profile),
+                )
             cache.apply(batch, event, profile, model, decision)
         return profile
+
+    @staticmethod
+    def _traits_changed(batch: Batch, event: Event, profile: Profile) -> bool:
+        """Whether fit may have changed since the profile's last scored event: traits come
+        from identify and group calls (an account's traits from any of its members, so a
+        profile with accounts is refitted every time) and from merges."""
+        if event.type in ("identify", "group") or profile.account_ids:
+            return True
+        return any(s == profile.id for s in batch.identity.merged.values())
+
+    def prefetch(self, batch: Batch, events: list[Event]) -> None:
+        """Load the score state of every profile the batch already knows, in bulk."""
+        cache = _cache(batch)
+        by_workspace: dict[str, list[str]] = {}
+        for ws, pid in batch.identity.profiles:
+            if self._models(ws):
+                by_workspace.setdefault(ws, []).append(pid)
+        for ws, ids in by_workspace.items():
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = batch.identity.conn.execute(
+                    "SELECT profile_id, model, state FROM scores WHERE workspace_id = ? "
+                    f"AND profile_id IN ({marks})",
+                    (ws, *chunk),
+                )
+                for pid, model, state in rows:
+                    cache.loaded[(ws, str(pid), str(model))] = _state_decoder.decode(state)
+                for pid in chunk:
+                    cache.known.add((ws, pid))
 
     def flush(self, batch: Batch, conn: Conn) -> None:
         cache = _cache(batch)
@@ -103,10 +141,15 @@ class _Cache:
     def __init__(self) -> None:
         self.states: dict[tuple[str, str, str], ScoreState] = {}
         self.ledger: list[tuple[Any, ...]] = []
+        self.loaded: dict[tuple[str, str, str], ScoreState] = {}
+        self.known: set[tuple[str, str]] = set()
+        """Profiles whose stored states are all in `loaded` (prefetched in bulk)."""
 
     def load(self, batch: Batch, ws: str, pid: str, model: ScoringModel) -> ScoreState:
         key = (ws, pid, model.id)
-        state = self.states.get(key)
+        state = self.states.get(key) or self.loaded.get(key)
+        if state is None and (ws, pid) in self.known:
+            return initial_state(model)
         if state is None:
             rows = batch.identity.conn.execute(
                 "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
