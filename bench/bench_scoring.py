@@ -26,16 +26,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import msgspec  # noqa: E402
-from common import basic, start_leadloop  # noqa: E402
+import msgspec
+from common import basic, start_leadloop
 
-from leadloop.app import Engine  # noqa: E402
-from leadloop.clock import ManualClock  # noqa: E402
-from leadloop.config import Settings  # noqa: E402
-from leadloop.ingest import parse  # noqa: E402
-from leadloop.scoring import replay  # noqa: E402
-from leadloop.scoring.service import DECAY_EVENT, ScoringStage, timer_key  # noqa: E402
-from leadloop.testing import WebhookReceiver, eventually  # noqa: E402
+from leadloop.app import Engine
+from leadloop.clock import ManualClock
+from leadloop.config import Settings
+from leadloop.ingest import parse
+from leadloop.scoring import replay
+from leadloop.scoring.service import DECAY_EVENT, timer_key
+from leadloop.testing import WebhookReceiver, eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = str(ROOT / "examples" / "playbook.yaml")

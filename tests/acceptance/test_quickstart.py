@@ -1,0 +1,66 @@
+"""`make run`'s command: prints where to look, with credentials created once and reused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from leadloop.testing import eventually, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_once(tmp_path: Path) -> dict[str, str]:
+    port = free_port()
+    log = tmp_path / f"quickstart-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "leadloop",
+                "quickstart",
+                "--port",
+                str(port),
+                "--playbook",
+                str(ROOT / "examples" / "playbook.yaml"),
+                "--credentials",
+                str(tmp_path / "creds.json"),
+            ],
+            env={**os.environ, "LEADLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/qs.db"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        text = eventually(lambda: "admin token" in log.read_text() and log.read_text(), timeout=30)
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        eventually(healthy, timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    found = {}
+    for line in text.splitlines():
+        for label in ("tracking API", "admin API", "write key", "admin token"):
+            if line.strip().startswith(label):
+                found[label] = line.split(label, 1)[1].strip()
+    return found
+
+
+def test_quickstart_prints_credentials_and_reuses_them(tmp_path: Path) -> None:
+    first = run_once(tmp_path)
+    assert first["write key"].startswith("wk_") and first["admin token"].startswith("lla_")
+    assert first["tracking API"].endswith("/v1/batch   (Segment spec)")
+    second = run_once(tmp_path)
+    assert second["write key"] == first["write key"]
+    assert second["admin token"] == first["admin token"]
+    assert oct((tmp_path / "creds.json").stat().st_mode & 0o777) == "0o600"
