@@ -56,6 +56,11 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
 
     register_backtest(sub, db_arg)
 
+    r = sub.add_parser("replay", help="rebuild profiles, scores and timers from the event log")
+    r.add_argument("--yes", action="store_true", help="confirm: derived state is rebuilt")
+    db_arg(r)
+    r.set_defaults(handler=cmd_replay)
+
     from leadloop.bench_cli import register as register_bench
 
     register_bench(sub, db_arg)
@@ -297,4 +302,30 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                 for r in results[lb].values()
             ]
             print(f"| {month} | " + " | ".join(cells) + " |")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.log.rebuild import reset_derived_state
+
+    if not args.yes:
+        print(
+            "leadloop: replay clears profiles, identities, accounts, scores, the ledger and "
+            "timers and rebuilds them from the log; stop the engine, then run it with --yes",
+            file=sys.stderr,
+        )
+        return 2
+    conn = _conn(settings)
+    try:
+        if (
+            conn.dialect == "postgres"
+            and not conn.execute("SELECT pg_try_advisory_lock(724138)")[0][0]
+        ):
+            print("leadloop: error: a worker is processing; stop it first", file=sys.stderr)
+            return 2
+        with conn.transaction():
+            n = reset_derived_state(conn)
+    finally:
+        conn.close()
+    print(f"derived state cleared; the engine will replay {n} events when it starts")
     return 0

@@ -1,0 +1,213 @@
+"""Match keys from events: click ids, browser ids, IP and user agent, and advertising consent.
+
+Pure: `capture_keys(keys, body, at)` folds one event's message into a profile's `MatchKeys`, so
+later conversions (a CRM stage change days after the click) can still carry the `fbc`, `gclid`
+or `_ttp` the person arrived with. Where they come from (research/capi.md §1.3, §3, §6b):
+
+* page URLs (`properties.url`, `context.page.url`, `context.page.search`, `properties.search`):
+  `fbclid`, `gclid`, `gbraid`, `wbraid`, `ttclid` query parameters;
+* `context.campaign` (some SDKs copy click ids there) and event properties (CRM webhooks send
+  `gclid` or `hs_google_click_id` as deal or contact properties);
+* cookies passed as properties or in a `cookies` object: `_fbp`, `_fbc`, `_ttp`, `ttclid`.
+
+`fbclid` becomes `fbc` = `fb.1.<capture ms>.<fbclid>` (§1.3); a new `fbclid` replaces the `fbc`
+(Stape's rule), the same one keeps its first capture time. IP and user agent come from the
+latest event that carries a user agent (a browser's), never from server-side webhooks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+CLICK_PARAMS = ("fbclid", "gclid", "gbraid", "wbraid", "ttclid")
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "fbclid": ("fbclid",),
+    "gclid": ("gclid", "hs_google_click_id"),
+    "gbraid": ("gbraid",),
+    "wbraid": ("wbraid",),
+    "ttclid": ("ttclid",),
+    "fbc": ("fbc", "_fbc"),
+    "fbp": ("fbp", "_fbp"),
+    "ttp": ("ttp", "_ttp"),
+    "lead_id": ("lead_id", "leadgen_id"),
+}
+_FB_COOKIE = re.compile(r"fb\.\d+\.\d+\.\S+")
+_LEAD_ID = re.compile(r"\d{15,16}")
+_MAX_LEN = 500
+"""Longer values are not ids: a pasted page, a bug. Dropped rather than stored and sent."""
+
+
+class MatchKeys(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a profile carries for matching, each with the time it was captured."""
+
+    fbc: str | None = None
+    fbc_at: float | None = None
+    fbp: str | None = None
+    fbp_at: float | None = None
+    gclid: str | None = None
+    gclid_at: float | None = None
+    gbraid: str | None = None
+    gbraid_at: float | None = None
+    wbraid: str | None = None
+    wbraid_at: float | None = None
+    ttclid: str | None = None
+    ttclid_at: float | None = None
+    ttp: str | None = None
+    ttp_at: float | None = None
+    lead_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    web_at: float | None = None
+    """When IP and user agent were seen (the latest browser event)."""
+    consent: bool | None = None
+    consent_at: float | None = None
+    """Advertising consent from event context (`context.consent...`), latest signal wins."""
+
+
+def _dig(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    stripped = value.strip()
+    return stripped if stripped and len(stripped) <= _MAX_LEN and " " not in stripped else None
+
+
+def _query_params(url: Any) -> dict[str, str]:
+    if not isinstance(url, str) or not url:
+        return {}
+    try:
+        query = urlsplit(url).query if "?" in url or "://" in url else url.lstrip("?")
+        parsed = parse_qs(query)
+    except ValueError:
+        return {}
+    return {key: values[-1] for key, values in parsed.items() if values}
+
+
+def found_keys(body: Mapping[str, Any]) -> dict[str, str]:
+    """Every match key one message carries, by name (`fbclid`, `fbc`, `gclid`, `ttp`, ...).
+
+    Later sources override earlier ones: URLs, then campaign, then properties and cookies (an
+    explicit cookie value is more precise than a reconstruction)."""
+    properties = body.get("properties")
+    context = body.get("context")
+    props = properties if isinstance(properties, Mapping) else {}
+    ctx = context if isinstance(context, Mapping) else {}
+    sources: list[Mapping[str, Any]] = []
+    for url in (
+        props.get("url"),
+        props.get("search"),
+        _dig(ctx, "page.url"),
+        _dig(ctx, "page.search"),
+    ):
+        sources.append(_query_params(url))
+    campaign = ctx.get("campaign")
+    if isinstance(campaign, Mapping):
+        sources.append(campaign)
+    sources.append(props)
+    for cookies in (props.get("cookies"), ctx.get("cookies")):
+        if isinstance(cookies, Mapping):
+            sources.append(cookies)
+    found: dict[str, str] = {}
+    for source in sources:
+        for name, aliases in _ALIASES.items():
+            for alias in aliases:
+                value = _text(source.get(alias))
+                if value is not None:
+                    found[name] = value
+    return found
+
+
+def make_fbc(fbclid: str, at: float) -> str:
+    """`fb.{subdomainIndex}.{creationTimeMs}.{fbclid}`; the fbclid is kept exactly (§1.3)."""
+    return f"fb.1.{int(at * 1000)}.{fbclid}"
+
+
+def _fbclid_of(fbc: str | None) -> str | None:
+    if fbc is None:
+        return None
+    parts = fbc.split(".", 3)
+    return parts[3] if len(parts) == 4 else None
+
+
+def consent_signal(body: Mapping[str, Any], paths: tuple[str, ...]) -> bool | None:
+    """The advertising consent an event states under `context.consent`, if it states one.
+
+    `paths` are relative to `context.consent` (`categoryPreferences.advertising`); the first
+    boolean found wins."""
+    context = body.get("context")
+    consent = context.get("consent") if isinstance(context, Mapping) else None
+    if not isinstance(consent, Mapping):
+        return None
+    for path in paths:
+        value = _dig(consent, path)
+        if isinstance(value, bool):
+            return value
+    return None
+
+
+def capture_keys(
+    keys: MatchKeys,
+    body: Mapping[str, Any],
+    at: float,
+    *,
+    consent_paths: tuple[str, ...] = ("categoryPreferences.advertising",),
+) -> MatchKeys:
+    """`keys` updated with what this message carries; the same object when nothing changes."""
+    found = found_keys(body)
+    changes: dict[str, Any] = {}
+    fbc = found.get("fbc")
+    if fbc is not None and not _FB_COOKIE.fullmatch(fbc):
+        fbc = None
+    fbclid = found.get("fbclid")
+    if fbclid is not None and fbc is None and _fbclid_of(keys.fbc) != fbclid:
+        fbc = make_fbc(fbclid, at)
+    if fbc is not None and fbc != keys.fbc:
+        changes.update(fbc=fbc, fbc_at=at)
+    fbp = found.get("fbp")
+    if fbp is not None and _FB_COOKIE.fullmatch(fbp) and fbp != keys.fbp:
+        changes.update(fbp=fbp, fbp_at=at)
+    for name in ("gclid", "gbraid", "wbraid", "ttclid", "ttp"):
+        value = found.get(name)
+        if value is not None and value != getattr(keys, name):
+            changes.update({name: value, f"{name}_at": at})
+    lead_id = found.get("lead_id")
+    if lead_id is not None and _LEAD_ID.fullmatch(lead_id) and lead_id != keys.lead_id:
+        changes["lead_id"] = lead_id
+    context = body.get("context")
+    ctx = context if isinstance(context, Mapping) else {}
+    agent = ctx.get("userAgent")
+    if isinstance(agent, str) and agent.strip() and (keys.web_at is None or at >= keys.web_at):
+        ip = ctx.get("ip")
+        changes.update(
+            user_agent=agent.strip()[:_MAX_LEN],
+            ip=ip.strip() if isinstance(ip, str) and ip.strip() else keys.ip,
+            web_at=at,
+        )
+    consent = consent_signal(body, consent_paths)
+    if consent is not None and (keys.consent_at is None or at >= keys.consent_at):
+        changes.update(consent=consent, consent_at=at)
+    if not changes:
+        return keys
+    return msgspec.structs.replace(keys, **changes)
+
+
+def has_click_id(keys: MatchKeys) -> bool:
+    return bool(keys.fbc or keys.gclid or keys.gbraid or keys.wbraid or keys.ttclid)
+
+
+def has_browser_id(keys: MatchKeys) -> bool:
+    return bool(keys.fbp or keys.ttp)
