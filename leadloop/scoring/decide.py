@@ -73,7 +73,7 @@ def score_event(
     active = event.type in model.decay.activity_types
     if active and model.session is not None:
         state = _track_session(state, event, at, model.session.timeout)
-    for rule in model.engagement:
+    for rule in _candidates(model, event):
         if matches_filter(event, rule.when):
             state, change = _award(state, rule, model, at, event)
             if change is not None:
@@ -100,6 +100,37 @@ def score_event(
         effects=effects,
         decay_due_at=_decay_due_at(state, model, at),
     )
+
+
+_Index = dict[tuple[str, str | None], tuple[EngagementRule, ...]]
+_INDEX: dict[int, tuple[ScoringModel, _Index]] = {}
+
+
+def _candidates(model: ScoringModel, event: Event) -> tuple[EngagementRule, ...]:
+    """The engagement rules whose type and name filters can match the event, in rule order.
+
+    A memo of a pure function of the (immutable) model object: every event otherwise tests
+    every rule, which dominated the cost of scoring. The entry holds the model itself, so an
+    `id()` reused by another model after garbage collection is never mistaken for it."""
+    entry = _INDEX.get(id(model))
+    if entry is None or entry[0] is not model:
+        if len(_INDEX) > 256:
+            _INDEX.clear()
+        entry = (model, {})
+        _INDEX[id(model)] = entry
+    index = entry[1]
+    key = (event.type, event.event)
+    found = index.get(key)
+    if found is None:
+        found = tuple(
+            rule
+            for rule in model.engagement
+            if (event.type in rule.when.types if rule.when.types else event.type != "internal")
+            and (not rule.when.names or event.event in rule.when.names)
+        )
+        if len(index) < 10_000:
+            index[key] = found
+    return found
 
 
 def decay_scores(state: ScoreState, model: ScoringModel, now: float) -> ScoreDecision:

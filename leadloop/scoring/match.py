@@ -44,9 +44,12 @@ def page_url(event: Event) -> str | None:
 
 def page_path(event: Event) -> str | None:
     """`properties.path`, else `context.page.path`, else the path of the page URL."""
-    for candidate in (event.properties.get("path"), _dig(event.context, ["page", "path"])):
-        if isinstance(candidate, str) and candidate:
-            return candidate
+    candidate = event.properties.get("path")
+    if isinstance(candidate, str) and candidate:
+        return candidate
+    candidate = _dig(event.context, ["page", "path"])
+    if isinstance(candidate, str) and candidate:
+        return candidate
     url = page_url(event)
     if url is None:
         return None

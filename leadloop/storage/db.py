@@ -95,8 +95,10 @@ class SqliteConnection:
 
     def executescript(self, script: str) -> None:
         # sqlite3's own executescript() commits first; run statement by statement instead so
-        # a migration stays inside the caller's transaction. Migrations hold no `;` in literals.
-        for statement in script.split(";"):
+        # a migration stays inside the caller's transaction. Comments are dropped first, and
+        # migrations hold no `;` or `--` inside string literals.
+        code = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+        for statement in code.split(";"):
             if statement.strip():
                 self.execute(statement)
 
