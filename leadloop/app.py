@@ -14,9 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from leadloop.api.admin import admin_router, install_error_handlers
+from leadloop.api.conversions import conversions_router
 from leadloop.channels.webhook import WebhookSender
 from leadloop.clock import Clock, ManualClock, SystemClock
 from leadloop.config import Settings
+from leadloop.conversions import config as conversion_config
+from leadloop.conversions.sender import ConversionSender
+from leadloop.conversions.service import ConversionStage
 from leadloop.errors import PlaybookError
 from leadloop.ingest.http import TrackingApp
 from leadloop.log.processor import Processor
@@ -78,12 +82,18 @@ class Engine:
             self._connect,
             self.writer,
             self.clock,
-            stages=[ScoringStage(self.scoring_models)],
+            stages=[ScoringStage(self.scoring_models), ConversionStage(self.conversions)],
             default_region=settings.default_region,
         )
         self.timers = TimerLoop(self.writer, self.clock)
         self.dispatcher = Dispatcher(
-            self.writer, self.clock, {"webhook": WebhookSender(self.webhook_endpoint)}
+            self.writer,
+            self.clock,
+            {
+                "webhook": WebhookSender(self.webhook_endpoint),
+                "conversion": ConversionSender(self.conversion_destination),
+            },
+            claim_sizes={"conversion": 2000},
         )
         self._started = False
         self._watch_stop = threading.Event()
@@ -110,6 +120,14 @@ class Engine:
     def scoring_models(self, workspace: str) -> tuple[ScoringModel, ...]:
         playbook = self.playbooks.get(workspace)
         return playbook.models if playbook is not None else ()
+
+    def conversions(self, workspace: str) -> conversion_config.ConversionsConfig:
+        return conversion_config.conversions_config(self.playbooks.get(workspace))
+
+    def conversion_destination(
+        self, workspace: str, destination: str
+    ) -> conversion_config.DestinationConfig | None:
+        return self.conversions(workspace).destination(destination)
 
     def webhook_endpoint(self, workspace: str, webhook_id: str) -> tuple[str, str] | None:
         playbook = self.playbooks.get(workspace)
@@ -307,4 +325,5 @@ class Engine:
 
         app.add_route("/healthz", healthz, methods=["GET"])
         app.include_router(admin_router(self))
+        app.include_router(conversions_router(self))
         return app

@@ -41,7 +41,9 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     osub = o.add_subparsers(dest="action", metavar="ACTION", required=True)
     ol = osub.add_parser("list", help="list outbox rows")
     ol.add_argument(
-        "--status", choices=["pending", "delivered", "dead"], default=None, help="only this state"
+        "--status", choices=["pending", "delivered", "dead", "skipped"],
+        default=None,
+        help="only this state",
     )
     ol.add_argument("--kind", default=None, help="webhook, conversion, email...")
     ol.add_argument("--workspace", default="default", help="workspace (default: default)")
@@ -55,6 +57,10 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     orp.set_defaults(handler=cmd_outbox_replay)
 
     register_backtest(sub, db_arg)
+
+    from leadloop.conversions.cli import register as register_conversions
+
+    register_conversions(sub, db_arg)
 
     r = sub.add_parser("replay", help="rebuild profiles, scores and timers from the event log")
     r.add_argument("--yes", action="store_true", help="confirm: derived state is rebuilt")

@@ -105,7 +105,7 @@ def admin_router(engine: "Engine") -> APIRouter:
     @router.get("/outbox", summary="Outgoing effects and their delivery state (dead letters too)")
     async def outbox(
         ws: Workspace,
-        status: Annotated[Literal["pending", "delivered", "dead"] | None, Query()] = None,
+        status: Annotated[Literal["pending", "delivered", "dead", "skipped"] | None, Query()] = None,
         kind: Annotated[str | None, Query(max_length=100)] = None,
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,

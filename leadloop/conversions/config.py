@@ -29,6 +29,7 @@ the example playbook must load on a laptop without ad accounts (issue 6).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -455,6 +456,7 @@ def _fail_at(node: Node, path: str, message: str) -> NoReturn:
 
 # --- the live playbook's section, parsed once per playbook ---------------------------------------
 
+log = logging.getLogger("leadloop.conversions")
 _cache: dict[int, tuple[Playbook, ConversionsConfig]] = {}
 
 
@@ -470,7 +472,8 @@ def conversions_config(playbook: Playbook | None) -> ConversionsConfig:
         return hit[1]
     try:
         config = parse_conversions(playbook.sections.get("conversions"))
-    except PlaybookError:
+    except PlaybookError as error:
+        log.error("conversions section not used, nothing is forwarded: %s", error)
         config = EMPTY
     if len(_cache) > 64:
         _cache.clear()

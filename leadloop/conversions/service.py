@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,9 +134,12 @@ class ConversionStage:
         cache.keys[ident] = keys
         for mapping in config.mappings:
             if mapping.track:
-                if event.type == "track" and event.event in mapping.track:
-                    if all(condition_holds(event, c) for c in mapping.where):
-                        self._forward(batch, config, mapping, event, profile, keys, None)
+                if (
+                    event.type == "track"
+                    and event.event in mapping.track
+                    and all(condition_holds(event, c) for c in mapping.where)
+                ):
+                    self._forward(batch, config, mapping, event, profile, keys, None)
                 continue
             for move in stage_moves(batch, event):
                 if move.profile_id != profile.id:
@@ -490,6 +494,19 @@ def _h(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str
     return norm.sha256_hex(normalized) if normalized else None
 
 
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+def _phone(
+    raw: str, form: Callable[[str, str | None], str | None], region: str | None
+) -> str | None:
+    """Phones from the identity graph are already E.164 (validated there with `phonenumbers`):
+    derive the platform form directly; anything else goes through the full normaliser."""
+    if _E164.fullmatch(raw):
+        return raw[1:] if form is norm.normalize_phone_meta else raw
+    return form(raw, region)
+
+
 def hash_for_platform(
     user: UserIdentifiers, platform: Platform, default_region: str | None, hash_external_id: bool
 ) -> UserIdentifiers:
@@ -519,7 +536,7 @@ def hash_for_platform(
         clicks.update(fbc=user.fbc, fbp=user.fbp, lead_id=user.lead_id)
         return UserIdentifiers(
             email=_h(user.email, norm.normalize_email_meta),
-            phone=_h(user.phone, norm.normalize_phone_meta, region),
+            phone=_h(user.phone, _phone, norm.normalize_phone_meta, region),
             first_name=_h(user.first_name, norm.normalize_name_meta),
             last_name=_h(user.last_name, norm.normalize_name_meta),
             gender=_h(user.gender, norm.normalize_gender_meta),
@@ -543,7 +560,7 @@ def hash_for_platform(
         address = bool(first and last and country and postal)
         return UserIdentifiers(
             email=_h(user.email, norm.normalize_email_google),
-            phone=_h(user.phone, norm.normalize_phone_google, region),
+            phone=_h(user.phone, _phone, norm.normalize_phone_google, region),
             first_name=first if address else None,
             last_name=last if address else None,
             country=country if address else None,
@@ -555,7 +572,7 @@ def hash_for_platform(
     clicks.update(ttclid=user.ttclid, ttp=user.ttp)
     return UserIdentifiers(
         email=_h(user.email, norm.normalize_email_tiktok),
-        phone=_h(user.phone, norm.normalize_phone_tiktok, region),
+        phone=_h(user.phone, _phone, norm.normalize_phone_tiktok, region),
         external_id=_h(user.external_id, norm.normalize_external_id),
         ip=user.ip,
         user_agent=user.user_agent,

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from leadloop.clock import Clock
 from leadloop.log.writer import Writer
@@ -41,12 +41,16 @@ class Dispatcher:
         poll: float = 0.25,
         parallel: int = 8,
         batch: int = 100,
+        claim_sizes: Mapping[str, int] | None = None,
     ) -> None:
         self._writer = writer
         self._clock = clock
         self.senders = dict(senders)
         self._poll = poll
         self._batch = batch
+        self._claim_sizes = dict(claim_sizes or {})
+        """Kinds claimed on their own, this many rows at a time (conversions fill platform
+        batches of 1,000-2,000 events)."""
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-send")
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -68,12 +72,16 @@ class Dispatcher:
 
     def run_once(self) -> int:
         now = self._clock.now()
-        kinds = tuple(self.senders)
-        if not kinds:
-            return 0
-        claimed = self._writer.submit(
-            lambda c: service.claim_due(c, now, self._batch, kinds)
-        ).result()
+        own = tuple(k for k in self.senders if k in self._claim_sizes)
+        rest = tuple(k for k in self.senders if k not in self._claim_sizes)
+
+        def claim(c: Any) -> list[Claimed]:
+            found = service.claim_due(c, now, self._batch, rest) if rest else []
+            for kind in own:
+                found += service.claim_due(c, now, self._claim_sizes[kind], (kind,))
+            return found
+
+        claimed = self._writer.submit(claim).result()
         if not claimed:
             return 0
         singles = [i for i in claimed if not hasattr(self.senders[i.kind], "send_batch")]

@@ -77,6 +77,9 @@ def _build(root: Node, files: tuple[str, ...]) -> Playbook:
         if not isinstance(node, Map | Seq):
             fields.fail(name, "expected a list or a mapping")
         sections[name] = node
+    from leadloop.conversions.config import parse_conversions  # the stage owns its section
+
+    warnings.extend(parse_conversions(sections.get("conversions")).warnings)
     raw = to_raw(root)
     return Playbook(
         version=str(version),

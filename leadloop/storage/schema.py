@@ -76,6 +76,24 @@ TABLES: dict[str, tuple[str, ...]] = {
         "reason",
         "message_id",
     ),
+    "conversion_keys": ("workspace_id", "profile_id", "state", "updated_at"),
+    "conversion_log": (
+        "id",
+        "workspace_id",
+        "profile_id",
+        "destination",
+        "event_id",
+        "event_name",
+        "mapping",
+        "status",
+        "reason",
+        "has_email",
+        "has_phone",
+        "has_click_id",
+        "has_browser_id",
+        "event_time",
+        "at",
+    ),
 }
 # Columns only one dialect has, and why.
 DIALECT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {

@@ -139,8 +139,9 @@ def test_replay_gives_the_live_result(model: ScoringModel) -> None:
 
 def test_unset_webhook_variables_disable_the_webhook_with_a_warning() -> None:
     playbook = load_playbook(EXAMPLE, env={})
-    assert [w.field for w in playbook.warnings] == ["webhooks[0].url"]
-    assert playbook.warnings[0].line is not None
+    hooks = [w for w in playbook.warnings if w.field.startswith("webhooks")]
+    assert [w.field for w in hooks] == ["webhooks[0].url"]
+    assert hooks[0].line is not None
     model = playbook.model("lead")
     assert model is not None
     _, decisions = run(model)

@@ -1,0 +1,90 @@
+"""`leadloop conversions list|replay`: inspect conversion deliveries, re-drive dead ones."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from leadloop.clock import SystemClock
+from leadloop.config import Settings
+from leadloop.storage.db import DatabaseUrl, connect
+
+
+def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("conversions", help="inspect conversion deliveries and re-drive dead ones")
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = psub.add_parser("list", help="conversion rows per destination and their state")
+    ls.add_argument(
+        "--status",
+        choices=["pending", "delivered", "dead", "skipped"],
+        default=None,
+        help="only this state",
+    )
+    ls.add_argument("--destination", default=None, help="only this destination id")
+    ls.add_argument("--workspace", default="default", help="workspace (default: default)")
+    db_arg(ls)
+    ls.set_defaults(handler=cmd_list)
+    rp = psub.add_parser(
+        "replay", help="re-drive dead conversions with a fresh attempt budget (same event ids)"
+    )
+    rp.add_argument("--destination", default=None, help="only this destination id")
+    rp.add_argument("--workspace", default="default", help="workspace (default: default)")
+    db_arg(rp)
+    rp.set_defaults(handler=cmd_replay)
+
+
+def _conn(settings: Settings) -> Any:
+    from leadloop.app import prepare_database
+
+    url = DatabaseUrl.parse(settings.database_url)
+    prepare_database(url, SystemClock())
+    return connect(url)
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.conversions import queries
+
+    conn = _conn(settings)
+    try:
+        totals = queries.summary(conn, args.workspace)
+        rows = queries.list_conversions(
+            conn, args.workspace, status=args.status, destination=args.destination, limit=1000
+        )
+    finally:
+        conn.close()
+    for name, entry in totals["destinations"].items():
+        if args.destination and name != args.destination:
+            continue
+        coverage = entry["coverage"]
+        print(
+            f"{name}: sent {entry['sent']} · pending {entry['pending']} · failed "
+            f"{entry['failed']} · skipped {entry['skipped']} · email {coverage['email_hash']:.0%} "
+            f"phone {coverage['phone_hash']:.0%} click id {coverage['click_id']:.0%} "
+            f"browser id {coverage['browser_id']:.0%}"
+        )
+        for reason in entry["skipped_reasons"]:
+            print(f"  skipped {reason['count']}×: {reason['reason']}")
+        for reason in entry["failed_reasons"]:
+            print(f"  failed {reason['count']}×: {reason['reason']}")
+    for row in rows:
+        print(
+            f"#{row['id']} {row['destination']} {row['idempotency_key']} {row['status']} "
+            f"attempts={row['attempts']} {row['last_error'] or ''}".rstrip()
+        )
+    print(f"{len(rows)} row(s)")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.conversions import queries
+
+    conn = _conn(settings)
+    try:
+        with conn.transaction():
+            count = queries.replay_dead(conn, args.workspace, SystemClock().now(), args.destination)
+    finally:
+        conn.close()
+    where = f" for {args.destination}" if args.destination else ""
+    print(f"re-driving {count} dead conversion(s){where}")
+    return 0

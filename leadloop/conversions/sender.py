@@ -1,0 +1,200 @@
+"""Delivers claimed `conversion` outbox rows to Meta, Google Data Manager and TikTok.
+
+`send_batch` gets every claimed row of the kind at once and, per destination:
+
+1. drops rows the platform would refuse for good (too old, no usable identifiers: the payload
+   checks of `payloads.check_conversion`) as `skipped` with the reason, before batching: one
+   too-old event makes Meta reject a whole request (capi.md §1.1, §6.3);
+2. splits the rest into the platform's request sizes (`MAX_EVENTS`);
+3. POSTs each request with the platform's auth (Meta `?access_token=`, Google `Authorization:
+   Bearer`, TikTok `Access-Token`) and classifies the answer (`decide.classify_response`);
+4. on `Bisect` (a whole batch refused for one bad event) splits around the named event, or in
+   halves, and re-sends the parts, so the good events go through and the bad one ends alone
+   as a dead letter; on `Retry` schedules the rows with backoff (Retry-After is a floor); on
+   `Reject` dead-letters them.
+
+A row's idempotency key and event id are the same on every attempt, so a crash between the
+POST and the recording re-sends a duplicate that the platform drops (capi.md §6.2).
+Outcome statuses: `delivered`, `pending`, `dead`, and `skipped` (final, never re-driven).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import msgspec
+
+from leadloop.conversions.config import DestinationConfig
+from leadloop.conversions.decide import (
+    Bisect,
+    Delivered,
+    Reject,
+    Retry,
+    classify_response,
+    next_attempt,
+)
+from leadloop.conversions.model import Conversion, Destination, MetaDestination
+from leadloop.conversions.payloads import (
+    MAX_EVENTS,
+    build_request,
+    check_conversion,
+    check_event_age,
+    compute_appsecret_proof,
+    request_url,
+    split_batches,
+)
+from leadloop.outbox.service import Claimed, Outcome
+
+log = logging.getLogger("leadloop.conversions")
+_encoder = msgspec.json.Encoder()
+MAX_ATTEMPTS = 12
+TIMEOUT = 10.0
+"""Seconds; Meta recommends 1.5 s for a single event, our requests carry up to 2,000."""
+
+Lookup = Callable[[str, str], DestinationConfig | None]
+
+
+@dataclass
+class _Row:
+    index: int
+    item: Claimed
+    conversion: Conversion
+
+
+class ConversionSender:
+    def __init__(
+        self,
+        destinations: Lookup,
+        *,
+        client: httpx2.Client | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        """`destinations(workspace, destination_id)` is the destination of the applied playbook
+        (`config.conversions_config(playbook).destination(id)`), or None when it is gone."""
+        self._destinations = destinations
+        self._client = client or httpx2.Client(timeout=TIMEOUT, follow_redirects=False)
+        self._max_attempts = max_attempts
+        self.requests = 0
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(items)
+        groups: dict[tuple[str, str], list[_Row]] = {}
+        for index, item in enumerate(items):
+            try:
+                conversion = msgspec.convert(item.payload["conversion"], Conversion)
+            except (KeyError, TypeError, msgspec.ValidationError) as exc:
+                outcomes[index] = Outcome("dead", None, f"unreadable conversion payload: {exc}")
+                continue
+            groups.setdefault((item.workspace_id, item.destination), []).append(
+                _Row(index, item, conversion)
+            )
+        for (workspace, dest_id), rows in groups.items():
+            config = self._destinations(workspace, dest_id)
+            if config is None or config.destination is None:
+                why = "not in the applied playbook" if config is None else config.disabled_reason
+                for row in rows:
+                    outcomes[row.index] = Outcome(
+                        "dead", None, f"destination {dest_id} is not usable: {why}"
+                    )
+                continue
+            sendable: list[_Row] = []
+            for row in rows:
+                reason = _check(row.conversion, config.destination, now)
+                if reason:
+                    outcomes[row.index] = Outcome("skipped", None, reason)
+                else:
+                    sendable.append(row)
+            limit = MAX_EVENTS[config.platform]
+            for chunk in split_batches(sendable, limit):
+                for row, outcome in self._deliver(config, config.destination, chunk, now):
+                    outcomes[row.index] = outcome
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(items)
+        return done
+
+    # -- one request, bisected on a batch-level data error ------------------------------------
+
+    def _deliver(
+        self, config: DestinationConfig, target: Destination, rows: list[_Row], now: float
+    ) -> list[tuple[_Row, Outcome]]:
+        status, headers, body = self._post(config, target, [r.conversion for r in rows])
+        if status == 0:
+            return [(row, self._retry(row, now, body, None)) for row in rows]
+        verdict = classify_response(
+            config.platform, status, headers, body, batch_size=len(rows), now=now
+        )
+        if isinstance(verdict, Delivered):
+            return [(row, Outcome("delivered")) for row in rows]
+        if isinstance(verdict, Retry):
+            return [
+                (row, self._retry(row, now, verdict.reason, verdict.retry_after)) for row in rows
+            ]
+        if isinstance(verdict, Reject):
+            return [(row, Outcome("dead", None, verdict.reason)) for row in rows]
+        assert isinstance(verdict, Bisect)
+        results: list[tuple[_Row, Outcome]] = []
+        for part in _bisect(rows, verdict.bad_index):
+            results.extend(self._deliver(config, target, part, now))
+        return results
+
+    def _retry(self, row: _Row, now: float, reason: str, retry_after: float | None) -> Outcome:
+        attempts = row.item.attempts + 1
+        when = next_attempt(
+            attempts,
+            now,
+            retry_after,
+            key=row.item.idempotency_key,
+            max_attempts=self._max_attempts,
+        )
+        if when is None:
+            return Outcome("dead", None, f"{reason}; gave up after {attempts} attempts")
+        return Outcome("pending", when, reason)
+
+    def _post(
+        self, config: DestinationConfig, target: Destination, conversions: list[Conversion]
+    ) -> tuple[int, dict[str, str], Any]:
+        """(status, headers, body); status 0 is a network error, with the reason as body."""
+        proof = None
+        params: dict[str, str] = {}
+        headers = {"content-type": "application/json", "user-agent": "leadloop-conversions/0.1"}
+        if isinstance(target, MetaDestination):
+            params["access_token"] = config.access_token
+            if config.app_secret:
+                proof = compute_appsecret_proof(config.app_secret, config.access_token)
+        elif config.platform == "google":
+            headers["authorization"] = f"Bearer {config.access_token}"
+        else:
+            headers["access-token"] = config.access_token
+        payload = _encoder.encode(build_request(conversions, target, appsecret_proof=proof))
+        self.requests += 1
+        try:
+            response = self._client.post(
+                request_url(target), content=payload, headers=headers, params=params
+            )
+        except httpx2.HTTPError as exc:
+            return 0, {}, f"{config.platform}: network error: {exc.__class__.__name__}: {exc}"
+        return response.status_code, dict(response.headers), response.content
+
+
+def _check(conversion: Conversion, target: Destination, now: float) -> str | None:
+    """The send-time part of `check_conversion`: consent and age. Identifiers were checked
+    (and hashed) when the row was enqueued and cannot have changed since."""
+    if conversion.ad_user_data is False:
+        return check_conversion(conversion, target, now)
+    return check_event_age(conversion, target, now)
+
+
+def _bisect(rows: list[_Row], bad_index: int | None) -> list[list[_Row]]:
+    """Around the named bad event when the error names one, else in halves."""
+    if bad_index is not None and 0 <= bad_index < len(rows):
+        parts = [rows[:bad_index], rows[bad_index : bad_index + 1], rows[bad_index + 1 :]]
+        return [part for part in parts if part]
+    middle = len(rows) // 2
+    return [rows[:middle], rows[middle:]]

@@ -1,0 +1,441 @@
+"""Conversions end to end on both backends: events and CRM stage changes through the processor
+(capture, consent, mapping, hashing, outbox) and the sender to the local platform fakes.
+
+The stage and sender are attached to a harness engine here (the composition root wires them in
+app.py). A dispatcher of our own, never started, is driven step by step with the manual clock, so
+retries happen exactly when the test moves time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from leadloop.clock import Clock
+from leadloop.conversions.config import conversions_config
+from leadloop.conversions.sender import ConversionSender
+from leadloop.conversions.service import ConversionStage
+from leadloop.outbox import service as outbox_service
+from leadloop.outbox.dispatcher import Dispatcher
+from leadloop.scoring.service import ScoringStage
+from leadloop.storage import workspaces
+from leadloop.testing_fakes.ads import FakeAdsServer, Invalid
+from tests.contract.conftest import Harness, make_harness
+
+PLAYBOOK = """
+version: 1
+scoring:
+  models:
+    - id: lead
+      engagement:
+        - { id: pricing, type: page, points: 10 }
+      stages:
+        - name: subscriber
+        - name: lead
+          at: 10
+        - name: MQL
+          at: 50
+      stage_rules:
+        - id: crm_stage
+          type: track
+          event: CRM Stage Changed
+          stage_field: properties.stage
+conversions:
+  default_region: US
+  destinations:
+    - id: meta
+      type: meta
+      pixel_id: ${LEADLOOP_META_PIXEL_ID:-}
+      access_token: ${LEADLOOP_META_ACCESS_TOKEN:-}
+      base_url: ${LEADLOOP_META_API_BASE:-https://graph.facebook.com}
+      app_secret: app-secret
+    - id: google
+      type: google
+      base_url: ${LEADLOOP_GOOGLE_DM_API_BASE:-https://datamanager.googleapis.com}
+      access_token: ${LEADLOOP_GOOGLE_ACCESS_TOKEN:-}
+      destination: ${LEADLOOP_GOOGLE_DESTINATION:-}
+    - id: tiktok
+      type: tiktok
+      pixel_code: ${LEADLOOP_TIKTOK_PIXEL_CODE:-}
+      access_token: ${LEADLOOP_TIKTOK_ACCESS_TOKEN:-}
+      base_url: ${LEADLOOP_TIKTOK_API_BASE:-https://business-api.tiktok.com}
+  mappings:
+    - id: purchase
+      track: [Order Completed, Checkout Completed]
+      event: Purchase
+      event_names: { tiktok: CompletePayment }
+      value: properties.revenue
+      currency: properties.currency
+      contents: properties.products
+    - id: mql
+      stage: MQL
+      event: Lead
+"""
+
+EMAIL, PHONE, FIRST, LAST = "Ana.Silva@Example.com", "(650) 555-1212", "Ana", "Silva"
+RAW_PII = [EMAIL, EMAIL.lower(), "ana.silva", "650) 555", "6505551212", FIRST, LAST]
+UA = "Mozilla/5.0 (X11; Linux x86_64)"
+
+
+class _Follow:
+    """The fake's clock follows the engine's manual clock once the engine exists."""
+
+    def __init__(self) -> None:
+        self.target: Clock | None = None
+
+    def now(self) -> float:
+        assert self.target is not None
+        return self.target.now()
+
+
+class Rig:
+    def __init__(self, h: Harness, fake: FakeAdsServer, sender: ConversionSender) -> None:
+        self.h = h
+        self.fake = fake
+        self.sender = sender
+        self.dispatcher = Dispatcher(h.engine.writer, h.engine.clock, {"conversion": sender})
+
+    @property
+    def clock(self) -> Any:
+        return self.h.engine.manual_clock
+
+    def drain(self, rounds: int = 60) -> None:
+        """Deliver every pending conversion, moving the manual clock to each retry."""
+        for _ in range(rounds):
+            self.dispatcher.run_once()
+            due = self.h.sql(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = 'conversion' "
+                "AND status = 'pending'"
+            )[0][0]
+            if due is None:
+                return
+            now = self.clock.now()
+            if due > now:
+                self.clock.advance(due - now)
+        raise AssertionError("conversions still pending")
+
+    def statuses(self) -> dict[str, str]:
+        rows = self.h.sql("SELECT idempotency_key, status FROM outbox WHERE kind = 'conversion'")
+        return {str(k): str(s) for k, s in rows}
+
+
+@pytest.fixture
+def rig(backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    follow = _Follow()
+    with FakeAdsServer(clock=follow, meta_app_secret="app-secret") as fake:
+        env = {
+            "LEADLOOP_META_PIXEL_ID": "123456",
+            "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
+            "LEADLOOP_META_API_BASE": fake.base_url,
+            "LEADLOOP_GOOGLE_DM_API_BASE": fake.base_url,
+            "LEADLOOP_GOOGLE_ACCESS_TOKEN": "google-token",
+            "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
+            "LEADLOOP_TIKTOK_PIXEL_CODE": "TTPIXEL",
+            "LEADLOOP_TIKTOK_ACCESS_TOKEN": "tiktok-token",
+            "LEADLOOP_TIKTOK_API_BASE": fake.base_url,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        path = tmp_path / "playbook.yaml"
+        path.write_text(PLAYBOOK)
+        h = make_harness(backend_url, str(path))
+        engine = h.engine
+        follow.target = engine.clock
+
+        def config(ws: str) -> Any:
+            return conversions_config(engine.playbooks.get(ws))
+
+        # Tests drive delivery themselves, step by step: the engine's own dispatcher leaves
+        # conversions alone unless a test hands it the sender again.
+        engine.dispatcher.senders.pop("conversion", None)
+        engine.processor.set_stages([ScoringStage(engine.scoring_models), ConversionStage(config)])
+        sender = ConversionSender(lambda ws, dest: config(ws).destination(dest))
+        rig = Rig(h, fake, sender)
+        try:
+            yield rig
+        finally:
+            rig.dispatcher.stop()
+            sender.close()
+            engine.stop()
+
+
+def person(user: str = "u1", *, consent: bool | None = True, **traits: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "email": EMAIL,
+        "phone": PHONE,
+        "firstName": FIRST,
+        "lastName": LAST,
+        **traits,
+    }
+    if consent is not None:
+        values["ad_consent"] = consent
+    return {"type": "identify", "userId": user, "traits": values}
+
+
+def visit(user: str = "u1") -> dict[str, Any]:
+    url = "https://shop.test/pricing?fbclid=FbClick.AbC&gclid=GcLiD-1&ttclid=TtClick1"
+    return {
+        "type": "page",
+        "userId": user,
+        "properties": {"url": url, "_fbp": "fb.1.1700000000000.42", "_ttp": "ttp-cookie-1"},
+        "context": {"userAgent": UA, "ip": "203.0.113.9", "page": {"url": url}},
+    }
+
+
+def order(order_id: str, user: str = "u1", **context: Any) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": user,
+        "event": "Order Completed",
+        "properties": {
+            "order_id": order_id,
+            "revenue": 99.5,
+            "currency": "usd",
+            "products": [
+                {"product_id": "sku-1", "quantity": 2, "price": 30},
+                {"sku": "sku-2", "price": 39.5},
+            ],
+        },
+        "context": {"userAgent": UA, "page": {"url": "https://shop.test/checkout"}, **context},
+    }
+
+
+def crm_stage(stage: str, user: str = "u1") -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": user,
+        "event": "CRM Stage Changed",
+        "properties": {"stage": stage, "deal_id": "D-7"},
+    }
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def assert_no_raw_pii(rig: Rig) -> None:
+    bodies = [json.dumps(r.body) + json.dumps(r.query) for p in _platforms(rig) for r in p.requests]
+    payloads = [str(p) for (p,) in rig.h.sql("SELECT payload FROM outbox")]
+    for text in bodies + payloads:
+        for raw in RAW_PII:
+            assert raw not in text, f"{raw!r} leaked: {text[:300]}"
+
+
+def _platforms(rig: Rig) -> list[Any]:
+    return [rig.fake.meta, rig.fake.google, rig.fake.tiktok]
+
+
+def test_checkout_and_crm_stage_change_reach_every_platform(rig: Rig) -> None:
+    h = rig.h
+    h.send(person(), visit(), order("o-1"), crm_stage("MQL"))
+    h.settle()
+    rig.drain()
+
+    meta = {e["event_name"]: e for e in rig.fake.meta.accepted}
+    assert set(meta) == {"Purchase", "Lead"}
+    purchase = meta["Purchase"]
+    assert purchase["event_id"] == "order-o-1-purchase"
+    assert purchase["action_source"] == "website"
+    assert purchase["event_source_url"] == "https://shop.test/checkout"
+    assert purchase["custom_data"]["value"] == 99.5
+    assert purchase["custom_data"]["currency"] == "usd"
+    assert purchase["custom_data"]["content_ids"] == ["sku-1", "sku-2"]
+    user = purchase["user_data"]
+    assert user["em"] == [sha("ana.silva@example.com")]
+    assert user["ph"] == [sha("16505551212")]  # Meta: digits only, country code added
+    assert user["fn"] == [sha("ana")] and user["ln"] == [sha("silva")]
+    assert user["fbc"].startswith("fb.1.") and user["fbc"].endswith(".FbClick.AbC")
+    assert user["fbp"] == "fb.1.1700000000000.42"
+    assert user["client_user_agent"] == UA and user["client_ip_address"] == "203.0.113.9"
+    lead = meta["Lead"]
+    assert lead["action_source"] == "system_generated"
+    assert lead["event_id"].startswith("leadloop-") and lead["event_id"].endswith("-lead_mql")
+
+    google = {e["transactionId"]: e for e in rig.fake.google.accepted}
+    assert "o-1" in google and len(google) == 2
+    g = google["o-1"]
+    assert g["adIdentifiers"]["gclid"] == "GcLiD-1"
+    assert {"emailAddress": sha("ana.silva@example.com")} in g["userData"]["userIdentifiers"]
+    assert {"phoneNumber": sha("+16505551212")} in g["userData"]["userIdentifiers"]
+    assert g["consent"] == {"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_GRANTED"}
+    assert g["conversionValue"] == 99.5 and g["currency"] == "USD"
+
+    tiktok = {e["event"]: e for e in rig.fake.tiktok.accepted}
+    assert set(tiktok) == {"CompletePayment", "Lead"}
+    assert tiktok["CompletePayment"]["user"]["ttclid"] == "TtClick1"
+    assert tiktok["CompletePayment"]["user"]["ttp"] == "ttp-cookie-1"
+    assert tiktok["CompletePayment"]["user"]["phone"] == sha("+16505551212")
+
+    # Meta's request carried the token in the query and the appsecret_proof in the body.
+    assert rig.fake.meta.requests[0].query["access_token"] == "meta-token"
+    assert_no_raw_pii(rig)
+    assert set(rig.statuses().values()) == {"delivered"}
+
+    # The same order again (a client retry with a new messageId) is not enqueued twice, and
+    # the same stage reached again (down and up) is not forwarded again either.
+    h.send(order("o-1"), crm_stage("lead"), crm_stage("MQL"))
+    h.settle()
+    rig.drain()
+    assert len(rig.fake.meta.accepted) == 2 and len(rig.fake.meta.requests) == 1
+    assert len(rig.statuses()) == 6
+
+
+def test_visibility_api_counts_sent_skipped_and_coverage(rig: Rig) -> None:
+    h = rig.h
+    h.send(person(), visit(), order("o-1"))
+    h.send(person("u2", consent=None), order("o-2", user="u2"))
+    h.settle()
+    rig.drain()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", h.engine.clock.now())
+    ).result()
+    from leadloop.api.admin import install_error_handlers
+    from leadloop.api.conversions import conversions_router
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(conversions_router(h.engine))
+    with TestClient(app) as client:
+        assert client.get("/api/v1/conversions").status_code == 401
+        body = client.get("/api/v1/conversions", headers={"Authorization": f"Bearer {token}"})
+    assert body.status_code == 200
+    meta = body.json()["destinations"]["meta"]
+    assert meta["sent"] == 1 and meta["failed"] == 0 and meta["skipped"] == 1
+    assert "no advertising consent" in meta["skipped_reasons"][0]["reason"]
+    assert meta["coverage"] == {
+        "events": 1,
+        "email_hash": 1.0,
+        "phone_hash": 1.0,
+        "click_id": 1.0,
+        "browser_id": 1.0,
+    }
+
+
+def test_no_consent_sends_nothing_and_records_why(rig: Rig) -> None:
+    h = rig.h
+    h.send(person(consent=None), visit(), order("o-1"), crm_stage("MQL"))
+    h.send(person("u2", consent=False), order("o-2", user="u2"))
+    h.settle()
+    rig.drain()
+    assert h.sql("SELECT COUNT(*) FROM outbox WHERE kind = 'conversion'") == [(0,)]
+    assert all(not p.requests for p in _platforms(rig))
+    reasons = h.sql("SELECT destination, reason FROM conversion_log WHERE status = 'skipped'")
+    assert len(reasons) == 3 * 3  # (order + stage move) for u1, order for u2, per destination
+    assert all("consent" in str(reason) for _, reason in reasons)
+
+    # Consent given on an event's context counts from then on.
+    consent = {"consent": {"categoryPreferences": {"advertising": True}}}
+    h.send(order("o-3", **consent))
+    h.settle()
+    rig.drain()
+    assert [e["event_id"] for e in rig.fake.meta.accepted] == ["order-o-3-purchase"]
+
+
+def test_retries_500_429_and_tiktok_http_200_error_each_accepted_once(rig: Rig) -> None:
+    h = rig.h
+    rig.fake.meta.plan_server_error(500)
+    rig.fake.google.plan_rate_limit(retry_after=30)
+    rig.fake.tiktok.plan_error_code(40100, "rate limited")
+    h.send(person(), visit(), order("o-1"))
+    h.settle()
+    start = rig.clock.now()
+    rig.dispatcher.run_once()
+    rows = dict(h.sql("SELECT destination, next_attempt_at FROM outbox WHERE status = 'pending'"))
+    assert set(rows) == {"meta", "google", "tiktok"}
+    assert rows["google"] >= start + 30  # Retry-After is a floor
+    rig.drain()
+    for platform in _platforms(rig):
+        assert len(platform.accepted) == 1 and len(platform.requests) == 2
+    assert set(rig.statuses().values()) == {"delivered"}
+
+
+def test_whole_batch_400_for_one_bad_event_is_bisected(rig: Rig) -> None:
+    h = rig.h
+    meta = rig.fake.meta
+    check = meta._check
+
+    def refuse_bad_order(body: dict[str, Any]) -> list[dict[str, Any]]:
+        events = check(body)
+        for i, event in enumerate(events):
+            if event.get("custom_data", {}).get("order_id") == "bad":
+                raise Invalid("Invalid parameter", i)
+        return events
+
+    meta._check = refuse_bad_order  # type: ignore[method-assign]
+    h.send(person(), visit(), order("o-1"), order("bad"), order("o-3"), order("o-4"))
+    h.settle()
+    rig.drain()
+    accepted = sorted(e["custom_data"]["order_id"] for e in meta.accepted)
+    assert accepted == ["o-1", "o-3", "o-4"]
+    statuses = rig.statuses()
+    assert statuses["meta:order-bad-purchase"] == "dead"
+    assert statuses["google:order-bad-purchase"] == "delivered"
+    error = h.sql("SELECT last_error FROM outbox WHERE idempotency_key = 'meta:order-bad-purchase'")
+    assert "Invalid parameter" in str(error[0][0])
+
+    # The dead letter is re-driven with the same event id; Meta refuses it again.
+    from leadloop.conversions import queries
+
+    count = h.engine.writer.submit(
+        lambda c: queries.replay_dead(c, "default", rig.clock.now(), "meta")
+    ).result()
+    assert count == 1
+    rig.drain()
+    assert rig.statuses()["meta:order-bad-purchase"] == "dead"
+    assert len(meta.accepted) == 3
+
+
+def test_crash_between_send_and_mark_resends_the_same_id(rig: Rig) -> None:
+    h = rig.h
+    h.send(person(), visit(), order("o-1"))
+    h.settle()
+    now = rig.clock.now()
+    claimed = h.engine.writer.submit(
+        lambda c: outbox_service.claim_due(c, now, 100, ("conversion",))
+    ).result()
+    outcomes = rig.sender.send_batch(claimed, now)  # sent, then "crash": nothing recorded
+    assert {o.status for o in outcomes} == {"delivered"}
+    assert len(rig.fake.meta.accepted) == 1
+    rig.clock.advance(outbox_service.LEASE_SECONDS + 1)
+    rig.drain()
+    for platform in _platforms(rig):
+        assert len(platform.accepted) == 1
+    assert len(rig.fake.meta.duplicates) == 1 and len(rig.fake.tiktok.duplicates) == 1
+    assert rig.fake.meta.duplicates[0]["event_id"] == rig.fake.meta.accepted[0]["event_id"]
+    assert set(rig.statuses().values()) == {"delivered"}
+
+
+def test_too_old_at_send_time_is_skipped_with_the_reason(rig: Rig) -> None:
+    h = rig.h
+    rig.fake.meta.plan_server_error(503)
+    h.send(person(), visit(), order("o-1"))
+    h.settle()
+    rig.dispatcher.run_once()
+    rig.clock.advance(8 * 86400)  # the retry comes after Meta's 7-day window
+    rig.drain()
+    statuses = rig.statuses()
+    assert statuses["meta:order-o-1-purchase"] == "skipped"
+    reason = h.sql(
+        "SELECT last_error FROM outbox WHERE idempotency_key = 'meta:order-o-1-purchase'"
+    )
+    assert "older than 7 days" in str(reason[0][0])
+    assert rig.fake.meta.accepted == []
+
+
+def test_the_engines_own_dispatcher_delivers_conversions(rig: Rig) -> None:
+    from leadloop.testing import eventually
+
+    h = rig.h
+    h.engine.dispatcher.senders["conversion"] = rig.sender
+    h.send(person(), visit(), order("o-1"))
+    h.settle()
+    h.engine.dispatcher.wake()
+    eventually(lambda: set(rig.statuses().values()) == {"delivered"}, timeout=20)
+    assert len(rig.fake.meta.accepted) == 1

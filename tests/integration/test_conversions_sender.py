@@ -1,0 +1,132 @@
+"""`ConversionSender.send_batch` against the local platform fakes, without a database:
+batch splitting, bisection, auth per platform, dead letters and skips."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from leadloop.clock import ManualClock
+from leadloop.conversions.config import DestinationConfig
+from leadloop.conversions.model import (
+    Conversion,
+    Destination,
+    GoogleDestination,
+    MetaDestination,
+    TikTokDestination,
+    UserIdentifiers,
+    platform_of,
+)
+from leadloop.conversions.sender import ConversionSender
+from leadloop.conversions.service import hash_for_platform
+from leadloop.outbox.service import Claimed
+from leadloop.testing_fakes.ads import FakeAdsServer
+
+NOW = 1_800_000_000.0
+USER = UserIdentifiers(email="Jo@Example.com", phone="+44 20 7946 0958", first_name="Jo")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAdsServer]:
+    with FakeAdsServer(clock=ManualClock(NOW)) as server:
+        yield server
+
+
+def destinations(base: str) -> dict[str, DestinationConfig]:
+    targets: list[tuple[str, Destination, str]] = [
+        ("meta", MetaDestination(pixel_id="1", base_url=base), "meta-token"),
+        (
+            "google",
+            GoogleDestination(operating_account_id="1", conversion_action_id="2", base_url=base),
+            "google-token",
+        ),
+        ("tiktok", TikTokDestination(pixel_code="P", base_url=base), "tiktok-token"),
+    ]
+    return {
+        name: DestinationConfig(name, platform_of(target), target, token)
+        for name, target, token in targets
+    }
+
+
+def rows(destination: str, platform: Any, count: int, start: int = 0) -> list[Claimed]:
+    out = []
+    for n in range(start, start + count):
+        conversion = Conversion(
+            event_name="Purchase",
+            event_time=NOW - 60,
+            event_id=f"order-{n}-purchase",
+            order_id=str(n),
+            user=hash_for_platform(USER, platform, None, True),
+            ad_user_data=True,
+        )
+        payload = {"conversion": msgspec.to_builtins(conversion)}
+        out.append(
+            Claimed(
+                n, "default", "conversion", destination, f"{destination}:{n}", payload, 0, "p", NOW
+            )
+        )
+    return out
+
+
+def sender_for(fake: FakeAdsServer) -> ConversionSender:
+    config = destinations(fake.base_url)
+    return ConversionSender(lambda ws, name: config.get(name))
+
+
+def test_batches_are_split_to_platform_limits(fake: FakeAdsServer) -> None:
+    sender = sender_for(fake)
+    items = rows("meta", "meta", 1500) + rows("google", "google", 2100, 5000)
+    outcomes = sender.send_batch(items, NOW)
+    assert {o.status for o in outcomes} == {"delivered"}
+    assert [len(r.body["data"]) for r in fake.meta.requests] == [1000, 500]
+    assert [len(r.body["events"]) for r in fake.google.requests] == [2000, 100]
+    assert len(fake.meta.accepted) == 1500 and len(fake.google.accepted) == 2100
+    body = json.dumps([r.body for r in fake.meta.requests + fake.google.requests])
+    assert "Jo@Example.com".lower() not in body and "7946" not in body
+    sender.close()
+
+
+def test_google_fast_fail_is_bisected_without_an_index(fake: FakeAdsServer) -> None:
+    sender = sender_for(fake)
+    fake.google.plan(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "x"}})
+    outcomes = sender.send_batch(rows("google", "google", 4), NOW)
+    assert [o.status for o in outcomes] == ["delivered"] * 4
+    assert [len(r.body["events"]) for r in fake.google.requests] == [4, 2, 2]
+    sender.close()
+
+
+def test_auth_errors_are_dead_letters_and_missing_destination_too(fake: FakeAdsServer) -> None:
+    sender = sender_for(fake)
+    fake.tiktok.plan_error_code(40001, "Authentication failed")
+    outcomes = sender.send_batch(rows("tiktok", "tiktok", 2) + rows("gone", "meta", 1, 9), NOW)
+    assert [o.status for o in outcomes] == ["dead", "dead", "dead"]
+    assert "40001" in str(outcomes[0].error)
+    assert "not in the applied playbook" in str(outcomes[2].error)
+    sender.close()
+
+
+def test_network_error_is_retried_and_budget_exhaustion_dead_letters() -> None:
+    config = destinations("http://127.0.0.1:9")  # nothing listens on the discard port
+    sender = ConversionSender(lambda ws, name: config.get(name), max_attempts=2)
+    first = sender.send_batch(rows("meta", "meta", 1), NOW)
+    assert first[0].status == "pending" and first[0].next_attempt_at is not None
+    assert "network error" in str(first[0].error)
+    tired = [
+        Claimed(
+            1,
+            "default",
+            "conversion",
+            "meta",
+            "meta:1",
+            rows("meta", "meta", 1)[0].payload,
+            1,
+            None,
+            NOW,
+        )
+    ]
+    assert sender.send_batch(tired, NOW)[0].status == "dead"
+    sender.close()
