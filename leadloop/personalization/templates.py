@@ -228,6 +228,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         # Methods are where amplification and escapes hide; `loop.cycle()` is the exception.
         return not callable(value) or isinstance(obj, LoopContext)
 
+    def wrap_str_format(self, value: Any) -> None:
+        # Jinja hands out a sandboxed `str.format`, but a format spec such as `{:>999999999}`
+        # still allocates; the `format` filter is the checked way to format.
+        return None
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         _charge()
         # A trait called "items" or "keys" is the data, not the dict method.

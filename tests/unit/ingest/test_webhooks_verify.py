@@ -1,0 +1,193 @@
+"""Inbound signatures: Stripe and HubSpot vectors from the real libraries, plus negatives."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadloop.ingest.webhooks_verify import (
+    Rejection,
+    decode_hubspot_uri,
+    verify_hubspot,
+    verify_standard_webhook,
+    verify_stripe,
+)
+from leadloop.outbox.signing import new_secret, sign_webhook
+
+VECTORS = Path(__file__).parents[3].parent / "shared/research/webhook-vectors.json"
+
+
+def _section(name: str) -> dict[str, Any]:
+    if not VECTORS.exists():
+        return {"vectors": [], "negative_vectors": []}
+    data: dict[str, Any] = json.loads(VECTORS.read_text(encoding="utf-8"))[name]
+    return data
+
+
+def _require_vectors() -> None:
+    if not VECTORS.exists():
+        pytest.skip(f"webhook vectors not found at {VECTORS} (the ../shared checkout is absent)")
+
+
+STRIPE = _section("stripe")
+HUBSPOT = _section("hubspot")
+
+
+def _names(vectors: list[dict[str, Any]]) -> list[str]:
+    return [v["name"] for v in vectors]
+
+
+# --- Stripe -------------------------------------------------------------------------------
+
+
+def test_vectors_present() -> None:
+    _require_vectors()
+    assert STRIPE["vectors"] and STRIPE["negative_vectors"] and HUBSPOT["vectors"]
+
+
+@pytest.mark.parametrize("vector", STRIPE["vectors"], ids=_names(STRIPE["vectors"]))
+def test_stripe_vectors_verify(vector: dict[str, Any]) -> None:
+    headers = {"Stripe-Signature": vector["expected_header"]}
+    assert verify_stripe(
+        vector["secret"], headers, vector["body"].encode(), vector["timestamp"] + 5
+    )
+
+
+STRIPE_REASONS = {"tampered-body": Rejection.NO_MATCH, "too-old": Rejection.TOO_OLD}
+
+
+@pytest.mark.parametrize(
+    "vector", STRIPE["negative_vectors"], ids=_names(STRIPE["negative_vectors"])
+)
+def test_stripe_negative_vectors(vector: dict[str, Any]) -> None:
+    headers = {"stripe-signature": vector["header"]}
+    result = verify_stripe(
+        vector["secret"], headers, vector["body"].encode(), vector["verify_at_unix"]
+    )
+    assert result.reason is STRIPE_REASONS[vector["name"]]
+
+
+def _stripe_header(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def test_stripe_accepts_future_timestamps_like_stripe_python() -> None:
+    header = _stripe_header("whsec_x", 10_000, b"{}")
+    assert verify_stripe("whsec_x", {"Stripe-Signature": header}, b"{}", 0)
+
+
+def test_stripe_key_is_the_whole_secret_string_not_base64() -> None:
+    secret = new_secret()
+    standard = sign_webhook(secret, "evt", 100, b"{}")["webhook-signature"]
+    mac = base64.b64decode(standard.split(",", 1)[1]).hex()
+    header = f"t=100,v1={mac}"
+    assert verify_stripe(secret, {"Stripe-Signature": header}, b"{}", 100).reason is (
+        Rejection.NO_MATCH
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, Rejection.MISSING_HEADERS),
+        ("v1=abc", Rejection.MALFORMED_SIGNATURE),
+        ("t=100", Rejection.MALFORMED_SIGNATURE),
+        ("t=abc,v1=00", Rejection.MALFORMED_SIGNATURE),
+        ("t=100,v0=00", Rejection.MALFORMED_SIGNATURE),
+        ("garbage", Rejection.MALFORMED_SIGNATURE),
+        ("t=100,v1=zz", Rejection.NO_MATCH),
+    ],
+)
+def test_stripe_bad_headers(header: str | None, reason: Rejection) -> None:
+    headers = {} if header is None else {"Stripe-Signature": header}
+    assert verify_stripe(["whsec_a", "whsec_b"], headers, b"", 100).reason is reason
+
+
+def test_stripe_rotation_any_secret_matches() -> None:
+    header = _stripe_header("whsec_new", 100, b"x")
+    assert verify_stripe(["whsec_old", "whsec_new"], {"Stripe-Signature": header}, b"x", 100)
+
+
+# --- HubSpot ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", HUBSPOT["vectors"], ids=_names(HUBSPOT["vectors"]))
+def test_hubspot_v3_vectors(vector: dict[str, Any]) -> None:
+    now = int(vector["headers"]["X-HubSpot-Request-Timestamp"]) / 1000 + 5
+    body = vector["body"].encode()
+    args = (vector["client_secret"], vector["headers"], vector["method"], vector["uri"], body)
+    assert verify_hubspot(*args, now)
+    assert verify_hubspot(*args, now + 301).reason is Rejection.TOO_OLD
+    tampered = (*args[:4], body + b" ")
+    assert verify_hubspot(*tampered, now).reason is Rejection.NO_MATCH
+    wrong_uri = (*args[:3], vector["uri"] + "&x=1", body)
+    assert verify_hubspot(*wrong_uri, now).reason is Rejection.NO_MATCH
+
+
+@pytest.mark.parametrize("vector", HUBSPOT["vectors"], ids=_names(HUBSPOT["vectors"]))
+def test_hubspot_legacy_vectors_only_when_allowed(vector: dict[str, Any]) -> None:
+    body = vector["body"].encode()
+    for version in ("v1", "v2"):
+        headers = {
+            "X-HubSpot-Signature": vector["legacy"][f"X-HubSpot-Signature-Version {version}"],
+            "X-HubSpot-Signature-Version": version,
+        }
+        args = (vector["client_secret"], headers, vector["method"], vector["uri"], body, 0.0)
+        assert verify_hubspot(*args, allow_legacy=True)
+        assert verify_hubspot(*args).reason is Rejection.MISSING_HEADERS
+
+
+def test_hubspot_uri_decoding() -> None:
+    raw = "https://h.example/p%3Aa%2fb?q=%40x%20y%253A%2C"
+    assert decode_hubspot_uri(raw) == "https://h.example/p:a/b?q=@x%20y%253A,"
+    secret, stamp, body = "s3cret", "1714564800000", b"[]"
+    signed = b"POST" + decode_hubspot_uri(raw).encode() + body + stamp.encode()
+    signature = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest())
+    headers = {"X-HubSpot-Signature-v3": signature.decode(), "X-HubSpot-Request-Timestamp": stamp}
+    assert verify_hubspot(secret, headers, "post", raw, body, 1_714_564_800)
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, Rejection.MISSING_HEADERS),
+        ({"X-HubSpot-Signature-v3": "abc="}, Rejection.MISSING_HEADERS),
+        (
+            {"X-HubSpot-Signature-v3": "abc=", "X-HubSpot-Request-Timestamp": "soon"},
+            Rejection.BAD_TIMESTAMP,
+        ),
+        (
+            {"X-HubSpot-Signature-v3": "not base64!", "X-HubSpot-Request-Timestamp": "1000"},
+            Rejection.MALFORMED_SIGNATURE,
+        ),
+    ],
+)
+def test_hubspot_bad_headers(headers: dict[str, str], reason: Rejection) -> None:
+    assert verify_hubspot("s", headers, "POST", "https://x/", b"", 1.0).reason is reason
+
+
+def test_empty_configured_secrets_are_bugs() -> None:
+    with pytest.raises(ValueError):
+        verify_hubspot("", {}, "POST", "https://x/", b"", 1.0)
+    with pytest.raises(ValueError):
+        verify_stripe("", {"Stripe-Signature": "t=1,v1=00"}, b"", 1.0)
+
+
+# --- Standard Webhooks (delegates to outbox.signing) ----------------------------------------
+
+
+@given(body=st.binary(max_size=256), skew=st.integers(-300, 300))
+def test_standard_webhook_roundtrip(body: bytes, skew: int) -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    headers = sign_webhook(secret, "msg_1", 1_000_000, body)
+    assert verify_standard_webhook([secret], headers, body, 1_000_000 + skew)
+    assert not verify_standard_webhook([secret], headers, body, 1_000_000 + 301)
