@@ -212,10 +212,11 @@ class IdentityBatch:
             AuditEntry(ws, "merge", survivor, merged, reason, event.seq, event.timestamp)
         )
 
-    def record(self, event: Event, profile: Profile) -> None:
+    def record(self, event: Event, profile: Profile, *, changed: bool = True) -> None:
         key = (event.workspace_id, profile.id)
         self.profiles[key] = profile
-        self.dirty_profiles.add(key)
+        if changed:
+            self.dirty_profiles.add(key)
         self.event_profiles.append((profile.id, event.seq))
         if event.type == "group" and event.group_id:
             self._group(event, profile)

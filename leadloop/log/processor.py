@@ -141,13 +141,17 @@ class Processor:
             if prefetch is not None:
                 prefetch(batch, events)
         for event in events:
-            profile = self._profile_for(identity, event)
-            if profile is None:
+            found = self._profile_for(identity, event)
+            if found is None:
                 continue
-            profile = decide.apply_event(profile, event)
+            # The engine's own events (timers, emitted events) are not the person's doing:
+            # they do not change the CDP profile, so most of them leave its row untouched.
+            profile = found if event.type == "internal" else decide.apply_event(found, event)
             for stage in self._stages:
                 profile = stage.handle(batch, event, profile)
-            identity.record(event, profile)
+            identity.record(
+                event, profile, changed=profile is not found or event.type != "internal"
+            )
         return batch
 
     def _profile_for(self, identity: IdentityBatch, event: Event) -> Profile | None:

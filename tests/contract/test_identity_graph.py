@@ -155,5 +155,8 @@ def test_timers_fire_as_events_in_order(harness: Harness) -> None:
     assert harness.engine.timers.fire_now() == 1
     harness.settle()
     prof = harness.profile("user_id", "u1")
-    assert prof is not None and prof["event_counts"]["internal:Timer Fired"] == 1
+    assert prof is not None
+    fired = harness.sql("SELECT profile_id, ts FROM events WHERE event = 'Timer Fired'")
+    assert fired == [(prof["id"], now + 60)]  # at its due time, on the profile's history
+    assert "internal:Timer Fired" not in prof["event_counts"]  # not the person's doing
     assert harness.sql("SELECT COUNT(*) FROM timers") == [(0,)]
