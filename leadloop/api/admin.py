@@ -1,5 +1,6 @@
 """The admin REST API under `/api/v1` (bearer admin token; OpenAPI at /api/v1/openapi.json)."""
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -61,6 +62,17 @@ def admin_router(engine: "Engine") -> APIRouter:
             raise HTTPException(404, detail="no such profile")
         return engine.decorate_profile(view)
 
+    @router.delete("/profiles/{profile_id}", summary="Erase a person (GDPR): every trace of them")
+    async def erase(ws: Workspace, profile_id: str) -> dict[str, Any]:
+        from leadloop.identity.erase import erase_profile
+
+        pid = await engine.read(lambda c: queries.canonical_id(c, ws, profile_id))
+        if pid is None:
+            raise HTTPException(404, detail="no such profile")
+        future = engine.writer.submit(lambda c: erase_profile(c, ws, pid))
+        erased = await asyncio.wrap_future(future)
+        return {"erased": pid, "profiles": erased}
+
     @router.get("/profiles/{profile_id}/events", summary="A profile's events, oldest first")
     async def events(
         ws: Workspace,
@@ -105,7 +117,9 @@ def admin_router(engine: "Engine") -> APIRouter:
     @router.get("/outbox", summary="Outgoing effects and their delivery state (dead letters too)")
     async def outbox(
         ws: Workspace,
-        status: Annotated[Literal["pending", "delivered", "dead", "skipped"] | None, Query()] = None,
+        status: Annotated[
+            Literal["pending", "delivered", "dead", "skipped"] | None, Query()
+        ] = None,
         kind: Annotated[str | None, Query(max_length=100)] = None,
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,

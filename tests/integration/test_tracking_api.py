@@ -278,3 +278,27 @@ def test_clock_advance_only_with_manual_clock(api: Api) -> None:
     api.engine.manual_clock = None
     r = api.client.post("/api/v1/clock/advance", json={"seconds": 1}, headers=api.bearer())
     assert r.status_code == 404
+
+
+def test_erasure_over_the_admin_api(api: Api) -> None:
+    body = {"userId": "erase-me", "traits": {"email": "erase@example.com"}}
+    assert (
+        api.client.post("/v1/identify", content=json.dumps(body), headers=api.basic()).status_code
+        == 200
+    )
+    api.settle()
+    prof = api.client.get(
+        "/api/v1/profiles/lookup?type=user_id&value=erase-me", headers=api.bearer()
+    ).json()
+    assert (
+        api.client.delete(
+            f"/api/v1/profiles/{prof['id']}", headers=api.bearer(api.other_token)
+        ).status_code
+        == 404
+    )
+    r = api.client.delete(f"/api/v1/profiles/{prof['id']}", headers=api.bearer())
+    assert r.status_code == 200 and r.json()["erased"] == prof["id"]
+    assert api.client.get(f"/api/v1/profiles/{prof['id']}", headers=api.bearer()).status_code == 404
+    assert api.event_count() == 0
+    assert api.client.delete("/api/v1/profiles/nope", headers=api.bearer()).status_code == 404
+    assert api.client.delete(f"/api/v1/profiles/{prof['id']}").status_code == 401

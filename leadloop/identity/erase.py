@@ -1,0 +1,65 @@
+"""Erasure (GDPR art. 17): one call removes a person from every table that holds them.
+
+The profile, the profiles merged into it, their events, identities, traits, account links,
+scores and ledger, timers, conversion match keys and every effect not yet delivered. Delivered
+outbox rows are kept only as keys (their payloads are blanked) so a replay cannot resend them.
+"""
+
+from __future__ import annotations
+
+from leadloop.log.batch import Conn
+
+# (table, profile column) for every table keyed by profile; tables of stages that are not
+# installed yet are skipped when absent.
+_BY_PROFILE = (
+    ("events", "profile_id"),
+    ("identities", "profile_id"),
+    ("identity_audit", "profile_id"),
+    ("identity_audit", "other_id"),
+    ("account_members", "profile_id"),
+    ("scores", "profile_id"),
+    ("score_ledger", "profile_id"),
+    ("timers", "profile_id"),
+    ("conversion_keys", "profile_id"),
+    ("conversion_log", "profile_id"),
+)
+
+
+def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
+    """Erase the profile and everything merged into it; returns the profiles erased."""
+    ids = [profile_id]
+    ids += [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT id FROM profiles WHERE workspace_id = ? AND merged_into = ?",
+            (workspace, profile_id),
+        )
+    ]
+    tables = _existing_tables(conn)
+    for pid in ids:
+        for table, column in _BY_PROFILE:
+            if table in tables:
+                conn.execute(
+                    f"DELETE FROM {table} WHERE workspace_id = ? AND {column} = ?",  # constants
+                    (workspace, pid),
+                )
+        conn.execute(
+            "DELETE FROM outbox WHERE workspace_id = ? AND profile_id = ? AND status != 'delivered'",
+            (workspace, pid),
+        )
+        conn.execute(
+            "UPDATE outbox SET payload = '{}' WHERE workspace_id = ? AND profile_id = ?",
+            (workspace, pid),
+        )
+        conn.execute("DELETE FROM profiles WHERE workspace_id = ? AND id = ?", (workspace, pid))
+    return len(ids)
+
+
+def _existing_tables(conn: Conn) -> set[str]:
+    if conn.dialect == "sqlite":
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+    return {str(r[0]) for r in rows}

@@ -1,0 +1,29 @@
+"""Erasure removes every trace of a person and nothing of anyone else."""
+
+from __future__ import annotations
+
+from leadloop.identity.erase import erase_profile
+from tests.contract.conftest import Harness
+from tests.contract.test_scoring_pipeline import seed_lead
+
+
+def test_erasure_removes_the_person_everywhere(scoring_harness: Harness) -> None:
+    h = scoring_harness
+    seed_lead(h, "gone")
+    seed_lead(h, "stays")
+    h.send({"type": "page", "anonymousId": "anon-g", "properties": {"path": "/"}})
+    h.send({"type": "identify", "anonymousId": "anon-g", "userId": "gone"})
+    h.settle()
+    gone = h.profile("user_id", "gone")
+    stays = h.profile("user_id", "stays")
+    assert gone and stays
+    h.engine.writer.submit(lambda c: erase_profile(c, "default", gone["id"])).result()
+    assert h.profile("user_id", "gone") is None
+    assert h.profile("email", "gone@acme.test") is None
+    assert h.profile("anonymous_id", "anon-g") is None
+    for table in ("events", "identities", "scores", "score_ledger", "timers", "profiles"):
+        column = "id" if table == "profiles" else "profile_id"
+        rows = h.sql(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", gone["id"])
+        assert rows == [(0,)], table
+    assert h.sql("SELECT COUNT(*) FROM events WHERE body LIKE ?", "%gone@acme.test%") == [(0,)]
+    assert h.profile("user_id", "stays") == stays
