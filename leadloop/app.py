@@ -14,7 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from leadloop.api.admin import admin_router, install_error_handlers
+from leadloop.api.channels import TrackingHits, channels_router
 from leadloop.api.conversions import conversions_router
+from leadloop.api.journeys import journeys_router
+from leadloop.channels.config import channels_config
+from leadloop.channels.sender import MessageSender
 from leadloop.channels.webhook import WebhookSender
 from leadloop.clock import Clock, ManualClock, SystemClock
 from leadloop.config import Settings
@@ -23,6 +27,7 @@ from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
 from leadloop.errors import PlaybookError
 from leadloop.ingest.http import TrackingApp
+from leadloop.journeys.service import JourneyStage
 from leadloop.log.processor import Processor
 from leadloop.log.timers import TimerLoop
 from leadloop.log.writer import Writer
@@ -82,7 +87,19 @@ class Engine:
             self._connect,
             self.writer,
             self.clock,
-            stages=[ScoringStage(self.scoring_models), ConversionStage(self.conversions)],
+            stages=[
+                ScoringStage(self.scoring_models),
+                JourneyStage(
+                    self.playbooks.get,
+                    channels_enabled=lambda ws: channels_config(
+                        self.playbooks.get(ws)
+                    ).enabled_channels(),
+                    known_templates=lambda ws: channels_config(
+                        self.playbooks.get(ws)
+                    ).template_names(),
+                ),
+                ConversionStage(self.conversions),
+            ],
             default_region=settings.default_region,
         )
         self.timers = TimerLoop(self.writer, self.clock)
@@ -95,6 +112,8 @@ class Engine:
             },
             claim_sizes={"conversion": 2000},
         )
+        self.messages = MessageSender.for_engine(self)
+        self.dispatcher.senders["message"] = self.messages
         self._started = False
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -175,6 +194,7 @@ class Engine:
                 log.warning("playbook: %s", warning)
             previous = self.playbooks.get(workspace)
             self.playbooks[workspace] = playbook
+            channels_config(playbook)  # logs the "channel disabled" warnings now, not at first send
             changed = tuple(
                 m
                 for m in playbook.models
@@ -235,6 +255,8 @@ class Engine:
             self.dispatcher.stop()
             self.timers.stop()
             self.processor.stop()
+        self.messages.services.hits.drain().result(timeout=5)
+        self.messages.close()
         self.writer.stop()
         with self._readers_lock:
             readers, self._readers = self._readers, []
@@ -308,7 +330,7 @@ class Engine:
 
     def asgi(self) -> TrackingApp:
         """The whole HTTP surface: the tracking hot path in front of the admin app."""
-        return TrackingApp(self, self.admin_app())
+        return TrackingApp(self, TrackingHits(self, self.admin_app()))
 
     def admin_app(self) -> FastAPI:
         app = FastAPI(
@@ -325,5 +347,7 @@ class Engine:
 
         app.add_route("/healthz", healthz, methods=["GET"])
         app.include_router(admin_router(self))
+        app.include_router(journeys_router(self))
+        app.include_router(channels_router(self))
         app.include_router(conversions_router(self))
         return app

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("ingest", "scoring", "conversions", "journeys")
+BENCHES = ("ingest", "scoring", "journeys", "channels", "conversions")
 
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:

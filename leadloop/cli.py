@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     from leadloop import cli_extra
 
     cli_extra.register(sub, db_arg)
+    from leadloop.journeys import cli as journeys_cli
+
+    journeys_cli.register(sub, db_arg)
     return parser
 
 

@@ -41,7 +41,8 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     osub = o.add_subparsers(dest="action", metavar="ACTION", required=True)
     ol = osub.add_parser("list", help="list outbox rows")
     ol.add_argument(
-        "--status", choices=["pending", "delivered", "dead", "skipped"],
+        "--status",
+        choices=["pending", "delivered", "dead", "skipped"],
         default=None,
         help="only this state",
     )

@@ -58,12 +58,23 @@ class Batch:
     timers: dict[tuple[str, str], Timer] = field(default_factory=dict)
     cancelled_timers: set[tuple[str, str]] = field(default_factory=set)
     outbox: list[OutboxRow] = field(default_factory=list)
+    fired: list[tuple[str, str, float]] = field(default_factory=list)
+    """(workspace, key, due_at) of timers whose firing this batch processed: a replay of the
+    log meets timer events whose rows were scheduled again; they are settled here."""
     extra: dict[str, object] = field(default_factory=dict)
     """Per-stage scratch space for the batch (e.g. the scoring stage's state cache)."""
 
     def schedule(self, timer: Timer) -> None:
         self.cancelled_timers.discard((timer.workspace_id, timer.key))
         self.timers[(timer.workspace_id, timer.key)] = timer
+
+    def settle_fired(self, workspace_id: str, key: str, due_at: float) -> None:
+        """A timer event is being processed: that timer has fired, whether its row was
+        scheduled before this batch or earlier in it (a replay of the log meets both)."""
+        pending = self.timers.get((workspace_id, key))
+        if pending is not None and pending.due_at == due_at:
+            del self.timers[(workspace_id, key)]
+        self.fired.append((workspace_id, key, due_at))
 
     def cancel(self, workspace_id: str, key: str) -> None:
         self.timers.pop((workspace_id, key), None)
@@ -91,6 +102,9 @@ class Batch:
                 )
                 for e in self.emits
             ],
+        )
+        conn.executemany(
+            "DELETE FROM timers WHERE workspace_id = ? AND key = ? AND due_at = ?", self.fired
         )
         conn.executemany(
             "DELETE FROM timers WHERE workspace_id = ? AND key = ?", list(self.cancelled_timers)

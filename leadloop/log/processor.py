@@ -141,6 +141,10 @@ class Processor:
             if prefetch is not None:
                 prefetch(batch, events)
         for event in events:
+            if event.type == "internal":
+                key, due = event.properties.get("timerKey"), event.properties.get("dueAt")
+                if isinstance(key, str) and isinstance(due, int | float):
+                    batch.settle_fired(event.workspace_id, key, float(due))
             found = self._profile_for(identity, event)
             if found is None:
                 continue

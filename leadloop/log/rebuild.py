@@ -22,6 +22,13 @@ DERIVED = (
     "scores",
     "score_ledger",
     "timers",
+    "conversion_keys",
+    "conversion_log",
+    "journey_instances",
+    "journey_profiles",
+    "journey_path",
+    "sends",
+    "suppressions",
 )
 
 

@@ -41,7 +41,9 @@ class Outcome:
     error: str | None = None
 
 
-def claim_due(conn: Conn, now: float, limit: int = 100, kinds: tuple[str, ...] = ()) -> list[Claimed]:
+def claim_due(
+    conn: Conn, now: float, limit: int = 100, kinds: tuple[str, ...] = ()
+) -> list[Claimed]:
     lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgres" else ""
     kind_filter = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
     rows = conn.execute(

@@ -47,7 +47,13 @@ def build(sources: Mapping[str, str], env: Mapping[str, str] | None = None) -> P
         root = tree if root is None else merge(root, tree)
     if root is None:
         raise PlaybookError("<playbook>", None, "", "the playbook is empty")
-    return load._build(root, tuple(sources))
+    playbook = load._build(root, tuple(sources))
+    # Each stage owns its section; journeys check their templates against the channels'.
+    from leadloop.channels.config import parse_channels
+    from leadloop.journeys.config import parse_journeys
+
+    parse_journeys(playbook, parse_channels(playbook.sections.get("channels")).template_names())
+    return playbook
 
 
 def save(conn: Conn, playbook: Playbook, sources: Mapping[str, str], now: float) -> int:

@@ -84,3 +84,27 @@ def scoring_harness(backend_url: str) -> Iterator[Harness]:
         yield h
     finally:
         h.engine.stop()
+
+
+CHANNEL_ENV = {
+    # Every channel of the example playbook configured (pointing at closed loopback ports), so
+    # the policy sees them enabled; journey tests record sends instead of delivering them.
+    "LEADLOOP_SMTP_URL": "smtp://127.0.0.1:9",
+    "LEADLOOP_EMAIL_FROM": "Leadloop <hello@leadloop.test>",
+    "LEADLOOP_WHATSAPP_API_BASE": "http://127.0.0.1:9",
+    "LEADLOOP_WHATSAPP_TOKEN": "wa-token",
+    "LEADLOOP_WHATSAPP_PHONE_NUMBER_ID": "1000",
+    "LEADLOOP_INSTAGRAM_API_BASE": "http://127.0.0.1:9",
+    "LEADLOOP_INSTAGRAM_TOKEN": "ig-token",
+    "LEADLOOP_TWILIO_API_BASE": "http://127.0.0.1:9",
+    "LEADLOOP_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+    "LEADLOOP_TWILIO_AUTH_TOKEN": "twilio-token",
+    "LEADLOOP_TWILIO_FROM": "+15005550006",
+    "LEADLOOP_META_APP_SECRET": "meta-secret",
+}
+
+
+@pytest.fixture
+def channels_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in CHANNEL_ENV.items():
+        monkeypatch.setenv(name, value)

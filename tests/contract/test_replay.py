@@ -18,6 +18,9 @@ def snapshot(h: Harness) -> tuple[object, ...]:
         h.sql("SELECT key, due_at FROM timers ORDER BY key"),
         h.sql("SELECT COUNT(*) FROM events"),
         h.sql("SELECT COUNT(*) FROM outbox"),
+        h.sql("SELECT id, journey_id, step, status FROM journey_instances ORDER BY id"),
+        h.sql("SELECT message_id, channel, outcome FROM sends ORDER BY message_id"),
+        h.sql("SELECT kind, idempotency_key FROM outbox ORDER BY kind, idempotency_key"),
     )
 
 

@@ -67,10 +67,14 @@ def test_playbook_validate_names_file_line_and_field(sqlite_url: str, tmp_path: 
 
 
 def test_playbook_apply_and_diff(sqlite_url: str, tmp_path: Path) -> None:
-    assert "applied playbook" in cli(sqlite_url, "playbook", "apply", "examples/playbook.yaml").stdout
+    assert (
+        "applied playbook" in cli(sqlite_url, "playbook", "apply", "examples/playbook.yaml").stdout
+    )
     assert "unchanged" in cli(sqlite_url, "playbook", "apply", "examples/playbook.yaml").stdout
     changed = tmp_path / "p.yaml"
-    changed.write_text(Path("examples/playbook.yaml").read_text().replace("points: 15", "points: 20", 1))
+    changed.write_text(
+        Path("examples/playbook.yaml").read_text().replace("points: 15", "points: 20", 1)
+    )
     diff = cli(sqlite_url, "playbook", "diff", str(changed)).stdout
     assert "15" in diff and "20" in diff
 

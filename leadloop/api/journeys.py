@@ -1,0 +1,67 @@
+"""Journeys in the admin API: `GET /api/v1/journeys` and `GET /api/v1/profiles/{id}/journeys`.
+
+No `from __future__ import annotations`: FastAPI reads the dependency annotations at runtime.
+"""
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from leadloop.errors import PlaybookError
+from leadloop.identity import queries as identity_queries
+from leadloop.journeys import queries
+from leadloop.journeys.config import parse_journeys
+
+if TYPE_CHECKING:
+    from leadloop.app import Engine
+
+
+def journeys_router(engine: "Engine") -> APIRouter:
+    async def workspace(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, detail="a bearer admin token is required")
+        ws = await engine.workspace_for_token(token.strip())
+        if ws is None:
+            raise HTTPException(401, detail="unknown admin token")
+        return ws
+
+    Workspace = Annotated[str, Depends(workspace)]
+    router = APIRouter(prefix="/api/v1")
+
+    def live_versions(ws: str) -> dict[str, str]:
+        playbook = engine.playbooks.get(ws)
+        if playbook is None:
+            return {}
+        try:
+            return {j.id: j.version for j in parse_journeys(playbook).journeys}
+        except PlaybookError:
+            return {}
+
+    @router.get("/journeys", summary="Journeys: versions, instances per step, holdout and lift")
+    async def journeys(ws: Workspace) -> dict[str, Any]:
+        live = live_versions(ws)
+        items = await engine.read(lambda c: queries.journeys_overview(c, ws, live))
+        return {"journeys": items}
+
+    @router.get(
+        "/profiles/{profile_id}/journeys", summary="Where each of a profile's journeys is, and why"
+    )
+    async def profile_journeys(ws: Workspace, profile_id: str) -> dict[str, Any]:
+        def run(c: Any) -> dict[str, Any] | None:
+            pid = identity_queries.canonical_id(c, ws, profile_id)
+            if pid is None:
+                return None
+            return {
+                "profile_id": pid,
+                "journeys": queries.profile_journeys(c, ws, pid),
+                "sends": queries.sends(c, ws, pid),
+            }
+
+        found = await engine.read(run)
+        if found is None:
+            raise HTTPException(404, detail="no such profile")
+        return found
+
+    return router

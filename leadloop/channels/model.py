@@ -1,0 +1,62 @@
+"""Values shared by the channel modules: receipts coming back, and what a send ended as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Channel = Literal["email", "whatsapp", "instagram", "sms", "audience"]
+MESSAGE_CHANNELS: tuple[str, ...] = ("email", "whatsapp", "instagram", "sms")
+
+ReceiptStatus = Literal["sent", "delivered", "read", "failed", "bounced", "complained"]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A provider telling us what became of a message it accepted."""
+
+    channel: str
+    provider_id: str
+    """The provider's id of the message (wamid, Instagram mid, Twilio SID), or for email the
+    `Message-ID` we set, or our own message id when the provider echoes it."""
+    status: ReceiptStatus
+    at: float | None = None
+    reason: str = ""
+    recipient: str = ""
+    permanent: bool = True
+    """Bounces only: a soft (transient) bounce does not suppress the address."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A person wrote to us: it opens the 24-hour service window on WhatsApp and Instagram."""
+
+    channel: str
+    sender: str
+    account: str
+    """Our side: the WhatsApp phone-number id or the Instagram account id it was sent to."""
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    provider_id: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The provider refused the message for good (a documented 4xx): recorded, not retried."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TryLater:
+    """Throttled or a server error: retried with backoff (`after` is the provider's wish)."""
+
+    reason: str
+    after: float | None = None
+
+
+SendResult = Sent | Failed | TryLater

@@ -1,0 +1,355 @@
+"""Message records, the suppression list, service windows and engine events, in SQL.
+
+Every send has one `message_records` row holding its current state and one
+`message_transitions` row per change, each with its reason:
+
+    queued ─► sent ─► delivered ─► opened ─► clicked
+      │        │          │
+      │        └──────────┴─► bounced | complained | failed   (a late failure still lands)
+      ├─► deferred (by the policy) ─► queued …
+      └─► suppressed | failed | skipped            (never sent)
+
+`advances` is the pure rule: a state never moves back (a late `delivered` after `opened` is
+kept in the history but does not lower the current state).
+
+Functions take a connection and run inside the caller's transaction (the writer's job).
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+_encoder = msgspec.json.Encoder()
+
+STATUSES = (
+    "queued",
+    "deferred",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "complained",
+    "failed",
+    "suppressed",
+    "skipped",
+)
+_RANK = {
+    "queued": 0,
+    "deferred": 0,
+    "sent": 1,
+    "delivered": 2,
+    "opened": 3,
+    "clicked": 4,
+    "bounced": 5,
+    "complained": 5,
+    "failed": 5,
+    "suppressed": 5,
+    "skipped": 5,
+}
+FINAL = frozenset({"bounced", "complained", "failed", "suppressed", "skipped"})
+RESENDABLE = frozenset({"queued", "deferred", "failed", "suppressed", "skipped"})
+"""States from which a (re-driven) outbox row sends again; `sent` and later never re-send."""
+
+
+def advances(current: str | None, new: str) -> bool:
+    """Whether `new` replaces `current` as the record's state."""
+    if current is None:
+        return True
+    if new == "queued" and current in RESENDABLE:
+        return current != "queued"
+    if current in FINAL:
+        return False
+    return _RANK[new] > _RANK[current]
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    workspace_id: str
+    message_id: str
+    profile_id: str | None
+    channel: str
+    template: str | None
+    journey: str | None
+    step: str | None
+    address: str | None
+    provider_id: str | None
+    status: str
+    reason: str
+    sent_at: float | None
+    created_at: float
+    updated_at: float
+
+    def properties(self) -> dict[str, Any]:
+        """What every event about this message carries."""
+        return {
+            "message_id": self.message_id,
+            "journey": self.journey,
+            "step": self.step,
+            "channel": self.channel,
+            "template": self.template,
+        }
+
+
+_COLUMNS = (
+    "workspace_id, message_id, profile_id, channel, template, journey, step, address, "
+    "provider_id, status, reason, sent_at, created_at, updated_at"
+)
+
+
+def _record(row: Any) -> MessageRecord:
+    return MessageRecord(
+        str(row[0]),
+        str(row[1]),
+        row[2],
+        str(row[3]),
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        str(row[9]),
+        str(row[10]),
+        None if row[11] is None else float(row[11]),
+        float(row[12]),
+        float(row[13]),
+    )
+
+
+def create(conn: Conn, record: MessageRecord, at: float) -> MessageRecord:
+    """Insert the record (first attempt) or return the existing one (a retry or a replay)."""
+    inserted = conn.execute(
+        f"INSERT INTO message_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (workspace_id, message_id) DO NOTHING RETURNING message_id",
+        (
+            record.workspace_id,
+            record.message_id,
+            record.profile_id,
+            record.channel,
+            record.template,
+            record.journey,
+            record.step,
+            record.address,
+            record.provider_id,
+            record.status,
+            record.reason,
+            record.sent_at,
+            record.created_at,
+            record.updated_at,
+        ),
+    )
+    if inserted:
+        _history(conn, record.workspace_id, record.message_id, record.status, record.reason, at)
+        return record
+    found = get(conn, record.workspace_id, record.message_id)
+    assert found is not None
+    return found
+
+
+def get(conn: Conn, workspace: str, message_id: str) -> MessageRecord | None:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM message_records WHERE workspace_id = ? AND message_id = ?",
+        (workspace, message_id),
+    )
+    return _record(rows[0]) if rows else None
+
+
+def by_provider_id(
+    conn: Conn, provider_id: str, channel: str | None = None
+) -> MessageRecord | None:
+    """A message by the provider's id for it (receipts do not say which workspace)."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM message_records WHERE provider_id = ? ORDER BY created_at DESC",
+        (provider_id,),
+    )
+    for row in rows:
+        record = _record(row)
+        if channel is None or record.channel == channel:
+            return record
+    return None
+
+
+def latest_to(
+    conn: Conn, workspace: str | None, channel: str, address: str
+) -> MessageRecord | None:
+    """The newest message sent to an address (a bounce that does not name its message)."""
+    if workspace is None:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM message_records WHERE channel = ? AND address = ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            (channel, address),
+        )
+    else:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM message_records WHERE workspace_id = ? AND channel = ? "
+            "AND address = ? ORDER BY created_at DESC LIMIT 1",
+            (workspace, channel, address),
+        )
+    return _record(rows[0]) if rows else None
+
+
+def _history(
+    conn: Conn, workspace: str, message_id: str, status: str, reason: str, at: float
+) -> None:
+    conn.execute(
+        "INSERT INTO message_transitions (workspace_id, message_id, status, reason, at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (workspace, message_id, status, reason, at),
+    )
+
+
+def transition(
+    conn: Conn,
+    record: MessageRecord,
+    status: str,
+    reason: str,
+    at: float,
+    *,
+    provider_id: str | None = None,
+) -> MessageRecord:
+    """Record a change; the history always gets it, the current state only if it advances."""
+    _history(conn, record.workspace_id, record.message_id, status, reason, at)
+    if not advances(record.status, status):
+        return record
+    sent_at = at if status == "sent" and record.sent_at is None else record.sent_at
+    conn.execute(
+        "UPDATE message_records SET status = ?, reason = ?, provider_id = COALESCE(?, provider_id), "
+        "sent_at = ?, updated_at = ? WHERE workspace_id = ? AND message_id = ?",
+        (status, reason, provider_id, sent_at, at, record.workspace_id, record.message_id),
+    )
+    return MessageRecord(
+        **{
+            **record.__dict__,
+            "status": status,
+            "reason": reason,
+            "provider_id": provider_id or record.provider_id,
+            "sent_at": sent_at,
+            "updated_at": at,
+        }
+    )
+
+
+def for_profile(
+    conn: Conn, workspace: str, profile_id: str, after: float, limit: int
+) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM message_records WHERE workspace_id = ? AND profile_id = ? "
+        "AND created_at > ? ORDER BY created_at, message_id LIMIT ?",
+        (workspace, profile_id, after, limit),
+    )
+    records = [_record(r) for r in rows]
+    out: list[dict[str, Any]] = []
+    for record in records:
+        history = conn.execute(
+            "SELECT status, reason, at FROM message_transitions WHERE workspace_id = ? "
+            "AND message_id = ? ORDER BY id",
+            (workspace, record.message_id),
+        )
+        out.append(
+            {
+                "message_id": record.message_id,
+                "channel": record.channel,
+                "template": record.template,
+                "journey": record.journey,
+                "step": record.step,
+                "status": record.status,
+                "reason": record.reason,
+                "provider_id": record.provider_id,
+                "sent_at": record.sent_at,
+                "created_at": record.created_at,
+                "updated_at": record.updated_at,
+                "history": [{"status": s, "reason": r, "at": float(a)} for s, r, a in history],
+            }
+        )
+    return out
+
+
+# --- suppression list ---------------------------------------------------------------------------
+
+
+def suppress(
+    conn: Conn, workspace: str, channel: str, address: str, reason: str, source: str, at: float
+) -> bool:
+    """Add an address; True when it was not suppressed before (the first reason is kept)."""
+    rows = conn.execute(
+        "INSERT INTO channel_suppressions (workspace_id, channel, address, reason, source, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, channel, address) "
+        "DO NOTHING RETURNING address",
+        (workspace, channel, address, reason, source, at),
+    )
+    return bool(rows)
+
+
+def suppression(conn: Conn, workspace: str, channel: str, address: str) -> str | None:
+    rows = conn.execute(
+        "SELECT reason, source FROM channel_suppressions WHERE workspace_id = ? AND channel = ? "
+        "AND address = ?",
+        (workspace, channel, address),
+    )
+    return f"{rows[0][0]} ({rows[0][1]})" if rows else None
+
+
+# --- service windows ------------------------------------------------------------------------------
+
+
+def touch_window(conn: Conn, workspace: str, channel: str, address: str, at: float) -> None:
+    conn.execute(
+        "INSERT INTO channel_windows (workspace_id, channel, address, last_inbound_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, channel, address) DO UPDATE SET "
+        "last_inbound_at = excluded.last_inbound_at "
+        "WHERE excluded.last_inbound_at > channel_windows.last_inbound_at",
+        (workspace, channel, address, at),
+    )
+
+
+def last_inbound(conn: Conn, workspace: str, channel: str, address: str) -> float | None:
+    rows = conn.execute(
+        "SELECT last_inbound_at FROM channel_windows WHERE workspace_id = ? AND channel = ? "
+        "AND address = ?",
+        (workspace, channel, address),
+    )
+    return float(rows[0][0]) if rows else None
+
+
+# --- engine events ------------------------------------------------------------------------------
+
+
+def emit(
+    conn: Conn,
+    workspace: str,
+    message_id: str,
+    name: str,
+    profile_id: str | None,
+    properties: dict[str, Any],
+    at: float,
+    received_at: float,
+) -> None:
+    """Append an internal event to the log (same shape as `log.batch.Batch.flush`); a repeat
+    with the same `message_id` is dropped by the log's unique key."""
+    body = {"type": "internal", "event": name, "profileId": profile_id, "properties": properties}
+    conn.execute(
+        "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body) "
+        "VALUES (?, ?, 'internal', ?, ?, ?, ?) ON CONFLICT (workspace_id, message_id) DO NOTHING",
+        (workspace, message_id, name, at, received_at, _encoder.encode(body).decode()),
+    )
+
+
+# --- the tracking key ---------------------------------------------------------------------------
+
+
+def secret(conn: Conn, name: str, at: float) -> str:
+    """A random secret generated once per database and kept (the tracking-link key when
+    `LEADLOOP_SECRET_KEY` is not set)."""
+    conn.execute(
+        "INSERT INTO channel_secrets (name, value, created_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO NOTHING",
+        (name, _random.token_urlsafe(32), at),
+    )
+    return str(conn.execute("SELECT value FROM channel_secrets WHERE name = ?", (name,))[0][0])

@@ -1,0 +1,305 @@
+"""The channels' shell: what tracking hits, receipts, bounces and unsubscribes write.
+
+Each function runs inside one write transaction on the writer thread (`Writer.submit`): the
+record's transition, the suppression and the engine event commit together. Events go into the
+log as `internal` events with deterministic message ids, so a provider re-delivering a receipt,
+or a client re-fetching a pixel within the same millisecond, appends nothing twice.
+
+`ChannelServices` holds what the sender and the HTTP routes of one engine share: the tracking
+key, the HTTP client, SMTP connection pools and the buffer of tracking hits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import weakref
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from leadloop.channels import records
+from leadloop.channels.config import ChannelsConfig, channels_config
+from leadloop.channels.email import SmtpTransport
+from leadloop.channels.model import Inbound, Receipt
+from leadloop.channels.records import Conn, MessageRecord
+from leadloop.channels.tracking import is_automated_open
+
+if TYPE_CHECKING:
+    from leadloop.app import Engine
+
+log = logging.getLogger("leadloop.channels")
+
+SECRET_NAME = "tracking"
+RECEIPT_STATUS = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "opened",
+    "failed": "failed",
+    "bounced": "bounced",
+    "complained": "complained",
+}
+"""Receipt status → message record status."""
+
+
+def receipt_event(receipt: Receipt) -> str | None:
+    """The engine event a receipt becomes (None: only the record changes)."""
+    if receipt.status == "bounced":
+        # `Email Bounced` / `Email Complained` are what the journeys stage suppresses on.
+        return "Email Bounced" if receipt.channel == "email" else "Message Bounced"
+    if receipt.status == "complained":
+        return "Email Complained"
+    return {
+        "delivered": "Message Delivered",
+        "read": "Message Read",
+        "failed": "Message Failed",
+    }.get(receipt.status)
+
+
+def _event_id(*parts: str) -> str:
+    return "channels:" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+# --- tracking hits ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    kind: str
+    """`open` or `click`."""
+    workspace: str
+    message_id: str
+    at: float
+    url: str = ""
+    user_agent: str = ""
+
+
+def apply_hits(conn: Conn, hits: Iterable[Hit], now: float) -> int:
+    """Opens and clicks → `Email Opened` / `Email Link Clicked` and the record's state."""
+    written = 0
+    for hit in hits:
+        record = records.get(conn, hit.workspace, hit.message_id)
+        if record is None:  # a token for a message this database never sent: ignore
+            continue
+        props = record.properties()
+        if hit.kind == "open":
+            automated, why = is_automated_open(hit.user_agent, hit.at, record.sent_at)
+            props["automated"] = automated
+            if automated:
+                props["automated_reason"] = why
+            name = "Email Opened"
+            event_id = _event_id("open", hit.workspace, hit.message_id, f"{hit.at * 1000:.0f}")
+            reason = "pixel fetched" + (f" ({why})" if automated else "")
+            status = "opened"
+        else:
+            props["url"] = hit.url
+            name = "Email Link Clicked"
+            event_id = _event_id(
+                "click", hit.workspace, hit.message_id, hit.url, f"{hit.at * 1000:.0f}"
+            )
+            reason = f"clicked {hit.url}"
+            status = "clicked"
+        records.emit(conn, hit.workspace, event_id, name, record.profile_id, props, hit.at, now)
+        if records.advances(record.status, status):
+            records.transition(conn, record, status, reason, hit.at)
+        written += 1
+    return written
+
+
+def unsubscribe(
+    conn: Conn, workspace: str, message_id: str, source: str, at: float
+) -> MessageRecord | None:
+    """Suppress the message's address on its channel at once and append `Unsubscribed`."""
+    record = records.get(conn, workspace, message_id)
+    if record is None or not record.address:
+        return None
+    reason = "unsubscribed"
+    records.suppress(conn, workspace, record.channel, record.address, reason, source, at)
+    props = {**record.properties(), "source": source}
+    records.emit(
+        conn,
+        workspace,
+        _event_id("unsubscribe", workspace, message_id),
+        "Unsubscribed",
+        record.profile_id,
+        props,
+        at,
+        at,
+    )
+    return record
+
+
+# --- receipts --------------------------------------------------------------------------------
+
+
+def _find(conn: Conn, workspace: str | None, receipt: Receipt) -> MessageRecord | None:
+    if receipt.provider_id:
+        if workspace is not None and (found := records.get(conn, workspace, receipt.provider_id)):
+            return found
+        found = records.by_provider_id(conn, receipt.provider_id, receipt.channel)
+        if found is not None and (workspace is None or found.workspace_id == workspace):
+            return found
+    if receipt.channel == "email" and receipt.recipient:
+        return records.latest_to(conn, workspace, "email", receipt.recipient)
+    return None
+
+
+def apply_receipts(
+    conn: Conn, workspace: str | None, receipts: Iterable[Receipt], now: float
+) -> int:
+    """Delivery, read, failure, bounce and complaint receipts → records, suppressions, events.
+    `workspace` is known for email webhooks (the secret that verified names it); Meta and
+    Twilio receipts find their message by the provider's id."""
+    changed = 0
+    for receipt in receipts:
+        record = _find(conn, workspace, receipt)
+        ws = record.workspace_id if record is not None else workspace
+        at = receipt.at if receipt.at is not None else now
+        address = receipt.recipient or (record.address if record is not None else "")
+        suppresses = receipt.status == "complained" or (
+            receipt.status == "bounced" and receipt.permanent
+        )
+        if suppresses and ws is not None and address and receipt.channel == "email":
+            records.suppress(
+                conn, ws, "email", address.lower(), receipt.status, receipt.reason or "provider", at
+            )
+        if record is None:
+            continue
+        status = RECEIPT_STATUS[receipt.status]
+        if receipt.status == "bounced" and not receipt.permanent:
+            status = "delivered" if record.status == "sent" else record.status
+            reason = f"soft bounce: {receipt.reason}"
+            records.transition(conn, record, "deferred", reason, at)
+        else:
+            reason = receipt.reason or f"{receipt.channel} reported {receipt.status}"
+            record = records.transition(conn, record, status, reason, at)
+        name = receipt_event(receipt)
+        if name is not None:
+            props = {**record.properties(), "status": receipt.status}
+            if receipt.reason:
+                props["reason"] = receipt.reason
+            if receipt.status == "bounced":
+                props["permanent"] = receipt.permanent
+            event_id = _event_id("receipt", record.workspace_id, record.message_id, receipt.status)
+            records.emit(
+                conn, record.workspace_id, event_id, name, record.profile_id, props, at, now
+            )
+        changed += 1
+    return changed
+
+
+def apply_inbound(conn: Conn, workspace: str, messages: Iterable[Inbound]) -> None:
+    for message in messages:
+        records.touch_window(conn, workspace, message.channel, message.sender, message.at)
+
+
+# --- what one engine's sender and routes share --------------------------------------------------
+
+
+class HitBuffer:
+    """Tracking hits are answered at once and written in groups: one writer job takes every
+    hit queued while the previous job ran (as ingest does, docs/decisions/0003)."""
+
+    def __init__(self, services: ChannelServices) -> None:
+        self._services = services
+        self._hits: list[Hit] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self.max_pending = 100_000
+
+    def add(self, hit: Hit) -> bool:
+        """False when too many hits wait (the caller still answers; the hit is dropped)."""
+        with self._lock:
+            if len(self._hits) >= self.max_pending:
+                return False
+            self._hits.append(hit)
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self._services.engine.writer.submit(self._flush)
+        return True
+
+    def drain(self) -> Future[int]:
+        """Write what is queued now (tests and shutdown)."""
+        return self._services.engine.writer.submit(self._flush)
+
+    def _flush(self, conn: Conn) -> int:
+        with self._lock:
+            hits, self._hits = self._hits, []
+            self._scheduled = False
+        if not hits:
+            return 0
+        return apply_hits(conn, hits, self._services.engine.clock.now())
+
+
+class ChannelServices:
+    def __init__(self, engine: Engine, *, http: httpx2.Client | None = None) -> None:
+        self.engine = engine
+        self.http = http or httpx2.Client(timeout=15.0, follow_redirects=False)
+        self.hits = HitBuffer(self)
+        self._keys: tuple[bytes, ...] | None = None
+        self._smtp: dict[str, SmtpTransport] = {}
+        self._lock = threading.Lock()
+        self.smtp_connections = 4
+
+    def config(self, workspace: str) -> ChannelsConfig:
+        return channels_config(self.engine.playbooks.get(workspace))
+
+    def configs(self) -> dict[str, ChannelsConfig]:
+        return {ws: channels_config(pb) for ws, pb in list(self.engine.playbooks.items())}
+
+    def keys(self) -> tuple[bytes, ...]:
+        """Tracking keys, the signing one first: `LEADLOOP_SECRET_KEY` (comma-separated for a
+        rotation: new first, old after), else a key generated once and kept in the database."""
+        if self._keys is None:
+            configured = self.engine.settings.extra.get("LEADLOOP_SECRET_KEY", "")
+            if configured.strip():
+                self._keys = tuple(k.strip().encode() for k in configured.split(",") if k.strip())
+            else:
+                now = self.engine.clock.now()
+                stored = self.engine.writer.submit(
+                    lambda c: records.secret(c, SECRET_NAME, now)
+                ).result()
+                self._keys = (stored.encode(),)
+        return self._keys
+
+    def smtp(self, url: str) -> SmtpTransport:
+        with self._lock:
+            transport = self._smtp.get(url)
+            if transport is None:
+                transport = SmtpTransport(url, connections=self.smtp_connections)
+                self._smtp[url] = transport
+            return transport
+
+    def public_url(self, workspace: str) -> str:
+        return self.config(workspace).public_url or (self.engine.settings.public_url or "").rstrip(
+            "/"
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            transports, self._smtp = list(self._smtp.values()), {}
+        for transport in transports:
+            try:
+                transport.close()
+            except Exception:  # shutting down: a broken SMTP session is not worth a crash
+                log.debug("closing an SMTP pool failed", exc_info=True)
+        self.http.close()
+
+
+_SERVICES: weakref.WeakKeyDictionary[Any, ChannelServices] = weakref.WeakKeyDictionary()
+_SERVICES_LOCK = threading.Lock()
+
+
+def services(engine: Engine) -> ChannelServices:
+    """The engine's one `ChannelServices` (made on first use)."""
+    with _SERVICES_LOCK:
+        found = _SERVICES.get(engine)
+        if found is None:
+            found = ChannelServices(engine)
+            _SERVICES[engine] = found
+        return found

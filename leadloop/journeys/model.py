@@ -1,0 +1,402 @@
+"""Journey values: definitions from the playbook, the state of one running instance, and the
+effects a transition asks the shell to carry out.
+
+A journey is a graph of steps. An instance is one profile's walk through one *version* of it: a
+row holding the step it is at, the timer token it waits on, and the messages it sent. Every
+transition is decided by `decide.py` while the processor handles one event (a timer firing is an
+event too), so a click and a timeout are ordered by the log and only the first one counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, get_args
+
+import msgspec
+
+from leadloop.policy.model import PolicyConfig, Recipient
+from leadloop.scoring.model import Condition, EventFilter, Predicate
+
+StepType = Literal[
+    "send", "wait", "wait_for", "branch", "split", "update_profile", "webhook", "audience", "exit"
+]
+STEP_TYPES: tuple[StepType, ...] = get_args(StepType)
+TestKind = Literal["trait", "score", "stage", "event", "engaged"]
+TEST_KINDS: tuple[TestKind, ...] = get_args(TestKind)
+Engagement = Literal["delivered", "opened", "clicked"]
+ENGAGEMENTS: tuple[Engagement, ...] = get_args(Engagement)
+Outcome = Literal["completed", "converted", "exited"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+ReentryMode = Literal["once", "always", "every"]
+
+WAKE_EVENT = "Journey Wake"
+"""The internal event a journey timer becomes when it is due."""
+PROFILE_UPDATE_EVENT = "Journey Profile Updated"
+"""Emitted by `update_profile`; the journeys stage applies it when the log reaches it."""
+
+ENGAGEMENT_EVENTS: dict[str, Engagement] = {
+    "Email Delivered": "delivered",
+    "Message Delivered": "delivered",
+    "Email Opened": "opened",
+    "Message Read": "opened",
+    "Email Link Clicked": "clicked",
+    "Message Link Clicked": "clicked",
+}
+"""Events that report engagement with a message (`properties.message_id`)."""
+
+SUPPRESSION_EVENTS: dict[str, str] = {
+    "Unsubscribed": "unsubscribed",
+    "Email Bounced": "bounced",
+    "Email Complained": "complained",
+    "Spam Reported": "complained",
+}
+"""Events that put a profile on the suppression list (`properties.channel`, default email)."""
+
+
+# --- definitions (built by `config.parse_journeys`) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
+    """One condition of a branch, an entry filter or a segment."""
+
+    kind: TestKind
+    subject: str
+    """Trait name, scoring model id, event name or step id (for `engaged`)."""
+    test: Predicate | None = None
+    within: float | None = None
+    """`event` tests: the window in seconds (None: the whole history)."""
+    where: tuple[Condition, ...] = ()
+    engagement: Engagement = "clicked"
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendStep:
+    id: str
+    channels: tuple[str, ...]
+    template: str
+    next: str | None = None
+    otherwise: str | None = None
+    """Where to go when no channel can carry the message (default: `next`)."""
+    transactional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WaitStep:
+    id: str
+    duration: float | None = None
+    until_time: int | None = None
+    """Minutes after local midnight, in the profile's time zone."""
+    weekdays: tuple[int, ...] = ()
+    until_trait: str | None = None
+    offset: float = 0.0
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForStep:
+    id: str
+    when: EventFilter
+    timeout: float
+    happened: str | None = None
+    timed_out: str | None = None
+    message_of: str | None = None
+    """Only events about the message sent by this step (`properties.message_id`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    tests: tuple[Test, ...]
+    then: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BranchStep:
+    id: str
+    cases: tuple[Case, ...]
+    otherwise: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPath:
+    name: str
+    weight: float
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitStep:
+    id: str
+    paths: tuple[SplitPath, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateProfileStep:
+    id: str
+    traits: dict[str, Any] = field(default_factory=dict)
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+    stage: str | None = None
+    model: str | None = None
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookStep:
+    id: str
+    webhook: str
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceStep:
+    id: str
+    audience: str
+    action: Literal["add", "remove"]
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStep:
+    id: str
+    outcome: Outcome = "exited"
+    reason: str = ""
+
+
+Step = (
+    SendStep
+    | WaitStep
+    | WaitForStep
+    | BranchStep
+    | SplitStep
+    | UpdateProfileStep
+    | WebhookStep
+    | AudienceStep
+    | ExitStep
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrigger:
+    when: EventFilter
+
+
+@dataclass(frozen=True, slots=True)
+class StageTrigger:
+    model: str
+    to: tuple[str, ...]
+    from_: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreTrigger:
+    """Fires when the model's total score starts to satisfy `test` (a crossing)."""
+
+    model: str
+    test: Predicate
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentTrigger:
+    """Fires when the profile starts to satisfy every test (entering the segment)."""
+
+    tests: tuple[Test, ...]
+
+
+Trigger = EventTrigger | StageTrigger | ScoreTrigger | SegmentTrigger
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    event: EventFilter | None = None
+    stage: StageTrigger | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reentry:
+    mode: ReentryMode = "once"
+    period: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    id: str
+    version: str
+    """Digest of the journey's definition: a changed journey is a new version."""
+    trigger: Trigger
+    steps: tuple[Step, ...]
+    name: str = ""
+    only_if: tuple[Test, ...] = ()
+    goal: Goal | None = None
+    reentry: Reentry = Reentry()
+    holdout: float = 0.0
+    migrate: dict[str, str] = field(default_factory=dict)
+    """Step of an older version → step of this one, for instances that should move over."""
+    definition: Any = None
+    """The definition as plain data, stored per version so pinned instances can be resumed."""
+
+    @property
+    def start(self) -> str:
+        return self.steps[0].id
+
+    def step(self, step_id: str) -> Step | None:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class JourneySet:
+    """A workspace's journeys and the policy their sends go through."""
+
+    journeys: tuple[Journey, ...] = ()
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    digest: str = ""
+
+    def journey(self, journey_id: str) -> Journey | None:
+        return next((j for j in self.journeys if j.id == journey_id), None)
+
+
+# --- state (rows) ------------------------------------------------------------------------------
+
+Status = Literal["active", "waiting", "holdout", "completed", "converted", "exited", "ended"]
+LIVE_STATUSES: tuple[str, ...] = ("active", "waiting", "holdout")
+WakeKind = Literal["", "wait", "timeout", "defer"]
+
+
+class Instance(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    workspace_id: str
+    profile_id: str
+    journey_id: str
+    version: str
+    step: str | None
+    status: Status
+    entered_at: float
+    updated_at: float
+    holdout: bool = False
+    ended_at: float | None = None
+    reason: str = ""
+    token: int = 0
+    """Bumped on every timer scheduled or cancelled: a firing with an older token is stale."""
+    wake: WakeKind = ""
+    due_at: float | None = None
+    visits: dict[str, int] = msgspec.field(default_factory=dict)
+    messages: dict[str, str] = msgspec.field(default_factory=dict)
+    """Step id → message id of its latest send."""
+    engagement: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    """Message id → engagement seen (delivered, opened, clicked)."""
+    entry_message_id: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+class Membership(msgspec.Struct, frozen=True, kw_only=True):
+    """A profile's history with one journey (re-entry rules, segment entry)."""
+
+    entries: int = 0
+    last_entered_at: float | None = None
+    active: str | None = None
+    in_segment: bool = False
+    score_above: bool | None = None
+
+
+# --- what a decision asks the shell to do ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSend:
+    message_id: str
+    step: str
+    channel: str
+    template: str
+    requested: str
+    transactional: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPolicy:
+    """A deferred or suppressed send, with the policy's reason."""
+
+    message_id: str
+    step: str
+    requested: str
+    template: str
+    outcome: Literal["deferred", "suppressed"]
+    reason: str
+    channel: str | None = None
+    until: float | None = None
+    transactional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleWake:
+    due_at: float
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWake:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EmitEvent:
+    key: str
+    name: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallWebhook:
+    key: str
+    webhook: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeAudience:
+    key: str
+    audience: str
+    action: Literal["add", "remove"]
+    step: str
+
+
+Effect = (
+    QueueSend | RecordPolicy | ScheduleWake | CancelWake | EmitEvent | CallWebhook | ChangeAudience
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PathLine:
+    at: float
+    step: str | None
+    kind: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    instance: Instance
+    effects: tuple[Effect, ...] = ()
+    path: tuple[PathLine, ...] = ()
+
+
+class Facts(Protocol):
+    """What decisions may ask about the profile, answered by the shell (reads only)."""
+
+    @property
+    def traits(self) -> dict[str, Any]: ...
+
+    def score(self, model: str) -> float | None: ...
+
+    def stage(self, model: str) -> str | None: ...
+
+    def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int: ...
+
+    def recipient(self) -> Recipient: ...

@@ -1,0 +1,129 @@
+"""Read side of journeys for the admin API and `leadloop simulate`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+
+
+def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[dict[str, Any]]:
+    """Every journey with stored versions: its versions (which one is live), instance counts per
+    version, step and status, and the holdout's size and conversions beside the treated group's
+    (for lift). `live` maps journey id → live version."""
+    out: dict[str, dict[str, Any]] = {}
+    for jid, version, created in conn.execute(
+        "SELECT journey_id, version, created_at FROM journey_versions WHERE workspace_id = ? "
+        "ORDER BY journey_id, created_at",
+        (workspace,),
+    ):
+        entry = out.setdefault(
+            jid,
+            {
+                "id": jid,
+                "live_version": live.get(jid),
+                "removed": jid not in live,
+                "versions": [],
+                "steps": [],
+                "holdout": {"entered": 0, "converted": 0},
+                "treated": {"entered": 0, "converted": 0},
+            },
+        )
+        entry["versions"].append(
+            {"version": version, "created_at": created, "live": live.get(jid) == version}
+        )
+    for jid, version, step, status, count in conn.execute(
+        "SELECT journey_id, version, step, status, COUNT(*) FROM journey_instances "
+        "WHERE workspace_id = ? GROUP BY journey_id, version, step, status "
+        "ORDER BY journey_id, version, step, status",
+        (workspace,),
+    ):
+        if jid in out:
+            out[jid]["steps"].append(
+                {"version": version, "step": step, "status": status, "count": int(count)}
+            )
+    for jid, holdout, converted, count in conn.execute(
+        "SELECT journey_id, holdout, CASE WHEN status = 'converted' THEN 1 ELSE 0 END, COUNT(*) "
+        "FROM journey_instances WHERE workspace_id = ? GROUP BY journey_id, holdout, "
+        "CASE WHEN status = 'converted' THEN 1 ELSE 0 END",
+        (workspace,),
+    ):
+        if jid not in out:
+            continue
+        group = out[jid]["holdout" if holdout else "treated"]
+        group["entered"] += int(count)
+        if converted:
+            group["converted"] += int(count)
+    for entry in out.values():
+        rates = [
+            g["converted"] / g["entered"] if g["entered"] else None
+            for g in (entry["treated"], entry["holdout"])
+        ]
+        entry["lift"] = None if None in rates else rates[0] - rates[1]  # type: ignore[operator]
+    return list(out.values())
+
+
+def profile_journeys(
+    conn: Conn, workspace: str, profile_id: str, path_limit: int = 200
+) -> list[dict[str, Any]]:
+    """Each instance of the profile: where it is, why (its latest path line), and its path."""
+    rows = conn.execute(
+        "SELECT id, journey_id, version, step, status, holdout, entered_at, updated_at, ended_at, "
+        "reason FROM journey_instances WHERE workspace_id = ? AND profile_id = ? "
+        "ORDER BY entered_at, id",
+        (workspace, profile_id),
+    )
+    out = []
+    for iid, jid, version, step, status, holdout, entered, updated, ended, reason in rows:
+        path = [
+            {"at": at, "step": s, "kind": kind, "detail": detail}
+            for at, s, kind, detail in conn.execute(
+                "SELECT at, step, kind, detail FROM journey_path WHERE workspace_id = ? "
+                "AND instance_id = ? ORDER BY id LIMIT ?",
+                (workspace, iid, path_limit),
+            )
+        ]
+        due = conn.execute(
+            "SELECT due_at FROM timers WHERE workspace_id = ? AND key = ?",
+            (workspace, f"journey:{iid}"),
+        )
+        out.append(
+            {
+                "instance": iid,
+                "journey": jid,
+                "version": version,
+                "step": step,
+                "status": status,
+                "holdout": bool(holdout),
+                "entered_at": entered,
+                "updated_at": updated,
+                "ended_at": ended,
+                "reason": reason or (path[-1]["detail"] if path else ""),
+                "wakes_at": float(due[0][0]) if due else None,
+                "path": path,
+            }
+        )
+    return out
+
+
+def sends(conn: Conn, workspace: str, profile_id: str) -> list[dict[str, Any]]:
+    keys = (
+        "message_id",
+        "journey",
+        "step",
+        "requested_channel",
+        "channel",
+        "template",
+        "at",
+        "outcome",
+        "reason",
+        "until",
+    )
+    rows = conn.execute(
+        "SELECT message_id, journey_id, step, requested_channel, channel, template, at, outcome, "
+        "reason, until FROM sends WHERE workspace_id = ? AND profile_id = ? ORDER BY id",
+        (workspace, profile_id),
+    )
+    return [dict(zip(keys, r, strict=True)) for r in rows]

@@ -1,0 +1,147 @@
+"""Run one profile through the journeys on a manual clock, in a throw-away SQLite database.
+
+Nothing touches the real database and nothing is delivered: the outbox has no senders. The
+result is the profile's path through each journey with times, and every send decision of the
+contact policy (queued, rerouted, deferred, suppressed) with its reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from leadloop.app import Engine
+from leadloop.clock import ManualClock
+from leadloop.config import Settings
+from leadloop.ingest import parse
+from leadloop.journeys import queries
+from leadloop.journeys.service import JourneyStage
+from leadloop.log import timers as timer_rows
+from leadloop.scoring.service import ScoringStage
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+
+
+def seconds(value: Any) -> float:
+    """`90`, `"30m"`, `"72h"`, `"2d"` → seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    found = _DURATION.match(str(value))
+    if not found:
+        raise ValueError(f"expected a duration like 72h, got {value!r}")
+    return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    profile_id: str
+    journeys: list[dict[str, Any]]
+    sends: list[dict[str, Any]]
+
+
+def simulate(
+    playbook: str,
+    profile: dict[str, Any],
+    events: Iterable[dict[str, Any]],
+    start: float,
+    horizon: float = 30 * 86400.0,
+) -> Simulation:
+    """Apply `playbook` in a temporary database, identify the profile, send each event (an
+    event may carry `"wait": "72h"` to move the clock first), then let every timer due within
+    `horizon` after the last event fire."""
+    user = str(profile.get("userId") or "simulated")
+    with tempfile.TemporaryDirectory(prefix="leadloop-simulate-") as folder:
+        url = f"sqlite:///{Path(folder) / 'simulate.db'}"
+        clock = ManualClock(start)
+        engine = Engine(
+            Settings(database_url=url, playbook=playbook),
+            clock=clock,
+            manual_clock=True,
+            run_processor=False,
+        )
+        engine.processor.set_stages(
+            [ScoringStage(engine.scoring_models), JourneyStage(engine.playbooks.get)]
+        )
+        engine.dispatcher.senders.clear()  # nothing leaves a simulation
+        engine.start()
+        conn = engine._connect()
+        try:
+
+            def send(message: dict[str, Any]) -> None:
+                accepted = parse.parse_request({"batch": [message]}, None, received_at=clock.now())
+                if not isinstance(accepted, list):
+                    raise ValueError(f"event rejected: {accepted}")
+                engine.writer.append("default", accepted).result(timeout=30)
+                while engine.processor.run_once(conn):
+                    pass
+
+            def run_until(until: float) -> None:
+                while True:
+                    due = timer_rows.next_due(conn)
+                    if due is None or due > until:
+                        break
+                    clock.set(max(due, clock.now()))
+                    engine.timers.fire_now()
+                    while engine.processor.run_once(conn):
+                        pass
+                clock.set(max(until, clock.now()))
+
+            identify = {"type": "identify", "userId": user, "traits": profile.get("traits", {})}
+            send(identify)
+            for event in events:
+                message = dict(event)
+                wait = message.pop("wait", None)
+                if wait is not None:
+                    run_until(clock.now() + seconds(wait))
+                message.setdefault("userId", user)
+                send(message)
+            run_until(clock.now() + horizon)
+            pid = conn.execute(
+                "SELECT profile_id FROM identities WHERE type = 'user_id' AND value = ?", (user,)
+            )[0][0]
+            return Simulation(
+                str(pid),
+                queries.profile_journeys(conn, "default", str(pid)),
+                queries.sends(conn, "default", str(pid)),
+            )
+        finally:
+            conn.close()
+            engine.stop()
+
+
+def _time(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def render(result: Simulation) -> list[str]:
+    lines = [f"profile {result.profile_id}"]
+    if not result.journeys:
+        lines.append("  entered no journey")
+    for journey in result.journeys:
+        lines.append(
+            f"journey {journey['journey']} (version {journey['version'][:12]}): "
+            f"{journey['status']}{' — ' + journey['reason'] if journey['reason'] else ''}"
+        )
+        for line in journey["path"]:
+            step = line["step"] or "-"
+            detail = f"  {line['detail']}" if line["detail"] else ""
+            lines.append(f"  {_time(line['at'])}  {step:<20} {line['kind']:<12}{detail}")
+    if result.sends:
+        lines.append("sends")
+    for item in result.sends:
+        until = f" until {_time(item['until'])}" if item["until"] else ""
+        reason = f" ({item['reason']})" if item["reason"] else ""
+        channel = item["channel"] or item["requested_channel"]
+        lines.append(
+            f"  {_time(item['at'])}  {item['journey']}/{item['step']}  {channel} "
+            f"{item['template']}: {item['outcome']}{until}{reason}"
+        )
+    return lines

@@ -1,0 +1,210 @@
+"""The contact-pressure policy, pure: `decide_send(request, recipient, config, at)`.
+
+No clock, no storage: the shell passes the recipient's traits, suppressions and recent sends,
+and `at`, the instant of the send (from the log, so a replay decides the same).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from leadloop.policy.model import (
+    ADDRESS_TRAITS,
+    HARD_REASONS,
+    HARD_TRAITS,
+    UNSUBSCRIBE_TRAITS,
+    Cap,
+    Defer,
+    PolicyConfig,
+    QuietHours,
+    Recipient,
+    Send,
+    SendRequest,
+    SentRecord,
+    Suppress,
+    Verdict,
+)
+
+_ZONES: dict[str, ZoneInfo | None] = {}
+
+
+def zone(name: object, default: str = "UTC") -> ZoneInfo:
+    """The IANA zone named by a `timezone` trait; the default for a missing or unknown one."""
+    if isinstance(name, str) and name:
+        if name not in _ZONES:
+            try:
+                _ZONES[name] = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                _ZONES[name] = None
+        found = _ZONES[name]
+        if found is not None:
+            return found
+    return ZoneInfo(default)
+
+
+def channel_order(request: SendRequest, config: PolicyConfig) -> tuple[str, ...]:
+    """The asked channels, each followed by its configured fallbacks, without repeats."""
+    order: list[str] = []
+    pending = list(request.channels)
+    while pending:
+        channel = pending.pop(0)
+        if channel in order:
+            continue
+        order.append(channel)
+        pending[0:0] = [c for c in config.fallback.get(channel, ()) if c not in order]
+    return tuple(order)
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().casefold() in ("true", "yes", "1", "y", "opted_in", "granted")
+    return value is True or (isinstance(value, int | float) and value == 1)
+
+
+def _tags(traits: dict[str, object]) -> set[str]:
+    tags = traits.get("tags")
+    if isinstance(tags, list | tuple):
+        return {str(t).casefold() for t in tags}
+    return set()
+
+
+def unavailable(
+    channel: str, recipient: Recipient, config: PolicyConfig, transactional: bool
+) -> str | None:
+    """Why `channel` cannot carry this send to this recipient at all (None: it can)."""
+    traits = recipient.traits
+    if channel not in config.channels or (
+        recipient.channel_enabled is not None and channel not in recipient.channel_enabled
+    ):
+        return "channel not enabled"
+    if not any(traits.get(name) not in (None, "") for name in ADDRESS_TRAITS.get(channel, ())):
+        wanted = " or ".join(ADDRESS_TRAITS.get(channel, ("an address",)))
+        return f"no {wanted}"
+    tags = _tags(traits)
+    for name in HARD_TRAITS.get(channel, ()):
+        if _truthy(traits.get(name)) or name in tags:
+            return f"suppressed: {name}"
+    for entry in recipient.suppressions:
+        if entry.channel in (channel, "*") and (not transactional or entry.reason in HARD_REASONS):
+            return f"suppressed: {entry.reason}"
+    if transactional:
+        return None
+    for scope in ("*", channel):
+        for name in UNSUBSCRIBE_TRAITS.get(scope, ()):
+            if _truthy(traits.get(name)) or name in tags:
+                return f"suppressed: {name}"
+    needed = config.consent.get(channel, ())
+    if needed and not any(_truthy(traits.get(name)) for name in needed):
+        return f"no consent ({' or '.join(needed)})"
+    return None
+
+
+def cap_free_at(
+    channel: str, sent: tuple[SentRecord, ...], caps: tuple[Cap, ...], at: float
+) -> tuple[float, Cap] | None:
+    """When every cap covering `channel` has room again, if one is full at `at`."""
+    worst: tuple[float, Cap] | None = None
+    for cap in caps:
+        if cap.channels and channel not in cap.channels:
+            continue
+        times = sorted(
+            s.at
+            for s in sent
+            if not s.transactional
+            and (not cap.channels or s.channel in cap.channels)
+            and at - cap.per < s.at <= at
+        )
+        if len(times) < cap.max:
+            continue
+        # The window holds len(times) sends; room returns once the oldest surplus one leaves it.
+        free = times[len(times) - cap.max] + cap.per
+        if worst is None or free > worst[0]:
+            worst = (free, cap)
+    return worst
+
+
+def _local_minutes(local: datetime) -> float:
+    return local.hour * 60 + local.minute + local.second / 60 + local.microsecond / 60e6
+
+
+def in_quiet_hours(quiet: QuietHours, local: datetime) -> bool:
+    minutes = _local_minutes(local)
+    if quiet.start == quiet.end:
+        return False
+    if quiet.start < quiet.end:
+        return quiet.start <= minutes < quiet.end
+    return minutes >= quiet.start or minutes < quiet.end
+
+
+def next_local_time(
+    at: float, tz: ZoneInfo, minutes: int, weekdays: tuple[int, ...] = (), strictly: bool = False
+) -> float:
+    """The first instant at or after `at` (after, when `strictly`) whose local wall-clock time is
+    `minutes` after midnight, on one of `weekdays` (0 = Monday; empty: any day)."""
+    local = datetime.fromtimestamp(at, UTC).astimezone(tz)
+    day = local.date()
+    for offset in range(0, 15):
+        date = day + timedelta(days=offset)
+        if weekdays and date.weekday() not in weekdays:
+            continue
+        candidate = datetime(
+            date.year, date.month, date.day, minutes // 60, minutes % 60, tzinfo=tz
+        ).timestamp()
+        if candidate > at or (candidate == at and not strictly):
+            return candidate
+    raise ValueError("no matching day within two weeks")  # unreachable with valid weekdays
+
+
+def quiet_until(quiet: QuietHours | None, channel: str, tz: ZoneInfo, at: float) -> float | None:
+    """The end of the quiet period `at` falls in, or None when sending is allowed at `at`."""
+    if quiet is None or (quiet.channels and channel not in quiet.channels):
+        return None
+    local = datetime.fromtimestamp(at, UTC).astimezone(tz)
+    if not in_quiet_hours(quiet, local):
+        return None
+    return next_local_time(at, tz, quiet.end, strictly=True)
+
+
+def _clock(at: float, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(at, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def decide_send(
+    request: SendRequest, recipient: Recipient, config: PolicyConfig, at: float
+) -> Verdict:
+    tz = zone(recipient.traits.get("timezone"), config.default_timezone)
+    notes: list[str] = []
+    capped: tuple[float, str, Cap] | None = None
+    for channel in channel_order(request, config):
+        reason = unavailable(channel, recipient, config, request.transactional)
+        if reason is not None:
+            notes.append(f"{channel}: {reason}")
+            continue
+        if not request.transactional:
+            full = cap_free_at(channel, recipient.sent, config.caps, at)
+            if full is not None:
+                free, cap = full
+                scope = "/".join(cap.channels) if cap.channels else "all channels"
+                notes.append(
+                    f"{channel}: frequency cap {cap.max} per {cap.per:g}s on {scope} "
+                    f"until {_clock(free, tz)}"
+                )
+                if capped is None or free < capped[0]:
+                    capped = (free, channel, cap)
+                continue
+            until = quiet_until(config.quiet_hours, channel, tz, at)
+            if until is not None:
+                return Defer(
+                    until,
+                    f"quiet hours in {tz.key} until {_clock(until, tz)}",
+                    channel,
+                    tuple(notes),
+                )
+        return Send(channel, tuple(notes))
+    if capped is not None:
+        free, channel, _cap = capped
+        until = quiet_until(config.quiet_hours, channel, tz, free) or free
+        reason = f"frequency cap: deferred to {_clock(until, tz)}"
+        return Defer(until, reason, channel, tuple(notes))
+    return Suppress("no channel can carry it: " + "; ".join(notes), tuple(notes))

@@ -1,0 +1,421 @@
+"""Local fakes of the WhatsApp Cloud API, Instagram messaging, Twilio Messages and Meta Custom
+Audiences, for tests, benchmarks and dry runs.
+
+One loopback HTTP server (stdlib, a thread, port 0) serves all four. Each fake checks the
+method, path, headers, auth and body shape of every request against the provider's documented
+format (each check names its doc) and answers with the provider's own error envelope when a check
+fails. Planned answers (429, 500, documented 4xx errors) are served first-in first-out, before any
+check, so tests can script retries.
+
+    with FakeMessagingServer() as fake:
+        fake.twilio.plan_rate_limit()
+        ...  # point the channels section's api_base values at fake.base_url
+        assert fake.twilio.accepted[0]["Body"] == "Hi"
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+WA_DIGITS = re.compile(r"[1-9]\d{6,14}")
+
+Response = tuple[int, dict[str, str], Any]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class Refused(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(str(body))
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class FakeProvider:
+    name: str
+    requests: list[Recorded] = field(default_factory=list)
+    accepted: list[Any] = field(default_factory=list)
+    _planned: deque[Response] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._planned.append((status, headers or {}, body))
+
+    def plan_server_error(self, status: int = 500) -> None:
+        self.plan(status, self.error_body(status, "planned server error", 1))
+
+    def plan_rate_limit(self, retry_after: int = 1) -> None:
+        # Twilio: HTTP 429, error 20429 (Twilio "Error 20429: Too Many Requests").
+        # Graph API: HTTP 429/400 with code 4 ("Application request limit reached"; WhatsApp
+        # throughput is 130429 "Rate limit hit", Cloud API "Error codes").
+        code = {"twilio": 20429, "whatsapp": 130429}.get(self.name, 4)
+        self.plan(
+            429, self.error_body(429, "rate limit hit", code), {"Retry-After": str(retry_after)}
+        )
+
+    def error_body(self, status: int, message: str, code: int) -> Any:
+        if self.name == "twilio":
+            # Twilio REST API error envelope ("REST API: Errors").
+            return {
+                "code": code,
+                "message": message,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            }
+        # Graph API error envelope ("Graph API: Handling errors").
+        return {
+            "error": {
+                "message": message,
+                "type": "OAuthException",
+                "code": code,
+                "fbtrace_id": "AbCdEfGh",
+            }
+        }
+
+    def _next_planned(self) -> Response | None:
+        with self._lock:
+            return self._planned.popleft() if self._planned else None
+
+
+class FakeMessagingServer:
+    def __init__(
+        self,
+        *,
+        whatsapp_token: str = "wa-token",
+        phone_number_id: str = "1111",
+        instagram_token: str = "ig-token",
+        instagram_account: str = "me",
+        twilio_sid: str = "AC" + "0" * 32,
+        twilio_token: str = "twilio-token",
+        audience_token: str = "ads-token",
+        audience_id: str = "2222",
+        version: str = "v21.0",
+    ) -> None:
+        self.whatsapp = FakeProvider("whatsapp")
+        self.instagram = FakeProvider("instagram")
+        self.twilio = FakeProvider("twilio")
+        self.audiences = FakeProvider("audiences")
+        self.whatsapp_token = whatsapp_token
+        self.phone_number_id = phone_number_id
+        self.instagram_token = instagram_token
+        self.instagram_account = instagram_account
+        self.twilio_sid = twilio_sid
+        self.twilio_token = twilio_token
+        self.audience_token = audience_token
+        self.audience_id = audience_id
+        self.version = version
+        self.open_windows: set[str] = set()
+        """WhatsApp numbers (digits) that wrote to us in the last 24 hours."""
+        self.audience_members: set[tuple[str, str]] = set()
+        self._ids = itertools.count(1)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeMessagingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- routing -------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str) -> tuple[FakeProvider, Callable[..., Response]] | None:
+        v = re.escape(self.version)
+        if re.fullmatch(rf"/{v}/{re.escape(self.phone_number_id)}/messages", path):
+            return self.whatsapp, self._whatsapp
+        if re.fullmatch(rf"/{v}/[^/]+/messages", path):
+            return self.instagram, self._instagram
+        if re.fullmatch(r"/2010-04-01/Accounts/[^/]+/Messages\.json", path):
+            return self.twilio, self._twilio
+        if re.fullmatch(rf"/{v}/[^/]+/users", path):
+            return self.audiences, self._audience
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                path = urlsplit(self.path).path
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                routed = fake._route(self.command, path)
+                if routed is None:
+                    self._answer(404, {}, {"error": {"message": "unknown path", "code": 803}})
+                    return
+                provider, check = routed
+                planned = provider._next_planned()
+                body: Any = raw
+                try:
+                    if planned is not None:
+                        provider.requests.append(Recorded(self.command, path, headers, raw))
+                        self._answer(*planned)
+                        return
+                    status, extra, answer = check(self.command, path, headers, raw)
+                except Refused as refused:
+                    status, extra, answer = refused.status, {}, refused.body
+                provider.requests.append(Recorded(self.command, path, headers, body))
+                self._answer(status, extra, answer)
+
+            do_POST = _serve
+            do_DELETE = _serve
+            do_GET = _serve
+
+            def _answer(self, status: int, headers: dict[str, str], body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    # -- checks --------------------------------------------------------------------------
+
+    def _bearer(self, provider: FakeProvider, headers: dict[str, str], token: str) -> None:
+        # Graph API: "Authorization: Bearer <access token>" (WhatsApp Cloud API "Get started";
+        # Instagram API with Instagram Login "Send API"); a bad token is 401, code 190.
+        if headers.get("authorization") != f"Bearer {token}":
+            raise Refused(401, provider.error_body(401, "Invalid OAuth access token.", 190))
+
+    def _json(self, provider: FakeProvider, headers: dict[str, str], raw: bytes) -> Any:
+        if not headers.get("content-type", "").startswith("application/json"):
+            raise Refused(400, provider.error_body(400, "expected application/json", 100))
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise Refused(400, provider.error_body(400, "malformed JSON", 100)) from exc
+
+    def _whatsapp(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Response:
+        p = self.whatsapp
+        # WhatsApp Cloud API reference, "Messages": POST /{Version}/{Phone-Number-ID}/messages.
+        if method != "POST":
+            raise Refused(405, p.error_body(405, "method not allowed", 100))
+        self._bearer(p, headers, self.whatsapp_token)
+        body = self._json(p, headers, raw)
+        invalid = Refused(400, p.error_body(400, "(#100) Invalid parameter", 100))
+        if body.get("messaging_product") != "whatsapp" or not isinstance(body.get("to"), str):
+            raise invalid
+        to = body["to"].lstrip("+")
+        if not WA_DIGITS.fullmatch(to):
+            raise invalid
+        kind = body.get("type", "text")
+        content = body.get(kind)
+        if kind == "text":
+            if not isinstance(content, dict) or not isinstance(content.get("body"), str):
+                raise invalid
+        elif kind == "template":
+            # "Template messages": template.name and template.language.code are required.
+            if (
+                not isinstance(content, dict)
+                or not content.get("name")
+                or not isinstance(content.get("language"), dict)
+                or not content["language"].get("code")
+            ):
+                raise invalid
+        elif kind in ("image", "video", "audio", "document", "sticker"):
+            # "Media messages": a media object with `id` or `link`.
+            if not isinstance(content, dict) or not (content.get("link") or content.get("id")):
+                raise invalid
+        else:
+            raise invalid
+        if kind != "template" and to not in self.open_windows:
+            # Cloud API error 131047 "Re-engagement message": more than 24 hours since the
+            # customer last replied; only a template message may be sent.
+            raise Refused(
+                400,
+                p.error_body(
+                    400,
+                    "Re-engagement message: more than 24 hours have passed since the recipient "
+                    "last replied",
+                    131047,
+                ),
+            )
+        wamid = f"wamid.{next(self._ids)}"
+        p.accepted.append({**body, "_id": wamid})
+        return (
+            200,
+            {},
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": to}],
+                "messages": [{"id": wamid}],
+            },
+        )
+
+    def _instagram(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Response:
+        p = self.instagram
+        # Instagram API with Instagram Login, "Send API": POST /{version}/{IG ID or me}/messages,
+        # {"recipient": {"id": IGSID}, "message": {"text"} | {"attachment": {type, payload.url}}}.
+        if method != "POST":
+            raise Refused(405, p.error_body(405, "method not allowed", 100))
+        self._bearer(p, headers, self.instagram_token)
+        body = self._json(p, headers, raw)
+        invalid = Refused(400, p.error_body(400, "(#100) Invalid parameter", 100))
+        recipient = body.get("recipient")
+        message = body.get("message")
+        if (
+            not isinstance(recipient, dict)
+            or not recipient.get("id")
+            or not isinstance(message, dict)
+        ):
+            raise invalid
+        if "text" in message:
+            if not isinstance(message["text"], str) or len(message["text"].encode()) > 1000:
+                raise invalid
+        else:
+            attachment = message.get("attachment")
+            if (
+                not isinstance(attachment, dict)
+                or attachment.get("type") not in ("image", "video", "audio", "file")
+                or not isinstance(attachment.get("payload"), dict)
+                or not attachment["payload"].get("url")
+            ):
+                raise invalid
+        mid = f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{next(self._ids)}"
+        p.accepted.append({**body, "_id": mid})
+        return 200, {}, {"recipient_id": recipient["id"], "message_id": mid}
+
+    def _twilio(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Response:
+        p = self.twilio
+        # Twilio "Messages resource", create: POST /2010-04-01/Accounts/{AccountSid}/Messages.json,
+        # HTTP Basic auth (Account SID : Auth Token), application/x-www-form-urlencoded.
+        if method != "POST":
+            raise Refused(405, p.error_body(405, "method not allowed", 20004))
+        expected = base64.b64encode(f"{self.twilio_sid}:{self.twilio_token}".encode()).decode()
+        if (
+            headers.get("authorization") != f"Basic {expected}"
+            or f"/Accounts/{self.twilio_sid}/" not in path
+        ):
+            raise Refused(401, p.error_body(401, "Authenticate", 20003))
+        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            raise Refused(400, p.error_body(400, "expected a form", 20001))
+        form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+        if not form.get("Body") and not form.get("MediaUrl"):
+            raise Refused(400, p.error_body(400, "A 'Body' or 'MediaUrl' is required", 21602))
+        if not E164.fullmatch(form.get("To", "")):
+            to = form.get("To", "")
+            raise Refused(
+                400, p.error_body(400, f"The 'To' number {to} is not a valid phone number.", 21211)
+            )
+        if not form.get("From") and not form.get("MessagingServiceSid"):
+            raise Refused(400, p.error_body(400, "A 'From' phone number is required.", 21603))
+        if len(form.get("Body", "")) > 1600:
+            raise Refused(
+                400,
+                p.error_body(
+                    400, "The concatenated message body exceeds the 1600 character limit.", 21617
+                ),
+            )
+        sid = f"SM{next(self._ids):032x}"
+        p.accepted.append({**form, "_id": sid})
+        return (
+            201,
+            {},
+            {
+                "sid": sid,
+                "account_sid": self.twilio_sid,
+                "to": form["To"],
+                "from": form.get("From"),
+                "body": form.get("Body", ""),
+                "status": "queued",
+                "num_segments": "1",
+            },
+        )
+
+    def _audience(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Response:
+        p = self.audiences
+        # Marketing API "Custom Audience users": POST (add) / DELETE (remove)
+        # /{version}/{custom_audience_id}/users with payload {schema, data}; identifiers
+        # SHA-256 hashed after normalisation ("Customer file custom audiences: hashing").
+        if method not in ("POST", "DELETE"):
+            raise Refused(405, p.error_body(405, "method not allowed", 100))
+        self._bearer(p, headers, self.audience_token)
+        audience = path.rstrip("/").split("/")[-2]
+        if audience != self.audience_id:
+            raise Refused(400, p.error_body(400, "(#100) Unsupported post request", 100))
+        body = self._json(p, headers, raw)
+        payload = body.get("payload")
+        invalid = Refused(400, p.error_body(400, "(#100) Invalid payload", 100))
+        if not isinstance(payload, dict):
+            raise invalid
+        schema = payload.get("schema")
+        data = payload.get("data")
+        known = {
+            "EMAIL",
+            "PHONE",
+            "FN",
+            "LN",
+            "CT",
+            "ST",
+            "ZIP",
+            "COUNTRY",
+            "DOBY",
+            "GEN",
+            "EXTERN_ID",
+        }
+        if not isinstance(schema, list) or not schema or not set(schema) <= known:
+            raise invalid
+        if not isinstance(data, list) or not data:
+            raise invalid
+        for row in data:
+            if not isinstance(row, list) or len(row) != len(schema):
+                raise invalid
+            for value in row:
+                if value and (not isinstance(value, str) or not HEX64.fullmatch(value)):
+                    # Raw PII: the fake refuses anything but lowercase SHA-256 hex.
+                    raise Refused(400, p.error_body(400, "(#2650) Data must be hashed", 2650))
+            key = (schema[0], row[0])
+            if method == "POST":
+                self.audience_members.add(key)
+            else:
+                self.audience_members.discard(key)
+        p.accepted.append({"method": method, **payload})
+        return (
+            200,
+            {},
+            {
+                "audience_id": audience,
+                "session_id": str(next(self._ids)),
+                "num_received": len(data),
+                "num_invalid_entries": 0,
+                "invalid_entry_samples": {},
+            },
+        )

@@ -1,0 +1,122 @@
+"""Validation of the journeys section: file/line errors for shape and graph mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leadloop.errors import PlaybookError
+from leadloop.journeys.config import journey_from_definition, parse_journeys
+from leadloop.journeys.model import SendStep, StageTrigger, WaitForStep
+from leadloop.playbook.load import parse_playbook
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _without_journeys(text: str) -> str:
+    """The example playbook minus its `journeys` section (each test adds its own)."""
+    kept: list[str] = []
+    inside = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("journeys:"):
+            inside = True
+            continue
+        if inside and line.strip() and not line.startswith((" ", "#")):
+            inside = False
+        if not inside:
+            kept.append(line)
+    return "".join(kept)
+
+
+BASE = _without_journeys((ROOT / "examples" / "playbook.yaml").read_text(encoding="utf-8"))
+SEED = (ROOT / "examples" / "journeys.yaml").read_text(encoding="utf-8")
+
+
+def load(fragment: str) -> object:
+    return parse_journeys(parse_playbook(BASE + fragment, "pb.yaml", env={}))
+
+
+def error(fragment: str) -> PlaybookError:
+    with pytest.raises(PlaybookError) as caught:
+        load(fragment)
+    return caught.value
+
+
+def test_the_seed_journey_parses() -> None:
+    journeys = load(SEED)
+    journey = journeys.journey("lead_nurture")  # type: ignore[attr-defined]
+    assert journey is not None
+    assert journey.trigger == StageTrigger("lead", ("lead",))
+    assert isinstance(journey.step("wait_click"), WaitForStep)
+    switch = journey.step("switch_channel")
+    assert isinstance(switch, SendStep) and switch.channels == ("whatsapp", "instagram")
+    assert journeys.policy.quiet_hours is not None  # type: ignore[attr-defined]
+    again = journey_from_definition(journey.definition, journey.id, journey.version)
+    assert again.steps == journey.steps and again.version == journey.version
+
+
+FLOW = """
+journeys:
+  templates: {{ email: [a] }}
+  flows:
+    - id: j
+      entry: {{ event: Go }}
+      steps:
+{steps}
+"""
+
+
+def flow(steps: str) -> str:
+    return FLOW.format(steps=steps)
+
+
+def test_dangling_reference_names_file_line_and_field() -> None:
+    err = error(flow("        - { id: s, type: send, channel: email, template: a, next: nowhere }"))
+    assert err.file == "pb.yaml" and err.line is not None
+    assert err.field.endswith("steps[0].next") and "nowhere" in err.message
+
+
+def test_unreachable_step() -> None:
+    err = error(
+        flow(
+            "        - { id: s, type: send, channel: email, template: a }\n"
+            "        - { id: lonely, type: exit }"
+        )
+    )
+    assert "unreachable" in err.message and err.field.endswith("steps[1].id")
+
+
+def test_loop_without_a_wait() -> None:
+    err = error(
+        flow(
+            "        - { id: s, type: send, channel: email, template: a, next: b }\n"
+            "        - id: b\n          type: branch\n          if: [{ trait: x, op: exists }]\n"
+            "          then: s\n          else: s"
+        )
+    )
+    assert "loop without a wait" in err.message
+
+
+def test_a_loop_through_a_wait_is_fine() -> None:
+    load(
+        flow(
+            "        - { id: s, type: send, channel: email, template: a, next: w }\n"
+            "        - { id: w, type: wait, duration: 7d, next: s }"
+        )
+    )
+
+
+def test_unknown_template_unknown_key_and_unknown_stage() -> None:
+    assert (
+        "unknown template 'zz'"
+        in error(flow("        - { id: s, type: send, channel: email, template: zz }")).message
+    )
+    assert (
+        "unknown key"
+        in error(
+            flow("        - { id: s, type: send, channel: email, template: a, bogus: 1 }")
+        ).message
+    )
+    bad_stage = SEED.replace("to: [MQL, SQL, opportunity, customer]", "to: [Hot]")
+    assert "no stage 'Hot'" in error(bad_stage).message

@@ -1,0 +1,122 @@
+"""Pure journey decisions: splits and holdouts are stable, a stale timer changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadloop.journeys import decide
+from leadloop.journeys.model import (
+    EventTrigger,
+    Journey,
+    Membership,
+    Reentry,
+    SendStep,
+    SplitPath,
+    SplitStep,
+    WaitStep,
+)
+from leadloop.log.model import Event
+from leadloop.policy.model import PolicyConfig, Recipient
+from leadloop.scoring.model import EventFilter
+
+T0 = 1_800_000_000.0
+
+
+@dataclass
+class FakeFacts:
+    traits: dict[str, Any] = field(default_factory=lambda: {"email": "a@b.test"})
+
+    def score(self, model: str) -> float | None:
+        return None
+
+    def stage(self, model: str) -> str | None:
+        return None
+
+    def event_count(self, name: str, since: float | None, where: Any) -> int:
+        return 0
+
+    def recipient(self) -> Recipient:
+        return Recipient(self.traits)
+
+
+def journey(holdout: float = 0.0, reentry: Reentry | None = None) -> Journey:
+    return Journey(
+        id="j",
+        version="v1",
+        trigger=EventTrigger(EventFilter(names=("Go",))),
+        steps=(
+            SplitStep("split", (SplitPath("a", 1, "send_a"), SplitPath("b", 3, "wait"))),
+            SendStep("send_a", ("email",), "a"),
+            WaitStep("wait", duration=3600, next=None),
+        ),
+        holdout=holdout,
+        reentry=reentry or Reentry(),
+    )
+
+
+def enter(j: Journey, pid: str, membership: Membership | None = None) -> Any:
+    return decide.enter_journey(
+        j, membership or Membership(), "ws", pid, f"m-{pid}", FakeFacts(), PolicyConfig(), T0
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(pid=st.text(min_size=1, max_size=20))
+def test_entering_is_deterministic(pid: str) -> None:
+    assert enter(journey(0.3), pid) == enter(journey(0.3), pid)
+
+
+def test_split_weights_and_holdout_shares_are_close_to_configured() -> None:
+    j = journey(holdout=0.2)
+    results = [enter(j, f"p{i}")[1] for i in range(4000)]
+    held = sum(1 for a in results if a.instance.holdout)
+    assert 0.17 < held / 4000 < 0.23
+    treated = [a for a in results if not a.instance.holdout]
+    waited = sum(1 for a in treated if a.instance.step == "wait")
+    assert 0.71 < waited / len(treated) < 0.79
+    assert all(not a.effects for a in results if a.instance.holdout)
+
+
+def test_a_stale_timer_changes_nothing_and_reentry_rules_hold() -> None:
+    j = journey()
+    _m, advance = enter(j, "p-wait-0")
+    waiting = next(
+        enter(j, f"p{i}")[1].instance
+        for i in range(100)
+        if enter(j, f"p{i}")[1].instance.step == "wait"
+    )
+    assert (
+        decide.on_timer(waiting, j, waiting.token - 1, FakeFacts(), PolicyConfig(), T0 + 3600)
+        is None
+    )
+    done = decide.on_timer(waiting, j, waiting.token, FakeFacts(), PolicyConfig(), T0 + 3600)
+    assert done is not None and done.instance.status == "completed"
+    assert decide.may_enter(j, Membership(entries=1), T0) == "re-entry: once"
+    every = journey(reentry=Reentry("every", 86400))
+    assert decide.may_enter(every, Membership(entries=1, last_entered_at=T0), T0 + 3600) is not None
+    assert decide.may_enter(every, Membership(entries=1, last_entered_at=T0), T0 + 86400) is None
+    assert advance is not None
+
+
+def test_engagement_is_recorded_with_implied_steps() -> None:
+    j = journey()
+    instance = next(
+        a.instance for a in (enter(j, f"q{i}")[1] for i in range(100)) if a.instance.messages
+    )
+    mid = next(iter(instance.messages.values()))
+    event = Event(
+        seq=1,
+        workspace_id="ws",
+        message_id="x",
+        type="track",
+        event="Email Link Clicked",
+        timestamp=T0,
+        received_at=T0,
+        body={"properties": {"message_id": mid}},
+    )
+    updated = decide.record_engagement(instance, event)
+    assert updated.engagement[mid] == ["delivered", "opened", "clicked"]

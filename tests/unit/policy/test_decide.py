@@ -1,0 +1,118 @@
+"""The contact policy's pure decisions, with property tests where they fit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadloop.policy.decide import decide_send, next_local_time, quiet_until
+from leadloop.policy.model import (
+    Cap,
+    Defer,
+    PolicyConfig,
+    QuietHours,
+    Recipient,
+    Send,
+    SendRequest,
+    SentRecord,
+    Suppress,
+    Suppression,
+)
+
+T0 = datetime(2027, 1, 15, 12, 0, tzinfo=UTC).timestamp()  # noon UTC, a Friday
+DAY = 86400.0
+EMAIL = {"email": "a@b.test"}
+
+
+def test_quiet_hours_defer_to_the_local_morning() -> None:
+    config = PolicyConfig(quiet_hours=QuietHours(21 * 60, 8 * 60))
+    # Noon UTC is 04:00 in Los Angeles: deferred to 08:00 there (16:00 UTC).
+    verdict = decide_send(
+        SendRequest(("email",)), Recipient({**EMAIL, "timezone": "America/Los_Angeles"}), config, T0
+    )
+    assert isinstance(verdict, Defer) and verdict.until == T0 + 4 * 3600
+    assert "quiet hours" in verdict.reason
+    # Transactional messages are exempt.
+    assert isinstance(
+        decide_send(
+            SendRequest(("email",), True),
+            Recipient({**EMAIL, "timezone": "America/Los_Angeles"}),
+            config,
+            T0,
+        ),
+        Send,
+    )
+
+
+def test_a_capped_channel_reroutes_and_a_cross_channel_cap_defers() -> None:
+    sent = (SentRecord(T0 - 3600, "whatsapp"),)
+    traits = {**EMAIL, "phone": "+1415", "whatsapp_opt_in": True}
+    per_channel = PolicyConfig(
+        caps=(Cap(1, DAY, ("whatsapp",)),), fallback={"whatsapp": ("email",)}
+    )
+    verdict = decide_send(SendRequest(("whatsapp",)), Recipient(traits, sent=sent), per_channel, T0)
+    assert isinstance(verdict, Send) and verdict.channel == "email" and verdict.rerouted
+    across = PolicyConfig(caps=(Cap(1, DAY),), fallback={"whatsapp": ("email",)})
+    verdict = decide_send(SendRequest(("whatsapp",)), Recipient(traits, sent=sent), across, T0)
+    assert isinstance(verdict, Defer) and verdict.until == T0 - 3600 + DAY
+
+
+def test_consent_and_suppression() -> None:
+    config = PolicyConfig()
+    no_opt_in = decide_send(SendRequest(("whatsapp",)), Recipient({"phone": "+1"}), config, T0)
+    assert isinstance(no_opt_in, Suppress) and "no consent" in no_opt_in.reason
+    bounced = Recipient(EMAIL, suppressions=(Suppression("email", "bounced"),))
+    assert isinstance(decide_send(SendRequest(("email",), True), bounced, config, T0), Suppress)
+    unsubscribed = Recipient({**EMAIL, "unsubscribed": True})
+    assert isinstance(decide_send(SendRequest(("email",)), unsubscribed, config, T0), Suppress)
+    assert isinstance(decide_send(SendRequest(("email",), True), unsubscribed, config, T0), Send)
+    assert isinstance(
+        decide_send(SendRequest(("email",)), Recipient(EMAIL), PolicyConfig(channels=("sms",)), T0),
+        Suppress,
+    )
+
+
+def test_next_local_time_crosses_dst() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    before = datetime(2027, 3, 27, 12, 0, tzinfo=paris).timestamp()  # the day before DST starts
+    due = next_local_time(before, paris, 9 * 60)
+    assert datetime.fromtimestamp(due, paris).hour == 9
+    assert datetime.fromtimestamp(due, paris).day == 28
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sends=st.lists(st.floats(min_value=0, max_value=20 * DAY), max_size=12),
+    at=st.floats(min_value=0, max_value=20 * DAY),
+    most=st.integers(min_value=1, max_value=4),
+    per_days=st.integers(min_value=1, max_value=7),
+    start=st.integers(min_value=0, max_value=23 * 60),
+    length=st.integers(min_value=0, max_value=12 * 60),
+    tz=st.sampled_from(["UTC", "Europe/Paris", "America/Los_Angeles", "Asia/Kolkata", "Nope/Zone"]),
+)
+def test_a_send_is_never_dropped_and_a_deferral_lands_on_an_allowed_moment(
+    sends: list[float], at: float, most: int, per_days: int, start: int, length: int, tz: str
+) -> None:
+    base = T0
+    cap = Cap(most, per_days * DAY)
+    quiet = QuietHours(start, (start + length) % (24 * 60))
+    config = PolicyConfig(caps=(cap,), quiet_hours=quiet)
+    history = tuple(SentRecord(base + s, "email") for s in sorted(sends) if s <= at)
+    recipient = Recipient({**EMAIL, "timezone": tz}, sent=history)
+    now = base + at
+    verdict = decide_send(SendRequest(("email",)), recipient, config, now)
+    assert not isinstance(verdict, Suppress)  # an eligible channel is never dropped
+    if isinstance(verdict, Defer):
+        assert verdict.until > now
+        # At the deferral's end the cap has room and it is not quiet: the send goes.
+        again = decide_send(SendRequest(("email",)), recipient, config, verdict.until)
+        if not isinstance(again, Send):
+            assert isinstance(again, Defer) and again.until > verdict.until
+    else:
+        zone = ZoneInfo(tz) if tz != "Nope/Zone" else ZoneInfo("UTC")
+        assert quiet_until(quiet, "email", zone, now) is None
+        window = [s for s in history if now - cap.per < s.at <= now]
+        assert len(window) < cap.max
