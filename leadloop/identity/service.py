@@ -217,7 +217,8 @@ class IdentityBatch:
         self.profiles[key] = profile
         if changed:
             self.dirty_profiles.add(key)
-        self.event_profiles.append((profile.id, event.seq))
+        if event.profile_id != profile.id:
+            self.event_profiles.append((profile.id, event.seq))
         if event.type == "group" and event.group_id:
             self._group(event, profile)
 

@@ -82,8 +82,9 @@ class Batch:
 
     def flush(self, conn: Conn) -> None:
         conn.executemany(
-            "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body) "
-            "VALUES (?, ?, 'internal', ?, ?, ?, ?) ON CONFLICT (workspace_id, message_id) DO NOTHING",
+            "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body, "
+            "profile_id) VALUES (?, ?, 'internal', ?, ?, ?, ?, ?) "
+            "ON CONFLICT (workspace_id, message_id) DO NOTHING",
             [
                 (
                     e.workspace_id,
@@ -99,6 +100,7 @@ class Batch:
                             "properties": e.properties,
                         }
                     ).decode(),
+                    e.profile_id,
                 )
                 for e in self.emits
             ],

@@ -28,6 +28,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     received_at: float
     body: dict[str, Any] = msgspec.field(default_factory=dict)
     """The whole message as received (after null-stripping of optional ids)."""
+    profile_id: str | None = None
+    """The profile the log row is attributed to, when read from the log: set by the processor,
+    or at insert time for the engine's own events (which name their profile)."""
 
     @property
     def properties(self) -> dict[str, Any]:

@@ -36,6 +36,10 @@ def reset_derived_state(conn: Conn) -> int:
     """Clear derived state and rewind the processor; returns the events to replay."""
     for table in DERIVED:
         conn.execute(f"DELETE FROM {table}")  # table names are constants above
-    conn.execute("UPDATE events SET profile_id = NULL WHERE profile_id IS NOT NULL")
+    # The engine's own events keep the profile they name (ids are derived from the log, so the
+    # rebuilt profile has the same id); the people's events are attributed again.
+    conn.execute(
+        "UPDATE events SET profile_id = NULL WHERE profile_id IS NOT NULL AND type != 'internal'"
+    )
     conn.execute("DELETE FROM cursors WHERE name = ?", (CURSOR,))
     return int(conn.execute("SELECT COUNT(*) FROM events")[0][0])

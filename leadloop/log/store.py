@@ -20,7 +20,7 @@ _decoder = msgspec.json.Decoder(dict[str, Any])
 
 _COLUMNS = (
     "seq, workspace_id, message_id, type, event, user_id, anonymous_id, group_id, "
-    "previous_id, ts, received_at, body"
+    "previous_id, ts, received_at, body, profile_id"
 )
 _READ_SQLITE = f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 _READ_POSTGRES = (
@@ -44,6 +44,7 @@ def event_from_row(row: tuple[Any, ...]) -> Event:
         timestamp=float(row[9]),
         received_at=float(row[10]),
         body=_decoder.decode(row[11]),
+        profile_id=row[12] if len(row) > 12 else None,
     )
 
 
@@ -74,7 +75,7 @@ def read_after(conn: Conn, position: str, limit: int) -> tuple[list[Event], str]
     if not rows:
         return [], position
     last = rows[-1]
-    return [event_from_row(r[:12]) for r in rows], f"{last[12]}:{last[0]}"
+    return [event_from_row(r[:13]) for r in rows], f"{last[13]}:{last[0]}"
 
 
 def log_length(conn: Conn) -> int:

@@ -47,11 +47,13 @@ def fire_due(conn: Conn, now: float, limit: int = 5000) -> int:
                 float(due_at),
                 now,
                 _encoder.encode(body).decode(),
+                profile_id,
             )
         )
     conn.executemany(
-        "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body) "
-        "VALUES (?, ?, 'internal', ?, ?, ?, ?) ON CONFLICT (workspace_id, message_id) DO NOTHING",
+        "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body, "
+        "profile_id) VALUES (?, ?, 'internal', ?, ?, ?, ?, ?) "
+        "ON CONFLICT (workspace_id, message_id) DO NOTHING",
         events,
     )
     conn.executemany("DELETE FROM timers WHERE id = ?", [(r[0],) for r in rows])

@@ -241,6 +241,11 @@ def _deduct(state: ScoreState, amount: float, at: float) -> ScoreState:
     return replace(state, steady=steady, fading=tuple(buckets))
 
 
+def decay_due_at(state: ScoreState, model: ScoringModel, at: float) -> float | None:
+    """When the next step deduction falls due for this state (None: none can)."""
+    return _decay_due_at(state, model, at)
+
+
 def _decay_due_at(state: ScoreState, model: ScoringModel, at: float) -> float | None:
     step = model.decay.step
     if step is None or state.last_activity is None:

@@ -142,6 +142,8 @@ class _Cache:
         self.states: dict[tuple[str, str, str], ScoreState] = {}
         self.ledger: list[tuple[Any, ...]] = []
         self.loaded: dict[tuple[str, str, str], ScoreState] = {}
+        self.timer_due: dict[tuple[str, str, str], float | None] = {}
+        """Due time of the decay timer known to exist per (workspace, profile, model), or None."""
         self.known: set[tuple[str, str]] = set()
         """Profiles whose stored states are all in `loaded` (prefetched in bulk)."""
 
@@ -156,6 +158,14 @@ class _Cache:
                 key,
             )
             state = _state_decoder.decode(rows[0][0]) if rows else initial_state(model)
+            if rows:
+                self.loaded[key] = state
+        if key not in self.timer_due:
+            stored = self.loaded.get(key)
+            # Invariant: a stored state whose decay is due at D has a timer at or before D.
+            self.timer_due[key] = (
+                decide.decay_due_at(stored, model, stored.as_of or 0.0) if stored else None
+            )
         return state
 
     def apply(
@@ -234,13 +244,22 @@ class _Cache:
                         not_before=batch.now,
                     )
                 )
+        # Timers are moved lazily: activity only ever postpones decay, so a timer already set
+        # for an earlier instant stays; when it fires and finds nothing due, the decision
+        # sets the next one. That saves a timer write per event, at the cost of at most one
+        # extra wake-up per profile per decay window.
+        cache_key = (ws, pid, model.id)
         key = timer_key(model.id, pid)
-        if decision.decay_due_at is None:
-            batch.cancel(ws, key)
-        else:
-            batch.schedule(
-                Timer(ws, key, pid, decision.decay_due_at, DECAY_EVENT, {"model": model.id})
-            )
+        fired = event.type == "internal" and event.event == DECAY_EVENT
+        existing = None if fired else self.timer_due.get(cache_key)
+        due = decision.decay_due_at
+        if due is None:
+            if existing is not None or fired:
+                batch.cancel(ws, key)
+            self.timer_due[cache_key] = None
+        elif existing is None or due < existing:
+            batch.schedule(Timer(ws, key, pid, due, DECAY_EVENT, {"model": model.id}))
+            self.timer_due[cache_key] = due
 
     def _reasons(self, batch: Batch, ws: str, pid: str, model: str) -> list[dict[str, Any]]:
         """Every ledger line behind the current score: stored ones and this batch's."""

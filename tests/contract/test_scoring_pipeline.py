@@ -95,3 +95,18 @@ def test_merged_history_is_scored_on_the_survivor(scoring_harness: Harness) -> N
     )
     h.settle()
     assert score(h, "u-9")["engagement"] == 10
+
+
+def test_activity_postpones_decay_to_the_exact_instant(scoring_harness: Harness) -> None:
+    h = scoring_harness
+    seed_lead(h)
+    h.advance(10 * DAY)
+    h.send({"type": "page", "userId": "vp-1", "properties": {"path": "/docs"}})
+    h.settle()
+    last = h.sql("SELECT MAX(ts) FROM events WHERE type != 'internal'")[0][0]
+    h.advance(20 * DAY + 60)  # the first window would have ended here: nothing is due yet
+    assert score(h)["score"] == 52
+    h.advance(10 * DAY)
+    assert score(h)["score"] == 32
+    at = h.sql("SELECT at FROM score_ledger WHERE kind = 'decay'")
+    assert at == [(last + 30 * DAY,)]
