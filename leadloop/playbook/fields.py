@@ -7,7 +7,7 @@ else, and `docs/playbook.md` must document every key listed here (a test checks 
 from __future__ import annotations
 
 import re
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from leadloop.errors import PlaybookError
 from leadloop.playbook.nodes import Map, Node, Scalar, Seq, join
@@ -73,14 +73,18 @@ def items(node: Node, path: str) -> list[tuple[Node, str]]:
 
 
 class Fields:
-    """One mapping of a known section, checked for unknown and missing keys on construction."""
+    """One mapping of a known section, checked for unknown and missing keys on construction.
+
+    A stage that owns a playbook section subclasses this with its own `schema`."""
+
+    schema: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]] = SCHEMA
 
     def __init__(self, node: Node, path: str, section: str) -> None:
         if not isinstance(node, Map):
             fail(node, path, f"expected a mapping, got {type_name(node)}")
         self.map = node
         self.path = path
-        required, optional = SCHEMA[section]
+        required, optional = self.schema[section]
         allowed = required | optional
         for key, mark in node.key_marks.items():
             if key not in allowed:
