@@ -135,11 +135,21 @@ def list_items(
 
 
 def redrive(
-    conn: Conn, workspace: str, now: float, *, item_id: int | None = None, kind: str | None = None
+    conn: Conn,
+    workspace: str,
+    now: float,
+    *,
+    item_id: int | None = None,
+    kind: str | None = None,
+    destination: str | None = None,
 ) -> int:
-    """Dead letters back to pending, with a fresh attempt budget; returns how many."""
+    """Dead letters back to pending, with a fresh attempt budget; returns how many. Their
+    idempotency keys are unchanged, so a receiver that did take one drops the re-send."""
     clauses = ["workspace_id = ?", "status = 'dead'"]
     params: list[Any] = [workspace]
+    if destination is not None:
+        clauses.append("destination = ?")
+        params.append(destination)
     if item_id is not None:
         clauses.append("id = ?")
         params.append(item_id)
