@@ -13,7 +13,9 @@ No auth on the public routes: every request proves itself.
   `POST /hooks/twilio` (`X-Twilio-Signature`), `POST /hooks/email/{provider}` (Standard
   Webhooks; JSON notices, or a raw DSN / ARF mail as `message/rfc822`): a bad signature gets
   401 and changes nothing.
-* `GET /api/v1/profiles/{id}/messages`: bearer admin token, like the rest of `/api/v1`.
+* `GET /api/v1/profiles/{id}/messages`: bearer admin token, like the rest of `/api/v1`; the
+  channel records merged with the sends the journeys' policy deferred or suppressed
+  (`channels.records.messages_page`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from leadloop.channels import receipts as receipt_parsing
 from leadloop.channels import service
 from leadloop.channels.dsn import parse_dsn
-from leadloop.channels.records import for_profile
+from leadloop.channels.records import messages_page
 from leadloop.channels.tracking import verify
 from leadloop.identity import queries
 from leadloop.outbox.signing import verify_webhook
@@ -258,7 +260,7 @@ def channels_router(engine: Engine) -> APIRouter:
             pid = queries.canonical_id(c, ws, profile_id)
             if pid is None:
                 return None
-            items = for_profile(c, ws, pid, after, limit)
+            items = messages_page(c, ws, pid, after, limit)
             nxt = items[-1]["created_at"] if len(items) == limit else None
             return {"profile_id": pid, "messages": items, "next_after": nxt}
 

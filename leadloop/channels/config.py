@@ -10,8 +10,9 @@
         api_base: ${LEADLOOP_WHATSAPP_API_BASE:-}            # default https://graph.facebook.com
         token: ${LEADLOOP_WHATSAPP_TOKEN:-}
         phone_number_id: ${LEADLOOP_WHATSAPP_PHONE_NUMBER_ID:-}
-      instagram: {api_base: …, token: …, account_id: me}
-      sms: {api_base: …, account_sid: …, auth_token: …, from: …}
+        rate_limit: 80                          # messages/s per phone number (0: none)
+      instagram: {api_base: …, token: …, account_id: me, message_tag: HUMAN_AGENT}
+      sms: {api_base: …, account_sid: …, auth_token: …, from: …, rate_limit: 1}
       meta: {app_secret: ${LEADLOOP_META_APP_SECRET:-}, verify_token: …}
       audiences:
         - {id: hot-leads, type: meta, audience_id: "…", token: …}
@@ -77,15 +78,17 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "channels.whatsapp": (
         frozenset(),
-        frozenset({"api_base", "api_version", "token", "phone_number_id"}),
+        frozenset({"api_base", "api_version", "token", "phone_number_id", "rate_limit"}),
     ),
     "channels.instagram": (
         frozenset(),
-        frozenset({"api_base", "api_version", "token", "account_id"}),
+        frozenset({"api_base", "api_version", "token", "account_id", "message_tag", "rate_limit"}),
     ),
     "channels.sms": (
         frozenset(),
-        frozenset({"api_base", "account_sid", "auth_token", "from", "status_callback"}),
+        frozenset(
+            {"api_base", "account_sid", "auth_token", "from", "status_callback", "rate_limit"}
+        ),
     ),
     "channels.meta": (frozenset(), frozenset({"app_secret", "verify_token"})),
     "channels.audiences[]": (
@@ -114,6 +117,19 @@ INSTAGRAM_API = "https://graph.instagram.com"
 TWILIO_API = "https://api.twilio.com"
 DATA_MANAGER_API = "https://datamanager.googleapis.com"
 GRAPH_VERSION = "v21.0"
+WHATSAPP_RATE = 80.0
+"""Messages per second per business phone number: the Cloud API's default throughput
+(WhatsApp Cloud API "Throughput": 80 messages per second, upgradable to 1,000)."""
+INSTAGRAM_RATE = 100.0
+"""Send API calls per second per Instagram professional account (Instagram Platform "Send API",
+rate limits: 100 calls/s for text, links, reactions and stickers; 10/s for audio or video)."""
+SMS_RATE = 1.0
+"""Messages per second per sender: a US/Canada 10DLC or long-code number sends 1 segment per
+second (Twilio "Understanding Twilio rate limits and message queues"); raise it for toll-free
+(3/s), short codes (100/s) or a messaging service."""
+INSTAGRAM_TAGS = frozenset({"HUMAN_AGENT"})
+"""Message tags Instagram messaging accepts (Instagram Platform "Send API", "Human Agent": a
+human reply within 7 days of the person's last message)."""
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "file"})
 AUDIENCE_TYPES = frozenset({"meta", "google"})
 
@@ -134,6 +150,8 @@ class WhatsAppSettings:
     api_version: str = GRAPH_VERSION
     token: str = field(default="", repr=False)
     phone_number_id: str = ""
+    rate_limit: float = WHATSAPP_RATE
+    """Messages per second per phone number id (0: no limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +160,10 @@ class InstagramSettings:
     api_version: str = GRAPH_VERSION
     token: str = field(default="", repr=False)
     account_id: str = "me"
+    message_tag: str = ""
+    """`HUMAN_AGENT`: sends outside the 24-hour window (within 7 days) carry this tag; empty:
+    outside the window a message is refused with the reason."""
+    rate_limit: float = INSTAGRAM_RATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +173,8 @@ class SmsSettings:
     auth_token: str = field(default="", repr=False)
     sender: str = ""
     status_callback: bool = True
+    rate_limit: float = SMS_RATE
+    """Messages per second per `from` number (0: no limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +294,21 @@ class _Fields(Fields):
             self.fail(key, f"expected a string, got {type_name(self.get(key) or self.map)}")
         return str(value).strip()
 
+    def rate(self, key: str, default: float) -> float:
+        """Messages per second: a number, or a numeric string (from `${VAR:-}`); 0 = no limit."""
+        value = self.value(key)
+        if value is None or value == "":
+            return default
+        try:
+            rate = float(value) if not isinstance(value, bool) else -1.0
+        except (TypeError, ValueError):
+            rate = -1.0
+        if rate < 0 or rate != rate or rate == float("inf"):
+            self.fail(
+                key, f"expected messages per second (a number, 0 for no limit), got {value!r}"
+            )
+        return rate
+
     def url(self, key: str, default: str = "") -> str:
         value = self.setting(key, default).rstrip("/")
         if value and urlsplit(value).scheme not in ("http", "https"):
@@ -383,6 +422,7 @@ def parse_channels(node: Node | None) -> ChannelsConfig:
             api_version=wa_fields.setting("api_version", GRAPH_VERSION),
             token=wa_fields.setting("token"),
             phone_number_id=wa_fields.setting("phone_number_id"),
+            rate_limit=wa_fields.rate("rate_limit", WHATSAPP_RATE),
         )
     missing = [
         k
@@ -400,7 +440,11 @@ def parse_channels(node: Node | None) -> ChannelsConfig:
             api_version=ig_fields.setting("api_version", GRAPH_VERSION),
             token=ig_fields.setting("token"),
             account_id=ig_fields.setting("account_id", "me"),
+            message_tag=ig_fields.setting("message_tag"),
+            rate_limit=ig_fields.rate("rate_limit", INSTAGRAM_RATE),
         )
+        if instagram.message_tag and instagram.message_tag not in INSTAGRAM_TAGS:
+            ig_fields.fail("message_tag", f"expected one of: {', '.join(sorted(INSTAGRAM_TAGS))}")
     if not instagram.token:
         off("instagram", ig_fields, ["token"])
 
@@ -413,6 +457,7 @@ def parse_channels(node: Node | None) -> ChannelsConfig:
             auth_token=sms_fields.setting("auth_token"),
             sender=sms_fields.setting("from"),
             status_callback=sms_fields.boolean("status_callback", True),
+            rate_limit=sms_fields.rate("rate_limit", SMS_RATE),
         )
     missing = [
         k

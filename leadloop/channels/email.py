@@ -10,7 +10,9 @@ same id, and DSN bounces (which quote the original headers) find the message aga
 
 Transport: `LEADLOOP_SMTP_URL` is `smtp://user:pass@host:587` (STARTTLS when the server offers it;
 `?starttls=require` refuses to send in clear, `?starttls=off` never upgrades) or
-`smtps://user:pass@host:465` (TLS from the first byte). Connections are opened once and reused
+`smtps://user:pass@host:465` (TLS from the first byte). Certificates are verified against the
+system's CAs, or, with `?ca_file=/path/ca.pem`, against that bundle only (a private or test CA:
+the system's CAs are then not trusted for this server). Connections are opened once and reused
 across messages by a small pool on one background event loop, the only asyncio code of the
 channel senders: the dispatcher calls senders from worker threads (docs/decisions/0001).
 """
@@ -22,6 +24,7 @@ import binascii
 import hashlib
 import html
 import re
+import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -206,6 +209,15 @@ class SmtpTarget:
     """None: when the server offers it; True: required; False: never."""
     validate_certs: bool = True
     timeout: float = 30.0
+    ca_file: str = ""
+    """A PEM bundle: the only CAs trusted for this server (`?ca_file=`)."""
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client context when `ca_file` is set: that bundle only, certificate and hostname
+        always checked (`verify=false` does not apply to it). None: aiosmtplib's default."""
+        if not self.ca_file:
+            return None
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
 
 
 def parse_smtp_url(url: str) -> SmtpTarget:
@@ -226,6 +238,7 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         starttls=False if implicit else starttls,
         validate_certs=query.get("verify", "true").lower() not in ("false", "0", "no"),
         timeout=float(query.get("timeout", "30")),
+        ca_file=query.get("ca_file", ""),
     )
 
 
@@ -234,6 +247,7 @@ class SmtpTransport:
 
     def __init__(self, url: str, *, connections: int = 4) -> None:
         self.target = parse_smtp_url(url)
+        self._tls = self.target.tls_context()
         self._size = connections
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -285,8 +299,13 @@ class SmtpTransport:
             start_tls=t.starttls,
             validate_certs=t.validate_certs,
             timeout=t.timeout,
+            tls_context=self._tls,
         )
-        await client.connect()
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()  # a failed handshake must not leave the socket open
+            raise
         self.connects += 1
         return client
 

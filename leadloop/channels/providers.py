@@ -6,7 +6,8 @@
 * Meta's throttling errors arrive as HTTP 400 with a code (Graph API "Error codes" and WhatsApp
   Cloud API "Error codes": 4, 17, 32, 613, 80007, 130429, 131048, 131056): try later too.
 * Any other 4xx: failed for good, with the provider's own reason (`error.message` and code for
-  Graph, `message` and `code` for Twilio), never retried: the same request stays refused.
+  Graph, `message` and `code` for Twilio, `status`, `ErrorInfo.reason` and `message` for
+  Google), never retried: the same request stays refused.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def provider_reason(body: Any, status: int) -> str:
     """The provider's explanation, as it wrote it."""
     if isinstance(body, dict):
         error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("status"), str):
+            return _google_reason(error, status)
         if isinstance(error, dict):  # Graph API
             code = error.get("code")
             sub = error.get("error_subcode")
@@ -51,6 +54,26 @@ def provider_reason(body: Any, status: int) -> str:
         if isinstance(body.get("message"), str):  # Google
             return f"HTTP {status}: {body['message']}"
     return f"HTTP {status}"
+
+
+def _google_reason(error: dict[str, Any], status: int) -> str:
+    """Google APIs' `google.rpc.Status` envelope (Data Manager "Errors"): the canonical status,
+    the `ErrorInfo.reason` (Data Manager `ErrorReason`, e.g. `INVALID_USER_LIST_ID`), the message
+    and the `BadRequest` field violations."""
+    reasons: list[str] = []
+    fields: list[str] = []
+    for detail in error.get("details") or []:
+        if not isinstance(detail, dict):
+            continue
+        if isinstance(detail.get("reason"), str):
+            reasons.append(detail["reason"])
+        for violation in detail.get("fieldViolations") or []:
+            if isinstance(violation, dict) and violation.get("field"):
+                described = violation.get("description") or violation.get("reason") or ""
+                fields.append(f"{violation['field']}: {described}".rstrip(": "))
+    label = " ".join([str(error["status"]), *dict.fromkeys(reasons)])
+    text = f"HTTP {status}: ({label}) {error.get('message') or ''}".rstrip()
+    return text + (f" [{'; '.join(fields)}]" if fields else "")
 
 
 def _meta_code(body: Any) -> int | None:

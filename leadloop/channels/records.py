@@ -13,6 +13,9 @@ Every send has one `message_records` row holding its current state and one
 kept in the history but does not lower the current state).
 
 Functions take a connection and run inside the caller's transaction (the writer's job).
+
+Sends the journeys' policy deferred or suppressed never reach the sender: the journeys stage
+writes them to its `sends` table, and `messages_page` merges them into the list on read.
 """
 
 from __future__ import annotations
@@ -269,6 +272,102 @@ def for_profile(
             }
         )
     return out
+
+
+# --- the journeys' policy decisions, merged on read --------------------------------------------
+
+POLICY_OUTCOMES = frozenset({"deferred", "suppressed"})
+"""`sends.outcome` values written by the journeys stage when the policy held a send back."""
+_SENDS_COLUMNS = (
+    "message_id, journey_id, step, requested_channel, channel, template, at, outcome, reason, until"
+)
+
+
+def policy_rows(
+    conn: Conn, workspace: str, profile_id: str, record_ids: list[str], after: float, limit: int
+) -> list[tuple[Any, ...]]:
+    """The journeys' `sends` rows to show: those of the records on the page (their deferrals
+    before they were queued), and those of the first `limit` messages that have no record (the
+    policy deferred or suppressed them, or the sender has not run yet), by first decision."""
+    orphans = conn.execute(
+        "SELECT message_id, MIN(at) FROM sends WHERE workspace_id = ? AND profile_id = ? "
+        "AND NOT EXISTS (SELECT 1 FROM message_records m WHERE m.workspace_id = sends.workspace_id "
+        "AND m.message_id = sends.message_id) GROUP BY message_id HAVING MIN(at) > ? "
+        "ORDER BY MIN(at), message_id LIMIT ?",
+        (workspace, profile_id, after, limit),
+    )
+    ids = [*record_ids, *(str(r[0]) for r in orphans)]
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows.extend(
+            tuple(r)
+            for r in conn.execute(
+                f"SELECT {_SENDS_COLUMNS} FROM sends WHERE workspace_id = ? AND message_id IN "
+                f"({', '.join('?' * len(chunk))}) ORDER BY at, id",
+                (workspace, *chunk),
+            )
+        )
+    return rows
+
+
+def merge_policy(
+    items: list[dict[str, Any]], sends: list[tuple[Any, ...]], limit: int
+) -> list[dict[str, Any]]:
+    """Pure: the channel records with the journeys' policy decisions folded in.
+
+    A record gets its `deferred`/`suppressed` decisions in its history (in time order); a send
+    with no record becomes an item of its own, whose status is the last decision (`deferred`,
+    with `until`; `suppressed`; or `queued` when the sender has not picked it up yet) and whose
+    reason is that decision's. Sorted by `created_at` (a send without a record: its first
+    decision), then message id; the first `limit`."""
+    by_id: dict[str, list[tuple[Any, ...]]] = {}
+    for row in sends:
+        by_id.setdefault(str(row[0]), []).append(row)
+    out: list[dict[str, Any]] = []
+    for item in items:
+        decisions = [r for r in by_id.pop(item["message_id"], []) if r[7] in POLICY_OUTCOMES]
+        extra = [{"status": r[7], "reason": str(r[8]), "at": float(r[6])} for r in decisions]
+        history = sorted([*extra, *item["history"]], key=lambda h: float(h["at"]))
+        out.append({**item, "until": None, "history": history})
+    for message_id, rows in by_id.items():
+        last = rows[-1]
+        status = str(last[7]) if last[7] in POLICY_OUTCOMES else "queued"
+        out.append(
+            {
+                "message_id": message_id,
+                "channel": last[4] or last[3],
+                "template": last[5],
+                "journey": last[1],
+                "step": last[2],
+                "status": status,
+                "reason": str(last[8]) or "queued for sending",
+                "provider_id": None,
+                "sent_at": None,
+                "created_at": float(rows[0][6]),
+                "updated_at": float(last[6]),
+                "until": None if last[9] is None or status != "deferred" else float(last[9]),
+                "history": [
+                    {
+                        "status": str(r[7]) if r[7] in POLICY_OUTCOMES else "queued",
+                        "reason": str(r[8]) or "queued for sending",
+                        "at": float(r[6]),
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    out.sort(key=lambda m: (m["created_at"], m["message_id"]))
+    return out[:limit]
+
+
+def messages_page(
+    conn: Conn, workspace: str, profile_id: str, after: float, limit: int
+) -> list[dict[str, Any]]:
+    """`GET /api/v1/profiles/{id}/messages`: the channel records and the policy's decisions."""
+    items = for_profile(conn, workspace, profile_id, after, limit)
+    sends = policy_rows(conn, workspace, profile_id, [m["message_id"] for m in items], after, limit)
+    return merge_policy(items, sends, limit)
 
 
 # --- suppression list ---------------------------------------------------------------------------

@@ -13,9 +13,13 @@ sms, audience), the `template` (or the `audience` and its `action`), a stable `m
 5. one write: each record's transition (`sent` with the provider's id, `failed` with the
    provider's reason, or a retry noted), and `Message Failed` events.
 
+Before a WhatsApp, Instagram or SMS request goes, the sender takes a token from the bucket of
+its (workspace, channel, sender) (`channels.ratelimit`); without one the row goes back as
+`pending`, due when its reserved token frees: nothing sleeps.
+
 Outbox outcomes: `delivered` (handed to the provider), `pending` (429/5xx/network: retried with
-backoff, Retry-After as a floor), `dead` (refused for good, with the reason), `skipped`
-(suppressed, channel disabled, no address: final, never re-driven).
+backoff, Retry-After as a floor; or waiting for a rate-limit token), `dead` (refused for good,
+with the reason), `skipped` (suppressed, channel disabled, no address: final, never re-driven).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from leadloop.channels import audiences, instagram, records, sms, whatsapp
 from leadloop.channels import email as email_channel
 from leadloop.channels.config import ChannelsConfig
 from leadloop.channels.model import Failed, SendResult, Sent, TryLater
+from leadloop.channels.ratelimit import Limiter
 from leadloop.channels.records import Conn, MessageRecord
 from leadloop.channels.service import ChannelServices, services
 from leadloop.channels.tracking import Kind, Token, is_trackable_url, sign
@@ -77,6 +82,8 @@ class _Row:
     """(record status, reason) when the row ends before any send."""
     request: Callable[[], SendResult] | None = None
     email: Any = None
+    throttled: tuple[float, str] | None = None
+    """(when its rate-limit token frees, why): the row waits, nothing is sent now."""
 
 
 def _text(value: Any) -> str | None:
@@ -97,6 +104,7 @@ class MessageSender:
         self.engine = channel_services.engine
         self._policy = policy or RetryPolicy()
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-msg")
+        self.limiter = Limiter()
 
     @classmethod
     def for_engine(cls, engine: Engine) -> MessageSender:
@@ -303,6 +311,14 @@ class MessageSender:
         if spec is None:
             row.final = ("failed", f"no {row.channel} template {row.template!r}")
             return
+        tag: str | None = None
+        if row.channel == "instagram":
+            refusal, tag = instagram.window_refusal(
+                row.last_inbound, now, config.instagram.message_tag
+            )
+            if refusal:
+                row.final = ("failed", refusal)
+                return
         context = self._context(row, config, "")
         text = ""
         if spec.text:
@@ -344,9 +360,10 @@ class MessageSender:
                 )
                 return
             row.request = lambda: whatsapp.send(http, settings, body, now)
+            self._throttle(row, settings.phone_number_id, settings.rate_limit, now)
         elif row.channel == "instagram":
             ig = config.instagram
-            parts = instagram.payloads(address, text, spec.media, link)
+            parts = instagram.payloads(address, text, spec.media, link, tag)
 
             def send_parts() -> SendResult:
                 result: SendResult = Failed("nothing to send")
@@ -357,6 +374,7 @@ class MessageSender:
                 return result
 
             row.request = send_parts
+            self._throttle(row, ig.account_id, ig.rate_limit, now, len(parts))
         else:
             settings_sms = config.sms
             callback = (
@@ -366,6 +384,19 @@ class MessageSender:
             )
             fields = sms.form(settings_sms, address, text, link, callback)
             row.request = lambda: sms.send(http, settings_sms, fields, now)
+            self._throttle(row, settings_sms.sender, settings_sms.rate_limit, now)
+
+    def _throttle(self, row: _Row, sender: str, rate: float, now: float, count: int = 1) -> None:
+        """Take the send's token(s), or hold the row until they free."""
+        key = (row.workspace, row.channel, sender)
+        due = self.limiter.acquire(key, rate, f"{row.workspace}\x00{row.message_id}", now, count)
+        if due is not None:
+            row.request = None
+            row.throttled = (
+                due,
+                f"rate limit: {row.channel} sender {sender} allows {rate:g} messages/s; "
+                f"next token in {due - now:.3f}s",
+            )
 
     def _prepare_audience(self, row: _Row, config: ChannelsConfig, now: float) -> None:
         audience_id = _text(row.payload.get("audience")) or ""
@@ -486,6 +517,8 @@ class MessageSender:
         self, row: _Row, record: MessageRecord | None, results: dict[int, SendResult], now: float
     ) -> Outcome:
         result = results.get(row.index)
+        if result is None and row.throttled is not None:
+            return Outcome("pending", row.throttled[0], row.throttled[1], attempted=False)
         if result is None:
             if row.final is not None:
                 status, reason = row.final

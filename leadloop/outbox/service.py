@@ -39,6 +39,9 @@ class Outcome:
     """`delivered`, `pending` (retry at `next_attempt_at`) or `dead`."""
     next_attempt_at: float | None = None
     error: str | None = None
+    attempted: bool = True
+    """False when nothing was tried (e.g. held back by a rate limit): the attempt budget is
+    not spent on waiting."""
 
 
 def claim_due(
@@ -76,11 +79,12 @@ def claim_due(
 
 def record(conn: Conn, results: list[tuple[Claimed, Outcome]], now: float) -> None:
     conn.executemany(
-        "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
+        "UPDATE outbox SET status = ?, attempts = attempts + ?, next_attempt_at = ?, "
         "last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
         [
             (
                 outcome.status,
+                1 if outcome.attempted else 0,
                 outcome.next_attempt_at if outcome.next_attempt_at is not None else now,
                 outcome.error,
                 now,

@@ -1,7 +1,7 @@
-"""Local fakes of the WhatsApp Cloud API, Instagram messaging, Twilio Messages and Meta Custom
-Audiences, for tests, benchmarks and dry runs.
+"""Local fakes of the WhatsApp Cloud API, Instagram messaging, Twilio Messages, Meta Custom
+Audiences and Google Customer Match (Data Manager API), for tests, benchmarks and dry runs.
 
-One loopback HTTP server (stdlib, a thread, port 0) serves all four. Each fake checks the
+One loopback HTTP server (stdlib, a thread, port 0) serves all five. Each fake checks the
 method, path, headers, auth and body shape of every request against the provider's documented
 format (each check names its doc) and answers with the provider's own error envelope when a check
 fails. Planned answers (429, 500, documented 4xx errors) are served first-in first-out, before any
@@ -11,11 +11,17 @@ check, so tests can script retries.
         fake.twilio.plan_rate_limit()
         ...  # point the channels section's api_base values at fake.base_url
         assert fake.twilio.accepted[0]["Body"] == "Hi"
+
+Google Customer Match receives only hashes, so whether they were normalised right can only be
+told by someone who knows the person: `fake.google_person("ada", email=..., phone=...)` hashes
+the raw identifiers by Google's documented rules (its own code, not the engine's) and the fake
+files each received hash under that label (`google_members`), or as unmatched.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import re
@@ -68,12 +74,17 @@ class FakeProvider:
         # Twilio: HTTP 429, error 20429 (Twilio "Error 20429: Too Many Requests").
         # Graph API: HTTP 429/400 with code 4 ("Application request limit reached"; WhatsApp
         # throughput is 130429 "Rate limit hit", Cloud API "Error codes").
+        # Data Manager: HTTP 429 RESOURCE_EXHAUSTED ("Limits and quotas"; ErrorReason).
         code = {"twilio": 20429, "whatsapp": 130429}.get(self.name, 4)
         self.plan(
             429, self.error_body(429, "rate limit hit", code), {"Retry-After": str(retry_after)}
         )
 
-    def error_body(self, status: int, message: str, code: int) -> Any:
+    def error_body(
+        self, status: int, message: str, code: int, reason: str = "", field_path: str = ""
+    ) -> Any:
+        if self.name == "google":
+            return google_error(status, message, reason, field_path)
         if self.name == "twilio":
             # Twilio REST API error envelope ("REST API: Errors").
             return {
@@ -97,6 +108,91 @@ class FakeProvider:
             return self._planned.popleft() if self._planned else None
 
 
+# --- Google Data Manager -------------------------------------------------------------------------
+# Data Manager API reference, "audienceMembers.ingest" / "audienceMembers.remove" (REST v1),
+# "Destination", "AudienceMember", "UserData", "Encoding", "ErrorReason"; "Format user data"
+# (devguides/concepts/formatting) for the normalisation; standard Google API errors
+# (`google.rpc.Status`) for the envelope.
+
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+GOOGLE_ACCOUNT_TYPES = {"GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPLAY_VIDEO_ADVERTISER", 1, 2, 3}
+GOOGLE_CONSENT = {"CONSENT_GRANTED", "CONSENT_DENIED", 1, 2}
+INGEST_FIELDS = frozenset(
+    {
+        "destinations",
+        "audienceMembers",
+        "consent",
+        "validateOnly",
+        "encoding",
+        "encryptionInfo",
+        "termsOfService",
+    }
+)
+REMOVE_FIELDS = frozenset(
+    {"destinations", "audienceMembers", "validateOnly", "encoding", "encryptionInfo"}
+)
+_GMAIL = ("gmail.com", "googlemail.com")
+
+
+def google_error(status: int, message: str, reason: str = "", field_path: str = "") -> Any:
+    """`google.rpc.Status` with an `ErrorInfo` (Data Manager `ErrorReason`) and, for a field,
+    a `BadRequest` field violation."""
+    details: list[dict[str, Any]] = []
+    if reason:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "datamanager.googleapis.com",
+            }
+        )
+    if field_path:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": field_path, "description": message}],
+            }
+        )
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": GOOGLE_STATUS.get(status, "UNKNOWN"),
+    }
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def google_email(email: str) -> str:
+    """ "Format user data", email: remove all whitespace (leading, trailing, intermediate),
+    lowercase; for gmail.com and googlemail.com, drop every `.` of the local part and a `+`
+    with everything after it."""
+    compact = re.sub(r"\s+", "", email).lower()
+    local, _, domain = compact.rpartition("@")
+    if domain in _GMAIL:
+        local = local.split("+", 1)[0].replace(".", "")
+    return f"{local}@{domain}"
+
+
+def google_phone(phone: str) -> str:
+    """ "Format user data", phone: E.164, `+` and country code included. The caller gives the
+    number with its country code; only formatting characters are removed here."""
+    digits = re.sub(r"\D", "", phone)
+    return f"+{digits}"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class FakeMessagingServer:
     def __init__(
         self,
@@ -109,12 +205,27 @@ class FakeMessagingServer:
         twilio_token: str = "twilio-token",
         audience_token: str = "ads-token",
         audience_id: str = "2222",
+        google_token: str = "google-token",
+        google_account: str = "1234567890",
+        google_user_list: str = "3333",
         version: str = "v21.0",
     ) -> None:
         self.whatsapp = FakeProvider("whatsapp")
         self.instagram = FakeProvider("instagram")
         self.twilio = FakeProvider("twilio")
         self.audiences = FakeProvider("audiences")
+        self.google = FakeProvider("google")
+        self.google_token = google_token
+        self.google_account = google_account
+        self.google_user_list = google_user_list
+        self.google_people: dict[str, str] = {}
+        """Expected hash → `label:email` / `label:phone` (`google_person`)."""
+        self.google_members: set[str] = set()
+        """Labels of the identifiers currently in the user list (matched hashes)."""
+        self.google_unmatched: list[str] = []
+        """Well-formed hashes that match no known person (e.g. normalised the wrong way)."""
+        self.open_instagram_windows: set[str] = set()
+        """IGSIDs that messaged us in the last 24 hours (others need the HUMAN_AGENT tag)."""
         self.whatsapp_token = whatsapp_token
         self.phone_number_id = phone_number_id
         self.instagram_token = instagram_token
@@ -135,6 +246,14 @@ class FakeMessagingServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def google_person(self, label: str, *, email: str = "", phone: str = "") -> None:
+        """Someone Google knows: received hashes of their identifiers, normalised by Google's
+        rules, are filed as `label:email` / `label:phone`."""
+        if email:
+            self.google_people[_sha(google_email(email))] = f"{label}:email"
+        if phone:
+            self.google_people[_sha(google_phone(phone))] = f"{label}:phone"
 
     def __enter__(self) -> FakeMessagingServer:
         self._thread.start()
@@ -159,6 +278,8 @@ class FakeMessagingServer:
             return self.twilio, self._twilio
         if re.fullmatch(rf"/{v}/[^/]+/users", path):
             return self.audiences, self._audience
+        if path in ("/v1/audienceMembers:ingest", "/v1/audienceMembers:remove"):
+            return self.google, self._google
         return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -309,6 +430,26 @@ class FakeMessagingServer:
                 or not attachment["payload"].get("url")
             ):
                 raise invalid
+        tag = body.get("tag")
+        # "Send API", message tags: `messaging_type: MESSAGE_TAG` with `tag: HUMAN_AGENT`.
+        if tag is not None and (
+            body.get("messaging_type") != "MESSAGE_TAG" or tag != "HUMAN_AGENT"
+        ):
+            raise invalid
+        if tag is None and recipient["id"] not in self.open_instagram_windows:
+            # Outside the 24-hour messaging window: Graph error 10, subcode 2534022.
+            raise Refused(
+                400,
+                {
+                    "error": {
+                        "message": "(#10) This message is sent outside of allowed window.",
+                        "type": "OAuthException",
+                        "code": 10,
+                        "error_subcode": 2534022,
+                        "fbtrace_id": "AbCdEfGh",
+                    }
+                },
+            )
         mid = f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{next(self._ids)}"
         p.accepted.append({**body, "_id": mid})
         return 200, {}, {"recipient_id": recipient["id"], "message_id": mid}
@@ -419,3 +560,144 @@ class FakeMessagingServer:
                 "invalid_entry_samples": {},
             },
         )
+
+    def _google(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Response:
+        p = self.google
+        add = path.endswith(":ingest")
+
+        def bad(message: str, reason: str = "INVALID_ARGUMENT", field_path: str = "") -> Refused:
+            return Refused(400, p.error_body(400, message, 3, reason, field_path))
+
+        # REST reference: `POST https://datamanager.googleapis.com/v1/audienceMembers:ingest`
+        # (and `:remove`); OAuth 2.0 bearer token with the `.../auth/datamanager` scope.
+        if method != "POST":
+            raise Refused(405, p.error_body(405, "method not allowed", 3))
+        if headers.get("authorization") != f"Bearer {self.google_token}":
+            raise Refused(
+                401,
+                p.error_body(
+                    401, "Request had invalid authentication credentials.", 3, "UNAUTHENTICATED"
+                ),
+            )
+        if not headers.get("content-type", "").startswith("application/json"):
+            raise bad("expected application/json")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise bad("Invalid JSON payload received.") from exc
+        if not isinstance(body, dict):
+            raise bad("Invalid JSON payload received.")
+        # Request body of each method: unknown names are refused by the JSON mapping (remove
+        # has no `consent` nor `termsOfService`).
+        allowed = INGEST_FIELDS if add else REMOVE_FIELDS
+        for name in body:
+            if name not in allowed:
+                raise bad(
+                    f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+                )
+        # "Destination": operatingAccount {accountType, accountId} and productDestinationId
+        # (the Customer Match user list id); at most 10 (TOO_MANY_DESTINATIONS).
+        destinations = body.get("destinations")
+        if not isinstance(destinations, list) or not destinations:
+            raise bad("destinations is required", "REQUIRED_FIELD_MISSING", "destinations")
+        if len(destinations) > 10:
+            raise bad("too many destinations", "TOO_MANY_DESTINATIONS", "destinations")
+        for d, destination in enumerate(destinations):
+            where = f"destinations[{d}]"
+            account = destination.get("operatingAccount") if isinstance(destination, dict) else None
+            if (
+                not isinstance(account, dict)
+                or account.get("accountType") not in GOOGLE_ACCOUNT_TYPES
+                or not str(account.get("accountId") or "").isdigit()
+            ):
+                raise bad(
+                    "invalid operating account", "INVALID_DESTINATION", f"{where}.operatingAccount"
+                )
+            if account["accountId"] != self.google_account:
+                raise Refused(
+                    403,
+                    p.error_body(
+                        403,
+                        "The caller does not have permission",
+                        3,
+                        "PERMISSION_DENIED",
+                        f"{where}.operatingAccount.accountId",
+                    ),
+                )
+            if str(destination.get("productDestinationId") or "") != self.google_user_list:
+                raise bad(
+                    "The user list is not valid.",
+                    "INVALID_USER_LIST_ID",
+                    f"{where}.productDestinationId",
+                )
+        # "AudienceMember": 1-10,000 per request (TOO_MANY_AUDIENCE_MEMBERS); "UserData":
+        # 1-10 userIdentifiers (TOO_MANY_USER_IDENTIFIERS), each one of emailAddress,
+        # phoneNumber or address.
+        members = body.get("audienceMembers")
+        if not isinstance(members, list) or not members:
+            raise bad("audienceMembers is required", "REQUIRED_FIELD_MISSING", "audienceMembers")
+        if len(members) > 10_000:
+            raise bad("too many audience members", "TOO_MANY_AUDIENCE_MEMBERS", "audienceMembers")
+        # "Encoding": required for UserData uploads; HEX or BASE64 of the SHA-256 digest. This
+        # fake takes HEX only, lower case (what the engine sends).
+        if body.get("encoding") not in ("HEX", 1):
+            raise bad("encoding must be HEX", "INVALID_ENUM_VALUE", "encoding")
+        if add:
+            # Customer Match terms ("audienceMembers.ingest": termsOfService) and consent
+            # (request-level `consent`, or each member's; EU user consent policy).
+            terms = body.get("termsOfService") or {}
+            if terms.get("customerMatchTermsOfServiceStatus") not in ("ACCEPTED", 1):
+                raise bad(
+                    "The Customer Match terms of service have not been accepted.",
+                    "TERMS_AND_CONDITIONS_NOT_SIGNED",
+                    "termsOfService",
+                )
+        hashes: list[str] = []
+        for m, member in enumerate(members):
+            where = f"audienceMembers[{m}]"
+            if not isinstance(member, dict):
+                raise bad("invalid audience member", "INVALID_AUDIENCE_MEMBER", where)
+            consent = member.get("consent") or body.get("consent") or {}
+            for name, value in consent.items():
+                if name not in ("adUserData", "adPersonalization") or value not in GOOGLE_CONSENT:
+                    raise bad("invalid consent", "INVALID_ENUM_VALUE", f"{where}.consent.{name}")
+            if add and consent.get("adUserData") not in ("CONSENT_GRANTED", 1):
+                raise bad(
+                    "consent for ad user data is required", "INVALID_ARGUMENT", f"{where}.consent"
+                )
+            identifiers = (member.get("userData") or {}).get("userIdentifiers")
+            if not isinstance(identifiers, list) or not identifiers:
+                raise bad(
+                    "userIdentifiers is required", "REQUIRED_FIELD_MISSING", f"{where}.userData"
+                )
+            if len(identifiers) > 10:
+                raise bad("too many identifiers", "TOO_MANY_USER_IDENTIFIERS", f"{where}.userData")
+            for i, identifier in enumerate(identifiers):
+                spot = f"{where}.userData.userIdentifiers[{i}]"
+                keys = set(identifier) if isinstance(identifier, dict) else set()
+                if len(keys) != 1 or not keys <= {"emailAddress", "phoneNumber", "address"}:
+                    raise bad("exactly one identifier per entry", "INVALID_FORMAT", spot)
+                (key,) = keys
+                if key == "address":
+                    continue
+                value = identifier[key]
+                if not isinstance(value, str) or not HEX64.fullmatch(value):
+                    # Raw PII or a bad digest: refused, never stored.
+                    raise bad(
+                        "The HEX encoded value is malformed.",
+                        "INVALID_HEX_ENCODING",
+                        f"{spot}.{key}",
+                    )
+                hashes.append(value)
+        if not body.get("validateOnly"):
+            for value in hashes:
+                label = self.google_people.get(value)
+                if label is None:
+                    self.google_unmatched.append(value)
+                elif add:
+                    self.google_members.add(label)
+                else:
+                    self.google_members.discard(label)
+        request_id = f"fake-dm-{next(self._ids)}"
+        p.accepted.append({"action": "ingest" if add else "remove", **body, "_id": request_id})
+        return 200, {}, {"requestId": request_id}

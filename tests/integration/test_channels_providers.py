@@ -328,7 +328,33 @@ def test_whatsapp_documented_4xx_is_failed_with_the_providers_reason(h: Harness)
 # --- Instagram, SMS, audiences --------------------------------------------------------------------
 
 
+def instagram_inbound(h: Harness, igsid: str = "IGSID-1", ago: float = 0.0) -> None:
+    """The person writes to the account (Instagram `messages` webhook): the window opens."""
+    at_ms = int((h.engine.clock.now() - ago) * 1000)
+    payload = {
+        "object": "instagram",
+        "entry": [
+            {
+                "id": "17841400000000000",
+                "time": at_ms,
+                "messaging": [
+                    {
+                        "sender": {"id": igsid},
+                        "recipient": {"id": "17841400000000000"},
+                        "timestamp": at_ms,
+                        "message": {"mid": f"in-{igsid}-{at_ms}", "text": "hello"},
+                    }
+                ],
+            }
+        ],
+    }
+    assert meta_post(h, payload).status_code == 200
+    if ago < 24 * 3600:
+        h.fake.open_instagram_windows.add(igsid)
+
+
 def test_instagram_dm_and_bad_token(h: Harness) -> None:
+    instagram_inbound(h)
     h.queue("ig-1", "instagram", template="dm")
     assert h.settled("ig-1")[0] == "delivered"
     assert h.fake.instagram.accepted[0]["recipient"] == {"id": "IGSID-1"}
