@@ -116,9 +116,11 @@ def test_twilio_long_code_sends_one_message_a_second(tmp_path: Path) -> None:
         assert h.settled("sms-0")[0] == "delivered"
         # A wait for a token is not an attempt: the held rows keep their whole budget.
         eventually(
-            lambda: h.outbox("sms-0")[1] == 1
-            and all(h.outbox(f"sms-{n}")[2] for n in (1, 2))
-            and all(h.outbox(f"sms-{n}")[1] == 0 for n in (1, 2))
+            lambda: (
+                h.outbox("sms-0")[1] == 1
+                and all(h.outbox(f"sms-{n}")[2] for n in (1, 2))
+                and all(h.outbox(f"sms-{n}")[1] == 0 for n in (1, 2))
+            )
         )
         assert len(h.fake.twilio.accepted) == 1
         waiting = {n: h.outbox(f"sms-{n}") for n in (1, 2)}
