@@ -263,21 +263,7 @@ EMPTY = ChannelsConfig()
 class _Fields(Fields):
     """`Fields` checked against this section's schema."""
 
-    def __init__(self, node: Node, path: str, section: str) -> None:
-        if not isinstance(node, Map):
-            fail(node, path, f"expected a mapping, got {type_name(node)}")
-        self.map = node
-        self.path = path
-        required, optional = SCHEMA[section]
-        allowed = required | optional
-        for key, mark in node.key_marks.items():
-            if key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                raise PlaybookError(
-                    mark.file, mark.line, join(path, key), f"unknown key (expected: {expected})"
-                )
-        for key in sorted(required - node.values.keys()):
-            fail(node, join(path, key), "missing required field")
+    schema = SCHEMA
 
     def sub(self, key: str, section: str) -> _Fields | None:
         node = self.get(key)
