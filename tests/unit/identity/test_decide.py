@@ -1,0 +1,136 @@
+"""The identity graph's pure decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadloop.identity import decide
+from leadloop.identity.model import Identity, Profile
+from leadloop.log.model import Event
+
+
+def event(seq: int = 1, type_: str = "track", ts: float = 100.0, **body: Any) -> Event:
+    return Event(
+        seq=seq,
+        workspace_id="w",
+        message_id=f"m{seq}",
+        type=type_,
+        event=body.pop("event", None),
+        user_id=body.get("userId"),
+        anonymous_id=body.get("anonymousId"),
+        group_id=body.get("groupId"),
+        previous_id=body.get("previousId"),
+        timestamp=ts,
+        received_at=ts,
+        body=body,
+    )
+
+
+def test_identities_are_normalised_and_user_id_comes_first() -> None:
+    e = event(
+        anonymousId="a1",
+        userId="u1",
+        context={
+            "traits": {"email": "  Ada@Example.COM ", "phone": "+44 20 7946 0958"},
+            "externalIds": [{"id": "c-1", "type": "crm"}, {"id": 5}],
+        },
+    )
+    assert decide.identities_of(e, None) == [
+        Identity("user_id", "u1"),
+        Identity("anonymous_id", "a1"),
+        Identity("email", "ada@example.com"),
+        Identity("phone", "+442079460958"),
+        Identity("external_id", "crm:c-1"),
+    ]
+
+
+def test_a_national_phone_needs_a_default_region() -> None:
+    e = event(anonymousId="a", context={"traits": {"phone": "(415) 555-0100"}})
+    assert Identity("phone", "+14155550100") not in decide.identities_of(e, None)
+    assert Identity("phone", "+14155550100") in decide.identities_of(e, "US")
+
+
+def test_group_traits_are_the_accounts_not_the_persons() -> None:
+    e = event(type_="group", userId="u", groupId="g", traits={"email": "billing@acme.test"})
+    assert decide.identities_of(e, None) == [Identity("user_id", "u")]
+
+
+def test_unknown_identities_create_a_profile() -> None:
+    e = event(seq=7, anonymousId="a")
+    keys = decide.identities_of(e, None)
+    r = decide.resolve_identities(e, keys, {}, {})
+    assert r.profile_id is None and r.new_profile_id == "p_7" and r.attach == tuple(keys)
+
+
+def test_shared_email_merges_anonymous_profiles() -> None:
+    e = event(anonymousId="a2", context={"traits": {"email": "x@y.test"}})
+    keys = decide.identities_of(e, None)
+    owners = {Identity("email", "x@y.test"): "p_1", Identity("anonymous_id", "a2"): "p_2"}
+    r = decide.resolve_identities(e, keys, owners, {"p_1": frozenset(), "p_2": frozenset()})
+    assert r.profile_id == "p_2" and r.merge == (("p_1", "shared email"),)
+
+
+def test_two_user_ids_are_refused_not_merged() -> None:
+    e = event(userId="u2", context={"traits": {"email": "x@y.test"}})
+    keys = decide.identities_of(e, None)
+    owners = {Identity("email", "x@y.test"): "p_1"}
+    r = decide.resolve_identities(e, keys, owners, {"p_1": frozenset({"u1"})})
+    assert r.profile_id is None and r.merge == ()
+    assert r.refused and r.refused[0][0] == "p_1"
+    assert Identity("email", "x@y.test") not in r.attach
+
+
+def test_alias_is_an_explicit_merge_and_says_so() -> None:
+    e = event(type_="alias", userId="new", previousId="old")
+    keys = decide.identities_of(e, None)
+    owners = {Identity("user_id", "new"): "p_2", Identity("user_id", "old"): "p_1"}
+    users = {"p_1": frozenset({"old"}), "p_2": frozenset({"new"})}
+    r = decide.resolve_identities(e, keys, owners, users)
+    assert r.profile_id == "p_2"
+    assert r.merge == (("p_1", "alias of a different user id (explicit)"),)
+
+
+def profile(pid: str, **traits: tuple[Any, float]) -> Profile:
+    return Profile(
+        id=pid,
+        workspace_id="w",
+        traits={k: v for k, (v, _) in traits.items()},
+        trait_times={k: t for k, (_, t) in traits.items()},
+        first_seen=min((t for _, t in traits.values()), default=0.0),
+        last_seen=max((t for _, t in traits.values()), default=0.0),
+        last_activity=0.0,
+    )
+
+
+def test_merge_keeps_everything_and_the_later_trait_wins() -> None:
+    a = profile("p_1", plan=("free", 10.0), city=("Oslo", 5.0))
+    b = profile("p_2", plan=("pro", 20.0), title=("VP", 1.0))
+    merged = decide.merge_profiles(a, b)
+    assert merged.traits == {"plan": "pro", "city": "Oslo", "title": "VP"}
+    assert merged.first_seen == 1.0 and merged.last_seen == 20.0
+
+
+@given(
+    st.dictionaries(st.sampled_from("abcd"), st.tuples(st.integers(), st.floats(0, 100))),
+    st.dictionaries(st.sampled_from("abcd"), st.tuples(st.integers(), st.floats(0, 100))),
+)
+def test_merge_picks_the_same_values_whichever_side_survives(
+    left: dict[str, tuple[int, float]], right: dict[str, tuple[int, float]]
+) -> None:
+    a, b = profile("p_1", **left), profile("p_2", **right)
+    one, two = decide.merge_profiles(a, b), decide.merge_profiles(b, a)
+    for key in set(left) | set(right):
+        if key in left and key in right and left[key][1] == right[key][1]:
+            continue  # a tie: the survivor keeps its own
+        assert one.traits[key] == two.traits[key]
+
+
+def test_a_late_event_does_not_overwrite_a_newer_trait() -> None:
+    p = profile("p_1", plan=("pro", 50.0))
+    older = event(type_="identify", ts=10.0, userId="u", traits={"plan": "free", "city": "Rome"})
+    updated = decide.apply_event(p, older)
+    assert updated.traits == {"plan": "pro", "city": "Rome"}
+    assert updated.event_counts == {"identify": 1}
