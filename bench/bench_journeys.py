@@ -1,17 +1,20 @@
 """Journeys benchmark (issue 4), each figure beside a baseline measured in the same run.
 
     python bench/bench_journeys.py [--entries 20000] [--sizes 10000,100000] [--due 10000]
+                                   [--postgres postgresql://postgres@127.0.0.1/postgres]
 
 1. Entries/s: a log of identify + `Go` events processed with the journeys stage (each `Go` enters
    a journey: policy check, a queued email, a 1-day wait_for timer), against the same log
    processed without it (target: ≥ 5,000 entries/s).
 2. Timer wake-ups/s: N waiting instances whose wait ends at once; firing the timers and
-   processing the wake-ups, each moving its instance to a send and the end (target: ≥ 20,000/s).
+   processing the wake-ups, each moving its instance to a send and the end (target: ≥ 20,000/s),
+   against the same number of plain timers fired and processed without the journeys stage.
 3. Wake-up rate with 10k / 100k (/1M) instances waiting, of which the same number fall due:
    the timer scan must not slow down with the instance count.
-4. Peak RSS of the process.
+4. Peak RSS of the process after each step.
 
-Embedded default (SQLite, one process). Prints a markdown table.
+Embedded default (SQLite, one process); `--postgres URL` runs the same on a database it creates
+on that server and drops at the end. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import resource
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +38,7 @@ from leadloop.clock import ManualClock  # noqa: E402
 from leadloop.config import Settings  # noqa: E402
 from leadloop.ingest import parse  # noqa: E402
 from leadloop.journeys.service import JourneyStage  # noqa: E402
+from leadloop.storage.db import PostgresConnection  # noqa: E402
 
 START = 1_800_000_000.0 + 12 * 3600  # 20:00 UTC: no quiet hours configured anyway
 HOUR = 3600.0
@@ -65,11 +72,41 @@ journeys:
 """
 
 
-def engine_for(folder: str, name: str, playbook_text: str, journeys: bool) -> Engine:
-    path = Path(folder) / f"{name}.yaml"
+class Backend:
+    """Where each measurement's fresh database lives: files in a folder, or databases created
+    (and dropped at the end) on one PostgreSQL server."""
+
+    def __init__(self, folder: str, postgres: str | None) -> None:
+        self.folder = folder
+        self.postgres = postgres
+        self.created: list[str] = []
+        self.label = "PostgreSQL" if postgres else "SQLite (embedded default)"
+
+    def url(self, name: str) -> str:
+        """A new, empty database for every call (two runs never share one)."""
+        db = f"leadloop_bench_{name}_{uuid.uuid4().hex[:8]}"
+        if self.postgres is None:
+            return f"sqlite:///{self.folder}/{db}.db"
+        admin = PostgresConnection(self.postgres)
+        admin.execute(f'CREATE DATABASE "{db}"')
+        admin.close()
+        self.created.append(db)
+        return urlunparse(urlparse(self.postgres)._replace(path="/" + db))
+
+    def drop_all(self) -> None:
+        if self.postgres is None:
+            return
+        admin = PostgresConnection(self.postgres)
+        for db in self.created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        admin.close()
+
+
+def engine_for(backend: Backend, name: str, playbook_text: str, journeys: bool) -> Engine:
+    path = Path(backend.folder) / f"{name}.yaml"
     path.write_text(playbook_text, encoding="utf-8")
     engine = Engine(
-        Settings(database_url=f"sqlite:///{folder}/{name}.db", playbook=str(path)),
+        Settings(database_url=backend.url(name), playbook=str(path)),
         clock=ManualClock(START),
         manual_clock=True,
         run_processor=False,
@@ -108,33 +145,140 @@ def process_all(engine: Engine) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def bench_entries(folder: str, users: int) -> tuple[float, float]:
-    plain = engine_for(folder, "plain", ENTRY_PLAYBOOK, journeys=False)
+def bench_entries(backend: Backend, users: int) -> tuple[float, float]:
+    """(identify + Go pairs/s without the journeys stage, entries/s with it)."""
+    plain = engine_for(backend, "plain", ENTRY_PLAYBOOK, journeys=False)
     fill(plain, users)
     n, seconds = process_all(plain)
     plain.stop()
-    base = n / seconds
-    with_journeys = engine_for(folder, "entries", ENTRY_PLAYBOOK, journeys=True)
+    base = n / 2 / seconds
+    with_journeys = engine_for(backend, "entries", ENTRY_PLAYBOOK, journeys=True)
     fill(with_journeys, users)
     _n, seconds = process_all(with_journeys)
+    entered = count(with_journeys, "SELECT COUNT(*) FROM journey_instances")
     with_journeys.stop()
+    assert entered == users, f"{entered} of {users} entered"
     return base, users / seconds
 
 
-def bench_wakeups(folder: str, total: int, due: int) -> float:
-    """`total` waiting instances, `due` of them due in 1 h; returns wake-ups per second."""
-    text = PLAYBOOK % {"due": due, "rest": max(total - due, 1)}
-    engine = engine_for(folder, f"wake{total}", text, journeys=True)
-    fill(engine, total)
-    process_all(engine)
-    assert engine.manual_clock is not None
-    engine.manual_clock.advance(HOUR)
+def count(engine: Engine, query: str) -> int:
+    return int(engine.read_sync(lambda c: c.execute(query))[0][0])
+
+
+def fire_and_process(engine: Engine) -> tuple[int, float]:
+    """Fire every due timer and process the wake-ups: (timers fired, seconds)."""
     t0 = time.perf_counter()
     fired = engine.timers.fire_now()
     process_all(engine)
-    seconds = time.perf_counter() - t0
+    return fired, time.perf_counter() - t0
+
+
+def bench_plain_timers(backend: Backend, total: int) -> float:
+    """Baseline: `total` timers on as many profiles fired and processed without any stage
+    (the log, identity and the timer table alone)."""
+    engine = engine_for(backend, "plaintimers", ENTRY_PLAYBOOK, journeys=False)
+    fill(engine, total)
+    process_all(engine)
+    due = START + HOUR
+
+    def schedule(conn: Any) -> None:
+        rows = conn.execute("SELECT workspace_id, id FROM profiles")
+        conn.executemany(
+            "INSERT INTO timers (workspace_id, key, profile_id, due_at, payload) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (ws, f"bench:{pid}", pid, due, '{"name": "Bench Tick", "properties": {}}')
+                for ws, pid in rows
+            ],
+        )
+
+    engine.writer.submit(schedule).result()
+    assert engine.manual_clock is not None
+    engine.manual_clock.advance(HOUR)
+    fired, seconds = fire_and_process(engine)
     engine.stop()
+    assert fired == total, f"{fired} of {total} plain timers fired"
     return fired / seconds
+
+
+def bench_wakeups(backend: Backend, total: int, due: int) -> tuple[float, int]:
+    """`total` waiting instances, about `due` of them due in 1 h (a stable split); returns
+    (wake-ups per second, wake-ups)."""
+    text = PLAYBOOK % {"due": due, "rest": max(total - due, 1)}
+    engine = engine_for(backend, f"wake{total}", text, journeys=True)
+    fill(engine, total)
+    process_all(engine)
+    waiting = count(engine, "SELECT COUNT(*) FROM timers")
+    assert waiting == total, f"{waiting} of {total} instances waiting"
+    assert engine.manual_clock is not None
+    engine.manual_clock.advance(HOUR)
+    fired, seconds = fire_and_process(engine)
+    sent = count(engine, "SELECT COUNT(*) FROM outbox WHERE kind = 'message'")
+    engine.stop()
+    assert fired > 0 and sent == fired, f"{fired} timers fired, {sent} messages queued"
+    return fired / seconds, fired
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(backend: Backend, args: argparse.Namespace, rows: list[tuple[str, ...]]) -> None:
+    label = backend.label
+    step: Callable[[str], None] = lambda what: print(f"[{label}] {what}", file=sys.stderr)  # noqa: E731
+    step(f"entries ({args.entries:,})")
+    base, entries = bench_entries(backend, args.entries)
+    rows.append(
+        (
+            label,
+            "journey entries/s (identify + Go per entry)",
+            f"{entries:,.0f}",
+            "≥ 5,000",
+            "yes" if entries >= 5000 else "no",
+            f"{entries / base:.2f}× of {base:,.0f} identify + Go pairs/s without journeys",
+        )
+    )
+    step(f"plain timers ({args.due:,})")
+    plain = bench_plain_timers(backend, args.due)
+    step(f"wake-ups ({args.due:,} all due)")
+    all_due, _n = bench_wakeups(backend, args.due, args.due)
+    rows.append(
+        (
+            label,
+            f"timer wake-ups/s ({args.due:,} waiting, all due)",
+            f"{all_due:,.0f}",
+            "≥ 20,000",
+            "yes" if all_due >= 20000 else "no",
+            f"{all_due / plain:.2f}× of {plain:,.0f} plain timers/s without journeys",
+        )
+    )
+    first: float | None = None
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        due = min(args.due, size)
+        step(f"wake-ups ({size:,} waiting, ~{due:,} due)")
+        rate, fired = bench_wakeups(backend, size, due)
+        first = first or rate
+        rows.append(
+            (
+                label,
+                f"wake-ups/s, {size:,} instances waiting ({fired:,} due)",
+                f"{rate:,.0f}",
+                "flat in N",
+                "",
+                f"{rate / first:.2f}× of the smallest size; peak RSS so far {rss_mib():,.0f} MiB",
+            )
+        )
+    rss = rss_mib()
+    rows.append(
+        (
+            label,
+            "peak RSS (MiB), whole benchmark process",
+            f"{rss:,.0f}",
+            "≤ 1,024 at 1M",
+            "yes" if rss <= 1024 else "no",
+            "includes the benchmark's own event generation",
+        )
+    )
 
 
 def main() -> None:
@@ -144,34 +288,23 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=20_000)
     parser.add_argument("--sizes", default="10000,100000", help="instance counts (add 1000000)")
     parser.add_argument("--due", type=int, default=10_000, help="instances due at once")
+    parser.add_argument("--postgres", help="also run on PostgreSQL (an admin URL)")
+    parser.add_argument("--only-postgres", action="store_true", help="skip the SQLite run")
     args = parser.parse_args()
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="leadloop-bench-journeys-") as folder:
-        base, entries = bench_entries(folder, args.entries)
-        rows.append(
-            (
-                "journey entries/s (identify + Go per entry)",
-                f"{entries:,.0f}",
-                f"log without journeys: {base / 2:,.0f} pairs/s; target ≥ 5,000",
-            )
-        )
-        all_due = bench_wakeups(folder, args.due, args.due)
-        rows.append(("timer wake-ups/s (all due)", f"{all_due:,.0f}", "target ≥ 20,000"))
-        for size in (int(s) for s in args.sizes.split(",") if s):
-            rate = bench_wakeups(folder, size, min(args.due, size))
-            rows.append(
-                (
-                    f"wake-ups/s, {size:,} instances waiting",
-                    f"{rate:,.0f}",
-                    f"{min(args.due, size):,} due",
-                )
-            )
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows.append(("peak RSS (MiB)", f"{rss:,.0f}", "whole benchmark process; target ≤ 1,024 at 1M"))
-    print("| measure | value | notes |")
-    print("| --- | ---: | --- |")
-    for name, value, note in rows:
-        print(f"| {name} | {value} | {note} |")
+        if not args.only_postgres:
+            run(Backend(folder, None), args, rows)
+        if args.postgres:
+            backend = Backend(folder, args.postgres)
+            try:
+                run(backend, args, rows)
+            finally:
+                backend.drop_all()
+    print("| backend | measure | value | target | met | same-run baseline |")
+    print("| --- | --- | ---: | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

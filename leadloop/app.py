@@ -321,10 +321,27 @@ class Engine:
     async def advance_clock(self, seconds: float) -> float:
         assert self.manual_clock is not None
         now = self.manual_clock.advance(seconds)
-        # Due timers become events before the answer, so a caller can read their effect.
-        await asyncio.to_thread(self.timers.fire_now)
-        self.processor.wake()
+        # Everything due up to the new time happens before the answer: timers fire, their
+        # events are processed, and timers those set for instants already passed fire too.
+        await asyncio.to_thread(self.settle_timers)
         return now
+
+    def settle_timers(self, timeout: float = 120.0) -> None:
+        """Fire due timers and wait for the processor, until no due timer is left."""
+        from leadloop.clock import monotonic
+        from leadloop.log import store
+        from leadloop.log.processor import CURSOR
+
+        deadline = monotonic() + timeout
+        while monotonic() < deadline:
+            fired = self.timers.fire_now()
+            self.processor.wake()
+            if self._run_processor:
+                while store.lag(self._reader(), CURSOR) and monotonic() < deadline:
+                    self.processor.wake()
+                    self._watch_stop.wait(0.01)
+            if fired == 0:
+                return
 
     # -- HTTP ----------------------------------------------------------------------------
 

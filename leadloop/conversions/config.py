@@ -43,9 +43,9 @@ from leadloop.conversions.model import (
     TikTokDestination,
 )
 from leadloop.errors import PlaybookError
-from leadloop.playbook.fields import Fields, fail, items, type_name
+from leadloop.playbook.fields import Fields, fail, items
 from leadloop.playbook.model import Playbook, PlaybookWarning
-from leadloop.playbook.nodes import Map, Node, Scalar, join
+from leadloop.playbook.nodes import Map, Node, Scalar
 from leadloop.playbook.scoring import _predicate
 from leadloop.scoring.model import Condition
 
@@ -209,21 +209,7 @@ EMPTY = ConversionsConfig()
 class _Fields(Fields):
     """`Fields` checked against this section's own key list."""
 
-    def __init__(self, node: Node, path: str, section: str) -> None:
-        if not isinstance(node, Map):
-            fail(node, path, f"expected a mapping, got {type_name(node)}")
-        self.map = node
-        self.path = path
-        required, optional = SCHEMA[section]
-        allowed = required | optional
-        for key, mark in node.key_marks.items():
-            if key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                raise PlaybookError(
-                    mark.file, mark.line, join(path, key), f"unknown key (expected: {expected})"
-                )
-        for key in sorted(required - node.values.keys()):
-            fail(node, join(path, key), "missing required field")
+    schema = SCHEMA
 
 
 def parse_conversions(node: Node | None) -> ConversionsConfig:

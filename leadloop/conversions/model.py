@@ -32,10 +32,12 @@ ActionSource = Literal[
 TikTokEventSource = Literal["web", "app", "offline", "crm"]
 
 
-class UserIdentifiers(msgspec.Struct, frozen=True, kw_only=True):
+class UserIdentifiers(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Raw, un-normalised identifiers of one person, as the CDP holds them.
 
     Any text field may also hold an already computed SHA-256 (64 hex chars); it is then sent as is.
+    (`gc=False` here and below: these values hold only strings, numbers and each other, so they
+    cannot be part of a reference cycle, and the sender keeps thousands of them alive at once.)
     """
 
     email: str | None = None
@@ -66,7 +68,7 @@ class UserIdentifiers(msgspec.Struct, frozen=True, kw_only=True):
     user_agent: str | None = None
 
 
-class Content(msgspec.Struct, frozen=True, kw_only=True):
+class Content(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: str
     quantity: int = 1
     item_price: float | None = None
@@ -74,7 +76,7 @@ class Content(msgspec.Struct, frozen=True, kw_only=True):
     category: str | None = None
 
 
-class Conversion(msgspec.Struct, frozen=True, kw_only=True):
+class Conversion(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     event_name: str
     """Platform event name (`Purchase`, `Marketing Qualified Lead`, TikTok `CompletePayment`, …):
     mapping CRM stages to names is the playbook's job, not this module's."""

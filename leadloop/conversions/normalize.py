@@ -45,19 +45,55 @@ def as_existing_hash(value: str) -> str | None:
     Lower-cased: the fake servers and Google's HEX encoding expect lowercase, and case does not
     change the digest's value.
     """
+    if len(value) == 64 and _SHA256_HEX.fullmatch(value):
+        return value  # our own digests: already in the form we send
     candidate = value.strip().lower()
     return candidate if _SHA256_HEX.fullmatch(candidate) else None
 
 
-def _hash_or_none(normalized: str | None) -> str | None:
-    return sha256_hex(normalized) if normalized else None
+_MEMO_SIZE = 65_536
+_memo: dict[tuple[Callable[..., str | None], str, Any], str | None] = {}
+
+
+def hash_identifier(
+    raw: str, normalize: Callable[..., str | None], arg: Any = None, *more: Any
+) -> str | None:
+    """SHA-256 hex of `normalize(raw, arg, *more)` (arg left out when None), or `raw` itself when
+    it already is a digest, or None when it cannot be normalised; never the raw value otherwise.
+
+    Normalisers are pure, so results are memoised per (normaliser, value, argument): a person's
+    email is hashed once however many conversions and stage moves they produce, and common names
+    are hashed once per process. The memo is bounded (cleared when full) and holds nothing that
+    is not already in this process's memory.
+    """
+    if len(raw) >= 64:  # a digest, possibly with blanks around it
+        existing = as_existing_hash(raw)
+        if existing:
+            return existing
+    key = (normalize, raw, arg) if not more else (normalize, raw, (arg, *more))
+    try:
+        return _memo[key]
+    except KeyError:
+        pass
+    normalized = normalize(raw) if arg is None and not more else normalize(raw, arg, *more)
+    digest = sha256_hex(normalized) if normalized else None
+    if len(_memo) >= _MEMO_SIZE:
+        _memo.clear()
+    _memo[key] = digest
+    return digest
+
+
+def clear_memo() -> None:
+    """Forget memoised hashes (benchmarks start every round cold)."""
+    _memo.clear()
 
 
 def _clean(value: str | None) -> str | None:
     # NFC first: `é` typed as one code point or as `e` + accent must hash to the same bytes.
+    # (ASCII text is its own NFC form.)
     if value is None:
         return None
-    stripped = unicodedata.normalize("NFC", value).strip()
+    stripped = (value if value.isascii() else unicodedata.normalize("NFC", value)).strip()
     return stripped or None
 
 
@@ -165,7 +201,13 @@ def normalize_phone_tiktok(phone: str, default_region: str | None = None) -> str
 # --- names and places --------------------------------------------------------------------------
 
 
+# ASCII characters that are neither letters (categories L*, M*) nor whitespace (`str.isspace`).
+_ASCII_NOT_NAME = re.compile(r"[^A-Za-z\t\n\x0b\x0c\r\x1c-\x1f ]+")
+
+
 def _letters_and_spaces(text: str) -> str:
+    if text.isascii():  # same result, without a Unicode category lookup per character
+        return " ".join(_ASCII_NOT_NAME.sub("", text).split())
     kept = (ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] in "LM")
     return " ".join("".join(kept).split())
 
@@ -268,10 +310,28 @@ def normalize_external_id(external_id: str) -> str | None:
 def _hashed(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str | None:
     if raw is None:
         return None
-    existing = as_existing_hash(raw)
-    if existing:
-        return existing
-    return _hash_or_none(normalize(raw, *args))
+    return hash_identifier(raw, normalize, *args)
+
+
+_META_HASHED: tuple[tuple[str, str, Callable[..., str | None]], ...] = (
+    ("em", "email", normalize_email_meta),
+    ("ph", "phone", normalize_phone_meta),
+    ("fn", "first_name", normalize_name_meta),
+    ("ln", "last_name", normalize_name_meta),
+    ("ge", "gender", normalize_gender_meta),
+    ("db", "date_of_birth", normalize_date_of_birth_meta),
+    ("ct", "city", normalize_city_meta),
+    ("st", "state", normalize_state_meta),
+    ("zp", "zip", normalize_zip_meta),
+    ("country", "country", normalize_country_meta),
+)
+_META_PLAIN = (
+    ("client_ip_address", "ip"),
+    ("client_user_agent", "user_agent"),
+    ("fbc", "fbc"),
+    ("fbp", "fbp"),
+    ("lead_id", "lead_id"),
+)
 
 
 def hash_user_data_meta(
@@ -281,38 +341,40 @@ def hash_user_data_meta(
     hash_external_id: bool = True,
 ) -> dict[str, Any]:
     """Meta `user_data`: hashed keys as one-element arrays (as the SDK emits them), the rest
-    scalars and unhashed (capi.md §1.3)."""
-    region = user.phone_region or default_region
-    country = normalize_country_meta(user.country) if user.country else None
-    external_id: str | None
-    if user.external_id is None:
-        external_id = None
-    elif hash_external_id:
-        external_id = _hashed(user.external_id, normalize_external_id)
-    else:
-        external_id = normalize_external_id(user.external_id)
-    hashed = {
-        "em": _hashed(user.email, normalize_email_meta),
-        "ph": _hashed(user.phone, normalize_phone_meta, region),
-        "fn": _hashed(user.first_name, normalize_name_meta),
-        "ln": _hashed(user.last_name, normalize_name_meta),
-        "ge": _hashed(user.gender, normalize_gender_meta),
-        "db": _hashed(user.date_of_birth, normalize_date_of_birth_meta),
-        "ct": _hashed(user.city, normalize_city_meta),
-        "st": _hashed(user.state, normalize_state_meta),
-        "zp": _hashed(user.zip, normalize_zip_meta, country),
-        "country": _hashed(user.country, normalize_country_meta),
-        "external_id": external_id,
-    }
-    out: dict[str, Any] = {key: [value] for key, value in hashed.items() if value}
-    plain = {
-        "client_ip_address": user.ip,
-        "client_user_agent": user.user_agent,
-        "fbc": user.fbc,
-        "fbp": user.fbp,
-        "lead_id": user.lead_id,
-    }
-    out.update({key: value for key, value in plain.items() if value})
+    scalars and unhashed (capi.md §1.3).
+
+    Values hashed at enqueue (`service.hash_for_platform`) are lowercase 64-hex and are taken as
+    they are, without a second normalisation; anything else is normalised and hashed here.
+    """
+    out: dict[str, Any] = {}
+    for key, attr, normalize in _META_HASHED:
+        raw = getattr(user, attr)
+        if raw is None:
+            continue
+        if len(raw) == 64 and _SHA256_HEX.fullmatch(raw):
+            out[key] = [raw]
+            continue
+        if key == "ph":
+            digest = hash_identifier(raw, normalize, user.phone_region or default_region)
+        elif key == "zp":
+            country = normalize_country_meta(user.country) if user.country else None
+            digest = hash_identifier(raw, normalize, country)
+        else:
+            digest = hash_identifier(raw, normalize)
+        if digest:
+            out[key] = [digest]
+    if user.external_id is not None:
+        external_id = (
+            _hashed(user.external_id, normalize_external_id)
+            if hash_external_id
+            else normalize_external_id(user.external_id)
+        )
+        if external_id:
+            out["external_id"] = [external_id]
+    for key, attr in _META_PLAIN:
+        value = getattr(user, attr)
+        if value:
+            out[key] = value
     return out
 
 

@@ -131,7 +131,10 @@ def check_conversion(conversion: Conversion, destination: Destination, now: floa
         created = conversion.lead_created_at
         if created is not None and conversion.event_time < created:
             return "meta: CRM stage event is dated before the lead was created"
-        if not hash_user_data_meta(user, destination.default_region):
+        # Any unhashed key (IP, user agent, click or browser id, lead id) makes user_data usable;
+        # only without one is it worth normalising and hashing the rest to find out.
+        plain = user.ip or user.user_agent or user.fbc or user.fbp or user.lead_id
+        if not plain and not hash_user_data_meta(user, destination.default_region):
             return "meta: no usable user_data"
     elif isinstance(destination, GoogleDestination):
         has_click = user.gclid or user.gbraid or user.wbraid
@@ -155,19 +158,22 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_meta_event(conversion: Conversion, destination: MetaDestination) -> dict[str, Any]:
-    custom: dict[str, Any] = _drop_none(
-        {
-            "value": conversion.value,
-            # The SDK lowercases currency; Meta accepts either case.
-            "currency": conversion.currency.lower() if conversion.currency else None,
-            "order_id": conversion.order_id,
-        }
-    )
+    custom: dict[str, Any] = {}
+    if conversion.value is not None:
+        custom["value"] = conversion.value
+    if conversion.currency:
+        # The SDK lowercases currency; Meta accepts either case.
+        custom["currency"] = conversion.currency.lower()
+    if conversion.order_id is not None:
+        custom["order_id"] = conversion.order_id
     if conversion.contents:
-        custom["contents"] = [
-            _drop_none({"id": c.id, "quantity": c.quantity, "item_price": c.item_price})
-            for c in conversion.contents
-        ]
+        contents: list[dict[str, Any]] = []
+        for c in conversion.contents:
+            item: dict[str, Any] = {"id": c.id, "quantity": c.quantity}
+            if c.item_price is not None:
+                item["item_price"] = c.item_price
+            contents.append(item)
+        custom["contents"] = contents
         custom["content_ids"] = [c.id for c in conversion.contents]
         custom["num_items"] = sum(c.quantity for c in conversion.contents)
     if destination.lead_event_source:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadloop.outbox import service as outbox_service
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -140,16 +141,4 @@ def list_conversions(
 def replay_dead(conn: Conn, workspace: str, now: float, destination: str | None = None) -> int:
     """Dead conversions back to pending with a fresh attempt budget (run in a transaction).
     Their ids are unchanged, so a platform that did take one drops the re-send."""
-    clauses = ["workspace_id = ?", "kind = ?", "status = 'dead'"]
-    params: list[Any] = [workspace, KIND]
-    if destination:
-        clauses.append("destination = ?")
-        params.append(destination)
-    where = " AND ".join(clauses)
-    count = int(conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {where}", params)[0][0])
-    conn.execute(
-        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-        f"updated_at = ? WHERE {where}",
-        (now, now, *params),
-    )
-    return count
+    return outbox_service.redrive(conn, workspace, now, kind=KIND, destination=destination)

@@ -8,6 +8,8 @@
 2. splits the rest into the platform's request sizes (`MAX_EVENTS`);
 3. POSTs each request with the platform's auth (Meta `?access_token=`, Google `Authorization:
    Bearer`, TikTok `Access-Token`) and classifies the answer (`decide.classify_response`);
+   Requests (all destinations, all chunks) go out up to `parallel` at a time, so one request's
+   round trip overlaps with building the next body;
 4. on `Bisect` (a whole batch refused for one bad event) splits around the named event, or in
    halves, and re-sends the parts, so the good events go through and the bad one ends alone
    as a dead letter; on `Retry` schedules the rows with backoff (Retry-After is a floor); on
@@ -21,7 +23,9 @@ Outcome statuses: `delivered`, `pending`, `dead`, and `skipped` (final, never re
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +56,16 @@ from leadloop.outbox.service import Claimed, Outcome
 log = logging.getLogger("leadloop.conversions")
 _encoder = msgspec.json.Encoder()
 MAX_ATTEMPTS = 12
+PARALLEL = 4
+"""Requests in flight at once per `send_batch` (the facebook-business SDK's BatchProcessor also
+defaults to 4 concurrent requests)."""
 TIMEOUT = 10.0
 """Seconds; Meta recommends 1.5 s for a single event, our requests carry up to 2,000."""
 
 Lookup = Callable[[str, str], DestinationConfig | None]
+
+
+_Delivered = tuple["_Row", Outcome]
 
 
 @dataclass
@@ -72,15 +82,29 @@ class ConversionSender:
         *,
         client: httpx2.Client | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        parallel: int = PARALLEL,
     ) -> None:
         """`destinations(workspace, destination_id)` is the destination of the applied playbook
         (`config.conversions_config(playbook).destination(id)`), or None when it is gone."""
         self._destinations = destinations
         self._client = client or httpx2.Client(timeout=TIMEOUT, follow_redirects=False)
         self._max_attempts = max_attempts
-        self.requests = 0
+        self._pool = (
+            ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-conversions")
+            if parallel > 1
+            else None
+        )
+        self._lock = threading.Lock()
+        self._sent = 0
+
+    @property
+    def requests(self) -> int:
+        """Requests sent so far (bisected parts included)."""
+        return self._sent
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._client.close()
 
     def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
@@ -95,6 +119,7 @@ class ConversionSender:
             groups.setdefault((item.workspace_id, item.destination), []).append(
                 _Row(index, item, conversion)
             )
+        jobs: list[tuple[DestinationConfig, Destination, list[_Row]]] = []
         for (workspace, dest_id), rows in groups.items():
             config = self._destinations(workspace, dest_id)
             if config is None or config.destination is None:
@@ -112,9 +137,20 @@ class ConversionSender:
                 else:
                     sendable.append(row)
             limit = MAX_EVENTS[config.platform]
-            for chunk in split_batches(sendable, limit):
-                for row, outcome in self._deliver(config, config.destination, chunk, now):
-                    outcomes[row.index] = outcome
+            target = config.destination
+            jobs.extend((config, target, chunk) for chunk in split_batches(sendable, limit))
+
+        def deliver(job: tuple[DestinationConfig, Destination, list[_Row]]) -> list[_Delivered]:
+            config, target, chunk = job
+            return self._deliver(config, target, chunk, now)
+
+        if self._pool is not None and len(jobs) > 1:
+            results = list(self._pool.map(deliver, jobs))
+        else:
+            results = [deliver(job) for job in jobs]
+        for result in results:
+            for row, outcome in result:
+                outcomes[row.index] = outcome
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(items)
         return done
@@ -173,7 +209,8 @@ class ConversionSender:
         else:
             headers["access-token"] = config.access_token
         payload = _encoder.encode(build_request(conversions, target, appsecret_proof=proof))
-        self.requests += 1
+        with self._lock:
+            self._sent += 1
         try:
             response = self._client.post(
                 request_url(target), content=payload, headers=headers, params=params

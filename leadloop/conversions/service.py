@@ -249,6 +249,11 @@ class ConversionStage:
             event_source_url=url if source == "website" else None,
             ad_user_data=True if consented else None,
             ad_personalization=True if consented else None,
+            # capi.md §1.4: Meta discards a CRM stage event dated before the lead's creation. The
+            # profile's first event is a lower bound of that, so the check never drops a good one.
+            lead_created_at=profile.first_seen
+            if stage is not None and profile.first_seen
+            else None,
             ldu=ldu,
         )
         targets = mapping.destinations or tuple(d.id for d in config.destinations)
@@ -287,7 +292,9 @@ class ConversionStage:
                     kind=KIND,
                     destination=dest.id,
                     idempotency_key=f"{dest.id}:{event_id}",
-                    payload={"conversion": msgspec.to_builtins(conversion), "mapping": mapping.id},
+                    # The struct itself: the batch encodes payloads with msgspec, which writes it
+                    # as the same JSON without building an intermediate dict.
+                    payload={"conversion": conversion, "mapping": mapping.id},
                     profile_id=profile.id,
                     not_before=batch.now,
                 )
@@ -419,13 +426,19 @@ def _auto_source(is_stage: bool, user: UserIdentifiers, url: str | None) -> Acti
 
 def _trait(traits: dict[str, Any], *names: str) -> str | None:
     for name in names:
-        value: Any = traits
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        head, dot, rest = name.partition(".")
+        value: Any = traits.get(head)
+        if value is None:
+            continue
+        if dot:
+            for part in rest.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped:
+                return stripped
     return None
 
 
@@ -440,17 +453,18 @@ def user_identifiers(
     for identity in identities:
         by_type.setdefault(identity["type"], identity["value"])
     traits = profile.traits
-    first = _trait(traits, "firstName", "first_name")
-    last = _trait(traits, "lastName", "last_name")
-    full = _trait(traits, "name")
-    if full and not (first or last) and len(full.split()) == 2:
-        first, last = full.split()
     values: dict[str, Any] = {}
     if "email" in wanted:
         values["email"] = by_type.get("email") or _trait(traits, "email")
     if "phone" in wanted:
-        values["phone"] = by_type.get("phone") or _trait(traits, "phone")
+        # Identity-graph phones are E.164 as `phonenumbers` formats them; a trait is raw text.
+        values["phone"] = by_type.get("phone") or _canonical_phone(_trait(traits, "phone"))
     if "name" in wanted:
+        first = _trait(traits, "firstName", "first_name")
+        last = _trait(traits, "lastName", "last_name")
+        full = None if first or last else _trait(traits, "name")
+        if full and len(full.split()) == 2:
+            first, last = full.split()
         values.update(first_name=first, last_name=last)
     if "address" in wanted:
         values.update(
@@ -485,23 +499,28 @@ def user_identifiers(
 
 
 def _h(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str | None:
-    if raw is None:
-        return None
-    existing = norm.as_existing_hash(raw)
-    if existing:
-        return existing
-    normalized = normalize(raw, *args)
-    return norm.sha256_hex(normalized) if normalized else None
+    """Hashed once per value (memoised in `normalize.hash_identifier`); digests pass through."""
+    return None if raw is None else norm.hash_identifier(raw, normalize, *args)
 
 
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
+def _canonical_phone(raw: str | None) -> str | None:
+    """An E.164-looking trait made canonical now (`+4402079460958` is `+442079460958`; `+1000000`
+    is no number), so that every E.164-shaped phone in `UserIdentifiers` from here on is what
+    `phonenumbers` itself would output; other shapes wait for the destination's region."""
+    if raw is not None and _E164.fullmatch(raw):
+        return norm.normalize_phone_e164(raw)
+    return raw
+
+
 def _phone(
     raw: str, form: Callable[[str, str | None], str | None], region: str | None
 ) -> str | None:
-    """Phones from the identity graph are already E.164 (validated there with `phonenumbers`):
-    derive the platform form directly; anything else goes through the full normaliser."""
+    """E.164-shaped phones are canonical (`user_identifiers`: the identity graph stores what
+    `phonenumbers` formats, traits go through `_canonical_phone`), so the platform form is derived
+    directly, skipping a ~15 µs parse; anything else goes through the full normaliser."""
     if _E164.fullmatch(raw):
         return raw[1:] if form is norm.normalize_phone_meta else raw
     return form(raw, region)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -125,14 +125,33 @@ class JourneyStage:
     # -- the stage -------------------------------------------------------------------------
 
     def prefetch(self, batch: Batch, events: list[Event]) -> None:
-        """Bulk-load the live instances and memberships of the profiles the batch knows."""
+        """Bulk-load what the stage reads per profile (live instances, memberships, suppressions
+        and, when a frequency cap needs them, recent sends) for every profile the batch already
+        knows after identity's prefetch. A profile identity creates later in the batch is new:
+        it has no rows, so it costs no lookup at all."""
         state = _state(batch)
+        identity = batch.identity
+        state.prefetched = True
+        state.known.update(identity.profiles)
         by_ws: dict[str, list[str]] = {}
-        for ws, pid in batch.identity.profiles:
+        for ws, pid in identity.profiles:
             if self.journeys(ws) is not None:
                 by_ws.setdefault(ws, []).append(pid)
+        for (ws, _old), target in identity.redirects.items():
+            # Events naming a merged-away profile resolve to its survivor, loaded lazily.
+            if (ws, target) not in state.known and self.journeys(ws) is not None:
+                state.known.add((ws, target))
+                by_ws.setdefault(ws, []).append(target)
+        earliest: dict[str, float] = {}
+        for event in events:
+            at = moment(event)
+            if at < earliest.get(event.workspace_id, at + 1):
+                earliest[event.workspace_id] = at
         for ws, ids in by_ws.items():
-            state.load_profiles(batch.identity.conn, ws, ids)
+            journeys = self.journeys(ws)
+            window = _cap_window(journeys)
+            since = None if window is None else earliest.get(ws, batch.now) - window
+            state.load_profiles(identity.conn, ws, ids, since=since, full=True)
         wakes: dict[str, list[str]] = {}
         for event in events:
             if event.type == "internal" and event.event == WAKE_EVENT:
@@ -140,7 +159,7 @@ class JourneyStage:
                 if isinstance(iid, str) and (event.workspace_id, iid) not in state.instances:
                     wakes.setdefault(event.workspace_id, []).append(iid)
         for ws, iids in wakes.items():
-            state.load_instances(batch.identity.conn, ws, iids)
+            state.load_instances(identity.conn, ws, iids)
 
     def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
         ws = event.workspace_id
@@ -156,9 +175,18 @@ class JourneyStage:
         reason = SUPPRESSION_EVENTS.get(event.event or "")
         if reason is not None and event.type != "internal":
             channel = event.properties.get("channel")
-            state.suppress(ws, profile.id, str(channel) if channel else "email", reason, at)
+            state.suppress(
+                batch.identity.conn,
+                ws,
+                profile.id,
+                str(channel) if channel else "email",
+                reason,
+                at,
+            )
         state.seen(ws, profile.id, event)
-        facts = _Facts(self, batch, state, ws, profile, at)
+        if batch.identity.merged:
+            state.absorb(batch, ws, profile.id)
+        facts = _Facts(self, batch, state, ws, profile, at, _cap_window(journeys))
         if event.type == "internal" and event.event == WAKE_EVENT:
             self._wake(batch, state, journeys, event, facts, at)
             return profile
@@ -316,7 +344,7 @@ class JourneyStage:
                         None,
                     )
                 )
-                state.sent_records(batch.identity.conn, ws, pid).append(
+                state.sent.setdefault((ws, pid), []).append(
                     SentRecord(at, effect.channel, effect.transactional)
                 )
             elif isinstance(effect, RecordPolicy):
@@ -473,6 +501,39 @@ class JourneyStage:
             "reason = excluded.reason, created_at = excluded.created_at",
             state.new_suppressions,
         )
+        conn.executemany(
+            "UPDATE timers SET profile_id = ? WHERE workspace_id = ? AND key = ?",
+            state.moved_timers,
+        )
+        _flush_merges(conn, batch.identity.merged, state.absorbed)
+
+
+def _flush_merges(
+    conn: Conn, merged: Mapping[tuple[str, str], str], absorbed: set[tuple[str, str]]
+) -> None:
+    """A merged-away profile's journey rows follow its survivor (instances, path, send records,
+    suppressions; its memberships too once `absorb` folded them into the survivor's)."""
+    for (ws, loser), _survivor in merged.items():
+        final = _final(merged, ws, loser)
+        for table in ("journey_instances", "journey_path", "sends"):
+            conn.execute(
+                f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND profile_id = ?",
+                (final, ws, loser),
+            )
+        conn.execute(
+            "INSERT INTO suppressions (workspace_id, profile_id, channel, reason, created_at) "
+            "SELECT workspace_id, ?, channel, reason, created_at FROM suppressions "
+            "WHERE workspace_id = ? AND profile_id = ? ON CONFLICT DO NOTHING",
+            (final, ws, loser),
+        )
+        conn.execute(
+            "DELETE FROM suppressions WHERE workspace_id = ? AND profile_id = ?", (ws, loser)
+        )
+        if (ws, loser) in absorbed:
+            conn.execute(
+                "DELETE FROM journey_profiles WHERE workspace_id = ? AND profile_id = ?",
+                (ws, loser),
+            )
 
 
 def moment(event: Event) -> float:
@@ -514,17 +575,42 @@ class _State:
     bulk: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     events: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
     scores: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    prefetched: bool = False
+    known: set[tuple[str, str]] = field(default_factory=set)
+    """Profiles identity knew when the stage prefetched; any other it resolves later in the
+    batch is one it created."""
+    absorbed: set[tuple[str, str]] = field(default_factory=set)
+    """Merged-away profiles whose instances and memberships moved to their survivor."""
+    moved_timers: list[tuple[str, str, str]] = field(default_factory=list)
+    """(survivor, workspace, timer key) of the instances `absorb` moved."""
 
-    def load_profiles(self, conn: Conn, ws: str, ids: list[str]) -> None:
+    def fresh(self, ws: str, pid: str) -> bool:
+        """A profile identity created during this batch (after the prefetch): no stored rows."""
+        return self.prefetched and (ws, pid) not in self.known
+
+    def load_profiles(
+        self,
+        conn: Conn,
+        ws: str,
+        ids: list[str],
+        *,
+        since: float | None = None,
+        full: bool = False,
+    ) -> None:
+        """Live instances and memberships of `ids`; with `full`, their suppressions too, and
+        their sends after `since` (None: no frequency cap reads them, none are loaded)."""
         ids = [pid for pid in ids if (ws, pid) not in self.by_profile]
         for pid in ids:
             self.by_profile[(ws, pid)] = []
             self.members[(ws, pid)] = {}
+            if full:
+                self.suppressions.setdefault((ws, pid), [])
+                self.sent.setdefault((ws, pid), [])
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT version, step, status, state FROM journey_instances WHERE "
+                f"SELECT version, step, status, state, profile_id FROM journey_instances WHERE "
                 f"workspace_id = ? AND profile_id IN ({marks}) AND status IN {_LIVE}",
                 (ws, *chunk),
             )
@@ -540,13 +626,44 @@ class _State:
             )
             for pid, raw in rows:
                 self.members[(ws, str(pid))] = _membership_decoder.decode(raw)
+            if not full:
+                continue
+            rows = conn.execute(
+                f"SELECT profile_id, channel, reason FROM suppressions WHERE workspace_id = ? "
+                f"AND profile_id IN ({marks})",
+                (ws, *chunk),
+            )
+            for pid, channel, reason in rows:
+                self.suppressions[(ws, str(pid))].append(Suppression(str(channel), str(reason)))
+            if since is None:
+                continue
+            rows = conn.execute(
+                f"SELECT profile_id, at, channel, transactional FROM sends WHERE workspace_id = ? "
+                f"AND profile_id IN ({marks}) AND at > ? AND outcome IN ('queued', 'rerouted')",
+                (ws, *chunk, since),
+            )
+            for pid, at, channel, transactional in rows:
+                self.sent[(ws, str(pid))].append(
+                    SentRecord(float(at), str(channel), bool(transactional))
+                )
+
+    def _ensure(self, conn: Conn, ws: str, pid: str) -> None:
+        if (ws, pid) in self.by_profile:
+            return
+        if self.fresh(ws, pid):
+            self.by_profile[(ws, pid)] = []
+            self.members.setdefault((ws, pid), {})
+            self.suppressions.setdefault((ws, pid), [])
+            self.sent.setdefault((ws, pid), [])
+        else:
+            self.load_profiles(conn, ws, [pid])
 
     def load_instances(self, conn: Conn, ws: str, ids: list[str]) -> None:
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT version, step, status, state FROM journey_instances WHERE "
+                f"SELECT version, step, status, state, profile_id FROM journey_instances WHERE "
                 f"workspace_id = ? AND id IN ({marks})",
                 (ws, *chunk),
             )
@@ -555,8 +672,7 @@ class _State:
                 self.instances.setdefault((ws, instance.id), instance)
 
     def live(self, conn: Conn, ws: str, pid: str) -> list[Instance]:
-        if (ws, pid) not in self.by_profile:
-            self.load_profiles(conn, ws, [pid])
+        self._ensure(conn, ws, pid)
         found = [self.instances[(ws, iid)] for iid in self.by_profile[(ws, pid)]]
         return [i for i in found if i.live]
 
@@ -571,7 +687,7 @@ class _State:
 
     def member(self, conn: Conn, ws: str, pid: str, journey_id: str) -> Membership:
         if (ws, pid) not in self.members:
-            self.load_profiles(conn, ws, [pid])
+            self._ensure(conn, ws, pid)
         found = self.members[(ws, pid)].get(journey_id, Membership())
         if found.active is not None:
             active = self.instances.get((ws, found.active))
@@ -583,40 +699,118 @@ class _State:
         self.members.setdefault((ws, pid), {})[journey_id] = membership
         self.dirty_members.add((ws, pid))
 
-    def sent_records(self, conn: Conn, ws: str, pid: str) -> list[SentRecord]:
+    def sent_records(self, conn: Conn, ws: str, pid: str, since: float | None) -> list[SentRecord]:
+        """Sends after `since` (all the policy's caps look back at most that far); None: no
+        cap reads them."""
         if (ws, pid) not in self.sent:
-            rows = conn.execute(
-                "SELECT at, channel, transactional FROM sends WHERE workspace_id = ? "
-                "AND profile_id = ? AND outcome IN ('queued', 'rerouted') ORDER BY at DESC LIMIT 500",
-                (ws, pid),
-            )
-            self.sent[(ws, pid)] = [SentRecord(float(a), str(c), bool(t)) for a, c, t in rows]
+            found: list[SentRecord] = []
+            if since is not None and not self.fresh(ws, pid):
+                rows = conn.execute(
+                    "SELECT at, channel, transactional FROM sends WHERE workspace_id = ? "
+                    "AND profile_id = ? AND at > ? AND outcome IN ('queued', 'rerouted')",
+                    (ws, pid, since),
+                )
+                found = [SentRecord(float(a), str(c), bool(t)) for a, c, t in rows]
+            self.sent[(ws, pid)] = found
         return self.sent[(ws, pid)]
 
     def suppressed(self, conn: Conn, ws: str, pid: str) -> list[Suppression]:
         if (ws, pid) not in self.suppressions:
-            rows = conn.execute(
-                "SELECT channel, reason FROM suppressions WHERE workspace_id = ? AND profile_id = ?",
-                (ws, pid),
-            )
-            self.suppressions[(ws, pid)] = [Suppression(str(c), str(r)) for c, r in rows]
+            found: list[Suppression] = []
+            if not self.fresh(ws, pid):
+                rows = conn.execute(
+                    "SELECT channel, reason FROM suppressions WHERE workspace_id = ? "
+                    "AND profile_id = ?",
+                    (ws, pid),
+                )
+                found = [Suppression(str(c), str(r)) for c, r in rows]
+            self.suppressions[(ws, pid)] = found
         return self.suppressions[(ws, pid)]
 
-    def suppress(self, ws: str, pid: str, channel: str, reason: str, at: float) -> None:
-        self.suppressions.setdefault((ws, pid), [])
-        self.suppressions[(ws, pid)].append(Suppression(channel, reason))
+    def suppress(self, conn: Conn, ws: str, pid: str, channel: str, reason: str, at: float) -> None:
+        self.suppressed(conn, ws, pid).append(Suppression(channel, reason))
         self.new_suppressions.append((ws, pid, channel, reason, at))
+
+    def absorb(self, batch: Batch, ws: str, pid: str) -> None:
+        """Move to `pid` what profiles merged into it during this batch had: their live
+        instances, their memberships (entries add up), suppressions, recent sends and the
+        batch's events, so the survivor's events see them. The rows follow in `flush`."""
+        merged = batch.identity.merged
+        conn = batch.identity.conn
+        for (mws, loser), _survivor in list(merged.items()):
+            if mws != ws or (ws, loser) in self.absorbed or _final(merged, ws, loser) != pid:
+                continue
+            self.absorbed.add((ws, loser))
+            self._ensure(conn, ws, pid)
+            self._ensure(conn, ws, loser)
+            listed = self.by_profile[(ws, pid)]
+            for iid in self.by_profile.pop((ws, loser), []):
+                moved = msgspec.structs.replace(self.instances[(ws, iid)], profile_id=pid)
+                self.instances[(ws, iid)] = moved
+                self.dirty.add((ws, iid))
+                # Its timer names the survivor (a profile created and merged within one
+                # batch never gets a row a firing could be redirected through).
+                pending = batch.timers.get((ws, timer_key(iid)))
+                if pending is not None:
+                    batch.timers[(ws, timer_key(iid))] = replace(pending, profile_id=pid)
+                self.moved_timers.append((pid, ws, timer_key(iid)))
+                if iid not in listed:
+                    listed.append(iid)
+            self.by_profile[(ws, loser)] = []
+            for journey_id, theirs in self.members.pop((ws, loser), {}).items():
+                ours = self.members[(ws, pid)].get(journey_id)
+                self.set_member(ws, pid, journey_id, _merge_membership(ours, theirs))
+            self.members[(ws, loser)] = {}
+            self.dirty_members.discard((ws, loser))
+            kept = self.suppressed(conn, ws, pid)
+            for entry in self.suppressions.get((ws, loser), []):
+                if entry not in kept:
+                    kept.append(entry)
+            self.sent.setdefault((ws, pid), []).extend(self.sent.get((ws, loser), []))
+            self.events.setdefault((ws, pid), []).extend(self.events.pop((ws, loser), []))
 
     def seen(self, ws: str, pid: str, event: Event) -> None:
         if event.type != "internal":
             self.events.setdefault((ws, pid), []).append(event)
 
 
+def _final(merged: Mapping[tuple[str, str], str], ws: str, pid: str) -> str:
+    for _ in range(100):
+        nxt = merged.get((ws, pid))
+        if nxt is None:
+            break
+        pid = nxt
+    return pid
+
+
+def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership:
+    """One profile's history with a journey after another profile was merged into it."""
+    if ours is None:
+        return theirs
+    times = [t for t in (ours.last_entered_at, theirs.last_entered_at) if t is not None]
+    return Membership(
+        entries=ours.entries + theirs.entries,
+        last_entered_at=max(times) if times else None,
+        active=ours.active if ours.active is not None else theirs.active,
+        in_segment=ours.in_segment or theirs.in_segment,
+        score_above=ours.score_above if ours.score_above is not None else theirs.score_above,
+    )
+
+
+def _cap_window(journeys: JourneySet | None) -> float | None:
+    """How far back the frequency caps look (None: no caps, recent sends are not read)."""
+    caps = journeys.policy.caps if journeys is not None else ()
+    return max(cap.per for cap in caps) if caps else None
+
+
 def _instance(row: tuple[Any, ...]) -> Instance:
-    version, step, status, raw = row
+    version, step, status, raw, profile_id = row
     instance = _instance_decoder.decode(raw)
-    # The columns win: bulk migrations and removals update them without rewriting the state.
-    return msgspec.structs.replace(instance, version=version, step=step, status=status)
+    # The columns win: bulk migrations, removals and profile merges update them without
+    # rewriting the state.
+    return msgspec.structs.replace(
+        instance, version=version, step=step, status=status, profile_id=str(profile_id)
+    )
 
 
 def _state(batch: Batch) -> _State:
@@ -632,8 +826,16 @@ class _Facts:
     """Answers the decisions' questions about one profile, from the batch and the database."""
 
     def __init__(
-        self, stage: JourneyStage, batch: Batch, state: _State, ws: str, profile: Profile, at: float
+        self,
+        stage: JourneyStage,
+        batch: Batch,
+        state: _State,
+        ws: str,
+        profile: Profile,
+        at: float,
+        window: float | None = None,
     ) -> None:
+        self._window = window
         self._stage = stage
         self._batch = batch
         self._state = state
@@ -708,10 +910,11 @@ class _Facts:
     def recipient(self) -> Recipient:
         conn = self._batch.identity.conn
         enabled = self._stage._channels_enabled(self._ws) if self._stage._channels_enabled else None
+        since = None if self._window is None else self._at - self._window
         return Recipient(
             traits=self._profile.traits,
             suppressions=tuple(self._state.suppressed(conn, self._ws, self._profile.id)),
-            sent=tuple(self._state.sent_records(conn, self._ws, self._profile.id)),
+            sent=tuple(self._state.sent_records(conn, self._ws, self._profile.id, since)),
             channel_enabled=enabled,
         )
 

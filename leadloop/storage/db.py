@@ -78,6 +78,8 @@ class SqliteConnection:
         # NORMAL in WAL mode survives a process crash (SIGKILL); FULL also survives power loss.
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA busy_timeout=10000")
+        # The default page cache (2 MB) thrashes once timers and instances reach the millions.
+        self._conn.execute("PRAGMA cache_size=-32768")
         self._depth = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:

@@ -13,14 +13,24 @@ research/capi.md §8.3. Each fake:
         fake.meta.plan_bad_event(index=3)
         ...  # point MetaDestination(base_url=fake.base_url) at it
         assert len(fake.meta.accepted) == 0
+
+`FakeAdsProcess` runs the same server in a child process (`python -m leadloop.testing_fakes.ads`),
+so a benchmark's client does not share a CPU (and the GIL) with the fake's checks; it exposes the
+counts through `GET /_fake/stats` instead of the recorded objects.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import gc
 import hashlib
 import hmac
 import json
 import re
+import signal
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -30,7 +40,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from leadloop.clock import Clock, SystemClock
+import httpx2
+import msgspec
+
+from leadloop.clock import Clock, ManualClock, SystemClock
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 BASE64_SHA256 = re.compile(r"[A-Za-z0-9+/]{43}=")
@@ -119,10 +132,13 @@ def _require_list(value: Any, most: int, message: str, path: str = "") -> list[A
 
 
 def _check_hex_list(value: Any, what: str, index: int) -> None:
-    # Meta emits hashed keys as arrays of lowercase SHA-256 hex (capi.md §1.3).
-    _require(isinstance(value, list) and len(value) > 0, f"{what} must be an array", index)
+    # Meta emits hashed keys as arrays of lowercase SHA-256 hex (capi.md §1.3). Messages are
+    # built only on failure: this runs for every key of every event of a 1,000-event batch.
+    if not isinstance(value, list) or not value:
+        raise Invalid(f"{what} must be an array", index)
     for item in value:
-        _require(isinstance(item, str) and bool(HEX64.fullmatch(item)), f"{what} not hashed", index)
+        if not isinstance(item, str) or len(item) != 64 or not HEX64.fullmatch(item):
+            raise Invalid(f"{what} not hashed", index)
 
 
 # --- Meta --------------------------------------------------------------------------------------
@@ -131,8 +147,11 @@ META_ACTION_SOURCES = frozenset(
     {"email", "website", "app", "phone_call", "chat", "physical_store", "system_generated"}
     | {"business_messaging", "other"}
 )  # capi.md §1.2, SDK 26.0.3 enum
-META_HASHED = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country")  # §1.3
-META_PLAIN = ("client_ip_address", "client_user_agent", "fbc", "fbp", "lead_id")  # §1.3
+META_HASHED = frozenset({"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country"})  # §1.3
+META_PLAIN = frozenset({"client_ip_address", "client_user_agent", "fbc", "fbp", "lead_id"})  # §1.3
+LEAD_ID = re.compile(r"\d{15,16}")
+CURRENCY = re.compile(r"[A-Za-z]{3}")
+CURRENCY_MESSAGE = "currency must be 3 letters"
 
 
 class FakeMeta(FakePlatform):
@@ -199,21 +218,19 @@ class FakeMeta(FakePlatform):
             if source == "website":  # §1.2: web events need these two
                 _require(bool(event.get("event_source_url")), "event_source_url required", i)
                 _require(bool(user.get("client_user_agent")), "client_user_agent required", i)
-            for key in META_HASHED:
-                if key in user:
-                    _check_hex_list(user[key], key, i)
+            for key, value in user.items():
+                if key in META_HASHED:
+                    _check_hex_list(value, key, i)
+                elif key in META_PLAIN and not isinstance(value, str):
+                    raise Invalid(f"{key} must be a string", i)
             if "external_id" in user:  # hashing recommended, not required (§1.3)
                 _require(isinstance(user["external_id"], list), "external_id must be an array", i)
-            for key in META_PLAIN:
-                if key in user:
-                    _require(isinstance(user[key], str), f"{key} must be a string", i)
             if "lead_id" in user:  # §1.4: the 15-16 digit leadgen_id, unhashed
-                _require(bool(re.fullmatch(r"\d{15,16}", user["lead_id"])), "lead_id invalid", i)
+                _require(bool(LEAD_ID.fullmatch(user["lead_id"])), "lead_id invalid", i)
             custom = event.get("custom_data", {})
             _require(isinstance(custom, dict), "custom_data must be an object", i)
             if "currency" in custom:  # §1.2: ISO-4217
-                currency_ok = bool(re.fullmatch(r"[A-Za-z]{3}", str(custom["currency"])))
-                _require(currency_ok, "currency must be 3 letters", i)
+                _require(bool(CURRENCY.fullmatch(str(custom["currency"]))), CURRENCY_MESSAGE, i)
             options = event.get("data_processing_options")
             if options is not None:  # §6.4: ["LDU"] + country/state, or []
                 _require(options in ([], ["LDU"]), "data_processing_options invalid", i)
@@ -445,6 +462,21 @@ class FakeAdsServer:
             return self.tiktok
         return None
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counts per platform, as `GET /_fake/stats` serves them."""
+        return {
+            name: {
+                "requests": len(platform.requests),
+                "accepted": len(platform.accepted),
+                "duplicates": len(platform.duplicates),
+                "test_events": len(platform.test_events),
+            }
+            for name, platform in self.platforms().items()
+        }
+
+    def platforms(self) -> dict[str, FakePlatform]:
+        return {"meta": self.meta, "google": self.google, "tiktok": self.tiktok}
+
     def __enter__(self) -> FakeAdsServer:
         self._thread.start()
         return self
@@ -457,28 +489,41 @@ class FakeAdsServer:
 
 def _handler_for(fake: FakeAdsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as the platforms serve it: every answer carries a Content-Length.
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
+        # client's delayed ACK stall every answer on a kept-alive connection by ~40 ms.
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path == "/_fake/stats":
+                self._send(200, {}, fake.stats())
+            else:
+                self._send(404, {}, {"error": {"code": 404, "message": "no such route"}})
+
         def do_POST(self) -> None:
             url = urlsplit(self.path)
+            # The body is read first, even for an unknown route, so the connection stays usable.
+            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            headers = {k.lower(): v for k, v in self.headers.items()}
             platform = fake.route(url.path)
             if platform is None:
                 self._send(404, {}, {"error": {"code": 404, "message": "no such route"}})
                 return
-            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {k.lower(): v for k, v in self.headers.items()}
             body: Any
             if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
                 body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
             else:
                 try:
-                    body = json.loads(raw or b"null")
-                except ValueError:
+                    body = msgspec.json.decode(raw or b"null")
+                except msgspec.DecodeError:
                     body = None
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             recorded = Recorded(url.path, query, headers, body)
             self._send(*platform.handle(recorded))
 
         def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
-            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            payload = body if isinstance(body, bytes) else msgspec.json.encode(body)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -491,3 +536,105 @@ def _handler_for(fake: FakeAdsServer) -> type[BaseHTTPRequestHandler]:
             pass  # keep test output clean
 
     return Handler
+
+
+# --- in a child process ------------------------------------------------------------------------
+
+
+class FakeAdsProcess:
+    """`FakeAdsServer` in a child process: for benchmarks, whose client must not share a core
+    (and the GIL) with the fake. `now` pins the fake's clock (`ManualClock`); tokens as above.
+
+        with FakeAdsProcess(now=NOW) as fake:
+            ...  # MetaDestination(base_url=fake.base_url)
+            assert fake.stats()["meta"]["accepted"] == n
+    """
+
+    def __init__(
+        self,
+        *,
+        now: float | None = None,
+        meta_access_token: str = "meta-token",
+        meta_app_secret: str | None = None,
+        google_access_token: str = "google-token",
+        tiktok_access_token: str = "tiktok-token",
+    ) -> None:
+        self._args = [
+            "--meta-token",
+            meta_access_token,
+            "--google-token",
+            google_access_token,
+            "--tiktok-token",
+            tiktok_access_token,
+        ]
+        if now is not None:
+            self._args += ["--now", repr(now)]
+        if meta_app_secret is not None:
+            self._args += ["--meta-app-secret", meta_app_secret]
+        self._process: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> FakeAdsProcess:
+        command = [sys.executable, "-m", "leadloop.testing_fakes.ads", *self._args]
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().strip()
+        if not line.startswith("http://"):
+            self._stop()
+            raise RuntimeError(f"the fake ads server did not start: {line!r}")
+        self.base_url = line
+        return self
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        response = httpx2.get(f"{self.base_url}/_fake/stats", timeout=10)
+        response.raise_for_status()
+        stats: dict[str, dict[str, int]] = response.json()
+        return stats
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._process = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the fakes on loopback until SIGTERM; the first stdout line is the base URL."""
+    parser = argparse.ArgumentParser(prog="python -m leadloop.testing_fakes.ads")
+    parser.add_argument("--now", type=float, default=None, help="pin the clock (Unix seconds)")
+    parser.add_argument("--meta-token", default="meta-token")
+    parser.add_argument("--meta-app-secret", default=None)
+    parser.add_argument("--google-token", default="google-token")
+    parser.add_argument("--tiktok-token", default="tiktok-token")
+    args = parser.parse_args(argv)
+    # The fake keeps every accepted event (decoded JSON: many small dicts, no cycles); with the
+    # default thresholds the cyclic GC would rescan them all, over and over, during a benchmark.
+    gc.set_threshold(100_000, 50, 100)
+    clock: Clock = ManualClock(args.now) if args.now is not None else SystemClock()
+    server = FakeAdsServer(
+        clock=clock,
+        meta_access_token=args.meta_token,
+        meta_app_secret=args.meta_app_secret,
+        google_access_token=args.google_token,
+        tiktok_access_token=args.tiktok_token,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with server:
+        print(server.base_url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

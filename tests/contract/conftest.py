@@ -51,7 +51,7 @@ class Harness:
         """Move the manual clock; due timers become events and are processed."""
         assert self.engine.manual_clock is not None
         self.engine.manual_clock.advance(seconds)
-        self.engine.timers.fire_now()
+        self.engine.settle_timers()
         self.settle()
 
 

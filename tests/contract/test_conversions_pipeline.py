@@ -287,6 +287,26 @@ def test_checkout_and_crm_stage_change_reach_every_platform(rig: Rig) -> None:
     assert len(rig.statuses()) == 6
 
 
+def test_stage_move_conversions_carry_the_lead_creation_time(rig: Rig) -> None:
+    # capi.md §1.4: a CRM stage event dated before the lead's creation may be discarded. The
+    # profile's first-seen time (a lower bound of the lead's creation) travels with stage moves.
+    h = rig.h
+    h.send(person(), visit(), order("o-1"), crm_stage("MQL"))
+    h.settle()
+    states = [json.loads(str(s)) for (s,) in h.sql("SELECT state FROM profiles")]
+    first_seen = states[0]["first_seen"]
+    rows = h.sql("SELECT idempotency_key, payload FROM outbox WHERE kind = 'conversion'")
+    conversions = {str(k): json.loads(str(p))["conversion"] for k, p in rows}
+    stage = [c for k, c in conversions.items() if k.endswith("-lead_mql")]
+    orders = [c for k, c in conversions.items() if "order-o-1" in k]
+    assert len(stage) == 3 and len(orders) == 3  # one per destination
+    for conversion in stage:
+        assert conversion["lead_created_at"] == first_seen <= conversion["event_time"]
+    assert all(c["lead_created_at"] is None for c in orders)
+    rig.drain()
+    assert set(rig.statuses().values()) == {"delivered"}
+
+
 def test_visibility_api_counts_sent_skipped_and_coverage(rig: Rig) -> None:
     h = rig.h
     h.send(person(), visit(), order("o-1"))
@@ -331,7 +351,7 @@ def test_no_consent_sends_nothing_and_records_why(rig: Rig) -> None:
     assert all("consent" in str(reason) for _, reason in reasons)
 
     # Consent given on an event's context counts from then on.
-    consent = {"consent": {"categoryPreferences": {"advertising": True}}}
+    consent: dict[str, Any] = {"consent": {"categoryPreferences": {"advertising": True}}}
     h.send(order("o-3", **consent))
     h.settle()
     rig.drain()

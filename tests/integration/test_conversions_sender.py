@@ -72,9 +72,11 @@ def rows(destination: str, platform: Any, count: int, start: int = 0) -> list[Cl
     return out
 
 
-def sender_for(fake: FakeAdsServer) -> ConversionSender:
+def sender_for(fake: FakeAdsServer, parallel: int = 1) -> ConversionSender:
+    """One request at a time by default: the tests below check request order and plan failures
+    for "the next request"; `test_requests_in_parallel` covers the concurrent default."""
     config = destinations(fake.base_url)
-    return ConversionSender(lambda ws, name: config.get(name))
+    return ConversionSender(lambda ws, name: config.get(name), parallel=parallel)
 
 
 def test_batches_are_split_to_platform_limits(fake: FakeAdsServer) -> None:
@@ -87,6 +89,25 @@ def test_batches_are_split_to_platform_limits(fake: FakeAdsServer) -> None:
     assert len(fake.meta.accepted) == 1500 and len(fake.google.accepted) == 2100
     body = json.dumps([r.body for r in fake.meta.requests + fake.google.requests])
     assert "Jo@Example.com".lower() not in body and "7946" not in body
+    sender.close()
+
+
+def test_requests_in_parallel(fake: FakeAdsServer) -> None:
+    sender = sender_for(fake, parallel=4)
+    items = (
+        rows("meta", "meta", 2500)
+        + rows("google", "google", 2100, 5000)
+        + rows("tiktok", "tiktok", 1200, 9000)
+    )
+    outcomes = sender.send_batch(items, NOW)
+    assert [o.status for o in outcomes] == ["delivered"] * len(items)
+    assert sorted(len(r.body["data"]) for r in fake.meta.requests) == [500, 1000, 1000]
+    assert sorted(len(r.body["events"]) for r in fake.google.requests) == [100, 2000]
+    assert sorted(len(r.body["data"]) for r in fake.tiktok.requests) == [200, 1000]
+    assert sender.requests == 7
+    accepted = [e["event_id"] for e in fake.meta.accepted]
+    assert sorted(accepted) == sorted(f"order-{n}-purchase" for n in range(2500))
+    assert not fake.meta.duplicates and len(fake.google.accepted) == 2100
     sender.close()
 
 
@@ -111,7 +132,7 @@ def test_auth_errors_are_dead_letters_and_missing_destination_too(fake: FakeAdsS
 
 def test_network_error_is_retried_and_budget_exhaustion_dead_letters() -> None:
     config = destinations("http://127.0.0.1:9")  # nothing listens on the discard port
-    sender = ConversionSender(lambda ws, name: config.get(name), max_attempts=2)
+    sender = ConversionSender(lambda ws, name: config.get(name), max_attempts=2, parallel=1)
     first = sender.send_batch(rows("meta", "meta", 1), NOW)
     assert first[0].status == "pending" and first[0].next_attempt_at is not None
     assert "network error" in str(first[0].error)

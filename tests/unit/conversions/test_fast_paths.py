@@ -1,0 +1,100 @@
+"""The shortcuts taken for throughput give the same bytes as the full path.
+
+`user_identifiers` + `hash_for_platform` skip `phonenumbers` for E.164 phones, the Meta builder
+takes enqueue-time digests as they are, names in ASCII skip the per-character Unicode lookup,
+and hashes are memoised: each is checked here against the slow path it replaces.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadloop.conversions import normalize as norm
+from leadloop.conversions.capture import MatchKeys
+from leadloop.conversions.model import UserIdentifiers
+from leadloop.conversions.normalize import (
+    hash_identifier,
+    hash_user_data_meta,
+    normalize_name_meta,
+    normalize_phone_meta,
+    sha256_hex,
+)
+from leadloop.conversions.service import hash_for_platform, user_identifiers
+from leadloop.identity.model import Profile
+
+ALL = frozenset({"email", "phone", "name", "external_id", "click_ids", "browser_ids", "ip"})
+
+
+def profile(**traits: object) -> Profile:
+    return Profile(
+        id="p1",
+        workspace_id="default",
+        traits=dict(traits),
+        first_seen=1,
+        last_seen=1,
+        last_activity=1,
+    )
+
+
+def test_an_e164_looking_trait_phone_is_made_canonical_first() -> None:
+    # `+44 0…` keeps the trunk 0 after the country code: phonenumbers drops it. The shortcut in
+    # `hash_for_platform` must not send `4402079460958`.
+    user = user_identifiers(profile(phone="+4402079460958"), [], MatchKeys(), ALL)
+    assert user.phone == "+442079460958"
+    meta = hash_for_platform(user, "meta", None, True)
+    assert meta.phone == sha256_hex("442079460958")
+    assert meta.phone == sha256_hex(normalize_phone_meta("+4402079460958") or "")
+
+
+def test_an_impossible_e164_looking_trait_phone_is_not_sent() -> None:
+    user = user_identifiers(profile(phone="+1000000"), [], MatchKeys(), ALL)
+    assert user.phone is None
+
+
+def test_identity_graph_phones_are_taken_as_canonical() -> None:
+    identities = [{"type": "phone", "value": "+16505551212"}]
+    user = user_identifiers(profile(phone="+4402079460958"), identities, MatchKeys(), ALL)
+    assert user.phone == "+16505551212"
+    assert hash_for_platform(user, "meta", None, True).phone == sha256_hex("16505551212")
+    assert hash_for_platform(user, "google", None, True).phone == sha256_hex("+16505551212")
+
+
+def test_national_trait_phones_still_use_the_destination_region() -> None:
+    user = user_identifiers(profile(phone="020 7946 0958"), [], MatchKeys(), ALL)
+    assert user.phone == "020 7946 0958"
+    assert hash_for_platform(user, "meta", "GB", True).phone == sha256_hex("442079460958")
+
+
+def _slow_name(name: str) -> str | None:
+    cleaned = unicodedata.normalize("NFC", name).strip().lower()
+    kept = "".join(ch for ch in cleaned if ch.isspace() or unicodedata.category(ch)[0] in "LM")
+    return " ".join(kept.split()) or None
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_names_match_the_unicode_path(name: str) -> None:
+    assert normalize_name_meta(name) == _slow_name(name)
+
+
+def test_enqueue_digests_are_sent_as_they_are_and_raw_values_are_hashed() -> None:
+    raw = UserIdentifiers(email="Jo@Example.com", phone="+16505551212", first_name="Jo")
+    hashed = hash_for_platform(raw, "meta", None, True)
+    assert hash_user_data_meta(hashed) == hash_user_data_meta(raw)
+    assert hash_user_data_meta(hashed)["em"] == [sha256_hex("jo@example.com")]
+    # An uppercase or padded digest is still recognised (and lower-cased), never re-hashed.
+    upper = UserIdentifiers(email=f" {sha256_hex('jo@example.com').upper()} ")
+    assert hash_user_data_meta(upper)["em"] == [sha256_hex("jo@example.com")]
+
+
+def test_memoised_hashes_equal_fresh_ones_per_normaliser_and_argument() -> None:
+    norm.clear_memo()
+    first = hash_identifier("020 7946 0958", normalize_phone_meta, "GB")
+    assert first == sha256_hex("442079460958")
+    assert hash_identifier("020 7946 0958", normalize_phone_meta, "GB") == first
+    # Same text, other region: another entry, not the memoised one.
+    assert hash_identifier("020 7946 0958", normalize_phone_meta, "US") is None
+    assert hash_identifier("Jo", normalize_name_meta) == sha256_hex("jo")
+    norm.clear_memo()
