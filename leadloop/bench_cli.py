@@ -1,4 +1,6 @@
-"""`leadloop bench NAME`: runs a benchmark from `bench/` and prints ratios to its baseline."""
+"""`leadloop bench NAME [OPTIONS]`: runs `bench/bench_NAME.py` from a checkout, which prints its
+figures beside baselines measured in the same run. Options after the name go to the script
+(`leadloop bench ingest --help` lists them)."""
 
 from __future__ import annotations
 
@@ -15,8 +17,7 @@ BENCHES = ("ingest", "scoring", "journeys", "channels", "conversions")
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("bench", help="run a benchmark (prints ratios to a same-run baseline)")
     p.add_argument("name", choices=BENCHES, help="which benchmark")
-    p.add_argument("--seconds", type=float, default=10.0, help="how long each phase runs")
-    p.add_argument("--postgres-url", default=None, help="also run against this PostgreSQL")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark script")
     p.set_defaults(handler=_run)
 
 
@@ -27,8 +28,6 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         print(f"leadloop: bench/{script.name} is not here (benchmarks run from a checkout)")
         return 2
     sys.path.insert(0, str(root))
-    sys.argv = [str(script), "--seconds", str(args.seconds)] + (
-        ["--postgres-url", args.postgres_url] if args.postgres_url else []
-    )
+    sys.argv = [str(script), *args.options]
     runpy.run_path(str(script), run_name="__main__")
     return 0
