@@ -34,7 +34,7 @@ from leadloop.clock import ManualClock
 from leadloop.config import Settings
 from leadloop.ingest import parse
 from leadloop.scoring import replay
-from leadloop.scoring.service import DECAY_EVENT, timer_key
+from leadloop.scoring.service import DECAY_EVENT, ScoringStage, timer_key
 from leadloop.testing import WebhookReceiver, eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,8 @@ def process_all(engine: Engine) -> float:
 
 
 def engine_for(folder: str, name: str, playbook: str | None) -> Engine:
+    """An engine whose processor runs identity, plus scoring when a playbook is given (the
+    journeys and conversions stages are left out: this measures scoring alone)."""
     e = Engine(
         Settings(database_url=f"sqlite:///{folder}/{name}.db", playbook=playbook),
         clock=ManualClock(START + 10 * DAY),
@@ -96,6 +98,7 @@ def engine_for(folder: str, name: str, playbook: str | None) -> Engine:
         run_processor=False,
     )
     e.start()
+    e.processor.set_stages([ScoringStage(e.scoring_models)] if playbook else [])
     return e
 
 
