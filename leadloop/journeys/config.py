@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-from leadloop.errors import PlaybookError
 from leadloop.journeys.model import (
     ENGAGEMENTS,
     OUTCOMES,
@@ -113,21 +112,7 @@ WAITING_TYPES = (WaitStep, WaitForStep)
 class JourneyFields(Fields):
     """`Fields` checked against the journeys schema instead of the playbook's."""
 
-    def __init__(self, node: Node, path: str, section: str) -> None:
-        if not isinstance(node, Map):
-            fail(node, path, f"expected a mapping, got {type_name(node)}")
-        self.map = node
-        self.path = path
-        required, optional = SCHEMA[section]
-        allowed = required | optional
-        for key, mark in node.key_marks.items():
-            if key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                raise PlaybookError(
-                    mark.file, mark.line, join(path, key), f"unknown key (expected: {expected})"
-                )
-        for key in sorted(required - node.values.keys()):
-            fail(node, join(path, key), "missing required field")
+    schema = SCHEMA
 
     def sub(self, key: str, section: str) -> JourneyFields | None:
         node = self.get(key)
