@@ -102,7 +102,7 @@ class Engine:
             ],
             default_region=settings.default_region,
         )
-        self.timers = TimerLoop(self.writer, self.clock)
+        self.timers = TimerLoop(self.writer, self.clock, on_fired=self.processor.wake)
         self.dispatcher = Dispatcher(
             self.writer,
             self.clock,
@@ -112,6 +112,7 @@ class Engine:
             },
             claim_sizes={"conversion": 2000},
         )
+        self.processor.on_effects = self.dispatcher.wake
         self.messages = MessageSender.for_engine(self)
         self.dispatcher.senders["message"] = self.messages
         self._started = False
@@ -131,8 +132,8 @@ class Engine:
         return connect(self.url)
 
     def _committed(self) -> None:
+        """New events are in the log."""
         self.processor.wake()
-        self.dispatcher.wake()
 
     # -- playbooks -----------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class Processor:
         self.processed = 0
         self.idle = threading.Event()
         self._jobs: list[Callable[[Conn], None]] = []
+        self.on_effects: Callable[[], None] | None = None
+        """Called after a batch that queued effects is committed (wakes the dispatcher)."""
         self._jobs_lock = threading.Lock()
 
     def request(self, job: Callable[[Conn], None]) -> None:
@@ -129,6 +131,8 @@ class Processor:
             store.set_cursor(wconn, CURSOR, after)
 
         self._writer.submit(write).result()
+        if batch.outbox and self.on_effects is not None:
+            self.on_effects()  # new outbox rows: the dispatcher has work
         self.processed += len(events)
         return len(events)
 

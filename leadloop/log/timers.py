@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -72,8 +73,16 @@ def next_due(conn: Conn) -> float | None:
 class TimerLoop:
     """Wakes at the next due time (or when told to, e.g. after the manual clock moved)."""
 
-    def __init__(self, writer: Writer, clock: Clock, *, poll: float = 0.1) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        clock: Clock,
+        *,
+        poll: float = 0.1,
+        on_fired: Callable[[], None] | None = None,
+    ) -> None:
         self._writer = writer
+        self._on_fired = on_fired
         self._clock = clock
         self._poll = poll
         self._wake = threading.Event()
@@ -98,6 +107,8 @@ class TimerLoop:
         while True:
             n = self._writer.submit(functools.partial(_fire, now=self._clock.now())).result()
             total += n
+            if n and self._on_fired is not None:
+                self._on_fired()  # the fired timers are events in the log now
             if n == 0:
                 return total
 

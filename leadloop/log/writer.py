@@ -182,6 +182,6 @@ class Writer:
         except BaseException as exc:
             job.future.set_exception(exc)
         else:
+            # Jobs wake whatever they feed themselves; `on_commit` is only for new log rows
+            # from ingestion (a job waking every loop would make them wake each other forever).
             job.future.set_result(result)
-            if self._on_commit is not None:
-                self._on_commit()
