@@ -90,7 +90,10 @@ def cmd_playbook_validate(args: argparse.Namespace, settings: Settings) -> int:
     except PlaybookError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    for warning in playbook.warnings:
+    from leadloop.channels.config import parse_channels
+
+    channel_warnings = parse_channels(playbook.sections.get("channels")).warnings
+    for warning in (*playbook.warnings, *channel_warnings):
         print(f"warning: {warning}")
     print(
         f"ok: {args.path} (version {playbook.version}, workspace {playbook.workspace}, "
