@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx2
 
-from leadloop.channels.config import AudienceSettings
 from leadloop.channels.model import Failed, SendResult
 from leadloop.channels.providers import post
+from leadloop.channels.settings import AudienceSettings
 from leadloop.conversions.normalize import (
     normalize_email_google,
     normalize_email_meta,

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx2
 
-from leadloop.channels.config import InstagramSettings, Media
 from leadloop.channels.model import SendResult
 from leadloop.channels.providers import post
+from leadloop.channels.settings import InstagramSettings, Media
 
 MESSAGING_WINDOW = 24 * 3600.0
 TAG_WINDOWS = {"HUMAN_AGENT": 7 * 24 * 3600.0}

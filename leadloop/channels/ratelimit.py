@@ -2,7 +2,7 @@
 
 Providers cap throughput per sender: the WhatsApp Cloud API per business phone number, Twilio
 per `From` number, Instagram per professional account (defaults and sources in
-`channels.config`). Going over gets 429s or, worse for WhatsApp, a quality downgrade; so the
+`channels.settings`). Going over gets 429s or, worse for WhatsApp, a quality downgrade; so the
 sender takes a token before each request and never sleeps for one: a send without a token goes
 back to the outbox as `pending`, due when its token frees.
 

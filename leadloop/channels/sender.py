@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from leadloop.channels import audiences, instagram, records, sms, whatsapp
 from leadloop.channels import email as email_channel
-from leadloop.channels.config import ChannelsConfig
 from leadloop.channels.model import Failed, SendResult, Sent, TryLater
 from leadloop.channels.ratelimit import Limiter
 from leadloop.channels.records import Conn, MessageRecord
 from leadloop.channels.service import ChannelServices, services
+from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import Kind, Token, is_trackable_url, sign
 from leadloop.identity import queries as identity_queries
 from leadloop.identity.normalize import normalize_phone

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from leadloop.channels import records
-from leadloop.channels.config import ChannelsConfig, channels_config
+from leadloop.channels.config import channels_config
 from leadloop.channels.email import SmtpTransport
 from leadloop.channels.model import Inbound, Receipt
 from leadloop.channels.records import Conn, MessageRecord
+from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import is_automated_open
 
 if TYPE_CHECKING:

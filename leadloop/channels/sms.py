@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx2
 
-from leadloop.channels.config import SmsSettings
 from leadloop.channels.model import SendResult
 from leadloop.channels.providers import post
+from leadloop.channels.settings import SmsSettings
 
 
 def form(

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx2
 
-from leadloop.channels.config import Media, WhatsAppSettings
 from leadloop.channels.model import Failed, SendResult
 from leadloop.channels.providers import post
+from leadloop.channels.settings import Media, WhatsAppSettings
 
 SERVICE_WINDOW = 24 * 3600.0
 CAPTIONED = frozenset({"image", "video", "document"})

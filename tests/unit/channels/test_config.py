@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from leadloop.channels.config import SCHEMA, parse_channels
+from leadloop.channels.config import parse_channels
 from leadloop.channels.email import decorate_html, rewrite_links
+from leadloop.channels.fields import SCHEMA
 from leadloop.errors import PlaybookError
 from leadloop.playbook.load import parse_playbook
 
