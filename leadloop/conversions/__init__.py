@@ -1,8 +1,10 @@
 """Conversions stage: CRM milestones and checkouts forwarded to ad platforms as hashed,
-server-side conversions (Meta CAPI, Google Data Manager, TikTok Events API).
+server-side conversions (Meta CAPI, Google Data Manager, TikTok Events API, and the Google Ads
+API for accounts Google still allows).
 
 Pure core only: `model` (values), `normalize` (per-platform normalisation + SHA-256), `payloads`
-(request bodies, ids, send checks) and `decide` (what a response means, when to retry).
+(request bodies, ids, send checks), `google_ads` (the Ads API's body and partial failures) and
+`decide` (what a response means, when to retry).
 research/capi.md is the spec.
 """
 
@@ -10,6 +12,7 @@ from leadloop.conversions.decide import (
     Bisect,
     Delivered,
     Outcome,
+    PerEvent,
     Reject,
     Retry,
     classify_response,
@@ -19,6 +22,7 @@ from leadloop.conversions.model import (
     Content,
     Conversion,
     Destination,
+    GoogleAdsDestination,
     GoogleDestination,
     MetaDestination,
     Platform,
@@ -44,9 +48,11 @@ __all__ = [
     "Conversion",
     "Delivered",
     "Destination",
+    "GoogleAdsDestination",
     "GoogleDestination",
     "MetaDestination",
     "Outcome",
+    "PerEvent",
     "Platform",
     "Reject",
     "Retry",

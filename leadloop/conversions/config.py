@@ -8,7 +8,7 @@
       ldu_trait: limited_data_use         # Meta LDU / TikTok limited_data_use from the profile
       destinations:
         - id: meta
-          type: meta                      # meta | google | tiktok
+          type: meta                      # meta | google | google_ads | tiktok
           pixel_id: ${LEADLOOP_META_PIXEL_ID:-}
           access_token: ${LEADLOOP_META_ACCESS_TOKEN:-}
           base_url: ${LEADLOOP_META_API_BASE:-https://graph.facebook.com}
@@ -24,7 +24,10 @@
           event: Lead
 
 A destination whose credentials or ids are empty is disabled with a warning, never an error:
-the example playbook must load on a laptop without ad accounts (issue 6).
+the example playbook must load on a laptop without ad accounts (issue 6). `google` is the Data
+Manager API; `google_ads` the Google Ads API (`customer_id`, `conversion_action`,
+`developer_token`, optional `login_customer_id`), for accounts Google still allows to upload
+click conversions that way (capi.md §2.1).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any, NoReturn
 from leadloop.conversions.model import (
     ActionSource,
     Destination,
+    GoogleAdsDestination,
     GoogleDestination,
     MetaDestination,
     Platform,
@@ -79,6 +83,9 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "event_source",
                 "partner_name",
                 "default_region",
+                "customer_id",
+                "developer_token",
+                "login_customer_id",
             }
         ),
     ),
@@ -120,7 +127,7 @@ IDENTIFIERS = (
     "ip",
     "user_agent",
 )
-PLATFORMS: tuple[Platform, ...] = ("meta", "google", "tiktok")
+PLATFORMS: tuple[Platform, ...] = ("meta", "google", "google_ads", "tiktok")
 ACTION_SOURCES = (
     "email",
     "website",
@@ -135,6 +142,10 @@ ACTION_SOURCES = (
 _GOOGLE_DESTINATION = re.compile(
     r"^(?:customers/)?(?P<account>\d[\d-]*)(?:/conversionActions)?/(?P<action>\d+)$"
 )
+_CUSTOMER_ID = re.compile(r"\d{3}-?\d{3}-?\d{4}")
+_CONVERSION_ACTION = re.compile(
+    r"(?:customers/(?P<owner>\d{3}-?\d{3}-?\d{4})/conversionActions/)?(?P<action>\d+)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +157,8 @@ class DestinationConfig:
     access_token: str = field(default="", repr=False)
     app_secret: str | None = field(default=None, repr=False)
     disabled_reason: str | None = None
+    developer_token: str = field(default="", repr=False)
+    """Google Ads API only (`developer-token` header)."""
 
     @property
     def enabled(self) -> bool:
@@ -331,6 +344,10 @@ def _destination(fields: Fields, section_region: str | None) -> DestinationConfi
             click_through_window_days=int(window / 86400) if window else 90,
         )
         platform = "google"
+    elif kind == "google_ads":
+        destination, needed = _google_ads(fields, region)
+        missing += needed
+        platform = "google_ads"
     else:
         pixel = fields.text("pixel_code", "")
         missing += [] if pixel else ["pixel_code"]
@@ -347,11 +364,65 @@ def _destination(fields: Fields, section_region: str | None) -> DestinationConfi
         )
         platform = "tiktok"
     app_secret = fields.optional_text("app_secret") or None
+    developer_token = fields.text("developer_token", "") if kind == "google_ads" else ""
     if missing:
         return DestinationConfig(
             dest_id, platform, None, disabled_reason=f"{', '.join(missing)} is empty"
         )
-    return DestinationConfig(dest_id, platform, destination, token, app_secret)
+    return DestinationConfig(
+        dest_id, platform, destination, token, app_secret, developer_token=developer_token
+    )
+
+
+def _google_ads(fields: Fields, region: str | None) -> tuple[GoogleAdsDestination, list[str]]:
+    """The Google Ads API destination and the names of its empty required settings. Ids are
+    written with or without dashes (`123-456-7890`); a malformed one is an error, not a
+    warning, since no environment could make it work."""
+    customer = fields.text("customer_id", "").strip()
+    if customer and not _CUSTOMER_ID.fullmatch(customer):
+        fields.fail(
+            "customer_id", "expected a 10-digit Google Ads customer id such as 123-456-7890"
+        )
+    login = fields.text("login_customer_id", "").strip()
+    if login and not _CUSTOMER_ID.fullmatch(login):
+        fields.fail(
+            "login_customer_id",
+            "expected the 10-digit customer id of a manager account such as 123-456-7890",
+        )
+    action = fields.text("conversion_action", "").strip()
+    found = _CONVERSION_ACTION.fullmatch(action)
+    if action and found is None:
+        fields.fail(
+            "conversion_action",
+            "expected a conversion action id (digits) or its resource name "
+            "customers/<customer id>/conversionActions/<id>",
+        )
+    owner = found.group("owner") if found else None
+    version = fields.text("api_version", "v26")
+    if not re.fullmatch(r"v\d+", version):
+        fields.fail("api_version", "expected a Google Ads API version such as v26")
+    window = fields.optional_duration("click_through_window")
+    destination = GoogleAdsDestination(
+        customer_id=customer.replace("-", ""),
+        conversion_action_id=found.group("action") if found else "",
+        conversion_action_owner=owner.replace("-", "") if owner else None,
+        login_customer_id=login.replace("-", "") or None,
+        api_version=version,
+        base_url=_url(fields, "https://googleads.googleapis.com"),
+        validate_only=fields.boolean("validate_only", False),
+        default_region=region,
+        click_through_window_days=int(window / 86400) if window else 90,
+    )
+    needed = [
+        name
+        for name, value in (
+            ("customer_id", customer),
+            ("conversion_action", action),
+            ("developer_token", fields.text("developer_token", "")),
+        )
+        if not value
+    ]
+    return destination, needed
 
 
 def _google_ids(fields: Fields) -> tuple[str, str]:

@@ -10,6 +10,8 @@ retry matrix of research/capi.md §6.1:
                so the good events go through and the bad one ends alone as a Reject
     Reject     permanent for this batch (bad credentials, permissions, a single bad event):
                dead-letter it and alert; resending cannot help
+    PerEvent   the platform answered event by event (the Google Ads API's partial failure):
+               one of the three above per event of the batch, in order
 
 Network errors and timeouts never reach here: the shell treats them as Retry.
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from leadloop.conversions.google_ads import NOT_ALLOWLISTED, NOT_ALLOWLISTED_HINT, row_errors
 from leadloop.conversions.model import Platform
 
 
@@ -48,7 +51,11 @@ class Reject(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
-Outcome = Delivered | Retry | Bisect | Reject
+class PerEvent(msgspec.Struct, frozen=True, kw_only=True):
+    outcomes: tuple[Delivered | Retry | Reject, ...]
+
+
+Outcome = Delivered | Retry | Bisect | Reject | PerEvent
 
 # Graph error codes (capi.md §1.5).
 _META_RETRY_CODES = frozenset({1, 2, 4, 17, 341, 368})
@@ -179,6 +186,79 @@ def _classify_google(
     return Reject(reason=reason)
 
 
+# Google Ads API per-row codes (capi.md §6.1): the platform already holds these conversions.
+_GOOGLE_ADS_DUPLICATES = frozenset({"ORDER_ID_ALREADY_IN_USE", "CLICK_CONVERSION_ALREADY_EXISTS"})
+_GOOGLE_ADS_RETRY_KINDS = frozenset({"internalError", "quotaError"})
+_GOOGLE_ADS_RETRY_STATUSES = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL"}
+)
+TOO_RECENT_DELAY = 6 * 3600.0
+"""`TOO_RECENT_EVENT`: the click is under 6 hours old; try again no sooner (capi.md §6.1)."""
+
+
+def _google_ads_row(kind: str, code: str, message: str) -> Delivered | Retry | Reject:
+    reason = f"google_ads: {code or kind or 'error'}: {message}".rstrip(": ")
+    if code == NOT_ALLOWLISTED:
+        return Reject(reason=NOT_ALLOWLISTED_HINT)
+    if code in _GOOGLE_ADS_DUPLICATES:
+        return Delivered(note=f"duplicate: {code}")
+    if code == "TOO_RECENT_EVENT":
+        return Retry(reason=reason, retry_after=TOO_RECENT_DELAY)
+    if kind in _GOOGLE_ADS_RETRY_KINDS or code in _GOOGLE_ADS_RETRY_STATUSES:
+        return Retry(reason=reason)
+    # Everything else names bad data or a bad setting of this row (INVALID_USER_IDENTIFIER,
+    # UNPARSEABLE_GCLID, EXPIRED_EVENT, ORDER_ID_CONTAINS_PII, ...): resending cannot help.
+    return Reject(reason=reason)
+
+
+def _worst(outcomes: list[Delivered | Retry | Reject]) -> Delivered | Retry | Reject:
+    """A row with several errors: a permanent one wins over a transient one."""
+    for kind in (Reject, Retry):
+        found = [o for o in outcomes if isinstance(o, kind)]
+        if found:
+            return found[0]
+    return outcomes[0]
+
+
+def _classify_google_ads(
+    status: int, body: dict[str, Any], retry_after: float | None, batch_size: int
+) -> Outcome:
+    if 200 <= status < 300:
+        errors = row_errors(body.get("partialFailureError"))
+        if not errors:
+            return Delivered(note=f"results={len(body.get('results') or [])}")
+        per_row: list[list[Delivered | Retry | Reject]] = [[] for _ in range(batch_size)]
+        for failure in errors:
+            outcome = _google_ads_row(failure.kind, failure.code, failure.message)
+            index = failure.index
+            # An error that names no row concerns the request, so every row of it.
+            rows = [index] if index is not None and 0 <= index < batch_size else range(batch_size)
+            for i in rows:
+                per_row[i].append(outcome)
+        return PerEvent(
+            outcomes=tuple(_worst(row) if row else Delivered() for row in per_row),
+        )
+    error = _error_object(body)
+    errors = row_errors(error)
+    grpc_status = str(error.get("status", ""))
+    codes = ", ".join(e.code for e in errors if e.code) or grpc_status
+    detail = "; ".join(e.message for e in errors if e.message) or str(error.get("message", ""))
+    reason = f"google_ads: HTTP {status} {codes}: {detail}".rstrip(": ")
+    if any(e.code == NOT_ALLOWLISTED for e in errors):
+        return Reject(reason=NOT_ALLOWLISTED_HINT)
+    if status in (408, 429) or status >= 500 or grpc_status in _GOOGLE_ADS_RETRY_STATUSES:
+        return Retry(reason=reason, retry_after=retry_after)
+    if status in (401, 403):
+        return Reject(
+            reason=f"{reason} (check the developer token, access token and login customer id)"
+        )
+    indexed = [e.index for e in errors if e.index is not None]
+    if status == 400 and indexed:
+        # The request was refused as a whole for a named row: split it off and resend the rest.
+        return _one_bad_event(reason, batch_size, indexed[0])
+    return Reject(reason=reason)
+
+
 def _classify_tiktok(
     status: int, body: dict[str, Any], retry_after: float | None, batch_size: int
 ) -> Outcome:
@@ -218,6 +298,8 @@ def classify_response(
         return _classify_meta(status, decoded, retry_after, batch_size)
     if platform == "google":
         return _classify_google(status, decoded, retry_after, batch_size)
+    if platform == "google_ads":
+        return _classify_google_ads(status, decoded, retry_after, batch_size)
     return _classify_tiktok(status, decoded, retry_after, batch_size)
 
 

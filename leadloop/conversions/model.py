@@ -13,8 +13,10 @@ from typing import Literal
 
 import msgspec
 
-Platform = Literal["meta", "google", "tiktok"]
-PLATFORMS: tuple[Platform, ...] = ("meta", "google", "tiktok")
+Platform = Literal["meta", "google", "google_ads", "tiktok"]
+"""`google` is the Data Manager API; `google_ads` the Google Ads API's `UploadClickConversions`,
+an optional path for accounts Google still allows (capi.md §2.1)."""
+PLATFORMS: tuple[Platform, ...] = ("meta", "google", "google_ads", "tiktok")
 
 ActionSource = Literal[
     "email",
@@ -134,6 +136,28 @@ class GoogleDestination(msgspec.Struct, frozen=True, kw_only=True):
     """The conversion action's window; older events come back as `EXPIRED_EVENT` (§6.3)."""
 
 
+class GoogleAdsDestination(msgspec.Struct, frozen=True, kw_only=True):
+    """Google Ads API `customers/{id}:uploadClickConversions` (capi.md §2.3), REST transcoding.
+
+    Closed to new adopters since 2026-06-15 (`CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE`): only
+    for accounts that already import this way; everyone else uses `GoogleDestination`. The
+    developer token is a secret and travels with the access token, outside this value."""
+
+    customer_id: str
+    """The account that owns the conversion action, digits only."""
+    conversion_action_id: str
+    conversion_action_owner: str | None = None
+    """The account in the action's resource name when it is not `customer_id` (an action a
+    manager account owns); None: `customer_id`."""
+    login_customer_id: str | None = None
+    """The manager account to act through (`login-customer-id` header), digits only."""
+    api_version: str = "v26"
+    base_url: str = "https://googleads.googleapis.com"
+    validate_only: bool = False
+    default_region: str | None = None
+    click_through_window_days: int = 90
+
+
 class TikTokDestination(msgspec.Struct, frozen=True, kw_only=True):
     pixel_code: str
     event_source: TikTokEventSource = "web"
@@ -143,7 +167,7 @@ class TikTokDestination(msgspec.Struct, frozen=True, kw_only=True):
     default_region: str | None = None
 
 
-Destination = MetaDestination | GoogleDestination | TikTokDestination
+Destination = MetaDestination | GoogleDestination | GoogleAdsDestination | TikTokDestination
 
 
 def platform_of(destination: Destination) -> Platform:
@@ -151,4 +175,6 @@ def platform_of(destination: Destination) -> Platform:
         return "meta"
     if isinstance(destination, GoogleDestination):
         return "google"
+    if isinstance(destination, GoogleAdsDestination):
+        return "google_ads"
     return "tiktok"

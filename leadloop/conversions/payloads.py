@@ -1,6 +1,7 @@
 """Pure builders of platform request bodies, plus the checks that decide whether to send at all.
 
-Field names follow research/capi.md exactly: Meta §1.2–1.4, Google Data Manager §2.2, TikTok §3.
+Field names follow research/capi.md exactly: Meta §1.2–1.4, Google Data Manager §2.2, TikTok §3;
+the Google Ads API body (§2.3) is built in `google_ads`.
 Bodies are plain dicts ready for JSON; they hold hashes, never raw email, phone or names.
 The shell (outbox dispatcher) is expected to:
 
@@ -21,10 +22,16 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from leadloop.conversions.google_ads import (
+    build_google_ads_request,
+    upload_url,
+    user_identifiers,
+)
 from leadloop.conversions.model import (
     ActionSource,
     Conversion,
     Destination,
+    GoogleAdsDestination,
     GoogleDestination,
     MetaDestination,
     Platform,
@@ -37,8 +44,8 @@ from leadloop.conversions.normalize import (
     hash_user_identifiers_google,
 )
 
-MAX_EVENTS: dict[Platform, int] = {"meta": 1000, "google": 2000, "tiktok": 1000}
-"""Events per request (capi.md §0.4): Meta 1,000, Data Manager 2,000, TikTok 1,000."""
+MAX_EVENTS: dict[Platform, int] = {"meta": 1000, "google": 2000, "google_ads": 2000, "tiktok": 1000}
+"""Events per request (capi.md §0.4): Meta 1,000, Data Manager and Ads API 2,000, TikTok 1,000."""
 
 DAY = 86_400.0
 
@@ -99,10 +106,11 @@ def check_event_age(conversion: Conversion, destination: Destination, now: float
         if age > limit_days * DAY:
             return f"meta: event_time is older than {limit_days} days"
         return None
-    if isinstance(destination, GoogleDestination):
+    if isinstance(destination, GoogleDestination | GoogleAdsDestination):
         if age > destination.click_through_window_days * DAY:
             window = destination.click_through_window_days
-            return f"google: event is outside the {window}-day click-through window"
+            name = platform_of(destination)
+            return f"{name}: event is outside the {window}-day click-through window"
         return None
     limit_days = 28 if destination.event_source in ("offline", "crm") else 7
     if age > limit_days * DAY:
@@ -140,6 +148,11 @@ def check_conversion(conversion: Conversion, destination: Destination, now: floa
         has_click = user.gclid or user.gbraid or user.wbraid
         if not has_click and not hash_user_identifiers_google(user, destination.default_region):
             return "google: no click id and no usable user identifier"
+    elif isinstance(destination, GoogleAdsDestination):
+        has_click = user.gclid or user.gbraid or user.wbraid
+        if not has_click and not user_identifiers(user, destination.default_region):
+            # Enhanced conversions for leads match on hashed email and phone only (§2.3).
+            return "google_ads: no click id and no usable email or phone"
     elif not hash_user_data_tiktok(user, destination.default_region):
         return "tiktok: no usable user data"
     return None
@@ -397,6 +410,8 @@ def build_request(
         return build_meta_request(conversions, destination, appsecret_proof=appsecret_proof)
     if isinstance(destination, GoogleDestination):
         return build_google_request(conversions, destination)
+    if isinstance(destination, GoogleAdsDestination):
+        return build_google_ads_request(conversions, destination)
     return build_tiktok_request(conversions, destination)
 
 
@@ -405,4 +420,6 @@ def request_url(destination: Destination) -> str:
         return meta_events_url(destination)
     if isinstance(destination, GoogleDestination):
         return google_ingest_url(destination)
+    if isinstance(destination, GoogleAdsDestination):
+        return upload_url(destination)
     return tiktok_track_url(destination)

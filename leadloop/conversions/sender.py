@@ -1,4 +1,4 @@
-"""Delivers claimed `conversion` outbox rows to Meta, Google Data Manager and TikTok.
+"""Delivers claimed `conversion` outbox rows to Meta, Google (Data Manager, Ads API) and TikTok.
 
 `send_batch` gets every claimed row of the kind at once and, per destination:
 
@@ -7,13 +7,15 @@
    too-old event makes Meta reject a whole request (capi.md §1.1, §6.3);
 2. splits the rest into the platform's request sizes (`MAX_EVENTS`);
 3. POSTs each request with the platform's auth (Meta `?access_token=`, Google `Authorization:
-   Bearer`, TikTok `Access-Token`) and classifies the answer (`decide.classify_response`);
+   Bearer`, plus `developer-token` for the Ads API, TikTok `Access-Token`) and classifies the
+   answer (`decide.classify_response`);
    Requests (all destinations, all chunks) go out up to `parallel` at a time, so one request's
    round trip overlaps with building the next body;
 4. on `Bisect` (a whole batch refused for one bad event) splits around the named event, or in
    halves, and re-sends the parts, so the good events go through and the bad one ends alone
    as a dead letter; on `Retry` schedules the rows with backoff (Retry-After is a floor); on
-   `Reject` dead-letters them.
+   `Reject` dead-letters them; on `PerEvent` (the Ads API's partial failure) does one of those
+   per row, so only the rows Google refused are retried or dead-lettered.
 
 A row's idempotency key and event id are the same on every attempt, so a crash between the
 POST and the recording re-sends a duplicate that the platform drops (capi.md §6.2).
@@ -36,12 +38,19 @@ from leadloop.conversions.config import DestinationConfig
 from leadloop.conversions.decide import (
     Bisect,
     Delivered,
+    PerEvent,
     Reject,
     Retry,
     classify_response,
     next_attempt,
 )
-from leadloop.conversions.model import Conversion, Destination, MetaDestination
+from leadloop.conversions.google_ads import request_headers
+from leadloop.conversions.model import (
+    Conversion,
+    Destination,
+    GoogleAdsDestination,
+    MetaDestination,
+)
 from leadloop.conversions.payloads import (
     MAX_EVENTS,
     build_request,
@@ -166,19 +175,25 @@ class ConversionSender:
         verdict = classify_response(
             config.platform, status, headers, body, batch_size=len(rows), now=now
         )
-        if isinstance(verdict, Delivered):
-            return [(row, Outcome("delivered")) for row in rows]
-        if isinstance(verdict, Retry):
+        if isinstance(verdict, PerEvent):
             return [
-                (row, self._retry(row, now, verdict.reason, verdict.retry_after)) for row in rows
+                (row, self._settle(row, one, now))
+                for row, one in zip(rows, verdict.outcomes, strict=True)
             ]
-        if isinstance(verdict, Reject):
-            return [(row, Outcome("dead", None, verdict.reason)) for row in rows]
+        if isinstance(verdict, Delivered | Retry | Reject):
+            return [(row, self._settle(row, verdict, now)) for row in rows]
         assert isinstance(verdict, Bisect)
         results: list[tuple[_Row, Outcome]] = []
         for part in _bisect(rows, verdict.bad_index):
             results.extend(self._deliver(config, target, part, now))
         return results
+
+    def _settle(self, row: _Row, verdict: Delivered | Retry | Reject, now: float) -> Outcome:
+        if isinstance(verdict, Delivered):
+            return Outcome("delivered")
+        if isinstance(verdict, Retry):
+            return self._retry(row, now, verdict.reason, verdict.retry_after)
+        return Outcome("dead", None, verdict.reason)
 
     def _retry(self, row: _Row, now: float, reason: str, retry_after: float | None) -> Outcome:
         attempts = row.item.attempts + 1
@@ -204,6 +219,8 @@ class ConversionSender:
             params["access_token"] = config.access_token
             if config.app_secret:
                 proof = compute_appsecret_proof(config.app_secret, config.access_token)
+        elif isinstance(target, GoogleAdsDestination):
+            headers.update(request_headers(target, config.access_token, config.developer_token))
         elif config.platform == "google":
             headers["authorization"] = f"Bearer {config.access_token}"
         else:

@@ -531,7 +531,8 @@ def hash_for_platform(
 ) -> UserIdentifiers:
     """The identifiers with every PII field replaced by the platform's normalised SHA-256 (the
     builders in `payloads` pass 64-hex values through), and fields the platform does not take
-    dropped. Google's region and postal code stay clear text: Google wants them unhashed."""
+    dropped. Google's region and postal code stay clear text: Google wants them unhashed. The
+    Google Ads API takes hashed email and phone only (capi.md §2.3), so no address for it."""
     region = user.phone_region or default_region
     clicks: dict[str, Any] = {
         "gclid": None,
@@ -569,14 +570,14 @@ def hash_for_platform(
             user_agent=user.user_agent,
             **clicks,
         )
-    if platform == "google":
+    if platform in ("google", "google_ads"):
         clicks.update(gclid=user.gclid, gbraid=user.gbraid, wbraid=user.wbraid)
         first = _h(user.first_name, norm.normalize_name_google)
         last = _h(user.last_name, norm.normalize_name_google)
         country = norm.normalize_country_google(user.country) if user.country else None
         postal = norm.normalize_zip_google(user.zip) if user.zip else None
         # The address identifier needs all four parts; otherwise none of them is kept.
-        address = bool(first and last and country and postal)
+        address = platform == "google" and bool(first and last and country and postal)
         return UserIdentifiers(
             email=_h(user.email, norm.normalize_email_google),
             phone=_h(user.phone, _phone, norm.normalize_phone_google, region),

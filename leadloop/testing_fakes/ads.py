@@ -1,12 +1,13 @@
-"""Local fakes of Meta CAPI, Google Data Manager and TikTok Events API, for tests and dry runs.
+"""Local fakes of Meta CAPI, Google Data Manager, the Google Ads API and TikTok Events API, for
+tests and dry runs.
 
-One loopback HTTP server (stdlib, a thread, port 0) serves all three routes of
-research/capi.md §8.3. Each fake:
+One loopback HTTP server (stdlib, a thread, port 0) serves the routes of research/capi.md §8.3
+and the Ads API's `uploadClickConversions` (`testing_fakes.google_ads`). Each fake:
 
 * checks every request the way the platform documents it (each check names its capi.md section)
   and answers with the platform's own error envelope when a check fails;
 * records accepted events, deduplicated the way the platform would (Meta/TikTok: name + event id
-  within 48 h; Google: `transactionId` per conversion action);
+  within 48 h; Google: `transactionId`, Ads API: `orderId`, per conversion action);
 * can be told to fail: planned responses are served first-in first-out, before any check.
 
     with FakeAdsServer() as fake:
@@ -32,9 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,91 +43,20 @@ import httpx2
 import msgspec
 
 from leadloop.clock import Clock, ManualClock, SystemClock
+from leadloop.testing_fakes.base import (
+    DAY,
+    HEX64,
+    FakePlatform,
+    Invalid,
+    Recorded,
+    Response,
+)
+from leadloop.testing_fakes.base import require as _require
+from leadloop.testing_fakes.base import require_list as _require_list
+from leadloop.testing_fakes.google_ads import PATH as GOOGLE_ADS_PATH
+from leadloop.testing_fakes.google_ads import FakeGoogleAds
 
-HEX64 = re.compile(r"[0-9a-f]{64}")
 BASE64_SHA256 = re.compile(r"[A-Za-z0-9+/]{43}=")
-DAY = 86_400.0
-DEDUP_WINDOW = 2 * DAY
-
-
-@dataclass(frozen=True)
-class Recorded:
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-
-
-class Invalid(Exception):
-    """A check failed; `index` is the event at fault when there is one."""
-
-    def __init__(self, message: str, index: int | None = None, field_path: str = "") -> None:
-        super().__init__(message)
-        self.index = index
-        self.field_path = field_path
-
-
-Response = tuple[int, dict[str, str], Any]
-"""Status, extra headers, JSON body: what a fake answers, or what a test plans it to answer."""
-
-
-class FakePlatform:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.requests: list[Recorded] = []
-        self.accepted: list[dict[str, Any]] = []
-        self.duplicates: list[dict[str, Any]] = []
-        self.test_events: list[dict[str, Any]] = []
-        self._seen: dict[tuple[str, str], float] = {}
-        self._planned: deque[Response] = deque()
-        self._lock = threading.Lock()
-
-    def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        with self._lock:
-            self._planned.append((status, headers or {}, body))
-
-    def plan_server_error(self, status: int = 500) -> None:
-        self.plan(status, {"error": {"code": status, "message": "planned"}})
-
-    def plan_rate_limit(self, retry_after: int = 1) -> None:
-        self.plan(429, self._rate_limit_body(), {"Retry-After": str(retry_after)})
-
-    def _rate_limit_body(self) -> Any:
-        return {"error": {"code": 429, "message": "rate limited"}}
-
-    def handle(self, request: Recorded) -> Response:
-        with self._lock:
-            self.requests.append(request)
-            if self._planned:
-                return self._planned.popleft()
-            return self.serve(request)
-
-    def serve(self, request: Recorded) -> Response:
-        raise NotImplementedError
-
-    def _record_within_window(self, events: list[dict[str, Any]], name: str, test: bool) -> None:
-        now = self.clock.now()
-        for event in events:
-            key = (str(event[name]), str(event.get("event_id", "")))
-            first = self._seen.get(key)
-            if test:
-                self.test_events.append(event)
-            elif event.get("event_id") and first is not None and now - first < DEDUP_WINDOW:
-                self.duplicates.append(event)
-            else:
-                self._seen[key] = now
-                self.accepted.append(event)
-
-
-def _require(condition: bool, message: str, index: int | None = None, path: str = "") -> None:
-    if not condition:
-        raise Invalid(message, index, path)
-
-
-def _require_list(value: Any, most: int, message: str, path: str = "") -> list[Any]:
-    if not isinstance(value, list) or not 1 <= len(value) <= most:
-        raise Invalid(message, None, path)
-    return value
 
 
 def _check_hex_list(value: Any, what: str, index: int) -> None:
@@ -427,7 +355,7 @@ _META_PATH = re.compile(r"/v\d+\.\d+/[^/]+/events")
 
 
 class FakeAdsServer:
-    """All three fakes behind one loopback port; `base_url` goes into each Destination."""
+    """All the fakes behind one loopback port; `base_url` goes into each Destination."""
 
     def __init__(
         self,
@@ -436,11 +364,14 @@ class FakeAdsServer:
         meta_access_token: str = "meta-token",
         meta_app_secret: str | None = None,
         google_access_token: str = "google-token",
+        google_ads_access_token: str = "google-ads-token",
+        google_ads_developer_token: str = "developer-token",
         tiktok_access_token: str = "tiktok-token",
     ) -> None:
         moment = clock or SystemClock()
         self.meta = FakeMeta(moment, meta_access_token, meta_app_secret)
         self.google = FakeGoogle(moment, google_access_token)
+        self.google_ads = FakeGoogleAds(moment, google_ads_access_token, google_ads_developer_token)
         self.tiktok = FakeTikTok(moment, tiktok_access_token)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         # A short poll keeps `shutdown()` (and so each test's teardown) quick.
@@ -460,6 +391,8 @@ class FakeAdsServer:
             return self.google
         if path == "/open_api/v1.3/event/track/":
             return self.tiktok
+        if GOOGLE_ADS_PATH.fullmatch(path):
+            return self.google_ads
         return None
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -475,7 +408,12 @@ class FakeAdsServer:
         }
 
     def platforms(self) -> dict[str, FakePlatform]:
-        return {"meta": self.meta, "google": self.google, "tiktok": self.tiktok}
+        return {
+            "meta": self.meta,
+            "google": self.google,
+            "google_ads": self.google_ads,
+            "tiktok": self.tiktok,
+        }
 
     def __enter__(self) -> FakeAdsServer:
         self._thread.start()

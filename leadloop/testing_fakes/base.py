@@ -1,0 +1,96 @@
+"""What every local platform fake shares: the recorded request, the failed check, planned
+answers served first-in first-out, and dedup within the platforms' 48-hour window."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from leadloop.clock import Clock
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+DAY = 86_400.0
+DEDUP_WINDOW = 2 * DAY
+
+
+@dataclass(frozen=True)
+class Recorded:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+class Invalid(Exception):
+    """A check failed; `index` is the event at fault when there is one."""
+
+    def __init__(self, message: str, index: int | None = None, field_path: str = "") -> None:
+        super().__init__(message)
+        self.index = index
+        self.field_path = field_path
+
+
+Response = tuple[int, dict[str, str], Any]
+"""Status, extra headers, JSON body: what a fake answers, or what a test plans it to answer."""
+
+
+class FakePlatform:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.requests: list[Recorded] = []
+        self.accepted: list[dict[str, Any]] = []
+        self.duplicates: list[dict[str, Any]] = []
+        self.test_events: list[dict[str, Any]] = []
+        self._seen: dict[tuple[str, str], float] = {}
+        self._planned: deque[Response] = deque()
+        self._lock = threading.Lock()
+
+    def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._planned.append((status, headers or {}, body))
+
+    def plan_server_error(self, status: int = 500) -> None:
+        self.plan(status, {"error": {"code": status, "message": "planned"}})
+
+    def plan_rate_limit(self, retry_after: int = 1) -> None:
+        self.plan(429, self._rate_limit_body(), {"Retry-After": str(retry_after)})
+
+    def _rate_limit_body(self) -> Any:
+        return {"error": {"code": 429, "message": "rate limited"}}
+
+    def handle(self, request: Recorded) -> Response:
+        with self._lock:
+            self.requests.append(request)
+            if self._planned:
+                return self._planned.popleft()
+            return self.serve(request)
+
+    def serve(self, request: Recorded) -> Response:
+        raise NotImplementedError
+
+    def _record_within_window(self, events: list[dict[str, Any]], name: str, test: bool) -> None:
+        now = self.clock.now()
+        for event in events:
+            key = (str(event[name]), str(event.get("event_id", "")))
+            first = self._seen.get(key)
+            if test:
+                self.test_events.append(event)
+            elif event.get("event_id") and first is not None and now - first < DEDUP_WINDOW:
+                self.duplicates.append(event)
+            else:
+                self._seen[key] = now
+                self.accepted.append(event)
+
+
+def require(condition: bool, message: str, index: int | None = None, path: str = "") -> None:
+    if not condition:
+        raise Invalid(message, index, path)
+
+
+def require_list(value: Any, most: int, message: str, path: str = "") -> list[Any]:
+    if not isinstance(value, list) or not 1 <= len(value) <= most:
+        raise Invalid(message, None, path)
+    return value
