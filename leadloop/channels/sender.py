@@ -6,8 +6,8 @@ sms, audience), the `template` (or the `audience` and its `action`), a stable `m
 
 1. one read: the profiles (traits, identities, accounts), scores, suppressions, service
    windows and any existing record (a re-send after a crash finds its record `sent` and stops);
-2. per row, pure steps: the address, the suppression check, the template rendered in the
-   sandbox, the provider request;
+2. per row, pure steps (`channels.prepare`): the suppression check, the template rendered in
+   the sandbox, the provider request;
 3. one write: the records, `queued` (or `suppressed` / `skipped` / `failed` with the reason);
 4. the sends: emails over pooled SMTP sessions, the HTTP channels on a few threads;
 5. one write: each record's transition (`sent` with the provider's id, `failed` with the
@@ -27,29 +27,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from leadloop.channels import audiences, instagram, records, sms, whatsapp
 from leadloop.channels import email as email_channel
+from leadloop.channels import records
 from leadloop.channels.model import Failed, SendResult, Sent, TryLater
+from leadloop.channels.prepare import MessageRow, RowPreparer, text_of
 from leadloop.channels.ratelimit import Limiter
 from leadloop.channels.records import Conn, MessageRecord
 from leadloop.channels.service import ChannelServices, services
-from leadloop.channels.settings import ChannelsConfig
-from leadloop.channels.tracking import Kind, Token, is_trackable_url, sign
 from leadloop.identity import queries as identity_queries
 from leadloop.identity.normalize import normalize_phone
 from leadloop.outbox.decide import next_attempt
 from leadloop.outbox.model import RetryPolicy
 from leadloop.outbox.service import Claimed, Outcome
-from leadloop.personalization.templates import (
-    MessageTemplate,
-    TemplateIssue,
-    render_email,
-    render_message,
-    render_template,
-)
 from leadloop.scoring import queries as score_queries
 
 if TYPE_CHECKING:
@@ -57,37 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("leadloop.channels")
 KIND = "message"
-
-
-@dataclass
-class _Row:
-    index: int
-    item: Claimed
-    workspace: str
-    message_id: str
-    channel: str
-    template: str
-    profile_id: str | None
-    journey: str | None
-    step: str | None
-    payload: dict[str, Any]
-    view: dict[str, Any] | None = None
-    scores: dict[str, Any] = field(default_factory=dict)
-    account: dict[str, Any] = field(default_factory=dict)
-    existing: MessageRecord | None = None
-    suppressed: str | None = None
-    last_inbound: float | None = None
-    address: str = ""
-    final: tuple[str, str] | None = None
-    """(record status, reason) when the row ends before any send."""
-    request: Callable[[], SendResult] | None = None
-    email: Any = None
-    throttled: tuple[float, str] | None = None
-    """(when its rate-limit token frees, why): the row waits, nothing is sent now."""
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 class MessageSender:
@@ -105,6 +65,7 @@ class MessageSender:
         self._policy = policy or RetryPolicy()
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-msg")
         self.limiter = Limiter()
+        self._preparer = RowPreparer(self.services, self.limiter)
 
     @classmethod
     def for_engine(cls, engine: Engine) -> MessageSender:
@@ -117,26 +78,26 @@ class MessageSender:
     # -- the batch ------------------------------------------------------------------------
 
     def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
-        rows: list[_Row] = []
+        rows: list[MessageRow] = []
         outcomes: list[Outcome | None] = [None] * len(items)
         for index, item in enumerate(items):
             p = item.payload
-            channel = _text(p.get("channel"))
-            message_id = _text(p.get("message_id")) or item.idempotency_key
+            channel = text_of(p.get("channel"))
+            message_id = text_of(p.get("message_id")) or item.idempotency_key
             if channel is None:
                 outcomes[index] = Outcome("dead", None, "payload has no channel")
                 continue
             rows.append(
-                _Row(
+                MessageRow(
                     index=index,
                     item=item,
                     workspace=item.workspace_id,
                     message_id=message_id,
                     channel=channel,
-                    template=_text(p.get("template")) or _text(p.get("audience")) or "",
-                    profile_id=_text(p.get("profile_id")) or item.profile_id,
-                    journey=_text(p.get("journey")),
-                    step=_text(p.get("step")),
+                    template=text_of(p.get("template")) or text_of(p.get("audience")) or "",
+                    profile_id=text_of(p.get("profile_id")) or item.profile_id,
+                    journey=text_of(p.get("journey")),
+                    step=text_of(p.get("step")),
                     payload=p,
                 )
             )
@@ -144,7 +105,7 @@ class MessageSender:
             self.engine.read_sync(lambda c: self._load(c, rows))
             for row in rows:
                 if row.existing is None or row.existing.status in records.RESENDABLE:
-                    self._prepare(row, now)
+                    self._preparer.prepare(row, now)
             created = self.engine.writer.submit(lambda c: self._queue(c, rows, now)).result()
             results = self._deliver([r for r in rows if r.final is None and r.request is not None])
             self.engine.writer.submit(lambda c: self._finish(c, rows, results, now)).result()
@@ -156,7 +117,7 @@ class MessageSender:
 
     # 1. reads
 
-    def _load(self, conn: Conn, rows: list[_Row]) -> None:
+    def _load(self, conn: Conn, rows: list[MessageRow]) -> None:
         views: dict[tuple[str, str], dict[str, Any] | None] = {}
         for row in rows:
             row.existing = records.get(conn, row.workspace, row.message_id)
@@ -184,12 +145,12 @@ class MessageSender:
                         conn, row.workspace, row.channel, row.address
                     )
 
-    def _address(self, row: _Row) -> str:
+    def _address(self, row: MessageRow) -> str:
         assert row.view is not None
         traits = row.view.get("traits") or {}
         identities = {i["type"]: i["value"] for i in row.view.get("identities", [])}
         if row.channel == "email":
-            raw = _text(traits.get("email")) or _text(identities.get("email")) or ""
+            raw = text_of(traits.get("email")) or text_of(identities.get("email")) or ""
             address = email_channel.address_of(raw)
             return address if email_channel.valid_address(address) else ""
         if row.channel in ("sms", "whatsapp"):
@@ -198,234 +159,12 @@ class MessageSender:
         if row.channel == "instagram":
             return str(traits.get("instagram_psid") or traits.get("instagram_id") or "")
         if row.channel == "audience":
-            return _text(row.payload.get("audience")) or ""
+            return text_of(row.payload.get("audience")) or ""
         return ""
-
-    # 2. pure steps per row
-
-    def _context(self, row: _Row, config: ChannelsConfig, unsubscribe_url: str) -> dict[str, Any]:
-        assert row.view is not None
-        traits = row.view.get("traits") or {}
-        identities = {i["type"]: i["value"] for i in row.view.get("identities", [])}
-        return {
-            "profile": {
-                "id": row.profile_id,
-                "traits": traits,
-                "identities": identities,
-                "first_seen": row.view.get("first_seen"),
-                "last_seen": row.view.get("last_seen"),
-            },
-            "traits": traits,
-            "scores": row.scores,
-            "account": row.account,
-            "event": row.payload.get("properties") or {},
-            "message": {
-                "id": row.message_id,
-                "journey": row.journey,
-                "step": row.step,
-                "channel": row.channel,
-                "template": row.template,
-            },
-            "unsubscribe_url": unsubscribe_url,
-        }
-
-    def _prepare(self, row: _Row, now: float) -> None:
-        config = self.services.config(row.workspace)
-        if row.view is None:
-            row.final = ("failed", f"profile {row.profile_id!r} not found")
-            return
-        if row.channel == "audience":
-            self._prepare_audience(row, config, now)
-            return
-        if row.channel in config.disabled:
-            row.final = (
-                "skipped",
-                f"channel {row.channel} is disabled: {config.disabled[row.channel]}",
-            )
-            return
-        if not row.address:
-            row.final = ("skipped", f"the profile has no {row.channel} address")
-            return
-        if row.suppressed is not None:
-            row.final = ("suppressed", f"{row.channel} address is suppressed: {row.suppressed}")
-            return
-        if row.channel == "email":
-            self._prepare_email(row, config)
-        elif row.channel in ("whatsapp", "instagram", "sms"):
-            self._prepare_message(row, config, now)
-        else:
-            row.final = ("failed", f"unknown channel {row.channel!r}")
-
-    def _track_url(self, row: _Row, base: str, kind: Kind, url: str = "") -> str:
-        token = sign(self.services.keys()[0], Token(kind, row.workspace, row.message_id, url))
-        if kind == "o":
-            return f"{base}/t/o/{token}.gif"
-        return f"{base}/t/{kind}/{token}"
-
-    def _prepare_email(self, row: _Row, config: ChannelsConfig) -> None:
-        template = config.email_templates.get(row.template)
-        if template is None:
-            row.final = ("failed", f"no email template {row.template!r} in the channels section")
-            return
-        base = config.public_url
-        unsubscribe_url = self._track_url(row, base, "u")
-        rendered = render_email(template, self._context(row, config, unsubscribe_url))
-        if isinstance(rendered, TemplateIssue):
-            row.final = ("failed", f"template {row.template!r}: {_issue(rendered)}")
-            return
-        markup = rendered.html
-        if markup:
-            if config.email.track_clicks:
-
-                def track(url: str) -> str | None:
-                    if not is_trackable_url(url) or url.startswith(f"{base}/t/"):
-                        return None
-                    return self._track_url(row, base, "c", url)
-
-                markup = email_channel.rewrite_links(markup, track)
-            pixel = self._track_url(row, base, "o") if config.email.track_opens else None
-            markup = email_channel.decorate_html(markup, rendered.preheader, pixel)
-        envelope = email_channel.Envelope(
-            sender=config.email.sender,
-            to=row.address,
-            message_id=row.message_id,
-            message_id_header=email_channel.message_id_header(
-                row.workspace, row.message_id, config.email.sender
-            ),
-            unsubscribe_url=unsubscribe_url,
-            reply_to=config.email.reply_to,
-        )
-        outgoing = email_channel.compose(rendered, envelope, markup, self.engine.clock.now())
-        row.email = (config.email.smtp_url, outgoing)
-        row.request = lambda: Failed("email is sent in groups")  # placeholder: see _deliver
-
-    def _render(self, row: _Row, source: str, context: dict[str, Any]) -> str | None:
-        result = render_template(source, context)
-        if isinstance(result, TemplateIssue):
-            row.final = ("failed", f"template {row.template!r}: {_issue(result)}")
-            return None
-        return result.text.strip()
-
-    def _prepare_message(self, row: _Row, config: ChannelsConfig, now: float) -> None:
-        spec = config.messages.get((row.channel, row.template))
-        if spec is None:
-            row.final = ("failed", f"no {row.channel} template {row.template!r}")
-            return
-        tag: str | None = None
-        if row.channel == "instagram":
-            refusal, tag = instagram.window_refusal(
-                row.last_inbound, now, config.instagram.message_tag
-            )
-            if refusal:
-                row.final = ("failed", refusal)
-                return
-        context = self._context(row, config, "")
-        text = ""
-        if spec.text:
-            rendered = render_message(MessageTemplate(row.channel, spec.text), context)
-            if isinstance(rendered, TemplateIssue):
-                row.final = ("failed", f"template {row.template!r}: {_issue(rendered)}")
-                return
-            text = rendered.text
-        link = caption = ""
-        if spec.media is not None:
-            link = self._render(row, spec.media.link, context) or ""
-            caption = (
-                self._render(row, spec.media.caption, context) or "" if spec.media.caption else ""
-            )
-            if row.final is not None:
-                return
-            if not is_trackable_url(link):
-                row.final = ("failed", f"media link {link!r} is not an http(s) URL")
-                return
-        http = self.services.http
-        address = row.address
-        if row.channel == "whatsapp":
-            settings = config.whatsapp
-            open_window = whatsapp.in_service_window(row.last_inbound, now)
-            if open_window and (text or spec.media is not None):
-                body = whatsapp.free_form(address, text, spec.media, link, caption)
-            elif spec.template is not None:
-                params = [self._render(row, p, context) or "" for p in spec.template.params]
-                if row.final is not None:
-                    return
-                body = whatsapp.template_message(
-                    address, spec.template.name, spec.template.language, params
-                )
-            else:
-                row.final = (
-                    "failed",
-                    "outside the 24-hour WhatsApp service window and the template has no "
-                    "approved `template:` to send instead",
-                )
-                return
-            row.request = lambda: whatsapp.send(http, settings, body, now)
-            self._throttle(row, settings.phone_number_id, settings.rate_limit, now)
-        elif row.channel == "instagram":
-            ig = config.instagram
-            parts = instagram.payloads(address, text, spec.media, link, tag)
-
-            def send_parts() -> SendResult:
-                result: SendResult = Failed("nothing to send")
-                for part in parts:
-                    result = instagram.send(http, ig, part, now)
-                    if not isinstance(result, Sent):
-                        return result
-                return result
-
-            row.request = send_parts
-            self._throttle(row, ig.account_id, ig.rate_limit, now, len(parts))
-        else:
-            settings_sms = config.sms
-            callback = (
-                f"{config.public_url}/hooks/twilio"
-                if config.public_url and settings_sms.status_callback
-                else ""
-            )
-            fields = sms.form(settings_sms, address, text, link, callback)
-            row.request = lambda: sms.send(http, settings_sms, fields, now)
-            self._throttle(row, settings_sms.sender, settings_sms.rate_limit, now)
-
-    def _throttle(self, row: _Row, sender: str, rate: float, now: float, count: int = 1) -> None:
-        """Take the send's token(s), or hold the row until they free."""
-        key = (row.workspace, row.channel, sender)
-        due = self.limiter.acquire(key, rate, f"{row.workspace}\x00{row.message_id}", now, count)
-        if due is not None:
-            row.request = None
-            row.throttled = (
-                due,
-                f"rate limit: {row.channel} sender {sender} allows {rate:g} messages/s; "
-                f"next token in {due - now:.3f}s",
-            )
-
-    def _prepare_audience(self, row: _Row, config: ChannelsConfig, now: float) -> None:
-        audience_id = _text(row.payload.get("audience")) or ""
-        action = row.payload.get("action", "add")
-        settings = config.audience(audience_id)
-        if settings is None:
-            row.final = ("failed", f"no audience {audience_id!r} in the channels section")
-            return
-        if settings.disabled_reason:
-            row.final = (
-                "skipped",
-                f"audience {audience_id} is disabled: {settings.disabled_reason}",
-            )
-            return
-        assert row.view is not None
-        traits = row.view.get("traits") or {}
-        add = action != "remove"
-        if add and traits.get(settings.consent_trait) is not True:
-            row.final = ("skipped", f"no advertising consent (trait {settings.consent_trait})")
-            return
-        identities = {i["type"]: i["value"] for i in row.view.get("identities", [])}
-        email = _text(traits.get("email")) or _text(identities.get("email"))
-        phone = _text(traits.get("phone")) or _text(identities.get("phone"))
-        http = self.services.http
-        row.request = lambda: audiences.send(http, settings, add, email, phone, now)
 
     # 3. the queued records
 
-    def _queue(self, conn: Conn, rows: list[_Row], now: float) -> dict[int, MessageRecord]:
+    def _queue(self, conn: Conn, rows: list[MessageRow], now: float) -> dict[int, MessageRecord]:
         created: dict[int, MessageRecord] = {}
         for row in rows:
             status, reason = row.final or ("queued", "queued for sending")
@@ -458,10 +197,10 @@ class MessageSender:
 
     # 4. sends
 
-    def _deliver(self, rows: list[_Row]) -> dict[int, SendResult]:
+    def _deliver(self, rows: list[MessageRow]) -> dict[int, SendResult]:
         results: dict[int, SendResult] = {}
-        by_server: dict[str, list[_Row]] = {}
-        others: list[_Row] = []
+        by_server: dict[str, list[MessageRow]] = {}
+        others: list[MessageRow] = []
         for row in rows:
             if row.email is not None:
                 by_server.setdefault(row.email[0], []).append(row)
@@ -477,7 +216,7 @@ class MessageSender:
     # 5. transitions
 
     def _finish(
-        self, conn: Conn, rows: list[_Row], results: dict[int, SendResult], now: float
+        self, conn: Conn, rows: list[MessageRow], results: dict[int, SendResult], now: float
     ) -> None:
         for row in rows:
             result = results.get(row.index)
@@ -514,7 +253,11 @@ class MessageSender:
                 )
 
     def _outcome(
-        self, row: _Row, record: MessageRecord | None, results: dict[int, SendResult], now: float
+        self,
+        row: MessageRow,
+        record: MessageRecord | None,
+        results: dict[int, SendResult],
+        now: float,
     ) -> Outcome:
         result = results.get(row.index)
         if result is None and row.throttled is not None:
@@ -545,9 +288,3 @@ def _call(request: Callable[[], SendResult] | None) -> SendResult:
     except Exception as exc:  # a bug in a channel must not lose the batch's other rows
         log.exception("channel send failed")
         return TryLater(f"internal error: {exc!r}")
-
-
-def _issue(issue: TemplateIssue) -> str:
-    where = f" (line {issue.line})" if issue.line else ""
-    part = f"{issue.part}: " if issue.part else ""
-    return f"{part}{issue.message}{where}"
