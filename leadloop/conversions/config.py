@@ -378,18 +378,18 @@ def _google_ads(fields: Fields, region: str | None) -> tuple[GoogleAdsDestinatio
     """The Google Ads API destination and the names of its empty required settings. Ids are
     written with or without dashes (`123-456-7890`); a malformed one is an error, not a
     warning, since no environment could make it work."""
-    customer = fields.text("customer_id", "").strip()
+    customer = _id(fields, "customer_id")
     if customer and not _CUSTOMER_ID.fullmatch(customer):
         fields.fail(
             "customer_id", "expected a 10-digit Google Ads customer id such as 123-456-7890"
         )
-    login = fields.text("login_customer_id", "").strip()
+    login = _id(fields, "login_customer_id")
     if login and not _CUSTOMER_ID.fullmatch(login):
         fields.fail(
             "login_customer_id",
             "expected the 10-digit customer id of a manager account such as 123-456-7890",
         )
-    action = fields.text("conversion_action", "").strip()
+    action = _id(fields, "conversion_action")
     found = _CONVERSION_ACTION.fullmatch(action)
     if action and found is None:
         fields.fail(
@@ -423,6 +423,14 @@ def _google_ads(fields: Fields, region: str | None) -> tuple[GoogleAdsDestinatio
         if not value
     ]
     return destination, needed
+
+
+def _id(fields: Fields, key: str) -> str:
+    """An account or action id, which YAML reads as a number when written without dashes."""
+    value = fields.value(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return fields.text(key, "").strip()
 
 
 def _google_ids(fields: Fields) -> tuple[str, str]:
