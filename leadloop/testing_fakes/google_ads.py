@@ -62,12 +62,16 @@ class FakeGoogleAds(FakePlatform):
             self._row_plans.append(dict(errors))
 
     def plan_not_allowlisted(self) -> None:
-        self.plan(
-            *_request_error(400, "INVALID_ARGUMENT", "conversionUploadError", NOT_ALLOWLISTED)
+        self._plan(
+            _request_error(400, "INVALID_ARGUMENT", "conversionUploadError", NOT_ALLOWLISTED)
         )
 
     def plan_server_error(self, status: int = 500) -> None:
-        self.plan(*_request_error(status, "INTERNAL", "internalError", "INTERNAL_ERROR"))
+        self._plan(_request_error(status, "INTERNAL", "internalError", "INTERNAL_ERROR"))
+
+    def _plan(self, response: Response) -> None:
+        status, headers, body = response
+        self.plan(status, body, headers)
 
     def _rate_limit_body(self) -> Any:
         return _request_error(429, "RESOURCE_EXHAUSTED", "quotaError", "RESOURCE_EXHAUSTED")[1]

@@ -15,6 +15,7 @@ from leadloop.conversions.config import DestinationConfig
 from leadloop.conversions.model import (
     Conversion,
     Destination,
+    GoogleAdsDestination,
     GoogleDestination,
     MetaDestination,
     TikTokDestination,
@@ -150,4 +151,127 @@ def test_network_error_is_retried_and_budget_exhaustion_dead_letters() -> None:
         )
     ]
     assert sender.send_batch(tired, NOW)[0].status == "dead"
+    sender.close()
+
+
+# --- Google Ads API (partial failure: one outcome per row) -------------------------------------
+
+
+def google_ads_sender(
+    fake: FakeAdsServer, developer_token: str = "developer-token", **changes: Any
+) -> ConversionSender:
+    target = GoogleAdsDestination(
+        customer_id="1234567890",
+        conversion_action_id="555",
+        base_url=fake.base_url,
+        **changes,
+    )
+    config = DestinationConfig(
+        "google_ads", "google_ads", target, "google-ads-token", developer_token=developer_token
+    )
+    return ConversionSender(lambda ws, name: config if name == "google_ads" else None, parallel=1)
+
+
+def google_ads_rows(count: int, attempts: int = 0) -> list[Claimed]:
+    return [
+        Claimed(
+            row.id,
+            row.workspace_id,
+            row.kind,
+            row.destination,
+            row.idempotency_key,
+            row.payload,
+            attempts,
+            row.profile_id,
+            row.created_at,
+        )
+        for row in rows("google_ads", "google_ads", count)
+    ]
+
+
+def test_google_ads_uploads_with_developer_token_and_no_raw_pii(fake: FakeAdsServer) -> None:
+    sender = google_ads_sender(fake, login_customer_id="9998887776")
+    outcomes = sender.send_batch(google_ads_rows(3), NOW)
+    assert [o.status for o in outcomes] == ["delivered"] * 3
+    (request,) = fake.google_ads.requests
+    assert request.path == "/v26/customers/1234567890:uploadClickConversions"
+    assert request.headers["developer-token"] == "developer-token"
+    assert request.headers["authorization"] == "Bearer google-ads-token"
+    assert request.headers["login-customer-id"] == "9998887776"
+    assert request.body["partialFailure"] is True
+    assert [c["orderId"] for c in fake.google_ads.accepted] == ["0", "1", "2"]
+    assert "jo@example.com" not in json.dumps(request.body) and "7946" not in json.dumps(
+        request.body
+    )
+    sender.close()
+
+
+def test_google_ads_batches_are_split_at_2000(fake: FakeAdsServer) -> None:
+    sender = google_ads_sender(fake)
+    outcomes = sender.send_batch(google_ads_rows(2100), NOW)
+    assert {o.status for o in outcomes} == {"delivered"}
+    assert [len(r.body["conversions"]) for r in fake.google_ads.requests] == [2000, 100]
+    sender.close()
+
+
+def test_google_ads_partial_failure_records_only_the_failed_rows(fake: FakeAdsServer) -> None:
+    sender = google_ads_sender(fake)
+    fake.google_ads.plan_row_errors({1: "INVALID_USER_IDENTIFIER", 3: "TOO_RECENT_EVENT"})
+    outcomes = sender.send_batch(google_ads_rows(5), NOW)
+    assert [o.status for o in outcomes] == [
+        "delivered",
+        "dead",
+        "delivered",
+        "pending",
+        "delivered",
+    ]
+    assert "INVALID_USER_IDENTIFIER" in str(outcomes[1].error)
+    assert outcomes[3].next_attempt_at is not None and outcomes[3].next_attempt_at >= NOW + 6 * 3600
+    assert [c["orderId"] for c in fake.google_ads.accepted] == ["0", "2", "4"]
+    assert len(fake.google_ads.requests) == 1  # no bisection: Google said which rows failed
+
+    # The retried row goes alone, later, and is taken; the delivered ones are not sent again.
+    retry = [google_ads_rows(5, attempts=1)[3]]
+    assert [o.status for o in sender.send_batch(retry, NOW + 6 * 3600)] == ["delivered"]
+    assert [c["orderId"] for c in fake.google_ads.accepted] == ["0", "2", "4", "3"]
+    sender.close()
+
+
+def test_google_ads_500_is_retried_and_accepted_exactly_once(fake: FakeAdsServer) -> None:
+    sender = google_ads_sender(fake)
+    fake.google_ads.plan_server_error(500)
+    first = sender.send_batch(google_ads_rows(2), NOW)
+    assert [o.status for o in first] == ["pending", "pending"]
+    assert "HTTP 500" in str(first[0].error)
+    assert fake.google_ads.accepted == []
+    second = sender.send_batch(google_ads_rows(2, attempts=1), NOW + 60)
+    assert [o.status for o in second] == ["delivered", "delivered"]
+    # A re-send after a lost answer: Google refuses the order id again, which is a success.
+    third = sender.send_batch(google_ads_rows(2, attempts=1), NOW + 120)
+    assert [o.status for o in third] == ["delivered", "delivered"]
+    assert [c["orderId"] for c in fake.google_ads.accepted] == ["0", "1"]
+    assert len(fake.google_ads.duplicates) == 2
+    sender.close()
+
+
+def test_google_ads_not_allowlisted_is_a_dead_letter_pointing_to_data_manager(
+    fake: FakeAdsServer,
+) -> None:
+    sender = google_ads_sender(fake)
+    fake.google_ads.allowlisted = False
+    outcomes = sender.send_batch(google_ads_rows(3), NOW)
+    assert [o.status for o in outcomes] == ["dead"] * 3
+    reason = str(outcomes[0].error)
+    assert "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE" in reason
+    assert "type: google" in reason and "Data Manager" in reason
+    assert len(fake.google_ads.requests) == 1  # permanent: not bisected, not retried
+    sender.close()
+
+
+def test_google_ads_bad_developer_token_is_a_dead_letter(fake: FakeAdsServer) -> None:
+    sender = google_ads_sender(fake, developer_token="wrong")
+    outcomes = sender.send_batch(google_ads_rows(2), NOW)
+    assert [o.status for o in outcomes] == ["dead", "dead"]
+    assert "DEVELOPER_TOKEN_INVALID" in str(outcomes[0].error)
+    assert "developer token" in str(outcomes[0].error)
     sender.close()

@@ -11,10 +11,20 @@ import httpx2
 import pytest
 
 from leadloop.clock import ManualClock
-from leadloop.conversions.decide import Bisect, Delivered, Outcome, Reject, Retry, classify_response
+from leadloop.conversions.decide import (
+    Bisect,
+    Delivered,
+    Outcome,
+    PerEvent,
+    Reject,
+    Retry,
+    classify_response,
+)
+from leadloop.conversions.google_ads import build_google_ads_request, request_headers
 from leadloop.conversions.model import (
     Conversion,
     Destination,
+    GoogleAdsDestination,
     GoogleDestination,
     MetaDestination,
     TikTokDestination,
@@ -32,7 +42,12 @@ from leadloop.testing_fakes.ads import FakeAdsServer
 
 NOW = 1_780_000_000.0
 DAY = 86_400.0
-TOKENS = {"meta": "meta-token", "google": "google-token", "tiktok": "tiktok-token"}
+TOKENS = {
+    "meta": "meta-token",
+    "google": "google-token",
+    "google_ads": "google-ads-token",
+    "tiktok": "tiktok-token",
+}
 
 USER = UserIdentifiers(
     email="Ana.Silva+crm@Gmail.com",
@@ -93,6 +108,8 @@ def send(
     if platform == "meta":
         params["access_token"] = secret
         proof = compute_appsecret_proof("app-secret", secret)
+    elif isinstance(destination, GoogleAdsDestination):
+        headers.update(request_headers(destination, secret, "developer-token"))
     elif platform == "google":
         headers["Authorization"] = f"Bearer {secret}"
     else:
@@ -259,6 +276,97 @@ def test_google_planned_failures_and_auth(fake: FakeAdsServer, client: httpx2.Cl
     invalid, _ = send(client, google(fake), batch)
     assert isinstance(invalid, Bisect) and invalid.bad_index == 2
     assert isinstance(send(client, google(fake), batch, token="nope")[0], Reject)
+
+
+# --- Google Ads API ----------------------------------------------------------------------------
+
+
+def google_ads(fake: FakeAdsServer, **changes: Any) -> GoogleAdsDestination:
+    values: dict[str, Any] = {
+        "customer_id": "1234567890",
+        "conversion_action_id": "555",
+        "base_url": fake.base_url,
+        **changes,
+    }
+    return GoogleAdsDestination(**values)
+
+
+def test_google_ads_takes_hashed_rows_and_refuses_reused_order_ids(
+    fake: FakeAdsServer, client: httpx2.Client
+) -> None:
+    batch = [milestone(n, value=10.0, currency="brl", order_id=f"D-{n}") for n in range(3)]
+    outcome, response = send(client, google_ads(fake), batch)
+    assert isinstance(outcome, Delivered) and len(response.json()["results"]) == 3
+    row = fake.google_ads.accepted[0]
+    assert row["conversionAction"] == "customers/1234567890/conversionActions/555"
+    assert row["gclid"] == "gclid-1" and row["currencyCode"] == "BRL"
+    assert row["consent"] == {"adUserData": "GRANTED"}
+    assert not any(raw in json.dumps(fake.google_ads.requests[0].body) for raw in RAW_PII)
+    # capi.md §6.2: one conversion per order id per action; a re-send is refused per row, and
+    # that refusal means the conversion is already there.
+    again, _ = send(client, google_ads(fake), batch)
+    assert isinstance(again, PerEvent) and all(isinstance(o, Delivered) for o in again.outcomes)
+    assert len(fake.google_ads.accepted) == 3 and len(fake.google_ads.duplicates) == 3
+
+
+def test_google_ads_fake_checks_rows_and_answers_with_a_partial_failure(
+    fake: FakeAdsServer, client: httpx2.Client
+) -> None:
+    batch = [milestone(n) for n in range(5)]
+    body = build_google_ads_request(batch, google_ads(fake))
+    rows = body["conversions"]
+    rows[0]["userIdentifiers"][0]["hashedEmail"] = "ana.silva@gmail.com"  # not hashed
+    rows[1]["conversionDateTime"] = "2026-05-28T19:26:40Z"  # RFC 3339 is not the Ads format
+    rows[2]["consent"]["adPersonalization"] = "GRANTED"  # not for click conversions (§6.4)
+    rows[3]["gbraid"], rows[3]["wbraid"] = "gb", "wb"
+    outcome, response = send(client, google_ads(fake), batch, body=body)
+    assert response.status_code == 200
+    assert isinstance(outcome, PerEvent)
+    assert [type(o) for o in outcome.outcomes] == [Reject] * 4 + [Delivered]
+    assert [code for _, code in fake.google_ads.failed] == [
+        "INVALID_USER_IDENTIFIER",
+        "INVALID_CONVERSION_DATE_TIME",
+        "INVALID_CONSENT",
+        "GBRAID_WBRAID_BOTH_SET",
+    ]
+    assert response.json()["results"][:4] == [{}, {}, {}, {}]
+    assert len(fake.google_ads.accepted) == 1
+
+
+def test_google_ads_fake_refuses_bad_requests_whole(
+    fake: FakeAdsServer, client: httpx2.Client
+) -> None:
+    body = build_google_ads_request([milestone(1)], google_ads(fake))
+    outcome, response = send(
+        client, google_ads(fake), [milestone(1)], body={**body, "partialFailure": False}
+    )
+    assert isinstance(outcome, Reject) and "PARTIAL_FAILURE_MODE_REQUIRED" in outcome.reason
+    many = {**body, "conversions": body["conversions"] * 2001}
+    outcome, response = send(client, google_ads(fake), [milestone(1)], body=many)
+    assert isinstance(outcome, Reject) and "TOO_MANY_CONVERSIONS_IN_REQUEST" in outcome.reason
+    outcome, response = send(client, google_ads(fake), [milestone(1)], token="nope")
+    assert response.status_code == 401 and isinstance(outcome, Reject)
+    bad_login = google_ads(fake, login_customer_id="123-456-7890")  # dashes are not accepted
+    outcome, _ = send(client, bad_login, [milestone(1)])
+    assert isinstance(outcome, Reject) and "LOGIN_CUSTOMER_ID" in outcome.reason
+    assert fake.google_ads.accepted == []
+
+
+def test_google_ads_planned_failures_and_validate_only(
+    fake: FakeAdsServer, client: httpx2.Client
+) -> None:
+    fake.google_ads.plan_server_error(503)
+    fake.google_ads.plan_rate_limit(retry_after=9)
+    fake.google_ads.plan_not_allowlisted()
+    batch = [milestone(n) for n in range(3)]
+    assert isinstance(send(client, google_ads(fake), batch)[0], Retry)
+    limited, _ = send(client, google_ads(fake), batch)
+    assert isinstance(limited, Retry) and limited.retry_after == 9.0
+    refused, _ = send(client, google_ads(fake), batch)
+    assert isinstance(refused, Reject) and "Data Manager" in refused.reason
+    outcome, _ = send(client, google_ads(fake, validate_only=True), batch)
+    assert isinstance(outcome, Delivered)
+    assert fake.google_ads.accepted == [] and len(fake.google_ads.validated) == 3
 
 
 # --- TikTok ------------------------------------------------------------------------------------
