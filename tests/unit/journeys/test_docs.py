@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from leadloop.journeys.config import SCHEMA
+from leadloop.journeys.fields import SCHEMA
 from leadloop.journeys.model import ENGAGEMENTS, OUTCOMES, STEP_TYPES, TEST_KINDS
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "journeys.md").read_text(encoding="utf-8")
