@@ -83,6 +83,18 @@ def user_identifiers(user: UserIdentifiers, default_region: str | None) -> list[
     return out[:MAX_USER_IDENTIFIERS]
 
 
+def click_id(user: UserIdentifiers) -> dict[str, str]:
+    """The one click id Google takes (`gclid`, else `gbraid`, else `wbraid`): the Ads API refuses
+    gbraid with wbraid (`GBRAID_WBRAID_BOTH_SET`, capi.md §2.3), and a gclid is the most precise."""
+    if user.gclid:
+        return {"gclid": user.gclid}
+    if user.gbraid:
+        return {"gbraid": user.gbraid}
+    if user.wbraid:
+        return {"wbraid": user.wbraid}
+    return {}
+
+
 def build_click_conversion(
     conversion: Conversion, destination: GoogleAdsDestination
 ) -> dict[str, Any]:
@@ -94,13 +106,7 @@ def build_click_conversion(
         # event has no order id, so a re-send is refused as ORDER_ID_ALREADY_IN_USE.
         "orderId": conversion.order_id or conversion.event_id,
     }
-    # At most one click id: gbraid with wbraid is GBRAID_WBRAID_BOTH_SET (capi.md §2.3).
-    if user.gclid:
-        row["gclid"] = user.gclid
-    elif user.gbraid:
-        row["gbraid"] = user.gbraid
-    elif user.wbraid:
-        row["wbraid"] = user.wbraid
+    row.update(click_id(user))
     identifiers = user_identifiers(user, destination.default_region)
     if identifiers:
         row["userIdentifiers"] = identifiers

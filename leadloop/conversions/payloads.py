@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from leadloop.conversions.google_ads import (
     build_google_ads_request,
+    click_id,
     upload_url,
     user_identifiers,
 )
@@ -285,15 +286,7 @@ def build_google_event(conversion: Conversion, destination: GoogleDestination) -
     identifiers = hash_user_identifiers_google(user, destination.default_region)
     if identifiers:
         event["userData"] = {"userIdentifiers": identifiers[:10]}
-    # One click id only: the Ads API refuses gbraid together with wbraid (GBRAID_WBRAID_BOTH_SET),
-    # and a gclid is the most precise of the three.
-    click: dict[str, Any] = {}
-    if user.gclid:
-        click["gclid"] = user.gclid
-    elif user.gbraid:
-        click["gbraid"] = user.gbraid
-    elif user.wbraid:
-        click["wbraid"] = user.wbraid
+    click: dict[str, Any] = dict(click_id(user))
     device = _drop_none({"userAgent": user.user_agent, "ipAddress": user.ip})
     if device:
         click["landingPageDeviceInfo"] = device

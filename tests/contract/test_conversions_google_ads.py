@@ -7,22 +7,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from leadloop.conversions.config import conversions_config
-from leadloop.conversions.sender import ConversionSender
-from leadloop.conversions.service import ConversionStage
-from leadloop.scoring.service import ScoringStage
-from leadloop.testing_fakes.ads import FakeAdsServer
-from tests.contract.conftest import make_harness
 from tests.contract.test_conversions_pipeline import (
     PLAYBOOK,
     RAW_PII,
     Rig,
-    _Follow,
     crm_stage,
+    open_rig,
     order,
     person,
     sha,
@@ -57,37 +50,18 @@ GOOGLE_ADS_PLAYBOOK = (
 
 @pytest.fixture
 def rig(backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    follow = _Follow()
-    with FakeAdsServer(clock=follow) as fake:
-        env = {
-            "LEADLOOP_GOOGLE_ADS_CUSTOMER_ID": "123-456-7890",
-            "LEADLOOP_GOOGLE_ADS_CONVERSION_ACTION": "987654",
-            "LEADLOOP_GOOGLE_ADS_DEVELOPER_TOKEN": "developer-token",
-            "LEADLOOP_GOOGLE_ADS_ACCESS_TOKEN": "google-ads-token",
-            "LEADLOOP_GOOGLE_ADS_LOGIN_CUSTOMER_ID": "1112223333",
-            "LEADLOOP_GOOGLE_ADS_API_BASE": fake.base_url,
-        }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        path = tmp_path / "playbook.yaml"
-        path.write_text(GOOGLE_ADS_PLAYBOOK)
-        h = make_harness(backend_url, str(path))
-        engine = h.engine
-        follow.target = engine.clock
-
-        def config(ws: str) -> Any:
-            return conversions_config(engine.playbooks.get(ws))
-
-        engine.dispatcher.senders.pop("conversion", None)
-        engine.processor.set_stages([ScoringStage(engine.scoring_models), ConversionStage(config)])
-        sender = ConversionSender(lambda ws, dest: config(ws).destination(dest))
-        rig = Rig(h, fake, sender)
-        try:
-            yield rig
-        finally:
-            rig.dispatcher.stop()
-            sender.close()
-            engine.stop()
+    env = {
+        "LEADLOOP_GOOGLE_ADS_CUSTOMER_ID": "123-456-7890",
+        "LEADLOOP_GOOGLE_ADS_CONVERSION_ACTION": "987654",
+        "LEADLOOP_GOOGLE_ADS_DEVELOPER_TOKEN": "developer-token",
+        "LEADLOOP_GOOGLE_ADS_ACCESS_TOKEN": "google-ads-token",
+        "LEADLOOP_GOOGLE_ADS_LOGIN_CUSTOMER_ID": "1112223333",
+        "LEADLOOP_GOOGLE_ADS_API_BASE": "{fake}",
+    }
+    path = tmp_path / "playbook.yaml"
+    path.write_text(GOOGLE_ADS_PLAYBOOK)
+    with open_rig(backend_url, path, env, monkeypatch) as rig:
+        yield rig
 
 
 def last_error(rig: Rig, key: str) -> str:

@@ -8,6 +8,7 @@ retries happen exactly when the test moves time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -126,26 +127,21 @@ class Rig:
         return {str(k): str(s) for k, s in rows}
 
 
-@pytest.fixture
-def rig(backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+@contextlib.contextmanager
+def open_rig(
+    backend_url: str,
+    playbook: Path,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    **fake_options: Any,
+) -> Iterator[Rig]:
+    """A harness engine on `playbook` (its `${ENV}` from `env`, with `{fake}` standing for the
+    fake's base URL) whose conversions go to a local fake, one dispatcher step at a time."""
     follow = _Follow()
-    with FakeAdsServer(clock=follow, meta_app_secret="app-secret") as fake:
-        env = {
-            "LEADLOOP_META_PIXEL_ID": "123456",
-            "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
-            "LEADLOOP_META_API_BASE": fake.base_url,
-            "LEADLOOP_GOOGLE_DM_API_BASE": fake.base_url,
-            "LEADLOOP_GOOGLE_ACCESS_TOKEN": "google-token",
-            "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
-            "LEADLOOP_TIKTOK_PIXEL_CODE": "TTPIXEL",
-            "LEADLOOP_TIKTOK_ACCESS_TOKEN": "tiktok-token",
-            "LEADLOOP_TIKTOK_API_BASE": fake.base_url,
-        }
+    with FakeAdsServer(clock=follow, **fake_options) as fake:
         for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        path = tmp_path / "playbook.yaml"
-        path.write_text(PLAYBOOK)
-        h = make_harness(backend_url, str(path))
+            monkeypatch.setenv(name, value.format(fake=fake.base_url))
+        h = make_harness(backend_url, str(playbook))
         engine = h.engine
         follow.target = engine.clock
 
@@ -164,6 +160,25 @@ def rig(backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
             rig.dispatcher.stop()
             sender.close()
             engine.stop()
+
+
+@pytest.fixture
+def rig(backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    env = {
+        "LEADLOOP_META_PIXEL_ID": "123456",
+        "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
+        "LEADLOOP_META_API_BASE": "{fake}",
+        "LEADLOOP_GOOGLE_DM_API_BASE": "{fake}",
+        "LEADLOOP_GOOGLE_ACCESS_TOKEN": "google-token",
+        "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
+        "LEADLOOP_TIKTOK_PIXEL_CODE": "TTPIXEL",
+        "LEADLOOP_TIKTOK_ACCESS_TOKEN": "tiktok-token",
+        "LEADLOOP_TIKTOK_API_BASE": "{fake}",
+    }
+    path = tmp_path / "playbook.yaml"
+    path.write_text(PLAYBOOK)
+    with open_rig(backend_url, path, env, monkeypatch, meta_app_secret="app-secret") as rig:
+        yield rig
 
 
 def person(user: str = "u1", *, consent: bool | None = True, **traits: Any) -> dict[str, Any]:

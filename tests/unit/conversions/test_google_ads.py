@@ -140,9 +140,8 @@ def test_batch_limit_and_url_and_headers() -> None:
         build_google_ads_request([conversion()] * 2001, DESTINATION)
     with pytest.raises(ValueError):
         build_google_ads_request([], DESTINATION)
-    assert request_url(DESTINATION) == upload_url(DESTINATION) == (
-        "https://googleads.googleapis.com/v26/customers/1234567890:uploadClickConversions"
-    )
+    url = "https://googleads.googleapis.com/v26/customers/1234567890:uploadClickConversions"
+    assert request_url(DESTINATION) == upload_url(DESTINATION) == url
     assert request_headers(DESTINATION, "tok", "dev") == {
         "authorization": "Bearer tok",
         "developer-token": "dev",
