@@ -27,7 +27,7 @@ A destination whose credentials or ids are empty is disabled with a warning, nev
 the example playbook must load on a laptop without ad accounts (issue 6). `google` is the Data
 Manager API; `google_ads` the Google Ads API (`customer_id`, `conversion_action`,
 `developer_token`, optional `login_customer_id`), for accounts Google still allows to upload
-click conversions that way (capi.md §2.1).
+click conversions that way (capi.md §2.1). Destinations are parsed in `destinations`.
 """
 
 from __future__ import annotations
@@ -37,14 +37,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+# DestinationConfig and PLATFORMS are re-exported: callers (app.py) name them from here.
+from leadloop.conversions.destinations import PLATFORMS as PLATFORMS
+from leadloop.conversions.destinations import DestinationConfig as DestinationConfig
+from leadloop.conversions.destinations import parse_destination, parse_region
 from leadloop.conversions.model import (
     ActionSource,
-    Destination,
-    GoogleAdsDestination,
-    GoogleDestination,
-    MetaDestination,
     Platform,
-    TikTokDestination,
 )
 from leadloop.errors import PlaybookError
 from leadloop.playbook.fields import Fields, fail, items
@@ -127,7 +126,6 @@ IDENTIFIERS = (
     "ip",
     "user_agent",
 )
-PLATFORMS: tuple[Platform, ...] = ("meta", "google", "google_ads", "tiktok")
 ACTION_SOURCES = (
     "email",
     "website",
@@ -139,30 +137,6 @@ ACTION_SOURCES = (
     "business_messaging",
     "other",
 )
-_GOOGLE_DESTINATION = re.compile(
-    r"^(?:customers/)?(?P<account>\d[\d-]*)(?:/conversionActions)?/(?P<action>\d+)$"
-)
-_CUSTOMER_ID = re.compile(r"\d{3}-?\d{3}-?\d{4}")
-_CONVERSION_ACTION = re.compile(
-    r"(?:customers/(?P<owner>\d{3}-?\d{3}-?\d{4})/conversionActions/)?(?P<action>\d+)"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DestinationConfig:
-    id: str
-    platform: Platform
-    destination: Destination | None
-    """None when disabled."""
-    access_token: str = field(default="", repr=False)
-    app_secret: str | None = field(default=None, repr=False)
-    disabled_reason: str | None = None
-    developer_token: str = field(default="", repr=False)
-    """Google Ads API only (`developer-token` header)."""
-
-    @property
-    def enabled(self) -> bool:
-        return self.destination is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,10 +209,10 @@ def parse_conversions(node: Node | None) -> ConversionsConfig:
         return EMPTY
     section = _Fields(node, "conversions", "conversions")
     warnings: list[PlaybookWarning] = []
-    default_region = _region(section, "default_region")
+    default_region = parse_region(section, "default_region")
     destinations: list[DestinationConfig] = []
     for item, path in section.items("destinations"):
-        dest = _destination(_Fields(item, path, "conversions.destinations[]"), default_region)
+        dest = parse_destination(_Fields(item, path, "conversions.destinations[]"), default_region)
         if any(d.id == dest.id for d in destinations):
             fail(item, f"{path}.id", f"duplicate destination id {dest.id!r}")
         if dest.disabled_reason:
@@ -278,177 +252,6 @@ def parse_conversions(node: Node | None) -> ConversionsConfig:
         ldu_trait=ldu_trait or None,
         warnings=tuple(warnings),
     )
-
-
-def _region(fields: Fields, key: str) -> str | None:
-    region = fields.optional_text(key)
-    if region is None or region == "":
-        return None
-    if not re.fullmatch(r"[A-Za-z]{2}", region):
-        fields.fail(key, "expected an ISO-3166 alpha-2 region such as US or GB")
-    return region.upper()
-
-
-def _url(fields: Fields, default: str) -> str:
-    url = fields.text("base_url", "") or default
-    if not url.startswith(("http://", "https://")):
-        fields.fail("base_url", "expected an http:// or https:// URL")
-    return url.rstrip("/")
-
-
-def _int(fields: Fields, key: str, default: int) -> int:
-    value = fields.number(key, float(default))
-    if value != int(value):
-        fields.fail(key, "expected a whole number")
-    return int(value)
-
-
-def _destination(fields: Fields, section_region: str | None) -> DestinationConfig:
-    dest_id = fields.name("id")
-    kind = fields.text("type")
-    if kind not in PLATFORMS:
-        fields.fail("type", f"expected one of: {', '.join(PLATFORMS)}")
-    region = _region(fields, "default_region") or section_region
-    token = fields.text("access_token", "")
-    test_code = fields.optional_text("test_event_code") or None
-    missing: list[str] = [] if token else ["access_token"]
-    destination: Destination | None = None
-    if kind == "meta":
-        pixel = fields.text("pixel_id", "")
-        missing += [] if pixel else ["pixel_id"]
-        meta = MetaDestination(
-            pixel_id=pixel,
-            api_version=fields.text("api_version", "v26.0"),
-            base_url=_url(fields, "https://graph.facebook.com"),
-            test_event_code=test_code,
-            default_region=region,
-            lead_event_source=fields.optional_text("lead_event_source") or None,
-            hash_external_id=fields.boolean("hash_external_id", True),
-            ldu_country=_int(fields, "ldu_country", 0),
-            ldu_state=_int(fields, "ldu_state", 0),
-        )
-        destination = meta
-        platform: Platform = "meta"
-    elif kind == "google":
-        account, action = _google_ids(fields)
-        missing += [] if account else ["operating_account"]
-        missing += [] if action else ["conversion_action"]
-        window = fields.optional_duration("click_through_window")
-        destination = GoogleDestination(
-            operating_account_id=account,
-            conversion_action_id=action,
-            login_account_id=fields.optional_text("login_account") or None,
-            base_url=_url(fields, "https://datamanager.googleapis.com"),
-            validate_only=fields.boolean("validate_only", False),
-            default_region=region,
-            click_through_window_days=int(window / 86400) if window else 90,
-        )
-        platform = "google"
-    elif kind == "google_ads":
-        destination, needed = _google_ads(fields, region)
-        missing += needed
-        platform = "google_ads"
-    else:
-        pixel = fields.text("pixel_code", "")
-        missing += [] if pixel else ["pixel_code"]
-        source = fields.text("event_source", "web")
-        if source not in ("web", "app", "offline", "crm"):
-            fields.fail("event_source", "expected one of: web, app, offline, crm")
-        destination = TikTokDestination(
-            pixel_code=pixel,
-            event_source=source,  # type: ignore[arg-type]  # checked just above
-            base_url=_url(fields, "https://business-api.tiktok.com"),
-            test_event_code=test_code,
-            partner_name=fields.optional_text("partner_name") or None,
-            default_region=region,
-        )
-        platform = "tiktok"
-    app_secret = fields.optional_text("app_secret") or None
-    developer_token = fields.text("developer_token", "") if kind == "google_ads" else ""
-    if missing:
-        return DestinationConfig(
-            dest_id, platform, None, disabled_reason=f"{', '.join(missing)} is empty"
-        )
-    return DestinationConfig(
-        dest_id, platform, destination, token, app_secret, developer_token=developer_token
-    )
-
-
-def _google_ads(fields: Fields, region: str | None) -> tuple[GoogleAdsDestination, list[str]]:
-    """The Google Ads API destination and the names of its empty required settings. Ids are
-    written with or without dashes (`123-456-7890`); a malformed one is an error, not a
-    warning, since no environment could make it work."""
-    customer = _id(fields, "customer_id")
-    if customer and not _CUSTOMER_ID.fullmatch(customer):
-        fields.fail(
-            "customer_id", "expected a 10-digit Google Ads customer id such as 123-456-7890"
-        )
-    login = _id(fields, "login_customer_id")
-    if login and not _CUSTOMER_ID.fullmatch(login):
-        fields.fail(
-            "login_customer_id",
-            "expected the 10-digit customer id of a manager account such as 123-456-7890",
-        )
-    action = _id(fields, "conversion_action")
-    found = _CONVERSION_ACTION.fullmatch(action)
-    if action and found is None:
-        fields.fail(
-            "conversion_action",
-            "expected a conversion action id (digits) or its resource name "
-            "customers/<customer id>/conversionActions/<id>",
-        )
-    owner = found.group("owner") if found else None
-    version = fields.text("api_version", "v26")
-    if not re.fullmatch(r"v\d+", version):
-        fields.fail("api_version", "expected a Google Ads API version such as v26")
-    window = fields.optional_duration("click_through_window")
-    destination = GoogleAdsDestination(
-        customer_id=customer.replace("-", ""),
-        conversion_action_id=found.group("action") if found else "",
-        conversion_action_owner=owner.replace("-", "") if owner else None,
-        login_customer_id=login.replace("-", "") or None,
-        api_version=version,
-        base_url=_url(fields, "https://googleads.googleapis.com"),
-        validate_only=fields.boolean("validate_only", False),
-        default_region=region,
-        click_through_window_days=int(window / 86400) if window else 90,
-    )
-    needed = [
-        name
-        for name, value in (
-            ("customer_id", customer),
-            ("conversion_action", action),
-            ("developer_token", fields.text("developer_token", "")),
-        )
-        if not value
-    ]
-    return destination, needed
-
-
-def _id(fields: Fields, key: str) -> str:
-    """An account or action id, which YAML reads as a number when written without dashes."""
-    value = fields.value(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return fields.text(key, "").strip()
-
-
-def _google_ids(fields: Fields) -> tuple[str, str]:
-    """`destination: <operating account>/<conversion action>` (or
-    `customers/<id>/conversionActions/<id>`), or the two keys on their own."""
-    combined = fields.text("destination", "")
-    account = fields.text("operating_account", "")
-    action = fields.text("conversion_action", "")
-    if combined:
-        found = _GOOGLE_DESTINATION.match(combined.strip())
-        if found is None:
-            fields.fail(
-                "destination",
-                "expected <operating account id>/<conversion action id>, e.g. 1234567890/987654",
-            )
-        account = account or found.group("account")
-        action = action or found.group("action")
-    return account.replace("-", ""), action
 
 
 def _mapping(fields: Fields, destinations: set[str]) -> Mapping:

@@ -34,7 +34,6 @@ from typing import Any
 import httpx2
 import msgspec
 
-from leadloop.conversions.config import DestinationConfig
 from leadloop.conversions.decide import (
     Bisect,
     Delivered,
@@ -44,6 +43,7 @@ from leadloop.conversions.decide import (
     classify_response,
     next_attempt,
 )
+from leadloop.conversions.destinations import DestinationConfig
 from leadloop.conversions.google_ads import request_headers
 from leadloop.conversions.model import (
     Conversion,

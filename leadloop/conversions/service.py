@@ -25,12 +25,8 @@ import msgspec
 
 from leadloop.conversions import normalize as norm
 from leadloop.conversions.capture import MatchKeys, capture_keys
-from leadloop.conversions.config import (
-    ConversionsConfig,
-    DestinationConfig,
-    Mapping,
-    field_value,
-)
+from leadloop.conversions.config import ConversionsConfig, Mapping, field_value
+from leadloop.conversions.destinations import DestinationConfig
 from leadloop.conversions.model import (
     ActionSource,
     Content,
