@@ -38,6 +38,7 @@ from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import ScoringModel
 from leadloop.scoring.service import ScoringStage
 from leadloop.storage import workspaces
+from leadloop.storage.checkpoint import Checkpointer, hand_off_checkpoints
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 from leadloop.storage.migrate import migrate
 
@@ -79,7 +80,7 @@ class Engine:
         else:
             self.clock = clock or SystemClock()
         self.writer = Writer(
-            self._connect, max_pending=settings.max_pending_events, on_commit=self._committed
+            self._connect_writer, max_pending=settings.max_pending_events, on_commit=self._committed
         )
         self.playbooks: dict[str, Playbook] = {}
         self._playbook_ids: dict[str, int] = {}
@@ -118,6 +119,7 @@ class Engine:
         self._started = False
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._checkpointer: Checkpointer | None = None
         self._run_processor = run_processor
         self._local = threading.local()
         self._readers: list[Conn] = []
@@ -130,6 +132,17 @@ class Engine:
 
     def _connect(self) -> Conn:
         return connect(self.url)
+
+    def _connect_writer(self) -> Conn:
+        conn = connect(self.url)
+        if isinstance(conn, SqliteConnection):
+            hand_off_checkpoints(conn)
+        return conn
+
+    def _connect_sqlite(self) -> SqliteConnection:
+        conn = connect(self.url)
+        assert isinstance(conn, SqliteConnection)
+        return conn
 
     def _committed(self) -> None:
         """New events are in the log."""
@@ -240,6 +253,9 @@ class Engine:
             self.apply_playbook_file(self.settings.playbook)
         self.refresh_playbooks()
         self._started = True
+        if self.url.dialect == "sqlite":
+            self._checkpointer = Checkpointer(self._connect_sqlite)
+            self._checkpointer.start()
         self.writer.start()
         if self._run_processor:
             self.processor.start()
@@ -259,6 +275,9 @@ class Engine:
         self.messages.services.hits.drain().result(timeout=5)
         self.messages.close()
         self.writer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:

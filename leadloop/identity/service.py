@@ -59,7 +59,15 @@ class IdentityBatch:
 
     def prefetch(self, events: list[Event]) -> None:
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+        internal: dict[str, set[str]] = defaultdict(set)
         for event in events:
+            if event.type == "internal":
+                # Engine events (timers, emitted events) name their profile and carry no
+                # identifiers: no graph lookup, and no user ids (they never merge anything).
+                pid = event.body.get("profileId")
+                if isinstance(pid, str):
+                    internal[event.workspace_id].add(pid)
+                continue
             for key in decide.identities_of(event, self.default_region):
                 if (event.workspace_id, key) not in self.owners:
                     wanted[(event.workspace_id, key.type)].add(key.value)
@@ -82,15 +90,15 @@ class IdentityBatch:
                 for value, profile_id in rows:
                     self.owners[(workspace, Identity(kind, value))] = profile_id  # type: ignore[arg-type]
                     profile_ids[workspace].add(profile_id)
-        for event in events:
-            # Internal events (timers, emitted events) name their profile directly.
-            pid = event.body.get("profileId") if event.type == "internal" else None
-            if isinstance(pid, str):
-                profile_ids[event.workspace_id].add(pid)
         for workspace, ids in profile_ids.items():
             self._load_profiles(workspace, [i for i in ids if (workspace, i) not in self.profiles])
+        for workspace, ids in internal.items():
+            wanted_ids = [i for i in ids if (workspace, i) not in self.profiles]
+            self._load_profiles(workspace, wanted_ids, user_ids=False)
 
-    def _load_profiles(self, workspace: str, ids: list[str]) -> None:
+    def _load_profiles(self, workspace: str, ids: list[str], *, user_ids: bool = True) -> None:
+        """Profiles by id; with `user_ids`, also the user ids each holds (which `resolve` needs
+        to refuse merging two known people; it loads them itself for a profile loaded without)."""
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             if not chunk:
@@ -105,19 +113,22 @@ class IdentityBatch:
                 self.profiles[(workspace, pid)] = _profile_decoder.decode(state)
                 if merged_into:
                     self.redirects[(workspace, pid)] = str(merged_into)
-        if ids:
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self.conn.execute(
-                    "SELECT profile_id, value FROM identities WHERE workspace_id = ? "
-                    f"AND type = 'user_id' AND profile_id IN ({marks})",
-                    (workspace, *chunk),
-                )
-                for pid in chunk:
-                    self.user_ids.setdefault((workspace, pid), set())
-                for pid, value in rows:
-                    self.user_ids[(workspace, pid)].add(value)
+        if ids and user_ids:
+            self._load_user_ids(workspace, ids)
+
+    def _load_user_ids(self, workspace: str, ids: list[str]) -> None:
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT profile_id, value FROM identities WHERE workspace_id = ? "
+                f"AND type = 'user_id' AND profile_id IN ({marks})",
+                (workspace, *chunk),
+            )
+            for pid in chunk:
+                self.user_ids.setdefault((workspace, pid), set())
+            for pid, value in rows:
+                self.user_ids[(workspace, pid)].add(value)
 
     def live_profile(self, workspace: str, profile_id: str) -> Profile | None:
         """The profile an internal event names, following merges; None if it never existed."""
@@ -168,9 +179,11 @@ class IdentityBatch:
             found = self.owner(ws, key)
             if found is not None:
                 owners[key] = found
-        user_ids = {
-            pid: frozenset(self.user_ids.get((ws, pid), set())) for pid in set(owners.values())
-        }
+        owning = set(owners.values())
+        missing = [pid for pid in owning if (ws, pid) not in self.user_ids]
+        if missing:
+            self._load_user_ids(ws, missing)
+        user_ids = {pid: frozenset(self.user_ids.get((ws, pid), set())) for pid in owning}
         resolution = decide.resolve_identities(event, keys, owners, user_ids)
         if resolution.profile_id is None:
             profile_id = resolution.new_profile_id
