@@ -54,6 +54,15 @@ class IdentityBatch:
     user_ids: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     redirects: dict[tuple[str, str], str] = field(default_factory=dict)
     """Stored profiles merged into another (`merged_into`), for events naming the old id."""
+    keys: dict[int, list[Identity]] = field(default_factory=dict)
+    """Each event's identifiers by `seq` (a pure function of the event, normalised once; the
+    processor may compute them ahead, while the previous batch commits)."""
+
+    def identities(self, event: Event) -> list[Identity]:
+        found = self.keys.get(event.seq)
+        if found is None:
+            found = self.keys[event.seq] = decide.identities_of(event, self.default_region)
+        return found
 
     # -- loading -----------------------------------------------------------------------
 
@@ -68,7 +77,7 @@ class IdentityBatch:
                 if isinstance(pid, str):
                     internal[event.workspace_id].add(pid)
                 continue
-            for key in decide.identities_of(event, self.default_region):
+            for key in self.identities(event):
                 if (event.workspace_id, key) not in self.owners:
                     wanted[(event.workspace_id, key.type)].add(key.value)
             if event.previous_id:
@@ -167,7 +176,7 @@ class IdentityBatch:
     def resolve(self, event: Event) -> Profile:
         """Find or create the event's profile, merging and linking as the graph allows."""
         ws = event.workspace_id
-        keys = decide.identities_of(event, self.default_region)
+        keys = self.identities(event)
         lookup = list(keys)
         if event.previous_id:
             lookup += [
