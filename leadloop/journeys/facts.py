@@ -1,0 +1,133 @@
+"""The journeys stage's answers to the questions decisions ask about one profile (the `Facts`
+protocol of `journeys.model`): traits, scores and stages, event counts, and the recipient the
+contact policy judges a send for. Answers come from the batch first, then the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from leadloop.identity.model import Profile
+from leadloop.journeys.state import BatchState
+from leadloop.log.batch import Batch
+from leadloop.log.model import Event
+from leadloop.policy.model import Recipient
+from leadloop.scoring.match import condition_holds
+from leadloop.scoring.model import Condition, ScoreState, total_at
+
+_score_decoder = msgspec.json.Decoder(ScoreState)
+_json = msgspec.json.Decoder()
+
+
+class ProfileFacts:
+    """Answers the decisions' questions about one profile, from the batch and the database."""
+
+    def __init__(
+        self,
+        channels_enabled: Callable[[str], frozenset[str] | None] | None,
+        batch: Batch,
+        state: BatchState,
+        ws: str,
+        profile: Profile,
+        at: float,
+        window: float | None = None,
+    ) -> None:
+        self._window = window
+        self._channels_enabled = channels_enabled
+        self._batch = batch
+        self._state = state
+        self._ws = ws
+        self._profile = profile
+        self._at = at
+
+    @property
+    def traits(self) -> dict[str, Any]:
+        return self._profile.traits
+
+    def _score_state(self, model: str) -> ScoreState | None:
+        key = (self._ws, self._profile.id, model)
+        cache = self._batch.extra.get("scoring")
+        for attribute in ("states", "loaded"):
+            found = getattr(cache, attribute, {}).get(key) if cache is not None else None
+            if isinstance(found, ScoreState):
+                return found
+        rows = self._batch.identity.conn.execute(
+            "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?", key
+        )
+        return _score_decoder.decode(rows[0][0]) if rows else None
+
+    def score(self, model: str) -> float | None:
+        found = self._score_state(model)
+        return None if found is None else round(total_at(found, self._at), 6)
+
+    def score_change(self, model: str) -> tuple[float, float] | None:
+        """The model's total before and after this event (per batch, from the stored state)."""
+        key = (self._ws, self._profile.id, model)
+        after = self.score(model) or 0.0
+        before = self._state.scores.get(key)
+        if before is None:
+            rows = self._batch.identity.conn.execute(
+                "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
+                key,
+            )
+            before = total_at(_score_decoder.decode(rows[0][0]), self._at) if rows else 0.0
+        self._state.scores[key] = after
+        return None if before == after else (before, after)
+
+    def stage(self, model: str) -> str | None:
+        found = self._score_state(model)
+        return None if found is None else found.stage
+
+    def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
+        params: list[Any] = [self._ws, self._profile.id, name]
+        clause = ""
+        if since is not None:
+            clause = " AND received_at >= ?"
+            params.append(since)
+        rows = self._batch.identity.conn.execute(
+            "SELECT body, seq FROM events WHERE workspace_id = ? AND profile_id = ? AND event = ?"
+            + clause,
+            tuple(params),
+        )
+        count = 0
+        seqs = set()
+        for body, seq in rows:
+            seqs.add(int(seq))
+            if not where or _body_matches(body, where):
+                count += 1
+        for event in self._state.events.get((self._ws, self._profile.id), []):
+            if event.event != name or event.seq in seqs:
+                continue
+            if since is not None and event.received_at < since:
+                continue
+            if all(condition_holds(event, c) for c in where):
+                count += 1
+        return count
+
+    def recipient(self) -> Recipient:
+        conn = self._batch.identity.conn
+        enabled = self._channels_enabled(self._ws) if self._channels_enabled else None
+        since = None if self._window is None else self._at - self._window
+        return Recipient(
+            traits=self._profile.traits,
+            suppressions=tuple(self._state.suppressed(conn, self._ws, self._profile.id)),
+            sent=tuple(self._state.sent_records(conn, self._ws, self._profile.id, since)),
+            channel_enabled=enabled,
+        )
+
+
+def _body_matches(body: str, where: tuple[Condition, ...]) -> bool:
+    data = _json.decode(body)
+    probe = Event(
+        seq=0,
+        workspace_id="",
+        message_id="",
+        type="track",
+        timestamp=0.0,
+        received_at=0.0,
+        body=data if isinstance(data, dict) else {},
+    )
+    return all(condition_holds(probe, c) for c in where)

@@ -1,0 +1,293 @@
+"""What the journeys stage loads and changes during one batch, kept in `batch.extra["journeys"]`.
+
+Per profile it holds the live instances, memberships, suppressions and recent sends, loaded in
+bulk by the stage's prefetch (or lazily for a profile the prefetch did not know), and the rows
+the batch will write: `writes.flush_batch` turns them into SQL in the processor's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgspec
+
+from leadloop.journeys.model import Instance, JourneySet, Membership
+from leadloop.log.batch import Batch, Conn
+from leadloop.log.model import Event
+from leadloop.policy.model import SentRecord, Suppression
+
+_instance_decoder = msgspec.json.Decoder(Instance)
+_membership_decoder = msgspec.json.Decoder(dict[str, Membership])
+_CHUNK = 500
+LIVE_STATUSES = "('active', 'waiting', 'holdout')"
+
+
+def timer_key(instance_id: str) -> str:
+    return f"journey:{instance_id}"
+
+
+@dataclass
+class BatchState:
+    """What the stage loaded and changed during one batch."""
+
+    instances: dict[tuple[str, str], Instance] = field(default_factory=dict)
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+    by_profile: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    members: dict[tuple[str, str], dict[str, Membership]] = field(default_factory=dict)
+    dirty_members: set[tuple[str, str]] = field(default_factory=set)
+    path: list[tuple[Any, ...]] = field(default_factory=list)
+    sends: list[tuple[Any, ...]] = field(default_factory=list)
+    sent: dict[tuple[str, str], list[SentRecord]] = field(default_factory=dict)
+    suppressions: dict[tuple[str, str], list[Suppression]] = field(default_factory=dict)
+    new_suppressions: list[tuple[Any, ...]] = field(default_factory=list)
+    versions: list[tuple[Any, ...]] = field(default_factory=list)
+    bulk: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    events: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
+    scores: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    prefetched: bool = False
+    known: set[tuple[str, str]] = field(default_factory=set)
+    """Profiles identity knew when the stage prefetched; any other it resolves later in the
+    batch is one it created."""
+    absorbed: set[tuple[str, str]] = field(default_factory=set)
+    """Merged-away profiles whose instances and memberships moved to their survivor."""
+    moved_timers: list[tuple[str, str, str]] = field(default_factory=list)
+    """(survivor, workspace, timer key) of the instances `absorb` moved."""
+
+    def fresh(self, ws: str, pid: str) -> bool:
+        """A profile identity created during this batch (after the prefetch): no stored rows."""
+        return self.prefetched and (ws, pid) not in self.known
+
+    def load_profiles(
+        self,
+        conn: Conn,
+        ws: str,
+        ids: list[str],
+        *,
+        since: float | None = None,
+        full: bool = False,
+    ) -> None:
+        """Live instances and memberships of `ids`; with `full`, their suppressions too, and
+        their sends after `since` (None: no frequency cap reads them, none are loaded)."""
+        ids = [pid for pid in ids if (ws, pid) not in self.by_profile]
+        for pid in ids:
+            self.by_profile[(ws, pid)] = []
+            self.members[(ws, pid)] = {}
+            if full:
+                self.suppressions.setdefault((ws, pid), [])
+                self.sent.setdefault((ws, pid), [])
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT version, step, status, state, profile_id FROM journey_instances WHERE "
+                f"workspace_id = ? AND profile_id IN ({marks}) AND status IN {LIVE_STATUSES}",
+                (ws, *chunk),
+            )
+            for row in rows:
+                instance = _instance(row)
+                if (ws, instance.id) not in self.instances:
+                    self.instances[(ws, instance.id)] = instance
+                self.by_profile[(ws, instance.profile_id)].append(instance.id)
+            rows = conn.execute(
+                f"SELECT profile_id, state FROM journey_profiles WHERE workspace_id = ? "
+                f"AND profile_id IN ({marks})",
+                (ws, *chunk),
+            )
+            for pid, raw in rows:
+                self.members[(ws, str(pid))] = _membership_decoder.decode(raw)
+            if not full:
+                continue
+            rows = conn.execute(
+                f"SELECT profile_id, channel, reason FROM suppressions WHERE workspace_id = ? "
+                f"AND profile_id IN ({marks})",
+                (ws, *chunk),
+            )
+            for pid, channel, reason in rows:
+                self.suppressions[(ws, str(pid))].append(Suppression(str(channel), str(reason)))
+            if since is None:
+                continue
+            rows = conn.execute(
+                f"SELECT profile_id, at, channel, transactional FROM sends WHERE workspace_id = ? "
+                f"AND profile_id IN ({marks}) AND at > ? AND outcome IN ('queued', 'rerouted')",
+                (ws, *chunk, since),
+            )
+            for pid, at, channel, transactional in rows:
+                self.sent[(ws, str(pid))].append(
+                    SentRecord(float(at), str(channel), bool(transactional))
+                )
+
+    def _ensure(self, conn: Conn, ws: str, pid: str) -> None:
+        if (ws, pid) in self.by_profile:
+            return
+        if self.fresh(ws, pid):
+            self.by_profile[(ws, pid)] = []
+            self.members.setdefault((ws, pid), {})
+            self.suppressions.setdefault((ws, pid), [])
+            self.sent.setdefault((ws, pid), [])
+        else:
+            self.load_profiles(conn, ws, [pid])
+
+    def load_instances(self, conn: Conn, ws: str, ids: list[str]) -> None:
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT version, step, status, state, profile_id FROM journey_instances WHERE "
+                f"workspace_id = ? AND id IN ({marks})",
+                (ws, *chunk),
+            )
+            for row in rows:
+                instance = _instance(row)
+                self.instances.setdefault((ws, instance.id), instance)
+
+    def live(self, conn: Conn, ws: str, pid: str) -> list[Instance]:
+        self._ensure(conn, ws, pid)
+        found = [self.instances[(ws, iid)] for iid in self.by_profile[(ws, pid)]]
+        return [i for i in found if i.live]
+
+    def put(self, instance: Instance) -> None:
+        key = (instance.workspace_id, instance.id)
+        if key not in self.instances:
+            listed = self.by_profile.setdefault((instance.workspace_id, instance.profile_id), [])
+            if instance.id not in listed:
+                listed.append(instance.id)
+        self.instances[key] = instance
+        self.dirty.add(key)
+
+    def member(self, conn: Conn, ws: str, pid: str, journey_id: str) -> Membership:
+        if (ws, pid) not in self.members:
+            self._ensure(conn, ws, pid)
+        found = self.members[(ws, pid)].get(journey_id, Membership())
+        if found.active is not None:
+            active = self.instances.get((ws, found.active))
+            if active is None or not active.live:
+                found = msgspec.structs.replace(found, active=None)
+        return found
+
+    def set_member(self, ws: str, pid: str, journey_id: str, membership: Membership) -> None:
+        self.members.setdefault((ws, pid), {})[journey_id] = membership
+        self.dirty_members.add((ws, pid))
+
+    def sent_records(self, conn: Conn, ws: str, pid: str, since: float | None) -> list[SentRecord]:
+        """Sends after `since` (all the policy's caps look back at most that far); None: no
+        cap reads them."""
+        if (ws, pid) not in self.sent:
+            found: list[SentRecord] = []
+            if since is not None and not self.fresh(ws, pid):
+                rows = conn.execute(
+                    "SELECT at, channel, transactional FROM sends WHERE workspace_id = ? "
+                    "AND profile_id = ? AND at > ? AND outcome IN ('queued', 'rerouted')",
+                    (ws, pid, since),
+                )
+                found = [SentRecord(float(a), str(c), bool(t)) for a, c, t in rows]
+            self.sent[(ws, pid)] = found
+        return self.sent[(ws, pid)]
+
+    def suppressed(self, conn: Conn, ws: str, pid: str) -> list[Suppression]:
+        if (ws, pid) not in self.suppressions:
+            found: list[Suppression] = []
+            if not self.fresh(ws, pid):
+                rows = conn.execute(
+                    "SELECT channel, reason FROM suppressions WHERE workspace_id = ? "
+                    "AND profile_id = ?",
+                    (ws, pid),
+                )
+                found = [Suppression(str(c), str(r)) for c, r in rows]
+            self.suppressions[(ws, pid)] = found
+        return self.suppressions[(ws, pid)]
+
+    def suppress(self, conn: Conn, ws: str, pid: str, channel: str, reason: str, at: float) -> None:
+        self.suppressed(conn, ws, pid).append(Suppression(channel, reason))
+        self.new_suppressions.append((ws, pid, channel, reason, at))
+
+    def absorb(self, batch: Batch, ws: str, pid: str) -> None:
+        """Move to `pid` what profiles merged into it during this batch had: their live
+        instances, their memberships (entries add up), suppressions, recent sends and the
+        batch's events, so the survivor's events see them. The rows follow in `flush`."""
+        merged = batch.identity.merged
+        conn = batch.identity.conn
+        for (mws, loser), _survivor in list(merged.items()):
+            if mws != ws or (ws, loser) in self.absorbed or final_profile(merged, ws, loser) != pid:
+                continue
+            self.absorbed.add((ws, loser))
+            self._ensure(conn, ws, pid)
+            self._ensure(conn, ws, loser)
+            listed = self.by_profile[(ws, pid)]
+            for iid in self.by_profile.pop((ws, loser), []):
+                moved = msgspec.structs.replace(self.instances[(ws, iid)], profile_id=pid)
+                self.instances[(ws, iid)] = moved
+                self.dirty.add((ws, iid))
+                # Its timer names the survivor (a profile created and merged within one
+                # batch never gets a row a firing could be redirected through).
+                pending = batch.timers.get((ws, timer_key(iid)))
+                if pending is not None:
+                    batch.timers[(ws, timer_key(iid))] = replace(pending, profile_id=pid)
+                self.moved_timers.append((pid, ws, timer_key(iid)))
+                if iid not in listed:
+                    listed.append(iid)
+            self.by_profile[(ws, loser)] = []
+            for journey_id, theirs in self.members.pop((ws, loser), {}).items():
+                ours = self.members[(ws, pid)].get(journey_id)
+                self.set_member(ws, pid, journey_id, _merge_membership(ours, theirs))
+            self.members[(ws, loser)] = {}
+            self.dirty_members.discard((ws, loser))
+            kept = self.suppressed(conn, ws, pid)
+            for entry in self.suppressions.get((ws, loser), []):
+                if entry not in kept:
+                    kept.append(entry)
+            self.sent.setdefault((ws, pid), []).extend(self.sent.get((ws, loser), []))
+            self.events.setdefault((ws, pid), []).extend(self.events.pop((ws, loser), []))
+
+    def seen(self, ws: str, pid: str, event: Event) -> None:
+        if event.type != "internal":
+            self.events.setdefault((ws, pid), []).append(event)
+
+
+def final_profile(merged: Mapping[tuple[str, str], str], ws: str, pid: str) -> str:
+    for _ in range(100):
+        nxt = merged.get((ws, pid))
+        if nxt is None:
+            break
+        pid = nxt
+    return pid
+
+
+def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership:
+    """One profile's history with a journey after another profile was merged into it."""
+    if ours is None:
+        return theirs
+    times = [t for t in (ours.last_entered_at, theirs.last_entered_at) if t is not None]
+    return Membership(
+        entries=ours.entries + theirs.entries,
+        last_entered_at=max(times) if times else None,
+        active=ours.active if ours.active is not None else theirs.active,
+        in_segment=ours.in_segment or theirs.in_segment,
+        score_above=ours.score_above if ours.score_above is not None else theirs.score_above,
+    )
+
+
+def cap_window(journeys: JourneySet | None) -> float | None:
+    """How far back the frequency caps look (None: no caps, recent sends are not read)."""
+    caps = journeys.policy.caps if journeys is not None else ()
+    return max(cap.per for cap in caps) if caps else None
+
+
+def _instance(row: tuple[Any, ...]) -> Instance:
+    version, step, status, raw, profile_id = row
+    instance = _instance_decoder.decode(raw)
+    # The columns win: bulk migrations, removals and profile merges update them without
+    # rewriting the state.
+    return msgspec.structs.replace(
+        instance, version=version, step=step, status=status, profile_id=str(profile_id)
+    )
+
+
+def batch_state(batch: Batch) -> BatchState:
+    state = batch.extra.get("journeys")
+    if state is None:
+        state = BatchState()
+        batch.extra["journeys"] = state
+    assert isinstance(state, BatchState)
+    return state

@@ -1,0 +1,286 @@
+"""The journeys stage's writes: an `Advance` turned into the batch's rows (outbox messages,
+webhooks and audience changes, send decisions, timers, emitted events), and the SQL that
+flushes a batch's `BatchState` and moves a merged-away profile's rows to its survivor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import msgspec
+
+from leadloop.journeys.model import (
+    WAKE_EVENT,
+    Advance,
+    CallWebhook,
+    CancelWake,
+    ChangeAudience,
+    EmitEvent,
+    QueueSend,
+    RecordPolicy,
+    ScheduleWake,
+)
+from leadloop.journeys.state import LIVE_STATUSES, BatchState, final_profile, timer_key
+from leadloop.log.batch import Batch, Conn, Emit, OutboxRow, Timer
+from leadloop.policy.model import SentRecord
+
+_encoder = msgspec.json.Encoder()
+REMOVED_REASON = "journey removed from the playbook"
+
+
+def effect_key(key: str) -> str:
+    """A stable outbox idempotency key (e.g. a Standard Webhooks `webhook-id`)."""
+    return "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) -> None:
+    """Record a decision in the batch: the instance and its membership in `state`, its path
+    lines and send decisions as rows, its effects as outbox rows, emits and timers."""
+    instance = advance.instance
+    ws, pid, iid = instance.workspace_id, instance.profile_id, instance.id
+    state.put(instance)
+    if not instance.live:
+        member = state.members.get((ws, pid), {}).get(instance.journey_id)
+        if member is not None and member.active == iid:
+            cleared = msgspec.structs.replace(member, active=None)
+            state.set_member(ws, pid, instance.journey_id, cleared)
+    for line in advance.path:
+        state.path.append(
+            (
+                ws,
+                iid,
+                pid,
+                instance.journey_id,
+                instance.version,
+                line.step,
+                line.at,
+                line.kind,
+                line.detail,
+            )
+        )
+    for effect in advance.effects:
+        if isinstance(effect, QueueSend):
+            payload = {
+                "channel": effect.channel,
+                "template": effect.template,
+                "journey": instance.journey_id,
+                "version": instance.version,
+                "step": effect.step,
+                "instance": iid,
+                "profile_id": pid,
+                "message_id": effect.message_id,
+                "transactional": effect.transactional,
+            }
+            batch.outbox.append(
+                OutboxRow(ws, "message", effect.channel, effect.message_id, payload, pid, at)
+            )
+            outcome = "rerouted" if effect.notes else "queued"
+            reason = "; ".join(effect.notes)
+            state.sends.append(
+                (
+                    ws,
+                    effect.message_id,
+                    pid,
+                    iid,
+                    instance.journey_id,
+                    effect.step,
+                    effect.requested,
+                    effect.channel,
+                    effect.template,
+                    int(effect.transactional),
+                    at,
+                    outcome,
+                    reason,
+                    None,
+                )
+            )
+            state.sent.setdefault((ws, pid), []).append(
+                SentRecord(at, effect.channel, effect.transactional)
+            )
+        elif isinstance(effect, RecordPolicy):
+            state.sends.append(
+                (
+                    ws,
+                    effect.message_id,
+                    pid,
+                    iid,
+                    instance.journey_id,
+                    effect.step,
+                    effect.requested,
+                    effect.channel,
+                    effect.template,
+                    int(effect.transactional),
+                    at,
+                    effect.outcome,
+                    effect.reason,
+                    effect.until,
+                )
+            )
+        elif isinstance(effect, ScheduleWake):
+            properties = {
+                "instance": iid,
+                "token": effect.token,
+                "journey": instance.journey_id,
+            }
+            batch.schedule(Timer(ws, timer_key(iid), pid, effect.due_at, WAKE_EVENT, properties))
+        elif isinstance(effect, CancelWake):
+            batch.cancel(ws, timer_key(iid))
+        elif isinstance(effect, EmitEvent):
+            batch.emits.append(Emit(ws, effect.key, effect.name, pid, at, effect.properties))
+        elif isinstance(effect, CallWebhook):
+            batch.outbox.append(
+                OutboxRow(
+                    ws,
+                    "webhook",
+                    effect.webhook,
+                    effect_key(effect.key),
+                    {"body": effect.body},
+                    pid,
+                    at,
+                )
+            )
+        elif isinstance(effect, ChangeAudience):
+            payload = {
+                "audience": effect.audience,
+                "action": effect.action,
+                "profile_id": pid,
+                "journey": instance.journey_id,
+                "step": effect.step,
+                "instance": iid,
+            }
+            batch.outbox.append(
+                OutboxRow(ws, "audience", effect.audience, effect_key(effect.key), payload, pid, at)
+            )
+
+
+def flush_batch(batch: Batch, conn: Conn) -> None:
+    """Write what the batch's `BatchState` holds, in the processor's transaction: bulk
+    migrations and removals first, then instances, memberships, path, sends, suppressions."""
+    state = batch.extra.get("journeys")
+    if not isinstance(state, BatchState):
+        return
+    conn.executemany(
+        "INSERT INTO journey_versions (workspace_id, journey_id, version, definition, "
+        "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, journey_id, version) "
+        "DO NOTHING",
+        state.versions,
+    )
+    for kind, params in state.bulk:
+        if kind == "migrate":
+            ws, jid, version, old, new, at = params
+            conn.execute(
+                "INSERT INTO journey_path (workspace_id, instance_id, profile_id, journey_id, "
+                "version, step, at, kind, detail) SELECT workspace_id, id, profile_id, "
+                "journey_id, ?, ?, ?, 'migrated', ? FROM journey_instances WHERE "
+                "workspace_id = ? AND journey_id = ? AND version <> ? AND step = ? "
+                "AND status IN ('active', 'waiting')",
+                (version, new, at, f"{old} → {version[:12]}:{new}", ws, jid, version, old),
+            )
+            conn.execute(
+                "UPDATE journey_instances SET version = ?, step = ?, updated_at = ? "
+                "WHERE workspace_id = ? AND journey_id = ? AND version <> ? AND step = ? "
+                "AND status IN ('active', 'waiting')",
+                (version, new, at, ws, jid, version, old),
+            )
+        else:
+            ws, kept, at = params
+            where = f"workspace_id = ? AND status IN {LIVE_STATUSES}"
+            if kept:
+                where += f" AND journey_id NOT IN ({','.join('?' * len(kept))})"
+            conn.execute(
+                "INSERT INTO journey_path (workspace_id, instance_id, profile_id, journey_id, "
+                "version, step, at, kind, detail) SELECT workspace_id, id, profile_id, "
+                f"journey_id, version, step, ?, 'ended', ? FROM journey_instances WHERE {where}",
+                (at, REMOVED_REASON, ws, *kept),
+            )
+            conn.execute(
+                "UPDATE journey_instances SET status = 'ended', reason = ?, ended_at = ?, "
+                f"updated_at = ? WHERE {where}",
+                (REMOVED_REASON, at, at, ws, *kept),
+            )
+    conn.executemany(
+        "INSERT INTO journey_instances (workspace_id, id, profile_id, journey_id, version, "
+        "step, status, holdout, entered_at, updated_at, ended_at, reason, state) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, id) DO "
+        "UPDATE SET version = excluded.version, step = excluded.step, status = excluded.status, "
+        "updated_at = excluded.updated_at, ended_at = excluded.ended_at, "
+        "reason = excluded.reason, state = excluded.state",
+        [
+            (
+                i.workspace_id,
+                i.id,
+                i.profile_id,
+                i.journey_id,
+                i.version,
+                i.step,
+                i.status,
+                int(i.holdout),
+                i.entered_at,
+                i.updated_at,
+                i.ended_at,
+                i.reason,
+                _encoder.encode(i).decode(),
+            )
+            for key, i in state.instances.items()
+            if key in state.dirty
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO journey_profiles (workspace_id, profile_id, state) VALUES (?, ?, ?) "
+        "ON CONFLICT (workspace_id, profile_id) DO UPDATE SET state = excluded.state",
+        [
+            (ws, pid, _encoder.encode(state.members[(ws, pid)]).decode())
+            for ws, pid in state.dirty_members
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO journey_path (workspace_id, instance_id, profile_id, journey_id, version, "
+        "step, at, kind, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        state.path,
+    )
+    conn.executemany(
+        "INSERT INTO sends (workspace_id, message_id, profile_id, instance_id, journey_id, "
+        "step, requested_channel, channel, template, transactional, at, outcome, reason, "
+        "until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        state.sends,
+    )
+    conn.executemany(
+        "INSERT INTO suppressions (workspace_id, profile_id, channel, reason, created_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id, channel) DO UPDATE SET "
+        "reason = excluded.reason, created_at = excluded.created_at",
+        state.new_suppressions,
+    )
+    conn.executemany(
+        "UPDATE timers SET profile_id = ? WHERE workspace_id = ? AND key = ?",
+        state.moved_timers,
+    )
+    flush_merges(conn, batch.identity.merged, state.absorbed)
+
+
+def flush_merges(
+    conn: Conn, merged: Mapping[tuple[str, str], str], absorbed: set[tuple[str, str]]
+) -> None:
+    """A merged-away profile's journey rows follow its survivor (instances, path, send records,
+    suppressions; its memberships too once `absorb` folded them into the survivor's)."""
+    for (ws, loser), _survivor in merged.items():
+        final = final_profile(merged, ws, loser)
+        for table in ("journey_instances", "journey_path", "sends"):
+            conn.execute(
+                f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND profile_id = ?",
+                (final, ws, loser),
+            )
+        conn.execute(
+            "INSERT INTO suppressions (workspace_id, profile_id, channel, reason, created_at) "
+            "SELECT workspace_id, ?, channel, reason, created_at FROM suppressions "
+            "WHERE workspace_id = ? AND profile_id = ? ON CONFLICT DO NOTHING",
+            (final, ws, loser),
+        )
+        conn.execute(
+            "DELETE FROM suppressions WHERE workspace_id = ? AND profile_id = ?", (ws, loser)
+        )
+        if (ws, loser) in absorbed:
+            conn.execute(
+                "DELETE FROM journey_profiles WHERE workspace_id = ? AND profile_id = ?",
+                (ws, loser),
+            )
