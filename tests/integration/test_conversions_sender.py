@@ -12,6 +12,7 @@ import pytest
 
 from leadloop.clock import ManualClock
 from leadloop.conversions.config import DestinationConfig
+from leadloop.conversions.identifiers import hash_for_platform
 from leadloop.conversions.model import (
     Conversion,
     Destination,
@@ -23,7 +24,6 @@ from leadloop.conversions.model import (
     platform_of,
 )
 from leadloop.conversions.sender import ConversionSender
-from leadloop.conversions.service import hash_for_platform
 from leadloop.outbox.service import Claimed
 from leadloop.testing_fakes.ads import FakeAdsServer
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from leadloop.conversions import normalize as norm
 from leadloop.conversions.capture import MatchKeys
+from leadloop.conversions.identifiers import hash_for_platform, user_identifiers
 from leadloop.conversions.model import UserIdentifiers
 from leadloop.conversions.normalize import (
     hash_identifier,
@@ -22,7 +23,6 @@ from leadloop.conversions.normalize import (
     normalize_phone_meta,
     sha256_hex,
 )
-from leadloop.conversions.service import hash_for_platform, user_identifiers
 from leadloop.identity.model import Profile
 
 ALL = frozenset({"email", "phone", "name", "external_id", "click_ids", "browser_ids", "ip"})

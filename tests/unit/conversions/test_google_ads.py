@@ -26,9 +26,9 @@ from leadloop.conversions.google_ads import (
     row_errors,
     upload_url,
 )
+from leadloop.conversions.identifiers import hash_for_platform
 from leadloop.conversions.model import Conversion, GoogleAdsDestination, UserIdentifiers
 from leadloop.conversions.payloads import MAX_EVENTS, build_request, check_conversion, request_url
-from leadloop.conversions.service import hash_for_platform
 
 NOW = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
 DESTINATION = GoogleAdsDestination(customer_id="1234567890", conversion_action_id="555")

@@ -1,0 +1,136 @@
+"""What a mapping reads from an event and a profile to build its `Conversion`: the event id,
+order id, value, currency and products of the event's body, the action source, and whether
+the profile gave advertising consent. Pure functions; `service` calls them per mapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from leadloop.conversions.capture import MatchKeys
+from leadloop.conversions.config import ConversionsConfig, Mapping, field_value
+from leadloop.conversions.model import ActionSource, Content, UserIdentifiers
+from leadloop.conversions.payloads import derive_event_id
+from leadloop.identity.model import Profile
+from leadloop.scoring.match import to_number
+
+
+def has_consent(config: ConversionsConfig, profile: Profile, keys: MatchKeys) -> tuple[bool, str]:
+    """Advertising consent: the latest explicit signal from a consent trait or an event's
+    `context.consent` wins; no signal at all is no consent (capi.md §6.4)."""
+    if not config.consent.required:
+        return True, ""
+    signals: list[tuple[float, bool]] = []
+    for trait in config.consent.traits:
+        value = _as_bool(profile.traits.get(trait))
+        if value is not None:
+            signals.append((profile.trait_times.get(trait, 0.0), value))
+    if keys.consent is not None:
+        signals.append((keys.consent_at or 0.0, keys.consent))
+    sources = [f"trait {t}" for t in config.consent.traits] + [
+        f"context.consent.{p}" for p in config.consent.context
+    ]
+    if not signals:
+        return False, f"no advertising consent ({' or '.join(sources)} is not true)"
+    _, latest = max(signals, key=lambda s: s[0])
+    if not latest:
+        return False, "advertising consent withdrawn"
+    return True, ""
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "granted", "1"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "no", "denied", "0"):
+        return False
+    return None
+
+
+def event_id_for(source: str, object_id: str, stage: str) -> str:
+    try:
+        return derive_event_id(source, object_id, stage)
+    except ValueError:
+        # An id with whitespace or an `@` must not reach Google's transactionId (PII rule).
+        digest = hashlib.sha256(object_id.encode()).hexdigest()[:32]
+        return derive_event_id(source, digest, stage)
+
+
+def text_at(body: dict[str, Any], path: str | None) -> str | None:
+    if path is None:
+        return None
+    value = field_value(body, path)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def order_id_in(body: dict[str, Any]) -> str | None:
+    for path in ("properties.order_id", "properties.orderId", "properties.checkout_id"):
+        found = text_at(body, path)
+        if found:
+            return found
+    return None
+
+
+def value_of(body: dict[str, Any], mapping: Mapping) -> float | None:
+    paths = [mapping.value] if mapping.value else []
+    for path in paths:
+        number = to_number(field_value(body, path))
+        if number is not None:
+            return number
+    return None
+
+
+def currency_of(body: dict[str, Any], mapping: Mapping) -> str | None:
+    if mapping.currency:
+        found = text_at(body, mapping.currency)
+        if found and len(found) == 3 and found.isalpha():
+            return found.upper()
+    return mapping.default_currency
+
+
+def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
+    """Segment ecommerce `products[]`: `product_id` (or `sku`, `id`), `quantity`, `price`."""
+    if path is None:
+        return ()
+    products = field_value(body, path)
+    if not isinstance(products, list):
+        return ()
+    out: list[Content] = []
+    for product in products[:1000]:
+        if not isinstance(product, dict):
+            continue
+        ident = next(
+            (
+                str(product[k])
+                for k in ("product_id", "sku", "id")
+                if isinstance(product.get(k), str | int) and str(product[k]).strip()
+            ),
+            None,
+        )
+        if ident is None:
+            continue
+        quantity = to_number(product.get("quantity"))
+        price = to_number(product.get("price"))
+        name = product.get("name")
+        category = product.get("category")
+        out.append(
+            Content(
+                id=ident,
+                quantity=max(1, int(quantity)) if quantity is not None else 1,
+                item_price=price,
+                name=name if isinstance(name, str) else None,
+                category=category if isinstance(category, str) else None,
+            )
+        )
+    return tuple(out)
+
+
+def auto_source(is_stage: bool, user: UserIdentifiers, url: str | None) -> ActionSource:
+    if is_stage:
+        return "system_generated"
+    # Meta requires user agent and URL for `website` events (capi.md §1.2): claim it only then.
+    return "website" if user.user_agent and url else "other"

@@ -1,0 +1,105 @@
+"""The conversions stage's own tables, written in the batch transaction.
+
+`conversion_keys` holds each profile's captured match keys (one JSON `MatchKeys` a row);
+`conversion_log` holds one row per (destination, event id) the stage considered, queued or
+skipped, with its match-key coverage. The read side (API, CLI) is `queries`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from leadloop.conversions.capture import MatchKeys
+from leadloop.log.batch import Conn
+
+NO_KEYS = MatchKeys()
+_keys_decoder = msgspec.json.Decoder(MatchKeys)
+_encoder = msgspec.json.Encoder()
+_CHUNK = 500
+"""Profile ids per `IN (...)` list: well under SQLite's bound-parameter limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    workspace_id: str
+    profile_id: str
+    destination: str
+    event_id: str
+    event_name: str
+    mapping: str
+    status: str
+    """`queued` (an outbox row was written) or `skipped` (with `reason`)."""
+    reason: str | None
+    has_email: bool
+    has_phone: bool
+    has_click_id: bool
+    has_browser_id: bool
+    event_time: float
+
+
+def load_keys(conn: Conn, workspace: str, profile_ids: list[str]) -> dict[str, MatchKeys]:
+    """The stored keys of each profile; `NO_KEYS` for one with none yet."""
+    out: dict[str, MatchKeys] = {}
+    for start in range(0, len(profile_ids), _CHUNK):
+        chunk = profile_ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT profile_id, state FROM conversion_keys WHERE workspace_id = ? "
+            f"AND profile_id IN ({marks})",
+            (workspace, *chunk),
+        )
+        found = {str(pid): _keys_decoder.decode(state) for pid, state in rows}
+        for pid in chunk:
+            out[pid] = found.get(pid, NO_KEYS)
+    return out
+
+
+def load_one_keys(conn: Conn, ident: tuple[str, str]) -> MatchKeys:
+    """The keys of one (workspace, profile), for a profile `prefetch` did not see."""
+    rows = conn.execute(
+        "SELECT state FROM conversion_keys WHERE workspace_id = ? AND profile_id = ?", ident
+    )
+    return _keys_decoder.decode(rows[0][0]) if rows else NO_KEYS
+
+
+def save_keys(conn: Conn, rows: Iterable[tuple[str, str, MatchKeys]], now: float) -> None:
+    """Upsert (workspace, profile, keys) rows."""
+    conn.executemany(
+        "INSERT INTO conversion_keys (workspace_id, profile_id, state, updated_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id) "
+        "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        [(ws, pid, _encoder.encode(keys).decode(), now) for ws, pid, keys in rows],
+    )
+
+
+def append_log(conn: Conn, rows: Iterable[LogRow], now: float) -> None:
+    """Insert log rows; a (destination, event id) already logged keeps its first row, so a
+    replayed batch changes nothing."""
+    conn.executemany(
+        "INSERT INTO conversion_log (workspace_id, profile_id, destination, event_id, "
+        "event_name, mapping, status, reason, has_email, has_phone, has_click_id, "
+        "has_browser_id, event_time, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (workspace_id, destination, event_id) DO NOTHING",
+        [
+            (
+                r.workspace_id,
+                r.profile_id,
+                r.destination,
+                r.event_id,
+                r.event_name,
+                r.mapping,
+                r.status,
+                r.reason,
+                int(r.has_email),
+                int(r.has_phone),
+                int(r.has_click_id),
+                int(r.has_browser_id),
+                r.event_time,
+                now,
+            )
+            for r in rows
+        ],
+    )
