@@ -34,6 +34,7 @@ from leadloop.journeys.model import (
     JourneySet,
     ScoreTrigger,
 )
+from leadloop.journeys.runner import end_instance
 from leadloop.journeys.state import BatchState, batch_state, cap_window
 from leadloop.journeys.writes import REMOVED_REASON, apply_advance, flush_batch
 from leadloop.log.batch import Batch, Conn
@@ -237,9 +238,7 @@ class JourneyStage:
         None (and the instance ended) when its journey was removed."""
         current = journeys.journey(instance.journey_id)
         if current is None:
-            apply_advance(
-                batch, state, decide.end_instance(instance, "ended", REMOVED_REASON, at), at
-            )
+            apply_advance(batch, state, end_instance(instance, "ended", REMOVED_REASON, at), at)
             return None
         if instance.version == current.version:
             return current
@@ -250,7 +249,7 @@ class JourneyStage:
         pinned = self._journey(batch, instance.workspace_id, instance.journey_id, instance.version)
         if pinned is None:
             reason = f"version {instance.version} is not stored"
-            apply_advance(batch, state, decide.end_instance(instance, "ended", reason, at), at)
+            apply_advance(batch, state, end_instance(instance, "ended", reason, at), at)
         return pinned
 
     def _sync(
