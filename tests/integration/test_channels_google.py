@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from leadloop.testing import eventually
-from leadloop.testing_fakes.messaging import FakeMessagingServer, google_error
+from leadloop.testing_fakes.messaging import FakeMessagingServer
+from leadloop.testing_fakes.messaging_base import google_error
 from tests.integration.test_channels_providers import Harness, identify, start_engine, stop
 
 RAW_EMAIL = "Ada.Lovelace+News@GMail.com"

@@ -17,7 +17,7 @@ from leadloop.channels.providers import interpret
 from leadloop.channels.records import merge_policy
 from leadloop.errors import PlaybookError
 from leadloop.playbook.load import parse_playbook
-from leadloop.testing_fakes.messaging import google_error
+from leadloop.testing_fakes.messaging_base import google_error
 
 HOUR = 3600.0
 
