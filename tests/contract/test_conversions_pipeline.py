@@ -27,7 +27,8 @@ from leadloop.outbox import service as outbox_service
 from leadloop.outbox.dispatcher import Dispatcher
 from leadloop.scoring.service import ScoringStage
 from leadloop.storage import workspaces
-from leadloop.testing_fakes.ads import FakeAdsServer, Invalid
+from leadloop.testing_fakes.ads import FakeAdsServer
+from leadloop.testing_fakes.base import Invalid
 from tests.contract.conftest import Harness, make_harness
 
 PLAYBOOK = """
