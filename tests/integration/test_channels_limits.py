@@ -163,7 +163,7 @@ def test_the_rate_limit_is_configurable(tmp_path: Path) -> None:
 
 
 def record_policy(h: Harness, rows: list[tuple[Any, ...]]) -> None:
-    """What the journeys stage writes for a send the policy held back (journeys/service.py)."""
+    """What the journeys stage writes for a send the policy held back (journeys/writes.py)."""
 
     def insert(c: Any) -> None:
         c.executemany(
