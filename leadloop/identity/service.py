@@ -55,8 +55,7 @@ class IdentityBatch:
     redirects: dict[tuple[str, str], str] = field(default_factory=dict)
     """Stored profiles merged into another (`merged_into`), for events naming the old id."""
     keys: dict[int, list[Identity]] = field(default_factory=dict)
-    """Each event's identifiers by `seq` (a pure function of the event, normalised once; the
-    processor may compute them ahead, while the previous batch commits)."""
+    """Each event's identifiers by `seq`: prefetch and resolve both need them, normalised once."""
 
     def identities(self, event: Event) -> list[Identity]:
         found = self.keys.get(event.seq)

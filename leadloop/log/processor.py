@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from leadloop.clock import Clock
 from leadloop.identity import decide
-from leadloop.identity.model import Identity, Profile
+from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log import store
 from leadloop.log.batch import Batch, Conn, Stage
@@ -25,16 +24,6 @@ from leadloop.log.writer import Writer
 log = logging.getLogger("leadloop.processor")
 CURSOR = "processor"
 _LEADER_LOCK = 724138
-
-
-@dataclass(frozen=True)
-class _Ahead:
-    """The batch after `position`, read while the previous one was being written."""
-
-    position: str
-    events: list[Event]
-    after: str
-    keys: dict[int, list[Identity]]
 
 
 class Processor:
@@ -64,7 +53,6 @@ class Processor:
         self.on_effects: Callable[[], None] | None = None
         """Called after a batch that queued effects is committed (wakes the dispatcher)."""
         self._jobs_lock = threading.Lock()
-        self._ahead: _Ahead | None = None
 
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
@@ -76,8 +64,6 @@ class Processor:
     def _run_jobs(self, conn: Conn) -> None:
         with self._jobs_lock:
             jobs, self._jobs = self._jobs, []
-        if jobs:
-            self._ahead = None  # a job may change what the next batch should see: read again
         for job in jobs:
             try:
                 job(conn)
@@ -129,15 +115,10 @@ class Processor:
     def run_once(self, conn: Conn) -> int:
         """Process one batch; return how many events it held (0: caught up)."""
         position = store.get_cursor(conn, CURSOR)
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.position == position:
-            events, after, keys = ahead.events, ahead.after, ahead.keys
-        else:
-            events, after = store.read_after(conn, position, self._batch_size)
-            keys = {}
+        events, after = store.read_after(conn, position, self._batch_size)
         if not events:
             return 0
-        batch = self.process(conn, events, keys)
+        batch = self.process(conn, events)
 
         def write(wconn: Conn) -> None:
             # Guard against a second consumer: the cursor must not have moved under us.
@@ -149,35 +130,14 @@ class Processor:
             batch.flush(wconn)
             store.set_cursor(wconn, CURSOR, after)
 
-        written = self._writer.submit(write)
-        self._read_ahead(conn, after)
-        written.result()
+        self._writer.submit(write).result()
         if batch.outbox and self.on_effects is not None:
             self.on_effects()  # new outbox rows: the dispatcher has work
         self.processed += len(events)
         return len(events)
 
-    def _read_ahead(self, conn: Conn, position: str) -> None:
-        """While the writer commits a batch, read the next one and normalise its identifiers.
-        Both depend only on the log, whose rows are committed already; the next `run_once`
-        uses them only if the cursor did reach `position` (the write may yet fail)."""
-        try:
-            events, after = store.read_after(conn, position, self._batch_size)
-        except Exception:
-            log.debug("reading ahead failed; the next batch reads again", exc_info=True)
-            return
-        if events:
-            keys = {
-                e.seq: decide.identities_of(e, self._default_region)
-                for e in events
-                if e.type != "internal"
-            }
-            self._ahead = _Ahead(position, events, after, keys)
-
-    def process(
-        self, conn: Conn, events: list[Event], keys: dict[int, list[Identity]] | None = None
-    ) -> Batch:
-        identity = IdentityBatch(conn=conn, default_region=self._default_region, keys=keys or {})
+    def process(self, conn: Conn, events: list[Event]) -> Batch:
+        identity = IdentityBatch(conn=conn, default_region=self._default_region)
         identity.prefetch(events)
         batch = Batch(identity=identity, now=self._clock.now())
         for stage in self._stages:
