@@ -167,10 +167,9 @@ def bench_entries(backend: Backend, users: int) -> tuple[float, float]:
 
 
 def settle_statistics(engine: Engine) -> None:
-    """On PostgreSQL, refresh the planner's statistics of the tables just filled, as autovacuum
-    does within a minute on a live server: tables created empty and filled seconds ago are
-    otherwise planned as tiny (sequential scans for every bulk lookup), which no long-running
-    deployment sees."""
+    """On PostgreSQL, bring the planner's statistics of the tables just filled up to date before
+    measuring, as the engine's analyser (`storage/analyze.py`) does within seconds on a live
+    server; otherwise the measurement depends on where its 5-second cycle happens to be."""
     if engine.url.dialect == "postgres":
         engine.writer.submit(lambda c: c.execute("ANALYZE")).result()
 

@@ -38,9 +38,11 @@ from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import ScoringModel
 from leadloop.scoring.service import ScoringStage
 from leadloop.storage import workspaces
-from leadloop.storage.checkpoint import Checkpointer, hand_off_checkpoints
+from leadloop.storage.analyze import analyzer
+from leadloop.storage.checkpoint import checkpointer, hand_off_checkpoints
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 from leadloop.storage.migrate import migrate
+from leadloop.storage.upkeep import Upkeep
 
 log = logging.getLogger("leadloop")
 T = TypeVar("T")
@@ -119,7 +121,7 @@ class Engine:
         self._started = False
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._checkpointer: Checkpointer | None = None
+        self._upkeep: Upkeep[SqliteConnection] | Upkeep[PostgresConnection] | None = None
         self._run_processor = run_processor
         self._local = threading.local()
         self._readers: list[Conn] = []
@@ -142,6 +144,11 @@ class Engine:
     def _connect_sqlite(self) -> SqliteConnection:
         conn = connect(self.url)
         assert isinstance(conn, SqliteConnection)
+        return conn
+
+    def _connect_postgres(self) -> PostgresConnection:
+        conn = connect(self.url)
+        assert isinstance(conn, PostgresConnection)
         return conn
 
     def _committed(self) -> None:
@@ -253,9 +260,12 @@ class Engine:
             self.apply_playbook_file(self.settings.playbook)
         self.refresh_playbooks()
         self._started = True
-        if self.url.dialect == "sqlite":
-            self._checkpointer = Checkpointer(self._connect_sqlite)
-            self._checkpointer.start()
+        self._upkeep = (
+            checkpointer(self._connect_sqlite)
+            if self.url.dialect == "sqlite"
+            else analyzer(self._connect_postgres)
+        )
+        self._upkeep.start()
         self.writer.start()
         if self._run_processor:
             self.processor.start()
@@ -275,9 +285,9 @@ class Engine:
         self.messages.services.hits.drain().result(timeout=5)
         self.messages.close()
         self.writer.stop()
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
+        if self._upkeep is not None:
+            self._upkeep.stop()
+            self._upkeep = None
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:

@@ -10,13 +10,10 @@ the writer keeps a much higher automatic limit only as a backstop should this th
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 
 from leadloop.storage.db import SqliteConnection
-
-log = logging.getLogger("leadloop.checkpoint")
+from leadloop.storage.upkeep import Upkeep
 
 WRITER_BACKSTOP_PAGES = 16_384
 """The writer's own automatic checkpoint limit (64 MiB of 4 KiB pages), reached only when
@@ -28,30 +25,13 @@ def hand_off_checkpoints(conn: SqliteConnection) -> None:
     conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_BACKSTOP_PAGES}")
 
 
-class Checkpointer:
-    def __init__(self, connect: Callable[[], SqliteConnection], *, interval: float = 0.2) -> None:
-        self._connect = connect
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+def checkpoint(conn: SqliteConnection) -> None:
+    """Copy what the WAL holds into the database file, as far as readers allow, without
+    waiting for or blocking the writer."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="leadloop-checkpoint", daemon=True)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _run(self) -> None:
-        conn = self._connect()
-        try:
-            while not self._stop.wait(self._interval):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except Exception:
-                    log.exception("WAL checkpoint failed; the writer's backstop still applies")
-        finally:
-            conn.close()
+def checkpointer(
+    connect: Callable[[], SqliteConnection], interval: float = 0.2
+) -> Upkeep[SqliteConnection]:
+    return Upkeep("leadloop-checkpoint", connect, checkpoint, interval)
