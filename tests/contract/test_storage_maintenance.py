@@ -4,6 +4,7 @@ statistics kept fresh for the processor's bulk lookups (PostgreSQL)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from leadloop.storage.analyze import analyze_stale
 from leadloop.storage.checkpoint import checkpointer, hand_off_checkpoints
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 from leadloop.testing import eventually
+from tests.conftest import PG_URL, _with_db, drop_postgres_database, new_postgres_database
 
 
 def test_checkpoints_happen_on_their_own_thread_not_in_the_writers_commits(
@@ -41,10 +43,18 @@ def test_checkpoints_happen_on_their_own_thread_not_in_the_writers_commits(
     writer.close()
 
 
-def test_tables_changed_since_their_last_analysis_are_analysed_once(backend_url: str) -> None:
-    if not backend_url.startswith("postgresql"):
-        pytest.skip("planner statistics are PostgreSQL's")
-    conn = connect(DatabaseUrl.parse(backend_url))
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    name = new_postgres_database()
+    try:
+        yield _with_db(PG_URL, name)
+    finally:
+        drop_postgres_database(name)
+
+
+@pytest.mark.postgres
+def test_tables_changed_since_their_last_analysis_are_analysed_once(postgres_url: str) -> None:
+    conn = connect(DatabaseUrl.parse(postgres_url))
     assert isinstance(conn, PostgresConnection)
     conn.executemany(
         "INSERT INTO identities (workspace_id, type, value, profile_id, created_at) "
