@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -17,6 +18,7 @@ from leadloop.journeys.model import (
     CancelWake,
     ChangeAudience,
     EmitEvent,
+    Instance,
     QueueSend,
     RecordPolicy,
     ScheduleWake,
@@ -77,45 +79,13 @@ def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) 
             )
             outcome = "rerouted" if effect.notes else "queued"
             reason = "; ".join(effect.notes)
-            state.sends.append(
-                (
-                    ws,
-                    effect.message_id,
-                    pid,
-                    iid,
-                    instance.journey_id,
-                    effect.step,
-                    effect.requested,
-                    effect.channel,
-                    effect.template,
-                    int(effect.transactional),
-                    at,
-                    outcome,
-                    reason,
-                    None,
-                )
-            )
+            state.sends.append(_send_row(instance, effect, at, outcome, reason, None))
             state.sent.setdefault((ws, pid), []).append(
                 SentRecord(at, effect.channel, effect.transactional)
             )
         elif isinstance(effect, RecordPolicy):
             state.sends.append(
-                (
-                    ws,
-                    effect.message_id,
-                    pid,
-                    iid,
-                    instance.journey_id,
-                    effect.step,
-                    effect.requested,
-                    effect.channel,
-                    effect.template,
-                    int(effect.transactional),
-                    at,
-                    effect.outcome,
-                    effect.reason,
-                    effect.until,
-                )
+                _send_row(instance, effect, at, effect.outcome, effect.reason, effect.until)
             )
         elif isinstance(effect, ScheduleWake):
             properties = {
@@ -284,3 +254,30 @@ def flush_merges(
                 "DELETE FROM journey_profiles WHERE workspace_id = ? AND profile_id = ?",
                 (ws, loser),
             )
+
+
+def _send_row(
+    instance: Instance,
+    effect: QueueSend | RecordPolicy,
+    at: float,
+    outcome: str,
+    reason: str,
+    until: float | None,
+) -> tuple[Any, ...]:
+    """One `sends` row: every decision of the policy, queued, rerouted, deferred or suppressed."""
+    return (
+        instance.workspace_id,
+        effect.message_id,
+        instance.profile_id,
+        instance.id,
+        instance.journey_id,
+        effect.step,
+        effect.requested,
+        effect.channel,
+        effect.template,
+        int(effect.transactional),
+        at,
+        outcome,
+        reason,
+        until,
+    )
