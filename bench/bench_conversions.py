@@ -5,9 +5,9 @@
 Ours, as the engine runs it: for each checkout event, the enqueue side of `ConversionStage`
 (the profile's identifiers for the mapping, a `Conversion`, hashed for Meta by `for_destination`,
 `check_conversion`, the outbox payload encoded as the outbox stores it), then the dispatcher side
-(rows claimed 2,000 at a time as `app.py` claims them, payloads decoded as `claim_due` decodes
-them, `ConversionSender.send_batch`: decode, checks, batches of 1,000, msgspec JSON, keep-alive
-httpx2 POSTs, `parallel` requests in flight) to the fake Meta.
+(rows claimed 2,000 at a time as `app.py` claims them, each carrying its stored JSON as
+`claim_due` returns it; `ConversionSender.send_batch`: typed decode, checks, batches of 1,000,
+msgspec JSON, keep-alive httpx2 POSTs, `parallel` requests in flight) to the fake Meta.
 
 SDK: the same events through facebook-business (`UserData` with the raw email, phone and names,
 `CustomData`, `Event`, then `EventRequest.execute`, which normalises, hashes and serialises;
@@ -94,7 +94,6 @@ def run_ours(base: str, data: list[Person], parallel: int) -> float:
     target = dest.destination
     assert target is not None
     encoder = msgspec.json.Encoder()
-    decoder = msgspec.json.Decoder(dict[str, Any])
     client = httpx2.Client(timeout=30)
     sender = ConversionSender(lambda ws, name: dest, client=client, parallel=parallel)
     normalize.clear_memo()
@@ -123,9 +122,7 @@ def run_ours(base: str, data: list[Person], parallel: int) -> float:
         stored.append(encoder.encode(payload))
     for first in range(0, len(stored), CLAIM):
         claimed = [
-            Claimed(
-                n, "default", "conversion", "meta", f"meta:{n}", decoder.decode(raw), 0, None, NOW
-            )
+            Claimed(n, "default", "conversion", "meta", f"meta:{n}", raw, 0, None, NOW)
             for n, raw in enumerate(stored[first : first + CLAIM], first)
         ]
         outcomes = sender.send_batch(claimed, NOW)

@@ -34,12 +34,14 @@ ActionSource = Literal[
 TikTokEventSource = Literal["web", "app", "offline", "crm"]
 
 
-class UserIdentifiers(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class UserIdentifiers(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Raw, un-normalised identifiers of one person, as the CDP holds them.
 
     Any text field may also hold an already computed SHA-256 (64 hex chars); it is then sent as is.
     (`gc=False` here and below: these values hold only strings, numbers and each other, so they
-    cannot be part of a reference cycle, and the sender keeps thousands of them alive at once.)
+    cannot be part of a reference cycle, and the sender keeps thousands of them alive at once.
+    `omit_defaults` here and below: a stored outbox row leaves out the many unset fields, which
+    makes it about a quarter smaller and cheaper to write and read.)
     """
 
     email: str | None = None
@@ -70,7 +72,7 @@ class UserIdentifiers(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     user_agent: str | None = None
 
 
-class Content(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Content(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     id: str
     quantity: int = 1
     item_price: float | None = None
@@ -78,7 +80,7 @@ class Content(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     category: str | None = None
 
 
-class Conversion(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Conversion(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     event_name: str
     """Platform event name (`Purchase`, `Marketing Qualified Lead`, TikTok `CompletePayment`, …):
     mapping CRM stages to names is the playbook's job, not this module's."""

@@ -64,6 +64,16 @@ from leadloop.outbox.service import Claimed, Outcome
 
 log = logging.getLogger("leadloop.conversions")
 _encoder = msgspec.json.Encoder()
+
+
+class _StoredRow(msgspec.Struct):
+    """The part of a `conversion` outbox row the sender reads (`ConversionStage` writes it);
+    other keys (`mapping`) are ignored."""
+
+    conversion: Conversion
+
+
+_row_decoder = msgspec.json.Decoder(_StoredRow)
 MAX_ATTEMPTS = 12
 PARALLEL = 4
 """Requests in flight at once per `send_batch` (the facebook-business SDK's BatchProcessor also
@@ -121,8 +131,8 @@ class ConversionSender:
         groups: dict[tuple[str, str], list[_Row]] = {}
         for index, item in enumerate(items):
             try:
-                conversion = msgspec.convert(item.payload["conversion"], Conversion)
-            except (KeyError, TypeError, msgspec.ValidationError) as exc:
+                conversion = _row_decoder.decode(item.raw_payload).conversion
+            except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
                 outcomes[index] = Outcome("dead", None, f"unreadable conversion payload: {exc}")
                 continue
             groups.setdefault((item.workspace_id, item.destination), []).append(

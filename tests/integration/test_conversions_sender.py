@@ -64,7 +64,7 @@ def rows(destination: str, platform: Any, count: int, start: int = 0) -> list[Cl
             user=hash_for_platform(USER, platform, None, True),
             ad_user_data=True,
         )
-        payload = {"conversion": msgspec.to_builtins(conversion)}
+        payload = msgspec.json.encode({"conversion": conversion, "mapping": "m"})
         out.append(
             Claimed(
                 n, "default", "conversion", destination, f"{destination}:{n}", payload, 0, "p", NOW
@@ -131,6 +131,23 @@ def test_auth_errors_are_dead_letters_and_missing_destination_too(fake: FakeAdsS
     sender.close()
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[]", b'{"mapping": "m"}', b'{"conversion": {"event_name": "Purchase"}}'],
+)
+def test_an_unreadable_row_is_a_dead_letter_and_the_rest_are_sent(
+    fake: FakeAdsServer, raw: bytes
+) -> None:
+    sender = sender_for(fake)
+    good = rows("meta", "meta", 2)
+    bad = Claimed(99, "default", "conversion", "meta", "meta:99", raw, 0, None, NOW)
+    outcomes = sender.send_batch([good[0], bad, good[1]], NOW)
+    assert [o.status for o in outcomes] == ["delivered", "dead", "delivered"]
+    assert "unreadable conversion payload" in str(outcomes[1].error)
+    assert len(fake.meta.accepted) == 2
+    sender.close()
+
+
 def test_network_error_is_retried_and_budget_exhaustion_dead_letters() -> None:
     config = destinations("http://127.0.0.1:9")  # nothing listens on the discard port
     sender = ConversionSender(lambda ws, name: config.get(name), max_attempts=2, parallel=1)
@@ -144,7 +161,7 @@ def test_network_error_is_retried_and_budget_exhaustion_dead_letters() -> None:
             "conversion",
             "meta",
             "meta:1",
-            rows("meta", "meta", 1)[0].payload,
+            rows("meta", "meta", 1)[0].raw_payload,
             1,
             None,
             NOW,
@@ -180,7 +197,7 @@ def google_ads_rows(count: int, attempts: int = 0) -> list[Claimed]:
             row.kind,
             row.destination,
             row.idempotency_key,
-            row.payload,
+            row.raw_payload,
             attempts,
             row.profile_id,
             row.created_at,
