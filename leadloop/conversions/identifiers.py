@@ -25,13 +25,15 @@ from leadloop.identity.model import Profile
 
 def _trait(traits: dict[str, Any], *names: str) -> str | None:
     for name in names:
-        head, dot, rest = name.partition(".")
-        value: Any = traits.get(head)
-        if value is None:
-            continue
-        if dot:
+        if "." in name:
+            head, _, rest = name.partition(".")
+            value: Any = traits.get(head)
             for part in rest.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
+        else:
+            value = traits.get(name)
+        if value is None:
+            continue
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if isinstance(value, str):
@@ -39,6 +41,12 @@ def _trait(traits: dict[str, Any], *names: str) -> str | None:
             if stripped:
                 return stripped
     return None
+
+
+_NAME_TRAITS = frozenset({"firstName", "first_name", "lastName", "last_name", "name"})
+_ADDRESS_TRAITS = frozenset({"address", "city", "state", "postalCode", "zip", "country"})
+"""The top-level traits each group below reads: a profile with none of them skips the group
+(a conversion is built for every mapped event, and most profiles have no address)."""
 
 
 def user_identifiers(
@@ -58,14 +66,14 @@ def user_identifiers(
     if "phone" in wanted:
         # Identity-graph phones are E.164 as `phonenumbers` formats them; a trait is raw text.
         values["phone"] = by_type.get("phone") or _canonical_phone(_trait(traits, "phone"))
-    if "name" in wanted:
+    if "name" in wanted and not _NAME_TRAITS.isdisjoint(traits):
         first = _trait(traits, "firstName", "first_name")
         last = _trait(traits, "lastName", "last_name")
         full = None if first or last else _trait(traits, "name")
         if full and len(full.split()) == 2:
             first, last = full.split()
         values.update(first_name=first, last_name=last)
-    if "address" in wanted:
+    if "address" in wanted and not _ADDRESS_TRAITS.isdisjoint(traits):
         values.update(
             city=_trait(traits, "address.city", "city"),
             state=_trait(traits, "address.state", "state"),
@@ -125,6 +133,19 @@ def _phone(
     return form(raw, region)
 
 
+_META_PLAIN_HASHED: tuple[tuple[str, Callable[[str], str | None]], ...] = (
+    ("email", norm.normalize_email_meta),
+    ("first_name", norm.normalize_name_meta),
+    ("last_name", norm.normalize_name_meta),
+    ("gender", norm.normalize_gender_meta),
+    ("city", norm.normalize_city_meta),
+    ("state", norm.normalize_state_meta),
+    ("country", norm.normalize_country_meta),
+    ("date_of_birth", norm.normalize_date_of_birth_meta),
+)
+"""Meta's hashed fields whose normaliser takes the value alone (phone and zip take more)."""
+
+
 def hash_for_platform(
     user: UserIdentifiers, platform: Platform, default_region: str | None, hash_external_id: bool
 ) -> UserIdentifiers:
@@ -144,30 +165,32 @@ def hash_for_platform(
         "lead_id": None,
     }
     if platform == "meta":
+        values: dict[str, str | None] = {}
+        for attr, normalize in _META_PLAIN_HASHED:  # only the fields that are set
+            raw = getattr(user, attr)
+            if raw is not None:
+                values[attr] = norm.hash_identifier(raw, normalize)
+        if user.phone is not None:
+            values["phone"] = norm.hash_identifier(
+                user.phone, _phone, norm.normalize_phone_meta, region
+            )
+        if user.zip is not None:
+            country = norm.normalize_country_meta(user.country) if user.country else None
+            values["zip"] = norm.hash_identifier(user.zip, norm.normalize_zip_meta, country)
         external = user.external_id
         if external is not None:
-            external = (
-                _h(external, norm.normalize_external_id)
+            values["external_id"] = (
+                norm.hash_identifier(external, norm.normalize_external_id)
                 if hash_external_id
                 else norm.normalize_external_id(external)
             )
-        country = norm.normalize_country_meta(user.country) if user.country else None
-        clicks.update(fbc=user.fbc, fbp=user.fbp, lead_id=user.lead_id)
         return UserIdentifiers(
-            email=_h(user.email, norm.normalize_email_meta),
-            phone=_h(user.phone, _phone, norm.normalize_phone_meta, region),
-            first_name=_h(user.first_name, norm.normalize_name_meta),
-            last_name=_h(user.last_name, norm.normalize_name_meta),
-            gender=_h(user.gender, norm.normalize_gender_meta),
-            city=_h(user.city, norm.normalize_city_meta),
-            state=_h(user.state, norm.normalize_state_meta),
-            zip=_h(user.zip, norm.normalize_zip_meta, country),
-            country=_h(user.country, norm.normalize_country_meta),
-            date_of_birth=_h(user.date_of_birth, norm.normalize_date_of_birth_meta),
-            external_id=external,
             ip=user.ip,
             user_agent=user.user_agent,
-            **clicks,
+            fbc=user.fbc,
+            fbp=user.fbp,
+            lead_id=user.lead_id,
+            **values,
         )
     if platform in ("google", "google_ads"):
         clicks.update(gclid=user.gclid, gbraid=user.gbraid, wbraid=user.wbraid)

@@ -363,14 +363,18 @@ def hash_user_data_meta(
             digest = hash_identifier(raw, normalize)
         if digest:
             out[key] = [digest]
-    if user.external_id is not None:
-        external_id = (
-            _hashed(user.external_id, normalize_external_id)
-            if hash_external_id
-            else normalize_external_id(user.external_id)
-        )
-        if external_id:
-            out["external_id"] = [external_id]
+    external = user.external_id
+    if external is not None:
+        if len(external) == 64 and _SHA256_HEX.fullmatch(external):
+            out["external_id"] = [external]  # hashed at enqueue, like the fields above
+        else:
+            external_id = (
+                _hashed(external, normalize_external_id)
+                if hash_external_id
+                else normalize_external_id(external)
+            )
+            if external_id:
+                out["external_id"] = [external_id]
     for key, attr in _META_PLAIN:
         value = getattr(user, attr)
         if value:
