@@ -8,6 +8,7 @@ Ours, as the engine runs it: for each checkout event, the enqueue side of `Conve
 (rows claimed 2,000 at a time as `app.py` claims them, each carrying its stored JSON as
 `claim_due` returns it; `ConversionSender.send_batch`: typed decode, checks, batches of 1,000,
 msgspec JSON, keep-alive httpx2 POSTs, `parallel` requests in flight) to the fake Meta.
+The two sides run at once in two threads, as the engine's processor and dispatcher do.
 
 SDK: the same events through facebook-business (`UserData` with the raw email, phone and names,
 `CustomData`, `Event`, then `EventRequest.execute`, which normalises, hashes and serialises;
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -97,37 +100,61 @@ def run_ours(base: str, data: list[Person], parallel: int) -> float:
     client = httpx2.Client(timeout=30)
     sender = ConversionSender(lambda ws, name: dest, client=client, parallel=parallel)
     normalize.clear_memo()
+
+    def enqueue(people: list[Person]) -> list[bytes]:
+        """The processor's side: outbox rows as `ConversionStage` writes them."""
+        stored: list[bytes] = []
+        for profile, identities, keys, order in people:
+            user = user_identifiers(profile, identities, keys, MAPPING.identifiers)
+            base_conversion = Conversion(
+                event_name="Purchase",
+                event_time=NOW - 60,
+                event_id=f"order-{order['order_id']}-purchase",
+                user=user,
+                action_source="website",
+                event_source_url="https://shop.test/checkout",
+                value=order["revenue"],
+                currency=order["currency"],
+                contents=(Content(id="sku-1", quantity=1, item_price=order["revenue"]),),
+                order_id=order["order_id"],
+                ad_user_data=True,
+                ad_personalization=True,
+            )
+            conversion, _ = for_destination(base_conversion, dest, MAPPING, None)
+            reason = check_conversion(conversion, target, NOW)
+            assert reason is None, reason
+            payload = {"conversion": conversion, "mapping": MAPPING.id}
+            stored.append(encoder.encode(payload))
+        return stored
+
+    # As in the engine, the processor (here a thread filling a queue a claim's worth at a time)
+    # and the dispatcher (this thread) run at once and share the GIL; the fake's checks run in
+    # its own process meanwhile.
+    chunks: queue.Queue[tuple[int, list[bytes]] | BaseException] = queue.Queue()
+
+    def processor() -> None:
+        try:
+            for first in range(0, len(data), CLAIM):
+                chunks.put((first, enqueue(data[first : first + CLAIM])))
+        except BaseException as exc:
+            chunks.put(exc)
+
     start = time.perf_counter()
-    stored: list[bytes] = []
-    for profile, identities, keys, order in data:
-        user = user_identifiers(profile, identities, keys, MAPPING.identifiers)
-        base_conversion = Conversion(
-            event_name="Purchase",
-            event_time=NOW - 60,
-            event_id=f"order-{order['order_id']}-purchase",
-            user=user,
-            action_source="website",
-            event_source_url="https://shop.test/checkout",
-            value=order["revenue"],
-            currency=order["currency"],
-            contents=(Content(id="sku-1", quantity=1, item_price=order["revenue"]),),
-            order_id=order["order_id"],
-            ad_user_data=True,
-            ad_personalization=True,
-        )
-        conversion, _ = for_destination(base_conversion, dest, MAPPING, None)
-        reason = check_conversion(conversion, target, NOW)
-        assert reason is None, reason
-        payload = {"conversion": conversion, "mapping": MAPPING.id}  # as `ConversionStage`
-        stored.append(encoder.encode(payload))
-    for first in range(0, len(stored), CLAIM):
+    thread = threading.Thread(target=processor)
+    thread.start()
+    for _ in range(0, len(data), CLAIM):
+        chunk = chunks.get()
+        if isinstance(chunk, BaseException):
+            raise chunk
+        first, stored = chunk
         claimed = [
             Claimed(n, "default", "conversion", "meta", f"meta:{n}", raw, 0, None, NOW)
-            for n, raw in enumerate(stored[first : first + CLAIM], first)
+            for n, raw in enumerate(stored, first)
         ]
         outcomes = sender.send_batch(claimed, NOW)
         assert all(o.status == "delivered" for o in outcomes), outcomes[0]
     elapsed = time.perf_counter() - start
+    thread.join()
     sender.close()
     return len(data) / elapsed
 
