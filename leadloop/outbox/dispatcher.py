@@ -84,22 +84,19 @@ class Dispatcher:
         claimed = self._writer.submit(claim).result()
         if not claimed:
             return 0
-        singles = [i for i in claimed if not hasattr(self.senders[i.kind], "send_batch")]
+        batched: dict[str, list[Claimed]] = {}
+        singles: list[Claimed] = []
+        for item in claimed:
+            if hasattr(self.senders[item.kind], "send_batch"):
+                batched.setdefault(item.kind, []).append(item)
+            else:
+                singles.append(item)
         outcomes = list(self._pool.map(lambda item: (item, self._send(item)), singles))
-        for kind in dict.fromkeys(i.kind for i in claimed if i not in singles):
-            items = [i for i in claimed if i.kind == kind]
+        for kind, items in batched.items():
             outcomes.extend(zip(items, self._send_batch(kind, items), strict=True))
         done_at = self._clock.now()
         self._writer.submit(lambda c: service.record(c, outcomes, done_at)).result()
-        for item, outcome in outcomes:
-            log.info(
-                "outbox %s %s #%d → %s%s",
-                item.kind,
-                item.destination,
-                item.id,
-                outcome.status,
-                f" ({outcome.error})" if outcome.error else "",
-            )
+        _log_outcomes(outcomes, batched={i.id for items in batched.values() for i in items})
         return len(claimed)
 
     def _send_batch(self, kind: str, items: list[Claimed]) -> list[Outcome]:
@@ -133,3 +130,25 @@ class Dispatcher:
             if n == 0:
                 self._wake.wait(self._poll)
                 self._wake.clear()
+
+
+def _log_outcomes(outcomes: list[tuple[Claimed, Outcome]], batched: set[int]) -> None:
+    """One line per row, except rows of batch senders that were delivered: those are counted per
+    destination (a claim of conversions is 2,000 rows; a line each would cost more than sending).
+    Retries and dead letters are always logged one by one, with their reasons."""
+    delivered: dict[tuple[str, str], int] = {}
+    for item, outcome in outcomes:
+        if item.id in batched and outcome.status == "delivered":
+            key = (item.kind, item.destination)
+            delivered[key] = delivered.get(key, 0) + 1
+            continue
+        log.info(
+            "outbox %s %s #%d → %s%s",
+            item.kind,
+            item.destination,
+            item.id,
+            outcome.status,
+            f" ({outcome.error})" if outcome.error else "",
+        )
+    for (kind, destination), count in delivered.items():
+        log.info("outbox %s %s: %d delivered in one batch", kind, destination, count)
