@@ -45,6 +45,8 @@ from leadloop.scoring.service import stage_moves
 
 log = logging.getLogger("leadloop.conversions")
 KIND = "conversion"
+_NO_COVERAGE = (False, False, False, False)
+"""Match-key coverage recorded for a skipped conversion (not hashed, never counted)."""
 
 
 @dataclass
@@ -90,7 +92,8 @@ class ConversionStage:
         ident = (event.workspace_id, profile.id)
         keys = cache.keys.get(ident)
         if keys is None:
-            keys = store.load_one_keys(batch.identity.conn, ident)
+            created = ident in batch.identity.created
+            keys = store.NO_KEYS if created else store.load_one_keys(batch.identity.conn, ident)
         if event.type != "internal":
             updated = capture_keys(
                 keys, event.body, event.timestamp, consent_paths=config.consent.context
@@ -198,13 +201,17 @@ class ConversionStage:
             dest = config.destination(target)
             if dest is None:
                 continue
-            conversion, flags = for_destination(base, dest, mapping, config.default_region)
+            # Hashed only when it can be sent: coverage counts queued rows alone (`queries`), and
+            # a playbook with unconfigured destinations would otherwise hash for each of them.
             reason: str | None
+            flags = _NO_COVERAGE
+            event_name = mapping.name_for(dest.platform)
             if not consented:
                 reason = why_not
             elif dest.destination is None:
                 reason = f"destination {dest.id} is disabled: {dest.disabled_reason}"
             else:
+                conversion, flags = for_destination(base, dest, mapping, config.default_region)
                 reason = check_conversion(conversion, dest.destination, batch.now)
             cache.log.append(
                 LogRow(
@@ -212,7 +219,7 @@ class ConversionStage:
                     profile.id,
                     dest.id,
                     event_id,
-                    conversion.event_name,
+                    event_name,
                     mapping.id,
                     "skipped" if reason else "queued",
                     reason,

@@ -45,7 +45,14 @@ class IdentityBatch:
     owners: dict[tuple[str, Identity], str | None] = field(default_factory=dict)
     profiles: dict[tuple[str, str], Profile] = field(default_factory=dict)
     new_identities: dict[tuple[str, Identity], str] = field(default_factory=dict)
+    new_by_owner: dict[tuple[str, str], set[Identity]] = field(default_factory=dict)
+    """`new_identities` by owning profile, kept in step with it: `identities_of_profile` runs
+    for every conversion and MQL webhook, and scanning the whole batch's new identities each
+    time made a batch quadratic."""
     dirty_profiles: set[tuple[str, str]] = field(default_factory=set)
+    created: set[tuple[str, str]] = field(default_factory=set)
+    """Profiles first made in this batch: nothing is stored for them yet, so the stages need
+    not look anything up."""
     merged: dict[tuple[str, str], str] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     event_profiles: list[tuple[str, int]] = field(default_factory=list)
@@ -196,6 +203,7 @@ class IdentityBatch:
         if resolution.profile_id is None:
             profile_id = resolution.new_profile_id
             self.profiles[(ws, profile_id)] = decide.new_profile(profile_id, event)
+            self.created.add((ws, profile_id))
             self.user_ids[(ws, profile_id)] = set()
         else:
             profile_id = resolution.profile_id
@@ -210,6 +218,7 @@ class IdentityBatch:
         for key in resolution.attach:
             self.owners[(ws, key)] = profile_id
             self.new_identities[(ws, key)] = profile_id
+            self.new_by_owner.setdefault((ws, profile_id), set()).add(key)
             if key.type == "user_id":
                 self.user_ids.setdefault((ws, profile_id), set()).add(key.value)
         self.dirty_profiles.add((ws, profile_id))
@@ -222,9 +231,11 @@ class IdentityBatch:
         for (kws, key), owner in list(self.owners.items()):
             if kws == ws and owner == merged:
                 self.owners[(kws, key)] = survivor
-        for (kws, key), owner in list(self.new_identities.items()):
-            if kws == ws and owner == merged:
-                self.new_identities[(kws, key)] = survivor
+        moved = self.new_by_owner.pop((ws, merged), set())
+        for key in moved:
+            self.new_identities[(ws, key)] = survivor
+        if moved:
+            self.new_by_owner.setdefault((ws, survivor), set()).update(moved)
         self.user_ids.setdefault((ws, survivor), set()).update(
             self.user_ids.get((ws, merged), set())
         )
@@ -287,8 +298,8 @@ class IdentityBatch:
             (ws, pid),
         )
         found = {(str(t), str(v)) for t, v in rows}
-        for (kws, key), owner in self.new_identities.items():
-            if kws == ws and owner == pid:
+        for key in self.new_by_owner.get((ws, pid), ()):
+            if self.new_identities.get((ws, key)) == pid:  # the index never outlives a move
                 found.add((key.type, key.value))
         for (kws, merged), survivor in self.merged.items():
             if kws == ws and survivor == pid:
