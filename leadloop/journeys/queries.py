@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import msgspec
 
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
+_lines = msgspec.json.Decoder(list[tuple[float, str | None, str, str]])
 
 
 def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[dict[str, Any]]:
@@ -77,13 +81,14 @@ def profile_journeys(
     )
     out = []
     for iid, jid, version, step, status, holdout, entered, updated, ended, reason in rows:
+        rows = conn.execute(
+            "SELECT at, step, kind, detail, more_lines FROM journey_path WHERE workspace_id = ? "
+            "AND instance_id = ? ORDER BY id LIMIT ?",
+            (workspace, iid, path_limit),
+        )
         path = [
             {"at": at, "step": s, "kind": kind, "detail": detail}
-            for at, s, kind, detail in conn.execute(
-                "SELECT at, step, kind, detail FROM journey_path WHERE workspace_id = ? "
-                "AND instance_id = ? ORDER BY id LIMIT ?",
-                (workspace, iid, path_limit),
-            )
+            for at, s, kind, detail in path_lines(rows)[:path_limit]
         ]
         due = conn.execute(
             "SELECT due_at FROM timers WHERE workspace_id = ? AND key = ?",
@@ -106,6 +111,17 @@ def profile_journeys(
             }
         )
     return out
+
+
+def path_lines(rows: Iterable[Sequence[Any]]) -> list[tuple[float, str | None, str, str]]:
+    """`journey_path` rows (at, step, kind, detail, more_lines), in order, as the path's lines:
+    each row is one transition, its first line in the columns and the rest in `more_lines`."""
+    lines: list[tuple[float, str | None, str, str]] = []
+    for at, step, kind, detail, more in rows:
+        lines.append((float(at), step, kind, detail))
+        if more:
+            lines.extend((float(a), s, k, d) for a, s, k, d in _lines.decode(more))
+    return lines
 
 
 def sends(conn: Conn, workspace: str, profile_id: str) -> list[dict[str, Any]]:

@@ -122,15 +122,31 @@ class JourneyStage:
                 state.known.add((ws, target))
                 by_ws.setdefault(ws, []).append(target)
         earliest: dict[str, float] = {}
+        # A profile only a timer names in this batch needs no memberships: a wake-up enters
+        # nothing (`member` still loads them if something asks).
+        woken: set[tuple[str, str]] = set()
+        acting = {(ws, pid) for (ws, _key), pid in identity.owners.items() if pid is not None}
         for event in events:
             at = moment(event)
             if at < earliest.get(event.workspace_id, at + 1):
                 earliest[event.workspace_id] = at
+            if event.type == "internal":
+                named = event.body.get("profileId")
+                if isinstance(named, str):
+                    if event.event == WAKE_EVENT:
+                        woken.add((event.workspace_id, named))
+                    else:
+                        acting.add((event.workspace_id, named))
         for ws, ids in by_ws.items():
             journeys = self.journeys(ws)
             window = cap_window(journeys)
             since = None if window is None else earliest.get(ws, batch.now) - window
-            state.load_profiles(identity.conn, ws, ids, since=since, full=True)
+            state.load_profiles(identity.conn, ws, ids, since=since, full=True, members=False)
+            state.load_members(
+                identity.conn,
+                ws,
+                [pid for pid in ids if (ws, pid) not in woken or (ws, pid) in acting],
+            )
         wakes: dict[str, list[str]] = {}
         for event in events:
             if event.type == "internal" and event.event == WAKE_EVENT:

@@ -7,7 +7,7 @@ the batch will write: `writes.flush_batch` turns them into SQL in the processor'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -67,19 +67,20 @@ class BatchState:
         *,
         since: float | None = None,
         full: bool = False,
+        members: bool = True,
     ) -> None:
-        """Live instances and memberships of `ids`; with `full`, their suppressions too, and
-        their sends after `since` (None: no frequency cap reads them, none are loaded)."""
+        """Live instances of `ids` and, with `members`, their memberships (otherwise `member`
+        loads them when first asked); with `full`, their suppressions too, and their sends
+        after `since` (None: no frequency cap reads them, none are loaded)."""
         ids = [pid for pid in ids if (ws, pid) not in self.by_profile]
         for pid in ids:
             self.by_profile[(ws, pid)] = []
-            self.members[(ws, pid)] = {}
             if full:
                 self.suppressions.setdefault((ws, pid), [])
                 self.sent.setdefault((ws, pid), [])
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
+        if members:
+            self.load_members(conn, ws, ids)
+        for chunk, marks in _chunks(ids):
             rows = conn.execute(
                 f"SELECT version, step, status, state, profile_id FROM journey_instances WHERE "
                 f"workspace_id = ? AND profile_id IN ({marks}) AND status IN {LIVE_STATUSES}",
@@ -90,13 +91,6 @@ class BatchState:
                 if (ws, instance.id) not in self.instances:
                     self.instances[(ws, instance.id)] = instance
                 self.by_profile[(ws, instance.profile_id)].append(instance.id)
-            rows = conn.execute(
-                f"SELECT profile_id, state FROM journey_profiles WHERE workspace_id = ? "
-                f"AND profile_id IN ({marks})",
-                (ws, *chunk),
-            )
-            for pid, raw in rows:
-                self.members[(ws, str(pid))] = _membership_decoder.decode(raw)
             if not full:
                 continue
             rows = conn.execute(
@@ -118,21 +112,36 @@ class BatchState:
                     SentRecord(float(at), str(channel), bool(transactional))
                 )
 
+    def load_members(self, conn: Conn, ws: str, ids: list[str]) -> None:
+        """The journey memberships of `ids` (a profile created in this batch has none)."""
+        ids = [pid for pid in ids if (ws, pid) not in self.members]
+        for pid in ids:
+            self.members[(ws, pid)] = {}
+        ids = [pid for pid in ids if not self.fresh(ws, pid)]
+        for chunk, marks in _chunks(ids):
+            rows = conn.execute(
+                f"SELECT profile_id, state FROM journey_profiles WHERE workspace_id = ? "
+                f"AND profile_id IN ({marks})",
+                (ws, *chunk),
+            )
+            for pid, raw in rows:
+                self.members[(ws, str(pid))] = _membership_decoder.decode(raw)
+
     def _ensure(self, conn: Conn, ws: str, pid: str) -> None:
+        """The profile's live instances and memberships are loaded."""
+        if (ws, pid) not in self.members:
+            self.load_members(conn, ws, [pid])
         if (ws, pid) in self.by_profile:
             return
         if self.fresh(ws, pid):
             self.by_profile[(ws, pid)] = []
-            self.members.setdefault((ws, pid), {})
             self.suppressions.setdefault((ws, pid), [])
             self.sent.setdefault((ws, pid), [])
         else:
             self.load_profiles(conn, ws, [pid])
 
     def load_instances(self, conn: Conn, ws: str, ids: list[str]) -> None:
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(ids):
             rows = conn.execute(
                 f"SELECT version, step, status, state, profile_id FROM journey_instances WHERE "
                 f"workspace_id = ? AND id IN ({marks})",
@@ -157,17 +166,22 @@ class BatchState:
         self.dirty.add(key)
 
     def member(self, conn: Conn, ws: str, pid: str, journey_id: str) -> Membership:
-        if (ws, pid) not in self.members:
-            self._ensure(conn, ws, pid)
-        found = self.members[(ws, pid)].get(journey_id, Membership())
+        self._ensure(conn, ws, pid)
+        return self._current(ws, self.members[(ws, pid)].get(journey_id, Membership()))
+
+    def _current(self, ws: str, found: Membership) -> Membership:
+        """The membership with `active` cleared when that instance has ended (an ending does
+        not rewrite the membership row; only live instances are loaded for a profile)."""
         if found.active is not None:
             active = self.instances.get((ws, found.active))
             if active is None or not active.live:
-                found = msgspec.structs.replace(found, active=None)
+                return msgspec.structs.replace(found, active=None)
         return found
 
     def set_member(self, ws: str, pid: str, journey_id: str, membership: Membership) -> None:
-        self.members.setdefault((ws, pid), {})[journey_id] = membership
+        # The row holds every journey's membership: the others must have been loaded.
+        assert (ws, pid) in self.members, "set_member before the memberships were loaded"
+        self.members[(ws, pid)][journey_id] = membership
         self.dirty_members.add((ws, pid))
 
     def sent_records(self, conn: Conn, ws: str, pid: str, since: float | None) -> list[SentRecord]:
@@ -230,7 +244,10 @@ class BatchState:
             self.by_profile[(ws, loser)] = []
             for journey_id, theirs in self.members.pop((ws, loser), {}).items():
                 ours = self.members[(ws, pid)].get(journey_id)
-                self.set_member(ws, pid, journey_id, _merge_membership(ours, theirs))
+                merged_member = _merge_membership(
+                    None if ours is None else self._current(ws, ours), self._current(ws, theirs)
+                )
+                self.set_member(ws, pid, journey_id, merged_member)
             self.members[(ws, loser)] = {}
             self.dirty_members.discard((ws, loser))
             kept = self.suppressed(conn, ws, pid)
@@ -243,6 +260,13 @@ class BatchState:
     def seen(self, ws: str, pid: str, event: Event) -> None:
         if event.type != "internal":
             self.events.setdefault((ws, pid), []).append(event)
+
+
+def _chunks(ids: list[str]) -> Iterator[tuple[list[str], str]]:
+    """`ids` in chunks small enough for one `IN (...)`, each with its placeholders."""
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def final_profile(merged: Mapping[tuple[str, str], str], ws: str, pid: str) -> str:

@@ -41,13 +41,13 @@ def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) 
     lines and send decisions as rows, its effects as outbox rows, emits and timers."""
     instance = advance.instance
     ws, pid, iid = instance.workspace_id, instance.profile_id, instance.id
+    # An instance that ends leaves its membership's `active` naming it: `BatchState.member`
+    # reads an `active` whose instance is not live as none, so the row need not be rewritten.
     state.put(instance)
-    if not instance.live:
-        member = state.members.get((ws, pid), {}).get(instance.journey_id)
-        if member is not None and member.active == iid:
-            cleared = msgspec.structs.replace(member, active=None)
-            state.set_member(ws, pid, instance.journey_id, cleared)
-    for line in advance.path:
+    if advance.path:
+        # One row per transition: its first line in the columns, the lines that followed in
+        # `more_lines` (a wake-up passing a wait, a send and the end is one row, not three).
+        first, *more = advance.path
         state.path.append(
             (
                 ws,
@@ -55,10 +55,13 @@ def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) 
                 pid,
                 instance.journey_id,
                 instance.version,
-                line.step,
-                line.at,
-                line.kind,
-                line.detail,
+                first.step,
+                first.at,
+                first.kind,
+                first.detail,
+                _encoder.encode([(x.at, x.step, x.kind, x.detail) for x in more]).decode()
+                if more
+                else None,
             )
         )
     for effect in advance.effects:
@@ -206,7 +209,7 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
     )
     conn.executemany(
         "INSERT INTO journey_path (workspace_id, instance_id, profile_id, journey_id, version, "
-        "step, at, kind, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "step, at, kind, detail, more_lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         state.path,
     )
     conn.executemany(

@@ -123,6 +123,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "at",
         "kind",
         "detail",
+        "more_lines",  # 0006_journey_path_per_transition
     ),
     "sends": (
         "id",

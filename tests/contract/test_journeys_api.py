@@ -43,7 +43,20 @@ def test_journeys_and_profile_journeys(backend_url: str, tmp_path: Path) -> None
             mine = client.get(f"/api/v1/profiles/{pid}/journeys", headers=auth).json()
             (instance,) = mine["journeys"]
             assert instance["status"] == "completed"
-            assert [p["kind"] for p in instance["path"]][:3] == ["entered", "send", "wait_for"]
+            assert [(p["step"], p["kind"]) for p in instance["path"]] == [
+                ("send_guide", "entered"),
+                ("send_guide", "send"),
+                ("wait_click", "wait_for"),
+                ("wait_click", "timed_out"),
+                ("switch_channel", "suppressed"),
+                ("retarget", "audience"),
+                (None, "completed"),
+            ]
+            # Stored as one row per transition (the entry, the timeout), read back line by line.
+            assert h.sql("SELECT kind FROM journey_path WHERE profile_id = ? ORDER BY id", pid) == [
+                ("entered",),
+                ("timed_out",),
+            ]
             assert [s["outcome"] for s in mine["sends"]] == ["queued", "suppressed"]
             assert client.get("/api/v1/profiles/nope/journeys", headers=auth).status_code == 404
     finally:

@@ -99,3 +99,61 @@ def test_a_merge_in_the_same_batch_as_the_entry_moves_the_instance(
         _check(h, "anon-b", "user-b")
     finally:
         h.engine.stop()
+
+
+ALWAYS = ONCE.replace("id: once", "id: again").replace("reentry: once", "reentry: always")
+
+
+def _instances(h: Harness, pid: str) -> list[tuple[str, str | None]]:
+    return [
+        (str(r[0]), r[1])
+        for r in h.sql(
+            "SELECT status, step FROM journey_instances WHERE profile_id = ? "
+            "ORDER BY entered_at, id",
+            pid,
+        )
+    ]
+
+
+def test_reentry_always_enters_again_once_the_instance_has_ended(
+    backend_url: str, tmp_path: Path
+) -> None:
+    # An instance that ends does not rewrite its membership: the membership still names it as
+    # the active instance, and that must read as "none active" in a later batch.
+    h = journey_harness(backend_url, playbook_with_journeys(tmp_path, ALWAYS))
+    try:
+        traits = {"email": "r@x.test"}
+        h.send({"type": "identify", "userId": "r", "traits": traits})
+        h.send({"type": "track", "userId": "r", "event": "Go"})
+        h.settle()
+        pid = h.profile("user_id", "r")["id"]  # type: ignore[index]
+        h.send({"type": "track", "userId": "r", "event": "Go"})  # still waiting: no entry
+        h.settle()
+        assert _instances(h, pid) == [("waiting", "pause")]
+        h.advance(HOUR)
+        assert _instances(h, pid) == [("completed", None)]
+        h.send({"type": "track", "userId": "r", "event": "Go"})
+        h.settle()
+        assert _instances(h, pid) == [("completed", None), ("waiting", "pause")]
+    finally:
+        h.engine.stop()
+
+
+def test_a_merged_live_instance_blocks_reentry_of_a_survivor_whose_own_has_ended(
+    backend_url: str, tmp_path: Path
+) -> None:
+    h = journey_harness(backend_url, playbook_with_journeys(tmp_path, ALWAYS))
+    try:
+        h.send({"type": "identify", "userId": "user-c", "traits": {"email": "c@x.test"}})
+        h.send({"type": "track", "userId": "user-c", "event": "Go"})
+        h.settle()
+        h.advance(HOUR)  # the survivor's instance completes; its membership still names it
+        h.send(*_visitor("anon-c"))
+        h.settle()
+        h.send(*_merge("anon-c", "user-c")[1:])
+        h.settle()
+        pid = h.profile("user_id", "user-c")["id"]  # type: ignore[index]
+        # The visitor's live instance came along: the survivor's Go did not enter again.
+        assert sorted(_instances(h, pid)) == [("completed", None), ("waiting", "pause")]
+    finally:
+        h.engine.stop()

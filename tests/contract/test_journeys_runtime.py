@@ -11,6 +11,7 @@ import pytest
 from leadloop.app import Engine
 from leadloop.clock import ManualClock
 from leadloop.config import Settings
+from leadloop.journeys.queries import path_lines
 from leadloop.log import store
 from leadloop.log.processor import CURSOR
 from tests.conftest import PG_URL, _with_db, drop_postgres_database, new_postgres_database
@@ -30,8 +31,12 @@ DAY = 24 * HOUR
 
 
 def path_of(h: Harness, pid: str) -> list[tuple[str, str | None, float]]:
-    rows = h.sql("SELECT kind, step, at FROM journey_path WHERE profile_id = ? ORDER BY id", pid)
-    return [(r[0], r[1], float(r[2])) for r in rows]
+    rows = h.sql(
+        "SELECT at, step, kind, detail, more_lines FROM journey_path WHERE profile_id = ? "
+        "ORDER BY id",
+        pid,
+    )
+    return [(kind, step, at) for at, step, kind, _detail in path_lines(rows)]
 
 
 def clicked(h: Harness, user: str, message_id: str) -> dict[str, Any]:

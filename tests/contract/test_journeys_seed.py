@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from leadloop.journeys.queries import path_lines
 from leadloop.journeys.service import JourneyStage
 from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 
@@ -214,9 +215,12 @@ def test_entry_is_once_and_the_path_is_recorded(seed: Harness) -> None:
     )
     h.settle()
     assert h.sql("SELECT COUNT(*) FROM journey_instances WHERE profile_id = ?", pid) == [(1,)]
-    kinds = [
-        r[0] for r in h.sql("SELECT kind FROM journey_path WHERE profile_id = ? ORDER BY id", pid)
-    ]
+    rows = h.sql(
+        "SELECT at, step, kind, detail, more_lines FROM journey_path WHERE profile_id = ? "
+        "ORDER BY id",
+        pid,
+    )
+    kinds = [kind for _at, _step, kind, _detail in path_lines(rows)]
     assert kinds == [
         "entered",
         "send",
