@@ -14,7 +14,7 @@ Invariants the tests hold us to:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from msgspec.structs import replace
@@ -22,7 +22,7 @@ from msgspec.structs import replace
 from leadloop.identity.model import Profile
 from leadloop.log.model import Event
 from leadloop.scoring.ledger import ledger_line
-from leadloop.scoring.match import fit_holds, matches_filter, page_path
+from leadloop.scoring.match import fit_holds, page_path, where_test
 from leadloop.scoring.model import (
     Award,
     Cap,
@@ -64,33 +64,41 @@ def score_event(
     state, changes = _apply_steps(state, model, at)
     before = total_at(state, at)
     refit = traits_changed or state.model_version != model.version or state.as_of is None
-    state = replace(state, model_version=model.version, as_of=at)
+    active = event.type in model.decay.activity_types
+    if active:
+        # A new window of inactivity starts now; steps count from here. Nothing below reads
+        # `last_activity` or `decay_steps`, so they are set in the same copy as `as_of`.
+        state = replace(
+            state, model_version=model.version, as_of=at, last_activity=at, decay_steps=0
+        )
+    else:
+        state = replace(state, model_version=model.version, as_of=at)
 
     if refit:
         state, fit_changes = _refit(state, model, profile, account_traits, at, event.message_id)
         changes.extend(fit_changes)
 
-    active = event.type in model.decay.activity_types
     if active and model.session is not None:
         state = _track_session(state, event, at, model.session.timeout)
-    for rule in _candidates(model, event):
-        if matches_filter(event, rule.when):
+    for rule, holds in _candidates(model, event):
+        if holds(event):
             state, change = _award(state, rule, model, at, event)
             if change is not None:
                 changes.append(change)
-    if active:
-        # A new window of inactivity starts now; steps count from here.
-        state = replace(state, last_activity=at, decay_steps=0)
 
     moves: list[StageChange] = []
-    state = stage_from_event(state, model, event, at, moves, changes)
+    if model.stage_rules:
+        state = stage_from_event(state, model, event, at, moves, changes)
     after = total_at(state, at)
-    for stage in model.stages:
-        if stage.at is None or not before < stage.at <= after:
-            continue
-        if model.rank(stage.name) > model.rank(state.stage):
-            moves.append(move_to(state, model, stage.name, at, "threshold", event.message_id, None))
-            state = replace(state, stage=stage.name)
+    if after > before:
+        for stage in model.stages:
+            if stage.at is None or not before < stage.at <= after:
+                continue
+            if model.rank(stage.name) > model.rank(state.stage):
+                moves.append(
+                    move_to(state, model, stage.name, at, "threshold", event.message_id, None)
+                )
+                state = replace(state, stage=stage.name)
 
     effects = stage_effects(state, model, profile, moves, changes, at, event.message_id)
     return ScoreDecision(
@@ -102,12 +110,14 @@ def score_event(
     )
 
 
-_Index = dict[tuple[str, str | None], tuple[EngagementRule, ...]]
+_Candidate = tuple[EngagementRule, Callable[[Event], bool]]
+_Index = dict[tuple[str, str | None], tuple[_Candidate, ...]]
 _INDEX: dict[int, tuple[ScoringModel, _Index]] = {}
 
 
-def _candidates(model: ScoringModel, event: Event) -> tuple[EngagementRule, ...]:
-    """The engagement rules whose type and name filters can match the event, in rule order.
+def _candidates(model: ScoringModel, event: Event) -> tuple[_Candidate, ...]:
+    """The engagement rules whose type and name filters match the event, in rule order, each
+    with the test of its remaining conditions.
 
     A memo of a pure function of the (immutable) model object: every event otherwise tests
     every rule, which dominated the cost of scoring. The entry holds the model itself, so an
@@ -123,7 +133,7 @@ def _candidates(model: ScoringModel, event: Event) -> tuple[EngagementRule, ...]
     found = index.get(key)
     if found is None:
         found = tuple(
-            rule
+            (rule, where_test(rule.when.where))
             for rule in model.engagement
             if (event.type in rule.when.types if rule.when.types else event.type != "internal")
             and (not rule.when.names or event.event in rule.when.names)
@@ -157,8 +167,16 @@ def rescore(
     changes: list[ScoreChange] = []
     moves: list[StageChange] = []
     effects: list[SendWebhook | EmitEvent] = []
+    fitted_on: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
     for event, profile, account_traits in history:
-        decision = score_event(current, event, profile, account_traits, model, now)
+        # Fit is recomputed only when the traits differ from those it was last computed
+        # from, which gives what recomputing on every event would, at a fraction of the cost.
+        traits = (profile.traits, account_traits)
+        changed = fitted_on is None or not _same_traits(traits, fitted_on)
+        fitted_on = traits
+        decision = score_event(
+            current, event, profile, account_traits, model, now, traits_changed=changed
+        )
         current = decision.state
         changes.extend(decision.changes)
         moves.extend(decision.stage_changes)
@@ -172,6 +190,12 @@ def rescore(
         effects=tuple(effects),
         decay_due_at=final.decay_due_at,
     )
+
+
+def _same_traits(
+    a: tuple[Mapping[str, Any], Mapping[str, Any]], b: tuple[Mapping[str, Any], Mapping[str, Any]]
+) -> bool:
+    return all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
 # --- time ----------------------------------------------------------------------------------------
@@ -345,18 +369,20 @@ def _award(
     usage_now = RuleUsage(
         count=count + 1, total=total + gained, recent=_remember(recent, rule.cap, at, gained)
     )
+    half_life = model.decay.half_life if rule.half_life is None else rule.half_life
+    if points > 0 and half_life:
+        steady, fading = state.steady, _add_fading(state.fading, half_life, points, at)
+    else:
+        steady, fading = state.steady + points, state.fading
     state = replace(
         state,
         usage={**state.usage, rule.id: usage_now},
         model_recent=_remember(state.model_recent, model.cap, at, gained),
         model_total=state.model_total + gained,
         session_points=state.session_points + gained,
+        steady=steady,
+        fading=fading,
     )
-    half_life = model.decay.half_life if rule.half_life is None else rule.half_life
-    if points > 0 and half_life:
-        state = _add_fading(state, half_life, points, at)
-    else:
-        state = replace(state, steady=state.steady + points)
     reason = f"{rule.id}: {_describe(event)}"
     if held:
         reason += f" (held back by {', '.join(held)})"
@@ -377,10 +403,12 @@ def _cap_text(cap: Cap) -> str:
     return f"{cap.points:g} per {cap.per / DAY:g}d"
 
 
-def _add_fading(state: ScoreState, half_life: float, points: float, at: float) -> ScoreState:
+def _add_fading(
+    fading: tuple[Fading, ...], half_life: float, points: float, at: float
+) -> tuple[Fading, ...]:
     buckets: list[Fading] = []
     added = False
-    for bucket in state.fading:
+    for bucket in fading:
         if bucket.half_life == half_life:
             value = bucket.value * 0.5 ** (max(0.0, at - bucket.as_of) / half_life)
             bucket = Fading(half_life, value + points, at)
@@ -388,7 +416,7 @@ def _add_fading(state: ScoreState, half_life: float, points: float, at: float) -
         buckets.append(bucket)
     if not added:
         buckets.append(Fading(half_life, points, at))
-    return replace(state, fading=tuple(buckets))
+    return tuple(buckets)
 
 
 def _describe(event: Event) -> str:

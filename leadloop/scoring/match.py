@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
-from typing import Any, assert_never
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, assert_never
 from urllib.parse import parse_qs, urlsplit
 
 from leadloop.log.model import Event
@@ -29,7 +30,8 @@ def to_number(value: Any) -> float | None:
 
 def _dig(value: Any, parts: list[str]) -> Any:
     for part in parts:
-        if not isinstance(value, Mapping):
+        # The exact-dict test first: bodies and traits are dicts, and the ABC check is slow.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
@@ -89,71 +91,132 @@ def _fold(value: str, test: Predicate) -> str:
     return value.casefold() if test.ignore_case else value
 
 
-def _equals(actual: Any, expected: Any, test: Predicate) -> bool:
-    if isinstance(actual, str) and isinstance(expected, str):
-        return _fold(actual, test) == _fold(expected, test)
-    if isinstance(expected, int | float) and not isinstance(expected, bool):
-        number = to_number(actual)
-        return number is not None and number == float(expected)
-    return bool(actual == expected)
-
-
-def _compare(actual: Any, test: Predicate) -> tuple[float, float] | None:
-    number, limit = to_number(actual), to_number(test.value)
-    return None if number is None or limit is None else (number, limit)
-
-
 def _text(actual: Any) -> str | None:
     if isinstance(actual, bool) or not isinstance(actual, str | int | float):
         return None
     return str(actual)
 
 
-def _test_one(actual: Any, test: Predicate) -> bool:
-    match test.op:
-        case "equals":
-            return _equals(actual, test.value, test)
-        case "in":
-            return any(_equals(actual, option, test) for option in test.value)
-        case "gt":
-            pair = _compare(actual, test)
-            return pair is not None and pair[0] > pair[1]
-        case "gte":
-            pair = _compare(actual, test)
-            return pair is not None and pair[0] >= pair[1]
-        case "lt":
-            pair = _compare(actual, test)
-            return pair is not None and pair[0] < pair[1]
-        case "lte":
-            pair = _compare(actual, test)
-            return pair is not None and pair[0] <= pair[1]
-        case "matches":
-            assert test.pattern is not None, "the loader compiles every `matches` pattern"
-            text = _text(actual)
-            return text is not None and test.pattern.search(text) is not None
-        case "starts_with":
-            text = _text(actual)
-            return text is not None and _fold(text, test).startswith(_fold(str(test.value), test))
-        case "contains":
-            text = _text(actual)
-            return text is not None and _fold(str(test.value), test) in _fold(text, test)
-        case "exists":
-            return present(actual) == bool(test.value)
-        case _:
-            assert_never(test.op)
-
-
 def present(value: Any) -> bool:
     return value is not None and value != "" and value != [] and value != {}
 
 
+Tester = Callable[[Any], bool]
+K = TypeVar("K")
+V = TypeVar("V")
+_TESTERS: dict[int, tuple[Predicate, Tester]] = {}
+_CONDITIONS: dict[int, tuple[Condition, Callable[[Event], bool]]] = {}
+
+
 def check(actual: Any, test: Predicate) -> bool:
-    """Test one value. A list passes when any of its items does (tags, interests)."""
+    """Test one value. A list passes when any of its items does (tags, interests).
+
+    Each predicate is turned into a function once (its operator dispatched, its value folded
+    and converted) and memoised by identity, like `decide._candidates`: predicates live as long
+    as the playbook that declares them, and checks run for every event."""
+    return _memo(_TESTERS, test, _tester)(actual)
+
+
+def _memo(memo: dict[int, tuple[K, V]], key: K, build: Callable[[K], V]) -> V:
+    """`build(key)` memoised by identity; the entry holds the key, so an `id()` reused by
+    another object after garbage collection is never mistaken for it."""
+    entry = memo.get(id(key))
+    if entry is None or entry[0] is not key:
+        if len(memo) > 4096:
+            memo.clear()
+        entry = (key, build(key))
+        memo[id(key)] = entry
+    return entry[1]
+
+
+def _tester(test: Predicate) -> Tester:
     if test.op == "exists":
-        return present(actual) == bool(test.value)
-    if isinstance(actual, list | tuple):
-        return any(_test_one(item, test) for item in actual)
-    return _test_one(actual, test)
+        wanted = bool(test.value)
+        return lambda actual: present(actual) == wanted
+    one = _test_one(test)
+
+    def tester(actual: Any) -> bool:
+        if isinstance(actual, list | tuple):
+            return any(one(item) for item in actual)
+        return one(actual)
+
+    return tester
+
+
+def _test_one(test: Predicate) -> Tester:
+    """The test of one (non-list) value."""
+    match test.op:
+        case "equals":
+            return _equals(test.value, test.ignore_case)
+        case "in":
+            options = tuple(_equals(option, test.ignore_case) for option in test.value)
+            return lambda actual: any(equals(actual) for equals in options)
+        case "gt" | "gte" | "lt" | "lte":
+            limit, compare = to_number(test.value), _COMPARE[test.op]
+            if limit is None:
+                return lambda actual: False
+
+            def compared(actual: Any) -> bool:
+                number = to_number(actual)
+                return number is not None and compare(number, limit)
+
+            return compared
+        case "matches":
+            pattern = test.pattern
+            assert pattern is not None, "the loader compiles every `matches` pattern"
+
+            def matches(actual: Any) -> bool:
+                text = actual if type(actual) is str else _text(actual)
+                return text is not None and pattern.search(text) is not None
+
+            return matches
+        case "starts_with" | "contains":
+            needle, fold = _fold(str(test.value), test), test.ignore_case
+            starts = test.op == "starts_with"
+
+            def finds(actual: Any) -> bool:
+                text = actual if type(actual) is str else _text(actual)
+                if text is None:
+                    return False
+                if fold:
+                    text = text.casefold()
+                return text.startswith(needle) if starts else needle in text
+
+            return finds
+        case "exists":
+            wanted = bool(test.value)
+            return lambda actual: present(actual) == wanted
+        case _:
+            assert_never(test.op)
+
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def _equals(expected: Any, ignore_case: bool) -> Tester:
+    if isinstance(expected, str):
+        folded = expected.casefold() if ignore_case else expected
+
+        def equals_text(actual: Any) -> bool:
+            if isinstance(actual, str):
+                return (actual.casefold() if ignore_case else actual) == folded
+            return bool(actual == expected)
+
+        return equals_text
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        wanted = float(expected)
+
+        def equals_number(actual: Any) -> bool:
+            number = to_number(actual)
+            return number is not None and number == wanted
+
+        return equals_number
+    return lambda actual: bool(actual == expected)
 
 
 def matches_filter(event: Event, when: EventFilter) -> bool:
@@ -164,11 +227,33 @@ def matches_filter(event: Event, when: EventFilter) -> bool:
         return False
     if when.names and event.event not in when.names:
         return False
-    return all(condition_holds(event, condition) for condition in when.where)
+    return conditions_hold(event, when.where)
+
+
+def conditions_hold(event: Event, where: tuple[Condition, ...]) -> bool:
+    return all(condition_holds(event, condition) for condition in where)
+
+
+def where_test(where: tuple[Condition, ...]) -> Callable[[Event], bool]:
+    """`conditions_hold(event, where)` as one function, for callers that keep it."""
+    tests = tuple(_memo(_CONDITIONS, condition, _condition_test) for condition in where)
+    if not tests:
+        return lambda event: True
+    if len(tests) == 1:
+        return tests[0]
+    return lambda event: all(test(event) for test in tests)
 
 
 def condition_holds(event: Event, condition: Condition) -> bool:
-    return check(event_field(event, condition.field), condition.test)
+    return _memo(_CONDITIONS, condition, _condition_test)(event)
+
+
+def _condition_test(condition: Condition) -> Callable[[Event], bool]:
+    test = _memo(_TESTERS, condition.test, _tester)
+    field = condition.field
+    if field == "page.path":
+        return lambda event: test(page_path(event))
+    return lambda event: test(event_field(event, field))
 
 
 def fit_value(

@@ -84,6 +84,8 @@ def stage_effects(
     message_id: str,
 ) -> tuple[EmitEvent | SendWebhook, ...]:
     """Actions of each stage entered upwards; a CRM moving a lead down announces nothing."""
+    if not moves:
+        return ()
     effects: list[EmitEvent | SendWebhook] = []
     engagement = engagement_at(state, at)
     score = {"total": state.fit + engagement, "fit": state.fit, "engagement": engagement}

@@ -64,6 +64,28 @@ def fit_model(rule: str) -> ScoringModel:
         ("field: domain, op: contains, value: gmail", {"domain": "gmail.com"}, {}, 5),
         ("field: domain, op: starts_with, value: mail", {"domain": "gmail.com"}, {}, 0),
         ("field: address.country, op: equals, value: DE", {"address": {"country": "DE"}}, {}, 5),
+        # Each operator's less common shapes: folded, numeric text, lists, non-text values.
+        (
+            "field: domain, op: starts_with, value: GMail, ignore_case: true",
+            {"domain": "gmail.com"},
+            {},
+            5,
+        ),
+        (
+            "field: domain, op: contains, value: MAIL, ignore_case: true",
+            {"domain": "gmail.com"},
+            {},
+            5,
+        ),
+        ("field: domain, op: contains, value: MAIL", {"domain": "gmail.com"}, {}, 0),
+        ("field: zip, op: starts_with, value: '10'", {"zip": 10115}, {}, 5),
+        ("field: zip, op: contains, value: '01'", {"zip": True}, {}, 0),
+        ("field: zip, op: matches, value: '^1\\d+$'", {"zip": 10115}, {}, 5),
+        ("field: employees, op: equals, value: 1000", {"employees": "1,000"}, {}, 5),
+        ("field: employees, op: equals, value: '1000'", {"employees": 1000}, {}, 0),
+        ("field: country, op: in, value: [de, fr], ignore_case: true", {"country": "FR"}, {}, 5),
+        ("field: country, op: in, value: [DE, FR]", {"country": ["US", "DE"]}, {}, 5),
+        ("field: tags, op: exists", {"tags": []}, {}, 0),
     ],
 )
 def test_fit_operators(
