@@ -106,8 +106,8 @@ class JourneyStage:
     def prefetch(self, batch: Batch, events: list[Event]) -> None:
         """Bulk-load what the stage reads per profile (live instances, memberships, suppressions
         and, when a frequency cap needs them, recent sends) for every profile the batch already
-        knows after identity's prefetch. A profile identity creates later in the batch is new:
-        it has no rows, so it costs no lookup at all."""
+        knows after identity's prefetch, and the instances its timers name. A profile identity
+        creates later in the batch is new: it has no rows, so it costs no lookup at all."""
         state = batch_state(batch)
         identity = batch.identity
         state.prefetched = True
@@ -122,8 +122,9 @@ class JourneyStage:
                 state.known.add((ws, target))
                 by_ws.setdefault(ws, []).append(target)
         earliest: dict[str, float] = {}
-        # A profile only a timer names in this batch needs no memberships: a wake-up enters
-        # nothing (`member` still loads them if something asks).
+        # A profile only a timer names in this batch needs neither its memberships nor its
+        # other instances: a wake-up enters nothing and moves only the instance it names,
+        # loaded by id below (`live` and `member` still load the rest if something asks).
         woken: set[tuple[str, str]] = set()
         acting = {(ws, pid) for (ws, _key), pid in identity.owners.items() if pid is not None}
         for event in events:
@@ -141,12 +142,10 @@ class JourneyStage:
             journeys = self.journeys(ws)
             window = cap_window(journeys)
             since = None if window is None else earliest.get(ws, batch.now) - window
-            state.load_profiles(identity.conn, ws, ids, since=since, full=True, members=False)
-            state.load_members(
-                identity.conn,
-                ws,
-                [pid for pid in ids if (ws, pid) not in woken or (ws, pid) in acting],
-            )
+            state.load_contact(identity.conn, ws, ids, since)
+            acted = [pid for pid in ids if (ws, pid) not in woken or (ws, pid) in acting]
+            state.load_live(identity.conn, ws, acted)
+            state.load_members(identity.conn, ws, acted)
         wakes: dict[str, list[str]] = {}
         for event in events:
             if event.type == "internal" and event.event == WAKE_EVENT:

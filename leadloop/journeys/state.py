@@ -59,27 +59,13 @@ class BatchState:
         """A profile identity created during this batch (after the prefetch): no stored rows."""
         return self.prefetched and (ws, pid) not in self.known
 
-    def load_profiles(
-        self,
-        conn: Conn,
-        ws: str,
-        ids: list[str],
-        *,
-        since: float | None = None,
-        full: bool = False,
-        members: bool = True,
-    ) -> None:
-        """Live instances of `ids` and, with `members`, their memberships (otherwise `member`
-        loads them when first asked); with `full`, their suppressions too, and their sends
-        after `since` (None: no frequency cap reads them, none are loaded)."""
+    def load_live(self, conn: Conn, ws: str, ids: list[str]) -> None:
+        """The live instances of `ids`, listed per profile (a profile created in this batch
+        has none)."""
         ids = [pid for pid in ids if (ws, pid) not in self.by_profile]
         for pid in ids:
             self.by_profile[(ws, pid)] = []
-            if full:
-                self.suppressions.setdefault((ws, pid), [])
-                self.sent.setdefault((ws, pid), [])
-        if members:
-            self.load_members(conn, ws, ids)
+        ids = [pid for pid in ids if not self.fresh(ws, pid)]
         for chunk, marks in _chunks(ids):
             rows = conn.execute(
                 f"SELECT version, step, status, state, profile_id FROM journey_instances WHERE "
@@ -88,11 +74,19 @@ class BatchState:
             )
             for row in rows:
                 instance = _instance(row)
-                if (ws, instance.id) not in self.instances:
-                    self.instances[(ws, instance.id)] = instance
+                # One this batch already holds (e.g. loaded for its timer) is newer.
+                self.instances.setdefault((ws, instance.id), instance)
                 self.by_profile[(ws, instance.profile_id)].append(instance.id)
-            if not full:
-                continue
+
+    def load_contact(self, conn: Conn, ws: str, ids: list[str], since: float | None) -> None:
+        """What the contact policy reads about `ids`: their suppressions, and their sends after
+        `since` (None: no frequency cap reads them, none are loaded)."""
+        ids = [pid for pid in ids if (ws, pid) not in self.suppressions]
+        for pid in ids:
+            self.suppressions[(ws, pid)] = []
+            self.sent.setdefault((ws, pid), [])
+        ids = [pid for pid in ids if not self.fresh(ws, pid)]
+        for chunk, marks in _chunks(ids):
             rows = conn.execute(
                 f"SELECT profile_id, channel, reason FROM suppressions WHERE workspace_id = ? "
                 f"AND profile_id IN ({marks})",
@@ -129,16 +123,8 @@ class BatchState:
 
     def _ensure(self, conn: Conn, ws: str, pid: str) -> None:
         """The profile's live instances and memberships are loaded."""
-        if (ws, pid) not in self.members:
-            self.load_members(conn, ws, [pid])
-        if (ws, pid) in self.by_profile:
-            return
-        if self.fresh(ws, pid):
-            self.by_profile[(ws, pid)] = []
-            self.suppressions.setdefault((ws, pid), [])
-            self.sent.setdefault((ws, pid), [])
-        else:
-            self.load_profiles(conn, ws, [pid])
+        self.load_members(conn, ws, [pid])
+        self.load_live(conn, ws, [pid])
 
     def load_instances(self, conn: Conn, ws: str, ids: list[str]) -> None:
         for chunk, marks in _chunks(ids):
@@ -159,9 +145,10 @@ class BatchState:
     def put(self, instance: Instance) -> None:
         key = (instance.workspace_id, instance.id)
         if key not in self.instances:
-            listed = self.by_profile.setdefault((instance.workspace_id, instance.profile_id), [])
-            if instance.id not in listed:
-                listed.append(instance.id)
+            # A new instance: its profile's live instances were loaded before it could enter.
+            listed = self.by_profile.get((instance.workspace_id, instance.profile_id))
+            assert listed is not None, "an instance entered before its profile was loaded"
+            listed.append(instance.id)
         self.instances[key] = instance
         self.dirty.add(key)
 
