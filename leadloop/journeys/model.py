@@ -235,16 +235,17 @@ class Journey:
     """Step of an older version → step of this one, for instances that should move over."""
     definition: Any = None
     """The definition as plain data, stored per version so pinned instances can be resumed."""
+    _by_id: dict[str, Step] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {step.id: step for step in self.steps})
 
     @property
     def start(self) -> str:
         return self.steps[0].id
 
     def step(self, step_id: str) -> Step | None:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        return None
+        return self._by_id.get(step_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,9 +255,17 @@ class JourneySet:
     journeys: tuple[Journey, ...] = ()
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     digest: str = ""
+    cap_window: float | None = field(init=False, repr=False, compare=False)
+    """How far back the policy's frequency caps look (None: no caps, no sends are read)."""
+    _by_id: dict[str, Journey] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        caps = self.policy.caps
+        object.__setattr__(self, "cap_window", max(cap.per for cap in caps) if caps else None)
+        object.__setattr__(self, "_by_id", {j.id: j for j in self.journeys})
 
     def journey(self, journey_id: str) -> Journey | None:
-        return next((j for j in self.journeys if j.id == journey_id), None)
+        return self._by_id.get(journey_id)
 
 
 # --- state (rows) ------------------------------------------------------------------------------

@@ -123,8 +123,11 @@ class BatchState:
 
     def _ensure(self, conn: Conn, ws: str, pid: str) -> None:
         """The profile's live instances and memberships are loaded."""
-        self.load_members(conn, ws, [pid])
-        self.load_live(conn, ws, [pid])
+        key = (ws, pid)
+        if key not in self.members:
+            self.load_members(conn, ws, [pid])
+        if key not in self.by_profile:
+            self.load_live(conn, ws, [pid])
 
     def load_instances(self, conn: Conn, ws: str, ids: list[str]) -> None:
         for chunk, marks in _chunks(ids):
@@ -281,8 +284,7 @@ def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership
 
 def cap_window(journeys: JourneySet | None) -> float | None:
     """How far back the frequency caps look (None: no caps, recent sends are not read)."""
-    caps = journeys.policy.caps if journeys is not None else ()
-    return max(cap.per for cap in caps) if caps else None
+    return journeys.cap_window if journeys is not None else None
 
 
 def _instance(row: tuple[Any, ...]) -> Instance:

@@ -45,6 +45,8 @@ def zone(name: object, default: str = "UTC") -> ZoneInfo:
 
 def channel_order(request: SendRequest, config: PolicyConfig) -> tuple[str, ...]:
     """The asked channels, each followed by its configured fallbacks, without repeats."""
+    if not config.fallback:
+        return tuple(dict.fromkeys(request.channels))
     order: list[str] = []
     pending = list(request.channels)
     while pending:
@@ -62,11 +64,20 @@ def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, int | float) and value == 1)
 
 
-def _tags(traits: dict[str, object]) -> set[str]:
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def _tags(traits: dict[str, object]) -> frozenset[str]:
     tags = traits.get("tags")
     if isinstance(tags, list | tuple):
-        return {str(t).casefold() for t in tags}
-    return set()
+        return frozenset(str(t).casefold() for t in tags)
+    return _NO_TAGS
+
+
+def _flagged(traits: dict[str, object], tags: frozenset[str], name: str) -> bool:
+    """The trait `name` is true, or `name` is one of the profile's tags."""
+    value = traits.get(name)
+    return (value is not None and _truthy(value)) or name in tags
 
 
 def unavailable(
@@ -78,12 +89,15 @@ def unavailable(
         recipient.channel_enabled is not None and channel not in recipient.channel_enabled
     ):
         return "channel not enabled"
-    if not any(traits.get(name) not in (None, "") for name in ADDRESS_TRAITS.get(channel, ())):
+    for name in ADDRESS_TRAITS.get(channel, ()):
+        if traits.get(name) not in (None, ""):
+            break
+    else:
         wanted = " or ".join(ADDRESS_TRAITS.get(channel, ("an address",)))
         return f"no {wanted}"
     tags = _tags(traits)
     for name in HARD_TRAITS.get(channel, ()):
-        if _truthy(traits.get(name)) or name in tags:
+        if _flagged(traits, tags, name):
             return f"suppressed: {name}"
     for entry in recipient.suppressions:
         if entry.channel in (channel, "*") and (not transactional or entry.reason in HARD_REASONS):
@@ -92,7 +106,7 @@ def unavailable(
         return None
     for scope in ("*", channel):
         for name in UNSUBSCRIBE_TRAITS.get(scope, ()):
-            if _truthy(traits.get(name)) or name in tags:
+            if _flagged(traits, tags, name):
                 return f"suppressed: {name}"
     needed = config.consent.get(channel, ())
     if needed and not any(_truthy(traits.get(name)) for name in needed):
