@@ -44,9 +44,11 @@ class StageMove:
 
 
 def stage_moves(batch: Batch, event: Event) -> list[StageMove]:
-    moves = batch.extra.get("stage_moves", [])
-    assert isinstance(moves, list)
-    return [m for m in moves if isinstance(m, StageMove) and m.event_seq == event.seq]
+    by_event = batch.extra.get("stage_moves")
+    if by_event is None:
+        return []
+    assert isinstance(by_event, dict)
+    return list(by_event.get(event.seq, ()))
 
 
 def timer_key(model_id: str, profile_id: str) -> str:
@@ -65,25 +67,23 @@ class ScoringStage:
         if not models:
             return profile
         cache = _cache(batch)
+        ws, pid = event.workspace_id, profile.id
+        if event.type == "internal" and event.event == DECAY_EVENT:
+            wanted = event.properties.get("model")
+            for model in models:
+                if model.id == wanted:
+                    state = cache.load(batch, ws, pid, model)
+                    decision = decide.decay_scores(state, model, event.timestamp)
+                    cache.apply(batch, event, profile, model, decision, fired=True)
+            return profile
+        account = batch.identity.account_traits(ws, profile)
+        changed = self._traits_changed(batch, event, profile)
         for model in models:
-            if event.type == "internal" and event.event == DECAY_EVENT:
-                if event.properties.get("model") != model.id:
-                    continue
-                state = cache.load(batch, event.workspace_id, profile.id, model)
-                decision = decide.decay_scores(state, model, event.timestamp)
-            else:
-                state = cache.load(batch, event.workspace_id, profile.id, model)
-                account = batch.identity.account_traits(event.workspace_id, profile)
-                decision = decide.score_event(
-                    state,
-                    event,
-                    profile,
-                    account,
-                    model,
-                    batch.now,
-                    traits_changed=self._traits_changed(batch, event, profile),
-                )
-            cache.apply(batch, event, profile, model, decision)
+            state = cache.load(batch, ws, pid, model)
+            decision = decide.score_event(
+                state, event, profile, account, model, batch.now, traits_changed=changed
+            )
+            cache.apply(batch, event, profile, model, decision, fired=False)
         return profile
 
     @staticmethod
@@ -93,7 +93,8 @@ class ScoringStage:
         profile with accounts is refitted every time) and from merges."""
         if event.type in ("identify", "group") or profile.account_ids:
             return True
-        return any(s == profile.id for s in batch.identity.merged.values())
+        merged = batch.identity.merged
+        return bool(merged) and profile.id in merged.values()
 
     def prefetch(self, batch: Batch, events: list[Event]) -> None:
         """Load the score state of every profile the batch already knows, in bulk."""
@@ -150,23 +151,29 @@ class _Cache:
     def load(self, batch: Batch, ws: str, pid: str, model: ScoringModel) -> ScoreState:
         key = (ws, pid, model.id)
         state = self.states.get(key) or self.loaded.get(key)
-        if state is None and (ws, pid) in self.known:
+        if state is not None:
+            return state
+        if (ws, pid) in self.known:
             return initial_state(model)
-        if state is None:
-            rows = batch.identity.conn.execute(
-                "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
-                key,
-            )
-            state = _state_decoder.decode(rows[0][0]) if rows else initial_state(model)
-            if rows:
-                self.loaded[key] = state
-        if key not in self.timer_due:
-            stored = self.loaded.get(key)
-            # Invariant: a stored state whose decay is due at D has a timer at or before D.
-            self.timer_due[key] = (
-                decide.decay_due_at(stored, model, stored.as_of or 0.0) if stored else None
-            )
+        rows = batch.identity.conn.execute(
+            "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
+            key,
+        )
+        if not rows:
+            return initial_state(model)
+        state = self.loaded[key] = _state_decoder.decode(rows[0][0])
         return state
+
+    def _timer_due(self, key: tuple[str, str, str], model: ScoringModel) -> float | None:
+        """Due time of the decay timer known to exist, from this batch or the stored state.
+
+        Invariant: a stored state whose decay is due at D has a timer at or before D."""
+        if key in self.timer_due:
+            return self.timer_due[key]
+        stored = self.loaded.get(key)
+        due = decide.decay_due_at(stored, model, stored.as_of or 0.0) if stored else None
+        self.timer_due[key] = due
+        return due
 
     def apply(
         self,
@@ -175,31 +182,61 @@ class _Cache:
         profile: Profile,
         model: ScoringModel,
         decision: ScoreDecision,
+        *,
+        fired: bool,
     ) -> None:
+        """Keep the decision's state and queue its rows; `fired`: the event is this model's
+        decay timer firing."""
         ws, pid = event.workspace_id, profile.id
-        self.states[(ws, pid, model.id)] = decision.state
-        stage = decision.state.stage
-        for change in decision.changes:
-            self.ledger.append(
-                (
-                    ws,
-                    pid,
-                    model.id,
-                    change.model_version,
-                    change.at,
-                    change.kind,
-                    change.rule_id,
-                    change.points,
-                    change.fit,
-                    change.engagement,
-                    change.total,
-                    stage,
-                    change.reason,
-                    change.message_id,
-                )
+        cache_key = (ws, pid, model.id)
+        state = decision.state
+        self.states[cache_key] = state
+        stage = state.stage
+        self.ledger.extend(
+            (
+                ws,
+                pid,
+                model.id,
+                change.model_version,
+                change.at,
+                change.kind,
+                change.rule_id,
+                change.points,
+                change.fit,
+                change.engagement,
+                change.total,
+                stage,
+                change.reason,
+                change.message_id,
             )
-        moves = batch.extra.setdefault("stage_moves", [])
-        assert isinstance(moves, list)
+            for change in decision.changes
+        )
+        if decision.stage_changes:
+            self._moved(batch, event, pid, model, decision)
+        if decision.effects:
+            self._effects(batch, event, profile, model, decision)
+        # Timers are moved lazily: activity only ever postpones decay, so a timer already set
+        # for an earlier instant stays; when it fires and finds nothing due, the decision
+        # sets the next one. That saves a timer write per event, at the cost of at most one
+        # extra wake-up per profile per decay window.
+        existing = None if fired else self._timer_due(cache_key, model)
+        due = decision.decay_due_at
+        if due is None:
+            if existing is not None or fired:
+                batch.cancel(ws, timer_key(model.id, pid))
+            self.timer_due[cache_key] = None
+        elif existing is None or due < existing:
+            key = timer_key(model.id, pid)
+            batch.schedule(Timer(ws, key, pid, due, DECAY_EVENT, {"model": model.id}))
+            self.timer_due[cache_key] = due
+
+    def _moved(
+        self, batch: Batch, event: Event, pid: str, model: ScoringModel, decision: ScoreDecision
+    ) -> None:
+        ws = event.workspace_id
+        by_event = batch.extra.setdefault("stage_moves", {})
+        assert isinstance(by_event, dict)
+        moves = by_event.setdefault(event.seq, [])
         for move in decision.stage_changes:
             # Later stages of the same batch (conversions, journeys) react to stage moves.
             moves.append(
@@ -223,6 +260,16 @@ class _Cache:
                     move.message_id,
                 )
             )
+
+    def _effects(
+        self,
+        batch: Batch,
+        event: Event,
+        profile: Profile,
+        model: ScoringModel,
+        decision: ScoreDecision,
+    ) -> None:
+        ws, pid = event.workspace_id, profile.id
         for effect in decision.effects:
             if isinstance(effect, EmitEvent):
                 batch.emits.append(
@@ -244,22 +291,6 @@ class _Cache:
                         not_before=batch.now,
                     )
                 )
-        # Timers are moved lazily: activity only ever postpones decay, so a timer already set
-        # for an earlier instant stays; when it fires and finds nothing due, the decision
-        # sets the next one. That saves a timer write per event, at the cost of at most one
-        # extra wake-up per profile per decay window.
-        cache_key = (ws, pid, model.id)
-        key = timer_key(model.id, pid)
-        fired = event.type == "internal" and event.event == DECAY_EVENT
-        existing = None if fired else self.timer_due.get(cache_key)
-        due = decision.decay_due_at
-        if due is None:
-            if existing is not None or fired:
-                batch.cancel(ws, key)
-            self.timer_due[cache_key] = None
-        elif existing is None or due < existing:
-            batch.schedule(Timer(ws, key, pid, due, DECAY_EVENT, {"model": model.id}))
-            self.timer_due[cache_key] = due
 
     def _reasons(self, batch: Batch, ws: str, pid: str, model: str) -> list[dict[str, Any]]:
         """Every ledger line behind the current score: stored ones and this batch's."""
