@@ -56,21 +56,21 @@ class Outcome:
 def claim_due(
     conn: Conn, now: float, limit: int = 100, kinds: tuple[str, ...] = ()
 ) -> list[Claimed]:
+    """Up to `limit` due rows, leased for `LEASE_SECONDS`, in id order.
+
+    One statement selects and leases them (`UPDATE ... RETURNING`): a claim of 2,000
+    conversions used to add 2,000 single-row updates, about half of a claim's cost."""
     lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgres" else ""
     kind_filter = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
     rows = conn.execute(
-        "SELECT id, workspace_id, kind, destination, idempotency_key, payload, attempts, "
-        "profile_id, created_at FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-        f"{kind_filter} ORDER BY next_attempt_at, id LIMIT ?{lock}",
-        (now, *kinds, limit),
+        "UPDATE outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM outbox "
+        "WHERE status = 'pending' AND next_attempt_at <= ?"
+        f"{kind_filter} ORDER BY next_attempt_at, id LIMIT ?{lock}) "
+        "RETURNING id, workspace_id, kind, destination, idempotency_key, payload, attempts, "
+        "profile_id, created_at",
+        (now + LEASE_SECONDS, now, *kinds, limit),
     )
-    if not rows:
-        return []
-    conn.executemany(
-        "UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
-        [(now + LEASE_SECONDS, r[0]) for r in rows],
-    )
-    return [
+    claimed = [
         Claimed(
             id=int(r[0]),
             workspace_id=r[1],
@@ -84,9 +84,26 @@ def claim_due(
         )
         for r in rows
     ]
+    claimed.sort(key=lambda c: c.id)  # RETURNING promises no order
+    return claimed
+
+
+_IDS_PER_STATEMENT = 500
 
 
 def record(conn: Conn, results: list[tuple[Claimed, Outcome]], now: float) -> None:
+    """Store outcomes. Plain deliveries (nearly all rows) are updated by lists of ids, the rest
+    one by one with their own times and errors; on PostgreSQL that is one round trip per 500
+    rows instead of one per row."""
+    delivered = [item.id for item, outcome in results if _plain_delivery(outcome)]
+    for first in range(0, len(delivered), _IDS_PER_STATEMENT):
+        ids = delivered[first : first + _IDS_PER_STATEMENT]
+        conn.execute(
+            "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, "
+            f"next_attempt_at = ?, last_error = NULL, updated_at = ? WHERE id IN "
+            f"({','.join('?' * len(ids))}) AND status = 'pending'",
+            (now, now, *ids),
+        )
     conn.executemany(
         "UPDATE outbox SET status = ?, attempts = attempts + ?, next_attempt_at = ?, "
         "last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
@@ -100,8 +117,13 @@ def record(conn: Conn, results: list[tuple[Claimed, Outcome]], now: float) -> No
                 item.id,
             )
             for item, outcome in results
+            if not _plain_delivery(outcome)
         ],
     )
+
+
+def _plain_delivery(outcome: Outcome) -> bool:
+    return outcome.status == "delivered" and outcome.attempted and outcome.error is None
 
 
 def next_due(conn: Conn) -> float | None:
