@@ -195,7 +195,7 @@ def rescore(
 def _same_traits(
     a: tuple[Mapping[str, Any], Mapping[str, Any]], b: tuple[Mapping[str, Any], Mapping[str, Any]]
 ) -> bool:
-    return all(x is y or x == y for x, y in zip(a, b, strict=True))
+    return (a[0] is b[0] or a[0] == b[0]) and (a[1] is b[1] or a[1] == b[1])
 
 
 # --- time ----------------------------------------------------------------------------------------

@@ -62,16 +62,25 @@ def histories(conn: Conn, workspace: str, chunk: int = 5000) -> Iterator[tuple[s
 def with_context(
     profile_id: str, events: list[Event]
 ) -> Iterator[tuple[Event, Profile, dict[str, Any]]]:
-    """Each event with the profile and account traits as they were when it happened."""
+    """Each event with the profile and account traits as they were when it happened.
+
+    Scoring reads a profile's id, traits and accounts, which only identify and group calls
+    change (`identity.apply_event`); the other events keep the profile object, and the
+    account traits keep theirs, so a replay sees unchanged traits as the same objects and
+    does not refit (see `decide.rescore`)."""
     profile: Profile | None = None
     accounts: dict[str, dict[str, Any]] = {}
+    none: dict[str, Any] = {}
     for event in events:
-        base = profile or identity.new_profile(profile_id, event)
-        profile = identity.apply_event(base, event)
+        if profile is None:
+            profile = identity.apply_event(identity.new_profile(profile_id, event), event)
+        elif event.type in ("identify", "group"):
+            profile = identity.apply_event(profile, event)
         if event.type == "group" and event.group_id:
-            accounts.setdefault(event.group_id, {}).update(event.traits)
+            # Replaced, never updated in place: a yielded dict stays as it was.
+            accounts[event.group_id] = {**accounts.get(event.group_id, {}), **event.traits}
         latest = profile.account_ids[-1] if profile.account_ids else None
-        yield event, profile, dict(accounts.get(latest, {})) if latest else {}
+        yield event, profile, accounts.get(latest, none) if latest else none
 
 
 def replay(profile_id: str, events: list[Event], model: ScoringModel, now: float) -> ScoreDecision:
