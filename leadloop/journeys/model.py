@@ -275,7 +275,7 @@ LIVE_STATUSES: tuple[str, ...] = ("active", "waiting", "holdout")
 WakeKind = Literal["", "wait", "timeout", "defer"]
 
 
-class Instance(msgspec.Struct, frozen=True, kw_only=True):
+class Instance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     workspace_id: str
     profile_id: str
@@ -304,7 +304,7 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True):
         return self.status in LIVE_STATUSES
 
 
-class Membership(msgspec.Struct, frozen=True, kw_only=True):
+class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A profile's history with one journey (re-entry rules, segment entry)."""
 
     entries: int = 0

@@ -124,6 +124,10 @@ class BatchState:
     def _ensure(self, conn: Conn, ws: str, pid: str) -> None:
         """The profile's live instances and memberships are loaded."""
         key = (ws, pid)
+        if self.fresh(ws, pid):
+            self.members.setdefault(key, {})
+            self.by_profile.setdefault(key, [])
+            return
         if key not in self.members:
             self.load_members(conn, ws, [pid])
         if key not in self.by_profile:
