@@ -228,9 +228,11 @@ def _apply_steps(
             as_of = last if state.as_of is None else max(state.as_of, last)
             return replace(state, decay_steps=count, as_of=as_of), changes
         amount = min(step.points, room)
-        state = _deduct(state, amount, due)
+        steady, fading = _deduct(state, amount, due)
         as_of = due if state.as_of is None else max(state.as_of, due)
-        state = replace(state, decay_steps=state.decay_steps + 1, as_of=as_of)
+        state = replace(
+            state, steady=steady, fading=fading, decay_steps=state.decay_steps + 1, as_of=as_of
+        )
         days = (due - start) / DAY
         changes.append(
             ledger_line(state, model, due, "decay", -amount, f"no activity for {days:g} days")
@@ -248,12 +250,15 @@ def _steps_until(start: float, every: float, until: float, at_least: int) -> int
     return count
 
 
-def _deduct(state: ScoreState, amount: float, at: float) -> ScoreState:
-    """Take `amount` from the non-fading part first, then from the fading buckets at `at`."""
+def _deduct(state: ScoreState, amount: float, at: float) -> tuple[float, tuple[Fading, ...]]:
+    """Take `amount` from the non-fading part first, then from the fading buckets at `at`;
+    returns the new steady part and buckets."""
     steady = state.steady
     take = min(max(steady, 0.0), amount)
     steady -= take
     left = amount - take
+    if not state.fading:
+        return steady, state.fading
     buckets: list[Fading] = []
     for bucket in state.fading:
         if left > 0:
@@ -262,7 +267,7 @@ def _deduct(state: ScoreState, amount: float, at: float) -> ScoreState:
             left -= used
             bucket = Fading(bucket.half_life, value - used, at)
         buckets.append(bucket)
-    return replace(state, steady=steady, fading=tuple(buckets))
+    return steady, tuple(buckets)
 
 
 def decay_due_at(state: ScoreState, model: ScoringModel, at: float) -> float | None:

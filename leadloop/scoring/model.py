@@ -176,14 +176,17 @@ class ScoringModel:
 
 
 # --- state (persisted per profile per model) --------------------------------------------------
+# `omit_defaults`: a stored state leaves out its unset fields (a new lead's row is a third the
+# size); rows written before decode the same. `gc=False` here and on the decisions: these hold
+# no reference cycles, and several are made per event, so the cyclic collector skips them.
 
 
-class Award(msgspec.Struct, frozen=True, array_like=True):
+class Award(msgspec.Struct, frozen=True, array_like=True, gc=False):
     at: float
     points: float
 
 
-class RuleUsage(msgspec.Struct, frozen=True, kw_only=True):
+class RuleUsage(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     count: int = 0
     """Times the rule matched, capped or not: `once` rules look only at this."""
     total: float = 0.0
@@ -192,13 +195,13 @@ class RuleUsage(msgspec.Struct, frozen=True, kw_only=True):
     """Awards still inside the rule's cap window."""
 
 
-class Fading(msgspec.Struct, frozen=True, array_like=True):
+class Fading(msgspec.Struct, frozen=True, array_like=True, gc=False):
     half_life: float
     value: float
     as_of: float
 
 
-class ScoreState(msgspec.Struct, frozen=True, kw_only=True):
+class ScoreState(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     model_id: str
     model_version: str
     stage: str
@@ -242,7 +245,7 @@ def initial_state(model: ScoringModel) -> ScoreState:
 ChangeKind = Literal["fit", "engagement", "decay", "stage"]
 
 
-class ScoreChange(msgspec.Struct, frozen=True):
+class ScoreChange(msgspec.Struct, frozen=True, gc=False):
     """One ledger line: why a sub-score moved (or, with 0 points, why an award was held back)."""
 
     model_id: str
@@ -258,7 +261,7 @@ class ScoreChange(msgspec.Struct, frozen=True):
     message_id: str | None = None
 
 
-class StageChange(msgspec.Struct, frozen=True):
+class StageChange(msgspec.Struct, frozen=True, gc=False):
     model_id: str
     at: float
     from_stage: str
@@ -290,7 +293,7 @@ class SendWebhook(msgspec.Struct, frozen=True):
 Effect = EmitEvent | SendWebhook
 
 
-class ScoreDecision(msgspec.Struct, frozen=True):
+class ScoreDecision(msgspec.Struct, frozen=True, gc=False):
     state: ScoreState
     changes: tuple[ScoreChange, ...] = ()
     stage_changes: tuple[StageChange, ...] = ()

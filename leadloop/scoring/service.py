@@ -192,25 +192,25 @@ class _Cache:
         state = decision.state
         self.states[cache_key] = state
         stage = state.stage
-        self.ledger.extend(
-            (
-                ws,
-                pid,
-                model.id,
-                change.model_version,
-                change.at,
-                change.kind,
-                change.rule_id,
-                change.points,
-                change.fit,
-                change.engagement,
-                change.total,
-                stage,
-                change.reason,
-                change.message_id,
+        for change in decision.changes:
+            self.ledger.append(
+                (
+                    ws,
+                    pid,
+                    model.id,
+                    change.model_version,
+                    change.at,
+                    change.kind,
+                    change.rule_id,
+                    change.points,
+                    change.fit,
+                    change.engagement,
+                    change.total,
+                    stage,
+                    change.reason,
+                    change.message_id,
+                )
             )
-            for change in decision.changes
-        )
         if decision.stage_changes:
             self._moved(batch, event, pid, model, decision)
         if decision.effects:
