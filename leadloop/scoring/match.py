@@ -184,6 +184,7 @@ def _test_one(test: Predicate) -> Tester:
 
             return finds
         case "exists":
+            # `_tester` answers `exists` on the whole value before lists are looked into.
             wanted = bool(test.value)
             return lambda actual: present(actual) == wanted
         case _:

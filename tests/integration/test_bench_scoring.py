@@ -1,0 +1,37 @@
+"""`leadloop bench scoring` at a tiny size: every part still runs end to end and its own checks
+hold (every seeded profile decays once, through the timer path). No rate is asserted: speed is
+reported by the benchmark, not tested."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def table(*options: str) -> list[str]:
+    """The rows of the benchmark's result table, after its header."""
+    command = [sys.executable, "-m", "leadloop", "bench", "scoring", *options]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [line for line in done.stdout.splitlines() if line.startswith("| ")][2:]
+
+
+def test_the_scoring_benchmark_runs_at_a_tiny_size() -> None:
+    rows = table("--events", "2000", "--profiles", "300", "--samples", "3")
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| processing with scoring, events/s",
+        "| decay of 300 profiles due at once, profiles/s",
+        "| event → verified webhook, p50 ms (3 samples, 1,000 ev/s background)",
+        "| event → verified webhook, p99 ms",
+        "| backtest replay, events/s",
+    ]
+
+
+def test_the_scoring_benchmark_runs_the_parts_asked_for() -> None:
+    rows = table("--parts", "decay", "--profiles", "200")
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| decay of 200 profiles due at once, profiles/s"
+    ]
