@@ -1,7 +1,8 @@
 """Erasure (GDPR art. 17): one call removes a person from every table that holds them.
 
 The profile, the profiles merged into it, their events, identities, traits, account links,
-scores and ledger, timers, conversion match keys and every effect not yet delivered. Delivered
+scores and ledger, timers, conversion match keys, journey instances, paths and memberships,
+sends, suppressions and message records, and every effect not yet delivered. Delivered
 outbox rows are kept only as keys (their payloads are blanked) so a replay cannot resend them.
 """
 
@@ -22,6 +23,12 @@ _BY_PROFILE = (
     ("timers", "profile_id"),
     ("conversion_keys", "profile_id"),
     ("conversion_log", "profile_id"),
+    ("journey_instances", "profile_id"),
+    ("journey_path", "profile_id"),
+    ("journey_profiles", "profile_id"),
+    ("sends", "profile_id"),
+    ("suppressions", "profile_id"),
+    ("message_records", "profile_id"),
 )
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from leadloop.identity.erase import erase_profile
 from tests.contract.conftest import Harness
+from tests.contract.test_journeys_seed import become_lead, journey_harness, playbook_with_journeys
 from tests.contract.test_scoring_pipeline import seed_lead
 
 
@@ -27,3 +32,29 @@ def test_erasure_removes_the_person_everywhere(scoring_harness: Harness) -> None
         assert rows == [(0,)], table
     assert h.sql("SELECT COUNT(*) FROM events WHERE body LIKE ?", "%gone@acme.test%") == [(0,)]
     assert h.profile("user_id", "stays") == stays
+
+
+JOURNEY_TABLES = ("journey_instances", "journey_path", "journey_profiles", "sends")
+
+
+@pytest.mark.usefixtures("channels_env")
+def test_erasure_removes_journey_state_and_sends(backend_url: str, tmp_path: Path) -> None:
+    h = journey_harness(backend_url, playbook_with_journeys(tmp_path))
+    try:
+        gone = become_lead(h, "gone")
+        stays = become_lead(h, "stays")
+
+        def counts(pid: str) -> dict[str, int]:
+            return {
+                table: int(h.sql(f"SELECT COUNT(*) FROM {table} WHERE profile_id = ?", pid)[0][0])
+                for table in JOURNEY_TABLES
+            }
+
+        before = counts(stays)
+        # Both entered the seed journey: an instance, its path, the membership, the guide's send.
+        assert all(counts(gone).values()) and all(before.values()), (counts(gone), before)
+        h.engine.writer.submit(lambda c: erase_profile(c, "default", gone)).result()
+        assert counts(gone) == dict.fromkeys(JOURNEY_TABLES, 0)
+        assert counts(stays) == before
+    finally:
+        h.engine.stop()
