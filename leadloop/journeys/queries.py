@@ -81,14 +81,14 @@ def profile_journeys(
     )
     out = []
     for iid, jid, version, step, status, holdout, entered, updated, ended, reason in rows:
-        rows = conn.execute(
+        path_rows = conn.execute(
             "SELECT at, step, kind, detail, more_lines FROM journey_path WHERE workspace_id = ? "
             "AND instance_id = ? ORDER BY id LIMIT ?",
             (workspace, iid, path_limit),
         )
         path = [
             {"at": at, "step": s, "kind": kind, "detail": detail}
-            for at, s, kind, detail in path_lines(rows)[:path_limit]
+            for at, s, kind, detail in path_lines(path_rows)[:path_limit]
         ]
         due = conn.execute(
             "SELECT due_at FROM timers WHERE workspace_id = ? AND key = ?",
