@@ -362,16 +362,25 @@ class Engine:
         from leadloop.log import store
         from leadloop.log.processor import CURSOR
 
+        def caught_up() -> bool:
+            return not self._run_processor or store.lag(self._reader(), CURSOR) == 0
+
         deadline = monotonic() + timeout
         while monotonic() < deadline:
+            # Settled only when, with nothing left to process (so no timer is about to be set),
+            # nothing was due and nothing was fired meanwhile. The timer loop fires on its own:
+            # a wake-up it fired first can set a timer for an instant already passed, which
+            # `fired == 0` from this call alone would leave unfired.
+            seen = self.timers.fired_total
+            idle = caught_up()
             fired = self.timers.fire_now()
             self.processor.wake()
+            if fired == 0 and idle and self.timers.fired_total == seen:
+                return
             if self._run_processor:
                 while store.lag(self._reader(), CURSOR) and monotonic() < deadline:
                     self.processor.wake()
                     self._watch_stop.wait(0.01)
-            if fired == 0:
-                return
 
     # -- HTTP ----------------------------------------------------------------------------
 

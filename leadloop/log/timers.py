@@ -83,10 +83,6 @@ def _fire_sqlite(conn: Conn, now: float, limit: int) -> int:
     return int(conn.execute("SELECT changes()")[0][0])
 
 
-def _fire(conn: Conn, *, now: float) -> int:
-    return fire_due(conn, now)
-
-
 def next_due(conn: Conn) -> float | None:
     rows = conn.execute("SELECT MIN(due_at) FROM timers")
     return float(rows[0][0]) if rows and rows[0][0] is not None else None
@@ -110,6 +106,9 @@ class TimerLoop:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.fired_total = 0
+        """Timers fired so far, by the loop or `fire_now`; counted in the writer's transaction,
+        so the count has moved by the time a later writer call returns."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -127,12 +126,17 @@ class TimerLoop:
     def fire_now(self) -> int:
         total = 0
         while True:
-            n = self._writer.submit(functools.partial(_fire, now=self._clock.now())).result()
+            n = self._writer.submit(functools.partial(self._fire, now=self._clock.now())).result()
             total += n
             if n and self._on_fired is not None:
                 self._on_fired()  # the fired timers are events in the log now
             if n == 0:
                 return total
+
+    def _fire(self, conn: Conn, *, now: float) -> int:
+        n = fire_due(conn, now)
+        self.fired_total += n  # only the writer thread writes it
+        return n
 
     def _run(self) -> None:
         while not self._stop.is_set():
