@@ -34,6 +34,7 @@ from leadloop.log.writer import Writer
 from leadloop.outbox.dispatcher import Dispatcher
 from leadloop.playbook import store as playbook_store
 from leadloop.playbook.model import Playbook
+from leadloop.runtime import tune_gc
 from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import ScoringModel
 from leadloop.scoring.service import ScoringStage
@@ -75,6 +76,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.url = DatabaseUrl.parse(settings.database_url)
+        tune_gc(settings.gc_threshold)
         self.manual_clock: ManualClock | None = None
         if manual_clock:
             self.manual_clock = clock if isinstance(clock, ManualClock) else ManualClock()

@@ -14,6 +14,7 @@ from pathlib import Path
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
+from leadloop.runtime import freeze_startup
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, connect
 
@@ -101,6 +102,7 @@ def _serve(
 
     engine = Engine(settings, manual_clock=manual_clock, run_processor=run_processor)
     engine.start()
+    freeze_startup()
     config = uvicorn.Config(
         engine.asgi(),
         host=settings.host,
@@ -142,6 +144,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = Engine(settings)
     engine.start()
+    freeze_startup()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from leadloop.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -17,6 +19,8 @@ class Settings:
     numbers are kept as traits but not used to link profiles."""
     public_url: str | None = None
     max_pending_events: int = 50_000
+    gc_threshold: int = 50_000
+    """Young-generation threshold of the cyclic GC (`leadloop.runtime`); 0 keeps Python's."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
@@ -30,6 +34,16 @@ class Settings:
             playbook=e.get("LEADLOOP_PLAYBOOK") or None,
             default_region=e.get("LEADLOOP_DEFAULT_REGION") or None,
             public_url=e.get("LEADLOOP_PUBLIC_URL") or None,
-            max_pending_events=int(e.get("LEADLOOP_MAX_PENDING_EVENTS", "50000")),
+            max_pending_events=_count(e, "LEADLOOP_MAX_PENDING_EVENTS", 50_000),
+            gc_threshold=_count(e, "LEADLOOP_GC_THRESHOLD", 50_000),
             extra={k: v for k, v in e.items() if k.startswith("LEADLOOP_")},
         )
+
+
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name} must be a whole number ≥ 0, got {raw!r}")
+    return int(raw)

@@ -147,6 +147,24 @@ def test_meta_body_has_crm_lead_fields_and_hashed_user_data() -> None:
     assert_no_raw_pii(body)
 
 
+def test_meta_leaves_out_what_is_unset() -> None:
+    # No custom_data without value, currency,
+    # order, contents or CRM source; no null anywhere; `data_processing_options` always there.
+    bare = conversion(value=None, currency=None, contents=(), user=UserIdentifiers(fbp="fb.1.2.3"))
+    event = build_meta_request([bare], MetaDestination(pixel_id="1"))["data"][0]
+    assert event == {
+        "event_name": "Marketing Qualified Lead",
+        "event_time": int(NOW - 3600),
+        "event_id": bare.event_id,
+        "action_source": "system_generated",
+        "user_data": {"fbp": "fb.1.2.3"},
+        "data_processing_options": [],
+    }
+    with_order = conversion(value=0.0, currency="", contents=(), order_id="o-1")
+    custom = build_meta_request([with_order], MetaDestination(pixel_id="1"))["data"][0]
+    assert custom["custom_data"] == {"value": 0.0, "order_id": "o-1"}
+
+
 def test_meta_ldu_flags() -> None:
     event = build_meta_request([conversion(ldu=True)], META)["data"][0]
     assert event["data_processing_options"] == ["LDU"]

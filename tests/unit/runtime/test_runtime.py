@@ -1,0 +1,57 @@
+"""The engine's process settings: GC thresholds from the environment, with clear errors."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from leadloop.config import Settings
+from leadloop.errors import ConfigError
+from leadloop.runtime import GC_OLDER, GC_THRESHOLD, tune_gc
+
+
+@pytest.fixture
+def thresholds() -> Iterator[None]:
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_default_settings_raise_the_young_threshold(thresholds: None) -> None:
+    tune_gc(Settings.from_env({}).gc_threshold)
+    assert gc.get_threshold() == (GC_THRESHOLD, *GC_OLDER)
+
+
+def test_zero_keeps_pythons_thresholds(thresholds: None) -> None:
+    settings = Settings.from_env({"LEADLOOP_GC_THRESHOLD": "0"})
+    tune_gc(settings.gc_threshold)
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_chosen_threshold_is_used(thresholds: None) -> None:
+    tune_gc(Settings.from_env({"LEADLOOP_GC_THRESHOLD": "20000"}).gc_threshold)
+    assert gc.get_threshold()[0] == 20_000
+
+
+@pytest.mark.parametrize("raw", ["lots", "-5", "1e6", "12.5"])
+@pytest.mark.parametrize("name", ["LEADLOOP_GC_THRESHOLD", "LEADLOOP_MAX_PENDING_EVENTS"])
+def test_counts_that_are_not_whole_numbers_are_a_clear_error(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: raw})
+
+
+def test_the_cli_reports_a_bad_count_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadloop.cli import main
+
+    monkeypatch.setenv("LEADLOOP_GC_THRESHOLD", "lots")
+    code = main(["migrate"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "LEADLOOP_GC_THRESHOLD" in err and "Traceback" not in err
