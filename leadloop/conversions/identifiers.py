@@ -110,6 +110,11 @@ def _h(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str
     return None if raw is None else norm.hash_identifier(raw, normalize, *args)
 
 
+def _h1(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str | None:
+    """`_h` for values that are one per person (email, phone, external id): not memoised."""
+    return None if raw is None else norm.hash_identifier(raw, normalize, *args, memo=False)
+
+
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
@@ -144,6 +149,8 @@ _META_PLAIN_HASHED: tuple[tuple[str, Callable[[str], str | None]], ...] = (
     ("date_of_birth", norm.normalize_date_of_birth_meta),
 )
 """Meta's hashed fields whose normaliser takes the value alone (phone and zip take more)."""
+_PERSONAL = frozenset({"email"})
+"""Of those, the ones that are one per person: hashed without the memo."""
 
 
 def hash_for_platform(
@@ -169,10 +176,10 @@ def hash_for_platform(
         for attr, normalize in _META_PLAIN_HASHED:  # only the fields that are set
             raw = getattr(user, attr)
             if raw is not None:
-                values[attr] = norm.hash_identifier(raw, normalize)
+                values[attr] = norm.hash_identifier(raw, normalize, memo=attr not in _PERSONAL)
         if user.phone is not None:
             values["phone"] = norm.hash_identifier(
-                user.phone, _phone, norm.normalize_phone_meta, region
+                user.phone, _phone, norm.normalize_phone_meta, region, memo=False
             )
         if user.zip is not None:
             country = norm.normalize_country_meta(user.country) if user.country else None
@@ -180,7 +187,7 @@ def hash_for_platform(
         external = user.external_id
         if external is not None:
             values["external_id"] = (
-                norm.hash_identifier(external, norm.normalize_external_id)
+                norm.hash_identifier(external, norm.normalize_external_id, memo=False)
                 if hash_external_id
                 else norm.normalize_external_id(external)
             )
@@ -201,8 +208,8 @@ def hash_for_platform(
         # The address identifier needs all four parts; otherwise none of them is kept.
         address = platform == "google" and bool(first and last and country and postal)
         return UserIdentifiers(
-            email=_h(user.email, norm.normalize_email_google),
-            phone=_h(user.phone, _phone, norm.normalize_phone_google, region),
+            email=_h1(user.email, norm.normalize_email_google),
+            phone=_h1(user.phone, _phone, norm.normalize_phone_google, region),
             first_name=first if address else None,
             last_name=last if address else None,
             country=country if address else None,
@@ -213,9 +220,9 @@ def hash_for_platform(
         )
     clicks.update(ttclid=user.ttclid, ttp=user.ttp)
     return UserIdentifiers(
-        email=_h(user.email, norm.normalize_email_tiktok),
-        phone=_h(user.phone, _phone, norm.normalize_phone_tiktok, region),
-        external_id=_h(user.external_id, norm.normalize_external_id),
+        email=_h1(user.email, norm.normalize_email_tiktok),
+        phone=_h1(user.phone, _phone, norm.normalize_phone_tiktok, region),
+        external_id=_h1(user.external_id, norm.normalize_external_id),
         ip=user.ip,
         user_agent=user.user_agent,
         **clicks,

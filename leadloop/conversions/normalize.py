@@ -56,7 +56,11 @@ _memo: dict[tuple[Callable[..., str | None], str, Any], str | None] = {}
 
 
 def hash_identifier(
-    raw: str, normalize: Callable[..., str | None], arg: Any = None, *more: Any
+    raw: str,
+    normalize: Callable[..., str | None],
+    arg: Any = None,
+    *more: Any,
+    memo: bool = True,
 ) -> str | None:
     """SHA-256 hex of `normalize(raw, arg, *more)` (arg left out when None), or `raw` itself when
     it already is a digest, or None when it cannot be normalised; never the raw value otherwise.
@@ -64,12 +68,17 @@ def hash_identifier(
     Normalisers are pure, so results are memoised per (normaliser, value, argument): a person's
     email is hashed once however many conversions and stage moves they produce, and common names
     are hashed once per process. The memo is bounded (cleared when full) and holds nothing that
-    is not already in this process's memory.
+    is not already in this process's memory. `memo=False` is for values that are one per person
+    (email, phone, external id): they rarely come back before the memo is cleared, and a miss
+    (a new entry in a large dict) costs about as much as the hash it would save.
     """
     if len(raw) >= 64:  # a digest, possibly with blanks around it
         existing = as_existing_hash(raw)
         if existing:
             return existing
+    if not memo:
+        value = normalize(raw) if arg is None and not more else normalize(raw, arg, *more)
+        return sha256_hex(value) if value else None
     key = (normalize, raw, arg) if not more else (normalize, raw, (arg, *more))
     try:
         return _memo[key]

@@ -8,6 +8,7 @@ and hashes are memoised: each is checked here against the slow path it replaces.
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -98,3 +99,27 @@ def test_memoised_hashes_equal_fresh_ones_per_normaliser_and_argument() -> None:
     assert hash_identifier("020 7946 0958", normalize_phone_meta, "US") is None
     assert hash_identifier("Jo", normalize_name_meta) == sha256_hex("jo")
     norm.clear_memo()
+
+
+@given(
+    st.sampled_from(
+        [
+            ("ana.Silva+promo@Example.com ", norm.normalize_email_meta, None),
+            ("020 7946 0958", normalize_phone_meta, "GB"),
+            ("(650) 555-1212", normalize_phone_meta, "US"),
+            ("  User-42 ", norm.normalize_external_id, None),
+            ("not an email", norm.normalize_email_meta, None),
+        ]
+    ),
+    st.booleans(),
+)
+def test_unmemoised_hashes_equal_memoised_ones(case: tuple[str, Any, Any], cold: bool) -> None:
+    # One-per-person values (email, phone, external id) skip the memo: same digest, or the same
+    # None, and nothing is added to the memo.
+    raw, normalize, arg = case
+    if cold:
+        norm.clear_memo()
+    assert hash_identifier(raw, normalize, arg, memo=False) == hash_identifier(raw, normalize, arg)
+    norm.clear_memo()
+    hash_identifier(raw, normalize, arg, memo=False)
+    assert norm._memo == {}
