@@ -153,7 +153,8 @@ class _Cache:
         state = self.states.get(key) or self.loaded.get(key)
         if state is not None:
             return state
-        if (ws, pid) in self.known:
+        if (ws, pid) in self.known or (ws, pid) in batch.identity.created:
+            # Prefetched, or made in this batch (a new id has no stored state): no query.
             return initial_state(model)
         rows = batch.identity.conn.execute(
             "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
