@@ -105,8 +105,18 @@ class Batch:
                 for e in self.emits
             ],
         )
+        # A fired timer's row is normally gone already (firing deletes it); this settles the
+        # rows a replay scheduled again. A key this batch schedules anew or cancels is left to
+        # the upsert or the delete below, which replace any such row anyway: decay reschedules
+        # every key it fires, and that was one wasted indexed delete per profile.
         conn.executemany(
-            "DELETE FROM timers WHERE workspace_id = ? AND key = ? AND due_at = ?", self.fired
+            "DELETE FROM timers WHERE workspace_id = ? AND key = ? AND due_at = ?",
+            [
+                fired
+                for fired in self.fired
+                if (fired[0], fired[1]) not in self.timers
+                and (fired[0], fired[1]) not in self.cancelled_timers
+            ],
         )
         conn.executemany(
             "DELETE FROM timers WHERE workspace_id = ? AND key = ?", list(self.cancelled_timers)
