@@ -161,16 +161,6 @@ def hash_for_platform(
     dropped. Google's region and postal code stay clear text: Google wants them unhashed. The
     Google Ads API takes hashed email and phone only (capi.md §2.3), so no address for it."""
     region = user.phone_region or default_region
-    clicks: dict[str, Any] = {
-        "gclid": None,
-        "gbraid": None,
-        "wbraid": None,
-        "fbc": None,
-        "fbp": None,
-        "ttclid": None,
-        "ttp": None,
-        "lead_id": None,
-    }
     if platform == "meta":
         values: dict[str, str | None] = {}
         for attr, normalize in _META_PLAIN_HASHED:  # only the fields that are set
@@ -200,7 +190,6 @@ def hash_for_platform(
             **values,
         )
     if platform in ("google", "google_ads"):
-        clicks.update(gclid=user.gclid, gbraid=user.gbraid, wbraid=user.wbraid)
         first = _h(user.first_name, norm.normalize_name_google)
         last = _h(user.last_name, norm.normalize_name_google)
         country = norm.normalize_country_google(user.country) if user.country else None
@@ -216,16 +205,18 @@ def hash_for_platform(
             zip=postal if address else None,
             ip=user.ip,
             user_agent=user.user_agent,
-            **clicks,
+            gclid=user.gclid,
+            gbraid=user.gbraid,
+            wbraid=user.wbraid,
         )
-    clicks.update(ttclid=user.ttclid, ttp=user.ttp)
     return UserIdentifiers(
         email=_h1(user.email, norm.normalize_email_tiktok),
         phone=_h1(user.phone, _phone, norm.normalize_phone_tiktok, region),
         external_id=_h1(user.external_id, norm.normalize_external_id),
         ip=user.ip,
         user_agent=user.user_agent,
-        **clicks,
+        ttclid=user.ttclid,
+        ttp=user.ttp,
     )
 
 
