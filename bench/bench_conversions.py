@@ -8,7 +8,9 @@ Ours, as the engine runs it: for each checkout event, the enqueue side of `Conve
 (rows claimed 2,000 at a time as `app.py` claims them, each carrying its stored JSON as
 `claim_due` returns it; `ConversionSender.send_batch`: typed decode, checks, batches of 1,000,
 msgspec JSON, keep-alive httpx2 POSTs, `parallel` requests in flight) to the fake Meta.
-The two sides run at once in two threads, as the engine's processor and dispatcher do.
+The two sides run at once, as the engine's processor and dispatcher do: one processor thread,
+and as many dispatcher lanes as the engine runs (`outbox.dispatcher.LANES`), each taking the
+next claim while the other waits for its answers.
 
 SDK: the same events through facebook-business (`UserData` with the raw email, phone and names,
 `CustomData`, `Event`, then `EventRequest.execute`, which normalises, hashes and serialises;
@@ -51,12 +53,14 @@ from leadloop.config import Settings
 from leadloop.conversions import normalize
 from leadloop.conversions.capture import MatchKeys
 from leadloop.conversions.config import DestinationConfig, Mapping
+from leadloop.conversions.identifiers import for_destination, user_identifiers
 from leadloop.conversions.model import Content, Conversion, MetaDestination
 from leadloop.conversions.payloads import check_conversion
 from leadloop.conversions.sender import ConversionSender
-from leadloop.conversions.service import ConversionStage, for_destination, user_identifiers
+from leadloop.conversions.service import ConversionStage
 from leadloop.identity.model import Profile
 from leadloop.ingest import parse
+from leadloop.outbox.dispatcher import LANES as DISPATCHER_LANES
 from leadloop.outbox.service import Claimed
 from leadloop.runtime import tune_gc
 from leadloop.testing_fakes.ads import FakeAdsProcess
@@ -66,6 +70,8 @@ MAPPING = Mapping(id="purchase", event_name="Purchase", track=("Order Completed"
 CLAIM = 2000
 """Rows per claim of the `conversion` kind (`app.py`: `claim_sizes`)."""
 BATCH = 1000
+LANES = DISPATCHER_LANES
+"""Dispatcher lanes, as the engine runs them (`outbox.dispatcher.LANES`)."""
 """Meta's request limit (capi.md §1.1), for both paths."""
 
 Person = tuple[Profile, list[dict[str, str]], MatchKeys, dict[str, Any]]
@@ -147,23 +153,44 @@ def run_ours(base: str, data: list[Person], parallel: int) -> float:
         except BaseException as exc:
             chunks.put(exc)
 
+    claims = len(range(0, len(data), CLAIM))
+    taken = iter(range(claims))
+    taken_lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def lane() -> None:
+        """One dispatcher lane: claim the next chunk, send it, record (here: check) it."""
+        try:
+            while True:
+                with taken_lock:
+                    if next(taken, None) is None:
+                        return
+                    chunk = chunks.get()
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                first, stored = chunk
+                claimed = [
+                    Claimed(n, "default", "conversion", "meta", f"meta:{n}", raw, 0, None, NOW)
+                    for n, raw in enumerate(stored, first)
+                ]
+                outcomes = sender.send_batch(claimed, NOW)
+                assert all(o.status == "delivered" for o in outcomes), outcomes[0]
+        except BaseException as exc:
+            failures.append(exc)
+
     start = time.perf_counter()
     thread = threading.Thread(target=processor)
     thread.start()
-    for _ in range(0, len(data), CLAIM):
-        chunk = chunks.get()
-        if isinstance(chunk, BaseException):
-            raise chunk
-        first, stored = chunk
-        claimed = [
-            Claimed(n, "default", "conversion", "meta", f"meta:{n}", raw, 0, None, NOW)
-            for n, raw in enumerate(stored, first)
-        ]
-        outcomes = sender.send_batch(claimed, NOW)
-        assert all(o.status == "delivered" for o in outcomes), outcomes[0]
+    lanes = [threading.Thread(target=lane) for _ in range(LANES)]
+    for t in lanes:
+        t.start()
+    for t in lanes:
+        t.join()
     elapsed = time.perf_counter() - start
     thread.join()
     sender.close()
+    if failures:
+        raise failures[0]
     return len(data) / elapsed
 
 

@@ -1,5 +1,12 @@
-"""The dispatcher: a thread that claims due outbox rows, hands each to the sender for its
-kind, and records the outcomes (one write transaction per claimed group)."""
+"""The dispatcher: threads ("lanes") that claim due outbox rows, hand each to the sender for
+its kind, and record the outcomes (one write transaction per claimed group).
+
+Why more than one lane: a lane waits for a claim's requests to be answered before it records
+them and claims again. With one lane the senders' own work (building a 1,000-event body) and
+the platforms' answer time add up; with two, one lane builds while the other waits. A claim
+takes its rows exclusively (`service.claim_due`), as separate worker processes on PostgreSQL
+already rely on, so lanes never share a row; rows were never delivered in order (the single
+sends already run in a pool)."""
 
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from leadloop.outbox import service
 from leadloop.outbox.service import Claimed, Outcome
 
 log = logging.getLogger("leadloop.outbox")
+LANES = 2
+"""Dispatcher threads; see the module docstring."""
 
 
 class Sender(Protocol):
@@ -42,6 +51,7 @@ class Dispatcher:
         parallel: int = 8,
         batch: int = 100,
         claim_sizes: Mapping[str, int] | None = None,
+        lanes: int = LANES,
     ) -> None:
         self._writer = writer
         self._clock = clock
@@ -52,22 +62,33 @@ class Dispatcher:
         """Kinds claimed on their own, this many rows at a time (conversions fill platform
         batches of 1,000-2,000 events)."""
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-send")
+        self._lanes = max(1, lanes)
+        self._in_flight: set[int] = set()
+        """Rows a lane is sending or recording. A lease can run out while its row is still being
+        sent (a slow receiver, or a manual clock moved on); the other lane may then claim the
+        row again, and must leave it to the lane that has it."""
+        self._in_flight_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="leadloop-outbox", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"leadloop-outbox-{lane}", daemon=True)
+            for lane in range(self._lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def run_once(self) -> int:
@@ -84,6 +105,20 @@ class Dispatcher:
         claimed = self._writer.submit(claim).result()
         if not claimed:
             return 0
+        with self._in_flight_lock:
+            claimed = [item for item in claimed if item.id not in self._in_flight]
+            self._in_flight.update(item.id for item in claimed)
+        try:
+            self._deliver(claimed)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.difference_update(item.id for item in claimed)
+        return len(claimed)
+
+    def _deliver(self, claimed: list[Claimed]) -> None:
+        """Send the claimed rows and record their outcomes."""
+        if not claimed:
+            return
         batched: dict[str, list[Claimed]] = {}
         singles: list[Claimed] = []
         for item in claimed:
@@ -97,7 +132,6 @@ class Dispatcher:
         done_at = self._clock.now()
         self._writer.submit(lambda c: service.record(c, outcomes, done_at)).result()
         _log_outcomes(outcomes, batched={i.id for items in batched.values() for i in items})
-        return len(claimed)
 
     def _send_batch(self, kind: str, items: list[Claimed]) -> list[Outcome]:
         sender = self.senders[kind]

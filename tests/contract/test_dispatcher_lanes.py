@@ -1,0 +1,103 @@
+"""The dispatcher's lanes: two claims in flight at once, and still every row sent once."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from leadloop.identity.service import IdentityBatch
+from leadloop.log.batch import Batch, OutboxRow
+from leadloop.outbox.dispatcher import Dispatcher
+from leadloop.outbox.service import Claimed, Outcome
+from leadloop.testing import eventually
+from tests.contract.conftest import Harness
+
+ROWS = 60
+
+
+class Gate:
+    """A batch sender whose first two batches wait for each other: the test passes only if two
+    lanes really send at once. A lane alone would wait out the barrier and fail."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=20)
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.sent: list[int] = []
+
+    def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
+        with self.lock:
+            self.calls += 1
+            first_two = self.calls <= 2
+        if first_two:
+            self.barrier.wait()
+        with self.lock:
+            self.sent.extend(item.id for item in items)
+        return [Outcome("delivered") for _ in items]
+
+
+def add_rows(h: Harness, n: int) -> None:
+    """`n` due rows of a kind only the test's dispatcher sends, written as a batch writes them."""
+    now = h.engine.clock.now()
+
+    def write(c: Any) -> None:
+        batch = Batch(identity=IdentityBatch(conn=c), now=now)
+        batch.outbox.extend(
+            OutboxRow("default", "probe", "here", f"probe-{i}", {}, None, now) for i in range(n)
+        )
+        batch.flush(c)
+
+    h.engine.writer.submit(write).result()
+
+
+def test_two_lanes_send_two_claims_at_once_and_every_row_once(harness: Harness) -> None:
+    h = harness
+    gate = Gate()
+    dispatcher = Dispatcher(
+        h.engine.writer, h.engine.clock, {"probe": gate}, claim_sizes={"probe": 10}, lanes=2
+    )
+    add_rows(h, ROWS)
+    dispatcher.start()
+    try:
+        eventually(
+            lambda: h.sql("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")[0][0] == ROWS
+        )
+    finally:
+        dispatcher.stop()
+    assert not gate.barrier.broken
+    ids = [int(r[0]) for r in h.sql("SELECT id FROM outbox WHERE kind = 'probe'")]
+    assert sorted(gate.sent) == sorted(ids)
+
+
+def test_a_row_another_lane_is_sending_is_not_sent_again(harness: Harness) -> None:
+    h = harness
+    # The lease ran out mid-send (here: the manual clock moved on by an hour), so the other
+    # lane claims the same rows again; it must leave them to the lane that has them.
+    add_rows(h, 5)
+    started, release = threading.Event(), threading.Event()
+    sent: list[int] = []
+    clock = h.engine.manual_clock
+    assert clock is not None
+
+    class Slow:
+        def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
+            sent.extend(item.id for item in items)
+            started.set()
+            assert release.wait(20)
+            return [Outcome("delivered") for _ in items]
+
+    dispatcher = Dispatcher(
+        h.engine.writer, h.engine.clock, {"probe": Slow()}, claim_sizes={"probe": 10}, lanes=2
+    )
+    first = threading.Thread(target=dispatcher.run_once)
+    first.start()
+    try:
+        assert started.wait(20)
+        clock.advance(3600)
+        assert dispatcher.run_once() == 0  # claimed again, and dropped: lane one has them
+    finally:
+        release.set()
+        first.join(20)
+    assert len(sent) == 5
+    delivered = h.sql("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")[0][0]
+    assert delivered == 5
