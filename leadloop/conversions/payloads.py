@@ -182,14 +182,18 @@ def build_meta_event(conversion: Conversion, destination: MetaDestination) -> di
         custom["order_id"] = conversion.order_id
     if conversion.contents:
         contents: list[dict[str, Any]] = []
-        for c in conversion.contents:
+        ids: list[str] = []
+        items = 0
+        for c in conversion.contents:  # one pass: this runs for every event of a batch
             item: dict[str, Any] = {"id": c.id, "quantity": c.quantity}
             if c.item_price is not None:
                 item["item_price"] = c.item_price
             contents.append(item)
+            ids.append(c.id)
+            items += c.quantity
         custom["contents"] = contents
-        custom["content_ids"] = [c.id for c in conversion.contents]
-        custom["num_items"] = sum(c.quantity for c in conversion.contents)
+        custom["content_ids"] = ids
+        custom["num_items"] = items
     if destination.lead_event_source:
         # Conversion Leads (capi.md §1.4): these two are what mark the event as CRM-sourced.
         custom["lead_event_source"] = destination.lead_event_source

@@ -82,6 +82,8 @@ TIMEOUT = 10.0
 """Seconds; Meta recommends 1.5 s for a single event, our requests carry up to 2,000."""
 
 Lookup = Callable[[str, str], DestinationConfig | None]
+_DELIVERED = Outcome("delivered")
+"""Outcomes are frozen, so every delivered row can share this one."""
 
 
 _Delivered = tuple["_Row", Outcome]
@@ -190,7 +192,9 @@ class ConversionSender:
                 (row, self._settle(row, one, now))
                 for row, one in zip(rows, verdict.outcomes, strict=True)
             ]
-        if isinstance(verdict, Delivered | Retry | Reject):
+        if isinstance(verdict, Delivered):
+            return [(row, _DELIVERED) for row in rows]  # the common case: one shared outcome
+        if isinstance(verdict, Retry | Reject):
             return [(row, self._settle(row, verdict, now)) for row in rows]
         assert isinstance(verdict, Bisect)
         results: list[tuple[_Row, Outcome]] = []
@@ -200,7 +204,7 @@ class ConversionSender:
 
     def _settle(self, row: _Row, verdict: Delivered | Retry | Reject, now: float) -> Outcome:
         if isinstance(verdict, Delivered):
-            return Outcome("delivered")
+            return _DELIVERED
         if isinstance(verdict, Retry):
             return self._retry(row, now, verdict.reason, verdict.retry_after)
         return Outcome("dead", None, verdict.reason)
