@@ -293,11 +293,13 @@ class IdentityBatch:
 
     def identities_of_profile(self, ws: str, pid: str) -> list[dict[str, str]]:
         """Every identity of the profile, stored or added in this batch."""
-        rows = self.conn.execute(
-            "SELECT type, value FROM identities WHERE workspace_id = ? AND profile_id = ?",
-            (ws, pid),
-        )
-        found = {(str(t), str(v)) for t, v in rows}
+        found: set[tuple[str, str]] = set()
+        if (ws, pid) not in self.created:  # a profile made in this batch has nothing stored yet
+            rows = self.conn.execute(
+                "SELECT type, value FROM identities WHERE workspace_id = ? AND profile_id = ?",
+                (ws, pid),
+            )
+            found = {(str(t), str(v)) for t, v in rows}
         for key in self.new_by_owner.get((ws, pid), ()):
             if self.new_identities.get((ws, key)) == pid:  # the index never outlives a move
                 found.add((key.type, key.value))
