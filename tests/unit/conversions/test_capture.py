@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from leadloop.conversions.capture import (
     MatchKeys,
     capture_keys,
@@ -83,3 +85,22 @@ def test_consent_signal_from_context_latest_wins() -> None:
 def test_found_keys_later_sources_override_urls() -> None:
     body = {"properties": {"url": "https://x.test/?gclid=from-url", "gclid": "explicit"}}
     assert found_keys(body)["gclid"] == "explicit"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://shop.test/pricing?utm_source=news&ref=a", {}),
+        ("https://shop.test/?gclid=G1&x=1", {"gclid": "G1"}),
+        ("https://shop.test/?hs_google_click_id=G2", {"gclid": "G2"}),
+        ("https://shop.test/?%67clid=G3", {"gclid": "G3"}),  # percent-encoded name: still read
+        ("?_fbp=fb.1.2.3", {"fbp": "fb.1.2.3"}),
+        ("https://shop.test/gclid-guide", {}),  # the word in the path, not a parameter
+    ],
+)
+def test_urls_are_read_only_for_the_parameters_they_carry(
+    url: str, expected: dict[str, str]
+) -> None:
+    # URLs without any of our parameter names skip parsing: the keys found are the same.
+    assert found_keys({"properties": {"url": url}}) == expected
+    assert found_keys({"context": {"page": {"url": url}}}) == expected
