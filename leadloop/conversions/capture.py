@@ -93,11 +93,20 @@ def _text(value: Any) -> str | None:
     return stripped if stripped and len(stripped) <= _MAX_LEN and " " not in stripped else None
 
 
-def _query_params(url: Any) -> dict[str, str]:
+def _query_of(url: Any) -> str:
+    """The query string of a page URL or a `search` (`?a=1`); empty when there is none."""
     if not isinstance(url, str) or not url:
+        return ""
+    try:
+        return urlsplit(url).query if "?" in url or "://" in url else url.lstrip("?")
+    except ValueError:
+        return ""
+
+
+def _query_params(query: str) -> dict[str, str]:
+    if "=" not in query:  # no parameter with a value: parse_qs would find nothing
         return {}
     try:
-        query = urlsplit(url).query if "?" in url or "://" in url else url.lstrip("?")
         parsed = parse_qs(query)
     except ValueError:
         return {}
@@ -114,13 +123,21 @@ def found_keys(body: Mapping[str, Any]) -> dict[str, str]:
     props = properties if _is_mapping(properties) else {}
     ctx = context if _is_mapping(context) else {}
     sources: list[Mapping[str, Any]] = []
-    for url in (
-        props.get("url"),
-        props.get("search"),
-        _dig(ctx, "page.url"),
-        _dig(ctx, "page.search"),
-    ):
-        sources.append(_query_params(url))
+    queries = [
+        _query_of(url)
+        for url in (
+            props.get("url"),
+            props.get("search"),
+            _dig(ctx, "page.url"),
+            _dig(ctx, "page.search"),
+        )
+    ]
+    for i, query in enumerate(queries):
+        # A page's URL and search usually repeat one query (in properties and in context):
+        # parsed once, at its last place, since a later source overrides an earlier one and
+        # an identical earlier one can change nothing.
+        if query and query not in queries[i + 1 :]:
+            sources.append(_query_params(query))
     campaign = ctx.get("campaign")
     if _is_mapping(campaign):
         sources.append(campaign)

@@ -104,3 +104,15 @@ def test_urls_are_read_only_for_the_parameters_they_carry(
     # URLs without any of our parameter names skip parsing: the keys found are the same.
     assert found_keys({"properties": {"url": url}}) == expected
     assert found_keys({"context": {"page": {"url": url}}}) == expected
+
+
+def test_a_query_repeated_in_properties_and_context_still_overrides_in_order() -> None:
+    # The same query in `properties.url` and `context.page.url` is read once, at its later
+    # place: it still overrides the `search` between them, as reading both would.
+    body = {
+        "properties": {"url": "https://s.test/p?gclid=A", "search": "?gclid=B"},
+        "context": {"page": {"url": "https://s.test/p?gclid=A"}},
+    }
+    assert found_keys(body) == {"gclid": "A"}
+    body["context"] = {"page": {"search": "?gclid=B"}}
+    assert found_keys(body) == {"gclid": "B"}
