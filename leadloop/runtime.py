@@ -4,10 +4,11 @@ Why the cyclic garbage collector is tuned: the processor decodes thousands of ev
 into short-lived dicts and lists, and the conversion sender builds request bodies of 1,000
 events the same way. With Python's default thresholds (700, 10, 10) the collector runs every 700
 container allocations, and objects that merely outlive one batch are promoted and rescanned by
-the older generations again and again. Measured in `bench journeys` and `bench conversions`, that
-was 20–30 % of the processing time. Almost none of these objects form reference cycles (they are
-freed by reference counting), so running the collector less often frees the same memory: the
-young generation is at most `threshold` objects larger between collections.
+the older generations again and again. Raising the threshold made `bench conversions` about
+8 % faster and journey entries and wake-ups up to about 30 % (docs/benchmarks.md, run 4).
+Almost none of these objects form reference cycles (they are freed by reference counting), so
+running the collector less often frees the same memory: the young generation is at most
+`threshold` objects larger between collections.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Why more than one lane: a lane waits for a claim's requests to be answered befor
 them and claims again. With one lane the senders' own work (building a 1,000-event body) and
 the platforms' answer time add up; with two, one lane builds while the other waits. A claim
 takes its rows exclusively (`service.claim_due`), as separate worker processes on PostgreSQL
-already rely on, so lanes never share a row; rows were never delivered in order (the single
-sends already run in a pool)."""
+already rely on, and a row whose lease ran out mid-send is left to the lane sending it
+(`_in_flight`), so no row is sent by two lanes at once. Rows were never delivered in order (the
+single sends already run in a pool)."""
 
 from __future__ import annotations
 
