@@ -47,6 +47,15 @@ class FakePlatform:
         self._seen: dict[tuple[str, str], float] = {}
         self._planned: deque[Response] = deque()
         self._lock = threading.Lock()
+        self._gate: threading.Event | None = None
+
+    def hold_answers(self) -> threading.Event:
+        """From now on, record and accept each request as usual but keep its answer back until
+        the returned event is set: the sender has been heard and has not yet heard back, which
+        is where a crash test kills it."""
+        gate = threading.Event()
+        self._gate = gate
+        return gate
 
     def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         with self._lock:
@@ -64,9 +73,11 @@ class FakePlatform:
     def handle(self, request: Recorded) -> Response:
         with self._lock:
             self.requests.append(request)
-            if self._planned:
-                return self._planned.popleft()
-            return self.serve(request)
+            answer = self._planned.popleft() if self._planned else self.serve(request)
+            gate = self._gate
+        if gate is not None:
+            gate.wait(timeout=60)
+        return answer
 
     def serve(self, request: Recorded) -> Response:
         raise NotImplementedError
