@@ -3,6 +3,7 @@ free ports and polling helpers. Used by leadloop's own tests and usable by yours
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -148,6 +149,19 @@ class ServerProcess:
                 return r.status, json.loads(r.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
+
+    def send_batch(self, batch: list[dict[str, Any]]) -> None:
+        """POST `batch` to `/v1/batch` with the write key, as a Segment client would; 200 or fail."""
+        auth = "Basic " + base64.b64encode(f"{self.write_key}:".encode()).decode()
+        req = urllib.request.Request(
+            self.base + "/v1/batch",
+            data=json.dumps({"batch": batch}).encode(),
+            headers={"Authorization": auth, "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            if r.status != 200:
+                raise AssertionError(f"/v1/batch answered {r.status}")
 
     def get(self, path: str) -> Any:
         status, body = self.admin("GET", path)

@@ -7,9 +7,6 @@ and is accepted exactly once, because the re-send carries the same `event_id`.
 
 from __future__ import annotations
 
-import base64
-import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,18 +27,6 @@ PEOPLE = 40
 def fake() -> Iterator[FakeAdsServer]:
     with FakeAdsServer(clock=SystemClock()) as server:
         yield server
-
-
-def _post_batch(server: ServerProcess, batch: list[dict[str, Any]]) -> None:
-    auth = "Basic " + base64.b64encode(f"{server.write_key}:".encode()).decode()
-    req = urllib.request.Request(
-        server.base + "/v1/batch",
-        data=json.dumps({"batch": batch}).encode(),
-        headers={"Authorization": auth, "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.status == 200
 
 
 def _orders() -> list[dict[str, Any]]:
@@ -92,7 +77,7 @@ def test_sigkill_between_send_and_mark_each_conversion_accepted_once(
     ).start()
     gate = fake.meta.hold_answers()
     try:
-        _post_batch(server, _orders())
+        server.send_batch(_orders())
         # The fake has accepted every order and is holding its answers back: the engine has
         # sent them and cannot have recorded the outcome yet.
         eventually(lambda: len(fake.meta.accepted) == PEOPLE, timeout=30)

@@ -8,12 +8,10 @@ which is what the test counts; delivery is not its subject.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -45,18 +43,6 @@ ENV = {
 }
 
 
-def _post_batch(server: ServerProcess, batch: list[dict[str, Any]]) -> None:
-    auth = "Basic " + base64.b64encode(f"{server.write_key}:".encode()).decode()
-    req = urllib.request.Request(
-        server.base + "/v1/batch",
-        data=json.dumps({"batch": batch}).encode(),
-        headers={"Authorization": auth, "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.status == 200
-
-
 def _enter(server: ServerProcess, count: int) -> None:
     for base in range(0, count, 250):
         batch: list[dict[str, Any]] = []
@@ -65,7 +51,7 @@ def _enter(server: ServerProcess, count: int) -> None:
                 {"type": "identify", "userId": f"p{i}", "traits": {"email": f"p{i}@x.test"}}
             )
             batch.append({"type": "track", "userId": f"p{i}", "event": "Go"})
-        _post_batch(server, batch)
+        server.send_batch(batch)
 
 
 def _advance(server: ServerProcess, seconds: float) -> None:

@@ -4,12 +4,10 @@ every event is applied exactly once."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +40,6 @@ def worker(url: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def send(server: ServerProcess, prefix: str, n: int) -> None:
-    auth = "Basic " + base64.b64encode(f"{server.write_key}:".encode()).decode()
     batch = [
         {
             "type": "track",
@@ -52,14 +49,7 @@ def send(server: ServerProcess, prefix: str, n: int) -> None:
         }
         for i in range(n)
     ]
-    req = urllib.request.Request(
-        server.base + "/v1/batch",
-        data=json.dumps({"batch": batch}).encode(),
-        headers={"Authorization": auth, "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.status == 200
+    server.send_batch(batch)
 
 
 def tracks(url: str) -> int:
