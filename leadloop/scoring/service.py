@@ -55,9 +55,8 @@ def timer_key(model_id: str, profile_id: str) -> str:
     return f"decay:{model_id}:{profile_id}"
 
 
-MAX_REMEMBERED = 50_000
-"""Profiles whose committed score states the stage keeps between batches, oldest dropped first:
-about 0.8–1.5 KB each (a state per model, its key and dict), so at most 40–75 MB."""
+MAX_REMEMBERED = 100_000
+"""Profiles whose committed score states the stage keeps between batches (oldest dropped first)."""
 
 
 class ScoringStage:
