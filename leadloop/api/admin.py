@@ -71,7 +71,6 @@ def admin_router(engine: "Engine") -> APIRouter:
             raise HTTPException(404, detail="no such profile")
         future = engine.writer.submit(lambda c: erase_profile(c, ws, pid))
         erased = await asyncio.wrap_future(future)
-        engine.processor.forget()  # nothing derived about them stays in memory either
         return {"erased": pid, "profiles": erased}
 
     @router.get("/profiles/{profile_id}/events", summary="A profile's events, oldest first")

@@ -53,11 +53,6 @@ class Processor:
         self.on_effects: Callable[[], None] | None = None
         """Called after a batch that queued effects is committed (wakes the dispatcher)."""
         self._jobs_lock = threading.Lock()
-        self._committed_at: str | None = None
-        """The cursor this processor's last batch committed; another value at the next batch
-        means something else moved it (a rebuild, another consumer) and the stages forget
-        what they remember between batches."""
-        self._forget = threading.Event()
 
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
@@ -66,22 +61,9 @@ class Processor:
             self._jobs.append(job)
         self._wake.set()
 
-    def forget(self) -> None:
-        """Make the stages drop what they remember between batches before the next one: call
-        it after writing what they derive (score states...) from outside the processor."""
-        self._forget.set()
-
-    def _reset_stages(self) -> None:
-        for stage in self._stages:
-            reset = getattr(stage, "reset", None)
-            if reset is not None:
-                reset()
-
     def _run_jobs(self, conn: Conn) -> None:
         with self._jobs_lock:
             jobs, self._jobs = self._jobs, []
-        if jobs:
-            self._reset_stages()  # a job (a rescore) writes what stages remember
         for job in jobs:
             try:
                 job(conn)
@@ -90,7 +72,6 @@ class Processor:
 
     def set_stages(self, stages: Sequence[Stage]) -> None:
         self._stages = list(stages)
-        self._forget.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,9 +115,6 @@ class Processor:
     def run_once(self, conn: Conn) -> int:
         """Process one batch; return how many events it held (0: caught up)."""
         position = store.get_cursor(conn, CURSOR)
-        if self._forget.is_set() or position != self._committed_at:
-            self._forget.clear()
-            self._reset_stages()
         events, after = store.read_after(conn, position, self._batch_size)
         if not events:
             return 0
@@ -152,16 +130,7 @@ class Processor:
             batch.flush(wconn)
             store.set_cursor(wconn, CURSOR, after)
 
-        try:
-            self._writer.submit(write).result()
-        except BaseException:
-            self._committed_at = None  # whether it committed is unknown: forget
-            raise
-        self._committed_at = after
-        for stage in self._stages:
-            committed = getattr(stage, "committed", None)
-            if committed is not None:
-                committed(batch)
+        self._writer.submit(write).result()
         if batch.outbox and self.on_effects is not None:
             self.on_effects()  # new outbox rows: the dispatcher has work
         self.processed += len(events)

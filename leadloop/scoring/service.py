@@ -55,51 +55,12 @@ def timer_key(model_id: str, profile_id: str) -> str:
     return f"decay:{model_id}:{profile_id}"
 
 
-MAX_REMEMBERED = 100_000
-"""Profiles whose committed score states the stage keeps between batches (oldest dropped first)."""
-
-
 class ScoringStage:
     name = "scoring"
 
     def __init__(self, models: Callable[[str], tuple[ScoringModel, ...]]) -> None:
         """`models(workspace)` gives the scoring models of the workspace's applied playbook."""
         self._models = models
-        self._remembered: dict[tuple[str, str], dict[str, ScoreState]] = {}
-        """Committed score states of recently scored profiles, every model's (a model without
-        an entry has no stored state). The processor is the only writer of score states; it
-        calls `committed` after each batch commits and `reset` whenever anything else may have
-        written them (a rescore, a rebuild, an erasure, another consumer), so this is what the
-        `scores` table holds for these profiles, and the next batch need not read it again."""
-
-    def committed(self, batch: Batch) -> None:
-        """The batch's transaction committed: remember its profiles' states."""
-        cache = batch.extra.get("scoring")
-        if not isinstance(cache, _Cache):
-            return
-        merged = batch.identity.merged
-        touched = set(merged) | {(ws, survivor) for (ws, _loser), survivor in merged.items()}
-        complete = cache.known | {
-            (ws, pid) for ws, pid, _model in cache.states if (ws, pid) in batch.identity.created
-        }
-        states: dict[tuple[str, str], dict[str, ScoreState]] = {}
-        for (ws, pid, model), state in cache.loaded.items():
-            states.setdefault((ws, pid), {})[model] = state
-        for (ws, pid, model), state in cache.states.items():
-            states.setdefault((ws, pid), {})[model] = state
-        remembered = self._remembered
-        for ident in complete:
-            remembered.pop(ident, None)  # re-inserted last: the oldest are dropped first
-            if ident not in touched:
-                remembered[ident] = states.get(ident, {})
-        for ident in touched:
-            remembered.pop(ident, None)  # a merge moves rows this stage does not write
-        while len(remembered) > MAX_REMEMBERED:
-            del remembered[next(iter(remembered))]
-
-    def reset(self) -> None:
-        """Forget every remembered state (something other than this stage may have written)."""
-        self._remembered.clear()
 
     def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
         models = self._models(event.workspace_id)
@@ -136,21 +97,12 @@ class ScoringStage:
         return bool(merged) and profile.id in merged.values()
 
     def prefetch(self, batch: Batch, events: list[Event]) -> None:
-        """Load the score state of every profile the batch already knows: remembered from an
-        earlier batch, else in bulk from the table."""
+        """Load the score state of every profile the batch already knows, in bulk."""
         cache = _cache(batch)
         by_workspace: dict[str, list[str]] = {}
-        remembered = self._remembered
         for ws, pid in batch.identity.profiles:
-            if not self._models(ws):
-                continue
-            states = remembered.get((ws, pid))
-            if states is None:
+            if self._models(ws):
                 by_workspace.setdefault(ws, []).append(pid)
-                continue
-            for model, state in states.items():
-                cache.loaded[(ws, pid, model)] = state
-            cache.known.add((ws, pid))
         for ws, ids in by_workspace.items():
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]

@@ -9,7 +9,7 @@ from tests.contract.conftest import Harness
 DAY = 86400.0
 
 
-def seed_lead(h: Harness, user: str = "vp-1", *, settle: bool = True) -> None:
+def seed_lead(h: Harness, user: str = "vp-1") -> None:
     h.send(
         {
             "type": "identify",
@@ -21,8 +21,7 @@ def seed_lead(h: Harness, user: str = "vp-1", *, settle: bool = True) -> None:
     h.send({"type": "page", "userId": user, "name": "Home", "properties": {"path": "/"}})
     h.send({"type": "page", "userId": user, "name": "Pricing", "properties": {"path": "/pricing"}})
     h.send({"type": "track", "userId": user, "event": "Lead Magnet Downloaded"})
-    if settle:
-        h.settle()
+    h.settle()
 
 
 def score(h: Harness, user: str = "vp-1") -> dict[str, Any]:
