@@ -132,7 +132,7 @@ def parse_destination(fields: Fields, section_region: str | None) -> Destination
     developer_token = fields.text("developer_token", "") if kind == "google_ads" else ""
     if missing:
         return DestinationConfig(
-            dest_id, platform, None, disabled_reason=f"{', '.join(missing)} is empty"
+            dest_id, platform, None, disabled_reason=f"{', '.join(missing)} not set"
         )
     return DestinationConfig(
         dest_id, platform, destination, token, app_secret, developer_token=developer_token

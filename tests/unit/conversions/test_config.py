@@ -78,7 +78,7 @@ def test_destination_with_missing_settings_is_disabled_with_a_warning() -> None:
     config = section(BASE)
     meta = config.destination("meta")
     assert meta is not None and not meta.enabled
-    assert meta.disabled_reason == "access_token, pixel_id is empty"
+    assert meta.disabled_reason == "access_token, pixel_id not set"
     assert len(config.warnings) == 1
     warning = str(config.warnings[0])
     assert warning.startswith("pb.yaml:6: conversions.destinations[0]")

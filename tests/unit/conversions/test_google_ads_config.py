@@ -91,7 +91,7 @@ def test_unset_environment_disables_it_with_a_warning_naming_what_is_missing() -
     config = section(FROM_ENV)
     dest = config.destination("google_ads")
     assert dest is not None and not dest.enabled
-    reason = "access_token, customer_id, conversion_action, developer_token is empty"
+    reason = "access_token, customer_id, conversion_action, developer_token not set"
     assert dest.disabled_reason == reason
     (warning,) = config.warnings
     assert str(warning).startswith("pb.yaml:5: conversions.destinations[0]")
@@ -101,8 +101,8 @@ def test_unset_environment_disables_it_with_a_warning_naming_what_is_missing() -
 def test_missing_customer_id_alone_disables_it() -> None:
     config = section(one(conversion_action="42", developer_token="d", access_token="t"))
     dest = config.destination("ads")
-    assert dest is not None and dest.disabled_reason == "customer_id is empty"
-    assert "customer_id is empty" in str(config.warnings[0])
+    assert dest is not None and dest.disabled_reason == "customer_id not set"
+    assert "customer_id not set" in str(config.warnings[0])
 
 
 @pytest.mark.parametrize(
