@@ -1,8 +1,8 @@
 """Read side of the conversions stage (API, CLI) and the re-drive of dead conversions.
 
 Delivery states are the outbox rows' (`delivered`, `pending`, `dead`, `skipped` at send time);
-`conversion_log` adds what never reached the outbox (no consent, destination disabled, too old)
-and the match-key flags of what did.
+`conversion_log` adds what never reached the outbox (no consent, too old) and the match-key flags
+of what did; `conversion_skips` the counts of conversions mapped to a disabled destination.
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ def summary(conn: Conn, workspace: str) -> dict[str, Any]:
         entry = _destination(out, str(destination))
         entry["skipped"] += int(count)
         _add_reason(entry["skipped_reasons"], reason, int(count))
+    rows = conn.execute(
+        "SELECT destination, reason, count FROM conversion_skips WHERE workspace_id = ?",
+        (workspace,),
+    )
+    for destination, reason, count in rows:
+        entry = _destination(out, str(destination))
+        entry["skipped"] += int(count)
+        _add_reason(entry["skipped_reasons"], str(reason), int(count))
     rows = conn.execute(
         "SELECT destination, COUNT(*), SUM(has_email), SUM(has_phone), SUM(has_click_id), "
         "SUM(has_browser_id) FROM conversion_log WHERE workspace_id = ? AND status = 'queued' "

@@ -4,7 +4,8 @@ For every event it (1) folds the event's click ids, browser ids, IP, user agent 
 signal into the profile's match keys (`conversion_keys`), and (2) for every mapping the event or
 one of its stage moves matches, builds one `Conversion` per destination and either enqueues it
 (an outbox row of kind `conversion`, key `{destination}:{event_id}`) or records why not
-(`conversion_log`, status `skipped`). Both happen in the batch transaction, so a replayed
+(`conversion_log`, status `skipped`; for a destination that is disabled, a count per destination
+and reason in `conversion_skips`). Both happen in the batch transaction, so a replayed
 batch enqueues nothing twice, and an id once enqueued is never enqueued again, even long after
 the platforms' 48-hour dedup windows (capi.md §6.2).
 
@@ -54,6 +55,8 @@ class _Cache:
     keys: dict[tuple[str, str], MatchKeys] = field(default_factory=dict)
     dirty: set[tuple[str, str]] = field(default_factory=set)
     log: list[LogRow] = field(default_factory=list)
+    disabled: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """Conversions mapped to a disabled destination, per (workspace, destination, reason)."""
 
 
 def _cache(batch: Batch) -> _Cache:
@@ -141,6 +144,7 @@ class ConversionStage:
             batch.now,
         )
         store.append_log(conn, cache.log, batch.now)
+        store.count_skips(conn, cache.disabled, batch.now)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -203,13 +207,16 @@ class ConversionStage:
                 continue
             # Hashed only when it can be sent: coverage counts queued rows alone (`queries`), and
             # a playbook with unconfigured destinations would otherwise hash for each of them.
+            if dest.destination is None:
+                # A fact of the playbook, not of this event: counted, not logged per event.
+                skip = (ws, dest.id, f"destination {dest.id} is disabled: {dest.disabled_reason}")
+                cache.disabled[skip] = cache.disabled.get(skip, 0) + 1
+                continue
             reason: str | None
             flags = _NO_COVERAGE
             event_name = mapping.name_for(dest.platform)
             if not consented:
                 reason = why_not
-            elif dest.destination is None:
-                reason = f"destination {dest.id} is disabled: {dest.disabled_reason}"
             else:
                 conversion, flags = for_destination(base, dest, mapping, config.default_region)
                 reason = check_conversion(conversion, dest.destination, batch.now)

@@ -2,7 +2,8 @@
 
 `conversion_keys` holds each profile's captured match keys (one JSON `MatchKeys` a row);
 `conversion_log` holds one row per (destination, event id) the stage considered, queued or
-skipped, with its match-key coverage. The read side (API, CLI) is `queries`.
+skipped, with its match-key coverage; `conversion_skips` counts the conversions mapped to a
+destination that is disabled, per destination and reason. The read side (API, CLI) is `queries`.
 """
 
 from __future__ import annotations
@@ -102,4 +103,16 @@ def append_log(conn: Conn, rows: Iterable[LogRow], now: float) -> None:
             )
             for r in rows
         ],
+    )
+
+
+def count_skips(conn: Conn, counts: dict[tuple[str, str, str], int], now: float) -> None:
+    """Add `counts` per (workspace, destination, reason) to `conversion_skips`. A batch is
+    committed once with the processor's cursor, so a count is never added twice."""
+    conn.executemany(
+        "INSERT INTO conversion_skips (workspace_id, destination, reason, count, first_at, "
+        "last_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, destination, reason) "
+        "DO UPDATE SET count = conversion_skips.count + excluded.count, "
+        "last_at = excluded.last_at",
+        [(ws, dest, reason, n, now, now) for (ws, dest, reason), n in sorted(counts.items())],
     )

@@ -24,6 +24,7 @@ DERIVED = (
     "timers",
     "conversion_keys",
     "conversion_log",
+    "conversion_skips",
     "journey_instances",
     "journey_profiles",
     "journey_path",

@@ -94,6 +94,14 @@ TABLES: dict[str, tuple[str, ...]] = {
         "event_time",
         "at",
     ),
+    "conversion_skips": (  # 0007_conversion_skips
+        "workspace_id",
+        "destination",
+        "reason",
+        "count",
+        "first_at",
+        "last_at",
+    ),
     # 0004_journeys
     "journey_versions": ("workspace_id", "journey_id", "version", "definition", "created_at"),
     "journey_instances": (

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from leadloop.clock import Clock
+from leadloop.conversions import queries
 from leadloop.conversions.config import conversions_config
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
@@ -475,3 +476,42 @@ def test_the_engines_own_dispatcher_delivers_conversions(rig: Rig) -> None:
     h.engine.dispatcher.wake()
     eventually(lambda: set(rig.statuses().values()) == {"delivered"}, timeout=20)
     assert len(rig.fake.meta.accepted) == 1
+
+
+def test_a_disabled_destination_is_counted_per_reason_not_logged_per_conversion(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TikTok's settings are missing, so the destination is disabled: its conversions add to
+    # one counter per reason (the API shows them as skipped) instead of a log row each.
+    env = {
+        "LEADLOOP_META_PIXEL_ID": "123456",
+        "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
+        "LEADLOOP_META_API_BASE": "{fake}",
+        "LEADLOOP_GOOGLE_DM_API_BASE": "{fake}",
+        "LEADLOOP_GOOGLE_ACCESS_TOKEN": "google-token",
+        "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
+    }
+    for name in ("LEADLOOP_TIKTOK_PIXEL_CODE", "LEADLOOP_TIKTOK_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "playbook.yaml"
+    path.write_text(PLAYBOOK)
+    with open_rig(backend_url, path, env, monkeypatch, meta_app_secret="app-secret") as rig:
+        h = rig.h
+        h.send(person(), visit(), order("o-1"), crm_stage("MQL"))
+        h.settle()
+        h.send(order("o-2"))  # a later batch adds to the same counter
+        h.settle()
+        rig.drain()
+        summary = h.engine.read_sync(lambda c: queries.summary(c, "default"))
+    assert not rig.fake.tiktok.requests
+    assert len(rig.fake.meta.accepted) == 3 and len(rig.fake.google.accepted) == 3
+    reason = "destination tiktok is disabled: access_token, pixel_code not set"
+    assert h.sql("SELECT destination, reason, count FROM conversion_skips") == [
+        ("tiktok", reason, 3)
+    ]
+    assert h.sql("SELECT COUNT(*) FROM conversion_log WHERE destination = 'tiktok'") == [(0,)]
+    assert h.sql("SELECT COUNT(*) FROM conversion_log WHERE destination = 'meta'") == [(3,)]
+    tiktok = summary["destinations"]["tiktok"]
+    assert tiktok["sent"] == 0 and tiktok["skipped"] == 3
+    assert tiktok["skipped_reasons"] == [{"reason": reason, "count": 3}]
+    assert summary["destinations"]["meta"]["sent"] == 3
