@@ -164,22 +164,25 @@ def open_rig(
             engine.stop()
 
 
+ENV = {
+    "LEADLOOP_META_PIXEL_ID": "123456",
+    "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
+    "LEADLOOP_META_API_BASE": "{fake}",
+    "LEADLOOP_GOOGLE_DM_API_BASE": "{fake}",
+    "LEADLOOP_GOOGLE_ACCESS_TOKEN": "google-token",
+    "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
+    "LEADLOOP_TIKTOK_PIXEL_CODE": "TTPIXEL",
+    "LEADLOOP_TIKTOK_ACCESS_TOKEN": "tiktok-token",
+    "LEADLOOP_TIKTOK_API_BASE": "{fake}",
+}
+"""Every destination configured, pointed at the fake (`{fake}`: its base URL)."""
+
+
 @pytest.fixture
 def rig(backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    env = {
-        "LEADLOOP_META_PIXEL_ID": "123456",
-        "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
-        "LEADLOOP_META_API_BASE": "{fake}",
-        "LEADLOOP_GOOGLE_DM_API_BASE": "{fake}",
-        "LEADLOOP_GOOGLE_ACCESS_TOKEN": "google-token",
-        "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
-        "LEADLOOP_TIKTOK_PIXEL_CODE": "TTPIXEL",
-        "LEADLOOP_TIKTOK_ACCESS_TOKEN": "tiktok-token",
-        "LEADLOOP_TIKTOK_API_BASE": "{fake}",
-    }
     path = tmp_path / "playbook.yaml"
     path.write_text(PLAYBOOK)
-    with open_rig(backend_url, path, env, monkeypatch, meta_app_secret="app-secret") as rig:
+    with open_rig(backend_url, path, ENV, monkeypatch, meta_app_secret="app-secret") as rig:
         yield rig
 
 
@@ -483,15 +486,8 @@ def test_a_disabled_destination_is_counted_per_reason_not_logged_per_conversion(
 ) -> None:
     # TikTok's settings are missing, so the destination is disabled: its conversions add to
     # one counter per reason (the API shows them as skipped) instead of a log row each.
-    env = {
-        "LEADLOOP_META_PIXEL_ID": "123456",
-        "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
-        "LEADLOOP_META_API_BASE": "{fake}",
-        "LEADLOOP_GOOGLE_DM_API_BASE": "{fake}",
-        "LEADLOOP_GOOGLE_ACCESS_TOKEN": "google-token",
-        "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
-    }
-    for name in ("LEADLOOP_TIKTOK_PIXEL_CODE", "LEADLOOP_TIKTOK_ACCESS_TOKEN"):
+    env = {k: v for k, v in ENV.items() if not k.startswith("LEADLOOP_TIKTOK_")}
+    for name in ENV.keys() - env.keys():
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / "playbook.yaml"
     path.write_text(PLAYBOOK)
