@@ -72,8 +72,9 @@ class MatchKeys(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
     # Decoded JSON holds plain dicts: `type(...) is dict` answers at once, where the ABC check
-    # costs about half a microsecond, and this runs a dozen times for every event.
-    return type(value) is dict or isinstance(value, Mapping)
+    # costs about half a microsecond, and this runs a dozen times for every event, most often
+    # on a part the message does not have (no `context`, no `campaign`): None.
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
 def _dig(value: Any, path: str) -> Any:
