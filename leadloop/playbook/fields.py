@@ -6,6 +6,8 @@ else, and `docs/playbook.md` must document every key listed here (a test checks 
 
 from __future__ import annotations
 
+import math
+
 import re
 from typing import Any, ClassVar, NoReturn
 
@@ -140,6 +142,9 @@ class Fields:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, f"expected a number, got {type_name(self.get(key) or self.map)}")
+        if not math.isfinite(value):
+            # YAML has `.inf` and `.nan`: neither is a score, a threshold or a weight.
+            self.fail(key, f"expected a finite number, got {value!r}")
         return float(value)
 
     def optional_number(self, key: str) -> float | None:
@@ -161,7 +166,7 @@ class Fields:
             seconds = float(value)
         elif isinstance(value, str) and (found := _DURATION.match(value)):
             seconds = float(found.group(1)) * _UNITS[found.group(2)]
-        if seconds is None or seconds < 0:
+        if seconds is None or not 0 <= seconds < math.inf:
             self.fail(key, f"expected a duration like 30d, 12h, 15m or seconds, got {value!r}")
         return seconds
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -123,9 +125,9 @@ def _predicate(fields: Fields) -> Predicate:
     if operator == "in" and not isinstance(value, list):
         fields.fail("value", "operator 'in' needs a list")
     if operator in NUMERIC_OPERATORS and (
-        isinstance(value, bool) or not isinstance(value, int | float)
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
     ):
-        fields.fail("value", f"operator {operator!r} needs a number")
+        fields.fail("value", f"operator {operator!r} needs a finite number")
     if operator in ("matches", "starts_with", "contains") and not isinstance(value, str):
         fields.fail("value", f"operator {operator!r} needs a string")
     pattern = None

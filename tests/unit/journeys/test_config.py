@@ -120,3 +120,10 @@ def test_unknown_template_unknown_key_and_unknown_stage() -> None:
     )
     bad_stage = SEED.replace("to: [MQL, SQL, opportunity, customer]", "to: [Hot]")
     assert "no stage 'Hot'" in error(bad_stage).message
+
+
+@pytest.mark.parametrize("duration", [".inf", "-1", ".nan", "soon"])
+def test_a_wait_must_be_a_finite_duration(duration: str) -> None:
+    # `.inf` would park every instance on a timer that never falls due.
+    err = error(flow(f"        - {{ id: w, type: wait, duration: {duration} }}"))
+    assert err.field.endswith("steps[0].duration") and "expected a duration" in err.message

@@ -81,6 +81,22 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
             "unknown operator",
         ),
         ("at: 50", "at: fifty", 24, "scoring.models[0].stages[1].at", "expected a number"),
+        # YAML's `.inf` and `.nan` are floats, and neither is a score, threshold or comparison.
+        (
+            "points: 2",
+            "points: .inf",
+            20,
+            "scoring.models[0].engagement[0].points",
+            "expected a finite number",
+        ),
+        ("at: 50", "at: .nan", 24, "scoring.models[0].stages[1].at", "expected a finite number"),
+        (
+            "field: title\n          op: matches\n          value: 'VP|Director'",
+            "field: employees\n          op: gte\n          value: -.inf",
+            13,
+            "scoring.models[0].fit[0].value",
+            "needs a finite number",
+        ),
         (
             "{webhook: sales}",
             "{webhook: crm}",
