@@ -7,7 +7,6 @@ else, and `docs/playbook.md` must document every key listed here (a test checks 
 from __future__ import annotations
 
 import math
-
 import re
 from typing import Any, ClassVar, NoReturn
 
