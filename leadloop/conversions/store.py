@@ -73,6 +73,7 @@ def save_keys(conn: Conn, rows: Iterable[tuple[str, str, MatchKeys]], now: float
         "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id) "
         "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
         [(ws, pid, _encoder.encode(keys).decode(), now) for ws, pid, keys in rows],
+        bulk=True,
     )
 
 
@@ -103,6 +104,7 @@ def append_log(conn: Conn, rows: Iterable[LogRow], now: float) -> None:
             )
             for r in rows
         ],
+        bulk=True,
     )
 
 
@@ -115,4 +117,5 @@ def count_skips(conn: Conn, counts: dict[tuple[str, str, str], int], now: float)
         "DO UPDATE SET count = conversion_skips.count + excluded.count, "
         "last_at = excluded.last_at",
         [(ws, dest, reason, n, now, now) for (ws, dest, reason), n in sorted(counts.items())],
+        bulk=True,
     )

@@ -358,6 +358,7 @@ class IdentityBatch:
             "ON CONFLICT (workspace_id, id) DO UPDATE SET state = excluded.state, "
             "updated_at = excluded.updated_at",
             rows,
+            bulk=True,
         )
         conn.executemany(
             "INSERT INTO identities (workspace_id, type, value, profile_id, created_at) "
@@ -367,6 +368,7 @@ class IdentityBatch:
                 (ws, key.type, key.value, self._final(ws, pid), now)
                 for (ws, key), pid in self.new_identities.items()
             ],
+            bulk=True,
         )
         conn.executemany(
             "INSERT INTO identity_audit (workspace_id, kind, profile_id, other_id, reason, "
@@ -375,10 +377,12 @@ class IdentityBatch:
                 (a.workspace_id, a.kind, a.profile_id, a.other_id, a.reason, a.event_seq, a.at)
                 for a in self.audit
             ],
+            bulk=True,
         )
         conn.executemany(
             "UPDATE events SET profile_id = ? WHERE seq = ?",
             [(self._final_any(pid), seq) for pid, seq in self.event_profiles],
+            bulk=True,
         )
         conn.executemany(
             "INSERT INTO accounts (workspace_id, id, traits, first_seen, last_seen) "
@@ -395,11 +399,13 @@ class IdentityBatch:
                 )
                 for a in self.accounts.values()
             ],
+            bulk=True,
         )
         conn.executemany(
             "INSERT INTO account_members (workspace_id, account_id, profile_id) VALUES (?, ?, ?) "
             "ON CONFLICT DO NOTHING",
             [(ws, gid, self._final(ws, pid)) for ws, gid, pid in self.members],
+            bulk=True,
         )
 
     def _final(self, ws: str, pid: str) -> str:

@@ -138,6 +138,7 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
         "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, journey_id, version) "
         "DO NOTHING",
         state.versions,
+        bulk=True,
     )
     for kind, params in state.bulk:
         if kind == "migrate":
@@ -198,6 +199,7 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
             for key, i in state.instances.items()
             if key in state.dirty
         ],
+        bulk=True,
     )
     conn.executemany(
         "INSERT INTO journey_profiles (workspace_id, profile_id, state) VALUES (?, ?, ?) "
@@ -206,27 +208,32 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
             (ws, pid, _encoder.encode(state.members[(ws, pid)]).decode())
             for ws, pid in state.dirty_members
         ],
+        bulk=True,
     )
     conn.executemany(
         "INSERT INTO journey_path (workspace_id, instance_id, profile_id, journey_id, version, "
         "step, at, kind, detail, more_lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         state.path,
+        bulk=True,
     )
     conn.executemany(
         "INSERT INTO sends (workspace_id, message_id, profile_id, instance_id, journey_id, "
         "step, requested_channel, channel, template, transactional, at, outcome, reason, "
         "until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         state.sends,
+        bulk=True,
     )
     conn.executemany(
         "INSERT INTO suppressions (workspace_id, profile_id, channel, reason, created_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id, channel) DO UPDATE SET "
         "reason = excluded.reason, created_at = excluded.created_at",
         state.new_suppressions,
+        bulk=True,
     )
     conn.executemany(
         "UPDATE timers SET profile_id = ? WHERE workspace_id = ? AND key = ?",
         state.moved_timers,
+        bulk=True,
     )
     flush_merges(conn, batch.identity.merged, state.absorbed)
 

@@ -104,6 +104,7 @@ class Batch:
                 )
                 for e in self.emits
             ],
+            bulk=True,
         )
         # A fired timer's row is normally gone already (firing deletes it); this settles the
         # rows a replay scheduled again. A key this batch schedules anew or cancels is left to
@@ -117,9 +118,12 @@ class Batch:
                 if (fired[0], fired[1]) not in self.timers
                 and (fired[0], fired[1]) not in self.cancelled_timers
             ],
+            bulk=True,
         )
         conn.executemany(
-            "DELETE FROM timers WHERE workspace_id = ? AND key = ?", list(self.cancelled_timers)
+            "DELETE FROM timers WHERE workspace_id = ? AND key = ?",
+            list(self.cancelled_timers),
+            bulk=True,
         )
         conn.executemany(
             "INSERT INTO timers (workspace_id, key, profile_id, due_at, payload) "
@@ -135,6 +139,7 @@ class Batch:
                 )
                 for t in self.timers.values()
             ],
+            bulk=True,
         )
         conn.executemany(
             "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
@@ -155,6 +160,7 @@ class Batch:
                 )
                 for o in self.outbox
             ],
+            bulk=True,
         )
 
 

@@ -161,7 +161,7 @@ class Writer:
         error: BaseException | None = None
         try:
             with conn.transaction():
-                conn.executemany(INSERT_EVENT, rows)
+                conn.executemany(INSERT_EVENT, rows, bulk=True)
         except BaseException as exc:  # reported to every waiting request
             log.exception("group commit of %d events failed", count)
             error = exc

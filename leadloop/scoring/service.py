@@ -129,12 +129,14 @@ class ScoringStage:
                 for (ws, pid, model), state in cache.states.items()
                 if (ws, pid) not in merged
             ],
+            bulk=True,
         )
         conn.executemany(
             "INSERT INTO score_ledger (workspace_id, profile_id, model, model_version, at, kind, "
             "rule, points, fit, engagement, total, stage, reason, message_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             cache.ledger,
+            bulk=True,
         )
 
 

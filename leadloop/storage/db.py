@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
 
 from leadloop.errors import ConfigError, StorageError
+from leadloop.storage import bulk as bulk_sql
 
 Dialect = Literal["sqlite", "postgres"]
 Row = tuple[Any, ...]
@@ -59,7 +60,9 @@ class Connection(Protocol):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    def executemany(
+        self, sql: str, rows: Iterable[Sequence[Any]], *, bulk: bool = False
+    ) -> None: ...
 
     def transaction(self) -> Any: ...
 
@@ -89,7 +92,18 @@ class SqliteConnection:
         except sqlite3.Error as exc:
             raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], *, bulk: bool = False) -> None:
+        """`bulk`: write the rows in one statement (`storage.bulk`), for the processor's and
+        the writer's batches; the caller vouches that they hold plain JSON values."""
+        if bulk:
+            listed = rows if isinstance(rows, list) else list(rows)
+            if len(listed) > 1:
+                one, _ = bulk_sql.statement(sql)
+                data = bulk_sql.payload(bulk_sql.rows_for(sql, listed))
+                if data is not None:
+                    self.execute(one, (data,))
+                    return
+            rows = listed
         try:
             self._conn.executemany(sql, rows)
         except sqlite3.Error as exc:
@@ -159,7 +173,8 @@ class PostgresConnection:
         except self._psycopg.Error as exc:
             raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], *, bulk: bool = False) -> None:
+        """`bulk` changes nothing here: psycopg's `executemany` already pipelines the rows."""
         try:
             with self._conn.cursor() as cur:
                 cur.executemany(self._sql(sql), list(rows))
