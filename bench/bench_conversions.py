@@ -331,7 +331,7 @@ def run_engine(folder: str, base: str, n: int, conversions: bool) -> tuple[float
         conn = engine._connect()
         start = time.perf_counter()
         events = 0
-        while k := engine.processor.run_once(conn):
+        while k := engine.processor.step(conn):
             events += k
         processing = events / (time.perf_counter() - start)
         conn.close()

@@ -144,7 +144,7 @@ def process_all(engine: Engine) -> tuple[int, float]:
     conn = engine._connect()
     t0 = time.perf_counter()
     n = 0
-    while k := engine.processor.run_once(conn):
+    while k := engine.processor.step(conn):
         n += k
     conn.close()
     return n, time.perf_counter() - t0

@@ -80,7 +80,7 @@ def process_all(engine: Engine) -> float:
     t0 = time.perf_counter()
     n = 0
     while True:
-        k = engine.processor.run_once(conn)
+        k = engine.processor.step(conn)
         if not k:
             break
         n += k
@@ -177,7 +177,7 @@ def bench_decay(folder: str, n: int, with_scoring: bool) -> float:
     rate_conn = e._connect()
     done = 0
     while True:
-        k = e.processor.run_once(rate_conn)
+        k = e.processor.step(rate_conn)
         if not k:
             break
         done += k

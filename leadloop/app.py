@@ -34,7 +34,7 @@ from leadloop.log.writer import Writer
 from leadloop.outbox.dispatcher import Dispatcher
 from leadloop.playbook import store as playbook_store
 from leadloop.playbook.model import Playbook
-from leadloop.runtime import tune_gc
+from leadloop.runtime import tune_gc, tune_switch_interval
 from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import ScoringModel
 from leadloop.scoring.service import ScoringStage
@@ -77,6 +77,7 @@ class Engine:
         self.settings = settings
         self.url = DatabaseUrl.parse(settings.database_url)
         tune_gc(settings.gc_threshold)
+        tune_switch_interval()
         self.manual_clock: ManualClock | None = None
         if manual_clock:
             self.manual_clock = clock if isinstance(clock, ManualClock) else ManualClock()

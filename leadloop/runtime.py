@@ -14,6 +14,7 @@ running the collector less often frees the same memory: the young generation is 
 from __future__ import annotations
 
 import gc
+import sys
 
 GC_THRESHOLD = 50_000
 """Container allocations between young-generation collections (Python's default is 700)."""
@@ -33,3 +34,17 @@ def freeze_startup() -> None:
     out of the collector's view, so full collections scan only what the engine made since."""
     gc.collect()
     gc.freeze()
+
+
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the interpreter lock while another waits for it (Python: 0.005).
+
+The processor decides a batch while the writer thread commits the previous one (`log.processor`),
+and the writer needs the lock back between its statements. At 5 ms each hand-back could cost a
+whole interval; 0.5 ms took a wake-up from 60 to 51 µs in the benchmark that found it
+(docs/benchmarks.md, "Writing one batch while the next is decided"), and 0.1 ms was slower again."""
+
+
+def tune_switch_interval(seconds: float = SWITCH_INTERVAL) -> None:
+    """Set the interpreter's thread switch interval for a long-running engine."""
+    sys.setswitchinterval(seconds)

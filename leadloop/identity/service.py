@@ -57,6 +57,8 @@ class IdentityBatch:
     audit: list[AuditEntry] = field(default_factory=list)
     event_profiles: list[tuple[str, int]] = field(default_factory=list)
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)
+    accounts_read: set[tuple[str, str]] = field(default_factory=set)
+    """Every account looked up, found or not (`log.overlap` compares them across batches)."""
     members: set[tuple[str, str, str]] = field(default_factory=set)
     user_ids: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     redirects: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -267,6 +269,7 @@ class IdentityBatch:
         self.members.add((ws, gid, profile.id))
 
     def _load_account(self, ws: str, gid: str) -> Account | None:
+        self.accounts_read.add((ws, gid))
         rows = self.conn.execute(
             "SELECT traits, first_seen, last_seen FROM accounts WHERE workspace_id = ? AND id = ?",
             (ws, gid),

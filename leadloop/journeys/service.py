@@ -271,8 +271,13 @@ class JourneyStage:
         self, batch: Batch, state: BatchState, ws: str, journeys: JourneySet, at: float
     ) -> None:
         """Once per playbook: register the versions, migrate mapped instances and end those of
-        removed journeys, in bulk (run in this batch's transaction, before its own rows)."""
+        removed journeys, in bulk (run in this batch's transaction, before its own rows). The
+        bulk statements reach instances of any profile, so the batch is a barrier."""
         self._synced.add((ws, journeys.digest))
+        synced = batch.extra.setdefault("journeys_synced", [])
+        assert isinstance(synced, list)
+        synced.append((ws, journeys.digest))
+        batch.barrier = True
         for journey in journeys.journeys:
             state.versions.append(
                 (ws, journey.id, journey.version, _encoder.encode(journey.definition).decode(), at)
@@ -284,6 +289,12 @@ class JourneyStage:
     def flush(self, batch: Batch, conn: Conn) -> None:
         """Write the batch's journey rows in the processor's transaction."""
         flush_batch(batch, conn)
+
+    def discard(self, batch: Batch) -> None:
+        """The processor threw `batch` away to decide it again: sync its playbooks again too."""
+        synced = batch.extra.get("journeys_synced")
+        if isinstance(synced, list):
+            self._synced.difference_update(synced)
 
 
 def moment(event: Event) -> float:

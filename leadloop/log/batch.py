@@ -63,6 +63,10 @@ class Batch:
     log meets timer events whose rows were scheduled again; they are settled here."""
     extra: dict[str, object] = field(default_factory=dict)
     """Per-stage scratch space for the batch (e.g. the scoring stage's state cache)."""
+    barrier: bool = False
+    """Set by a stage that writes rows beyond the batch's own profiles (a journey migration
+    moves every instance of a journey): the next batch is then decided only after this one is
+    committed (`log.overlap`)."""
 
     def schedule(self, timer: Timer) -> None:
         self.cancelled_timers.discard((timer.workspace_id, timer.key))
@@ -165,7 +169,11 @@ class Batch:
 
 
 class Stage(Protocol):
-    """A pipeline stage after identity: sees each event with its resolved profile."""
+    """A pipeline stage after identity: sees each event with its resolved profile.
+
+    Optional: `prefetch(batch, events)` loads state in bulk before the first `handle`, and
+    `discard(batch)` undoes what the stage keeps beyond one batch when the processor throws a
+    decided batch away to decide it again (`log.overlap`)."""
 
     name: str
 

@@ -4,6 +4,13 @@ changes, effects and cursor in one transaction.
 Per-profile order follows from reading the whole log in order with one consumer. On
 PostgreSQL several `leadloop worker` processes may run; one holds an advisory lock and
 consumes, the others wait to take over (docs/decisions/0001-concurrency.md).
+
+On SQLite the processor decides the next batch while the writer commits the previous one
+(`step`): a batch's writes are about half its time, and SQLite's writer needs no interpreter
+lock while it works (`storage.bulk`). The next batch's reads may then predate the previous
+commit; `log.overlap` tells whether it read anything the previous batch writes, and if so it
+is decided again after that commit. Each batch still commits its rows and the cursor in one
+transaction, in log order (docs/decisions/0004-pipelined-processor.md).
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 from leadloop.clock import Clock
 from leadloop.identity import decide
@@ -19,11 +28,23 @@ from leadloop.identity.service import IdentityBatch
 from leadloop.log import store
 from leadloop.log.batch import Batch, Conn, Stage
 from leadloop.log.model import Event
+from leadloop.log.overlap import depends_on
 from leadloop.log.writer import Writer
 
 log = logging.getLogger("leadloop.processor")
 CURSOR = "processor"
 _LEADER_LOCK = 724138
+
+
+@dataclass
+class _InFlight:
+    """A batch handed to the writer and not yet known to be committed."""
+
+    future: Future[None]
+    batch: Batch
+    after: str
+    """The log position after its last event: where the next batch starts reading."""
+    events: int
 
 
 class Processor:
@@ -36,7 +57,10 @@ class Processor:
         *,
         batch_size: int = 1000,
         default_region: str | None = None,
+        pipeline: bool = True,
     ) -> None:
+        """`pipeline`: on SQLite, decide the next batch while the previous one is written
+        (False waits for every commit, as on PostgreSQL)."""
         self._connect = connect
         self._writer = writer
         self._clock = clock
@@ -53,6 +77,11 @@ class Processor:
         self.on_effects: Callable[[], None] | None = None
         """Called after a batch that queued effects is committed (wakes the dispatcher)."""
         self._jobs_lock = threading.Lock()
+        self._pipeline = pipeline
+        self._in_flight: _InFlight | None = None
+        self.redecided = 0
+        """Batches decided a second time because the batch before them, still being written,
+        touched something they read (`log.overlap`)."""
 
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
@@ -64,6 +93,8 @@ class Processor:
     def _run_jobs(self, conn: Conn) -> None:
         with self._jobs_lock:
             jobs, self._jobs = self._jobs, []
+        if jobs:
+            self.drain()  # a job reads what the processor has committed, all of it
         for job in jobs:
             try:
                 job(conn)
@@ -72,6 +103,10 @@ class Processor:
 
     def set_stages(self, stages: Sequence[Stage]) -> None:
         self._stages = list(stages)
+
+    @property
+    def stages(self) -> list[Stage]:
+        return list(self._stages)
 
     def wake(self) -> None:
         self._wake.set()
@@ -98,9 +133,10 @@ class Processor:
             while not self._stop.is_set():
                 self._run_jobs(conn)
                 try:
-                    n = self.run_once(conn)
+                    n = self.step(conn)
                 except Exception:
                     log.exception("processing a batch failed; retrying")
+                    self._settle_quietly()
                     self._stop.wait(1.0)
                     continue
                 if n == 0 and not self._jobs:
@@ -110,18 +146,72 @@ class Processor:
                 else:
                     self.idle.clear()
         finally:
+            self._settle_quietly()
             conn.close()
 
+    def _settle_quietly(self) -> None:
+        """Wait for a batch still in flight (after a failure, or at stop); a failed write is
+        logged, and its events are read again from the committed cursor next time."""
+        try:
+            self.drain()
+        except Exception:
+            log.exception("writing a processed batch failed; it will be processed again")
+
     def run_once(self, conn: Conn) -> int:
-        """Process one batch; return how many events it held (0: caught up)."""
-        position = store.get_cursor(conn, CURSOR)
+        """Process one batch and wait for its commit; return how many events it held (0:
+        caught up). For tools and tests that look at the database right after."""
+        n = self.step(conn)
+        self.drain()
+        return n
+
+    def step(self, conn: Conn) -> int:
+        """Process one batch and hand it to the writer; return how many events it held (0:
+        caught up, and everything committed). Pipelined (SQLite), it returns without waiting
+        for the commit, which the next call waits for after deciding its own batch."""
+        pipelined = self._pipeline and conn.dialect == "sqlite"
+        if not pipelined:
+            self.drain()
+        flight = self._in_flight
+        position = flight.after if flight is not None else store.get_cursor(conn, CURSOR)
         events, after = store.read_after(conn, position, self._batch_size)
         if not events:
+            self.drain()
             return 0
         batch = self.process(conn, events)
+        if flight is not None:
+            try:
+                self.drain()
+            except BaseException:
+                self._discard(batch)  # decided on top of a write that did not happen
+                raise
+            if depends_on(batch, flight.batch):
+                self._discard(batch)
+                self.redecided += 1
+                batch = self.process(conn, events)
+        future = self._writer.submit(self._write(batch, position, after))
+        self._in_flight = _InFlight(future, batch, after, len(events))
+        if not pipelined:
+            self.drain()
+        return len(events)
 
+    def drain(self) -> None:
+        """Wait until the batch handed to the writer, if any, is committed (raises its error)."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return
+        try:
+            flight.future.result()
+        except BaseException:
+            self._discard(flight.batch)  # it will be decided again from the committed cursor
+            raise
+        if flight.batch.outbox and self.on_effects is not None:
+            self.on_effects()  # new outbox rows: the dispatcher has work
+        self.processed += flight.events
+
+    def _write(self, batch: Batch, position: str, after: str) -> Callable[[Conn], None]:
         def write(wconn: Conn) -> None:
-            # Guard against a second consumer: the cursor must not have moved under us.
+            # Guard against a second consumer: the cursor must not have moved under us (and,
+            # pipelined, the batch before this one must have committed).
             if store.get_cursor(wconn, CURSOR) != position:
                 raise RuntimeError("the processor cursor moved: another consumer is running")
             batch.identity.flush(wconn, batch.now)
@@ -130,11 +220,13 @@ class Processor:
             batch.flush(wconn)
             store.set_cursor(wconn, CURSOR, after)
 
-        self._writer.submit(write).result()
-        if batch.outbox and self.on_effects is not None:
-            self.on_effects()  # new outbox rows: the dispatcher has work
-        self.processed += len(events)
-        return len(events)
+        return write
+
+    def _discard(self, batch: Batch) -> None:
+        for stage in self._stages:
+            discard = getattr(stage, "discard", None)
+            if discard is not None:
+                discard(batch)
 
     def process(self, conn: Conn, events: list[Event]) -> Batch:
         identity = IdentityBatch(conn=conn, default_region=self._default_region)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from leadloop.config import Settings
 from leadloop.errors import ConfigError
-from leadloop.runtime import GC_OLDER, GC_THRESHOLD, tune_gc
+from leadloop.runtime import (
+    GC_OLDER,
+    GC_THRESHOLD,
+    SWITCH_INTERVAL,
+    tune_gc,
+    tune_switch_interval,
+)
 
 
 @pytest.fixture
@@ -55,3 +62,14 @@ def test_the_cli_reports_a_bad_count_without_a_traceback(
     assert code != 0
     err = capsys.readouterr().err
     assert "LEADLOOP_GC_THRESHOLD" in err and "Traceback" not in err
+
+
+def test_the_engine_shortens_the_switch_interval() -> None:
+    saved = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)  # Python's default
+        tune_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+        assert SWITCH_INTERVAL < 0.005
+    finally:
+        sys.setswitchinterval(saved)
