@@ -317,8 +317,7 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 # --- what a decision asks the shell to do ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class QueueSend:
+class QueueSend(msgspec.Struct, frozen=True):
     message_id: str
     step: str
     channel: str
@@ -328,8 +327,7 @@ class QueueSend:
     notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RecordPolicy:
+class RecordPolicy(msgspec.Struct, frozen=True):
     """A deferred or suppressed send, with the policy's reason."""
 
     message_id: str
@@ -343,33 +341,28 @@ class RecordPolicy:
     transactional: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleWake:
+class ScheduleWake(msgspec.Struct, frozen=True):
     due_at: float
     token: int
 
 
-@dataclass(frozen=True, slots=True)
-class CancelWake:
+class CancelWake(msgspec.Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class EmitEvent:
+class EmitEvent(msgspec.Struct, frozen=True):
     key: str
     name: str
     properties: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class CallWebhook:
+class CallWebhook(msgspec.Struct, frozen=True):
     key: str
     webhook: str
     body: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeAudience:
+class ChangeAudience(msgspec.Struct, frozen=True):
     key: str
     audience: str
     action: Literal["add", "remove"]
@@ -381,16 +374,14 @@ Effect = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class PathLine:
+class PathLine(msgspec.Struct, frozen=True):
     at: float
     step: str | None
     kind: str
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Advance:
+class Advance(msgspec.Struct, frozen=True):
     instance: Instance
     effects: tuple[Effect, ...] = ()
     path: tuple[PathLine, ...] = ()

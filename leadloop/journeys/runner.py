@@ -5,7 +5,6 @@ awaited event and when a timer fires; like it, it reads no clock and no database
 
 from __future__ import annotations
 
-from dataclasses import replace as dc_replace
 from datetime import UTC, date, datetime
 from typing import Any, assert_never
 
@@ -210,7 +209,7 @@ def _send(
     """Ask the policy; returns the instance and whether it is now blocked (deferred)."""
     recipient = facts.recipient()
     if sent:
-        recipient = dc_replace(recipient, sent=(*recipient.sent, *sent))
+        recipient = replace(recipient, sent=(*recipient.sent, *sent))
     request = SendRequest(step.channels, step.transactional)
     verdict = policy.decide_send(request, recipient, policy_config, at)
     mid = message_id(instance.id, step.id, visit)

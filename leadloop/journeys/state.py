@@ -8,7 +8,7 @@ the batch will write: `writes.flush_batch` turns them into SQL in the processor'
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -231,7 +231,7 @@ class BatchState:
                 # batch never gets a row a firing could be redirected through).
                 pending = batch.timers.get((ws, timer_key(iid)))
                 if pending is not None:
-                    batch.timers[(ws, timer_key(iid))] = replace(pending, profile_id=pid)
+                    batch.timers[(ws, timer_key(iid))] = msgspec.structs.replace(pending, profile_id=pid)
                 self.moved_timers.append((pid, ws, timer_key(iid)))
                 if iid not in listed:
                     listed.append(iid)

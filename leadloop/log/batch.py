@@ -16,8 +16,7 @@ Conn = SqliteConnection | PostgresConnection
 _encoder = msgspec.json.Encoder()
 
 
-@dataclass(frozen=True)
-class Emit:
+class Emit(msgspec.Struct, frozen=True):
     """An internal event to append to the log (e.g. `Lead Qualified`, a timer firing)."""
 
     workspace_id: str
@@ -28,8 +27,7 @@ class Emit:
     properties: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Timer:
+class Timer(msgspec.Struct, frozen=True):
     workspace_id: str
     key: str
     """Unique per workspace: scheduling the same key again moves the timer."""
@@ -39,8 +37,7 @@ class Timer:
     properties: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class OutboxRow:
+class OutboxRow(msgspec.Struct, frozen=True):
     workspace_id: str
     kind: str
     destination: str

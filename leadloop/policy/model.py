@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+import msgspec
+
 Channel = Literal["email", "whatsapp", "instagram", "sms"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 
@@ -81,15 +83,13 @@ class PolicyConfig:
 # --- inputs ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SendRequest:
+class SendRequest(msgspec.Struct, frozen=True):
     channels: tuple[str, ...]
     """Asked channel first, then the step's own alternatives; the policy adds its fallbacks."""
     transactional: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class SentRecord:
+class SentRecord(msgspec.Struct, frozen=True):
     """A send already queued for this profile (it counts against the caps)."""
 
     at: float
@@ -97,15 +97,13 @@ class SentRecord:
     transactional: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Suppression:
+class Suppression(msgspec.Struct, frozen=True):
     channel: str
     """A channel or `*`."""
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
+class Recipient(msgspec.Struct, frozen=True):
     traits: dict[str, object]
     suppressions: tuple[Suppression, ...] = ()
     sent: tuple[SentRecord, ...] = ()
@@ -116,8 +114,7 @@ class Recipient:
 # --- decisions ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(msgspec.Struct, frozen=True):
     channel: str
     notes: tuple[str, ...] = ()
     """Why earlier channels were passed over: a non-empty tuple means the send was rerouted."""
@@ -127,8 +124,7 @@ class Send:
         return bool(self.notes)
 
 
-@dataclass(frozen=True, slots=True)
-class Defer:
+class Defer(msgspec.Struct, frozen=True):
     until: float
     reason: str
     channel: str | None
@@ -136,8 +132,7 @@ class Defer:
     notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Suppress:
+class Suppress(msgspec.Struct, frozen=True):
     reason: str
     notes: tuple[str, ...] = ()
 
