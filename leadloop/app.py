@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -237,6 +238,30 @@ class Engine:
                 playbook.digest[:12],
                 workspace,
             )
+
+    def erase(self, workspace: str, profile_id: str) -> Future[int]:
+        """Erase a profile (`identity.erase`); the future gives how many profiles went.
+
+        On SQLite it runs as a processor job, between two batches: a batch decided before the
+        erasure and written after it would otherwise write the profile back. On PostgreSQL the
+        processor may be another process (`leadloop worker`), so it is a plain write there."""
+        from leadloop.identity.erase import erase_profile
+
+        def erase(conn: Conn) -> int:
+            return erase_profile(conn, workspace, profile_id)
+
+        if self.url.dialect != "sqlite" or not self._run_processor:
+            return self.writer.submit(erase)
+        done: Future[int] = Future()
+
+        def job(_conn: Conn) -> None:
+            try:
+                done.set_result(self.writer.submit(erase).result())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self.processor.request(job)
+        return done
 
     def _rescore(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
         from leadloop.scoring.rescoring import rescore_workspace

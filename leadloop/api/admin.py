@@ -64,13 +64,10 @@ def admin_router(engine: "Engine") -> APIRouter:
 
     @router.delete("/profiles/{profile_id}", summary="Erase a person (GDPR): every trace of them")
     async def erase(ws: Workspace, profile_id: str) -> dict[str, Any]:
-        from leadloop.identity.erase import erase_profile
-
         pid = await engine.read(lambda c: queries.canonical_id(c, ws, profile_id))
         if pid is None:
             raise HTTPException(404, detail="no such profile")
-        future = engine.writer.submit(lambda c: erase_profile(c, ws, pid))
-        erased = await asyncio.wrap_future(future)
+        erased = await asyncio.wrap_future(engine.erase(ws, pid))
         return {"erased": pid, "profiles": erased}
 
     @router.get("/profiles/{profile_id}/events", summary="A profile's events, oldest first")
