@@ -274,9 +274,7 @@ class JourneyStage:
         removed journeys, in bulk (run in this batch's transaction, before its own rows). The
         bulk statements reach instances of any profile, so the batch is a barrier."""
         self._synced.add((ws, journeys.digest))
-        synced = batch.extra.setdefault("journeys_synced", [])
-        assert isinstance(synced, list)
-        synced.append((ws, journeys.digest))
+        state.synced.append((ws, journeys.digest))
         batch.barrier = True
         for journey in journeys.journeys:
             state.versions.append(
@@ -292,9 +290,9 @@ class JourneyStage:
 
     def discard(self, batch: Batch) -> None:
         """The processor threw `batch` away to decide it again: sync its playbooks again too."""
-        synced = batch.extra.get("journeys_synced")
-        if isinstance(synced, list):
-            self._synced.difference_update(synced)
+        state = batch.extra.get("journeys")
+        if isinstance(state, BatchState):
+            self._synced.difference_update(state.synced)
 
 
 def moment(event: Event) -> float:

@@ -44,6 +44,8 @@ class BatchState:
     new_suppressions: list[tuple[Any, ...]] = field(default_factory=list)
     versions: list[tuple[Any, ...]] = field(default_factory=list)
     bulk: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    synced: list[tuple[str, str]] = field(default_factory=list)
+    """(workspace, playbook digest) this batch registered: undone if the batch is discarded."""
     events: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
     scores: dict[tuple[str, str, str], float] = field(default_factory=dict)
     prefetched: bool = False
@@ -231,7 +233,9 @@ class BatchState:
                 # batch never gets a row a firing could be redirected through).
                 pending = batch.timers.get((ws, timer_key(iid)))
                 if pending is not None:
-                    batch.timers[(ws, timer_key(iid))] = msgspec.structs.replace(pending, profile_id=pid)
+                    batch.timers[(ws, timer_key(iid))] = msgspec.structs.replace(
+                        pending, profile_id=pid
+                    )
                 self.moved_timers.append((pid, ws, timer_key(iid)))
                 if iid not in listed:
                     listed.append(iid)

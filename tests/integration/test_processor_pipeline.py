@@ -12,9 +12,8 @@ overlap check they do not, which shows the check is what keeps them equal.
 
 from __future__ import annotations
 
-import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -143,19 +142,10 @@ def run(
 
 
 @pytest.fixture
-def meta_enabled() -> Iterator[None]:
+def meta_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     # One destination configured (its sender is never run), so orders reach the outbox.
-    names = ("LEADLOOP_META_PIXEL_ID", "LEADLOOP_META_ACCESS_TOKEN")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update(LEADLOOP_META_PIXEL_ID="1", LEADLOOP_META_ACCESS_TOKEN="token")
-    try:
-        yield
-    finally:
-        for n, value in saved.items():
-            if value is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = value
+    monkeypatch.setenv("LEADLOOP_META_PIXEL_ID", "1")
+    monkeypatch.setenv("LEADLOOP_META_ACCESS_TOKEN", "token")
 
 
 def test_pipelined_processing_decides_what_serial_processing_decides(
