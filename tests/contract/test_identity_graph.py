@@ -160,3 +160,35 @@ def test_timers_fire_as_events_in_order(harness: Harness) -> None:
     assert fired == [(prof["id"], now + 60)]  # at its due time, on the profile's history
     assert "internal:Timer Fired" not in prof["event_counts"]  # not the person's doing
     assert harness.sql("SELECT COUNT(*) FROM timers") == [(0,)]
+
+
+def test_timers_due_at_the_same_instant_fire_in_the_order_they_were_scheduled(
+    harness: Harness,
+) -> None:
+    """Among timers due at the same instant, the batch that scheduled them and their place in
+    it decide the order of their events in the log, not their keys (hashes in practice): the
+    wake-ups reach the processor in the order of the events that scheduled them."""
+    from leadloop.identity.service import IdentityBatch
+    from leadloop.log.batch import Batch, Timer
+
+    harness.send(ident(None, "u1"))
+    harness.settle()
+    pid = harness.profile("user_id", "u1")["id"]  # type: ignore[index]
+    now = harness.engine.clock.now()
+    due = now + 60
+    # Keys sort in the reverse of the order they are scheduled in.
+    scheduled = [["k9", "k8", "k7"], ["k6", "k5"], ["k4", "k3", "k2", "k1"]]
+
+    for keys in scheduled:
+
+        def write(c, keys=keys):  # type: ignore[no-untyped-def]
+            batch = Batch(identity=IdentityBatch(conn=c), now=now)
+            for key in keys:
+                batch.schedule(Timer("default", key, pid, due, "Timer Fired", {"k": key}))
+            batch.flush(c)
+
+        harness.engine.writer.submit(write).result()
+    harness.engine.manual_clock.advance(61)  # type: ignore[union-attr]
+    assert harness.engine.timers.fire_now() == 9
+    fired = harness.sql("SELECT message_id FROM events WHERE event = 'Timer Fired' ORDER BY seq")
+    assert [m.split(":")[1] for (m,) in fired] == [k for keys in scheduled for k in keys]
