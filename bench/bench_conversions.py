@@ -4,10 +4,11 @@
 
 Ours, as the engine runs it: for each checkout event, the enqueue side of `ConversionStage`
 (the profile's identifiers for the mapping, a `Conversion`, hashed for Meta by `for_destination`,
-`check_conversion`, the outbox payload encoded as the outbox stores it), then the dispatcher side
-(rows claimed 2,000 at a time as `app.py` claims them, each carrying its stored JSON as
-`claim_due` returns it; `ConversionSender.send_batch`: typed decode, checks, batches of 1,000,
-msgspec JSON, keep-alive httpx2 POSTs, `parallel` requests in flight) to the fake Meta.
+`check_conversion`, the event built in Meta's form and the outbox payload encoded as the outbox
+stores it), then the dispatcher side (rows claimed 2,000 at a time as `app.py` claims them, each
+carrying its stored JSON as `claim_due` returns it; `ConversionSender.send_batch`: typed decode,
+checks, batches of 1,000 wrapped around the stored events, msgspec JSON, keep-alive httpx2 POSTs,
+`parallel` requests in flight) to the fake Meta.
 The two sides run at once, as the engine's processor and dispatcher do: one processor thread,
 and as many dispatcher lanes as the engine runs (`outbox.dispatcher.LANES`), each taking the
 next claim while the other waits for its answers.
@@ -55,7 +56,7 @@ from leadloop.conversions.capture import MatchKeys
 from leadloop.conversions.config import DestinationConfig, Mapping
 from leadloop.conversions.identifiers import for_destination, user_identifiers
 from leadloop.conversions.model import Content, Conversion, MetaDestination
-from leadloop.conversions.payloads import check_conversion
+from leadloop.conversions.payloads import build_event, check_conversion
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
 from leadloop.identity.model import Profile
@@ -137,7 +138,13 @@ def run_ours(base: str, data: list[Person], parallel: int) -> float:
             conversion, _ = for_destination(base_conversion, dest, MAPPING, None)
             reason = check_conversion(conversion, target, NOW)
             assert reason is None, reason
-            payload = {"conversion": conversion, "mapping": MAPPING.id}
+            payload = {
+                "mapping": MAPPING.id,
+                "platform": dest.platform,
+                "event_time": conversion.event_time,
+                "action_source": conversion.action_source,
+                "event": build_event(conversion, target),
+            }
             stored.append(encoder.encode(payload))
         return stored
 

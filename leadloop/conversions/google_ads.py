@@ -123,12 +123,21 @@ def build_click_conversion(
 def build_google_ads_request(
     conversions: Sequence[Conversion], destination: GoogleAdsDestination
 ) -> dict[str, Any]:
-    if not conversions:
+    return wrap_google_ads_request(
+        [build_click_conversion(c, destination) for c in conversions], destination
+    )
+
+
+def wrap_google_ads_request(
+    rows: Sequence[Any], destination: GoogleAdsDestination
+) -> dict[str, Any]:
+    """The request around conversions already built (dicts, or `msgspec.Raw` JSON of them)."""
+    if not rows:
         raise ValueError("a request needs at least one event")
-    if len(conversions) > MAX_CONVERSIONS:
+    if len(rows) > MAX_CONVERSIONS:
         raise ValueError(f"google_ads accepts at most {MAX_CONVERSIONS} conversions per request")
     body: dict[str, Any] = {
-        "conversions": [build_click_conversion(c, destination) for c in conversions],
+        "conversions": rows,
         "partialFailure": True,  # required: the API refuses uploads without it
     }
     if destination.validate_only:

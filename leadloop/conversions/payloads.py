@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from leadloop.conversions.google_ads import (
-    build_google_ads_request,
+    build_click_conversion,
     click_id,
     upload_url,
     user_identifiers,
+    wrap_google_ads_request,
 )
 from leadloop.conversions.model import (
     ActionSource,
@@ -82,10 +83,10 @@ def split_batches(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
-def _check_batch(conversions: Sequence[Conversion], platform: Platform) -> None:
-    if not conversions:
+def _check_batch(events: Sequence[Any], platform: Platform) -> None:
+    if not events:
         raise ValueError("a request needs at least one event")
-    if len(conversions) > MAX_EVENTS[platform]:
+    if len(events) > MAX_EVENTS[platform]:
         raise ValueError(f"{platform} accepts at most {MAX_EVENTS[platform]} events per request")
 
 
@@ -99,11 +100,19 @@ def check_event_age(conversion: Conversion, destination: Destination, now: float
     rule, secondary). Google: the conversion action's click-through window (`EXPIRED_EVENT`).
     TikTok: unverified; integrators cite 7 days for web/app and 28 for offline (capi.md §6.3).
     """
-    age = now - conversion.event_time
+    return event_age_reason(conversion.event_time, conversion.action_source, destination, now)
+
+
+def event_age_reason(
+    event_time: float, action_source: str, destination: Destination, now: float
+) -> str | None:
+    """`check_event_age` from the two fields it reads (the sender has no `Conversion` for rows
+    stored in their platform's form)."""
+    age = now - event_time
     if isinstance(destination, MetaDestination):
         if age < -60:
             return "meta: event_time is more than 1 minute in the future"
-        limit_days = 62 if conversion.action_source == "physical_store" else 7
+        limit_days = 62 if action_source == "physical_store" else 7
         if age > limit_days * DAY:
             return f"meta: event_time is older than {limit_days} days"
         return None
@@ -231,8 +240,19 @@ def build_meta_request(
 ) -> dict[str, Any]:
     """`{"data": [...], "test_event_code"?, "appsecret_proof"?}`; the access token travels in the
     query string (`meta_events_url`), not here, so bodies can be logged."""
-    _check_batch(conversions, "meta")
-    body: dict[str, Any] = {"data": [build_meta_event(c, destination) for c in conversions]}
+    return wrap_meta_request(
+        [build_meta_event(c, destination) for c in conversions],
+        destination,
+        appsecret_proof=appsecret_proof,
+    )
+
+
+def wrap_meta_request(
+    events: Sequence[Any], destination: MetaDestination, *, appsecret_proof: str | None = None
+) -> dict[str, Any]:
+    """The request around events already built (dicts, or `msgspec.Raw` JSON of them)."""
+    _check_batch(events, "meta")
+    body: dict[str, Any] = {"data": events}
     if destination.test_event_code:
         body["test_event_code"] = destination.test_event_code
     if appsecret_proof:
@@ -310,7 +330,14 @@ def build_google_request(
     conversions: Sequence[Conversion], destination: GoogleDestination
 ) -> dict[str, Any]:
     """Data Manager `events:ingest` body; enums as names (the fake and Google accept both)."""
-    _check_batch(conversions, "google")
+    return wrap_google_request(
+        [build_google_event(c, destination) for c in conversions], destination
+    )
+
+
+def wrap_google_request(events: Sequence[Any], destination: GoogleDestination) -> dict[str, Any]:
+    """The request around events already built (dicts, or `msgspec.Raw` JSON of them)."""
+    _check_batch(events, "google")
     target: dict[str, Any] = {
         "operatingAccount": {
             "accountType": destination.account_type,
@@ -325,7 +352,7 @@ def build_google_request(
         }
     return {
         "destinations": [target],
-        "events": [build_google_event(c, destination) for c in conversions],
+        "events": events,
         "encoding": "HEX",
         "validateOnly": destination.validate_only,
     }
@@ -377,11 +404,18 @@ def build_tiktok_event(conversion: Conversion, destination: TikTokDestination) -
 def build_tiktok_request(
     conversions: Sequence[Conversion], destination: TikTokDestination
 ) -> dict[str, Any]:
-    _check_batch(conversions, "tiktok")
+    return wrap_tiktok_request(
+        [build_tiktok_event(c, destination) for c in conversions], destination
+    )
+
+
+def wrap_tiktok_request(events: Sequence[Any], destination: TikTokDestination) -> dict[str, Any]:
+    """The request around events already built (dicts, or `msgspec.Raw` JSON of them)."""
+    _check_batch(events, "tiktok")
     body: dict[str, Any] = {
         "event_source": destination.event_source,
         "event_source_id": destination.pixel_code,
-        "data": [build_tiktok_event(c, destination) for c in conversions],
+        "data": events,
     }
     if destination.test_event_code:
         body["test_event_code"] = destination.test_event_code
@@ -397,19 +431,40 @@ def tiktok_track_url(destination: TikTokDestination) -> str:
 # --- dispatch ----------------------------------------------------------------------------------
 
 
+def build_event(conversion: Conversion, destination: Destination) -> dict[str, Any]:
+    """One event in its platform's form: what `ConversionStage` stores in the outbox row, so
+    the sender only wraps stored events into a request (`wrap_request`)."""
+    if isinstance(destination, MetaDestination):
+        return build_meta_event(conversion, destination)
+    if isinstance(destination, GoogleDestination):
+        return build_google_event(conversion, destination)
+    if isinstance(destination, GoogleAdsDestination):
+        return build_click_conversion(conversion, destination)
+    return build_tiktok_event(conversion, destination)
+
+
+def wrap_request(
+    events: Sequence[Any], destination: Destination, *, appsecret_proof: str | None = None
+) -> dict[str, Any]:
+    """The request around events built by `build_event` (dicts, or `msgspec.Raw` JSON of them:
+    msgspec writes those bytes as they are)."""
+    if isinstance(destination, MetaDestination):
+        return wrap_meta_request(events, destination, appsecret_proof=appsecret_proof)
+    if isinstance(destination, GoogleDestination):
+        return wrap_google_request(events, destination)
+    if isinstance(destination, GoogleAdsDestination):
+        return wrap_google_ads_request(events, destination)
+    return wrap_tiktok_request(events, destination)
+
+
 def build_request(
     conversions: Sequence[Conversion],
     destination: Destination,
     *,
     appsecret_proof: str | None = None,
 ) -> dict[str, Any]:
-    if isinstance(destination, MetaDestination):
-        return build_meta_request(conversions, destination, appsecret_proof=appsecret_proof)
-    if isinstance(destination, GoogleDestination):
-        return build_google_request(conversions, destination)
-    if isinstance(destination, GoogleAdsDestination):
-        return build_google_ads_request(conversions, destination)
-    return build_tiktok_request(conversions, destination)
+    events = [build_event(c, destination) for c in conversions]
+    return wrap_request(events, destination, appsecret_proof=appsecret_proof)
 
 
 def request_url(destination: Destination) -> str:

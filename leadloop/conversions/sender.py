@@ -53,12 +53,14 @@ from leadloop.conversions.model import (
 )
 from leadloop.conversions.payloads import (
     MAX_EVENTS,
-    build_request,
+    build_event,
     check_conversion,
     check_event_age,
     compute_appsecret_proof,
+    event_age_reason,
     request_url,
     split_batches,
+    wrap_request,
 )
 from leadloop.outbox.service import Claimed, Outcome
 
@@ -68,9 +70,18 @@ _encoder = msgspec.json.Encoder()
 
 class _StoredRow(msgspec.Struct):
     """The part of a `conversion` outbox row the sender reads (`ConversionStage` writes it);
-    other keys (`mapping`) are ignored."""
+    other keys (`mapping`) are ignored.
 
-    conversion: Conversion
+    `event` is the event in its platform's form, built and hashed when the row was queued: it
+    is kept as raw JSON and written into the request as it is. Rows queued before that form
+    existed carry the `conversion` instead, built into the platform's form here."""
+
+    event: msgspec.Raw = msgspec.Raw()
+    """Empty when the row carries a `conversion` instead (msgspec takes no `Raw | None`)."""
+    platform: str | None = None
+    event_time: float | None = None
+    action_source: str = "website"
+    conversion: Conversion | None = None
 
 
 _row_decoder = msgspec.json.Decoder(_StoredRow)
@@ -93,7 +104,7 @@ _Delivered = tuple["_Row", Outcome]
 class _Row:
     index: int
     item: Claimed
-    conversion: Conversion
+    stored: _StoredRow
 
 
 class ConversionSender:
@@ -133,12 +144,16 @@ class ConversionSender:
         groups: dict[tuple[str, str], list[_Row]] = {}
         for index, item in enumerate(items):
             try:
-                conversion = _row_decoder.decode(item.raw_payload).conversion
+                stored = _row_decoder.decode(item.raw_payload)
             except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
                 outcomes[index] = Outcome("dead", None, f"unreadable conversion payload: {exc}")
                 continue
+            if stored.conversion is None and (not stored.event or stored.event_time is None):
+                unreadable = "unreadable conversion payload: neither an event nor a conversion"
+                outcomes[index] = Outcome("dead", None, unreadable)
+                continue
             groups.setdefault((item.workspace_id, item.destination), []).append(
-                _Row(index, item, conversion)
+                _Row(index, item, stored)
             )
         jobs: list[tuple[DestinationConfig, Destination, list[_Row]]] = []
         for (workspace, dest_id), rows in groups.items():
@@ -152,11 +167,23 @@ class ConversionSender:
                 continue
             sendable: list[_Row] = []
             for row in rows:
-                reason = _check(row.conversion, config.destination, now)
+                stored = row.stored
+                if stored.event and stored.platform != config.platform:
+                    moved = (
+                        f"destination {dest_id} is a {config.platform} destination now; "
+                        f"the event was built for {stored.platform}"
+                    )
+                    outcomes[row.index] = Outcome("dead", None, moved)
+                    continue
+                reason = _check(stored, config.destination, now)
                 if reason:
                     outcomes[row.index] = Outcome("skipped", None, reason)
-                else:
-                    sendable.append(row)
+                    continue
+                if not stored.event:
+                    assert stored.conversion is not None  # checked when decoded
+                    built = build_event(stored.conversion, config.destination)
+                    stored.event = msgspec.Raw(_encoder.encode(built))
+                sendable.append(row)
             limit = MAX_EVENTS[config.platform]
             target = config.destination
             jobs.extend((config, target, chunk) for chunk in split_batches(sendable, limit))
@@ -181,7 +208,8 @@ class ConversionSender:
     def _deliver(
         self, config: DestinationConfig, target: Destination, rows: list[_Row], now: float
     ) -> list[tuple[_Row, Outcome]]:
-        status, headers, body = self._post(config, target, [r.conversion for r in rows])
+        events = [r.stored.event for r in rows]
+        status, headers, body = self._post(config, target, events)
         if status == 0:
             return [(row, self._retry(row, now, body, None)) for row in rows]
         verdict = classify_response(
@@ -223,7 +251,7 @@ class ConversionSender:
         return Outcome("pending", when, reason)
 
     def _post(
-        self, config: DestinationConfig, target: Destination, conversions: list[Conversion]
+        self, config: DestinationConfig, target: Destination, events: list[msgspec.Raw]
     ) -> tuple[int, dict[str, str], Any]:
         """(status, headers, body); status 0 is a network error, with the reason as body."""
         proof = None
@@ -239,7 +267,7 @@ class ConversionSender:
             headers["authorization"] = f"Bearer {config.access_token}"
         else:
             headers["access-token"] = config.access_token
-        payload = _encoder.encode(build_request(conversions, target, appsecret_proof=proof))
+        payload = _encoder.encode(wrap_request(events, target, appsecret_proof=proof))
         with self._lock:
             self._sent += 1
         try:
@@ -251,12 +279,17 @@ class ConversionSender:
         return response.status_code, dict(response.headers), response.content
 
 
-def _check(conversion: Conversion, target: Destination, now: float) -> str | None:
-    """The send-time part of `check_conversion`: consent and age. Identifiers were checked
-    (and hashed) when the row was enqueued and cannot have changed since."""
-    if conversion.ad_user_data is False:
-        return check_conversion(conversion, target, now)
-    return check_event_age(conversion, target, now)
+def _check(stored: _StoredRow, target: Destination, now: float) -> str | None:
+    """The send-time part of `check_conversion`: the event's age (and, for a row queued before
+    events were stored in their platform's form, consent). Identifiers were checked (and
+    hashed) when the row was enqueued and cannot have changed since."""
+    conversion = stored.conversion
+    if conversion is not None:
+        if conversion.ad_user_data is False:
+            return check_conversion(conversion, target, now)
+        return check_event_age(conversion, target, now)
+    assert stored.event_time is not None  # checked when decoded
+    return event_age_reason(stored.event_time, stored.action_source, target, now)
 
 
 def _bisect(rows: list[_Row], bad_index: int | None) -> list[list[_Row]]:

@@ -36,7 +36,7 @@ from leadloop.conversions.fields import (
 )
 from leadloop.conversions.identifiers import for_destination, user_identifiers
 from leadloop.conversions.model import Conversion
-from leadloop.conversions.payloads import check_conversion
+from leadloop.conversions.payloads import build_event, check_conversion
 from leadloop.conversions.store import LogRow
 from leadloop.identity.model import Profile
 from leadloop.log.batch import Batch, Conn, OutboxRow
@@ -242,9 +242,19 @@ class ConversionStage:
                     kind=KIND,
                     destination=dest.id,
                     idempotency_key=f"{dest.id}:{event_id}",
-                    # The struct itself: the batch encodes payloads with msgspec, which writes it
-                    # as the same JSON without building an intermediate dict.
-                    payload={"conversion": conversion, "mapping": mapping.id},
+                    # The event in its platform's form, hashed and built now: the sender only
+                    # wraps stored events into requests, and the row shows what will be sent.
+                    # Destination settings that shape an event (region, LDU, lead source) are
+                    # those of the moment it happened; request-level ones are read when sent.
+                    payload={
+                        "mapping": mapping.id,
+                        "platform": dest.platform,
+                        "event_time": conversion.event_time,
+                        "action_source": conversion.action_source,
+                        # What `check_conversion` held the event time against (§1.4).
+                        "lead_created_at": conversion.lead_created_at,
+                        "event": build_event(conversion, dest.destination),
+                    },
                     profile_id=profile.id,
                     not_before=batch.now,
                 )

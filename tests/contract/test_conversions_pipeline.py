@@ -316,7 +316,7 @@ def test_stage_move_conversions_carry_the_lead_creation_time(rig: Rig) -> None:
     states = [json.loads(str(s)) for (s,) in h.sql("SELECT state FROM profiles")]
     first_seen = states[0]["first_seen"]
     rows = h.sql("SELECT idempotency_key, payload FROM outbox WHERE kind = 'conversion'")
-    conversions = {str(k): json.loads(str(p))["conversion"] for k, p in rows}
+    conversions = {str(k): json.loads(str(p)) for k, p in rows}
     stage = [c for k, c in conversions.items() if k.endswith("-lead_mql")]
     orders = [c for k, c in conversions.items() if "order-o-1" in k]
     assert len(stage) == 3 and len(orders) == 3  # one per destination

@@ -23,6 +23,7 @@ from leadloop.conversions.model import (
     UserIdentifiers,
     platform_of,
 )
+from leadloop.conversions.payloads import build_event
 from leadloop.conversions.sender import ConversionSender
 from leadloop.outbox.service import Claimed
 from leadloop.testing_fakes.ads import FakeAdsServer
@@ -53,7 +54,22 @@ def destinations(base: str) -> dict[str, DestinationConfig]:
     }
 
 
-def rows(destination: str, platform: Any, count: int, start: int = 0) -> list[Claimed]:
+_EVENT_TARGETS: dict[str, Destination] = {
+    **{
+        name: config.destination
+        for name, config in destinations("http://unused").items()
+        if config.destination is not None
+    },
+    "google_ads": GoogleAdsDestination(customer_id="1234567890", conversion_action_id="555"),
+}
+"""What the stage builds events for (a destination's URL and auth never shape an event)."""
+
+
+def rows(
+    destination: str, platform: Any, count: int, start: int = 0, form: str = "event"
+) -> list[Claimed]:
+    """Rows as `ConversionStage` queues them: the event in its platform's form (`form="event"`),
+    or, as rows queued before that form existed, the hashed `Conversion` (`form="conversion"`)."""
     out = []
     for n in range(start, start + count):
         conversion = Conversion(
@@ -64,13 +80,69 @@ def rows(destination: str, platform: Any, count: int, start: int = 0) -> list[Cl
             user=hash_for_platform(USER, platform, None, True),
             ad_user_data=True,
         )
-        payload = msgspec.json.encode({"conversion": conversion, "mapping": "m"})
+        if form == "conversion":
+            payload = msgspec.json.encode({"conversion": conversion, "mapping": "m"})
+        else:
+            target = _EVENT_TARGETS.get(destination, MetaDestination(pixel_id="1"))
+            payload = msgspec.json.encode(
+                {
+                    "mapping": "m",
+                    "platform": platform,
+                    "event_time": conversion.event_time,
+                    "action_source": conversion.action_source,
+                    "event": build_event(conversion, target),
+                }
+            )
         out.append(
             Claimed(
                 n, "default", "conversion", destination, f"{destination}:{n}", payload, 0, "p", NOW
             )
         )
     return out
+
+
+def test_rows_queued_as_conversions_are_still_sent(fake: FakeAdsServer) -> None:
+    """An outbox from before events were stored in their platform's form: the sender builds
+    them, and the platforms get the same requests as from rows in the new form."""
+    sender = sender_for(fake)
+    old = rows("meta", "meta", 3, form="conversion") + rows("tiktok", "tiktok", 2, 10, "conversion")
+    new = rows("meta", "meta", 3, 20) + rows("tiktok", "tiktok", 2, 30)
+    outcomes = sender.send_batch(old + new, NOW)
+    assert [o.status for o in outcomes] == ["delivered"] * 10
+    assert len(fake.meta.requests) == len(fake.tiktok.requests) == 1
+    sent = [e for r in fake.meta.requests + fake.tiktok.requests for e in r.body["data"]]
+    by_id = {e["event_id"]: e for e in sent}
+    for n, m in ((0, 20), (1, 21), (10, 30)):
+        before, after = by_id[f"order-{n}-purchase"], by_id[f"order-{m}-purchase"]
+        for event in (before, after):
+            event.pop("event_id")
+            event.get("properties", event.get("custom_data", {})).pop("order_id")
+        assert before == after
+    sender.close()
+
+
+def test_an_event_built_for_another_platform_is_a_dead_letter(fake: FakeAdsServer) -> None:
+    """The playbook turned destination `meta` into a TikTok one while rows built for Meta
+    waited: they are not sent in the wrong shape."""
+    config = destinations(fake.base_url)
+    moved = DestinationConfig("meta", "tiktok", config["tiktok"].destination, "tiktok-token")
+    sender = ConversionSender(lambda ws, name: moved, parallel=1)
+    outcomes = sender.send_batch(rows("meta", "meta", 2), NOW)
+    assert [o.status for o in outcomes] == ["dead", "dead"]
+    assert "is a tiktok destination now; the event was built for meta" in str(outcomes[0].error)
+    assert fake.tiktok.requests == []
+    sender.close()
+
+
+def test_too_old_stored_events_are_skipped_with_the_platform_rule(fake: FakeAdsServer) -> None:
+    sender = sender_for(fake)
+    items = rows("meta", "meta", 1) + rows("google", "google", 1, 5)
+    eight_days = NOW + 8 * 86_400
+    outcomes = sender.send_batch(items, eight_days)
+    assert outcomes[0].status == "skipped" and "older than 7 days" in str(outcomes[0].error)
+    assert outcomes[1].status == "delivered"  # Google's default click-through window is longer
+    assert fake.meta.requests == []
+    sender.close()
 
 
 def sender_for(fake: FakeAdsServer, parallel: int = 1) -> ConversionSender:
@@ -133,7 +205,14 @@ def test_auth_errors_are_dead_letters_and_missing_destination_too(fake: FakeAdsS
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b"[]", b'{"mapping": "m"}', b'{"conversion": {"event_name": "Purchase"}}'],
+    [
+        b"{not json",
+        b"[]",
+        b'{"mapping": "m"}',
+        b'{"conversion": {"event_name": "Purchase"}}',
+        b'{"platform": "meta", "event": {"event_name": "Purchase"}}',  # no event_time
+        b'{"platform": "meta", "event_time": "soon", "event": {}}',
+    ],
 )
 def test_an_unreadable_row_is_a_dead_letter_and_the_rest_are_sent(
     fake: FakeAdsServer, raw: bytes
