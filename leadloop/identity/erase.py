@@ -1,6 +1,7 @@
 """Erasure (GDPR art. 17): one call removes a person from every table that holds them.
 
-The profile, the profiles merged into it, their events, identities, traits, account links,
+The profile, the profiles merged into it, their events (also those still waiting in the log to
+be processed), identities, traits, account links,
 scores and ledger, timers, conversion match keys, journey instances, paths and memberships,
 sends, suppressions and message records, and every effect not yet delivered. Delivered
 outbox rows are kept only as keys (their payloads are blanked) so a replay cannot resend them.
@@ -32,8 +33,21 @@ _BY_PROFILE = (
 )
 
 
+def erasure_epoch(conn: Conn, *, lock: bool = False) -> int:
+    """How many erasures have committed (migration 0008). `lock`, inside a write transaction
+    on PostgreSQL: hold the row shared until commit, so an erasure that starts meanwhile waits
+    for this transaction, and one in flight is waited for and seen."""
+    share = " FOR SHARE" if lock and conn.dialect == "postgres" else ""
+    return int(conn.execute(f"SELECT n FROM erasure_epoch WHERE id = 1{share}")[0][0])
+
+
 def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
-    """Erase the profile and everything merged into it; returns the profiles erased."""
+    """Erase the profile and everything merged into it; returns the profiles erased.
+
+    The epoch moves first: on PostgreSQL the row lock it takes orders this transaction with
+    the processor's batch writes (`erasure_epoch`), so a batch that read the person before
+    this commit cannot write them back after it."""
+    conn.execute("UPDATE erasure_epoch SET n = n + 1 WHERE id = 1")
     ids = [profile_id]
     ids += [
         str(r[0])
@@ -43,6 +57,7 @@ def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
         )
     ]
     tables = _existing_tables(conn)
+    _erase_waiting_events(conn, workspace, ids)
     for pid in ids:
         for table, column in _BY_PROFILE:
             if table in tables:
@@ -60,6 +75,27 @@ def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
         )
         conn.execute("DELETE FROM profiles WHERE workspace_id = ? AND id = ?", (workspace, pid))
     return len(ids)
+
+
+def _erase_waiting_events(conn: Conn, workspace: str, ids: list[str]) -> None:
+    """The person's events still waiting in the log: not processed yet, so not attributed to
+    them (`profile_id` is null), found by the user and anonymous ids the graph gives them.
+    Left there, the processor would later start a new profile from them."""
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        f"SELECT type, value FROM identities WHERE workspace_id = ? AND profile_id IN ({marks}) "
+        "AND type IN ('user_id', 'anonymous_id')",
+        (workspace, *ids),
+    )
+    for kind in ("user_id", "anonymous_id"):  # the events table's columns of the same names
+        values = [str(value) for found, value in rows if found == kind]
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            conn.execute(
+                f"DELETE FROM events WHERE workspace_id = ? AND profile_id IS NULL "  # constants
+                f"AND {kind} IN ({','.join('?' * len(chunk))})",
+                (workspace, *chunk),
+            )
 
 
 def _existing_tables(conn: Conn) -> set[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from leadloop.clock import Clock
 from leadloop.identity import decide
+from leadloop.identity.erase import erasure_epoch
 from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log import store
@@ -34,6 +35,11 @@ from leadloop.log.writer import Writer
 log = logging.getLogger("leadloop.processor")
 CURSOR = "processor"
 _LEADER_LOCK = 724138
+
+
+class ErasedMeanwhile(Exception):
+    """An erasure committed after the batch began to read: written, it could put the erased
+    person back. The batch is dropped and its events read again from the committed cursor."""
 
 
 @dataclass
@@ -81,7 +87,7 @@ class Processor:
         self._in_flight: _InFlight | None = None
         self.redecided = 0
         """Batches decided a second time because the batch before them, still being written,
-        touched something they read (`log.overlap`)."""
+        touched something they read (`log.overlap`), or an erasure committed meanwhile."""
 
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
@@ -173,40 +179,55 @@ class Processor:
             self.drain()
         flight = self._in_flight
         position = flight.after if flight is not None else store.get_cursor(conn, CURSOR)
+        epoch = erasure_epoch(conn)  # before the batch reads anything
         events, after = store.read_after(conn, position, self._batch_size)
         if not events:
-            self.drain()
-            return 0
+            if self.drain() or flight is None:
+                return 0
+            return flight.events  # dropped for an erasure: not caught up, read them again
         batch = self.process(conn, events)
+        batch.erasure_epoch = epoch
         if flight is not None:
             try:
-                self.drain()
+                committed = self.drain()
             except BaseException:
                 self._discard(batch)  # decided on top of a write that did not happen
                 raise
+            if not committed:  # an erasure came first: both are read again from the cursor
+                self._discard(batch)
+                return len(events)
             if depends_on(batch, flight.batch):
                 self._discard(batch)
                 self.redecided += 1
                 batch = self.process(conn, events)
+                batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
         self._in_flight = _InFlight(future, batch, after, len(events))
         if not pipelined:
             self.drain()
         return len(events)
 
-    def drain(self) -> None:
-        """Wait until the batch handed to the writer, if any, is committed (raises its error)."""
+    def drain(self) -> bool:
+        """Wait until the batch handed to the writer, if any, is committed (raises its error).
+        False when it was dropped because an erasure committed while it was decided: its
+        events are read again from the committed cursor by the next step."""
         flight, self._in_flight = self._in_flight, None
         if flight is None:
-            return
+            return True
         try:
             flight.future.result()
+        except ErasedMeanwhile:
+            self._discard(flight.batch)
+            self.redecided += 1
+            log.info("an erasure committed while a batch was decided; deciding it again")
+            return False
         except BaseException:
             self._discard(flight.batch)  # it will be decided again from the committed cursor
             raise
         if flight.batch.outbox and self.on_effects is not None:
             self.on_effects()  # new outbox rows: the dispatcher has work
         self.processed += flight.events
+        return True
 
     def _write(self, batch: Batch, position: str, after: str) -> Callable[[Conn], None]:
         def write(wconn: Conn) -> None:
@@ -214,6 +235,10 @@ class Processor:
             # pipelined, the batch before this one must have committed).
             if store.get_cursor(wconn, CURSOR) != position:
                 raise RuntimeError("the processor cursor moved: another consumer is running")
+            # First, before writing anything: an erasure waits for this transaction from here
+            # on, and one that committed since the batch began to read means deciding it again.
+            if erasure_epoch(wconn, lock=True) != batch.erasure_epoch:
+                raise ErasedMeanwhile()
             batch.identity.flush(wconn, batch.now)
             for stage in self._stages:
                 stage.flush(batch, wconn)

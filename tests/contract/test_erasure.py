@@ -58,3 +58,36 @@ def test_erasure_removes_journey_state_and_sends(backend_url: str, tmp_path: Pat
         assert counts(stays) == before
     finally:
         h.engine.stop()
+
+
+def test_erasure_takes_the_persons_events_still_waiting_in_the_log(harness: Harness) -> None:
+    """Events of the person that the processor has not reached yet are theirs too: erased,
+    they do not start a new profile later. Another person's waiting events stay."""
+    from tests.integration.test_erasure_between_batches import Gate
+
+    h = harness
+    h.send({"type": "identify", "userId": "gone", "anonymousId": "anon-g", "traits": {"a": 1}})
+    h.send({"type": "identify", "userId": "stays", "traits": {"a": 1}})
+    h.settle()
+    gone = h.profile("user_id", "gone")
+    assert gone is not None
+    gate = Gate()  # holds the processor on someone else's event, so the next ones wait
+    h.engine.processor.set_stages([*h.engine.processor.stages, gate])
+    h.send({"type": "track", "userId": "stays", "event": "Hold"})
+    assert gate.inside.wait(30)
+    h.send(
+        {"type": "identify", "userId": "gone", "traits": {"email": "gone@acme.test"}},
+        {"type": "page", "anonymousId": "anon-g", "properties": {"path": "/pricing"}},
+        {"type": "track", "userId": "stays", "event": "Waited"},
+    )
+    waiting = h.sql("SELECT COUNT(*) FROM events WHERE profile_id IS NULL")[0][0]
+    assert waiting >= 3
+    erased = h.engine.erase("default", gone["id"])  # SQLite: after the held batch
+    gate.release.set()
+    assert erased.result(timeout=30) == 1
+    h.settle()
+    assert h.profile("user_id", "gone") is None and h.profile("anonymous_id", "anon-g") is None
+    assert h.sql("SELECT COUNT(*) FROM events WHERE user_id = 'gone'") == [(0,)]
+    assert h.sql("SELECT COUNT(*) FROM events WHERE anonymous_id = 'anon-g'") == [(0,)]
+    stays = h.profile("user_id", "stays")
+    assert stays is not None and stays["event_counts"]["track"] == 2

@@ -1,22 +1,32 @@
-"""An erasure never races the processor: it runs between two batches (SQLite).
+"""An erasure never races the processor.
 
 A batch reads a profile, decides, and writes the profile's row back with the batch. An erasure
 committed in between would be undone by that write, traits and all. Here a stage holds the
 processor inside a batch that has read the person, the erasure is asked for meanwhile, and
-the batch is let go: the person must be gone at the end, and the erasure must not have run
-while the batch was held.
+the batch is let go: the person must be gone at the end.
+
+On SQLite the erasure runs between two batches (a processor job). On PostgreSQL it is a plain
+write, possibly from another process: the batch sees that an erasure committed since it began
+to read (`erasure_epoch`) and is decided again; an erasure that starts while a batch is being
+written waits for that write, then erases what it wrote.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from leadloop.identity.erase import erase_profile
 from leadloop.identity.model import Profile
 from leadloop.log.batch import Batch, Conn
 from leadloop.log.model import Event
-from tests.contract.conftest import make_harness
+from leadloop.storage.db import DatabaseUrl, connect
+from tests.conftest import PG_URL, _with_db, drop_postgres_database, new_postgres_database
+from tests.contract.conftest import Harness, make_harness
 
 
 class Gate:
@@ -36,6 +46,99 @@ class Gate:
 
     def flush(self, batch: Batch, conn: Conn) -> None:
         pass
+
+
+class WriteGate(Gate):
+    """Holds the processor inside the write of a batch with a `Hold` event, before it writes
+    anything: after it has checked the erasure epoch, where a row lock is all that keeps an
+    erasure from slipping in before the batch's own rows."""
+
+    def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
+        if event.event == "Hold":
+            identity = batch.identity
+            write_profiles = identity.flush
+
+            def held(conn: Conn, now: float) -> None:
+                self.inside.set()
+                assert self.release.wait(30)
+                write_profiles(conn, now)
+
+            identity.flush = held  # type: ignore[method-assign]
+        return profile
+
+
+@pytest.fixture
+def pg() -> Iterator[Harness]:
+    name = new_postgres_database()
+    h = make_harness(_with_db(PG_URL, name))
+    try:
+        yield h
+    finally:
+        h.engine.stop()
+        drop_postgres_database(name)
+
+
+def _person_held(h: Harness, gate: Gate) -> str:
+    """The person `gone` with an email, and the processor held by `gate` on their next event."""
+    h.send({"type": "identify", "userId": "gone", "traits": {"email": "gone@acme.test"}})
+    h.settle()
+    profile = h.profile("user_id", "gone")
+    assert profile is not None
+    h.engine.processor.set_stages([*h.engine.processor.stages, gate])
+    h.send({"type": "track", "userId": "gone", "event": "Hold"})
+    assert gate.inside.wait(30)
+    return str(profile["id"])
+
+
+def _erased(h: Harness, pid: str) -> None:
+    assert h.sql("SELECT COUNT(*) FROM profiles WHERE id = ?", pid) == [(0,)]
+    assert h.sql("SELECT COUNT(*) FROM identities WHERE value = 'gone@acme.test'") == [(0,)]
+    assert h.sql("SELECT COUNT(*) FROM events WHERE body LIKE ?", "%gone@acme.test%") == [(0,)]
+    assert h.sql("SELECT COUNT(*) FROM profiles WHERE state LIKE ?", "%gone@acme.test%") == [(0,)]
+
+
+@pytest.mark.postgres
+def test_postgres_a_batch_decided_across_an_erasure_is_decided_again(pg: Harness) -> None:
+    gate = Gate()
+    pid = _person_held(pg, gate)
+    redecided = pg.engine.processor.redecided
+    # A plain write on PostgreSQL: it commits while the batch that read the person is held.
+    assert pg.engine.erase("default", pid).result(timeout=30) == 1
+    gate.release.set()
+    pg.settle()
+    _erased(pg, pid)
+    assert pg.engine.processor.redecided == redecided + 1
+    # The `Hold` event was still waiting to be processed, so it went with the person.
+    assert pg.sql("SELECT COUNT(*) FROM events WHERE event = 'Hold'") == [(0,)]
+    assert pg.profile("user_id", "gone") is None
+
+
+@pytest.mark.postgres
+def test_postgres_an_erasure_waits_for_a_batch_being_written(pg: Harness) -> None:
+    gate = WriteGate()
+    pid = _person_held(pg, gate)
+    done = threading.Event()
+
+    def erase_elsewhere() -> None:  # as another process would: its own connection
+        conn = connect(DatabaseUrl.parse(pg.engine.url.url))
+        try:
+            with conn.transaction():
+                erase_profile(conn, "default", pid)
+        finally:
+            conn.close()
+        done.set()
+
+    eraser = threading.Thread(target=erase_elsewhere)
+    eraser.start()
+    assert not done.wait(1.0)  # the batch holds the epoch: the erasure waits for its commit
+    gate.release.set()
+    eraser.join(30)
+    assert done.is_set()
+    pg.settle()
+    _erased(pg, pid)
+    # It erased what the batch wrote: the `Hold` event had become the person's.
+    assert pg.sql("SELECT COUNT(*) FROM events WHERE event = 'Hold'") == [(0,)]
+    assert pg.profile("user_id", "gone") is None
 
 
 def test_an_erasure_asked_for_mid_batch_runs_after_it(tmp_path: Path) -> None:
