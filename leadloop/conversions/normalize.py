@@ -18,6 +18,7 @@ each case against them):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import unicodedata
@@ -156,8 +157,12 @@ def normalize_email_google(email: str) -> str | None:
 # --- phone -------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32_768)
 def normalize_phone_e164(phone: str, default_region: str | None = None) -> str | None:
     """E.164 with `+`, e.g. `+16505551212`, or None when no plausible number can be made.
+
+    Memoised (a pure function of its strings; `phonenumbers.parse` costs about 20 µs): a
+    trait's phone is made canonical for every conversion of the person (`identifiers`).
 
     `default_region` supplies the country code for national formats (`020 7946 0958`, GB). A
     leading `00` is always read as the international prefix, even where the region's own prefix
