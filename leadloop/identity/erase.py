@@ -33,20 +33,12 @@ _BY_PROFILE = (
 )
 
 
-def erasure_epoch(conn: Conn, *, lock: bool = False) -> int:
-    """How many erasures have committed (migration 0008). `lock`, inside a write transaction
-    on PostgreSQL: hold the row shared until commit, so an erasure that starts meanwhile waits
-    for this transaction, and one in flight is waited for and seen."""
-    share = " FOR SHARE" if lock and conn.dialect == "postgres" else ""
-    return int(conn.execute(f"SELECT n FROM erasure_epoch WHERE id = 1{share}")[0][0])
-
-
 def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
     """Erase the profile and everything merged into it; returns the profiles erased.
 
-    The epoch moves first: on PostgreSQL the row lock it takes orders this transaction with
-    the processor's batch writes (`erasure_epoch`), so a batch that read the person before
-    this commit cannot write them back after it."""
+    The epoch (migration 0008) moves first: on PostgreSQL the row lock it takes orders this
+    transaction with the processor's batch writes (`log.store.cursor_and_epoch`), so a batch
+    that read the person before this commit cannot write them back after it."""
     conn.execute("UPDATE erasure_epoch SET n = n + 1 WHERE id = 1")
     ids = [profile_id]
     ids += [

@@ -61,8 +61,9 @@ class Batch:
     extra: dict[str, object] = field(default_factory=dict)
     """Per-stage scratch space for the batch (e.g. the scoring stage's state cache)."""
     erasure_epoch: int = 0
-    """`identity.erase.erasure_epoch` before the batch read anything: if an erasure commits
-    before the batch is written, the batch is decided again (`ErasedMeanwhile`)."""
+    """The erasure epoch (migration 0008) as the batch's events were read, before it read
+    anything else: if an erasure commits before the batch is written, the batch is decided
+    again (`processor.ErasedMeanwhile`)."""
     barrier: bool = False
     """Set by a stage that writes rows beyond the batch's own profiles (a journey migration
     moves every instance of a journey): the next batch is then decided only after this one is

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from leadloop.clock import Clock
 from leadloop.identity import decide
-from leadloop.identity.erase import erasure_epoch
 from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log import store
@@ -179,8 +178,9 @@ class Processor:
             self.drain()
         flight = self._in_flight
         position = flight.after if flight is not None else store.get_cursor(conn, CURSOR)
-        epoch = erasure_epoch(conn)  # before the batch reads anything
-        events, after = store.read_after(conn, position, self._batch_size)
+        # The epoch comes in the same snapshot as the events, before the batch reads anything
+        # else; the write checks it again.
+        events, after, epoch = store.read_after(conn, position, self._batch_size)
         if not events:
             if self.drain() or flight is None:
                 return 0
@@ -233,11 +233,14 @@ class Processor:
         def write(wconn: Conn) -> None:
             # Guard against a second consumer: the cursor must not have moved under us (and,
             # pipelined, the batch before this one must have committed).
-            if store.get_cursor(wconn, CURSOR) != position:
+            # First, before writing anything (one statement: each costs the thread a wait for
+            # the interpreter lock): the cursor, and the erasure epoch, which an erasure that
+            # starts from here on waits for; one committed since the batch began to read
+            # means deciding it again.
+            cursor, epoch = store.cursor_and_epoch(wconn, CURSOR)
+            if cursor != position:
                 raise RuntimeError("the processor cursor moved: another consumer is running")
-            # First, before writing anything: an erasure waits for this transaction from here
-            # on, and one that committed since the batch began to read means deciding it again.
-            if erasure_epoch(wconn, lock=True) != batch.erasure_epoch:
+            if epoch != batch.erasure_epoch:
                 raise ErasedMeanwhile()
             batch.identity.flush(wconn, batch.now)
             for stage in self._stages:

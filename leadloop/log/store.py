@@ -22,9 +22,12 @@ _COLUMNS = (
     "seq, workspace_id, message_id, type, event, user_id, anonymous_id, group_id, "
     "previous_id, ts, received_at, body, profile_id"
 )
-_READ_SQLITE = f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+# The erasure epoch (identity/erase.py) comes with the events, read in the same snapshot: the
+# processor checks it again when it writes the batch. One uncorrelated subquery, evaluated once.
+_EPOCH = "(SELECT n FROM erasure_epoch WHERE id = 1)"
+_READ_SQLITE = f"SELECT {_COLUMNS}, {_EPOCH} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 _READ_POSTGRES = (
-    f"SELECT {_COLUMNS}, txid::text FROM events "
+    f"SELECT {_COLUMNS}, txid::text, {_EPOCH} FROM events "
     "WHERE (txid, seq) > (?::xid8, ?) AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
     "ORDER BY txid, seq LIMIT ?"
 )
@@ -55,6 +58,21 @@ def get_cursor(conn: Conn, name: str) -> str:
     return "0" if conn.dialect == "sqlite" else "0:0"
 
 
+def cursor_and_epoch(conn: Conn, name: str) -> tuple[str, int]:
+    """`get_cursor` and the erasure epoch in one statement, for the processor's write; on
+    PostgreSQL the epoch row is then held shared until commit (identity/erase.py)."""
+    lock = " FOR SHARE OF e" if conn.dialect == "postgres" else ""
+    rows = conn.execute(
+        "SELECT c.position, e.n FROM erasure_epoch e LEFT JOIN cursors c ON c.name = ? "
+        f"WHERE e.id = 1{lock}",
+        (name,),
+    )
+    position, epoch = rows[0]
+    if position is None:
+        position = "0" if conn.dialect == "sqlite" else "0:0"
+    return str(position), int(epoch)
+
+
 def set_cursor(conn: Conn, name: str, position: str) -> None:
     conn.execute(
         "INSERT INTO cursors (name, position) VALUES (?, ?) "
@@ -63,19 +81,21 @@ def set_cursor(conn: Conn, name: str, position: str) -> None:
     )
 
 
-def read_after(conn: Conn, position: str, limit: int) -> tuple[list[Event], str]:
-    """The next events after `position`, and the position after the last of them."""
+def read_after(conn: Conn, position: str, limit: int) -> tuple[list[Event], str, int]:
+    """The next events after `position`, the position after the last of them, and the erasure
+    epoch as of that read (0 when there are no events)."""
     if conn.dialect == "sqlite":
         rows = conn.execute(_READ_SQLITE, (int(position), limit))
         if not rows:
-            return [], position
-        return [event_from_row(r) for r in rows], str(rows[-1][0])
+            return [], position, 0
+        last = rows[-1]
+        return [event_from_row(r[:13]) for r in rows], str(last[0]), int(last[13])
     txid, _, seq = position.partition(":")
     rows = conn.execute(_READ_POSTGRES, (txid, int(seq), limit))
     if not rows:
-        return [], position
+        return [], position, 0
     last = rows[-1]
-    return [event_from_row(r[:13]) for r in rows], f"{last[13]}:{last[0]}"
+    return [event_from_row(r[:13]) for r in rows], f"{last[13]}:{last[0]}", int(last[14])
 
 
 def log_length(conn: Conn) -> int:
