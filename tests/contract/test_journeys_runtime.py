@@ -302,7 +302,7 @@ def test_a_crash_while_timers_are_processed_runs_every_due_step_once(
         conn = h.engine._connect()
         try:
             position = store.get_cursor(conn, CURSOR)
-            events, _after = store.read_after(conn, position, 1000)
+            events, _after, _epoch = store.read_after(conn, position, 1000)
             batch = h.engine.processor.process(conn, events)
         finally:
             conn.close()
