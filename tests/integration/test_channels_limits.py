@@ -111,8 +111,7 @@ def test_twilio_long_code_sends_one_message_a_second(tmp_path: Path) -> None:
     with harness(tmp_path) as h:
         assert h.engine.manual_clock is not None
         start = h.engine.clock.now()
-        for n in range(3):
-            h.queue(f"sms-{n}", "sms", template="nudge")
+        h.queue_together([f"sms-{n}" for n in range(3)], "sms", template="nudge")
         assert h.settled("sms-0")[0] == "delivered"
         # A wait for a token is not an attempt: the held rows keep their whole budget.
         eventually(

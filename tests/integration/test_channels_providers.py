@@ -85,32 +85,39 @@ class Harness:
     profile: str
 
     def queue(self, message_id: str, channel: str, **extra: Any) -> None:
-        payload = {
-            "channel": channel,
-            "message_id": message_id,
-            "profile_id": self.profile,
-            "journey": "onboarding",
-            "step": "s1",
-            "instance": "i1",
-            **extra,
-        }
+        self.queue_together([message_id], channel, **extra)
+
+    def queue_together(self, message_ids: list[str], channel: str, **extra: Any) -> None:
+        """Queue messages in one transaction, as the processor queues a batch's sends: the
+        dispatcher claims them together, in order. (Queued one transaction each, they may be
+        claimed by its two lanes apart, and which lane reaches a rate limit first is not fixed.)"""
         now = self.engine.clock.now()
 
         def insert(c: Any) -> None:
-            c.execute(
-                "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
-                "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
-                "VALUES ('default', 'message', ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-                (
-                    channel,
-                    message_id,
-                    msgspec.json.encode(payload).decode(),
-                    now,
-                    self.profile,
-                    now,
-                    now,
-                ),
-            )
+            for message_id in message_ids:
+                payload = {
+                    "channel": channel,
+                    "message_id": message_id,
+                    "profile_id": self.profile,
+                    "journey": "onboarding",
+                    "step": "s1",
+                    "instance": "i1",
+                    **extra,
+                }
+                c.execute(
+                    "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, "
+                    "payload, status, attempts, next_attempt_at, profile_id, created_at, "
+                    "updated_at) VALUES ('default', 'message', ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+                    (
+                        channel,
+                        message_id,
+                        msgspec.json.encode(payload).decode(),
+                        now,
+                        self.profile,
+                        now,
+                        now,
+                    ),
+                )
 
         self.engine.writer.submit(insert).result()
         self.engine.dispatcher.wake()
