@@ -55,6 +55,11 @@ def get_cursor(conn: Conn, name: str) -> str:
     rows = conn.execute("SELECT position FROM cursors WHERE name = ?", (name,))
     if rows:
         return str(rows[0][0])
+    return _start(conn)
+
+
+def _start(conn: Conn) -> str:
+    """The position before the first event, for a consumer with no cursor yet."""
     return "0" if conn.dialect == "sqlite" else "0:0"
 
 
@@ -68,9 +73,7 @@ def cursor_and_epoch(conn: Conn, name: str) -> tuple[str, int]:
         (name,),
     )
     position, epoch = rows[0]
-    if position is None:
-        position = "0" if conn.dialect == "sqlite" else "0:0"
-    return str(position), int(epoch)
+    return (_start(conn) if position is None else str(position)), int(epoch)
 
 
 def set_cursor(conn: Conn, name: str, position: str) -> None:
