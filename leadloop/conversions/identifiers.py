@@ -9,7 +9,6 @@ never leaves").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +44,7 @@ def _trait(traits: dict[str, Any], *names: str) -> str | None:
 
 _NAME_TRAITS = frozenset({"firstName", "first_name", "lastName", "last_name", "name"})
 _ADDRESS_TRAITS = frozenset({"address", "city", "state", "postalCode", "zip", "country"})
+_BIRTH_TRAITS = frozenset({"birthday", "date_of_birth"})
 """The top-level traits each group below reads: a profile with none of them skips the group
 (a conversion is built for every mapped event, and most profiles have no address)."""
 
@@ -55,54 +55,62 @@ def user_identifiers(
     keys: MatchKeys,
     wanted: frozenset[str],
 ) -> UserIdentifiers:
-    """The raw identifiers of a profile, limited to the mapping's `identifiers`."""
+    """The raw identifiers of a profile, limited to the mapping's `identifiers`.
+
+    (One keyword call with every field, and each trait group skipped when the profile has none
+    of its traits: this runs for every mapped event, and building a dict of fields to unpack
+    cost about twice as much.)
+    """
     by_type: dict[str, str] = {}
     for identity in identities:
         by_type.setdefault(identity["type"], identity["value"])
     traits = profile.traits
-    values: dict[str, Any] = {}
+    email = phone = first = last = city = state = postal = country = birth = gender = None
     if "email" in wanted:
-        values["email"] = by_type.get("email") or _trait(traits, "email")
+        email = by_type.get("email") or _trait(traits, "email")
     if "phone" in wanted:
         # Identity-graph phones are E.164 as `phonenumbers` formats them; a trait is raw text.
-        values["phone"] = by_type.get("phone") or _canonical_phone(_trait(traits, "phone"))
+        phone = by_type.get("phone") or _canonical_phone(_trait(traits, "phone"))
     if "name" in wanted and not _NAME_TRAITS.isdisjoint(traits):
         first = _trait(traits, "firstName", "first_name")
         last = _trait(traits, "lastName", "last_name")
         full = None if first or last else _trait(traits, "name")
         if full and len(full.split()) == 2:
             first, last = full.split()
-        values.update(first_name=first, last_name=last)
     if "address" in wanted and not _ADDRESS_TRAITS.isdisjoint(traits):
-        values.update(
-            city=_trait(traits, "address.city", "city"),
-            state=_trait(traits, "address.state", "state"),
-            zip=_trait(traits, "address.postalCode", "address.postal_code", "postalCode", "zip"),
-            country=_trait(traits, "address.country", "country"),
-        )
-    if "date_of_birth" in wanted:
-        values["date_of_birth"] = _trait(traits, "birthday", "date_of_birth")
-    if "gender" in wanted:
-        values["gender"] = _trait(traits, "gender")
-    if "external_id" in wanted:
-        values["external_id"] = by_type.get("user_id")
-    if "lead_id" in wanted:
-        values["lead_id"] = keys.lead_id
-    if "click_ids" in wanted:
-        values.update(
-            fbc=keys.fbc,
-            gclid=keys.gclid,
-            gbraid=keys.gbraid,
-            wbraid=keys.wbraid,
-            ttclid=keys.ttclid,
-        )
-    if "browser_ids" in wanted:
-        values.update(fbp=keys.fbp, ttp=keys.ttp)
-    if "ip" in wanted:
-        values["ip"] = keys.ip
-    if "user_agent" in wanted:
-        values["user_agent"] = keys.user_agent
-    return UserIdentifiers(**values)
+        city = _trait(traits, "address.city", "city")
+        state = _trait(traits, "address.state", "state")
+        postal = _trait(traits, "address.postalCode", "address.postal_code", "postalCode", "zip")
+        country = _trait(traits, "address.country", "country")
+    if "date_of_birth" in wanted and not _BIRTH_TRAITS.isdisjoint(traits):
+        birth = _trait(traits, "birthday", "date_of_birth")
+    if "gender" in wanted and "gender" in traits:
+        gender = _trait(traits, "gender")
+    clicks = "click_ids" in wanted
+    browsers = "browser_ids" in wanted
+    return UserIdentifiers(
+        email=email,
+        phone=phone,
+        first_name=first,
+        last_name=last,
+        city=city,
+        state=state,
+        zip=postal,
+        country=country,
+        date_of_birth=birth,
+        gender=gender,
+        external_id=by_type.get("user_id") if "external_id" in wanted else None,
+        lead_id=keys.lead_id if "lead_id" in wanted else None,
+        fbc=keys.fbc if clicks else None,
+        gclid=keys.gclid if clicks else None,
+        gbraid=keys.gbraid if clicks else None,
+        wbraid=keys.wbraid if clicks else None,
+        ttclid=keys.ttclid if clicks else None,
+        fbp=keys.fbp if browsers else None,
+        ttp=keys.ttp if browsers else None,
+        ip=keys.ip if "ip" in wanted else None,
+        user_agent=keys.user_agent if "user_agent" in wanted else None,
+    )
 
 
 def _h(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str | None:
@@ -115,14 +123,11 @@ def _h1(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> st
     return None if raw is None else norm.hash_identifier(raw, normalize, *args, memo=False)
 
 
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
-
-
 def _canonical_phone(raw: str | None) -> str | None:
     """An E.164-looking trait made canonical now (`+4402079460958` is `+442079460958`; `+1000000`
     is no number), so that every E.164-shaped phone in `UserIdentifiers` from here on is what
     `phonenumbers` itself would output; other shapes wait for the destination's region."""
-    if raw is not None and _E164.fullmatch(raw):
+    if raw is not None and norm.E164_SHAPE.fullmatch(raw):
         return norm.normalize_phone_e164(raw)
     return raw
 
@@ -131,26 +136,17 @@ def _phone(
     raw: str, form: Callable[[str, str | None], str | None], region: str | None
 ) -> str | None:
     """E.164-shaped phones are canonical (`user_identifiers`: the identity graph stores what
-    `phonenumbers` formats, traits go through `_canonical_phone`), so the platform form is derived
-    directly, skipping a ~15 µs parse; anything else goes through the full normaliser."""
-    if _E164.fullmatch(raw):
-        return raw[1:] if form is norm.normalize_phone_meta else raw
+    `phonenumbers` formats, traits go through `_canonical_phone`), so Google's and TikTok's form
+    (E.164 itself) is the value, skipping a ~15 µs parse; anything else goes through the full
+    normaliser. (Meta's form: `normalize.hash_user_data_meta` with `canonical_phones`.)"""
+    if norm.E164_SHAPE.fullmatch(raw):
+        return raw
     return form(raw, region)
 
 
-_META_PLAIN_HASHED: tuple[tuple[str, Callable[[str], str | None]], ...] = (
-    ("email", norm.normalize_email_meta),
-    ("first_name", norm.normalize_name_meta),
-    ("last_name", norm.normalize_name_meta),
-    ("gender", norm.normalize_gender_meta),
-    ("city", norm.normalize_city_meta),
-    ("state", norm.normalize_state_meta),
-    ("country", norm.normalize_country_meta),
-    ("date_of_birth", norm.normalize_date_of_birth_meta),
-)
-"""Meta's hashed fields whose normaliser takes the value alone (phone and zip take more)."""
-_PERSONAL = frozenset({"email"})
-"""Of those, the ones that are one per person: hashed without the memo."""
+def _first(values: dict[str, Any], key: str) -> str | None:
+    found = values.get(key)
+    return found[0] if found else None
 
 
 def hash_for_platform(
@@ -162,32 +158,27 @@ def hash_for_platform(
     Google Ads API takes hashed email and phone only (capi.md §2.3), so no address for it."""
     region = user.phone_region or default_region
     if platform == "meta":
-        values: dict[str, str | None] = {}
-        for attr, normalize in _META_PLAIN_HASHED:  # only the fields that are set
-            raw = getattr(user, attr)
-            if raw is not None:
-                values[attr] = norm.hash_identifier(raw, normalize, memo=attr not in _PERSONAL)
-        if user.phone is not None:
-            values["phone"] = norm.hash_identifier(
-                user.phone, _phone, norm.normalize_phone_meta, region, memo=False
-            )
-        if user.zip is not None:
-            country = norm.normalize_country_meta(user.country) if user.country else None
-            values["zip"] = norm.hash_identifier(user.zip, norm.normalize_zip_meta, country)
-        external = user.external_id
-        if external is not None:
-            values["external_id"] = (
-                norm.hash_identifier(external, norm.normalize_external_id, memo=False)
-                if hash_external_id
-                else norm.normalize_external_id(external)
-            )
+        # Meta's keys are hashed in one place, `hash_user_data_meta`; read back from its result.
+        data = norm.hash_user_data_meta(
+            user, default_region, hash_external_id=hash_external_id, canonical_phones=True
+        )
         return UserIdentifiers(
+            email=_first(data, "em"),
+            phone=_first(data, "ph"),
+            first_name=_first(data, "fn"),
+            last_name=_first(data, "ln"),
+            gender=_first(data, "ge"),
+            date_of_birth=_first(data, "db"),
+            city=_first(data, "ct"),
+            state=_first(data, "st"),
+            zip=_first(data, "zp"),
+            country=_first(data, "country"),
+            external_id=_first(data, "external_id"),
             ip=user.ip,
             user_agent=user.user_agent,
             fbc=user.fbc,
             fbp=user.fbp,
             lead_id=user.lead_id,
-            **values,
         )
     if platform in ("google", "google_ads"):
         first = _h(user.first_name, norm.normalize_name_google)
@@ -224,14 +215,25 @@ def for_destination(
     base: Conversion, dest: DestinationConfig, mapping: Mapping, default_region: str | None
 ) -> tuple[Conversion, tuple[bool, bool, bool, bool]]:
     """The conversion as it is stored for one destination (hashed, platform name), and its
-    match-key coverage: (email hash, phone hash, click id, browser id)."""
+    match-key coverage: (email hash, phone hash, click id, browser id).
+
+    For Meta the hashed keys are built straight into its `user_data` (`meta_user_data`), and
+    `user` keeps the unhashed ones alone: no raw email, phone or name stays in either."""
     target = dest.destination
-    region = target.default_region if target is not None else None
-    hash_external = target.hash_external_id if isinstance(target, MetaDestination) else True
-    user = hash_for_platform(base.user, dest.platform, region or default_region, hash_external)
-    conversion = msgspec.structs.replace(
-        base, user=user, event_name=mapping.name_for(dest.platform)
-    )
+    region = (target.default_region if target is not None else None) or default_region
+    name = mapping.name_for(dest.platform)
+    if isinstance(target, MetaDestination):
+        raw = base.user
+        data = norm.hash_user_data_meta(
+            raw, region, hash_external_id=target.hash_external_id, canonical_phones=True
+        )
+        plain = UserIdentifiers(
+            ip=raw.ip, user_agent=raw.user_agent, fbc=raw.fbc, fbp=raw.fbp, lead_id=raw.lead_id
+        )
+        conversion = msgspec.structs.replace(base, user=plain, event_name=name, meta_user_data=data)
+        return conversion, ("em" in data, "ph" in data, bool(raw.fbc), bool(raw.fbp))
+    user = hash_for_platform(base.user, dest.platform, region, True)
+    conversion = msgspec.structs.replace(base, user=user, event_name=name)
     flags = (
         bool(user.email),
         bool(user.phone),

@@ -152,7 +152,7 @@ def check_conversion(conversion: Conversion, destination: Destination, now: floa
         # Any unhashed key (IP, user agent, click or browser id, lead id) makes user_data usable;
         # only without one is it worth normalising and hashing the rest to find out.
         plain = user.ip or user.user_agent or user.fbc or user.fbp or user.lead_id
-        if not plain and not hash_user_data_meta(user, destination.default_region):
+        if not plain and not _meta_user_data(conversion, destination):
             return "meta: no usable user_data"
     elif isinstance(destination, GoogleDestination):
         has_click = user.gclid or user.gbraid or user.wbraid
@@ -178,6 +178,15 @@ def compute_appsecret_proof(app_secret: str, access_token: str) -> str:
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _meta_user_data(conversion: Conversion, destination: MetaDestination) -> dict[str, Any]:
+    """The hashed `user_data` built by `for_destination`, or built now from `user`."""
+    if conversion.meta_user_data is not None:
+        return conversion.meta_user_data
+    return hash_user_data_meta(
+        conversion.user, destination.default_region, hash_external_id=destination.hash_external_id
+    )
 
 
 def build_meta_event(conversion: Conversion, destination: MetaDestination) -> dict[str, Any]:
@@ -212,11 +221,7 @@ def build_meta_event(conversion: Conversion, destination: MetaDestination) -> di
         "event_time": int(conversion.event_time),
         "event_id": conversion.event_id,
         "action_source": conversion.action_source,
-        "user_data": hash_user_data_meta(
-            conversion.user,
-            destination.default_region,
-            hash_external_id=destination.hash_external_id,
-        ),
+        "user_data": _meta_user_data(conversion, destination),
     }
     if conversion.event_source_url:
         event["event_source_url"] = conversion.event_source_url

@@ -7,23 +7,29 @@ and hashes are memoised: each is checked here against the slow path it replaces.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from leadloop.conversions import normalize as norm
 from leadloop.conversions.capture import MatchKeys
-from leadloop.conversions.identifiers import hash_for_platform, user_identifiers
-from leadloop.conversions.model import UserIdentifiers
+from leadloop.conversions.config import Mapping
+from leadloop.conversions.destinations import DestinationConfig
+from leadloop.conversions.identifiers import for_destination, hash_for_platform, user_identifiers
+from leadloop.conversions.model import Conversion, MetaDestination, UserIdentifiers
 from leadloop.conversions.normalize import (
     hash_identifier,
     hash_user_data_meta,
+    is_digest,
     normalize_name_meta,
     normalize_phone_meta,
     sha256_hex,
 )
+from leadloop.conversions.payloads import build_event
 from leadloop.identity.model import Profile
 
 ALL = frozenset({"email", "phone", "name", "external_id", "click_ids", "browser_ids", "ip"})
@@ -123,3 +129,87 @@ def test_unmemoised_hashes_equal_memoised_ones(case: tuple[str, Any, Any], cold:
     norm.clear_memo()
     hash_identifier(raw, normalize, arg, memo=False)
     assert norm._memo == {}
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789abcdefABCDEF \t", min_size=62, max_size=66),
+        st.text(min_size=64, max_size=64),
+        st.binary(min_size=32, max_size=32).map(bytes.hex),
+    )
+)
+def test_the_digest_check_accepts_exactly_lowercase_sha256_hex(value: str) -> None:
+    # The C round trip (`bytes.fromhex(v).hex() == v`) against the regular expression it replaces.
+    assert is_digest(value) == bool(_DIGEST.fullmatch(value))
+
+
+def test_the_digest_check_rejects_near_misses() -> None:
+    digest = sha256_hex("jo@example.com")
+    assert is_digest(digest)
+    for near in (digest.upper(), digest[:-1], digest + "0", digest[:-2] + " a", "é" + digest[1:]):
+        assert not is_digest(near), near
+
+
+def _meta_destination(**settings: Any) -> DestinationConfig:
+    return DestinationConfig("meta", "meta", MetaDestination(pixel_id="1", **settings), "t")
+
+
+def _raw_conversion(user: UserIdentifiers) -> Conversion:
+    return Conversion(
+        event_name="Purchase",
+        event_time=1_800_000_000.0,
+        event_id="order-o1-purchase",
+        user=user,
+        action_source="website",
+        event_source_url="https://shop.test/checkout",
+    )
+
+
+USERS = st.builds(
+    UserIdentifiers,
+    email=st.sampled_from([None, "Jo@Example.com", " ana.silva+x@ex.com", "not an email"]),
+    phone=st.sampled_from([None, "+16505551212", "+442079460958", "020 7946 0958"]),
+    phone_region=st.sampled_from([None, "GB"]),
+    first_name=st.sampled_from([None, "Jo", "Valéry", "O'Brien"]),
+    last_name=st.sampled_from([None, "Silva", "  "]),
+    city=st.sampled_from([None, "São Paulo"]),
+    zip=st.sampled_from([None, "94025-1234"]),
+    country=st.sampled_from([None, "US", "usa"]),
+    external_id=st.sampled_from([None, " u-42 ", sha256_hex("u-42")]),
+    fbc=st.sampled_from([None, "fb.1.1700000000000.abc"]),
+    fbp=st.sampled_from([None, "fb.1.1700000000000.42"]),
+    ip=st.sampled_from([None, "203.0.113.9"]),
+    user_agent=st.sampled_from([None, "Mozilla/5.0"]),
+)
+
+
+@given(USERS, st.booleans(), st.sampled_from([None, "US", "GB"]))
+def test_meta_user_data_built_at_enqueue_equals_the_two_pass_path(
+    user: UserIdentifiers, hash_external_id: bool, region: str | None
+) -> None:
+    # `for_destination` builds Meta's `user_data` in one pass, with the E.164 shortcut; built
+    # from the raw identifiers by the builder (every phone through `phonenumbers`) the event is
+    # the same, and so are the coverage flags; nothing raw is left in the conversion.
+    dest = _meta_destination(default_region=region, hash_external_id=hash_external_id)
+    target = dest.destination
+    assert isinstance(target, MetaDestination)
+    mapping = Mapping(id="purchase", event_name="Purchase", track=("Order Completed",))
+    conversion, flags = for_destination(_raw_conversion(user), dest, mapping, None)
+    slow = build_event(_raw_conversion(user), target)
+    assert build_event(conversion, target) == slow
+    assert flags == (
+        "em" in slow["user_data"],
+        "ph" in slow["user_data"],
+        bool(user.fbc),
+        bool(user.fbp),
+    )
+    # The two-pass form (digests in `UserIdentifiers`, read again by the builder) agrees too.
+    hashed = hash_for_platform(user, "meta", region, hash_external_id)
+    assert build_event(msgspec.structs.replace(_raw_conversion(user), user=hashed), target) == slow
+    stored = msgspec.json.encode(conversion)
+    for raw in (user.email, user.phone, user.first_name, user.city):
+        if raw and raw.strip():
+            assert raw.encode() not in stored
