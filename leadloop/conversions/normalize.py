@@ -37,8 +37,11 @@ _ISO_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}")
 _US_ZIP_PLUS4 = re.compile(r"(\d{5})-?\d{4}")
 
 
+_sha256 = hashlib.sha256
+
+
 def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _sha256(text.encode("utf-8")).hexdigest()
 
 
 def is_digest(value: str) -> bool:
@@ -407,29 +410,34 @@ def hash_user_data_meta(
         raw = values[at]
         if raw is None:
             continue
-        if is_digest(raw):
-            out[key] = [raw]
-            continue
-        if key == "ph":
-            region = user.phone_region or default_region
-            digest = hash_identifier(raw, _phone_meta, region, canonical_phones, memo=False)
-        elif key == "zp":
-            country = normalize_country_meta(user.country) if user.country else None
-            digest = hash_identifier(raw, normalize, country)
-        else:
-            digest = hash_identifier(raw, normalize, memo=memo)
+        if len(raw) >= 64:  # a digest, possibly with blanks around it or in upper case
+            existing = as_existing_hash(raw)
+            if existing:
+                out[key] = [existing]
+                continue
+        if memo:
+            if key == "zp":
+                country = normalize_country_meta(user.country) if user.country else None
+                digest = hash_identifier(raw, normalize, country)
+            else:
+                digest = hash_identifier(raw, normalize)
+        else:  # one per person: hashed here without the memo (`hash_identifier`'s memo=False)
+            if key == "ph":
+                value = _phone_meta(raw, user.phone_region or default_region, canonical_phones)
+            else:
+                value = normalize(raw)
+            digest = _sha256(value.encode()).hexdigest() if value else None
         if digest:
             out[key] = [digest]
     external = values[_EXTERNAL_AT]
     if external is not None:
-        if is_digest(external):
-            out["external_id"] = [external]  # hashed at enqueue, like the fields above
+        existing = as_existing_hash(external) if len(external) >= 64 else None
+        if existing:
+            out["external_id"] = [existing]  # hashed at enqueue, like the fields above
         else:
-            external_id = (
-                hash_identifier(external, normalize_external_id, memo=False)
-                if hash_external_id
-                else normalize_external_id(external)
-            )
+            external_id = normalize_external_id(external)
+            if external_id and hash_external_id:
+                external_id = _sha256(external_id.encode()).hexdigest()
             if external_id:
                 out["external_id"] = [external_id]
     for at, key in _META_PLAIN_AT:

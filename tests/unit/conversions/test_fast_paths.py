@@ -15,9 +15,10 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from leadloop.conversions import identifiers as identifiers_module
 from leadloop.conversions import normalize as norm
 from leadloop.conversions.capture import MatchKeys
-from leadloop.conversions.config import Mapping
+from leadloop.conversions.config import IDENTIFIERS, Mapping
 from leadloop.conversions.destinations import DestinationConfig
 from leadloop.conversions.identifiers import for_destination, hash_for_platform, user_identifiers
 from leadloop.conversions.model import Conversion, MetaDestination, UserIdentifiers
@@ -213,3 +214,96 @@ def test_meta_user_data_built_at_enqueue_equals_the_two_pass_path(
     for raw in (user.email, user.phone, user.first_name, user.city):
         if raw and raw.strip():
             assert raw.encode() not in stored
+
+
+def _identifiers_by_dict(person: Profile, *sources: Any) -> UserIdentifiers:
+    # The plain form `user_identifiers` replaced: every wanted field looked up, then one struct.
+    identities, keys, wanted = sources
+    traits = person.traits
+    by_type: dict[str, str] = {}
+    for identity in identities:
+        by_type.setdefault(identity["type"], identity["value"])
+    t = _identifiers_trait
+    values: dict[str, Any] = {}
+    if "email" in wanted:
+        values["email"] = by_type.get("email") or t(traits, "email")
+    if "phone" in wanted:
+        values["phone"] = by_type.get("phone") or _identifiers_phone(t(traits, "phone"))
+    if "name" in wanted:
+        first, last = t(traits, "firstName", "first_name"), t(traits, "lastName", "last_name")
+        full = None if first or last else t(traits, "name")
+        if full and len(full.split()) == 2:
+            first, last = full.split()
+        values.update(first_name=first, last_name=last)
+    if "address" in wanted:
+        values.update(
+            city=t(traits, "address.city", "city"),
+            state=t(traits, "address.state", "state"),
+            zip=t(traits, "address.postalCode", "address.postal_code", "postalCode", "zip"),
+            country=t(traits, "address.country", "country"),
+        )
+    if "date_of_birth" in wanted:
+        values["date_of_birth"] = t(traits, "birthday", "date_of_birth")
+    if "gender" in wanted:
+        values["gender"] = t(traits, "gender")
+    if "external_id" in wanted:
+        values["external_id"] = by_type.get("user_id")
+    if "lead_id" in wanted:
+        values["lead_id"] = keys.lead_id
+    if "click_ids" in wanted:
+        values.update(fbc=keys.fbc, gclid=keys.gclid, gbraid=keys.gbraid, wbraid=keys.wbraid)
+        values["ttclid"] = keys.ttclid
+    if "browser_ids" in wanted:
+        values.update(fbp=keys.fbp, ttp=keys.ttp)
+    if "ip" in wanted:
+        values["ip"] = keys.ip
+    if "user_agent" in wanted:
+        values["user_agent"] = keys.user_agent
+    return UserIdentifiers(**values)
+
+
+_identifiers_trait = identifiers_module._trait
+_identifiers_phone = identifiers_module._canonical_phone
+TRAIT_NAMES = ("email", "phone", "firstName", "last_name", "name", "city", "zip", "country")
+TRAIT_NAMES += ("birthday", "gender", "state", "address", "postalCode")
+_MAYBE = st.sampled_from([None, "x1", " 12345 ", "", "Ana Silva"])
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(TRAIT_NAMES),
+        st.one_of(_MAYBE, st.just({"city": "Lyon", "postalCode": "69001"}), st.integers(0, 99)),
+    ),
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(["email", "phone", "user_id"]),
+                "value": st.sampled_from(["v1", "v2"]),
+            }
+        ),
+        max_size=4,
+    ),
+    st.builds(
+        MatchKeys,
+        fbc=_MAYBE,
+        fbp=_MAYBE,
+        gclid=_MAYBE,
+        gbraid=_MAYBE,
+        wbraid=_MAYBE,
+        ttclid=_MAYBE,
+        ttp=_MAYBE,
+        ip=_MAYBE,
+        user_agent=_MAYBE,
+        lead_id=_MAYBE,
+    ),
+    st.frozensets(st.sampled_from(sorted(IDENTIFIERS))),
+)
+def test_user_identifiers_equal_the_plain_dict_form(
+    traits: dict[str, Any],
+    identities: list[dict[str, str]],
+    keys: MatchKeys,
+    wanted: frozenset[str],
+) -> None:
+    person = profile(**traits)
+    expected = _identifiers_by_dict(person, identities, keys, wanted)
+    assert user_identifiers(person, identities, keys, wanted) == expected
