@@ -4,7 +4,6 @@ that caused them (leadloop/log/batch.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -21,8 +20,10 @@ recording makes it due again after the lease, and it is re-sent with the same id
 key: at-least-once delivery that receivers deduplicate (webhook-id, event_id...)."""
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(msgspec.Struct, frozen=True, dict=True):
+    """A leased outbox row. (A `msgspec` struct: a dispatcher builds one per row claimed, and a
+    frozen dataclass took 1.3 µs each against 0.1; `dict=True` keeps `payload` cacheable.)"""
+
     id: int
     workspace_id: str
     kind: str
@@ -42,8 +43,9 @@ class Claimed:
         return decoded
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
+    """What happened to one claimed row (one per row, hence a `msgspec` struct like `Claimed`)."""
+
     status: str
     """`delivered`, `pending` (retry at `next_attempt_at`) or `dead`."""
     next_attempt_at: float | None = None
