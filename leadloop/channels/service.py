@@ -11,7 +11,6 @@ key, the HTTP client, SMTP connection pools and the buffer of tracking hits.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import weakref
@@ -29,6 +28,7 @@ from leadloop.channels.model import Inbound, Receipt
 from leadloop.channels.records import Conn, MessageRecord
 from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import is_automated_open
+from leadloop.digest import sha256_hex
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -62,7 +62,7 @@ def receipt_event(receipt: Receipt) -> str | None:
 
 
 def _event_id(*parts: str) -> str:
-    return "channels:" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+    return "channels:" + sha256_hex("\x00".join(parts))[:32]
 
 
 # --- tracking hits ---------------------------------------------------------------------------

@@ -5,13 +5,13 @@ the profile gave advertising consent. Pure functions; `service` calls them per m
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from leadloop.conversions.capture import MatchKeys
 from leadloop.conversions.config import ConversionsConfig, Mapping, field_value
 from leadloop.conversions.model import ActionSource, Content, UserIdentifiers
 from leadloop.conversions.payloads import derive_event_id
+from leadloop.digest import sha256_hex
 from leadloop.identity.model import Profile
 from leadloop.scoring.match import to_number
 
@@ -54,7 +54,7 @@ def event_id_for(source: str, object_id: str, stage: str) -> str:
         return derive_event_id(source, object_id, stage)
     except ValueError:
         # An id with whitespace or an `@` must not reach Google's transactionId (PII rule).
-        digest = hashlib.sha256(object_id.encode()).hexdigest()[:32]
+        digest = sha256_hex(object_id)[:32]
         return derive_event_id(source, digest, stage)
 
 

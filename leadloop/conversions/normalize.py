@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import re
 import unicodedata
 from collections.abc import Callable
@@ -30,18 +29,13 @@ import phonenumbers
 
 from leadloop.conversions.model import UserIdentifiers
 from leadloop.conversions.regions import STATE_CODES
+from leadloop.digest import sha256 as _sha256
+from leadloop.digest import sha256_hex as sha256_hex
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _ISO_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}")
 _US_ZIP_PLUS4 = re.compile(r"(\d{5})-?\d{4}")
-
-
-_sha256 = hashlib.sha256
-
-
-def sha256_hex(text: str) -> str:
-    return _sha256(text.encode("utf-8")).hexdigest()
 
 
 def is_digest(value: str) -> bool:
@@ -139,11 +133,12 @@ def _split_email(email: str) -> tuple[str, str] | None:
 
 def normalize_email_meta(email: str) -> str | None:
     """Trim and lowercase only (Meta doc; also TikTok and Snap): dots and plus-tags are kept."""
-    cleaned = _clean(email)
-    if cleaned is None:
+    # `_clean` and `_split_email` written out: this runs once per conversion.
+    lowered = (email if email.isascii() else unicodedata.normalize("NFC", email)).strip().lower()
+    local, at, domain = lowered.rpartition("@")
+    if not at or not local or "." not in domain.strip(".") or domain.startswith("."):
         return None
-    lowered = cleaned.lower()
-    return lowered if _split_email(lowered) else None
+    return lowered
 
 
 def normalize_email_tiktok(email: str) -> str | None:

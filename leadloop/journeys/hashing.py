@@ -3,13 +3,12 @@ log gives the same instance and message ids, the same holdout and the same split
 
 from __future__ import annotations
 
-import hashlib
-
+from leadloop.digest import sha256_hex
 from leadloop.journeys.model import Journey
 
 
 def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return sha256_hex("\x1f".join(parts))
 
 
 def stable_fraction(*parts: str) -> float:

@@ -5,12 +5,12 @@ flushes a batch's `BatchState` and moves a merged-away profile's rows to its sur
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
+from leadloop.digest import sha256_hex
 from leadloop.journeys.model import (
     WAKE_EVENT,
     Advance,
@@ -33,7 +33,7 @@ REMOVED_REASON = "journey removed from the playbook"
 
 def effect_key(key: str) -> str:
     """A stable outbox idempotency key (e.g. a Standard Webhooks `webhook-id`)."""
-    return "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return "msg_" + sha256_hex(key)[:32]
 
 
 def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) -> None:
