@@ -1,4 +1,4 @@
-"""Many rows in one SQLite statement: the batch travels as one JSON array read by `json_each`.
+"""Many rows in one SQLite statement: the batch's rows bound to one multi-row `VALUES` list.
 
 Why: Python's `sqlite3` gives up the interpreter lock around every row's step of an
 `executemany` and must win it back before the next row. While another thread runs Python (the
@@ -6,36 +6,42 @@ processor deciding the next batch as this one is written), every row waits up to
 interval for it: 5,000 rows took seconds instead of 10 ms (docs/benchmarks.md, "Writing one
 batch while the next is decided"). One statement is one step, so the lock is given up once.
 
+Why `VALUES` and not one JSON array read by `json_each` (the first form of this module): the
+writer thread became the busier of the two, and `json_each` made SQLite parse every row's JSON
+once per column. Upserting 40,000 journey instances (13 columns) cost 15–23 µs of CPU per row
+that way, 9–13 with `executemany` and 9–12 with 50–250 rows per `VALUES` statement
+(docs/benchmarks.md, Journeys, run 8). Bound parameters also keep every value's type and bytes
+exactly (a NUL in a string, a float's last bit), which JSON needed special cases for.
+
 Only three statement shapes are rewritten, and any other raises `ValueError` (a programming
 error, caught by the tests), so a caller never silently gets different SQL semantics:
 
-* `INSERT INTO t (cols) VALUES (…) [ON CONFLICT …]` → `INSERT INTO t (cols) SELECT … FROM
-  json_each(?) WHERE true [ON CONFLICT …]`: rows are inserted, or upserted, one after the
-  other in array order, exactly as `executemany` does (`WHERE true` is SQLite's documented
-  way to keep `ON CONFLICT` from parsing as a join constraint);
-* `DELETE FROM t WHERE a = ? AND b = ?` → `DELETE FROM t WHERE (a, b) IN (SELECT … FROM
-  json_each(?))`: the same rows go, in any order;
-* `UPDATE t SET x = ?, y = ? WHERE a = ?` → `UPDATE t SET … FROM (SELECT value FROM
-  json_each(?)) AS j WHERE t.a = …`. Where two rows name the same key, `executemany` leaves the
-  last one's values; SQLite documents the source row `UPDATE … FROM` uses as arbitrary (this
-  build happens to apply the last), so `rows_for` keeps only the last.
+* `INSERT INTO t (cols) VALUES (…) [ON CONFLICT …]` → the same with `VALUES (…), (…), …`:
+  rows are inserted, or upserted, one after the other in list order, exactly as
+  `executemany` does;
+* `DELETE FROM t WHERE a = ? AND b = ?` → `DELETE FROM t WHERE (a, b) IN (VALUES (?, ?), …)`:
+  the same rows go, in any order;
+* `UPDATE t SET x = ?, y = ? WHERE a = ?` → `UPDATE t SET x = j.column1, … FROM (VALUES …) AS
+  j WHERE t.a = j.column3`. Where two rows name the same key, `executemany` leaves the last
+  one's values; SQLite documents the source row `UPDATE … FROM` uses as arbitrary, so
+  `rows_for` keeps only the last.
 
-What a row may hold: text, integers, finite floats, booleans and None. A float goes through
-JSON and back unchanged (checked on 900,000 random doubles with this SQLite); a NUL character
-would cut a JSON string short, so a batch whose JSON holds one is written row by row instead.
+Statements carry a power of two of rows, at most `MAX_ROWS` (and SQLite's 32,766 parameters):
+a batch of 1,300 rows is 5 × 256 + 16 + 4, so each shape compiles to a handful of statements
+that `sqlite3`'s statement cache keeps.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
-import msgspec
-
-_encoder = msgspec.json.Encoder()
-_PLACEHOLDER = re.compile(r"\?")
+MAX_ROWS = 256
+"""Rows per statement at most. Larger statements gained nothing measurable and compile slower."""
+_MAX_PARAMETERS = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 _INSERT = re.compile(
     r"\s*(INSERT INTO \w+ \([\w\s,]+\))\s+VALUES \(([^()]*)\)(\s+ON CONFLICT .*)?\s*", re.S
 )
@@ -43,49 +49,59 @@ _DELETE = re.compile(r"\s*DELETE FROM (\w+) WHERE (\w+ = \?(?: AND \w+ = \?)*)\s
 _UPDATE = re.compile(
     r"\s*UPDATE (\w+) SET (\w+ = \?(?:, \w+ = \?)*) WHERE (\w+ = \?(?: AND \w+ = \?)*)\s*", re.S
 )
-_NUL = b"\\u0000"
+
+
+class Shape(NamedTuple):
+    """A statement split around its row of parameters: `head + rows + tail`, each row being
+    `row`; `values` leading parameters of a row are SET values (UPDATE only, else 0)."""
+
+    head: str
+    row: str
+    tail: str
+    per_row: int
+    values: int
 
 
 @functools.lru_cache(maxsize=256)
-def statement(sql: str) -> tuple[str, int]:
-    """The one-statement form of `sql` and, for an UPDATE, how many leading parameters are SET
-    values (the rest are the key); 0 for the other shapes."""
+def shape(sql: str) -> Shape:
     found = _INSERT.fullmatch(sql)
     if found:
         head, values, conflict = found.groups()
-        count = iter(range(values.count("?")))
-        select = _PLACEHOLDER.sub(lambda _: f"value->>{next(count)}", values)
-        return f"{head} SELECT {select} FROM json_each(?) WHERE true{conflict or ''}", 0
+        return Shape(f"{head} VALUES ", f"({values})", conflict or "", values.count("?"), 0)
     found = _DELETE.fullmatch(sql)
     if found:
         table, where = found.groups()
         columns = [part.split("=")[0].strip() for part in where.split(" AND ")]
-        picked = ", ".join(f"value->>{i}" for i in range(len(columns)))
-        return (
-            f"DELETE FROM {table} WHERE ({', '.join(columns)}) IN "
-            f"(SELECT {picked} FROM json_each(?))",
-            0,
-        )
+        row = "(" + ", ".join("?" * len(columns)) + ")"
+        head = f"DELETE FROM {table} WHERE ({', '.join(columns)}) IN (VALUES "
+        return Shape(head, row, ")", len(columns), 0)
     found = _UPDATE.fullmatch(sql)
     if found:
         table, sets, where = found.groups()
         targets = [part.split("=")[0].strip() for part in sets.split(", ")]
         keys = [part.split("=")[0].strip() for part in where.split(" AND ")]
-        assignments = ", ".join(f"{c} = j.value->>{i}" for i, c in enumerate(targets))
+        # SQLite names the columns of a VALUES list column1, column2, ...
+        assignments = ", ".join(f"{c} = j.column{i}" for i, c in enumerate(targets, 1))
         match = " AND ".join(
-            f"{table}.{c} = j.value->>{i}" for i, c in enumerate(keys, len(targets))
+            f"{table}.{c} = j.column{i}" for i, c in enumerate(keys, len(targets) + 1)
         )
-        return (
-            f"UPDATE {table} SET {assignments} FROM (SELECT value FROM json_each(?)) AS j "
-            f"WHERE {match}",
-            len(targets),
-        )
+        per_row = len(targets) + len(keys)
+        row = "(" + ", ".join("?" * per_row) + ")"
+        head = f"UPDATE {table} SET {assignments} FROM (VALUES "
+        return Shape(head, row, f") AS j WHERE {match}", per_row, len(targets))
     raise ValueError(f"no one-statement form for: {sql.strip()[:120]}")
+
+
+@functools.lru_cache(maxsize=2048)
+def statement(sql: str, count: int = 2) -> str:
+    """`sql` rewritten to write `count` rows in one statement."""
+    form = shape(sql)
+    return form.head + ", ".join([form.row] * count) + form.tail
 
 
 def rows_for(sql: str, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
     """The rows as the one-statement form must see them: for an UPDATE, the last row per key."""
-    _, values = statement(sql)
+    values = shape(sql).values
     if not values:
         return rows
     last: dict[tuple[Any, ...], Sequence[Any]] = {}
@@ -96,7 +112,14 @@ def rows_for(sql: str, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]
     return list(last.values())
 
 
-def payload(rows: Sequence[Sequence[Any]]) -> str | None:
-    """The rows as one JSON array, or None when they must be written one by one (a NUL)."""
-    encoded = _encoder.encode(rows)
-    return None if _NUL in encoded else encoded.decode()
+def statements(sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[tuple[str, list[Any]]]:
+    """(statement, parameters) pairs that together write `rows` in order (`rows_for` first)."""
+    per_row = max(1, shape(sql).per_row)
+    most = min(MAX_ROWS, _MAX_PARAMETERS // per_row)
+    largest = 1 << (most.bit_length() - 1)  # a power of two, so few distinct statements
+    done = 0
+    while done < len(rows):
+        count = min(largest, 1 << ((len(rows) - done).bit_length() - 1))
+        part = rows[done : done + count]
+        yield statement(sql, count), list(itertools.chain.from_iterable(part))
+        done += count
