@@ -65,6 +65,10 @@ def _truthy(value: object) -> bool:
 
 
 _NO_TAGS: frozenset[str] = frozenset()
+_FLAG_TRAITS = frozenset(
+    name for names in (*HARD_TRAITS.values(), *UNSUBSCRIBE_TRAITS.values()) for name in names
+)
+"""Every trait `_flagged` may find true: a profile with none of them (and no tags) has none set."""
 
 
 def _tags(traits: dict[str, object]) -> frozenset[str]:
@@ -96,7 +100,9 @@ def unavailable(
         wanted = " or ".join(ADDRESS_TRAITS.get(channel, ("an address",)))
         return f"no {wanted}"
     tags = _tags(traits)
-    for name in HARD_TRAITS.get(channel, ()):
+    # Most profiles carry none of the flag traits and no tags: one set test instead of six.
+    flags = bool(tags) or not _FLAG_TRAITS.isdisjoint(traits)
+    for name in HARD_TRAITS.get(channel, ()) if flags else ():
         if _flagged(traits, tags, name):
             return f"suppressed: {name}"
     for entry in recipient.suppressions:
@@ -104,7 +110,7 @@ def unavailable(
             return f"suppressed: {entry.reason}"
     if transactional:
         return None
-    for scope in ("*", channel):
+    for scope in ("*", channel) if flags else ():
         for name in UNSUBSCRIBE_TRAITS.get(scope, ()):
             if _flagged(traits, tags, name):
                 return f"suppressed: {name}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,3 +117,30 @@ def test_a_send_is_never_dropped_and_a_deferral_lands_on_an_allowed_moment(
         assert quiet_until(quiet, "email", zone, now) is None
         window = [s for s in history if now - cap.per < s.at <= now]
         assert len(window) < cap.max
+
+
+@pytest.mark.parametrize(
+    ("name", "stops_transactional"),
+    [
+        ("email_bounced", True),
+        ("email_complained", True),
+        ("bounced", True),
+        ("complained", True),
+        ("unsubscribed", False),
+        ("email_unsubscribed", False),
+    ],
+)
+@pytest.mark.parametrize("as_tag", [False, True])
+def test_every_suppression_trait_and_tag_stops_an_email(
+    name: str, stops_transactional: bool, as_tag: bool
+) -> None:
+    # Each flag, set as a true trait (in any of the spellings `_truthy` takes) or as a tag.
+    config = PolicyConfig()
+    traits = {**EMAIL, "tags": ["VIP", name.upper()]} if as_tag else {**EMAIL, name: "Yes"}
+    marketing = decide_send(SendRequest(("email",)), Recipient(traits), config, T0)
+    assert isinstance(marketing, Suppress) and name in marketing.reason
+    transactional = decide_send(SendRequest(("email",), True), Recipient(traits), config, T0)
+    assert isinstance(transactional, Suppress if stops_transactional else Send)
+    # Another channel's flag, or a false one, does not.
+    clear = {**EMAIL, "sms_unsubscribed": True, name: False, "tags": ["vip"]}
+    assert isinstance(decide_send(SendRequest(("email",)), Recipient(clear), config, T0), Send)
