@@ -26,7 +26,8 @@ error, caught by the tests), so a caller never silently gets different SQL seman
   one's values; SQLite documents the source row `UPDATE … FROM` uses as arbitrary, so
   `rows_for` keeps only the last.
 
-Statements carry a power of two of rows, at most `MAX_ROWS` (and SQLite's 32,766 parameters):
+Statements carry a power of two of rows, at most `MAX_ROWS` (and the connection's limit on
+parameters):
 a batch of 1,300 rows is 5 × 256 + 16 + 4, so each shape compiles to a handful of statements
 that `sqlite3`'s statement cache keeps.
 """
@@ -41,7 +42,8 @@ from typing import Any, NamedTuple
 
 MAX_ROWS = 256
 """Rows per statement at most. Larger statements gained nothing measurable and compile slower."""
-_MAX_PARAMETERS = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
+MAX_PARAMETERS = 32_766
+"""SQLite's default limit on parameters per statement since 3.32 (999 before)."""
 _INSERT = re.compile(
     r"\s*(INSERT INTO \w+ \([\w\s,]+\))\s+VALUES \(([^()]*)\)(\s+ON CONFLICT .*)?\s*", re.S
 )
@@ -115,10 +117,13 @@ def rows_for(sql: str, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]
     return list(last.values())
 
 
-def statements(sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[tuple[str, list[Any]]]:
-    """(statement, parameters) pairs that together write `rows` in order (`rows_for` first)."""
+def statements(
+    sql: str, rows: Sequence[Sequence[Any]], max_parameters: int = MAX_PARAMETERS
+) -> Iterator[tuple[str, list[Any]]]:
+    """(statement, parameters) pairs that together write `rows` in order (`rows_for` first),
+    none with more than `max_parameters` (the connection's `SQLITE_LIMIT_VARIABLE_NUMBER`)."""
     per_row = max(1, shape(sql).per_row)
-    most = min(MAX_ROWS, _MAX_PARAMETERS // per_row)
+    most = max(1, min(MAX_ROWS, max_parameters // per_row))
     largest = 1 << (most.bit_length() - 1)  # a power of two, so few distinct statements
     done = 0
     while done < len(rows):

@@ -101,7 +101,10 @@ class SqliteConnection:
         if bulk:
             listed = rows if isinstance(rows, list) else list(rows)
             if len(listed) > 1:
-                for one, params in bulk_sql.statements(sql, bulk_sql.rows_for(sql, listed)):
+                ordered = bulk_sql.rows_for(sql, listed)
+                # Parameters per statement this SQLite takes (999 before 3.32, 32,766 since).
+                most = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+                for one, params in bulk_sql.statements(sql, ordered, most):
                     self.execute(one, params)
                 return
             rows = listed

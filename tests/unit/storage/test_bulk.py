@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,18 @@ def test_batches_are_cut_into_few_statement_sizes(tmp_path: Path, count: int) ->
     assert all(size & (size - 1) == 0 for size in sizes)  # powers of two: few shapes to cache
 
 
-def test_wide_rows_stay_under_sqlites_parameter_limit() -> None:
+def test_wide_rows_stay_under_sqlites_parameter_limit(tmp_path: Path) -> None:
     wide = "INSERT INTO w (" + ", ".join(f"c{i}" for i in range(200)) + ") VALUES ("
     wide += ", ".join("?" * 200) + ")"
     params = [len(p) for _, p in bulk.statements(wide, [tuple(range(200))] * 500)]
-    assert sum(params) == 500 * 200 and max(params) <= 32_766
+    assert sum(params) == 500 * 200 and max(params) <= bulk.MAX_PARAMETERS
+    # A SQLite built before 3.32 takes 999 parameters: the connection's own limit is used.
+    conn = SqliteConnection(str(tmp_path / "old.db"))
+    conn.execute("CREATE TABLE w (" + ", ".join(f"c{i}" for i in range(200)) + ")")
+    conn._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    with conn.transaction():
+        conn.executemany(wide, [tuple(range(i, i + 200)) for i in range(37)], bulk=True)
+    assert conn.execute("SELECT COUNT(*), SUM(c0) FROM w") == [(37, sum(range(37)))]
 
 
 @pytest.mark.parametrize("sql", [DELETE, DELETE_EXACT, UPDATE])
