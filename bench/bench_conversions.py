@@ -23,7 +23,8 @@ says (hashes are 64-hex arrays, web events carry URL and user agent, ...); a fre
 since it dedups event ids for 48 h like Meta; every run must end with all events accepted once.
 The hash memo (`normalize.hash_identifier`) is cleared before every run of ours: emails, phones
 and external ids are unique per person here; first names (97 distinct) and the last name repeat.
-Both paths run under the GC thresholds an engine sets (`leadloop.runtime.tune_gc`).
+Both paths run under the GC thresholds and the thread switch interval an engine sets
+(`leadloop.runtime`).
 Not included: the processor and the outbox's storage round trip (`bench scoring` measures those).
 Targets: ≥ 20,000 conversions/s, ≥ 3× the SDK.
 """
@@ -63,7 +64,7 @@ from leadloop.identity.model import Profile
 from leadloop.ingest import parse
 from leadloop.outbox.dispatcher import LANES as DISPATCHER_LANES
 from leadloop.outbox.service import Claimed
-from leadloop.runtime import tune_gc
+from leadloop.runtime import tune_gc, tune_switch_interval
 from leadloop.testing_fakes.ads import FakeAdsProcess
 
 NOW = 1_800_000_000.0
@@ -410,8 +411,10 @@ def main() -> None:
     # The input stands for the database: keep the cyclic GC from rescanning it on both paths.
     gc.collect()
     gc.freeze()
-    # The collector's thresholds an engine sets (`leadloop.runtime`), for both paths alike.
+    # The collector's thresholds and the thread switch interval an engine sets
+    # (`leadloop.runtime`, applied by `Engine`), for both paths alike.
     tune_gc()
+    tune_switch_interval()
     configs: dict[str, tuple[Runner, int]] = {
         "ours": (run_ours, args.parallel),
         "ours-1": (run_ours, 1),
