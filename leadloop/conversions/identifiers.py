@@ -20,6 +20,7 @@ from leadloop.conversions.config import Mapping
 from leadloop.conversions.destinations import DestinationConfig
 from leadloop.conversions.model import Conversion, MetaDestination, Platform, UserIdentifiers
 from leadloop.identity.model import Profile
+from leadloop.identity.normalize import international_e164
 
 
 def _trait(traits: dict[str, Any], *names: str) -> str | None:
@@ -139,9 +140,10 @@ def _h1(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> st
 def _canonical_phone(raw: str | None) -> str | None:
     """An E.164-looking trait made canonical now (`+4402079460958` is `+442079460958`; `+1000000`
     is no number), so that every E.164-shaped phone in `UserIdentifiers` from here on is what
-    `phonenumbers` itself would output; other shapes wait for the destination's region."""
+    `phonenumbers` itself would output; other shapes wait for the destination's region.
+    (The identity graph's memo: the `identify` that set the trait has usually parsed it.)"""
     if raw is not None and norm.E164_SHAPE.fullmatch(raw):
-        return norm.normalize_phone_e164(raw)
+        return international_e164(raw)
     return raw
 
 

@@ -55,8 +55,9 @@ class _Cache:
     keys: dict[tuple[str, str], MatchKeys] = field(default_factory=dict)
     dirty: set[tuple[str, str]] = field(default_factory=set)
     log: list[LogRow] = field(default_factory=list)
-    disabled: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    """Conversions mapped to a disabled destination, per (workspace, destination, reason)."""
+    disabled: dict[tuple[str, str, str | None], int] = field(default_factory=dict)
+    """Conversions mapped to a disabled destination, per (workspace, destination, why it is
+    disabled); the recorded reason is written out once per batch (`flush`), not per event."""
 
 
 def _cache(batch: Batch) -> _Cache:
@@ -144,7 +145,11 @@ class ConversionStage:
             batch.now,
         )
         store.append_log(conn, cache.log, batch.now)
-        store.count_skips(conn, cache.disabled, batch.now)
+        skips = {
+            (ws, dest_id, f"destination {dest_id} is disabled: {why}"): n
+            for (ws, dest_id, why), n in cache.disabled.items()
+        }
+        store.count_skips(conn, skips, batch.now)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -199,17 +204,20 @@ class ConversionStage:
             else None,
             ldu=ldu,
         )
-        targets = mapping.destinations or tuple(d.id for d in config.destinations)
+        dests = (
+            [config.destination(target) for target in mapping.destinations]
+            if mapping.destinations
+            else config.destinations
+        )
         cache = _cache(batch)
-        for target in targets:
-            dest = config.destination(target)
+        for dest in dests:
             if dest is None:
                 continue
             # Hashed only when it can be sent: coverage counts queued rows alone (`queries`), and
             # a playbook with unconfigured destinations would otherwise hash for each of them.
             if dest.destination is None:
                 # A fact of the playbook, not of this event: counted, not logged per event.
-                skip = (ws, dest.id, f"destination {dest.id} is disabled: {dest.disabled_reason}")
+                skip = (ws, dest.id, dest.disabled_reason)
                 cache.disabled[skip] = cache.disabled.get(skip, 0) + 1
                 continue
             reason: str | None

@@ -4,6 +4,7 @@ see `leadloop.conversions`)."""
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import phonenumbers
@@ -25,7 +26,21 @@ def normalize_phone(value: Any, default_region: str | None) -> str | None:
         value = str(value)
     if not isinstance(value, str) or not value.strip() or len(value) > 64:
         return None
-    return _e164(value, default_region)
+    # A number in E.164 form reads the same in every region (checked on generated numbers in
+    # the tests; looser `+` forms such as `+0 …` do not), so its memo entry is region-free and
+    # shared with the conversions stage (`international_e164`).
+    return _e164(value, None if _E164_FORM.fullmatch(value) else default_region)
+
+
+_E164_FORM = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def international_e164(value: str) -> str | None:
+    """The canonical E.164 form of a number written in E.164 form (`+4402079460958` is
+    `+442079460958`; impossible numbers are None), as `normalize_phone` gives it in any region:
+    the conversions stage makes trait phones canonical with this, and finds the parse the
+    identity graph already did for the same `identify`."""
+    return _e164(value, None)
 
 
 @functools.lru_cache(maxsize=32_768)
