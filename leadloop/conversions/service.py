@@ -87,6 +87,26 @@ class ConversionStage:
         for ws, ids in by_workspace.items():
             for pid, keys in store.load_keys(batch.identity.conn, ws, ids).items():
                 cache.keys[(ws, pid)] = keys
+        # Each conversion sends its profile's identifiers: read those of the profiles whose
+        # events a mapping forwards at once (most events are not conversions). Stage moves are
+        # only known while the batch is decided; those profiles are read one at a time.
+        converting: dict[str, set[str]] = {}
+        names: dict[str, frozenset[str]] = {}
+        for event in events:
+            if event.type != "track":
+                continue
+            ws = event.workspace_id
+            if ws not in names:
+                names[ws] = self._config(ws).track_names
+            if event.event not in names[ws]:
+                continue
+            for key in batch.identity.identities(event):
+                owner = batch.identity.owners.get((ws, key))
+                if owner is not None:
+                    converting.setdefault(ws, set()).add(owner)
+                    break
+        for ws, owners in converting.items():
+            batch.identity.load_identities(ws, sorted(owners))
 
     def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
         config = self._config(event.workspace_id)

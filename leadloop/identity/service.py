@@ -65,6 +65,9 @@ class IdentityBatch:
     """Stored profiles merged into another (`merged_into`), for events naming the old id."""
     keys: dict[int, list[Identity]] = field(default_factory=dict)
     """Each event's identifiers by `seq`: prefetch and resolve both need them, normalised once."""
+    stored_identities: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
+    """(type, value) stored for a profile, loaded in bulk by a stage (`load_identities`) so that
+    `identities_of_profile` does not query once per profile."""
 
     def identities(self, event: Event) -> list[Identity]:
         found = self.keys.get(event.seq)
@@ -294,15 +297,35 @@ class IdentityBatch:
             self.accounts.setdefault((ws, gid), account)
         return dict(account.traits) if account else {}
 
+    def load_identities(self, ws: str, pids: list[str]) -> None:
+        """Read the stored identities of these profiles (loaded by `prefetch`, so `log.overlap`
+        already tracks them) in a few queries, for a stage that asks for many of them."""
+        wanted = [p for p in pids if (ws, p) not in self.stored_identities]
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i : i + _CHUNK]
+            for pid in chunk:
+                self.stored_identities[(ws, pid)] = set()
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT profile_id, type, value FROM identities WHERE workspace_id = ? "
+                f"AND profile_id IN ({marks})",
+                (ws, *chunk),
+            )
+            for pid, kind, value in rows:
+                self.stored_identities[(ws, str(pid))].add((str(kind), str(value)))
+
     def identities_of_profile(self, ws: str, pid: str) -> list[dict[str, str]]:
         """Every identity of the profile, stored or added in this batch."""
         found: set[tuple[str, str]] = set()
         if (ws, pid) not in self.created:  # a profile made in this batch has nothing stored yet
-            rows = self.conn.execute(
-                "SELECT type, value FROM identities WHERE workspace_id = ? AND profile_id = ?",
-                (ws, pid),
-            )
-            found = {(str(t), str(v)) for t, v in rows}
+            stored = self.stored_identities.get((ws, pid))
+            if stored is None:
+                rows = self.conn.execute(
+                    "SELECT type, value FROM identities WHERE workspace_id = ? AND profile_id = ?",
+                    (ws, pid),
+                )
+                stored = {(str(t), str(v)) for t, v in rows}
+            found = set(stored)
         for key in self.new_by_owner.get((ws, pid), ()):
             if self.new_identities.get((ws, key)) == pid:  # the index never outlives a move
                 found.add((key.type, key.value))

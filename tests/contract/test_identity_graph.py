@@ -192,3 +192,35 @@ def test_timers_due_at_the_same_instant_fire_in_the_order_they_were_scheduled(
     assert harness.engine.timers.fire_now() == 9
     fired = harness.sql("SELECT message_id FROM events WHERE event = 'Timer Fired' ORDER BY seq")
     assert [m.split(":")[1] for (m,) in fired] == [k for keys in scheduled for k in keys]
+
+
+def test_identities_loaded_in_bulk_are_those_read_one_profile_at_a_time(
+    harness: Harness,
+) -> None:
+    """`load_identities` (a stage's prefetch) gives `identities_of_profile` the same answer as
+    its query per profile, for profiles with several, one or (unknown ids) no identities."""
+    from leadloop.identity.service import IdentityBatch
+
+    harness.send(ident("a1", "u1", email="ana@example.com", phone="+1 (415) 555-0100"))
+    harness.send(ident("a2", None))
+    harness.send(ident(None, "u3", email="bo@example.com"))
+    harness.settle()
+    pids = [
+        harness.profile(kind, value)["id"]  # type: ignore[index]
+        for kind, value in (("user_id", "u1"), ("anonymous_id", "a2"), ("user_id", "u3"))
+    ]
+    pids.append("no-such-profile")
+
+    def read(c, bulk: bool):  # type: ignore[no-untyped-def]
+        batch = IdentityBatch(conn=c)
+        if bulk:
+            batch.load_identities("default", pids)
+            assert set(batch.stored_identities) == {("default", p) for p in pids}
+        return [batch.identities_of_profile("default", p) for p in pids]
+
+    one_by_one = harness.engine.read_sync(lambda c: read(c, False))
+    assert harness.engine.read_sync(lambda c: read(c, True)) == one_by_one
+    assert {"type": "email", "value": "ana@example.com"} in one_by_one[0]
+    assert {"type": "phone", "value": "+14155550100"} in one_by_one[0]
+    assert one_by_one[1] == [{"type": "anonymous_id", "value": "a2"}]
+    assert one_by_one[3] == []
