@@ -123,15 +123,12 @@ def found_keys(body: Mapping[str, Any]) -> dict[str, str]:
     context = body.get("context")
     props = properties if _is_mapping(properties) else {}
     ctx = context if _is_mapping(context) else {}
+    page = ctx.get("page")
+    page_ = page if _is_mapping(page) else {}
     sources: list[Mapping[str, Any]] = []
     queries = [
         _query_of(url)
-        for url in (
-            props.get("url"),
-            props.get("search"),
-            _dig(ctx, "page.url"),
-            _dig(ctx, "page.search"),
-        )
+        for url in (props.get("url"), props.get("search"), page_.get("url"), page_.get("search"))
     ]
     for i, query in enumerate(queries):
         # A page's URL and search usually repeat one query (in properties and in context):

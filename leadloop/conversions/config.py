@@ -32,6 +32,7 @@ click conversions that way (capi.md §2.1). Destinations are parsed in `destinat
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -352,8 +353,14 @@ def conversions_config(playbook: Playbook | None) -> ConversionsConfig:
 def field_value(data: dict[str, Any], path: str) -> Any:
     """A dotted path into a message (`properties.revenue`, `context.page.url`)."""
     value: Any = data
-    for part in path.split("."):
+    for part in _path_parts(path):
         if not isinstance(value, dict):
             return None
         value = value.get(part)
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_parts(path: str) -> tuple[str, ...]:
+    """The parts of a dotted path: a playbook names a few paths, read for every conversion."""
+    return tuple(path.split("."))

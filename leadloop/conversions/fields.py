@@ -28,10 +28,10 @@ def has_consent(config: ConversionsConfig, profile: Profile, keys: MatchKeys) ->
             signals.append((profile.trait_times.get(trait, 0.0), value))
     if keys.consent is not None:
         signals.append((keys.consent_at or 0.0, keys.consent))
-    sources = [f"trait {t}" for t in config.consent.traits] + [
-        f"context.consent.{p}" for p in config.consent.context
-    ]
     if not signals:
+        sources = [f"trait {t}" for t in config.consent.traits] + [
+            f"context.consent.{p}" for p in config.consent.context
+        ]
         return False, f"no advertising consent ({' or '.join(sources)} is not true)"
     _, latest = max(signals, key=lambda s: s[0])
     if not latest:
@@ -92,6 +92,9 @@ def currency_of(body: dict[str, Any], mapping: Mapping) -> str | None:
     return mapping.default_currency
 
 
+_PRODUCT_IDS = ("product_id", "sku", "id")
+
+
 def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
     """Segment ecommerce `products[]`: `product_id` (or `sku`, `id`), `quantity`, `price`."""
     if path is None:
@@ -103,14 +106,12 @@ def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
     for product in products[:1000]:
         if not isinstance(product, dict):
             continue
-        ident = next(
-            (
-                str(product[k])
-                for k in ("product_id", "sku", "id")
-                if isinstance(product.get(k), str | int) and str(product[k]).strip()
-            ),
-            None,
-        )
+        ident = None
+        for key in _PRODUCT_IDS:
+            candidate = product.get(key)
+            if isinstance(candidate, str | int) and str(candidate).strip():
+                ident = str(candidate)
+                break
         if ident is None:
             continue
         quantity = to_number(product.get("quantity"))

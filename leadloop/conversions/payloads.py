@@ -16,6 +16,7 @@ The shell (outbox dispatcher) is expected to:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -66,15 +67,25 @@ def derive_event_id(source: str, object_id: str, stage: str) -> str:
     dedups it. Source and stage are slugged (no `-` inside), so the id splits back unambiguously even
     when the object id has dashes; the object id keeps its case (Salesforce ids are case-sensitive).
     """
-    source_slug = _SLUG.sub("_", source.strip().lower()).strip("_")
-    stage_slug = _SLUG.sub("_", stage.strip().lower()).strip("_")
+    source_slug = _slug(source)
+    stage_slug = _slug(stage)
     object_part = object_id.strip()
     if not source_slug or not stage_slug or not object_part:
         raise ValueError("source, object id and stage must be non-empty")
-    if "@" in object_part or re.search(r"\s", object_part):
+    if "@" in object_part or _BLANK.search(object_part):
         # Ids reach Google as `transactionId`, which must not contain PII (ORDER_ID_CONTAINS_PII).
         raise ValueError("an object id must not be an email or contain whitespace")
     return f"{source_slug}-{object_part}-{stage_slug}"
+
+
+_BLANK = re.compile(r"\s")
+
+
+@functools.lru_cache(maxsize=1024)
+def _slug(text: str) -> str:
+    """Sources and stages are a few names per playbook (`order`, `Purchase`, `lead_MQL`): slugged
+    once each, not once per conversion."""
+    return _SLUG.sub("_", text.strip().lower()).strip("_")
 
 
 def split_batches(items: Sequence[T], size: int) -> list[list[T]]:

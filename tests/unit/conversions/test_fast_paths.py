@@ -20,6 +20,7 @@ from leadloop.conversions import normalize as norm
 from leadloop.conversions.capture import MatchKeys
 from leadloop.conversions.config import IDENTIFIERS, Mapping
 from leadloop.conversions.destinations import DestinationConfig
+from leadloop.conversions.fields import contents_of, order_id_in
 from leadloop.conversions.identifiers import for_destination, hash_for_platform, user_identifiers
 from leadloop.conversions.model import Conversion, MetaDestination, UserIdentifiers
 from leadloop.conversions.normalize import (
@@ -307,3 +308,37 @@ def test_user_identifiers_equal_the_plain_dict_form(
     person = profile(**traits)
     expected = _identifiers_by_dict(person, identities, keys, wanted)
     assert user_identifiers(person, identities, keys, wanted) == expected
+
+
+def _product_id_oracle(product: dict[str, Any]) -> str | None:
+    """The product id as `contents_of` picked it before it was written as a loop."""
+    return next(
+        (
+            str(product[k])
+            for k in ("product_id", "sku", "id")
+            if isinstance(product.get(k), str | int) and str(product[k]).strip()
+        ),
+        None,
+    )
+
+
+_ID_VALUES = st.one_of(
+    st.none(), st.sampled_from(["", " ", "sku-1", " p 2 "]), st.integers(-5, 5), st.booleans()
+)
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["product_id", "sku", "id", "quantity", "price", "name"]),
+            _ID_VALUES,
+        ),
+        max_size=5,
+    )
+)
+def test_contents_pick_the_product_id_as_before(products: list[dict[str, Any]]) -> None:
+    body = {"properties": {"products": products, "order_id": "o-1"}}
+    expected = [i for i in map(_product_id_oracle, products) if i is not None]
+    assert [c.id for c in contents_of(body, "properties.products")] == expected
+    # Dotted paths are split once per path (memoised): repeated reads give the same values.
+    assert order_id_in(body) == order_id_in(body) == "o-1"
