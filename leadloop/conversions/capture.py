@@ -124,11 +124,16 @@ def found_keys(body: Mapping[str, Any]) -> dict[str, str]:
     props = properties if _is_mapping(properties) else {}
     ctx = context if _is_mapping(context) else {}
     page = ctx.get("page")
-    page_ = page if _is_mapping(page) else {}
+    on_page = page if _is_mapping(page) else {}
     sources: list[Mapping[str, Any]] = []
     queries = [
         _query_of(url)
-        for url in (props.get("url"), props.get("search"), page_.get("url"), page_.get("search"))
+        for url in (
+            props.get("url"),
+            props.get("search"),
+            on_page.get("url"),
+            on_page.get("search"),
+        )
     ]
     for i, query in enumerate(queries):
         # A page's URL and search usually repeat one query (in properties and in context):
