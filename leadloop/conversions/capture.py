@@ -198,24 +198,25 @@ def capture_keys(
     """`keys` updated with what this message carries; the same object when nothing changes."""
     found = found_keys(body)
     changes: dict[str, Any] = {}
-    fbc = found.get("fbc")
-    if fbc is not None and not _FB_COOKIE.fullmatch(fbc):
-        fbc = None
-    fbclid = found.get("fbclid")
-    if fbclid is not None and fbc is None and _fbclid_of(keys.fbc) != fbclid:
-        fbc = make_fbc(fbclid, at)
-    if fbc is not None and fbc != keys.fbc:
-        changes.update(fbc=fbc, fbc_at=at)
-    fbp = found.get("fbp")
-    if fbp is not None and _FB_COOKIE.fullmatch(fbp) and fbp != keys.fbp:
-        changes.update(fbp=fbp, fbp_at=at)
-    for name in ("gclid", "gbraid", "wbraid", "ttclid", "ttp"):
-        value = found.get(name)
-        if value is not None and value != getattr(keys, name):
-            changes.update({name: value, f"{name}_at": at})
-    lead_id = found.get("lead_id")
-    if lead_id is not None and _LEAD_ID.fullmatch(lead_id) and lead_id != keys.lead_id:
-        changes["lead_id"] = lead_id
+    if found:  # most messages carry no click id or cookie
+        fbc = found.get("fbc")
+        if fbc is not None and not _FB_COOKIE.fullmatch(fbc):
+            fbc = None
+        fbclid = found.get("fbclid")
+        if fbclid is not None and fbc is None and _fbclid_of(keys.fbc) != fbclid:
+            fbc = make_fbc(fbclid, at)
+        if fbc is not None and fbc != keys.fbc:
+            changes.update(fbc=fbc, fbc_at=at)
+        fbp = found.get("fbp")
+        if fbp is not None and _FB_COOKIE.fullmatch(fbp) and fbp != keys.fbp:
+            changes.update(fbp=fbp, fbp_at=at)
+        for name in ("gclid", "gbraid", "wbraid", "ttclid", "ttp"):
+            value = found.get(name)
+            if value is not None and value != getattr(keys, name):
+                changes.update({name: value, f"{name}_at": at})
+        lead_id = found.get("lead_id")
+        if lead_id is not None and _LEAD_ID.fullmatch(lead_id) and lead_id != keys.lead_id:
+            changes["lead_id"] = lead_id
     context = body.get("context")
     ctx = context if _is_mapping(context) else {}
     agent = ctx.get("userAgent")
