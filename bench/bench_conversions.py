@@ -25,7 +25,10 @@ The hash memo (`normalize.hash_identifier`) is cleared before every run of ours:
 and external ids are unique per person here; first names (97 distinct) and the last name repeat.
 Both paths run under the GC thresholds and the thread switch interval an engine sets
 (`leadloop.runtime`).
-Not included: the processor and the outbox's storage round trip (`bench scoring` measures those).
+Not included in that table: the processor and the outbox's storage round trip. The second table
+runs the whole engine (SQLite, the example playbook): an identify and an order per person, then
+known people's orders alone (their identifies processed first, untimed), each with and without
+the conversions stage, and the dispatcher claiming, sending and recording the rows.
 Targets: ≥ 20,000 conversions/s, ≥ 3× the SDK.
 """
 
