@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -26,7 +27,7 @@ from leadloop.config import Settings
 from leadloop.conversions import config as conversion_config
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
-from leadloop.errors import PlaybookError
+from leadloop.errors import LeadloopError, PlaybookError
 from leadloop.ingest.http import TrackingApp
 from leadloop.journeys.service import JourneyStage
 from leadloop.log.processor import Processor
@@ -61,6 +62,21 @@ def prepare_database(url: DatabaseUrl, clock: Clock) -> None:
             workspaces.ensure_workspace(conn, workspaces.DEFAULT_WORKSPACE, clock.now())
     finally:
         conn.close()
+
+
+def open_existing(database_url: str, clock: Clock) -> SqliteConnection | PostgresConnection:
+    """A connection to a database that must already exist (migrated to this version), for the
+    commands that inspect or re-drive what an engine did: run in the wrong folder, they say so
+    instead of creating an empty SQLite file there and answering from it."""
+    url = DatabaseUrl.parse(database_url)
+    if url.dialect == "sqlite" and url.path is not None and not Path(url.path).exists():
+        raise LeadloopError(
+            f"no database at {url.path}: this command reads the one an engine uses. Run it "
+            "where the engine runs, or name that database with --database-url or "
+            "LEADLOOP_DATABASE_URL (`leadloop serve` or `leadloop migrate` creates one)"
+        )
+    prepare_database(url, clock)
+    return connect(url)
 
 
 class Engine:

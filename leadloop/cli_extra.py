@@ -73,9 +73,13 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     register_bench(sub, db_arg)
 
 
-def _conn(settings: Settings) -> Any:
-    from leadloop.app import prepare_database
+def _conn(settings: Settings, *, create: bool = False) -> Any:
+    """The engine's database; `create`: make it when missing (applying a playbook may come
+    before the first `serve`), else a missing SQLite file is an error (`open_existing`)."""
+    from leadloop.app import open_existing, prepare_database
 
+    if not create:
+        return open_existing(settings.database_url, SystemClock())
     url = DatabaseUrl.parse(settings.database_url)
     prepare_database(url, SystemClock())
     return connect(url)
@@ -128,7 +132,7 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
     playbook = store.build(sources)
     for warning in playbook.warnings:
         print(f"warning: {warning}")
-    conn = _conn(settings)
+    conn = _conn(settings, create=True)
     try:
         applied = store.latest(conn, playbook.workspace)
         if applied is not None and applied.digest == playbook.digest:

@@ -28,7 +28,8 @@ class PlaybookError(ConfigError):
         self.field = field
         self.message = message
         where = f"{file}:{line}" if line is not None else file
-        super().__init__(f"{where}: {field}: {message}")
+        # A YAML syntax error names no field: "file:3: message", not "file:3: : message".
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
 
 class StorageError(LeadloopError):

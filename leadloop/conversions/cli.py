@@ -8,7 +8,6 @@ from typing import Any
 
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
-from leadloop.storage.db import DatabaseUrl, connect
 
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -35,11 +34,9 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
 
 
 def _conn(settings: Settings) -> Any:
-    from leadloop.app import prepare_database
+    from leadloop.app import open_existing
 
-    url = DatabaseUrl.parse(settings.database_url)
-    prepare_database(url, SystemClock())
-    return connect(url)
+    return open_existing(settings.database_url, SystemClock())
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

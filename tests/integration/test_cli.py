@@ -80,10 +80,58 @@ def test_playbook_apply_and_diff(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def test_explain_unknown_profile(sqlite_url: str) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
     out = cli(sqlite_url, "explain", "nobody@example.com")
     assert out.returncode == 1 and "no profile" in out.stderr
 
 
 def test_outbox_replay_with_nothing_dead(sqlite_url: str) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
     out = cli(sqlite_url, "outbox", "replay")
     assert out.returncode == 0 and "re-driven 0" in out.stdout
+
+
+INSPECTING = (
+    ("explain", "ada@example.com"),
+    ("outbox", "list"),
+    ("outbox", "replay"),
+    ("conversions", "list"),
+    ("conversions", "replay"),
+    ("playbook", "diff", "examples/playbook.yaml"),
+    ("backtest", "--playbook", "examples/playbook.yaml"),
+    ("replay", "--yes"),
+)
+
+
+def test_commands_that_read_an_engines_database_do_not_create_one(tmp_path: Path) -> None:
+    """Run in the wrong folder (or with a mistyped URL), an inspecting command says there is no
+    database there, exits 2 and leaves no file behind, instead of answering from a new, empty one."""
+    missing = tmp_path / "elsewhere" / "leadloop.db"
+    for command in INSPECTING:
+        out = cli(f"sqlite:///{missing}", *command)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert f"no database at {missing}" in out.stderr, (command, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert not missing.parent.exists(), command
+
+
+def test_commands_that_read_an_engines_database_work_once_it_exists(sqlite_url: str) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
+    for command in INSPECTING:
+        out = cli(sqlite_url, *command)
+        assert "no database" not in out.stderr, (command, out.stderr)
+        assert "Traceback" not in out.stderr, (command, out.stderr)
+
+
+def test_applying_a_playbook_creates_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "leadloop.db"
+    out = cli(f"sqlite:///{db}", "playbook", "apply", "examples/playbook.yaml")
+    assert out.returncode == 0 and "applied playbook" in out.stdout and db.exists()
+
+
+def test_a_yaml_syntax_error_names_file_and_line_without_an_empty_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\njourneys: [\n")
+    out = cli("sqlite:////tmp/unused.db", "playbook", "validate", str(bad))
+    assert out.returncode == 1
+    assert f"{bad}:3: YAML syntax error" in out.stderr, out.stderr
