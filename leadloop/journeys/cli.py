@@ -12,6 +12,8 @@ from typing import Any
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
 
+PROFILE_SHAPE = '{"userId": ..., "traits": {...}}'
+
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser(
@@ -19,7 +21,7 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
         help="run one profile through the journeys on a manual clock, changing nothing",
     )
     p.add_argument("--playbook", required=True, help="playbook file or folder")
-    p.add_argument("--profile", required=True, help='JSON file: {"userId": ..., "traits": {...}}')
+    p.add_argument("--profile", required=True, help=f"JSON file: {PROFILE_SHAPE}")
     p.add_argument(
         "--events",
         default=None,
@@ -30,34 +32,56 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     p.set_defaults(handler=cmd_simulate)
 
 
+def _read_profile(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        raise LeadloopError(f"cannot read --profile {path}: {error}") from error
+    if not isinstance(data, dict):
+        raise LeadloopError(f"--profile {path}: expected a JSON object like {PROFILE_SHAPE}")
+    return data
+
+
 def _read_events(path: str | None) -> list[dict[str, Any]]:
     if path is None:
         return []
-    text = Path(path).read_text(encoding="utf-8").strip()
-    if not text:
-        return []
-    if text.startswith("["):
-        data = json.loads(text)
-    else:
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not all(isinstance(item, dict) for item in data):
-        raise LeadloopError(f"{path}: expected a list of JSON objects")
-    return data  # type: ignore[no-any-return]
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            data = json.loads(text)
+        else:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, ValueError) as error:
+        raise LeadloopError(f"cannot read --events {path}: {error}") from error
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise LeadloopError(f"--events {path}: expected a list of JSON objects")
+    return data
+
+
+def _option(name: str, value: str, parse: Callable[[str], float]) -> float:
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise LeadloopError(f"{name}: {error}") from error
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.clock import SystemClock
     from leadloop.journeys.simulate import render, seconds, simulate
 
-    try:
-        profile = json.loads(Path(args.profile).read_text(encoding="utf-8"))
-        events = _read_events(args.events)
-    except (OSError, ValueError) as error:
-        raise LeadloopError(f"cannot read the simulation input: {error}") from error
+    profile = _read_profile(args.profile)
+    events = _read_events(args.events)
     start = SystemClock().now()
     if args.start:
-        start = datetime.fromisoformat(args.start.replace("Z", "+00:00")).timestamp()
-    result = simulate(args.playbook, profile, events, start, seconds(args.horizon))
+        start = _option(
+            "--start",
+            args.start,
+            lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp(),
+        )
+    horizon = _option("--horizon", args.horizon, seconds)
+    result = simulate(args.playbook, profile, events, start, horizon)
     for line in render(result):
         print(line)
     return 0

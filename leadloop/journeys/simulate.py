@@ -18,7 +18,9 @@ from typing import Any
 from leadloop.app import Engine
 from leadloop.clock import ManualClock
 from leadloop.config import Settings
+from leadloop.errors import LeadloopError
 from leadloop.ingest import parse
+from leadloop.ingest.model import Rejected
 from leadloop.journeys import queries
 from leadloop.journeys.service import JourneyStage
 from leadloop.log import timers as timer_rows
@@ -56,6 +58,11 @@ def simulate(
     event may carry `"wait": "72h"` to move the clock first), then let every timer due within
     `horizon` after the last event fire."""
     user = str(profile.get("userId") or "simulated")
+    identify = {"type": "identify", "userId": user, "traits": profile.get("traits", {})}
+    found = parse.parse_message(identify, None, received_at=start, sent_at=None, index="profile: ")
+    if isinstance(found, Rejected):
+        raise LeadloopError(found.message)
+    messages = _checked(events, user, start)
     with tempfile.TemporaryDirectory(prefix="leadloop-simulate-") as folder:
         url = f"sqlite:///{Path(folder) / 'simulate.db'}"
         clock = ManualClock(start)
@@ -92,14 +99,10 @@ def simulate(
                         pass
                 clock.set(max(until, clock.now()))
 
-            identify = {"type": "identify", "userId": user, "traits": profile.get("traits", {})}
             send(identify)
-            for event in events:
-                message = dict(event)
-                wait = message.pop("wait", None)
+            for wait, message in messages:
                 if wait is not None:
-                    run_until(clock.now() + seconds(wait))
-                message.setdefault("userId", user)
+                    run_until(clock.now() + wait)
                 send(message)
             run_until(clock.now() + horizon)
             pid = conn.execute(
@@ -113,6 +116,29 @@ def simulate(
         finally:
             conn.close()
             engine.stop()
+
+
+def _checked(
+    events: Iterable[dict[str, Any]], user: str, start: float
+) -> list[tuple[float | None, dict[str, Any]]]:
+    """(wait in seconds, message) per event, each checked as the tracking API would before
+    anything runs: a bad event is an error naming it, not a failure half-way through."""
+    checked: list[tuple[float | None, dict[str, Any]]] = []
+    for number, event in enumerate(events, 1):
+        message = dict(event)
+        wait = message.pop("wait", None)
+        try:
+            delay = None if wait is None else seconds(wait)
+        except ValueError as error:
+            raise LeadloopError(f"event {number}: wait: {error}") from error
+        message.setdefault("userId", user)
+        found = parse.parse_message(
+            message, None, received_at=start, sent_at=None, index=f"event {number}: "
+        )
+        if isinstance(found, Rejected):
+            raise LeadloopError(found.message)
+        checked.append((delay, message))
+    return checked
 
 
 def _time(at: float | None) -> str:

@@ -79,14 +79,17 @@ def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def read_text(path: Path) -> str:
+    """A playbook file's text; unreadable or not UTF-8 (a binary file) is a `PlaybookError`."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PlaybookError(str(path), None, "", f"cannot read: {error}") from error
+
+
 def parse_file(path: Path, env: Mapping[str, str] | None = None) -> Node:
     """Parse one YAML file into a located tree, substituting `${ENV}` in string scalars."""
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise PlaybookError(name, None, "", f"cannot read: {error}") from error
-    return parse_text(text, name, env)
+    return parse_text(read_text(path), str(path), env)
 
 
 def parse_text(text: str, name: str, env: Mapping[str, str] | None = None) -> Node:

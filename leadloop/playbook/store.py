@@ -14,7 +14,7 @@ from leadloop.errors import PlaybookError
 from leadloop.playbook import load
 from leadloop.playbook.fields import fail
 from leadloop.playbook.model import Playbook
-from leadloop.playbook.nodes import Map, Node, merge, parse_text
+from leadloop.playbook.nodes import Map, Node, merge, parse_text, read_text
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -33,7 +33,7 @@ class Applied:
 
 def read_sources(path: str | Path) -> dict[str, str]:
     """File name → text for a playbook file or folder, in merge order."""
-    return {str(p): p.read_text(encoding="utf-8") for p in load.playbook_files(Path(path))}
+    return {str(p): read_text(p) for p in load.playbook_files(Path(path))}
 
 
 def build(sources: Mapping[str, str], env: Mapping[str, str] | None = None) -> Playbook:

@@ -135,3 +135,12 @@ def test_a_yaml_syntax_error_names_file_and_line_without_an_empty_field(tmp_path
     out = cli("sqlite:////tmp/unused.db", "playbook", "validate", str(bad))
     assert out.returncode == 1
     assert f"{bad}:3: YAML syntax error" in out.stderr, out.stderr
+
+
+def test_a_playbook_that_is_not_text_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    for command in (("playbook", "validate"), ("playbook", "apply"), ("playbook", "diff")):
+        out = cli(sqlite_url, *command, str(binary))
+        assert out.returncode in (1, 2), (command, out.stderr)
+        assert f"{binary}: cannot read" in out.stderr and "Traceback" not in out.stderr, command

@@ -52,12 +52,50 @@ def test_bad_simulation_input_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     out = simulate(tmp_path, "--profile", str(broken))
-    assert out.returncode == 2 and "cannot read the simulation input" in out.stderr
+    assert out.returncode == 2 and f"cannot read --profile {broken}" in out.stderr
     out = simulate(tmp_path, "--profile", str(tmp_path / "missing.json"))
-    assert out.returncode == 2 and "cannot read the simulation input" in out.stderr
+    assert out.returncode == 2 and "cannot read --profile" in out.stderr
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps({"userId": "x"}))
     events = tmp_path / "events.json"
     events.write_text(json.dumps([1, 2]))
     out = simulate(tmp_path, "--profile", str(profile), "--events", str(events))
     assert out.returncode == 2 and "expected a list of JSON objects" in out.stderr
+
+
+def test_bad_events_and_options_are_named_before_anything_runs(tmp_path: Path) -> None:
+    """Each mistake is one line naming the input at fault and exit status 2, never a traceback
+    from half-way through the simulation."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"userId": "x"}))
+
+    written: list[Path] = []
+
+    def events(*items: object) -> str:
+        path = tmp_path / f"events-{len(written)}.json"
+        path.write_text(json.dumps(list(items)))
+        written.append(path)
+        return str(path)
+
+    cases = [
+        (("--events", events({"type": "page"}, {"type": "bogus"})), "event 2: type must be"),
+        (("--events", events({"type": "track", "event": "x", "wait": "soon"})), "event 1: wait"),
+        (("--events", events({"type": "track", "properties": [1]})), "event 1: properties"),
+        (("--start", "yesterday"), "--start"),
+        (("--horizon", "forever"), "--horizon"),
+    ]
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(bytes(range(128, 256)))
+    cases.append((("--events", str(binary)), f"cannot read --events {binary}"))
+    for args, words in cases:
+        out = simulate(tmp_path, "--profile", str(profile), *args)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert words in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr and not out.stdout, args
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    out = simulate(tmp_path, "--profile", str(listed))
+    assert out.returncode == 2 and "expected a JSON object" in out.stderr
+    profile.write_text(json.dumps({"userId": "x", "traits": [1]}))
+    out = simulate(tmp_path, "--profile", str(profile))
+    assert out.returncode == 2 and "profile: traits must be an object" in out.stderr
