@@ -64,10 +64,13 @@ def prepare_database(url: DatabaseUrl, clock: Clock) -> None:
         conn.close()
 
 
-def open_existing(database_url: str, clock: Clock) -> SqliteConnection | PostgresConnection:
+def open_existing(
+    database_url: str, clock: Clock, workspace: str | None = None
+) -> SqliteConnection | PostgresConnection:
     """A connection to a database that must already exist (migrated to this version), for the
-    commands that inspect or re-drive what an engine did: run in the wrong folder, they say so
-    instead of creating an empty SQLite file there and answering from it."""
+    commands that inspect or re-drive what an engine did: run in the wrong folder, or given a
+    mistyped `workspace`, they say so instead of answering from nothing (and, for SQLite,
+    creating an empty file there)."""
     url = DatabaseUrl.parse(database_url)
     if url.dialect == "sqlite" and url.path is not None and not Path(url.path).exists():
         raise LeadloopError(
@@ -76,7 +79,11 @@ def open_existing(database_url: str, clock: Clock) -> SqliteConnection | Postgre
             "LEADLOOP_DATABASE_URL (`leadloop serve` or `leadloop migrate` creates one)"
         )
     prepare_database(url, clock)
-    return connect(url)
+    conn = connect(url)
+    if workspace is not None and not workspaces.workspace_exists(conn, workspace):
+        conn.close()
+        raise LeadloopError(f"workspace {workspace!r} does not exist in this database")
+    return conn
 
 
 class Engine:

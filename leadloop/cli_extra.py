@@ -10,6 +10,7 @@ from typing import Any
 
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
+from leadloop.outbox.service import KINDS as OUTBOX_KINDS
 from leadloop.storage.db import DatabaseUrl, connect
 
 
@@ -46,13 +47,13 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
         default=None,
         help="only this state",
     )
-    ol.add_argument("--kind", default=None, help="webhook, conversion, email...")
+    ol.add_argument("--kind", choices=OUTBOX_KINDS, default=None, help="only this kind")
     ol.add_argument("--workspace", default="default", help="workspace (default: default)")
     db_arg(ol)
     ol.set_defaults(handler=cmd_outbox_list)
     orp = osub.add_parser("replay", help="re-drive dead letters with a fresh attempt budget")
     orp.add_argument("--id", type=int, default=None, help="only this row")
-    orp.add_argument("--kind", default=None, help="only this kind")
+    orp.add_argument("--kind", choices=OUTBOX_KINDS, default=None, help="only this kind")
     orp.add_argument("--workspace", default="default", help="workspace (default: default)")
     db_arg(orp)
     orp.set_defaults(handler=cmd_outbox_replay)
@@ -73,13 +74,14 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     register_bench(sub, db_arg)
 
 
-def _conn(settings: Settings, *, create: bool = False) -> Any:
+def _conn(settings: Settings, *, create: bool = False, workspace: str | None = None) -> Any:
     """The engine's database; `create`: make it when missing (applying a playbook may come
-    before the first `serve`), else a missing SQLite file is an error (`open_existing`)."""
+    before the first `serve`), else a missing SQLite file, or a `workspace` it does not hold,
+    is an error (`open_existing`)."""
     from leadloop.app import open_existing, prepare_database
 
     if not create:
-        return open_existing(settings.database_url, SystemClock())
+        return open_existing(settings.database_url, SystemClock(), workspace)
     url = DatabaseUrl.parse(settings.database_url)
     prepare_database(url, SystemClock())
     return connect(url)
@@ -155,7 +157,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.identity.normalize import normalize_email
     from leadloop.scoring import queries as score_queries
 
-    conn = _conn(settings)
+    conn = _conn(settings, workspace=args.workspace)
     try:
         ws = args.workspace
         pid = queries.canonical_id(conn, ws, args.identifier)
@@ -195,7 +197,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.outbox import service
 
-    conn = _conn(settings)
+    conn = _conn(settings, workspace=args.workspace)
     try:
         items = service.list_items(conn, args.workspace, args.status, args.kind, 0, 1000)
     finally:
@@ -212,7 +214,7 @@ def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_outbox_replay(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.outbox import service
 
-    conn = _conn(settings)
+    conn = _conn(settings, workspace=args.workspace)
     try:
         with conn.transaction():
             n = service.redrive(

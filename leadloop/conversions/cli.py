@@ -8,6 +8,7 @@ from typing import Any
 
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
+from leadloop.errors import LeadloopError
 
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -33,16 +34,16 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     rp.set_defaults(handler=cmd_replay)
 
 
-def _conn(settings: Settings) -> Any:
+def _conn(settings: Settings, workspace: str) -> Any:
     from leadloop.app import open_existing
 
-    return open_existing(settings.database_url, SystemClock())
+    return open_existing(settings.database_url, SystemClock(), workspace)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.conversions import queries
 
-    conn = _conn(settings)
+    conn = _conn(settings, args.workspace)
     try:
         totals = queries.summary(conn, args.workspace)
         rows = queries.list_conversions(
@@ -76,8 +77,16 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.conversions import queries
 
-    conn = _conn(settings)
+    conn = _conn(settings, args.workspace)
     try:
+        if args.destination:
+            # A typo would otherwise re-drive nothing and look like "no dead letters".
+            known = sorted(queries.summary(conn, args.workspace)["destinations"])
+            if args.destination not in known:
+                raise LeadloopError(
+                    f"no conversions for destination {args.destination!r} in workspace "
+                    f"{args.workspace} (destinations with conversions: {', '.join(known) or 'none'})"
+                )
         with conn.transaction():
             count = queries.replay_dead(conn, args.workspace, SystemClock().now(), args.destination)
     finally:

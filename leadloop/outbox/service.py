@@ -14,6 +14,9 @@ from leadloop.storage.db import PostgresConnection, SqliteConnection
 Conn = SqliteConnection | PostgresConnection
 _decoder = msgspec.json.Decoder(dict[str, Any])
 
+KINDS = ("message", "webhook", "conversion", "audience")
+"""What the stages queue: journey sends (`message`) and ad-audience changes (`audience`),
+webhooks from scoring and journeys (`webhook`), and conversions (`conversion`)."""
 LEASE_SECONDS = 60.0
 """A claimed row is invisible to other dispatchers this long. A crash between sending and
 recording makes it due again after the lease, and it is re-sent with the same idempotency

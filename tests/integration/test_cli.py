@@ -144,3 +144,42 @@ def test_a_playbook_that_is_not_text_is_a_clear_error(sqlite_url: str, tmp_path:
         out = cli(sqlite_url, *command, str(binary))
         assert out.returncode in (1, 2), (command, out.stderr)
         assert f"{binary}: cannot read" in out.stderr and "Traceback" not in out.stderr, command
+
+
+def test_inspecting_commands_refuse_an_unknown_workspace(sqlite_url: str) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
+    for command in (
+        ("explain", "ada@example.com"),
+        ("outbox", "list"),
+        ("outbox", "replay"),
+        ("conversions", "list"),
+        ("conversions", "replay"),
+    ):
+        out = cli(sqlite_url, *command, "--workspace", "defualt")
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert "workspace 'defualt' does not exist" in out.stderr, (command, out.stderr)
+
+
+def test_outbox_kinds_are_the_ones_the_stages_queue(sqlite_url: str) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
+    out = cli(sqlite_url, "outbox", "replay", "--kind", "webhooks")
+    assert out.returncode == 2 and "invalid choice: 'webhooks'" in out.stderr
+    for kind in ("message", "webhook", "conversion", "audience"):
+        out = cli(sqlite_url, "outbox", "list", "--kind", kind)
+        assert out.returncode == 0, (kind, out.stderr)
+
+
+def test_conversions_replay_names_the_destinations_it_knows(sqlite_url: str) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
+    conn = connect(DatabaseUrl.parse(sqlite_url))
+    conn.execute(
+        "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, status, "
+        "attempts, next_attempt_at, profile_id, created_at, updated_at) VALUES ('default', "
+        "'conversion', 'meta', 'meta:order-o1-purchase', '{}', 'dead', 5, 0, 'p1', 0, 0)"
+    )
+    conn.close()
+    out = cli(sqlite_url, "conversions", "replay", "--destination", "mta")
+    assert out.returncode == 2
+    assert "no conversions for destination 'mta'" in out.stderr and "meta" in out.stderr
+    out = cli(sqlite_url, "conversions", "replay", "--destination", "meta")
+    assert out.returncode == 0 and "re-driving 1 dead conversion(s) for meta" in out.stdout
