@@ -10,6 +10,7 @@ from typing import Any
 
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
+from leadloop.errors import LeadloopError
 from leadloop.outbox.service import KINDS as OUTBOX_KINDS
 from leadloop.storage.db import DatabaseUrl, connect
 
@@ -249,6 +250,13 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     new = store.build(store.read_sources(args.playbook))
     workspace = args.workspace or new.workspace
+    stages = {m.id: [stage.name for stage in m.stages] for m in new.models}
+    if not any(args.stage in names for names in stages.values()):
+        # Stage names are matched exactly: a typo would count nobody and look like a result.
+        listed = "; ".join(f"{model}: {', '.join(names)}" for model, names in stages.items())
+        raise LeadloopError(
+            f"--stage {args.stage!r} is not a stage of the playbook's models ({listed or 'none'})"
+        )
     since = None
     if args.since:
         try:
@@ -258,7 +266,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                 f"leadloop: error: --since expects YYYY-MM-DD, got {args.since!r}", file=sys.stderr
             )
             return 2
-    conn = _conn(settings)
+    conn = _conn(settings, workspace=workspace)
     try:
         applied = store.latest(conn, workspace)
         current = store.build(applied.sources) if applied else None
