@@ -175,6 +175,11 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         if not scores:
             print(f"profile {pid} has no scores (no scoring model applied to it yet)")
             return 0
+        if args.model and args.model not in scores:
+            raise LeadloopError(
+                f"profile {pid} has no score for model {args.model!r} "
+                f"(it has: {', '.join(sorted(scores))})"
+            )
         for model, view in scores.items():
             if args.model and model != args.model:
                 continue

@@ -103,6 +103,14 @@ def test_decay_after_31_and_61_days(tmp_path: Path, receiver: WebhookReceiver) -
         ).stdout
         assert "lead: 25 = fit 25 + engagement 0" in out
         assert "senior_title" in out and "decay" in out
+        for model, status, words in (("lead", 0, "lead: 25"), ("leads", 2, "(it has: lead)")):
+            shown = subprocess.run(
+                [sys.executable, "-m", "leadloop", "explain", "vp-7", "--model", model],
+                env={**os.environ, "LEADLOOP_DATABASE_URL": server.database_url},
+                capture_output=True,
+                text=True,
+            )
+            assert shown.returncode == status and words in shown.stdout + shown.stderr, model
     finally:
         server.stop()
 
