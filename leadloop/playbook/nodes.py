@@ -92,9 +92,18 @@ def parse_file(path: Path, env: Mapping[str, str] | None = None) -> Node:
     return parse_text(read_text(path), str(path), env)
 
 
+MAX_VALUES = 100_000
+"""Values one file may expand to. YAML aliases let a few lines name billions of values (the
+"billion laughs"); a real playbook has hundreds."""
+MAX_DEPTH = 64
+"""Levels of nesting one file may have (a playbook needs about ten)."""
+
+
 def parse_text(text: str, name: str, env: Mapping[str, str] | None = None) -> Node:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError as error:  # PyYAML's composer recurses once per level of nesting
+        raise PlaybookError(name, None, "", f"nested deeper than {MAX_DEPTH} levels") from error
     except yaml.MarkedYAMLError as error:
         where = error.problem_mark or error.context_mark
         line = where.line + 1 if where is not None else None
@@ -112,14 +121,28 @@ class _Builder:
     def __init__(self, file: str, env: Mapping[str, str]) -> None:
         self.file = file
         self.env = env
+        self.built = 0
         # Only used for its scalar resolution (ints, floats, bools, dates): YAML 1.1 as PyYAML does.
         self.constructor = yaml.constructor.SafeConstructor()
 
     def mark(self, node: yaml.Node) -> Mark:
         return Mark(self.file, node.start_mark.line + 1)
 
-    def build(self, node: yaml.Node, path: str) -> Node:
+    def build(self, node: yaml.Node, path: str, depth: int = 0) -> Node:
         mark = self.mark(node)
+        self.built += 1
+        if self.built > MAX_VALUES:
+            raise PlaybookError(
+                self.file,
+                mark.line,
+                path,
+                f"the file expands to more than {MAX_VALUES:,} values (YAML aliases repeated "
+                "inside each other?)",
+            )
+        if depth > MAX_DEPTH:
+            raise PlaybookError(
+                self.file, mark.line, path, f"nested deeper than {MAX_DEPTH} levels"
+            )
         if isinstance(node, yaml.MappingNode):
             try:
                 self.constructor.flatten_mapping(node)  # resolves `<<` merge keys
@@ -137,10 +160,12 @@ class _Builder:
                 if key in values:
                     raise PlaybookError(self.file, key_mark.line, join(path, key), "duplicate key")
                 key_marks[key] = key_mark
-                values[key] = self.build(value_node, join(path, key))
+                values[key] = self.build(value_node, join(path, key), depth + 1)
             return Map(values, key_marks, mark)
         if isinstance(node, yaml.SequenceNode):
-            items = tuple(self.build(item, f"{path}[{i}]") for i, item in enumerate(node.value))
+            items = tuple(
+                self.build(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value)
+            )
             return Seq(items, tuple(range(len(items))), mark)
         raw = self.constructor.construct_object(node)
         value = substitute(raw, self.env, mark, path) if isinstance(raw, str) else raw

@@ -171,3 +171,36 @@ def test_conflicting_scalars_across_files(tmp_path: Path) -> None:
 def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PlaybookError, match="no such file"):
         load_playbook(tmp_path / "nope.yaml")
+
+
+def test_aliases_that_expand_to_billions_of_values_are_refused_quickly(tmp_path: Path) -> None:
+    """The "billion laughs": nine levels of nine aliases each would be 387 million values."""
+    lines = ["version: 1", 'l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(PlaybookError, match="expands to more than 100,000 values") as caught:
+        load_playbook(path)
+    assert caught.value.file == str(path) and caught.value.line is not None
+
+
+@pytest.mark.parametrize("levels", [65, 5000])
+def test_nesting_deeper_than_a_playbook_needs_is_refused(tmp_path: Path, levels: int) -> None:
+    """65 levels fail in our tree builder, 5,000 in PyYAML's recursive composer: the same error."""
+    path = tmp_path / "deep.yaml"
+    path.write_text(f"version: 1\nx: {'[' * levels}{']' * levels}\n", encoding="utf-8")
+    with pytest.raises(PlaybookError, match="nested deeper than 64 levels") as caught:
+        load_playbook(path)
+    assert caught.value.file == str(path)
+
+
+def test_aliases_within_the_limits_still_work(tmp_path: Path) -> None:
+    """Anchors are a fair way to reuse a condition: the bounds leave them alone."""
+    reused = GOOD.replace(
+        "            - {field: page.path, op: equals, value: /}",
+        "            - &home {field: page.path, op: equals, value: /}\n            - *home",
+    )
+    path = tmp_path / "playbook.yaml"
+    path.write_text(reused, encoding="utf-8")
+    playbook = load_playbook(path, env=ENV)
+    assert len(playbook.models[0].engagement[0].when.where) == 2
