@@ -154,6 +154,23 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _saved_credentials(path: Path) -> dict[str, str]:
+    """What an earlier `quickstart` saved; anything unreadable as that (not JSON, not an object,
+    values not strings) counts as nothing saved, so new credentials replace it. A path that
+    cannot be read at all (a folder, no permission) is an error: it could not be written either."""
+    if not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, or not UTF-8
+        return {}
+    except OSError as error:
+        raise LeadloopError(f"cannot read --credentials {path}: {error}") from error
+    if not isinstance(saved, dict):
+        return {}
+    return {key: value for key, value in saved.items() if isinstance(value, str)}
+
+
 def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
     """What `make run` calls: credentials for `default` (created once, reused) and serve."""
     from leadloop.app import prepare_database
@@ -161,12 +178,7 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
     url = DatabaseUrl.parse(settings.database_url)
     prepare_database(url, SystemClock())
     path = Path(args.credentials)
-    creds: dict[str, str] = {}
-    if path.exists():
-        try:
-            creds = json.loads(path.read_text())
-        except ValueError:
-            creds = {}
+    creds = _saved_credentials(path)
     conn = connect(url)
     try:
         ok = (
@@ -182,9 +194,12 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
                     "write_key": workspaces.create_write_key(conn, "default", "make run", now),
                     "admin_token": workspaces.create_admin_token(conn, "default", "make run", now),
                 }
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(creds, indent=2))
-            os.chmod(path, 0o600)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(creds, indent=2))
+                os.chmod(path, 0o600)
+            except OSError as error:
+                raise LeadloopError(f"cannot write --credentials {path}: {error}") from error
     finally:
         conn.close()
     base = f"http://{settings.host}:{settings.port}"

@@ -64,3 +64,27 @@ def test_quickstart_prints_credentials_and_reuses_them(tmp_path: Path) -> None:
     assert second["write key"] == first["write key"]
     assert second["admin token"] == first["admin token"]
     assert oct((tmp_path / "creds.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_saved_credentials_that_are_not_credentials_are_replaced(tmp_path: Path) -> None:
+    """A credentials file of another shape (a list, numbers) counts as nothing saved."""
+    saved = tmp_path / "creds.json"
+    for text in ('["x"]', '{"write_key": 1, "admin_token": null}'):
+        saved.write_text(text)
+        found = run_once(tmp_path)
+        assert found["write key"].startswith("wk_") and found["admin token"].startswith("lla_")
+        assert '"write_key": "wk_' in saved.read_text()
+
+
+def test_a_credentials_path_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "creds"
+    folder.mkdir()
+    out = subprocess.run(
+        [sys.executable, "-m", "leadloop", "quickstart", "--credentials", str(folder)],
+        env={**os.environ, "LEADLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/qs.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and f"cannot read --credentials {folder}" in out.stderr
+    assert "Traceback" not in out.stderr
