@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from leadloop.clock import SystemClock
-from leadloop.config import Settings
-from leadloop.errors import LeadloopError
+from leadloop.config import Settings, port_number
+from leadloop.errors import ConfigError, LeadloopError
 from leadloop.runtime import freeze_startup
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, connect
@@ -227,6 +227,13 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
     return _serve(settings, manual_clock=args.clock == "manual", banner=banner)
 
 
+def _port(raw: str) -> int:
+    try:
+        return port_number(raw.strip(), "--port")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadloop",
@@ -245,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     def serve_args(p: argparse.ArgumentParser) -> None:
         db_arg(p)
         p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-        p.add_argument("--port", type=int, help="port (default 8080)")
+        p.add_argument("--port", type=_port, help="port (default 8080)")
         p.add_argument("--playbook", help="playbook file or folder to apply at start")
         p.add_argument(
             "--clock",

@@ -26,11 +26,10 @@ class Settings:
     @staticmethod
     def from_env(env: dict[str, str] | None = None) -> Settings:
         e = dict(os.environ if env is None else env)
-        port = e.get("LEADLOOP_PORT", "8080")
         return Settings(
             database_url=e.get("LEADLOOP_DATABASE_URL", "sqlite:///./leadloop.db"),
             host=e.get("LEADLOOP_HOST", "127.0.0.1"),
-            port=int(port) if port.isdigit() else 8080,
+            port=port_number(e.get("LEADLOOP_PORT", "").strip() or "8080", "LEADLOOP_PORT"),
             playbook=e.get("LEADLOOP_PLAYBOOK") or None,
             default_region=e.get("LEADLOOP_DEFAULT_REGION") or None,
             public_url=e.get("LEADLOOP_PUBLIC_URL") or None,
@@ -38,6 +37,14 @@ class Settings:
             gc_threshold=_count(e, "LEADLOOP_GC_THRESHOLD", 50_000),
             extra={k: v for k, v in e.items() if k.startswith("LEADLOOP_")},
         )
+
+
+def port_number(raw: str, name: str) -> int:
+    """A TCP port to listen on, 1–65535: an out-of-range one used to be printed in the "serving
+    on" line and then fail (or wrap around) in the server, and a word fell back to 8080."""
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
 
 
 def _count(env: dict[str, str], name: str, default: int) -> int:

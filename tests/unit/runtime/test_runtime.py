@@ -73,3 +73,29 @@ def test_the_engine_shortens_the_switch_interval() -> None:
         assert SWITCH_INTERVAL < 0.005
     finally:
         sys.setswitchinterval(saved)
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "65536", "-1", "80.5"])
+def test_a_port_that_cannot_be_listened_on_is_a_clear_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="LEADLOOP_PORT must be a port number"):
+        Settings.from_env({"LEADLOOP_PORT": raw})
+
+
+def test_the_port_comes_from_the_environment_or_defaults_to_8080() -> None:
+    assert Settings.from_env({"LEADLOOP_PORT": "18080"}).port == 18080
+    assert Settings.from_env({}).port == 8080
+    assert Settings.from_env({"LEADLOOP_PORT": " "}).port == 8080
+
+
+@pytest.mark.parametrize("raw", ["99999", "0", "http"])
+def test_serve_refuses_a_port_before_saying_where_it_serves(
+    raw: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadloop.cli import build_parser
+
+    # The parser alone: with the check broken, `main` would start serving instead of failing.
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "--port", raw])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port must be a port number from 1 to 65535" in err and "serving on" not in err
