@@ -234,6 +234,21 @@ def _port(raw: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+LABEL_LIMIT = 200
+
+
+def _label(raw: str) -> str:
+    """A workspace id or a credential's name: printed back in lists and logs, so one line of
+    visible text, as the playbook's `workspace` (non-empty, no surrounding spaces)."""
+    if not raw or raw != raw.strip():
+        raise argparse.ArgumentTypeError("must be non-empty, without surrounding spaces")
+    if len(raw) > LABEL_LIMIT:
+        raise argparse.ArgumentTypeError(f"at most {LABEL_LIMIT} characters, got {len(raw):,}")
+    if not raw.isprintable():
+        raise argparse.ArgumentTypeError("control characters are not allowed")
+    return raw
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadloop",
@@ -294,8 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
         gsub = group.add_subparsers(dest="action", metavar="ACTION", required=True)
         c = gsub.add_parser("create", help=f"new {what}, printed as the last line")
         db_arg(c)
-        c.add_argument("--workspace", default="default", help="workspace (default: default)")
-        c.add_argument("--name", default=noun[:-1], help="a label to recognise it by")
+        c.add_argument(
+            "--workspace", type=_label, default="default", help="workspace (default: default)"
+        )
+        c.add_argument("--name", type=_label, default=noun[:-1], help="a label to recognise it by")
         c.add_argument(
             "--create-workspace", action="store_true", help="create the workspace if missing"
         )

@@ -195,3 +195,28 @@ def test_backtest_refuses_a_stage_or_workspace_that_would_count_nobody(sqlite_ur
     assert out.returncode == 2 and "workspace 'nope' does not exist" in out.stderr
     out = cli(sqlite_url, "backtest", "--playbook", pb, "--stage", "SQL")
     assert out.returncode == 0 and "stage 'SQL'" in out.stdout, out.stderr
+
+
+def test_credential_names_and_new_workspaces_are_one_line_of_visible_text(
+    sqlite_url: str,
+) -> None:
+    for option, value, words in (
+        ("--name", "n" * 201, "at most 200 characters"),
+        ("--name", "", "must be non-empty"),
+        ("--name", "site\nkey", "control characters"),
+        ("--workspace", " shop", "without surrounding spaces"),
+    ):
+        for noun in ("keys", "tokens"):
+            out = cli(sqlite_url, noun, "create", option, value, "--create-workspace")
+            assert out.returncode == 2 and words in out.stderr, (noun, option, out.stderr)
+    out = cli(
+        sqlite_url,
+        "keys",
+        "create",
+        "--name",
+        "n" * 200,
+        "--workspace",
+        "Acme Corp",
+        "--create-workspace",
+    )
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1].startswith("wk_")
