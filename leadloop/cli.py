@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -95,11 +96,16 @@ def _serve(
     manual_clock: bool,
     banner: Callable[[], None] | None,
     run_processor: bool = True,
+    listening: socket.socket | None = None,
 ) -> int:
     import uvicorn
 
     from leadloop.app import Engine
 
+    # Listen before anything is announced or started: a port in use (or a host that does not
+    # resolve) is one error line, not a "serving on" line, a banner and then the server's error.
+    if listening is None:
+        listening = _listen(settings.host, settings.port)
     engine = Engine(settings, manual_clock=manual_clock, run_processor=run_processor)
     engine.start()
     freeze_startup()
@@ -122,10 +128,28 @@ def _serve(
         "manual" if manual_clock else "system",
     )
     try:
-        server.run()
+        server.run(sockets=[listening])
     finally:
         engine.stop()
+        listening.close()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for the server (uvicorn listens on it and serves)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as error:
+        raise LeadloopError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise LeadloopError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+    sock.set_inheritable(True)
+    return sock
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,6 +184,9 @@ def _saved_credentials(path: Path) -> dict[str, str]:
     cannot be read at all (a folder, no permission) is an error: it could not be written either."""
     if not path.exists():
         return {}
+    if not path.is_file():
+        # A folder, or a device such as /dev/null, which the chmod to 0600 below would break.
+        raise LeadloopError(f"cannot read --credentials {path}: not a regular file")
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:  # not JSON, or not UTF-8
@@ -175,6 +202,7 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
     """What `make run` calls: credentials for `default` (created once, reused) and serve."""
     from leadloop.app import prepare_database
 
+    listening = _listen(settings.host, settings.port)  # before credentials are made for it
     url = DatabaseUrl.parse(settings.database_url)
     prepare_database(url, SystemClock())
     path = Path(args.credentials)
@@ -224,7 +252,7 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
 
-    return _serve(settings, manual_clock=args.clock == "manual", banner=banner)
+    return _serve(settings, manual_clock=args.clock == "manual", banner=banner, listening=listening)
 
 
 def _port(raw: str) -> int:

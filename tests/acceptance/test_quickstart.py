@@ -77,14 +77,20 @@ def test_saved_credentials_that_are_not_credentials_are_replaced(tmp_path: Path)
 
 
 def test_a_credentials_path_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
+    """A folder, or a device: `/dev/null` would otherwise be written and chmod-ed to 0600."""
     folder = tmp_path / "creds"
     folder.mkdir()
-    out = subprocess.run(
-        [sys.executable, "-m", "leadloop", "quickstart", "--credentials", str(folder)],
-        env={**os.environ, "LEADLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/qs.db"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 2 and f"cannot read --credentials {folder}" in out.stderr
-    assert "Traceback" not in out.stderr
+    for path in (str(folder), os.devnull):
+        out = subprocess.run(
+            [
+                *(sys.executable, "-m", "leadloop", "quickstart"),
+                *("--credentials", path, "--port", str(free_port())),
+            ],
+            env={**os.environ, "LEADLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/qs.db"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2 and f"cannot read --credentials {path}" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert oct(os.stat(os.devnull).st_mode & 0o777) == "0o666"

@@ -220,3 +220,24 @@ def test_credential_names_and_new_workspaces_are_one_line_of_visible_text(
         "--create-workspace",
     )
     assert out.returncode == 0 and out.stdout.strip().splitlines()[-1].startswith("wk_")
+
+
+def test_a_port_in_use_is_one_error_before_anything_is_announced(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    credentials = tmp_path / "credentials.json"
+    try:
+        for args in (("serve",), ("quickstart", "--credentials", str(credentials))):
+            out = cli(sqlite_url, *args, "--port", str(port))
+            assert out.returncode == 2, (args, out.stdout, out.stderr)
+            assert f"cannot listen on 127.0.0.1:{port}" in out.stderr, (args, out.stderr)
+            assert "serving on" not in out.stderr and "is running" not in out.stdout, args
+        assert not credentials.exists()  # quickstart made none: it could not serve them
+    finally:
+        taken.close()
