@@ -137,16 +137,15 @@ def _serve(
 
 def _listen(host: str, port: int) -> socket.socket:
     """A bound TCP socket for the server (uvicorn listens on it and serves)."""
+    sock: socket.socket | None = None
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError as error:
-        raise LeadloopError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
-    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as error:
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise LeadloopError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     sock.set_inheritable(True)
     return sock

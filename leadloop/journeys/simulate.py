@@ -59,9 +59,7 @@ def simulate(
     `horizon` after the last event fire."""
     user = str(profile.get("userId") or "simulated")
     identify = {"type": "identify", "userId": user, "traits": profile.get("traits", {})}
-    found = parse.parse_message(identify, None, received_at=start, sent_at=None, index="profile: ")
-    if isinstance(found, Rejected):
-        raise LeadloopError(found.message)
+    _check(identify, start, "profile: ")
     messages = _checked(events, user, start)
     with tempfile.TemporaryDirectory(prefix="leadloop-simulate-") as folder:
         url = f"sqlite:///{Path(folder) / 'simulate.db'}"
@@ -132,13 +130,16 @@ def _checked(
         except ValueError as error:
             raise LeadloopError(f"event {number}: wait: {error}") from error
         message.setdefault("userId", user)
-        found = parse.parse_message(
-            message, None, received_at=start, sent_at=None, index=f"event {number}: "
-        )
-        if isinstance(found, Rejected):
-            raise LeadloopError(found.message)
+        _check(message, start, f"event {number}: ")
         checked.append((delay, message))
     return checked
+
+
+def _check(message: dict[str, Any], start: float, label: str) -> None:
+    """The tracking API's checks of one message; a rejection names `label` (the input at fault)."""
+    found = parse.parse_message(message, None, received_at=start, sent_at=None, index=label)
+    if isinstance(found, Rejected):
+        raise LeadloopError(found.message)
 
 
 def _time(at: float | None) -> str:
