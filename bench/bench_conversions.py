@@ -25,7 +25,11 @@ The hash memo (`normalize.hash_identifier`) is cleared before every run of ours:
 and external ids are unique per person here; first names (97 distinct) and the last name repeat.
 Both paths run under the GC thresholds and the thread switch interval an engine sets
 (`leadloop.runtime`).
-Not included in that table: the processor and the outbox's storage round trip. The second table
+Also in that table, ours on the embedded default's outbox (`run_stored`): the same conversions
+committed to SQLite in the processor's batches (outbox rows and `conversion_log` rows, through
+the engine's writer), while the engine's own dispatcher claims them from SQLite, sends them and
+records each outcome. Not included anywhere in that table: resolving each event's person (the
+identity stage, which every event goes through with or without conversions). The second table
 runs the whole engine (SQLite, the example playbook): an identify and an order per person, then
 known people's orders alone (their identifies processed first, untimed), each with and without
 the conversions stage, and the dispatcher claiming, sending and recording the rows.
@@ -43,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +60,7 @@ from leadloop.app import Engine
 from leadloop.clock import ManualClock
 from leadloop.config import Settings
 from leadloop.conversions import normalize
+from leadloop.conversions import store as conversion_store
 from leadloop.conversions.capture import MatchKeys
 from leadloop.conversions.config import DestinationConfig, Mapping
 from leadloop.conversions.identifiers import for_destination, user_identifiers
@@ -63,8 +68,11 @@ from leadloop.conversions.model import Content, Conversion, MetaDestination
 from leadloop.conversions.payloads import build_event, check_conversion
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
+from leadloop.conversions.store import LogRow
 from leadloop.identity.model import Profile
+from leadloop.identity.service import IdentityBatch
 from leadloop.ingest import parse
+from leadloop.log.batch import Batch, Conn, OutboxRow
 from leadloop.outbox.dispatcher import LANES as DISPATCHER_LANES
 from leadloop.outbox.service import Claimed
 from leadloop.runtime import tune_gc, tune_switch_interval
@@ -109,6 +117,47 @@ def people(n: int) -> list[Person]:
     return out
 
 
+def converted(
+    person: Person, dest: DestinationConfig, mapping: Mapping
+) -> tuple[Conversion, tuple[bool, bool, bool, bool]]:
+    """What `ConversionStage` builds for one checkout and one destination: the profile's
+    identifiers for the mapping, a `Conversion`, hashed for the platform, checked."""
+    profile, identities, keys, order = person
+    target = dest.destination
+    assert target is not None
+    user = user_identifiers(profile, identities, keys, mapping.identifiers)
+    base_conversion = Conversion(
+        event_name="Purchase",
+        event_time=NOW - 60,
+        event_id=f"order-{order['order_id']}-purchase",
+        user=user,
+        action_source="website",
+        event_source_url="https://shop.test/checkout",
+        value=order["revenue"],
+        currency=order["currency"],
+        contents=(Content(id="sku-1", quantity=1, item_price=order["revenue"]),),
+        order_id=order["order_id"],
+        ad_user_data=True,
+        ad_personalization=True,
+    )
+    conversion, flags = for_destination(base_conversion, dest, mapping, None)
+    reason = check_conversion(conversion, target, NOW)
+    assert reason is None, reason
+    return conversion, flags
+
+
+def stored_payload(mapping: Mapping, conversion: Conversion, target: Any) -> dict[str, Any]:
+    """The outbox payload as `ConversionStage` stores it: the event in the platform's form."""
+    return {
+        "mapping": mapping.id,
+        "platform": "meta",
+        "event_time": conversion.event_time,
+        "action_source": conversion.action_source,
+        "lead_created_at": conversion.lead_created_at,
+        "event": build_event(conversion, target),
+    }
+
+
 def run_ours(base: str, data: list[Person], parallel: int) -> float:
     dest = DestinationConfig(
         "meta", "meta", MetaDestination(pixel_id="1", base_url=base), "meta-token"
@@ -122,35 +171,10 @@ def run_ours(base: str, data: list[Person], parallel: int) -> float:
 
     def enqueue(people: list[Person]) -> list[bytes]:
         """The processor's side: outbox rows as `ConversionStage` writes them."""
-        stored: list[bytes] = []
-        for profile, identities, keys, order in people:
-            user = user_identifiers(profile, identities, keys, MAPPING.identifiers)
-            base_conversion = Conversion(
-                event_name="Purchase",
-                event_time=NOW - 60,
-                event_id=f"order-{order['order_id']}-purchase",
-                user=user,
-                action_source="website",
-                event_source_url="https://shop.test/checkout",
-                value=order["revenue"],
-                currency=order["currency"],
-                contents=(Content(id="sku-1", quantity=1, item_price=order["revenue"]),),
-                order_id=order["order_id"],
-                ad_user_data=True,
-                ad_personalization=True,
-            )
-            conversion, _ = for_destination(base_conversion, dest, MAPPING, None)
-            reason = check_conversion(conversion, target, NOW)
-            assert reason is None, reason
-            payload = {
-                "mapping": MAPPING.id,
-                "platform": dest.platform,
-                "event_time": conversion.event_time,
-                "action_source": conversion.action_source,
-                "event": build_event(conversion, target),
-            }
-            stored.append(encoder.encode(payload))
-        return stored
+        return [
+            encoder.encode(stored_payload(MAPPING, conversion, target))
+            for conversion, _ in (converted(person, dest, MAPPING) for person in people)
+        ]
 
     # As in the engine, the processor (here a thread filling a queue a claim's worth at a time)
     # and the dispatcher (this thread) run at once and share the GIL; the fake's checks run in
@@ -321,6 +345,22 @@ def engine_log(engine: Engine, n: int, parts: tuple[str, ...] = ("identify", "or
         engine.writer.append("default", accepted).result()
 
 
+def engine_for(folder: str, name: str, base: str) -> Engine:
+    """An engine on SQLite with the example playbook, its Meta destination set to the fake;
+    its processor and dispatcher threads are not started: the benchmark drives them."""
+    os.environ.update(
+        LEADLOOP_META_PIXEL_ID="1",
+        LEADLOOP_META_ACCESS_TOKEN="meta-token",
+        LEADLOOP_META_API_BASE=base,
+    )
+    return Engine(
+        Settings(database_url=f"sqlite:///{folder}/{name}.db", playbook=PLAYBOOK),
+        clock=ManualClock(NOW),
+        manual_clock=True,
+        run_processor=False,
+    )
+
+
 def run_engine(
     folder: str, base: str, n: int, conversions: bool, known: bool = False
 ) -> tuple[float, float]:
@@ -329,18 +369,8 @@ def run_engine(
     conversions stage, then the dispatcher claiming, sending and recording the outbox rows.
     `known`: the people's identifies are processed first, untimed, and only their orders are
     timed (purchases by known customers)."""
-    os.environ.update(
-        LEADLOOP_META_PIXEL_ID="1",
-        LEADLOOP_META_ACCESS_TOKEN="meta-token",
-        LEADLOOP_META_API_BASE=base,
-    )
     name = ("conversions" if conversions else "identity") + ("-known" if known else "")
-    engine = Engine(
-        Settings(database_url=f"sqlite:///{folder}/{name}.db", playbook=PLAYBOOK),
-        clock=ManualClock(NOW),
-        manual_clock=True,
-        run_processor=False,
-    )
+    engine = engine_for(folder, name, base)
     engine.start()
     try:
         engine.processor.set_stages([ConversionStage(engine.conversions)] if conversions else [])
@@ -372,6 +402,124 @@ def run_engine(
     finally:
         engine.stop()
     return processing, dispatching
+
+
+def run_stored(base: str, data: list[Person], parallel: int) -> float:
+    """Ours on the embedded default's outbox: the same conversions built as `ConversionStage`
+    builds them, committed in SQLite as the processor commits a batch (the outbox rows and
+    their `conversion_log` rows, one transaction per 2,000 through the engine's writer, the
+    next batch built while the previous one commits), while the engine's own dispatcher
+    (`Dispatcher.run_once` in as many lanes as the engine runs) claims the rows from SQLite,
+    sends them with the engine's `ConversionSender` to the fake Meta and records each outcome.
+    Not included: resolving each event's person (the identity stage every event goes through,
+    with or without conversions; the second table has it). `parallel` is the engine's own."""
+    del parallel
+    normalize.clear_memo()
+    with tempfile.TemporaryDirectory() as folder:
+        engine = engine_for(folder, "outbox", base)
+        engine.start()
+        try:
+            config = engine.conversions("default")
+            dest = config.destination("meta")
+            mapping = next(m for m in config.mappings if "Order Completed" in m.track)
+            assert dest is not None and dest.destination is not None
+            target = dest.destination
+            conn = engine._connect()
+            committed = threading.Event()
+            failures: list[BaseException] = []
+
+            def batch_of(people: list[Person]) -> Callable[[Conn], None]:
+                batch = Batch(identity=IdentityBatch(conn=conn, default_region=None), now=NOW)
+                rows: list[LogRow] = []
+                for person in people:
+                    conversion, flags = converted(person, dest, mapping)
+                    event_id = conversion.event_id
+                    rows.append(
+                        LogRow(
+                            "default",
+                            person[0].id,
+                            "meta",
+                            event_id,
+                            "Purchase",
+                            mapping.id,
+                            "queued",
+                            None,
+                            *flags,
+                            conversion.event_time,
+                        )
+                    )
+                    batch.outbox.append(
+                        OutboxRow(
+                            workspace_id="default",
+                            kind="conversion",
+                            destination="meta",
+                            idempotency_key=f"meta:{event_id}",
+                            payload=stored_payload(mapping, conversion, target),
+                            profile_id=person[0].id,
+                            not_before=NOW,
+                        )
+                    )
+
+                def write(wconn: Conn) -> None:
+                    conversion_store.append_log(wconn, rows, NOW)
+                    batch.flush(wconn)
+
+                return write
+
+            def processor() -> None:
+                try:
+                    previous: Future[None] | None = None
+                    for first in range(0, len(data), CLAIM):
+                        write = batch_of(data[first : first + CLAIM])
+                        if previous is not None:
+                            previous.result()
+                            committed.set()
+                        previous = engine.writer.submit(write)
+                    if previous is not None:
+                        previous.result()
+                except BaseException as exc:
+                    failures.append(exc)
+                finally:
+                    done.set()
+                    committed.set()
+
+            done = threading.Event()
+            claimed = 0
+            claimed_lock = threading.Lock()
+
+            def lane() -> None:
+                nonlocal claimed
+                try:
+                    while True:
+                        finished = done.is_set()
+                        k = engine.dispatcher.run_once()
+                        with claimed_lock:
+                            claimed += k
+                        if k == 0:
+                            if finished or failures:
+                                return
+                            committed.wait(0.01)
+                            committed.clear()
+                except BaseException as exc:
+                    failures.append(exc)
+
+            start = time.perf_counter()
+            threads = [threading.Thread(target=processor)]
+            threads += [threading.Thread(target=lane) for _ in range(LANES)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - start
+            if failures:
+                raise failures[0]
+            statuses = dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
+            assert statuses == {"delivered": len(data)}, statuses
+            assert claimed == len(data), claimed
+            conn.close()
+        finally:
+            engine.stop()
+    return len(data) / elapsed
 
 
 def engine_table(n: int) -> None:
@@ -439,6 +587,7 @@ def main() -> None:
     configs: dict[str, tuple[Runner, int]] = {
         "ours": (run_ours, args.parallel),
         "ours-1": (run_ours, 1),
+        "ours-db": (run_stored, args.parallel),
         "sdk": (run_sdk, args.parallel),
         "sdk-1": (run_sdk, 1),
     }
@@ -459,6 +608,10 @@ def main() -> None:
         f"| leadloop (map, normalise, hash, outbox, batch, POST) | {p} | {best['ours']:,.0f} | ≥ 20,000 |"
     )
     print(f"| leadloop, one request at a time | 1 | {best['ours-1']:,.0f} | ≥ 20,000 |")
+    print(
+        f"| leadloop through the SQLite outbox (rows committed, claimed, sent, recorded)"
+        f" | {p} | {best['ours-db']:,.0f} | ≥ 20,000 |"
+    )
     print(
         f"| facebook-business `EventRequest.execute` in threads | {p} | {best['sdk']:,.0f} | baseline |"
     )

@@ -57,12 +57,15 @@ def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
                     f"DELETE FROM {table} WHERE workspace_id = ? AND {column} = ?",  # constants
                     (workspace, pid),
                 )
-        conn.execute(
-            "DELETE FROM outbox WHERE workspace_id = ? AND profile_id = ? AND status != 'delivered'",
-            (workspace, pid),
+        undelivered = (
+            "SELECT id FROM outbox WHERE workspace_id = ? AND profile_id = ? "
+            "AND status != 'delivered'"
         )
+        conn.execute(f"DELETE FROM outbox_payloads WHERE id IN ({undelivered})", (workspace, pid))
+        conn.execute(f"DELETE FROM outbox WHERE id IN ({undelivered})", (workspace, pid))
         conn.execute(
-            "UPDATE outbox SET payload = '{}' WHERE workspace_id = ? AND profile_id = ?",
+            "UPDATE outbox_payloads SET payload = '{}' WHERE id IN "
+            "(SELECT id FROM outbox WHERE workspace_id = ? AND profile_id = ?)",
             (workspace, pid),
         )
         conn.execute("DELETE FROM profiles WHERE workspace_id = ? AND id = ?", (workspace, pid))

@@ -10,6 +10,7 @@ import msgspec
 from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log.model import Event
+from leadloop.outbox import service as outbox_service
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -146,27 +147,7 @@ class Batch:
             ],
             bulk=True,
         )
-        conn.executemany(
-            "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
-            "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) "
-            "ON CONFLICT (workspace_id, kind, idempotency_key) DO NOTHING",
-            [
-                (
-                    o.workspace_id,
-                    o.kind,
-                    o.destination,
-                    o.idempotency_key,
-                    _encoder.encode(o.payload).decode(),
-                    o.not_before,
-                    o.profile_id,
-                    self.now,
-                    self.now,
-                )
-                for o in self.outbox
-            ],
-            bulk=True,
-        )
+        outbox_service.enqueue(conn, self.outbox, self.now)
 
 
 class Stage(Protocol):

@@ -1,22 +1,32 @@
-"""The outbox's shell: claiming due rows, recording what happened to them, re-driving dead
-letters. Rows are written by the processor in the same transaction as the state change
-that caused them (leadloop/log/batch.py)."""
+"""The outbox's shell: enqueuing rows, claiming due rows, recording what happened to them,
+re-driving dead letters. Rows are enqueued by the processor in the same transaction as the
+state change that caused them (leadloop/log/batch.py).
+
+A row's delivery state lives in `outbox`, its payload in `outbox_payloads` under the row's id
+(migration 0009): the payload is written once, the state several times."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
+if TYPE_CHECKING:
+    from leadloop.log.batch import OutboxRow
+
 Conn = SqliteConnection | PostgresConnection
 _decoder = msgspec.json.Decoder(dict[str, Any])
+_encoder = msgspec.json.Encoder()
 
 KINDS = ("message", "webhook", "conversion", "audience")
 """What the stages queue: journey sends (`message`) and ad-audience changes (`audience`),
 webhooks from scoring and journeys (`webhook`), and conversions (`conversion`)."""
+_IDS_PER_STATEMENT = 500
+"""Ids or keys per `IN (...)` list: well under SQLite's bound-parameter limit."""
 LEASE_SECONDS = 60.0
 """A claimed row is invisible to other dispatchers this long. A crash between sending and
 recording makes it due again after the lease, and it is re-sent with the same idempotency
@@ -58,6 +68,62 @@ class Outcome(msgspec.Struct, frozen=True):
     not spent on waiting."""
 
 
+def enqueue(conn: Conn, rows: Sequence[OutboxRow], now: float) -> None:
+    """Insert pending rows, due at their `not_before`; a (workspace, kind, idempotency key)
+    already enqueued keeps its first row and payload, so a replayed batch sends nothing twice."""
+    if not rows:
+        return
+    conn.executemany(
+        "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, "
+        "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) "
+        "ON CONFLICT (workspace_id, kind, idempotency_key) DO NOTHING",
+        [
+            (
+                o.workspace_id,
+                o.kind,
+                o.destination,
+                o.idempotency_key,
+                o.not_before,
+                o.profile_id,
+                now,
+                now,
+            )
+            for o in rows
+        ],
+        bulk=True,
+    )
+    ids = _ids(conn, [(o.workspace_id, o.kind, o.idempotency_key) for o in rows])
+    conn.executemany(
+        "INSERT INTO outbox_payloads (id, payload) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+        [
+            (ids[(o.workspace_id, o.kind, o.idempotency_key)], _encoder.encode(o.payload).decode())
+            for o in rows
+        ],
+        bulk=True,
+    )
+
+
+def _ids(conn: Conn, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+    """The ids of the outbox rows with these (workspace, kind, idempotency key), through the
+    rows' unique index, a few hundred keys a statement."""
+    by_prefix: dict[tuple[str, str], list[str]] = {}
+    for ws, kind, key in keys:
+        by_prefix.setdefault((ws, kind), []).append(key)
+    found: dict[tuple[str, str, str], int] = {}
+    for (ws, kind), listed in by_prefix.items():
+        for first in range(0, len(listed), _IDS_PER_STATEMENT):
+            chunk = listed[first : first + _IDS_PER_STATEMENT]
+            marks = ",".join("?" * len(chunk))
+            for row_id, key in conn.execute(
+                "SELECT id, idempotency_key FROM outbox WHERE workspace_id = ? AND kind = ? "
+                f"AND idempotency_key IN ({marks})",
+                (ws, kind, *chunk),
+            ):
+                found[(ws, kind, str(key))] = int(row_id)
+    return found
+
+
 def claim_due(
     conn: Conn, now: float, limit: int = 100, kinds: tuple[str, ...] = ()
 ) -> list[Claimed]:
@@ -71,10 +137,11 @@ def claim_due(
         "UPDATE outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM outbox "
         "WHERE status = 'pending' AND next_attempt_at <= ?"
         f"{kind_filter} ORDER BY next_attempt_at, id LIMIT ?{lock}) "
-        "RETURNING id, workspace_id, kind, destination, idempotency_key, payload, attempts, "
+        "RETURNING id, workspace_id, kind, destination, idempotency_key, attempts, "
         "profile_id, created_at",
         (now + LEASE_SECONDS, now, *kinds, limit),
     )
+    payloads = _payloads(conn, [int(r[0]) for r in rows])
     claimed = [
         Claimed(
             id=int(r[0]),
@@ -82,10 +149,10 @@ def claim_due(
             kind=r[2],
             destination=r[3],
             idempotency_key=r[4],
-            raw_payload=r[5],
-            attempts=int(r[6]),
-            profile_id=r[7],
-            created_at=float(r[8]),
+            raw_payload=payloads.get(int(r[0]), "{}"),
+            attempts=int(r[5]),
+            profile_id=r[6],
+            created_at=float(r[7]),
         )
         for r in rows
     ]
@@ -93,7 +160,18 @@ def claim_due(
     return claimed
 
 
-_IDS_PER_STATEMENT = 500
+def _payloads(conn: Conn, ids: list[int]) -> dict[int, str | bytes]:
+    """The stored payloads of these rows (migration 0009 keeps them apart from the row's state,
+    which a claim rewrites)."""
+    found: dict[int, str | bytes] = {}
+    for first in range(0, len(ids), _IDS_PER_STATEMENT):
+        chunk = ids[first : first + _IDS_PER_STATEMENT]
+        rows = conn.execute(
+            f"SELECT id, payload FROM outbox_payloads WHERE id IN ({','.join('?' * len(chunk))})",
+            tuple(chunk),
+        )
+        found.update((int(i), p) for i, p in rows)
+    return found
 
 
 def record(conn: Conn, results: list[tuple[Claimed, Outcome]], now: float) -> None:

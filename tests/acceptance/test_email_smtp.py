@@ -29,6 +29,8 @@ from leadloop.channels.sender import MessageSender
 from leadloop.channels.service import services
 from leadloop.config import Settings
 from leadloop.ingest.http import TrackingApp
+from leadloop.log.batch import OutboxRow
+from leadloop.outbox.service import enqueue
 from leadloop.outbox.signing import sign_webhook
 from leadloop.storage import workspaces
 from leadloop.testing import eventually, free_port
@@ -102,15 +104,8 @@ class Mail:
             "instance": "i1",
         }
         now = self.engine.clock.now()
-        row = (message_id, msgspec.json.encode(payload).decode(), now, self.profile, now, now)
-        self.engine.writer.submit(
-            lambda c: c.execute(
-                "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
-                "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
-                "VALUES ('default', 'message', 'email', ?, ?, 'pending', 0, ?, ?, ?, ?)",
-                row,
-            )
-        ).result()
+        row = OutboxRow("default", "message", "email", message_id, payload, self.profile, now)
+        self.engine.writer.submit(lambda c: enqueue(c, [row], now)).result()
         self.engine.dispatcher.wake()
 
     def settled(self, message_id: str) -> tuple[str, str | None]:

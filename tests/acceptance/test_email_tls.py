@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -28,6 +27,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from leadloop.app import Engine
 from leadloop.channels.email import Envelope, SmtpTransport, compose
 from leadloop.channels.model import Sent, TryLater
+from leadloop.log.batch import OutboxRow
+from leadloop.outbox.service import enqueue
 from leadloop.personalization.templates import RenderedEmail
 from leadloop.testing import eventually, free_port
 from tests.acceptance.test_email_smtp import Inbox
@@ -296,15 +297,8 @@ def queue(engine: Engine, profile: str, message_id: str) -> None:
         "instance": "i1",
     }
     now = engine.clock.now()
-    row = (message_id, msgspec.json.encode(payload).decode(), now, profile, now, now)
-    engine.writer.submit(
-        lambda c: c.execute(
-            "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
-            "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
-            "VALUES ('default', 'message', 'email', ?, ?, 'pending', 0, ?, ?, ?, ?)",
-            row,
-        )
-    ).result()
+    row = OutboxRow("default", "message", "email", message_id, payload, profile, now)
+    engine.writer.submit(lambda c: enqueue(c, [row], now)).result()
     engine.dispatcher.wake()
 
 

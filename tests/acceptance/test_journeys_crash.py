@@ -76,7 +76,9 @@ def _lag(server: ServerProcess) -> int | None:
 def _messages(url: str) -> list[dict[str, Any]]:
     conn = connect(DatabaseUrl.parse(url))
     try:
-        rows = conn.execute("SELECT payload FROM outbox WHERE kind = 'message' ORDER BY id")
+        rows = conn.execute(
+            "SELECT payload FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'message' ORDER BY id"
+        )
     finally:
         conn.close()
     return [json.loads(r[0]) for r in rows]

@@ -89,7 +89,9 @@ def test_checkout_and_stage_change_reach_the_ads_api_hashed(rig: Rig) -> None:
     request = rig.fake.google_ads.requests[0]
     assert request.headers["login-customer-id"] == "1112223333"
     wire = [json.dumps(r.body) for r in rig.fake.google_ads.requests]
-    stored = [str(p) for (p,) in rig.h.sql("SELECT payload FROM outbox")]
+    stored = [
+        str(p) for (p,) in rig.h.sql("SELECT payload FROM outbox JOIN outbox_payloads USING (id)")
+    ]
     for text in wire + stored:
         for raw in RAW_PII:
             assert raw not in text, raw

@@ -242,7 +242,9 @@ def sha(text: str) -> str:
 
 def assert_no_raw_pii(rig: Rig) -> None:
     bodies = [json.dumps(r.body) + json.dumps(r.query) for p in _platforms(rig) for r in p.requests]
-    payloads = [str(p) for (p,) in rig.h.sql("SELECT payload FROM outbox")]
+    payloads = [
+        str(p) for (p,) in rig.h.sql("SELECT payload FROM outbox JOIN outbox_payloads USING (id)")
+    ]
     for text in bodies + payloads:
         for raw in RAW_PII:
             assert raw not in text, f"{raw!r} leaked: {text[:300]}"
@@ -315,7 +317,9 @@ def test_stage_move_conversions_carry_the_lead_creation_time(rig: Rig) -> None:
     h.settle()
     states = [json.loads(str(s)) for (s,) in h.sql("SELECT state FROM profiles")]
     first_seen = states[0]["first_seen"]
-    rows = h.sql("SELECT idempotency_key, payload FROM outbox WHERE kind = 'conversion'")
+    rows = h.sql(
+        "SELECT idempotency_key, payload FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'conversion'"
+    )
     conversions = {str(k): json.loads(str(p)) for k, p in rows}
     stage = [c for k, c in conversions.items() if k.endswith("-lead_mql")]
     orders = [c for k, c in conversions.items() if "order-o-1" in k]

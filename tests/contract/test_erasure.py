@@ -50,12 +50,36 @@ def test_erasure_removes_journey_state_and_sends(backend_url: str, tmp_path: Pat
                 for table in JOURNEY_TABLES
             }
 
+        def outbox(pid: str) -> list[tuple[str, str]]:
+            return [
+                (str(status), str(payload))
+                for status, payload in h.sql(
+                    "SELECT status, payload FROM outbox JOIN outbox_payloads USING (id) "
+                    "WHERE profile_id = ? ORDER BY id",
+                    pid,
+                )
+            ]
+
         before = counts(stays)
+        kept = outbox(stays)
         # Both entered the seed journey: an instance, its path, the membership, the guide's send.
         assert all(counts(gone).values()) and all(before.values()), (counts(gone), before)
+        assert outbox(gone) and kept
+        # One of their sends went out (as the dispatcher records a delivery), the rest wait.
+        first = h.sql("SELECT MIN(id) FROM outbox WHERE profile_id = ?", gone)[0][0]
+        h.engine.writer.submit(
+            lambda c: c.execute("UPDATE outbox SET status = 'delivered' WHERE id = ?", (first,))
+        ).result()
         h.engine.writer.submit(lambda c: erase_profile(c, "default", gone)).result()
         assert counts(gone) == dict.fromkeys(JOURNEY_TABLES, 0)
         assert counts(stays) == before
+        # Their undelivered sends are gone, payloads and all; a delivered one stays as a key (a
+        # replay must not send it again) with its payload blanked.
+        assert outbox(gone) == [("delivered", "{}")]
+        assert h.sql(
+            "SELECT COUNT(*) FROM outbox_payloads WHERE id NOT IN (SELECT id FROM outbox)"
+        ) == [(0,)]
+        assert outbox(stays) == kept
     finally:
         h.engine.stop()
 

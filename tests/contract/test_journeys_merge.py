@@ -63,7 +63,7 @@ def _check(h: Harness, anon: str, user: str) -> None:
 
     h.advance(HOUR)
     sent = h.sql(
-        "SELECT profile_id, payload FROM outbox WHERE kind = 'message' ORDER BY id",
+        "SELECT profile_id, payload FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'message' ORDER BY id",
     )
     assert [json.loads(p)["template"] for _pid, p in sent] == ["guide", "case_study"]
     assert sent[1][0] == pid and json.loads(sent[1][1])["profile_id"] == pid

@@ -182,7 +182,7 @@ def test_cap_and_quiet_hours_across_two_journeys_defer_never_drop_never_double(
         h.advance(1)
         h.advance(30 * DAY)
         sent = h.sql(
-            "SELECT payload, next_attempt_at FROM outbox WHERE kind = 'message' AND profile_id = ? ORDER BY id",
+            "SELECT payload, next_attempt_at FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'message' AND profile_id = ? ORDER BY id",
             pid,
         )
         assert [json.loads(p)["template"] for p, _ in sent] == ["a1", "b1"]
@@ -240,7 +240,9 @@ def test_live_edit_keeps_1000_waiting_instances_on_version_1(
         assert versions[v2] == 10
         assert h.sql("SELECT COUNT(*) FROM journey_versions WHERE journey_id = 'edit'") == [(2,)]
         h.advance(DAY)
-        rows = h.sql("SELECT payload FROM outbox WHERE kind = 'message'")
+        rows = h.sql(
+            "SELECT payload FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'message'"
+        )
         payloads = [json.loads(r[0]) for r in rows]
         by_template: dict[str, int] = {}
         for p in payloads:
@@ -267,7 +269,9 @@ def test_a_migrate_map_moves_waiting_instances_and_a_removed_journey_ends_them(
         assert h.sql("SELECT COUNT(DISTINCT version) FROM journey_instances") == [(1,)]
         assert h.sql("SELECT COUNT(*) FROM journey_path WHERE kind = 'migrated'") == [(5,)]
         h.advance(DAY)
-        rows = h.sql("SELECT payload FROM outbox WHERE kind = 'message'")
+        rows = h.sql(
+            "SELECT payload FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'message'"
+        )
         assert sorted(json.loads(r[0])["template"] for r in rows).count("t3") == 6
         _go(h, range(200, 203))
         gone = "journeys:\n  flows: []\n"
@@ -280,7 +284,8 @@ def test_a_migrate_map_moves_waiting_instances_and_a_removed_journey_ends_them(
         assert ended == [("journey removed from the playbook", 3)]
         h.advance(DAY)
         assert h.sql(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'message' AND payload LIKE ?", '%"t3"%'
+            "SELECT COUNT(*) FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'message' AND payload LIKE ?",
+            '%"t3"%',
         ) == [(6,)]
     finally:
         h.engine.stop()

@@ -77,7 +77,7 @@ def become_lead(h: Harness, user: str, **traits: Any) -> str:
 
 def messages(h: Harness, pid: str) -> list[tuple[str, str, str]]:
     rows = h.sql(
-        "SELECT destination, payload FROM outbox WHERE kind = 'message' AND profile_id = ? "
+        "SELECT destination, payload FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'message' AND profile_id = ? "
         "ORDER BY id",
         pid,
     )
@@ -161,7 +161,8 @@ def test_phone_without_whatsapp_consent_and_no_instagram_goes_to_the_audience(
     h.advance(72 * HOUR)
     assert len(messages(h, pid)) == 1
     rows = h.sql(
-        "SELECT destination, payload FROM outbox WHERE kind = 'audience' AND profile_id = ?", pid
+        "SELECT destination, payload FROM outbox JOIN outbox_payloads USING (id) WHERE kind = 'audience' AND profile_id = ?",
+        pid,
     )
     assert [r[0] for r in rows] == ["ugc_retargeting"]
     suppressed = h.sql(

@@ -1,8 +1,17 @@
-"""Migrations replayed into an empty database give exactly the declared schema."""
+"""Migrations replayed into an empty database give exactly the declared schema, and carry a
+database's rows along."""
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leadloop.outbox.service import claim_due
 from leadloop.storage import schema
-from leadloop.storage.db import PostgresConnection, SqliteConnection
-from leadloop.storage.migrate import list_migrations, migrate
+from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
+from leadloop.storage.migrate import applied_versions, list_migrations, migrate
+from tests.conftest import PG_URL, _with_db, drop_postgres_database
 
 
 def actual_schema(conn: SqliteConnection | PostgresConnection) -> dict[str, set[str]]:
@@ -43,3 +52,55 @@ def test_both_dialects_have_the_same_migrations() -> None:
     assert [m.name for m in list_migrations("sqlite")] == [
         m.name for m in list_migrations("postgres")
     ]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[SqliteConnection | PostgresConnection]:
+    """A connection to a database no migration has touched."""
+    if request.param == "sqlite":
+        c = connect(DatabaseUrl.parse(f"sqlite:///{tmp_path}/empty.db"))
+        yield c
+        c.close()
+        return
+    name = f"leadloop_t_{uuid.uuid4().hex[:12]}"
+    admin = PostgresConnection(PG_URL)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    c = connect(DatabaseUrl.parse(_with_db(PG_URL, name)))
+    try:
+        yield c
+    finally:
+        c.close()
+        drop_postgres_database(name)
+
+
+def test_outbox_payloads_move_out_of_their_rows(
+    empty: SqliteConnection | PostgresConnection,
+) -> None:
+    """Migration 0009 on a database holding an undelivered row: its payload moves to
+    `outbox_payloads` and the row is claimed with it, as it was before."""
+    conn = empty
+    applied_versions(conn)
+    for migration in list_migrations(conn.dialect)[:8]:
+        with conn.transaction():
+            conn.executescript(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)",
+                (migration.version, migration.name),
+            )
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
+            "status, attempts, next_attempt_at, profile_id, created_at, updated_at) VALUES "
+            "('default', 'webhook', 'sales', 'msg_1', '{\"a\": 1}', 'pending', 0, 5, 'p1', 5, 5)"
+        )
+    assert [m.version for m in migrate(conn)] == [
+        m.version for m in list_migrations(conn.dialect)[8:]
+    ]
+    with conn.transaction():
+        claimed = claim_due(conn, now=10.0)
+    assert [(c.idempotency_key, c.payload) for c in claimed] == [("msg_1", {"a": 1})]

@@ -21,5 +21,6 @@ def test_the_conversions_benchmark_runs_at_a_tiny_size() -> None:
     out = done.stdout
     assert "1,000 Purchase conversions per run, 1 round(s)" in out
     assert "| facebook-business `EventRequest.execute` | 1 |" in out
+    assert "| leadloop through the SQLite outbox (rows committed, claimed, sent, recorded) |" in out
     assert "Through the engine (SQLite, example playbook), 300 people" in out
     assert "| dispatcher: claim, send to the fake Meta, record |" in out

@@ -25,6 +25,8 @@ from leadloop.channels.receipts import twilio_signature
 from leadloop.channels.sender import MessageSender
 from leadloop.config import Settings
 from leadloop.ingest.http import TrackingApp
+from leadloop.log.batch import OutboxRow
+from leadloop.outbox.service import enqueue
 from leadloop.storage import workspaces
 from leadloop.testing import eventually
 from leadloop.testing_fakes.messaging import FakeMessagingServer
@@ -104,20 +106,10 @@ class Harness:
                     "instance": "i1",
                     **extra,
                 }
-                c.execute(
-                    "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, "
-                    "payload, status, attempts, next_attempt_at, profile_id, created_at, "
-                    "updated_at) VALUES ('default', 'message', ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-                    (
-                        channel,
-                        message_id,
-                        msgspec.json.encode(payload).decode(),
-                        now,
-                        self.profile,
-                        now,
-                        now,
-                    ),
+                row = OutboxRow(
+                    "default", "message", channel, message_id, payload, self.profile, now
                 )
+                enqueue(c, [row], now)
 
         self.engine.writer.submit(insert).result()
         self.engine.dispatcher.wake()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from leadloop.log.batch import OutboxRow
+from leadloop.outbox.service import enqueue
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, connect
 
@@ -172,11 +174,13 @@ def test_outbox_kinds_are_the_ones_the_stages_queue(sqlite_url: str) -> None:
 def test_conversions_replay_names_the_destinations_it_knows(sqlite_url: str) -> None:
     assert cli(sqlite_url, "migrate").returncode == 0
     conn = connect(DatabaseUrl.parse(sqlite_url))
-    conn.execute(
-        "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, status, "
-        "attempts, next_attempt_at, profile_id, created_at, updated_at) VALUES ('default', "
-        "'conversion', 'meta', 'meta:order-o1-purchase', '{}', 'dead', 5, 0, 'p1', 0, 0)"
-    )
+    with conn.transaction():
+        enqueue(
+            conn,
+            [OutboxRow("default", "conversion", "meta", "meta:order-o1-purchase", {}, "p1", 0)],
+            0,
+        )
+        conn.execute("UPDATE outbox SET status = 'dead', attempts = 5")
     conn.close()
     out = cli(sqlite_url, "conversions", "replay", "--destination", "mta")
     assert out.returncode == 2
