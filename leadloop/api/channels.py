@@ -26,10 +26,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl, quote
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leadloop.api.auth import admin_dependencies, bearer_workspace
+from leadloop.api.limits import MAX_BODY_BYTES
+from leadloop.api.params import Limit
 from leadloop.channels import receipts as receipt_parsing
 from leadloop.channels import service
 from leadloop.channels.dsn import parse_dsn
@@ -46,15 +49,15 @@ PIXEL = (
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 _NO_STORE = {"cache-control": "no-store, private", "referrer-policy": "no-referrer"}
-_MAX_BODY = 1_000_000
 _json = msgspec.json.Decoder()
+
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "too_large"}
 
 
 def _bad(message: str, status: int = 400) -> Response:
     return Response(
-        msgspec.json.encode(
-            {"code": "bad_request" if status == 400 else "unauthorized", "message": message}
-        ),
+        msgspec.json.encode({"code": _CODES[status], "message": message}),
         status,
         media_type="application/json",
     )
@@ -62,7 +65,7 @@ def _bad(message: str, status: int = 400) -> Response:
 
 async def _body(request: Request) -> bytes | None:
     body = await request.body()
-    return None if len(body) > _MAX_BODY else body
+    return None if len(body) > MAX_BODY_BYTES else body
 
 
 def channels_router(engine: Engine) -> APIRouter:
@@ -239,23 +242,20 @@ def channels_router(engine: Engine) -> APIRouter:
 
     # -- admin ---------------------------------------------------------------------------
 
+    workspace = bearer_workspace(engine)
+
     @router.get(
         "/api/v1/profiles/{profile_id}/messages",
         summary="A profile's messages: channel, template, state and every transition's reason",
+        dependencies=admin_dependencies(workspace),
     )
     async def messages(
-        request: Request,
         profile_id: str,
-        after: Annotated[float, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        # A time, not an id: finite (`inf` listed nothing and said nothing).
+        after: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0,
+        limit: Limit = 100,
+        ws: str = Depends(workspace),
     ) -> dict[str, Any]:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, detail="a bearer admin token is required")
-        ws = await engine.workspace_for_token(token.strip())
-        if ws is None:
-            raise HTTPException(401, detail="unknown admin token")
-
         def run(c: Any) -> dict[str, Any] | None:
             pid = queries.canonical_id(c, ws, profile_id)
             if pid is None:
