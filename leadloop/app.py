@@ -19,6 +19,7 @@ from leadloop.api.admin import admin_router, install_error_handlers
 from leadloop.api.channels import TrackingHits, channels_router
 from leadloop.api.conversions import conversions_router
 from leadloop.api.journeys import journeys_router
+from leadloop.api.limits import BodyLimit
 from leadloop.channels.config import channels_config
 from leadloop.channels.sender import MessageSender
 from leadloop.channels.webhook import WebhookSender
@@ -448,6 +449,7 @@ class Engine:
             redoc_url=None,
         )
         install_error_handlers(app)
+        app.add_middleware(BodyLimit)
 
         async def healthz(request: Request) -> Response:
             return JSONResponse({"status": "ok"})

@@ -5,8 +5,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from leadloop.api.auth import admin_dependencies, bearer_workspace
+from leadloop.api.params import Cursor, Limit
 from leadloop.identity import queries
 from leadloop.outbox import service as outbox_service
 from leadloop.scoring import queries as score_queries
@@ -18,22 +20,17 @@ IdentityKind = Literal["user_id", "anonymous_id", "email", "phone", "external_id
 
 
 class ClockAdvance(BaseModel):
-    seconds: float = Field(ge=0, le=10 * 365 * 86400)
+    # Strict and closed: `"10"` and `true` were read as seconds, and a misspelt key was
+    # dropped while the clock still moved.
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0, le=10 * 365 * 86400, strict=True)
 
 
 def admin_router(engine: "Engine") -> APIRouter:
-    async def workspace(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, detail="a bearer admin token is required")
-        ws = await engine.workspace_for_token(token.strip())
-        if ws is None:
-            raise HTTPException(401, detail="unknown admin token")
-        return ws
-
+    workspace = bearer_workspace(engine)
     Workspace = Annotated[str, Depends(workspace)]
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
 
     @router.get("/profiles/lookup", summary="Find a profile by one of its identities")
     async def lookup(
@@ -74,8 +71,8 @@ def admin_router(engine: "Engine") -> APIRouter:
     async def events(
         ws: Workspace,
         profile_id: str,
-        after: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: Cursor = 0,
+        limit: Limit = 100,
     ) -> dict[str, Any]:
         def run(c: Any) -> dict[str, Any] | None:
             pid = queries.canonical_id(c, ws, profile_id)
@@ -94,9 +91,9 @@ def admin_router(engine: "Engine") -> APIRouter:
     async def score_ledger(
         ws: Workspace,
         profile_id: str,
-        model: Annotated[str | None, Query(max_length=200)] = None,
-        after: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        after: Cursor = 0,
+        limit: Limit = 200,
     ) -> dict[str, Any]:
         def run(c: Any) -> dict[str, Any] | None:
             pid = queries.canonical_id(c, ws, profile_id)
@@ -117,9 +114,9 @@ def admin_router(engine: "Engine") -> APIRouter:
         status: Annotated[
             Literal["pending", "delivered", "dead", "skipped"] | None, Query()
         ] = None,
-        kind: Annotated[str | None, Query(max_length=100)] = None,
-        after: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        kind: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+        after: Cursor = 0,
+        limit: Limit = 100,
     ) -> dict[str, Any]:
         items = await engine.read(
             lambda c: outbox_service.list_items(c, ws, status, kind, after, limit)
@@ -152,13 +149,22 @@ def _lookup_view(conn: Any, ws: str, kind: str, value: str) -> dict[str, Any] | 
     return None if pid is None else queries.profile_view(conn, ws, pid)
 
 
+_ERROR_CODES = {
+    400: "invalid_request",  # the framework's own: a body that is not JSON or not UTF-8
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {401: "unauthorized", 404: "not_found"}.get(exc.status_code, "error")
+        code = _ERROR_CODES.get(exc.status_code, "error")
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(
             {"code": code, "message": str(exc.detail)}, exc.status_code, headers=headers

@@ -22,18 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import html
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl, quote
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leadloop.api.auth import admin_dependencies, bearer_workspace
+from leadloop.api.limits import MAX_BODY_BYTES
+from leadloop.api.params import Limit
 from leadloop.channels import receipts as receipt_parsing
 from leadloop.channels import service
 from leadloop.channels.dsn import parse_dsn
+from leadloop.channels.model import Receipt
 from leadloop.channels.records import messages_page
+from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import verify
 from leadloop.identity import queries
 from leadloop.outbox.signing import verify_webhook
@@ -46,15 +52,15 @@ PIXEL = (
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 _NO_STORE = {"cache-control": "no-store, private", "referrer-policy": "no-referrer"}
-_MAX_BODY = 1_000_000
 _json = msgspec.json.Decoder()
+
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "too_large"}
 
 
 def _bad(message: str, status: int = 400) -> Response:
     return Response(
-        msgspec.json.encode(
-            {"code": "bad_request" if status == 400 else "unauthorized", "message": message}
-        ),
+        msgspec.json.encode({"code": _CODES[status], "message": message}),
         status,
         media_type="application/json",
     )
@@ -62,7 +68,7 @@ def _bad(message: str, status: int = 400) -> Response:
 
 async def _body(request: Request) -> bytes | None:
     body = await request.body()
-    return None if len(body) > _MAX_BODY else body
+    return None if len(body) > MAX_BODY_BYTES else body
 
 
 def channels_router(engine: Engine) -> APIRouter:
@@ -137,11 +143,6 @@ def channels_router(engine: Engine) -> APIRouter:
 
     # -- provider webhooks ---------------------------------------------------------------
 
-    def meta_secrets() -> list[str]:
-        found = [c.meta.app_secret for c in svc.configs().values() if c.meta.app_secret]
-        env = engine.settings.extra.get("LEADLOOP_META_APP_SECRET", "")
-        return [*found, env] if env else found
-
     async def meta_verify(request: Request) -> Response:
         params = request.query_params
         tokens = {c.meta.verify_token for c in svc.configs().values() if c.meta.verify_token}
@@ -154,21 +155,31 @@ def channels_router(engine: Engine) -> APIRouter:
         if body is None:
             return _bad("body too large", 413)
         header = request.headers.get("x-hub-signature-256")
-        if not receipt_parsing.verify_meta_signature(meta_secrets(), header, body):
-            return _bad("bad or missing X-Hub-Signature-256", 401)
+        configs = svc.configs()
+        env = engine.settings.extra.get("LEADLOOP_META_APP_SECRET", "")
+        signers: list[str] | None = None  # the operator's own secret: every workspace
+        if not receipt_parsing.verify_meta_signature([env], header, body):
+            signers = _signed_by(
+                configs,
+                lambda c: receipt_parsing.verify_meta_signature([c.meta.app_secret], header, body),
+            )
+            if not signers:
+                return _bad("bad or missing X-Hub-Signature-256", 401)
         try:
             payload = _json.decode(body)
         except msgspec.DecodeError:
             return _bad("malformed JSON")
-        found, inbound = receipt_parsing.parse_meta(payload)
+        parsed, messages = receipt_parsing.parse_meta(payload)
+        found, inbound = receipt_parsing.storable(parsed), receipt_parsing.storable(messages)
         now = engine.clock.now()
-        by_account = _accounts(svc.configs())
+        by_account = _accounts(configs)
 
         def write(c: Any) -> int:
             for message in inbound:
                 ws = by_account.get((message.channel, message.account), "default")
-                service.apply_inbound(c, ws, [message])
-            return service.apply_receipts(c, None, found, now)
+                if signers is None or ws in signers:
+                    service.apply_inbound(c, ws, [message])
+            return _apply_receipts(c, signers, found, now)
 
         await asyncio.wrap_future(engine.writer.submit(write))
         return Response(b'{"ok":true}', media_type="application/json")
@@ -178,20 +189,25 @@ def channels_router(engine: Engine) -> APIRouter:
         if body is None:
             return _bad("body too large", 413)
         params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        configs = svc.configs().values()
-        tokens = [c.sms.auth_token for c in configs if c.sms.auth_token]
+        configs = svc.configs()
         query = f"?{request.url.query}" if request.url.query else ""
         urls = [str(request.url)] + [
-            f"{c.public_url}{request.url.path}{query}" for c in configs if c.public_url
+            f"{c.public_url}{request.url.path}{query}" for c in configs.values() if c.public_url
         ]
         header = request.headers.get("x-twilio-signature")
-        if not receipt_parsing.verify_twilio_signature(tokens, header, urls, params):
+        signers = _signed_by(
+            configs,
+            lambda c: receipt_parsing.verify_twilio_signature(
+                [c.sms.auth_token], header, urls, params
+            ),
+        )
+        if not signers:
             return _bad("bad or missing X-Twilio-Signature", 401)
         now = engine.clock.now()
-        receipt = receipt_parsing.parse_twilio(dict(params), now)
-        if receipt is not None:
+        found = receipt_parsing.storable([receipt_parsing.parse_twilio(dict(params), now)])
+        if found:
             await asyncio.wrap_future(
-                engine.writer.submit(lambda c: service.apply_receipts(c, None, [receipt], now))
+                engine.writer.submit(lambda c: _apply_receipts(c, signers, found, now))
             )
         return Response(b"<Response/>", media_type="application/xml")
 
@@ -221,6 +237,7 @@ def channels_router(engine: Engine) -> APIRouter:
                 found = receipt_parsing.parse_email_webhook(_json.decode(body))
             except msgspec.DecodeError:
                 return _bad("malformed JSON")
+        found = receipt_parsing.storable(found)
         ws = workspace
         count = await asyncio.wrap_future(
             engine.writer.submit(lambda c: service.apply_receipts(c, ws, found, now))
@@ -239,23 +256,20 @@ def channels_router(engine: Engine) -> APIRouter:
 
     # -- admin ---------------------------------------------------------------------------
 
+    workspace = bearer_workspace(engine)
+
     @router.get(
         "/api/v1/profiles/{profile_id}/messages",
         summary="A profile's messages: channel, template, state and every transition's reason",
+        dependencies=admin_dependencies(workspace),
     )
     async def messages(
-        request: Request,
         profile_id: str,
-        after: Annotated[float, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        # A time, not an id: finite (`inf` listed nothing and said nothing).
+        after: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0,
+        limit: Limit = 100,
+        ws: str = Depends(workspace),
     ) -> dict[str, Any]:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, detail="a bearer admin token is required")
-        ws = await engine.workspace_for_token(token.strip())
-        if ws is None:
-            raise HTTPException(401, detail="unknown admin token")
-
         def run(c: Any) -> dict[str, Any] | None:
             pid = queries.canonical_id(c, ws, profile_id)
             if pid is None:
@@ -328,6 +342,24 @@ async def _raw(send: Send, status: int, headers: list[tuple[bytes, bytes]], body
         headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _signed_by(
+    configs: dict[str, ChannelsConfig], signed: Callable[[ChannelsConfig], bool]
+) -> list[str]:
+    """The workspaces whose own secret signed a delivery. Its receipts and inbound messages
+    change only those: with any workspace's secret accepted for all, one workspace's Meta app
+    secret or Twilio token could mark another's messages read or open its service windows."""
+    return [ws for ws, config in configs.items() if signed(config)]
+
+
+def _apply_receipts(
+    conn: Any, signers: list[str] | None, receipts: list[Receipt], now: float
+) -> int:
+    """`signers` None: any workspace (the delivery was signed with the operator's secret)."""
+    if signers is None:
+        return service.apply_receipts(conn, None, receipts, now)
+    return sum(service.apply_receipts(conn, ws, receipts, now) for ws in signers)
 
 
 def _accounts(configs: dict[str, Any]) -> dict[tuple[str, str], str]:

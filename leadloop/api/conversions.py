@@ -6,8 +6,10 @@ No `from __future__ import annotations` here: FastAPI reads the local `Workspace
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query
 
+from leadloop.api.auth import admin_dependencies, bearer_workspace
+from leadloop.api.params import Cursor, Limit
 from leadloop.conversions import queries
 
 if TYPE_CHECKING:
@@ -15,19 +17,9 @@ if TYPE_CHECKING:
 
 
 def conversions_router(engine: "Engine") -> APIRouter:
-    async def workspace(request: Request) -> str:
-        # Same bearer-token rule as leadloop/api/admin.py.
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, detail="a bearer admin token is required")
-        ws = await engine.workspace_for_token(token.strip())
-        if ws is None:
-            raise HTTPException(401, detail="unknown admin token")
-        return ws
-
+    workspace = bearer_workspace(engine)
     Workspace = Annotated[str, Depends(workspace)]
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
 
     @router.get(
         "/conversions",
@@ -42,9 +34,9 @@ def conversions_router(engine: "Engine") -> APIRouter:
         status: Annotated[
             Literal["pending", "delivered", "dead", "skipped"] | None, Query()
         ] = None,
-        destination: Annotated[str | None, Query(max_length=200)] = None,
-        after: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        destination: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        after: Cursor = 0,
+        limit: Limit = 100,
     ) -> dict[str, Any]:
         found = await engine.read(
             lambda c: queries.list_conversions(

@@ -5,8 +5,9 @@ No `from __future__ import annotations`: FastAPI reads the dependency annotation
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 
+from leadloop.api.auth import admin_dependencies, bearer_workspace
 from leadloop.errors import PlaybookError
 from leadloop.identity import queries as identity_queries
 from leadloop.journeys import queries
@@ -17,18 +18,9 @@ if TYPE_CHECKING:
 
 
 def journeys_router(engine: "Engine") -> APIRouter:
-    async def workspace(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, detail="a bearer admin token is required")
-        ws = await engine.workspace_for_token(token.strip())
-        if ws is None:
-            raise HTTPException(401, detail="unknown admin token")
-        return ws
-
+    workspace = bearer_workspace(engine)
     Workspace = Annotated[str, Depends(workspace)]
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
 
     def live_versions(ws: str) -> dict[str, str]:
         playbook = engine.playbooks.get(ws)

@@ -20,12 +20,14 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import astuple
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from leadloop.channels.model import Inbound, Receipt, ReceiptStatus
 
 _META_PREFIX = "sha256="
+_Parsed = TypeVar("_Parsed", Receipt, Inbound)
 
 
 def verify_meta_signature(app_secrets: Iterable[str], header: str | None, body: bytes) -> bool:
@@ -77,6 +79,17 @@ def verify_twilio_signature(
                 if hmac.compare_digest(twilio_signature(token, variant, pairs), header.strip()):
                     return True
     return False
+
+
+def storable(items: Iterable[_Parsed | None]) -> list[_Parsed]:
+    """The receipts or inbound messages with no NUL in any text. No stored id or address has
+    one (PostgreSQL text cannot hold it), and looking one up failed the whole delivery, which
+    the provider then re-sent forever."""
+    return [
+        item
+        for item in items
+        if item is not None and not any(isinstance(v, str) and "\x00" in v for v in astuple(item))
+    ]
 
 
 # --- Meta -----------------------------------------------------------------------------------

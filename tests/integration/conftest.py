@@ -38,7 +38,17 @@ class Api:
 
 @pytest.fixture
 def api(sqlite_url: str) -> Iterator[Api]:
-    engine = Engine(Settings(database_url=sqlite_url), manual_clock=True)
+    yield from _serve(sqlite_url)
+
+
+@pytest.fixture
+def any_api(backend_url: str) -> Iterator[Api]:
+    """`api` on each backend: SQLite and PostgreSQL refuse different inputs."""
+    yield from _serve(backend_url)
+
+
+def _serve(url: str) -> Iterator[Api]:
+    engine = Engine(Settings(database_url=url), manual_clock=True)
     engine.start()
 
     def keys(c):  # type: ignore[no-untyped-def]
