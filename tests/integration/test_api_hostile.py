@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from leadloop.log.batch import OutboxRow
+from leadloop.outbox.service import enqueue
 from tests.integration.conftest import Api
 
 PROFILE_ROUTES = ("", "/events", "/score-ledger", "/journeys", "/messages")
@@ -45,13 +47,9 @@ def seed(api: Api) -> str:
     now = api.engine.clock.now()
 
     def insert(c: Any) -> None:
-        for kind in ("message", "conversion"):
-            c.execute(
-                "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
-                "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
-                "VALUES ('default', ?, 'd', ?, '{}', 'dead', 1, ?, ?, ?, ?)",
-                (kind, f"k-{kind}", now, pid, now, now),
-            )
+        kinds = ("message", "conversion")
+        enqueue(c, [OutboxRow("default", k, "d", f"k-{k}", {}, pid, now) for k in kinds], now)
+        c.execute("UPDATE outbox SET status = 'dead', attempts = 1")
 
     api.engine.writer.submit(insert).result()
     return pid
