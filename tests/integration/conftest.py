@@ -38,7 +38,13 @@ class Api:
 
 @pytest.fixture
 def api(sqlite_url: str) -> Iterator[Api]:
-    engine = Engine(Settings(database_url=sqlite_url), manual_clock=True)
+    yield from serve_api(sqlite_url)
+
+
+def serve_api(url: str, *, run_processor: bool = True) -> Iterator[Api]:
+    """An engine on `url` with two workspaces' keys and tokens, and a client for its HTTP.
+    Without `run_processor`, a test processes the log itself (`engine.processor.run_once`)."""
+    engine = Engine(Settings(database_url=url), manual_clock=True, run_processor=run_processor)
     engine.start()
 
     def keys(c):  # type: ignore[no-untyped-def]
