@@ -17,7 +17,9 @@ def normalize_email(value: Any) -> str | None:
     local, at, domain = email.partition("@")
     if not at or not local or "." not in domain or " " in email or len(email) > 254:
         return None
-    return email
+    # The tracking API refuses U+0000 now; a log written before that may still hold it, and
+    # PostgreSQL cannot even look such a value up (the processor would retry it forever).
+    return None if "\x00" in email else email
 
 
 def normalize_phone(value: Any, default_region: str | None) -> str | None:
@@ -56,6 +58,11 @@ def _e164(value: str, default_region: str | None) -> str | None:
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
+MAX_EXTERNAL_ID = 512
+"""Like the tracking API's ids; a longer value is no identifier (and a PostgreSQL index cannot
+hold one of a few kilobytes: the processor would retry the insert forever)."""
+
+
 def normalize_external_id(entry: Any) -> str | None:
     """`context.externalIds` entries `{"id", "type", ...}` become `type:id`."""
     if not isinstance(entry, dict):
@@ -66,4 +73,5 @@ def normalize_external_id(entry: Any) -> str | None:
     text = str(ident).strip()
     if not text or not kind.strip():
         return None
-    return f"{kind.strip()}:{text}"
+    value = f"{kind.strip()}:{text}"
+    return None if len(value) > MAX_EXTERNAL_ID or "\x00" in value else value

@@ -6,6 +6,8 @@ import msgspec
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024
+MAX_DEPTH = 32
+"""Objects and arrays nested in one message, the message itself being the first level."""
 
 
 class Accepted(msgspec.Struct, frozen=True):

@@ -13,7 +13,14 @@ from typing import Any
 
 import msgspec
 
-from leadloop.ingest.model import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, Accepted, Rejected
+from leadloop.ingest.model import (
+    MAX_DEPTH,
+    MAX_MESSAGE_BYTES,
+    MAX_REQUEST_BYTES,
+    Accepted,
+    Rejected,
+)
+from leadloop.ingest.values import check_values
 
 SHORT_TYPES = {
     "i": "identify",
@@ -27,6 +34,11 @@ SINGLE_TYPES = frozenset(SHORT_TYPES.values())
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+# Stages turn event times into dates (payloads, reports), so an event time is one `datetime`
+# can hold, a day short of each end so that it is a local date in every time zone too. Skew
+# correction can move a timestamp that parsed fine outside of it.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 
 
 def decompress(body: bytes, encoding: str | None) -> bytes | Rejected:
@@ -56,6 +68,10 @@ def decode_json(body: bytes) -> dict[str, Any] | Rejected:
         value = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         return Rejected("invalid_json", f"the body is not valid JSON: {exc}")
+    except UnicodeDecodeError:  # msgspec checks UTF-8 inside strings, and raises this
+        return Rejected("invalid_json", "the body is not valid UTF-8")
+    except RecursionError:
+        return Rejected("invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")
     if not isinstance(value, dict):
         return Rejected("invalid_json", "the body must be a JSON object")
     return value
@@ -160,11 +176,20 @@ def parse_message(
         when = received_at - (sent - timestamp)
     else:
         when = timestamp
+    if not _EARLIEST <= when <= _LATEST:
+        return Rejected(
+            "invalid_timestamp",
+            f"{index}timestamp is not between 0001-01-02 and 9999-12-31 (after correcting it "
+            "by sentAt)",
+        )
     body = _encoder.encode(message)
     if len(body) > MAX_MESSAGE_BYTES:
         return Rejected(
             "message_too_large", f"{index}message exceeds {MAX_MESSAGE_BYTES} bytes ({len(body)})"
         )
+    bad_value = check_values(message, body, index)
+    if bad_value is not None:
+        return bad_value
     return Accepted(
         message_id=ids["messageId"] or f"ll-{uuid.uuid4()}",
         type=mtype,

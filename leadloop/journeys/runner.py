@@ -307,4 +307,7 @@ def trait_instant(value: object, tz: Any) -> float | None:
         return number
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC).timestamp()
+    try:
+        return moment.astimezone(UTC).timestamp()
+    except OverflowError:  # e.g. 9999-12-31T23:00-14:00 is in the year 10000 in UTC
+        return None

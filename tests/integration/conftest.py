@@ -38,17 +38,19 @@ class Api:
 
 @pytest.fixture
 def api(sqlite_url: str) -> Iterator[Api]:
-    yield from _serve(sqlite_url)
+    yield from serve_api(sqlite_url)
 
 
 @pytest.fixture
 def any_api(backend_url: str) -> Iterator[Api]:
     """`api` on each backend: SQLite and PostgreSQL refuse different inputs."""
-    yield from _serve(backend_url)
+    yield from serve_api(backend_url)
 
 
-def _serve(url: str) -> Iterator[Api]:
-    engine = Engine(Settings(database_url=url), manual_clock=True)
+def serve_api(url: str, *, run_processor: bool = True) -> Iterator[Api]:
+    """An engine on `url` with two workspaces' keys and tokens, and a client for its HTTP.
+    Without `run_processor`, a test processes the log itself (`engine.processor.run_once`)."""
+    engine = Engine(Settings(database_url=url), manual_clock=True, run_processor=run_processor)
     engine.start()
 
     def keys(c):  # type: ignore[no-untyped-def]
