@@ -157,23 +157,50 @@ class Writer:
             conn.close()
 
     def _commit_appends(self, conn: Conn, batch: list[_Append], count: int) -> None:
-        rows = [row for item in batch for row in item.rows]
-        error: BaseException | None = None
-        try:
-            with conn.transaction():
-                conn.executemany(INSERT_EVENT, rows, bulk=True)
-        except BaseException as exc:  # reported to every waiting request
-            log.exception("group commit of %d events failed", count)
-            error = exc
+        errors = self._insert(conn, batch, count)
         with self._lock:
             self._pending -= count
-        for item in batch:
+        for item, error in zip(batch, errors, strict=True):
             if error is None:
                 item.future.set_result(None)
             else:
                 item.future.set_exception(error)
-        if error is None and self._on_commit is not None:
+        if self._on_commit is not None and any(error is None for error in errors):
             self._on_commit()
+
+    def _insert(self, conn: Conn, batch: list[_Append], count: int) -> list[BaseException | None]:
+        """Each request's error, or None: the group in one transaction; if the database refuses
+        it, each request in a transaction of its own, so that rows one request brought (a value
+        a backend cannot hold that validation let through) fail that request alone rather than
+        every request that happened to share its commit. A fault of the database itself (disk
+        full, connection lost) fails them all again, one by one."""
+        try:
+            with conn.transaction():
+                conn.executemany(INSERT_EVENT, [r for item in batch for r in item.rows], bulk=True)
+            return [None] * len(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                log.exception("commit of %d events failed", count)
+                return [exc]
+            log.warning(
+                "group commit of %d requests (%d events) failed: %s; committing each alone",
+                len(batch),
+                count,
+                exc,
+            )
+        except BaseException as exc:  # not the rows' doing: reported to every waiting request
+            log.exception("group commit of %d events failed", count)
+            return [exc] * len(batch)
+        errors: list[BaseException | None] = []
+        for item in batch:
+            try:
+                with conn.transaction():
+                    conn.executemany(INSERT_EVENT, item.rows, bulk=True)
+                errors.append(None)
+            except BaseException as exc:
+                log.exception("commit of one request's %d events failed", len(item.rows))
+                errors.append(exc)
+        return errors
 
     def _run_job(self, conn: Conn, job: _Job) -> None:
         try:
