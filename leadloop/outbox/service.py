@@ -73,11 +73,12 @@ def enqueue(conn: Conn, rows: Sequence[OutboxRow], now: float) -> None:
     already enqueued keeps its first row and payload, so a replayed batch sends nothing twice."""
     if not rows:
         return
-    conn.executemany(
+    written = conn.insert_returning(
         "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, "
         "status, attempts, next_attempt_at, profile_id, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) "
-        "ON CONFLICT (workspace_id, kind, idempotency_key) DO NOTHING",
+        "ON CONFLICT (workspace_id, kind, idempotency_key) DO NOTHING "
+        "RETURNING id, workspace_id, kind, idempotency_key",
         [
             (
                 o.workspace_id,
@@ -91,37 +92,19 @@ def enqueue(conn: Conn, rows: Sequence[OutboxRow], now: float) -> None:
             )
             for o in rows
         ],
-        bulk=True,
     )
-    ids = _ids(conn, [(o.workspace_id, o.kind, o.idempotency_key) for o in rows])
+    # Only the rows written get a payload (a key named twice in `rows`: its first one's).
+    payloads: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for o in rows:
+        payloads.setdefault((o.workspace_id, o.kind, o.idempotency_key), o.payload)
     conn.executemany(
-        "INSERT INTO outbox_payloads (id, payload) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO outbox_payloads (id, payload) VALUES (?, ?)",
         [
-            (ids[(o.workspace_id, o.kind, o.idempotency_key)], _encoder.encode(o.payload).decode())
-            for o in rows
+            (int(row_id), _encoder.encode(payloads[(ws, kind, key)]).decode())
+            for row_id, ws, kind, key in written
         ],
         bulk=True,
     )
-
-
-def _ids(conn: Conn, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
-    """The ids of the outbox rows with these (workspace, kind, idempotency key), through the
-    rows' unique index, a few hundred keys a statement."""
-    by_prefix: dict[tuple[str, str], list[str]] = {}
-    for ws, kind, key in keys:
-        by_prefix.setdefault((ws, kind), []).append(key)
-    found: dict[tuple[str, str, str], int] = {}
-    for (ws, kind), listed in by_prefix.items():
-        for first in range(0, len(listed), _IDS_PER_STATEMENT):
-            chunk = listed[first : first + _IDS_PER_STATEMENT]
-            marks = ",".join("?" * len(chunk))
-            for row_id, key in conn.execute(
-                "SELECT id, idempotency_key FROM outbox WHERE workspace_id = ? AND kind = ? "
-                f"AND idempotency_key IN ({marks})",
-                (ws, kind, *chunk),
-            ):
-                found[(ws, kind, str(key))] = int(row_id)
-    return found
 
 
 def claim_due(

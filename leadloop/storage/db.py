@@ -64,6 +64,8 @@ class Connection(Protocol):
         self, sql: str, rows: Iterable[Sequence[Any]], *, bulk: bool = False
     ) -> None: ...
 
+    def insert_returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row]: ...
+
     def transaction(self) -> Any: ...
 
     def close(self) -> None: ...
@@ -112,6 +114,15 @@ class SqliteConnection:
             self._conn.executemany(sql, rows)
         except sqlite3.Error as exc:
             raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
+
+    def insert_returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row]:
+        """`INSERT … VALUES (…) [ON CONFLICT …] RETURNING …` for many rows: what the rows that
+        were written return, in no particular order (a few multi-row statements, as `bulk`)."""
+        most = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        found: list[Row] = []
+        for one, params in bulk_sql.statements(sql, rows, most):
+            found += self.execute(one, params)
+        return found
 
     def executescript(self, script: str) -> None:
         # sqlite3's own executescript() commits first; run statement by statement instead so
@@ -184,6 +195,20 @@ class PostgresConnection:
                 cur.executemany(self._sql(sql), list(rows))
         except self._psycopg.Error as exc:
             raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
+
+    def insert_returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row]:
+        """As `SqliteConnection.insert_returning`: pipelined, one result set per row."""
+        found: list[Row] = []
+        try:
+            with self._conn.cursor() as cur:
+                cur.executemany(self._sql(sql), list(rows), returning=True)
+                while True:
+                    found += cur.fetchall()
+                    if not cur.nextset():
+                        break
+        except self._psycopg.Error as exc:
+            raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
+        return found
 
     def transaction(self) -> Any:
         return self._conn.transaction()
