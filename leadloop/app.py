@@ -29,6 +29,7 @@ from leadloop.conversions import config as conversion_config
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
 from leadloop.errors import LeadloopError, PlaybookError
+from leadloop.ingest.hooks import InboundHooks
 from leadloop.ingest.http import TrackingApp
 from leadloop.journeys.service import JourneyStage
 from leadloop.log.processor import Processor
@@ -437,8 +438,9 @@ class Engine:
     # -- HTTP ----------------------------------------------------------------------------
 
     def asgi(self) -> TrackingApp:
-        """The whole HTTP surface: the tracking hot path in front of the admin app."""
-        return TrackingApp(self, TrackingHits(self, self.admin_app()))
+        """The whole HTTP surface: the tracking hot path, then the inbound webhooks of the
+        playbooks' `sources:`, in front of the admin app."""
+        return TrackingApp(self, InboundHooks(self, TrackingHits(self, self.admin_app())))
 
     def admin_app(self) -> FastAPI:
         app = FastAPI(

@@ -17,7 +17,7 @@ import msgspec
 
 from leadloop.errors import Overloaded, StorageError
 from leadloop.ingest import parse
-from leadloop.ingest.model import MAX_REQUEST_BYTES, Rejected
+from leadloop.ingest.model import MAX_REQUEST_BYTES, Accepted, Rejected
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -33,7 +33,7 @@ _OK = b'{"success":true}'
 _encoder = msgspec.json.Encoder()
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
+def lowered_headers(scope: Scope) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope["headers"]}
 
 
@@ -61,18 +61,18 @@ class TrackingApp:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.fallback(scope, receive, send)
             return
-        headers = _headers(scope)
+        headers = lowered_headers(scope)
         method = scope["method"]
         if method == "OPTIONS":
-            await self._respond(send, headers, 204, b"", self._preflight(headers))
+            await respond(send, headers, 204, b"", self._preflight(headers))
             return
         if method != "POST":
-            await self._reject(send, headers, Rejected("method_not_allowed", "use POST", 405))
+            await reject(send, headers, Rejected("method_not_allowed", "use POST", 405))
             return
         kind = scope["path"][4:]
         if kind == "m":
-            await self._read(receive, headers)  # client-side metrics: accepted, discarded
-            await self._respond(send, headers, 200, _OK)
+            await read_body(receive, headers)  # client-side metrics: accepted, discarded
+            await respond(send, headers, 200, _OK)
             return
         if kind in ("batch", "b", "import"):
             route_type: str | None = None
@@ -81,27 +81,15 @@ class TrackingApp:
         elif kind in parse.SINGLE_TYPES:
             route_type = kind
         else:
-            await self._reject(send, headers, Rejected("not_found", f"no endpoint /v1/{kind}", 404))
+            await reject(send, headers, Rejected("not_found", f"no endpoint /v1/{kind}", 404))
             return
         outcome = await self._ingest(receive, headers, route_type)
-        if isinstance(outcome, Rejected):
-            extra = (
-                [(b"retry-after", str(_retry_after(outcome)).encode())]
-                if outcome.status
-                in (
-                    429,
-                    503,
-                )
-                else []
-            )
-            await self._reject(send, headers, outcome, extra)
-            return
-        await self._respond(send, headers, 200, _OK)
+        await answer(send, headers, outcome or _OK)
 
     async def _ingest(
         self, receive: Receive, headers: dict[bytes, bytes], route_type: str | None
     ) -> Rejected | None:
-        raw = await self._read(receive, headers)
+        raw = await read_body(receive, headers)
         if isinstance(raw, Rejected):
             return raw
         encoding = headers.get(b"content-encoding")
@@ -130,36 +118,7 @@ class TrackingApp:
         result = parse.parse_request(payload, route_type, received_at=engine.clock.now())
         if isinstance(result, Rejected):
             return result
-        try:
-            future = engine.writer.append(workspace, result)
-        except Overloaded as exc:
-            return Rejected("overloaded", str(exc), 429)
-        try:
-            await asyncio.wrap_future(future)
-        except StorageError:
-            return Rejected("unavailable", "storage is unavailable; retry later", 503)
-        return None
-
-    @staticmethod
-    async def _read(receive: Receive, headers: dict[bytes, bytes]) -> bytes | Rejected:
-        too_large = Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes")
-        declared = headers.get(b"content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-            return too_large
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_REQUEST_BYTES:
-                return too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+        return await store(engine, workspace, result)
 
     @staticmethod
     def _preflight(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
@@ -172,39 +131,84 @@ class TrackingApp:
             (b"access-control-max-age", b"86400"),
         ]
 
-    async def _reject(
-        self,
-        send: Send,
-        headers: dict[bytes, bytes],
-        rejected: Rejected,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        body = _encoder.encode({"code": rejected.code, "message": rejected.message})
-        await self._respond(send, headers, rejected.status, body, extra)
 
-    @staticmethod
-    async def _respond(
-        send: Send,
-        headers: dict[bytes, bytes],
-        status: int,
-        body: bytes,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        origin = headers.get(b"origin")
-        out = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"access-control-allow-origin", origin or b"*"),
-            (b"access-control-expose-headers", b"Retry-After"),
-        ]
-        if origin:
-            out.append((b"vary", b"Origin"))
-        if status == 204:
-            out = out[2:]
-        if extra:
-            out.extend(extra)
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": body})
+async def read_body(receive: Receive, headers: dict[bytes, bytes]) -> bytes | Rejected:
+    too_large = Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes")
+    declared = headers.get(b"content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        return too_large
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def store(engine: Engine, workspace: str, messages: list[Accepted]) -> Rejected | None:
+    """Append to the log through the group-commit writer; None once the commit is done."""
+    try:
+        future = engine.writer.append(workspace, messages)
+    except Overloaded as exc:
+        return Rejected("overloaded", str(exc), 429)
+    try:
+        await asyncio.wrap_future(future)
+    except StorageError:
+        return Rejected("unavailable", "storage is unavailable; retry later", 503)
+    return None
+
+
+async def answer(send: Send, headers: dict[bytes, bytes], outcome: Rejected | bytes) -> None:
+    """200 with a JSON body, or the rejection."""
+    if isinstance(outcome, Rejected):
+        await reject(send, headers, outcome)
+    else:
+        await respond(send, headers, 200, outcome)
+
+
+async def reject(
+    send: Send,
+    headers: dict[bytes, bytes],
+    rejected: Rejected,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """`{"code", "message"}` with the rejection's status (and Retry-After for 429 and 503)."""
+    body = _encoder.encode({"code": rejected.code, "message": rejected.message})
+    if rejected.status in (429, 503):
+        extra = [*(extra or []), (b"retry-after", str(_retry_after(rejected)).encode())]
+    await respond(send, headers, rejected.status, body, extra)
+
+
+async def respond(
+    send: Send,
+    headers: dict[bytes, bytes],
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    origin = headers.get(b"origin")
+    out = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"access-control-allow-origin", origin or b"*"),
+        (b"access-control-expose-headers", b"Retry-After"),
+    ]
+    if origin:
+        out.append((b"vary", b"Origin"))
+    if status == 204:
+        out = out[2:]
+    if extra:
+        out.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _retry_after(rejected: Rejected) -> int:

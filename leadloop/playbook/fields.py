@@ -17,9 +17,12 @@ from leadloop.playbook.nodes import Map, Node, Scalar, Seq, join
 SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "playbook": (
         frozenset({"version"}),
-        frozenset({"workspace", "scoring", "journeys", "conversions", "channels", "webhooks"}),
+        frozenset(
+            {"workspace", "scoring", "journeys", "conversions", "channels", "webhooks", "sources"}
+        ),
     ),
     "webhooks[]": (frozenset({"id", "url", "secret"}), frozenset()),
+    "sources[]": (frozenset({"id", "kind", "secret"}), frozenset()),
     "scoring": (frozenset({"models"}), frozenset()),
     "scoring.models[]": (
         frozenset({"id", "stages"}),

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from leadloop.errors import PlaybookError
+from leadloop.outbox.signing import secret_key
 from leadloop.playbook.diff import diff_playbooks, digest_of, playbook_digest
 from leadloop.playbook.fields import Fields, fail
-from leadloop.playbook.model import Playbook, PlaybookWarning, WebhookEndpoint
+from leadloop.playbook.model import (
+    SOURCE_KINDS,
+    InboundSource,
+    Playbook,
+    PlaybookWarning,
+    WebhookEndpoint,
+)
 from leadloop.playbook.nodes import Map, Node, Scalar, Seq, merge, parse_file, parse_text, to_raw
 from leadloop.playbook.scoring import parse_scoring
 
@@ -17,6 +25,7 @@ __all__ = ["diff_playbooks", "load_playbook", "parse_playbook", "playbook_digest
 
 # Sections other stages validate; here we only check their shape.
 OTHER_SECTIONS = ("journeys", "conversions", "channels")
+_SOURCE_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def playbook_files(path: Path) -> list[Path]:
@@ -68,6 +77,7 @@ def _build(root: Node, files: tuple[str, ...]) -> Playbook:
         fields.fail("version", "expected a version such as 1 or '2024-06-01'")
     warnings: list[PlaybookWarning] = []
     webhooks = _webhooks(fields, warnings)
+    sources = _sources(fields, warnings)
     models = parse_scoring(fields.child("scoring", "scoring"), {hook.id: hook for hook in webhooks})
     sections: dict[str, Node] = {}
     for name in OTHER_SECTIONS:
@@ -87,6 +97,7 @@ def _build(root: Node, files: tuple[str, ...]) -> Playbook:
         digest=digest_of(raw),
         models=models,
         webhooks=webhooks,
+        sources=sources,
         files=files,
         warnings=tuple(warnings),
         sections=sections,
@@ -110,14 +121,41 @@ def _webhooks(fields: Fields, warnings: list[PlaybookWarning]) -> tuple[WebhookE
         enabled = bool(url and secret)
         if not enabled:
             missing = "url" if not url else "secret"
-            mark = (hook.get(missing) or node).mark
-            warnings.append(
-                PlaybookWarning(
-                    mark.file,
-                    mark.line,
-                    hook.at(missing),
-                    f"webhook {hook_id!r} is disabled: its {missing} is empty",
-                )
-            )
+            warnings.append(_disabled(hook, missing, f"webhook {hook_id!r}"))
         hooks.append(WebhookEndpoint(id=hook_id, url=url, secret=secret, enabled=enabled))
     return tuple(hooks)
+
+
+def _sources(fields: Fields, warnings: list[PlaybookWarning]) -> tuple[InboundSource, ...]:
+    sources: list[InboundSource] = []
+    for node, path in fields.items("sources"):
+        source = Fields(node, path, "sources[]")
+        source_id = source.name("id")
+        if not _SOURCE_ID.fullmatch(source_id):
+            # It is a path segment of the receiving URL.
+            source.fail("id", "use letters, digits, '.', '_' or '-' (it is part of the URL)")
+        if any(existing.id == source_id for existing in sources):
+            source.fail("id", f"duplicate source id {source_id!r}")
+        kind = source.text("kind")
+        if kind not in SOURCE_KINDS:
+            source.fail("kind", f"expected one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
+        secret = source.text("secret", "")
+        if secret and not secret.startswith("whsec_"):
+            # Both schemes' endpoint secrets start so; a Stripe API key (sk_...) does not sign.
+            source.fail("secret", f"expected the {kind} endpoint's signing secret (whsec_...)")
+        if secret and kind == "standard":
+            try:
+                secret_key(secret)
+            except ValueError as exc:
+                source.fail("secret", str(exc))
+        if not secret:
+            warnings.append(_disabled(source, "secret", f"source {source_id!r}"))
+        sources.append(InboundSource(id=source_id, kind=kind, secret=secret, enabled=bool(secret)))
+    return tuple(sources)
+
+
+def _disabled(fields: Fields, missing: str, what: str) -> PlaybookWarning:
+    mark = (fields.get(missing) or fields.map).mark
+    return PlaybookWarning(
+        mark.file, mark.line, fields.at(missing), f"{what} is disabled: its {missing} is empty"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from leadloop.playbook.nodes import Node
 from leadloop.scoring.model import ScoringModel
@@ -33,6 +33,21 @@ class WebhookEndpoint:
     """False when `url` or `secret` is empty: we never send an unsigned webhook."""
 
 
+SourceKind = Literal["standard", "stripe"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("standard", "stripe")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSource:
+    """A sender of signed webhooks into the engine (`POST /hooks/inbound/{workspace}/{id}`)."""
+
+    id: str
+    kind: SourceKind
+    secret: str = field(repr=False)
+    enabled: bool
+    """False when `secret` is empty: an unsigned delivery is never accepted."""
+
+
 @dataclass(frozen=True, slots=True)
 class Playbook:
     version: str
@@ -43,6 +58,7 @@ class Playbook:
     webhooks: tuple[WebhookEndpoint, ...]
     files: tuple[str, ...]
     warnings: tuple[PlaybookWarning, ...] = ()
+    sources: tuple[InboundSource, ...] = ()
     sections: Mapping[str, Node] = field(default_factory=dict, repr=False)
     """`journeys`, `conversions` and `channels` as located trees, for their stages to validate
     with the same file/line errors (see `playbook.fields.Fields`)."""
@@ -54,3 +70,6 @@ class Playbook:
 
     def webhook(self, webhook_id: str) -> WebhookEndpoint | None:
         return next((hook for hook in self.webhooks if hook.id == webhook_id), None)
+
+    def source(self, source_id: str) -> InboundSource | None:
+        return next((source for source in self.sources if source.id == source_id), None)

@@ -25,6 +25,7 @@ def test_the_example_playbook_has_every_top_level_section() -> None:
         "version",
         "workspace",
         "webhooks",
+        "sources",
         "scoring",
         "journeys",
         "conversions",

@@ -1,0 +1,189 @@
+"""Signed webhooks from the playbook's `sources:` into log rows: pure functions of the request
+and `now`, like `parse`.
+
+A source's delivery is verified on its raw bytes first, then parsed and validated exactly as the
+tracking API parses a request (`parse.parse_request`), so the same limits and refusals apply.
+
+Message ids make a provider's retry of a delivery harmless (the log drops a message id it
+already holds for the workspace):
+
+* `standard`: a message without its own `messageId` gets `hook-{source}-{webhook-id}`, and the
+  i-th message of a batch `hook-{source}-{webhook-id}-{i}`. The webhook-id is the same on every
+  retry; the source id keeps two senders that number their deliveries alike apart.
+* `stripe`: `stripe-{event id}`; Stripe resends the same event object on a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, assert_never
+
+from leadloop.ingest import parse
+from leadloop.ingest.model import Accepted, Rejected
+from leadloop.ingest.webhooks_verify import verify_standard_webhook, verify_stripe
+from leadloop.playbook.model import InboundSource
+
+STRIPE_TOLERANCE = 300.0
+_MAX_DELIVERY_ID = 256
+
+# https://docs.stripe.com/currencies: amounts are in the currency's minor unit. These are given
+# in whole units; BHD, JOD, KWD, OMR and TND in thousandths. ISK, HUF and TWD are sent with two
+# decimals for backwards compatibility, like every other currency.
+ZERO_DECIMAL = frozenset(
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
+THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified delivery: rows to append, and how many notifications were ignored."""
+
+    messages: list[Accepted]
+    ignored: int = 0
+
+
+def read_delivery(
+    source: InboundSource,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+) -> Delivery | Rejected:
+    """Verify, then parse; a refused signature is a 401 and nothing of the body is read."""
+    if source.kind == "standard":
+        verified = verify_standard_webhook(source.secret, headers, body, now)
+    elif source.kind == "stripe":
+        verified = verify_stripe(source.secret, headers, body, now, STRIPE_TOLERANCE)
+    else:
+        assert_never(source.kind)
+    if not verified:
+        return Rejected("unauthorized", f"webhook signature refused: {verified.reason}", 401)
+    payload = parse.decode_json(body)
+    if isinstance(payload, Rejected):
+        return payload
+    if source.kind == "standard":
+        delivery_id = {k.lower(): v for k, v in headers.items()}.get("webhook-id", "")
+        return _standard(source.id, delivery_id, payload, now)
+    return _stripe(payload, now)
+
+
+def _standard(
+    source_id: str, delivery_id: str, payload: dict[str, Any], now: float
+) -> Delivery | Rejected:
+    if len(delivery_id) > _MAX_DELIVERY_ID:
+        return Rejected("invalid_field", f"webhook-id is longer than {_MAX_DELIVERY_ID} characters")
+    prefix = f"hook-{source_id}-{delivery_id}"
+    if "batch" in payload:
+        batch = payload.get("batch")
+        if isinstance(batch, list):
+            payload = {
+                **payload,
+                "batch": [_with_id(m, f"{prefix}-{i}") for i, m in enumerate(batch)],
+            }
+        route_type = None
+    else:
+        kind = payload.get("type")
+        if not isinstance(kind, str) or kind not in parse.SINGLE_TYPES:
+            return Rejected(
+                "invalid_type",
+                f"type must be one of {sorted(parse.SINGLE_TYPES)} (or send a batch)",
+            )
+        payload, route_type = _with_id(payload, prefix), kind
+    result = parse.parse_request(payload, route_type, received_at=now)
+    return result if isinstance(result, Rejected) else Delivery(result)
+
+
+def _with_id(message: Any, message_id: str) -> Any:
+    if not isinstance(message, dict):
+        return message  # parse refuses it
+    own = message.get("messageId")
+    if own is None or (isinstance(own, str) and not own.strip()):
+        return {**message, "messageId": message_id}
+    return message
+
+
+# --- Stripe -------------------------------------------------------------------------------
+
+
+def _stripe(event: dict[str, Any], now: float) -> Delivery | Rejected:
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        return Rejected("invalid_field", "a Stripe event needs an id")
+    if event.get("type") != "checkout.session.completed":
+        return Delivery([], ignored=1)
+    data = event.get("data")
+    session = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(session, dict):
+        return Rejected("invalid_field", "data.object must be the checkout session")
+    message = order_completed(event_id, event.get("created"), session)
+    if message is None:  # nobody to attribute it to: acknowledged, like any other notice
+        return Delivery([], ignored=1)
+    result = parse.parse_request(message, "track", received_at=now)
+    return result if isinstance(result, Rejected) else Delivery(result)
+
+
+def order_completed(event_id: str, created: Any, session: dict[str, Any]) -> dict[str, Any] | None:
+    """A completed checkout session as a Segment `Order Completed` track message, or None when
+    it names no one (no customer email and no client_reference_id)."""
+    details = session.get("customer_details")
+    email = details.get("email") if isinstance(details, dict) else None
+    email = email if isinstance(email, str) and email.strip() else None
+    reference = session.get("client_reference_id")
+    user_id = reference if isinstance(reference, str) and reference.strip() else None
+    if email is None and user_id is None:
+        return None
+    properties: dict[str, Any] = {}
+    if isinstance(session.get("id"), str):
+        properties["order_id"] = session["id"]
+    currency = session.get("currency")
+    amount = session.get("amount_total")
+    if isinstance(currency, str) and currency:
+        properties["currency"] = currency.upper()
+        if isinstance(amount, int) and not isinstance(amount, bool):
+            properties["revenue"] = properties["value"] = major_units(amount, currency)
+    message: dict[str, Any] = {
+        "type": "track",
+        "event": "Order Completed",
+        "messageId": f"stripe-{event_id}",
+        "properties": properties,
+        "context": {"library": {"name": "stripe-webhook"}},
+    }
+    if user_id is not None:
+        message["userId"] = user_id
+    else:
+        # parse requires a user or anonymous id; the email identifies the person.
+        customer = session.get("customer")
+        anchor = customer if isinstance(customer, str) and customer else session.get("id")
+        message["anonymousId"] = f"stripe:{anchor or event_id}"
+    if email is not None:
+        message["context"]["traits"] = {"email": email}
+    if isinstance(created, int) and not isinstance(created, bool) and created > 0:
+        message["timestamp"] = datetime.fromtimestamp(created, UTC).isoformat()
+    return message
+
+
+def major_units(amount: int, currency: str) -> float:
+    """Stripe's minor-unit integer as an amount of the currency (4250 EUR -> 42.5)."""
+    code = currency.upper()
+    if code in ZERO_DECIMAL:
+        return float(amount)
+    return amount / (1000 if code in THREE_DECIMAL else 100)

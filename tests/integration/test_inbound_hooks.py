@@ -1,0 +1,305 @@
+"""Signed webhooks into the log: `POST /hooks/inbound/{workspace}/{source}` over HTTP.
+
+Deliveries are signed with the real libraries: `standardwebhooks` for the generic source, and
+`stripe`'s own header generator when it is installed (else a hand-written HMAC, checked here
+against the Stripe vector of `research/webhook-vectors.json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+
+from leadloop.ingest.model import MAX_REQUEST_BYTES
+from tests.conftest import SHARED
+from tests.integration.conftest import Api, serve_api
+
+CRM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+STRIPE_SECRET = "whsec_test_marketing_engine_stripe_0001"
+PLAYBOOK = f"""
+version: 1
+sources:
+  - id: crm
+    kind: standard
+    secret: {CRM_SECRET}
+  - id: shop
+    kind: stripe
+    secret: {STRIPE_SECRET}
+  - id: paused
+    kind: standard
+    secret: ""
+"""
+CRM = "/hooks/inbound/default/crm"
+SHOP = "/hooks/inbound/default/shop"
+VECTORS = json.loads((SHARED / "research" / "webhook-vectors.json").read_text())
+
+
+def _with_playbook(url: str, tmp_path: Path) -> Iterator[Api]:
+    for api in serve_api(url):
+        path = tmp_path / "playbook.yaml"
+        path.write_text(PLAYBOOK)
+        api.engine.apply_playbook_file(str(path))
+        api.engine.refresh_playbooks()
+        yield api
+
+
+@pytest.fixture
+def hooks(sqlite_url: str, tmp_path: Path) -> Iterator[Api]:
+    yield from _with_playbook(sqlite_url, tmp_path)
+
+
+@pytest.fixture
+def any_hooks(backend_url: str, tmp_path: Path) -> Iterator[Api]:
+    yield from _with_playbook(backend_url, tmp_path)
+
+
+def standard_headers(
+    api: Api, body: str, msg_id: str = "msg_1", secret: str = CRM_SECRET, age: float = 0
+) -> dict[str, str]:
+    when = datetime.fromtimestamp(int(api.engine.clock.now() - age), UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, when, body),
+        "content-type": "application/json",
+    }
+
+
+def stripe_header(body: str, secret: str, timestamp: int) -> str:
+    try:
+        import stripe
+    except ImportError:
+        mac = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256)
+        return f"t={timestamp},v1={mac.hexdigest()}"
+    return str(stripe.WebhookSignature.generate_signature_header(body, secret, timestamp))
+
+
+def test_the_stripe_signer_matches_the_stripe_vector() -> None:
+    vector = VECTORS["stripe"]["vectors"][0]
+    made = stripe_header(vector["body"], vector["secret"], vector["timestamp"])
+    assert made == vector["expected_header"]
+
+
+def lookup(api: Api, kind: str, value: str) -> Any:
+    api.settle()
+    r = api.client.get(
+        "/api/v1/profiles/lookup", params={"type": kind, "value": value}, headers=api.bearer()
+    )
+    return r
+
+
+def events_of(api: Api, profile_id: str) -> list[dict[str, Any]]:
+    r = api.client.get(f"/api/v1/profiles/{profile_id}/events", headers=api.bearer())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return list(body["events"] if isinstance(body, dict) else body)
+
+
+IDENTIFY = {"type": "identify", "userId": "crm-42", "traits": {"email": "ada@example.com"}}
+
+
+# -- Standard Webhooks source --------------------------------------------------------------
+
+
+def test_signed_segment_event_becomes_a_profile_and_a_retry_adds_nothing(
+    any_hooks: Api,
+) -> None:
+    api = any_hooks
+    body = json.dumps(IDENTIFY)
+    headers = standard_headers(api, body, "msg_identify")
+    r = api.client.post(CRM, content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1, "ignored": 0}
+    found = lookup(api, "email", "ada@example.com")
+    assert found.status_code == 200, found.text
+    assert {"type": "user_id", "value": "crm-42"} in found.json()["identities"]
+
+    # The provider retries the same delivery (same webhook-id, new timestamp and signature).
+    again = api.client.post(CRM, content=body, headers=standard_headers(api, body, "msg_identify"))
+    assert again.status_code == 200
+    api.settle()
+    assert api.event_count() == 1
+
+
+def test_batch_messages_get_distinct_ids_from_the_delivery(any_hooks: Api) -> None:
+    api = any_hooks
+    body = json.dumps(
+        {
+            "batch": [
+                {"type": "track", "userId": "u1", "event": "Deal Won"},
+                {"type": "track", "userId": "u1", "event": "Deal Won"},
+                {"type": "track", "userId": "u1", "event": "Own Id", "messageId": "mine"},
+            ]
+        }
+    )
+    for _ in range(2):
+        r = api.client.post(CRM, content=body, headers=standard_headers(api, body, "msg_b"))
+        assert r.status_code == 200, r.text
+        assert r.json()["accepted"] == 3
+    assert api.event_count() == 3
+    ids = {
+        row[0] for row in api.engine.read_sync(lambda c: c.execute("SELECT message_id FROM events"))
+    }
+    assert ids == {"hook-crm-msg_b-0", "hook-crm-msg_b-1", "mine"}
+
+
+@pytest.mark.parametrize("problem", ["tampered", "wrong_secret", "stale", "unsigned"])
+def test_a_bad_signature_is_401_and_stores_nothing(any_hooks: Api, problem: str) -> None:
+    api = any_hooks
+    body = json.dumps(IDENTIFY)
+    secret = (
+        "whsec_3X4NhiYzlVRQa+OHEiDKy//zIo5FI61xKI43YIR1j+E="
+        if problem == "wrong_secret"
+        else CRM_SECRET
+    )
+    headers = standard_headers(api, body, secret=secret, age=600 if problem == "stale" else 0)
+    if problem == "tampered":
+        body = body.replace("crm-42", "crm-43")
+    if problem == "unsigned":
+        del headers["webhook-signature"]
+    r = api.client.post(CRM, content=body, headers=headers)
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthorized" and r.json()["message"]
+    assert api.event_count() == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/hooks/inbound/default/nope",
+        "/hooks/inbound/other/crm",
+        "/hooks/inbound/nowhere/crm",
+        "/hooks/inbound/default/paused",
+        "/hooks/inbound/default",
+    ],
+)
+def test_unknown_or_disabled_source_is_404(hooks: Api, path: str) -> None:
+    body = json.dumps(IDENTIFY)
+    r = hooks.client.post(path, content=body, headers=standard_headers(hooks, body))
+    assert r.status_code == 404
+    assert r.json()["code"] == "not_found"
+
+
+def test_oversize_body_is_413(hooks: Api) -> None:
+    body = json.dumps({**IDENTIFY, "traits": {"blob": "x" * (MAX_REQUEST_BYTES + 1)}})
+    r = hooks.client.post(CRM, content=body, headers=standard_headers(hooks, body))
+    assert r.status_code == 413
+    assert r.json()["code"] == "request_too_large"
+    assert hooks.event_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("{not json", "invalid_json"),
+        (json.dumps({"type": "track", "userId": "u"}), "missing_event"),
+        (json.dumps({"userId": "u"}), "invalid_type"),
+        (json.dumps({"batch": []}), "invalid_batch"),
+    ],
+)
+def test_signed_but_invalid_body_is_400(hooks: Api, body: str, code: str) -> None:
+    r = hooks.client.post(CRM, content=body, headers=standard_headers(hooks, body))
+    assert r.status_code == 400
+    assert r.json()["code"] == code
+    assert hooks.event_count() == 0
+
+
+def test_only_post(hooks: Api) -> None:
+    assert hooks.client.get(CRM).status_code == 405
+
+
+# -- Stripe source -------------------------------------------------------------------------
+
+
+def checkout(event_id: str, amount: int, currency: str, **session: Any) -> str:
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "created": 1714564800,
+            "type": "checkout.session.completed",
+            "data": {
+                "object": {
+                    "id": f"cs_{event_id}",
+                    "object": "checkout.session",
+                    "customer_details": {"email": "grace@example.com"},
+                    "amount_total": amount,
+                    "currency": currency,
+                    **session,
+                }
+            },
+        }
+    )
+
+
+def post_stripe(api: Api, body: str, secret: str = STRIPE_SECRET, age: float = 0) -> Any:
+    header = stripe_header(body, secret, int(api.engine.clock.now() - age))
+    return api.client.post(SHOP, content=body, headers={"Stripe-Signature": header})
+
+
+def order_events(api: Api, kind: str, value: str) -> list[dict[str, Any]]:
+    found = lookup(api, kind, value)
+    assert found.status_code == 200, found.text
+    return [e for e in events_of(api, found.json()["id"]) if e.get("event") == "Order Completed"]
+
+
+def properties(event: dict[str, Any]) -> dict[str, Any]:
+    body = event.get("body") or event
+    return dict(body["properties"])
+
+
+def test_checkout_completed_is_an_order_for_the_customer(any_hooks: Api) -> None:
+    api = any_hooks
+    r = post_stripe(api, checkout("evt_1", 4250, "eur"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1, "ignored": 0}
+    assert post_stripe(api, checkout("evt_1", 4250, "eur")).status_code == 200  # a retry
+    (order,) = order_events(api, "email", "grace@example.com")
+    assert properties(order) == {
+        "order_id": "cs_evt_1",
+        "revenue": 42.5,
+        "value": 42.5,
+        "currency": "EUR",
+    }
+    assert api.event_count() == 1
+
+
+def test_zero_decimal_currency_is_not_divided_and_reference_is_the_user_id(
+    hooks: Api,
+) -> None:
+    r = post_stripe(hooks, checkout("evt_2", 5000, "jpy", client_reference_id="user-7"))
+    assert r.status_code == 200, r.text
+    (order,) = order_events(hooks, "user_id", "user-7")
+    assert properties(order)["revenue"] == 5000
+    assert properties(order)["currency"] == "JPY"
+
+
+def test_other_stripe_events_are_acknowledged_and_ignored(any_hooks: Api) -> None:
+    body = json.dumps({"id": "evt_3", "type": "invoice.paid", "data": {"object": {}}})
+    r = post_stripe(any_hooks, body)
+    assert r.status_code == 200
+    assert r.json() == {"accepted": 0, "ignored": 1}
+    assert any_hooks.event_count() == 0
+
+
+@pytest.mark.parametrize("problem", ["wrong_secret", "stale", "tampered"])
+def test_bad_stripe_signature_is_401(hooks: Api, problem: str) -> None:
+    body = checkout("evt_4", 100, "usd")
+    secret = "whsec_other" if problem == "wrong_secret" else STRIPE_SECRET
+    header = stripe_header(
+        body, secret, int(hooks.engine.clock.now() - (301 if problem == "stale" else 0))
+    )
+    if problem == "tampered":
+        body = body.replace("100", "1")
+    r = hooks.client.post(SHOP, content=body, headers={"Stripe-Signature": header})
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthorized"
+    assert hooks.event_count() == 0

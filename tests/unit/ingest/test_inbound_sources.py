@@ -1,0 +1,56 @@
+"""Stripe events as Segment messages: pure, no signature involved."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadloop.ingest.sources import major_units, order_completed
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [
+        (4250, "eur", 42.5),
+        (4250, "USD", 42.5),
+        (5000, "jpy", 5000.0),
+        (12345, "krw", 12345.0),
+        (500, "isk", 5.0),  # sent with two decimals for backwards compatibility
+        (5120, "kwd", 5.12),
+        (0, "gbp", 0.0),
+    ],
+)
+def test_major_units(amount: int, currency: str, expected: float) -> None:
+    assert major_units(amount, currency) == pytest.approx(expected)
+
+
+def session(**fields: object) -> dict[str, object]:
+    return {"id": "cs_1", "amount_total": 1999, "currency": "usd", **fields}
+
+
+def test_order_completed_from_email() -> None:
+    message = order_completed("evt_1", 1714564800, session(customer_details={"email": "a@x.io"}))
+    assert message is not None
+    assert message["messageId"] == "stripe-evt_1"
+    assert message["event"] == "Order Completed"
+    assert message["context"]["traits"] == {"email": "a@x.io"}
+    assert message["anonymousId"] == "stripe:cs_1" and "userId" not in message
+    assert message["properties"] == {
+        "order_id": "cs_1",
+        "revenue": 19.99,
+        "value": 19.99,
+        "currency": "USD",
+    }
+    assert message["timestamp"] == "2024-05-01T12:00:00+00:00"
+
+
+def test_client_reference_id_is_the_user_id_and_the_customer_anchors_anonymous_ids() -> None:
+    with_ref = order_completed("e", None, session(client_reference_id="u-7"))
+    assert with_ref is not None and with_ref["userId"] == "u-7" and "anonymousId" not in with_ref
+    by_customer = order_completed(
+        "e", None, session(customer="cus_9", customer_details={"email": "a@x.io"})
+    )
+    assert by_customer is not None and by_customer["anonymousId"] == "stripe:cus_9"
+
+
+def test_a_session_naming_no_one_gives_no_message() -> None:
+    assert order_completed("e", None, session(customer_details={"email": None})) is None

@@ -1,0 +1,61 @@
+"""`sources:`: inbound webhook senders, validated with file, line and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadloop.errors import PlaybookError
+from leadloop.playbook import parse_playbook
+
+GOOD = """\
+version: 1
+sources:
+  - id: crm
+    kind: standard
+    secret: ${CRM_SECRET:-}
+  - id: shop
+    kind: stripe
+    secret: whsec_test_abc
+"""
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_sources_load_with_their_secrets_from_the_environment() -> None:
+    playbook = parse_playbook(GOOD, env={"CRM_SECRET": SECRET})
+    crm, shop = playbook.sources
+    assert (crm.id, crm.kind, crm.secret, crm.enabled) == ("crm", "standard", SECRET, True)
+    assert (shop.kind, shop.enabled) == ("stripe", True)
+    assert playbook.source("shop") is shop and playbook.source("nope") is None
+    assert playbook.warnings == ()
+    assert SECRET not in repr(crm)
+
+
+def test_an_unset_secret_disables_the_source_with_a_warning() -> None:
+    playbook = parse_playbook(GOOD, env={})
+    assert not playbook.source("crm").enabled  # type: ignore[union-attr]
+    (warning,) = playbook.warnings
+    assert (warning.line, warning.field) == (5, "sources[0].secret")
+    assert "source 'crm' is disabled" in warning.message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "words"),
+    [
+        ("kind: stripe", "kind: hubspot", 7, "sources[1].kind", "expected one of standard, stripe"),
+        ("whsec_test_abc", "sk_live_abc", 8, "sources[1].secret", "signing secret (whsec_...)"),
+        ("id: shop", "id: crm", 6, "sources[1].id", "duplicate source id 'crm'"),
+        ("id: shop", "id: my/shop", 6, "sources[1].id", "part of the URL"),
+        ("    kind: stripe\n", "", 6, "sources[1].kind", "missing required field"),
+        ("kind: stripe", "kind: standard", 8, "sources[1].secret", "base64"),
+        ("    secret: whsec_test_abc", "    secret: x\n    url: y", 9, "sources[1].url", "unknown"),
+    ],
+)
+def test_errors_name_file_line_and_field(
+    old: str, new: str, line: int, field: str, words: str
+) -> None:
+    assert old in GOOD
+    with pytest.raises(PlaybookError) as caught:
+        parse_playbook(GOOD.replace(old, new, 1), file="p.yaml", env={})
+    error = caught.value
+    assert (error.file, error.line, error.field) == ("p.yaml", line, field), str(error)
+    assert words in str(error)
