@@ -11,6 +11,10 @@ MESSAGE_CHANNELS: tuple[str, ...] = ("email", "whatsapp", "instagram", "sms")
 ReceiptStatus = Literal["sent", "delivered", "read", "failed", "bounced", "complained"]
 
 
+MAX_REASON_CHARS = 500
+"""A receipt's reason is cut to this many characters."""
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """A provider telling us what became of a message it accepted."""
@@ -25,6 +29,13 @@ class Receipt:
     recipient: str = ""
     permanent: bool = True
     """Bounces only: a soft (transient) bounce does not suppress the address."""
+
+    def __post_init__(self) -> None:
+        # The reason is the provider's free text (a Twilio `ErrorMessage`, a bounce's
+        # diagnostic): it is stored with the message and shown by the API, so a signed but
+        # careless or hostile delivery must not store a megabyte of it.
+        if len(self.reason) > MAX_REASON_CHARS:
+            object.__setattr__(self, "reason", self.reason[: MAX_REASON_CHARS - 1] + "…")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 
 from leadloop.channels.dsn import parse_dsn
+from leadloop.channels.model import MAX_REASON_CHARS
 from leadloop.channels.receipts import (
     parse_email_webhook,
     parse_meta,
@@ -184,3 +185,24 @@ def test_dsn_soft_bounce_is_not_permanent() -> None:
     )
     found = parse_dsn(raw)
     assert [(r.status, r.permanent, r.reason) for r in found] == [("bounced", False, "4.2.2")]
+
+
+def test_a_provider_reason_is_stored_bounded() -> None:
+    """A failure text of any length (signed, so accepted) is cut before it is stored."""
+    long = "x" * 100_000
+    receipt = parse_twilio(
+        {
+            "MessageSid": "SM1",
+            "MessageStatus": "failed",
+            "ErrorCode": "30003",
+            "ErrorMessage": long,
+        },
+        1.0,
+    )
+    assert receipt is not None and receipt.status == "failed"
+    assert len(receipt.reason) == MAX_REASON_CHARS
+    assert (
+        receipt.reason.startswith("failed (Twilio error 30003: xxx") and receipt.reason[-1] == "…"
+    )
+    short = parse_twilio({"MessageSid": "SM2", "MessageStatus": "failed", "ErrorCode": "1"}, 1.0)
+    assert short is not None and short.reason == "failed (Twilio error 1)"
