@@ -217,16 +217,16 @@ def channels_router(engine: Engine) -> APIRouter:
             return _bad("body too large", 413)
         now = engine.clock.now()
         headers = dict(request.headers)
-        workspace = next(
-            (
-                ws
-                for ws, c in svc.configs().items()
-                if c.email.webhook_secret
-                and verify_webhook(c.email.webhook_secret, headers, body, now)
+        # Every workspace whose secret verifies: two workspaces sending through one provider
+        # account share its secret, and a bounce must suppress the address in both.
+        signers = _signed_by(
+            svc.configs(),
+            lambda c: (
+                bool(c.email.webhook_secret)
+                and verify_webhook(c.email.webhook_secret, headers, body, now).ok
             ),
-            None,
         )
-        if workspace is None:
+        if not signers:
             return _bad("bad or missing webhook signature", 401)
         content_type = request.headers.get("content-type", "")
         provider = request.path_params["provider"]
@@ -238,9 +238,8 @@ def channels_router(engine: Engine) -> APIRouter:
             except msgspec.DecodeError:
                 return _bad("malformed JSON")
         found = receipt_parsing.storable(found)
-        ws = workspace
         count = await asyncio.wrap_future(
-            engine.writer.submit(lambda c: service.apply_receipts(c, ws, found, now))
+            engine.writer.submit(lambda c: _apply_receipts(c, signers, found, now))
         )
         return Response(
             msgspec.json.encode({"ok": True, "receipts": len(found), "matched": count}),

@@ -153,8 +153,9 @@ def apply_receipts(
     conn: Conn, workspace: str | None, receipts: Iterable[Receipt], now: float
 ) -> int:
     """Delivery, read, failure, bounce and complaint receipts → records, suppressions, events.
-    `workspace` is known for email webhooks (the secret that verified names it); Meta and
-    Twilio receipts find their message by the provider's id."""
+    `workspace` is known for email webhooks (a secret that verified names it: the caller
+    applies them once per such workspace); Meta and Twilio receipts find their message by the
+    provider's id."""
     changed = 0
     for receipt in receipts:
         record = _find(conn, workspace, receipt)

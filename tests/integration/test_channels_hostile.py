@@ -157,6 +157,21 @@ def test_an_email_notice_signed_for_one_workspace_changes_nothing_of_another(hoo
     assert state(hooks)[0] == before[0]  # default's message untouched
 
 
+def test_an_email_notice_signed_with_a_secret_two_workspaces_share_reaches_both(
+    hooks: Api, tmp_path: Path
+) -> None:
+    """One provider account sending for two workspaces signs with one secret: a complaint
+    must suppress the address in each, not only in the first workspace that verifies."""
+    shared = playbook("other").replace(EMAIL_SECRET["other"], EMAIL_SECRET["default"])
+    (tmp_path / "shared.yaml").write_text(shared)
+    hooks.engine.apply_playbook_file(str(tmp_path / "shared.yaml"))
+    hooks.engine.refresh_playbooks()
+    notice = msgspec.json.encode({"type": "complaint", "email": "ada@example.com"})
+    assert email_post(hooks, notice, EMAIL_SECRET["default"]).status_code == 200
+    rows = hooks.engine.read_sync(lambda c: c.execute("SELECT * FROM channel_suppressions"))
+    assert sorted(row[0] for row in rows) == ["default", "other"]
+
+
 @pytest.mark.parametrize("secret", ["", "meta-nobody", "meta-default "])
 def test_a_wrong_meta_signature_is_a_401_and_changes_nothing(hooks: Api, secret: str) -> None:
     before = state(hooks)
