@@ -130,7 +130,11 @@ def admin_router(engine: "Engine") -> APIRouter:
             raise HTTPException(404, detail="no such account")
         return view
 
-    @router.get("/status", summary="Log length, processor position and lag")
+    @router.get(
+        "/status",
+        summary="The engine's log length, processor position and lag (engine-wide: the log and "
+        "the processor are shared by every workspace, so any workspace's lag is this one)",
+    )
     async def status(ws: Workspace) -> dict[str, Any]:
         return await engine.read(engine.status)
 
