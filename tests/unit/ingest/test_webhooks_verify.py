@@ -150,7 +150,8 @@ def test_hubspot_legacy_vectors_only_when_allowed(vector: dict[str, Any]) -> Non
 HUBSPOT_SECRET = "00000000-1111-2222-3333-444444444444"
 
 
-def _hubspot_v3_headers(body: str, uri: str, stamp_ms: int, secret: str = HUBSPOT_SECRET
+def _hubspot_v3_headers(
+    body: str, uri: str, stamp_ms: int, secret: str = HUBSPOT_SECRET
 ) -> dict[str, str]:
     """Signed by HubSpot's own Python client, not by us."""
     signature = Signature.get_signature(secret, body, "v3", uri, "POST", str(stamp_ms))
