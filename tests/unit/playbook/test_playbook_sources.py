@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from leadloop.errors import PlaybookError
@@ -122,3 +125,13 @@ def test_hubspot_option_errors(old: str, new: str, field: str, words: str) -> No
         parse_playbook(HUBSPOT.replace(old, new, 1), file="p.yaml", env={})
     assert caught.value.field == f"sources[0].{field}", str(caught.value)
     assert words in str(caught.value)
+
+
+TRACKING_DOC = (Path(__file__).parents[3] / "docs" / "tracking.md").read_text(encoding="utf-8")
+YAML_BLOCKS = re.findall(r"^```yaml\n(.*?)^```", TRACKING_DOC, re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("block", YAML_BLOCKS)
+def test_the_tracking_docs_yaml_examples_are_valid_playbooks(block: str) -> None:
+    assert len(YAML_BLOCKS) >= 2  # the sources and the HubSpot Deal Won examples
+    parse_playbook("version: 1\n" + block, file="docs/tracking.md", env={})
