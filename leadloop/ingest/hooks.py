@@ -9,6 +9,11 @@ Answers: 200 `{"accepted", "ignored"}` once the events are committed; 404 for a 
 not configured (or disabled: its secret is unset); 401 when the signature is missing, wrong or
 stale, 413 over the tracking API's request limit, 400 for a body the tracking API would refuse.
 Nothing of a refused delivery is stored.
+
+HubSpot signs the URL it called. Behind a proxy the engine sees another scheme or host (and
+maybe a shorter path), so a delivery is checked against the request's own URL and against the
+source's `public_url` and `LEADLOOP_PUBLIC_URL` followed by the path and query as received, as
+the Twilio hook does with the channels' `public_url`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from leadloop.ingest.http import (
 )
 from leadloop.ingest.model import Rejected
 from leadloop.ingest.sources import read_delivery
+from leadloop.playbook.model import InboundSource
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -66,7 +72,14 @@ class InboundHooks:
         if isinstance(body, Rejected):
             return msgspec.structs.replace(body, status=413)
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
-        delivery = read_delivery(source, text_headers, body, self.engine.clock.now())
+        delivery = read_delivery(
+            source,
+            text_headers,
+            body,
+            self.engine.clock.now(),
+            method=scope["method"],
+            uris=called_uris(scope, headers, source, self.engine.settings.public_url),
+        )
         if isinstance(delivery, Rejected):
             return delivery
         if delivery.messages:
@@ -74,3 +87,22 @@ class InboundHooks:
             if failed is not None:
                 return failed
         return _encoder.encode({"accepted": len(delivery.messages), "ignored": delivery.ignored})
+
+
+def called_uris(
+    scope: Scope, headers: dict[bytes, bytes], source: InboundSource, public_url: str | None
+) -> list[str]:
+    """The URLs the sender may have called: the request's own, then each configured base
+    followed by the path (as sent, still percent-encoded) and query."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string") or b""
+    tail = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    host = headers.get(b"host", b"").decode("latin-1")
+    if not host and scope.get("server"):
+        server_host, port = scope["server"]
+        host = f"{server_host}:{port}" if port else str(server_host)
+    uris = [f"{scope.get('scheme', 'http')}://{host}{tail}"]
+    for base in (source.public_url, (public_url or "").rstrip("/")):
+        if base and f"{base}{tail}" not in uris:
+            uris.append(f"{base}{tail}")
+    return uris

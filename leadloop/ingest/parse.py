@@ -62,6 +62,16 @@ def decompress(body: bytes, encoding: str | None) -> bytes | Rejected:
 
 
 def decode_json(body: bytes) -> dict[str, Any] | Rejected:
+    value = decode_json_value(body)
+    if isinstance(value, Rejected):
+        return value
+    if not isinstance(value, dict):
+        return Rejected("invalid_json", "the body must be a JSON object")
+    return value
+
+
+def decode_json_value(body: bytes) -> Any:
+    """Any JSON document (a HubSpot delivery is an array), or a `Rejected`."""
     if len(body) > MAX_REQUEST_BYTES:
         return Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes")
     try:
@@ -72,8 +82,6 @@ def decode_json(body: bytes) -> dict[str, Any] | Rejected:
         return Rejected("invalid_json", "the body is not valid UTF-8")
     except RecursionError:
         return Rejected("invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")
-    if not isinstance(value, dict):
-        return Rejected("invalid_json", "the body must be a JSON object")
     return value
 
 

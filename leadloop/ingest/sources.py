@@ -11,18 +11,26 @@ already holds for the workspace):
   i-th message of a batch `hook-{source}-{webhook-id}-{i}`. The webhook-id is the same on every
   retry; the source id keeps two senders that number their deliveries alike apart.
 * `stripe`: `stripe-{event id}`; Stripe resends the same event object on a retry.
+* `hubspot`: `hubspot-{portalId}-{subscriptionId}-{eventId}` (see `ingest.hubspot`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
 from leadloop.ingest import parse
+from leadloop.ingest.hubspot import read_hubspot
 from leadloop.ingest.model import Accepted, Rejected
-from leadloop.ingest.webhooks_verify import verify_standard_webhook, verify_stripe
+from leadloop.ingest.webhooks_verify import (
+    Rejection,
+    Verification,
+    verify_hubspot,
+    verify_standard_webhook,
+    verify_stripe,
+)
 from leadloop.playbook.model import InboundSource
 
 STRIPE_TOLERANCE = 300.0
@@ -67,16 +75,28 @@ def read_delivery(
     headers: Mapping[str, str],
     body: bytes,
     now: float,
+    *,
+    method: str = "POST",
+    uris: Sequence[str] = (),
 ) -> Delivery | Rejected:
-    """Verify, then parse; a refused signature is a 401 and nothing of the body is read."""
+    """Verify, then parse; a refused signature is a 401 and nothing of the body is read.
+
+    `uris` are the URLs the sender may have called (HubSpot signs the one it called), the
+    request's own first; `method` is the request's."""
     if source.kind == "standard":
         verified = verify_standard_webhook(source.secret, headers, body, now)
     elif source.kind == "stripe":
         verified = verify_stripe(source.secret, headers, body, now, STRIPE_TOLERANCE)
+    elif source.kind == "hubspot":
+        verified = _verify_hubspot(source, headers, method, uris, body, now)
     else:
         assert_never(source.kind)
     if not verified:
         return Rejected("unauthorized", f"webhook signature refused: {verified.reason}", 401)
+    if source.kind == "hubspot":
+        events = parse.decode_json_value(body)
+        read = events if isinstance(events, Rejected) else read_hubspot(events, now)
+        return read if isinstance(read, Rejected) else Delivery(*read)
     payload = parse.decode_json(body)
     if isinstance(payload, Rejected):
         return payload
@@ -84,6 +104,34 @@ def read_delivery(
         delivery_id = {k.lower(): v for k, v in headers.items()}.get("webhook-id", "")
         return _standard(source.id, delivery_id, payload, now)
     return _stripe(payload, now)
+
+
+def _verify_hubspot(
+    source: InboundSource,
+    headers: Mapping[str, str],
+    method: str,
+    uris: Sequence[str],
+    body: bytes,
+    now: float,
+) -> Verification:
+    """Accepted when the signature matches any of the candidate URLs; otherwise the first
+    refusal (a stale or missing signature is refused alike for every URL)."""
+    first: Verification | None = None
+    for uri in uris:
+        verified = verify_hubspot(
+            source.secret,
+            headers,
+            method,
+            uri,
+            body,
+            now,
+            allow_legacy=source.legacy_signatures,
+        )
+        if verified:
+            return verified
+        if first is None:
+            first = verified
+    return first if first is not None else Verification(Rejection.MISSING_HEADERS)
 
 
 def _standard(

@@ -167,10 +167,11 @@ def verify_hubspot(
     """HubSpot v3: `X-HubSpot-Signature-v3` = base64(HMAC-SHA256(client secret,
     METHOD + URI + body + X-HubSpot-Request-Timestamp)), the timestamp in epoch milliseconds.
 
-    `uri` is the full URI HubSpot called (scheme, host, path, query), as received. Only old
-    timestamps are refused, like HubSpot's own helper. The legacy v1/v2 signatures carry no
-    timestamp, so anyone who saw one request can replay it forever: they are refused unless
-    `allow_legacy`, for apps still on the old scheme.
+    `uri` is the full URI HubSpot called (scheme, host, path, query), as received. A timestamp
+    more than `tolerance` off either way is refused: HubSpot's helper checks only the past, but a
+    captured request stamped ahead of our clock would stay replayable for as long as it is
+    ahead. The legacy v1/v2 signatures carry no timestamp, so anyone who saw one request can
+    replay it forever: they are refused unless `allow_legacy`, for apps still on the old scheme.
     """
     if not client_secret:
         raise ValueError("HubSpot client secret is empty")
@@ -181,8 +182,11 @@ def verify_hubspot(
         stamp = stamp.strip()
         if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > _MAX_DIGITS:
             return Verification(Rejection.BAD_TIMESTAMP)
-        if now * 1000.0 - int(stamp) > tolerance * 1000.0:
+        age_ms = now * 1000.0 - int(stamp)
+        if age_ms > tolerance * 1000.0:
             return Verification(Rejection.TOO_OLD)
+        if -age_ms > tolerance * 1000.0:
+            return Verification(Rejection.TOO_NEW)
         try:
             offered = base64.b64decode(given.strip(), validate=True)
         except binascii.Error:

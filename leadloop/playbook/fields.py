@@ -22,7 +22,10 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         ),
     ),
     "webhooks[]": (frozenset({"id", "url", "secret"}), frozenset()),
-    "sources[]": (frozenset({"id", "kind", "secret"}), frozenset()),
+    "sources[]": (
+        frozenset({"id", "kind", "secret"}),
+        frozenset({"public_url", "legacy_signatures"}),
+    ),
     "scoring": (frozenset({"models"}), frozenset()),
     "scoring.models[]": (
         frozenset({"id", "stages"}),

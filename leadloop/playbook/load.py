@@ -140,7 +140,7 @@ def _sources(fields: Fields, warnings: list[PlaybookWarning]) -> tuple[InboundSo
         if kind not in SOURCE_KINDS:
             source.fail("kind", f"expected one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
         secret = source.text("secret", "")
-        if secret and not secret.startswith("whsec_"):
+        if secret and kind != "hubspot" and not secret.startswith("whsec_"):
             # Both schemes' endpoint secrets start so; a Stripe API key (sk_...) does not sign.
             source.fail("secret", f"expected the {kind} endpoint's signing secret (whsec_...)")
         if secret and kind == "standard":
@@ -150,7 +150,22 @@ def _sources(fields: Fields, warnings: list[PlaybookWarning]) -> tuple[InboundSo
                 source.fail("secret", str(exc))
         if not secret:
             warnings.append(_disabled(source, "secret", f"source {source_id!r}"))
-        sources.append(InboundSource(id=source_id, kind=kind, secret=secret, enabled=bool(secret)))
+        for key in ("public_url", "legacy_signatures"):
+            if source.has(key) and kind != "hubspot":
+                source.fail(key, f"only a hubspot source has {key} (this one is {kind})")
+        public_url = source.text("public_url", "").rstrip("/")
+        if public_url and not public_url.startswith(("http://", "https://")):
+            source.fail("public_url", "expected an http:// or https:// URL")
+        sources.append(
+            InboundSource(
+                id=source_id,
+                kind=kind,
+                secret=secret,
+                enabled=bool(secret),
+                public_url=public_url,
+                legacy_signatures=source.boolean("legacy_signatures", False),
+            )
+        )
     return tuple(sources)
 
 

@@ -33,8 +33,8 @@ class WebhookEndpoint:
     """False when `url` or `secret` is empty: we never send an unsigned webhook."""
 
 
-SourceKind = Literal["standard", "stripe"]
-SOURCE_KINDS: tuple[SourceKind, ...] = ("standard", "stripe")
+SourceKind = Literal["standard", "stripe", "hubspot"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("standard", "stripe", "hubspot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,12 @@ class InboundSource:
     secret: str = field(repr=False)
     enabled: bool
     """False when `secret` is empty: an unsigned delivery is never accepted."""
+    public_url: str = ""
+    """`hubspot`: the base URL the sender calls (scheme, host, any path prefix of a proxy),
+    when it is not the one the engine sees; HubSpot signs the URL it called."""
+    legacy_signatures: bool = False
+    """`hubspot`: also accept the v1/v2 `X-HubSpot-Signature`, which has no timestamp and so
+    can be replayed forever by anyone who saw one request."""
 
 
 @dataclass(frozen=True, slots=True)

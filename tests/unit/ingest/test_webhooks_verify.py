@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hubspot.utils.signature import Signature
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -144,6 +145,73 @@ def test_hubspot_legacy_vectors_only_when_allowed(vector: dict[str, Any]) -> Non
         args = (vector["client_secret"], headers, vector["method"], vector["uri"], body, 0.0)
         assert verify_hubspot(*args, allow_legacy=True)
         assert verify_hubspot(*args).reason is Rejection.MISSING_HEADERS
+
+
+HUBSPOT_SECRET = "00000000-1111-2222-3333-444444444444"
+
+
+def _hubspot_v3_headers(
+    body: str, uri: str, stamp_ms: int, secret: str = HUBSPOT_SECRET
+) -> dict[str, str]:
+    """Signed by HubSpot's own Python client, not by us."""
+    signature = Signature.get_signature(secret, body, "v3", uri, "POST", str(stamp_ms))
+    return {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": str(stamp_ms)}
+
+
+def test_the_hubspot_client_reproduces_the_research_vector() -> None:
+    _require_vectors()
+    (vector,) = HUBSPOT["vectors"]
+    stamp = int(vector["headers"]["X-HubSpot-Request-Timestamp"])
+    made = _hubspot_v3_headers(vector["body"], vector["uri"], stamp, vector["client_secret"])
+    assert made["X-HubSpot-Signature-v3"] == vector["headers"]["X-HubSpot-Signature-v3"]
+
+
+@given(
+    body=st.text(max_size=200),
+    query=st.text(alphabet="abcxyz=&0123456789", max_size=20),
+    skew_ms=st.integers(-300_000, 300_000),
+)
+def test_hubspot_client_signatures_verify(body: str, query: str, skew_ms: int) -> None:
+    uri = f"https://hooks.example.com/hooks/inbound/default/hubspot?{query}"
+    now = 1_714_564_800.0
+    headers = _hubspot_v3_headers(body, uri, int(now * 1000) + skew_ms)
+    assert verify_hubspot(HUBSPOT_SECRET, headers, "POST", uri, body.encode(), now)
+    assert verify_hubspot("other-secret", headers, "POST", uri, body.encode(), now).reason is (
+        Rejection.NO_MATCH
+    )
+
+
+def test_hubspot_client_accepts_what_we_accept_now() -> None:
+    """`Signature.is_valid` reads the wall clock: both sides agree on a request stamped now."""
+    import time
+
+    uri, body, now = "https://h.example/hooks/inbound/default/hubspot", "[]", time.time()
+    headers = _hubspot_v3_headers(body, uri, int(now * 1000))
+    signature, stamp = headers["X-HubSpot-Signature-v3"], headers["X-HubSpot-Request-Timestamp"]
+    assert Signature.is_valid(signature, HUBSPOT_SECRET, body, uri, "POST", "v3", stamp)
+    assert verify_hubspot(HUBSPOT_SECRET, headers, "POST", uri, body.encode(), now)
+
+
+@pytest.mark.parametrize(
+    ("skew_s", "reason"),
+    [(-301, Rejection.TOO_OLD), (301, Rejection.TOO_NEW), (86_400, Rejection.TOO_NEW)],
+)
+def test_hubspot_timestamps_outside_five_minutes_either_way(skew_s: int, reason: Rejection) -> None:
+    uri, now = "https://h.example/x", 1_714_564_800.0
+    headers = _hubspot_v3_headers("[]", uri, int((now + skew_s) * 1000))
+    assert verify_hubspot(HUBSPOT_SECRET, headers, "POST", uri, b"[]", now).reason is reason
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_hubspot_client_legacy_signatures_need_the_opt_in(version: str) -> None:
+    uri, body = "https://h.example/x", '[{"eventId": 1}]'
+    signature = Signature.get_signature(HUBSPOT_SECRET, body, version, uri, "POST")
+    headers = {"X-HubSpot-Signature": signature, "X-HubSpot-Signature-Version": version}
+    args = (HUBSPOT_SECRET, headers, "POST", uri, body.encode(), 0.0)
+    assert verify_hubspot(*args, allow_legacy=True)
+    assert verify_hubspot(*args).reason is Rejection.MISSING_HEADERS
+    tampered = (*args[:4], body.encode() + b" ", 0.0)
+    assert verify_hubspot(*tampered, allow_legacy=True).reason is Rejection.NO_MATCH
 
 
 def test_hubspot_uri_decoding() -> None:
