@@ -6,7 +6,6 @@ the profile (the harness and helpers are those of `test_conversions_pipeline`)."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from tests.contract.test_conversions_pipeline import (
     Rig,
     open_rig,
     order,
-    person,
+    someone,
     visit,
 )
 
@@ -36,13 +35,6 @@ GOOGLE_ADS_ENV = {
     "LEADLOOP_GOOGLE_ADS_ACCESS_TOKEN": "google-ads-token",
     "LEADLOOP_GOOGLE_ADS_API_BASE": "{fake}",
 }
-
-
-def someone(user: str, *, consent: bool | None = True, **traits: Any) -> dict[str, Any]:
-    """`person` with an email and phone of their own, so profiles never share an identity."""
-    number = sum(map(ord, user))
-    own = {"email": f"{user}@example.com", "phone": f"+1650555{number:04d}", **traits}
-    return person(user, consent=consent, **own)
 
 
 def playbook(tmp_path: Path, text: str) -> Path:
