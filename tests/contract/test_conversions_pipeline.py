@@ -59,6 +59,7 @@ conversions:
       access_token: ${LEADLOOP_META_ACCESS_TOKEN:-}
       base_url: ${LEADLOOP_META_API_BASE:-https://graph.facebook.com}
       app_secret: app-secret
+      lead_event_source: HubSpot
     - id: google
       type: google
       base_url: ${LEADLOOP_GOOGLE_DM_API_BASE:-https://datamanager.googleapis.com}
@@ -285,6 +286,10 @@ def test_checkout_and_crm_stage_change_reach_every_platform(rig: Rig) -> None:
     assert user["client_user_agent"] == UA and user["client_ip_address"] == "203.0.113.9"
     lead = meta["Lead"]
     assert lead["action_source"] == "system_generated"
+    # Conversion Leads fields mark the CRM stage event, not the website checkout (§1.4).
+    assert lead["custom_data"] == {"lead_event_source": "HubSpot", "event_source": "crm"}
+    assert "lead_event_source" not in purchase["custom_data"]
+    assert "event_source" not in purchase["custom_data"]
     assert lead["event_id"].startswith("leadloop-") and lead["event_id"].endswith("-lead_mql")
 
     google = {e["transactionId"]: e for e in rig.fake.google.accepted}
