@@ -16,11 +16,16 @@ from leadloop.identity.model import Profile
 from leadloop.scoring.match import to_number
 
 
-def has_consent(config: ConversionsConfig, profile: Profile, keys: MatchKeys) -> tuple[bool, str]:
-    """Advertising consent: the latest explicit signal from a consent trait or an event's
-    `context.consent` wins; no signal at all is no consent (capi.md §6.4)."""
-    if not config.consent.required:
-        return True, ""
+def advertising_consent(
+    config: ConversionsConfig, profile: Profile, keys: MatchKeys
+) -> tuple[bool | None, str | None]:
+    """The profile's advertising consent signal and, when it must not be forwarded, why.
+
+    The signal is the latest explicit one from a consent trait or an event's `context.consent`
+    (True granted, False denied), None when there is none. It is what Google's consent fields
+    say (`ConversionStage`): set from a real signal only, never made up (capi.md §6.4). An
+    explicit denial is never forwarded, `required` or not; no signal at all is no consent
+    unless `consent.required` is false."""
     signals: list[tuple[float, bool]] = []
     for trait in config.consent.traits:
         value = _as_bool(profile.traits.get(trait))
@@ -29,14 +34,16 @@ def has_consent(config: ConversionsConfig, profile: Profile, keys: MatchKeys) ->
     if keys.consent is not None:
         signals.append((keys.consent_at or 0.0, keys.consent))
     if not signals:
+        if not config.consent.required:
+            return None, None
         sources = [f"trait {t}" for t in config.consent.traits] + [
             f"context.consent.{p}" for p in config.consent.context
         ]
-        return False, f"no advertising consent ({' or '.join(sources)} is not true)"
+        return None, f"no advertising consent ({' or '.join(sources)} is not true)"
     _, latest = max(signals, key=lambda s: s[0])
     if not latest:
         return False, "advertising consent withdrawn"
-    return True, ""
+    return True, None
 
 
 def _as_bool(value: Any) -> bool | None:

@@ -117,7 +117,8 @@ class MetaDestination(msgspec.Struct, frozen=True, kw_only=True):
     test_event_code: str | None = None
     default_region: str | None = None
     lead_event_source: str | None = None
-    """Name of the CRM for Conversion Leads (`HubSpot`, `In-house CRM`); when set, events carry
+    """Name of the CRM for Conversion Leads (`HubSpot`, `In-house CRM`); when set, CRM events
+    (`action_source: system_generated`, as stage changes are) carry
     `custom_data.lead_event_source` and `custom_data.event_source: crm` (capi.md §1.4)."""
     hash_external_id: bool = True
     """Meta recommends hashing but its Python SDK does not: must equal what the pixel sends."""

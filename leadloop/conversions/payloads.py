@@ -223,8 +223,10 @@ def build_meta_event(conversion: Conversion, destination: MetaDestination) -> di
         custom["contents"] = contents
         custom["content_ids"] = ids
         custom["num_items"] = items
-    if destination.lead_event_source:
+    if destination.lead_event_source and conversion.action_source == "system_generated":
         # Conversion Leads (capi.md §1.4): these two are what mark the event as CRM-sourced.
+        # Only on CRM events (a stage change, or a mapping that says `system_generated`): Meta's
+        # payload specification is "for CRM events ... only", not a website checkout.
         custom["lead_event_source"] = destination.lead_event_source
         custom["event_source"] = "crm"
     event: dict[str, Any] = {

@@ -25,11 +25,11 @@ from leadloop.conversions import store
 from leadloop.conversions.capture import MatchKeys, capture_keys
 from leadloop.conversions.config import ConversionsConfig, Mapping
 from leadloop.conversions.fields import (
+    advertising_consent,
     auto_source,
     contents_of,
     currency_of,
     event_id_for,
-    has_consent,
     order_id_in,
     text_at,
     value_of,
@@ -198,7 +198,8 @@ class ConversionStage:
                 event_id = event_id_for("order", order_id, mapping.event_name)
             else:
                 event_id = event_id_for("event", event.message_id, mapping.id)
-        consented, why_not = has_consent(config, profile, keys)
+        # Google's consent fields carry the signal as it is: unset without one (capi.md §6.4).
+        consent, why_not = advertising_consent(config, profile, keys)
         identities = batch.identity.identities_of_profile(ws, profile.id)
         user = user_identifiers(profile, identities, keys, mapping.identifiers)
         url = page_url(event)
@@ -215,8 +216,8 @@ class ConversionStage:
             contents=contents_of(body, mapping.contents),
             order_id=order_id,
             event_source_url=url if source == "website" else None,
-            ad_user_data=True if consented else None,
-            ad_personalization=True if consented else None,
+            ad_user_data=consent,
+            ad_personalization=consent,
             # capi.md §1.4: Meta discards a CRM stage event dated before the lead's creation. The
             # profile's first event is a lower bound of that, so the check never drops a good one.
             lead_created_at=profile.first_seen
@@ -243,7 +244,7 @@ class ConversionStage:
             reason: str | None
             flags = _NO_COVERAGE
             event_name = mapping.name_for(dest.platform)
-            if not consented:
+            if why_not:
                 reason = why_not
             else:
                 conversion, flags = for_destination(base, dest, mapping, config.default_region)

@@ -59,6 +59,7 @@ conversions:
       access_token: ${LEADLOOP_META_ACCESS_TOKEN:-}
       base_url: ${LEADLOOP_META_API_BASE:-https://graph.facebook.com}
       app_secret: app-secret
+      lead_event_source: HubSpot
     - id: google
       type: google
       base_url: ${LEADLOOP_GOOGLE_DM_API_BASE:-https://datamanager.googleapis.com}
@@ -199,6 +200,13 @@ def person(user: str = "u1", *, consent: bool | None = True, **traits: Any) -> d
     return {"type": "identify", "userId": user, "traits": values}
 
 
+def someone(user: str, *, consent: bool | None = True, **traits: Any) -> dict[str, Any]:
+    """`person` with an email and phone of their own, so profiles never share an identity."""
+    number = sum(map(ord, user))
+    own = {"email": f"{user}@example.com", "phone": f"+1650555{number:04d}", **traits}
+    return person(user, consent=consent, **own)
+
+
 def visit(user: str = "u1") -> dict[str, Any]:
     url = "https://shop.test/pricing?fbclid=FbClick.AbC&gclid=GcLiD-1&ttclid=TtClick1"
     return {
@@ -278,6 +286,10 @@ def test_checkout_and_crm_stage_change_reach_every_platform(rig: Rig) -> None:
     assert user["client_user_agent"] == UA and user["client_ip_address"] == "203.0.113.9"
     lead = meta["Lead"]
     assert lead["action_source"] == "system_generated"
+    # Conversion Leads fields mark the CRM stage event, not the website checkout (§1.4).
+    assert lead["custom_data"] == {"lead_event_source": "HubSpot", "event_source": "crm"}
+    assert "lead_event_source" not in purchase["custom_data"]
+    assert "event_source" not in purchase["custom_data"]
     assert lead["event_id"].startswith("leadloop-") and lead["event_id"].endswith("-lead_mql")
 
     google = {e["transactionId"]: e for e in rig.fake.google.accepted}
@@ -331,12 +343,8 @@ def test_stage_move_conversions_carry_the_lead_creation_time(rig: Rig) -> None:
     assert set(rig.statuses().values()) == {"delivered"}
 
 
-def test_visibility_api_counts_sent_skipped_and_coverage(rig: Rig) -> None:
-    h = rig.h
-    h.send(person(), visit(), order("o-1"))
-    h.send(person("u2", consent=None), order("o-2", user="u2"))
-    h.settle()
-    rig.drain()
+def api_summary(h: Harness) -> dict[str, Any]:
+    """`GET /api/v1/conversions` as an admin sees it (and refused without a token)."""
     token = h.engine.writer.submit(
         lambda c: workspaces.create_admin_token(c, "default", "t", h.engine.clock.now())
     ).result()
@@ -350,7 +358,17 @@ def test_visibility_api_counts_sent_skipped_and_coverage(rig: Rig) -> None:
         assert client.get("/api/v1/conversions").status_code == 401
         body = client.get("/api/v1/conversions", headers={"Authorization": f"Bearer {token}"})
     assert body.status_code == 200
-    meta = body.json()["destinations"]["meta"]
+    summary: dict[str, Any] = body.json()
+    return summary
+
+
+def test_visibility_api_counts_sent_skipped_and_coverage(rig: Rig) -> None:
+    h = rig.h
+    h.send(person(), visit(), order("o-1"))
+    h.send(person("u2", consent=None), order("o-2", user="u2"))
+    h.settle()
+    rig.drain()
+    meta = api_summary(h)["destinations"]["meta"]
     assert meta["sent"] == 1 and meta["failed"] == 0 and meta["skipped"] == 1
     assert "no advertising consent" in meta["skipped_reasons"][0]["reason"]
     assert meta["coverage"] == {
@@ -400,24 +418,33 @@ def test_retries_500_429_and_tiktok_http_200_error_each_accepted_once(rig: Rig) 
     assert set(rig.statuses().values()) == {"delivered"}
 
 
-def test_whole_batch_400_for_one_bad_event_is_bisected(rig: Rig) -> None:
-    h = rig.h
-    meta = rig.fake.meta
-    check = meta._check
+def refuse_order(rig: Rig, order_id: str) -> None:
+    """From now on the fake Meta refuses, as a whole-batch 400 naming it, any request that
+    holds the order `order_id` (one bad event in a batch, capi.md §1.1)."""
+    check = rig.fake.meta._check
 
-    def refuse_bad_order(body: dict[str, Any]) -> list[dict[str, Any]]:
+    def refuse(body: dict[str, Any]) -> list[dict[str, Any]]:
         events = check(body)
         for i, event in enumerate(events):
-            if event.get("custom_data", {}).get("order_id") == "bad":
+            if event.get("custom_data", {}).get("order_id") == order_id:
                 raise Invalid("Invalid parameter", i)
         return events
 
-    meta._check = refuse_bad_order  # type: ignore[method-assign]
+    rig.fake.meta._check = refuse  # type: ignore[method-assign]
+
+
+def test_whole_batch_400_for_one_bad_event_is_bisected(rig: Rig) -> None:
+    h = rig.h
+    meta = rig.fake.meta
+    refuse_order(rig, "bad")
     h.send(person(), visit(), order("o-1"), order("bad"), order("o-3"), order("o-4"))
     h.settle()
     rig.drain()
     accepted = sorted(e["custom_data"]["order_id"] for e in meta.accepted)
     assert accepted == ["o-1", "o-3", "o-4"]
+    # Bisection re-sends only the parts that were refused: no platform saw an event twice.
+    assert [p.duplicates for p in _platforms(rig)] == [[], [], []]
+    assert len(rig.fake.google.accepted) == len(rig.fake.tiktok.accepted) == 4
     statuses = rig.statuses()
     assert statuses["meta:order-bad-purchase"] == "dead"
     assert statuses["google:order-bad-purchase"] == "delivered"
@@ -433,7 +460,7 @@ def test_whole_batch_400_for_one_bad_event_is_bisected(rig: Rig) -> None:
     assert count == 1
     rig.drain()
     assert rig.statuses()["meta:order-bad-purchase"] == "dead"
-    assert len(meta.accepted) == 3
+    assert len(meta.accepted) == 3 and meta.duplicates == []
 
 
 def test_crash_between_send_and_mark_resends_the_same_id(rig: Rig) -> None:

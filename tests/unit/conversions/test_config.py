@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from leadloop.conversions.config import conversions_config, parse_conversions
+from leadloop.conversions.config import (
+    ConsentConfig,
+    ConversionsConfig,
+    conversions_config,
+    parse_conversions,
+)
 from leadloop.conversions.model import GoogleDestination, MetaDestination
 from leadloop.errors import PlaybookError
 from leadloop.playbook.load import parse_playbook
@@ -149,3 +156,103 @@ def test_invalid_section_is_refused_when_the_playbook_is_loaded() -> None:
     assert caught.value.file == "pb.yaml" and caught.value.line == 3
     assert "bogus" in caught.value.field
     assert conversions_config(None).mappings == ()
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "playbook.yaml"
+
+
+def example_section(env: dict[str, str]) -> ConversionsConfig:
+    playbook = parse_playbook(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE), env)
+    return parse_conversions(playbook.sections.get("conversions"))
+
+
+def test_the_example_playbook_without_environment_disables_every_destination() -> None:
+    # `make run` on a laptop without ad accounts: it loads, and says why nothing is sent.
+    config = example_section({})
+    assert [(d.id, d.enabled) for d in config.destinations] == [
+        ("meta", False),
+        ("google", False),
+        ("google_ads", False),
+        ("tiktok", False),
+    ]
+    reasons = {d.id: d.disabled_reason for d in config.destinations}
+    assert reasons["meta"] == "access_token, pixel_id not set"
+    assert reasons["tiktok"] == "access_token, pixel_code not set"
+    assert (
+        reasons["google_ads"]
+        == "access_token, customer_id, conversion_action, developer_token not set"
+    )
+    google = reasons["google"] or ""
+    assert google.endswith("operating_account, conversion_action not set")
+    warnings = [str(w) for w in config.warnings]
+    assert len(warnings) == 4
+    for warning, dest in zip(warnings, ("meta", "google", "google_ads", "tiktok"), strict=True):
+        assert f"conversion destination {dest!r} is disabled" in warning
+
+
+REAL_HOSTS = {
+    "meta": "https://graph.facebook.com",
+    "google": "https://datamanager.googleapis.com",
+    "google_ads": "https://googleads.googleapis.com",
+    "tiktok": "https://business-api.tiktok.com",
+}
+
+
+def hosts(config: ConversionsConfig) -> dict[str, str]:
+    return {d.id: d.destination.base_url for d in config.destinations if d.destination is not None}
+
+
+def test_a_destination_without_base_url_goes_to_the_platforms_real_host() -> None:
+    text = """
+version: 1
+conversions:
+  destinations:
+    - { id: meta, type: meta, pixel_id: "1", access_token: m }
+    - { id: google, type: google, destination: 1234567890/987654, access_token: g }
+    - id: google_ads
+      type: google_ads
+      customer_id: 123-456-7890
+      conversion_action: "555"
+      developer_token: d
+      access_token: a
+    - { id: tiktok, type: tiktok, pixel_code: TT, access_token: t }
+"""
+    assert hosts(section(text)) == REAL_HOSTS
+
+
+def test_the_example_playbook_defaults_to_the_platforms_real_hosts() -> None:
+    # Credentials alone turn each destination on, pointed at the platform itself: only the
+    # `*_API_BASE` variables move it (tests point them at the local fake).
+    config = example_section(
+        {
+            "LEADLOOP_META_PIXEL_ID": "123",
+            "LEADLOOP_META_ACCESS_TOKEN": "m",
+            "LEADLOOP_GOOGLE_ACCESS_TOKEN": "g",
+            "LEADLOOP_GOOGLE_DESTINATION": "1234567890/987654",
+            "LEADLOOP_GOOGLE_ADS_CUSTOMER_ID": "123-456-7890",
+            "LEADLOOP_GOOGLE_ADS_CONVERSION_ACTION": "555",
+            "LEADLOOP_GOOGLE_ADS_DEVELOPER_TOKEN": "d",
+            "LEADLOOP_GOOGLE_ADS_ACCESS_TOKEN": "a",
+            "LEADLOOP_TIKTOK_PIXEL_CODE": "TT",
+            "LEADLOOP_TIKTOK_ACCESS_TOKEN": "t",
+        }
+    )
+    assert config.warnings == ()
+    assert hosts(config) == REAL_HOSTS
+    # And the example forwards what the issue asks: the checkout and the MQL stage.
+    purchase, mql = config.mappings
+    assert (purchase.track, purchase.event_name) == (("Order Completed",), "Purchase")
+    assert (mql.stage, mql.event_name) == ("MQL", "Lead")
+
+
+def test_a_consent_block_replaces_the_defaults() -> None:
+    block = (
+        "  consent:\n    traits: [marketing_ok]\n    context: [ads.allowed]\n    required: false\n"
+    )
+    config = section(BASE.replace("  default_region: gb\n", "  default_region: gb\n" + block))
+    assert config.consent == ConsentConfig(
+        traits=("marketing_ok",), context=("ads.allowed",), required=False
+    )
+    assert section(BASE).consent == ConsentConfig(
+        traits=("ad_consent",), context=("categoryPreferences.advertising",), required=True
+    )

@@ -37,9 +37,40 @@ def test_destination_types_and_identifiers_are_documented() -> None:
     assert all(f"`{name}`" in identifiers for name in IDENTIFIERS)
 
 
-def test_the_example_playbooks_conversion_variables_are_documented() -> None:
+def example_variables() -> list[tuple[str, str, str, str]]:
+    """(destination id, key, variable, default) of every `${LEADLOOP_...:-default}` in the
+    example playbook's `conversions` section."""
     example = (ROOT / "examples" / "playbook.yaml").read_text(encoding="utf-8")
-    conversions = example[example.index("\nconversions:") :]
-    names = set(re.findall(r"\$\{(LEADLOOP_GOOGLE_ADS_\w+)", conversions))
-    assert len(names) == 6
-    assert all(f"`{name}`" in DOC for name in names)
+    start = example.index("\nconversions:") + 1
+    following = re.compile(r"^\S", re.MULTILINE).search(example, example.index("\n", start) + 1)
+    conversions = example[start : following.start() if following else len(example)]
+    found = []
+    destination = ""
+    for line in conversions.splitlines():
+        named = re.match(r"\s*- id: (\S+)", line)
+        if named:
+            destination = named.group(1)
+        for key, name, default in re.findall(r"(\w+): \$\{(LEADLOOP_\w+)(?::-([^}]*))?\}", line):
+            found.append((destination, key, name, default))
+    # A variable written any other way (not as a key's whole value) would go unchecked.
+    assert len(found) == conversions.count("${LEADLOOP_")
+    return found
+
+
+def test_every_variable_of_the_example_playbook_is_documented_with_its_default() -> None:
+    rows = {
+        name: (sets, default)
+        for name, sets, default in re.findall(
+            r"^\|\s*`(LEADLOOP_\w+)`\s*\|([^|]*)\|([^|]*)\|\s*$",
+            section("examples/playbook.yaml"),
+            re.MULTILINE,
+        )
+    }
+    variables = example_variables()
+    assert len(variables) >= 15
+    for destination, key, name, default in variables:
+        assert name in rows, f"docs/conversions.md has no row for {name}"
+        sets, documented = rows[name]
+        assert f"`{destination}` `{key}`" in sets, f"{name} sets {destination}.{key}"
+        expected = f"`{default}`" if default else "empty"
+        assert documented.strip().startswith(expected), f"{name} defaults to {default!r}"

@@ -147,6 +147,16 @@ def test_meta_body_has_crm_lead_fields_and_hashed_user_data() -> None:
     assert_no_raw_pii(body)
 
 
+@pytest.mark.parametrize("source", ["website", "other", "physical_store", "email"])
+def test_meta_crm_lead_fields_are_for_crm_events_only(source: str) -> None:
+    # Meta's Conversion Leads payload specification is for CRM events only (capi.md §1.4): a
+    # checkout on the same destination is not marked `event_source: crm`.
+    web = conversion(action_source=source, event_source_url="https://shop.test/checkout")
+    custom = build_meta_request([web], META)["data"][0]["custom_data"]
+    assert "lead_event_source" not in custom and "event_source" not in custom
+    assert custom["currency"] == "eur"
+
+
 def test_meta_leaves_out_what_is_unset() -> None:
     # No custom_data without value, currency,
     # order, contents or CRM source; no null anywhere; `data_processing_options` always there.

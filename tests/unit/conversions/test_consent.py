@@ -1,0 +1,67 @@
+"""`advertising_consent`: which profiles are forwarded, and the signal Google's consent fields
+carry (docs/conversions.md, "Consent"; capi.md §6.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from leadloop.conversions.capture import MatchKeys
+from leadloop.conversions.config import ConsentConfig, ConversionsConfig
+from leadloop.conversions.fields import advertising_consent
+from leadloop.identity.model import Profile
+
+NO_SIGNAL = "no advertising consent (trait ad_consent or context.consent.categoryPreferences.advertising is not true)"
+WITHDRAWN = "advertising consent withdrawn"
+
+
+def profile(**traits: Any) -> Profile:
+    times = {name: 10.0 for name in traits}
+    return Profile(
+        id="p",
+        workspace_id="w",
+        traits=traits,
+        trait_times=times,
+        first_seen=1.0,
+        last_seen=1.0,
+        last_activity=1.0,
+    )
+
+
+def config(required: bool) -> ConversionsConfig:
+    return ConversionsConfig(consent=ConsentConfig(required=required))
+
+
+@pytest.mark.parametrize(
+    ("required", "traits", "expected"),
+    [
+        (True, {}, (None, NO_SIGNAL)),
+        (True, {"ad_consent": True}, (True, None)),
+        (True, {"ad_consent": "denied"}, (False, WITHDRAWN)),
+        # `required: false` forwards without a signal, and says nothing it does not know.
+        (False, {}, (None, None)),
+        (False, {"ad_consent": "granted"}, (True, None)),
+        # A denial is not forwarded, `required` or not.
+        (False, {"ad_consent": False}, (False, WITHDRAWN)),
+        # Not a consent value: no signal.
+        (False, {"ad_consent": "maybe"}, (None, None)),
+    ],
+)
+def test_signal_and_reason(
+    required: bool, traits: dict[str, Any], expected: tuple[bool | None, str | None]
+) -> None:
+    assert advertising_consent(config(required), profile(**traits), MatchKeys()) == expected
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_the_latest_signal_wins(required: bool) -> None:
+    # The trait was set at 10; an event's `context.consent` at 20 overrides it, and one at 5 not.
+    later_denial = MatchKeys(consent=False, consent_at=20.0)
+    earlier_denial = MatchKeys(consent=False, consent_at=5.0)
+    given = profile(ad_consent=True)
+    assert advertising_consent(config(required), given, later_denial) == (False, WITHDRAWN)
+    assert advertising_consent(config(required), given, earlier_denial) == (True, None)
+    later_grant = MatchKeys(consent=True, consent_at=20.0)
+    refused = profile(ad_consent=False)
+    assert advertising_consent(config(required), refused, later_grant) == (True, None)
