@@ -312,6 +312,10 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     active: str | None = None
     in_segment: bool = False
     score_above: bool | None = None
+    skipped: int = 0
+    """Times a trigger fired but the profile did not enter: the goal already held."""
+    skipped_at: float | None = None
+    skip_reason: str = ""
 
 
 # --- what a decision asks the shell to do ------------------------------------------------------
