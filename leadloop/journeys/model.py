@@ -72,14 +72,24 @@ class Test:
 
 
 @dataclass(frozen=True, slots=True)
+class Variant:
+    """One template of a send step's variant set, with its share of the profiles."""
+
+    template: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
 class SendStep:
     id: str
     channels: tuple[str, ...]
     template: str
+    """The template; empty when `variants` chooses one per profile."""
     next: str | None = None
     otherwise: str | None = None
     """Where to go when no channel can carry the message (default: `next`)."""
     transactional: bool = False
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +339,8 @@ class QueueSend(msgspec.Struct, frozen=True):
     requested: str
     transactional: bool
     notes: tuple[str, ...] = ()
+    variant: bool = False
+    """`template` was chosen from the step's variant set."""
 
 
 class RecordPolicy(msgspec.Struct, frozen=True):
