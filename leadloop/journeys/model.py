@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, get_args
 import msgspec
 
 from leadloop.policy.model import PolicyConfig, Recipient
-from leadloop.scoring.model import Condition, EventFilter, Predicate
+from leadloop.scoring.model import JOURNEY_UPDATE_EVENT, Condition, EventFilter, Predicate
 
 StepType = Literal[
     "send", "wait", "wait_for", "branch", "split", "update_profile", "webhook", "audience", "exit"
@@ -31,8 +31,9 @@ ReentryMode = Literal["once", "always", "every"]
 
 WAKE_EVENT = "Journey Wake"
 """The internal event a journey timer becomes when it is due."""
-PROFILE_UPDATE_EVENT = "Journey Profile Updated"
-"""Emitted by `update_profile`; the journeys stage applies it when the log reaches it."""
+PROFILE_UPDATE_EVENT = JOURNEY_UPDATE_EVENT
+"""Emitted by `update_profile`; when the log reaches it, scoring sets the stage it names and the
+journeys stage applies its traits and tags."""
 
 ENGAGEMENT_EVENTS: dict[str, Engagement] = {
     "Email Delivered": "delivered",

@@ -265,15 +265,31 @@ def _update(
     model = fields.optional_text("model")
     if stage is not None:
         if model is None:
-            fields.fail("model", "`stage` needs the scoring `model` it belongs to")
-        model_ref(fields, context)
-        stage_ref(fields, "stage", model, stage, context)
+            model = _only_model(fields, context)
+        else:
+            model_ref(fields, context)
+        if model is not None:
+            stage_ref(fields, "stage", model, stage, context)
     elif model is not None:
         fields.fail("model", "`model` goes with `stage`")
     add, remove = fields.texts("add_tags"), fields.texts("remove_tags")
     if not (traits or add or remove or stage):
         fields.fail("traits", "an update_profile step changes at least one trait, tag or stage")
     return UpdateProfileStep(step_id, traits, add, remove, stage, model, _ref(fields, "next", refs))
+
+
+def _only_model(fields: JourneyFields, context: ParseContext) -> str | None:
+    """The scoring model a `stage` without `model` sets: the playbook's only one. None when
+    rebuilding a stored version without its playbook (its definition was stored with the model
+    filled in, `journeys.config`)."""
+    if context.playbook is None:
+        return None
+    models = [m.id for m in context.playbook.models]
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        fields.fail("stage", "the playbook has no scoring model whose stage this could set")
+    fields.fail("model", f"name the scoring `model` whose stage to set ({', '.join(models)})")
 
 
 def _step_filter(fields: JourneyFields) -> EventFilter:

@@ -33,13 +33,18 @@ FRAGMENT = """journeys:
 VARIANTS = (Variant("guide", 1), Variant("case_study", 1))
 
 
-@pytest.fixture
-def ab(backend_url: str, tmp_path: Path) -> Iterator[Harness]:
-    h = journey_harness(backend_url, playbook_with_journeys(tmp_path, FRAGMENT))
+def fragment_harness(backend_url: str, tmp_path: Path, fragment: str) -> Iterator[Harness]:
+    """A journey harness on the example playbook with `fragment` as its journeys section."""
+    h = journey_harness(backend_url, playbook_with_journeys(tmp_path, fragment))
     try:
         yield h
     finally:
         h.engine.stop()
+
+
+@pytest.fixture
+def ab(backend_url: str, tmp_path: Path) -> Iterator[Harness]:
+    yield from fragment_harness(backend_url, tmp_path, FRAGMENT)
 
 
 def test_each_profile_gets_the_variant_its_hash_chose(ab: Harness) -> None:
