@@ -111,3 +111,12 @@ def test_the_entering_event_may_be_the_goal_event() -> None:
     assert reason == "goal already reached by Demo Booked"
     assert decide.goal_at_entry(journey, event("Other"), [], StagedFacts()) is None
     assert decide.goal_at_entry(nurture(goal=None), event(), [], StagedFacts(current="MQL")) is None
+
+
+def test_simulate_shows_the_journey_not_entered_and_why() -> None:
+    from leadloop.journeys.simulate import Simulation, render
+
+    reason = "goal already reached: lead moved to MQL"
+    skipped = [{"journey": "nurture", "times": 1, "at": T0, "reason": reason}]
+    lines = render(Simulation("p1", [], [], skipped))
+    assert lines[-1] == f"journey nurture: not entered at 2027-01-15 08:00:00 UTC — {reason}"
