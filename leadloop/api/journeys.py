@@ -48,6 +48,7 @@ def journeys_router(engine: "Engine") -> APIRouter:
             return {
                 "profile_id": pid,
                 "journeys": queries.profile_journeys(c, ws, pid),
+                "not_entered": queries.not_entered(c, ws, pid),
                 "sends": queries.sends(c, ws, pid),
             }
 

@@ -21,7 +21,7 @@ from typing import Any
 from leadloop.journeys.conditions import parse_tests
 from leadloop.journeys.fields import JourneyFields, ParseContext
 from leadloop.journeys.graph import check_graph
-from leadloop.journeys.model import Journey, JourneySet, Step
+from leadloop.journeys.model import Journey, JourneySet, Step, UpdateProfileStep
 from leadloop.journeys.policy import check_channels, parse_policy
 from leadloop.journeys.steps import parse_step
 from leadloop.journeys.triggers import parse_goal, parse_reentry, parse_trigger
@@ -132,8 +132,19 @@ def parse_journey(node: Node, path: str, context: ParseContext) -> Journey:
         reentry=parse_reentry(fields),
         holdout=holdout,
         migrate=migrate,
-        definition=to_value(node),
+        definition=_with_models(to_value(node), steps),
     )
+
+
+def _with_models(definition: Any, steps: list[Step]) -> Any:
+    """The definition stored per version, with the scoring model an `update_profile` step's
+    `stage` defaulted to written in: a pinned version is rebuilt without its playbook."""
+    for index, step in enumerate(steps):
+        if isinstance(step, UpdateProfileStep) and step.model is not None:
+            raw = definition["steps"][index]
+            if "model" not in raw:
+                definition["steps"][index] = {**raw, "model": step.model}
+    return definition
 
 
 def _templates(fields: JourneyFields) -> dict[str, set[str]] | None:

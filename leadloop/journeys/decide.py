@@ -101,6 +101,37 @@ def may_enter(journey: Journey, membership: Membership, at: float) -> str | None
     return None
 
 
+def goal_at_entry(
+    journey: Journey, event: Event, moves: Sequence[tuple[str, str, str]], facts: Facts
+) -> str | None:
+    """Why the journey's goal already holds when `event` would enter the profile (None: it
+    does not). The entering event may itself be the goal event, and the stage moves it caused
+    after the entry trigger's own move may reach the goal (one event can take a profile past
+    `lead` and `MQL` at once); a stage goal also holds when the profile already stands on one
+    of its stages (`to`, no `from`), whatever moved it there."""
+    goal = journey.goal
+    if goal is None:
+        return None
+    if goal.event is not None:
+        if matches_filter(event, goal.event):
+            return f"goal already reached by {event.event or event.type}"
+        return None
+    assert goal.stage is not None
+    later = list(moves)
+    trigger = journey.trigger
+    if isinstance(trigger, StageTrigger):
+        first = next((i for i, move in enumerate(moves) if stage_matches(trigger, [move])), -1)
+        later = later[first + 1 :]
+    for move in later:
+        if stage_matches(goal.stage, [move]):
+            return f"goal already reached: {move[0]} moved to {move[2]}"
+    if goal.stage.to and not goal.stage.from_:
+        stage = facts.stage(goal.stage.model)
+        if stage is not None and stage.casefold() in {s.casefold() for s in goal.stage.to}:
+            return f"goal already reached: {goal.stage.model} is {stage}"
+    return None
+
+
 def enter_journey(
     journey: Journey,
     membership: Membership,
@@ -110,12 +141,25 @@ def enter_journey(
     facts: Facts,
     policy_config: PolicyConfig,
     at: float,
+    *,
+    event: Event | None = None,
+    moves: Sequence[tuple[str, str, str]] = (),
 ) -> tuple[Membership, Advance | None]:
-    """Start an instance (or a holdout one) when the entry filter and re-entry rule allow."""
+    """Start an instance (or a holdout one) when the entry filter and re-entry rule allow and
+    the goal does not already hold (`goal_at_entry`, checked when the entering `event` is
+    given). A profile whose goal already holds does not enter, in either group: the skip is
+    kept on its membership (`skipped`, `skip_reason`) and counts as no entry, so a later
+    trigger may still enter it."""
     if may_enter(journey, membership, at) is not None:
         return membership, None
     if not all_hold(journey.only_if, facts, None, at):
         return membership, None
+    reached = None if event is None else goal_at_entry(journey, event, moves, facts)
+    if reached is not None:
+        skipped = replace(
+            membership, skipped=membership.skipped + 1, skipped_at=at, skip_reason=reached
+        )
+        return skipped, None
     new_id = instance_id(workspace, journey.id, profile_id, entry_key)
     holdout = in_holdout(journey, profile_id)
     instance = Instance(

@@ -34,9 +34,11 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         ),
     ),
     "step.send": (
-        _COMMON | {"template"},
-        frozenset({"name", "channel", "channels", "next", "otherwise", "transactional"}),
+        _COMMON,
+        frozenset({"name", "channel", "channels", "template", "variants"})
+        | {"next", "otherwise", "transactional"},
     ),
+    "variants[]": (frozenset({"template", "weight"}), frozenset()),
     "step.wait": (
         _COMMON,
         frozenset({"name", "duration", "until_time", "weekdays", "until_trait", "offset", "next"}),

@@ -1,10 +1,12 @@
 """Stable hashing for journeys: ids and buckets fixed by their inputs, so that replaying the
-log gives the same instance and message ids, the same holdout and the same split path."""
+log gives the same instance and message ids, the same holdout, split path and send variant."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from leadloop.digest import sha256_hex
-from leadloop.journeys.model import Journey
+from leadloop.journeys.model import Journey, Variant
 
 
 def _digest(*parts: str) -> str:
@@ -14,6 +16,29 @@ def _digest(*parts: str) -> str:
 def stable_fraction(*parts: str) -> float:
     """A number in [0, 1) fixed by `parts`: the same profile always lands in the same bucket."""
     return int(_digest(*parts)[:13], 16) / float(1 << 52)
+
+
+def weighted_choice(point: float, weights: Sequence[float]) -> int:
+    """The index whose share of the total weight holds `point` (in [0, 1)): a split path or a
+    send variant for a stable fraction."""
+    total = sum(weights)
+    running = 0.0
+    for index, weight in enumerate(weights):
+        running += weight / total
+        if point < running:
+            return index
+    return len(weights) - 1
+
+
+def choose_variant(
+    variants: Sequence[Variant], journey_id: str, step_id: str, profile_id: str
+) -> int:
+    """Which variant of a send step a profile gets: by weight, and always the same one for the
+    same journey, step and profile, so a replay, a retry or a deferred send re-decided later
+    picks it again. A pure function of its inputs, so a smarter choice (a bandit reading
+    engagement per variant) can take its place."""
+    point = stable_fraction("variant", journey_id, step_id, profile_id)
+    return weighted_choice(point, [variant.weight for variant in variants])
 
 
 def in_holdout(journey: Journey, profile_id: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, get_args
 import msgspec
 
 from leadloop.policy.model import PolicyConfig, Recipient
-from leadloop.scoring.model import Condition, EventFilter, Predicate
+from leadloop.scoring.model import JOURNEY_UPDATE_EVENT, Condition, EventFilter, Predicate
 
 StepType = Literal[
     "send", "wait", "wait_for", "branch", "split", "update_profile", "webhook", "audience", "exit"
@@ -31,8 +31,9 @@ ReentryMode = Literal["once", "always", "every"]
 
 WAKE_EVENT = "Journey Wake"
 """The internal event a journey timer becomes when it is due."""
-PROFILE_UPDATE_EVENT = "Journey Profile Updated"
-"""Emitted by `update_profile`; the journeys stage applies it when the log reaches it."""
+PROFILE_UPDATE_EVENT = JOURNEY_UPDATE_EVENT
+"""Emitted by `update_profile`; when the log reaches it, scoring sets the stage it names and the
+journeys stage applies its traits and tags."""
 
 ENGAGEMENT_EVENTS: dict[str, Engagement] = {
     "Email Delivered": "delivered",
@@ -72,14 +73,24 @@ class Test:
 
 
 @dataclass(frozen=True, slots=True)
+class Variant:
+    """One template of a send step's variant set, with its share of the profiles."""
+
+    template: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
 class SendStep:
     id: str
     channels: tuple[str, ...]
     template: str
+    """The template; empty when `variants` chooses one per profile."""
     next: str | None = None
     otherwise: str | None = None
     """Where to go when no channel can carry the message (default: `next`)."""
     transactional: bool = False
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +323,10 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     active: str | None = None
     in_segment: bool = False
     score_above: bool | None = None
+    skipped: int = 0
+    """Times a trigger fired but the profile did not enter: the goal already held."""
+    skipped_at: float | None = None
+    skip_reason: str = ""
 
 
 # --- what a decision asks the shell to do ------------------------------------------------------
@@ -325,6 +340,8 @@ class QueueSend(msgspec.Struct, frozen=True):
     requested: str
     transactional: bool
     notes: tuple[str, ...] = ()
+    variant: bool = False
+    """`template` was chosen from the step's variant set."""
 
 
 class RecordPolicy(msgspec.Struct, frozen=True):

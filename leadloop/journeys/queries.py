@@ -7,10 +7,12 @@ from typing import Any
 
 import msgspec
 
+from leadloop.journeys.model import Membership
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
 _lines = msgspec.json.Decoder(list[tuple[float, str | None, str, str]])
+_members = msgspec.json.Decoder(dict[str, Membership])
 
 
 def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[dict[str, Any]]:
@@ -111,6 +113,21 @@ def profile_journeys(
             }
         )
     return out
+
+
+def not_entered(conn: Conn, workspace: str, profile_id: str) -> list[dict[str, Any]]:
+    """The journeys whose trigger fired for the profile without entering it, because their
+    goal already held: how many times, the latest time and why."""
+    rows = conn.execute(
+        "SELECT state FROM journey_profiles WHERE workspace_id = ? AND profile_id = ?",
+        (workspace, profile_id),
+    )
+    members = _members.decode(rows[0][0]) if rows else {}
+    return [
+        {"journey": jid, "times": m.skipped, "at": m.skipped_at, "reason": m.skip_reason}
+        for jid, m in sorted(members.items())
+        if m.skipped
+    ]
 
 
 def path_lines(rows: Iterable[Sequence[Any]]) -> list[tuple[float, str | None, str, str]]:

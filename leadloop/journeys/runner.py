@@ -11,7 +11,12 @@ from typing import Any, assert_never
 from msgspec.structs import replace
 
 from leadloop.journeys.evaluate import all_hold
-from leadloop.journeys.hashing import message_id, stable_fraction
+from leadloop.journeys.hashing import (
+    choose_variant,
+    message_id,
+    stable_fraction,
+    weighted_choice,
+)
 from leadloop.journeys.model import (
     PROFILE_UPDATE_EVENT,
     Advance,
@@ -106,7 +111,7 @@ def run_steps(
         key = f"{instance.id}:{step.id}:{visit}"
         if isinstance(step, SendStep):
             instance, blocked = _send(
-                instance, step, visit, facts, policy_config, at, effects, path, sent
+                instance, journey, step, visit, facts, policy_config, at, effects, path, sent
             )
             if blocked:
                 return instance
@@ -134,14 +139,7 @@ def run_steps(
             instance = goto_step(instance, target, at)
         elif isinstance(step, SplitStep):
             point = stable_fraction("split", journey.id, step.id, instance.profile_id)
-            total = sum(p.weight for p in step.paths)
-            chosen = step.paths[-1]
-            running = 0.0
-            for candidate in step.paths:
-                running += candidate.weight / total
-                if point < running:
-                    chosen = candidate
-                    break
+            chosen = step.paths[weighted_choice(point, [p.weight for p in step.paths])]
             path.append(PathLine(at, step.id, "split", f"{chosen.name} → {chosen.next or 'end'}"))
             instance = goto_step(instance, chosen.next, at)
         elif isinstance(step, UpdateProfileStep):
@@ -197,6 +195,7 @@ def _describe_update(step: UpdateProfileStep) -> str:
 
 def _send(
     instance: Instance,
+    journey: Journey,
     step: SendStep,
     visit: int,
     facts: Facts,
@@ -214,23 +213,29 @@ def _send(
     verdict = policy.decide_send(request, recipient, policy_config, at)
     mid = message_id(instance.id, step.id, visit)
     requested = step.channels[0]
+    template, variant = step.template, ""
+    if step.variants:
+        index = choose_variant(step.variants, journey.id, step.id, instance.profile_id)
+        template = step.variants[index].template
+        variant = f" (variant {index + 1} of {len(step.variants)})"
     if isinstance(verdict, Send):
         effects.append(
             QueueSend(
                 mid,
                 step.id,
                 verdict.channel,
-                step.template,
+                template,
                 requested,
                 step.transactional,
                 verdict.notes,
+                bool(step.variants),
             )
         )
         sent.append(SentRecord(at, verdict.channel, step.transactional))
         messages = dict(instance.messages)
         messages[step.id] = mid
         instance = replace(instance, messages=messages)
-        detail = f"{verdict.channel} {step.template}"
+        detail = f"{verdict.channel} {template}{variant}"
         if verdict.rerouted:
             detail += " (rerouted: " + "; ".join(verdict.notes) + ")"
         path.append(PathLine(at, step.id, "send", detail))
@@ -241,7 +246,7 @@ def _send(
                 mid,
                 step.id,
                 requested,
-                step.template,
+                template,
                 "deferred",
                 verdict.reason,
                 verdict.channel,
@@ -257,7 +262,7 @@ def _send(
                 mid,
                 step.id,
                 requested,
-                step.template,
+                template,
                 "suppressed",
                 verdict.reason,
                 None,

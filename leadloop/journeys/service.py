@@ -208,11 +208,20 @@ class JourneyStage:
                 journey, membership, event, moves, change, facts, at
             )
             if fires:
-                entered, advance = decide.enter_journey(
-                    journey, updated, ws, profile.id, event.message_id, facts, journeys.policy, at
+                updated, advance = decide.enter_journey(
+                    journey,
+                    updated,
+                    ws,
+                    profile.id,
+                    event.message_id,
+                    facts,
+                    journeys.policy,
+                    at,
+                    event=event,
+                    moves=moves,
                 )
                 if advance is not None:
-                    state.set_member(ws, profile.id, journey.id, entered)
+                    state.set_member(ws, profile.id, journey.id, updated)
                     apply_advance(batch, state, advance, at)
                     continue
             if updated != membership:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class Simulation:
     profile_id: str
     journeys: list[dict[str, Any]]
     sends: list[dict[str, Any]]
+    not_entered: list[dict[str, Any]] = field(default_factory=list)
 
 
 def simulate(
@@ -110,6 +111,7 @@ def simulate(
                 str(pid),
                 queries.profile_journeys(conn, "default", str(pid)),
                 queries.sends(conn, "default", str(pid)),
+                queries.not_entered(conn, "default", str(pid)),
             )
         finally:
             conn.close()
@@ -152,6 +154,11 @@ def render(result: Simulation) -> list[str]:
     lines = [f"profile {result.profile_id}"]
     if not result.journeys:
         lines.append("  entered no journey")
+    for skipped in result.not_entered:
+        lines.append(
+            f"journey {skipped['journey']}: not entered at {_time(skipped['at'])} — "
+            f"{skipped['reason']}"
+        )
     for journey in result.journeys:
         lines.append(
             f"journey {journey['journey']} (version {journey['version'][:12]}): "

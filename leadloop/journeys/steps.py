@@ -22,6 +22,7 @@ from leadloop.journeys.model import (
     SplitStep,
     Step,
     UpdateProfileStep,
+    Variant,
     WaitForStep,
     WaitStep,
     WebhookStep,
@@ -117,23 +118,63 @@ def _send(fields: JourneyFields, step_id: str, context: ParseContext, refs: Refs
     for channel in channels:
         if channel not in CHANNELS:
             fields.fail(key, f"unknown channel {channel!r} (expected: {', '.join(CHANNELS)})")
-    template = fields.name("template")
-    if context.templates is not None:
-        for channel in channels:
-            if template not in context.templates.get(channel, set()):
-                declared = ", ".join(sorted(context.templates.get(channel, set()))) or "none"
-                fields.fail(
-                    "template",
-                    f"unknown template {template!r} for {channel} (declared: {declared})",
-                )
+    if fields.has("template") == fields.has("variants"):
+        fields.fail("variants" if fields.has("variants") else "template", _ONE_TEMPLATE)
+    template, variants = "", _variants(fields, channels, context)
+    if not variants:
+        template = fields.name("template")
+        _declared(fields, "template", template, channels, context)
     return SendStep(
         step_id,
+        variants=variants,
         channels=channels,
         template=template,
         next=_ref(fields, "next", refs),
         otherwise=_ref(fields, "otherwise", refs) if fields.has("otherwise") else None,
         transactional=fields.boolean("transactional", False),
     )
+
+
+_ONE_TEMPLATE = "give exactly one of `template` and `variants`"
+
+
+def _variants(
+    fields: JourneyFields, channels: tuple[str, ...], context: ParseContext
+) -> tuple[Variant, ...]:
+    """A send step's variant set: templates with weights (like a split's paths), one chosen
+    per profile by a stable hash."""
+    if not fields.has("variants"):
+        return ()
+    variants: list[Variant] = []
+    for node, path in fields.items("variants"):
+        item = JourneyFields(node, path, "variants[]")
+        template = item.name("template")
+        _declared(item, "template", template, channels, context)
+        if any(v.template == template for v in variants):
+            item.fail("template", f"template {template!r} is already a variant of this step")
+        weight = item.number("weight")
+        if weight <= 0:
+            item.fail("weight", "must be greater than 0")
+        variants.append(Variant(template, weight))
+    if not variants:
+        fields.fail("variants", "list at least one variant ({template, weight})")
+    return tuple(variants)
+
+
+def _declared(
+    fields: JourneyFields,
+    key: str,
+    template: str,
+    channels: tuple[str, ...],
+    context: ParseContext,
+) -> None:
+    """Fail at `key` when `template` is not declared for every channel the step may use."""
+    if context.templates is None:
+        return
+    for channel in channels:
+        if template not in context.templates.get(channel, set()):
+            declared = ", ".join(sorted(context.templates.get(channel, set()))) or "none"
+            fields.fail(key, f"unknown template {template!r} for {channel} (declared: {declared})")
 
 
 def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
@@ -224,15 +265,31 @@ def _update(
     model = fields.optional_text("model")
     if stage is not None:
         if model is None:
-            fields.fail("model", "`stage` needs the scoring `model` it belongs to")
-        model_ref(fields, context)
-        stage_ref(fields, "stage", model, stage, context)
+            model = _only_model(fields, context)
+        else:
+            model_ref(fields, context)
+        if model is not None:
+            stage_ref(fields, "stage", model, stage, context)
     elif model is not None:
         fields.fail("model", "`model` goes with `stage`")
     add, remove = fields.texts("add_tags"), fields.texts("remove_tags")
     if not (traits or add or remove or stage):
         fields.fail("traits", "an update_profile step changes at least one trait, tag or stage")
     return UpdateProfileStep(step_id, traits, add, remove, stage, model, _ref(fields, "next", refs))
+
+
+def _only_model(fields: JourneyFields, context: ParseContext) -> str | None:
+    """The scoring model a `stage` without `model` sets: the playbook's only one. None when
+    rebuilding a stored version without its playbook (its definition was stored with the model
+    filled in, `journeys.config`)."""
+    if context.playbook is None:
+        return None
+    models = [m.id for m in context.playbook.models]
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        fields.fail("stage", "the playbook has no scoring model whose stage this could set")
+    fields.fail("model", f"name the scoring `model` whose stage to set ({', '.join(models)})")
 
 
 def _step_filter(fields: JourneyFields) -> EventFilter:

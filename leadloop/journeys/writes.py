@@ -77,6 +77,8 @@ def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) 
                 "message_id": effect.message_id,
                 "transactional": effect.transactional,
             }
+            if effect.variant:
+                payload["variant"] = effect.template
             batch.outbox.append(
                 OutboxRow(ws, "message", effect.channel, effect.message_id, payload, pid, at)
             )

@@ -24,6 +24,7 @@ from leadloop.log.model import Event
 from leadloop.scoring.ledger import ledger_line
 from leadloop.scoring.match import fit_holds, page_path, where_test
 from leadloop.scoring.model import (
+    JOURNEY_UPDATE_EVENT,
     Award,
     Cap,
     EmitEvent,
@@ -40,7 +41,12 @@ from leadloop.scoring.model import (
     initial_state,
     total_at,
 )
-from leadloop.scoring.stages import move_to, stage_effects, stage_from_event
+from leadloop.scoring.stages import (
+    move_to,
+    stage_effects,
+    stage_from_event,
+    stage_from_journey,
+)
 
 DAY = 86400.0
 
@@ -87,6 +93,8 @@ def score_event(
                 changes.append(change)
 
     moves: list[StageChange] = []
+    if event.type == "internal" and event.event == JOURNEY_UPDATE_EVENT:
+        state = stage_from_journey(state, model, event, at, moves, changes)
     if model.stage_rules:
         state = stage_from_event(state, model, event, at, moves, changes)
     after = total_at(state, at)

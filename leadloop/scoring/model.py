@@ -261,12 +261,17 @@ class ScoreChange(msgspec.Struct, frozen=True, gc=False):
     message_id: str | None = None
 
 
+JOURNEY_UPDATE_EVENT = "Journey Profile Updated"
+"""The internal event a journey's `update_profile` step emits; with `properties.model` and
+`properties.stage` it sets that model's stage (`stages.stage_from_journey`)."""
+
+
 class StageChange(msgspec.Struct, frozen=True, gc=False):
     model_id: str
     at: float
     from_stage: str
     to_stage: str
-    cause: Literal["threshold", "event"]
+    cause: Literal["threshold", "event", "journey"]
     total: float
     message_id: str | None = None
     rule_id: str | None = None

@@ -23,6 +23,7 @@ from leadloop.scoring.model import (
     engagement_at,
     initial_state,
 )
+from leadloop.scoring.stages import move_reason
 
 _state_decoder = msgspec.json.Decoder(ScoreState)
 _encoder = msgspec.json.Encoder()
@@ -259,7 +260,7 @@ class _Cache:
                     engagement_at(decision.state, move.at),
                     move.total,
                     move.to_stage,
-                    f"{move.from_stage} → {move.to_stage} ({move.cause})",
+                    move_reason(move),
                     move.message_id,
                 )
             )

@@ -11,6 +11,7 @@ from leadloop.log.model import Event
 from leadloop.scoring.ledger import ledger_line
 from leadloop.scoring.match import event_field, matches_filter
 from leadloop.scoring.model import (
+    JOURNEY_UPDATE_EVENT,
     EmitAction,
     EmitEvent,
     ScoreChange,
@@ -39,18 +40,78 @@ def stage_from_event(
         if wanted is None and rule.stage_field is not None:
             value = event_field(event, rule.stage_field)
             wanted = str(value) if isinstance(value, str | int) else None
-        stage = None if wanted is None else model.stage(wanted)
-        if stage is None:
-            reason = f"{rule.id}: unknown stage {wanted!r} ignored"
-            changes.append(
-                ledger_line(state, model, at, "stage", 0.0, reason, rule.id, event.message_id)
-            )
+        if model.stage(wanted or "") is None:
+            _unknown(state, model, event, at, wanted, rule.id, changes)
             continue
-        if stage.name != state.stage:
-            moves.append(move_to(state, model, stage.name, at, "event", event.message_id, rule.id))
-            state = replace(state, stage=stage.name)
-        return state
+        return _set_stage(state, model, event, at, str(wanted), "event", rule.id, moves)
     return state
+
+
+def stage_from_journey(
+    state: ScoreState,
+    model: ScoringModel,
+    event: Event,
+    at: float,
+    moves: list[StageChange],
+    changes: list[ScoreChange],
+) -> ScoreState:
+    """A journey's `update_profile` step set this model's stage (`JOURNEY_UPDATE_EVENT`, whose
+    `properties` name the model, the stage, the journey and the step). Validation checked the
+    stage when the journey was applied; a stage the model no longer has (the playbook changed
+    since the step ran) is ignored, with a ledger line saying so."""
+    props = event.properties
+    if event.event != JOURNEY_UPDATE_EVENT or props.get("model") != model.id:
+        return state
+    wanted = props.get("stage")
+    if not isinstance(wanted, str):
+        return state
+    rule_id = f"journey:{props.get('journey')}/{props.get('step')}"
+    if model.stage(wanted) is None:
+        _unknown(state, model, event, at, wanted, rule_id, changes)
+        return state
+    return _set_stage(state, model, event, at, wanted, "journey", rule_id, moves)
+
+
+def _unknown(
+    state: ScoreState,
+    model: ScoringModel,
+    event: Event,
+    at: float,
+    wanted: str | None,
+    rule_id: str,
+    changes: list[ScoreChange],
+) -> None:
+    reason = f"{rule_id}: unknown stage {wanted!r} ignored"
+    changes.append(ledger_line(state, model, at, "stage", 0.0, reason, rule_id, event.message_id))
+
+
+def _set_stage(
+    state: ScoreState,
+    model: ScoringModel,
+    event: Event,
+    at: float,
+    wanted: str,
+    cause: Literal["event", "journey"],
+    rule_id: str,
+    moves: list[StageChange],
+) -> ScoreState:
+    """Move to the stage named `wanted` (one of the model's), unless the profile is on it."""
+    stage = model.stage(wanted)
+    assert stage is not None
+    if stage.name == state.stage:
+        return state
+    moves.append(move_to(state, model, stage.name, at, cause, event.message_id, rule_id))
+    return replace(state, stage=stage.name)
+
+
+def move_reason(move: StageChange) -> str:
+    """The ledger's reason for a stage move; a journey's names the journey and step."""
+    cause = (
+        f"journey {move.rule_id.removeprefix('journey:')}"
+        if move.cause == "journey" and move.rule_id
+        else move.cause
+    )
+    return f"{move.from_stage} → {move.to_stage} ({cause})"
 
 
 def move_to(
@@ -58,7 +119,7 @@ def move_to(
     model: ScoringModel,
     to: str,
     at: float,
-    cause: Literal["threshold", "event"],
+    cause: Literal["threshold", "event", "journey"],
     message_id: str,
     rule_id: str | None,
 ) -> StageChange:
