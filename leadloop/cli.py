@@ -143,10 +143,11 @@ def _listen(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA cannot encode (a..b)
         if sock is not None:
             sock.close()
-        raise LeadloopError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+        reason = getattr(error, "strerror", None) or error
+        raise LeadloopError(f"cannot listen on {host}:{port}: {reason}") from error
     sock.set_inheritable(True)
     return sock
 
@@ -254,6 +255,13 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
     return _serve(settings, manual_clock=args.clock == "manual", banner=banner, listening=listening)
 
 
+def _host(raw: str) -> str:
+    """An address or host name: DNS names stop at 253 characters."""
+    if not raw or len(raw) > 253 or not raw.isprintable():
+        raise argparse.ArgumentTypeError("expected an address or a host name")
+    return raw
+
+
 def _port(raw: str) -> int:
     try:
         return port_number(raw.strip(), "--port")
@@ -310,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def serve_args(p: argparse.ArgumentParser) -> None:
         db_arg(p)
-        p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+        p.add_argument("--host", type=_host, help="address to bind (default 127.0.0.1)")
         p.add_argument("--port", type=_port, help="port (default 8080)")
         p.add_argument("--playbook", help="playbook file or folder to apply at start")
         p.add_argument(

@@ -64,6 +64,8 @@ CASES = [
     (["tokens", "create", "--name", "a\nb"], "--name"),
     (["serve", "--port", "-1"], "--port"),
     (["quickstart", "--port", "http"], "--port"),
+    (["serve", "--host", "a..b", "--port", "1"], "cannot listen on a..b"),
+    (["quickstart", "--host", BIG], "--host"),
     (["worker", "--database-url", "mysql://x"], "unsupported database URL"),
     (["migrate", "--database-url", "postgresql://[::1"], "malformed database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/not.db"], "not.db"),
