@@ -143,10 +143,11 @@ def _listen(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA cannot encode (a..b)
         if sock is not None:
             sock.close()
-        raise LeadloopError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+        reason = getattr(error, "strerror", None) or error
+        raise LeadloopError(f"cannot listen on {host}:{port}: {reason}") from error
     sock.set_inheritable(True)
     return sock
 
@@ -254,6 +255,13 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
     return _serve(settings, manual_clock=args.clock == "manual", banner=banner, listening=listening)
 
 
+def _host(raw: str) -> str:
+    """An address or host name: DNS names stop at 253 characters."""
+    if not raw or len(raw) > 253 or not raw.isprintable():
+        raise argparse.ArgumentTypeError("expected an address or a host name")
+    return raw
+
+
 def _port(raw: str) -> int:
     try:
         return port_number(raw.strip(), "--port")
@@ -264,7 +272,7 @@ def _port(raw: str) -> int:
 LABEL_LIMIT = 200
 
 
-def _label(raw: str) -> str:
+def label(raw: str) -> str:
     """A workspace id or a credential's name: printed back in lists and logs, so one line of
     visible text, as the playbook's `workspace` (non-empty, no surrounding spaces)."""
     if not raw or raw != raw.strip():
@@ -274,6 +282,23 @@ def _label(raw: str) -> str:
     if not raw.isprintable():
         raise argparse.ArgumentTypeError("control characters are not allowed")
     return raw
+
+
+def row_id(raw: str) -> int:
+    """A row id: a positive integer that both databases can hold (a 64-bit signed integer)."""
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a row id, got {raw[:40]!r}") from error
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a row id from 1 to {2**63 - 1}")
+    return value
+
+
+def one_line(message: str) -> str:
+    """An error as one line: drivers' messages (psycopg's "Is the server running...?") span
+    several, and stderr's last line is what scripts and logs keep."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def serve_args(p: argparse.ArgumentParser) -> None:
         db_arg(p)
-        p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+        p.add_argument("--host", type=_host, help="address to bind (default 127.0.0.1)")
         p.add_argument("--port", type=_port, help="port (default 8080)")
         p.add_argument("--playbook", help="playbook file or folder to apply at start")
         p.add_argument(
@@ -337,9 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
         c = gsub.add_parser("create", help=f"new {what}, printed as the last line")
         db_arg(c)
         c.add_argument(
-            "--workspace", type=_label, default="default", help="workspace (default: default)"
+            "--workspace", type=label, default="default", help="workspace (default: default)"
         )
-        c.add_argument("--name", type=_label, default=noun[:-1], help="a label to recognise it by")
+        c.add_argument("--name", type=label, default=noun[:-1], help="a label to recognise it by")
         c.add_argument(
             "--create-workspace", action="store_true", help="create the workspace if missing"
         )
@@ -365,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, _settings(args))
     except LeadloopError as exc:
-        print(f"leadloop: error: {exc}", file=sys.stderr)
+        print(f"leadloop: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from leadloop.cli import label, row_id
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
@@ -33,9 +34,15 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     a.set_defaults(handler=cmd_playbook_apply)
 
     e = sub.add_parser("explain", help="why a lead has its score (from the score ledger)")
-    e.add_argument("identifier", help="a user id, email, anonymous id, phone or profile id")
-    e.add_argument("--workspace", default="default", help="workspace (default: default)")
-    e.add_argument("--model", default=None, help="only this scoring model")
+    e.add_argument(
+        "identifier",
+        type=identifier,
+        help="a user id, email, anonymous id, phone or profile id",
+    )
+    e.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
+    e.add_argument("--model", type=label, default=None, help="only this scoring model")
     db_arg(e)
     e.set_defaults(handler=cmd_explain)
 
@@ -49,13 +56,17 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
         help="only this state",
     )
     ol.add_argument("--kind", choices=OUTBOX_KINDS, default=None, help="only this kind")
-    ol.add_argument("--workspace", default="default", help="workspace (default: default)")
+    ol.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
     db_arg(ol)
     ol.set_defaults(handler=cmd_outbox_list)
     orp = osub.add_parser("replay", help="re-drive dead letters with a fresh attempt budget")
-    orp.add_argument("--id", type=int, default=None, help="only this row")
+    orp.add_argument("--id", type=row_id, default=None, help="only this row")
     orp.add_argument("--kind", choices=OUTBOX_KINDS, default=None, help="only this kind")
-    orp.add_argument("--workspace", default="default", help="workspace (default: default)")
+    orp.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
     db_arg(orp)
     orp.set_defaults(handler=cmd_outbox_replay)
 
@@ -73,6 +84,22 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     from leadloop.bench_cli import register as register_bench
 
     register_bench(sub, db_arg)
+
+
+IDENTIFIER_LIMIT = 512
+
+
+def identifier(raw: str) -> str:
+    """What `explain` looks a profile up by. No identifier is longer than `IDENTIFIER_LIMIT`
+    (the tracking API refuses longer ids, emails stop at 254), so a longer one matches nothing
+    and is refused rather than echoed back whole."""
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if len(raw) > IDENTIFIER_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"at most {IDENTIFIER_LIMIT} characters (no identifier is longer), got {len(raw):,}"
+        )
+    return raw
 
 
 def _conn(settings: Settings, *, create: bool = False, workspace: str | None = None) -> Any:
@@ -238,9 +265,11 @@ def register_backtest(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None
     )
     p.add_argument("--playbook", required=True, help="the playbook to try (file or folder)")
     p.add_argument("--since", default=None, help="count stage entries from this date (YYYY-MM-DD)")
-    p.add_argument("--stage", default="MQL", help="the stage to count (default MQL)")
+    p.add_argument("--stage", type=label, default="MQL", help="the stage to count (default MQL)")
     p.add_argument("--outcome", default="Deal Won", help="outcome event name (default Deal Won)")
-    p.add_argument("--workspace", default=None, help="workspace (default: the playbook's)")
+    p.add_argument(
+        "--workspace", type=label, default=None, help="workspace (default: the playbook's)"
+    )
     db_arg(p)
     p.set_defaults(handler=cmd_backtest)
 

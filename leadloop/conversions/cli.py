@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from leadloop.cli import label
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
@@ -21,15 +22,19 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
         default=None,
         help="only this state",
     )
-    ls.add_argument("--destination", default=None, help="only this destination id")
-    ls.add_argument("--workspace", default="default", help="workspace (default: default)")
+    ls.add_argument("--destination", type=label, default=None, help="only this destination id")
+    ls.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
     db_arg(ls)
     ls.set_defaults(handler=cmd_list)
     rp = psub.add_parser(
         "replay", help="re-drive dead conversions with a fresh attempt budget (same event ids)"
     )
-    rp.add_argument("--destination", default=None, help="only this destination id")
-    rp.add_argument("--workspace", default="default", help="workspace (default: default)")
+    rp.add_argument("--destination", type=label, default=None, help="only this destination id")
+    rp.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
     db_arg(rp)
     rp.set_defaults(handler=cmd_replay)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
+from leadloop.files import read_limited
+from leadloop.ingest.model import MAX_REQUEST_BYTES
 
 PROFILE_SHAPE = '{"userId": ..., "traits": {...}}'
 
@@ -32,11 +34,14 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     p.set_defaults(handler=cmd_simulate)
 
 
+# The profile becomes one identify message and the events a few thousand at most: files larger
+# than these are the wrong file, refused before they are read whole.
+PROFILE_LIMIT = MAX_REQUEST_BYTES
+EVENTS_LIMIT = 10 * 1024 * 1024
+
+
 def _read_profile(path: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
-        raise LeadloopError(f"cannot read --profile {path}: {error}") from error
+    data = _decode(_read("--profile", path, PROFILE_LIMIT), f"--profile {path}")
     if not isinstance(data, dict):
         raise LeadloopError(f"--profile {path}: expected a JSON object like {PROFILE_SHAPE}")
     return data
@@ -45,19 +50,42 @@ def _read_profile(path: str) -> dict[str, Any]:
 def _read_events(path: str | None) -> list[dict[str, Any]]:
     if path is None:
         return []
-    try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-        if not text:
-            return []
-        if text.startswith("["):
-            data = json.loads(text)
-        else:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, ValueError) as error:
-        raise LeadloopError(f"cannot read --events {path}: {error}") from error
+    text = _read("--events", path, EVENTS_LIMIT).strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        data = _decode(text, f"--events {path}")
+    else:  # JSON lines: an error names the line of the file, not of the line alone
+        data = [
+            _decode(line, f"--events {path}:{number}")
+            for number, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise LeadloopError(f"--events {path}: expected a list of JSON objects")
     return data
+
+
+def _read(option: str, path: str, limit: int) -> str:
+    try:
+        # utf-8-sig: a byte order mark, as some editors write, is not part of the JSON.
+        return read_limited(Path(path), limit).decode("utf-8-sig")
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and FileTooLarge included
+        raise LeadloopError(f"cannot read {option} {path}: {error}") from error
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _decode(text: str, where: str) -> Any:
+    """JSON as the tracking API reads it: no NaN or Infinity, nesting a clear error."""
+    try:
+        return json.loads(text, parse_constant=_constant)
+    except RecursionError as error:
+        raise LeadloopError(f"cannot read {where}: nested too deeply") from error
+    except ValueError as error:
+        raise LeadloopError(f"cannot read {where}: {error}") from error
 
 
 def _option(name: str, value: str, parse: Callable[[str], float]) -> float:

@@ -7,6 +7,7 @@ contact policy (queued, rerouted, deferred, suppressed) with its reason.
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from collections.abc import Iterable
@@ -31,8 +32,10 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1
 
 
 def seconds(value: Any) -> float:
-    """`90`, `"30m"`, `"72h"`, `"2d"` → seconds."""
+    """`90`, `"30m"`, `"72h"`, `"2d"` → seconds (finite, not negative: time moves forward)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < math.inf:
+            raise ValueError(f"expected a duration of 0 or more seconds, got {value!r}")
         return float(value)
     found = _DURATION.match(str(value))
     if not found:
@@ -124,6 +127,7 @@ def _checked(
     """(wait in seconds, message) per event, each checked as the tracking API would before
     anything runs: a bad event is an error naming it, not a failure half-way through."""
     checked: list[tuple[float | None, dict[str, Any]]] = []
+    at = start
     for number, event in enumerate(events, 1):
         message = dict(event)
         wait = message.pop("wait", None)
@@ -132,7 +136,10 @@ def _checked(
         except ValueError as error:
             raise LeadloopError(f"event {number}: wait: {error}") from error
         message.setdefault("userId", user)
-        _check(message, start, f"event {number}: ")
+        # Checked at the time it will be sent: waits can move the clock past what the
+        # tracking API accepts, which must fail here and not half-way through the run.
+        at += delay or 0.0
+        _check(message, at, f"event {number}: ")
         checked.append((delay, message))
     return checked
 

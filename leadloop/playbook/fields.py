@@ -135,10 +135,13 @@ class Fields:
         return None if self.value(key) is None else self.text(key)
 
     def name(self, key: str) -> str:
-        """An identifier-like string: non-empty, no surrounding spaces."""
+        """An identifier-like string: non-empty, no surrounding spaces, one line of visible
+        text (it is printed in lists, logs and `explain` lines)."""
         value = self.text(key)
         if not value or value != value.strip():
             self.fail(key, "must be non-empty without surrounding spaces")
+        if not value.isprintable():
+            self.fail(key, "control characters (such as a line break) are not allowed")
         return value
 
     def number(self, key: str, default: float | None = None) -> float:

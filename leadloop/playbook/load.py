@@ -18,7 +18,16 @@ from leadloop.playbook.model import (
     PlaybookWarning,
     WebhookEndpoint,
 )
-from leadloop.playbook.nodes import Map, Node, Scalar, Seq, merge, parse_file, parse_text, to_raw
+from leadloop.playbook.nodes import (
+    Map,
+    Node,
+    Scalar,
+    Seq,
+    merge,
+    parse_text,
+    read_text,
+    to_raw,
+)
 from leadloop.playbook.scoring import parse_scoring
 
 __all__ = ["diff_playbooks", "load_playbook", "parse_playbook", "playbook_digest"]
@@ -28,19 +37,54 @@ OTHER_SECTIONS = ("journeys", "conversions", "channels")
 _SOURCE_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+MAX_PLAYBOOK_BYTES = 2 * 1024 * 1024
+"""All of a playbook's files together (a large real one is tens of kB). Parsing is linear but
+slow (PyYAML's pure-Python composer), so a wrong file is refused by size before it is parsed."""
+
+
 def playbook_files(path: Path) -> list[Path]:
     """The file itself, or a folder's `*.yaml` / `*.yml` files in name order."""
     if path.is_dir():
         files = sorted(
-            (p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()),
-            key=lambda p: p.name,
+            (p for p in path.iterdir() if p.suffix in (".yaml", ".yml")), key=lambda p: p.name
         )
         if not files:
             raise PlaybookError(str(path), None, "", "folder has no *.yaml files")
+        for file in files:
+            _check_member(path, file)
         return files
     if not path.exists():
         raise PlaybookError(str(path), None, "", "no such file or folder")
     return [path]
+
+
+def _check_member(folder: Path, file: Path) -> None:
+    """A folder's `*.yaml` entry is one of its files: not a folder, a broken or looping symlink
+    (silently skipping those would apply less than the folder shows), nor a symlink out of the
+    folder, which would store an unrelated file's text with the playbook. Symlinks within it,
+    as a Kubernetes ConfigMap mounts files, are fine."""
+    try:
+        target = file.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (Python 3.11, 3.12)
+        raise PlaybookError(str(file), None, "", f"cannot read: {error}") from error
+    if not target.is_relative_to(folder.resolve()):
+        raise PlaybookError(
+            str(file), None, "", f"is a symlink to {target}, outside the playbook folder"
+        )
+    if not target.is_file():
+        raise PlaybookError(str(file), None, "", "is not a file")
+
+
+def read_sources(path: str | Path) -> dict[str, str]:
+    """File name → text for a playbook file or folder, in merge order, at most
+    `MAX_PLAYBOOK_BYTES` in all."""
+    sources: dict[str, str] = {}
+    left = MAX_PLAYBOOK_BYTES
+    for file in playbook_files(Path(path)):
+        text = read_text(file, left)
+        left -= len(text.encode("utf-8"))
+        sources[str(file)] = text
+    return sources
 
 
 def load_playbook(path: str | Path, env: Mapping[str, str] | None = None) -> Playbook:
@@ -48,16 +92,23 @@ def load_playbook(path: str | Path, env: Mapping[str, str] | None = None) -> Pla
 
     `env` defaults to the process environment; `${NAME}` needs NAME set, `${NAME:-}` does not.
     """
-    files = playbook_files(Path(path))
+    sources = read_sources(path)
+    return _build(merge_sources(sources, env), tuple(sources))
+
+
+def merge_sources(sources: Mapping[str, str], env: Mapping[str, str] | None = None) -> Node:
+    """Each source parsed (`${ENV}` from `env`, default the process environment) and merged
+    in order into one tree."""
     environment = os.environ if env is None else env
     root: Node | None = None
-    for file in files:
-        tree = parse_file(file, environment)
+    for name, text in sources.items():
+        tree = parse_text(text, name, environment)
         if not isinstance(tree, Map):
             fail(tree, "", "a playbook is a mapping of sections (version, scoring, ...)")
         root = tree if root is None else merge(root, tree)
-    assert root is not None
-    return _build(root, tuple(str(file) for file in files))
+    if root is None:
+        raise PlaybookError("<playbook>", None, "", "the playbook is empty")
+    return root
 
 
 def parse_playbook(

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from leadloop.errors import PlaybookError
+from leadloop.files import FileTooLarge, read_limited
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +80,15 @@ def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def read_text(path: Path) -> str:
-    """A playbook file's text; unreadable or not UTF-8 (a binary file) is a `PlaybookError`."""
+def read_text(path: Path, limit: int) -> str:
+    """A playbook file's text; unreadable, more than `limit` bytes (read no further) or not
+    UTF-8 (a binary file) is a `PlaybookError`."""
     try:
-        return path.read_text(encoding="utf-8")
+        return read_limited(path, limit).decode("utf-8")
+    except FileTooLarge as error:
+        raise PlaybookError(str(path), None, "", f"the playbook is {error}") from error
     except (OSError, UnicodeDecodeError) as error:
         raise PlaybookError(str(path), None, "", f"cannot read: {error}") from error
-
-
-def parse_file(path: Path, env: Mapping[str, str] | None = None) -> Node:
-    """Parse one YAML file into a located tree, substituting `${ENV}` in string scalars."""
-    return parse_text(read_text(path), str(path), env)
 
 
 MAX_VALUES = 100_000
@@ -97,6 +96,9 @@ MAX_VALUES = 100_000
 "billion laughs"); a real playbook has hundreds."""
 MAX_DEPTH = 64
 """Levels of nesting one file may have (a playbook needs about ten)."""
+# Names and values reach PostgreSQL `TEXT` (workspace, model and rule ids, templates), which
+# cannot hold U+0000: accepted, such a playbook would fail every event on that backend.
+_NUL = "contains U+0000 (NUL), which cannot be stored"
 
 
 def parse_text(text: str, name: str, env: Mapping[str, str] | None = None) -> Node:
@@ -104,6 +106,13 @@ def parse_text(text: str, name: str, env: Mapping[str, str] | None = None) -> No
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError as error:  # PyYAML's composer recurses once per level of nesting
         raise PlaybookError(name, None, "", f"nested deeper than {MAX_DEPTH} levels") from error
+    except yaml.reader.ReaderError as error:  # a control character such as NUL in the file
+        raise PlaybookError(
+            name,
+            text.count("\n", 0, error.position) + 1,
+            "",
+            f"YAML syntax error: character U+{error.character:04X} is not allowed",
+        ) from error
     except yaml.MarkedYAMLError as error:
         where = error.problem_mark or error.context_mark
         line = where.line + 1 if where is not None else None
@@ -157,6 +166,8 @@ class _Builder:
                     raise PlaybookError(
                         self.file, key_mark.line, path, f"keys must be strings, got {key!r}"
                     )
+                if "\x00" in key:
+                    raise PlaybookError(self.file, key_mark.line, path, _NUL)
                 if key in values:
                     raise PlaybookError(self.file, key_mark.line, join(path, key), "duplicate key")
                 key_marks[key] = key_mark
@@ -169,6 +180,8 @@ class _Builder:
             return Seq(items, tuple(range(len(items))), mark)
         raw = self.constructor.construct_object(node)
         value = substitute(raw, self.env, mark, path) if isinstance(raw, str) else raw
+        if isinstance(value, str) and "\x00" in value:  # written "\0" in a quoted string
+            raise PlaybookError(self.file, mark.line, path, _NUL)
         return Scalar(value, raw, mark)
 
 

@@ -12,6 +12,7 @@ from leadloop.playbook.diff import digest_of
 from leadloop.playbook.fields import Fields, fail
 from leadloop.playbook.model import WebhookEndpoint
 from leadloop.playbook.nodes import Node, Scalar, to_raw
+from leadloop.playbook.regex import pattern_problem
 from leadloop.scoring.model import (
     DEFAULT_ACTIVITY_TYPES,
     NUMERIC_OPERATORS,
@@ -135,6 +136,9 @@ def _predicate(fields: Fields) -> Predicate:
             pattern = re.compile(value, re.IGNORECASE if ignore_case else 0)
         except re.error as error:
             fields.fail("value", f"bad regex: {error}")
+        problem = pattern_problem(value, pattern.flags)
+        if problem is not None:
+            fields.fail("value", f"regex refused: {problem}")
     return Predicate(operator, value, ignore_case, pattern)
 
 

@@ -3,18 +3,13 @@ secret lands in the database), one row per apply; the newest row per workspace i
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 
-from leadloop.errors import PlaybookError
 from leadloop.playbook import load
-from leadloop.playbook.fields import fail
 from leadloop.playbook.model import Playbook
-from leadloop.playbook.nodes import Map, Node, merge, parse_text, read_text
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -31,22 +26,12 @@ class Applied:
     applied_at: float
 
 
-def read_sources(path: str | Path) -> dict[str, str]:
-    """File name → text for a playbook file or folder, in merge order."""
-    return {str(p): read_text(p) for p in load.playbook_files(Path(path))}
+read_sources = load.read_sources
 
 
 def build(sources: Mapping[str, str], env: Mapping[str, str] | None = None) -> Playbook:
     """Parse, merge and validate sources exactly as `load_playbook` does files."""
-    environment = os.environ if env is None else env
-    root: Node | None = None
-    for name, text in sources.items():
-        tree = parse_text(text, name, environment)
-        if not isinstance(tree, Map):
-            fail(tree, "", "a playbook is a mapping of sections (version, scoring, ...)")
-        root = tree if root is None else merge(root, tree)
-    if root is None:
-        raise PlaybookError("<playbook>", None, "", "the playbook is empty")
+    root = load.merge_sources(sources, env)
     playbook = load._build(root, tuple(sources))
     # Each stage owns its section; journeys check their templates against the channels'.
     from leadloop.channels.config import parse_channels

@@ -9,7 +9,7 @@ from typing import Any, TypeVar, assert_never
 from urllib.parse import parse_qs, urlsplit
 
 from leadloop.log.model import Event
-from leadloop.scoring.model import Condition, EventFilter, FitRule, Predicate
+from leadloop.scoring.model import MATCH_CHARS, Condition, EventFilter, FitRule, Predicate
 
 # "1,000", "201-500" (a range: its lower bound) and "500+" all read as numbers, because company
 # size traits arrive in each of these shapes from enrichment tools and forms.
@@ -167,7 +167,7 @@ def _test_one(test: Predicate) -> Tester:
 
             def matches(actual: Any) -> bool:
                 text = actual if type(actual) is str else _text(actual)
-                return text is not None and pattern.search(text) is not None
+                return text is not None and pattern.search(text[:MATCH_CHARS]) is not None
 
             return matches
         case "starts_with" | "contains":

@@ -37,6 +37,11 @@ syncs and internal events are the engine's own, so neither resets the decay wind
 
 # --- configuration (built by the playbook loader) ---------------------------------------------
 
+MATCH_CHARS = 1_000
+"""A `matches` regex sees the first this many characters of a value: the value is the
+sender's, and the loader's pattern rules (`playbook.regex`) leave matches that are at most
+polynomial in its length. A page URL's path and a title fit well within it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Predicate:

@@ -47,7 +47,10 @@ class DatabaseUrl:
                     )
                 sync = value.upper()
             return DatabaseUrl("sqlite", url, path, sync)
-        scheme = urlparse(url).scheme
+        try:
+            scheme = urlparse(url).scheme
+        except ValueError as error:  # e.g. "postgresql://[::1": an unclosed IPv6 host
+            raise ConfigError(f"malformed database URL: {error}") from error
         if scheme in ("postgresql", "postgres"):
             return DatabaseUrl("postgres", url)
         raise ConfigError(
@@ -75,14 +78,19 @@ class SqliteConnection:
     dialect: Dialect = "sqlite"
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write transaction
-        # takes the lock up front instead of failing half-way on upgrade.
-        # cached_statements: `storage.bulk` compiles each batch shape into a handful of sizes.
-        self._conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, cached_statements=512
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write transaction
+            # takes the lock up front instead of failing half-way on upgrade.
+            # cached_statements: `storage.bulk` compiles each batch shape into a few sizes.
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, cached_statements=512
+            )
+            # The first statement reads the file: a folder, or a file that is not a SQLite
+            # database, fails here, before anything is written to it.
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
         # NORMAL in WAL mode survives a process crash (SIGKILL); FULL also survives power loss.
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA busy_timeout=10000")

@@ -119,6 +119,15 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
             "duplicate rule id",
         ),
         ("version: 1", "version: 1\nversion: 2", 2, "version", "duplicate key"),
+        # `matches` runs on values the sender chooses: shapes that backtrack for minutes are
+        # refused (the worst that is left is bounded by `scoring.model.MATCH_CHARS`).
+        ("'VP|Director'", "'(a+)+$'", 13, "scoring.models[0].fit[0].value", "repeat inside"),
+        ("'VP|Director'", "'(a|ab)*c'", 13, "scoring.models[0].fit[0].value", "alternation"),
+        ("'VP|Director'", "'a.*b.*c.*d'", 13, "scoring.models[0].fit[0].value", "long repeats"),
+        # PostgreSQL `TEXT` cannot hold U+0000, and names are printed one per line.
+        ("id: lead", 'id: "le\\0ad"', 8, "scoring.models[0].id", "U+0000"),
+        ("id: lead", "id: 'le\x00ad'", 8, "", "U+0000"),
+        ("id: lead", 'id: "le\\nad"', 8, "scoring.models[0].id", "control characters"),
         ("version: 1\n", "", 1, "version", "missing required"),
     ],
 )

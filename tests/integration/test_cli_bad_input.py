@@ -1,0 +1,127 @@
+"""Every CLI command given bad input: one line on stderr naming the argument or file, a non-zero
+status, no traceback, and the database as it was.
+
+In-process (`main(argv)`) so that the table stays fast; `test_cli.py` runs the real subprocess.
+An unexpected exception propagates and fails the case, which is the "no traceback" check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leadloop.cli import main
+from leadloop.storage.db import DatabaseUrl, connect
+
+BIG = "x" * 100_000
+PLAYBOOK = "examples/playbook.yaml"
+TABLES = ("workspaces", "write_keys", "admin_tokens", "playbooks", "outbox")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as stop:  # argparse's usage errors
+        status = int(stop.code or 0)
+    return status, capsys.readouterr().err
+
+
+def counts(url: str) -> dict[str, int]:
+    conn = connect(DatabaseUrl.parse(url))
+    try:
+        return {table: conn.execute(f"SELECT COUNT(*) FROM {table}")[0][0] for table in TABLES}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    monkeypatch.setenv("LEADLOOP_DATABASE_URL", sqlite_url)
+    assert run(capsys, "playbook", "apply", PLAYBOOK)[0] == 0
+    return sqlite_url
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "binary").write_bytes(b"\x00\x01\xff\xfe")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "profile.json").write_text('{"userId": "u1", "traits": {}}')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "nan.json").write_text('{"userId": "u1", "traits": {"a": NaN}}')
+    (tmp_path / "lines.ndjson").write_text('{"type": "track", "event": "A"}\n{oops\n')
+    (tmp_path / "far.ndjson").write_text('{"type": "track", "event": "A", "wait": 1e308}\n')
+    (tmp_path / "not.db").write_bytes(b"not a database, " * 100)
+    with (tmp_path / "huge.json").open("wb") as huge:  # sparse: 200 MB that take no disk
+        huge.truncate(200 * 1024 * 1024)
+    return tmp_path
+
+
+# (argv, words the one error line must contain); `{tmp}` is the files fixture's folder.
+CASES = [
+    (["keys", "create", "--name", ""], "--name"),
+    (["keys", "create", "--workspace", BIG], "--workspace"),
+    (["tokens", "create", "--name", "a\nb"], "--name"),
+    (["serve", "--port", "-1"], "--port"),
+    (["quickstart", "--port", "http"], "--port"),
+    (["serve", "--host", "a..b", "--port", "1"], "cannot listen on a..b"),
+    (["quickstart", "--host", BIG], "--host"),
+    (["worker", "--database-url", "mysql://x"], "unsupported database URL"),
+    (["migrate", "--database-url", "postgresql://[::1"], "malformed database URL"),
+    (["migrate", "--database-url", "sqlite:///{tmp}/not.db"], "not.db"),
+    (["migrate", "--database-url", "sqlite:///{tmp}/folder"], "folder"),
+    (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
+    (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
+    (["playbook", "diff", "{tmp}/binary"], "binary"),
+    (["playbook", "apply", "{tmp}/folder"], "folder"),
+    (["explain", BIG], "identifier"),
+    (["explain", " "], "identifier"),
+    (["explain", "x", "--workspace", BIG], "--workspace"),
+    (["explain", "x", "--model", ""], "--model"),
+    (["outbox", "list", "--status", "lost"], "--status"),
+    (["outbox", "replay", "--id", "-1"], "--id"),
+    (["outbox", "replay", "--id", "9" * 30], "--id"),
+    (["outbox", "replay", "--id", "one"], "--id"),
+    (["conversions", "list", "--destination", BIG], "--destination"),
+    (["conversions", "replay", "--destination", ""], "--destination"),
+    (["backtest", "--playbook", PLAYBOOK, "--since", "2024-02-30"], "--since"),
+    (["backtest", "--playbook", PLAYBOOK, "--since", "10000-01-01"], "--since"),
+    (["backtest", "--playbook", PLAYBOOK, "--stage", BIG], "--stage"),
+    (["backtest", "--playbook", "{tmp}/missing"], "missing"),
+    (["replay"], "--yes"),
+    (["bench", "nothing"], "name"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/folder"], "--profile"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/binary"], "--profile"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/list.json"], "--profile"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/deep.json"], "--profile"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/nan.json"], "--profile"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/huge.json"], "limit of 512,000"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", "x"], "--start"),
+    (
+        ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", "-1d"],
+        "--horizon",
+    ),
+    (
+        ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json",
+         "--events", "{tmp}/lines.ndjson"],
+        "lines.ndjson:2",
+    ),
+    (
+        ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json",
+         "--events", "{tmp}/far.ndjson"],
+        "event 1",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "words"), CASES, ids=[" ".join(c[0])[:60] for c in CASES])
+def test_bad_input_is_one_clear_line_and_changes_nothing(
+    db: str, files: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    before = counts(db)
+    status, err = run(capsys, *(arg.replace("{tmp}", str(files)) for arg in argv))
+    assert status != 0
+    last = err.strip().splitlines()[-1]
+    assert words in last, err
+    assert len(last) < 1_000, "the error echoes a huge argument back"
+    assert counts(db) == before
