@@ -104,11 +104,6 @@ def test_a_score_crossing_upward_enters_and_staying_above_does_not(
         assert templates(h, pid) == ["hot", "hot"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ProfileFacts.score_change remembers the new total as the 'before' on the first "
-    "call, so a second score-trigger journey on the same model sees no change and never enters",
-)
 def test_two_journeys_on_the_same_score_crossing_both_enter(
     backend_url: str, tmp_path: Path
 ) -> None:
