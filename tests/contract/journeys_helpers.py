@@ -10,6 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from leadloop.api.journeys import journeys_router
+from leadloop.storage import workspaces
 from tests.contract.conftest import Harness
 from tests.contract.test_journeys_seed import journey_harness, playbook_with_journeys
 
@@ -43,6 +48,18 @@ def person(h: Harness, user: str, **traits: Any) -> str:
     found = h.profile("user_id", user)
     assert found is not None
     return str(found["id"])
+
+
+def people(h: Harness, users: list[str]) -> dict[str, str]:
+    """Identify several users in one batch (each with an email); their profile ids by user."""
+    h.send(*({"type": "identify", "userId": u, "traits": {"email": f"{u}@x.test"}} for u in users))
+    h.settle()
+    pids = {}
+    for user in users:
+        found = h.profile("user_id", user)
+        assert found is not None
+        pids[user] = str(found["id"])
+    return pids
 
 
 def track(h: Harness, user: str, event: str, **properties: Any) -> None:
@@ -99,3 +116,18 @@ def sends(h: Harness, pid: str) -> list[tuple[str, str, str, float | None]]:
         "SELECT step, outcome, reason, until FROM sends WHERE profile_id = ? ORDER BY id", pid
     )
     return [(r[0], r[1], r[2], None if r[3] is None else float(r[3])) for r in rows]
+
+
+def admin_get(h: Harness, path: str) -> dict[str, Any]:
+    """GET an admin API path of the journeys router with a fresh admin token (once per test)."""
+    now = h.engine.clock.now()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "helper", now)
+    ).result()
+    app = FastAPI()
+    app.include_router(journeys_router(h.engine))
+    with TestClient(app) as client:
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
