@@ -19,6 +19,7 @@ from tests.contract.journeys_helpers import (
     flows,
     instances,
     outbox,
+    people,
     person,
     pricing,
     templates,
@@ -114,9 +115,9 @@ def test_a_branch_on_engagement_with_a_previous_steps_message(
         "silent": None,
     }
     with flows(backend_url, tmp_path, ENGAGEMENT) as h:
-        pids = {user: person(h, user) for user in receipts}
-        for user in receipts:
-            track(h, user, "Engage")
+        pids = people(h, list(receipts))
+        h.send(*({"type": "track", "userId": user, "event": "Engage"} for user in receipts))
+        h.settle()
         for user, receipt in receipts.items():
             ((_dest, payload),) = outbox(h, "message", pids[user])
             assert instances(h, pids[user], "engaged") == [("waiting", "pause", "")]
