@@ -42,6 +42,7 @@ class ProfileFacts:
         self._ws = ws
         self._profile = profile
         self._at = at
+        self._changes: dict[str, tuple[float, float] | None] = {}
 
     @property
     def traits(self) -> dict[str, Any]:
@@ -64,7 +65,11 @@ class ProfileFacts:
         return None if found is None else round(total_at(found, self._at), 6)
 
     def score_change(self, model: str) -> tuple[float, float] | None:
-        """The model's total before and after this event (per batch, from the stored state)."""
+        """The model's total before and after this event (per batch, from the stored state).
+        Asked once per score-trigger journey: every journey on the model gets the same answer
+        (the first call moves the batch's remembered total on)."""
+        if model in self._changes:
+            return self._changes[model]
         key = (self._ws, self._profile.id, model)
         after = self.score(model) or 0.0
         before = self._state.scores.get(key)
@@ -75,7 +80,8 @@ class ProfileFacts:
             )
             before = total_at(_score_decoder.decode(rows[0][0]), self._at) if rows else 0.0
         self._state.scores[key] = after
-        return None if before == after else (before, after)
+        self._changes[model] = None if before == after else (before, after)
+        return self._changes[model]
 
     def stage(self, model: str) -> str | None:
         found = self._score_state(model)

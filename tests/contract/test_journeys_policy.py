@@ -1,0 +1,108 @@
+"""The contact policy as journeys meet it, on both backends: suppressions recorded from
+`Unsubscribed` and `Email Bounced` events, and transactional sends next to a frequency cap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.contract.journeys_helpers import (
+    DAY,
+    START,
+    flows,
+    instances,
+    person,
+    sends,
+    templates,
+    track,
+)
+
+pytestmark = pytest.mark.usefixtures("channels_env")
+
+POLICY = """
+journeys:
+  templates:
+    email: [promo, receipt]
+  policy:
+    caps:
+      - { max: 1, per: 1d }
+  flows:
+    - id: promo
+      entry: { event: Promo }
+      reentry: always
+      steps:
+        - { id: promo, type: send, channel: email, template: promo, otherwise: gave_up }
+        - { id: gave_up, type: exit, reason: nobody to send to }
+    - id: receipt
+      entry: { event: Order Completed }
+      reentry: always
+      steps:
+        - { id: receipt, type: send, channel: email, template: receipt, transactional: true }
+"""
+DONE = ("completed", None, "reached the end")
+
+
+def test_an_unsubscribed_event_suppresses_the_next_journey_send_with_its_reason(
+    backend_url: str, tmp_path: Path
+) -> None:
+    with flows(backend_url, tmp_path, POLICY) as h:
+        gone, elsewhere = person(h, "gone"), person(h, "elsewhere")
+        track(h, "gone", "Unsubscribed")  # no channel: email
+        track(h, "elsewhere", "Unsubscribed", channel="whatsapp")
+        assert h.sql(
+            "SELECT profile_id, channel, reason, created_at FROM suppressions ORDER BY channel"
+        ) == [
+            (gone, "email", "unsubscribed", START),
+            (elsewhere, "whatsapp", "unsubscribed", START),
+        ]
+        prof = h.profile("user_id", "gone")
+        assert prof is not None and "unsubscribed" not in prof["traits"]  # the list, not a trait
+        track(h, "gone", "Promo")
+        track(h, "elsewhere", "Promo")
+        assert templates(h, gone) == []
+        assert sends(h, gone) == [
+            (
+                "promo",
+                "suppressed",
+                "no channel can carry it: email: suppressed: unsubscribed",
+                None,
+            )
+        ]
+        assert instances(h, gone, "promo") == [("exited", "gave_up", "nobody to send to")]
+        assert templates(h, elsewhere) == ["promo"]  # a WhatsApp opt-out leaves email alone
+        assert instances(h, elsewhere, "promo") == [DONE]
+        # A transactional message ignores an unsubscribe, but not a bounce.
+        track(h, "gone", "Order Completed")
+        assert templates(h, gone) == ["receipt"]
+        track(h, "gone", "Email Bounced")
+        track(h, "gone", "Order Completed")
+        assert templates(h, gone) == ["receipt"]
+        assert sends(h, gone)[1:] == [
+            ("receipt", "queued", "", None),
+            ("receipt", "suppressed", "no channel can carry it: email: suppressed: bounced", None),
+        ]
+        assert instances(h, gone, "receipt") == [DONE, DONE]
+
+
+def test_a_transactional_send_is_not_held_back_by_a_frequency_cap(
+    backend_url: str, tmp_path: Path
+) -> None:
+    with flows(backend_url, tmp_path, POLICY) as h:
+        pid = person(h, "busy")
+        track(h, "busy", "Order Completed")  # transactional: does not count toward the cap
+        track(h, "busy", "Promo")  # the cap's one marketing message of the day
+        track(h, "busy", "Promo")  # capped: deferred a day
+        track(h, "busy", "Order Completed")  # the cap is full, but this is transactional
+        assert templates(h, pid) == ["receipt", "promo", "receipt"]
+        assert sends(h, pid) == [
+            ("receipt", "queued", "", None),
+            ("promo", "queued", "", None),
+            ("promo", "deferred", "frequency cap: deferred to 2027-01-16 08:00 UTC", START + DAY),
+            ("receipt", "queued", "", None),
+        ]
+        # Both promo instances entered at the same instant: compare them as a set.
+        assert sorted(instances(h, pid, "promo")) == [DONE, ("waiting", "promo", "")]
+        h.advance(DAY)
+        assert templates(h, pid) == ["receipt", "promo", "receipt", "promo"]
+        assert instances(h, pid, "promo") == [DONE, DONE]
