@@ -41,5 +41,5 @@ def test_the_example_playbooks_conversion_variables_are_documented() -> None:
     example = (ROOT / "examples" / "playbook.yaml").read_text(encoding="utf-8")
     conversions = example[example.index("\nconversions:") :]
     names = set(re.findall(r"\$\{(LEADLOOP_GOOGLE_ADS_\w+)", conversions))
-    assert len(names) == 6
+    assert len(names) == 7
     assert all(f"`{name}`" in DOC for name in names)
