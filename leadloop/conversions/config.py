@@ -86,6 +86,7 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "customer_id",
                 "developer_token",
                 "login_customer_id",
+                "service_account_file",
             }
         ),
     ),
@@ -223,6 +224,15 @@ def parse_conversions(node: Node | None) -> ConversionsConfig:
                     item.mark.line,
                     path,
                     f"conversion destination {dest.id!r} is disabled: {dest.disabled_reason}",
+                )
+            )
+        if dest.note:
+            warnings.append(
+                PlaybookWarning(
+                    item.mark.file,
+                    item.mark.line,
+                    path,
+                    f"conversion destination {dest.id!r}: {dest.note}",
                 )
             )
         destinations.append(dest)

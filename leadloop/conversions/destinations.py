@@ -1,13 +1,24 @@
 """The destinations of the playbook's `conversions` section (`conversions.destinations[]`):
 per-platform settings validated into a `DestinationConfig`, disabled with a reason when a
 credential or id is empty (the caller turns the reason into a warning), an error at
-file/line/field when a value is malformed."""
+file/line/field when a value is malformed.
+
+Google destinations take either a static `access_token` or a `service_account_file` (a key
+file read and checked here, at validation: `google_credentials`). With both, the service account
+wins, with a warning: its tokens renew themselves, while an access token pasted into the
+environment expires within the hour, so it is the setting that keeps working."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
+from leadloop.conversions.google_credentials import (
+    ServiceAccount,
+    ServiceAccountError,
+    load_service_account,
+    resolve_path,
+)
 from leadloop.conversions.model import (
     Destination,
     GoogleAdsDestination,
@@ -39,6 +50,10 @@ class DestinationConfig:
     disabled_reason: str | None = None
     developer_token: str = field(default="", repr=False)
     """Google Ads API only (`developer-token` header)."""
+    service_account: ServiceAccount | None = field(default=None, repr=False)
+    """Google only: tokens come from this account's key (then `access_token` is empty)."""
+    note: str | None = None
+    """A setting that is ignored, for a warning (an access token beside a service account)."""
 
     @property
     def enabled(self) -> bool:
@@ -75,8 +90,12 @@ def parse_destination(fields: Fields, section_region: str | None) -> Destination
         fields.fail("type", f"expected one of: {', '.join(PLATFORMS)}")
     region = parse_region(fields, "default_region") or section_region
     token = fields.text("access_token", "")
+    service_account = _service_account(fields, kind)
     test_code = fields.optional_text("test_event_code") or None
-    missing: list[str] = [] if token else ["access_token"]
+    missing: list[str] = []
+    if not token and service_account is None:
+        google = kind in ("google", "google_ads")
+        missing.append("access_token (or service_account_file)" if google else "access_token")
     destination: Destination | None = None
     if kind == "meta":
         pixel = fields.text("pixel_id", "")
@@ -134,9 +153,41 @@ def parse_destination(fields: Fields, section_region: str | None) -> Destination
         return DestinationConfig(
             dest_id, platform, None, disabled_reason=f"{', '.join(missing)} not set"
         )
+    note = None
+    if service_account is not None and token:
+        note = (
+            "both access_token and service_account_file are set: the service account is used "
+            "(its tokens renew themselves; a pasted access token expires within the hour)"
+        )
     return DestinationConfig(
-        dest_id, platform, destination, token, app_secret, developer_token=developer_token
+        dest_id,
+        platform,
+        destination,
+        "" if service_account is not None else token,
+        app_secret,
+        developer_token=developer_token,
+        service_account=service_account,
+        note=note,
     )
+
+
+def _service_account(fields: Fields, kind: str) -> ServiceAccount | None:
+    """The key file named by `service_account_file`, read and checked now, so a missing or
+    malformed file is an error at validate and apply time rather than dead letters later.
+    Empty (an unset `${VAR:-}`) means none."""
+    path = fields.text("service_account_file", "").strip()
+    if not path:
+        return None
+    if kind not in ("google", "google_ads"):
+        fields.fail(
+            "service_account_file", "only google and google_ads destinations take a key file"
+        )
+    node = fields.get("service_account_file")
+    assert node is not None  # it has a value
+    try:
+        return load_service_account(resolve_path(path, node.mark.file))
+    except ServiceAccountError as error:
+        fields.fail("service_account_file", f"{path}: {error}")
 
 
 def _google_ads(fields: Fields, region: str | None) -> tuple[GoogleAdsDestination, list[str]]:

@@ -8,7 +8,11 @@
 2. splits the rest into the platform's request sizes (`MAX_EVENTS`);
 3. POSTs each request with the platform's auth (Meta `?access_token=`, Google `Authorization:
    Bearer`, plus `developer-token` for the Ads API, TikTok `Access-Token`) and classifies the
-   answer (`decide.classify_response`);
+   answer (`decide.classify_response`). A Google destination with a service account gets its
+   bearer token from `AccessTokens` (cached until shortly before it expires); a token endpoint
+   that fails is settled like the API would be (network error or 5xx: `Retry`; `invalid_grant`:
+   `Reject`), and a 401 from the API drops the token and sends the request once more with a
+   new one;
    Requests (all destinations, all chunks) go out up to `parallel` at a time, so one request's
    round trip overlaps with building the next body;
 4. on `Bisect` (a whole batch refused for one bad event) splits around the named event, or in
@@ -45,6 +49,8 @@ from leadloop.conversions.decide import (
 )
 from leadloop.conversions.destinations import DestinationConfig
 from leadloop.conversions.google_ads import request_headers
+from leadloop.conversions.google_credentials import SCOPES
+from leadloop.conversions.google_tokens import AccessTokens
 from leadloop.conversions.model import (
     Conversion,
     Destination,
@@ -120,6 +126,7 @@ class ConversionSender:
         (`config.conversions_config(playbook).destination(id)`), or None when it is gone."""
         self._destinations = destinations
         self._client = client or httpx2.Client(timeout=TIMEOUT, follow_redirects=False)
+        self.tokens = AccessTokens(self._client)
         self._max_attempts = max_attempts
         self._pool = (
             ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-conversions")
@@ -209,7 +216,17 @@ class ConversionSender:
         self, config: DestinationConfig, target: Destination, rows: list[_Row], now: float
     ) -> list[tuple[_Row, Outcome]]:
         events = [r.stored.event for r in rows]
-        status, headers, body = self._post(config, target, events)
+        bearer = self._bearer(config, now)
+        if isinstance(bearer, Retry | Reject):
+            return [(row, self._settle(row, bearer, now)) for row in rows]
+        status, headers, body = self._post(config, target, events, bearer)
+        if status == 401 and config.service_account is not None:
+            # Revoked or expired early: one new token and one more try, then the 401 stands.
+            self.tokens.forget(config.service_account, SCOPES[config.platform], bearer)
+            bearer = self._bearer(config, now)
+            if isinstance(bearer, Retry | Reject):
+                return [(row, self._settle(row, bearer, now)) for row in rows]
+            status, headers, body = self._post(config, target, events, bearer)
         if status == 0:
             return [(row, self._retry(row, now, body, None)) for row in rows]
         verdict = classify_response(
@@ -250,23 +267,36 @@ class ConversionSender:
             return Outcome("dead", None, f"{reason}; gave up after {attempts} attempts")
         return Outcome("pending", when, reason)
 
+    def _bearer(self, config: DestinationConfig, now: float) -> str | Retry | Reject:
+        """The destination's token: its static `access_token`, or one granted to its service
+        account (or what to do with the rows when the token endpoint fails)."""
+        account = config.service_account
+        if account is None:
+            return config.access_token
+        scope = SCOPES[config.platform]
+        return self.tokens.get(account, scope, now, platform=config.platform)
+
     def _post(
-        self, config: DestinationConfig, target: Destination, events: list[msgspec.Raw]
+        self,
+        config: DestinationConfig,
+        target: Destination,
+        events: list[msgspec.Raw],
+        token: str,
     ) -> tuple[int, dict[str, str], Any]:
         """(status, headers, body); status 0 is a network error, with the reason as body."""
         proof = None
         params: dict[str, str] = {}
         headers = {"content-type": "application/json", "user-agent": "leadloop-conversions/0.1"}
         if isinstance(target, MetaDestination):
-            params["access_token"] = config.access_token
+            params["access_token"] = token
             if config.app_secret:
-                proof = compute_appsecret_proof(config.app_secret, config.access_token)
+                proof = compute_appsecret_proof(config.app_secret, token)
         elif isinstance(target, GoogleAdsDestination):
-            headers.update(request_headers(target, config.access_token, config.developer_token))
+            headers.update(request_headers(target, token, config.developer_token))
         elif config.platform == "google":
-            headers["authorization"] = f"Bearer {config.access_token}"
+            headers["authorization"] = f"Bearer {token}"
         else:
-            headers["access-token"] = config.access_token
+            headers["access-token"] = token
         payload = _encoder.encode(wrap_request(events, target, appsecret_proof=proof))
         with self._lock:
             self._sent += 1

@@ -3,7 +3,8 @@ tests and dry runs.
 
 One loopback HTTP server (stdlib, a thread, port 0) serves the routes of research/capi.md §8.3
 and the Ads API's `uploadClickConversions`, one module a platform (`ads_meta`, `ads_data_manager`,
-`ads_tiktok`, `google_ads`; what they share is `base`). Each fake:
+`ads_tiktok`, `google_ads`; what they share is `base`), and Google's OAuth token endpoint for
+service accounts (`google_token`, at `token_uri`). Each fake:
 
 * checks every request the way the platform documents it (each check names its capi.md section)
   and answers with the platform's own error envelope when a check fails;
@@ -45,6 +46,8 @@ from leadloop.testing_fakes.ads_tiktok import FakeTikTok
 from leadloop.testing_fakes.base import FakePlatform, Recorded
 from leadloop.testing_fakes.google_ads import PATH as GOOGLE_ADS_PATH
 from leadloop.testing_fakes.google_ads import FakeGoogleAds
+from leadloop.testing_fakes.google_token import PATH as GOOGLE_TOKEN_PATH
+from leadloop.testing_fakes.google_token import FakeGoogleToken
 
 # --- the server --------------------------------------------------------------------------------
 
@@ -70,7 +73,10 @@ class FakeAdsServer:
         self.google = FakeGoogle(moment, google_access_token)
         self.google_ads = FakeGoogleAds(moment, google_ads_access_token, google_ads_developer_token)
         self.tiktok = FakeTikTok(moment, tiktok_access_token)
+        self.google_token = FakeGoogleToken(moment)
+        self.google.issued_token = self.google_ads.issued_token = self.google_token.valid
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.google_token.audience = self.token_uri
         # A short poll keeps `shutdown()` (and so each test's teardown) quick.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -81,6 +87,11 @@ class FakeAdsServer:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def token_uri(self) -> str:
+        """Google's OAuth token endpoint, for a service-account key file's `token_uri`."""
+        return f"{self.base_url}{GOOGLE_TOKEN_PATH}"
+
     def route(self, path: str) -> FakePlatform | None:
         if _META_PATH.fullmatch(path):
             return self.meta
@@ -90,6 +101,8 @@ class FakeAdsServer:
             return self.tiktok
         if GOOGLE_ADS_PATH.fullmatch(path):
             return self.google_ads
+        if path == GOOGLE_TOKEN_PATH:
+            return self.google_token
         return None
 
     def stats(self) -> dict[str, dict[str, int]]:

@@ -36,7 +36,7 @@ class FakeGoogle(FakePlatform):
         self.plan(400, _google_error(Invalid("planned", index, field_name)))
 
     def serve(self, request: Recorded) -> Response:
-        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+        if not self.bearer_ok(request.headers.get("authorization"), self.access_token):
             error = {"code": 401, "status": "UNAUTHENTICATED", "message": "bad credentials"}
             return 401, {}, {"error": error}
         body = request.body if isinstance(request.body, dict) else {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,18 @@ class FakePlatform:
         self._planned: deque[Response] = deque()
         self._lock = threading.Lock()
         self._gate: threading.Event | None = None
+        self.issued_token: Callable[[str], bool] | None = None
+        """Also take bearer tokens this says are valid (the fake token endpoint's)."""
+
+    def bearer_ok(self, header: str | None, static_token: str) -> bool:
+        """`Authorization: Bearer` with the fake's static token or one the token endpoint
+        issued and has not expired or revoked."""
+        if header is None or not header.startswith("Bearer "):
+            return False
+        token = header.removeprefix("Bearer ")
+        if token == static_token:
+            return True
+        return self.issued_token is not None and self.issued_token(token)
 
     def hold_answers(self) -> threading.Event:
         """From now on, record and accept each request as usual but keep its answer back until

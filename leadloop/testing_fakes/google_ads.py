@@ -80,7 +80,7 @@ class FakeGoogleAds(FakePlatform):
 
     def serve(self, request: Recorded) -> Response:
         headers = request.headers
-        if headers.get("authorization") != f"Bearer {self.access_token}":
+        if not self.bearer_ok(headers.get("authorization"), self.access_token):
             return _request_error(
                 401, "UNAUTHENTICATED", "authenticationError", "OAUTH_TOKEN_INVALID"
             )

@@ -180,7 +180,8 @@ def test_the_example_playbook_without_environment_disables_every_destination() -
     assert reasons["tiktok"] == "access_token, pixel_code not set"
     assert (
         reasons["google_ads"]
-        == "access_token, customer_id, conversion_action, developer_token not set"
+        == "access_token (or service_account_file), customer_id, conversion_action, "
+        "developer_token not set"
     )
     google = reasons["google"] or ""
     assert google.endswith("operating_account, conversion_action not set")

@@ -91,7 +91,10 @@ def test_unset_environment_disables_it_with_a_warning_naming_what_is_missing() -
     config = section(FROM_ENV)
     dest = config.destination("google_ads")
     assert dest is not None and not dest.enabled
-    reason = "access_token, customer_id, conversion_action, developer_token not set"
+    reason = (
+        "access_token (or service_account_file), customer_id, conversion_action, "
+        "developer_token not set"
+    )
     assert dest.disabled_reason == reason
     (warning,) = config.warnings
     assert str(warning).startswith("pb.yaml:5: conversions.destinations[0]")
