@@ -166,8 +166,10 @@ class JourneyStage:
             self._sync(batch, state, ws, journeys, at)
         if event.type == "internal" and event.event == PROFILE_UPDATE_EVENT:
             profile = _apply_update(profile, event.properties, at)
+        # From a client's track call or from the engine's own channels (a one-click
+        # unsubscribe, a bounce receipt): both put the profile on the list.
         reason = SUPPRESSION_EVENTS.get(event.event or "")
-        if reason is not None and event.type != "internal":
+        if reason is not None:
             channel = event.properties.get("channel")
             state.suppress(
                 batch.identity.conn,

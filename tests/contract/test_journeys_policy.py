@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from leadloop.channels import records
 
 from tests.contract.journeys_helpers import (
     DAY,
@@ -83,6 +86,35 @@ def test_an_unsubscribed_event_suppresses_the_next_journey_send_with_its_reason(
             ("receipt", "suppressed", "no channel can carry it: email: suppressed: bounced", None),
         ]
         assert instances(h, gone, "receipt") == [DONE, DONE]
+
+
+def test_the_channels_own_unsubscribe_and_bounce_events_suppress_journey_sends(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A one-click unsubscribe and a bounce receipt reach the log as the engine's own
+    (`internal`) events; the journeys' policy must hear them too, or a journey keeps queueing
+    messages the channel then refuses, and never takes its `otherwise` path."""
+    with flows(backend_url, tmp_path, POLICY) as h:
+        link, bounce = person(h, "link"), person(h, "bounce")
+
+        def emit(pid: str, name: str, source: str) -> None:
+            props: dict[str, Any] = {"channel": "email", "message_id": f"m-{pid}", "source": source}
+            now = h.engine.clock.now()
+            h.engine.writer.submit(
+                lambda c: records.emit(c, "default", f"t-{pid}", name, pid, props, now, now)
+            ).result()
+            h.settle()
+
+        emit(link, "Unsubscribed", "one-click")
+        emit(bounce, "Email Bounced", "receipt")
+        assert h.sql(
+            "SELECT profile_id, channel, reason FROM suppressions ORDER BY reason"
+        ) == [(bounce, "email", "bounced"), (link, "email", "unsubscribed")]
+        track(h, "link", "Promo")
+        track(h, "bounce", "Promo")
+        assert templates(h, link) == templates(h, bounce) == []
+        assert instances(h, link, "promo") == [("exited", "gave_up", "nobody to send to")]
+        assert instances(h, bounce, "promo") == [("exited", "gave_up", "nobody to send to")]
 
 
 def test_a_transactional_send_is_not_held_back_by_a_frequency_cap(
