@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from leadloop.channels import records
-
 from tests.contract.journeys_helpers import (
     DAY,
     START,
@@ -107,9 +106,10 @@ def test_the_channels_own_unsubscribe_and_bounce_events_suppress_journey_sends(
 
         emit(link, "Unsubscribed", "one-click")
         emit(bounce, "Email Bounced", "receipt")
-        assert h.sql(
-            "SELECT profile_id, channel, reason FROM suppressions ORDER BY reason"
-        ) == [(bounce, "email", "bounced"), (link, "email", "unsubscribed")]
+        assert h.sql("SELECT profile_id, channel, reason FROM suppressions ORDER BY reason") == [
+            (bounce, "email", "bounced"),
+            (link, "email", "unsubscribed"),
+        ]
         track(h, "link", "Promo")
         track(h, "bounce", "Promo")
         assert templates(h, link) == templates(h, bounce) == []
