@@ -110,3 +110,22 @@ def test_activity_postpones_decay_to_the_exact_instant(scoring_harness: Harness)
     assert score(h)["score"] == 32
     at = h.sql("SELECT at FROM score_ledger WHERE kind = 'decay'")
     assert at == [(last + 30 * DAY,)]
+
+
+def test_a_group_call_scores_its_account_traits_at_once(scoring_harness: Harness) -> None:
+    """Account traits from a group call count at that call, not at the member's next event
+    (a lead who only identifies and joins a large account has the company points)."""
+    h = scoring_harness
+    h.send({"type": "identify", "userId": "eng-1", "traits": {"title": "Engineer"}})
+    h.send({"type": "group", "userId": "eng-1", "groupId": "big", "traits": {"employees": 500}})
+    h.settle()
+    s = score(h, "eng-1")
+    assert (s["score"], s["fit"], s["stage"]) == (10, 10, "lead")
+    assert h.sql(
+        "SELECT e.type FROM score_ledger l JOIN events e ON e.message_id = l.message_id "
+        "WHERE l.rule = 'company_200_plus'"
+    ) == [("group",)]
+    # A later group call that changes the account's traits is scored at that call too.
+    h.send({"type": "group", "userId": "eng-1", "groupId": "big", "traits": {"employees": 50}})
+    h.settle()
+    assert score(h, "eng-1")["fit"] == 0
