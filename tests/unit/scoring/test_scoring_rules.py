@@ -202,7 +202,9 @@ def test_lifetime_model_cap_binds_for_good() -> None:
         "      cap: {points: 10}\n",
     )
     times = [T0, T0 + DAY, T0 + 2 * DAY, T0 + 400 * DAY]
-    decisions = run_all(model, [*(page("/", t) for t in times), event("track", T0 + 401 * DAY, "Signed Up")])
+    decisions = run_all(
+        model, [*(page("/", t) for t in times), event("track", T0 + 401 * DAY, "Signed Up")]
+    )
     assert [d.changes[0].points for d in decisions[:4]] == [4, 4, 2, 0]
     assert "held back by model cap 10" in decisions[2].changes[0].reason
     assert "held back by model cap 10" in decisions[3].changes[0].reason
