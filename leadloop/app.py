@@ -114,6 +114,8 @@ class Engine:
             self._connect_writer, max_pending=settings.max_pending_events, on_commit=self._committed
         )
         self.playbooks: dict[str, Playbook] = {}
+        self.rescore_progress: Callable[[int, int], None] | None = None
+        """Told of each rescore's progress, (done, total): see `rescoring.Progress`."""
         self._playbook_ids: dict[str, int] = {}
         self.processor = Processor(
             self._connect,
@@ -291,7 +293,9 @@ class Engine:
     def _rescore(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
         from leadloop.scoring.rescoring import rescore_workspace
 
-        rescore_workspace(conn, self.writer, workspace, models, self.clock.now())
+        rescore_workspace(
+            conn, self.writer, workspace, models, self.clock.now(), self.rescore_progress
+        )
 
     def _watch(self) -> None:
         while not self._watch_stop.wait(1.0):

@@ -304,7 +304,10 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         applied = store.latest(conn, workspace)
         current = store.build(applied.sources) if applied else None
-        now = SystemClock().now()
+        # Replays clamp events to `now`. A manual-clock sandbox's log runs ahead of the wall
+        # clock; reading it as of the wall would move its stage entries back in time.
+        latest = conn.execute("SELECT MAX(ts) FROM events WHERE workspace_id = ?", (workspace,))
+        now = max(SystemClock().now(), float(latest[0][0] or 0.0))
         runs = {"new": new.models, "current": current.models if current else ()}
         results = {
             label: {m.id: replay.BacktestResult(m.id, m.version, args.stage) for m in models}

@@ -180,10 +180,14 @@ class ServerProcess:
 class WebhookReceiver:
     """A loopback HTTP receiver for outgoing webhooks: answers from a plan of statuses (then
     200), verifies each delivery with the `standardwebhooks` library when given the secret,
-    and records what arrived."""
+    and records what arrived. A plan entry may be `(status, headers)` to answer with headers,
+    e.g. `(503, {"Retry-After": "120"})`."""
 
     def __init__(
-        self, secret: str | None = None, plan: list[int] | None = None, port: int = 0
+        self,
+        secret: str | None = None,
+        plan: list[int | tuple[int, dict[str, str]]] | None = None,
+        port: int = 0,
     ) -> None:
         import http.server
         import threading
@@ -200,12 +204,15 @@ class WebhookReceiver:
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 verified = receiver._verify(headers, body)
-                status = receiver.plan.pop(0) if receiver.plan else 200
+                answer = receiver.plan.pop(0) if receiver.plan else 200
+                status, extra = answer if isinstance(answer, tuple) else (answer, {})
                 record = {"headers": headers, "body": body, "verified": verified, "status": status}
                 receiver.attempts.append(record)
                 if status == 200 and verified is not False:
                     receiver.deliveries.append(record)
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

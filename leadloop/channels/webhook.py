@@ -53,7 +53,9 @@ class WebhookSender:
             return self._failed(
                 item, now, attempt, f"network error: {exc.__class__.__name__}: {exc}"
             )
-        outcome = classify_http(response.status_code, dict(response.headers), now)
+        # A Retry-After HTTP-date is the receiver's wall-clock time: read it against the wall
+        # clock, so under a manual clock the wait is still the one asked for.
+        outcome = classify_http(response.status_code, dict(response.headers), self._wall.now())
         if isinstance(outcome, Delivered):
             return Outcome("delivered")
         if isinstance(outcome, Dead):

@@ -256,6 +256,10 @@ class IdentityBatch:
             self.dirty_profiles.add(key)
         if event.profile_id != profile.id:
             self.event_profiles.append((profile.id, event.seq))
+
+    def group(self, event: Event, profile: Profile) -> None:
+        """A group call's account traits, merged in before the later stages see the event, so
+        fit rules on account traits score at the group call itself (as a replay does)."""
         if event.type == "group" and event.group_id:
             self._group(event, profile)
 

@@ -31,6 +31,11 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     )
     p.add_argument("--start", default=None, help="start time, ISO 8601 (default: now)")
     p.add_argument("--horizon", default="30d", help="run timers this long after the last event")
+    p.add_argument(
+        "--all-channels",
+        action="store_true",
+        help="pretend every channel is configured (default: as configured here, like the engine)",
+    )
     p.set_defaults(handler=cmd_simulate)
 
 
@@ -109,7 +114,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp(),
         )
     horizon = _option("--horizon", args.horizon, seconds)
-    result = simulate(args.playbook, profile, events, start, horizon)
+    result = simulate(args.playbook, profile, events, start, horizon, args.all_channels)
     for line in render(result):
         print(line)
     return 0

@@ -3,6 +3,10 @@
 Nothing touches the real database and nothing is delivered: the outbox has no senders. The
 result is the profile's path through each journey with times, and every send decision of the
 contact policy (queued, rerouted, deferred, suppressed) with its reason.
+
+Channels are simulated as configured, as the live engine would run them here: a channel whose
+settings are missing (an unset `${ENV}`) is disabled, and a send routed to it is suppressed.
+`all_channels=True` pretends every channel is configured, to try the journeys' logic alone.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from leadloop.app import Engine
+from leadloop.channels.config import channels_config
 from leadloop.clock import ManualClock
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
@@ -48,6 +53,8 @@ class Simulation:
     profile_id: str
     journeys: list[dict[str, Any]]
     sends: list[dict[str, Any]]
+    disabled: dict[str, str]
+    """Channel → why it is off in this simulation (empty with `all_channels`)."""
     not_entered: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -57,10 +64,12 @@ def simulate(
     events: Iterable[dict[str, Any]],
     start: float,
     horizon: float = 30 * 86400.0,
+    all_channels: bool = False,
 ) -> Simulation:
     """Apply `playbook` in a temporary database, identify the profile, send each event (an
     event may carry `"wait": "72h"` to move the clock first), then let every timer due within
-    `horizon` after the last event fire."""
+    `horizon` after the last event fire. Channels are the configured ones (the live engine's),
+    or every channel with `all_channels`."""
     user = str(profile.get("userId") or "simulated")
     identify = {"type": "identify", "userId": user, "traits": profile.get("traits", {})}
     _check(identify, start, "profile: ")
@@ -74,9 +83,16 @@ def simulate(
             manual_clock=True,
             run_processor=False,
         )
-        engine.processor.set_stages(
-            [ScoringStage(engine.scoring_models), JourneyStage(engine.playbooks.get)]
+
+        def channels(ws: str) -> Any:
+            return channels_config(engine.playbooks.get(ws))
+
+        journeys = JourneyStage(
+            engine.playbooks.get,
+            channels_enabled=None if all_channels else lambda ws: channels(ws).enabled_channels(),
+            known_templates=lambda ws: channels(ws).template_names(),
         )
+        engine.processor.set_stages([ScoringStage(engine.scoring_models), journeys])
         engine.dispatcher.senders.clear()  # nothing leaves a simulation
         engine.start()
         conn = engine._connect()
@@ -114,6 +130,7 @@ def simulate(
                 str(pid),
                 queries.profile_journeys(conn, "default", str(pid)),
                 queries.sends(conn, "default", str(pid)),
+                {} if all_channels else dict(channels("default").disabled),
                 queries.not_entered(conn, "default", str(pid)),
             )
         finally:
@@ -185,4 +202,10 @@ def render(result: Simulation) -> list[str]:
             f"  {_time(item['at'])}  {item['journey']}/{item['step']}  {channel} "
             f"{item['template']}: {item['outcome']}{until}{reason}"
         )
+    reasons = " ".join(str(i["reason"]) for i in result.sends)
+    off = [c for c in sorted(result.disabled) if f"{c}: channel not enabled" in reasons]
+    for channel in off:
+        lines.append(f"note: {channel} is disabled here ({result.disabled[channel]})")
+    if off:
+        lines.append("note: --all-channels simulates as if every channel were configured")
     return lines

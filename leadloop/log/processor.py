@@ -275,6 +275,7 @@ class Processor:
             # The engine's own events (timers, emitted events) are not the person's doing:
             # they do not change the CDP profile, so most of them leave its row untouched.
             profile = found if event.type == "internal" else decide.apply_event(found, event)
+            identity.group(event, profile)
             for stage in self._stages:
                 profile = stage.handle(batch, event, profile)
             identity.record(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -25,12 +26,23 @@ log = logging.getLogger("leadloop.scoring")
 _decoder = msgspec.json.Decoder(ScoreState)
 _encoder = msgspec.json.Encoder()
 CHUNK = 500
+Progress = Callable[[int, int], None]
+"""Called with (profiles rescored so far, profiles in the workspace): once with 0 before the
+first chunk, then after each chunk is written."""
 
 
 def rescore_workspace(
-    conn: Conn, writer: Writer, workspace: str, models: tuple[ScoringModel, ...], now: float
+    conn: Conn,
+    writer: Writer,
+    workspace: str,
+    models: tuple[ScoringModel, ...],
+    now: float,
+    progress: Progress | None = None,
 ) -> int:
-    """Rescore every profile of the workspace under `models`; returns profiles rescored."""
+    """Rescore every profile of the workspace under `models`; returns profiles rescored.
+
+    At most `CHUNK` profiles' histories are held at once. Progress goes to a bar on a
+    terminal and, when given, to `progress`."""
     if not models:
         return 0
     total = replay.count_profiles(conn, workspace)
@@ -38,18 +50,25 @@ def rescore_workspace(
     done = 0
     pending: list[tuple[str, list[Any]]] = []
     bar = tqdm(total=total, unit="profile", file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def flush() -> None:
+        nonlocal done, pending
+        _rescore_chunk(conn, writer, workspace, models, pending, now)
+        done += len(pending)
+        bar.update(len(pending))
+        pending = []
+        if progress is not None:
+            progress(done, total)
+
     try:
+        if progress is not None:
+            progress(0, total)
         for pid, events in replay.histories(conn, workspace):
             pending.append((pid, events))
             if len(pending) >= CHUNK:
-                _rescore_chunk(conn, writer, workspace, models, pending, now)
-                done += len(pending)
-                bar.update(len(pending))
-                pending = []
+                flush()
         if pending:
-            _rescore_chunk(conn, writer, workspace, models, pending, now)
-            done += len(pending)
-            bar.update(len(pending))
+            flush()
     finally:
         bar.close()
     log.info("rescored %d profiles of %s", done, workspace)

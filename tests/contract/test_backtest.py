@@ -61,3 +61,46 @@ def test_backtest_rejects_a_bad_date(
         ]
     )
     assert code == 2
+
+
+def test_backtest_says_when_and_counts_from_since(
+    scoring_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Median days from first event to the stage, the month-by-month table, and `--since`
+    counting only entries from that date (the history before it still replayed)."""
+    h = scoring_harness  # the manual clock starts at 2027-01-15 08:00 UTC
+    seed_lead(h, "fast")  # MQL on its first day, in January
+    h.send(
+        {"type": "identify", "userId": "slow", "traits": {"title": "VP Sales"}},
+        {"type": "group", "userId": "slow", "groupId": "acme-slow", "traits": {"employees": 500}},
+        {"type": "page", "userId": "slow", "properties": {"path": "/"}},
+    )
+    h.settle()
+    h.advance(20 * 86400)  # 2027-02-04: the rest of the way to 52, in February
+    h.send(
+        {"type": "page", "userId": "slow", "properties": {"path": "/pricing"}},
+        {"type": "track", "userId": "slow", "event": "Lead Magnet Downloaded"},
+    )
+    h.settle()
+
+    def backtest(*options: str) -> list[str]:
+        url = h.engine.settings.database_url
+        code = main(["backtest", "--playbook", EXAMPLE_PLAYBOOK, "--database-url", url, *options])
+        assert code == 0
+        return capsys.readouterr().out.splitlines()
+
+    out = backtest()
+    assert "| current | lead | " in "\n".join(out)
+    row = next(line for line in out if line.startswith("| current | lead"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert (cells[3], cells[4], cells[5]) == ("2", "20.0", "0")  # of days 0 and 20, the upper
+    assert "| month | current:lead | new:lead |" in out
+    assert "| 2027-01 | 1 | 1 |" in out and "| 2027-02 | 1 | 1 |" in out
+
+    out = backtest("--since", "2027-02-01")
+    assert "stage 'MQL', outcome 'Deal Won', since 2027-02-01" in out
+    row = next(line for line in out if line.startswith("| current | lead"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert (cells[3], cells[4]) == ("1", "20.0")
+    assert "| 2027-02 | 1 | 1 |" in out
+    assert not any(line.startswith("| 2027-01") for line in out)

@@ -3,11 +3,24 @@ and a broken playbook leaves the running one in place."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from leadloop.scoring import rescoring
 from leadloop.testing import eventually
 from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness
 from tests.contract.test_scoring_pipeline import score, seed_lead
+
+
+def pricing_points(points: int) -> str:
+    """The example playbook's text with the pricing page rule worth `points`."""
+    text = Path(EXAMPLE_PLAYBOOK).read_text()
+    old = "          points: 10\n        - id: lead_magnet"
+    assert old in text
+    return text.replace(old, f"          points: {points}\n        - id: lead_magnet")
 
 
 def test_changed_model_rescores_profiles_from_the_log(
@@ -19,14 +32,7 @@ def test_changed_model_rescores_profiles_from_the_log(
     h.settle()
     assert score(h, "low")["score"] == 10
     changed = tmp_path / "p.yaml"
-    text = Path(EXAMPLE_PLAYBOOK).read_text()
-    assert "          points: 10\n        - id: lead_magnet" in text
-    changed.write_text(
-        text.replace(
-            "          points: 10\n        - id: lead_magnet",
-            "          points: 30\n        - id: lead_magnet",
-        )
-    )
+    changed.write_text(pricing_points(30))
     h.engine.apply_playbook_file(str(changed))
     h.engine.refresh_playbooks()
     eventually(lambda: score(h, "low")["score"] == 30)
@@ -53,3 +59,64 @@ def test_a_broken_playbook_leaves_the_running_one(scoring_harness: Harness) -> N
     assert h.engine.playbooks["default"] is live
     seed_lead(h)
     assert score(h, "vp-1")["score"] == 52
+
+
+def test_rescoring_more_than_one_chunk_rescores_each_profile_once(
+    scoring_harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = scoring_harness
+    n = 2 * rescoring.CHUNK + 201
+    users = [f"u-{i:05d}" for i in range(n)]
+    for start in range(0, n, 400):
+        h.send(
+            *(
+                {"type": "page", "userId": u, "properties": {"path": "/pricing"}}
+                for u in users[start : start + 400]
+            )
+        )
+    h.settle()
+    assert h.sql("SELECT COUNT(*) FROM scores") == [(n,)]
+    ledger_before = h.sql("SELECT COUNT(*) FROM score_ledger")[0][0]
+
+    chunks: list[list[str]] = []
+    real_chunk = rescoring._rescore_chunk
+
+    def spy(*args: Any) -> None:
+        chunks.append([pid for pid, _ in args[4]])
+        real_chunk(*args)
+
+    monkeypatch.setattr(rescoring, "_rescore_chunk", spy)
+    finished = threading.Event()
+    real_rescore = rescoring.rescore_workspace
+
+    def rescore(*args: Any) -> int:
+        try:
+            return real_rescore(*args)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(rescoring, "rescore_workspace", rescore)
+    progress: list[tuple[int, int]] = []
+    h.engine.rescore_progress = lambda done, total: progress.append((done, total))
+    changed = tmp_path / "p.yaml"
+    changed.write_text(pricing_points(30))
+    h.engine.apply_playbook_file(str(changed))
+    h.engine.refresh_playbooks()
+    eventually(finished.is_set, timeout=60)
+
+    # Progress: the total first, then after each chunk, ending at the total.
+    assert progress == [(0, n), (500, n), (1000, n), (n, n)]
+    # Bounded memory: never more than one chunk of profiles' histories held at once.
+    assert [len(c) for c in chunks] == [500, 500, 201]
+    assert sorted(pid for c in chunks for pid in c) == sorted(
+        str(pid) for (pid,) in h.sql("SELECT id FROM profiles")
+    )
+    # Every profile rescored exactly once: one `rescore` line each, and the new score.
+    rows = h.sql(
+        "SELECT profile_id, COUNT(*), MIN(points), MAX(total) FROM score_ledger "
+        "WHERE kind = 'rescore' GROUP BY profile_id"
+    )
+    assert len(rows) == n
+    assert {(count, points, total) for _, count, points, total in rows} == {(1, 20, 30)}
+    assert h.sql("SELECT COUNT(*) FROM score_ledger") == [(ledger_before + n,)]
+    assert score(h, users[0])["score"] == 30 and score(h, users[-1])["score"] == 30

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.contract.conftest import Harness
+from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 
 DAY = 86400.0
 
@@ -110,3 +111,77 @@ def test_activity_postpones_decay_to_the_exact_instant(scoring_harness: Harness)
     assert score(h)["score"] == 32
     at = h.sql("SELECT at FROM score_ledger WHERE kind = 'decay'")
     assert at == [(last + 30 * DAY,)]
+
+
+def test_a_group_call_scores_its_account_traits_at_once(scoring_harness: Harness) -> None:
+    """Account traits from a group call count at that call, not at the member's next event
+    (a lead who only identifies and joins a large account has the company points)."""
+    h = scoring_harness
+    h.send({"type": "identify", "userId": "eng-1", "traits": {"title": "Engineer"}})
+    h.send({"type": "group", "userId": "eng-1", "groupId": "big", "traits": {"employees": 500}})
+    h.settle()
+    s = score(h, "eng-1")
+    assert (s["score"], s["fit"], s["stage"]) == (10, 10, "lead")
+    assert h.sql(
+        "SELECT e.type FROM score_ledger l JOIN events e ON e.message_id = l.message_id "
+        "WHERE l.rule = 'company_200_plus'"
+    ) == [("group",)]
+    # A later group call that changes the account's traits is scored at that call too.
+    h.send({"type": "group", "userId": "eng-1", "groupId": "big", "traits": {"employees": 50}})
+    h.settle()
+    assert score(h, "eng-1")["fit"] == 0
+
+
+SECOND_MODEL = """\
+    - id: product_b
+      name: Product B score
+      fit:
+        - {id: engineer, field: title, op: matches, value: engineer, ignore_case: true, points: 5}
+      engagement:
+        - id: product_b_page
+          type: page
+          where:
+            - { field: page.path, op: starts_with, value: /product-b }
+          points: 20
+      stages:
+        - name: visitor
+        - name: evaluator
+          at: 20
+"""
+
+
+def test_two_models_in_one_workspace_keep_their_own_score_and_stage(
+    backend_url: str, tmp_path: Path
+) -> None:
+    text = Path(EXAMPLE_PLAYBOOK).read_text()
+    anchor = "          stage_field: properties.stage\n"
+    assert text.count(anchor) == 1
+    playbook = tmp_path / "two.yaml"
+    playbook.write_text(text.replace(anchor, anchor + SECOND_MODEL))
+    h = make_harness(backend_url, str(playbook))
+    try:
+        seed_lead(h)
+        h.send({"type": "page", "userId": "eng", "properties": {"path": "/product-b/docs"}})
+        h.send({"type": "identify", "userId": "eng", "traits": {"title": "Engineer"}})
+        h.settle()
+        vp, eng = h.profile("user_id", "vp-1"), h.profile("user_id", "eng")
+        assert vp is not None and eng is not None
+        pick = lambda s: (s["score"], s["fit"], s["engagement"], s["stage"])  # noqa: E731
+        assert pick(vp["scores"]["lead"]) == (52, 25, 27, "MQL")
+        assert pick(vp["scores"]["product_b"]) == (0, 0, 0, "visitor")
+        assert pick(eng["scores"]["lead"]) == (0, 0, 0, "subscriber")
+        assert pick(eng["scores"]["product_b"]) == (25, 5, 20, "evaluator")
+        # Each model's ledger lines and stage moves are its own.
+        rows = h.sql(
+            "SELECT model, kind, rule, points FROM score_ledger WHERE profile_id = ? ORDER BY id",
+            eng["id"],
+        )
+        assert rows == [
+            ("product_b", "engagement", "product_b_page", 20),
+            ("product_b", "stage", None, 0),
+            ("product_b", "fit", "engineer", 5),
+        ]
+        # Only the lead model's MQL announces itself.
+        assert h.sql("SELECT COUNT(*) FROM events WHERE event = 'Lead Qualified'") == [(1,)]
+    finally:
+        h.engine.stop()

@@ -8,14 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.contract.conftest import CHANNEL_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = str(ROOT / "examples" / "playbook.yaml")
 
 
-def simulate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def simulate(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`leadloop simulate` with no channel settings in its environment but `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEADLOOP_")}
     return subprocess.run(
         [sys.executable, "-m", "leadloop", "simulate", "--playbook", PLAYBOOK, *args],
-        env={**os.environ, "LEADLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/real.db"},
+        env={**clean, **(env or {}), "LEADLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/real.db"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -99,3 +105,57 @@ def test_bad_events_and_options_are_named_before_anything_runs(tmp_path: Path) -
     profile.write_text(json.dumps({"userId": "x", "traits": [1]}))
     out = simulate(tmp_path, "--profile", str(profile))
     assert out.returncode == 2 and "profile: traits must be an object" in out.stderr
+
+
+def quiet_hours_lead(tmp_path: Path, *options: str, env: dict[str, str] | None = None) -> str:
+    """A profile with an email becomes a lead at 22:30 UTC, inside the example policy's quiet
+    hours (21:00-08:00 UTC); the simulation's output."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"userId": "sim-q", "traits": {"email": "q@acme.test"}}))
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([{"type": "page", "properties": {"path": "/pricing"}}]))
+    out = simulate(
+        tmp_path,
+        *("--profile", str(profile), "--events", str(events)),
+        *("--start", "2026-11-02T22:30:00Z", "--horizon", "10d", *options),
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+DEFERRED = [
+    "  2026-11-02 22:30:00 UTC  send_guide           deferred      "
+    "quiet hours in UTC until 2026-11-03 08:00 UTC",
+    "  2026-11-03 08:00:00 UTC  send_guide           resumed       deferral over",
+    "  2026-11-03 08:00:00 UTC  send_guide           send          email guide",
+    "  2026-11-02 22:30:00 UTC  lead_nurture/send_guide  email guide: deferred until "
+    "2026-11-03 08:00:00 UTC (quiet hours in UTC until 2026-11-03 08:00 UTC)",
+    "  2026-11-03 08:00:00 UTC  lead_nurture/send_guide  email guide: queued",
+]
+
+
+def test_a_send_in_quiet_hours_is_deferred_with_its_time_and_reason(tmp_path: Path) -> None:
+    """With the channels configured, as the engine would run them: the guide waits for 08:00."""
+    lines = quiet_hours_lead(tmp_path, env=CHANNEL_ENV).splitlines()
+    assert [line for line in DEFERRED if line not in lines] == []
+    assert not any(line.startswith("note:") for line in lines)
+
+
+def test_unconfigured_channels_are_disabled_as_in_the_engine(tmp_path: Path) -> None:
+    """No channel settings: the engine would send nothing, and the simulation says so."""
+    lines = quiet_hours_lead(tmp_path).splitlines()
+    assert (
+        "  2026-11-02 22:30:00 UTC  send_guide           suppressed    "
+        "no channel can carry it: email: channel not enabled → wait_click"
+    ) in lines
+    assert not any("deferred" in line or "queued" in line for line in lines)
+    assert "note: email is disabled here (smtp_url, from not set)" in lines
+    assert "note: whatsapp is disabled here (token, phone_number_id not set)" in lines
+    assert lines[-1] == "note: --all-channels simulates as if every channel were configured"
+
+
+def test_all_channels_pretends_every_channel_is_configured(tmp_path: Path) -> None:
+    lines = quiet_hours_lead(tmp_path, "--all-channels").splitlines()
+    assert [line for line in DEFERRED if line not in lines] == []
+    assert not any(line.startswith("note:") for line in lines)

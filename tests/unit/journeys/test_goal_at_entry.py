@@ -118,5 +118,5 @@ def test_simulate_shows_the_journey_not_entered_and_why() -> None:
 
     reason = "goal already reached: lead moved to MQL"
     skipped = [{"journey": "nurture", "times": 1, "at": T0, "reason": reason}]
-    lines = render(Simulation("p1", [], [], skipped))
+    lines = render(Simulation("p1", [], [], {}, skipped))
     assert lines[-1] == f"journey nurture: not entered at 2027-01-15 08:00:00 UTC — {reason}"

@@ -58,6 +58,14 @@ def fit_model(rule: str) -> ScoringModel:
         ("field: employees, op: gt, value: 200, source: profile", {}, {"employees": 1000}, 0),
         ("field: employees, op: lt, value: 10", {"employees": "n/a"}, {}, 0),
         ("field: employees, op: lte, value: 10", {"employees": "1,000"}, {}, 0),
+        # lt/lte hold below (and lte at) the value, from numbers, numeric text and ranges.
+        ("field: employees, op: lt, value: 10", {"employees": 9}, {}, 5),
+        ("field: employees, op: lt, value: 10", {"employees": 10}, {}, 0),
+        ("field: employees, op: lt, value: 10", {"employees": "9.5"}, {}, 5),
+        ("field: employees, op: lte, value: 10", {"employees": 10}, {}, 5),
+        ("field: employees, op: lte, value: 10", {"employees": 10.5}, {}, 0),
+        ("field: employees, op: lte, value: 10", {"employees": "1-10"}, {}, 5),
+        ("field: employees, op: lt, value: 50, source: account", {}, {"employees": 12}, 5),
         ("field: phone, op: exists", {"phone": "+4930123"}, {}, 5),
         ("field: phone, op: exists, value: false", {}, {}, 5),
         ("field: tags, op: equals, value: vip", {"tags": ["new", "vip"]}, {}, 5),
@@ -183,6 +191,27 @@ def test_model_cap_and_session_limit() -> None:
     times = [T0, T0 + 60, T0 + 120, T0 + 180, T0 + 3600, T0 + 3660]
     decisions = run_all(model, [page("/", t) for t in times])
     assert [d.changes[0].points for d in decisions] == [4, 4, 2, 0, 4, 4]
+
+
+def test_lifetime_model_cap_binds_for_good() -> None:
+    """A model cap without `per` covers the whole history: once it is reached, no later event
+    adds points, however long after, and each holding back is explained."""
+    model = engagement_model(
+        "        - {id: any_page, type: page, points: 4}\n"
+        "        - {id: signup, type: track, event: Signed Up, points: 3}\n",
+        "      cap: {points: 10}\n",
+    )
+    times = [T0, T0 + DAY, T0 + 2 * DAY, T0 + 400 * DAY]
+    decisions = run_all(
+        model, [*(page("/", t) for t in times), event("track", T0 + 401 * DAY, "Signed Up")]
+    )
+    assert [d.changes[0].points for d in decisions[:4]] == [4, 4, 2, 0]
+    assert "held back by model cap 10" in decisions[2].changes[0].reason
+    assert "held back by model cap 10" in decisions[3].changes[0].reason
+    assert "held back" not in decisions[1].changes[0].reason
+    assert decisions[-1].changes[0].points == 0  # another rule, the same model cap
+    assert decisions[-1].state.model_total == 10
+    assert scores_at(decisions[-1].state, T0 + 401 * DAY).engagement == 10
 
 
 def test_negative_points_and_half_life() -> None:

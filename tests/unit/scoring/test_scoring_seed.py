@@ -147,3 +147,39 @@ def test_unset_webhook_variables_disable_the_webhook_with_a_warning() -> None:
     _, decisions = run(model)
     effects = [effect for d in decisions for effect in d.effects]
     assert [type(effect) for effect in effects] == [EmitEvent]
+
+
+@pytest.mark.parametrize(
+    ("title", "points"),
+    [
+        ("VP Marketing", 15),
+        ("Sr. VP, Sales", 15),
+        ("SVP Sales", 15),
+        ("EVP, Marketing", 15),
+        ("AVP Engineering", 15),
+        ("svp", 15),
+        ("Vice President, Sales", 15),
+        ("Vice-President", 15),
+        ("Director of Sales", 15),
+        ("Head of Growth", 15),
+        ("Chief Revenue Officer", 15),
+        ("CEO", 15),
+        ("CTO & co-founder", 15),
+        ("C-level", 15),
+        ("Engineer", 0),
+        ("Software Engineer", 0),
+        ("Developer", 0),
+        ("Senior Developer", 0),
+        ("Headhunter", 0),
+        ("Directory Assistant", 0),
+        ("Marketing Manager", 0),
+        ("Coordinator", 0),
+        ("MVP Program Lead", 0),
+    ],
+)
+def test_senior_title_rule(model: ScoringModel, title: str, points: int) -> None:
+    """The example's title rule: VP with its SVP/EVP/AVP grades, Vice President, Director,
+    Head, Chief, C-level and CxO titles, as words, not inside other words."""
+    who = profile({"title": title})
+    decision = score_event(initial_state(model), event("identify", T0), who, {}, model, T0)
+    assert decision.state.fit == points
