@@ -28,6 +28,8 @@ Outcome statuses: `delivered`, `pending`, `dead`, and `skipped` (final, never re
 
 from __future__ import annotations
 
+import time
+
 import logging
 import threading
 from collections.abc import Callable
@@ -229,8 +231,10 @@ class ConversionSender:
             status, headers, body = self._post(config, target, events, bearer)
         if status == 0:
             return [(row, self._retry(row, now, body, None)) for row in rows]
+        # A Retry-After HTTP-date is the platform's wall-clock time: read against the wall
+        # clock, so under a manual clock the wait asked for is still the one kept.
         verdict = classify_response(
-            config.platform, status, headers, body, batch_size=len(rows), now=now
+            config.platform, status, headers, body, batch_size=len(rows), now=time.time()
         )
         if isinstance(verdict, PerEvent):
             return [

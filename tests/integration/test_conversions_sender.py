@@ -371,3 +371,19 @@ def test_google_ads_bad_developer_token_is_a_dead_letter(fake: FakeAdsServer) ->
     assert "DEVELOPER_TOKEN_INVALID" in str(outcomes[0].error)
     assert "developer token" in str(outcomes[0].error)
     sender.close()
+
+
+def test_a_retry_after_date_is_read_against_the_wall_clock(fake: FakeAdsServer) -> None:
+    """Under a manual clock (here ahead of the wall) a platform's `Retry-After` HTTP-date still
+    means the wait it names: read against the engine's time it would be long past."""
+    import email.utils
+    import time
+
+    later = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    fake.meta.plan(429, {"error": {"code": 4, "message": "rate limited"}}, {"Retry-After": later})
+    sender = sender_for(fake)
+    [outcome] = sender.send_batch(rows("meta", "meta", 1), NOW)
+    assert outcome.status == "pending"
+    assert outcome.next_attempt_at is not None
+    assert NOW + 3000 <= outcome.next_attempt_at <= NOW + 3700
+    sender.close()
