@@ -28,10 +28,9 @@ Outcome statuses: `delivered`, `pending`, `dead`, and `skipped` (final, never re
 
 from __future__ import annotations
 
-import time
-
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
