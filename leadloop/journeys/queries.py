@@ -42,8 +42,7 @@ def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[
         )
     for jid, version, step, status, count in conn.execute(
         "SELECT journey_id, version, step, status, COUNT(*) FROM journey_instances "
-        "WHERE workspace_id = ? GROUP BY journey_id, version, step, status "
-        "ORDER BY journey_id, version, step, status",
+        "WHERE workspace_id = ? GROUP BY journey_id, version, step, status",
         (workspace,),
     ):
         if jid in out:
@@ -68,6 +67,11 @@ def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[
             for g in (entry["treated"], entry["holdout"])
         ]
         entry["lift"] = None if None in rates else rates[0] - rates[1]  # type: ignore[operator]
+        # Sorted here, not in SQL: the backends place a NULL step (an ended instance) and
+        # punctuation in step ids differently, and the API's order should not depend on them.
+        entry["steps"].sort(
+            key=lambda s: (s["version"], s["step"] is not None, s["step"] or "", s["status"])
+        )
     return list(out.values())
 
 
