@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 
@@ -153,11 +156,12 @@ SECOND_MODEL = """\
 def test_two_models_in_one_workspace_keep_their_own_score_and_stage(
     backend_url: str, tmp_path: Path
 ) -> None:
-    text = Path(EXAMPLE_PLAYBOOK).read_text()
-    anchor = "          stage_field: properties.stage\n"
-    assert text.count(anchor) == 1
+    # The example with a second model appended to its list (as data, not by splicing text:
+    # the example's rules change, and an anchor inside them does not stay last).
+    example = yaml.safe_load(Path(EXAMPLE_PLAYBOOK).read_text())
+    example["scoring"]["models"] += yaml.safe_load(textwrap.dedent(SECOND_MODEL))
     playbook = tmp_path / "two.yaml"
-    playbook.write_text(text.replace(anchor, anchor + SECOND_MODEL))
+    playbook.write_text(yaml.safe_dump(example, sort_keys=False))
     h = make_harness(backend_url, str(playbook))
     try:
         seed_lead(h)
