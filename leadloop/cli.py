@@ -15,6 +15,7 @@ from pathlib import Path
 from leadloop.clock import SystemClock
 from leadloop.config import Settings, port_number
 from leadloop.errors import ConfigError, LeadloopError
+from leadloop.files import FileTooLarge, read_limited
 from leadloop.runtime import freeze_startup
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, connect
@@ -178,6 +179,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+CREDENTIALS_LIMIT = 64 * 1024
+
+
 def _saved_credentials(path: Path) -> dict[str, str]:
     """What an earlier `quickstart` saved; anything unreadable as that (not JSON, not an object,
     values not strings) counts as nothing saved, so new credentials replace it. A path that
@@ -188,7 +192,14 @@ def _saved_credentials(path: Path) -> dict[str, str]:
         # A folder, or a device such as /dev/null, which the chmod to 0600 below would break.
         raise LeadloopError(f"cannot read --credentials {path}: not a regular file")
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        # A saved file is a few hundred bytes; anything past the limit is another file named
+        # by mistake (an export, a database), which must be neither read whole nor replaced.
+        saved = json.loads(read_limited(path, CREDENTIALS_LIMIT).decode("utf-8"))
+    except FileTooLarge as error:
+        raise LeadloopError(
+            f"cannot read --credentials {path}: {error}, so it is not a credentials file "
+            "(it is left as it is)"
+        ) from error
     except ValueError:  # not JSON, or not UTF-8
         return {}
     except OSError as error:

@@ -77,10 +77,13 @@ def test_saved_credentials_that_are_not_credentials_are_replaced(tmp_path: Path)
 
 
 def test_a_credentials_path_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
-    """A folder, or a device: `/dev/null` would otherwise be written and chmod-ed to 0600."""
+    """A folder, or a device: `/dev/null` would otherwise be written and chmod-ed to 0600; a
+    large file is some other file named by mistake, and would otherwise be replaced."""
     folder = tmp_path / "creds"
     folder.mkdir()
-    for path in (str(folder), os.devnull):
+    export = tmp_path / "export.csv"
+    export.write_bytes(b"email,score\n" * 100_000)
+    for path in (str(folder), os.devnull, str(export)):
         out = subprocess.run(
             [
                 *(sys.executable, "-m", "leadloop", "quickstart"),
@@ -94,3 +97,4 @@ def test_a_credentials_path_that_cannot_be_read_is_a_clear_error(tmp_path: Path)
         assert out.returncode == 2 and f"cannot read --credentials {path}" in out.stderr
         assert "Traceback" not in out.stderr
     assert oct(os.stat(os.devnull).st_mode & 0o777) == "0o666"
+    assert export.read_bytes() == b"email,score\n" * 100_000
