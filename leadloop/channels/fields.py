@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from leadloop.playbook.fields import Fields, type_name
+from leadloop.playbook.fields import Fields, type_name, url_problem
 from leadloop.playbook.nodes import Scalar
 
 SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -103,6 +101,7 @@ class ChannelFields(Fields):
 
     def url(self, key: str, default: str = "") -> str:
         value = self.setting(key, default).rstrip("/")
-        if value and urlsplit(value).scheme not in ("http", "https"):
-            self.fail(key, "expected an http:// or https:// URL")
+        problem = url_problem(value) if value else None
+        if problem is not None:
+            self.fail(key, problem)
         return value

@@ -70,10 +70,7 @@ def parse_region(fields: Fields, key: str) -> str | None:
 
 
 def _url(fields: Fields, default: str) -> str:
-    url = fields.text("base_url", "") or default
-    if not url.startswith(("http://", "https://")):
-        fields.fail("base_url", "expected an http:// or https:// URL")
-    return url.rstrip("/")
+    return (fields.url("base_url") or default).rstrip("/")
 
 
 def _int(fields: Fields, key: str, default: int) -> int:

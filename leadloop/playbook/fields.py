@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any, ClassVar, NoReturn
+from urllib.parse import urlsplit
 
 from leadloop.errors import PlaybookError
 from leadloop.playbook.nodes import Map, Node, Scalar, Seq, join
@@ -144,6 +145,14 @@ class Fields:
             self.fail(key, "control characters (such as a line break) are not allowed")
         return value
 
+    def url(self, key: str, default: str = "") -> str:
+        """An http(s) URL, or `default` when absent; empty means not set."""
+        value = self.text(key, default)
+        problem = url_problem(value) if value else None
+        if problem is not None:
+            self.fail(key, problem)
+        return value
+
     def number(self, key: str, default: float | None = None) -> float:
         value = self.value(key)
         if value is None and default is not None:
@@ -204,3 +213,15 @@ class Fields:
         if node is None or (isinstance(node, Scalar) and node.value is None):
             return None
         return Fields(node, self.at(key), section)
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` is not an http(s) URL the engine can call (None: it is). Spaces and control
+    characters are refused here: set through `${ENV}` they would otherwise fail only at the
+    first delivery, as a request the HTTP client cannot even build."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "expected an http:// or https:// URL without spaces or control characters"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL"
+    return None

@@ -163,9 +163,7 @@ def _webhooks(fields: Fields, warnings: list[PlaybookWarning]) -> tuple[WebhookE
         hook_id = hook.name("id")
         if any(existing.id == hook_id for existing in hooks):
             hook.fail("id", f"duplicate webhook id {hook_id!r}")
-        url, secret = hook.text("url", ""), hook.text("secret", "")
-        if url and not url.startswith(("http://", "https://")):
-            hook.fail("url", "expected an http:// or https:// URL")
+        url, secret = hook.url("url"), hook.text("secret", "")
         if secret and not secret.startswith("whsec_"):
             # Standard Webhooks secrets are `whsec_` + base64; anything else cannot sign.
             hook.fail("secret", "expected a Standard Webhooks secret (whsec_...)")
@@ -204,9 +202,7 @@ def _sources(fields: Fields, warnings: list[PlaybookWarning]) -> tuple[InboundSo
         for key in ("public_url", "legacy_signatures"):
             if source.has(key) and kind != "hubspot":
                 source.fail(key, f"only a hubspot source has {key} (this one is {kind})")
-        public_url = source.text("public_url", "").rstrip("/")
-        if public_url and not public_url.startswith(("http://", "https://")):
-            source.fail("public_url", "expected an http:// or https:// URL")
+        public_url = source.url("public_url").rstrip("/")
         sources.append(
             InboundSource(
                 id=source_id,

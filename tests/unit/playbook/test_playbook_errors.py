@@ -152,6 +152,29 @@ def test_an_unset_variable_without_default_is_an_error(tmp_path: Path) -> None:
     assert "HOOK_URL is not set" in error.message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.test/in\nX-Injected: 1",
+        "https://hooks.test/in ",
+        "https://hooks.test/\x7fin",
+        "https:///in",
+        "mailto:sales@example.com",
+    ],
+)
+def test_a_webhook_url_from_the_environment_is_checked_where_it_is_written(
+    tmp_path: Path, url: str
+) -> None:
+    """A URL set through `${ENV}` with a line break, a space or a control character would
+    otherwise be accepted and fail only at the first delivery."""
+    path = broken(tmp_path, "version: 1", "version: 1")
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(path, env={"HOOK_URL": url})
+    error = caught.value
+    assert (error.line, error.field) == (4, "webhooks[0].url")
+    assert "expected an http:// or https:// URL" in error.message
+
+
 def test_a_folder_names_the_file_at_fault(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("version: 1\nworkspace: w\n", encoding="utf-8")
     (tmp_path / "b.yaml").write_text(
