@@ -17,8 +17,9 @@ _members = msgspec.json.Decoder(dict[str, Membership])
 
 def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[dict[str, Any]]:
     """Every journey with stored versions: its versions (which one is live), instance counts per
-    version, step and status, and the holdout's size and conversions beside the treated group's
-    (for lift). `live` maps journey id → live version."""
+    version, step and status, the holdout's size and conversions beside the treated group's
+    (for lift), and how many profiles triggered it without entering because its goal already
+    held. `live` maps journey id → live version."""
     out: dict[str, dict[str, Any]] = {}
     for jid, version, created in conn.execute(
         "SELECT journey_id, version, created_at FROM journey_versions WHERE workspace_id = ? "
@@ -35,6 +36,7 @@ def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[
                 "steps": [],
                 "holdout": {"entered": 0, "converted": 0},
                 "treated": {"entered": 0, "converted": 0},
+                "not_entered": {"profiles": 0, "times": 0},
             },
         )
         entry["versions"].append(
@@ -61,6 +63,16 @@ def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[
         group["entered"] += int(count)
         if converted:
             group["converted"] += int(count)
+    # Triggers that fired while the goal already held live in each profile's memberships; only
+    # the rows that hold such a count are decoded (the LIKE is a prefilter, the decode decides).
+    for (state,) in conn.execute(
+        "SELECT state FROM journey_profiles WHERE workspace_id = ? AND state LIKE ?",
+        (workspace, '%"skipped":%'),
+    ):
+        for jid, member in _members.decode(state).items():
+            if member.skipped and jid in out:
+                out[jid]["not_entered"]["profiles"] += 1
+                out[jid]["not_entered"]["times"] += member.skipped
     for entry in out.values():
         rates = [
             g["converted"] / g["entered"] if g["entered"] else None

@@ -60,6 +60,14 @@ def test_one_event_past_mql_enters_nobody_and_sends_no_guide(jumpy: Harness) -> 
     (nurture,) = [j for j in overview if j["id"] == "lead_nurture"]
     assert nurture["treated"] == {"entered": 0, "converted": 0}
     assert nurture["holdout"] == {"entered": 0, "converted": 0}
+    assert nurture["not_entered"] == {"profiles": 1, "times": 1}
+    # A second profile skipping counts apart.
+    jump_past_mql(h, "jump2")
+    overview = h.engine.read_sync(
+        lambda c: queries.journeys_overview(c, "default", {"lead_nurture": "x"})
+    )
+    (nurture,) = [j for j in overview if j["id"] == "lead_nurture"]
+    assert nurture["not_entered"] == {"profiles": 2, "times": 2}
 
 
 def test_a_skip_is_no_entry_a_later_move_down_to_lead_enters(jumpy: Harness) -> None:
