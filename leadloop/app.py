@@ -267,16 +267,23 @@ class Engine:
             )
 
     def erase(self, workspace: str, profile_id: str) -> Future[int]:
-        """Erase a profile (`identity.erase`); the future gives how many profiles went.
-
-        On SQLite it runs as a processor job, between two batches: a batch decided before the
-        erasure and written after it would otherwise write the profile back. On PostgreSQL the
-        processor may be another process (`leadloop worker`), so it is a plain write there."""
+        """Erase a profile (`identity.erase`); the future gives how many profiles went."""
         from leadloop.identity.erase import erase_profile
 
-        def erase(conn: Conn) -> int:
-            return erase_profile(conn, workspace, profile_id)
+        return self._erase(lambda conn: erase_profile(conn, workspace, profile_id))
 
+    def erase_anonymous_id(self, workspace: str, anonymous_id: str) -> Future[int]:
+        """Erase the person an anonymous id names, and its events still waiting in the log,
+        as `erase` does (`identity.erase.erase_anonymous_id`)."""
+        from leadloop.identity.erase import erase_anonymous_id
+
+        return self._erase(lambda conn: erase_anonymous_id(conn, workspace, anonymous_id))
+
+    def _erase(self, erase: Callable[[Conn], int]) -> Future[int]:
+        """On SQLite an erasure runs as a processor job, between two batches: a batch decided
+        before it and written after it would otherwise write the profile back. On PostgreSQL
+        the processor may be another process (`leadloop worker`), so it is a plain write there
+        (the erasure epoch orders the two: docs/decisions/0005-erasure-epoch.md)."""
         if self.url.dialect != "sqlite" or not self._run_processor:
             return self.writer.submit(erase)
         done: Future[int] = Future()

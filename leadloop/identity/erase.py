@@ -5,11 +5,15 @@ be processed), identities, traits, account links,
 scores and ledger, timers, conversion match keys, journey instances, paths and memberships,
 sends, suppressions and message records, and every effect not yet delivered. Delivered
 outbox rows are kept only as keys (their payloads are blanked) so a replay cannot resend them.
+`erase_anonymous_id` does the same for a person named only by an anonymous id.
 """
 
 from __future__ import annotations
 
+from leadloop.identity import queries
 from leadloop.log.batch import Conn
+
+_MOVE_EPOCH = "UPDATE erasure_epoch SET n = n + 1 WHERE id = 1"
 
 # (table, profile column) for every table keyed by profile; tables of stages that are not
 # installed yet are skipped when absent.
@@ -39,7 +43,31 @@ def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
     The epoch (migration 0008) moves first: on PostgreSQL the row lock it takes orders this
     transaction with the processor's batch writes (`log.store.cursor_and_epoch`), so a batch
     that read the person before this commit cannot write them back after it."""
-    conn.execute("UPDATE erasure_epoch SET n = n + 1 WHERE id = 1")
+    conn.execute(_MOVE_EPOCH)
+    return _erase(conn, workspace, profile_id)
+
+
+def erase_anonymous_id(conn: Conn, workspace: str, anonymous_id: str) -> int:
+    """Erase the person an anonymous id names, for a sender that knows them only by it (a
+    HubSpot privacy deletion): the profile the identity graph gives it, as `erase_profile`
+    does, and the events carrying it still waiting in the log, also when none has been
+    processed yet. Returns the profiles erased; 0 when nobody has the id (a retry, a contact
+    leadloop never heard of), and then nothing but the epoch changes.
+
+    The epoch moves before the look-up, so on PostgreSQL a batch that is writing the person's
+    first profile commits before it, and is found; one that has only read their events is
+    decided again, without them."""
+    conn.execute(_MOVE_EPOCH)
+    found = queries.lookup(conn, workspace, "anonymous_id", anonymous_id)
+    erased = 0 if found is None else _erase(conn, workspace, found)
+    conn.execute(
+        "DELETE FROM events WHERE workspace_id = ? AND profile_id IS NULL AND anonymous_id = ?",
+        (workspace, anonymous_id),
+    )
+    return erased
+
+
+def _erase(conn: Conn, workspace: str, profile_id: str) -> int:
     ids = [profile_id]
     ids += [
         str(r[0])
