@@ -5,10 +5,13 @@ and group-commit writer it shares (`ingest.http`). The workspace is in the path,
 need only be unique within its workspace's playbook and the secret that must have signed the
 delivery is known before the body is read.
 
-Answers: 200 `{"accepted", "ignored"}` once the events are committed; 404 for a source that is
-not configured (or disabled: its secret is unset); 401 when the signature is missing, wrong or
+Answers: 200 `{"accepted", "ignored"}` once the events are committed and the erasures the
+delivery asks for (HubSpot privacy deletions) are done; 404 for a source that is not
+configured (or disabled: its secret is unset); 401 when the signature is missing, wrong or
 stale, 413 over the tracking API's request limit, 400 for a body the tracking API would refuse.
-Nothing of a refused delivery is stored.
+Nothing of a refused delivery is stored or erased. An erasure runs after the delivery's events
+are committed, through the engine's writer as `DELETE /api/v1/profiles/{id}` does; the
+sender's retry erases nobody twice (the second finds no one).
 
 HubSpot signs the URL it called. Behind a proxy the engine sees another scheme or host (and
 maybe a shorter path), so a delivery is checked against the request's own URL and against the
@@ -18,10 +21,13 @@ the Twilio hook does with the channels' `public_url`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from leadloop.errors import StorageError
 from leadloop.ingest.http import (
     ASGIApp,
     Receive,
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/hooks/inbound/"
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("leadloop.hooks")
 
 
 class InboundHooks:
@@ -86,7 +93,27 @@ class InboundHooks:
             failed = await store(self.engine, workspace, delivery.messages)
             if failed is not None:
                 return failed
-        return _encoder.encode({"accepted": len(delivery.messages), "ignored": delivery.ignored})
+        for anonymous_id in delivery.erase:
+            failed = await self._erase(workspace, source_id, anonymous_id)
+            if failed is not None:
+                return failed
+        return _encoder.encode({"accepted": delivery.accepted, "ignored": delivery.ignored})
+
+    async def _erase(self, workspace: str, source_id: str, anonymous_id: str) -> Rejected | None:
+        try:
+            erased = await asyncio.wrap_future(
+                self.engine.erase_anonymous_id(workspace, anonymous_id)
+            )
+        except StorageError:
+            return Rejected("unavailable", "storage is unavailable; retry later", 503)
+        # The id names a person: it stays out of the log, as their data does.
+        log.info(
+            "inbound source %s/%s: privacy deletion erased %d profiles",
+            workspace,
+            source_id,
+            erased,
+        )
+        return None
 
 
 def called_uris(

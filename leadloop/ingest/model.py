@@ -32,3 +32,18 @@ class Rejected(msgspec.Struct, frozen=True):
     code: str
     message: str
     status: int = 400
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """A verified webhook delivery: messages to append, how many notifications were
+    acknowledged but ignored, and the anonymous ids whose person the sender deleted (a HubSpot
+    privacy deletion), to erase once the messages are stored."""
+
+    messages: list[Accepted]
+    ignored: int = 0
+    erase: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> int:
+        """Notifications acted on: each stored message and each erasure."""
+        return len(self.messages) + len(self.erase)

@@ -17,13 +17,12 @@ already holds for the workspace):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
 from leadloop.ingest import parse
 from leadloop.ingest.hubspot import read_hubspot
-from leadloop.ingest.model import Accepted, Rejected
+from leadloop.ingest.model import Delivery, Rejected
 from leadloop.ingest.webhooks_verify import (
     Rejection,
     Verification,
@@ -62,14 +61,6 @@ ZERO_DECIMAL = frozenset(
 THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A verified delivery: rows to append, and how many notifications were ignored."""
-
-    messages: list[Accepted]
-    ignored: int = 0
-
-
 def read_delivery(
     source: InboundSource,
     headers: Mapping[str, str],
@@ -95,8 +86,7 @@ def read_delivery(
         return Rejected("unauthorized", f"webhook signature refused: {verified.reason}", 401)
     if source.kind == "hubspot":
         events = parse.decode_json_value(body)
-        read = events if isinstance(events, Rejected) else read_hubspot(events, now)
-        return read if isinstance(read, Rejected) else Delivery(*read)
+        return events if isinstance(events, Rejected) else read_hubspot(events, now)
     payload = parse.decode_json(body)
     if isinstance(payload, Rejected):
         return payload

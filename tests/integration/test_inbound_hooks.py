@@ -53,8 +53,10 @@ SHOP = "/hooks/inbound/default/shop"
 VECTORS = json.loads((SHARED / "research" / "webhook-vectors.json").read_text())
 
 
-def _with_playbook(url: str, tmp_path: Path, text: str = PLAYBOOK) -> Iterator[Api]:
-    for api in serve_api(url):
+def _with_playbook(
+    url: str, tmp_path: Path, text: str = PLAYBOOK, *, run_processor: bool = True
+) -> Iterator[Api]:
+    for api in serve_api(url, run_processor=run_processor):
         path = tmp_path / "playbook.yaml"
         path.write_text(text)
         api.engine.apply_playbook_file(str(path))
@@ -377,13 +379,17 @@ def named(api: Api, anonymous_id: str, event: str) -> list[dict[str, Any]]:
     return [e for e in events_of(api, found.json()["id"]) if e.get("event") == event]
 
 
-WON_PLAYBOOK = f"""
+HUBSPOT_PLAYBOOK = f"""
 version: 1
 sources:
   - id: hubspot
     kind: hubspot
     secret: {HUBSPOT_SECRET}
-scoring:
+"""
+"""A playbook with the one HubSpot source, to add sections to."""
+WON_PLAYBOOK = (
+    HUBSPOT_PLAYBOOK
+    + """scoring:
   models:
     - id: lead
       stages:
@@ -396,9 +402,10 @@ scoring:
           type: track
           event: Deal Stage Changed
           where:
-            - {{ field: properties.stage, op: in, value: [closedwon] }}
+            - { field: properties.stage, op: in, value: [closedwon] }
           stage: customer
 """
+)
 
 
 @pytest.fixture
@@ -433,7 +440,7 @@ def test_hubspot_contact_events_join_one_profile_with_their_properties(any_hooks
         hubspot_event(
             2, "contact.propertyChange", 123, propertyName="email", propertyValue="lin@example.com"
         ),
-        hubspot_event(3, "contact.privacyDeletion", 123),  # acknowledged, not mapped
+        hubspot_event(3, "contact.associationChange", 123),  # acknowledged, not mapped
         hubspot_event(4, "conversation.creation", 55),
     ]
     r = post_hubspot(api, events)

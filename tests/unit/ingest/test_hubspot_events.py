@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from leadloop.ingest.hubspot import MAX_EVENTS, hubspot_message, read_hubspot
-from leadloop.ingest.model import Rejected
+from leadloop.ingest.hubspot import MAX_EVENTS, ErasePerson, hubspot_message, read_hubspot
+from leadloop.ingest.model import Delivery, Rejected
 
 NOW = 1_714_564_900.0
 
@@ -85,7 +85,6 @@ def test_contact_property_changes_become_traits() -> None:
 @pytest.mark.parametrize(
     "kind",
     [
-        "contact.privacyDeletion",
         "contact.merge",
         "deal.associationChange",
         "conversation.creation",
@@ -122,10 +121,12 @@ def test_malformed_fields_are_named_with_the_index(change: dict[str, Any], field
 def test_a_batch_is_all_or_nothing() -> None:
     good = event("contact.creation")
     read = read_hubspot([good, event("contact.creation", eventId=8), event("contact.merge")], NOW)
-    assert not isinstance(read, Rejected)
-    accepted, ignored = read
-    assert [a.message_id for a in accepted] == ["hubspot-62515-4711-7", "hubspot-62515-4711-8"]
-    assert ignored == 1
+    assert isinstance(read, Delivery)
+    assert [m.message_id for m in read.messages] == [
+        "hubspot-62515-4711-7",
+        "hubspot-62515-4711-8",
+    ]
+    assert (read.ignored, read.erase) == (1, ())
     refused = read_hubspot([good, {**good, "objectId": "x"}], NOW)
     assert isinstance(refused, Rejected) and "[1].objectId" in refused.message
 
@@ -151,3 +152,39 @@ def test_at_most_a_hubspot_sized_batch() -> None:
     assert not isinstance(read_hubspot(events, NOW), Rejected)
     refused = read_hubspot([*events, event("contact.creation")], NOW)
     assert isinstance(refused, Rejected) and refused.code == "invalid_batch"
+
+
+def test_a_privacy_deletion_is_an_erasure_not_an_event() -> None:
+    assert hubspot_message(event("contact.privacyDeletion")) == ErasePerson(
+        "hubspot:62515:contact:987"
+    )
+    refused = hubspot_message(event("contact.privacyDeletion", objectId="987"), "[2].")
+    assert isinstance(refused, Rejected) and refused.message.startswith("[2].objectId")
+
+
+def test_the_deleted_contacts_events_are_dropped_wherever_they_stand() -> None:
+    """HubSpot does not order a delivery: the contact's events before and after its deletion
+    are not stored; another contact's are, and a repeated deletion is erased once."""
+    deleted = {"objectId": 123}
+    read = read_hubspot(
+        [
+            event("contact.creation", eventId=1, **deleted),
+            event(
+                "contact.propertyChange",
+                eventId=2,
+                propertyName="email",
+                propertyValue="lin@example.com",
+                **deleted,
+            ),
+            event("contact.privacyDeletion", eventId=3, **deleted),
+            event("contact.deletion", eventId=4, **deleted),
+            event("contact.privacyDeletion", eventId=5, **deleted),
+            event("contact.creation", eventId=6, objectId=456),
+            event("deal.creation", eventId=7, objectId=123),  # a deal, not the contact
+        ],
+        NOW,
+    )
+    assert isinstance(read, Delivery)
+    assert [m.message_id for m in read.messages] == ["hubspot-62515-4711-6", "hubspot-62515-4711-7"]
+    assert read.erase == ("hubspot:62515:contact:123",)
+    assert (read.accepted, read.ignored) == (3, 4)

@@ -1,0 +1,199 @@
+"""HubSpot's `contact.privacyDeletion` erases the person behind the contact, over HTTP on SQLite
+and PostgreSQL, signed by `hubspot-api-client` as in `test_inbound_hooks`.
+
+Where events must still be waiting in the log when the deletion comes, the engine runs without
+its processor and the test processes the log itself (`process_all`); elsewhere the processor
+runs, so on SQLite the erasure goes through the processor's job queue as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Api
+from tests.integration.test_inbound_hooks import (
+    HUBSPOT,
+    HUBSPOT_PLAYBOOK,
+    OWN_URL,
+    _with_playbook,
+    events_of,
+    hubspot_event,
+    hubspot_headers,
+    lookup,
+    post_hubspot,
+)
+from tests.integration.test_ingest_hostile import process_all
+
+PLAYBOOK = (
+    HUBSPOT_PLAYBOOK
+    + """scoring:
+  models:
+    - id: lead
+      engagement:
+        - id: pricing
+          type: page
+          points: 5
+        - id: in_the_crm
+          type: track
+          event: Contact Created
+          points: 10
+      stages:
+        - name: subscriber
+        - name: lead
+          at: 10
+"""
+)
+CONTACT = "hubspot:62515:contact:123"
+TABLES = ("events", "profiles", "identities", "scores", "score_ledger")
+
+
+@pytest.fixture
+def held(backend_url: str, tmp_path: Path) -> Iterator[Api]:
+    """An engine whose log waits until the test processes it."""
+    yield from _with_playbook(backend_url, tmp_path, PLAYBOOK, run_processor=False)
+
+
+@pytest.fixture
+def running(backend_url: str, tmp_path: Path) -> Iterator[Api]:
+    yield from _with_playbook(backend_url, tmp_path, PLAYBOOK)
+
+
+def contact(event_id: int, object_id: int, email: str | None = None) -> list[dict[str, Any]]:
+    """A contact's creation, and its email when given (the next event id)."""
+    created = [hubspot_event(event_id, "contact.creation", object_id)]
+    if email is None:
+        return created
+    change = {"propertyName": "email", "propertyValue": email}
+    return [*created, hubspot_event(event_id + 1, "contact.propertyChange", object_id, **change)]
+
+
+def deletion(event_id: int, object_id: int = 123, attempt: int = 0) -> dict[str, Any]:
+    return hubspot_event(event_id, "contact.privacyDeletion", object_id, attemptNumber=attempt)
+
+
+def delivered(api: Api, events: list[dict[str, Any]]) -> dict[str, int]:
+    r = post_hubspot(api, events, uri=OWN_URL)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def track(api: Api, kind: str, message: dict[str, Any]) -> None:
+    r = api.client.post(f"/v1/{kind}", json=message, headers=api.basic())
+    assert r.status_code == 200, r.text
+
+
+def rows(api: Api, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in api.engine.read_sync(lambda c: c.execute(sql, args))]
+
+
+def snapshot(api: Api) -> dict[str, list[tuple[Any, ...]]]:
+    return {t: sorted(rows(api, f"SELECT * FROM {t}"), key=repr) for t in TABLES}
+
+
+def mentioned(api: Api, text: str) -> int:
+    """Events whose body holds `text`."""
+    return int(rows(api, "SELECT COUNT(*) FROM events WHERE body LIKE ?", f"%{text}%")[0][0])
+
+
+def gone(api: Api, kind: str, value: str) -> bool:
+    found = lookup(api, kind, value)
+    assert found.status_code in (200, 404), found.text
+    return found.status_code == 404
+
+
+def test_a_privacy_deletion_erases_the_contact_and_the_web_profile_merged_into_it(
+    held: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = held
+    track(api, "page", {"anonymousId": "web-1", "properties": {"path": "/pricing"}})
+    track(api, "identify", {"anonymousId": "web-1", "traits": {"email": "lin@example.com"}})
+    process_all(api)  # the visitor's profile is stored before the contact joins it
+    delivered(api, contact(1, 123, "lin@example.com"))
+    delivered(api, contact(10, 456, "kim@example.com"))  # someone else, who stays
+    process_all(api)
+    person = lookup(api, "email", "lin@example.com").json()
+    assert {"type": "anonymous_id", "value": "web-1"} in person["identities"]
+    assert {"type": "anonymous_id", "value": CONTACT} in person["identities"]
+    assert person["scores"]["lead"]["score"] > 0
+    kim = lookup(api, "email", "kim@example.com").json()["id"]
+    # Still waiting in the log when the deletion comes: the contact's and the visitor's.
+    job = {"propertyName": "jobtitle", "propertyValue": "CTO"}
+    delivered(api, [hubspot_event(3, "contact.propertyChange", 123, **job)])
+    track(api, "page", {"anonymousId": "web-1", "properties": {"path": "/pricing/team"}})
+    assert rows(api, "SELECT COUNT(*) FROM events WHERE profile_id IS NULL") == [(2,)]
+
+    caplog.set_level(logging.INFO, logger="leadloop.hooks")
+    assert delivered(api, [deletion(4)]) == {"accepted": 1, "ignored": 0}
+    process_all(api)
+
+    assert gone(api, "email", "lin@example.com")
+    assert gone(api, "anonymous_id", "web-1") and gone(api, "anonymous_id", CONTACT)
+    for table in ("events", "identities", "scores", "score_ledger"):
+        assert rows(api, f"SELECT DISTINCT profile_id FROM {table}") == [(kim,)], table
+    assert rows(api, "SELECT id FROM profiles") == [(kim,)]
+    assert not mentioned(api, "lin@example.com")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "leadloop.hooks"]
+    assert line == "inbound source default/hubspot: privacy deletion erased 2 profiles"
+
+
+def test_a_contact_only_waiting_in_the_log_is_erased_before_it_becomes_a_profile(
+    held: Api,
+) -> None:
+    api = held
+    delivered(api, contact(1, 123, "lin@example.com"))  # the delivery just before: not processed
+    delivered(api, contact(10, 456))
+    assert delivered(api, [deletion(3)]) == {"accepted": 1, "ignored": 0}
+    assert rows(api, "SELECT COUNT(*) FROM events WHERE anonymous_id = ?", CONTACT) == [(0,)]
+    process_all(api)
+    assert gone(api, "anonymous_id", CONTACT) and gone(api, "email", "lin@example.com")
+    assert not gone(api, "anonymous_id", "hubspot:62515:contact:456")
+    # An event of that id delivered after the deletion is new data: it starts a new profile.
+    delivered(api, [hubspot_event(20, "contact.creation", 123)])
+    process_all(api)
+    again = lookup(api, "anonymous_id", CONTACT).json()
+    assert [e["event"] for e in events_of(api, again["id"])] == ["Contact Created"]
+    assert "email" not in again["traits"]
+
+
+def test_a_retry_or_a_deletion_of_an_unknown_contact_changes_nothing(running: Api) -> None:
+    api = running
+    delivered(api, [*contact(1, 123, "lin@example.com"), *contact(10, 456)])
+    assert not gone(api, "anonymous_id", CONTACT)
+    delivered(api, [deletion(5)])
+    assert gone(api, "anonymous_id", CONTACT)
+    before = snapshot(api)
+    assert before["profiles"]  # the other contact's
+    # HubSpot retries the same event (the next attemptNumber, a new signature).
+    assert delivered(api, [deletion(5, attempt=1)]) == {"accepted": 1, "ignored": 0}
+    assert delivered(api, [deletion(6, object_id=999)]) == {"accepted": 1, "ignored": 0}
+    api.settle()
+    assert snapshot(api) == before
+
+
+def test_a_deletion_after_a_property_change_in_the_same_delivery_wins(running: Api) -> None:
+    api = running
+    events = [*contact(1, 123, "lin@example.com"), deletion(3), *contact(10, 456)]
+    assert delivered(api, events) == {"accepted": 2, "ignored": 2}
+    api.settle()
+    assert gone(api, "anonymous_id", CONTACT) and gone(api, "email", "lin@example.com")
+    assert not mentioned(api, "lin@example.com")
+    assert not gone(api, "anonymous_id", "hubspot:62515:contact:456")
+
+
+def test_a_badly_signed_deletion_erases_nothing(running: Api) -> None:
+    api = running
+    delivered(api, contact(1, 123, "lin@example.com"))
+    assert not gone(api, "email", "lin@example.com")
+    before = snapshot(api)
+    body = json.dumps([deletion(3)])
+    headers = hubspot_headers(api, body, OWN_URL, secret="another-app-secret")
+    r = api.client.post(HUBSPOT, content=body, headers=headers)
+    assert r.status_code == 401, r.text
+    api.settle()
+    assert snapshot(api) == before
