@@ -124,16 +124,22 @@ def cmd_playbook_validate(args: argparse.Namespace, settings: Settings) -> int:
     except PlaybookError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    from leadloop.channels.config import parse_channels
-
-    channel_warnings = parse_channels(playbook.sections.get("channels")).warnings
-    for warning in (*playbook.warnings, *channel_warnings):
-        print(f"warning: {warning}")
+    _print_warnings(playbook)
     print(
         f"ok: {args.path} (version {playbook.version}, workspace {playbook.workspace}, "
         f"{len(playbook.models)} scoring model(s), digest {playbook.digest[:12]})"
     )
     return 0
+
+
+def _print_warnings(playbook: Any) -> None:
+    """What will be off once the playbook is live: `validate` and `apply` say the same (apply
+    left out the channels', so a disabled email channel went unmentioned)."""
+    from leadloop.channels.config import parse_channels
+
+    channel_warnings = parse_channels(playbook.sections.get("channels")).warnings
+    for warning in (*playbook.warnings, *channel_warnings):
+        print(f"warning: {warning}")
 
 
 def cmd_playbook_diff(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,8 +166,7 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
 
     sources = store.read_sources(args.path)
     playbook = store.build(sources)
-    for warning in playbook.warnings:
-        print(f"warning: {warning}")
+    _print_warnings(playbook)
     conn = _conn(settings, create=True)
     try:
         applied = store.latest(conn, playbook.workspace)

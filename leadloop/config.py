@@ -28,7 +28,9 @@ class Settings:
         e = dict(os.environ if env is None else env)
         return Settings(
             database_url=e.get("LEADLOOP_DATABASE_URL", "sqlite:///./leadloop.db"),
-            host=e.get("LEADLOOP_HOST", "127.0.0.1"),
+            # Empty counts as unset, as for the port: an `.env` line `LEADLOOP_HOST=` failed
+            # as "cannot listen on :8080" instead of listening where the default says.
+            host=e.get("LEADLOOP_HOST", "").strip() or "127.0.0.1",
             port=port_number(e.get("LEADLOOP_PORT", "").strip() or "8080", "LEADLOOP_PORT"),
             playbook=e.get("LEADLOOP_PLAYBOOK") or None,
             default_region=e.get("LEADLOOP_DEFAULT_REGION") or None,

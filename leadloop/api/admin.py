@@ -141,7 +141,10 @@ def admin_router(engine: "Engine") -> APIRouter:
     @router.post("/clock/advance", summary="Move the manual clock (only with --clock manual)")
     async def advance(ws: Workspace, body: ClockAdvance) -> dict[str, Any]:
         if engine.manual_clock is None:
-            raise HTTPException(404, detail="Not Found")
+            # A bare "Not Found" read as a wrong path; the path is right, the engine's mode is not.
+            raise HTTPException(
+                404, detail="this engine runs on the system clock: start it with --clock manual"
+            )
         now = await engine.advance_clock(body.seconds)
         return {"now": now}
 
@@ -178,9 +181,22 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse(
-            {"code": "invalid_request", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400
-        )
+        message = f"{where}: {first.get('msg', 'invalid')}"
+        if where == "body" and not _is_json(request.headers.get("content-type")):
+            # FastAPI reads a body as JSON only when labelled so; `curl -d` labels it a form,
+            # which failed as "Input should be a valid dictionary".
+            message = "body: expected JSON, sent with Content-Type: application/json"
+        return JSONResponse({"code": "invalid_request", "message": message}, 400)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """As FastAPI decides whether to decode a body: none given, `application/json` or `+json`."""
+    if content_type is None:
+        return True
+    kind = content_type.partition(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )

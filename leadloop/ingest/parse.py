@@ -121,7 +121,7 @@ def _id(message: dict[str, Any], field: str, index: str) -> str | Rejected | Non
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return Rejected("invalid_field", f"{index}{field} must be a string")
+        return Rejected("invalid_field", f"{index}{field} must be a string or a number")
     text = str(value).strip() if not isinstance(value, str) else value.strip()
     if len(text) > 512:
         return Rejected("invalid_field", f"{index}{field} is longer than 512 characters")

@@ -274,6 +274,25 @@ def test_a_bad_clock_body_is_a_400_and_the_clock_stays(api: Api, body: bytes, na
     assert snapshot(api) == before
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_not_labelled_json_says_so(api: Api, content_type: str) -> None:
+    # What `curl -d '{"seconds": 60}'` sends: JSON, labelled a form.
+    before = snapshot(api)
+    headers = {**api.bearer(), "content-type": content_type}
+    r = api.client.post(ADVANCE, content=b'{"seconds": 60}', headers=headers)
+    assert_invalid(r, "body: expected JSON, sent with Content-Type: application/json")
+    assert snapshot(api) == before
+    headers["content-type"] = "application/json; charset=utf-8"
+    assert api.client.post(ADVANCE, content=b'{"seconds": 60}', headers=headers).status_code == 200
+
+
+def test_on_the_system_clock_the_answer_says_how_to_get_a_manual_one(api: Api) -> None:
+    api.engine.manual_clock = None
+    r = api.client.post(ADVANCE, json={"seconds": 60}, headers=api.bearer())
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")
+    assert "--clock manual" in r.json()["message"]
+
+
 def test_an_oversize_body_is_a_413_before_it_is_read(api: Api) -> None:
     before = snapshot(api)
     padded = b'{"seconds": 60, "pad": "' + b"x" * 1_000_000 + b'"}'

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from leadloop.log.batch import OutboxRow
 from leadloop.outbox.service import enqueue
 from leadloop.storage import workspaces
@@ -79,6 +81,20 @@ def test_playbook_apply_and_diff(sqlite_url: str, tmp_path: Path) -> None:
     )
     diff = cli(sqlite_url, "playbook", "diff", str(changed)).stdout
     assert "15" in diff and "20" in diff
+
+
+def test_apply_warns_of_what_validate_warns_of(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadloop.cli import main
+
+    monkeypatch.delenv("LEADLOOP_SMTP_URL", raising=False)
+    assert main(["playbook", "validate", "examples/playbook.yaml"]) == 0
+    validated = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert any("channels.email: email is disabled" in line for line in validated)
+    assert main(["playbook", "apply", "--database-url", sqlite_url, "examples/playbook.yaml"]) == 0
+    applied = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert applied == validated
 
 
 def test_explain_unknown_profile(sqlite_url: str) -> None:

@@ -29,6 +29,16 @@ def test_numeric_ids_are_stringified() -> None:
     assert out[0].user_id == "42" and out[0].message_id == "7"
 
 
+@pytest.mark.parametrize("value", [{"a": 1}, True, [1]])
+def test_an_id_of_another_type_is_refused_naming_both_accepted_types(value: object) -> None:
+    # "must be a string" sent a client that had a numeric id, which is accepted, astray.
+    out = request(
+        {"batch": [{"type": "track", "userId": "u", "event": "X", "anonymousId": value}]}, None
+    )
+    assert isinstance(out, Rejected)
+    assert out.message == "batch[0].anonymousId must be a string or a number"
+
+
 @pytest.mark.parametrize(
     ("payload", "route", "code"),
     [

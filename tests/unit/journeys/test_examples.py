@@ -33,3 +33,21 @@ def test_the_journeys_fragment_is_the_example_playbooks_journeys_section() -> No
     assert {channel: sorted(names) for channel, names in declared.items()} == {
         channel: sorted(templates) for channel, templates in channel_templates.items()
     }
+
+
+def test_every_audience_the_example_journeys_use_is_in_its_channels_section() -> None:
+    # Without one, every `retarget` add failed as a dead letter ("no audience ... in the
+    # channels section") where the README promises a disabled service and a warning at start.
+    from leadloop.channels.config import parse_channels
+    from leadloop.playbook import store
+
+    playbook = store.build(store.read_sources(str(EXAMPLES / "playbook.yaml")), env={})
+    channels = parse_channels(playbook.sections.get("channels"))
+    steps = [s for f in _load("playbook.yaml")["journeys"]["flows"] for s in f["steps"]]
+    used = {s.get("add") or s.get("remove") for s in steps if s["type"] == "audience"}
+    assert used == {"ugc_retargeting"}
+    for name in used:
+        audience = channels.audience(name)
+        assert audience is not None, name
+        assert audience.disabled_reason == "audience_id, token not set"
+    assert any(f"audience {name!r} is disabled" in str(w) for w in channels.warnings)

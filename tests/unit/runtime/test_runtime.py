@@ -87,6 +87,12 @@ def test_the_port_comes_from_the_environment_or_defaults_to_8080() -> None:
     assert Settings.from_env({"LEADLOOP_PORT": " "}).port == 8080
 
 
+def test_an_empty_host_is_the_default_host_as_an_empty_port_is_the_default_port() -> None:
+    assert Settings.from_env({"LEADLOOP_HOST": ""}).host == "127.0.0.1"
+    assert Settings.from_env({"LEADLOOP_HOST": " "}).host == "127.0.0.1"
+    assert Settings.from_env({"LEADLOOP_HOST": "0.0.0.0"}).host == "0.0.0.0"
+
+
 @pytest.mark.parametrize("raw", ["99999", "0", "http"])
 def test_serve_refuses_a_port_before_saying_where_it_serves(
     raw: str, capsys: pytest.CaptureFixture[str]
