@@ -349,6 +349,15 @@ class IdentityBatch:
             final = survivor
             while (ws, final) in self.merged:
                 final = self.merged[(ws, final)]
+            if (ws, merged) in self.created:
+                # Made and merged in this batch: stored all the same, as merged, so that its id
+                # still leads to the survivor and an erasure of the survivor finds what the
+                # other stages wrote under it (ledger lines, path rows).
+                conn.execute(
+                    "INSERT INTO profiles (workspace_id, id, state, merged_into, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (ws, merged, _encoder.encode(self.profiles[(ws, merged)]).decode(), final, now),
+                )
             conn.execute(
                 "UPDATE profiles SET merged_into = ?, updated_at = ? WHERE workspace_id = ? AND id = ?",
                 (final, now, ws, merged),

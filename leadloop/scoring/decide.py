@@ -97,16 +97,7 @@ def score_event(
         state = stage_from_journey(state, model, event, at, moves, changes)
     if model.stage_rules:
         state = stage_from_event(state, model, event, at, moves, changes)
-    after = total_at(state, at)
-    if after > before:
-        for stage in model.stages:
-            if stage.at is None or not before < stage.at <= after:
-                continue
-            if model.rank(stage.name) > model.rank(state.stage):
-                moves.append(
-                    move_to(state, model, stage.name, at, "threshold", event.message_id, None)
-                )
-                state = replace(state, stage=stage.name)
+    state = _cross_thresholds(state, model, before, total_at(state, at), at, event, moves)
 
     effects = stage_effects(state, model, profile, moves, changes, at, event.message_id)
     return ScoreDecision(
@@ -165,11 +156,15 @@ def rescore(
     model: ScoringModel,
     now: float,
     state: ScoreState | None = None,
+    *,
+    final_decay: bool = True,
 ) -> ScoreDecision:
     """Replay events (each with the profile and account traits as they were then) from scratch.
 
     Returns the final state with every ledger line, stage change and effect of the replay; the
-    caller decides whether replayed effects are sent (a backtest sends none).
+    caller decides whether replayed effects are sent (a backtest sends none). With
+    `final_decay=False` the state is left as of the last event, for a caller that goes on
+    with a live event (which applies the decay due by its own instant).
     """
     current = initial_state(model) if state is None else state
     changes: list[ScoreChange] = []
@@ -189,6 +184,13 @@ def rescore(
         changes.extend(decision.changes)
         moves.extend(decision.stage_changes)
         effects.extend(decision.effects)
+    if not final_decay:
+        return ScoreDecision(
+            state=current,
+            changes=tuple(changes),
+            stage_changes=tuple(moves),
+            effects=tuple(effects),
+        )
     final = decay_scores(current, model, now)
     changes.extend(final.changes)
     return ScoreDecision(
@@ -198,6 +200,60 @@ def rescore(
         effects=tuple(effects),
         decay_due_at=final.decay_due_at,
     )
+
+
+def merge_scores(
+    old: ScoreState,
+    stages: list[str],
+    merged: ScoreState,
+    event: Event,
+    profile: Profile,
+    model: ScoringModel,
+    now: float,
+    reason: str,
+) -> ScoreDecision:
+    """A profile that absorbed others while `event` was resolved: `old` is its state before,
+    `stages` those of every profile merged, `merged` the replay of their history together.
+
+    The stage is the highest any of them had (stages never move down), and thresholds between
+    the old score and the merged one are crossed here, at the merge, with their actions."""
+    stage = max([old.stage, *stages], key=model.rank)
+    state = replace(merged, stage=stage)
+    at = _instant(state, event, now)
+    before, after = total_at(old, at), total_at(state, at)
+    changes = [
+        ledger_line(state, model, at, "merge", after - before, reason, None, event.message_id)
+    ]
+    moves: list[StageChange] = []
+    state = _cross_thresholds(state, model, before, after, at, event, moves)
+    return ScoreDecision(
+        state=state,
+        changes=tuple(changes),
+        stage_changes=tuple(moves),
+        effects=stage_effects(state, model, profile, moves, changes, at, event.message_id),
+        decay_due_at=_decay_due_at(state, model, at),
+    )
+
+
+def _cross_thresholds(
+    state: ScoreState,
+    model: ScoringModel,
+    before: float,
+    after: float,
+    at: float,
+    event: Event,
+    moves: list[StageChange],
+) -> ScoreState:
+    """Move up to every stage whose threshold lies in (before, after]; moves are appended."""
+    if after <= before:
+        return state
+    for stage in model.stages:
+        if stage.at is None or not before < stage.at <= after:
+            continue
+        if model.rank(stage.name) > model.rank(state.stage):
+            moves.append(move_to(state, model, stage.name, at, "threshold", event.message_id, None))
+            state = replace(state, stage=stage.name)
+    return state
 
 
 def _same_traits(

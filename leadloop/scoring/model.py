@@ -247,7 +247,7 @@ def initial_state(model: ScoringModel) -> ScoreState:
 # Structs rather than frozen dataclasses: several are built per event, and a frozen dataclass
 # costs about ten times as much to construct.
 
-ChangeKind = Literal["fit", "engagement", "decay", "stage"]
+ChangeKind = Literal["fit", "engagement", "decay", "stage", "merge"]
 
 
 class ScoreChange(msgspec.Struct, frozen=True, gc=False):

@@ -59,6 +59,31 @@ def histories(conn: Conn, workspace: str, chunk: int = 5000) -> Iterator[tuple[s
         yield current, events
 
 
+def merged_history(
+    conn: Conn, workspace: str, ids: list[str], batch_seqs: list[int], before_seq: int
+) -> list[Event]:
+    """The events before `before_seq` of profiles `ids`, which the batch being processed
+    merges into one: those of earlier batches (stored under each id) and the batch's own, by
+    `seq` (still unattributed in the log), in log order."""
+    found: dict[int, Event] = {}
+    marks = ",".join("?" * len(ids))
+    for row in conn.execute(
+        f"SELECT {_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id IN ({marks}) "
+        "AND seq < ?",
+        (workspace, *ids, before_seq),
+    ):
+        found[int(row[0])] = event_from_row(row[:12])
+    for start in range(0, len(batch_seqs), 500):
+        chunk = batch_seqs[start : start + 500]
+        for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE workspace_id = ? "
+            f"AND seq IN ({','.join('?' * len(chunk))})",
+            (workspace, *chunk),
+        ):
+            found[int(row[0])] = event_from_row(row[:12])
+    return [found[seq] for seq in sorted(found)]
+
+
 def with_context(
     profile_id: str, events: list[Event]
 ) -> Iterator[tuple[Event, Profile, dict[str, Any]]]:

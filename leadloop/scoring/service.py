@@ -13,7 +13,7 @@ import msgspec
 from leadloop.identity.model import Profile
 from leadloop.log.batch import Batch, Conn, Emit, OutboxRow, Timer
 from leadloop.log.model import Event
-from leadloop.scoring import decide
+from leadloop.scoring import decide, replay
 from leadloop.scoring.model import (
     EmitEvent,
     ScoreDecision,
@@ -69,6 +69,8 @@ class ScoringStage:
             return profile
         cache = _cache(batch)
         ws, pid = event.workspace_id, profile.id
+        if batch.identity.merged and pid in batch.identity.merged.values():
+            self._rebuild_after_merge(batch, cache, event, profile, models)
         if event.type == "internal" and event.event == DECAY_EVENT:
             wanted = event.properties.get("model")
             for model in models:
@@ -86,6 +88,46 @@ class ScoringStage:
             )
             cache.apply(batch, event, profile, model, decision, fired=False)
         return profile
+
+    @staticmethod
+    def _rebuild_after_merge(
+        batch: Batch,
+        cache: _Cache,
+        event: Event,
+        profile: Profile,
+        models: tuple[ScoringModel, ...],
+    ) -> None:
+        """The profile absorbed others in this batch: its state is rebuilt from the merged
+        history before `event` is scored on it, as a rescore of the log would give. Adding the
+        states up would not: caps, sessions and decay windows apply to the person's events
+        together, in log order. `decide.merge_scores` keeps the stage and runs the actions of
+        thresholds the merged score crosses."""
+        ws, pid = event.workspace_id, profile.id
+        merged = batch.identity.merged
+        absorbed = {m for (w, m) in merged if w == ws and _final(merged, ws, m) == pid}
+        if absorbed <= cache.absorbed.get((ws, pid), set()):
+            return
+        cache.absorbed[(ws, pid)] = absorbed
+        ids = [pid, *sorted(absorbed)]
+        members = set(ids)
+        seqs = [seq for owner, seq in batch.identity.event_profiles if owner in members]
+        history = replay.merged_history(batch.identity.conn, ws, ids, seqs, event.seq)
+        reason = f"merged with {', '.join(sorted(absorbed))}: rescored from the merged history"
+        for model in models:
+            replayed = decide.rescore(
+                replay.with_context(pid, history), model, batch.now, final_decay=False
+            ).state
+            decision = decide.merge_scores(
+                cache.load(batch, ws, pid, model),
+                [cache.load(batch, ws, other, model).stage for other in ids[1:]],
+                replayed,
+                event,
+                profile,
+                model,
+                batch.now,
+                reason,
+            )
+            cache.apply(batch, event, profile, model, decision, fired=False)
 
     @staticmethod
     def _traits_changed(batch: Batch, event: Event, profile: Profile) -> bool:
@@ -139,6 +181,16 @@ class ScoringStage:
             cache.ledger,
             bulk=True,
         )
+        # An absorbed profile's score lives on in its survivor's (`_rebuild_after_merge`).
+        conn.executemany(
+            "DELETE FROM scores WHERE workspace_id = ? AND profile_id = ?", list(merged)
+        )
+
+
+def _final(merged: dict[tuple[str, str], str], ws: str, pid: str) -> str:
+    while (ws, pid) in merged:
+        pid = merged[(ws, pid)]
+    return pid
 
 
 class _Cache:
@@ -150,6 +202,8 @@ class _Cache:
         """Due time of the decay timer known to exist per (workspace, profile, model), or None."""
         self.known: set[tuple[str, str]] = set()
         """Profiles whose stored states are all in `loaded` (prefetched in bulk)."""
+        self.absorbed: dict[tuple[str, str], set[str]] = {}
+        """Per survivor, the profiles merged into it whose history its state already holds."""
 
     def load(self, batch: Batch, ws: str, pid: str, model: ScoringModel) -> ScoreState:
         key = (ws, pid, model.id)
