@@ -258,8 +258,29 @@ def cmd_outbox_replay(args: argparse.Namespace, settings: Settings) -> int:
             n = service.redrive(
                 conn, args.workspace, SystemClock().now(), item_id=args.id, kind=args.kind
             )
+            found = (
+                conn.execute(
+                    "SELECT kind, status FROM outbox WHERE workspace_id = ? AND id = ?",
+                    (args.workspace, args.id),
+                )
+                if args.id is not None and n == 0
+                else None
+            )
     finally:
         conn.close()
+    if found is not None:
+        # Asked for one row and nothing moved: say why, rather than "0 re-driven".
+        if not found:
+            print(
+                f"leadloop: no outbox row {args.id} in workspace {args.workspace!r}",
+                file=sys.stderr,
+            )
+            return 2
+        kind, status = found[0]
+        if status != "dead" or (args.kind and kind != args.kind):
+            why = f"is {status}" if status != "dead" else f"is a {kind}, not a {args.kind}"
+            print(f"leadloop: outbox row {args.id} {why}: nothing re-driven", file=sys.stderr)
+            return 1
     print(f"re-driven {n} dead letter(s)")
     return 0
 

@@ -261,3 +261,21 @@ def test_a_port_in_use_is_one_error_before_anything_is_announced(
         assert not credentials.exists()  # quickstart made none: it could not serve them
     finally:
         taken.close()
+
+
+def test_outbox_replay_of_one_row_says_why_nothing_moved(sqlite_url: str) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
+    conn = connect(DatabaseUrl.parse(sqlite_url))
+    with conn.transaction():
+        rows = [OutboxRow("default", "webhook", "sales", f"msg_{i}", {}, "p1", 0) for i in range(2)]
+        enqueue(conn, rows, 0)
+        conn.execute("UPDATE outbox SET status = 'dead', attempts = 5 WHERE id = 1")
+    conn.close()
+    out = cli(sqlite_url, "outbox", "replay", "--id", "77")
+    assert out.returncode == 2 and "no outbox row 77 in workspace 'default'" in out.stderr
+    out = cli(sqlite_url, "outbox", "replay", "--id", "2")
+    assert out.returncode == 1 and "outbox row 2 is pending: nothing re-driven" in out.stderr
+    out = cli(sqlite_url, "outbox", "replay", "--id", "1", "--kind", "message")
+    assert out.returncode == 1 and "is a webhook, not a message" in out.stderr
+    out = cli(sqlite_url, "outbox", "replay", "--id", "1")
+    assert out.returncode == 0 and "re-driven 1 dead letter(s)" in out.stdout
