@@ -33,9 +33,12 @@ from leadloop.policy.model import PolicyConfig
 
 
 def parse_journeys(
-    playbook: Playbook, known_templates: Mapping[str, Iterable[str]] | None = None
+    playbook: Playbook,
+    known_templates: Mapping[str, Iterable[str]] | None = None,
+    known_audiences: Iterable[str] | None = None,
 ) -> JourneySet:
-    """Validate the playbook's `journeys` section; raises `PlaybookError` for the first problem."""
+    """Validate the playbook's `journeys` section; raises `PlaybookError` for the first problem.
+    With `known_audiences`, audience steps naming others come back as warnings."""
     node = playbook.sections.get("journeys")
     if node is None:
         return JourneySet(digest=playbook.digest)
@@ -55,14 +58,20 @@ def parse_journeys(
         templates = templates or {}
         for channel, names in known_templates.items():
             templates.setdefault(channel, set()).update(names)
-    context = ParseContext(playbook, templates, policy)
+    audiences = None if known_audiences is None else frozenset(known_audiences)
+    context = ParseContext(playbook, templates, policy, audiences)
     journeys: list[Journey] = []
     for flow, path in flows:
         journey = parse_journey(flow, path, context)
         if any(j.id == journey.id for j in journeys):
             fail(flow, f"{path}.id", f"duplicate journey id {journey.id!r}")
         journeys.append(journey)
-    return JourneySet(journeys=tuple(journeys), policy=policy, digest=playbook.digest)
+    return JourneySet(
+        journeys=tuple(journeys),
+        policy=policy,
+        digest=playbook.digest,
+        warnings=tuple(context.warnings),
+    )
 
 
 def journey_from_definition(definition: Any, journey_id: str, version: str) -> Journey:

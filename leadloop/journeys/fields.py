@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from leadloop.playbook.fields import SCHEMA as PLAYBOOK_SCHEMA
 from leadloop.playbook.fields import Fields
-from leadloop.playbook.model import Playbook
+from leadloop.playbook.model import Playbook, PlaybookWarning
 from leadloop.playbook.nodes import Scalar
 from leadloop.policy.model import PolicyConfig
 
@@ -95,7 +95,12 @@ class ParseContext:
         playbook: Playbook | None,
         templates: Mapping[str, set[str]] | None,
         policy: PolicyConfig,
+        audiences: frozenset[str] | None = None,
     ) -> None:
         self.playbook = playbook
         self.templates = templates
         self.policy = policy
+        self.audiences = audiences
+        """Ids under `channels.audiences`; an audience step naming another is a warning, not
+        an error: playbooks applied before it was checked must still load."""
+        self.warnings: list[PlaybookWarning] = []

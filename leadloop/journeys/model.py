@@ -266,6 +266,8 @@ class JourneySet:
     journeys: tuple[Journey, ...] = ()
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     digest: str = ""
+    warnings: tuple[Any, ...] = field(default=(), compare=False)
+    """`PlaybookWarning`s: what parses but will not work (an undefined audience)."""
     cap_window: float | None = field(init=False, repr=False, compare=False)
     """How far back the policy's frequency caps look (None: no caps, no sends are read)."""
     _by_id: dict[str, Journey] = field(init=False, repr=False, compare=False)

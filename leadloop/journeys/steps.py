@@ -29,6 +29,7 @@ from leadloop.journeys.model import (
 )
 from leadloop.log.model import EVENT_TYPES
 from leadloop.playbook.fields import Fields, fail, type_name
+from leadloop.playbook.model import PlaybookWarning
 from leadloop.playbook.nodes import Map, Node, Scalar, join, to_value
 from leadloop.playbook.scoring import _filter as parse_filter
 from leadloop.policy.model import CHANNELS
@@ -99,7 +100,19 @@ def parse_step(node: Node, path: str, context: ParseContext) -> tuple[Step, Refs
         if fields.has("add") == fields.has("remove"):
             fields.fail("add", "give exactly one of `add` and `remove`")
         action = "add" if fields.has("add") else "remove"
-        step = AudienceStep(step_id, fields.name(action), action, ref("next"))  # type: ignore[arg-type]
+        audience = fields.name(action)
+        if context.audiences is not None and audience not in context.audiences:
+            mark = (fields.get(action) or fields.map).mark
+            context.warnings.append(
+                PlaybookWarning(
+                    mark.file,
+                    mark.line,
+                    fields.at(action),
+                    f"no audience {audience!r} under channels.audiences: each of its rows "
+                    "will be a dead letter",
+                )
+            )
+        step = AudienceStep(step_id, audience, action, ref("next"))  # type: ignore[arg-type]
     else:
         outcome = fields.text("outcome", "exited")
         if outcome not in OUTCOMES:

@@ -4,7 +4,7 @@ secret lands in the database), one row per apply; the newest row per workspace i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 
@@ -37,7 +37,12 @@ def build(sources: Mapping[str, str], env: Mapping[str, str] | None = None) -> P
     from leadloop.channels.config import parse_channels
     from leadloop.journeys.config import parse_journeys
 
-    parse_journeys(playbook, parse_channels(playbook.sections.get("channels")).template_names())
+    channels = parse_channels(playbook.sections.get("channels"))
+    journeys = parse_journeys(
+        playbook, channels.template_names(), (a.id for a in channels.audiences)
+    )
+    if journeys.warnings:
+        playbook = replace(playbook, warnings=(*playbook.warnings, *journeys.warnings))
     return playbook
 
 

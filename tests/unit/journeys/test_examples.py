@@ -51,3 +51,21 @@ def test_every_audience_the_example_journeys_use_is_in_its_channels_section() ->
         assert audience is not None, name
         assert audience.disabled_reason == "audience_id, token not set"
     assert any(f"audience {name!r} is disabled" in str(w) for w in channels.warnings)
+
+
+def test_an_audience_step_naming_an_undefined_audience_is_a_warning_with_its_line() -> None:
+    # A warning, not an error: a playbook applied before this was checked must still load.
+    from leadloop.playbook import store
+
+    text = (EXAMPLES / "playbook.yaml").read_text(encoding="utf-8")
+    assert text.count("add: ugc_retargeting") == 1
+    broken = text.replace("add: ugc_retargeting", "add: ugc_retargetting")
+    line = broken.splitlines().index("          add: ugc_retargetting") + 1
+    playbook = store.build({"p.yaml": broken}, env={})
+    found = [w for w in playbook.warnings if "ugc_retargetting" in w.message]
+    assert len(found) == 1
+    assert (found[0].file, found[0].line) == ("p.yaml", line)
+    assert found[0].field == "journeys.flows[0].steps[5].add"
+    assert "no audience 'ugc_retargetting' under channels.audiences" in found[0].message
+    clean = store.build({"p.yaml": text}, env={})
+    assert not [w for w in clean.warnings if "under channels.audiences" in w.message]
