@@ -235,6 +235,41 @@ def capture_keys(
     return msgspec.structs.replace(keys, **changes)
 
 
+_STAMPED = ("fbc", "fbp", "gclid", "gbraid", "wbraid", "ttclid", "ttp")
+
+
+def merge_keys(survivor: MatchKeys, absorbed: MatchKeys) -> MatchKeys:
+    """The keys of two profiles found to be one person: each click id and cookie, the browser
+    (IP and user agent) and the consent signal from whichever side captured it later; the
+    survivor's where the times are equal or unknown. A lead id is kept where one side has it."""
+    changes: dict[str, Any] = {}
+    for name in _STAMPED:
+        at = f"{name}_at"
+        if _later(
+            getattr(absorbed, name),
+            getattr(absorbed, at),
+            getattr(survivor, name),
+            getattr(survivor, at),
+        ):
+            changes.update({name: getattr(absorbed, name), at: getattr(absorbed, at)})
+    if _later(absorbed.user_agent, absorbed.web_at, survivor.user_agent, survivor.web_at):
+        changes.update(ip=absorbed.ip, user_agent=absorbed.user_agent, web_at=absorbed.web_at)
+    if _later(absorbed.consent, absorbed.consent_at, survivor.consent, survivor.consent_at):
+        changes.update(consent=absorbed.consent, consent_at=absorbed.consent_at)
+    if survivor.lead_id is None and absorbed.lead_id is not None:
+        changes["lead_id"] = absorbed.lead_id
+    return msgspec.structs.replace(survivor, **changes) if changes else survivor
+
+
+def _later(value: Any, at: float | None, other: Any, other_at: float | None) -> bool:
+    """Whether `value` (captured at `at`) should replace `other` (captured at `other_at`)."""
+    if value is None:
+        return False
+    if other is None:
+        return True
+    return at is not None and (other_at is None or at > other_at)
+
+
 def has_click_id(keys: MatchKeys) -> bool:
     return bool(keys.fbc or keys.gclid or keys.gbraid or keys.wbraid or keys.ttclid)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from leadloop.conversions import store
-from leadloop.conversions.capture import MatchKeys, capture_keys
+from leadloop.conversions.capture import MatchKeys, capture_keys, merge_keys
 from leadloop.conversions.config import ConversionsConfig, Mapping
 from leadloop.conversions.fields import (
     advertising_consent,
@@ -58,6 +58,8 @@ class _Cache:
     disabled: dict[tuple[str, str, str | None], int] = field(default_factory=dict)
     """Conversions mapped to a disabled destination, per (workspace, destination, why it is
     disabled); the recorded reason is written out once per batch (`flush`), not per event."""
+    absorbed: set[tuple[str, str]] = field(default_factory=set)
+    """Merged profiles whose keys a survivor has taken (`ConversionStage._absorb`)."""
 
 
 def _cache(batch: Batch) -> _Cache:
@@ -125,6 +127,11 @@ class ConversionStage:
             if updated is not keys:
                 keys = updated
                 cache.dirty.add(ident)
+        if batch.identity.merged and profile.id in batch.identity.merged.values():
+            merged = self._absorb(batch, cache, event.workspace_id, profile.id, keys)
+            if merged is not keys:
+                keys = merged
+                cache.dirty.add(ident)
         cache.keys[ident] = keys
         for mapping in config.mappings:
             if mapping.track:
@@ -150,11 +157,34 @@ class ConversionStage:
                     )
         return profile
 
+    @staticmethod
+    def _absorb(batch: Batch, cache: _Cache, ws: str, pid: str, keys: MatchKeys) -> MatchKeys:
+        """`keys` with those of the profiles merged into `pid` in this batch and not yet taken:
+        a web visitor's click ids and cookies must reach the conversions of the CRM contact
+        it turns out to be (their row is dropped at `flush`)."""
+        for other in batch.identity.absorbed_by(ws, pid):
+            if (ws, other) in cache.absorbed:
+                continue
+            cache.absorbed.add((ws, other))
+            theirs = cache.keys.get((ws, other))
+            if theirs is None:
+                created = (ws, other) in batch.identity.created
+                theirs = (
+                    store.NO_KEYS
+                    if created
+                    else store.load_one_keys(batch.identity.conn, (ws, other))
+                )
+            keys = merge_keys(keys, theirs)
+        return keys
+
     def flush(self, batch: Batch, conn: Conn) -> None:
         cache = batch.extra.get("conversions")
         if not isinstance(cache, _Cache):
             return
         merged = batch.identity.merged
+        conn.executemany(
+            "DELETE FROM conversion_keys WHERE workspace_id = ? AND profile_id = ?", list(merged)
+        )
         store.save_keys(
             conn,
             (

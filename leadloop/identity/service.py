@@ -447,6 +447,10 @@ class IdentityBatch:
             bulk=True,
         )
 
+    def absorbed_by(self, ws: str, survivor: str) -> list[str]:
+        """The profiles this batch merged into `survivor`, directly or through another."""
+        return sorted(m for (w, m) in self.merged if w == ws and self._final(ws, m) == survivor)
+
     def _final(self, ws: str, pid: str) -> str:
         while (ws, pid) in self.merged:
             pid = self.merged[(ws, pid)]

@@ -103,8 +103,7 @@ class ScoringStage:
         together, in log order. `decide.merge_scores` keeps the stage and runs the actions of
         thresholds the merged score crosses."""
         ws, pid = event.workspace_id, profile.id
-        merged = batch.identity.merged
-        absorbed = {m for (w, m) in merged if w == ws and _final(merged, ws, m) == pid}
+        absorbed = set(batch.identity.absorbed_by(ws, pid))
         if absorbed <= cache.absorbed.get((ws, pid), set()):
             return
         cache.absorbed[(ws, pid)] = absorbed
@@ -185,12 +184,6 @@ class ScoringStage:
         conn.executemany(
             "DELETE FROM scores WHERE workspace_id = ? AND profile_id = ?", list(merged)
         )
-
-
-def _final(merged: dict[tuple[str, str], str], ws: str, pid: str) -> str:
-    while (ws, pid) in merged:
-        pid = merged[(ws, pid)]
-    return pid
 
 
 class _Cache:

@@ -542,3 +542,32 @@ def test_a_disabled_destination_is_counted_per_reason_not_logged_per_conversion(
     assert tiktok["sent"] == 0 and tiktok["skipped"] == 3
     assert tiktok["skipped_reasons"] == [{"reason": reason, "count": 3}]
     assert summary["destinations"]["meta"]["sent"] == 3
+
+
+@pytest.mark.parametrize("settle_between", [False, True], ids=["one_batch", "two_batches"])
+def test_a_merged_visitors_click_ids_reach_the_contacts_conversions(
+    rig: Rig, settle_between: bool
+) -> None:
+    """The ad click lands on an anonymous web profile; the purchase is the CRM contact's. Once
+    the visitor logs in as the contact (the contact's profile survives the merge), the order
+    carries the click id and cookies the visitor brought."""
+    h = rig.h
+    click = {k: v for k, v in visit().items() if k != "userId"} | {"anonymousId": "web-9"}
+    h.send(person("u9"), click)
+    if settle_between:
+        h.settle()
+    h.send({"type": "identify", "userId": "u9", "anonymousId": "web-9"})
+    h.send(order("o-9", "u9"))
+    h.settle()
+    rig.drain()
+    web, crm = h.profile("anonymous_id", "web-9"), h.profile("user_id", "u9")
+    assert web is not None and crm is not None and web["id"] == crm["id"]
+    assert h.sql("SELECT COUNT(*) FROM profiles WHERE merged_into = ?", crm["id"]) == [(1,)]
+    (purchase,) = [e for e in rig.fake.meta.accepted if e["event_name"] == "Purchase"]
+    user = purchase["user_data"]
+    assert user["fbc"].endswith(".FbClick.AbC") and user["fbp"] == "fb.1.1700000000000.42"
+    (google,) = [e for e in rig.fake.google.accepted if e.get("transactionId") == "o-9"]
+    assert google["adIdentifiers"]["gclid"] == "GcLiD-1"
+    (tiktok,) = [e for e in rig.fake.tiktok.accepted if e["event"] == "CompletePayment"]
+    assert tiktok["user"]["ttclid"] == "TtClick1"
+    assert h.sql("SELECT profile_id FROM conversion_keys") == [(crm["id"],)]
