@@ -223,9 +223,11 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 when = datetime.fromtimestamp(entry["at"], UTC).strftime("%Y-%m-%d %H:%M")
                 sign = "+" if entry["points"] >= 0 else ""
                 rule = f" [{entry['rule']}]" if entry["rule"] else ""
+                other = entry["profile_id"]
+                whose = f"  (on {other}, since merged)" if other != pid else ""
                 print(
                     f"  {when}  {entry['kind']:<10} {sign}{entry['points']:g}{rule}  "
-                    f"→ {entry['total']:g}  {entry['reason']}"
+                    f"→ {entry['total']:g}  {entry['reason']}{whose}"
                 )
     finally:
         conn.close()

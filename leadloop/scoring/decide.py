@@ -204,25 +204,33 @@ def rescore(
 
 def merge_scores(
     old: ScoreState,
-    stages: list[str],
+    others: Mapping[str, ScoreState],
     merged: ScoreState,
     event: Event,
     profile: Profile,
     model: ScoringModel,
     now: float,
-    reason: str,
 ) -> ScoreDecision:
     """A profile that absorbed others while `event` was resolved: `old` is its state before,
-    `stages` those of every profile merged, `merged` the replay of their history together.
+    `others` those of the profiles merged into it (by id), `merged` the replay of their
+    history together.
 
-    The stage is the highest any of them had (stages never move down), and thresholds between
-    the old score and the merged one are crossed here, at the merge, with their actions."""
-    stage = max([old.stage, *stages], key=model.rank)
+    The ledger line's points are what the merged replay gives beyond the sum of the scores
+    (caps, sessions and decay windows now count the events together; often 0), since the
+    merged profiles' own lines are read as part of the survivor's ledger. The stage is the
+    highest any of them had (stages never move down), and thresholds between the survivor's
+    old score and the merged one are crossed here, at the merge, with their actions."""
+    stage = max([old.stage, *(o.stage for o in others.values())], key=model.rank)
     state = replace(merged, stage=stage)
     at = _instant(state, event, now)
     before, after = total_at(old, at), total_at(state, at)
+    summed = before + sum(total_at(o, at) for o in others.values())
+    reason = (
+        f"merged with {', '.join(sorted(others))} (their lines count here); the merged "
+        f"history rescored gives {after:g} against {summed:g} added up"
+    )
     changes = [
-        ledger_line(state, model, at, "merge", after - before, reason, None, event.message_id)
+        ledger_line(state, model, at, "merge", after - summed, reason, None, event.message_id)
     ]
     moves: list[StageChange] = []
     state = _cross_thresholds(state, model, before, after, at, event, moves)

@@ -37,17 +37,31 @@ def scores_view(conn: Conn, workspace: str, profile_id: str, now: float) -> dict
     return out
 
 
+def merged_ids(conn: Conn, workspace: str, profile_id: str) -> list[str]:
+    """The profile and every profile merged into it (`merged_into` names the final survivor)."""
+    rows = conn.execute(
+        "SELECT id FROM profiles WHERE workspace_id = ? AND merged_into = ? ORDER BY id",
+        (workspace, profile_id),
+    )
+    return [profile_id, *(str(r[0]) for r in rows)]
+
+
 def ledger(
     conn: Conn, workspace: str, profile_id: str, model: str | None, after: int, limit: int
 ) -> list[dict[str, Any]]:
-    clauses = ["workspace_id = ?", "profile_id = ?", "id > ?"]
-    params: list[Any] = [workspace, profile_id, after]
+    """The profile's ledger lines with those of the profiles merged into it, each naming the
+    profile it was written for: the points a merged profile earned are part of the person's
+    score (see the `merge` line), so they belong in its explanation."""
+    ids = merged_ids(conn, workspace, profile_id)
+    clauses = ["workspace_id = ?", f"profile_id IN ({','.join('?' * len(ids))})", "id > ?"]
+    params: list[Any] = [workspace, *ids, after]
     if model:
         clauses.append("model = ?")
         params.append(model)
     rows = conn.execute(
         "SELECT id, model, model_version, at, kind, rule, points, fit, engagement, total, stage, "
-        f"reason, message_id FROM score_ledger WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+        f"reason, message_id, profile_id FROM score_ledger WHERE {' AND '.join(clauses)} "
+        "ORDER BY id LIMIT ?",
         (*params, limit),
     )
     keys = (
@@ -64,5 +78,6 @@ def ledger(
         "stage",
         "reason",
         "message_id",
+        "profile_id",
     )
     return [dict(zip(keys, r, strict=True)) for r in rows]

@@ -14,6 +14,7 @@ from leadloop.identity.model import Profile
 from leadloop.log.batch import Batch, Conn, Emit, OutboxRow, Timer
 from leadloop.log.model import Event
 from leadloop.scoring import decide, replay
+from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import (
     EmitEvent,
     ScoreDecision,
@@ -111,20 +112,18 @@ class ScoringStage:
         members = set(ids)
         seqs = [seq for owner, seq in batch.identity.event_profiles if owner in members]
         history = replay.merged_history(batch.identity.conn, ws, ids, seqs, event.seq)
-        reason = f"merged with {', '.join(sorted(absorbed))}: rescored from the merged history"
         for model in models:
             replayed = decide.rescore(
                 replay.with_context(pid, history), model, batch.now, final_decay=False
             ).state
             decision = decide.merge_scores(
                 cache.load(batch, ws, pid, model),
-                [cache.load(batch, ws, other, model).stage for other in ids[1:]],
+                {other: cache.load(batch, ws, other, model) for other in ids[1:]},
                 replayed,
                 event,
                 profile,
                 model,
                 batch.now,
-                reason,
             )
             cache.apply(batch, event, profile, model, decision, fired=False)
 
@@ -344,18 +343,22 @@ class _Cache:
                 )
 
     def _reasons(self, batch: Batch, ws: str, pid: str, model: str) -> list[dict[str, Any]]:
-        """Every ledger line behind the current score: stored ones and this batch's."""
-        rows = batch.identity.conn.execute(
+        """Every ledger line behind the current score: stored ones and this batch's, the
+        profile's and those of the profiles merged into it (stored, or in this batch)."""
+        conn = batch.identity.conn
+        ids = {*score_queries.merged_ids(conn, ws, pid), *batch.identity.absorbed_by(ws, pid)}
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
             "SELECT at, kind, rule, points, reason, message_id FROM score_ledger "
-            "WHERE workspace_id = ? AND profile_id = ? AND model = ? AND kind != 'stage' "
-            "ORDER BY id",
-            (ws, pid, model),
+            f"WHERE workspace_id = ? AND profile_id IN ({marks}) AND model = ? "
+            "AND kind != 'stage' ORDER BY id",
+            (ws, *sorted(ids), model),
         )
         lines = [tuple(r) for r in rows]
         lines += [
             (e[4], e[5], e[6], e[7], e[12], e[13])
             for e in self.ledger
-            if e[0] == ws and e[1] == pid and e[2] == model and e[5] != "stage"
+            if e[0] == ws and e[1] in ids and e[2] == model and e[5] != "stage"
         ]
         keys = ("at", "kind", "rule", "points", "reason", "message_id")
         return [dict(zip(keys, line, strict=True)) for line in lines if line[3]]

@@ -3,13 +3,19 @@ absorbed profile's first events or in a later one, on both backends."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import msgspec
 import pytest
 
 from leadloop.log.store import event_from_row
-from leadloop.scoring import replay
+from leadloop.scoring import queries, replay
 from leadloop.scoring.model import ScoreState
-from tests.contract.conftest import Harness
+from leadloop.testing import WebhookReceiver, eventually
+from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 
 
 def events(h: Harness, settle_between: bool) -> None:
@@ -60,10 +66,11 @@ def test_a_merge_that_crosses_the_threshold_qualifies_once(scoring_harness: Harn
     s = prof["scores"]["lead"]
     assert (s["score"], s["fit"], s["engagement"], s["stage"]) == (52, 25, 27, "MQL")
     assert h.sql("SELECT COUNT(*) FROM events WHERE event = 'Lead Qualified'") == [(1,)]
+    # Nothing overlaps (fit on one side, the magnet on the other): the merge adds 0 to the
+    # sum of the two profiles' lines, which the survivor's ledger now shows together.
     merge = h.sql("SELECT points, total, reason FROM score_ledger WHERE kind = 'merge'")
-    assert (
-        len(merge) == 1 and merge[0][1] == 52 and "rescored from the merged history" in merge[0][2]
-    )
+    assert [(points, total) for points, total, _ in merge] == [(0, 52)]
+    assert "gives 52 against 52 added up" in merge[0][2]
     h.send({"type": "page", "anonymousId": "web-2", "properties": {"path": "/pricing/x"}})
     h.settle()
     assert h.sql("SELECT COUNT(*) FROM events WHERE event = 'Lead Qualified'") == [(1,)]
@@ -89,3 +96,76 @@ def test_the_merged_score_is_what_a_replay_of_the_log_gives(
     live = msgspec.json.decode(stored, type=ScoreState)
     assert (live.fit, live.steady, live.usage) == (replayed.fit, replayed.steady, replayed.usage)
     assert h.sql("SELECT COUNT(*) FROM scores") == [(1,)]
+
+
+def test_the_survivors_ledger_adds_up_to_the_merged_score(scoring_harness: Harness) -> None:
+    """Both profiles have the senior title: the person's fit counts once, and the merge line
+    takes back what adding the two scores up would have counted twice."""
+    h = scoring_harness
+    vp = {"title": "VP Sales"}
+    h.send(
+        {"type": "identify", "anonymousId": "web-3", "traits": vp},
+        {"type": "page", "anonymousId": "web-3", "properties": {"path": "/pricing"}},
+        {"type": "identify", "userId": "crm-3", "traits": {**vp, "email": "c@x.test"}},
+        {"type": "track", "userId": "crm-3", "event": "Lead Magnet Downloaded"},
+    )
+    h.settle()
+    h.send({"type": "identify", "userId": "crm-3", "anonymousId": "web-3"})
+    h.settle()
+    prof = h.profile("user_id", "crm-3")
+    assert prof is not None
+    s = prof["scores"]["lead"]
+    assert (s["score"], s["fit"], s["engagement"]) == (40, 15, 25)
+    pid = str(prof["id"])
+    lines = h.engine.read_sync(lambda c: queries.ledger(c, "default", pid, "lead", 0, 100))
+    assert sum(line["points"] for line in lines) == 40
+    owners = {line["profile_id"] for line in lines}
+    assert len(owners) == 2 and pid in owners
+    (merge,) = [line for line in lines if line["kind"] == "merge"]
+    assert merge["points"] == -15 and merge["total"] == 40
+    # `leadloop explain` says which lines were earned on the profile since merged.
+    (other,) = owners - {pid}
+    out = subprocess.run(
+        [sys.executable, "-m", "leadloop", "explain", "crm-3"],
+        env={**os.environ, "LEADLOOP_DATABASE_URL": h.engine.url.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    pricing = [line for line in out.stdout.splitlines() if "[pricing_page]" in line]
+    assert len(pricing) == 1 and pricing[0].endswith(f"(on {other}, since merged)")
+
+
+def test_the_sales_webhook_of_a_merge_gives_the_reasons_from_both_profiles(
+    backend_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    receiver = WebhookReceiver(secret)
+    monkeypatch.setenv("LEADLOOP_SALES_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("LEADLOOP_SALES_WEBHOOK_SECRET", secret)
+    h = make_harness(backend_url, EXAMPLE_PLAYBOOK)
+    try:
+        h.send(
+            {"type": "identify", "anonymousId": "web-4", "traits": {"title": "VP Marketing"}},
+            {
+                "type": "group",
+                "anonymousId": "web-4",
+                "groupId": "g4",
+                "traits": {"employees": 900},
+            },
+            {"type": "page", "anonymousId": "web-4", "properties": {"path": "/pricing"}},
+            {"type": "identify", "userId": "crm-4", "traits": {"email": "d@x.test"}},
+            {"type": "track", "userId": "crm-4", "event": "Lead Magnet Downloaded"},
+        )
+        h.settle()
+        h.send({"type": "identify", "userId": "crm-4", "anonymousId": "web-4"})
+        h.settle()
+        eventually(lambda: len(receiver.deliveries) == 1, timeout=30)
+        body = json.loads(receiver.deliveries[0]["body"])
+        rules = sorted(r["rule"] for r in body["reasons"] if r["rule"])
+        assert rules == ["company_200_plus", "lead_magnet", "pricing_page", "senior_title"]
+        assert sum(r["points"] for r in body["reasons"]) == body["score"]["total"] == 50
+    finally:
+        h.engine.stop()
+        receiver.close()
