@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from leadloop.clock import SystemClock
-from leadloop.config import Settings, port_number
+from leadloop.config import Settings, port_number, require_database_url
 from leadloop.errors import ConfigError, LeadloopError
 from leadloop.files import FileTooLarge, read_limited
 from leadloop.runtime import freeze_startup
@@ -38,6 +38,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         from dataclasses import replace
 
         s = replace(s, **overrides)
+    if hasattr(args, "database_url"):  # the commands that open the database
+        require_database_url(s)
     return s
 
 

@@ -27,7 +27,7 @@ class Settings:
     def from_env(env: dict[str, str] | None = None) -> Settings:
         e = dict(os.environ if env is None else env)
         return Settings(
-            database_url=e.get("LEADLOOP_DATABASE_URL", "sqlite:///./leadloop.db"),
+            database_url=_database_url(e),
             # Empty counts as unset, as for the port: an `.env` line `LEADLOOP_HOST=` failed
             # as "cannot listen on :8080" instead of listening where the default says.
             host=e.get("LEADLOOP_HOST", "").strip() or "127.0.0.1",
@@ -38,6 +38,22 @@ class Settings:
             max_pending_events=_count(e, "LEADLOOP_MAX_PENDING_EVENTS", 50_000),
             gc_threshold=_count(e, "LEADLOOP_GC_THRESHOLD", 50_000),
             extra={k: v for k, v in e.items() if k.startswith("LEADLOOP_")},
+        )
+
+
+def _database_url(env: dict[str, str]) -> str:
+    """Unset means the default file. Set but empty stays empty: `require_database_url` refuses
+    it by name unless a flag gives the URL (the parser's own message cannot say where an empty
+    URL came from, and taking the default would silently write to ./leadloop.db)."""
+    raw = env.get("LEADLOOP_DATABASE_URL")
+    return "sqlite:///./leadloop.db" if raw is None else raw.strip()
+
+
+def require_database_url(settings: Settings) -> None:
+    if not settings.database_url:
+        raise ConfigError(
+            "LEADLOOP_DATABASE_URL is set but empty: unset it for the default "
+            "sqlite:///./leadloop.db, or give sqlite:///path or postgresql://user@host/db"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,20 @@ def test_serve_refuses_a_port_before_saying_where_it_serves(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "--port must be a port number from 1 to 65535" in err and "serving on" not in err
+
+
+def test_an_empty_database_url_is_refused_by_name_unless_a_flag_gives_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadloop.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEADLOOP_DATABASE_URL", " ")
+    assert main(["migrate"]) == 2
+    assert "LEADLOOP_DATABASE_URL is set but empty" in capsys.readouterr().err
+    assert not (tmp_path / "leadloop.db").exists()
+    url = f"sqlite:///{tmp_path / 'given.db'}"
+    assert main(["migrate", "--database-url", url]) == 0
+    assert (tmp_path / "given.db").exists()
+    monkeypatch.delenv("LEADLOOP_DATABASE_URL")
+    assert Settings.from_env({}).database_url == "sqlite:///./leadloop.db"
