@@ -277,10 +277,11 @@ def bench_backtest(folder: str) -> float:
     results = {m.id: replay.BacktestResult(m.id, m.version, "MQL") for m in models}
     t0 = time.perf_counter()
     n = 0
+    accounts = replay.AccountLog(conn, "default")
     for pid, events in replay.histories(conn, "default"):
         n += len(events)
         replay.backtest_profile(
-            results, pid, events, models, "MQL", "Deal Won", None, START + 20 * DAY
+            results, pid, events, models, "MQL", "Deal Won", None, START + 20 * DAY, accounts
         )
     rate = n / (time.perf_counter() - t0)
     conn.close()

@@ -343,6 +343,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         }
         total = replay.count_profiles(conn, workspace)
         events_seen = 0
+        accounts = replay.AccountLog(conn, workspace)
         for pid, events in tqdm(
             replay.histories(conn, workspace),
             total=total,
@@ -353,7 +354,15 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             events_seen += len(events)
             for label, models in runs.items():
                 replay.backtest_profile(
-                    results[label], pid, events, models, args.stage, args.outcome, since, now
+                    results[label],
+                    pid,
+                    events,
+                    models,
+                    args.stage,
+                    args.outcome,
+                    since,
+                    now,
+                    accounts,
                 )
     finally:
         conn.close()

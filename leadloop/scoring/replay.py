@@ -7,7 +7,8 @@ history at a time, whatever the size of the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,18 +85,68 @@ def merged_history(
     return [found[seq] for seq in sorted(found)]
 
 
+AccountTraits = Callable[[str, int], Mapping[str, Any]]
+"""(group id, log position) → the account's traits once the group calls up to it are applied."""
+
+
+class AccountLog:
+    """Accounts' traits by log position, read from the group calls of every member.
+
+    Live scoring reads an account's traits as all its members' group calls left them (the
+    identity stage keeps one `accounts` row per group), so a profile's own events do not
+    give them: a colleague's group call that sets `employees: 500` refits every member at
+    its next event. Each account's calls are read once, when first asked for."""
+
+    KEEP = 10_000
+    """Accounts whose history is held at once; a rescore of a large workspace asks for many."""
+
+    def __init__(self, conn: Conn, workspace: str) -> None:
+        self._conn = conn
+        self._workspace = workspace
+        self._timelines: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
+
+    def __call__(self, group_id: str, seq: int) -> Mapping[str, Any]:
+        timeline = self._timelines.get(group_id)
+        if timeline is None:
+            if len(self._timelines) >= self.KEEP:
+                self._timelines.clear()
+            timeline = self._timelines[group_id] = self._read(group_id)
+        seqs, states = timeline
+        at = bisect_right(seqs, seq)
+        return states[at - 1] if at else _NONE
+
+    def _read(self, group_id: str) -> tuple[list[int], list[dict[str, Any]]]:
+        seqs: list[int] = []
+        states: list[dict[str, Any]] = []
+        traits: dict[str, Any] = {}
+        for row in self._conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE workspace_id = ? AND type = 'group' "
+            "AND group_id = ? ORDER BY seq",
+            (self._workspace, group_id),
+        ):
+            # Replaced, never updated in place: a state handed out stays as it was.
+            traits = {**traits, **event_from_row(row[:12]).traits}
+            seqs.append(int(row[0]))
+            states.append(traits)
+        return seqs, states
+
+
+_NONE: Mapping[str, Any] = {}
+
+
 def with_context(
-    profile_id: str, events: list[Event]
-) -> Iterator[tuple[Event, Profile, dict[str, Any]]]:
+    profile_id: str, events: list[Event], accounts: AccountTraits | None = None
+) -> Iterator[tuple[Event, Profile, Mapping[str, Any]]]:
     """Each event with the profile and account traits as they were when it happened.
 
     Scoring reads a profile's id, traits and accounts, which only identify and group calls
     change (`identity.apply_event`); the other events keep the profile object, and the
     account traits keep theirs, so a replay sees unchanged traits as the same objects and
-    does not refit (see `decide.rescore`)."""
+    does not refit (see `decide.rescore`). `accounts` gives an account's traits from the
+    whole log (`AccountLog`); without it, from the profile's own group calls only, which is
+    the same when no other profile belongs to its accounts."""
     profile: Profile | None = None
-    accounts: dict[str, dict[str, Any]] = {}
-    none: dict[str, Any] = {}
+    own: dict[str, dict[str, Any]] = {}
     for event in events:
         if profile is None:
             profile = identity.apply_event(identity.new_profile(profile_id, event), event)
@@ -103,13 +154,24 @@ def with_context(
             profile = identity.apply_event(profile, event)
         if event.type == "group" and event.group_id:
             # Replaced, never updated in place: a yielded dict stays as it was.
-            accounts[event.group_id] = {**accounts.get(event.group_id, {}), **event.traits}
+            own[event.group_id] = {**own.get(event.group_id, {}), **event.traits}
         latest = profile.account_ids[-1] if profile.account_ids else None
-        yield event, profile, accounts.get(latest, none) if latest else none
+        if latest is None:
+            yield event, profile, _NONE
+        elif accounts is not None:
+            yield event, profile, accounts(latest, event.seq)
+        else:
+            yield event, profile, own.get(latest, _NONE)
 
 
-def replay(profile_id: str, events: list[Event], model: ScoringModel, now: float) -> ScoreDecision:
-    return rescore(with_context(profile_id, events), model, now)
+def replay(
+    profile_id: str,
+    events: list[Event],
+    model: ScoringModel,
+    now: float,
+    accounts: AccountTraits | None = None,
+) -> ScoreDecision:
+    return rescore(with_context(profile_id, events, accounts), model, now)
 
 
 @dataclass
@@ -140,12 +202,13 @@ def backtest_profile(
     outcome: str | None,
     since: float | None,
     now: float,
+    accounts: AccountTraits | None = None,
 ) -> None:
     from datetime import UTC, datetime
 
     for model in models:
         result = results[model.id]
-        decision = replay(profile_id, events, model, now)
+        decision = replay(profile_id, events, model, now, accounts)
         reached = next((m.at for m in decision.stage_changes if m.to_stage == stage), None)
         if reached is None or (since is not None and reached < since):
             continue

@@ -49,11 +49,12 @@ def rescore_workspace(
     log.info("rescoring %d profiles of %s under %s", total, workspace, [m.id for m in models])
     done = 0
     pending: list[tuple[str, list[Any]]] = []
+    accounts = replay.AccountLog(conn, workspace)
     bar = tqdm(total=total, unit="profile", file=sys.stderr, disable=not sys.stderr.isatty())
 
     def flush() -> None:
         nonlocal done, pending
-        _rescore_chunk(conn, writer, workspace, models, pending, now)
+        _rescore_chunk(conn, writer, workspace, models, pending, now, accounts)
         done += len(pending)
         bar.update(len(pending))
         pending = []
@@ -82,6 +83,7 @@ def _rescore_chunk(
     models: tuple[ScoringModel, ...],
     chunk: list[tuple[str, list[Any]]],
     now: float,
+    accounts: replay.AccountLog,
 ) -> None:
     ids = [pid for pid, _ in chunk]
     marks = ",".join("?" * len(ids))
@@ -99,7 +101,7 @@ def _rescore_chunk(
     cancelled: list[tuple[str, str]] = []
     for pid, events in chunk:
         for model in models:
-            decision = replay.replay(pid, events, model, now)
+            decision = replay.replay(pid, events, model, now, accounts)
             state = decision.state
             old = stored.get((pid, model.id))
             if old is not None and model.rank(old.stage) > model.rank(state.stage):

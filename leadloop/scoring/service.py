@@ -111,10 +111,12 @@ class ScoringStage:
         ids = [pid, *sorted(absorbed)]
         members = set(ids)
         seqs = [seq for owner, seq in batch.identity.event_profiles if owner in members]
-        history = replay.merged_history(batch.identity.conn, ws, ids, seqs, event.seq)
+        conn = batch.identity.conn
+        history = replay.merged_history(conn, ws, ids, seqs, event.seq)
+        accounts = replay.AccountLog(conn, ws)
         for model in models:
             replayed = decide.rescore(
-                replay.with_context(pid, history), model, batch.now, final_decay=False
+                replay.with_context(pid, history, accounts), model, batch.now, final_decay=False
             ).state
             decision = decide.merge_scores(
                 cache.load(batch, ws, pid, model),
