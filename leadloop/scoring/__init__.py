@@ -1,7 +1,8 @@
 """scoring stage: fit and engagement scores, decay, lifecycle stages and the score ledger.
 
 The shell keeps one `ScoreState` per profile per model, calls `score_event` for each event in
-log order and `decay_scores` when `decay_due_at` passes, and persists the new state, the
+log order (the decay timer it sets for `decay_due_at` is one of them: `score_event` applies the
+steps due by its instant, as `decay_scores` does), and persists the new state, the
 `ScoreChange` ledger lines and the effects in one transaction.
 """
 

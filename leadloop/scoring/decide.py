@@ -5,8 +5,8 @@ Invariants the tests hold us to:
 1. Decay never raises a score: step deductions take at most what lies above the floor, and only
    positive points fade by half-life (a penalty does not wear off by itself).
 2. Stages move down only when an event sets them; decay never moves a stage.
-3. Replaying a profile's events gives the state live processing gave, whenever the shell ran
-   `decay_scores`: steps are applied at their due instants, never at the instant of the call.
+3. Replaying a profile's events gives the state live processing gave, whenever the shell's
+   decay timers fired: steps are applied at their due instants, never at the instant of the call.
 4. A threshold fires when the total crosses it upwards and the stage is below it, so an MQL
    is announced once, not on every later event.
 """

@@ -72,14 +72,11 @@ class ScoringStage:
         ws, pid = event.workspace_id, profile.id
         if batch.identity.merged and pid in batch.identity.merged.values():
             self._rebuild_after_merge(batch, cache, event, profile, models)
-        if event.type == "internal" and event.event == DECAY_EVENT:
-            wanted = event.properties.get("model")
-            for model in models:
-                if model.id == wanted:
-                    state = cache.load(batch, ws, pid, model)
-                    decision = decide.decay_scores(state, model, event.timestamp)
-                    cache.apply(batch, event, profile, model, decision, fired=True)
-            return profile
+        # A decay timer firing is scored as any event is, under every model, as a replay of
+        # the log scores it: the steps due by then, and a refit when the account's traits
+        # changed since (another member's group call), with the thresholds that crosses.
+        decay = event.type == "internal" and event.event == DECAY_EVENT
+        wanted = event.properties.get("model") if decay else None
         account = batch.identity.account_traits(ws, profile)
         changed = self._traits_changed(batch, event, profile)
         for model in models:
@@ -87,7 +84,7 @@ class ScoringStage:
             decision = decide.score_event(
                 state, event, profile, account, model, batch.now, traits_changed=changed
             )
-            cache.apply(batch, event, profile, model, decision, fired=False)
+            cache.apply(batch, event, profile, model, decision, fired=model.id == wanted)
         return profile
 
     @staticmethod

@@ -172,6 +172,16 @@ CASES: dict[str, list[Step]] = {
         ),
         ({"type": "identify", "anonymousId": "a2", "traits": {}}, None),
     ],
+    # A decay timer is one of the profile's events: it refits u2 on the account's traits a1
+    # changed meanwhile, as the replay of the log does (it only applied the steps).
+    "decay_timer_refits_on_the_account": [
+        ({"type": "page", "userId": "u2", "properties": {"path": "/"}}, None),
+        ({"type": "group", "userId": "u2", "groupId": "g1", "traits": {"employees": 500}}, 4 * DAY),
+        (
+            {"type": "group", "anonymousId": "a1", "groupId": "g1", "traits": {"employees": 50}},
+            27 * DAY,
+        ),
+    ],
 }
 
 
