@@ -102,10 +102,16 @@ class ScoringStage:
         thresholds the merged score crosses."""
         ws, pid = event.workspace_id, profile.id
         absorbed = set(batch.identity.absorbed_by(ws, pid))
-        if absorbed <= cache.absorbed.get((ws, pid), set()):
+        held = cache.absorbed.get((ws, pid), set())
+        if absorbed <= held:
             return
         cache.absorbed[(ws, pid)] = absorbed
         ids = [pid, *sorted(absorbed)]
+        # The states to add up are those not yet part of another: a profile absorbed earlier
+        # in the batch is in the survivor's, one a newly absorbed profile took in is in its.
+        new = absorbed - held
+        held_by_new = set().union(*(cache.absorbed.get((ws, other), set()) for other in new))
+        others = sorted(new - held_by_new)
         members = set(ids)
         seqs = [seq for owner, seq in batch.identity.event_profiles if owner in members]
         conn = batch.identity.conn
@@ -117,7 +123,7 @@ class ScoringStage:
             ).state
             decision = decide.merge_scores(
                 cache.load(batch, ws, pid, model),
-                {other: cache.load(batch, ws, other, model) for other in ids[1:]},
+                {other: cache.load(batch, ws, other, model) for other in others},
                 replayed,
                 event,
                 profile,

@@ -29,9 +29,10 @@ USERS = ("u1", "u2")
 EMAILS = ("e1@x.test", "e2@x.test")
 TITLES = ("VP Sales", "Engineer")
 
-Step = tuple[dict[str, Any], str | float | None]
-"""A message, then what follows it: "settle" (a batch boundary), seconds to advance the
-clock by (which settles and fires due timers), or None."""
+Step = tuple[dict[str, Any] | list[dict[str, Any]], str | float | None]
+"""A message (or several sent together, so processed in one batch), then what follows it:
+"settle" (a batch boundary), seconds to advance the clock by (which settles and fires due
+timers), or None."""
 
 
 def _who() -> st.SearchStrategy[dict[str, Any]]:
@@ -84,7 +85,7 @@ histories = st.lists(st.tuples(_messages(), _after), min_size=1, max_size=12)
 
 def run(h: Harness, steps: list[Step]) -> None:
     for message, after in steps:
-        h.send(message)
+        h.send(*(message if isinstance(message, list) else [message]))
         if after == "settle":
             h.settle()
         elif isinstance(after, float):
@@ -180,6 +181,21 @@ CASES: dict[str, list[Step]] = {
         (
             {"type": "group", "anonymousId": "a1", "groupId": "g1", "traits": {"employees": 50}},
             27 * DAY,
+        ),
+    ],
+    # Two merges into one survivor in one batch: the second added up the survivor's score
+    # (which already held the first absorbed profile's) and that profile's again, so the
+    # merge line took 15 back from a ledger that then no longer added up to the score.
+    "two_merges_in_one_batch": [
+        ({"type": "track", "anonymousId": "a1", "event": "Lead Magnet Downloaded"}, None),
+        ({"type": "track", "anonymousId": "a2", "event": "Lead Magnet Downloaded"}, None),
+        ({"type": "page", "anonymousId": "a3", "properties": {"path": "/"}}, "settle"),
+        (
+            [
+                {"type": "identify", "anonymousId": a, "traits": {"email": "e1@x.test"}}
+                for a in ANONS
+            ],
+            None,
         ),
     ],
 }
