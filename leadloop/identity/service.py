@@ -404,7 +404,7 @@ class IdentityBatch:
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, type, value) "
             "DO UPDATE SET profile_id = excluded.profile_id",
             [
-                (ws, key.type, key.value, self._final(ws, pid), now)
+                (ws, key.type, key.value, self.final(ws, pid), now)
                 for (ws, key), pid in self.new_identities.items()
             ],
             bulk=True,
@@ -443,15 +443,16 @@ class IdentityBatch:
         conn.executemany(
             "INSERT INTO account_members (workspace_id, account_id, profile_id) VALUES (?, ?, ?) "
             "ON CONFLICT DO NOTHING",
-            [(ws, gid, self._final(ws, pid)) for ws, gid, pid in self.members],
+            [(ws, gid, self.final(ws, pid)) for ws, gid, pid in self.members],
             bulk=True,
         )
 
     def absorbed_by(self, ws: str, survivor: str) -> list[str]:
         """The profiles this batch merged into `survivor`, directly or through another."""
-        return sorted(m for (w, m) in self.merged if w == ws and self._final(ws, m) == survivor)
+        return sorted(m for (w, m) in self.merged if w == ws and self.final(ws, m) == survivor)
 
-    def _final(self, ws: str, pid: str) -> str:
+    def final(self, ws: str, pid: str) -> str:
+        """The profile `pid` ends up in after this batch's merges (itself when none)."""
         while (ws, pid) in self.merged:
             pid = self.merged[(ws, pid)]
         return pid
@@ -459,5 +460,5 @@ class IdentityBatch:
     def _final_any(self, pid: str) -> str:
         for (ws, merged), _ in self.merged.items():
             if merged == pid:
-                return self._final(ws, pid)
+                return self.final(ws, pid)
         return pid

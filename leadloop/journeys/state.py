@@ -7,7 +7,7 @@ the batch will write: `writes.flush_batch` turns them into SQL in the processor'
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,10 +216,9 @@ class BatchState:
         """Move to `pid` what profiles merged into it during this batch had: their live
         instances, their memberships (entries add up), suppressions, recent sends and the
         batch's events, so the survivor's events see them. The rows follow in `flush`."""
-        merged = batch.identity.merged
         conn = batch.identity.conn
-        for (mws, loser), _survivor in list(merged.items()):
-            if mws != ws or (ws, loser) in self.absorbed or final_profile(merged, ws, loser) != pid:
+        for loser in batch.identity.absorbed_by(ws, pid):
+            if (ws, loser) in self.absorbed:
                 continue
             self.absorbed.add((ws, loser))
             self._ensure(conn, ws, pid)
@@ -265,15 +264,6 @@ def _chunks(ids: list[str]) -> Iterator[tuple[list[str], str]]:
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
         yield chunk, ",".join("?" * len(chunk))
-
-
-def final_profile(merged: Mapping[tuple[str, str], str], ws: str, pid: str) -> str:
-    for _ in range(100):
-        nxt = merged.get((ws, pid))
-        if nxt is None:
-            break
-        pid = nxt
-    return pid
 
 
 def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership:

@@ -5,12 +5,12 @@ flushes a batch's `BatchState` and moves a merged-away profile's rows to its sur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from leadloop.digest import sha256_hex
+from leadloop.identity.service import IdentityBatch
 from leadloop.journeys.model import (
     WAKE_EVENT,
     Advance,
@@ -23,7 +23,7 @@ from leadloop.journeys.model import (
     RecordPolicy,
     ScheduleWake,
 )
-from leadloop.journeys.state import LIVE_STATUSES, BatchState, final_profile, timer_key
+from leadloop.journeys.state import LIVE_STATUSES, BatchState, timer_key
 from leadloop.log.batch import Batch, Conn, Emit, OutboxRow, Timer
 from leadloop.policy.model import SentRecord
 
@@ -237,16 +237,14 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
         state.moved_timers,
         bulk=True,
     )
-    flush_merges(conn, batch.identity.merged, state.absorbed)
+    flush_merges(conn, batch.identity, state.absorbed)
 
 
-def flush_merges(
-    conn: Conn, merged: Mapping[tuple[str, str], str], absorbed: set[tuple[str, str]]
-) -> None:
+def flush_merges(conn: Conn, identity: IdentityBatch, absorbed: set[tuple[str, str]]) -> None:
     """A merged-away profile's journey rows follow its survivor (instances, path, send records,
     suppressions; its memberships too once `absorb` folded them into the survivor's)."""
-    for (ws, loser), _survivor in merged.items():
-        final = final_profile(merged, ws, loser)
+    for ws, loser in identity.merged:
+        final = identity.final(ws, loser)
         for table in ("journey_instances", "journey_path", "sends"):
             conn.execute(
                 f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND profile_id = ?",
