@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,8 +29,10 @@ from leadloop.conversions import config as conversion_config
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
 from leadloop.errors import LeadloopError, PlaybookError
+from leadloop.ingest.erased import Committed
 from leadloop.ingest.hooks import InboundHooks
 from leadloop.ingest.http import TrackingApp
+from leadloop.ingest.model import Accepted
 from leadloop.journeys.service import JourneyStage
 from leadloop.log.processor import Processor
 from leadloop.log.timers import TimerLoop
@@ -272,21 +274,35 @@ class Engine:
 
         return self._erase(lambda conn: erase_profile(conn, workspace, profile_id))
 
-    def erase_anonymous_id(self, workspace: str, anonymous_id: str) -> Future[int]:
-        """Erase the person an anonymous id names, and its events still waiting in the log,
-        as `erase` does (`identity.erase.erase_anonymous_id`)."""
-        from leadloop.identity.erase import erase_anonymous_id
+    def commit_delivery(
+        self, workspace: str, messages: Sequence[Accepted], erase: Sequence[str]
+    ) -> Future[Committed]:
+        """Store a HubSpot delivery's events but those of contacts erased for good, then run
+        its privacy deletions (each as `erase` does), in one transaction
+        (`ingest.erased.commit_delivery`). With deletions it is ordered with the processor as
+        `erase` is; without, it is a plain write, like any append."""
+        from leadloop.ingest.erased import commit_delivery
 
-        return self._erase(lambda conn: erase_anonymous_id(conn, workspace, anonymous_id))
+        def commit(conn: Conn) -> Committed:
+            return commit_delivery(conn, workspace, messages, erase, self.clock.now())
 
-    def _erase(self, erase: Callable[[Conn], int]) -> Future[int]:
+        done = self._erase(commit) if erase else self.writer.submit(commit)
+        done.add_done_callback(self._delivered)
+        return done
+
+    def _delivered(self, done: Future[Committed]) -> None:
+        """A delivery's events are in the log: the processor is told, as for an append."""
+        if done.exception() is None and done.result().stored:
+            self.processor.wake()
+
+    def _erase(self, erase: Callable[[Conn], T]) -> Future[T]:
         """On SQLite an erasure runs as a processor job, between two batches: a batch decided
         before it and written after it would otherwise write the profile back. On PostgreSQL
         the processor may be another process (`leadloop worker`), so it is a plain write there
         (the erasure epoch orders the two: docs/decisions/0005-erasure-epoch.md)."""
         if self.url.dialect != "sqlite" or not self._run_processor:
             return self.writer.submit(erase)
-        done: Future[int] = Future()
+        done: Future[T] = Future()
 
         def job(_conn: Conn) -> None:
             try:

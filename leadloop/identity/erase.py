@@ -5,11 +5,15 @@ be processed), identities, traits, account links,
 scores and ledger, timers, conversion match keys, journey instances, paths and memberships,
 sends, suppressions and message records, and every effect not yet delivered. Delivered
 outbox rows are kept only as keys (their payloads are blanked) so a replay cannot resend them.
-`erase_anonymous_id` does the same for a person named only by an anonymous id.
+`erase_anonymous_id` does the same for a person named only by an anonymous id, and lists the id
+as erased for good (`erased_ids`), so a sender's late events of it start nobody again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from leadloop.digest import sha256_hex
 from leadloop.identity import queries
 from leadloop.log.batch import Conn
 
@@ -47,12 +51,15 @@ def erase_profile(conn: Conn, workspace: str, profile_id: str) -> int:
     return _erase(conn, workspace, profile_id)
 
 
-def erase_anonymous_id(conn: Conn, workspace: str, anonymous_id: str) -> int:
+def erase_anonymous_id(conn: Conn, workspace: str, anonymous_id: str, at: float) -> int:
     """Erase the person an anonymous id names, for a sender that knows them only by it (a
     HubSpot privacy deletion): the profile the identity graph gives it, as `erase_profile`
     does, and the events carrying it still waiting in the log, also when none has been
     processed yet. Returns the profiles erased; 0 when nobody has the id (a retry, a contact
-    leadloop never heard of), and then nothing but the epoch changes.
+    leadloop never heard of), and then nothing but the epoch and the erased ids change.
+
+    The id joins `erased_ids` (a digest of it, erased at `at`): the sender said the person is
+    gone for good, so events of the id it delivers later are dropped (`erased_among`).
 
     The epoch moves before the look-up, so on PostgreSQL a batch that is writing the person's
     first profile commits before it, and is found; one that has only read their events is
@@ -64,7 +71,33 @@ def erase_anonymous_id(conn: Conn, workspace: str, anonymous_id: str) -> int:
         "DELETE FROM events WHERE workspace_id = ? AND profile_id IS NULL AND anonymous_id = ?",
         (workspace, anonymous_id),
     )
+    conn.execute(
+        "INSERT INTO erased_ids (workspace_id, digest, erased_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (workspace_id, digest) DO NOTHING",
+        (workspace, _digest(anonymous_id), at),
+    )
     return erased
+
+
+def erased_among(conn: Conn, workspace: str, anonymous_ids: Iterable[str]) -> set[str]:
+    """Those of `anonymous_ids` that `erase_anonymous_id` erased for good."""
+    by_digest = {_digest(a): a for a in set(anonymous_ids)}
+    found: set[str] = set()
+    digests = sorted(by_digest)
+    for start in range(0, len(digests), 500):
+        chunk = digests[start : start + 500]
+        rows = conn.execute(
+            f"SELECT digest FROM erased_ids WHERE workspace_id = ? "  # placeholders only
+            f"AND digest IN ({','.join('?' * len(chunk))})",
+            (workspace, *chunk),
+        )
+        found |= {by_digest[str(r[0])] for r in rows}
+    return found
+
+
+def _digest(anonymous_id: str) -> str:
+    """What `erased_ids` keeps of an id: enough to recognise it, nothing to read it from."""
+    return sha256_hex(f"anonymous_id:{anonymous_id}")
 
 
 def _erase(conn: Conn, workspace: str, profile_id: str) -> int:

@@ -9,9 +9,10 @@ Answers: 200 `{"accepted", "ignored"}` once the events are committed and the era
 delivery asks for (HubSpot privacy deletions) are done; 404 for a source that is not
 configured (or disabled: its secret is unset); 401 when the signature is missing, wrong or
 stale, 413 over the tracking API's request limit, 400 for a body the tracking API would refuse.
-Nothing of a refused delivery is stored or erased. An erasure runs after the delivery's events
-are committed, through the engine's writer as `DELETE /api/v1/profiles/{id}` does; the
-sender's retry erases nobody twice (the second finds no one).
+Nothing of a refused delivery is stored or erased. A HubSpot delivery's events and privacy
+deletions are committed in one transaction, ordered with the processor as
+`DELETE /api/v1/profiles/{id}` is; events of contacts erased earlier are dropped (`ingest.erased`),
+and the sender's retry erases nobody twice (the second finds no one).
 
 HubSpot signs the URL it called. Behind a proxy the engine sees another scheme or host (and
 maybe a shorter path), so a delivery is checked against the request's own URL and against the
@@ -38,7 +39,7 @@ from leadloop.ingest.http import (
     read_body,
     store,
 )
-from leadloop.ingest.model import Rejected
+from leadloop.ingest.model import Delivery, Rejected
 from leadloop.ingest.sources import read_delivery
 from leadloop.playbook.model import InboundSource
 
@@ -89,31 +90,42 @@ class InboundHooks:
         )
         if isinstance(delivery, Rejected):
             return delivery
+        if source.kind == "hubspot":
+            return await self._commit(workspace, source_id, delivery)
         if delivery.messages:
             failed = await store(self.engine, workspace, delivery.messages)
             if failed is not None:
                 return failed
-        for anonymous_id in delivery.erase:
-            failed = await self._erase(workspace, source_id, anonymous_id)
-            if failed is not None:
-                return failed
         return _encoder.encode({"accepted": delivery.accepted, "ignored": delivery.ignored})
 
-    async def _erase(self, workspace: str, source_id: str, anonymous_id: str) -> Rejected | None:
+    async def _commit(self, workspace: str, source_id: str, delivery: Delivery) -> bytes | Rejected:
+        """A HubSpot delivery: its events (but those of contacts a privacy deletion erased for
+        good, counted as ignored) and its privacy deletions, in one transaction."""
+        if self.engine.writer.pending >= self.engine.settings.max_pending_events:
+            return Rejected("overloaded", "too many events waiting to be written", 429)
         try:
-            erased = await asyncio.wrap_future(
-                self.engine.erase_anonymous_id(workspace, anonymous_id)
+            done = await asyncio.wrap_future(
+                self.engine.commit_delivery(workspace, delivery.messages, delivery.erase)
             )
         except StorageError:
             return Rejected("unavailable", "storage is unavailable; retry later", 503)
-        # The id names a person: it stays out of the log, as their data does.
-        log.info(
-            "inbound source %s/%s: privacy deletion erased %d profiles",
-            workspace,
-            source_id,
-            erased,
-        )
-        return None
+        # The ids name people: they stay out of the log, as their data does.
+        for erased in done.erased:
+            log.info(
+                "inbound source %s/%s: privacy deletion erased %d profiles",
+                workspace,
+                source_id,
+                erased,
+            )
+        if done.dropped:
+            log.info(
+                "inbound source %s/%s: %d events of privacy-deleted contacts dropped",
+                workspace,
+                source_id,
+                done.dropped,
+            )
+        accepted = done.stored + len(delivery.erase)
+        return _encoder.encode({"accepted": accepted, "ignored": delivery.ignored + done.dropped})
 
 
 def called_uris(

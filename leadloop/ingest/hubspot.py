@@ -12,8 +12,8 @@ the contact's anonymous id (`identity.erase.erase_anonymous_id`), run once the d
 other events are stored. Storing the notice would start the person again. The contact's other
 events in the same delivery are not stored either, wherever they stand in the array: HubSpot
 does not order a delivery, and a privacy-deleted contact cannot be restored (a contact created
-later has a new id). Events of that id in a later delivery are new data: they start a new
-profile.
+later has a new id). For the same reason events of that id in a later delivery are dropped too
+(`ingest.erased`).
 
 The whole array is refused (400, naming the element) when one element is malformed: HubSpot
 retries a refused request, and a request half stored would be half stored twice.

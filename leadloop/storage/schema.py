@@ -180,6 +180,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "channel_windows": ("workspace_id", "channel", "address", "last_inbound_at"),
     "channel_secrets": ("name", "value", "created_at"),
     "erasure_epoch": ("id", "n"),  # 0008_erasure_epoch
+    "erased_ids": ("workspace_id", "digest", "erased_at"),  # 0010_erased_ids
 }
 # Columns only one dialect has, and why.
 DIALECT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {

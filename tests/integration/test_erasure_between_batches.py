@@ -22,6 +22,8 @@ import pytest
 
 from leadloop.identity.erase import erase_profile
 from leadloop.identity.model import Profile
+from leadloop.ingest import parse
+from leadloop.ingest.erased import commit_delivery
 from leadloop.log.batch import Batch, Conn
 from leadloop.log.model import Event
 from leadloop.storage.db import DatabaseUrl, connect
@@ -164,3 +166,54 @@ def test_an_erasure_asked_for_mid_batch_runs_after_it(tmp_path: Path) -> None:
         assert h.sql("SELECT COUNT(*) FROM events WHERE body LIKE '%gone@acme.test%'") == [(0,)]
     finally:
         h.engine.stop()
+
+
+@pytest.mark.postgres
+def test_postgres_a_privacy_deletion_waits_for_a_delivery_being_committed(pg: Harness) -> None:
+    """A HubSpot delivery checks the erased ids and stores its events in one transaction that
+    holds the epoch shared; a deletion of the same contact committing meanwhile waits for it,
+    then deletes the events it stored (they wait in the log, unprocessed)."""
+    contact = "hubspot:62515:contact:5"
+    message = {"type": "track", "anonymousId": contact, "event": "Contact Property Changed"}
+    accepted = parse.parse_request({"batch": [message]}, None, received_at=1_800_000_000.0)
+    assert isinstance(accepted, list)
+    url = DatabaseUrl.parse(pg.engine.url.url)
+    stored, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def deliver() -> None:  # the delivery's transaction, held open after its insert
+        conn = connect(url)
+        try:
+            with conn.transaction():
+                assert commit_delivery(conn, "default", accepted, [], 1.0).stored == 1
+                stored.set()
+                assert release.wait(30)
+        finally:
+            conn.close()
+
+    def delete() -> None:
+        conn = connect(url)
+        try:
+            with conn.transaction():
+                commit_delivery(conn, "default", [], [contact], 2.0)
+        finally:
+            conn.close()
+        done.set()
+
+    delivery, deletion = threading.Thread(target=deliver), threading.Thread(target=delete)
+    delivery.start()
+    assert stored.wait(30)
+    deletion.start()
+    assert not done.wait(1.0)  # the delivery holds the epoch: the deletion waits for its commit
+    release.set()
+    delivery.join(30)
+    deletion.join(30)
+    assert done.is_set()
+    assert pg.sql("SELECT COUNT(*) FROM events WHERE anonymous_id = ?", contact) == [(0,)]
+    # And a retry of that delivery, now, is dropped.
+    conn = connect(url)
+    try:
+        with conn.transaction():
+            again = commit_delivery(conn, "default", accepted, [], 3.0)
+    finally:
+        conn.close()
+    assert (again.stored, again.dropped) == (0, 1)

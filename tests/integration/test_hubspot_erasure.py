@@ -22,7 +22,6 @@ from tests.integration.test_inbound_hooks import (
     HUBSPOT_PLAYBOOK,
     OWN_URL,
     _with_playbook,
-    events_of,
     hubspot_event,
     hubspot_headers,
     lookup,
@@ -153,15 +152,18 @@ def test_a_contact_only_waiting_in_the_log_is_erased_before_it_becomes_a_profile
     process_all(api)
     assert gone(api, "anonymous_id", CONTACT) and gone(api, "email", "lin@example.com")
     assert not gone(api, "anonymous_id", "hubspot:62515:contact:456")
-    # An event of that id delivered after the deletion is new data: it starts a new profile.
-    delivered(api, [hubspot_event(20, "contact.creation", 123)])
+    # HubSpot never gives a new contact an old id: a late event of this one starts nobody.
+    late = {"propertyName": "email", "propertyValue": "lin@example.com"}
+    assert delivered(api, [hubspot_event(20, "contact.propertyChange", 123, **late)]) == {
+        "accepted": 0,
+        "ignored": 1,
+    }
     process_all(api)
-    again = lookup(api, "anonymous_id", CONTACT).json()
-    assert [e["event"] for e in events_of(api, again["id"])] == ["Contact Created"]
-    assert "email" not in again["traits"]
+    assert gone(api, "anonymous_id", CONTACT) and gone(api, "email", "lin@example.com")
+    assert not mentioned(api, "lin@example.com")
 
 
-def test_a_retry_or_a_deletion_of_an_unknown_contact_changes_nothing(running: Api) -> None:
+def test_a_retry_or_a_deletion_of_an_unknown_contact_changes_no_profile(running: Api) -> None:
     api = running
     delivered(api, [*contact(1, 123, "lin@example.com"), *contact(10, 456)])
     assert not gone(api, "anonymous_id", CONTACT)
@@ -197,3 +199,63 @@ def test_a_badly_signed_deletion_erases_nothing(running: Api) -> None:
     assert r.status_code == 401, r.text
     api.settle()
     assert snapshot(api) == before
+
+
+def test_events_of_an_erased_contact_delivered_later_are_dropped_and_others_kept(
+    running: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = running
+    delivered(api, contact(1, 123, "lin@example.com"))
+    delivered(api, [deletion(3)])
+    api.settle()
+    caplog.set_level(logging.INFO, logger="leadloop.hooks")
+    # Later deliveries: the contact.deletion HubSpot also sends, a late property change, and a
+    # retry of a delivery refused before the deletion, beside another contact's events.
+    later = [
+        hubspot_event(4, "contact.deletion", 123),
+        hubspot_event(
+            5, "contact.propertyChange", 123, propertyName="jobtitle", propertyValue="CTO"
+        ),
+        *contact(10, 456, "kim@example.com"),
+    ]
+    assert delivered(api, later) == {"accepted": 2, "ignored": 2}
+    assert delivered(api, contact(1, 123, "lin@example.com")) == {"accepted": 0, "ignored": 2}
+    api.settle()
+    assert gone(api, "anonymous_id", CONTACT) and gone(api, "email", "lin@example.com")
+    assert rows(api, "SELECT COUNT(*) FROM events WHERE anonymous_id = ?", CONTACT) == [(0,)]
+    assert not gone(api, "email", "kim@example.com")
+    lines = [r.getMessage() for r in caplog.records if r.name == "leadloop.hooks"]
+    assert lines == [
+        "inbound source default/hubspot: 2 events of privacy-deleted contacts dropped",
+        "inbound source default/hubspot: 2 events of privacy-deleted contacts dropped",
+    ]
+    # What is kept of the contact is a digest of its id, not the id.
+    kept = rows(api, "SELECT * FROM erased_ids")
+    assert not any(CONTACT in str(v) for row in kept for v in row)
+    assert [len(d) == 64 and set(d) <= set("0123456789abcdef") for _ws, d, _at in kept] == [True]
+
+
+def test_a_deletion_of_a_contact_not_heard_of_yet_drops_its_later_events(running: Api) -> None:
+    api = running
+    assert delivered(api, [deletion(1, object_id=777)]) == {"accepted": 1, "ignored": 0}
+    assert delivered(api, contact(2, 777, "late@example.com")) == {"accepted": 0, "ignored": 2}
+    api.settle()
+    assert gone(api, "anonymous_id", "hubspot:62515:contact:777")
+    assert gone(api, "email", "late@example.com")
+
+
+def test_several_deletions_in_one_delivery_erase_each_person(running: Api) -> None:
+    api = running
+    people = {100 + i: f"p{i}@example.com" for i in range(5)}
+    for i, (object_id, email) in enumerate(people.items()):
+        delivered(api, contact(10 * i + 1, object_id, email))
+    delivered(api, contact(90, 999, "stays@example.com"))
+    api.settle()
+    deletions = [deletion(200 + i, object_id) for i, object_id in enumerate(people)]
+    assert delivered(api, deletions) == {"accepted": 5, "ignored": 0}
+    api.settle()
+    for object_id, email in people.items():
+        assert gone(api, "anonymous_id", f"hubspot:62515:contact:{object_id}")
+        assert gone(api, "email", email)
+    assert not gone(api, "email", "stays@example.com")
+    assert rows(api, "SELECT COUNT(*) FROM erased_ids") == [(5,)]
