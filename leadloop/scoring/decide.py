@@ -218,11 +218,19 @@ def merge_scores(
     The ledger line's points are what the merged replay gives beyond the sum of the scores
     (caps, sessions and decay windows now count the events together; often 0), since the
     merged profiles' own lines are read as part of the survivor's ledger. The stage is the
-    highest any of them had (stages never move down), and thresholds between the survivor's
-    old score and the merged one are crossed here, at the merge, with their actions."""
+    highest any of them had (stages never move down), or the replay's when that is higher:
+    the person's events together passed a threshold that neither profile's did, perhaps
+    before a lost title or decay brought the score back under it. A rescore of the log gives
+    that stage, so the merge moves there (cause `merge`), with the stage's actions: the
+    person did qualify. Thresholds between the survivor's old score and the merged one are
+    then crossed here too, with theirs."""
     stage = max([old.stage, *(o.stage for o in others.values())], key=model.rank)
     state = replace(merged, stage=stage)
     at = _instant(state, event, now)
+    moves: list[StageChange] = []
+    if model.rank(merged.stage) > model.rank(stage):
+        moves.append(move_to(state, model, merged.stage, at, "merge", event.message_id, None))
+        state = replace(state, stage=merged.stage)
     before, after = total_at(old, at), total_at(state, at)
     summed = before + sum(total_at(o, at) for o in others.values())
     reason = (
@@ -232,7 +240,6 @@ def merge_scores(
     changes = [
         ledger_line(state, model, at, "merge", after - summed, reason, None, event.message_id)
     ]
-    moves: list[StageChange] = []
     state = _cross_thresholds(state, model, before, after, at, event, moves)
     return ScoreDecision(
         state=state,

@@ -276,7 +276,7 @@ class StageChange(msgspec.Struct, frozen=True, gc=False):
     at: float
     from_stage: str
     to_stage: str
-    cause: Literal["threshold", "event", "journey"]
+    cause: Literal["threshold", "event", "journey", "merge"]
     total: float
     message_id: str | None = None
     rule_id: str | None = None

@@ -119,7 +119,7 @@ def move_to(
     model: ScoringModel,
     to: str,
     at: float,
-    cause: Literal["threshold", "event", "journey"],
+    cause: Literal["threshold", "event", "journey", "merge"],
     message_id: str,
     rule_id: str | None,
 ) -> StageChange:

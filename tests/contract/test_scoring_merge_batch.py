@@ -76,6 +76,33 @@ def test_a_merge_that_crosses_the_threshold_qualifies_once(scoring_harness: Harn
     assert h.sql("SELECT COUNT(*) FROM events WHERE event = 'Lead Qualified'") == [(1,)]
 
 
+def test_a_merge_promotes_to_a_stage_the_merged_history_reached_before(
+    scoring_harness: Harness,
+) -> None:
+    """Together the person's events passed 50 (a VP's 40 and the CRM's lead magnet, 55) before
+    the title changed; apart, neither profile did. The merged score is 40, under the threshold,
+    yet the person did qualify: a rescore of the log says MQL, and so does the merge."""
+    h = scoring_harness
+    h.send(
+        {"type": "identify", "anonymousId": "web-3", "traits": {"title": "VP Sales"}},
+        {"type": "page", "anonymousId": "web-3", "properties": {"path": "/pricing"}},
+        {"type": "track", "anonymousId": "web-3", "event": "Lead Magnet Downloaded"},
+        {"type": "track", "anonymousId": "crm-3", "event": "Lead Magnet Downloaded"},
+        {"type": "identify", "anonymousId": "web-3", "traits": {"title": "Engineer"}},
+        {"type": "identify", "anonymousId": "crm-3", "traits": {"email": "e3@x.test"}},
+    )
+    h.settle()
+    h.send({"type": "identify", "anonymousId": "web-3", "traits": {"email": "e3@x.test"}})
+    h.settle()
+    prof = h.profile("anonymous_id", "crm-3")
+    assert prof is not None
+    s = prof["scores"]["lead"]
+    assert (s["score"], s["stage"]) == (40, "MQL")
+    assert h.sql("SELECT COUNT(*) FROM events WHERE event = 'Lead Qualified'") == [(1,)]
+    moves = h.sql("SELECT reason FROM score_ledger WHERE kind = 'stage' AND stage = 'MQL'")
+    assert moves == [("lead → MQL (merge)",)]
+
+
 @pytest.mark.parametrize("settle_between", [False, True], ids=["one_batch", "two_batches"])
 def test_the_merged_score_is_what_a_replay_of_the_log_gives(
     scoring_harness: Harness, settle_between: bool
