@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from leadloop.errors import StorageError
+from leadloop.errors import Overloaded, StorageError
 from leadloop.ingest.http import (
     ASGIApp,
     Receive,
@@ -101,8 +101,10 @@ class InboundHooks:
     async def _commit(self, workspace: str, source_id: str, delivery: Delivery) -> bytes | Rejected:
         """A HubSpot delivery: its events (but those of contacts a privacy deletion erased for
         good, counted as ignored) and its privacy deletions, in one transaction."""
-        if self.engine.writer.pending >= self.engine.settings.max_pending_events:
-            return Rejected("overloaded", "too many events waiting to be written", 429)
+        try:
+            self.engine.writer.check_room(len(delivery.messages))
+        except Overloaded as exc:
+            return Rejected("overloaded", str(exc), 429)
         try:
             done = await asyncio.wrap_future(
                 self.engine.commit_delivery(workspace, delivery.messages, delivery.erase)

@@ -106,14 +106,23 @@ class Writer:
         without bound (the caller answers 429 with Retry-After)."""
         n = len(messages)
         with self._lock:
-            if self._stopped:
-                raise Overloaded(retry_after=2)
-            if self._pending + n > self._max_pending and self._pending > 0:
-                raise Overloaded(retry_after=1)
+            self._check_room(n)
             self._pending += n
         item = _Append([event_row(workspace_id, m) for m in messages])
         self._queue.put(item)
         return item.future
+
+    def check_room(self, n: int) -> None:
+        """Raise Overloaded where `append` of `n` messages would, for a caller that writes
+        them another way (a job that filters them first)."""
+        with self._lock:
+            self._check_room(n)
+
+    def _check_room(self, n: int) -> None:
+        if self._stopped:
+            raise Overloaded(retry_after=2)
+        if self._pending + n > self._max_pending and self._pending > 0:
+            raise Overloaded(retry_after=1)
 
     def submit(self, fn: Callable[[Conn], T]) -> Future[T]:
         """Run `fn(conn)` on the writer thread, inside one transaction."""

@@ -259,3 +259,21 @@ def test_several_deletions_in_one_delivery_erase_each_person(running: Api) -> No
         assert gone(api, "email", email)
     assert not gone(api, "email", "stays@example.com")
     assert rows(api, "SELECT COUNT(*) FROM erased_ids") == [(5,)]
+
+
+def test_a_delivery_to_a_saturated_writer_is_refused_and_changes_nothing(running: Api) -> None:
+    api = running
+    delivered(api, contact(1, 123, "lin@example.com"))
+    api.settle()
+    before = snapshot(api)
+    writer = api.engine.writer
+    writer._max_pending, writer._pending = 0, 1  # every request now finds the writer "full"
+    try:
+        r = post_hubspot(api, [deletion(3), *contact(10, 456)], uri=OWN_URL)
+    finally:
+        writer._max_pending, writer._pending = 50_000, 0
+    assert r.status_code == 429, r.text
+    assert r.headers["retry-after"].isdigit()
+    api.settle()
+    assert snapshot(api) == before
+    assert rows(api, "SELECT COUNT(*) FROM erased_ids") == [(0,)]
