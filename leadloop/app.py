@@ -60,8 +60,18 @@ def prepare_database(url: DatabaseUrl, clock: Clock) -> None:
     """Apply migrations and make sure the `default` workspace exists."""
     conn = connect(url)
     try:
-        for migration in migrate(conn):
-            log.info("applied migration %04d_%s", migration.version, migration.name)
+        applied = migrate(conn)
+        if applied and applied[0].version == 1:
+            # A new database: ten lines naming its migrations tell a first run nothing.
+            log.info(
+                "created the database schema (migrations %04d-%04d)",
+                applied[0].version,
+                applied[-1].version,
+            )
+        else:
+            # An upgrade: which migrations ran is worth a line each.
+            for migration in applied:
+                log.info("applied migration %04d_%s", migration.version, migration.name)
         with conn.transaction():
             workspaces.ensure_workspace(conn, workspaces.DEFAULT_WORKSPACE, clock.now())
     finally:
