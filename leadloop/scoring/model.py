@@ -168,8 +168,11 @@ class ScoringModel:
     session: SessionLimit | None = None
 
     def rank(self, stage: str) -> int:
+        """The stage's place in `stages` (-1: not one of them). Case-insensitive like `stage`:
+        a state may hold a spelling the playbook has since changed the case of."""
+        wanted = stage.casefold()
         for index, candidate in enumerate(self.stages):
-            if candidate.name == stage:
+            if candidate.name.casefold() == wanted:
                 return index
         return -1
 
