@@ -486,6 +486,9 @@ class Engine:
             openapi_url="/api/v1/openapi.json",
             docs_url="/api/v1/docs",
             redoc_url=None,
+            # FastAPI serves an OAuth2 redirect page for Swagger UI by default; the admin API
+            # takes a bearer token, not OAuth2, so that page is no route of ours.
+            swagger_ui_oauth2_redirect_url=None,
         )
         install_error_handlers(app)
         app.add_middleware(BodyLimit)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from leadloop.scratch import quiet_engine_logs
+
 BENCHES = ("ingest", "scoring", "journeys", "channels", "conversions")
 
 
@@ -29,5 +31,7 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         return 2
     sys.path.insert(0, str(root))
     sys.argv = [str(script), *args.options]
-    runpy.run_path(str(script), run_name="__main__")
+    # The engines a benchmark starts are scratch ones: their start-up would bury its table.
+    with quiet_engine_logs():
+        runpy.run_path(str(script), run_name="__main__")
     return 0

@@ -312,13 +312,16 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     new = store.build(store.read_sources(args.playbook))
     workspace = args.workspace or new.workspace
-    stages = {m.id: [stage.name for stage in m.stages] for m in new.models}
-    if not any(args.stage in names for names in stages.values()):
-        # Stage names are matched exactly: a typo would count nobody and look like a result.
+    # Case-insensitive, as stage names are throughout the playbook (`ScoringModel.stage`); one
+    # no model has is an error, since a typo would count nobody and look like a result.
+    found = next((s for m in new.models if (s := m.stage(args.stage)) is not None), None)
+    if found is None:
+        stages = {m.id: [candidate.name for candidate in m.stages] for m in new.models}
         listed = "; ".join(f"{model}: {', '.join(names)}" for model, names in stages.items())
         raise LeadloopError(
             f"--stage {args.stage!r} is not a stage of the playbook's models ({listed or 'none'})"
         )
+    stage = found.name
     since = None
     if args.since:
         try:
@@ -338,7 +341,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         now = max(SystemClock().now(), float(latest[0][0] or 0.0))
         runs = {"new": new.models, "current": current.models if current else ()}
         results = {
-            label: {m.id: replay.BacktestResult(m.id, m.version, args.stage) for m in models}
+            label: {m.id: replay.BacktestResult(m.id, m.version, stage) for m in models}
             for label, models in runs.items()
         }
         total = replay.count_profiles(conn, workspace)
@@ -358,7 +361,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                     pid,
                     events,
                     models,
-                    args.stage,
+                    stage,
                     args.outcome,
                     since,
                     now,
@@ -367,10 +370,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     print(f"backtest over {total} profiles, {events_seen} events, workspace {workspace}")
-    print(
-        f"stage {args.stage!r}, outcome {args.outcome!r}"
-        + (f", since {args.since}" if since else "")
-    )
+    print(f"stage {stage!r}, outcome {args.outcome!r}" + (f", since {args.since}" if since else ""))
     print(
         "\n| rules | model | version | reached stage | median days to stage | then outcome | rate |"
     )

@@ -28,6 +28,18 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+BATCH_KINDS = ("batch", "b", "import")
+METRICS_KIND = "m"
+"""The browser client's own metrics: accepted and discarded."""
+
+
+def tracking_paths() -> tuple[str, ...]:
+    """Every path `TrackingApp` answers, each to POST (and OPTIONS, the CORS preflight): the
+    reference (`docs/api.md`) is checked against these."""
+    kinds = (*sorted(parse.SINGLE_TYPES), *parse.SHORT_TYPES, *BATCH_KINDS, METRICS_KIND)
+    return tuple(f"/v1/{kind}" for kind in kinds)
+
+
 _ALLOW_HEADERS = b"authorization, content-type, content-encoding, x-retry-count"
 _OK = b'{"success":true}'
 _encoder = msgspec.json.Encoder()
@@ -70,11 +82,11 @@ class TrackingApp:
             await reject(send, headers, Rejected("method_not_allowed", "use POST", 405))
             return
         kind = scope["path"][4:]
-        if kind == "m":
+        if kind == METRICS_KIND:
             await read_body(receive, headers)  # client-side metrics: accepted, discarded
             await respond(send, headers, 200, _OK)
             return
-        if kind in ("batch", "b", "import"):
+        if kind in BATCH_KINDS:
             route_type: str | None = None
         elif kind in parse.SHORT_TYPES:
             route_type = parse.SHORT_TYPES[kind]

@@ -56,7 +56,8 @@ def _test(fields: JourneyFields, context: ParseContext) -> Test:
     if kind == "event" and not fields.has("op"):
         test = Predicate("gte", 1)
     else:
-        test = parse_predicate(fields)
+        # Stage names are case-insensitive wherever the playbook names one (`ScoringModel.stage`).
+        test = parse_predicate(fields, fold=kind == "stage")
     if kind == "stage" and context.playbook is not None and test.op in ("equals", "in"):
         wanted = test.value if isinstance(test.value, list) else [test.value]
         for stage in wanted:

@@ -31,6 +31,7 @@ from leadloop.journeys import queries
 from leadloop.journeys.service import JourneyStage
 from leadloop.log import timers as timer_rows
 from leadloop.scoring.service import ScoringStage
+from leadloop.scratch import quiet_engine_logs
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
@@ -74,7 +75,9 @@ def simulate(
     identify = {"type": "identify", "userId": user, "traits": profile.get("traits", {})}
     _check(identify, start, "profile: ")
     messages = _checked(events, user, start)
-    with tempfile.TemporaryDirectory(prefix="leadloop-simulate-") as folder:
+    # The scratch engine's start-up (migrations of a database deleted on return) is not the
+    # result; its warnings (a channel disabled here) are part of it.
+    with quiet_engine_logs(), tempfile.TemporaryDirectory(prefix="leadloop-simulate-") as folder:
         url = f"sqlite:///{Path(folder) / 'simulate.db'}"
         clock = ManualClock(start)
         engine = Engine(

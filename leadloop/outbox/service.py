@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import msgspec
 
@@ -22,7 +22,8 @@ Conn = SqliteConnection | PostgresConnection
 _decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
 
-KINDS = ("message", "webhook", "conversion", "audience")
+Kind = Literal["message", "webhook", "conversion", "audience"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
 """What the stages queue: journey sends (`message`) and ad-audience changes (`audience`),
 webhooks from scoring and journeys (`webhook`), and conversions (`conversion`)."""
 _IDS_PER_STATEMENT = 500

@@ -104,12 +104,13 @@ def _positive(fields: Fields, key: str) -> float:
     return value
 
 
-def _predicate(fields: Fields) -> Predicate:
+def _predicate(fields: Fields, *, fold: bool = False) -> Predicate:
+    """`fold`: compare strings ignoring case whatever `ignore_case` says (stage names)."""
     op = fields.text("op")
     if op not in OPERATORS:
         fields.fail("op", f"unknown operator {op!r} (expected one of: {', '.join(OPERATORS)})")
     operator: Operator = op  # narrowed by the check above
-    ignore_case = fields.boolean("ignore_case", False)
+    ignore_case = fields.boolean("ignore_case", False) or fold
     node = fields.get("value")
     value: Any = None
     if node is not None and not isinstance(node, Scalar):

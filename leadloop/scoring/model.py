@@ -168,16 +168,24 @@ class ScoringModel:
     session: SessionLimit | None = None
 
     def rank(self, stage: str) -> int:
+        """The stage's place in `stages` (-1: not one of them). Case-insensitive like `stage`:
+        a state may hold a spelling the playbook has since changed the case of."""
         for index, candidate in enumerate(self.stages):
-            if candidate.name == stage:
+            if same_stage(candidate.name, stage):
                 return index
         return -1
 
     def stage(self, name: str) -> Stage | None:
         for candidate in self.stages:
-            if candidate.name.casefold() == name.casefold():
+            if same_stage(candidate.name, name):
                 return candidate
         return None
+
+
+def same_stage(a: str, b: str) -> bool:
+    """Stage names ignore case everywhere a user writes one (playbook, CLI, journeys): the
+    playbook refuses two stages of a model that differ only in case."""
+    return a.casefold() == b.casefold()
 
 
 # --- state (persisted per profile per model) --------------------------------------------------

@@ -17,7 +17,7 @@ from leadloop.identity.model import Profile
 from leadloop.log.model import Event
 from leadloop.log.store import event_from_row
 from leadloop.scoring.decide import rescore
-from leadloop.scoring.model import ScoreDecision, ScoringModel
+from leadloop.scoring.model import ScoreDecision, ScoringModel, same_stage
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -209,7 +209,10 @@ def backtest_profile(
     for model in models:
         result = results[model.id]
         decision = replay(profile_id, events, model, now, accounts)
-        reached = next((m.at for m in decision.stage_changes if m.to_stage == stage), None)
+        # The live playbook may spell the stage in another case than the one tried.
+        reached = next(
+            (m.at for m in decision.stage_changes if same_stage(m.to_stage, stage)), None
+        )
         if reached is None or (since is not None and reached < since):
             continue
         result.reached += 1

@@ -104,3 +104,42 @@ def test_backtest_says_when_and_counts_from_since(
     assert (cells[3], cells[4]) == ("1", "20.0")
     assert "| 2027-02 | 1 | 1 |" in out
     assert not any(line.startswith("| 2027-01") for line in out)
+
+
+def test_backtest_stage_ignores_case_and_an_unknown_one_is_an_error(
+    scoring_harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stage names are case-insensitive in the playbook, so `--stage mql` is the models' `MQL`,
+    even when the live playbook and the one tried spell it differently."""
+    h = scoring_harness
+    seed_lead(h, "vp-1")
+    h.send({"type": "track", "userId": "vp-1", "event": "Deal Won"})
+    h.settle()
+    lowered = tmp_path / "lowered.yaml"
+    lowered.write_text(Path(EXAMPLE_PLAYBOOK).read_text().replace("name: MQL", "name: mql"))
+    url = h.engine.settings.database_url
+
+    def backtest(playbook: str, stage: str) -> tuple[int, list[str], str]:
+        code = main(["backtest", "--playbook", playbook, "--stage", stage, "--database-url", url])
+        captured = capsys.readouterr()
+        return code, captured.out.splitlines(), captured.err
+
+    def reached(out: list[str]) -> dict[str, tuple[str, str]]:
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in out]
+        return {r[0]: (r[3], r[5]) for r in rows if r[0] in ("current", "new")}
+
+    code, exact, _ = backtest(EXAMPLE_PLAYBOOK, "MQL")
+    assert code == 0 and reached(exact) == {"current": ("1", "1"), "new": ("1", "1")}
+    for playbook, stage in ((EXAMPLE_PLAYBOOK, "mql"), (str(lowered), "Mql")):
+        code, out, err = backtest(playbook, stage)
+        assert code == 0, err
+        assert reached(out) == reached(exact), (playbook, stage)
+    code, out, _ = backtest(EXAMPLE_PLAYBOOK, "mql")
+    assert "stage 'MQL', outcome 'Deal Won'" in out  # the stage as the playbook spells it
+
+    before = h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2")
+    code, out, err = backtest(EXAMPLE_PLAYBOOK, "Hot")
+    assert code == 2 and out == []
+    assert "--stage 'Hot' is not a stage of the playbook's models" in err
+    assert "lead: subscriber, lead, MQL" in err  # the stages it has are listed
+    assert h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2") == before

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from leadloop.log.batch import OutboxRow
-from leadloop.outbox.service import enqueue
+from leadloop.outbox.service import KINDS, enqueue
 from tests.integration.conftest import Api
 
 PROFILE_ROUTES = ("", "/events", "/score-ledger", "/journeys", "/messages")
@@ -183,6 +183,26 @@ def test_a_parameter_the_route_does_not_take_is_refused(
     api, pid = seeded
     r = api.client.get(path.format(pid=pid), headers=api.bearer())
     assert_invalid(r, f"{name}: not a parameter of this endpoint")
+
+
+@pytest.mark.parametrize("kind", ["bogus", "messages", "Message", "dead"])
+def test_an_unknown_outbox_kind_is_a_400_naming_the_kinds(
+    seeded: tuple[Api, str], kind: str
+) -> None:
+    """An unknown kind matched no row, so the list came back empty, as if nothing had been
+    queued; now it is refused, changing nothing, and the error lists what a kind may be."""
+    api, _pid = seeded
+    before = snapshot(api)
+    r = api.client.get(f"/api/v1/outbox?kind={kind}", headers=api.bearer())
+    assert_invalid(r, "query.kind:")
+    assert all(f"'{known}'" in r.json()["message"] for known in KINDS), r.json()
+    assert snapshot(api) == before
+    for known in KINDS:
+        listed = api.client.get(f"/api/v1/outbox?kind={known}", headers=api.bearer())
+        assert listed.status_code == 200, known
+        assert {item["kind"] for item in listed.json()["items"]} <= {known}
+    listed = api.client.get("/api/v1/outbox?kind=message", headers=api.bearer()).json()
+    assert [item["kind"] for item in listed["items"]] == ["message"]
 
 
 @pytest.mark.parametrize(

@@ -35,3 +35,17 @@ def test_the_scoring_benchmark_runs_the_parts_asked_for() -> None:
     assert [row.split(" | ")[0] for row in rows] == [
         "| decay of 200 profiles due at once, profiles/s"
     ]
+
+
+def test_the_benchmark_prints_no_engine_start_up() -> None:
+    """The scratch engines' start-up (a migration line per migration and engine) buried the
+    table; their warnings are still shown."""
+    command = [sys.executable, "-m", "leadloop", "bench", "scoring", "--parts", "decay"]
+    done = subprocess.run(
+        [*command, "--profiles", "100"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    assert "migration" not in printed and " INFO " not in printed, done.stderr[-3000:]
+    assert "WARNING leadloop: playbook:" in done.stderr
+    assert "| decay of 100 profiles due at once, profiles/s |" in done.stdout

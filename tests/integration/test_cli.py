@@ -208,8 +208,8 @@ def test_conversions_replay_names_the_destinations_it_knows(sqlite_url: str) -> 
 def test_backtest_refuses_a_stage_or_workspace_that_would_count_nobody(sqlite_url: str) -> None:
     assert cli(sqlite_url, "migrate").returncode == 0
     pb = "examples/playbook.yaml"
-    out = cli(sqlite_url, "backtest", "--playbook", pb, "--stage", "mql")
-    assert out.returncode == 2 and "--stage 'mql' is not a stage" in out.stderr
+    out = cli(sqlite_url, "backtest", "--playbook", pb, "--stage", "mqll")
+    assert out.returncode == 2 and "--stage 'mqll' is not a stage" in out.stderr
     assert "MQL" in out.stderr  # the stages it has are listed
     out = cli(sqlite_url, "backtest", "--playbook", pb, "--workspace", "nope")
     assert out.returncode == 2 and "workspace 'nope' does not exist" in out.stderr

@@ -15,12 +15,13 @@ PLAYBOOK = str(ROOT / "examples" / "playbook.yaml")
 
 
 def simulate(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, verbose: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """`leadloop simulate` with no channel settings in its environment but `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LEADLOOP_")}
+    command = [sys.executable, "-m", "leadloop", *(["--verbose"] if verbose else []), "simulate"]
     return subprocess.run(
-        [sys.executable, "-m", "leadloop", "simulate", "--playbook", PLAYBOOK, *args],
+        [*command, "--playbook", PLAYBOOK, *args],
         env={**clean, **(env or {}), "LEADLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/real.db"},
         capture_output=True,
         text=True,
@@ -52,6 +53,27 @@ def test_the_seed_journey_is_simulated_without_touching_the_database(tmp_path: P
     # no phone and no Instagram id the profile goes to the retargeting audience.
     assert "ugc_retargeting" in out.stdout
     assert not (tmp_path / "real.db").exists()
+
+
+def test_only_the_result_and_the_warnings_are_printed(tmp_path: Path) -> None:
+    """The scratch engine's start-up (a migration line per migration, `playbook ... is live`)
+    is not shown; its warnings are (a disabled channel changes what the simulation means),
+    and with --verbose everything is, as asked."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"userId": "sim-1", "traits": {"email": "sim@acme.test"}}))
+    out = simulate(tmp_path, "--profile", str(profile), "--start", "2026-11-02T10:00:00Z")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("profile ")
+    printed = out.stdout + out.stderr
+    assert "migration" not in printed and " INFO " not in printed and "is live" not in printed
+    assert "WARNING leadloop.channels: channels:" in out.stderr
+    assert "email is disabled" in out.stderr
+    verbose = simulate(
+        tmp_path, "--profile", str(profile), "--start", "2026-11-02T10:00:00Z", verbose=True
+    )
+    assert verbose.returncode == 0, verbose.stderr
+    assert "INFO leadloop: applied migration 0001_initial" in verbose.stderr
+    assert verbose.stdout == out.stdout
 
 
 def test_bad_simulation_input_is_a_clear_error(tmp_path: Path) -> None:
