@@ -72,7 +72,7 @@ def test_only_the_result_and_the_warnings_are_printed(tmp_path: Path) -> None:
         tmp_path, "--profile", str(profile), "--start", "2026-11-02T10:00:00Z", verbose=True
     )
     assert verbose.returncode == 0, verbose.stderr
-    assert "INFO leadloop: applied migration 0001_initial" in verbose.stderr
+    assert "INFO leadloop: created the database schema" in verbose.stderr
     assert verbose.stdout == out.stdout
 
 
