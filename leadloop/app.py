@@ -287,10 +287,11 @@ class Engine:
     def commit_delivery(
         self, workspace: str, messages: Sequence[Accepted], erase: Sequence[str]
     ) -> Future[Committed]:
-        """Store a HubSpot delivery's events but those of contacts erased for good, then run
-        its privacy deletions (each as `erase` does), in one transaction
-        (`ingest.erased.commit_delivery`). With deletions it is ordered with the processor as
-        `erase` is; without, it is a plain write, like any append."""
+        """Store a HubSpot delivery's events (or any request's that carry a HubSpot id) but
+        those of contacts erased for good, then run its privacy deletions (each as `erase`
+        does), in one transaction (`ingest.erased.commit_delivery`). With deletions it is
+        ordered with the processor as `erase` is; without, it is a plain write, like any
+        append."""
         from leadloop.ingest.erased import commit_delivery
 
         def commit(conn: Conn) -> Committed:
