@@ -297,7 +297,10 @@ class Engine:
         def commit(conn: Conn) -> Committed:
             return commit_delivery(conn, workspace, messages, erase, self.clock.now())
 
+        # Its events are pending while the job waits, as an append's are: raises Overloaded.
+        self.writer.reserve(len(messages))
         done = self._erase(commit) if erase else self.writer.submit(commit)
+        done.add_done_callback(lambda _done: self.writer.release(len(messages)))
         done.add_done_callback(self._delivered)
         return done
 

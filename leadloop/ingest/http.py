@@ -188,11 +188,11 @@ async def commit(
 ) -> Committed | Rejected:
     """`Engine.commit_delivery`, refused with 429 where an append would be."""
     try:
-        engine.writer.check_room(len(messages))
+        future = engine.commit_delivery(workspace, messages, erase)
     except Overloaded as exc:
         return Rejected("overloaded", str(exc), 429)
     try:
-        return await asyncio.wrap_future(engine.commit_delivery(workspace, messages, erase))
+        return await asyncio.wrap_future(future)
     except StorageError:
         return Rejected("unavailable", "storage is unavailable; retry later", 503)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,6 +293,46 @@ def test_a_delivery_to_a_saturated_writer_is_refused_and_changes_nothing(running
     api.settle()
     assert snapshot(api) == before
     assert rows(api, "SELECT COUNT(*) FROM erased_ids") == [(0,)]
+
+
+def test_deliveries_waiting_for_the_writer_count_towards_its_limit(running: Api) -> None:
+    """A HubSpot delivery is written by a job, not an append; while it waits for the writer its
+    events are pending all the same, so the next delivery over the limit is a 429 at once
+    instead of one more job queued without bound."""
+    api = running
+    writer = api.engine.writer
+    held, release = threading.Event(), threading.Event()
+    writer.submit(lambda _conn: held.set() or release.wait(30))
+    assert held.wait(30)
+    answers: dict[str, Any] = {}
+
+    def post(name: str, first_id: int) -> threading.Thread:
+        events = [hubspot_event(first_id + i, "contact.creation", first_id + i) for i in range(100)]
+        thread = threading.Thread(
+            target=lambda: answers.__setitem__(name, post_hubspot(api, events, uri=OWN_URL))
+        )
+        thread.start()
+        return thread
+
+    writer._max_pending = 150
+    try:
+        first = post("first", 1000)
+        deadline = time.monotonic() + 5
+        while writer.pending < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = post("second", 2000)
+        second.join(5)
+        assert not second.is_alive(), "the second delivery was queued behind the first"
+        assert answers["second"].status_code == 429, answers["second"].text
+    finally:
+        release.set()
+        writer._max_pending = 50_000
+    first.join(30)
+    assert answers["first"].status_code == 200, answers["first"].text
+    second.join(30)
+    api.settle()
+    assert writer.pending == 0
+    assert rows(api, "SELECT COUNT(*) FROM events") == [(100,)]
 
 
 def test_the_erased_contact_id_from_another_sender_starts_nobody(with_crm: Api) -> None:
