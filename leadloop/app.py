@@ -287,16 +287,20 @@ class Engine:
     def commit_delivery(
         self, workspace: str, messages: Sequence[Accepted], erase: Sequence[str]
     ) -> Future[Committed]:
-        """Store a HubSpot delivery's events but those of contacts erased for good, then run
-        its privacy deletions (each as `erase` does), in one transaction
-        (`ingest.erased.commit_delivery`). With deletions it is ordered with the processor as
-        `erase` is; without, it is a plain write, like any append."""
+        """Store a HubSpot delivery's events (or any request's that carry a HubSpot id) but
+        those of contacts erased for good, then run its privacy deletions (each as `erase`
+        does), in one transaction (`ingest.erased.commit_delivery`). With deletions it is
+        ordered with the processor as `erase` is; without, it is a plain write, like any
+        append."""
         from leadloop.ingest.erased import commit_delivery
 
         def commit(conn: Conn) -> Committed:
             return commit_delivery(conn, workspace, messages, erase, self.clock.now())
 
+        # Its events are pending while the job waits, as an append's are: raises Overloaded.
+        self.writer.reserve(len(messages))
         done = self._erase(commit) if erase else self.writer.submit(commit)
+        done.add_done_callback(lambda _done: self.writer.release(len(messages)))
         done.add_done_callback(self._delivered)
         return done
 

@@ -13,6 +13,11 @@ The check and the insert share a transaction that also holds the erasure epoch's
 same contact committing at the same moment either comes first, and its id is seen, or waits for
 these events and deletes them with the rest of the person's waiting events. On SQLite one
 writer thread runs both, one after the other.
+
+HubSpot is not the only sender of a contact's id: a sender that links HubSpot's objects to
+people (a `standard` source, the tracking API) sends it too, and its events would start the
+person again just as well. So any request with a message of a HubSpot id is committed this way
+(`may_name_erased`); the others, which no deletion can name, keep the group commit.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leadloop.identity.erase import erase_anonymous_id, erased_among
+from leadloop.ingest.hubspot import ANONYMOUS_PREFIX
 from leadloop.ingest.model import Accepted
 from leadloop.log.batch import Conn
 from leadloop.log.writer import INSERT_EVENT, event_row
@@ -34,6 +40,14 @@ class Committed:
     """Messages of contacts erased for good, not stored."""
     erased: tuple[int, ...]
     """Profiles erased by each of the delivery's privacy deletions, in order."""
+
+
+def may_name_erased(messages: Sequence[Accepted]) -> bool:
+    """Whether a message carries an id that a privacy deletion may have erased for good: only
+    HubSpot contacts are (`ingest.hubspot`), so only ids of HubSpot's form are looked up."""
+    return any(
+        m.anonymous_id is not None and m.anonymous_id.startswith(ANONYMOUS_PREFIX) for m in messages
+    )
 
 
 def commit_delivery(

@@ -22,19 +22,18 @@ the Twilio hook does with the channels' `public_url`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from leadloop.errors import Overloaded, StorageError
 from leadloop.ingest.http import (
     ASGIApp,
     Receive,
     Scope,
     Send,
     answer,
+    commit,
     lowered_headers,
     read_body,
     store,
@@ -92,25 +91,22 @@ class InboundHooks:
             return delivery
         if source.kind == "hubspot":
             return await self._commit(workspace, source_id, delivery)
+        dropped = 0
         if delivery.messages:
-            failed = await store(self.engine, workspace, delivery.messages)
-            if failed is not None:
-                return failed
-        return _encoder.encode({"accepted": delivery.accepted, "ignored": delivery.ignored})
+            stored = await store(self.engine, workspace, delivery.messages)
+            if isinstance(stored, Rejected):
+                return stored
+            dropped = stored
+        return _encoder.encode(
+            {"accepted": delivery.accepted - dropped, "ignored": delivery.ignored + dropped}
+        )
 
     async def _commit(self, workspace: str, source_id: str, delivery: Delivery) -> bytes | Rejected:
         """A HubSpot delivery: its events (but those of contacts a privacy deletion erased for
         good, counted as ignored) and its privacy deletions, in one transaction."""
-        try:
-            self.engine.writer.check_room(len(delivery.messages))
-        except Overloaded as exc:
-            return Rejected("overloaded", str(exc), 429)
-        try:
-            done = await asyncio.wrap_future(
-                self.engine.commit_delivery(workspace, delivery.messages, delivery.erase)
-            )
-        except StorageError:
-            return Rejected("unavailable", "storage is unavailable; retry later", 503)
+        done = await commit(self.engine, workspace, delivery.messages, delivery.erase)
+        if isinstance(done, Rejected):
+            return done
         # The ids name people: they stay out of the log, as their data does.
         for erased in done.erased:
             log.info(

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, MutableMapping
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from leadloop.errors import Overloaded, StorageError
 from leadloop.ingest import parse
+from leadloop.ingest.erased import Committed, may_name_erased
 from leadloop.ingest.model import MAX_REQUEST_BYTES, Accepted, Rejected
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ def tracking_paths() -> tuple[str, ...]:
 _ALLOW_HEADERS = b"authorization, content-type, content-encoding, x-retry-count"
 _OK = b'{"success":true}'
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("leadloop.ingest")
 
 
 def lowered_headers(scope: Scope) -> dict[bytes, bytes]:
@@ -130,7 +133,8 @@ class TrackingApp:
         result = parse.parse_request(payload, route_type, received_at=engine.clock.now())
         if isinstance(result, Rejected):
             return result
-        return await store(engine, workspace, result)
+        stored = await store(engine, workspace, result)
+        return stored if isinstance(stored, Rejected) else None
 
     @staticmethod
     def _preflight(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
@@ -165,8 +169,21 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes]) -> bytes | Re
     return b"".join(chunks)
 
 
-async def store(engine: Engine, workspace: str, messages: list[Accepted]) -> Rejected | None:
-    """Append to the log through the group-commit writer; None once the commit is done."""
+async def store(engine: Engine, workspace: str, messages: list[Accepted]) -> Rejected | int:
+    """Append to the log through the group-commit writer; once the commit is done, how many
+    messages were dropped for naming a contact erased for good. Messages of a HubSpot id are
+    committed as a HubSpot delivery is, where that is checked (`ingest.erased`)."""
+    if may_name_erased(messages):
+        done = await commit(engine, workspace, messages, ())
+        if isinstance(done, Rejected):
+            return done
+        if done.dropped:
+            log.info(
+                "workspace %s: %d events of privacy-deleted contacts dropped",
+                workspace,
+                done.dropped,
+            )
+        return done.dropped
     try:
         future = engine.writer.append(workspace, messages)
     except Overloaded as exc:
@@ -175,7 +192,21 @@ async def store(engine: Engine, workspace: str, messages: list[Accepted]) -> Rej
         await asyncio.wrap_future(future)
     except StorageError:
         return Rejected("unavailable", "storage is unavailable; retry later", 503)
-    return None
+    return 0
+
+
+async def commit(
+    engine: Engine, workspace: str, messages: Sequence[Accepted], erase: Sequence[str]
+) -> Committed | Rejected:
+    """`Engine.commit_delivery`, refused with 429 where an append would be."""
+    try:
+        future = engine.commit_delivery(workspace, messages, erase)
+    except Overloaded as exc:
+        return Rejected("overloaded", str(exc), 429)
+    try:
+        return await asyncio.wrap_future(future)
+    except StorageError:
+        return Rejected("unavailable", "storage is unavailable; retry later", 503)
 
 
 async def answer(send: Send, headers: dict[bytes, bytes], outcome: Rejected | bytes) -> None:

@@ -49,6 +49,8 @@ STAGE_PROPERTIES = {
 playbook `stage_rules` entry can read it with `stage_field: properties.stage`."""
 
 PRIVACY_DELETION = "contact.privacyDeletion"
+ANONYMOUS_PREFIX = "hubspot:"
+"""How every HubSpot object's anonymous id starts (`hubspot:{portalId}:{object}:{objectId}`)."""
 _IDS = ("eventId", "subscriptionId", "portalId", "objectId", "occurredAt")
 
 
@@ -111,7 +113,7 @@ def hubspot_message(event: Any, index: str = "") -> dict[str, Any] | ErasePerson
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return Rejected("invalid_field", f"{index}{field} must be a whole number")
         numbers[field] = value
-    anonymous_id = f"hubspot:{numbers['portalId']}:{obj}:{numbers['objectId']}"
+    anonymous_id = f"{ANONYMOUS_PREFIX}{numbers['portalId']}:{obj}:{numbers['objectId']}"
     if kind == PRIVACY_DELETION:
         return ErasePerson(anonymous_id)
     when = _iso(numbers["occurredAt"])

@@ -112,11 +112,16 @@ class Writer:
         self._queue.put(item)
         return item.future
 
-    def check_room(self, n: int) -> None:
-        """Raise Overloaded where `append` of `n` messages would, for a caller that writes
-        them another way (a job that filters them first)."""
+    def reserve(self, n: int) -> None:
+        """Count `n` messages that a job will write (one that filters them first) as pending,
+        raising Overloaded where `append` would; `release` them once the job is done."""
         with self._lock:
             self._check_room(n)
+            self._pending += n
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self._pending -= n
 
     def _check_room(self, n: int) -> None:
         if self._stopped:

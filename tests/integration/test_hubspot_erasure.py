@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ import pytest
 
 from tests.integration.conftest import Api
 from tests.integration.test_inbound_hooks import (
+    CRM,
+    CRM_SECRET,
     HUBSPOT,
     HUBSPOT_PLAYBOOK,
     OWN_URL,
@@ -26,6 +30,7 @@ from tests.integration.test_inbound_hooks import (
     hubspot_headers,
     lookup,
     post_hubspot,
+    standard_headers,
 )
 from tests.integration.test_ingest_hostile import process_all
 
@@ -48,6 +53,10 @@ PLAYBOOK = (
           at: 10
 """
 )
+CRM_SOURCE = f"""  - id: crm
+    kind: standard
+    secret: {CRM_SECRET}
+"""
 CONTACT = "hubspot:62515:contact:123"
 TABLES = ("events", "profiles", "identities", "scores", "score_ledger")
 
@@ -61,6 +70,13 @@ def held(backend_url: str, tmp_path: Path) -> Iterator[Api]:
 @pytest.fixture
 def running(backend_url: str, tmp_path: Path) -> Iterator[Api]:
     yield from _with_playbook(backend_url, tmp_path, PLAYBOOK)
+
+
+@pytest.fixture
+def with_crm(backend_url: str, tmp_path: Path) -> Iterator[Api]:
+    """As `running`, with a `standard` source beside HubSpot's."""
+    text = PLAYBOOK.replace("sources:\n", "sources:\n" + CRM_SOURCE, 1)
+    yield from _with_playbook(backend_url, tmp_path, text)
 
 
 def contact(event_id: int, object_id: int, email: str | None = None) -> list[dict[str, Any]]:
@@ -277,3 +293,69 @@ def test_a_delivery_to_a_saturated_writer_is_refused_and_changes_nothing(running
     api.settle()
     assert snapshot(api) == before
     assert rows(api, "SELECT COUNT(*) FROM erased_ids") == [(0,)]
+
+
+def test_deliveries_waiting_for_the_writer_count_towards_its_limit(running: Api) -> None:
+    """A HubSpot delivery is written by a job, not an append; while it waits for the writer its
+    events are pending all the same, so the next delivery over the limit is a 429 at once
+    instead of one more job queued without bound."""
+    api = running
+    writer = api.engine.writer
+    held, release = threading.Event(), threading.Event()
+    writer.submit(lambda _conn: held.set() or release.wait(30))
+    assert held.wait(30)
+    answers: dict[str, Any] = {}
+
+    def post(name: str, first_id: int) -> threading.Thread:
+        events = [hubspot_event(first_id + i, "contact.creation", first_id + i) for i in range(100)]
+        thread = threading.Thread(
+            target=lambda: answers.__setitem__(name, post_hubspot(api, events, uri=OWN_URL))
+        )
+        thread.start()
+        return thread
+
+    writer._max_pending = 150
+    try:
+        first = post("first", 1000)
+        deadline = time.monotonic() + 5
+        while writer.pending < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = post("second", 2000)
+        second.join(5)
+        assert not second.is_alive(), "the second delivery was queued behind the first"
+        assert answers["second"].status_code == 429, answers["second"].text
+    finally:
+        release.set()
+        writer._max_pending = 50_000
+    first.join(30)
+    assert answers["first"].status_code == 200, answers["first"].text
+    second.join(30)
+    api.settle()
+    assert writer.pending == 0
+    assert rows(api, "SELECT COUNT(*) FROM events") == [(100,)]
+
+
+def test_the_erased_contact_id_from_another_sender_starts_nobody(with_crm: Api) -> None:
+    """A sender that links HubSpot's objects to people (a `standard` source, the tracking API's
+    batch) sends the contact's anonymous id too: after the deletion, its events of that id are
+    dropped as HubSpot's are, and the others it sends are kept."""
+    api = with_crm
+    delivered(api, contact(1, 123, "lin@example.com"))
+    delivered(api, [deletion(3)])
+    api.settle()
+    linked = {"type": "identify", "anonymousId": CONTACT, "userId": "crm-lin"}
+    body = json.dumps({"batch": [{**linked, "traits": {"email": "lin@example.com"}}]})
+    r = api.client.post(CRM, content=body, headers=standard_headers(api, body, "msg_link"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 0, "ignored": 1}
+    batch = [
+        {**linked, "type": "track", "event": "Deal Linked"},
+        {"type": "track", "anonymousId": "web-2", "event": "Kept"},
+    ]
+    r = api.client.post("/v1/batch", json={"batch": batch}, headers=api.basic())
+    assert r.status_code == 200, r.text
+    api.settle()
+    assert gone(api, "anonymous_id", CONTACT) and gone(api, "user_id", "crm-lin")
+    assert gone(api, "email", "lin@example.com")
+    assert rows(api, "SELECT COUNT(*) FROM events WHERE anonymous_id = ?", CONTACT) == [(0,)]
+    assert not gone(api, "anonymous_id", "web-2")
