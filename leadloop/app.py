@@ -299,7 +299,11 @@ class Engine:
 
         # Its events are pending while the job waits, as an append's are: raises Overloaded.
         self.writer.reserve(len(messages))
-        done = self._erase(commit) if erase else self.writer.submit(commit)
+        try:
+            done = self._erase(commit) if erase else self.writer.submit(commit)
+        except BaseException:
+            self.writer.release(len(messages))
+            raise
         done.add_done_callback(lambda _done: self.writer.release(len(messages)))
         done.add_done_callback(self._delivered)
         return done
