@@ -99,7 +99,10 @@ class Processor:
         with self._jobs_lock:
             jobs, self._jobs = self._jobs, []
         if jobs:
-            self.drain()  # a job reads what the processor has committed, all of it
+            # A job reads what the processor has committed, all of it. A failed write is only
+            # logged here (its batch is decided again by the next step): raised, it would end
+            # the thread and lose the jobs just taken, and the requests waiting on them.
+            self._settle_quietly()
         for job in jobs:
             try:
                 job(conn)

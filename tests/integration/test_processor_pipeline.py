@@ -196,3 +196,44 @@ def test_a_failed_write_is_decided_again_with_nothing_lost(
     assert serial["outbox"]
     for table in TABLES:
         assert retried[table] == serial[table], table
+
+
+def test_a_job_queued_behind_a_failed_write_still_runs(tmp_path: Path) -> None:
+    """A job (an erasure, a rescore) waits for the batch still being written; when that write
+    fails, the job runs all the same and the batch is decided again, nothing lost."""
+    engine = Engine(
+        Settings(database_url=f"sqlite:///{tmp_path}/jobs.db", playbook=PLAYBOOK),
+        clock=ManualClock(NOW),
+        manual_clock=True,
+        run_processor=False,
+    )
+    engine.start()
+    try:
+        accepted = parse.parse_request({"batch": messages(3)[:20]}, None, received_at=NOW)
+        assert isinstance(accepted, list)
+        engine.writer.append("default", accepted).result()
+        processor = Processor(
+            engine._connect,
+            _FailingOnce(engine.writer),
+            engine.clock,
+            engine.processor.stages,
+            batch_size=5,
+            pipeline=True,
+        )
+        conn = engine._connect()
+        assert processor.step(conn)  # its write, still in flight, fails
+        ran: list[int] = []
+        processor.request(lambda c: ran.append(len(c.execute("SELECT id FROM profiles"))))
+        processor._run_jobs(conn)
+        assert ran == [0]  # it ran, and saw only what was committed: nothing
+        while processor.step(conn):
+            pass
+        processor.drain()
+        conn.close()
+        events = engine.read_sync(lambda c: c.execute("SELECT COUNT(*) FROM events"))[0][0]
+        position = engine.read_sync(
+            lambda c: c.execute("SELECT position FROM cursors WHERE name = 'processor'")
+        )
+        assert position and int(position[0][0]) == events
+    finally:
+        engine.stop()
