@@ -1,8 +1,8 @@
 """Scratch engines: ones a command starts for a moment on a throw-away database (`leadloop
 simulate`, the benchmarks), whose own start-up is no news to the user.
 
-Their info lines (ten `applied migration` lines for a database that is deleted a moment later,
-`playbook ... is live`) buried the command's result. Warnings and errors are still shown: a
+Their info lines (the schema created for a database that is deleted a moment later, `playbook
+... is live`) buried the command's result. Warnings and errors are still shown: a
 disabled channel or a broken playbook changes what the simulation or benchmark means.
 """
 
