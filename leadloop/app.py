@@ -48,7 +48,7 @@ from leadloop.storage import workspaces
 from leadloop.storage.analyze import analyzer
 from leadloop.storage.checkpoint import checkpointer, hand_off_checkpoints
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
-from leadloop.storage.migrate import migrate
+from leadloop.storage.migrate import migrate, pending
 from leadloop.storage.upkeep import Upkeep
 
 log = logging.getLogger("leadloop")
@@ -79,12 +79,13 @@ def prepare_database(url: DatabaseUrl, clock: Clock) -> None:
 
 
 def open_existing(
-    database_url: str, clock: Clock, workspace: str | None = None
+    database_url: str, workspace: str | None = None
 ) -> SqliteConnection | PostgresConnection:
     """A connection to a database that must already exist (migrated to this version), for the
     commands that inspect or re-drive what an engine did: run in the wrong folder, or given a
     mistyped `workspace`, they say so instead of answering from nothing (and, for SQLite,
-    creating an empty file there)."""
+    creating an empty file there). It reads and writes no schema: a database behind this
+    version is an error that says to run `leadloop migrate`."""
     url = DatabaseUrl.parse(database_url)
     if url.dialect == "sqlite" and url.path is not None and not Path(url.path).exists():
         raise LeadloopError(
@@ -92,12 +93,35 @@ def open_existing(
             "where the engine runs, or name that database with --database-url or "
             "LEADLOOP_DATABASE_URL (`leadloop serve` or `leadloop migrate` creates one)"
         )
-    prepare_database(url, clock)
     conn = connect(url)
-    if workspace is not None and not workspaces.workspace_exists(conn, workspace):
+    try:
+        _require_current_schema(conn)
+        if workspace is not None and not workspaces.workspace_exists(conn, workspace):
+            raise LeadloopError(f"workspace {workspace!r} does not exist in this database")
+    except BaseException:
         conn.close()
-        raise LeadloopError(f"workspace {workspace!r} does not exist in this database")
+        raise
     return conn
+
+
+def _require_current_schema(conn: Conn) -> None:
+    """These commands leave the schema alone: upgrading it under an engine of the older version
+    that still runs on it is for `leadloop migrate`, run on purpose, not a side effect of
+    `explain`."""
+    todo = pending(conn)
+    if todo is None:
+        raise LeadloopError(
+            "that database holds no leadloop schema: this command reads the one an engine uses. "
+            "Name that database with --database-url or LEADLOOP_DATABASE_URL (`leadloop "
+            "migrate` creates the schema)"
+        )
+    if todo:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
+        raise LeadloopError(
+            f"the database's schema is older than this leadloop ({len(todo)} migration(s) "
+            f"pending: {names}); this command does not change it. Run `leadloop migrate` "
+            "first, with engines of the older version stopped"
+        )
 
 
 class Engine:

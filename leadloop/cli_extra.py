@@ -109,7 +109,7 @@ def _conn(settings: Settings, *, create: bool = False, workspace: str | None = N
     from leadloop.app import open_existing, prepare_database
 
     if not create:
-        return open_existing(settings.database_url, SystemClock(), workspace)
+        return open_existing(settings.database_url, workspace)
     url = DatabaseUrl.parse(settings.database_url)
     prepare_database(url, SystemClock())
     return connect(url)

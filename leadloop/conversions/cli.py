@@ -42,7 +42,7 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
 def _conn(settings: Settings, workspace: str) -> Any:
     from leadloop.app import open_existing
 
-    return open_existing(settings.database_url, SystemClock(), workspace)
+    return open_existing(settings.database_url, workspace)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

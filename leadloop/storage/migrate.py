@@ -38,6 +38,25 @@ def applied_versions(conn: SqliteConnection | PostgresConnection) -> set[int]:
     return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
 
 
+def _has_migrations_table(conn: SqliteConnection | PostgresConnection) -> bool:
+    if conn.dialect == "postgres":
+        rows = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    else:
+        rows = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        )
+    return bool(rows[0][0])
+
+
+def pending(conn: SqliteConnection | PostgresConnection) -> list[Migration] | None:
+    """The migrations this version would apply, read without writing anything; None when the
+    database holds no leadloop schema at all."""
+    if not _has_migrations_table(conn):
+        return None
+    done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+    return [m for m in list_migrations(conn.dialect) if m.version not in done]
+
+
 def migrate(conn: SqliteConnection | PostgresConnection) -> list[Migration]:
     """Apply every pending migration, each in its own transaction; return those applied."""
     if conn.dialect == "postgres":

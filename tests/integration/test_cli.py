@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from leadloop.log.batch import OutboxRow
 from leadloop.outbox.service import enqueue
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, connect
+from leadloop.storage.migrate import list_migrations, migrate, pending
 
 
 def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -139,6 +142,43 @@ def test_commands_that_read_an_engines_database_work_once_it_exists(sqlite_url: 
         out = cli(sqlite_url, *command)
         assert "no database" not in out.stderr, (command, out.stderr)
         assert "Traceback" not in out.stderr, (command, out.stderr)
+
+
+def test_commands_that_read_an_engines_database_leave_an_older_schema_alone(
+    backend_url: str,
+) -> None:
+    """A database one migration behind (an engine of the older version may still run on it):
+    each inspecting command refuses, names the pending migration and `leadloop migrate`, and
+    applies nothing; `migrate` then upgrades it and the commands work."""
+    conn = connect(DatabaseUrl.parse(backend_url))
+    migrate(conn)
+    last = list_migrations(conn.dialect)[-1]
+    with conn.transaction():
+        conn.execute("DELETE FROM schema_migrations WHERE version = ?", (last.version,))
+    conn.close()
+    for command in INSPECTING:
+        out = cli(backend_url, *command)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert f"{last.version:04d}_{last.name}" in out.stderr, (command, out.stderr)
+        assert "leadloop migrate" in out.stderr and "Traceback" not in out.stderr
+        conn = connect(DatabaseUrl.parse(backend_url))
+        assert [m.version for m in pending(conn) or []] == [last.version], command
+        conn.close()
+
+
+def test_commands_that_read_an_engines_database_refuse_a_file_without_its_schema(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    for command in INSPECTING:
+        out = cli(f"sqlite:///{other}", *command)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert "holds no leadloop schema" in out.stderr, (command, out.stderr)
+        with closing(sqlite3.connect(other)) as db:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
+        assert tables == ["notes"], command
 
 
 def test_applying_a_playbook_creates_the_database(tmp_path: Path) -> None:
