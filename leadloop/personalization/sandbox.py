@@ -173,6 +173,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _charge()
+        if isinstance(__obj, LoopContext) and args:
+            # `loop(items)` of a recursive loop iterates outside the compiled `for`, which the
+            # code generator meters: without this, each call ran its items for free.
+            args = (_iterate(args[0]), *args[1:])
         return _check_size(super().call(__context, __obj, *args, **kwargs))
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:

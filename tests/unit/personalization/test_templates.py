@@ -117,6 +117,11 @@ INJECTIONS = [
         IssueCode.LIMIT,
     ),
     ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", IssueCode.LIMIT),
+    (  # each `loop(x)` of a recursive loop iterates its items: they count like any loop's
+        "{% for x in [many] * 10000 recursive %}{% if x is iterable %}{{ loop(x) }}{% endif %}"
+        "{% endfor %}",
+        IssueCode.LIMIT,
+    ),
     ("{% for i in many %}{{ 'z' * 200 }}{% endfor %}", IssueCode.LIMIT),
     ("{{ lipsum(10**6) }}", IssueCode.UNDEFINED),
     ("{{ cart|random }}", IssueCode.SYNTAX),
@@ -131,6 +136,11 @@ def test_injections_and_bombs_are_refused_quickly(source: str, code: IssueCode) 
     assert time.perf_counter() - started < 2.0
     assert issue.code is code, issue
     assert issue.message
+
+
+def test_recursive_loops_still_render() -> None:
+    tree = "{% for x in [[1, 2], [3]] recursive %}{% if x is iterable %}({{ loop(x) }}){% else %}"
+    assert _text(tree + "{{ x }}/{{ loop.length }}{% endif %}{% endfor %}") == "(1/22/2)(3/1)"
 
 
 def test_errors_carry_the_template_line() -> None:
