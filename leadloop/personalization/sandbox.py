@@ -84,22 +84,57 @@ def _require(ok: bool, message: str) -> None:
 
 def _check_size(value: Any) -> Any:
     limits = current_budget().limits
-    if isinstance(value, str):
-        _require(
-            len(value) <= limits.max_output_chars,
-            f"a text over {limits.max_output_chars} characters",
-        )
-    elif isinstance(value, list | tuple):
-        _require(len(value) <= limits.max_items, f"a list over {limits.max_items} items")
-    elif isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
         _require(value.bit_length() <= MAX_INT_BITS, "a number too large for a template")
+    else:
+        _check_nested(value, limits)
     return value
+
+
+def _check_nested(value: Any, limits: TemplateLimits) -> None:
+    """Bound a value as `str`, `==`, `hash` and `tojson` see it: every item of every nested list,
+    dict and namespace, and every character of the texts in them. One list can hold the same
+    value many times, so a short `['x' * 99999] * 10000` is a gigabyte once printed, and `[a, a]`
+    nested thirty times is 2**30 items. Walking stops at the limit and each item costs a unit."""
+    items = chars = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            chars += len(item)
+            _require(
+                chars <= limits.max_output_chars,
+                f"a text over {limits.max_output_chars} characters",
+            )
+            continue
+        if isinstance(item, Namespace):
+            item = object.__getattribute__(item, "_Namespace__attrs")
+        if isinstance(item, Mapping | list | tuple | set | frozenset):
+            items += len(item)
+            _require(items <= limits.max_items, f"a list over {limits.max_items} items")
+            if isinstance(item, Mapping):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            else:
+                stack.extend(item)
+    _charge(items)
+
+
+class _SizedNamespace(Namespace):
+    """`namespace()`, whose `{% set ns.attr = ... %}` keeps the whole namespace under the limits:
+    the assignment is the one way to grow a value that is neither a call, an operator nor a
+    literal."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        super().__setitem__(name, value)
+        _check_size(self)
 
 
 # --- the sandbox --------------------------------------------------------------------------
 
 
 _ITERATE = f"{__name__}._iterate"
+_T = TypeVar("_T")
 
 
 def _iterate(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -122,6 +157,25 @@ class _GuardedCodeGenerator(CodeGenerator):
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.leadloop_sized(")
         super().visit_Concat(node, frame)
+        self.write(")")
+
+    # List, tuple and dict literals are checked like call results: `[a, a]` doubles `a`.
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self.write("environment.leadloop_sized(")
+        super().visit_List(node, frame)
+        self.write(")")
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        if node.ctx != "load":  # an assignment target (`{% for k, v in ... %}`), not a value
+            super().visit_Tuple(node, frame)
+            return
+        self.write("environment.leadloop_sized(")
+        super().visit_Tuple(node, frame)
+        self.write(")")
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self.write("environment.leadloop_sized(")
+        super().visit_Dict(node, frame)
         self.write(")")
 
 
@@ -153,7 +207,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _GuardedCodeGenerator
     intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
 
-    def leadloop_sized(self, value: str) -> str:
+    def leadloop_sized(self, value: _T) -> _T:
         _check_size(value)
         return value
 
@@ -322,7 +376,7 @@ def _environment(autoescape: bool) -> _Sandbox:
     env = _Sandbox(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters = _filters()
     # No lipsum/cycler/joiner: only what message copy needs, each bounded.
-    env.globals = {"range": _guarded_range, "dict": dict, "namespace": Namespace}
+    env.globals = {"range": _guarded_range, "dict": dict, "namespace": _SizedNamespace}
     env.concat = _bounded_concat  # type: ignore[method-assign]
     return env
 

@@ -5,8 +5,9 @@ Templates are written by users of the engine, so they are untrusted code. Three 
 1. Jinja2's `ImmutableSandboxedEnvironment` refuses `_`-prefixed attributes (`''.__class__`) and
    mutation of lists and dicts. On top of it, attributes that are callables are refused too (no
    `'x'.ljust(10**9)`, no `'{:>999999999}'.format`): templates use filters, not methods.
-2. Sizes are checked where values grow: the source, every `+ * ~`, every filter result, buffered
-   blocks (macros, `{% set %}...{% endset %}`), and the streamed output. Amplifying filters
+2. Sizes are checked where values grow: the source, every `+ * ~`, every filter result, list and
+   dict literals, `{% set ns.attr %}`, buffered blocks (macros, `{% set %}...{% endset %}`), and
+   the streamed output; a list counts as printed, nested lists and their texts included. Amplifying filters
    (`center`, `indent`, `join`, `replace`, `format`, `batch`...) check their arguments before
    allocating. Integer arithmetic is kept under `MAX_INT_BITS`.
 3. Work is bounded by an operation budget instead of a wall-clock timeout: every loop iteration,

@@ -138,6 +138,34 @@ def test_injections_and_bombs_are_refused_quickly(source: str, code: IssueCode) 
     assert issue.message
 
 
+SHARED = "{% set a = [1] %}" + "{% set a = [a, a] %}" * 20
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ (['x' * 600] * 2)|length }}",  # two items, 1,200 characters once printed
+        SHARED + "{{ a|length }}",  # 2**20 items once printed
+        SHARED + SHARED.replace("a", "b") + "{{ a == b }}",  # 2**20 comparisons
+        "{% set a = {'k': 1} %}" + "{% set a = {'l': a, 'r': a} %}" * 20 + "{{ a|length }}",
+        "{% set a = [1] %}" + "{% set a = dict(l=a, r=a) %}" * 20 + "{{ a|length }}",
+        "{% set n = namespace(v='x' * 600) %}{% set n.w = n.v %}{{ n.w|length }}",
+    ],
+)
+def test_a_value_held_many_times_is_bounded_as_printed(source: str) -> None:
+    issue = _issue(source, limits=TemplateLimits(max_output_chars=1_000))
+    assert issue.code is IssueCode.LIMIT, issue
+
+
+def test_nested_values_within_the_limits_render() -> None:
+    source = (
+        "{% set ns = namespace(rows=[]) %}{% for item in cart %}"
+        "{% set ns.rows = ns.rows + [(item.name, {'p': item.price})] %}{% endfor %}"
+        "{% for name, row in ns.rows %}{{ name }}={{ row.p }} {% endfor %}{{ profile|length }}"
+    )
+    assert _text(source) == "Book=12.5 Pen=1.25 3"
+
+
 def test_recursive_loops_still_render() -> None:
     tree = "{% for x in [[1, 2], [3]] recursive %}{% if x is iterable %}({{ loop(x) }}){% else %}"
     assert _text(tree + "{{ x }}/{{ loop.length }}{% endif %}{% endfor %}") == "(1/22/2)(3/1)"
