@@ -169,6 +169,10 @@ class JourneyStage:
         # From a client's track call or from the engine's own channels (a one-click
         # unsubscribe, a bounce receipt): both put the profile on the list.
         reason = SUPPRESSION_EVENTS.get(event.event or "")
+        if reason == "bounced" and event.properties.get("permanent") is False:
+            # A soft bounce (a full mailbox, greylisting) is only recorded: the address may
+            # take mail again, and "bounced" would stop even transactional sends for good.
+            reason = None
         if reason is not None:
             channel = event.properties.get("channel")
             state.suppress(

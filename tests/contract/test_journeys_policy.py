@@ -117,6 +117,33 @@ def test_the_channels_own_unsubscribe_and_bounce_events_suppress_journey_sends(
         assert instances(h, bounce, "promo") == [("exited", "gave_up", "nobody to send to")]
 
 
+def test_a_soft_bounce_does_not_suppress_journey_sends_and_a_hard_one_does(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A soft bounce receipt is `Email Bounced` with `permanent: false` (docs/channels.md: soft
+    bounces are only recorded); it must not put the profile on the list, where "bounced" would
+    stop even its receipts for good."""
+    with flows(backend_url, tmp_path, POLICY) as h:
+        pid = person(h, "full")
+
+        def bounce(event_id: str, permanent: bool) -> None:
+            props = {"channel": "email", "message_id": "m-1", "permanent": permanent}
+            now = h.engine.clock.now()
+            h.engine.writer.submit(
+                lambda c: records.emit(
+                    c, "default", event_id, "Email Bounced", pid, props, now, now
+                )
+            ).result()
+            h.settle()
+
+        bounce("soft", False)
+        assert h.sql("SELECT profile_id FROM suppressions") == []
+        track(h, "full", "Order Completed")
+        assert templates(h, pid) == ["receipt"]
+        bounce("hard", True)
+        assert h.sql("SELECT profile_id, reason FROM suppressions") == [(pid, "bounced")]
+
+
 def test_a_transactional_send_is_not_held_back_by_a_frequency_cap(
     backend_url: str, tmp_path: Path
 ) -> None:
