@@ -186,7 +186,11 @@ def apply_receipts(
                 props["reason"] = receipt.reason
             if receipt.status == "bounced":
                 props["permanent"] = receipt.permanent
-            event_id = _event_id("receipt", record.workspace_id, record.message_id, receipt.status)
+            # A soft bounce has an id of its own: the hard bounce that may follow it for the
+            # same message is another event, which the journeys stage suppresses on.
+            soft = receipt.status == "bounced" and not receipt.permanent
+            kind = "soft bounce" if soft else receipt.status
+            event_id = _event_id("receipt", record.workspace_id, record.message_id, kind)
             records.emit(
                 conn, record.workspace_id, event_id, name, record.profile_id, props, at, now
             )

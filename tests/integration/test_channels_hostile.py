@@ -172,6 +172,25 @@ def test_an_email_notice_signed_with_a_secret_two_workspaces_share_reaches_both(
     assert sorted(row[0] for row in rows) == ["default", "other"]
 
 
+def test_a_hard_bounce_after_a_soft_one_is_its_own_event(hooks: Api) -> None:
+    """The soft bounce's `Email Bounced` (`permanent: false`) must not take the id of the hard
+    one that follows for the same message: that one is what the journeys stage suppresses on."""
+    for n, permanent in enumerate([False, False, True, True]):  # each delivered twice
+        notice = {"type": "bounce", "message_id": "em-1", "reason": "5.2.2", "permanent": permanent}
+        body = msgspec.json.encode(notice)
+        headers = sign_webhook(
+            EMAIL_SECRET["default"], f"n-{n}", int(hooks.engine.clock.now()), body
+        )
+        assert hooks.client.post("/hooks/email/acme", content=body, headers=headers).is_success
+
+    def bounces(c: Any) -> list[Any]:
+        rows = c.execute("SELECT body FROM events WHERE event = 'Email Bounced' ORDER BY seq")
+        return [msgspec.json.decode(row[0])["properties"]["permanent"] for row in rows]
+
+    assert hooks.engine.read_sync(bounces) == [False, True]
+    assert status(hooks, "em-1") == "bounced"
+
+
 @pytest.mark.parametrize("secret", ["", "meta-nobody", "meta-default "])
 def test_a_wrong_meta_signature_is_a_401_and_changes_nothing(hooks: Api, secret: str) -> None:
     before = state(hooks)
