@@ -348,6 +348,14 @@ def _counted(position: int, name: str, func: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+    # A trait set to null (an identify clearing it, a form's empty field) has no value either:
+    # `Hi {{ traits.first_name | default('there') }}` printed "Hi None".
+    if value is None:
+        return default_value
+    return filters.do_default(value, default_value, boolean)
+
+
 @pass_eval_context
 def _tojson(eval_ctx: EvalContext, value: Any, indent: int | None = None) -> Any:
     _require(indent is None or 0 <= indent <= 8, "tojson indent over 8")
@@ -368,6 +376,8 @@ def _filters() -> dict[str, Callable[..., Any]]:
         batch=_counted(1, "linecount", filters.do_batch),
         slice=_counted(1, "slices", filters.sync_do_slice),
         tojson=_tojson,
+        default=_default,
+        d=_default,
     )
     return {name: _metered(func) for name, func in chosen.items()}
 

@@ -59,6 +59,13 @@ def test_renders_ordinary_copy() -> None:
     assert _text(source) == "Hi Ada (PRO)\n1. Book 12.50,2. Pen 1.25 total 13.75 3 0-1-2"
 
 
+def test_a_null_trait_takes_the_default() -> None:
+    source = "Hi {{ traits.first_name | default('there') }}{{ traits.last|d('!') }}"
+    context = {"traits": {"first_name": None, "last": None}}
+    assert render_template(source, context) == Rendered("Hi there!")
+    assert render_template(source, {"traits": {"first_name": "", "last": 0}}) == Rendered("Hi 0")
+
+
 def test_html_parts_autoescape() -> None:
     result = render_template("<b>{{ name }}</b>", {"name": "<script>"}, autoescape=True)
     assert result == Rendered("<b>&lt;script&gt;</b>")
