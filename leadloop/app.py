@@ -434,7 +434,7 @@ class Engine:
 
         return {
             "log_length": store.log_length(conn),
-            "processor_position": store.get_cursor(conn, CURSOR),
+            "processor_position": store.processed_seq(conn, CURSOR),
             "lag": store.lag(conn, CURSOR),
             "writer_pending": self.writer.pending,
             "clock": "manual" if self.manual_clock else "system",
