@@ -15,7 +15,12 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from leadloop.api.admin import admin_router, install_error_handlers
+from leadloop.api.admin import (
+    INVALID_REQUEST,
+    admin_router,
+    install_error_handlers,
+    install_openapi,
+)
 from leadloop.api.channels import TrackingHits, channels_router
 from leadloop.api.conversions import conversions_router
 from leadloop.api.journeys import journeys_router
@@ -497,8 +502,10 @@ class Engine:
             # FastAPI serves an OAuth2 redirect page for Swagger UI by default; the admin API
             # takes a bearer token, not OAuth2, so that page is no route of ours.
             swagger_ui_oauth2_redirect_url=None,
+            responses=INVALID_REQUEST,
         )
         install_error_handlers(app)
+        install_openapi(app)
         app.add_middleware(BodyLimit)
 
         async def healthz(request: Request) -> Response:
