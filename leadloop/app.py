@@ -23,6 +23,7 @@ from leadloop.api.admin import (
 )
 from leadloop.api.channels import TrackingHits, channels_router
 from leadloop.api.conversions import conversions_router
+from leadloop.api.head import HeadAsGet
 from leadloop.api.journeys import journeys_router
 from leadloop.api.limits import BodyLimit
 from leadloop.channels.config import channels_config
@@ -507,6 +508,7 @@ class Engine:
         install_error_handlers(app)
         install_openapi(app)
         app.add_middleware(BodyLimit)
+        app.add_middleware(HeadAsGet)
 
         async def healthz(request: Request) -> Response:
             return JSONResponse({"status": "ok"})

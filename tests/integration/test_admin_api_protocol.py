@@ -1,12 +1,22 @@
 """The admin API's HTTP contract beyond each route's data, through the real ASGI app and engine:
-the types of `GET /api/v1/status` and the errors the OpenAPI document lists."""
+the types of `GET /api/v1/status`, the errors the OpenAPI document lists, and HEAD."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from leadloop.channels import records
+from leadloop.channels.records import MessageRecord
+from leadloop.channels.service import services
+from leadloop.channels.tracking import Token, sign
 from tests.integration.conftest import Api
+from tests.integration.test_api_hostile import every_get_route, seed
 
 
 def test_status_positions_are_numbers_on_every_backend(any_api: Api) -> None:
@@ -83,3 +93,95 @@ def test_the_openapi_document_lists_the_400_the_api_answers_and_no_422(api: Api)
         assert conforms(r.json(), schema), r.text
         assert r.json()["code"] == "invalid_request"
     assert not conforms({"detail": [{"loc": ["query"], "msg": "x"}]}, schema)
+
+
+# -- HEAD -------------------------------------------------------------------------------------
+
+
+class Recording:
+    """The app, keeping the ASGI messages it sends: what the server would put on the wire."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.sent: list[Message] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def record(message: Message) -> None:
+            self.sent.append(message)
+            await send(message)
+
+        await self.app(scope, receive, record)
+
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+@pytest.fixture
+def wire(api: Api) -> Iterator[tuple[Callable[..., Answer], str]]:
+    """`ask(method, path, token=True)`: the status, headers and body bytes the app sent, and a
+    seeded profile's id."""
+    pid = seed(api)
+    recording = Recording(api.engine.asgi())
+
+    def ask(method: str, path: str, token: bool = True) -> Answer:
+        recording.sent.clear()
+        client.request(method, path, headers=api.bearer() if token else {})
+        start, *rest = recording.sent
+        return start["status"], list(start["headers"]), b"".join(m["body"] for m in rest)
+
+    with TestClient(recording) as client:
+        yield ask, pid
+
+
+def test_head_is_answered_as_get_without_the_body(
+    wire: tuple[Callable[..., Answer], str],
+) -> None:
+    """The FastAPI routes answered HEAD 405; the Starlette ones (`/healthz`, the docs) 200."""
+    ask, pid = wire
+    routes = [
+        *every_get_route(pid),
+        "/api/v1/profiles/nobody",
+        "/api/v1/outbox?kind=messages",
+        "/api/v1/clock/advance",
+        "/healthz",
+        "/api/v1/openapi.json",
+        "/api/v1/docs",
+    ]
+    for path in routes:
+        status, headers, body = ask("GET", path)
+        assert body, path
+        assert ask("HEAD", path) == (status, headers, b""), path
+    assert ask("HEAD", f"/api/v1/profiles/{pid}")[0] == 200
+    assert ask("HEAD", "/api/v1/profiles/nobody")[0] == 404
+    assert ask("HEAD", "/api/v1/outbox?kind=messages")[0] == 400
+    assert ask("HEAD", "/api/v1/clock/advance")[0] == 405
+
+
+def test_head_without_a_token_is_a_401_as_get_is(wire: tuple[Callable[..., Answer], str]) -> None:
+    ask, pid = wire
+    for path in every_get_route(pid):
+        status, headers, body = ask("HEAD", path, token=False)
+        assert (status, body) == (401, b""), path
+        assert (b"www-authenticate", b"Bearer") in headers, path
+        assert ask("GET", path, token=False)[:2] == (status, headers), path
+
+
+def test_head_of_an_unsubscribe_link_does_not_unsubscribe(api: Api) -> None:
+    """The unsubscribe route tells its GET (the page) from its POST by the method, and HEAD went
+    the POST way: a link checker's HEAD suppressed the address."""
+    now = api.engine.clock.now()
+    record = MessageRecord(
+        "default", "em-1", None, "email", "t", None, None, "ada@example.com", "<e@x>",
+        "sent", "", now, now, now,
+    )  # fmt: skip
+    api.engine.writer.submit(lambda c: records.create(c, record, now)).result()
+    link = "/t/u/" + sign(services(api.engine).keys()[0], Token("u", "default", "em-1"))
+
+    def suppressed() -> list[Any]:
+        return api.engine.read_sync(lambda c: c.execute("SELECT * FROM channel_suppressions"))
+
+    page = api.client.get(link)
+    head = api.client.head(link)
+    assert (head.status_code, head.headers, head.content) == (200, page.headers, b"")
+    assert "<form" in page.text and not suppressed()
+    assert "You are unsubscribed" in api.client.post(link).text and suppressed()
