@@ -15,9 +15,15 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from leadloop.api.admin import admin_router, install_error_handlers
+from leadloop.api.admin import (
+    INVALID_REQUEST,
+    admin_router,
+    install_error_handlers,
+    install_openapi,
+)
 from leadloop.api.channels import TrackingHits, channels_router
 from leadloop.api.conversions import conversions_router
+from leadloop.api.head import HeadAsGet
 from leadloop.api.journeys import journeys_router
 from leadloop.api.limits import BodyLimit
 from leadloop.channels.config import channels_config
@@ -458,7 +464,7 @@ class Engine:
 
         return {
             "log_length": store.log_length(conn),
-            "processor_position": store.get_cursor(conn, CURSOR),
+            "processor_position": store.processed_seq(conn, CURSOR),
             "lag": store.lag(conn, CURSOR),
             "writer_pending": self.writer.pending,
             "clock": "manual" if self.manual_clock else "system",
@@ -521,9 +527,12 @@ class Engine:
             # FastAPI serves an OAuth2 redirect page for Swagger UI by default; the admin API
             # takes a bearer token, not OAuth2, so that page is no route of ours.
             swagger_ui_oauth2_redirect_url=None,
+            responses=INVALID_REQUEST,
         )
         install_error_handlers(app)
+        install_openapi(app)
         app.add_middleware(BodyLimit)
+        app.add_middleware(HeadAsGet)
 
         async def healthz(request: Request) -> Response:
             return JSONResponse({"status": "ok"})

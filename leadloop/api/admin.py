@@ -158,6 +158,43 @@ def _lookup_view(conn: Any, ws: str, kind: str, value: str) -> dict[str, Any] | 
     return None if pid is None else queries.profile_view(conn, ws, pid)
 
 
+class ApiError(BaseModel):
+    """The body of every error: a stable `code` (`invalid_request`, `unauthorized`, …) and a
+    message for people."""
+
+    code: str
+    message: str
+
+
+INVALID_REQUEST: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ApiError,
+        "description": "`invalid_request`: a parameter or the body fails its check; the "
+        "message starts with where (`query.limit: …`)",
+    }
+}
+"""The 400 every admin route may answer (an unknown query parameter is one on any route)."""
+
+
+def install_openapi(app: FastAPI) -> None:
+    """FastAPI documents a `422` with its own error list on every route with parameters; this
+    API answers those `400` with an `ApiError` (`install_error_handlers`), which the routes declare
+    with `INVALID_REQUEST`. So the 422 and its schemas are dropped from the served document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(name, None)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 _ERROR_CODES = {
     400: "invalid_request",  # the framework's own: a body that is not JSON or not UTF-8
     401: "unauthorized",
@@ -175,9 +212,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = _ERROR_CODES.get(exc.status_code, "error")
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(
-            {"code": code, "message": str(exc.detail)}, exc.status_code, headers=headers
-        )
+        body = ApiError(code=code, message=str(exc.detail))
+        return JSONResponse(body.model_dump(), exc.status_code, headers=headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -188,7 +224,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # FastAPI reads a body as JSON only when labelled so; `curl -d` labels it a form,
             # which failed as "Input should be a valid dictionary".
             message = "body: expected JSON, sent with Content-Type: application/json"
-        return JSONResponse({"code": "invalid_request", "message": message}, 400)
+        return JSONResponse(ApiError(code="invalid_request", message=message).model_dump(), 400)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)

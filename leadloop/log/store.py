@@ -63,6 +63,13 @@ def _start(conn: Conn) -> str:
     return "0" if conn.dialect == "sqlite" else "0:0"
 
 
+def processed_seq(conn: Conn, name: str) -> int:
+    """The `seq` of the last event the consumer `name` has processed, 0 before the first: the
+    cursor's log sequence number without PostgreSQL's `txid:` prefix. There the log is read in
+    `(txid, seq)` order, so an event of lower `seq` may still be ahead: `lag` counts those."""
+    return int(get_cursor(conn, name).rpartition(":")[2])
+
+
 def cursor_and_epoch(conn: Conn, name: str) -> tuple[str, int]:
     """`get_cursor` and the erasure epoch in one statement, for the processor's write; on
     PostgreSQL the epoch row is then held shared until commit (identity/erase.py)."""

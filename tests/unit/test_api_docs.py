@@ -59,7 +59,7 @@ def served(app: FastAPI) -> set[Route]:
     for route in iter_route_contexts(app.routes):
         methods = set(route.methods or ())
         if "GET" in methods:
-            methods.discard("HEAD")  # Starlette answers HEAD wherever it answers GET
+            methods.discard("HEAD")  # HEAD is answered wherever GET is (api/head.py)
         routes |= {(method, str(route.path)) for method in methods}
     routes |= {("POST", path) for path in tracking_paths()}
     routes.add(("POST", f"{INBOUND_PREFIX}{{workspace}}/{{source}}"))
