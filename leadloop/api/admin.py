@@ -176,6 +176,13 @@ INVALID_REQUEST: dict[int | str, dict[str, Any]] = {
 """The 400 every admin route may answer (an unknown query parameter is one on any route)."""
 
 
+ADMIN_TOKEN = "adminToken"
+UNAUTHORIZED: dict[str, Any] = {
+    "description": "`unauthorized`: no bearer admin token, or an unknown one",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
+}
+
+
 def install_openapi(app: FastAPI) -> None:
     """FastAPI documents a `422` with its own error list on every route with parameters; this
     API answers those `400` with an `ApiError` (`install_error_handlers`), which the routes declare
@@ -188,8 +195,21 @@ def install_openapi(app: FastAPI) -> None:
             for operations in schema["paths"].values():
                 for operation in operations.values():
                     operation["responses"].pop("422", None)
+                    # Every documented route takes the admin token (`bearer_workspace`), a
+                    # dependency FastAPI cannot see as security; declared here, Swagger UI
+                    # offers "Authorize" and sends the token.
+                    operation["security"] = [{ADMIN_TOKEN: []}]
+                    operation["responses"]["401"] = UNAUTHORIZED
+            components = schema["components"]
             for name in ("HTTPValidationError", "ValidationError"):
-                schema["components"]["schemas"].pop(name, None)
+                components["schemas"].pop(name, None)
+            components["securitySchemes"] = {
+                ADMIN_TOKEN: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an admin token (`leadloop tokens create`)",
+                }
+            }
         return build()
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -211,7 +231,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _ERROR_CODES.get(exc.status_code, "error")
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        # The exception's own headers are the answer's: a 405's `Allow` (which HTTP requires
+        # there) comes from the router that way.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         body = ApiError(code=code, message=str(exc.detail))
         return JSONResponse(body.model_dump(), exc.status_code, headers=headers)
 

@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leadloop.api.auth import admin_dependencies, bearer_workspace
+from leadloop.api.head import is_head
 from leadloop.api.limits import MAX_BODY_BYTES
 from leadloop.api.params import Limit
 from leadloop.channels import receipts as receipt_parsing
@@ -81,31 +82,33 @@ def channels_router(engine: Engine) -> APIRouter:
         token = verify(svc.keys(), request.path_params["token"], "o")
         if token is None:
             return _bad("unknown tracking token")
-        svc.hits.add(
-            service.Hit(
-                "open",
-                token.workspace,
-                token.message_id,
-                engine.clock.now(),
-                user_agent=request.headers.get("user-agent", ""),
+        if not is_head(request):  # a HEAD comes from a link checker or a prefetcher
+            svc.hits.add(
+                service.Hit(
+                    "open",
+                    token.workspace,
+                    token.message_id,
+                    engine.clock.now(),
+                    user_agent=request.headers.get("user-agent", ""),
+                )
             )
-        )
         return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
     async def click(request: Request) -> Response:
         token = verify(svc.keys(), request.path_params["token"], "c")
         if token is None:  # tampered, foreign or truncated: never redirect
             return _bad("this link is not valid")
-        svc.hits.add(
-            service.Hit(
-                "click",
-                token.workspace,
-                token.message_id,
-                engine.clock.now(),
-                url=token.url,
-                user_agent=request.headers.get("user-agent", ""),
+        if not is_head(request):  # a HEAD comes from a link checker, not a person
+            svc.hits.add(
+                service.Hit(
+                    "click",
+                    token.workspace,
+                    token.message_id,
+                    engine.clock.now(),
+                    url=token.url,
+                    user_agent=request.headers.get("user-agent", ""),
+                )
             )
-        )
         return RedirectResponse(token.url, 302, headers=_NO_STORE)
 
     async def unsubscribe(request: Request) -> Response:

@@ -9,7 +9,17 @@ auth included, and only the body is dropped; the OpenAPI document lists no HEAD 
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEAD_KEY = "leadloop.head"
+"""Set in the scope a route sees when the request was a HEAD answered as GET."""
+
+
+def is_head(request: Request) -> bool:
+    """Whether this GET is a HEAD underneath: a route whose GET records something (an open, a
+    click) leaves that out, since a HEAD comes from link checkers and prefetchers, not people."""
+    return bool(request.scope.get(HEAD_KEY, False))
 
 
 class HeadAsGet:
@@ -28,4 +38,4 @@ class HeadAsGet:
 
         # A copy: the server's own scope still says HEAD, so it frames the answer as one
         # (GET's Content-Length kept, no body bytes expected).
-        await self.app({**scope, "method": "GET"}, receive, without_body)
+        await self.app({**scope, "method": "GET", HEAD_KEY: True}, receive, without_body)

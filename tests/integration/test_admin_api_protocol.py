@@ -166,15 +166,20 @@ def test_head_without_a_token_is_a_401_as_get_is(wire: tuple[Callable[..., Answe
         assert ask("GET", path, token=False)[:2] == (status, headers), path
 
 
-def test_head_of_an_unsubscribe_link_does_not_unsubscribe(api: Api) -> None:
-    """The unsubscribe route tells its GET (the page) from its POST by the method, and HEAD went
-    the POST way: a link checker's HEAD suppressed the address."""
+def sent_email(api: Api) -> None:
+    """The record of an email `em-1` sent to ada@example.com, which tracking tokens name."""
     now = api.engine.clock.now()
     record = MessageRecord(
         "default", "em-1", None, "email", "t", None, None, "ada@example.com", "<e@x>",
         "sent", "", now, now, now,
     )  # fmt: skip
     api.engine.writer.submit(lambda c: records.create(c, record, now)).result()
+
+
+def test_head_of_an_unsubscribe_link_does_not_unsubscribe(api: Api) -> None:
+    """The unsubscribe route tells its GET (the page) from its POST by the method, and HEAD went
+    the POST way: a link checker's HEAD suppressed the address."""
+    sent_email(api)
     link = "/t/u/" + sign(services(api.engine).keys()[0], Token("u", "default", "em-1"))
 
     def suppressed() -> list[Any]:
@@ -185,3 +190,50 @@ def test_head_of_an_unsubscribe_link_does_not_unsubscribe(api: Api) -> None:
     assert (head.status_code, head.headers, head.content) == (200, page.headers, b"")
     assert "<form" in page.text and not suppressed()
     assert "You are unsubscribed" in api.client.post(link).text and suppressed()
+
+
+def test_head_of_a_tracked_link_or_pixel_records_nothing(api: Api) -> None:
+    """A HEAD answered as GET recorded an open or a click: link checkers and prefetchers send
+    them, so they inflated opens and clicks (and set off journeys' engagement branches)."""
+    sent_email(api)
+    key = services(api.engine).keys()[0]
+    pixel = "/t/o/" + sign(key, Token("o", "default", "em-1")) + ".gif"
+    link = "/t/c/" + sign(key, Token("c", "default", "em-1", "https://example.com/guide"))
+
+    def recorded() -> list[str]:
+        api.settle()
+        rows = api.engine.read_sync(lambda c: c.execute("SELECT event FROM events ORDER BY seq"))
+        return [str(r[0]) for r in rows]
+
+    head = api.client.head(pixel)
+    assert (head.status_code, head.headers["content-type"], head.content) == (200, "image/gif", b"")
+    head = api.client.head(link, follow_redirects=False)
+    assert (head.status_code, head.headers["location"]) == (302, "https://example.com/guide")
+    assert recorded() == []
+    assert api.client.get(pixel).status_code == 200
+    assert api.client.get(link, follow_redirects=False).status_code == 302
+    assert recorded() == ["Email Opened", "Email Link Clicked"]
+
+
+def test_a_405_names_the_methods_the_route_takes(api: Api) -> None:
+    r = api.client.get("/api/v1/clock/advance", headers=api.bearer())
+    assert (r.status_code, r.json()["code"]) == (405, "method_not_allowed")
+    assert r.headers["allow"] == "POST"
+
+
+def test_the_openapi_document_declares_the_admin_token_every_route_asks_for(api: Api) -> None:
+    """Swagger UI's "Authorize" (which docs/api.md points to) needs a security scheme, and the
+    document listed no 401 though every route answers one without the token."""
+    spec = api.client.get("/api/v1/openapi.json").json()
+    scheme = spec["components"]["securitySchemes"]["adminToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            assert operation["security"] == [{"adminToken": []}], (method, path)
+            schema = operation["responses"]["401"]["content"]["application/json"]["schema"]
+            assert resolve(spec, schema)["required"] == ["code", "message"]
+            concrete = path.replace("{profile_id}", "p_1").replace("{id}", "1")
+            concrete = concrete.replace("{account_id}", "acme").replace("{", "").replace("}", "")
+            r = api.client.request(method.upper(), concrete)
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            assert r.json()["code"] == "unauthorized"
