@@ -135,11 +135,13 @@ class Outgoing:
     message_id_header: str
 
 
-_HEADER_UNSAFE = re.compile(r"[\r\n]")
+# CR/LF would inject headers; the other C0 and C1 controls, DEL and the Unicode line and
+# paragraph separators are no text a reader should see, and NUL breaks some SMTP servers.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _header(value: str) -> str:
-    """One header line: no CR/LF (header injection); RFC 2047 for non-ASCII text."""
+    """One header line: control characters are spaces; RFC 2047 for non-ASCII text."""
     value = _HEADER_UNSAFE.sub(" ", value).strip()
     if value.isascii():
         return value

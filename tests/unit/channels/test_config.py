@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from leadloop.channels.config import parse_channels
-from leadloop.channels.email import decorate_html, rewrite_links
+from leadloop.channels.email import Envelope, compose, decorate_html, rewrite_links
 from leadloop.channels.fields import SCHEMA
 from leadloop.errors import PlaybookError
+from leadloop.personalization.templates import RenderedEmail
 from leadloop.playbook.load import parse_playbook
 
 
@@ -149,3 +150,19 @@ def test_only_the_href_attribute_of_a_link_is_rewritten() -> None:
         '<a href="https://t.test/c/5" href="https://a.test/second"><a title=">" href=https://ours>'
         '<link href="https://a.test/style.css"><abbr href="https://a.test/abbr"><a name=top>'
     )
+
+
+def test_header_values_carry_no_control_characters() -> None:
+    # compose() is the last stop for every header, whatever built the value.
+    rendered = RenderedEmail("Hi\x00Ada\x1b\u2028\x85\x7f!", "", "", "Hi")
+    envelope = Envelope(
+        "Acme <news@acme.test>",
+        "ada@example.com",
+        "m\x07-1",
+        "<m@acme.test>",
+        "https://t.test/u\x00",
+    )
+    head = compose(rendered, envelope, "", 0.0).data.partition(b"\r\n\r\n")[0].decode()
+    assert "Subject: Hi Ada    !\r\n" in head
+    assert "X-Leadloop-Message-Id: m -1\r\n" in head
+    assert "List-Unsubscribe: <https://t.test/u>\r\n" in head
