@@ -42,23 +42,47 @@ from leadloop.personalization.templates import RenderedEmail
 
 # --- the message ---------------------------------------------------------------------------
 
-_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+# The start tag of a hyperlink (HTML's are <a> and <area>), to its `>`: a quoted attribute value
+# may hold `>`. The three alternatives begin with different characters, so nothing backtracks.
+_LINK_TAG = re.compile(
+    r"""<(?:a|area)(?=[\t\n\f\r />])(?:"[^"]*"|'[^']*'|[^"'>])*>""", re.IGNORECASE
+)
+# One attribute of a start tag, as HTML tokenizes it: a name (so `data-href` is a name of its
+# own, never `href`), then optionally `=` and a value in " or ', or unquoted up to a space or `>`.
+_ATTRIBUTE = re.compile(
+    r"""([^\t\n\f\r />"'=][^\t\n\f\r />=]*)"""
+    r"""(?:([\t\n\f\r ]*=[\t\n\f\r ]*)("[^"]*"|'[^']*'|[^\t\n\f\r >]*))?"""
+)
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
 PREHEADER_STYLE = "display:none;max-height:0;overflow:hidden;mso-hide:all"
 
 
 def rewrite_links(markup: str, track: Callable[[str], str | None]) -> str:
-    """Every `<a href>` whose target `track` accepts points at the tracking URL it returns."""
+    """Every `<a href>` and `<area href>` whose target `track` accepts points at the tracking
+    URL it returns. `track` gets the URL a browser follows: entities decoded (`&amp;` is `&`)."""
 
-    def one(found: re.Match[str]) -> str:
-        target = html.unescape(found.group(3)).strip()
-        tracked = track(target)
-        if tracked is None:
-            return found.group(0)
-        return f"{found.group(1)}{found.group(2)}{html.escape(tracked)}{found.group(2)}"
+    def tag(found: re.Match[str]) -> str:
+        text = found.group(0)
+        # From 1: the tag's own name is read as an attribute named `a` or `area`, never `href`.
+        for attribute in _ATTRIBUTE.finditer(text, 1):
+            if attribute.group(1).lower() != "href":
+                continue
+            # A browser follows the first `href` and ignores any later one.
+            value = attribute.group(3)
+            if value is None:
+                return text
+            quote = value[0] if value[:1] in ('"', "'") else ""
+            target = html.unescape(value[len(quote) : len(value) - len(quote)]).strip()
+            tracked = track(target)
+            if tracked is None:
+                return text
+            wrap = quote or '"'
+            start, end = attribute.span(3)
+            return f"{text[:start]}{wrap}{html.escape(tracked)}{wrap}{text[end:]}"
+        return text
 
-    return _HREF.sub(one, markup)
+    return _LINK_TAG.sub(tag, markup)
 
 
 def decorate_html(markup: str, preheader: str, pixel_url: str | None) -> str:
@@ -111,11 +135,13 @@ class Outgoing:
     message_id_header: str
 
 
-_HEADER_UNSAFE = re.compile(r"[\r\n]")
+# CR/LF would inject headers; the other C0 and C1 controls, DEL and the Unicode line and
+# paragraph separators are no text a reader should see, and NUL breaks some SMTP servers.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _header(value: str) -> str:
-    """One header line: no CR/LF (header injection); RFC 2047 for non-ASCII text."""
+    """One header line: control characters are spaces; RFC 2047 for non-ASCII text."""
     value = _HEADER_UNSAFE.sub(" ", value).strip()
     if value.isascii():
         return value

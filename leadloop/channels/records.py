@@ -429,15 +429,17 @@ def emit(
     properties: dict[str, Any],
     at: float,
     received_at: float,
-) -> None:
+) -> bool:
     """Append an internal event to the log (same shape as `log.batch.Batch.flush`); a repeat
-    with the same `message_id` is dropped by the log's unique key."""
+    with the same `message_id` is dropped by the log's unique key. False for such a repeat."""
     body = {"type": "internal", "event": name, "profileId": profile_id, "properties": properties}
-    conn.execute(
+    inserted = conn.execute(
         "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body) "
-        "VALUES (?, ?, 'internal', ?, ?, ?, ?) ON CONFLICT (workspace_id, message_id) DO NOTHING",
+        "VALUES (?, ?, 'internal', ?, ?, ?, ?) ON CONFLICT (workspace_id, message_id) DO NOTHING "
+        "RETURNING message_id",
         (workspace, message_id, name, at, received_at, _encoder.encode(body).decode()),
     )
+    return bool(inserted)
 
 
 # --- the tracking key ---------------------------------------------------------------------------

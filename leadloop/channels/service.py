@@ -171,14 +171,6 @@ def apply_receipts(
             )
         if record is None:
             continue
-        status = RECEIPT_STATUS[receipt.status]
-        if receipt.status == "bounced" and not receipt.permanent:
-            status = "delivered" if record.status == "sent" else record.status
-            reason = f"soft bounce: {receipt.reason}"
-            records.transition(conn, record, "deferred", reason, at)
-        else:
-            reason = receipt.reason or f"{receipt.channel} reported {receipt.status}"
-            record = records.transition(conn, record, status, reason, at)
         name = receipt_event(receipt)
         if name is not None:
             props = {**record.properties(), "status": receipt.status}
@@ -191,9 +183,20 @@ def apply_receipts(
             soft = receipt.status == "bounced" and not receipt.permanent
             kind = "soft bounce" if soft else receipt.status
             event_id = _event_id("receipt", record.workspace_id, record.message_id, kind)
-            records.emit(
+            if not records.emit(
                 conn, record.workspace_id, event_id, name, record.profile_id, props, at, now
-            )
+            ):
+                # Its event is in the log already: a provider re-delivering the webhook. The
+                # history and the count already have it too.
+                continue
+        status = RECEIPT_STATUS[receipt.status]
+        if receipt.status == "bounced" and not receipt.permanent:
+            status = "delivered" if record.status == "sent" else record.status
+            reason = f"soft bounce: {receipt.reason}"
+            records.transition(conn, record, "deferred", reason, at)
+        else:
+            reason = receipt.reason or f"{receipt.channel} reported {receipt.status}"
+            record = records.transition(conn, record, status, reason, at)
         changed += 1
     return changed
 

@@ -382,8 +382,23 @@ def _filters() -> dict[str, Callable[..., Any]]:
     return {name: _metered(func) for name, func in chosen.items()}
 
 
+@pass_eval_context
+def _print_null_as_nothing(eval_ctx: EvalContext, value: Any) -> Any:
+    # A trait set to null (an identify clearing it, a form's empty field) printed "None" into
+    # the message; a reader expects nothing there. Only what `{{ }}` prints: `is none` and
+    # comparisons still see None. Taking the eval context makes Jinja call this at render time
+    # for constants too: folded at compile time, an HTML part's `{{ none }}` is escaped to
+    # "None" before finalize sees it.
+    return "" if value is None else value
+
+
 def _environment(autoescape: bool) -> _Sandbox:
-    env = _Sandbox(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
+    env = _Sandbox(
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=_print_null_as_nothing,
+    )
     env.filters = _filters()
     # No lipsum/cycler/joiner: only what message copy needs, each bounded.
     env.globals = {"range": _guarded_range, "dict": dict, "namespace": _SizedNamespace}

@@ -270,7 +270,8 @@ def validate_template(
 
 MAX_SUBJECT_CHARS = 255
 MAX_PREHEADER_CHARS = 500
-_WHITESPACE = re.compile(r"\s+")
+# Whitespace and control characters (C0, DEL, C1: NUL, ESC, U+0085...; `\s` has U+2028/U+2029).
+_WHITESPACE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,8 @@ def _email_parts(template: EmailTemplate) -> list[tuple[str, str, bool]]:
 
 
 def _one_line(part: str, text: str, limit: int) -> str | TemplateIssue:
-    # A header must not carry CR/LF (header injection); template whitespace folds to spaces.
+    # A header must not carry CR/LF (header injection) nor other control characters; template
+    # whitespace and controls fold to one space, so words they separated stay apart.
     line = _WHITESPACE.sub(" ", text).strip()
     if len(line) > limit:
         return TemplateIssue(IssueCode.LIMIT, f"{part} over {limit} characters", None, part)

@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from leadloop.api.channels import TrackingHits, channels_router
 from leadloop.app import Engine
+from leadloop.channels.email import PREHEADER_STYLE
 from leadloop.channels.sender import MessageSender
 from leadloop.channels.service import services
 from leadloop.config import Settings
@@ -78,6 +79,10 @@ def playbook(port: int) -> str:
                   <a href="{{{{ unsubscribe_url }}}}">Unsubscribe</a>
                   </body></html>
                 text: "Hello {{{{ traits.first_name }}}}, see https://acme.test/pricing"
+              controls:
+                subject: "Hi\\b{{{{ traits.nick }}}}\\x7f"
+                preheader: "Read\\athis\\Pnow"
+                html: "<p>Hi</p>"
               shout:
                 subject: "Hi"
                 text: "{{{{ traits.first_name * 100000 }}}}"
@@ -172,7 +177,11 @@ def mail(tmp_path: Path) -> Iterator[Mail]:
                 "/v1/identify",
                 json={
                     "userId": "ada",
-                    "traits": {"first_name": "Ada", "email": "Ada@Example.com"},
+                    "traits": {
+                        "first_name": "Ada",
+                        "email": "Ada@Example.com",
+                        "nick": "Ada\x1b\u2028\x85Lovelace\x7f",
+                    },
                     "messageId": "identify-ada",
                 },
                 headers={"Authorization": f"Basic {auth}"},
@@ -322,6 +331,17 @@ def test_connection_is_reused_across_messages(mail: Mail) -> None:
     assert len(mail.inbox.messages) == 5
     transport = next(iter(services(mail.engine)._smtp.values()))
     assert transport.connects <= services(mail.engine).smtp_connections
+
+
+def test_control_characters_never_reach_the_subject_or_preheader(mail: Mail) -> None:
+    # Backspace, DEL, BEL and U+2029 from the template; ESC, U+2028, U+0085, DEL from a trait.
+    mail.queue("em-ctl", template="controls")
+    assert mail.settled("em-ctl") == ("delivered", None)
+    message = mail.inbox.messages[0][2]
+    assert message["Subject"] == "Hi Ada Lovelace"
+    assert f'<div style="{PREHEADER_STYLE}">Read this now</div>' in html_part(message)
+    for name, value in message.items():
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]", str(value)), name
 
 
 def test_template_amplification_is_refused_at_send_time(mail: Mail) -> None:

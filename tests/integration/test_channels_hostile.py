@@ -191,6 +191,30 @@ def test_a_hard_bounce_after_a_soft_one_is_its_own_event(hooks: Api) -> None:
     assert status(hooks, "em-1") == "bounced"
 
 
+def test_a_receipt_delivered_twice_is_recorded_once(hooks: Api) -> None:
+    """Providers re-deliver a webhook whose answer they missed: its event is dropped by id, and
+    its history line and its `matched` count with it."""
+    notice = msgspec.json.encode({"type": "bounce", "message_id": "em-1", "reason": "5.1.1"})
+    sms = [("MessageSid", "SM123"), ("MessageStatus", "delivered")]
+    matched = []
+    for _ in range(2):
+        matched.append(email_post(hooks, notice, EMAIL_SECRET["default"]).json()["matched"])
+        assert meta_post(hooks, whatsapp("wamid.X", NUMBER["default"]), "meta-default").is_success
+        assert twilio_post(hooks, sms, "twilio-default").status_code == 200
+    assert matched == [1, 0]
+    history = hooks.engine.read_sync(
+        lambda c: c.execute("SELECT message_id, status FROM message_transitions ORDER BY id")
+    )
+    assert sorted(map(tuple, history)) == [
+        ("em-1", "bounced"),
+        ("em-1", "sent"),
+        ("sms-1", "delivered"),
+        ("sms-1", "sent"),
+        ("wa-1", "opened"),
+        ("wa-1", "sent"),
+    ]
+
+
 @pytest.mark.parametrize("secret", ["", "meta-nobody", "meta-default "])
 def test_a_wrong_meta_signature_is_a_401_and_changes_nothing(hooks: Api, secret: str) -> None:
     before = state(hooks)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from leadloop.channels.config import parse_channels
-from leadloop.channels.email import decorate_html, rewrite_links
+from leadloop.channels.email import Envelope, compose, decorate_html, rewrite_links
 from leadloop.channels.fields import SCHEMA
 from leadloop.errors import PlaybookError
+from leadloop.personalization.templates import RenderedEmail
 from leadloop.playbook.load import parse_playbook
 
 
@@ -116,3 +117,52 @@ def test_link_rewriting_and_preheader_escaping() -> None:
     assert "&lt;script&gt;x&lt;/script&gt;" in decorated and "<script>" not in decorated
     assert decorated.index("display:none") < decorated.index("href")
     assert decorated.endswith('style="display:block;border:0;width:1px;height:1px"></body>')
+
+
+def test_only_the_href_attribute_of_a_link_is_rewritten() -> None:
+    seen: list[str] = []
+
+    def track(url: str) -> str | None:
+        seen.append(url)
+        return None if "ours" in url else f"https://t.test/c/{len(seen)}"
+
+    markup = (
+        '<a data-href="https://a.test/data" href="https://a.test/real">'
+        '<a title="href=https://a.test/title" href=https://a.test/q?x=1&amp;y=2>'
+        "<A HREF='https://a.test/upper'><area shape=rect href = https://a.test/map/>"
+        '<a href="https://a.test/first" href="https://a.test/second"><a title=">" href=https://ours>'
+        '<link href="https://a.test/style.css"><abbr href="https://a.test/abbr"><a name=top>'
+    )
+    out = rewrite_links(markup, track)
+    # What the browser would follow: entities decoded, the first href only, no other attribute.
+    assert seen == [
+        "https://a.test/real",
+        "https://a.test/q?x=1&y=2",
+        "https://a.test/upper",
+        "https://a.test/map/",
+        "https://a.test/first",
+        "https://ours",
+    ]
+    assert out == (
+        '<a data-href="https://a.test/data" href="https://t.test/c/1">'
+        '<a title="href=https://a.test/title" href="https://t.test/c/2">'
+        "<A HREF='https://t.test/c/3'><area shape=rect href = \"https://t.test/c/4\">"
+        '<a href="https://t.test/c/5" href="https://a.test/second"><a title=">" href=https://ours>'
+        '<link href="https://a.test/style.css"><abbr href="https://a.test/abbr"><a name=top>'
+    )
+
+
+def test_header_values_carry_no_control_characters() -> None:
+    # compose() is the last stop for every header, whatever built the value.
+    rendered = RenderedEmail("Hi\x00Ada\x1b\u2028\x85\x7f!", "", "", "Hi")
+    envelope = Envelope(
+        "Acme <news@acme.test>",
+        "ada@example.com",
+        "m\x07-1",
+        "<m@acme.test>",
+        "https://t.test/u\x00",
+    )
+    head = compose(rendered, envelope, "", 0.0).data.partition(b"\r\n\r\n")[0].decode()
+    assert "Subject: Hi Ada    !\r\n" in head
+    assert "X-Leadloop-Message-Id: m -1\r\n" in head
+    assert "List-Unsubscribe: <https://t.test/u>\r\n" in head

@@ -66,6 +66,17 @@ def test_a_null_trait_takes_the_default() -> None:
     assert render_template(source, {"traits": {"first_name": "", "last": 0}}) == Rendered("Hi 0")
 
 
+@pytest.mark.parametrize("autoescape", [False, True])
+def test_a_null_trait_prints_nothing(autoescape: bool) -> None:
+    source = (
+        "Hi {{ traits.first_name }}{{ none }}{% set x %}[{{ traits.first_name }}]{% endset %}{{ x }}"
+        " {{ traits.first_name is none }} {{ traits.first_name == none }} {{ traits.plan }}"
+    )
+    context = {"traits": {"first_name": None, "plan": 0}}
+    result = render_template(source, context, autoescape=autoescape)
+    assert result == Rendered("Hi [] True True 0")
+
+
 def test_html_parts_autoescape() -> None:
     result = render_template("<b>{{ name }}</b>", {"name": "<script>"}, autoescape=True)
     assert result == Rendered("<b>&lt;script&gt;</b>")
