@@ -5,6 +5,7 @@ the profile gave advertising consent. Pure functions; `service` calls them per m
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from leadloop.conversions.capture import MatchKeys
@@ -85,10 +86,17 @@ def order_id_in(body: dict[str, Any]) -> str | None:
 def value_of(body: dict[str, Any], mapping: Mapping) -> float | None:
     paths = [mapping.value] if mapping.value else []
     for path in paths:
-        number = to_number(field_value(body, path))
+        number = _finite(field_value(body, path))
         if number is not None:
             return number
     return None
+
+
+def _finite(value: Any) -> float | None:
+    """`to_number`, except that a text of hundreds of digits (which `float` reads as infinity)
+    is no number: infinity goes out as JSON `null` and cannot be made an `int`."""
+    number = to_number(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def currency_of(body: dict[str, Any], mapping: Mapping) -> str | None:
@@ -121,8 +129,8 @@ def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
                 break
         if ident is None:
             continue
-        quantity = to_number(product.get("quantity"))
-        price = to_number(product.get("price"))
+        quantity = _finite(product.get("quantity"))
+        price = _finite(product.get("price"))
         name = product.get("name")
         category = product.get("category")
         out.append(
