@@ -47,6 +47,15 @@ def advertising_consent(
     return True, None
 
 
+def limited_data_use(config: ConversionsConfig, profile: Profile) -> bool:
+    """Whether the profile's `ldu_trait` turns on Meta LDU and TikTok `limited_data_use`.
+
+    Read like a consent trait: a CRM sends its flags as text (HubSpot's property values are
+    always strings), and a California contact flagged `"true"` must not be sent without LDU."""
+    trait = config.ldu_trait
+    return trait is not None and _as_bool(profile.traits.get(trait)) is True
+
+
 def _as_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
