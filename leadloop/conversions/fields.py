@@ -59,6 +59,10 @@ def limited_data_use(config: ConversionsConfig, profile: Profile) -> bool:
 def _as_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
+    if type(value) is int and value in (0, 1):
+        # As the texts "1" and "0" are: a form or CSV import writes 0 for "no", and ignoring it
+        # forwarded a refusal as "no signal" under `required: false`.
+        return value == 1
     if isinstance(value, str) and value.strip().lower() in ("true", "yes", "granted", "1"):
         return True
     if isinstance(value, str) and value.strip().lower() in ("false", "no", "denied", "0"):
