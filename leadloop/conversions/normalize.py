@@ -307,12 +307,14 @@ def normalize_country_google(country: str) -> str | None:
     return code.upper() if code else None
 
 
+_GENDERS = {"f": "f", "female": "f", "m": "m", "male": "m"}
+
+
 def normalize_gender_meta(gender: str) -> str | None:
+    """`f` or `m` (Meta doc); `female` and `male` as Meta's Node SDK maps them. Anything else is
+    not sent: reading the first letter made `Mx`, `Mujer` or `misc` male."""
     cleaned = _clean(gender)
-    if cleaned is None:
-        return None
-    first = cleaned.lower()[0]
-    return first if first in ("f", "m") else None
+    return _GENDERS.get(cleaned.lower()) if cleaned else None
 
 
 def normalize_date_of_birth_meta(date_of_birth: str) -> str | None:
