@@ -307,6 +307,18 @@ def test_country_matches_sdks(code: str, lower: bool, blank: str) -> None:
     assert normalize_country_google(written) == FORMATTER.process_region_code(written)
 
 
+def test_two_letters_that_are_no_country_are_not_sent() -> None:
+    # Meta's SDK refuses a code pycountry does not list (capi.md §1.3); Google's regionCode is
+    # ISO-3166-1 alpha-2 too (§2.4). `UK` is what CRMs often hold for Great Britain (`GB`).
+    for written in ("UK", "uk", "EU", "XX", "XK", "AC"):
+        with pytest.raises(TypeError):
+            meta_sdk("country", written)
+        assert normalize_country_meta(written) is None
+        assert normalize_country_google(written) is None
+    for code in _COUNTRIES:  # and every code pycountry lists is one
+        assert normalize_country_meta(code) == code.lower()
+
+
 @pytest.mark.parametrize(
     ("written", "expected"),
     [("f", "f"), (" F ", "f"), ("Female", "f"), ("m", "m"), ("MALE", "m")]
