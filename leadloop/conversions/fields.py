@@ -6,6 +6,7 @@ the profile gave advertising consent. Pure functions; `service` calls them per m
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from leadloop.conversions.capture import MatchKeys
@@ -105,9 +106,17 @@ def value_of(body: dict[str, Any], mapping: Mapping) -> float | None:
     return None
 
 
+_GROUPED = re.compile(r"\s*\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
+"""Commas as thousands separators: groups of three digits (`1,234.50`)."""
+
+
 def _finite(value: Any) -> float | None:
     """`to_number`, except that a text of hundreds of digits (which `float` reads as infinity)
-    is no number: infinity goes out as JSON `null` and cannot be made an `int`."""
+    is no number: infinity goes out as JSON `null` and cannot be made an `int`. Nor is a text
+    whose commas do not group thousands: `to_number` drops every comma, so a decimal comma
+    (`42,50`, forty-two fifty in much of Europe) was sent as a value of 4250."""
+    if isinstance(value, str) and "," in value and not _GROUPED.fullmatch(value):
+        return None
     number = to_number(value)
     return number if number is not None and math.isfinite(number) else None
 
