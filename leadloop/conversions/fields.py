@@ -5,6 +5,8 @@ the profile gave advertising consent. Pure functions; `service` calls them per m
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from leadloop.conversions.capture import MatchKeys
@@ -46,9 +48,22 @@ def advertising_consent(
     return True, None
 
 
+def limited_data_use(config: ConversionsConfig, profile: Profile) -> bool:
+    """Whether the profile's `ldu_trait` turns on Meta LDU and TikTok `limited_data_use`.
+
+    Read like a consent trait: a CRM sends its flags as text (HubSpot's property values are
+    always strings), and a California contact flagged `"true"` must not be sent without LDU."""
+    trait = config.ldu_trait
+    return trait is not None and _as_bool(profile.traits.get(trait)) is True
+
+
 def _as_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
+    if type(value) is int and value in (0, 1):
+        # As the texts "1" and "0" are: a form or CSV import writes 0 for "no", and ignoring it
+        # forwarded a refusal as "no signal" under `required: false`.
+        return value == 1
     if isinstance(value, str) and value.strip().lower() in ("true", "yes", "granted", "1"):
         return True
     if isinstance(value, str) and value.strip().lower() in ("false", "no", "denied", "0"):
@@ -85,10 +100,25 @@ def order_id_in(body: dict[str, Any]) -> str | None:
 def value_of(body: dict[str, Any], mapping: Mapping) -> float | None:
     paths = [mapping.value] if mapping.value else []
     for path in paths:
-        number = to_number(field_value(body, path))
+        number = _finite(field_value(body, path))
         if number is not None:
             return number
     return None
+
+
+_GROUPED = re.compile(r"\s*\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
+"""Commas as thousands separators: groups of three digits (`1,234.50`)."""
+
+
+def _finite(value: Any) -> float | None:
+    """`to_number`, except that a text of hundreds of digits (which `float` reads as infinity)
+    is no number: infinity goes out as JSON `null` and cannot be made an `int`. Nor is a text
+    whose commas do not group thousands: `to_number` drops every comma, so a decimal comma
+    (`42,50`, forty-two fifty in much of Europe) was sent as a value of 4250."""
+    if isinstance(value, str) and "," in value and not _GROUPED.fullmatch(value):
+        return None
+    number = to_number(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def currency_of(body: dict[str, Any], mapping: Mapping) -> str | None:
@@ -121,8 +151,8 @@ def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
                 break
         if ident is None:
             continue
-        quantity = to_number(product.get("quantity"))
-        price = to_number(product.get("price"))
+        quantity = _finite(product.get("quantity"))
+        price = _finite(product.get("price"))
         name = product.get("name")
         category = product.get("category")
         out.append(

@@ -292,13 +292,24 @@ def normalize_zip_google(zip_code: str) -> str | None:
     return _clean(zip_code)
 
 
+_ISO_3166_ALPHA_2 = frozenset(
+    code.lower()
+    for code in (phonenumbers.SUPPORTED_REGIONS | {"AQ", "BV", "GS", "HM", "PN", "TF", "UM"})
+    - {"AC", "TA", "XK"}
+)
+"""The 249 ISO-3166-1 alpha-2 codes: `phonenumbers`' regions, plus the seven without a telephone
+plan, less Ascension and Tristan da Cunha (ITU, not ISO) and Kosovo (user-assigned), as
+`pycountry`, which Meta's SDK checks with, lists them (tests compare the two)."""
+
+
 def normalize_country_meta(country: str) -> str | None:
-    """Lowercase ISO-3166-1 alpha-2 (`us`); anything else (`usa`) is not sent."""
+    """Lowercase ISO-3166-1 alpha-2 (`us`); anything else is not sent: not `usa`, and not two
+    letters that name no country (`uk`, `eu`), which Meta's SDK refuses as well (capi.md §1.3)."""
     cleaned = _clean(country)
     if cleaned is None:
         return None
     code = re.sub(r"[^a-z]", "", cleaned.lower())
-    return code if len(code) == 2 else None
+    return code if code in _ISO_3166_ALPHA_2 else None
 
 
 def normalize_country_google(country: str) -> str | None:
@@ -307,12 +318,14 @@ def normalize_country_google(country: str) -> str | None:
     return code.upper() if code else None
 
 
+_GENDERS = {"f": "f", "female": "f", "m": "m", "male": "m"}
+
+
 def normalize_gender_meta(gender: str) -> str | None:
+    """`f` or `m` (Meta doc); `female` and `male` as Meta's Node SDK maps them. Anything else is
+    not sent: reading the first letter made `Mx`, `Mujer` or `misc` male."""
     cleaned = _clean(gender)
-    if cleaned is None:
-        return None
-    first = cleaned.lower()[0]
-    return first if first in ("f", "m") else None
+    return _GENDERS.get(cleaned.lower()) if cleaned else None
 
 
 def normalize_date_of_birth_meta(date_of_birth: str) -> str | None:

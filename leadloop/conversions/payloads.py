@@ -85,7 +85,14 @@ _BLANK = re.compile(r"\s")
 def _slug(text: str) -> str:
     """Sources and stages are a few names per playbook (`order`, `Purchase`, `lead_MQL`): slugged
     once each, not once per conversion."""
-    return _SLUG.sub("_", text.strip().lower()).strip("_")
+    cleaned = text.strip().lower()
+    slug = _SLUG.sub("_", cleaned).strip("_")
+    if slug or not cleaned:
+        return slug
+    # A name without an ASCII letter or digit (`Покупка`, `購入`) slugged to nothing, and the
+    # ValueError stopped the processor's batch for good. Its digest stands in, distinct per name;
+    # ids of every other name stay as they were (a changed id is a duplicate at the platform).
+    return hashlib.sha256(cleaned.encode()).hexdigest()[:16]
 
 
 def split_batches(items: Sequence[T], size: int) -> list[list[T]]:

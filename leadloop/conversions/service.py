@@ -30,6 +30,7 @@ from leadloop.conversions.fields import (
     contents_of,
     currency_of,
     event_id_for,
+    limited_data_use,
     order_id_in,
     text_at,
     value_of,
@@ -234,7 +235,7 @@ class ConversionStage:
         user = user_identifiers(profile, identities, keys, mapping.identifiers)
         url = page_url(event)
         source = mapping.action_source or auto_source(stage is not None, user, url)
-        ldu = bool(config.ldu_trait and profile.traits.get(config.ldu_trait) is True)
+        ldu = limited_data_use(config, profile)
         base = Conversion(
             event_name=mapping.event_name,
             event_time=at,

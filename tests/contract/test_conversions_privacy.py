@@ -138,10 +138,17 @@ def test_limited_data_use_from_the_profile_reaches_meta_and_tiktok(
         h = rig.h
         h.send(someone("u1", limited_data_use=True), visit("u1"), order("o-1", user="u1"))
         h.send(someone("u2"), visit("u2"), order("o-2", user="u2"))
+        # A CRM's flag arrives as text (HubSpot's property values are strings): read like a
+        # consent trait. Before, only the JSON `true` counted, so `"true"` went out without LDU.
+        h.send(someone("u3", limited_data_use="true"), visit("u3"), order("o-3", user="u3"))
+        h.send(someone("u4", limited_data_use="false"), visit("u4"), order("o-4", user="u4"))
         h.settle()
         rig.drain()
 
     meta = {e["custom_data"]["order_id"]: e for e in rig.fake.meta.accepted}
+    assert meta["o-3"]["data_processing_options"] == ["LDU"]
+    assert meta["o-3"]["data_processing_options_state"] == 1000
+    assert meta["o-4"]["data_processing_options"] == []
     assert meta["o-1"]["data_processing_options"] == ["LDU"]
     assert meta["o-1"]["data_processing_options_country"] == 1
     assert meta["o-1"]["data_processing_options_state"] == 1000
@@ -151,3 +158,5 @@ def test_limited_data_use_from_the_profile_reaches_meta_and_tiktok(
     tiktok = {e["properties"]["order_id"]: e for e in rig.fake.tiktok.accepted}
     assert tiktok["o-1"]["limited_data_use"] is True
     assert tiktok["o-2"]["limited_data_use"] is False
+    assert tiktok["o-3"]["limited_data_use"] is True
+    assert tiktok["o-4"]["limited_data_use"] is False

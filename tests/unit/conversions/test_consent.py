@@ -44,6 +44,10 @@ def config(required: bool) -> ConversionsConfig:
         (False, {"ad_consent": "granted"}, (True, None)),
         # A denial is not forwarded, `required` or not.
         (False, {"ad_consent": False}, (False, WITHDRAWN)),
+        # A number 0 or 1 reads as the texts "0" and "1" do (a form or CSV import writes them).
+        (False, {"ad_consent": 0}, (False, WITHDRAWN)),
+        (True, {"ad_consent": 1}, (True, None)),
+        (False, {"ad_consent": 2}, (None, None)),
         # Not a consent value: no signal.
         (False, {"ad_consent": "maybe"}, (None, None)),
     ],

@@ -30,6 +30,7 @@ from leadloop.conversions.normalize import (
     normalize_email_google,
     normalize_email_meta,
     normalize_email_tiktok,
+    normalize_gender_meta,
     normalize_name_google,
     normalize_name_meta,
     normalize_phone_e164,
@@ -304,6 +305,29 @@ def test_country_matches_sdks(code: str, lower: bool, blank: str) -> None:
     written = f"{blank}{code.lower() if lower else code}{blank}"
     assert ours(normalize_country_meta(written)) == meta_sdk("country", written)
     assert normalize_country_google(written) == FORMATTER.process_region_code(written)
+
+
+def test_two_letters_that_are_no_country_are_not_sent() -> None:
+    # Meta's SDK refuses a code pycountry does not list (capi.md §1.3); Google's regionCode is
+    # ISO-3166-1 alpha-2 too (§2.4). `UK` is what CRMs often hold for Great Britain (`GB`).
+    for written in ("UK", "uk", "EU", "XX", "XK", "AC"):
+        with pytest.raises(TypeError):
+            meta_sdk("country", written)
+        assert normalize_country_meta(written) is None
+        assert normalize_country_google(written) is None
+    for code in _COUNTRIES:  # and every code pycountry lists is one
+        assert normalize_country_meta(code) == code.lower()
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("f", "f"), (" F ", "f"), ("Female", "f"), ("m", "m"), ("MALE", "m")]
+    # Meta takes `f` or `m` only: a word that merely starts with the letter is not a gender
+    # (`Mx` is a title, `Mujer` is Spanish for woman), and a wrong gender is sent as a fact.
+    + [(text, None) for text in ("Mx", "Mujer", "misc", "fluid", "unknown", "non-binary")],
+)
+def test_gender_is_f_or_m_or_not_sent(written: str, expected: str | None) -> None:
+    assert normalize_gender_meta(written) == expected
 
 
 def test_country_names_are_not_sent() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from leadloop.conversions.fields import event_id_for
 from leadloop.conversions.model import (
     Content,
     Conversion,
@@ -91,6 +92,18 @@ def test_event_ids_are_deterministic_and_unambiguous() -> None:
     )
     assert derive_event_id("sf", "00Q5e-Ab", "SQL") == "sf-00Q5e-Ab-sql"  # object id case kept
     assert derive_event_id("sf", "a", "b") == derive_event_id("sf", "a", "b")
+
+
+def test_event_ids_of_names_without_ascii_letters() -> None:
+    # A mapping `event: Покупка` (or a model and stage in Japanese) slugged to nothing: the
+    # ValueError escaped `event_id_for` inside the processor, whose batch was retried forever.
+    russian = derive_event_id("order", "o-1", "Покупка")
+    assert russian == derive_event_id("order", "o-1", " покупка ")
+    assert russian != derive_event_id("order", "o-1", "Заказ")
+    assert russian.startswith("order-o-1-") and "-" not in russian.removeprefix("order-o-1-")
+    assert event_id_for("leadloop", "p-1", "モデル_見込み客").startswith("leadloop-p-1-")
+    with pytest.raises(ValueError):
+        derive_event_id("order", "o-1", "   ")
 
 
 @pytest.mark.parametrize("object_id", ["", "jane@example.com", "a b"])

@@ -1,0 +1,35 @@
+"""What a mapping reads from an event body (`leadloop.conversions.fields`), on hostile input."""
+
+from __future__ import annotations
+
+from leadloop.conversions.config import Mapping
+from leadloop.conversions.fields import contents_of, value_of
+
+HUGE = "9" * 400
+"""Digits only, so `to_number` takes it, but past a float's range: `float()` makes it infinity."""
+
+
+def test_a_number_past_a_floats_range_is_no_quantity_price_or_value() -> None:
+    # `int(inf)` raised OverflowError inside the processor's batch, which is retried forever:
+    # one such checkout stopped every later event. Infinity as a value went out as JSON null.
+    body = {
+        "properties": {
+            "revenue": HUGE,
+            "products": [{"product_id": "sku-1", "quantity": HUGE, "price": HUGE}],
+        }
+    }
+    (content,) = contents_of(body, "properties.products")
+    assert (content.id, content.quantity, content.item_price) == ("sku-1", 1, None)
+    mapping = Mapping(id="purchase", event_name="Purchase", value="properties.revenue")
+    assert value_of(body, mapping) is None
+    assert value_of({"properties": {"revenue": "42.50"}}, mapping) == 42.5
+
+
+def test_a_decimal_comma_is_not_read_as_a_thousands_separator() -> None:
+    # `to_number` drops commas (`1,000` employees), so a European shop's "42,50" became a value
+    # of 4250 at Meta, Google and TikTok, and a price of 4250 in its contents.
+    mapping = Mapping(id="purchase", event_name="Purchase", value="properties.revenue")
+    for written, expected in [("42,50", None), ("1.234,56", None), ("1,234.50", 1234.5)]:
+        body = {"properties": {"revenue": written, "products": [{"id": "a", "price": written}]}}
+        assert value_of(body, mapping) == expected
+        assert contents_of(body, "properties.products")[0].item_price == expected
