@@ -31,6 +31,7 @@ from leadloop.conversions.model import UserIdentifiers
 from leadloop.conversions.regions import STATE_CODES
 from leadloop.digest import sha256 as _sha256
 from leadloop.digest import sha256_hex as sha256_hex
+from leadloop.identity.normalize import dialable
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
@@ -200,11 +201,7 @@ def normalize_phone_e164(phone: str, default_region: str | None = None) -> str |
             number = phonenumbers.parse(text, parse_region)
         except phonenumbers.NumberParseException:
             continue
-        plausible = (
-            phonenumbers.is_valid_number(number)
-            if must_be_valid
-            else phonenumbers.is_possible_number(number)
-        )
+        plausible = phonenumbers.is_valid_number(number) if must_be_valid else dialable(number)
         if plausible:
             return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     return None

@@ -53,9 +53,17 @@ def _e164(value: str, default_region: str | None) -> str | None:
         parsed = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(parsed):
+    if not dialable(parsed):
         return None
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def dialable(number: phonenumbers.PhoneNumber) -> bool:
+    """A length that reaches a line from anywhere: `is_possible_number` also accepts numbers
+    dialable only within their area (`555-1212` in the US), and those became a made-up E.164
+    (`+15551212`) shared by everyone with that local number, across area codes."""
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE)
 
 
 MAX_EXTERNAL_ID = 512

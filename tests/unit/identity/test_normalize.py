@@ -32,8 +32,8 @@ def test_the_region_does_not_change_a_number_in_e164_form(phone: str, region: st
 def test_normalize_phone_is_the_uncached_parse_in_the_given_region(
     phone: str, region: str | None
 ) -> None:
-    # `+0 (0) 2690000` in GB is `+2690000` and nothing without a region: looser `+` forms keep
-    # their region in the memo key.
+    # `+0 (0) 2690000` is read as `+2690000` in GB and as nothing without a region: looser `+`
+    # forms keep their region in the memo key.
     assert normalize_phone(phone, region) == normalize._e164.__wrapped__(phone, region)
 
 
@@ -48,4 +48,15 @@ def test_a_national_number_still_needs_its_region() -> None:
     assert normalize_phone("020 7946 0958", "GB") == "+442079460958"
     assert normalize_phone("020 7946 0958", None) is None
     assert normalize_phone("+44 20 7946 0958", "US") == "+442079460958"
-    assert normalize_phone("+0 (0) 2690000", "GB") == "+2690000"  # as phonenumbers reads it
+    # phonenumbers reads it as `+2690000`, a Comoros number too short to dial from outside.
+    assert normalize_phone("+0 (0) 2690000", "GB") is None
+
+
+def test_a_number_dialable_only_within_its_area_is_no_phone() -> None:
+    """`555-1212` was accepted as `+15551212`, a number nobody has, which every US profile with
+    that local number shared as an identity (and sent to the ad platforms as a match key)."""
+    for local in ("555-1212", "+1 555 1212", "5551212"):
+        assert normalize_phone(local, "US") is None, local
+        assert normalize_phone_e164(local, "US") is None, local
+    assert normalize_phone("202-555-1212", "US") == "+12025551212"
+    assert normalize_phone_e164("202-555-1212", "US") == "+12025551212"
