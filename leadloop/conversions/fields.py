@@ -9,13 +9,16 @@ import math
 import re
 from typing import Any
 
-from leadloop.conversions.capture import MatchKeys
+from leadloop.conversions.capture import MatchKeys, consent_signal
 from leadloop.conversions.config import ConversionsConfig, Mapping, field_value
 from leadloop.conversions.model import ActionSource, Content, UserIdentifiers
 from leadloop.conversions.payloads import derive_event_id
 from leadloop.digest import sha256_hex
 from leadloop.identity.model import Profile
+from leadloop.log.model import Event
 from leadloop.scoring.match import to_number
+
+WITHDRAWN = "advertising consent withdrawn"
 
 
 def advertising_consent(
@@ -44,8 +47,19 @@ def advertising_consent(
         return None, f"no advertising consent ({' or '.join(sources)} is not true)"
     _, latest = max(signals, key=lambda s: s[0])
     if not latest:
-        return False, "advertising consent withdrawn"
+        return False, WITHDRAWN
     return True, None
+
+
+def states_denial(config: ConversionsConfig, event: Event) -> bool:
+    """Whether this event itself says no to advertising: an identify setting a consent trait to
+    a denial, or a denial under `context.consent`. Only such an event can withdraw consent, so
+    only it makes the stage look for conversions still waiting to be sent."""
+    if event.type == "identify" and any(
+        _as_bool(event.traits.get(trait)) is False for trait in config.consent.traits
+    ):
+        return True
+    return consent_signal(event.body, config.consent.context) is False
 
 
 def limited_data_use(config: ConversionsConfig, profile: Profile) -> bool:

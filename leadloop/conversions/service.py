@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from leadloop.conversions import store
 from leadloop.conversions.capture import MatchKeys, capture_keys, merge_keys
 from leadloop.conversions.config import ConversionsConfig, Mapping
 from leadloop.conversions.fields import (
+    WITHDRAWN,
     advertising_consent,
     auto_source,
     contents_of,
@@ -32,6 +33,7 @@ from leadloop.conversions.fields import (
     event_id_for,
     limited_data_use,
     order_id_in,
+    states_denial,
     text_at,
     value_of,
 )
@@ -61,6 +63,8 @@ class _Cache:
     disabled); the recorded reason is written out once per batch (`flush`), not per event."""
     absorbed: set[tuple[str, str]] = field(default_factory=set)
     """Merged profiles whose keys a survivor has taken (`ConversionStage._absorb`)."""
+    withdrawn: set[tuple[str, str]] = field(default_factory=set)
+    """Profiles whose consent an event of this batch withdrew (`ConversionStage._withdraw`)."""
 
 
 def _cache(batch: Batch) -> _Cache:
@@ -134,6 +138,12 @@ class ConversionStage:
                 keys = merged
                 cache.dirty.add(ident)
         cache.keys[ident] = keys
+        if (
+            event.type != "internal"
+            and states_denial(config, event)
+            and advertising_consent(config, profile, keys)[0] is False
+        ):
+            self._withdraw(batch, cache, event.workspace_id, profile.id)
         for mapping in config.mappings:
             if mapping.track:
                 if (
@@ -178,10 +188,34 @@ class ConversionStage:
             keys = merge_keys(keys, theirs)
         return keys
 
+    @staticmethod
+    def _withdraw(batch: Batch, cache: _Cache, ws: str, pid: str) -> None:
+        """Nothing queued for `pid` before consent was withdrawn is sent: this batch's own rows
+        are not written (their log lines say why), and the outbox's are skipped at `flush`."""
+        cache.withdrawn.add((ws, pid))
+        ids = {pid, *batch.identity.absorbed_by(ws, pid)}
+        dropped: set[str] = set()
+        kept = []
+        for row in batch.outbox:
+            if row.kind == KIND and row.workspace_id == ws and row.profile_id in ids:
+                dropped.add(row.idempotency_key)
+            else:
+                kept.append(row)
+        if not dropped:
+            return
+        batch.outbox[:] = kept
+        for i, entry in enumerate(cache.log):
+            key = f"{entry.destination}:{entry.event_id}"
+            if entry.workspace_id == ws and entry.status == "queued" and key in dropped:
+                cache.log[i] = replace(entry, status="skipped", reason=WITHDRAWN)
+
     def flush(self, batch: Batch, conn: Conn) -> None:
         cache = batch.extra.get("conversions")
         if not isinstance(cache, _Cache):
             return
+        if cache.withdrawn:
+            final = sorted({(ws, batch.identity.final(ws, pid)) for ws, pid in cache.withdrawn})
+            store.skip_unsent(conn, final, KIND, WITHDRAWN, batch.now)
         merged = batch.identity.merged
         conn.executemany(
             "DELETE FROM conversion_keys WHERE workspace_id = ? AND profile_id = ?", list(merged)

@@ -13,6 +13,7 @@ from tests.contract.test_conversions_pipeline import (
     ENV,
     PLAYBOOK,
     Rig,
+    api_summary,
     open_rig,
     order,
     someone,
@@ -160,3 +161,42 @@ def test_limited_data_use_from_the_profile_reaches_meta_and_tiktok(
     assert tiktok["o-2"]["limited_data_use"] is False
     assert tiktok["o-3"]["limited_data_use"] is True
     assert tiktok["o-4"]["limited_data_use"] is False
+
+
+def test_withdrawn_consent_stops_the_conversions_still_waiting(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consent is checked when a conversion is queued; one waiting for a retry (the platform
+    was down) went out after the person withdrew it. Now the withdrawal skips it, and what the
+    same batch queued before the withdrawal is never queued; other people's rows are left."""
+    with open_rig(backend_url, playbook(tmp_path, PLAYBOOK), ENV, monkeypatch) as rig:
+        h = rig.h
+        rig.fake.meta.plan_server_error(500)
+        h.send(*(m for u in ("u1", "u3", "u4") for m in (someone(u), order(f"o-{u[1]}", user=u))))
+        h.settle()
+        rig.dispatcher.run_once()  # google and tiktok take them; meta's request fails
+        assert meta_statuses(rig) == {"o-1": "pending", "o-3": "pending", "o-4": "pending"}
+
+        rig.clock.advance(1)  # a later signal wins over the trait set with the order
+        h.send(someone("u1", consent=False))  # the trait, from a CRM or a preference centre
+        denial = {"consent": {"categoryPreferences": {"advertising": False}}}
+        h.send({**visit("u3"), "context": denial})  # a consent banner's answer on an event
+        h.send(someone("u2"), order("o-2", user="u2"), someone("u2", consent=False))
+        h.settle()
+        assert meta_statuses(rig) == {"o-1": "skipped", "o-3": "skipped", "o-4": "pending"}
+        why = h.sql("SELECT DISTINCT last_error FROM outbox WHERE status = 'skipped'")
+        assert why == [("advertising consent withdrawn",)]
+        assert not [k for (k,) in h.sql("SELECT idempotency_key FROM outbox") if "o-2" in str(k)]
+        assert {key: r for key, r in skipped(rig).items() if "o-2" in key[1]} == {
+            (dest, "order-o-2-purchase"): "advertising consent withdrawn"
+            for dest in ("meta", "google", "tiktok")
+        }
+        rig.drain()
+        assert [e["event_id"] for e in rig.fake.meta.accepted] == ["order-o-4-purchase"]
+        reasons = api_summary(h)["destinations"]["meta"]["skipped_reasons"]
+        assert reasons == [{"reason": "advertising consent withdrawn", "count": 3}]
+
+
+def meta_statuses(rig: Rig) -> dict[str, str]:
+    rows = rig.h.sql("SELECT idempotency_key, status FROM outbox WHERE destination = 'meta'")
+    return {str(k).removeprefix("meta:order-").removesuffix("-purchase"): str(s) for k, s in rows}
