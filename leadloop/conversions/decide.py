@@ -180,6 +180,11 @@ def _classify_google(
             for violation in detail.get("fieldViolations", []) or []
             if isinstance(violation, dict)
         ]
+        if fields and not any(f.startswith("events") for f in fields):
+            # The request's own settings (`destinations[0].productDestinationId`: a wrong
+            # conversion action) fail every request alike: splitting the batch down to single
+            # events only sent some 2 requests per event before each was dead-lettered.
+            return Reject(reason=f"{reason} ({', '.join(fields)})")
         return _one_bad_event(
             reason, batch_size, _find_index([*fields, str(error.get("message", ""))])
         )

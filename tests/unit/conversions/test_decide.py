@@ -110,6 +110,17 @@ def test_google_invalid_argument_fast_fails_the_batch() -> None:
     assert isinstance(classify_response("google", 400, {}, body), Reject)
 
 
+def test_google_invalid_destination_rejects_the_batch_without_splitting_it() -> None:
+    """A wrong setting of the request (here its conversion action) fails every part alike:
+    bisecting a batch of 2,000 sent about 4,000 requests before all were dead letters."""
+    violation = {"field": "destinations[0].productDestinationId", "description": "not found"}
+    detail = {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [violation]}
+    body = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "details": [detail]}}
+    outcome = classify_response("google", 400, {}, body, batch_size=2000)
+    assert isinstance(outcome, Reject)
+    assert "destinations[0].productDestinationId" in outcome.reason
+
+
 @pytest.mark.parametrize(("status", "grpc"), [(401, "UNAUTHENTICATED"), (403, "PERMISSION_DENIED")])
 def test_google_auth_errors_are_permanent(status: int, grpc: str) -> None:
     body = {"error": {"code": status, "status": grpc}}
