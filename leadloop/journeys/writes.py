@@ -225,10 +225,14 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
         state.sends,
         bulk=True,
     )
+    # One row per profile and channel: a later unsubscribe must not replace a bounce or a
+    # complaint (`policy.model.HARD_REASONS`), which unlike it stops transactional sends too.
     conn.executemany(
         "INSERT INTO suppressions (workspace_id, profile_id, channel, reason, created_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id, channel) DO UPDATE SET "
-        "reason = excluded.reason, created_at = excluded.created_at",
+        "reason = excluded.reason, created_at = excluded.created_at "
+        "WHERE suppressions.reason NOT IN ('bounced', 'complained') "
+        "OR excluded.reason IN ('bounced', 'complained')",
         state.new_suppressions,
         bulk=True,
     )
@@ -253,7 +257,10 @@ def flush_merges(conn: Conn, identity: IdentityBatch, absorbed: set[tuple[str, s
         conn.execute(
             "INSERT INTO suppressions (workspace_id, profile_id, channel, reason, created_at) "
             "SELECT workspace_id, ?, channel, reason, created_at FROM suppressions "
-            "WHERE workspace_id = ? AND profile_id = ? ON CONFLICT DO NOTHING",
+            "WHERE workspace_id = ? AND profile_id = ? ON CONFLICT (workspace_id, profile_id, "
+            "channel) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at "
+            "WHERE suppressions.reason NOT IN ('bounced', 'complained') "
+            "AND excluded.reason IN ('bounced', 'complained')",
             (final, ws, loser),
         )
         conn.execute(

@@ -165,3 +165,48 @@ def test_a_transactional_send_is_not_held_back_by_a_frequency_cap(
         h.advance(DAY)
         assert templates(h, pid) == ["receipt", "promo", "receipt", "promo"]
         assert instances(h, pid, "promo") == [DONE, DONE]
+
+
+def test_an_unsubscribe_after_a_complaint_or_a_bounce_still_stops_transactional_sends(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The list holds one row per profile and channel: a later unsubscribe must not replace
+    the complaint or bounce that stops even receipts (and a merge must not drop one either)."""
+    with flows(backend_url, tmp_path, POLICY) as h:
+        spam, bounced = person(h, "spam"), person(h, "bounced")
+        track(h, "spam", "Spam Reported")
+        track(h, "spam", "Unsubscribed")
+        track(h, "bounced", "Email Bounced")
+        track(h, "bounced", "Unsubscribed")
+        assert h.sql("SELECT profile_id, reason FROM suppressions ORDER BY reason") == [
+            (bounced, "bounced"),
+            (spam, "complained"),
+        ]
+        track(h, "spam", "Order Completed")
+        track(h, "bounced", "Order Completed")
+        assert templates(h, spam) == templates(h, bounced) == []
+        # A complaint then an unsubscribe in one batch: the row keeps the complaint too.
+        both = person(h, "both")
+        h.send(
+            {"type": "track", "userId": "both", "event": "Email Complained"},
+            {"type": "track", "userId": "both", "event": "Unsubscribed"},
+        )
+        h.settle()
+        assert h.sql("SELECT reason FROM suppressions WHERE profile_id = ?", both) == [
+            ("complained",)
+        ]
+        # A visitor whose address bounced merges into a known user who had unsubscribed.
+        h.send(
+            {"type": "identify", "anonymousId": "visitor", "traits": {"email": "v@x.test"}},
+            {"type": "track", "anonymousId": "visitor", "event": "Email Bounced"},
+        )
+        h.settle()
+        known = person(h, "known")
+        track(h, "known", "Unsubscribed")
+        h.send({"type": "identify", "userId": "known", "anonymousId": "visitor"})
+        h.settle()
+        survivor = h.profile("user_id", "known")
+        assert survivor is not None and survivor["id"] == known
+        assert h.sql("SELECT reason FROM suppressions WHERE profile_id = ?", known) == [
+            ("bounced",)
+        ]
