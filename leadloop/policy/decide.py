@@ -128,12 +128,14 @@ def cap_free_at(
     for cap in caps:
         if cap.channels and channel not in cap.channels:
             continue
+        # No upper bound: a send decided at a later instant than `at` is already earlier in
+        # the log (a timer is decided at its due time but reaches the log when it fires).
         times = sorted(
             s.at
             for s in sent
             if not s.transactional
             and (not cap.channels or s.channel in cap.channels)
-            and at - cap.per < s.at <= at
+            and at - cap.per < s.at
         )
         if len(times) < cap.max:
             continue

@@ -210,3 +210,39 @@ def test_an_unsubscribe_after_a_complaint_or_a_bounce_still_stops_transactional_
         assert h.sql("SELECT reason FROM suppressions WHERE profile_id = ?", known) == [
             ("bounced",)
         ]
+
+
+LATE_WAKE = (
+    POLICY
+    + """
+    - id: later
+      entry: { event: Go }
+      steps:
+        - { id: pause, type: wait, duration: 1h, next: later }
+        - { id: later, type: send, channel: email, template: promo }
+"""
+)
+
+
+def test_a_wake_up_fired_after_a_send_it_is_due_before_still_counts_that_send(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A timer reaches the log when the timer loop fires it (every 0.1 s, or later behind a
+    wave of wake-ups), but is decided at its due time: a send the log already holds from an
+    event received in between is earlier in the log, and counts against the cap."""
+    with flows(backend_url, tmp_path, LATE_WAKE) as h:
+        pid = person(h, "late")
+        track(h, "late", "Go")
+        assert h.engine.manual_clock is not None
+        h.engine.manual_clock.advance(3600 + 2)  # the wait ended 2 s ago; not fired yet
+        track(h, "late", "Promo")
+        assert templates(h, pid) == ["promo"]
+        h.engine.timers.fire_now()
+        h.settle()
+        assert templates(h, pid) == ["promo"]  # one message a day, not two within seconds
+        assert sends(h, pid)[-1] == (
+            "later",
+            "deferred",
+            "frequency cap: deferred to 2027-01-16 09:00 UTC",
+            START + 3600 + 2 + DAY,
+        )
