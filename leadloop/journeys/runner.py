@@ -308,8 +308,10 @@ def trait_instant(value: object, tz: Any) -> float | None:
             return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
         moment = datetime.fromisoformat(text)
     except ValueError:
+        # A number in a string (HubSpot sends dates as epoch milliseconds in strings) reads as
+        # the number would: milliseconds are not taken for seconds tens of thousands of years on.
         number = to_number(text)
-        return number
+        return None if number is None else trait_instant(number, tz)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     try:

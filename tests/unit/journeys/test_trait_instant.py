@@ -20,3 +20,9 @@ def test_a_time_beyond_the_years_datetime_holds_is_no_date(value: str) -> None:
 def test_times_at_the_edges_still_read() -> None:
     assert trait_instant("9999-12-31T09:00:00-14:00", UTC) == pytest.approx(253402297200.0)
     assert trait_instant("2024-05-01", UTC) == 1714521600.0
+
+
+@pytest.mark.parametrize("value", [1717027200000, "1717027200000", " 1717027200000 "])
+def test_epoch_milliseconds_in_a_string_read_as_the_number_does(value: object) -> None:
+    # HubSpot's webhooks carry a contact's date properties as epoch milliseconds in a string.
+    assert trait_instant(value, UTC) == 1717027200.0  # 2024-05-30, not the year 56,000
