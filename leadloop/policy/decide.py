@@ -170,11 +170,14 @@ def next_local_time(
         date = day + timedelta(days=offset)
         if weekdays and date.weekday() not in weekdays:
             continue
-        candidate = datetime(
-            date.year, date.month, date.day, minutes // 60, minutes % 60, tzinfo=tz
-        ).timestamp()
-        if candidate > at or (candidate == at and not strictly):
-            return candidate
+        wall = datetime(date.year, date.month, date.day, minutes // 60, minutes % 60, tzinfo=tz)
+        first, second = wall.timestamp(), wall.replace(fold=1).timestamp()
+        # When the clocks go back the time occurs twice: its second occurrence (fold=1, later)
+        # is a match too, or `at` inside the repeated hour waits a day. In a gap fold=1 is the
+        # earlier instant (a wall time that does not occur): only fold=0, just after the gap.
+        for candidate in (first, second) if second > first else (first,):
+            if candidate > at or (candidate == at and not strictly):
+                return candidate
     raise ValueError("no matching day within two weeks")  # unreachable with valid weekdays
 
 

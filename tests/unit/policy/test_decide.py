@@ -84,6 +84,21 @@ def test_next_local_time_crosses_dst() -> None:
     assert datetime.fromtimestamp(due, paris).day == 28
 
 
+def test_inside_the_repeated_hour_the_times_second_occurrence_is_next() -> None:
+    # New York goes back from 02:00 EDT to 01:00 EST on 2027-11-07: 01:10 EST (06:10 UTC) is
+    # 20 minutes before the second 01:30, not a day and 20 minutes.
+    new_york = ZoneInfo("America/New_York")
+    at = datetime(2027, 11, 7, 6, 10, tzinfo=UTC).timestamp()
+    second = datetime(2027, 11, 7, 6, 30, tzinfo=UTC).timestamp()
+    assert next_local_time(at, new_york, 90) == second
+    assert quiet_until(QuietHours(22 * 60, 90), "email", new_york, at) == second
+    # Before the first 01:30 it is the first one; in a gap, the moment just after it.
+    early = datetime(2027, 11, 7, 5, 10, tzinfo=UTC).timestamp()  # 01:10 EDT
+    assert next_local_time(early, new_york, 90) == second - 3600
+    spring = datetime(2027, 3, 14, 6, 50, tzinfo=UTC).timestamp()  # 01:50 EST, gap at 02:00
+    assert next_local_time(spring, new_york, 150) == spring + 40 * 60  # 03:30 EDT
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     sends=st.lists(st.floats(min_value=0, max_value=20 * DAY), max_size=12),
