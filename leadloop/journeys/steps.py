@@ -27,6 +27,7 @@ from leadloop.journeys.model import (
     WaitStep,
     WebhookStep,
 )
+from leadloop.journeys.policy import _minutes as local_minutes
 from leadloop.log.model import EVENT_TYPES
 from leadloop.playbook.fields import Fields, fail, type_name
 from leadloop.playbook.model import PlaybookWarning
@@ -203,10 +204,8 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
             step_id, duration=fields.duration("duration"), next=_ref(fields, "next", refs)
         )
     if kinds[0] == "until_time":
-        text = fields.text("until_time")
-        hh, sep, mm = text.partition(":")
-        if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
-            fields.fail("until_time", f"expected a local time like 09:30, got {text!r}")
+        # As quiet hours read it: an unquoted 10:00 is a YAML 1.1 number (600), not an error.
+        until = local_minutes(fields, "until_time")
         days = []
         for day in fields.texts("weekdays"):
             if day.casefold()[:3] not in WEEKDAYS:
@@ -214,7 +213,7 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
             days.append(WEEKDAYS.index(day.casefold()[:3]))
         return WaitStep(
             step_id,
-            until_time=int(hh) * 60 + int(mm),
+            until_time=until,
             weekdays=tuple(sorted(days)),
             next=_ref(fields, "next", refs),
         )

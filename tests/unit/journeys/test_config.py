@@ -127,3 +127,14 @@ def test_a_wait_must_be_a_finite_duration(duration: str) -> None:
     # `.inf` would park every instance on a timer that never falls due.
     err = error(flow(f"        - {{ id: w, type: wait, duration: {duration} }}"))
     assert err.field.endswith("steps[0].duration") and "expected a duration" in err.message
+
+
+@pytest.mark.parametrize(("written", "minutes"), [("10:00", 600), ("9:30", 570), ('"09:30"', 570)])
+def test_wait_until_time_reads_an_unquoted_time_as_quiet_hours_do(
+    written: str, minutes: int
+) -> None:
+    # YAML 1.1 reads an unquoted 10:00 as the number 600: it was "expected a string, got int".
+    journeys = load(flow(f"        - {{ id: w, type: wait, until_time: {written} }}"))
+    step = journeys.journeys[0].steps[0]  # type: ignore[attr-defined]
+    assert step.until_time == minutes
+    assert "until_time" in error(flow("        - { id: w, type: wait, until_time: 25:00 }")).field
