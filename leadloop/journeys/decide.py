@@ -70,6 +70,10 @@ def trigger_fires(
     position updated. `score_change` is the trigger model's (before, after) for this event."""
     trigger = journey.trigger
     if isinstance(trigger, EventTrigger):
+        if own_update(journey, event):
+            # Entering again on its own `update_profile` event would loop for good under
+            # `reentry: always`: the update ends an instance, the event starts the next.
+            return False, membership
         return matches_filter(event, trigger.when), membership
     if isinstance(trigger, StageTrigger):
         return stage_matches(trigger, moves), membership
@@ -84,6 +88,15 @@ def trigger_fires(
         now_in = all_hold(trigger.tests, facts, None, at)
         return (now_in and not membership.in_segment), replace(membership, in_segment=now_in)
     assert_never(trigger)
+
+
+def own_update(journey: Journey, event: Event) -> bool:
+    """Whether `event` is the `Journey Profile Updated` one of this journey's own steps."""
+    return (
+        event.type == "internal"
+        and event.event == PROFILE_UPDATE_EVENT
+        and event.properties.get("journey") == journey.id
+    )
 
 
 def may_enter(journey: Journey, membership: Membership, at: float) -> str | None:

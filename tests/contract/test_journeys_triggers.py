@@ -171,3 +171,32 @@ def test_a_segment_enters_when_its_last_condition_becomes_true(
         track(h, "count", "Pricing Viewed")
         assert instances(h, by_count, "seg") == [DONE, DONE]
         assert templates(h, by_count) == ["seg", "seg"]
+
+
+OWN_UPDATES = """
+journeys:
+  flows:
+    - id: starter
+      entry: { event: Trial Started }
+      steps:
+        - { id: tag, type: update_profile, add_tags: [trial] }
+    - id: tagger
+      entry: { event: Journey Profile Updated }
+      reentry: always
+      steps:
+        - { id: tag, type: update_profile, add_tags: [seen] }
+"""
+
+
+def test_a_journey_is_not_entered_by_its_own_profile_updates(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """`tagger` enters on any journey's profile update and makes one itself: its update ended
+    the instance and then entered it again, one instance and one event after another for good."""
+    with flows(backend_url, tmp_path, OWN_UPDATES) as h:
+        pid = person(h, "t")
+        track(h, "t", "Trial Started")  # settles: the log stops growing
+        assert instances(h, pid, "starter") == [DONE]
+        assert instances(h, pid, "tagger") == [DONE]  # from starter's update, not its own
+        profile = h.profile("user_id", "t")
+        assert profile is not None and set(profile["traits"]["tags"]) == {"trial", "seen"}
