@@ -107,6 +107,20 @@ def test_a_loop_through_a_wait_is_fine() -> None:
     )
 
 
+@pytest.mark.parametrize("wait", ["duration: 0s", "duration: 0", "until_trait: renewal_date"])
+def test_a_loop_through_a_wait_that_waits_at_most_once_is_a_loop_without_a_wait(
+    wait: str,
+) -> None:
+    # Back at such a wait, its instant has passed: the runner goes on, sending on every pass.
+    err = error(
+        flow(
+            "        - { id: s, type: send, channel: email, template: a, next: w }\n"
+            f"        - {{ id: w, type: wait, {wait}, next: s }}"
+        )
+    )
+    assert "loop without a wait" in err.message and err.line is not None
+
+
 def test_unknown_template_unknown_key_and_unknown_stage() -> None:
     assert (
         "unknown template 'zz'"
