@@ -137,6 +137,25 @@ class _Builder:
     def mark(self, node: yaml.Node) -> Mark:
         return Mark(self.file, node.start_mark.line + 1)
 
+    def construct(self, node: yaml.Node, mark: Mark, path: str) -> Any:
+        """A key's or scalar's value. YAML that parses can still fail here, which must be a
+        located error, not a traceback: an unknown tag (`!foo`, `!!python/...`), an impossible
+        date (`2024-13-45`), `!!int abc`, an integer past Python's 4,300-digit conversion limit,
+        and one past a float's range, which every number check (`math.isfinite`, `float()`)
+        raises `OverflowError` on."""
+        try:
+            value = self.constructor.construct_object(node)
+        except yaml.MarkedYAMLError as error:
+            raise PlaybookError(self.file, mark.line, path, str(error.problem)) from error
+        except ValueError as error:
+            raise PlaybookError(self.file, mark.line, path, f"invalid value: {error}") from error
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError as error:
+                raise PlaybookError(self.file, mark.line, path, "number too large") from error
+        return value
+
     def build(self, node: yaml.Node, path: str, depth: int = 0) -> Node:
         mark = self.mark(node)
         self.built += 1
@@ -160,8 +179,8 @@ class _Builder:
             values: dict[str, Node] = {}
             key_marks: dict[str, Mark] = {}
             for key_node, value_node in node.value:
-                key = self.constructor.construct_object(key_node)
                 key_mark = self.mark(key_node)
+                key = self.construct(key_node, key_mark, path)
                 if not isinstance(key, str):
                     raise PlaybookError(
                         self.file, key_mark.line, path, f"keys must be strings, got {key!r}"
@@ -178,7 +197,7 @@ class _Builder:
                 self.build(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value)
             )
             return Seq(items, tuple(range(len(items))), mark)
-        raw = self.constructor.construct_object(node)
+        raw = self.construct(node, mark, path)
         value = substitute(raw, self.env, mark, path) if isinstance(raw, str) else raw
         if isinstance(value, str) and "\x00" in value:  # written "\0" in a quoted string
             raise PlaybookError(self.file, mark.line, path, _NUL)

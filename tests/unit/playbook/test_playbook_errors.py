@@ -129,6 +129,14 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
         ("id: lead", "id: 'le\x00ad'", 8, "", "U+0000"),
         ("id: lead", 'id: "le\\nad"', 8, "scoring.models[0].id", "control characters"),
         ("version: 1\n", "", 1, "version", "missing required"),
+        # YAML that parses but whose values cannot be built, and numbers past a float's range
+        # (each number check raised OverflowError).
+        ("points: 15", "points: " + "9" * 400, 14, "scoring.models[0].fit[0].points", "too large"),
+        ("points: 15", "points: " + "9" * 5000, 14, "scoring.models[0].fit[0].points", "4300"),
+        ("points: 15", "points: !!int x", 14, "scoring.models[0].fit[0].points", "invalid"),
+        ("version: 1", "version: 2024-13-45", 1, "version", "month must be in 1..12"),
+        ("version: 1", "version: !secret 1", 1, "version", "constructor for the tag"),
+        ("id: lead", "id: lead\n      !foo x: 1", 9, "scoring.models[0]", "constructor"),
     ],
 )
 def test_errors_name_file_line_and_field(
