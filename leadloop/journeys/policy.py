@@ -89,6 +89,8 @@ def _minutes(fields: Fields, key: str) -> int:
         return text
     if isinstance(text, str):
         hh, sep, mm = text.partition(":")
-        if sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60:
+        # isascii: `isdigit` holds for '²', which `int` refuses (a traceback, not an error).
+        digits = sep and text.isascii() and hh.isdigit() and mm.isdigit()
+        if digits and int(hh) < 24 and int(mm) < 60:
             return int(hh) * 60 + int(mm)
     fields.fail(key, f"expected a local time like 21:00, got {text!r}")

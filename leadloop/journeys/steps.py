@@ -205,7 +205,9 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
     if kinds[0] == "until_time":
         text = fields.text("until_time")
         hh, sep, mm = text.partition(":")
-        if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+        # isascii: `isdigit` holds for '²', which `int` refuses (a traceback, not an error).
+        digits = sep and text.isascii() and hh.isdigit() and mm.isdigit()
+        if not (digits and int(hh) < 24 and int(mm) < 60):
             fields.fail("until_time", f"expected a local time like 09:30, got {text!r}")
         days = []
         for day in fields.texts("weekdays"):

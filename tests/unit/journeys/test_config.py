@@ -141,3 +141,11 @@ def test_a_wait_must_be_a_finite_duration(duration: str) -> None:
     # `.inf` would park every instance on a timer that never falls due.
     err = error(flow(f"        - {{ id: w, type: wait, duration: {duration} }}"))
     assert err.field.endswith("steps[0].duration") and "expected a duration" in err.message
+
+
+def test_a_time_of_day_in_other_digits_is_an_error() -> None:
+    # str.isdigit holds for '²', which int() refuses: a traceback, not an error.
+    err = error(flow("        - { id: w, type: wait, until_time: '09:\u00b2' }"))
+    assert err.field.endswith("steps[0].until_time") and "local time" in err.message
+    err = error("journeys:\n  policy: { quiet_hours: { start: '2\u00b2:00', end: '08:00' } }\n")
+    assert err.field == "journeys.policy.quiet_hours.start" and "local time" in err.message
