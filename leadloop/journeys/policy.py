@@ -28,7 +28,7 @@ def parse_policy(fields: JourneyFields) -> PolicyConfig:
     quiet = None
     quiet_fields = fields.sub("quiet_hours", "quiet_hours")
     if quiet_fields is not None:
-        start, end = _minutes(quiet_fields, "start"), _minutes(quiet_fields, "end")
+        start, end = local_minutes(quiet_fields, "start"), local_minutes(quiet_fields, "end")
         channels = quiet_fields.texts("channels")
         check_channels(quiet_fields, "channels", channels)
         quiet = QuietHours(start, end, channels)
@@ -82,7 +82,7 @@ def check_channels(fields: Fields, key: str, channels: Iterable[str]) -> None:
             fields.fail(key, f"unknown channel {channel!r} (expected: {', '.join(CHANNELS)})")
 
 
-def _minutes(fields: Fields, key: str) -> int:
+def local_minutes(fields: Fields, key: str) -> int:
     text = fields.value(key)
     # YAML 1.1 reads an unquoted 21:00 as a sexagesimal number (1260).
     if isinstance(text, int) and not isinstance(text, bool) and 0 <= text < 24 * 60:

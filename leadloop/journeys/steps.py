@@ -27,6 +27,7 @@ from leadloop.journeys.model import (
     WaitStep,
     WebhookStep,
 )
+from leadloop.journeys.policy import local_minutes
 from leadloop.log.model import EVENT_TYPES
 from leadloop.playbook.fields import Fields, fail, type_name
 from leadloop.playbook.model import PlaybookWarning
@@ -203,12 +204,8 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
             step_id, duration=fields.duration("duration"), next=_ref(fields, "next", refs)
         )
     if kinds[0] == "until_time":
-        text = fields.text("until_time")
-        hh, sep, mm = text.partition(":")
-        # isascii: `isdigit` holds for '²', which `int` refuses (a traceback, not an error).
-        digits = sep and text.isascii() and hh.isdigit() and mm.isdigit()
-        if not (digits and int(hh) < 24 and int(mm) < 60):
-            fields.fail("until_time", f"expected a local time like 09:30, got {text!r}")
+        # As quiet hours read theirs: unquoted, YAML 1.1 reads 10:30 as the number 630.
+        until_time = local_minutes(fields, "until_time")
         days = []
         for day in fields.texts("weekdays"):
             if day.casefold()[:3] not in WEEKDAYS:
@@ -216,7 +213,7 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
             days.append(WEEKDAYS.index(day.casefold()[:3]))
         return WaitStep(
             step_id,
-            until_time=int(hh) * 60 + int(mm),
+            until_time=until_time,
             weekdays=tuple(sorted(days)),
             next=_ref(fields, "next", refs),
         )

@@ -8,7 +8,7 @@ import pytest
 
 from leadloop.errors import PlaybookError
 from leadloop.journeys.config import journey_from_definition, parse_journeys
-from leadloop.journeys.model import SendStep, StageTrigger, WaitForStep
+from leadloop.journeys.model import SendStep, StageTrigger, WaitForStep, WaitStep
 from leadloop.playbook.load import parse_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -149,3 +149,10 @@ def test_a_time_of_day_in_other_digits_is_an_error() -> None:
     assert err.field.endswith("steps[0].until_time") and "local time" in err.message
     err = error("journeys:\n  policy: { quiet_hours: { start: '2\u00b2:00', end: '08:00' } }\n")
     assert err.field == "journeys.policy.quiet_hours.start" and "local time" in err.message
+
+
+def test_an_unquoted_time_of_day_waits_until_that_time() -> None:
+    # YAML 1.1 reads an unquoted 10:30 as the number 630 (but 09:30 as text).
+    journeys = load(flow("        - { id: w, type: wait, until_time: 10:30 }"))
+    step = journeys.journey("j").step("w")  # type: ignore[attr-defined]
+    assert isinstance(step, WaitStep) and step.until_time == 10 * 60 + 30
