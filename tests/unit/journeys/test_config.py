@@ -156,3 +156,23 @@ def test_an_unquoted_time_of_day_waits_until_that_time() -> None:
     journeys = load(flow("        - { id: w, type: wait, until_time: 10:30 }"))
     step = journeys.journey("j").step("w")  # type: ignore[attr-defined]
     assert isinstance(step, WaitStep) and step.until_time == 10 * 60 + 30
+
+
+@pytest.mark.parametrize(
+    ("step", "field"),
+    [
+        (
+            "{ id: s, type: split, paths: [{ weight: 1.0e+308 }, { weight: 1.0e+308 }] }",
+            "steps[0].paths",
+        ),
+        (
+            "{ id: s, type: send, channel: email, variants: "
+            "[{ template: a, weight: 1.0e+308 }, { template: b, weight: 1.0e+308 }] }",
+            "steps[0].variants",
+        ),
+    ],
+)
+def test_weights_that_add_up_to_infinity_are_an_error(step: str, field: str) -> None:
+    # Every share of an infinite total is 0: all profiles took the last path or variant.
+    err = error(flow(f"        - {step}").replace("[a]", "[a, b]"))
+    assert err.field.endswith(field) and "too large" in err.message
