@@ -131,6 +131,7 @@ class _Builder:
         self.file = file
         self.env = env
         self.built = 0
+        self.merged: dict[int, int] = {}
         # Only used for its scalar resolution (ints, floats, bools, dates): YAML 1.1 as PyYAML does.
         self.constructor = yaml.constructor.SafeConstructor()
 
@@ -156,6 +157,20 @@ class _Builder:
                 raise PlaybookError(self.file, mark.line, path, "number too large") from error
         return value
 
+    def flatten(self, node: yaml.MappingNode, mark: Mark, path: str) -> int:
+        """Resolve the mapping's `<<` merge keys; returns how many of its pairs, listed first,
+        came from merged mappings. Their keys may repeat (`<<: *defaults` then `template: b`
+        overrides the merged `template`), which is no duplicate. Counted once per node: an
+        alias visits it again, flattened already."""
+        if id(node) not in self.merged:
+            own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+            try:
+                self.constructor.flatten_mapping(node)
+            except yaml.MarkedYAMLError as error:
+                raise PlaybookError(self.file, mark.line, path, str(error.problem)) from error
+            self.merged[id(node)] = len(node.value) - own
+        return self.merged[id(node)]
+
     def build(self, node: yaml.Node, path: str, depth: int = 0) -> Node:
         mark = self.mark(node)
         self.built += 1
@@ -172,13 +187,11 @@ class _Builder:
                 self.file, mark.line, path, f"nested deeper than {MAX_DEPTH} levels"
             )
         if isinstance(node, yaml.MappingNode):
-            try:
-                self.constructor.flatten_mapping(node)  # resolves `<<` merge keys
-            except yaml.MarkedYAMLError as error:
-                raise PlaybookError(self.file, mark.line, path, str(error.problem)) from error
+            merged = self.flatten(node, mark, path)
             values: dict[str, Node] = {}
             key_marks: dict[str, Mark] = {}
-            for key_node, value_node in node.value:
+            from_merge: set[str] = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 key_mark = self.mark(key_node)
                 key = self.construct(key_node, key_mark, path)
                 if not isinstance(key, str):
@@ -188,7 +201,15 @@ class _Builder:
                 if "\x00" in key:
                     raise PlaybookError(self.file, key_mark.line, path, _NUL)
                 if key in values:
-                    raise PlaybookError(self.file, key_mark.line, join(path, key), "duplicate key")
+                    if index < merged:  # of two merged mappings, the first listed wins
+                        continue
+                    if key not in from_merge:
+                        raise PlaybookError(
+                            self.file, key_mark.line, join(path, key), "duplicate key"
+                        )
+                    from_merge.discard(key)  # the mapping's own key overrides a merged one
+                elif index < merged:
+                    from_merge.add(key)
                 key_marks[key] = key_mark
                 values[key] = self.build(value_node, join(path, key), depth + 1)
             return Map(values, key_marks, mark)

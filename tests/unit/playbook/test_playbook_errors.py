@@ -244,3 +244,22 @@ def test_aliases_within_the_limits_still_work(tmp_path: Path) -> None:
     path.write_text(reused, encoding="utf-8")
     playbook = load_playbook(path, env=ENV)
     assert len(playbook.models[0].engagement[0].when.where) == 2
+
+
+def test_a_merge_key_is_overridden_by_the_mappings_own_keys(tmp_path: Path) -> None:
+    """`<<: *name` then a key of its own is how merge keys are used, not a duplicate key."""
+    merged = GOOD.replace(
+        "            - {field: page.path, op: equals, value: /}",
+        "            - &home {field: page.path, op: equals, value: /}\n"
+        "            - {<<: *home, value: /pricing}",
+    )
+    path = tmp_path / "playbook.yaml"
+    path.write_text(merged, encoding="utf-8")
+    where = load_playbook(path, env=ENV).models[0].engagement[0].when.where
+    assert [(c.field, c.test.value) for c in where] == [
+        ("page.path", "/"),
+        ("page.path", "/pricing"),
+    ]
+    path.write_text(merged.replace("value: /pricing}", "value: /a, value: /b}"), encoding="utf-8")
+    with pytest.raises(PlaybookError, match="duplicate key"):
+        load_playbook(path, env=ENV)
