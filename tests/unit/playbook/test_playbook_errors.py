@@ -137,6 +137,14 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
         ("version: 1", "version: 2024-13-45", 1, "version", "month must be in 1..12"),
         ("version: 1", "version: !secret 1", 1, "version", "constructor for the tag"),
         ("id: lead", "id: lead\n      !foo x: 1", 9, "scoring.models[0]", "constructor"),
+        # Unquoted, a date is a `date`, which no event value (JSON) equals: it never matched.
+        (
+            "value: /}",
+            "value: 2024-06-01}",
+            19,
+            "scoring.models[0].engagement[0].where[0].value",
+            "quote a date",
+        ),
     ],
 )
 def test_errors_name_file_line_and_field(
