@@ -1,6 +1,6 @@
 """Checks on a journey's steps as a graph: every reference names a step of the journey (no
 dangling branch), every step is reachable from the first, and every cycle passes through a wait
-(`wait` or `wait_for`).
+(`wait` or `wait_for`) that waits on every pass.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def check_graph(steps: list[Step], nodes: dict[str, tuple[JourneyFields, Refs]])
         if step.id not in reached:
             nodes[step.id][0].fail("id", f"step {step.id!r} is unreachable from {steps[0].id!r}")
     # A cycle must pass through a wait: find cycles among the steps that do not wait.
-    quick = {s.id for s in steps if not isinstance(s, WAITING_TYPES)}
+    quick = {s.id for s in steps if not _waits(s)}
     state: dict[str, int] = {}
 
     def visit(step_id: str, trail: list[str]) -> None:
@@ -62,6 +62,15 @@ def check_graph(steps: list[Step], nodes: dict[str, tuple[JourneyFields, Refs]])
     for step_id in quick:
         if step_id not in state:
             visit(step_id, [step_id])
+
+
+def _waits(step: Step) -> bool:
+    """Whether the step waits on every pass. A `0s` wait never does, and an `until_trait` one
+    only once: back at it after it fell due, its instant has passed (the runner goes straight
+    on), so a loop through either alone runs until the step limit, sending on every pass."""
+    if isinstance(step, WaitStep):
+        return step.until_trait is None and step.duration != 0
+    return isinstance(step, WAITING_TYPES)
 
 
 def _loop_error(fields: JourneyFields, loop: list[str]) -> NoReturn:

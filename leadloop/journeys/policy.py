@@ -28,7 +28,7 @@ def parse_policy(fields: JourneyFields) -> PolicyConfig:
     quiet = None
     quiet_fields = fields.sub("quiet_hours", "quiet_hours")
     if quiet_fields is not None:
-        start, end = _minutes(quiet_fields, "start"), _minutes(quiet_fields, "end")
+        start, end = local_minutes(quiet_fields, "start"), local_minutes(quiet_fields, "end")
         channels = quiet_fields.texts("channels")
         check_channels(quiet_fields, "channels", channels)
         quiet = QuietHours(start, end, channels)
@@ -82,13 +82,15 @@ def check_channels(fields: Fields, key: str, channels: Iterable[str]) -> None:
             fields.fail(key, f"unknown channel {channel!r} (expected: {', '.join(CHANNELS)})")
 
 
-def _minutes(fields: Fields, key: str) -> int:
+def local_minutes(fields: Fields, key: str) -> int:
     text = fields.value(key)
     # YAML 1.1 reads an unquoted 21:00 as a sexagesimal number (1260).
     if isinstance(text, int) and not isinstance(text, bool) and 0 <= text < 24 * 60:
         return text
     if isinstance(text, str):
         hh, sep, mm = text.partition(":")
-        if sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60:
+        # isascii: `isdigit` holds for '²', which `int` refuses (a traceback, not an error).
+        digits = sep and text.isascii() and hh.isdigit() and mm.isdigit()
+        if digits and int(hh) < 24 and int(mm) < 60:
             return int(hh) * 60 + int(mm)
     fields.fail(key, f"expected a local time like 21:00, got {text!r}")

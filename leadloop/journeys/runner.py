@@ -283,7 +283,9 @@ def _wait_until(
         return at + step.duration, f"{step.duration:g}s"
     tz = policy.zone(facts.traits.get("timezone"), policy_config.default_timezone)
     if step.until_time is not None:
-        due = policy.next_local_time(at, tz, step.until_time, step.weekdays)
+        # Strictly after `at`: the timer of a loop through this wait (a daily digest) fires at
+        # the time itself, and "no wait" there would send round the loop until the step limit.
+        due = policy.next_local_time(at, tz, step.until_time, step.weekdays, strictly=True)
         hh, mm = divmod(step.until_time, 60)
         return due, f"until {hh:02d}:{mm:02d} {tz.key}"
     assert step.until_trait is not None

@@ -6,6 +6,7 @@ Each step comes back with its refs, every edge out of it with the key that names
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from leadloop.journeys.conditions import model_ref, parse_tests, stage_ref
@@ -27,7 +28,7 @@ from leadloop.journeys.model import (
     WaitStep,
     WebhookStep,
 )
-from leadloop.journeys.policy import _minutes as local_minutes
+from leadloop.journeys.policy import local_minutes
 from leadloop.log.model import EVENT_TYPES
 from leadloop.playbook.fields import Fields, fail, type_name
 from leadloop.playbook.model import PlaybookWarning
@@ -89,6 +90,7 @@ def parse_step(node: Node, path: str, context: ParseContext) -> tuple[Step, Refs
             paths.append(SplitPath(name, weight, target))
         if len(paths) < 2:
             fields.fail("paths", "a split needs at least two paths")
+        _finite_total(fields, "paths", [p.weight for p in paths])
         step = SplitStep(step_id, tuple(paths))
     elif kind == "update_profile":
         step = _update(fields, step_id, context, refs)
@@ -172,7 +174,15 @@ def _variants(
         variants.append(Variant(template, weight))
     if not variants:
         fields.fail("variants", "list at least one variant ({template, weight})")
+    _finite_total(fields, "variants", [v.weight for v in variants])
     return tuple(variants)
+
+
+def _finite_total(fields: JourneyFields, key: str, weights: list[float]) -> None:
+    """Each weight is finite, but two near a float's maximum sum to inf, and every share of
+    an infinite total is 0: all profiles would take the last path or variant."""
+    if not math.isfinite(sum(weights)):
+        fields.fail(key, "the weights are too large to add up; use smaller ones (e.g. 1 and 3)")
 
 
 def _declared(
@@ -204,8 +214,8 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
             step_id, duration=fields.duration("duration"), next=_ref(fields, "next", refs)
         )
     if kinds[0] == "until_time":
-        # As quiet hours read it: an unquoted 10:00 is a YAML 1.1 number (600), not an error.
-        until = local_minutes(fields, "until_time")
+        # As quiet hours read theirs: unquoted, YAML 1.1 reads 10:30 as the number 630.
+        until_time = local_minutes(fields, "until_time")
         days = []
         for day in fields.texts("weekdays"):
             if day.casefold()[:3] not in WEEKDAYS:
@@ -213,7 +223,7 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
             days.append(WEEKDAYS.index(day.casefold()[:3]))
         return WaitStep(
             step_id,
-            until_time=until,
+            until_time=until_time,
             weekdays=tuple(sorted(days)),
             next=_ref(fields, "next", refs),
         )

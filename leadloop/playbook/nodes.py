@@ -131,11 +131,45 @@ class _Builder:
         self.file = file
         self.env = env
         self.built = 0
+        self.merged: dict[int, int] = {}
         # Only used for its scalar resolution (ints, floats, bools, dates): YAML 1.1 as PyYAML does.
         self.constructor = yaml.constructor.SafeConstructor()
 
     def mark(self, node: yaml.Node) -> Mark:
         return Mark(self.file, node.start_mark.line + 1)
+
+    def construct(self, node: yaml.Node, mark: Mark, path: str) -> Any:
+        """A key's or scalar's value. YAML that parses can still fail here, which must be a
+        located error, not a traceback: an unknown tag (`!foo`, `!!python/...`), an impossible
+        date (`2024-13-45`), `!!int abc`, an integer past Python's 4,300-digit conversion limit,
+        and one past a float's range, which every number check (`math.isfinite`, `float()`)
+        raises `OverflowError` on."""
+        try:
+            value = self.constructor.construct_object(node)
+        except yaml.MarkedYAMLError as error:
+            raise PlaybookError(self.file, mark.line, path, str(error.problem)) from error
+        except ValueError as error:
+            raise PlaybookError(self.file, mark.line, path, f"invalid value: {error}") from error
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError as error:
+                raise PlaybookError(self.file, mark.line, path, "number too large") from error
+        return value
+
+    def flatten(self, node: yaml.MappingNode, mark: Mark, path: str) -> int:
+        """Resolve the mapping's `<<` merge keys; returns how many of its pairs, listed first,
+        came from merged mappings. Their keys may repeat (`<<: *defaults` then `template: b`
+        overrides the merged `template`), which is no duplicate. Counted once per node: an
+        alias visits it again, flattened already."""
+        if id(node) not in self.merged:
+            own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+            try:
+                self.constructor.flatten_mapping(node)
+            except yaml.MarkedYAMLError as error:
+                raise PlaybookError(self.file, mark.line, path, str(error.problem)) from error
+            self.merged[id(node)] = len(node.value) - own
+        return self.merged[id(node)]
 
     def build(self, node: yaml.Node, path: str, depth: int = 0) -> Node:
         mark = self.mark(node)
@@ -153,15 +187,13 @@ class _Builder:
                 self.file, mark.line, path, f"nested deeper than {MAX_DEPTH} levels"
             )
         if isinstance(node, yaml.MappingNode):
-            try:
-                self.constructor.flatten_mapping(node)  # resolves `<<` merge keys
-            except yaml.MarkedYAMLError as error:
-                raise PlaybookError(self.file, mark.line, path, str(error.problem)) from error
+            merged = self.flatten(node, mark, path)
             values: dict[str, Node] = {}
             key_marks: dict[str, Mark] = {}
-            for key_node, value_node in node.value:
-                key = self.constructor.construct_object(key_node)
+            from_merge: set[str] = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 key_mark = self.mark(key_node)
+                key = self.construct(key_node, key_mark, path)
                 if not isinstance(key, str):
                     raise PlaybookError(
                         self.file, key_mark.line, path, f"keys must be strings, got {key!r}"
@@ -169,7 +201,15 @@ class _Builder:
                 if "\x00" in key:
                     raise PlaybookError(self.file, key_mark.line, path, _NUL)
                 if key in values:
-                    raise PlaybookError(self.file, key_mark.line, join(path, key), "duplicate key")
+                    if index < merged:  # of two merged mappings, the first listed wins
+                        continue
+                    if key not in from_merge:
+                        raise PlaybookError(
+                            self.file, key_mark.line, join(path, key), "duplicate key"
+                        )
+                    from_merge.discard(key)  # the mapping's own key overrides a merged one
+                elif index < merged:
+                    from_merge.add(key)
                 key_marks[key] = key_mark
                 values[key] = self.build(value_node, join(path, key), depth + 1)
             return Map(values, key_marks, mark)
@@ -178,7 +218,7 @@ class _Builder:
                 self.build(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value)
             )
             return Seq(items, tuple(range(len(items))), mark)
-        raw = self.constructor.construct_object(node)
+        raw = self.construct(node, mark, path)
         value = substitute(raw, self.env, mark, path) if isinstance(raw, str) else raw
         if isinstance(value, str) and "\x00" in value:  # written "\0" in a quoted string
             raise PlaybookError(self.file, mark.line, path, _NUL)

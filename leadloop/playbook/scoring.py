@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any
 
 from leadloop.log.model import EVENT_TYPES
@@ -123,6 +124,14 @@ def _predicate(fields: Fields, *, fold: bool = False) -> Predicate:
         return Predicate(operator, fields.boolean("value", True))
     if value is None:
         fields.fail("value", f"operator {operator!r} needs a value")
+    if isinstance(value, date | bytes):  # a datetime is a date
+        # Unquoted, YAML reads 2024-06-01 as a date (and `!!binary` as bytes), which no event or
+        # trait value, JSON, equals: the condition could never hold.
+        fields.fail(
+            "value",
+            f"expected a string, number or boolean, got {type(value).__name__} "
+            "(quote a date: '2024-06-01')",
+        )
     if operator == "in" and not isinstance(value, list):
         fields.fail("value", "operator 'in' needs a list")
     if operator in NUMERIC_OPERATORS and (

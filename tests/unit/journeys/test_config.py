@@ -107,6 +107,20 @@ def test_a_loop_through_a_wait_is_fine() -> None:
     )
 
 
+@pytest.mark.parametrize("wait", ["duration: 0s", "duration: 0", "until_trait: renewal_date"])
+def test_a_loop_through_a_wait_that_waits_at_most_once_is_a_loop_without_a_wait(
+    wait: str,
+) -> None:
+    # Back at such a wait, its instant has passed: the runner goes on, sending on every pass.
+    err = error(
+        flow(
+            "        - { id: s, type: send, channel: email, template: a, next: w }\n"
+            f"        - {{ id: w, type: wait, {wait}, next: s }}"
+        )
+    )
+    assert "loop without a wait" in err.message and err.line is not None
+
+
 def test_unknown_template_unknown_key_and_unknown_stage() -> None:
     assert (
         "unknown template 'zz'"
@@ -138,3 +152,31 @@ def test_wait_until_time_reads_an_unquoted_time_as_quiet_hours_do(
     step = journeys.journeys[0].steps[0]  # type: ignore[attr-defined]
     assert step.until_time == minutes
     assert "until_time" in error(flow("        - { id: w, type: wait, until_time: 25:00 }")).field
+
+
+def test_a_time_of_day_in_other_digits_is_an_error() -> None:
+    # str.isdigit holds for '²', which int() refuses: a traceback, not an error.
+    err = error(flow("        - { id: w, type: wait, until_time: '09:\u00b2' }"))
+    assert err.field.endswith("steps[0].until_time") and "local time" in err.message
+    err = error("journeys:\n  policy: { quiet_hours: { start: '2\u00b2:00', end: '08:00' } }\n")
+    assert err.field == "journeys.policy.quiet_hours.start" and "local time" in err.message
+
+
+@pytest.mark.parametrize(
+    ("step", "field"),
+    [
+        (
+            "{ id: s, type: split, paths: [{ weight: 1.0e+308 }, { weight: 1.0e+308 }] }",
+            "steps[0].paths",
+        ),
+        (
+            "{ id: s, type: send, channel: email, variants: "
+            "[{ template: a, weight: 1.0e+308 }, { template: b, weight: 1.0e+308 }] }",
+            "steps[0].variants",
+        ),
+    ],
+)
+def test_weights_that_add_up_to_infinity_are_an_error(step: str, field: str) -> None:
+    # Every share of an infinite total is 0: all profiles took the last path or variant.
+    err = error(flow(f"        - {step}").replace("[a]", "[a, b]"))
+    assert err.field.endswith(field) and "too large" in err.message

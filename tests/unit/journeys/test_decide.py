@@ -13,6 +13,7 @@ from leadloop.journeys.model import (
     EventTrigger,
     Journey,
     Membership,
+    QueueSend,
     Reentry,
     SendStep,
     SplitPath,
@@ -100,6 +101,27 @@ def test_a_stale_timer_changes_nothing_and_reentry_rules_hold() -> None:
     assert decide.may_enter(every, Membership(entries=1, last_entered_at=T0), T0 + 3600) is not None
     assert decide.may_enter(every, Membership(entries=1, last_entered_at=T0), T0 + 86400) is None
     assert advance is not None
+
+
+def test_a_daily_loop_sends_once_when_its_time_of_day_wait_falls_due() -> None:
+    daily = Journey(
+        id="digest",
+        version="v1",
+        trigger=EventTrigger(EventFilter(names=("Go",))),
+        steps=(
+            WaitStep("nine", until_time=9 * 60 + 30, next="send"),
+            SendStep("send", ("email",), "digest", next="nine"),
+        ),
+    )
+    _m, entered = enter(daily, "p")
+    waiting = entered.instance
+    due = waiting.due_at
+    assert due is not None and due > T0
+    # The timer fires at 09:30 itself, and the loop comes back to the wait at that instant.
+    woken = decide.on_timer(waiting, daily, waiting.token, FakeFacts(), PolicyConfig(), due)
+    assert woken is not None
+    assert len([e for e in woken.effects if isinstance(e, QueueSend)]) == 1
+    assert (woken.instance.step, woken.instance.due_at) == ("nine", due + 86400)
 
 
 def test_engagement_is_recorded_with_implied_steps() -> None:

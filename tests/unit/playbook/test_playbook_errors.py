@@ -129,6 +129,22 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
         ("id: lead", "id: 'le\x00ad'", 8, "", "U+0000"),
         ("id: lead", 'id: "le\\nad"', 8, "scoring.models[0].id", "control characters"),
         ("version: 1\n", "", 1, "version", "missing required"),
+        # YAML that parses but whose values cannot be built, and numbers past a float's range
+        # (each number check raised OverflowError).
+        ("points: 15", "points: " + "9" * 400, 14, "scoring.models[0].fit[0].points", "too large"),
+        ("points: 15", "points: " + "9" * 5000, 14, "scoring.models[0].fit[0].points", "4300"),
+        ("points: 15", "points: !!int x", 14, "scoring.models[0].fit[0].points", "invalid"),
+        ("version: 1", "version: 2024-13-45", 1, "version", "month must be in 1..12"),
+        ("version: 1", "version: !secret 1", 1, "version", "constructor for the tag"),
+        ("id: lead", "id: lead\n      !foo x: 1", 9, "scoring.models[0]", "constructor"),
+        # Unquoted, a date is a `date`, which no event value (JSON) equals: it never matched.
+        (
+            "value: /}",
+            "value: 2024-06-01}",
+            19,
+            "scoring.models[0].engagement[0].where[0].value",
+            "quote a date",
+        ),
     ],
 )
 def test_errors_name_file_line_and_field(
@@ -236,3 +252,22 @@ def test_aliases_within_the_limits_still_work(tmp_path: Path) -> None:
     path.write_text(reused, encoding="utf-8")
     playbook = load_playbook(path, env=ENV)
     assert len(playbook.models[0].engagement[0].when.where) == 2
+
+
+def test_a_merge_key_is_overridden_by_the_mappings_own_keys(tmp_path: Path) -> None:
+    """`<<: *name` then a key of its own is how merge keys are used, not a duplicate key."""
+    merged = GOOD.replace(
+        "            - {field: page.path, op: equals, value: /}",
+        "            - &home {field: page.path, op: equals, value: /}\n"
+        "            - {<<: *home, value: /pricing}",
+    )
+    path = tmp_path / "playbook.yaml"
+    path.write_text(merged, encoding="utf-8")
+    where = load_playbook(path, env=ENV).models[0].engagement[0].when.where
+    assert [(c.field, c.test.value) for c in where] == [
+        ("page.path", "/"),
+        ("page.path", "/pricing"),
+    ]
+    path.write_text(merged.replace("value: /pricing}", "value: /a, value: /b}"), encoding="utf-8")
+    with pytest.raises(PlaybookError, match="duplicate key"):
+        load_playbook(path, env=ENV)
