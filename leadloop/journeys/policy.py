@@ -29,6 +29,9 @@ def parse_policy(fields: JourneyFields) -> PolicyConfig:
     quiet_fields = fields.sub("quiet_hours", "quiet_hours")
     if quiet_fields is not None:
         start, end = local_minutes(quiet_fields, "start"), local_minutes(quiet_fields, "end")
+        if start == end:
+            # Read as no quiet hours at all, while whoever wrote it more likely meant all day.
+            quiet_fields.fail("end", "the same time as start: that is no quiet hours at all")
         channels = quiet_fields.texts("channels")
         check_channels(quiet_fields, "channels", channels)
         quiet = QuietHours(start, end, channels)

@@ -37,7 +37,7 @@ from leadloop.playbook.scoring import _filter as parse_filter
 from leadloop.policy.model import CHANNELS
 from leadloop.scoring.model import EventFilter
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 Refs = list[tuple[str, str | None]]
 """(key, step id) pairs: every edge out of a step, with the key that names it."""
@@ -218,9 +218,14 @@ def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
         until_time = local_minutes(fields, "until_time")
         days = []
         for day in fields.texts("weekdays"):
-            if day.casefold()[:3] not in WEEKDAYS:
-                fields.fail("weekdays", f"expected days like mon, tue, got {day!r}")
-            days.append(WEEKDAYS.index(day.casefold()[:3]))
+            # A day's name or the start of it (`tue`, `tues`); `monkey` was read as Monday.
+            name = day.strip().casefold()
+            found = [
+                i for i, full in enumerate(_DAY_NAMES) if len(name) >= 3 and full.startswith(name)
+            ]
+            if not found:
+                fields.fail("weekdays", f"expected days like mon, tues or friday, got {day!r}")
+            days.append(found[0])
         return WaitStep(
             step_id,
             until_time=until_time,

@@ -180,3 +180,20 @@ def test_weights_that_add_up_to_infinity_are_an_error(step: str, field: str) -> 
     # Every share of an infinite total is 0: all profiles took the last path or variant.
     err = error(flow(f"        - {step}").replace("[a]", "[a, b]"))
     assert err.field.endswith(field) and "too large" in err.message
+
+
+def test_weekdays_are_day_names_or_their_starts() -> None:
+    journeys = load(
+        flow("        - { id: w, type: wait, until_time: '09:30', weekdays: [Fri, tues, monday] }")
+    )
+    step = journeys.journeys[0].steps[0]  # type: ignore[attr-defined]
+    assert step.weekdays == (0, 1, 4)
+    for wrong in ("monkey", "mo", "sundays", "frid ay"):
+        text = f"        - {{ id: w, type: wait, until_time: '09:30', weekdays: ['{wrong}'] }}"
+        err = error(flow(text))
+        assert err.field.endswith("steps[0].weekdays") and repr(wrong) in err.message, wrong
+
+
+def test_quiet_hours_that_start_and_end_together_are_an_error() -> None:
+    err = error("journeys:\n  policy: { quiet_hours: { start: '21:00', end: '21:00' } }\n")
+    assert err.field == "journeys.policy.quiet_hours.end" and "same time" in err.message
