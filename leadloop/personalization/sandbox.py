@@ -134,7 +134,14 @@ class _SizedNamespace(Namespace):
 
 
 _ITERATE = f"{__name__}._iterate"
+_TEXT = f"{__name__}._text"
 _T = TypeVar("_T")
+
+
+def _text(value: Any) -> Any:
+    """An operand of `~`: a null is joined as nothing, as `{{ }}` prints it (`"Hi " ~ name`
+    gave "Hi None")."""
+    return "" if value is None else value
 
 
 def _iterate(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -152,6 +159,11 @@ class _GuardedCodeGenerator(CodeGenerator):
             line = loop.iter.lineno
             guard = nodes.ImportedName(_ITERATE, lineno=line)
             loop.iter = nodes.Call(guard, [loop.iter], [], None, None, lineno=line)
+        for concat in node.find_all(nodes.Concat):
+            concat.nodes = [
+                nodes.Call(nodes.ImportedName(_TEXT), [part], [], None, None, lineno=part.lineno)
+                for part in concat.nodes
+            ]
         super().visit_Template(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -293,6 +305,7 @@ def _join(eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: A
     items = list(value)
     if attribute is not None:
         items = list(map(filters.make_attrgetter(eval_ctx.environment, attribute), items))
+    items = [_text(item) for item in items]  # a null joins as nothing, as it prints
     limit = _charge(len(items)).max_output_chars
     _require(
         sum(len(str(item)) for item in items) + len(d) * len(items) <= limit,

@@ -71,10 +71,12 @@ def test_a_null_trait_prints_nothing(autoescape: bool) -> None:
     source = (
         "Hi {{ traits.first_name }}{{ none }}{% set x %}[{{ traits.first_name }}]{% endset %}{{ x }}"
         " {{ traits.first_name is none }} {{ traits.first_name == none }} {{ traits.plan }}"
+        # `~` and `join` turned a null into "None" too: 'Hi ' ~ traits.first_name gave "Hi None".
+        "|{{ 'Hi ' ~ traits.first_name ~ '!' }}|{{ [traits.first_name, 'L'] | join(' ') }}"
     )
     context = {"traits": {"first_name": None, "plan": 0}}
     result = render_template(source, context, autoescape=autoescape)
-    assert result == Rendered("Hi [] True True 0")
+    assert result == Rendered("Hi [] True True 0|Hi !| L")
 
 
 def test_html_parts_autoescape() -> None:
