@@ -73,6 +73,12 @@ def user_identifiers(
     if "phone" in wanted:
         # Identity-graph phones are E.164 as `phonenumbers` formats them; a trait is raw text.
         phone = by_type.get("phone") or _canonical_phone(_trait(traits, "phone"))
+    phone_region = None
+    if phone is not None and not phone.startswith("+"):
+        # A national number is read in the person's own country when the profile names one
+        # (`country: GB`), not in the destination's `default_region` that suits most people.
+        named = _trait(traits, "address.country", "country")
+        phone_region = None if named is None else norm.normalize_country_google(named)
     if "name" in wanted and not _NAME_TRAITS.isdisjoint(traits):
         first = _trait(traits, "firstName", "first_name")
         last = _trait(traits, "lastName", "last_name")
@@ -107,9 +113,10 @@ def user_identifiers(
         (clicks and (keys.gclid, keys.gbraid, keys.wbraid, keys.ttclid) != _NO_IDS)
         or (browsers and keys.ttp is not None)
     )
-    if not (city or state or postal or country or birth or gender or other_ids):
+    if not (city or state or postal or country or birth or gender or other_ids or phone_region):
         return user
     rare = {
+        "phone_region": phone_region,
         "city": city,
         "state": state,
         "zip": postal,

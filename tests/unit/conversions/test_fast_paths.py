@@ -77,6 +77,25 @@ def test_national_trait_phones_still_use_the_destination_region() -> None:
     assert hash_for_platform(user, "meta", "GB", True).phone == sha256_hex("442079460958")
 
 
+def test_a_national_trait_phone_is_read_in_the_profiles_own_country() -> None:
+    """`country: GB` with `020 7946 0958` was read in the destination's region (US: nothing,
+    or another number); the country trait names the person's own."""
+    for country in ("GB", "gb", " GB "):
+        user = user_identifiers(
+            profile(phone="020 7946 0958", country=country), [], MatchKeys(), ALL
+        )
+        assert user.phone_region == "GB"
+        for platform, expected in (("meta", "442079460958"), ("google", "+442079460958")):
+            assert hash_for_platform(user, platform, "US", True).phone == sha256_hex(expected)
+    for country in ("UK", "United Kingdom", ""):  # not ISO-3166 alpha-2: the destination's
+        user = user_identifiers(
+            profile(phone="020 7946 0958", country=country), [], MatchKeys(), ALL
+        )
+        assert user.phone_region is None
+    user = user_identifiers(profile(phone="+16505551212", country="GB"), [], MatchKeys(), ALL)
+    assert user.phone_region is None  # a number with its country code needs none
+
+
 def _slow_name(name: str) -> str | None:
     cleaned = unicodedata.normalize("NFC", name).strip().lower()
     kept = "".join(ch for ch in cleaned if ch.isspace() or unicodedata.category(ch)[0] in "LM")
