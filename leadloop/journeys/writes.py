@@ -25,7 +25,10 @@ from leadloop.journeys.model import (
 )
 from leadloop.journeys.state import LIVE_STATUSES, BatchState, timer_key
 from leadloop.log.batch import Batch, Conn, Emit, OutboxRow, Timer
-from leadloop.policy.model import SentRecord
+from leadloop.policy.model import HARD_REASONS, SentRecord
+
+_HARD = ", ".join(f"'{reason}'" for reason in sorted(HARD_REASONS))
+"""The reasons that stop transactional sends too, as an SQL list (constants, not input)."""
 
 _encoder = msgspec.json.Encoder()
 REMOVED_REASON = "journey removed from the playbook"
@@ -226,13 +229,12 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
         bulk=True,
     )
     # One row per profile and channel: a later unsubscribe must not replace a bounce or a
-    # complaint (`policy.model.HARD_REASONS`), which unlike it stops transactional sends too.
+    # complaint (`HARD_REASONS`), which unlike it stops transactional sends too.
     conn.executemany(
         "INSERT INTO suppressions (workspace_id, profile_id, channel, reason, created_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, profile_id, channel) DO UPDATE SET "
         "reason = excluded.reason, created_at = excluded.created_at "
-        "WHERE suppressions.reason NOT IN ('bounced', 'complained') "
-        "OR excluded.reason IN ('bounced', 'complained')",
+        f"WHERE suppressions.reason NOT IN ({_HARD}) OR excluded.reason IN ({_HARD})",
         state.new_suppressions,
         bulk=True,
     )
@@ -259,8 +261,7 @@ def flush_merges(conn: Conn, identity: IdentityBatch, absorbed: set[tuple[str, s
             "SELECT workspace_id, ?, channel, reason, created_at FROM suppressions "
             "WHERE workspace_id = ? AND profile_id = ? ON CONFLICT (workspace_id, profile_id, "
             "channel) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at "
-            "WHERE suppressions.reason NOT IN ('bounced', 'complained') "
-            "AND excluded.reason IN ('bounced', 'complained')",
+            f"WHERE suppressions.reason NOT IN ({_HARD}) AND excluded.reason IN ({_HARD})",
             (final, ws, loser),
         )
         conn.execute(
