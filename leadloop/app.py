@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -60,6 +61,10 @@ from leadloop.storage.upkeep import Upkeep
 log = logging.getLogger("leadloop")
 T = TypeVar("T")
 Conn = SqliteConnection | PostgresConnection
+CREDENTIAL_CACHE_SECONDS = 5.0
+"""How long a running engine trusts a write key or admin token it has looked up: a key
+revoked from the CLI stops working within this time (every request would otherwise cost a
+database read)."""
 
 
 def prepare_database(url: DatabaseUrl, clock: Clock) -> None:
@@ -199,8 +204,9 @@ class Engine:
         self._local = threading.local()
         self._readers: list[Conn] = []
         self._readers_lock = threading.Lock()
-        self._key_cache: dict[str, str] = {}
-        self._token_cache: dict[str, str] = {}
+        self._key_cache: dict[str, tuple[str, float]] = {}
+        self._token_cache: dict[str, tuple[str, float]] = {}
+        self.credential_ttl = CREDENTIAL_CACHE_SECONDS
         self.profile_decorators: list[Callable[[Conn, dict[str, Any]], None]] = [
             self._decorate_scores
         ]
@@ -443,19 +449,32 @@ class Engine:
         return await asyncio.to_thread(self.read_sync, fn)
 
     async def workspace_for_write_key(self, key: str) -> str | None:
-        found = self._key_cache.get(key)
-        if found is None:
-            found = await self.read(lambda c: workspaces.workspace_for_write_key(c, key))
-            if found is not None and len(self._key_cache) < 10_000:
-                self._key_cache[key] = found
-        return found
+        return await self._credential(self._key_cache, key, workspaces.workspace_for_write_key)
 
     async def workspace_for_token(self, token: str) -> str | None:
-        found = self._token_cache.get(token)
+        return await self._credential(self._token_cache, token, workspaces.workspace_for_token)
+
+    async def _credential(
+        self,
+        cache: dict[str, tuple[str, float]],
+        secret: str,
+        lookup: Callable[[Conn, str], str | None],
+    ) -> str | None:
+        """The workspace a write key or admin token belongs to, remembered for
+        `credential_ttl` seconds (of the machine's clock, not the engine's, which a sandbox
+        moves by days): a key revoked by `leadloop keys revoke` in another process stops
+        working within that time."""
+        now = time.monotonic()
+        cached = cache.get(secret)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = await self.read(lambda c: lookup(c, secret))
         if found is None:
-            found = await self.read(lambda c: workspaces.workspace_for_token(c, token))
-            if found is not None and len(self._token_cache) < 10_000:
-                self._token_cache[token] = found
+            cache.pop(secret, None)
+        elif self.credential_ttl > 0:
+            if len(cache) >= 10_000:
+                cache.clear()
+            cache[secret] = (found, now + self.credential_ttl)
         return found
 
     def status(self, conn: Conn) -> dict[str, Any]:

@@ -74,7 +74,9 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
         key = workspaces.create_write_key(conn, args.workspace, args.name, SystemClock().now())  # type: ignore[arg-type]
     conn.close()  # type: ignore[attr-defined]
     print(
-        f"write key for workspace {args.workspace!r} (shown once; stored hashed):", file=sys.stderr
+        f"write key for workspace {args.workspace!r} (shown once; stored hashed; id "
+        f"{workspaces.hash_secret(key)[: workspaces.FINGERPRINT]}):",
+        file=sys.stderr,
     )
     print(key)
     return 0
@@ -86,10 +88,55 @@ def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
         token = workspaces.create_admin_token(conn, args.workspace, args.name, SystemClock().now())  # type: ignore[arg-type]
     conn.close()  # type: ignore[attr-defined]
     print(
-        f"admin token for workspace {args.workspace!r} (shown once; stored hashed):",
+        f"admin token for workspace {args.workspace!r} (shown once; stored hashed; id "
+        f"{workspaces.hash_secret(token)[: workspaces.FINGERPRINT]}):",
         file=sys.stderr,
     )
     print(token)
+    return 0
+
+
+_KINDS = {"keys": "write_key", "tokens": "admin_token"}
+
+
+def cmd_credentials_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Lists ids (fingerprints), never secrets: only hashes are stored."""
+    from datetime import UTC, datetime
+
+    from leadloop.app import open_existing
+
+    conn = open_existing(settings.database_url, args.workspace)
+    try:
+        found = workspaces.list_credentials(conn, _KINDS[args.noun], args.workspace)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps([c.__dict__ for c in found], indent=2))
+        return 0
+    if not found:
+        print(f"no {_KINDS[args.noun].replace('_', ' ')}s", file=sys.stderr)
+    for c in found:
+        created = datetime.fromtimestamp(c.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        print(f"{c.fingerprint}  {created}  {c.workspace_id}  {c.name}")
+    return 0
+
+
+def cmd_credentials_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """Deletes the credential; a running engine refuses it within
+    `app.CREDENTIAL_CACHE_SECONDS`, and at once after a restart."""
+    from leadloop.app import CREDENTIAL_CACHE_SECONDS, open_existing
+
+    conn = open_existing(settings.database_url)
+    try:
+        with conn.transaction():
+            gone = workspaces.revoke_credential(conn, _KINDS[args.noun], args.id)
+    finally:
+        conn.close()
+    what = _KINDS[args.noun].replace("_", " ")
+    print(
+        f"revoked {what} {gone.fingerprint} ({gone.name!r}, workspace {gone.workspace_id!r}); "
+        f"a running engine refuses it within {CREDENTIAL_CACHE_SECONDS:g} s"
+    )
     return 0
 
 
@@ -370,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("keys", cmd_keys_create, "write key (tracking API)"),
         ("tokens", cmd_tokens_create, "admin token (admin API)"),
     ):
-        group = sub.add_parser(noun, help=f"create credentials: {what}")
+        group = sub.add_parser(noun, help=f"create, list and revoke credentials: {what}")
+        group.set_defaults(noun=noun)
         gsub = group.add_subparsers(dest="action", metavar="ACTION", required=True)
         c = gsub.add_parser("create", help=f"new {what}, printed as the last line")
         db_arg(c)
@@ -382,6 +430,19 @@ def build_parser() -> argparse.ArgumentParser:
             "--create-workspace", action="store_true", help="create the workspace if missing"
         )
         c.set_defaults(handler=handler)
+        c = gsub.add_parser("list", help=f"every {what} by id, name and workspace (no secrets)")
+        db_arg(c)
+        c.add_argument("--workspace", type=label, help="only this workspace's")
+        c.add_argument("--json", action="store_true", help="as JSON")
+        c.set_defaults(handler=cmd_credentials_list)
+        c = gsub.add_parser(
+            "revoke", help=f"delete a {what}; a running engine refuses it within seconds"
+        )
+        db_arg(c)
+        c.add_argument(
+            "id", help=f"its id from `{noun} list` (8+ characters), or the secret itself"
+        )
+        c.set_defaults(handler=cmd_credentials_revoke)
 
     from leadloop import cli_extra
 
