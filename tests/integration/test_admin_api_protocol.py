@@ -201,6 +201,8 @@ def test_head_of_a_tracked_link_or_pixel_records_nothing(api: Api) -> None:
     link = "/t/c/" + sign(key, Token("c", "default", "em-1", "https://example.com/guide"))
 
     def recorded() -> list[str]:
+        # Opens and clicks reach the writer in the background: wait for them, then for the log.
+        services(api.engine).hits.drain().result(timeout=10)
         api.settle()
         rows = api.engine.read_sync(lambda c: c.execute("SELECT event FROM events ORDER BY seq"))
         return [str(r[0]) for r in rows]
