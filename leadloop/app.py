@@ -27,6 +27,7 @@ from leadloop.api.conversions import conversions_router
 from leadloop.api.head import HeadAsGet
 from leadloop.api.journeys import journeys_router
 from leadloop.api.limits import BodyLimit
+from leadloop.api.metrics import dashboard_router, metrics_router
 from leadloop.channels.config import channels_config
 from leadloop.channels.sender import MessageSender
 from leadloop.channels.webhook import WebhookSender
@@ -561,4 +562,6 @@ class Engine:
         app.include_router(journeys_router(self))
         app.include_router(channels_router(self))
         app.include_router(conversions_router(self))
+        app.include_router(metrics_router(self))
+        app.include_router(dashboard_router())
         return app

@@ -300,6 +300,7 @@ def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
                     "leadloop is running",
                     f"  tracking API   {base}/v1/batch   (Segment spec)",
                     f"  admin API      {base}/api/v1/docs",
+                    f"  dashboard      {base}/dashboard   (metrics; paste the admin token)",
                     f"  health         {base}/healthz",
                     f"  database       {settings.database_url}",
                     f"  playbook       {settings.playbook or '(none)'}",

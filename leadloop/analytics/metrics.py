@@ -1,0 +1,194 @@
+"""Campaign and funnel metrics: pure arithmetic over the counts `analytics.queries` reads.
+
+Every rate is a share of the messages or people it names, `None` when that count is zero (a
+rate of 0 % over nobody would read as a failed campaign). Definitions, as the dashboard and
+`docs/metrics.md` state them:
+
+* delivered: sent and not bounced or failed afterwards (a sent email with no bounce counts as
+  delivered, as email service providers count it; WhatsApp's failed receipt after `sent` does not);
+* opened: an open or a click (a click in a mail whose images were blocked is an open nobody saw);
+* open rate and click rate (CTR): opened and clicked over delivered; click-to-open: clicked over
+  opened;
+* conversion rate: entrants of a journey who reached its goal, over its entrants; lift: the
+  treated group's rate minus the holdout's;
+* revenue per customer: revenue over the distinct people who ordered, per currency (amounts in
+  different currencies are never added up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadloop.conversions.fields import _finite
+
+REVENUE_FIELDS = ("revenue", "total", "value")
+"""Where an `Order Completed` carries its amount, in the order the Segment ecommerce spec ranks
+them."""
+
+
+def rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+@dataclass(frozen=True)
+class MessageCounts:
+    channel: str
+    template: str | None
+    journey: str | None
+    messages: int
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    bounced: int
+    complained: int
+    failed: int
+
+    def report(self) -> dict[str, Any]:
+        return {
+            **self.__dict__,
+            "delivery_rate": rate(self.delivered, self.sent),
+            "open_rate": rate(self.opened, self.delivered),
+            "click_rate": rate(self.clicked, self.delivered),
+            "click_to_open": rate(self.clicked, self.opened),
+            "bounce_rate": rate(self.bounced, self.sent),
+        }
+
+
+def channel_totals(rows: Iterable[MessageCounts]) -> list[MessageCounts]:
+    """The same counts added up per channel, all templates and journeys together."""
+    totals: dict[str, list[int]] = {}
+    for row in rows:
+        counts = totals.setdefault(row.channel, [0] * 8)
+        for i, value in enumerate(_numbers(row)):
+            counts[i] += value
+    return [MessageCounts(ch, None, None, *counts) for ch, counts in sorted(totals.items())]
+
+
+def _numbers(row: MessageCounts) -> tuple[int, ...]:
+    return (
+        row.messages,
+        row.sent,
+        row.delivered,
+        row.opened,
+        row.clicked,
+        row.bounced,
+        row.complained,
+        row.failed,
+    )
+
+
+@dataclass
+class Group:
+    entered: int = 0
+    converted: int = 0
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "entered": self.entered,
+            "converted": self.converted,
+            "conversion_rate": rate(self.converted, self.entered),
+        }
+
+
+@dataclass
+class JourneyCounts:
+    journey: str
+    treated: Group = field(default_factory=Group)
+    holdout: Group = field(default_factory=Group)
+
+    def report(self) -> dict[str, Any]:
+        treated, holdout = self.treated.report(), self.holdout.report()
+        rates = (treated["conversion_rate"], holdout["conversion_rate"])
+        lift = None if None in rates else rates[0] - rates[1]
+        return {"id": self.journey, "treated": treated, "holdout": holdout, "lift": lift}
+
+
+def order_amount(properties: Mapping[str, Any]) -> float | None:
+    """The order's amount: the first of `revenue`, `total`, `value` that is a finite number
+    (text such as `"42.50"` or `"1,234.50"` too; a decimal comma is no number, as for the
+    conversions). A negative amount (a refund sent as an order) counts as it is."""
+    for name in REVENUE_FIELDS:
+        amount = _finite(properties.get(name))
+        if amount is not None:
+            return amount
+    return None
+
+
+def currency(properties: Mapping[str, Any], default: str) -> str:
+    found = properties.get("currency")
+    if isinstance(found, str) and len(found.strip()) == 3 and found.strip().isalpha():
+        return found.strip().upper()
+    return default
+
+
+@dataclass
+class Revenue:
+    currency: str
+    orders: int = 0
+    revenue: float = 0.0
+    customers: set[str] = field(default_factory=set)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "currency": self.currency,
+            "orders": self.orders,
+            "revenue": round(self.revenue, 2),
+            "customers": len(self.customers),
+            "revenue_per_customer": (
+                round(self.revenue / len(self.customers), 2) if self.customers else None
+            ),
+            "orders_per_customer": rate(self.orders, len(self.customers)),
+        }
+
+
+def add_order(
+    totals: dict[str, Revenue], profile_id: str | None, properties: Mapping[str, Any], default: str
+) -> None:
+    """Count one `Order Completed`; an order without an amount counts as an order of 0."""
+    code = currency(properties, default)
+    entry = totals.setdefault(code, Revenue(code))
+    entry.orders += 1
+    entry.revenue += order_amount(properties) or 0.0
+    if profile_id:
+        entry.customers.add(profile_id)
+
+
+StageMove = tuple[str, str, str]
+"""(model, stage, person): a person moved into that stage of that model."""
+
+
+def funnel(moves: Iterable[StageMove], stages: Mapping[str, list[str]]) -> list[Any]:
+    """Per model, its stages in order with the people who reached each in the window: moved into
+    it or into a later one (a lead scored straight past `lead` into `MQL` passed `lead` too),
+    so each count holds the next; and the share of the previous stage's count (`None` for the
+    first, or over nobody). Moves into a stage the model no longer has are left out."""
+    ranks = {
+        model: {n.casefold(): i for i, n in enumerate(names)} for model, names in stages.items()
+    }
+    best: dict[tuple[str, str], int] = {}
+    for model, stage, person in moves:
+        rank = ranks.get(model, {}).get(stage.casefold())
+        if rank is not None and rank > best.get((model, person), -1):
+            best[(model, person)] = rank
+    out = []
+    for model, names in stages.items():
+        at_least = [0] * len(names)
+        for (owner, _person), rank in best.items():
+            if owner == model:
+                for i in range(rank + 1):
+                    at_least[i] += 1
+        rows = []
+        for i, name in enumerate(names):
+            previous = at_least[i - 1] if i else None
+            rows.append(
+                {
+                    "stage": name,
+                    "reached": at_least[i],
+                    "from_previous": None if previous is None else rate(at_least[i], previous),
+                }
+            )
+        out.append({"model": model, "stages": rows})
+    return out

@@ -1,0 +1,115 @@
+"""What the metrics are computed from, read over a window `[since, until]` (both included).
+
+Each read is one aggregate query over rows the engine keeps anyway (message records and their
+history, journey instances, the score ledger, the log's orders): nothing is counted on the hot
+path, so processing pays nothing for metrics. The price is paid on request, a scan of the
+window's rows; `docs/metrics.md` says what that costs on a large workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from leadloop.analytics.metrics import (
+    JourneyCounts,
+    MessageCounts,
+    Revenue,
+    StageMove,
+    add_order,
+)
+from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+Conn = SqliteConnection | PostgresConnection
+ORDER_EVENT = "Order Completed"
+NO_CURRENCY = "XXX"
+"""ISO 4217's code for "no currency": orders that name none are kept apart, not guessed."""
+_body = msgspec.json.Decoder(dict[str, Any])
+
+# Per message, whether it ever reached each state (its record keeps only the furthest one: a
+# complaint after an open hides the open), then added up per channel, template and journey.
+_MESSAGES = """
+SELECT channel, template, journey, COUNT(*), SUM(sent), SUM(sent * (1 - lost)),
+       SUM(opened), SUM(clicked), SUM(bounced), SUM(complained), SUM(failed)
+FROM (
+    SELECT r.channel AS channel, r.template AS template, r.journey AS journey,
+        MAX(CASE WHEN r.sent_at IS NOT NULL
+            OR t.status IN ('sent', 'delivered', 'opened', 'clicked') THEN 1 ELSE 0 END) AS sent,
+        MAX(CASE WHEN t.status IN ('bounced', 'failed') THEN 1 ELSE 0 END) AS lost,
+        MAX(CASE WHEN t.status IN ('opened', 'clicked') THEN 1 ELSE 0 END) AS opened,
+        MAX(CASE WHEN t.status = 'clicked' THEN 1 ELSE 0 END) AS clicked,
+        MAX(CASE WHEN t.status = 'bounced' THEN 1 ELSE 0 END) AS bounced,
+        MAX(CASE WHEN t.status = 'complained' THEN 1 ELSE 0 END) AS complained,
+        MAX(CASE WHEN t.status = 'failed' THEN 1 ELSE 0 END) AS failed
+    FROM message_records r
+    LEFT JOIN message_transitions t
+        ON t.workspace_id = r.workspace_id AND t.message_id = r.message_id
+    WHERE r.workspace_id = ? AND r.created_at >= ? AND r.created_at <= ?
+    GROUP BY r.channel, r.template, r.journey, r.message_id
+) per_message
+GROUP BY channel, template, journey
+"""
+
+
+def message_counts(conn: Conn, workspace: str, since: float, until: float) -> list[MessageCounts]:
+    """Messages created in the window, by channel, template and journey."""
+    rows = conn.execute(_MESSAGES, (workspace, since, until))
+    counts = [
+        MessageCounts(
+            str(channel),
+            template,
+            journey,
+            *(int(n or 0) for n in numbers),
+        )
+        for channel, template, journey, *numbers in rows
+    ]
+    return sorted(counts, key=lambda c: (c.channel, c.template or "", c.journey or ""))
+
+
+def journey_counts(conn: Conn, workspace: str, since: float, until: float) -> list[JourneyCounts]:
+    """Entrants of each journey in the window, treated and holdout, and how many of each
+    reached the goal (whenever they did: a conversion a day after the window still counts for
+    the window's entrants)."""
+    out: dict[str, JourneyCounts] = {}
+    for journey, holdout, converted, count in conn.execute(
+        "SELECT journey_id, holdout, CASE WHEN status = 'converted' THEN 1 ELSE 0 END, COUNT(*) "
+        "FROM journey_instances WHERE workspace_id = ? AND entered_at >= ? AND entered_at <= ? "
+        "GROUP BY journey_id, holdout, CASE WHEN status = 'converted' THEN 1 ELSE 0 END",
+        (workspace, since, until),
+    ):
+        entry = out.setdefault(str(journey), JourneyCounts(str(journey)))
+        group = entry.holdout if holdout else entry.treated
+        group.entered += int(count)
+        if converted:
+            group.converted += int(count)
+    return [out[key] for key in sorted(out)]
+
+
+def stage_moves(conn: Conn, workspace: str, since: float, until: float) -> Iterator[StageMove]:
+    """(model, stage, person) of every move into a stage in the window, once each. Lines of
+    profiles merged since are under the survivor, so a person is one person."""
+    for model, stage, person in conn.execute(
+        "SELECT DISTINCT l.model, l.stage, COALESCE(p.merged_into, l.profile_id) "
+        "FROM score_ledger l LEFT JOIN profiles p "
+        "ON p.workspace_id = l.workspace_id AND p.id = l.profile_id "
+        "WHERE l.workspace_id = ? AND l.kind = 'stage' AND l.at >= ? AND l.at <= ?",
+        (workspace, since, until),
+    ):
+        yield str(model), str(stage), str(person)
+
+
+def revenue(conn: Conn, workspace: str, since: float, until: float) -> list[Revenue]:
+    """`Order Completed` events timed in the window, per currency."""
+    totals: dict[str, Revenue] = {}
+    for profile_id, body in conn.execute(
+        "SELECT profile_id, body FROM events WHERE workspace_id = ? AND type = 'track' "
+        "AND event = ? AND ts >= ? AND ts <= ?",
+        (workspace, ORDER_EVENT, since, until),
+    ):
+        properties = _body.decode(body).get("properties")
+        if not isinstance(properties, dict):
+            properties = {}
+        add_order(totals, profile_id, properties, NO_CURRENCY)
+    return [totals[code] for code in sorted(totals)]

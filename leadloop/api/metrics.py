@@ -1,0 +1,133 @@
+"""`GET /api/v1/metrics` (campaign and funnel metrics over a window, bearer admin token) and
+`GET /dashboard` (a page that shows them).
+
+No `from __future__ import annotations`: FastAPI reads the local `Workspace` alias.
+"""
+
+import math
+from datetime import UTC, date, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+
+from leadloop.analytics import metrics, queries
+from leadloop.api.auth import admin_dependencies, bearer_workspace
+
+if TYPE_CHECKING:
+    from leadloop.app import Engine
+
+DAY = 86400.0
+DEFAULT_DAYS = 30
+MAX_DAYS = 3660
+"""About ten years: a wider window is a typo, and each metric scans its rows."""
+LAST = 0.001
+"""The last instant of a day, as far before the next midnight (a millisecond, the finest
+resolution the tracking API keeps)."""
+_BOUND = Annotated[str | None, Query(max_length=40)]
+
+
+def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
+    """A window bound: a date (UTC; `since=2026-11-01` starts at its first instant,
+    `until=2026-11-30` ends at its last, so a range of dates holds both days as a reader
+    expects), a date and time with a zone (`2026-11-01T09:00:00+01:00`, `...Z`) or seconds
+    since the epoch. A time without a zone is refused rather than read in some zone the caller
+    did not mean."""
+    if text is None:
+        return None
+    raw = text.strip()
+    try:
+        number = float(raw)
+    except ValueError:
+        number = None
+    if number is not None:
+        if not math.isfinite(number) or not 0 <= number < 253402300800:  # year 10000
+            raise _invalid(name, "seconds since the epoch must be between 0 and year 9999")
+        return number
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+            return start + DAY - LAST if end else start
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise _invalid(
+            name, "expected a date (2026-11-01), a date and time with a zone, or epoch seconds"
+        ) from None
+    if moment.tzinfo is None:
+        raise _invalid(name, "a date and time needs a zone (Z or +01:00)")
+    return moment.timestamp()
+
+
+def _invalid(name: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error"}])
+
+
+def metrics_router(engine: "Engine") -> APIRouter:
+    workspace = bearer_workspace(engine)
+    Workspace = Annotated[str, Depends(workspace)]
+    router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
+
+    def stages_of(ws: str) -> dict[str, list[str]]:
+        return {m.id: [s.name for s in m.stages] for m in engine.scoring_models(ws)}
+
+    @router.get(
+        "/metrics",
+        summary="Campaign and funnel metrics over a window: messages, journeys, stages, revenue",
+    )
+    async def report(ws: Workspace, since: _BOUND = None, until: _BOUND = None) -> dict[str, Any]:
+        end = instant("until", until, end=True)
+        start = instant("since", since)
+        if end is None:
+            end = engine.clock.now() if start is None else start + DEFAULT_DAYS * DAY
+        if start is None:
+            start = end - DEFAULT_DAYS * DAY
+        if start > end:
+            raise _invalid("since", "must not be after until")
+        if end - start > MAX_DAYS * DAY:
+            raise _invalid("since", f"the window is at most {MAX_DAYS} days")
+        stages = stages_of(ws)
+
+        def read(c: Any) -> dict[str, Any]:
+            messages = queries.message_counts(c, ws, start, end)
+            return {
+                "since": start,
+                "until": end,
+                "messages": {
+                    "by_channel": [m.report() for m in metrics.channel_totals(messages)],
+                    "by_template": [m.report() for m in messages],
+                },
+                "journeys": [j.report() for j in queries.journey_counts(c, ws, start, end)],
+                "funnel": metrics.funnel(queries.stage_moves(c, ws, start, end), stages),
+                "revenue": [r.report() for r in queries.revenue(c, ws, start, end)],
+            }
+
+        return await engine.read(read)
+
+    return router
+
+
+def dashboard_router() -> APIRouter:
+    """The page needs no token to load: it holds no data, and asks for the admin token to
+    fetch `/api/v1/metrics` with (kept for the browser tab only, in `sessionStorage`)."""
+    router = APIRouter()
+    page = resources.files("leadloop.api").joinpath("static", "dashboard.html").read_text("utf-8")
+
+    @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(
+            page,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": (
+                    "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+                    "style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'"
+                ),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
+    return router

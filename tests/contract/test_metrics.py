@@ -1,0 +1,163 @@
+"""`GET /api/v1/metrics` on both backends: messages, journeys with their holdout, the funnel
+and revenue over a window, each counted from what the engine stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from leadloop.channels import records
+from leadloop.storage import workspaces
+from tests.contract.conftest import Harness
+from tests.contract.journeys_helpers import DAY, flows, people, pricing
+from tests.contract.test_journeys_holdout import HOLDOUT, held_out
+
+pytestmark = pytest.mark.usefixtures("channels_env")
+
+
+def metrics(h: Harness, **params: str) -> tuple[int, dict[str, Any]]:
+    now = h.engine.clock.now()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "metrics", now)
+    ).result()
+    with TestClient(h.engine.asgi()) as client:
+        r = client.get(
+            "/api/v1/metrics", params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+    return r.status_code, r.json()
+
+
+def message(h: Harness, mid: str, template: str, at: float, *statuses: str) -> None:
+    """A message record as the sender leaves it, then its receipts in order."""
+
+    def write(c: Any) -> None:
+        record = records.create(
+            c,
+            records.MessageRecord(
+                "default",
+                mid,
+                "p",
+                "email",
+                template,
+                "offer",
+                "offer",
+                "a@x.test",
+                None,
+                "queued",
+                "",
+                None,
+                at,
+                at,
+            ),
+            at,
+        )
+        for status in statuses:
+            record = records.transition(c, record, status, "", at)
+
+    h.engine.writer.submit(write).result()
+
+
+def test_messages_journeys_funnel_and_revenue_over_a_window(
+    backend_url: str, tmp_path: Path
+) -> None:
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        users = [f"m{i}" for i in range(20)]
+        pids = people(h, users)
+        h.send(*({"type": "track", "userId": u, "event": "Signed Up"} for u in users))
+        h.settle()
+        held = [u for u in users if held_out("offer", pids[u], 0.3)]
+        treated = [u for u in users if u not in held]
+        orders = [
+            (held[0], {"revenue": 100, "currency": "usd"}),
+            (treated[0], {"total": "40.50", "currency": "USD"}),
+            (treated[0], {"value": 9.5}),  # no currency: kept apart
+            (treated[1], {"revenue": 60, "currency": "EUR"}),
+        ]
+        h.send(
+            *(
+                {"type": "track", "userId": u, "event": "Order Completed", "properties": p}
+                for u, p in orders
+            )
+        )
+        h.settle()
+        # A senior title, two pricing views and the lead magnet: 15 + 20 + 15, an MQL at 50.
+        for user in treated[:2]:
+            h.send({"type": "identify", "userId": user, "traits": {"title": "VP Sales"}})
+            pricing(h, user)
+            pricing(h, user)
+            h.send({"type": "track", "userId": user, "event": "Lead Magnet Downloaded"})
+            h.settle()
+        at = h.engine.clock.now()
+        message(h, "e1", "offer", at, "sent", "opened", "clicked")
+        message(h, "e2", "offer", at, "sent", "clicked", "complained")  # a click is an open
+        message(h, "e3", "offer", at, "sent", "bounced")
+        message(h, "e4", "offer", at, "sent")
+        message(h, "e5", "offer", at)  # still queued
+        message(h, "old", "offer", at - 40 * DAY, "sent", "opened")  # before the window
+
+        status, body = metrics(h)
+        assert status == 200, body
+        assert body["until"] == h.engine.clock.now() and body["since"] == body["until"] - 30 * DAY
+        (row,) = body["messages"]["by_template"]
+        assert (row["channel"], row["template"], row["journey"]) == ("email", "offer", "offer")
+        counts = {k: row[k] for k in ("messages", "sent", "delivered", "opened", "clicked")}
+        assert counts == {"messages": 5, "sent": 4, "delivered": 3, "opened": 2, "clicked": 2}
+        assert (row["bounced"], row["complained"], row["failed"]) == (1, 1, 0)
+        assert row["open_rate"] == 2 / 3 and row["click_rate"] == 2 / 3
+        assert row["click_to_open"] == 1.0 and row["bounce_rate"] == 1 / 4
+        assert body["messages"]["by_channel"] == [{**row, "template": None, "journey": None}]
+
+        (journey,) = body["journeys"]
+        assert journey["treated"]["entered"] == len(treated)
+        assert journey["holdout"]["entered"] == len(held)
+        assert journey["treated"]["converted"] == 2 and journey["holdout"]["converted"] == 1
+        assert journey["lift"] == 2 / len(treated) - 1 / len(held)
+
+        revenue = {r["currency"]: r for r in body["revenue"]}
+        assert revenue["USD"] == {
+            "currency": "USD",
+            "orders": 2,
+            "revenue": 140.5,
+            "customers": 2,
+            "revenue_per_customer": 70.25,
+            "orders_per_customer": 1.0,
+        }
+        assert (revenue["EUR"]["revenue"], revenue["XXX"]["revenue"]) == (60.0, 9.5)
+
+        (lead,) = [m for m in body["funnel"] if m["model"] == "lead"]
+        reached = {s["stage"]: s["reached"] for s in lead["stages"]}
+        assert reached["MQL"] == 2, lead
+
+        # A window that ends before anything happened counts nothing.
+        status, empty = metrics(h, since="2020-01-01", until="2020-02-01T00:00:00Z")
+        assert status == 200, empty
+        assert empty["messages"] == {"by_channel": [], "by_template": []}
+        assert empty["journeys"] == [] and empty["revenue"] == []
+        assert all(s["reached"] == 0 for m in empty["funnel"] for s in m["stages"])
+        # The message sent 40 days ago is in a window that holds it.
+        status, old = metrics(h, since=str(at - 41 * DAY), until=str(at - 39 * DAY))
+        assert [r["opened"] for r in old["messages"]["by_template"]] == [1]
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"since": "yesterday"}, "expected a date"),
+        ({"since": "2026-11-01T09:00:00"}, "needs a zone"),
+        ({"until": "nan"}, "between 0 and year 9999"),
+        ({"until": "-5"}, "between 0 and year 9999"),
+        ({"since": "2026-11-02", "until": "2026-11-01"}, "not be after until"),
+        ({"since": "2000-01-01", "until": "2026-11-01"}, "at most"),
+        ({"from": "2026-11-01"}, "not a parameter"),
+        ({"since": "2" * 41}, "at most 40"),
+    ],
+)
+def test_a_bad_window_is_a_400_that_names_it(
+    backend_url: str, tmp_path: Path, params: dict[str, str], words: str
+) -> None:
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        status, body = metrics(h, **params)
+        assert status == 400 and words in body["message"], body

@@ -1,0 +1,99 @@
+"""The metrics' arithmetic: rates over nobody are no rate, amounts in text are read as the
+conversions read them, currencies are never added together, the funnel keeps stage order."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadloop.analytics.metrics import (
+    JourneyCounts,
+    MessageCounts,
+    Revenue,
+    add_order,
+    channel_totals,
+    funnel,
+    order_amount,
+    rate,
+)
+
+
+def test_a_rate_over_nobody_is_none_not_zero() -> None:
+    assert rate(0, 0) is None and rate(0, 4) == 0.0 and rate(1, 4) == 0.25
+    report = MessageCounts("sms", None, None, 3, 0, 0, 0, 0, 0, 0, 3).report()
+    assert report["open_rate"] is None and report["delivery_rate"] is None
+
+
+@pytest.mark.parametrize(
+    ("properties", "amount"),
+    [
+        ({"revenue": 12.5, "total": 99}, 12.5),  # revenue first
+        ({"total": "1,234.50"}, 1234.5),  # thousands separators
+        ({"revenue": "42,50", "total": 7}, 7.0),  # a decimal comma is no number: the next field
+        ({"value": "1e400"}, None),  # infinity is no amount
+        ({"revenue": True}, None),
+        ({"revenue": -20}, -20.0),  # a refund sent as an order lowers revenue
+        ({}, None),
+    ],
+)
+def test_the_amount_of_an_order(properties: dict[str, object], amount: float | None) -> None:
+    assert order_amount(properties) == amount
+
+
+def test_orders_are_added_up_per_currency_and_people_counted_once() -> None:
+    totals: dict[str, Revenue] = {}
+    add_order(totals, "p1", {"revenue": 10, "currency": "eur"}, "XXX")
+    add_order(totals, "p1", {"revenue": 5, "currency": " EUR "}, "XXX")
+    add_order(totals, "p2", {"revenue": 7, "currency": "US$"}, "XXX")  # not a code: kept apart
+    add_order(totals, None, {"currency": "EUR"}, "XXX")  # no amount, no profile yet
+    eur = totals["EUR"].report()
+    assert eur == {
+        "currency": "EUR",
+        "orders": 3,
+        "revenue": 15.0,
+        "customers": 1,
+        "revenue_per_customer": 15.0,
+        "orders_per_customer": 3.0,
+    }
+    assert totals["XXX"].report()["revenue"] == 7.0
+
+
+def test_channel_totals_add_every_template_and_journey() -> None:
+    rows = [
+        MessageCounts("email", "a", "j", 4, 4, 3, 2, 1, 1, 0, 0),
+        MessageCounts("email", "b", None, 6, 5, 5, 1, 1, 0, 1, 0),
+        MessageCounts("whatsapp", "v", "j", 2, 2, 2, 2, 0, 0, 0, 0),
+    ]
+    email, whatsapp = channel_totals(rows)
+    assert email == MessageCounts("email", None, None, 10, 9, 8, 3, 2, 1, 1, 0)
+    assert email.report()["click_to_open"] == 2 / 3 and whatsapp.messages == 2
+
+
+def test_lift_needs_both_groups() -> None:
+    counts = JourneyCounts("j")
+    counts.treated.entered, counts.treated.converted = 10, 3
+    assert counts.report()["lift"] is None  # nobody held out: no lift to speak of
+    counts.holdout.entered, counts.holdout.converted = 5, 1
+    assert counts.report()["lift"] == pytest.approx(0.3 - 0.2)
+
+
+def test_the_funnel_counts_everyone_who_reached_a_stage_or_a_later_one() -> None:
+    moves = [
+        ("lead", "lead", "a"),
+        ("lead", "MQL", "a"),
+        ("lead", "mql", "b"),  # straight past `lead`: it passed `lead` too; case ignored
+        ("lead", "lead", "c"),
+        ("lead", "retired", "d"),  # a stage the model no longer has
+        ("other", "MQL", "e"),  # a model no longer in the playbook
+    ]
+    (lead,) = funnel(moves, {"lead": ["subscriber", "lead", "MQL", "SQL"]})
+    assert lead == {
+        "model": "lead",
+        "stages": [
+            {"stage": "subscriber", "reached": 3, "from_previous": None},
+            {"stage": "lead", "reached": 3, "from_previous": 1.0},
+            {"stage": "MQL", "reached": 2, "from_previous": 2 / 3},
+            {"stage": "SQL", "reached": 0, "from_previous": 0.0},
+        ],
+    }
+    (empty,) = funnel([], {"lead": ["lead", "MQL"]})
+    assert [s["from_previous"] for s in empty["stages"]] == [None, None]
