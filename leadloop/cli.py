@@ -451,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     from leadloop.journeys import cli as journeys_cli
 
     journeys_cli.register(sub, db_arg)
+    from leadloop.analytics import cli as analytics_cli
+
+    analytics_cli.register(sub, db_arg)
     return parser
 
 

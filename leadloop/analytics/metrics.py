@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadloop.conversions.fields import _finite
+from leadloop.conversions.fields import finite_number
 
 REVENUE_FIELDS = ("revenue", "total", "value")
 """Where an `Order Completed` carries its amount, in the order the Segment ecommerce spec ranks
@@ -111,7 +111,7 @@ def order_amount(properties: Mapping[str, Any]) -> float | None:
     (text such as `"42.50"` or `"1,234.50"` too; a decimal comma is no number, as for the
     conversions). A negative amount (a refund sent as an order) counts as it is."""
     for name in REVENUE_FIELDS:
-        amount = _finite(properties.get(name))
+        amount = finite_number(properties.get(name))
         if amount is not None:
             return amount
     return None
@@ -192,3 +192,24 @@ def funnel(moves: Iterable[StageMove], stages: Mapping[str, list[str]]) -> list[
             )
         out.append({"model": model, "stages": rows})
     return out
+
+
+def acquisition(
+    spend: Mapping[str, float], revenue: Iterable[Revenue], new_customers: int
+) -> list[dict[str, Any]]:
+    """Per currency of spend: CAC (spend over the people whose first order is in the window)
+    and ROAS (revenue over spend, both in that currency). Blended, not attributed: every
+    customer and every order of the window against every ad spent in it, as a marketing team
+    reads a month. Currencies are not converted: revenue in another currency is not counted."""
+    by_currency = {r.currency: r.revenue for r in revenue}
+    return [
+        {
+            "currency": code,
+            "spend": round(amount, 2),
+            "new_customers": new_customers,
+            "revenue": round(by_currency.get(code, 0.0), 2),
+            "cac": round(amount / new_customers, 2) if new_customers else None,
+            "roas": round(by_currency.get(code, 0.0) / amount, 4) if amount else None,
+        }
+        for code, amount in sorted(spend.items())
+    ]

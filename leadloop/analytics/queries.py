@@ -8,7 +8,7 @@ window's rows; `docs/metrics.md` says what that costs on a large workspace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ from leadloop.analytics.metrics import (
     StageMove,
     add_order,
 )
+from leadloop.analytics.spend import SpendRow
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -113,3 +114,39 @@ def revenue(conn: Conn, workspace: str, since: float, until: float) -> list[Reve
             properties = {}
         add_order(totals, profile_id, properties, NO_CURRENCY)
     return [totals[code] for code in sorted(totals)]
+
+
+def new_customers(conn: Conn, workspace: str, since: float, until: float) -> int:
+    """People whose first `Order Completed` ever is timed in the window."""
+    rows = conn.execute(
+        "SELECT COUNT(*) FROM (SELECT profile_id FROM events WHERE workspace_id = ? "
+        "AND type = 'track' AND event = ? AND profile_id IS NOT NULL GROUP BY profile_id "
+        "HAVING MIN(ts) >= ? AND MIN(ts) <= ?) firsts",
+        (workspace, ORDER_EVENT, since, until),
+    )
+    return int(rows[0][0])
+
+
+def spend(conn: Conn, workspace: str, first_day: str, last_day: str) -> dict[str, float]:
+    """Ad spend per currency over the days `first_day`..`last_day` (`YYYY-MM-DD`, both in)."""
+    return {
+        str(code): float(total)
+        for code, total in conn.execute(
+            "SELECT currency, SUM(amount) FROM ad_spend WHERE workspace_id = ? AND day >= ? "
+            "AND day <= ? GROUP BY currency ORDER BY currency",
+            (workspace, first_day, last_day),
+        )
+    }
+
+
+def import_spend(conn: Conn, workspace: str, rows: Iterable[SpendRow], now: float) -> int:
+    """Store the rows, each replacing what an earlier import stored for its key."""
+    values = [(workspace, r.day, r.source, r.campaign, r.currency, r.amount, now) for r in rows]
+    conn.executemany(
+        "INSERT INTO ad_spend (workspace_id, day, source, campaign, currency, amount, "
+        "imported_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, day, source, "
+        "campaign, currency) DO UPDATE SET amount = excluded.amount, "
+        "imported_at = excluded.imported_at",
+        values,
+    )
+    return len(values)

@@ -61,6 +61,11 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
     return moment.timestamp()
 
 
+def _day(at: float) -> str:
+    """The UTC day of an instant: spend is imported per day."""
+    return datetime.fromtimestamp(at, UTC).date().isoformat()
+
+
 def _invalid(name: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error"}])
 
@@ -92,6 +97,7 @@ def metrics_router(engine: "Engine") -> APIRouter:
 
         def read(c: Any) -> dict[str, Any]:
             messages = queries.message_counts(c, ws, start, end)
+            revenue = queries.revenue(c, ws, start, end)
             return {
                 "since": start,
                 "until": end,
@@ -101,7 +107,12 @@ def metrics_router(engine: "Engine") -> APIRouter:
                 },
                 "journeys": [j.report() for j in queries.journey_counts(c, ws, start, end)],
                 "funnel": metrics.funnel(queries.stage_moves(c, ws, start, end), stages),
-                "revenue": [r.report() for r in queries.revenue(c, ws, start, end)],
+                "revenue": [r.report() for r in revenue],
+                "acquisition": metrics.acquisition(
+                    queries.spend(c, ws, _day(start), _day(end)),
+                    revenue,
+                    queries.new_customers(c, ws, start, end),
+                ),
             }
 
         return await engine.read(read)

@@ -114,7 +114,7 @@ def order_id_in(body: dict[str, Any]) -> str | None:
 def value_of(body: dict[str, Any], mapping: Mapping) -> float | None:
     paths = [mapping.value] if mapping.value else []
     for path in paths:
-        number = _finite(field_value(body, path))
+        number = finite_number(field_value(body, path))
         if number is not None:
             return number
     return None
@@ -124,7 +124,7 @@ _GROUPED = re.compile(r"\s*\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
 """Commas as thousands separators: groups of three digits (`1,234.50`)."""
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """`to_number`, except that a text of hundreds of digits (which `float` reads as infinity)
     is no number: infinity goes out as JSON `null` and cannot be made an `int`. Nor is a text
     whose commas do not group thousands: `to_number` drops every comma, so a decimal comma
@@ -165,8 +165,8 @@ def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
                 break
         if ident is None:
             continue
-        quantity = _finite(product.get("quantity"))
-        price = _finite(product.get("price"))
+        quantity = finite_number(product.get("quantity"))
+        price = finite_number(product.get("price"))
         name = product.get("name")
         category = product.get("category")
         out.append(

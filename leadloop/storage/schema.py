@@ -181,6 +181,15 @@ TABLES: dict[str, tuple[str, ...]] = {
     "channel_secrets": ("name", "value", "created_at"),
     "erasure_epoch": ("id", "n"),  # 0008_erasure_epoch
     "erased_ids": ("workspace_id", "digest", "erased_at"),  # 0010_erased_ids
+    "ad_spend": (  # 0011_ad_spend
+        "workspace_id",
+        "day",
+        "source",
+        "campaign",
+        "currency",
+        "amount",
+        "imported_at",
+    ),
 }
 # Columns only one dialect has, and why.
 DIALECT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {

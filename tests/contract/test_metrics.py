@@ -3,12 +3,15 @@ and revenue over a window, each counted from what the engine stored."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from leadloop.analytics import queries
+from leadloop.analytics.spend import SpendRow
 from leadloop.channels import records
 from leadloop.storage import workspaces
 from tests.contract.conftest import Harness
@@ -161,3 +164,64 @@ def test_a_bad_window_is_a_400_that_names_it(
     with flows(backend_url, tmp_path, HOLDOUT) as h:
         status, body = metrics(h, **params)
         assert status == 400 and words in body["message"], body
+
+
+def test_cac_and_roas_from_imported_spend_and_first_orders(
+    backend_url: str, tmp_path: Path
+) -> None:
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        now = h.engine.clock.now()
+
+        def order(user: str, at: float, amount: float, code: str = "USD") -> dict[str, Any]:
+            return {
+                "type": "track",
+                "userId": user,
+                "event": "Order Completed",
+                "timestamp": datetime.fromtimestamp(at, UTC).isoformat(),
+                "properties": {"revenue": amount, "currency": code},
+            }
+
+        h.send(
+            order("returning", now - 60 * DAY, 10.0),  # first order long before the window
+            order("returning", now - DAY, 50.0),
+            order("new1", now - 2 * DAY, 100.0),
+            order("new2", now - 3 * DAY, 150.0),
+            order("new2", now - DAY, 20.0, "EUR"),
+        )
+        h.settle()
+        day = datetime.fromtimestamp(now, UTC).date()
+        rows = [
+            SpendRow((day - timedelta(days=5)).isoformat(), "meta", "a", "USD", 100.0),
+            SpendRow((day - timedelta(days=5)).isoformat(), "google", "", "USD", 50.0),
+            SpendRow((day - timedelta(days=90)).isoformat(), "meta", "a", "USD", 999.0),  # before
+            SpendRow(day.isoformat(), "tiktok", "", "EUR", 40.0),
+        ]
+        stored = h.engine.writer.submit(
+            lambda c: queries.import_spend(c, "default", rows, now)
+        ).result()
+        assert stored == 4
+        status, body = metrics(h)
+        assert status == 200, body
+        assert body["acquisition"] == [
+            {
+                "currency": "EUR",
+                "spend": 40.0,
+                "new_customers": 2,
+                "revenue": 20.0,
+                "cac": 20.0,
+                "roas": 0.5,
+            },
+            {
+                "currency": "USD",
+                "spend": 150.0,
+                "new_customers": 2,
+                "revenue": 300.0,
+                "cac": 75.0,
+                "roas": 2.0,
+            },
+        ]
+        # Importing a corrected day replaces it: nothing is counted twice.
+        fixed = [SpendRow(rows[0].day, "meta", "a", "USD", 250.0)]
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", fixed, now)).result()
+        usd = metrics(h)[1]["acquisition"][1]
+        assert (usd["spend"], usd["cac"], usd["roas"]) == (300.0, 150.0, 1.0)

@@ -34,6 +34,7 @@ def test_metrics_need_the_token_the_page_asks_for(api: Api) -> None:
         "journeys",
         "funnel",
         "revenue",
+        "acquisition",
     }
     assert [(x["currency"], x["revenue"]) for x in r.json()["revenue"]] == [("XXX", 30.0)]
     # Another workspace's token sees only its own figures (none).

@@ -45,7 +45,7 @@ async function main() {
       { timeout: 20000 })
     result = await page.evaluate(() => {
       const tables = {}
-      for (const id of ['channels', 'templates', 'journeys', 'funnel', 'revenue']) {
+      for (const id of ['channels', 'templates', 'journeys', 'funnel', 'revenue', 'acquisition']) {
         tables[id] = [...document.querySelectorAll(`#${id} tr`)].map(
           (tr) => [...tr.cells].map((c) => c.textContent))
       }
