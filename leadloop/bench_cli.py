@@ -13,7 +13,7 @@ from typing import Any
 
 from leadloop.scratch import quiet_engine_logs
 
-BENCHES = ("ingest", "scoring", "journeys", "channels", "conversions")
+BENCHES = ("ingest", "scoring", "journeys", "channels", "conversions", "bandit")
 
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:

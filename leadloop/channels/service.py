@@ -98,6 +98,10 @@ def apply_hits(conn: Conn, hits: Iterable[Hit], now: float) -> int:
             status = "opened"
         else:
             props["url"] = hit.url
+            # The message's first click (its record had not reached `clicked`): a variant's
+            # click rate counts messages clicked, not clicks, and the processor reads only the
+            # log, so the event itself says which click is the first.
+            props["first_click"] = records.advances(record.status, "clicked")
             name = "Email Link Clicked"
             event_id = _event_id(
                 "click", hit.workspace, hit.message_id, hit.url, f"{hit.at * 1000:.0f}"

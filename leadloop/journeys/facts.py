@@ -14,6 +14,7 @@ from leadloop.identity.model import Profile
 from leadloop.journeys.state import BatchState
 from leadloop.log.batch import Batch
 from leadloop.log.model import Event
+from leadloop.personalization.bandit import Arm
 from leadloop.policy.model import Recipient
 from leadloop.scoring.match import condition_holds
 from leadloop.scoring.model import Condition, ScoreState, total_at
@@ -112,6 +113,13 @@ class ProfileFacts:
             if all(condition_holds(event, c) for c in where):
                 count += 1
         return count
+
+    def variant_arms(self, journey: str, step: str, templates: tuple[str, ...]) -> list[Arm]:
+        # Counts every profile's sends and clicks change: a batch decided while the previous
+        # one is written must be decided again if that one changed them (`log.overlap`).
+        self._batch.shared_reads.add(("variant_stats", self._ws, journey, step))
+        conn = self._batch.identity.conn
+        return self._state.variant_arms(conn, self._ws, journey, step, templates)
 
     def recipient(self) -> Recipient:
         conn = self._batch.identity.conn

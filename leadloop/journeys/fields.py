@@ -36,9 +36,10 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "step.send": (
         _COMMON,
         frozenset({"name", "channel", "channels", "template", "variants"})
-        | {"next", "otherwise", "transactional"},
+        | {"next", "otherwise", "transactional", "selection"},
     ),
-    "variants[]": (frozenset({"template", "weight"}), frozenset()),
+    # `weight` is required unless a bandit chooses (`steps._variants` says so at the field).
+    "variants[]": (frozenset({"template"}), frozenset({"weight"})),
     "step.wait": (
         _COMMON,
         frozenset({"name", "duration", "until_time", "weekdays", "until_trait", "offset", "next"}),

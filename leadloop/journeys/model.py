@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, get_args
 
 import msgspec
 
+from leadloop.personalization.bandit import Arm
 from leadloop.policy.model import PolicyConfig, Recipient
 from leadloop.scoring.model import JOURNEY_UPDATE_EVENT, Condition, EventFilter, Predicate
 
@@ -91,6 +92,12 @@ class SendStep:
     """Where to go when no channel can carry the message (default: `next`)."""
     transactional: bool = False
     variants: tuple[Variant, ...] = ()
+    selection: str = "weights"
+    """How `variants` chooses: `weights` (a stable hash, by weight) or `thompson` (Thompson
+    sampling over each variant's click rate so far, `personalization.bandit`)."""
+
+
+SELECTIONS = ("weights", "thompson")
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,3 +426,7 @@ class Facts(Protocol):
     def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int: ...
 
     def recipient(self) -> Recipient: ...
+
+    def variant_arms(self, journey: str, step: str, templates: tuple[str, ...]) -> list[Arm]:
+        """Each template's messages queued and clicked so far, for `selection: thompson`."""
+        ...

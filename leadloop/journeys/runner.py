@@ -44,6 +44,7 @@ from leadloop.journeys.model import (
     WakeKind,
     WebhookStep,
 )
+from leadloop.personalization.bandit import thompson
 from leadloop.policy import decide as policy
 from leadloop.policy.model import Defer, PolicyConfig, Send, SendRequest, SentRecord, Suppress
 from leadloop.scoring.match import to_number
@@ -214,7 +215,15 @@ def _send(
     mid = message_id(instance.id, step.id, visit)
     requested = step.channels[0]
     template, variant = step.template, ""
-    if step.variants:
+    if step.variants and step.selection == "thompson":
+        # Drawn from the counts the log has shown up to this event, keyed by the instance
+        # and visit: a replay folds the same counts in the same order and draws the same.
+        templates = tuple(v.template for v in step.variants)
+        arms = facts.variant_arms(journey.id, step.id, templates)
+        index = thompson(arms, journey.id, step.id, instance.id, str(visit))
+        template = templates[index]
+        variant = f" (variant {index + 1} of {len(templates)}, thompson)"
+    elif step.variants:
         index = choose_variant(step.variants, journey.id, step.id, instance.profile_id)
         template = step.variants[index].template
         variant = f" (variant {index + 1} of {len(step.variants)})"

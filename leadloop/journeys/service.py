@@ -33,16 +33,18 @@ from leadloop.journeys.model import (
     Journey,
     JourneySet,
     ScoreTrigger,
+    SendStep,
 )
 from leadloop.journeys.runner import end_instance
 from leadloop.journeys.state import BatchState, batch_state, cap_window
-from leadloop.journeys.writes import REMOVED_REASON, apply_advance, flush_batch
+from leadloop.journeys.writes import REMOVED_REASON, apply_advance, count_variant, flush_batch
 from leadloop.log.batch import Batch, Conn
 from leadloop.log.model import Event
 from leadloop.playbook.model import Playbook
 from leadloop.scoring.service import stage_moves
 
 log = logging.getLogger("leadloop.journeys")
+CLICK_EVENT = "Email Link Clicked"
 _json = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
@@ -184,6 +186,8 @@ class JourneyStage:
                 at,
             )
         state.seen(ws, profile.id, event)
+        if event.type == "internal" and event.event == CLICK_EVENT:
+            self._count_click(batch, state, journeys, event)
         if batch.identity.merged:
             state.absorb(batch, ws, profile.id)
         facts = ProfileFacts(
@@ -233,6 +237,27 @@ class JourneyStage:
             if updated != membership:
                 state.set_member(ws, profile.id, journey.id, updated)
         return profile
+
+    @staticmethod
+    def _count_click(batch: Batch, state: BatchState, journeys: JourneySet, event: Event) -> None:
+        """A message's first click counts for its variant, if its step still has a variant set
+        (the counts are per journey, step and template, across versions)."""
+        props = event.properties
+        journey_id, step_id, template = (
+            props.get("journey"),
+            props.get("step"),
+            props.get("template"),
+        )
+        if props.get("first_click") is not True:
+            return
+        if not (
+            isinstance(journey_id, str) and isinstance(step_id, str) and isinstance(template, str)
+        ):
+            return
+        journey = journeys.journey(journey_id)
+        step = journey.step(step_id) if journey is not None else None
+        if isinstance(step, SendStep) and any(v.template == template for v in step.variants):
+            count_variant(batch, state, event.workspace_id, journey_id, step_id, template, clicks=1)
 
     def _wake(
         self,

@@ -16,6 +16,7 @@ import msgspec
 from leadloop.journeys.model import Instance, JourneySet, Membership
 from leadloop.log.batch import Batch, Conn
 from leadloop.log.model import Event
+from leadloop.personalization.bandit import Arm
 from leadloop.policy.model import SentRecord, Suppression
 
 _instance_decoder = msgspec.json.Decoder(Instance)
@@ -56,6 +57,38 @@ class BatchState:
     """Merged-away profiles whose instances and memberships moved to their survivor."""
     moved_timers: list[tuple[str, str, str]] = field(default_factory=list)
     """(survivor, workspace, timer key) of the instances `absorb` moved."""
+    variant_counts: dict[tuple[str, str, str], dict[str, list[int]]] = field(default_factory=dict)
+    """Per (workspace, journey, step) read this batch: per template, [sends, clicks] as stored
+    plus this batch's counts so far (a later event of the batch sees the earlier ones')."""
+    variant_delta: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
+    """Per (workspace, journey, step, template): [sends, clicks] this batch adds."""
+
+    def variant_arms(
+        self, conn: Conn, ws: str, journey: str, step: str, templates: tuple[str, ...]
+    ) -> list[Arm]:
+        counts = self._variant_counts(conn, ws, journey, step)
+        return [Arm(*counts.get(t, (0, 0))) for t in templates]
+
+    def count_variant(
+        self, conn: Conn, ws: str, journey: str, step: str, template: str, sends: int, clicks: int
+    ) -> None:
+        counts = self._variant_counts(conn, ws, journey, step).setdefault(template, [0, 0])
+        delta = self.variant_delta.setdefault((ws, journey, step, template), [0, 0])
+        for pair in (counts, delta):
+            pair[0] += sends
+            pair[1] += clicks
+
+    def _variant_counts(self, conn: Conn, ws: str, journey: str, step: str) -> dict[str, list[int]]:
+        key = (ws, journey, step)
+        counts = self.variant_counts.get(key)
+        if counts is None:
+            rows = conn.execute(
+                "SELECT template, sends, clicks FROM variant_stats WHERE workspace_id = ? "
+                "AND journey_id = ? AND step_id = ?",
+                key,
+            )
+            counts = self.variant_counts[key] = {str(t): [int(a), int(b)] for t, a, b in rows}
+        return counts
 
     def fresh(self, ws: str, pid: str) -> bool:
         """A profile identity created during this batch (after the prefetch): no stored rows."""

@@ -13,6 +13,7 @@ from leadloop.journeys.conditions import model_ref, parse_tests, stage_ref
 from leadloop.journeys.fields import JourneyFields, ParseContext
 from leadloop.journeys.model import (
     OUTCOMES,
+    SELECTIONS,
     STEP_TYPES,
     AudienceStep,
     BranchStep,
@@ -136,10 +137,15 @@ def _send(fields: JourneyFields, step_id: str, context: ParseContext, refs: Refs
             fields.fail(key, f"unknown channel {channel!r} (expected: {', '.join(CHANNELS)})")
     if fields.has("template") == fields.has("variants"):
         fields.fail("variants" if fields.has("variants") else "template", _ONE_TEMPLATE)
-    template, variants = "", _variants(fields, channels, context)
+    selection = fields.text("selection", "weights")
+    if selection not in SELECTIONS:
+        fields.fail("selection", f"expected one of {', '.join(SELECTIONS)}")
+    template, variants = "", _variants(fields, channels, context, weighted=selection == "weights")
     if not variants:
         template = fields.name("template")
         _declared(fields, "template", template, channels, context)
+    if selection != "weights" and not variants:
+        fields.fail("selection", "a selection chooses among `variants`; this step has one template")
     return SendStep(
         step_id,
         variants=variants,
@@ -148,6 +154,7 @@ def _send(fields: JourneyFields, step_id: str, context: ParseContext, refs: Refs
         next=_ref(fields, "next", refs),
         otherwise=_ref(fields, "otherwise", refs) if fields.has("otherwise") else None,
         transactional=fields.boolean("transactional", False),
+        selection=selection,
     )
 
 
@@ -155,10 +162,11 @@ _ONE_TEMPLATE = "give exactly one of `template` and `variants`"
 
 
 def _variants(
-    fields: JourneyFields, channels: tuple[str, ...], context: ParseContext
+    fields: JourneyFields, channels: tuple[str, ...], context: ParseContext, *, weighted: bool
 ) -> tuple[Variant, ...]:
     """A send step's variant set: templates with weights (like a split's paths), one chosen
-    per profile by a stable hash."""
+    per profile by a stable hash; without `weighted` (a bandit chooses), weights may be left
+    out."""
     if not fields.has("variants"):
         return ()
     variants: list[Variant] = []
@@ -168,7 +176,9 @@ def _variants(
         _declared(item, "template", template, channels, context)
         if any(v.template == template for v in variants):
             item.fail("template", f"template {template!r} is already a variant of this step")
-        weight = item.number("weight")
+        if weighted and not item.has("weight"):
+            item.fail("weight", "missing required field")
+        weight = item.number("weight") if item.has("weight") else 1.0
         if weight <= 0:
             item.fail("weight", "must be greater than 0")
         variants.append(Variant(template, weight))

@@ -82,6 +82,7 @@ def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) 
             }
             if effect.variant:
                 payload["variant"] = effect.template
+                count_variant(batch, state, ws, instance.journey_id, effect.step, effect.template)
             batch.outbox.append(
                 OutboxRow(ws, "message", effect.channel, effect.message_id, payload, pid, at)
             )
@@ -130,6 +131,22 @@ def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) 
             batch.outbox.append(
                 OutboxRow(ws, "audience", effect.audience, effect_key(effect.key), payload, pid, at)
             )
+
+
+def count_variant(
+    batch: Batch,
+    state: BatchState,
+    ws: str,
+    journey: str,
+    step: str,
+    template: str,
+    *,
+    clicks: int = 0,
+) -> None:
+    """A message queued (or, with `clicks=1`, first clicked) for a variant of a send step."""
+    conn = batch.identity.conn
+    state.count_variant(conn, ws, journey, step, template, 0 if clicks else 1, clicks)
+    batch.shared_writes.add(("variant_stats", ws, journey, step))
 
 
 def flush_batch(batch: Batch, conn: Conn) -> None:
@@ -220,6 +237,13 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
         "step, at, kind, detail, more_lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         state.path,
         bulk=True,
+    )
+    conn.executemany(
+        "INSERT INTO variant_stats (workspace_id, journey_id, step_id, template, sends, clicks) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, journey_id, step_id, template) "
+        "DO UPDATE SET sends = variant_stats.sends + excluded.sends, "
+        "clicks = variant_stats.clicks + excluded.clicks",
+        [(*key, sends, clicks) for key, (sends, clicks) in state.variant_delta.items()],
     )
     conn.executemany(
         "INSERT INTO sends (workspace_id, message_id, profile_id, instance_id, journey_id, "

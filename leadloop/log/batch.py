@@ -69,6 +69,11 @@ class Batch:
     """Set by a stage that writes rows beyond the batch's own profiles (a journey migration
     moves every instance of a journey): the next batch is then decided only after this one is
     committed (`log.overlap`)."""
+    shared_reads: set[tuple[str, ...]] = field(default_factory=set)
+    """Keys of rows no one profile owns that the batch's decisions read (a send step's counts
+    per variant); with `shared_writes`, what `log.overlap` checks beyond profiles."""
+    shared_writes: set[tuple[str, ...]] = field(default_factory=set)
+    """Keys of such rows the batch changes."""
 
     def schedule(self, timer: Timer) -> None:
         self.cancelled_timers.discard((timer.workspace_id, timer.key))

@@ -20,6 +20,8 @@ def depends_on(later: Batch, earlier: Batch) -> bool:
     """True when `later` may have read something `earlier` writes."""
     if earlier.barrier:
         return True
+    if not earlier.shared_writes.isdisjoint(later.shared_reads):
+        return True
     before, after = earlier.identity, later.identity
     if not _touched(before).isdisjoint(_read(after)):
         return True

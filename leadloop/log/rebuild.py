@@ -30,6 +30,7 @@ DERIVED = (
     "journey_path",
     "sends",
     "suppressions",
+    "variant_stats",
 )
 
 

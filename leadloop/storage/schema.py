@@ -190,6 +190,14 @@ TABLES: dict[str, tuple[str, ...]] = {
         "amount",
         "imported_at",
     ),
+    "variant_stats": (  # 0012_variant_stats
+        "workspace_id",
+        "journey_id",
+        "step_id",
+        "template",
+        "sends",
+        "clicks",
+    ),
 }
 # Columns only one dialect has, and why.
 DIALECT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {

@@ -284,6 +284,8 @@ def test_email_tracking_unsubscribe_and_suppression(mail: Mail) -> None:
         "https://acme.test/pricing?plan=pro&ref=mail",
         "https://docs.acme.test/start",
     ]
+    # Only the first click says so: a variant's click rate counts messages clicked.
+    assert [e["properties"]["first_click"] for e in clicked] == [True, False]
     assert mail.record("em-1")["status"] == "clicked"
 
     # A privacy proxy fetching the pixel is flagged as automated.

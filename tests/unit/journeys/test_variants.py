@@ -94,6 +94,15 @@ def test_a_variant_set_parses() -> None:
     )
     step = journeys.journey("j").step("s")  # type: ignore[attr-defined]
     assert step == SendStep("s", ("email",), "", variants=(Variant("a", 1), Variant("b", 2.5)))
+    thompson = load(
+        flow(
+            VARIANTS.format(
+                body="          selection: thompson\n          variants:\n"
+                "            - { template: a, weight: 1 }"
+            )
+        )
+    )
+    assert thompson.journey("j").step("s").selection == "thompson"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +141,21 @@ def test_a_variant_set_parses() -> None:
             "            - { template: a, weight: 2 }",
             "steps[0].variants[1].template",
             "already a variant",
+        ),
+        (
+            "          selection: bandit\n          variants:\n            - { template: a, weight: 1 }",
+            "steps[0].selection",
+            "expected one of weights, thompson",
+        ),
+        (
+            "          selection: 3\n          variants:\n            - { template: a, weight: 1 }",
+            "steps[0].selection",
+            "expected a string",
+        ),
+        (
+            "          selection: thompson\n          template: a",
+            "steps[0].selection",
+            "chooses among `variants`",
         ),
     ],
 )
