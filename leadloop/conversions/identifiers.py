@@ -72,7 +72,14 @@ def user_identifiers(
         email = by_type.get("email") or _trait(traits, "email")
     if "phone" in wanted:
         # Identity-graph phones are E.164 as `phonenumbers` formats them; a trait is raw text.
-        phone = by_type.get("phone") or _canonical_phone(_trait(traits, "phone"))
+        # The graph reads a national number in the engine-wide `LEADLOOP_DEFAULT_REGION`, so
+        # for one written without `+` the trait itself is kept: it is read per destination,
+        # in the profile's country, else the destination's region, else the engine's.
+        raw_phone = _trait(traits, "phone")
+        if raw_phone is not None and not raw_phone.startswith("+"):
+            phone = raw_phone
+        else:
+            phone = by_type.get("phone") or _canonical_phone(raw_phone)
     phone_region = None
     if phone is not None and not phone.startswith("+"):
         # A national number is read in the person's own country when the profile names one

@@ -312,7 +312,9 @@ class ConversionStage:
             if why_not:
                 reason = why_not
             else:
-                conversion, flags = for_destination(base, dest, mapping, config.default_region)
+                # A phone without `+` is read in the engine-wide region last (`user_identifiers`).
+                region = config.default_region or batch.identity.default_region
+                conversion, flags = for_destination(base, dest, mapping, region)
                 reason = check_conversion(conversion, dest.destination, batch.now)
             cache.log.append(
                 LogRow(
