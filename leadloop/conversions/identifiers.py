@@ -36,6 +36,10 @@ def _trait(traits: dict[str, Any], *names: str) -> str | None:
             continue
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
+        elif isinstance(value, float) and value.is_integer():
+            # A number that went through a float (a spreadsheet's ZIP or phone): `2139.0` is
+            # the code 2139, not the text "2139.0". (`is_integer` is False for nan and inf.)
+            value = str(int(value))
         if isinstance(value, str):
             stripped = value.strip()
             if stripped:
@@ -213,7 +217,7 @@ def hash_for_platform(
         first = _h(user.first_name, norm.normalize_name_google)
         last = _h(user.last_name, norm.normalize_name_google)
         country = norm.normalize_country_google(user.country) if user.country else None
-        postal = norm.normalize_zip_google(user.zip) if user.zip else None
+        postal = norm.normalize_zip_google(user.zip, country) if user.zip else None
         # The address identifier needs all four parts; otherwise none of them is kept.
         address = platform == "google" and bool(first and last and country and postal)
         return UserIdentifiers(
