@@ -39,7 +39,7 @@ from leadloop.conversions.fields import (
 )
 from leadloop.conversions.identifiers import for_destination, user_identifiers
 from leadloop.conversions.model import Conversion
-from leadloop.conversions.payloads import build_event, check_conversion
+from leadloop.conversions.payloads import build_event, check_conversion, held_until
 from leadloop.conversions.store import LogRow
 from leadloop.identity.model import Profile
 from leadloop.log.batch import Batch, Conn, OutboxRow
@@ -352,6 +352,7 @@ class ConversionStage:
                         "event": build_event(conversion, dest.destination),
                     },
                     profile_id=profile.id,
-                    not_before=batch.now,
+                    # An event Meta would refuse as from the future waits until it is due.
+                    not_before=held_until(at, dest.destination, batch.now) or batch.now,
                 )
             )

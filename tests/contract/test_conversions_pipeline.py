@@ -9,6 +9,7 @@ retries happen exactly when the test moves time.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator
@@ -521,6 +522,32 @@ def test_too_old_at_send_time_is_skipped_with_the_reason(rig: Rig) -> None:
     )
     assert "older than 7 days" in str(reason[0][0])
     assert rig.fake.meta.accepted == []
+
+
+def test_a_meta_event_dated_ahead_waits_until_it_is_due(rig: Rig) -> None:
+    # A CRM milestone stamped an hour ahead (clock skew) was skipped for good for Meta, which
+    # refuses an event_time more than a minute ahead: it waits in the outbox until its time.
+    # Eight days ahead is a wrong date, not skew: skipped, with the reason.
+    h = rig.h
+    now = rig.clock.now()
+    soon, late = order("o-1"), order("o-2")
+    soon["timestamp"] = dt.datetime.fromtimestamp(now + 3600, dt.UTC).isoformat()
+    late["timestamp"] = dt.datetime.fromtimestamp(now + 8 * 86400, dt.UTC).isoformat()
+    h.send(person(), visit(), soon, late)
+    h.settle()
+    reasons = h.sql(
+        "SELECT reason FROM conversion_log WHERE destination = 'meta' AND status = 'skipped'"
+    )
+    assert reasons == [("meta: event_time is more than 7 days in the future",)]
+    due = "SELECT next_attempt_at FROM outbox WHERE idempotency_key = 'meta:order-o-1-purchase'"
+    assert h.sql(due) == [(now + 3600,)]  # queued for its own time, not claimed before it
+    rig.dispatcher.run_once()
+    assert rig.statuses()["meta:order-o-1-purchase"] == "pending"
+    assert rig.fake.meta.requests == []
+    rig.drain()
+    assert rig.clock.now() >= now + 3600
+    assert [e["event_id"] for e in rig.fake.meta.accepted] == ["order-o-1-purchase"]
+    assert rig.statuses()["meta:order-o-1-purchase"] == "delivered"
 
 
 def test_the_engines_own_dispatcher_delivers_conversions(rig: Rig) -> None:
