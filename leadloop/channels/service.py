@@ -196,6 +196,10 @@ def apply_receipts(
             records.transition(conn, record, "deferred", reason, at)
         else:
             reason = receipt.reason or f"{receipt.channel} reported {receipt.status}"
+            if name is None and records.in_history(conn, record, status, reason):
+                # No event carries this receipt's id (`sent` has none): its history line is
+                # what tells a provider's re-delivery (Twilio's time is the arrival's) apart.
+                continue
             record = records.transition(conn, record, status, reason, at)
         changed += 1
     return changed
