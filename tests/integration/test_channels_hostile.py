@@ -238,6 +238,41 @@ def test_a_sent_receipt_delivered_twice_is_recorded_once(hooks: Api) -> None:
     assert status(hooks, "wa-1") == status(hooks, "sms-1") == "sent"
 
 
+def test_two_different_soft_bounces_are_both_recorded(hooks: Api) -> None:
+    """Every soft bounce of a message took one event id, so a second one (another diagnostic,
+    a later retry by the receiving server) was dropped as a re-delivery, history and all. The
+    same bounce delivered again is still recorded once."""
+    notices = [
+        {"type": "bounce", "message_id": "em-1", "reason": "4.2.2 mailbox full"},
+        {"type": "bounce", "message_id": "em-1", "reason": "4.4.7 delivery delayed"},
+        {"type": "bounce", "message_id": "em-1", "reason": "4.2.2 mailbox full",
+         "timestamp": 1_800_000_600},
+    ]  # fmt: skip
+    matched = []
+    for n, notice in enumerate(notices * 2):  # each delivered twice
+        notice = {**notice, "permanent": False}
+        body = msgspec.json.encode(notice)
+        headers = sign_webhook(
+            EMAIL_SECRET["default"], f"n-{n}", int(hooks.engine.clock.now()), body
+        )
+        response = hooks.client.post("/hooks/email/acme", content=body, headers=headers)
+        matched.append(response.json()["matched"])
+    assert matched == [1, 1, 1, 0, 0, 0]
+
+    def bounces(c: Any) -> list[Any]:
+        rows = c.execute("SELECT body FROM events WHERE event = 'Email Bounced' ORDER BY seq")
+        return [msgspec.json.decode(row[0])["properties"]["reason"] for row in rows]
+
+    assert hooks.engine.read_sync(bounces) == [n["reason"] for n in notices]
+    history = hooks.engine.read_sync(
+        lambda c: c.execute(
+            "SELECT reason FROM message_transitions WHERE status = 'deferred' ORDER BY id"
+        )
+    )
+    assert [row[0] for row in history] == [f"soft bounce: {n['reason']}" for n in notices]
+    assert status(hooks, "em-1") == "sent"  # a soft bounce does not end the message
+
+
 @pytest.mark.parametrize("secret", ["", "meta-nobody", "meta-default "])
 def test_a_wrong_meta_signature_is_a_401_and_changes_nothing(hooks: Api, secret: str) -> None:
     before = state(hooks)
