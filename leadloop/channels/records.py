@@ -208,6 +208,16 @@ def _history(
     )
 
 
+def in_history(conn: Conn, record: MessageRecord, status: str, reason: str) -> bool:
+    """Whether the message's history has a line with this status and reason."""
+    rows = conn.execute(
+        "SELECT 1 FROM message_transitions WHERE workspace_id = ? AND message_id = ? "
+        "AND status = ? AND reason = ? LIMIT 1",
+        (record.workspace_id, record.message_id, status, reason),
+    )
+    return bool(rows)
+
+
 def transition(
     conn: Conn,
     record: MessageRecord,

@@ -183,10 +183,18 @@ def apply_receipts(
             if receipt.status == "bounced":
                 props["permanent"] = receipt.permanent
             # A soft bounce has an id of its own: the hard bounce that may follow it for the
-            # same message is another event, which the journeys stage suppresses on.
+            # same message is another event, which the journeys stage suppresses on. A message
+            # may soft-bounce more than once (another diagnostic, the receiving server's next
+            # try): its diagnostic and the provider's time tell one bounce from another, and a
+            # re-delivery of the same bounce has both the same (`at` is the provider's or none:
+            # the arrival time would differ each time).
             soft = receipt.status == "bounced" and not receipt.permanent
-            kind = "soft bounce" if soft else receipt.status
-            event_id = _event_id("receipt", record.workspace_id, record.message_id, kind)
+            kind = (
+                ("soft bounce", receipt.reason, "" if receipt.at is None else repr(receipt.at))
+                if soft
+                else (receipt.status,)
+            )
+            event_id = _event_id("receipt", record.workspace_id, record.message_id, *kind)
             if not records.emit(
                 conn, record.workspace_id, event_id, name, record.profile_id, props, at, now
             ):
@@ -200,6 +208,10 @@ def apply_receipts(
             records.transition(conn, record, "deferred", reason, at)
         else:
             reason = receipt.reason or f"{receipt.channel} reported {receipt.status}"
+            if name is None and records.in_history(conn, record, status, reason):
+                # No event carries this receipt's id (`sent` has none): its history line is
+                # what tells a provider's re-delivery (Twilio's time is the arrival's) apart.
+                continue
             record = records.transition(conn, record, status, reason, at)
         changed += 1
     return changed

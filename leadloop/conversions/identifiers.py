@@ -36,6 +36,10 @@ def _trait(traits: dict[str, Any], *names: str) -> str | None:
             continue
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
+        elif isinstance(value, float) and value.is_integer():
+            # A number that went through a float (a spreadsheet's ZIP or phone): `2139.0` is
+            # the code 2139, not the text "2139.0". (`is_integer` is False for nan and inf.)
+            value = str(int(value))
         if isinstance(value, str):
             stripped = value.strip()
             if stripped:
@@ -72,7 +76,14 @@ def user_identifiers(
         email = by_type.get("email") or _trait(traits, "email")
     if "phone" in wanted:
         # Identity-graph phones are E.164 as `phonenumbers` formats them; a trait is raw text.
-        phone = by_type.get("phone") or _canonical_phone(_trait(traits, "phone"))
+        # The graph reads a national number in the engine-wide `LEADLOOP_DEFAULT_REGION`, so
+        # for one written without `+` the trait itself is kept: it is read per destination,
+        # in the profile's country, else the destination's region, else the engine's.
+        raw_phone = _trait(traits, "phone")
+        if raw_phone is not None and not raw_phone.startswith("+"):
+            phone = raw_phone
+        else:
+            phone = by_type.get("phone") or _canonical_phone(raw_phone)
     phone_region = None
     if phone is not None and not phone.startswith("+"):
         # A national number is read in the person's own country when the profile names one
@@ -206,7 +217,7 @@ def hash_for_platform(
         first = _h(user.first_name, norm.normalize_name_google)
         last = _h(user.last_name, norm.normalize_name_google)
         country = norm.normalize_country_google(user.country) if user.country else None
-        postal = norm.normalize_zip_google(user.zip) if user.zip else None
+        postal = norm.normalize_zip_google(user.zip, country) if user.zip else None
         # The address identifier needs all four parts; otherwise none of them is kept.
         address = platform == "google" and bool(first and last and country and postal)
         return UserIdentifiers(

@@ -268,8 +268,18 @@ def normalize_state_meta(state: str) -> str | None:
     return STATE_CODES.get(key) or normalize_city_meta(cleaned)
 
 
+def _us_zip(code: str, country: str | None) -> str:
+    """A US ZIP of 3 or 4 digits is one that lost its leading zeros on the way (stored as a
+    number: `02139` became 2139; 00501 is the smallest ZIP), so it gets them back. Only for a
+    profile whose country is the US: four digits is a whole postal code in many countries."""
+    if 3 <= len(code) < 5 and code.isdigit() and (country or "").strip().lower() == "us":
+        return code.zfill(5)
+    return code
+
+
 def normalize_zip_meta(zip_code: str, country: str | None = None) -> str | None:
-    """Lowercase, no spaces or dashes; US ZIP+4 cut to the first 5 digits (Meta doc).
+    """Lowercase, no spaces or dashes; US ZIP+4 cut to the first 5 digits (Meta doc), and a
+    US ZIP that lost its leading zeros given them back (`_us_zip`).
 
     The SDK keeps only the text before a dash, which also cuts non-US codes such as Poland's
     `00-950` to `00`; we cut only US-shaped codes.
@@ -281,12 +291,14 @@ def normalize_zip_meta(zip_code: str, country: str | None = None) -> str | None:
     us_plus4 = _US_ZIP_PLUS4.fullmatch(compact)
     if us_plus4 and ("-" in compact or (country or "").strip().lower() in ("us", "")):
         return us_plus4.group(1)
-    return compact.replace("-", "") or None
+    return _us_zip(compact.replace("-", ""), country) or None
 
 
-def normalize_zip_google(zip_code: str) -> str | None:
-    """Trimmed, sent unhashed (Data Manager `postalCode`)."""
-    return _clean(zip_code)
+def normalize_zip_google(zip_code: str, country: str | None = None) -> str | None:
+    """Trimmed, sent unhashed (Data Manager `postalCode`); a US ZIP that lost its leading
+    zeros gets them back (`_us_zip`)."""
+    cleaned = _clean(zip_code)
+    return None if cleaned is None else _us_zip(cleaned, country)
 
 
 _ISO_3166_ALPHA_2 = frozenset(
@@ -468,11 +480,12 @@ def hash_user_identifiers_google(
     phone = _hashed(user.phone, normalize_phone_google, region)
     if phone:
         identifiers.append({"phoneNumber": phone})
+    region_code = normalize_country_google(user.country) if user.country else None
     address = {
         "givenName": _hashed(user.first_name, normalize_name_google),
         "familyName": _hashed(user.last_name, normalize_name_google),
-        "regionCode": normalize_country_google(user.country) if user.country else None,
-        "postalCode": normalize_zip_google(user.zip) if user.zip else None,
+        "regionCode": region_code,
+        "postalCode": normalize_zip_google(user.zip, region_code) if user.zip else None,
     }
     if all(address.values()):
         identifiers.append({"address": address})

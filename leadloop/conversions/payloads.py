@@ -51,6 +51,12 @@ MAX_EVENTS: dict[Platform, int] = {"meta": 1000, "google": 2000, "google_ads": 2
 """Events per request (capi.md §0.4): Meta 1,000, Data Manager and Ads API 2,000, TikTok 1,000."""
 
 DAY = 86_400.0
+META_AHEAD = 60.0
+"""Meta refuses an `event_time` more than this many seconds ahead (RudderStack's rule, §1.1)."""
+MAX_HOLD_DAYS = 7
+"""How far ahead an event may be dated and still wait until it is due (`held_until`): a few
+hours is clock skew or a milestone stamped ahead; beyond Meta's own 7-day window back it is a
+wrong date, and waiting for it would only fill the outbox."""
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -112,13 +118,25 @@ def _check_batch(events: Sequence[Any], platform: Platform) -> None:
 
 
 def check_event_age(conversion: Conversion, destination: Destination, now: float) -> str | None:
-    """Why this event is too old (or too far in the future) for the platform, or None to send.
+    """Why this event is too old (or too far in the future) for the platform, for good, or None.
 
-    Meta: 7 days, 62 for `physical_store`, and more than a minute ahead is refused (RudderStack's
-    rule, secondary). Google: the conversion action's click-through window (`EXPIRED_EVENT`).
-    TikTok: unverified; integrators cite 7 days for web/app and 28 for offline (capi.md §6.3).
+    Meta: 7 days, 62 for `physical_store`; more than a minute ahead is refused (RudderStack's
+    rule, secondary), so such an event waits until it is due (`held_until`), unless it is more
+    than `MAX_HOLD_DAYS` ahead. Google: the conversion action's click-through window
+    (`EXPIRED_EVENT`). TikTok: unverified; integrators cite 7 days for web/app and 28 for
+    offline (capi.md §6.3).
     """
     return event_age_reason(conversion.event_time, conversion.action_source, destination, now)
+
+
+def held_until(event_time: float, destination: Destination, now: float) -> float | None:
+    """When an event dated ahead may be sent (its own time), or None when it may be sent now or
+    never (`event_age_reason`). Only Meta is known to refuse events from the future (§1.1)."""
+    if isinstance(destination, MetaDestination):
+        ahead = event_time - now
+        if META_AHEAD < ahead <= MAX_HOLD_DAYS * DAY:
+            return event_time
+    return None
 
 
 def event_age_reason(
@@ -128,8 +146,8 @@ def event_age_reason(
     stored in their platform's form)."""
     age = now - event_time
     if isinstance(destination, MetaDestination):
-        if age < -60:
-            return "meta: event_time is more than 1 minute in the future"
+        if age < -MAX_HOLD_DAYS * DAY:
+            return f"meta: event_time is more than {MAX_HOLD_DAYS} days in the future"
         limit_days = 62 if action_source == "physical_store" else 7
         if age > limit_days * DAY:
             return f"meta: event_time is older than {limit_days} days"
@@ -150,6 +168,7 @@ def check_conversion(conversion: Conversion, destination: Destination, now: floa
     """The first reason not to send this conversion to this destination, or None.
 
     A returned reason is final for this destination: re-sending the same event cannot succeed.
+    (None may still mean "not yet": `held_until`.)
     """
     platform = platform_of(destination)
     if conversion.ad_user_data is False:

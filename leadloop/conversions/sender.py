@@ -4,7 +4,8 @@
 
 1. drops rows the platform would refuse for good (too old, no usable identifiers: the payload
    checks of `payloads.check_conversion`) as `skipped` with the reason, before batching: one
-   too-old event makes Meta reject a whole request (capi.md §1.1, §6.3);
+   too-old event makes Meta reject a whole request (capi.md §1.1, §6.3); a Meta event dated
+   ahead waits until it is due (`payloads.held_until`), without spending an attempt;
 2. splits the rest into the platform's request sizes (`MAX_EVENTS`);
 3. POSTs each request with the platform's auth (Meta `?access_token=`, Google `Authorization:
    Bearer`, plus `developer-token` for the Ads API, TikTok `Access-Token`) and classifies the
@@ -65,6 +66,7 @@ from leadloop.conversions.payloads import (
     check_event_age,
     compute_appsecret_proof,
     event_age_reason,
+    held_until,
     request_url,
     split_batches,
     wrap_request,
@@ -182,6 +184,13 @@ class ConversionSender:
                         f"the event was built for {stored.platform}"
                     )
                     outcomes[row.index] = Outcome("dead", None, moved)
+                    continue
+                due = _held_until(stored, config.destination, now)
+                if due is not None:
+                    # Dated ahead (queued before it was held, or the clock went back): not an
+                    # attempt, and Meta would refuse the whole request for it.
+                    ahead = "meta: event_time is in the future; held until it is due"
+                    outcomes[row.index] = Outcome("pending", due, ahead, attempted=False)
                     continue
                 reason = _check(stored, config.destination, now)
                 if reason:
@@ -323,6 +332,13 @@ def _check(stored: _StoredRow, target: Destination, now: float) -> str | None:
         return check_event_age(conversion, target, now)
     assert stored.event_time is not None  # checked when decoded
     return event_age_reason(stored.event_time, stored.action_source, target, now)
+
+
+def _held_until(stored: _StoredRow, target: Destination, now: float) -> float | None:
+    conversion = stored.conversion
+    event_time = conversion.event_time if conversion is not None else stored.event_time
+    assert event_time is not None  # checked when decoded
+    return held_until(event_time, target, now)
 
 
 def _bisect(rows: list[_Row], bad_index: int | None) -> list[list[_Row]]:

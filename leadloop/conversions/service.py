@@ -39,7 +39,7 @@ from leadloop.conversions.fields import (
 )
 from leadloop.conversions.identifiers import for_destination, user_identifiers
 from leadloop.conversions.model import Conversion
-from leadloop.conversions.payloads import build_event, check_conversion
+from leadloop.conversions.payloads import build_event, check_conversion, held_until
 from leadloop.conversions.store import LogRow
 from leadloop.identity.model import Profile
 from leadloop.log.batch import Batch, Conn, OutboxRow
@@ -312,7 +312,9 @@ class ConversionStage:
             if why_not:
                 reason = why_not
             else:
-                conversion, flags = for_destination(base, dest, mapping, config.default_region)
+                # A phone without `+` is read in the engine-wide region last (`user_identifiers`).
+                region = config.default_region or batch.identity.default_region
+                conversion, flags = for_destination(base, dest, mapping, region)
                 reason = check_conversion(conversion, dest.destination, batch.now)
             cache.log.append(
                 LogRow(
@@ -350,6 +352,7 @@ class ConversionStage:
                         "event": build_event(conversion, dest.destination),
                     },
                     profile_id=profile.id,
-                    not_before=batch.now,
+                    # An event Meta would refuse as from the future waits until it is due.
+                    not_before=held_until(at, dest.destination, batch.now) or batch.now,
                 )
             )

@@ -55,9 +55,11 @@ class Harness:
         self.settle()
 
 
-def make_harness(backend_url: str, playbook: str | None = None) -> Harness:
+def make_harness(
+    backend_url: str, playbook: str | None = None, *, default_region: str | None = None
+) -> Harness:
     engine = Engine(
-        Settings(database_url=backend_url, playbook=playbook),
+        Settings(database_url=backend_url, playbook=playbook, default_region=default_region),
         clock=ManualClock(1_800_000_000.0),
         manual_clock=True,
     )

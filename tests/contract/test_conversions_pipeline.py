@@ -9,6 +9,7 @@ retries happen exactly when the test moves time.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator
@@ -136,15 +137,17 @@ def open_rig(
     playbook: Path,
     env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
+    default_region: str | None = None,
     **fake_options: Any,
 ) -> Iterator[Rig]:
     """A harness engine on `playbook` (its `${ENV}` from `env`, with `{fake}` standing for the
-    fake's base URL) whose conversions go to a local fake, one dispatcher step at a time."""
+    fake's base URL; `default_region` is `LEADLOOP_DEFAULT_REGION`) whose conversions go to a
+    local fake, one dispatcher step at a time."""
     follow = _Follow()
     with FakeAdsServer(clock=follow, **fake_options) as fake:
         for name, value in env.items():
             monkeypatch.setenv(name, value.format(fake=fake.base_url))
-        h = make_harness(backend_url, str(playbook))
+        h = make_harness(backend_url, str(playbook), default_region=default_region)
         engine = h.engine
         follow.target = engine.clock
 
@@ -319,6 +322,27 @@ def test_checkout_and_crm_stage_change_reach_every_platform(rig: Rig) -> None:
     rig.drain()
     assert len(rig.fake.meta.accepted) == 2 and len(rig.fake.meta.requests) == 1
     assert len(rig.statuses()) == 6
+
+
+def test_a_national_phone_is_read_in_the_conversions_region_before_the_engines(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The identity graph reads `(650) 555-1212` in LEADLOOP_DEFAULT_REGION (GB: +44 650…);
+    # that reading was sent, over the section's `default_region: US`. With no region in the
+    # playbook, the engine's is still the last resort.
+    no_region = PLAYBOOK.replace("  default_region: US\n", "")
+    cases = (("u1", PLAYBOOK, "16505551212"), ("u2", no_region, "446505551212"))
+    for user, text, expected in cases:  # one database: a person and an order each
+        path = tmp_path / "playbook.yaml"
+        path.write_text(text)
+        with open_rig(backend_url, path, ENV, monkeypatch, default_region="GB") as rig:
+            rig.h.send(person(user, email=f"{user}@example.com"), order(f"o-{user}", user))
+            rig.h.settle()
+            rig.drain()
+            (event,) = rig.fake.meta.accepted
+            (tiktok,) = rig.fake.tiktok.accepted
+        assert event["user_data"]["ph"] == [sha(expected)]
+        assert tiktok["user"]["phone"] == sha("+" + expected)
 
 
 def test_stage_move_conversions_carry_the_lead_creation_time(rig: Rig) -> None:
@@ -498,6 +522,32 @@ def test_too_old_at_send_time_is_skipped_with_the_reason(rig: Rig) -> None:
     )
     assert "older than 7 days" in str(reason[0][0])
     assert rig.fake.meta.accepted == []
+
+
+def test_a_meta_event_dated_ahead_waits_until_it_is_due(rig: Rig) -> None:
+    # A CRM milestone stamped an hour ahead (clock skew) was skipped for good for Meta, which
+    # refuses an event_time more than a minute ahead: it waits in the outbox until its time.
+    # Eight days ahead is a wrong date, not skew: skipped, with the reason.
+    h = rig.h
+    now = rig.clock.now()
+    soon, late = order("o-1"), order("o-2")
+    soon["timestamp"] = dt.datetime.fromtimestamp(now + 3600, dt.UTC).isoformat()
+    late["timestamp"] = dt.datetime.fromtimestamp(now + 8 * 86400, dt.UTC).isoformat()
+    h.send(person(), visit(), soon, late)
+    h.settle()
+    reasons = h.sql(
+        "SELECT reason FROM conversion_log WHERE destination = 'meta' AND status = 'skipped'"
+    )
+    assert reasons == [("meta: event_time is more than 7 days in the future",)]
+    due = "SELECT next_attempt_at FROM outbox WHERE idempotency_key = 'meta:order-o-1-purchase'"
+    assert h.sql(due) == [(now + 3600,)]  # queued for its own time, not claimed before it
+    rig.dispatcher.run_once()
+    assert rig.statuses()["meta:order-o-1-purchase"] == "pending"
+    assert rig.fake.meta.requests == []
+    rig.drain()
+    assert rig.clock.now() >= now + 3600
+    assert [e["event_id"] for e in rig.fake.meta.accepted] == ["order-o-1-purchase"]
+    assert rig.statuses()["meta:order-o-1-purchase"] == "delivered"
 
 
 def test_the_engines_own_dispatcher_delivers_conversions(rig: Rig) -> None:

@@ -96,11 +96,13 @@ def meta_post(api: Api, payload: Any, secret: str, raw: bytes | None = None) -> 
     return api.client.post("/hooks/meta", content=body, headers=headers)
 
 
-def whatsapp(wamid: str, number: str, sender: str = "+15550001") -> dict[str, Any]:
-    """A read receipt for `wamid` and a message from `sender`, both to our `number`."""
+def whatsapp(
+    wamid: str, number: str, sender: str = "+15550001", receipt: str = "read"
+) -> dict[str, Any]:
+    """A `receipt` status for `wamid` and a message from `sender`, both to our `number`."""
     value = {
         "metadata": {"phone_number_id": number},
-        "statuses": [{"id": wamid, "status": "read", "timestamp": "1800000000"}],
+        "statuses": [{"id": wamid, "status": receipt, "timestamp": "1800000000"}],
         "messages": [{"from": sender, "id": "in-1", "timestamp": "1800000000", "type": "text"}],
     }
     entry = {"id": "WABA", "changes": [{"field": "messages", "value": value}]}
@@ -213,6 +215,62 @@ def test_a_receipt_delivered_twice_is_recorded_once(hooks: Api) -> None:
         ("wa-1", "opened"),
         ("wa-1", "sent"),
     ]
+
+
+def test_a_sent_receipt_delivered_twice_is_recorded_once(hooks: Api) -> None:
+    """WhatsApp's and Twilio's `sent` status has no event whose id drops a re-delivery: each
+    re-delivery added a history line. The first receipt is recorded, its repeats are not."""
+    sent_wa = whatsapp("wamid.X", NUMBER["default"], receipt="sent")
+    sent_sms = [("MessageSid", "SM123"), ("MessageStatus", "sent")]
+    for _ in range(2):
+        assert meta_post(hooks, sent_wa, "meta-default").is_success
+        assert twilio_post(hooks, sent_sms, "twilio-default").status_code == 200
+    history = hooks.engine.read_sync(
+        lambda c: c.execute("SELECT message_id, status, reason FROM message_transitions")
+    )
+    assert sorted(map(tuple, history)) == [
+        ("em-1", "sent", ""),
+        ("sms-1", "sent", ""),
+        ("sms-1", "sent", "sms reported sent"),
+        ("wa-1", "sent", ""),
+        ("wa-1", "sent", "whatsapp reported sent"),
+    ]
+    assert status(hooks, "wa-1") == status(hooks, "sms-1") == "sent"
+
+
+def test_two_different_soft_bounces_are_both_recorded(hooks: Api) -> None:
+    """Every soft bounce of a message took one event id, so a second one (another diagnostic,
+    a later retry by the receiving server) was dropped as a re-delivery, history and all. The
+    same bounce delivered again is still recorded once."""
+    notices = [
+        {"type": "bounce", "message_id": "em-1", "reason": "4.2.2 mailbox full"},
+        {"type": "bounce", "message_id": "em-1", "reason": "4.4.7 delivery delayed"},
+        {"type": "bounce", "message_id": "em-1", "reason": "4.2.2 mailbox full",
+         "timestamp": 1_800_000_600},
+    ]  # fmt: skip
+    matched = []
+    for n, notice in enumerate(notices * 2):  # each delivered twice
+        notice = {**notice, "permanent": False}
+        body = msgspec.json.encode(notice)
+        headers = sign_webhook(
+            EMAIL_SECRET["default"], f"n-{n}", int(hooks.engine.clock.now()), body
+        )
+        response = hooks.client.post("/hooks/email/acme", content=body, headers=headers)
+        matched.append(response.json()["matched"])
+    assert matched == [1, 1, 1, 0, 0, 0]
+
+    def bounces(c: Any) -> list[Any]:
+        rows = c.execute("SELECT body FROM events WHERE event = 'Email Bounced' ORDER BY seq")
+        return [msgspec.json.decode(row[0])["properties"]["reason"] for row in rows]
+
+    assert hooks.engine.read_sync(bounces) == [n["reason"] for n in notices]
+    history = hooks.engine.read_sync(
+        lambda c: c.execute(
+            "SELECT reason FROM message_transitions WHERE status = 'deferred' ORDER BY id"
+        )
+    )
+    assert [row[0] for row in history] == [f"soft bounce: {n['reason']}" for n in notices]
+    assert status(hooks, "em-1") == "sent"  # a soft bounce does not end the message
 
 
 @pytest.mark.parametrize("secret", ["", "meta-nobody", "meta-default "])

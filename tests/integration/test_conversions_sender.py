@@ -145,6 +145,27 @@ def test_too_old_stored_events_are_skipped_with_the_platform_rule(fake: FakeAdsS
     sender.close()
 
 
+def test_a_meta_event_dated_ahead_waits_and_far_ahead_is_skipped(fake: FakeAdsServer) -> None:
+    """A row claimed while its event is over a minute ahead (queued before such rows were held,
+    or the clock went back) was skipped for good: it waits until its time, without spending an
+    attempt, and does not go into Meta's request. TikTok knows no such rule."""
+    sender = sender_for(fake)
+    items = rows("meta", "meta", 1) + rows("meta", "meta", 1, 1, "conversion")
+    items += rows("tiktok", "tiktok", 1, 5)
+    due = NOW - 60  # the rows' event time
+    outcomes = sender.send_batch(items, due - 3600)
+    for held in outcomes[:2]:
+        assert (held.status, held.next_attempt_at, held.attempted) == ("pending", due, False)
+        assert "in the future" in str(held.error)
+    assert outcomes[2].status == "delivered"
+    assert fake.meta.requests == []
+    outcomes = sender.send_batch(rows("meta", "meta", 1, 10), due - 8 * 86_400)
+    assert outcomes[0].status == "skipped"
+    assert outcomes[0].error == "meta: event_time is more than 7 days in the future"
+    assert sender.send_batch(items[:2], due)[0].status == "delivered"
+    sender.close()
+
+
 def sender_for(fake: FakeAdsServer, parallel: int = 1) -> ConversionSender:
     """One request at a time by default: the tests below check request order and plan failures
     for "the next request"; `test_requests_in_parallel` covers the concurrent default."""

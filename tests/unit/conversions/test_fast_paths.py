@@ -248,7 +248,11 @@ def _identifiers_by_dict(person: Profile, *sources: Any) -> UserIdentifiers:
     if "email" in wanted:
         values["email"] = by_type.get("email") or t(traits, "email")
     if "phone" in wanted:
-        values["phone"] = by_type.get("phone") or _identifiers_phone(t(traits, "phone"))
+        raw_phone = t(traits, "phone")
+        national = raw_phone is not None and not raw_phone.startswith("+")
+        values["phone"] = (
+            raw_phone if national else by_type.get("phone") or _identifiers_phone(raw_phone)
+        )
     if "name" in wanted:
         first, last = t(traits, "firstName", "first_name"), t(traits, "lastName", "last_name")
         full = None if first or last else t(traits, "name")
@@ -361,3 +365,26 @@ def test_contents_pick_the_product_id_as_before(products: list[dict[str, Any]]) 
     assert [c.id for c in contents_of(body, "properties.products")] == expected
     # Dotted paths are split once per path (memoised): repeated reads give the same values.
     assert order_id_in(body) == order_id_in(body) == "o-1"
+
+
+def test_a_national_trait_phone_is_not_taken_from_the_graphs_engine_wide_reading() -> None:
+    """The identity graph reads a national phone in `LEADLOOP_DEFAULT_REGION`: `2079460958`
+    became `+12079460958` under US, and that reading won over the profile's `country: GB` and
+    the destination's `default_region`. A number given with `+` reads the same everywhere."""
+    engine_us = [{"type": "phone", "value": "+12079460958"}]
+    user = user_identifiers(profile(phone="2079460958", country="GB"), engine_us, MatchKeys(), ALL)
+    for platform, expected in (("meta", "442079460958"), ("google", "+442079460958")):
+        assert hash_for_platform(user, platform, "US", True).phone == sha256_hex(expected)
+    # No country trait: the destination's region, then the engine's (the caller's fallback).
+    engine_gb = [{"type": "phone", "value": "+446505551212"}]
+    user = user_identifiers(profile(phone="(650) 555-1212"), engine_gb, MatchKeys(), ALL)
+    assert hash_for_platform(user, "tiktok", "US", True).phone == sha256_hex("+16505551212")
+    assert hash_for_platform(user, "meta", "GB", True).phone == sha256_hex("446505551212")
+    target = MetaDestination(pixel_id="1", default_region="US")
+    dest = DestinationConfig(id="meta", platform="meta", destination=target)
+    base = Conversion(event_name="Lead", event_time=1.0, event_id="e1", user=user)
+    conversion, _ = for_destination(base, dest, Mapping(id="m", event_name="Lead"), "GB")
+    assert conversion.meta_user_data["ph"] == [sha256_hex("16505551212")]
+    # Given with `+`: the graph's reading is the same number, and is still taken as it is.
+    user = user_identifiers(profile(phone="+1 650 555 1212"), engine_gb, MatchKeys(), ALL)
+    assert user.phone == "+446505551212"

@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from leadloop.conversions.capture import MatchKeys
+from leadloop.conversions.identifiers import hash_for_platform, user_identifiers
 from leadloop.conversions.model import UserIdentifiers
 from leadloop.conversions.normalize import (
     hash_user_data_meta,
@@ -42,6 +44,7 @@ from leadloop.conversions.normalize import (
     normalize_zip_meta,
     sha256_hex,
 )
+from leadloop.identity.model import Profile
 
 FORMATTER = Formatter()
 MANY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -294,6 +297,41 @@ def test_zip_rules_where_we_differ_from_meta_sdk() -> None:
     assert normalize_zip_meta("00-950", "pl") == "00950"
     # and it keeps a dash-less US ZIP+4 whole, where Meta's doc says "first 5 digits".
     assert normalize_zip_meta("940251234", "US") == "94025"
+
+
+def _zip_sent(zip_code: object, country: str | None) -> tuple[str | None, str | None]:
+    """(Meta's `zp` digest, Google's `postalCode`) for a profile with these traits, through
+    `user_identifiers` and both the per-platform hashing and the payload builders."""
+    traits = {"firstName": "Jane", "lastName": "Doe", "zip": zip_code}
+    if country is not None:
+        traits["country"] = country
+    person = Profile(
+        id="p", workspace_id="w", traits=traits, first_seen=1, last_seen=1, last_activity=1
+    )
+    wanted = frozenset({"name", "address"})
+    user = user_identifiers(person, [], MatchKeys(), wanted)
+    meta = hash_user_data_meta(user).get("zp")
+    assert hash_for_platform(user, "meta", None, True).zip == (meta[0] if meta else None)
+    google = [i["address"] for i in hash_user_identifiers_google(user) if "address" in i]
+    postal = hash_for_platform(user, "google", None, True).zip
+    assert [a["postalCode"] for a in google] == ([postal] if postal else [])
+    return (meta[0] if meta else None), postal
+
+
+def test_a_zip_sent_as_a_number_keeps_its_digits_and_a_us_one_its_leading_zero() -> None:
+    """A form or spreadsheet that stored `02139` as a number gave 2139 (Meta hashed `2139`,
+    Google got `2139`), and 2139.0 was dropped. A US ZIP is five digits: shorter all-digit
+    ones lost their leading zeros (00501 is the smallest); elsewhere the digits are the code."""
+    for written in (2139, 2139.0, "2139", " 02139 "):
+        assert _zip_sent(written, "US") == (sha256_hex("02139"), "02139"), written
+    assert _zip_sent(501, "us") == (sha256_hex("00501"), "00501")
+    for written in (1010, 1010.0, "1010"):  # Vienna: four digits, no leading zero lost
+        assert _zip_sent(written, "AT") == (sha256_hex("1010"), "1010"), written
+        assert _zip_sent(written, None) == (sha256_hex("1010"), None), (
+            written
+        )  # Google: no address without a country
+    assert _zip_sent(94105.5, "US") == (None, None)  # not a postal code
+    assert _zip_sent(True, "US") == (None, None)
 
 
 _COUNTRIES = [country.alpha_2 for country in pycountry.countries]

@@ -26,6 +26,7 @@ from leadloop.conversions.payloads import (
     check_event_age,
     compute_appsecret_proof,
     derive_event_id,
+    held_until,
     request_url,
     split_batches,
 )
@@ -301,9 +302,21 @@ def test_event_age_limits(
         assert reason.split(":")[0] in ("meta", "google", "tiktok")
 
 
-def test_meta_refuses_events_from_the_future() -> None:
-    assert check_event_age(conversion(event_time=NOW + 120), META, NOW)
+def test_meta_events_from_the_future_wait_until_they_are_due() -> None:
+    """Meta refuses an event_time more than a minute ahead; one stamped ahead (clock skew, a
+    CRM milestone dated ahead) was skipped for good. It waits until it is due, unless it is so
+    far ahead that its date is wrong rather than early."""
+    ahead = conversion(event_time=NOW + 120)
+    assert check_event_age(ahead, META, NOW) is None
+    assert held_until(ahead.event_time, META, NOW) == NOW + 120
+    assert held_until(NOW + 7 * DAY, META, NOW) == NOW + 7 * DAY
+    assert held_until(NOW + 30, META, NOW) is None  # within Meta's minute: sent now
     assert check_event_age(conversion(event_time=NOW + 30), META, NOW) is None
+    far = conversion(event_time=NOW + 7 * DAY + 1)
+    assert held_until(far.event_time, META, NOW) is None
+    assert check_event_age(far, META, NOW) == "meta: event_time is more than 7 days in the future"
+    for destination in (GOOGLE, TIKTOK):  # no such rule known for them (capi.md §9)
+        assert held_until(NOW + 3600, destination, NOW) is None
 
 
 def test_check_conversion_reasons() -> None:
