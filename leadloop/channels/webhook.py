@@ -48,14 +48,18 @@ class WebhookSender:
         headers["content-type"] = "application/json"
         headers["user-agent"] = "leadloop-webhooks/0.1"
         try:
-            response = self._client.post(url, content=body, headers=headers)
+            # Only the status and headers are read, never the body: a receiver answering with
+            # a huge or endless one would hold a send thread (and the memory) as long as it
+            # kept writing. Leaving the stream unread closes the connection.
+            with self._client.stream("POST", url, content=body, headers=headers) as response:
+                status, answer = response.status_code, dict(response.headers)
         except httpx2.HTTPError as exc:
             return self._failed(
                 item, now, attempt, f"network error: {exc.__class__.__name__}: {exc}"
             )
         # A Retry-After HTTP-date is the receiver's wall-clock time: read it against the wall
         # clock, so under a manual clock the wait is still the one asked for.
-        outcome = classify_http(response.status_code, dict(response.headers), self._wall.now())
+        outcome = classify_http(status, answer, self._wall.now())
         if isinstance(outcome, Delivered):
             return Outcome("delivered")
         if isinstance(outcome, Dead):

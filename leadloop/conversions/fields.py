@@ -85,7 +85,20 @@ def _as_bool(value: Any) -> bool | None:
     return None
 
 
+MAX_ID = 200
+"""Characters of an order or event id taken as they are; a longer one (a message may hold
+kilobytes) becomes a digest of it. The event id is part of two PostgreSQL index keys (the
+conversion log's and the outbox row's), which hold about 2.7 KB: a longer key failed the
+processor's batch on every retry, and the log stopped for every workspace."""
+
+
+def bounded_id(value: str) -> str:
+    """`value`, or a digest of it when it is longer than `MAX_ID`."""
+    return value if len(value) <= MAX_ID else sha256_hex(value)[:32]
+
+
 def event_id_for(source: str, object_id: str, stage: str) -> str:
+    object_id = bounded_id(object_id)
     try:
         return derive_event_id(source, object_id, stage)
     except ValueError:

@@ -28,6 +28,7 @@ from leadloop.conversions.fields import (
     WITHDRAWN,
     advertising_consent,
     auto_source,
+    bounded_id,
     contents_of,
     currency_of,
     event_id_for,
@@ -258,7 +259,7 @@ class ConversionStage:
             at = event.timestamp
             explicit = text_at(body, mapping.event_id) if mapping.event_id else None
             if explicit:
-                event_id = explicit
+                event_id = bounded_id(explicit)
             elif order_id:
                 event_id = event_id_for("order", order_id, mapping.event_name)
             else:

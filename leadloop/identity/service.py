@@ -267,7 +267,7 @@ class IdentityBatch:
         ws, gid = event.workspace_id, event.group_id or ""
         account = self.accounts.get((ws, gid)) or self._load_account(ws, gid)
         traits = dict(account.traits) if account else {}
-        traits.update(event.traits)
+        traits.update(event.account_traits)
         first = min(account.first_seen, event.timestamp) if account else event.timestamp
         last = max(account.last_seen, event.timestamp) if account else event.timestamp
         self.accounts[(ws, gid)] = Account(

@@ -48,6 +48,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
         return nested if isinstance(nested, dict) else {}
 
     @property
+    def account_traits(self) -> dict[str, Any]:
+        """A group call's traits: the top-level `traits` only, never `context.traits`, which
+        describe the person (rudder-sdk-js sends them with every call)."""
+        value = self.body.get("traits")
+        return value if isinstance(value, dict) else {}
+
+    @property
     def context(self) -> dict[str, Any]:
         value = self.body.get("context")
         return value if isinstance(value, dict) else {}

@@ -69,7 +69,8 @@ _ASCTIME = re.compile(rf"^[A-Za-z]{{3}} ([A-Za-z]{{3}}) ([ \d]\d) {_TIME} (\d{{4
 
 def _epoch(year: int, month: str, day: int, hh: int, mm: int, ss: int) -> float | None:
     number = _MONTHS.get(month.lower())
-    if number is None or not (1 <= day <= 31 and hh <= 23 and mm <= 59 and ss <= 60):
+    # Year 0 matches the four digits but is no year `timegm` can count from (ValueError).
+    if number is None or year < 1 or not (1 <= day <= 31 and hh <= 23 and mm <= 59 and ss <= 60):
         return None
     return float(calendar.timegm((year, number, day, hh, mm, ss, 0, 0, 0)))
 

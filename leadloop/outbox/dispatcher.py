@@ -20,11 +20,15 @@ from typing import Any, Protocol
 from leadloop.clock import Clock
 from leadloop.log.writer import Writer
 from leadloop.outbox import service
+from leadloop.outbox.decide import next_attempt
+from leadloop.outbox.model import RetryPolicy
 from leadloop.outbox.service import Claimed, Outcome
 
 log = logging.getLogger("leadloop.outbox")
 LANES = 2
 """Dispatcher threads; see the module docstring."""
+INTERNAL_ERROR_DELAY = 60.0
+"""The least wait before a row whose sender raised is tried again."""
 
 
 class Sender(Protocol):
@@ -53,8 +57,11 @@ class Dispatcher:
         batch: int = 100,
         claim_sizes: Mapping[str, int] | None = None,
         lanes: int = LANES,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._writer = writer
+        self._policy = policy or RetryPolicy()
+        """The attempt budget of rows whose sender raised (`_internal_error`)."""
         self._clock = clock
         self.senders = dict(senders)
         self._poll = poll
@@ -141,8 +148,7 @@ class Dispatcher:
             outcomes = sender.send_batch(items, self._clock.now())
         except Exception as exc:
             log.exception("batch sender for %s failed", kind)
-            retry = Outcome("pending", self._clock.now() + 60.0, f"internal error: {exc!r}")
-            return [retry for _ in items]
+            return [self._internal_error(item, exc) for item in items]
         assert len(outcomes) == len(items), "a batch sender returns one outcome per row"
         return outcomes
 
@@ -153,7 +159,20 @@ class Dispatcher:
             return sender.send(item, self._clock.now())
         except Exception as exc:  # a bug in a sender must not kill the dispatcher
             log.exception("sender for %s failed on #%d", item.kind, item.id)
-            return Outcome("pending", self._clock.now() + 60.0, f"internal error: {exc!r}")
+            return self._internal_error(item, exc)
+
+    def _internal_error(self, item: Claimed, exc: Exception) -> Outcome:
+        """A row whose sender raised: tried again on the outbox's backoff (a minute at least),
+        and a dead letter once the budget is spent. A row that makes its sender fail every
+        time (a bug, or a poison row) was otherwise put back for ever, and never showed among
+        the dead letters an operator re-drives once the cause is fixed."""
+        now = self._clock.now()
+        attempt = item.attempts + 1
+        reason = f"internal error: {exc!r}"
+        due = next_attempt(attempt, now, None, item.idempotency_key, self._policy)
+        if due is None:
+            return Outcome("dead", None, f"{reason}; gave up after {attempt} attempts")
+        return Outcome("pending", max(due, now + INTERNAL_ERROR_DELAY), reason)
 
     def _run(self) -> None:
         while not self._stop.is_set():

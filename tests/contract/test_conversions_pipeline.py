@@ -621,3 +621,18 @@ def test_a_merged_visitors_click_ids_reach_the_contacts_conversions(
     (tiktok,) = [e for e in rig.fake.tiktok.accepted if e["event"] == "CompletePayment"]
     assert tiktok["user"]["ttclid"] == "TtClick1"
     assert h.sql("SELECT profile_id FROM conversion_keys") == [(crm["id"],)]
+
+
+def test_an_order_id_of_kilobytes_does_not_stall_the_processor(rig: Rig) -> None:
+    # 16,000 characters fit in a 32 KB message; as part of the event id they were more than a
+    # PostgreSQL index entry holds, so the processor's batch failed on every retry and the log
+    # stopped for every workspace. Such an id is shortened to a digest of it.
+    h = rig.h
+    huge = "o" + "".join(f"{i:x}" for i in range(4000))
+    h.send(person(), order(huge), order("o-2"))
+    h.settle()
+    rows = h.sql("SELECT idempotency_key FROM outbox WHERE kind = 'conversion'")
+    keys = sorted(str(r[0]) for r in rows)
+    assert len(keys) == 6  # both orders, for each of the three platforms
+    assert max(len(k) for k in keys) <= 300
+    assert "meta:order-o-2-purchase" in keys

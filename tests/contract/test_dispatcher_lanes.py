@@ -8,6 +8,7 @@ from typing import Any
 from leadloop.identity.service import IdentityBatch
 from leadloop.log.batch import Batch, OutboxRow
 from leadloop.outbox.dispatcher import Dispatcher
+from leadloop.outbox.model import RetryPolicy
 from leadloop.outbox.service import Claimed, Outcome
 from leadloop.testing import eventually
 from tests.contract.conftest import Harness
@@ -101,3 +102,30 @@ def test_a_row_another_lane_is_sending_is_not_sent_again(harness: Harness) -> No
     assert len(sent) == 5
     delivered = h.sql("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")[0][0]
     assert delivered == 5
+
+
+def test_a_row_its_sender_fails_on_every_time_ends_as_a_dead_letter(harness: Harness) -> None:
+    # A sender that raises on a row (a bug, or a poison row) used to put it back for another
+    # try a minute later, for ever: it never reached the dead letters an operator looks at.
+    h = harness
+    add_rows(h, 1)
+    clock = h.engine.manual_clock
+    assert clock is not None
+
+    class Broken:
+        def send(self, item: Claimed, now: float) -> Outcome:
+            raise RuntimeError("boom")
+
+    policy = RetryPolicy(max_attempts=4)
+    dispatcher = Dispatcher(h.engine.writer, h.engine.clock, {"probe": Broken()}, policy=policy)
+    try:
+        for _ in range(10):
+            dispatcher.run_once()
+            clock.advance(policy.max_delay)
+    finally:
+        dispatcher.stop()
+    rows = h.sql("SELECT status, attempts, last_error FROM outbox WHERE kind = 'probe'")
+    assert len(rows) == 1
+    status, attempts, error = rows[0]
+    assert (status, attempts) == ("dead", 4)
+    assert "internal error: RuntimeError('boom')" in error and "gave up after 4 attempts" in error

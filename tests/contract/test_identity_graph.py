@@ -113,6 +113,26 @@ def test_group_creates_an_account_and_links_the_profile(harness: Harness) -> Non
     assert '"employees":500' in rows[0][0]
 
 
+def test_a_group_call_without_traits_gives_its_account_none_of_the_persons(
+    harness: Harness,
+) -> None:
+    # `context.traits` describe the person (rudder-sdk-js sends them with every call): they
+    # were taken for the account's traits when the call had no top-level `traits`.
+    harness.send(
+        {
+            "type": "group",
+            "userId": "u1",
+            "groupId": "acme",
+            "context": {"traits": {"email": "ada@example.com", "name": "Ada"}},
+        }
+    )
+    harness.settle()
+    rows = harness.sql("SELECT traits FROM accounts WHERE id = 'acme'")
+    assert rows[0][0] == "{}"
+    prof = harness.profile("email", "ada@example.com")
+    assert prof is not None and prof["accounts"] == ["acme"]
+
+
 def test_workspaces_are_isolated(harness: Harness) -> None:
     harness.add_workspace("other")
     harness.send(ident(None, "u1", plan="a"))

@@ -52,10 +52,19 @@ def _item(**changes: object) -> OutboxItem:
         ("1.5", None),
         ("Wed, 01 Foo 2024 12:02:00 GMT", None),
         ("Wed, 01 May 2024 25:02:00 GMT", None),
+        # Year 0 is no date `datetime` can hold: unreadable, not a crash of the sender.
+        ("Sat, 01 Jan 0000 00:00:00 GMT", None),
+        ("Sat Jan  1 00:00:00 0000", None),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, NOW) == expected
+
+
+def test_an_unreadable_retry_after_date_falls_back_to_our_backoff() -> None:
+    # It raised ValueError out of the sender: the row was retried every minute, for ever.
+    outcome = classify_http(503, {"Retry-After": "Sat, 01 Jan 0000 00:00:00 GMT"}, NOW)
+    assert outcome == Retry("HTTP 503", None)
 
 
 def test_rfc850_two_digit_years_use_the_fifty_year_rule() -> None:
