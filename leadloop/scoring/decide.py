@@ -331,13 +331,14 @@ def _steps_until(start: float, every: float, until: float, at_least: int) -> int
 
 def _deduct(state: ScoreState, amount: float, at: float) -> tuple[float, tuple[Fading, ...]]:
     """Take `amount` from the non-fading part first, then from the fading buckets at `at`;
-    returns the new steady part and buckets."""
+    returns the new steady part and buckets. What neither holds (only a floor below zero
+    leaves room for it) takes the non-fading part below zero."""
     steady = state.steady
     take = min(max(steady, 0.0), amount)
     steady -= take
     left = amount - take
     if not state.fading:
-        return steady, state.fading
+        return steady - left, state.fading
     buckets: list[Fading] = []
     for bucket in state.fading:
         if left > 0:
@@ -346,7 +347,7 @@ def _deduct(state: ScoreState, amount: float, at: float) -> tuple[float, tuple[F
             left -= used
             bucket = Fading(bucket.half_life, value - used, at)
         buckets.append(bucket)
-    return steady, tuple(buckets)
+    return steady - max(left, 0.0), tuple(buckets)
 
 
 def decay_due_at(state: ScoreState, model: ScoringModel, at: float) -> float | None:

@@ -239,6 +239,20 @@ def test_step_decay_takes_from_fading_points_too_and_respects_the_floor() -> Non
     assert scores_at(later.state, T0 + 30 * DAY).engagement == 10
 
 
+def test_step_decay_reaches_a_floor_below_zero_and_stops_there() -> None:
+    """A negative floor lets decay take engagement below zero; the ledger's steps are what the
+    score lost, and once at the floor no step is due (no timer firing every window forever)."""
+    model = engagement_model(
+        "        - {id: visit, type: page, points: 5}\n",
+        "      decay: {step: {points: 20, every: 30d}, floor: -10}\n",
+    )
+    [decision] = run_all(model, [page("/", T0)])
+    later = decay_scores(decision.state, model, T0 + 400 * DAY)
+    assert [(c.points, c.engagement) for c in later.changes] == [(-15, -10)]
+    assert scores_at(later.state, T0 + 400 * DAY).engagement == -10
+    assert later.decay_due_at is None
+
+
 def test_stage_set_by_an_event_runs_actions_only_upwards() -> None:
     model = model_from(
         "    - id: m\n"
