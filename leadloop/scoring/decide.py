@@ -25,11 +25,13 @@ from leadloop.scoring.ledger import ledger_line
 from leadloop.scoring.match import fit_holds, page_path, where_test
 from leadloop.scoring.model import (
     JOURNEY_UPDATE_EVENT,
+    MAX_PARKED_SESSIONS,
     Award,
     Cap,
     EmitEvent,
     EngagementRule,
     Fading,
+    ParkedSession,
     RuleUsage,
     ScoreChange,
     ScoreDecision,
@@ -425,8 +427,28 @@ def _track_session(state: ScoreState, event: Event, at: float, timeout: float) -
         key = f"auto:{at!r}"
     else:
         key = state.session_key or f"auto:{at!r}"
-    points = state.session_points if key == state.session_key else 0.0
-    return replace(state, session_key=key, session_last=at, session_points=points)
+    if key == state.session_key:
+        return replace(state, session_last=at)
+    # Another session: the current one, if named and not idle past the timeout, is parked
+    # with its points (it may resume: a second device), and a parked one resumes with its.
+    live = [s for s in state.parked_sessions if at - s.last < timeout]
+    points = next((s.points for s in live if s.key == key), 0.0)
+    parked = [s for s in live if s.key != key]
+    current, last = state.session_key, state.session_last
+    if (
+        current is not None
+        and current.startswith("id:")
+        and last is not None
+        and at - last < timeout
+    ):
+        parked.append(ParkedSession(current, last, state.session_points))
+    return replace(
+        state,
+        session_key=key,
+        session_last=at,
+        session_points=points,
+        parked_sessions=tuple(parked[-MAX_PARKED_SESSIONS:]),
+    )
 
 
 def _award(
