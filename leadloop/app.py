@@ -375,6 +375,13 @@ class Engine:
             conn, self.writer, workspace, models, self.clock.now(), self.rescore_progress
         )
 
+    def _rescore_stale(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
+        from leadloop.scoring.rescoring import stale_models
+
+        stale = stale_models(conn, workspace, models)
+        if stale:
+            self._rescore(conn, workspace, stale)
+
     def _watch(self) -> None:
         while not self._watch_stop.wait(1.0):
             try:
@@ -394,6 +401,12 @@ class Engine:
         if self.settings.playbook:
             self.apply_playbook_file(self.settings.playbook)
         self.refresh_playbooks()
+        for workspace, playbook in self.playbooks.items():
+            # A playbook applied while the engine was stopped had no engine to rescore it.
+            if playbook.models:
+                self.processor.request(
+                    lambda c, ws=workspace, ms=playbook.models: self._rescore_stale(c, ws, ms)  # type: ignore[misc]
+                )
         self._started = True
         self._upkeep = (
             checkpointer(self._connect_sqlite)

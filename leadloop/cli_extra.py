@@ -187,17 +187,23 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from leadloop.identity import queries
-    from leadloop.identity.normalize import normalize_email
+    from leadloop.identity.normalize import normalize_email, normalize_phone
     from leadloop.scoring import queries as score_queries
 
     conn = _conn(settings, workspace=args.workspace)
     try:
         ws = args.workspace
         pid = queries.canonical_id(conn, ws, args.identifier)
+        # Emails and phones are stored normalized: the identifier is read as the API's lookup
+        # reads it (a phone with spaces, or national with LEADLOOP_DEFAULT_REGION, is E.164).
+        normalized = {
+            "email": normalize_email(args.identifier),
+            "phone": normalize_phone(args.identifier, settings.default_region),
+        }
         for kind in ("user_id", "email", "anonymous_id", "phone", "external_id"):
             if pid is not None:
                 break
-            value = normalize_email(args.identifier) if kind == "email" else args.identifier
+            value = normalized.get(kind, args.identifier)
             if value:
                 pid = queries.lookup(conn, ws, kind, value)
         if pid is None:

@@ -80,9 +80,13 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
     session_fields = fields.child("session", "session")
     session = None
     if session_fields is not None:
+        timeout = session_fields.optional_duration("timeout")
+        if timeout == 0:
+            # It read as "not set", so sessions silently lasted the default 30 minutes.
+            session_fields.fail("timeout", "must be longer than 0")
         session = SessionLimit(
             max_points=_positive(session_fields, "max_points"),
-            timeout=session_fields.optional_duration("timeout") or 1800.0,
+            timeout=1800.0 if timeout is None else timeout,
         )
     return ScoringModel(
         id=fields.name("id"),
@@ -253,7 +257,11 @@ def _action(fields: Fields, webhooks: Mapping[str, WebhookEndpoint]) -> Action:
 def _cap(fields: Fields | None) -> Cap | None:
     if fields is None:
         return None
-    return Cap(points=_positive(fields, "points"), per=fields.optional_duration("per"))
+    per = fields.optional_duration("per")
+    if per == 0:
+        # A window of no length holds no award: the cap would never hold anything back.
+        fields.fail("per", "must be longer than 0 (leave it out to cap the whole history)")
+    return Cap(points=_positive(fields, "points"), per=per)
 
 
 def _decay(fields: Fields | None) -> Decay:

@@ -25,11 +25,13 @@ from leadloop.scoring.ledger import ledger_line
 from leadloop.scoring.match import fit_holds, page_path, where_test
 from leadloop.scoring.model import (
     JOURNEY_UPDATE_EVENT,
+    MAX_PARKED_SESSIONS,
     Award,
     Cap,
     EmitEvent,
     EngagementRule,
     Fading,
+    ParkedSession,
     RuleUsage,
     ScoreChange,
     ScoreDecision,
@@ -331,13 +333,14 @@ def _steps_until(start: float, every: float, until: float, at_least: int) -> int
 
 def _deduct(state: ScoreState, amount: float, at: float) -> tuple[float, tuple[Fading, ...]]:
     """Take `amount` from the non-fading part first, then from the fading buckets at `at`;
-    returns the new steady part and buckets."""
+    returns the new steady part and buckets. What neither holds (only a floor below zero
+    leaves room for it) takes the non-fading part below zero."""
     steady = state.steady
     take = min(max(steady, 0.0), amount)
     steady -= take
     left = amount - take
     if not state.fading:
-        return steady, state.fading
+        return steady - left, state.fading
     buckets: list[Fading] = []
     for bucket in state.fading:
         if left > 0:
@@ -346,7 +349,7 @@ def _deduct(state: ScoreState, amount: float, at: float) -> tuple[float, tuple[F
             left -= used
             bucket = Fading(bucket.half_life, value - used, at)
         buckets.append(bucket)
-    return steady, tuple(buckets)
+    return steady - max(left, 0.0), tuple(buckets)
 
 
 def decay_due_at(state: ScoreState, model: ScoringModel, at: float) -> float | None:
@@ -424,8 +427,28 @@ def _track_session(state: ScoreState, event: Event, at: float, timeout: float) -
         key = f"auto:{at!r}"
     else:
         key = state.session_key or f"auto:{at!r}"
-    points = state.session_points if key == state.session_key else 0.0
-    return replace(state, session_key=key, session_last=at, session_points=points)
+    if key == state.session_key:
+        return replace(state, session_last=at)
+    # Another session: the current one, if named and not idle past the timeout, is parked
+    # with its points (it may resume: a second device), and a parked one resumes with its.
+    live = [s for s in state.parked_sessions if at - s.last < timeout]
+    points = next((s.points for s in live if s.key == key), 0.0)
+    parked = [s for s in live if s.key != key]
+    current, last = state.session_key, state.session_last
+    if (
+        current is not None
+        and current.startswith("id:")
+        and last is not None
+        and at - last < timeout
+    ):
+        parked.append(ParkedSession(current, last, state.session_points))
+    return replace(
+        state,
+        session_key=key,
+        session_last=at,
+        session_points=points,
+        parked_sessions=tuple(parked[-MAX_PARKED_SESSIONS:]),
+    )
 
 
 def _award(

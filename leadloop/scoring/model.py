@@ -214,6 +214,18 @@ class Fading(msgspec.Struct, frozen=True, array_like=True, gc=False):
     as_of: float
 
 
+class ParkedSession(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A named session another one interrupted, with what it added so far."""
+
+    key: str
+    last: float
+    points: float
+
+
+MAX_PARKED_SESSIONS = 8
+"""Interrupted sessions remembered at once (a person's devices and tabs)."""
+
+
 class ScoreState(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     model_id: str
     model_version: str
@@ -230,6 +242,9 @@ class ScoreState(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     session_key: str | None = None
     session_last: float | None = None
     session_points: float = 0.0
+    parked_sessions: tuple[ParkedSession, ...] = ()
+    """Named sessions interrupted by another within the session timeout: resumed, one goes on
+    from the points it had added, so two devices alternating cannot pass the limit."""
     last_activity: float | None = None
     decay_steps: int = 0
     """Step deductions applied since `last_activity`; the next is due at

@@ -76,6 +76,30 @@ def rescore_workspace(
     return done
 
 
+def stale_models(
+    conn: Conn, workspace: str, models: tuple[ScoringModel, ...]
+) -> tuple[ScoringModel, ...]:
+    """The models some profile of the workspace is not scored under as they are now: it has
+    no score under the model, or one from another version of it (stored by a msgspec encoder,
+    so the version reads `"model_version":"<digest>"` in the state's JSON).
+
+    A running engine rescores when a changed model is applied; this finds what it could not,
+    a playbook applied while the engine was stopped, or a rescore the stop cut short."""
+    profiles = replay.count_profiles(conn, workspace)
+    if not profiles:
+        return ()
+    stale = []
+    for model in models:
+        marker = _encoder.encode({"model_version": model.version}).decode()[1:-1]
+        rows = conn.execute(
+            "SELECT COUNT(*) FROM scores WHERE workspace_id = ? AND model = ? AND state LIKE ?",
+            (workspace, model.id, f"%{marker}%"),
+        )
+        if int(rows[0][0]) < profiles:
+            stale.append(model)
+    return tuple(stale)
+
+
 def _rescore_chunk(
     conn: Conn,
     writer: Writer,

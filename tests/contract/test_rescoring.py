@@ -11,7 +11,7 @@ import pytest
 
 from leadloop.scoring import rescoring
 from leadloop.testing import eventually
-from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness
+from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 from tests.contract.test_scoring_pipeline import score, seed_lead
 
 
@@ -120,3 +120,35 @@ def test_rescoring_more_than_one_chunk_rescores_each_profile_once(
     assert {(count, points, total) for _, count, points, total in rows} == {(1, 20, 30)}
     assert h.sql("SELECT COUNT(*) FROM score_ledger") == [(ledger_before + n,)]
     assert score(h, users[0])["score"] == 30 and score(h, users[-1])["score"] == 30
+
+
+def test_a_model_changed_while_the_engine_was_stopped_is_rescored_at_start(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """`leadloop playbook apply` with the engine down (or `serve --playbook` with an edited
+    file): the next start finds the profiles scored under another version of the model and
+    rescores them, as a running engine would have on the apply."""
+    h = make_harness(backend_url, EXAMPLE_PLAYBOOK)
+    try:
+        h.send({"type": "page", "userId": "low", "properties": {"path": "/pricing"}})
+        h.settle()
+        assert score(h, "low")["score"] == 10
+    finally:
+        h.engine.stop()
+    changed = tmp_path / "p.yaml"
+    changed.write_text(pricing_points(30))
+    h = make_harness(backend_url, str(changed))
+    try:
+        eventually(lambda: score(h, "low")["score"] == 30)
+        assert h.sql("SELECT COUNT(*) FROM score_ledger WHERE kind = 'rescore'") == [(1,)]
+    finally:
+        h.engine.stop()
+    # Started again on the same playbook, nothing is stale: no second rescore.
+    h = make_harness(backend_url, str(changed))
+    try:
+        h.send({"type": "page", "userId": "low", "properties": {"path": "/"}})
+        h.settle()
+        assert score(h, "low")["score"] == 32
+        assert h.sql("SELECT COUNT(*) FROM score_ledger WHERE kind = 'rescore'") == [(1,)]
+    finally:
+        h.engine.stop()

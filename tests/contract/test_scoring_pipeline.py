@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
@@ -189,3 +190,25 @@ def test_two_models_in_one_workspace_keep_their_own_score_and_stage(
         assert h.sql("SELECT COUNT(*) FROM events WHERE event = 'Lead Qualified'") == [(1,)]
     finally:
         h.engine.stop()
+
+
+def test_explain_finds_a_lead_by_a_phone_written_as_people_write_it(
+    scoring_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Phones are stored in E.164; `explain` reads the number it is given as the API's lookup
+    does, so a number with spaces (or, with a default region, a national one) finds the lead."""
+    from leadloop.cli import main
+
+    h = scoring_harness
+    h.send(
+        {"type": "identify", "userId": "tel-1", "traits": {"phone": "+44 20 7946 0958"}},
+        {"type": "page", "userId": "tel-1", "properties": {"path": "/pricing"}},
+    )
+    h.settle()
+    url = h.engine.url.url
+    assert main(["explain", "+44 20 7946 0958", "--database-url", url]) == 0
+    assert "lead: 10 = fit 0 + engagement 10" in capsys.readouterr().out
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LEADLOOP_DEFAULT_REGION", "GB")
+        assert main(["explain", "020 7946 0958", "--database-url", url]) == 0
+    assert "lead: 10 = fit 0 + engagement 10" in capsys.readouterr().out

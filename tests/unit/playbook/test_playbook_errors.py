@@ -137,6 +137,22 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
         ("version: 1", "version: 2024-13-45", 1, "version", "month must be in 1..12"),
         ("version: 1", "version: !secret 1", 1, "version", "constructor for the tag"),
         ("id: lead", "id: lead\n      !foo x: 1", 9, "scoring.models[0]", "constructor"),
+        # A window of no length holds no award, so the cap never held anything back.
+        (
+            "points: 2",
+            "points: 2\n          cap: {points: 10, per: 0s}",
+            21,
+            "scoring.models[0].engagement[0].cap.per",
+            "longer than 0",
+        ),
+        # It read as unset, so sessions silently lasted the default 30 minutes.
+        (
+            "      stages:\n",
+            "      session: {max_points: 10, timeout: 0}\n      stages:\n",
+            21,
+            "scoring.models[0].session.timeout",
+            "longer than 0",
+        ),
         # Unquoted, a date is a `date`, which no event value (JSON) equals: it never matched.
         (
             "value: /}",

@@ -193,6 +193,33 @@ def test_model_cap_and_session_limit() -> None:
     assert [d.changes[0].points for d in decisions] == [4, 4, 2, 0, 4, 4]
 
 
+def test_a_session_resumed_after_another_keeps_what_it_added() -> None:
+    """Two sessions at once (a phone and a laptop, each sending its `context.sessionId`): each
+    adds at most the limit, however their events interleave. Resuming one used to start it
+    again from 0, so alternating devices added without bound."""
+    model = engagement_model(
+        "        - {id: any_page, type: page, points: 4}\n",
+        "      session: {max_points: 10, timeout: 30m}\n",
+    )
+    sessions = ["phone", "laptop"] * 4 + ["phone"]
+    events = [
+        event("page", T0 + 60 * i, properties={"path": "/"}, context={"sessionId": sid})
+        for i, sid in enumerate(sessions)
+    ]
+    decisions = run_all(model, events)
+    assert [d.changes[0].points for d in decisions] == [4, 4, 4, 4, 2, 2, 0, 0, 0]
+    assert scores_at(decisions[-1].state, T0 + 600).engagement == 20
+    # A session idle past the timeout while another went on is not remembered: seen again,
+    # it starts afresh (and the state does not keep every session id it ever saw).
+    later = [
+        event("page", T0 + 600 * k, properties={"path": "/"}, context={"sessionId": sid})
+        for k, sid in [*((k, "phone") for k in range(1, 7)), (7, "laptop")]
+    ]
+    resumed = run_all(model, [*events, *later])[-7:]
+    assert [d.changes[0].points for d in resumed] == [0, 0, 0, 0, 0, 0, 4]
+    assert [s.key for s in resumed[-1].state.parked_sessions] == ["id:phone"]
+
+
 def test_lifetime_model_cap_binds_for_good() -> None:
     """A model cap without `per` covers the whole history: once it is reached, no later event
     adds points, however long after, and each holding back is explained."""
@@ -237,6 +264,20 @@ def test_step_decay_takes_from_fading_points_too_and_respects_the_floor() -> Non
     # day 30: 20 -> 10 (only 10 above the floor); later steps find nothing above it
     assert [(c.points, c.at) for c in later.changes] == [(-10, T0 + 30 * DAY)]
     assert scores_at(later.state, T0 + 30 * DAY).engagement == 10
+
+
+def test_step_decay_reaches_a_floor_below_zero_and_stops_there() -> None:
+    """A negative floor lets decay take engagement below zero; the ledger's steps are what the
+    score lost, and once at the floor no step is due (no timer firing every window forever)."""
+    model = engagement_model(
+        "        - {id: visit, type: page, points: 5}\n",
+        "      decay: {step: {points: 20, every: 30d}, floor: -10}\n",
+    )
+    [decision] = run_all(model, [page("/", T0)])
+    later = decay_scores(decision.state, model, T0 + 400 * DAY)
+    assert [(c.points, c.engagement) for c in later.changes] == [(-15, -10)]
+    assert scores_at(later.state, T0 + 400 * DAY).engagement == -10
+    assert later.decay_due_at is None
 
 
 def test_stage_set_by_an_event_runs_actions_only_upwards() -> None:
