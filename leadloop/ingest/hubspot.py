@@ -88,7 +88,9 @@ def read_hubspot(payload: Any, now: float) -> Delivery | Rejected:
         if message is None:
             ignored += 1
             continue
-        one = parse.parse_message(message, "track", received_at=now, sent_at=None, index=f"[{i}].")
+        one = parse.parse_message(
+            message, "track", received_at=now, sent_at=None, index=f"[{i}].", engine_ids=True
+        )
         if isinstance(one, Rejected):
             return one
         accepted.append(one)

@@ -128,6 +128,15 @@ def _id(message: dict[str, Any], field: str, index: str) -> str | Rejected | Non
     return text or None
 
 
+RESERVED_ID_PREFIXES = ("timer:", "scoring:", "jpu:", "channels:", "stripe-", "hubspot-", "client:")
+"""Namespaces of the ids the engine gives events itself: timers firing, stage actions, journey
+profile updates, channel receipts, and the Stripe and HubSpot hooks. They share the log's
+unique `(workspace, message_id)` with every sender's `messageId`, and a sender can derive
+some of them (a stage action's id holds the id of the event that crossed the threshold), so a
+sender's id that starts with one is stored as `client:` + the id: the same every time, so its
+retries are still recognised, and never equal to an id the engine writes."""
+
+
 def parse_message(
     message: Any,
     type_: str | None,
@@ -135,7 +144,10 @@ def parse_message(
     received_at: float,
     sent_at: float | None,
     index: str = "",
+    engine_ids: bool = False,
 ) -> Accepted | Rejected:
+    """`engine_ids`: the message comes from the engine's own hooks (Stripe, HubSpot), whose ids
+    are in the reserved namespaces; every other sender's are kept out of them."""
     if not isinstance(message, dict):
         return Rejected("invalid_message", f"{index}message must be a JSON object")
     mtype = type_ or message.get("type")
@@ -198,8 +210,11 @@ def parse_message(
     bad_value = check_values(message, body, index)
     if bad_value is not None:
         return bad_value
+    message_id = ids["messageId"]
+    if message_id and not engine_ids and message_id.startswith(RESERVED_ID_PREFIXES):
+        message_id = "client:" + message_id
     return Accepted(
-        message_id=ids["messageId"] or f"ll-{uuid.uuid4()}",
+        message_id=message_id or f"ll-{uuid.uuid4()}",
         type=mtype,
         event=name,
         user_id=ids["userId"],
@@ -213,14 +228,21 @@ def parse_message(
 
 
 def parse_request(
-    payload: dict[str, Any], route_type: str | None, *, received_at: float
+    payload: dict[str, Any],
+    route_type: str | None,
+    *,
+    received_at: float,
+    engine_ids: bool = False,
 ) -> list[Accepted] | Rejected:
-    """`route_type` is the single-message type, or None for a batch."""
+    """`route_type` is the single-message type, or None for a batch; `engine_ids` as for
+    `parse_message`."""
     sent_at = parse_time(payload.get("sentAt"), "sentAt")
     if isinstance(sent_at, Rejected):
         return sent_at
     if route_type is not None:
-        one = parse_message(payload, route_type, received_at=received_at, sent_at=sent_at)
+        one = parse_message(
+            payload, route_type, received_at=received_at, sent_at=sent_at, engine_ids=engine_ids
+        )
         return one if isinstance(one, Rejected) else [one]
     batch = payload.get("batch")
     if not isinstance(batch, list):
@@ -236,7 +258,12 @@ def parse_request(
                 {"context": shared_context, **message} if "context" not in message else message
             )
         one = parse_message(
-            message, None, received_at=received_at, sent_at=sent_at, index=f"batch[{i}]."
+            message,
+            None,
+            received_at=received_at,
+            sent_at=sent_at,
+            index=f"batch[{i}].",
+            engine_ids=engine_ids,
         )
         if isinstance(one, Rejected):
             return one

@@ -175,7 +175,7 @@ def _stripe(event: dict[str, Any], now: float) -> Delivery | Rejected:
     message = order_completed(event_id, event.get("created"), session)
     if message is None:  # nobody to attribute it to: acknowledged, like any other notice
         return Delivery([], ignored=1)
-    result = parse.parse_request(message, "track", received_at=now)
+    result = parse.parse_request(message, "track", received_at=now, engine_ids=True)
     return result if isinstance(result, Rejected) else Delivery(result)
 
 
