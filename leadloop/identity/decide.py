@@ -18,7 +18,7 @@ import msgspec
 
 from leadloop.identity.model import Identity, Profile
 from leadloop.identity.normalize import normalize_email, normalize_external_id, normalize_phone
-from leadloop.log.model import Event
+from leadloop.log.model import EVENT_TYPES, Event
 
 
 def identities_of(event: Event, default_region: str | None) -> list[Identity]:
@@ -159,7 +159,8 @@ def merge_profiles(survivor: Profile, merged: Profile) -> Profile:
             times[key] = when
     counts = dict(survivor.event_counts)
     for key, n in merged.event_counts.items():
-        counts[key] = counts.get(key, 0) + n
+        if key in counts or key in EVENT_TYPES or _names(counts) < MAX_EVENT_NAMES:
+            counts[key] = counts.get(key, 0) + n
     accounts = tuple(dict.fromkeys((*survivor.account_ids, *merged.account_ids)))
     return msgspec.structs.replace(
         survivor,
@@ -175,6 +176,10 @@ def merge_profiles(survivor: Profile, merged: Profile) -> Profile:
 
 
 MAX_TRAITS = 500
+MAX_EVENT_NAMES = 500
+"""Event names a profile keeps a count of (its total per type counts every event): a client
+that puts ids in event names (`Viewed item 8812`) would otherwise grow the stored profile by
+one count per name, rewritten on every event."""
 
 
 def apply_event(profile: Profile, event: Event) -> Profile:
@@ -183,7 +188,8 @@ def apply_event(profile: Profile, event: Event) -> Profile:
     counts[event.type] = counts.get(event.type, 0) + 1
     if event.event:
         name_key = f"{event.type}:{event.event}"
-        counts[name_key] = counts.get(name_key, 0) + 1
+        if name_key in counts or _names(counts) < MAX_EVENT_NAMES:
+            counts[name_key] = counts.get(name_key, 0) + 1
     traits = profile.traits
     times = profile.trait_times
     if event.type == "identify":
@@ -205,6 +211,21 @@ def apply_event(profile: Profile, event: Event) -> Profile:
         account_ids=accounts,
         version=profile.version + 1,
     )
+
+
+def _names(counts: Mapping[str, int]) -> int:
+    """Event names counted: every key but the totals per type."""
+    return len(counts) - sum(1 for kind in EVENT_TYPES if kind in counts)
+
+
+def account_traits_after(current: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
+    """An account's traits after a group call: the call's values win, and an account keeps at
+    most `MAX_TRAITS` of them, as a profile does (a trait it has is still updated)."""
+    traits = dict(current)
+    for key, value in updates.items():
+        if key in traits or len(traits) < MAX_TRAITS:
+            traits[key] = value
+    return traits
 
 
 def set_traits(profile: Profile, updates: Mapping[str, Any], when: float) -> Profile:

@@ -266,8 +266,9 @@ class IdentityBatch:
     def _group(self, event: Event, profile: Profile) -> None:
         ws, gid = event.workspace_id, event.group_id or ""
         account = self.accounts.get((ws, gid)) or self._load_account(ws, gid)
-        traits = dict(account.traits) if account else {}
-        traits.update(event.account_traits)
+        traits = decide.account_traits_after(
+            account.traits if account else {}, event.account_traits
+        )
         first = min(account.first_seen, event.timestamp) if account else event.timestamp
         last = max(account.last_seen, event.timestamp) if account else event.timestamp
         self.accounts[(ws, gid)] = Account(

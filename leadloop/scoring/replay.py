@@ -125,7 +125,7 @@ class AccountLog:
             (self._workspace, group_id),
         ):
             # Replaced, never updated in place: a state handed out stays as it was.
-            traits = {**traits, **event_from_row(row[:12]).account_traits}
+            traits = identity.account_traits_after(traits, event_from_row(row[:12]).account_traits)
             seqs.append(int(row[0]))
             states.append(traits)
         return seqs, states
@@ -154,7 +154,9 @@ def with_context(
             profile = identity.apply_event(profile, event)
         if event.type == "group" and event.group_id:
             # Replaced, never updated in place: a yielded dict stays as it was.
-            own[event.group_id] = {**own.get(event.group_id, {}), **event.account_traits}
+            own[event.group_id] = identity.account_traits_after(
+                own.get(event.group_id, {}), event.account_traits
+            )
         latest = profile.account_ids[-1] if profile.account_ids else None
         if latest is None:
             yield event, profile, _NONE

@@ -134,3 +134,48 @@ def test_a_late_event_does_not_overwrite_a_newer_trait() -> None:
     updated = decide.apply_event(p, older)
     assert updated.traits == {"plan": "pro", "city": "Rome"}
     assert updated.event_counts == {"identify": 1}
+
+
+def test_a_profile_keeps_counts_of_at_most_max_event_names_and_every_type_total() -> None:
+    """A client that puts ids in event names (`Viewed item 8812`) made the stored profile grow
+    by one count per name, rewritten on every event."""
+    from leadloop.identity.decide import MAX_EVENT_NAMES, apply_event, new_profile
+    from leadloop.log.model import Event
+
+    def track(i: int, name: str) -> Event:
+        return Event(
+            seq=i, workspace_id="w", message_id=f"m{i}", type="track", event=name,
+            user_id="u", timestamp=float(i), received_at=float(i), body={},
+        )  # fmt: skip
+
+    profile = new_profile("p", track(0, "First"))
+    for i in range(MAX_EVENT_NAMES + 100):
+        profile = apply_event(profile, track(i, f"Viewed item {i}"))
+    profile = apply_event(profile, track(10**6, "Viewed item 0"))  # a name already counted
+    named = [k for k in profile.event_counts if k.startswith("track:")]
+    assert len(named) == MAX_EVENT_NAMES
+    assert profile.event_counts["track"] == MAX_EVENT_NAMES + 101
+    assert profile.event_counts["track:Viewed item 0"] == 2
+
+
+def test_an_account_keeps_at_most_max_traits_and_still_updates_the_ones_it_has() -> None:
+    from leadloop.identity.decide import MAX_TRAITS, account_traits_after
+
+    traits = account_traits_after({}, {f"t{i}": i for i in range(MAX_TRAITS + 50)})
+    assert len(traits) == MAX_TRAITS
+    again = account_traits_after(traits, {"t0": "new", "extra": 1})
+    assert again["t0"] == "new" and "extra" not in again and len(again) == MAX_TRAITS
+
+
+def test_a_merge_keeps_the_cap_on_event_names() -> None:
+    from leadloop.identity.decide import MAX_EVENT_NAMES, merge_profiles
+    from leadloop.identity.model import Profile
+
+    def person(pid: str, prefix: str) -> Profile:
+        counts = {"track": MAX_EVENT_NAMES}
+        counts.update({f"track:{prefix}{i}": 1 for i in range(MAX_EVENT_NAMES)})
+        return Profile(id=pid, workspace_id="w", first_seen=0.0, last_seen=0.0, event_counts=counts)
+
+    merged = merge_profiles(person("a", "x"), person("b", "y"))
+    assert len(merged.event_counts) == MAX_EVENT_NAMES + 1
+    assert merged.event_counts["track"] == 2 * MAX_EVENT_NAMES
