@@ -174,7 +174,10 @@ def test_a_merge_keeps_the_cap_on_event_names() -> None:
     def person(pid: str, prefix: str) -> Profile:
         counts = {"track": MAX_EVENT_NAMES}
         counts.update({f"track:{prefix}{i}": 1 for i in range(MAX_EVENT_NAMES)})
-        return Profile(id=pid, workspace_id="w", first_seen=0.0, last_seen=0.0, event_counts=counts)
+        return Profile(
+            id=pid, workspace_id="w", first_seen=0.0, last_seen=0.0, last_activity=0.0,
+            event_counts=counts,
+        )  # fmt: skip
 
     merged = merge_profiles(person("a", "x"), person("b", "y"))
     assert len(merged.event_counts) == MAX_EVENT_NAMES + 1
