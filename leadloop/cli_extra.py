@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from leadloop.cli import label, row_id
@@ -13,7 +13,7 @@ from leadloop.clock import SystemClock
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
 from leadloop.outbox.service import KINDS as OUTBOX_KINDS
-from leadloop.storage.db import DatabaseUrl, connect
+from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -225,7 +225,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"{model}: {view['score']:g} = fit {view['fit']:g} + engagement "
                 f"{view['engagement']:g} · stage {view['stage']} · profile {pid}"
             )
-            for entry in score_queries.ledger(conn, ws, pid, model, 0, 10_000):
+            for entry in _ledger_lines(conn, ws, pid, model):
                 when = datetime.fromtimestamp(entry["at"], UTC).strftime("%Y-%m-%d %H:%M")
                 sign = "+" if entry["points"] >= 0 else ""
                 rule = f" [{entry['rule']}]" if entry["rule"] else ""
@@ -238,6 +238,23 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     return 0
+
+
+Conn = SqliteConnection | PostgresConnection
+EXPLAIN_PAGE = 10_000
+"""Ledger lines `explain` reads at a time: every line is printed, a page in memory at once."""
+
+
+def _ledger_lines(conn: Conn, ws: str, pid: str, model: str) -> Iterator[dict[str, Any]]:
+    from leadloop.scoring import queries as score_queries
+
+    after = 0
+    while True:
+        page = score_queries.ledger(conn, ws, pid, model, after, EXPLAIN_PAGE)
+        yield from page
+        if len(page) < EXPLAIN_PAGE:
+            return
+        after = int(page[-1]["id"])
 
 
 def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -212,3 +212,28 @@ def test_explain_finds_a_lead_by_a_phone_written_as_people_write_it(
         env.setenv("LEADLOOP_DEFAULT_REGION", "GB")
         assert main(["explain", "020 7946 0958", "--database-url", url]) == 0
     assert "lead: 10 = fit 0 + engagement 10" in capsys.readouterr().out
+
+
+def test_explain_prints_every_ledger_line_of_a_long_lived_lead(
+    scoring_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`explain` printed the first 10,000 lines and stopped without a word: a lead active for
+    years was explained by its first months."""
+    from leadloop.cli import main
+
+    h = scoring_harness
+    h.send({"type": "page", "userId": "old-1", "properties": {"path": "/pricing"}})
+    h.settle()
+    (pid,) = h.sql("SELECT id FROM profiles")[0]
+    h.engine.writer.submit(
+        lambda c: c.executemany(
+            "INSERT INTO score_ledger (workspace_id, profile_id, model, model_version, at, kind, "
+            "rule, points, fit, engagement, total, stage, reason, message_id) "
+            "VALUES ('default', ?, 'lead', 'v', ?, 'engagement', 'x', 0, 0, 0, 0, 'lead', ?, NULL)",
+            [(pid, 1.0 + i, f"line {i}") for i in range(10_050)],
+        )
+    ).result()
+    assert main(["explain", "old-1", "--database-url", h.engine.url.url]) == 0
+    out = capsys.readouterr().out
+    assert "line 0\n" in out and "line 10049\n" in out
+    assert out.count("  engagement ") == 10_051  # the pricing page and every line added
