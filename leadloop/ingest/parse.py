@@ -49,16 +49,27 @@ def decompress(body: bytes, encoding: str | None) -> bytes | Rejected:
     if kind not in ("gzip", "deflate", "x-gzip"):
         return Rejected("unsupported_encoding", f"Content-Encoding {encoding!r} is not supported")
     wbits = 16 + zlib.MAX_WBITS if kind != "deflate" else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
-    except zlib.error as exc:
-        return Rejected("bad_encoding", f"the body is not valid {kind}: {exc}")
-    if len(out) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
-        return Rejected("request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes", 400)
-    if not inflater.eof:
-        return Rejected("bad_encoding", f"the {kind} body is truncated")
-    return out
+    out = b""
+    rest = body
+    # gzip allows several members one after another (streaming compressors write them): each
+    # is inflated in turn, under one limit for all; deflate has one stream.
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(rest, MAX_REQUEST_BYTES + 1 - len(out))
+        except zlib.error as exc:
+            return Rejected("bad_encoding", f"the body is not valid {kind}: {exc}")
+        if len(out) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
+            return Rejected(
+                "request_too_large", f"the request exceeds {MAX_REQUEST_BYTES} bytes", 400
+            )
+        if not inflater.eof:
+            return Rejected("bad_encoding", f"the {kind} body is truncated")
+        rest = inflater.unused_data
+        if not rest.strip(b"\x00"):  # trailing NUL padding, which gzip readers skip
+            return out
+        if kind == "deflate":
+            return Rejected("bad_encoding", "the deflate body has data after its end")
 
 
 def decode_json(body: bytes) -> dict[str, Any] | Rejected:

@@ -153,3 +153,22 @@ def test_unknown_encoding_is_rejected() -> None:
 def test_non_object_json_is_rejected(body: bytes) -> None:
     out = parse.decode_json(body)
     assert isinstance(out, Rejected) and out.code == "invalid_json"
+
+
+def test_a_gzip_body_of_several_members_is_read_whole() -> None:
+    """gzip allows a body to be several compressed members one after another (as streaming
+    compressors write it); only the first was read, so such a body was refused as bad JSON."""
+    import gzip
+
+    from leadloop.ingest.model import MAX_REQUEST_BYTES
+    from leadloop.ingest.parse import decompress
+
+    text = b'{"batch": [{"type": "track", "userId": "u", "event": "E"}]}'
+    body = gzip.compress(text[:20]) + gzip.compress(text[20:])
+    assert decompress(body, "gzip") == text
+    assert decompress(body + b"\x00" * 8, "gzip") == text  # padding, as gzip readers allow
+    # The limit holds over all members together, and garbage after a member is refused.
+    half = b"x" * (MAX_REQUEST_BYTES // 2 + 1)
+    assert isinstance(decompress(gzip.compress(half) * 2, "gzip"), Rejected)
+    bad = decompress(gzip.compress(text) + b"junk", "gzip")
+    assert isinstance(bad, Rejected) and bad.code == "bad_encoding"
