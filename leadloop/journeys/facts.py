@@ -20,6 +20,10 @@ from leadloop.scoring.match import condition_holds
 from leadloop.scoring.model import Condition, ScoreState, total_at
 
 _score_decoder = msgspec.json.Decoder(ScoreState)
+ENGAGEMENT_EVENTS = ("Email Opened", "Email Link Clicked", "Message Read")
+"""A person engaging with a message, for `best_time` waits."""
+MAX_ENGAGEMENTS = 200
+"""The latest engagements a `best_time` wait reads: a habit, not a history."""
 _json = msgspec.json.Decoder()
 
 
@@ -35,8 +39,10 @@ class ProfileFacts:
         profile: Profile,
         at: float,
         window: float | None = None,
+        event_seq: int | None = None,
     ) -> None:
         self._window = window
+        self._event_seq = event_seq
         self._channels_enabled = channels_enabled
         self._batch = batch
         self._state = state
@@ -113,6 +119,31 @@ class ProfileFacts:
             if all(condition_holds(event, c) for c in where):
                 count += 1
         return count
+
+    def engagement_times(self) -> list[float]:
+        """The profile's latest opens and clicks before the event being decided (a replay sees
+        the same ones, whatever came after), without those an image proxy or a scanner made."""
+        if self._event_seq is None:
+            return []
+        names = ENGAGEMENT_EVENTS
+        rows = self._batch.identity.conn.execute(
+            "SELECT seq, ts, body FROM events WHERE workspace_id = ? AND profile_id = ? "
+            f"AND seq < ? AND event IN ({','.join('?' * len(names))}) "
+            "ORDER BY seq DESC LIMIT ?",
+            (self._ws, self._profile.id, self._event_seq, *names, MAX_ENGAGEMENTS),
+        )
+        found = {int(seq): (float(ts), _json.decode(body)) for seq, ts, body in rows}
+        for event in self._state.events.get((self._ws, self._profile.id), []):
+            if event.event in names and event.seq < self._event_seq:
+                found.setdefault(event.seq, (event.timestamp, event.body))
+        times = []
+        for seq in sorted(found, reverse=True)[:MAX_ENGAGEMENTS]:
+            ts, body = found[seq]
+            props = body.get("properties") if isinstance(body, dict) else None
+            if isinstance(props, dict) and props.get("automated") is True:
+                continue
+            times.append(ts)
+        return times
 
     def variant_arms(self, journey: str, step: str, templates: tuple[str, ...]) -> list[Arm]:
         # Counts every profile's sends and clicks change: a batch decided while the previous

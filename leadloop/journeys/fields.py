@@ -42,7 +42,8 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "variants[]": (frozenset({"template"}), frozenset({"weight"})),
     "step.wait": (
         _COMMON,
-        frozenset({"name", "duration", "until_time", "weekdays", "until_trait", "offset", "next"}),
+        frozenset({"name", "duration", "until_time", "weekdays", "until_trait", "offset", "next"})
+        | {"best_time"},
     ),
     "step.wait_for": (
         _COMMON | {"event", "timeout"},

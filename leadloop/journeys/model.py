@@ -110,6 +110,9 @@ class WaitStep:
     until_trait: str | None = None
     offset: float = 0.0
     next: str | None = None
+    best_time: float | None = None
+    """Wait for the profile's best hour to engage within this many seconds
+    (`personalization.send_time`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +429,11 @@ class Facts(Protocol):
     def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int: ...
 
     def recipient(self) -> Recipient: ...
+
+    def engagement_times(self) -> list[float]:
+        """When the profile opened or clicked a message (people, not image proxies), before
+        the event being decided: epoch seconds, for `best_time` waits."""
+        ...
 
     def variant_arms(self, journey: str, step: str, templates: tuple[str, ...]) -> list[Arm]:
         """Each template's messages queued and clicked so far, for `selection: thompson`."""

@@ -44,6 +44,7 @@ from leadloop.journeys.model import (
     WakeKind,
     WebhookStep,
 )
+from leadloop.personalization import send_time
 from leadloop.personalization.bandit import thompson
 from leadloop.policy import decide as policy
 from leadloop.policy.model import Defer, PolicyConfig, Send, SendRequest, SentRecord, Suppress
@@ -117,7 +118,7 @@ def run_steps(
             if blocked:
                 return instance
         elif isinstance(step, WaitStep):
-            due, detail = _wait_until(step, facts, policy_config, at)
+            due, detail = _wait_until(step, facts, policy_config, at, key)
             if due is not None and due > at:
                 path.append(PathLine(at, step.id, "wait", detail))
                 return _wait(instance, due, "wait", effects)
@@ -286,11 +287,13 @@ def _send(
 
 
 def _wait_until(
-    step: WaitStep, facts: Facts, policy_config: PolicyConfig, at: float
+    step: WaitStep, facts: Facts, policy_config: PolicyConfig, at: float, key: str
 ) -> tuple[float | None, str]:
     if step.duration is not None:
         return at + step.duration, f"{step.duration:g}s"
     tz = policy.zone(facts.traits.get("timezone"), policy_config.default_timezone)
+    if step.best_time is not None:
+        return _best_time(step.best_time, facts, tz, at, key)
     if step.until_time is not None:
         # Strictly after `at`: the timer of a loop through this wait (a daily digest) fires at
         # the time itself, and "no wait" there would send round the loop until the step limit.
@@ -302,6 +305,25 @@ def _wait_until(
     if when is None:
         return None, f"trait {step.until_trait} missing or not a date"
     return when + step.offset, f"until {step.until_trait}{step.offset:+g}s"
+
+
+def _best_time(window: float, facts: Facts, tz: Any, at: float, key: str) -> tuple[float, str]:
+    """The start of the hour within `window` when the profile most likely engages, from the
+    local hours of its past opens and clicks (`personalization.send_time`); a stable share of
+    waits (by `key`: instance, step, visit) explores another hour of the window."""
+    hours = [datetime.fromtimestamp(t, UTC).astimezone(tz).hour for t in facts.engagement_times()]
+    starts: dict[int, float] = {}
+    for hour in range(24):
+        due = policy.next_local_time(at, tz, hour * 60, strictly=True)
+        if due - at <= window:
+            starts[hour] = due
+    if not starts:  # a window shorter than the time to the next full hour cannot be met
+        return at + window, f"best time: no full hour within {window:g}s"
+    ordered = sorted(starts, key=starts.__getitem__)
+    hour = send_time.choose_hour(
+        send_time.hour_scores(hours), ordered, stable_fraction("best_time", key)
+    )
+    return starts[hour], f"best time {hour:02d}:00 {tz.key} ({len(hours)} past engagements)"
 
 
 def trait_instant(value: object, tz: Any) -> float | None:

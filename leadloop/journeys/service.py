@@ -191,7 +191,7 @@ class JourneyStage:
         if batch.identity.merged:
             state.absorb(batch, ws, profile.id)
         facts = ProfileFacts(
-            self._channels_enabled, batch, state, ws, profile, at, cap_window(journeys)
+            self._channels_enabled, batch, state, ws, profile, at, cap_window(journeys), event.seq
         )
         if event.type == "internal" and event.event == WAKE_EVENT:
             self._wake(batch, state, journeys, event, facts, at)

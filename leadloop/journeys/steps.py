@@ -38,6 +38,8 @@ from leadloop.playbook.scoring import _filter as parse_filter
 from leadloop.policy.model import CHANNELS
 from leadloop.scoring.model import EventFilter
 
+HOUR = 3600.0
+DAY = 24 * HOUR
 _DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 Refs = list[tuple[str, str | None]]
@@ -212,13 +214,18 @@ def _declared(
 
 
 def _wait(fields: JourneyFields, step_id: str, refs: Refs) -> WaitStep:
-    kinds = [k for k in ("duration", "until_time", "until_trait") if fields.has(k)]
+    kinds = [k for k in ("duration", "until_time", "until_trait", "best_time") if fields.has(k)]
     if len(kinds) != 1:
-        fields.fail("duration", "give exactly one of duration, until_time, until_trait")
+        fields.fail("duration", "give exactly one of duration, until_time, until_trait, best_time")
     if fields.has("weekdays") and kinds[0] != "until_time":
         fields.fail("weekdays", "`weekdays` goes with `until_time`")
     if fields.has("offset") and kinds[0] != "until_trait":
         fields.fail("offset", "`offset` goes with `until_trait`")
+    if kinds[0] == "best_time":
+        window = fields.duration("best_time")
+        if not HOUR <= window <= 7 * DAY:
+            fields.fail("best_time", "the window to find the best hour in is 1h to 7d")
+        return WaitStep(step_id, best_time=window, next=_ref(fields, "next", refs))
     if kinds[0] == "duration":
         return WaitStep(
             step_id, duration=fields.duration("duration"), next=_ref(fields, "next", refs)
