@@ -22,6 +22,7 @@ from leadloop.scoring.model import Condition, ScoreState, total_at
 _score_decoder = msgspec.json.Decoder(ScoreState)
 ENGAGEMENT_EVENTS = ("Email Opened", "Email Link Clicked", "Message Read")
 """A person engaging with a message, for `best_time` waits."""
+_SENT = ("queued", "rerouted")
 MAX_ENGAGEMENTS = 200
 """The latest engagements a `best_time` wait reads: a habit, not a history."""
 _json = msgspec.json.Decoder()
@@ -43,6 +44,7 @@ class ProfileFacts:
     ) -> None:
         self._window = window
         self._event_seq = event_seq
+        self._engagement_cache: list[tuple[float, dict[str, Any]]] | None = None
         self._channels_enabled = channels_enabled
         self._batch = batch
         self._state = state
@@ -123,8 +125,37 @@ class ProfileFacts:
     def engagement_times(self) -> list[float]:
         """The profile's latest opens and clicks before the event being decided (a replay sees
         the same ones, whatever came after), without those an image proxy or a scanner made."""
+        return [ts for ts, _props in self._engagements()]
+
+    def channel_history(self) -> dict[str, tuple[int, int]]:
+        sent: dict[str, int] = {}
+        if not self._state.fresh(self._ws, self._profile.id):
+            for channel, count in self._batch.identity.conn.execute(
+                "SELECT channel, COUNT(*) FROM sends WHERE workspace_id = ? AND profile_id = ? "
+                "AND outcome IN ('queued', 'rerouted') GROUP BY channel",
+                (self._ws, self._profile.id),
+            ):
+                sent[str(channel)] = int(count)
+        for row in self._state.sends:  # this batch's, not written yet (`writes._send_row`)
+            if row[0] == self._ws and row[2] == self._profile.id and row[11] in _SENT:
+                sent[str(row[7])] = sent.get(str(row[7]), 0) + 1
+        engaged: dict[str, set[str]] = {}
+        for _ts, props in self._engagements():
+            channel, message = props.get("channel"), props.get("message_id")
+            if isinstance(channel, str) and isinstance(message, str):
+                engaged.setdefault(channel, set()).add(message)
+        return {
+            channel: (sent.get(channel, 0), len(engaged.get(channel, ())))
+            for channel in sent.keys() | engaged.keys()
+        }
+
+    def _engagements(self) -> list[tuple[float, dict[str, Any]]]:
+        """(time, properties) of the profile's latest opens, reads and clicks before the event
+        being decided, latest first, without those an image proxy or a scanner made."""
         if self._event_seq is None:
             return []
+        if self._engagement_cache is not None:
+            return self._engagement_cache
         names = ENGAGEMENT_EVENTS
         rows = self._batch.identity.conn.execute(
             "SELECT seq, ts, body FROM events WHERE workspace_id = ? AND profile_id = ? "
@@ -136,14 +167,16 @@ class ProfileFacts:
         for event in self._state.events.get((self._ws, self._profile.id), []):
             if event.event in names and event.seq < self._event_seq:
                 found.setdefault(event.seq, (event.timestamp, event.body))
-        times = []
+        out = []
         for seq in sorted(found, reverse=True)[:MAX_ENGAGEMENTS]:
             ts, body = found[seq]
             props = body.get("properties") if isinstance(body, dict) else None
-            if isinstance(props, dict) and props.get("automated") is True:
+            props = props if isinstance(props, dict) else {}
+            if props.get("automated") is True:
                 continue
-            times.append(ts)
-        return times
+            out.append((ts, props))
+        self._engagement_cache = out
+        return out
 
     def variant_arms(self, journey: str, step: str, templates: tuple[str, ...]) -> list[Arm]:
         # Counts every profile's sends and clicks change: a batch decided while the previous

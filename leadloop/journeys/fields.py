@@ -36,7 +36,7 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "step.send": (
         _COMMON,
         frozenset({"name", "channel", "channels", "template", "variants"})
-        | {"next", "otherwise", "transactional", "selection"},
+        | {"next", "otherwise", "transactional", "selection", "channel_order"},
     ),
     # `weight` is required unless a bandit chooses (`steps._variants` says so at the field).
     "variants[]": (frozenset({"template"}), frozenset({"weight"})),

@@ -95,9 +95,13 @@ class SendStep:
     selection: str = "weights"
     """How `variants` chooses: `weights` (a stable hash, by weight) or `thompson` (Thompson
     sampling over each variant's click rate so far, `personalization.bandit`)."""
+    channel_order: str = "listed"
+    """`listed`, or `preferred`: `channels` in the order the profile engages with them
+    (`personalization.channel_choice`)."""
 
 
 SELECTIONS = ("weights", "thompson")
+CHANNEL_ORDERS = ("listed", "preferred")
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +437,11 @@ class Facts(Protocol):
     def engagement_times(self) -> list[float]:
         """When the profile opened or clicked a message (people, not image proxies), before
         the event being decided: epoch seconds, for `best_time` waits."""
+        ...
+
+    def channel_history(self) -> dict[str, tuple[int, int]]:
+        """Per channel, (messages sent, messages opened, read or clicked) to the profile before
+        the event being decided, for `channel_order: preferred`."""
         ...
 
     def variant_arms(self, journey: str, step: str, templates: tuple[str, ...]) -> list[Arm]:

@@ -44,7 +44,7 @@ from leadloop.journeys.model import (
     WakeKind,
     WebhookStep,
 )
-from leadloop.personalization import send_time
+from leadloop.personalization import channel_choice, send_time
 from leadloop.personalization.bandit import thompson
 from leadloop.policy import decide as policy
 from leadloop.policy.model import Defer, PolicyConfig, Send, SendRequest, SentRecord, Suppress
@@ -211,10 +211,13 @@ def _send(
     recipient = facts.recipient()
     if sent:
         recipient = replace(recipient, sent=(*recipient.sent, *sent))
-    request = SendRequest(step.channels, step.transactional)
+    channels = step.channels
+    if step.channel_order == "preferred":
+        channels = channel_choice.preferred_order(channels, facts.channel_history())
+    request = SendRequest(channels, step.transactional)
     verdict = policy.decide_send(request, recipient, policy_config, at)
     mid = message_id(instance.id, step.id, visit)
-    requested = step.channels[0]
+    requested = channels[0]
     template, variant = step.template, ""
     if step.variants and step.selection == "thompson":
         # Drawn from the counts the log has shown up to this event, keyed by the instance
@@ -246,6 +249,8 @@ def _send(
         messages[step.id] = mid
         instance = replace(instance, messages=messages)
         detail = f"{verdict.channel} {template}{variant}"
+        if channels != step.channels:
+            detail += f" (preferred order: {', '.join(channels)})"
         if verdict.rerouted:
             detail += " (rerouted: " + "; ".join(verdict.notes) + ")"
         path.append(PathLine(at, step.id, "send", detail))

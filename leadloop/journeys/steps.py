@@ -12,6 +12,7 @@ from typing import Any
 from leadloop.journeys.conditions import model_ref, parse_tests, stage_ref
 from leadloop.journeys.fields import JourneyFields, ParseContext
 from leadloop.journeys.model import (
+    CHANNEL_ORDERS,
     OUTCOMES,
     SELECTIONS,
     STEP_TYPES,
@@ -139,6 +140,11 @@ def _send(fields: JourneyFields, step_id: str, context: ParseContext, refs: Refs
             fields.fail(key, f"unknown channel {channel!r} (expected: {', '.join(CHANNELS)})")
     if fields.has("template") == fields.has("variants"):
         fields.fail("variants" if fields.has("variants") else "template", _ONE_TEMPLATE)
+    channel_order = fields.text("channel_order", "listed")
+    if channel_order not in CHANNEL_ORDERS:
+        fields.fail("channel_order", f"expected one of {', '.join(CHANNEL_ORDERS)}")
+    if channel_order != "listed" and len(channels) < 2:
+        fields.fail("channel_order", "an order needs at least two `channels` to put in order")
     selection = fields.text("selection", "weights")
     if selection not in SELECTIONS:
         fields.fail("selection", f"expected one of {', '.join(SELECTIONS)}")
@@ -157,6 +163,7 @@ def _send(fields: JourneyFields, step_id: str, context: ParseContext, refs: Refs
         otherwise=_ref(fields, "otherwise", refs) if fields.has("otherwise") else None,
         transactional=fields.boolean("transactional", False),
         selection=selection,
+        channel_order=channel_order,
     )
 
 

@@ -157,6 +157,16 @@ def test_a_variant_set_parses() -> None:
             "steps[0].selection",
             "chooses among `variants`",
         ),
+        (
+            "          channel_order: preferred\n          template: a",
+            "steps[0].channel_order",
+            "at least two `channels`",
+        ),
+        (
+            "          channel_order: best\n          template: a",
+            "steps[0].channel_order",
+            "expected one of listed, preferred",
+        ),
     ],
 )
 def test_variant_set_errors_name_file_line_and_field(body: str, field: str, message: str) -> None:
