@@ -10,7 +10,8 @@ contact-pressure policy) and `templates` (the names send steps may use, per chan
 
 Each part has its module: `journeys.fields` (the schema), `journeys.triggers` (entry, goal,
 re-entry), `journeys.conditions`, `journeys.steps`, `journeys.graph` (the checks on the steps as
-a graph) and `journeys.policy`; this one loads the section and each journey.
+a graph), `journeys.loops` (loops across journeys) and `journeys.policy`; this one loads the
+section and each journey.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from leadloop.journeys.conditions import parse_tests
 from leadloop.journeys.fields import JourneyFields, ParseContext
 from leadloop.journeys.graph import check_graph
+from leadloop.journeys.loops import check_journey_loops
 from leadloop.journeys.model import Journey, JourneySet, Step, UpdateProfileStep
 from leadloop.journeys.policy import check_channels, parse_policy
 from leadloop.journeys.steps import parse_step
@@ -66,6 +68,7 @@ def parse_journeys(
         if any(j.id == journey.id for j in journeys):
             fail(flow, f"{path}.id", f"duplicate journey id {journey.id!r}")
         journeys.append(journey)
+    check_journey_loops(journeys, [JourneyFields(flow, path, "journeys[]") for flow, path in flows])
     return JourneySet(
         journeys=tuple(journeys),
         policy=policy,
