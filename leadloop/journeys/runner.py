@@ -99,6 +99,12 @@ def run_steps(
     sent: list[SentRecord] = []
     for _ in range(MAX_STEPS_PER_RUN):
         if instance.step is None:
+            window_ends = instance.entered_at + journey.conversion_window
+            if journey.measured and at < window_ends:
+                # Lift compares the groups over the same window: a treated profile that buys
+                # after the last step but within it counts, as a held-out one would.
+                path.append(PathLine(at, None, "window", "last step done: waiting for the goal"))
+                return _wait(instance, window_ends, "window", effects)
             ended = end_instance(instance, "completed", "reached the end", at)
             path.extend(ended.path)
             return ended.instance

@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadloop.journeys import decide
 from leadloop.journeys.model import (
+    WINDOW_OVER,
     EventTrigger,
     Journey,
     Membership,
     QueueSend,
     Reentry,
+    ScheduleWake,
     SendStep,
     SplitPath,
     SplitStep,
@@ -79,7 +82,30 @@ def test_split_weights_and_holdout_shares_are_close_to_configured() -> None:
     treated = [a for a in results if not a.instance.holdout]
     waited = sum(1 for a in treated if a.instance.step == "wait")
     assert 0.71 < waited / len(treated) < 0.79
-    assert all(not a.effects for a in results if a.instance.holdout)
+    window = T0 + j.conversion_window  # held out: nothing but the window's end
+    assert all(a.effects == (ScheduleWake(window, 1),) for a in results if a.instance.holdout)
+
+
+def test_a_holdout_entered_before_the_window_timer_ends_on_its_next_event_past_it() -> None:
+    """Held-out instances stored without a window timer stayed live for good: converted by
+    any later purchase, and never entering again under `reentry: always`."""
+    j = journey(holdout=0.5)
+    held = next(a.instance for a in (enter(j, f"h{i}")[1] for i in range(50)) if a.instance.holdout)
+    legacy = msgspec.structs.replace(held, wake="", due_at=None, token=0)
+    later = T0 + j.conversion_window
+    bought = Event(
+        seq=1,
+        workspace_id="ws",
+        message_id="x",
+        type="track",
+        event="Order Completed",
+        timestamp=later,
+        received_at=later,
+    )
+    ended = decide.on_event(legacy, j, bought, (), FakeFacts(), PolicyConfig(), later)
+    assert ended is not None
+    assert (ended.instance.status, ended.instance.reason) == ("ended", WINDOW_OVER)
+    assert decide.on_event(legacy, j, bought, (), FakeFacts(), PolicyConfig(), later - 1) is None
 
 
 def test_a_stale_timer_changes_nothing_and_reentry_rules_hold() -> None:
