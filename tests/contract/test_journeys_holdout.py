@@ -103,21 +103,9 @@ def test_holdout_entrants_get_nothing_and_the_api_reports_lift(
         ]
 
 
-WINDOW = """
-journeys:
-  templates:
-    email: [offer]
-  flows:
-    - id: offer
-      entry: { event: Signed Up }
-      reentry: always
-      holdout: 0.5
-      conversion_window: 10d
-      goal: { event: Order Completed }
-      steps:
-        - { id: offer, type: send, channel: email, template: offer, next: pause }
-        - { id: pause, type: wait, duration: 2d }
-"""
+WINDOW = HOLDOUT.replace(
+    "holdout: 0.3", "reentry: always\n      holdout: 0.5\n      conversion_window: 10d"
+).replace("duration: 7d", "duration: 2d")
 
 
 def test_both_groups_convert_within_the_same_window(backend_url: str, tmp_path: Path) -> None:
@@ -160,20 +148,8 @@ def test_both_groups_convert_within_the_same_window(backend_url: str, tmp_path: 
         assert [i[0] for i in instances(h, pids[held[1]], "offer")] == ["ended", "holdout"]
 
 
-LONG = """
-journeys:
-  templates:
-    email: [offer]
-  flows:
-    - id: offer
-      entry: { event: Signed Up }
-      holdout: 0.5
-      conversion_window: 10d
-      goal: { event: Order Completed }
-      steps:
-        - { id: offer, type: send, channel: email, template: offer, next: pause }
-        - { id: pause, type: wait, duration: 20d }
-"""
+# The window is shorter than the journey.
+LONG = WINDOW.replace("      reentry: always\n", "").replace("duration: 2d", "duration: 20d")
 
 
 def test_a_treated_conversion_after_the_window_does_not_count(

@@ -62,6 +62,19 @@ def journey(holdout: float = 0.0, reentry: Reentry | None = None) -> Journey:
     )
 
 
+def tracked(name: str, at: float, **properties: Any) -> Event:
+    return Event(
+        seq=1,
+        workspace_id="ws",
+        message_id="x",
+        type="track",
+        event=name,
+        timestamp=at,
+        received_at=at,
+        body={"properties": properties},
+    )
+
+
 def enter(j: Journey, pid: str, membership: Membership | None = None) -> Any:
     return decide.enter_journey(
         j, membership or Membership(), "ws", pid, f"m-{pid}", FakeFacts(), PolicyConfig(), T0
@@ -93,15 +106,7 @@ def test_a_holdout_entered_before_the_window_timer_ends_on_its_next_event_past_i
     held = next(a.instance for a in (enter(j, f"h{i}")[1] for i in range(50)) if a.instance.holdout)
     legacy = msgspec.structs.replace(held, wake="", due_at=None, token=0)
     later = T0 + j.conversion_window
-    bought = Event(
-        seq=1,
-        workspace_id="ws",
-        message_id="x",
-        type="track",
-        event="Order Completed",
-        timestamp=later,
-        received_at=later,
-    )
+    bought = tracked("Order Completed", later)
     ended = decide.on_event(legacy, j, bought, (), FakeFacts(), PolicyConfig(), later)
     assert ended is not None
     assert (ended.instance.status, ended.instance.reason) == ("ended", WINDOW_OVER)
@@ -156,15 +161,6 @@ def test_engagement_is_recorded_with_implied_steps() -> None:
         a.instance for a in (enter(j, f"q{i}")[1] for i in range(100)) if a.instance.messages
     )
     mid = next(iter(instance.messages.values()))
-    event = Event(
-        seq=1,
-        workspace_id="ws",
-        message_id="x",
-        type="track",
-        event="Email Link Clicked",
-        timestamp=T0,
-        received_at=T0,
-        body={"properties": {"message_id": mid}},
-    )
+    event = tracked("Email Link Clicked", T0, message_id=mid)
     updated = decide.record_engagement(instance, event)
     assert updated.engagement[mid] == ["delivered", "opened", "clicked"]
