@@ -133,3 +133,22 @@ def test_a_running_engine_keeps_its_playbook_and_says_which_stored_one_failed(
             assert status["playbook"] == {"live": fixed, "error": None}
     finally:
         engine.stop()
+
+
+def test_diff_against_a_stored_playbook_that_no_longer_loads_says_so(tmp_path: Path) -> None:
+    """`playbook diff` of the fixed files failed with the stored playbook's error, as if the
+    files given were wrong."""
+    url = _database(tmp_path)
+    _store(url, BROKEN)
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(GOOD)
+    done = subprocess.run(
+        [sys.executable, "-m", "leadloop", "playbook", "diff", "--database-url", url, str(fixed)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the live playbook #1 of workspace acme does not load in this version" in done.stdout
+    assert "acme.yaml:7: scoring.models[0].fit[0].op" in done.stdout
