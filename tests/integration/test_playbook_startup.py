@@ -50,6 +50,16 @@ def _store(url: str, text: str, file: str = "acme.yaml") -> int:
         conn.close()
 
 
+def leadloop(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "leadloop", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _database(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'leadloop.db'}"
     prepare_database(DatabaseUrl.parse(url), ManualClock())
@@ -72,14 +82,7 @@ def test_a_stored_playbook_that_no_longer_validates_stops_the_start(tmp_path: Pa
 def test_the_worker_command_exits_with_the_error(tmp_path: Path) -> None:
     url = _database(tmp_path)
     _store(url, BROKEN)
-    # A process: a worker that starts waits for a signal.
-    done = subprocess.run(
-        [sys.executable, "-m", "leadloop", "worker", "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = leadloop("worker", "--database-url", url)  # a process: a started one waits
     assert done.returncode == 2, done.stderr
     assert "stored playbook #1 of workspace acme" in done.stderr
 
@@ -142,13 +145,7 @@ def test_diff_against_a_stored_playbook_that_no_longer_loads_says_so(tmp_path: P
     _store(url, BROKEN)
     fixed = tmp_path / "fixed.yaml"
     fixed.write_text(GOOD)
-    done = subprocess.run(
-        [sys.executable, "-m", "leadloop", "playbook", "diff", "--database-url", url, str(fixed)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = leadloop("playbook", "diff", "--database-url", url, str(fixed))
     assert done.returncode == 0, done.stderr
     assert "the live playbook #1 of workspace acme does not load in this version" in done.stdout
     assert "acme.yaml:7: scoring.models[0].fit[0].op" in done.stdout
