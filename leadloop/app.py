@@ -36,7 +36,7 @@ from leadloop.config import Settings
 from leadloop.conversions import config as conversion_config
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
-from leadloop.errors import LeadloopError, PlaybookError
+from leadloop.errors import ConfigError, LeadloopError, PlaybookError
 from leadloop.ingest.erased import Committed
 from leadloop.ingest.hooks import InboundHooks
 from leadloop.ingest.http import TrackingApp
@@ -165,6 +165,10 @@ class Engine:
         self.rescore_progress: Callable[[int, int], None] | None = None
         """Told of each rescore's progress, (done, total): see `rescoring.Progress`."""
         self._playbook_ids: dict[str, int] = {}
+        """The newest stored playbook looked at, per workspace (loaded or not)."""
+        self.live_playbook_ids: dict[str, int] = {}
+        self.playbook_errors: dict[str, tuple[int, str]] = {}
+        """Workspace → (stored playbook id, why it did not load), until a newer one loads."""
         self.processor = Processor(
             self._connect,
             self.writer,
@@ -270,10 +274,15 @@ class Engine:
             conn.close()
         return playbook
 
-    def refresh_playbooks(self) -> None:
-        """Load any playbook applied since the last look; a broken one is logged and the
-        running one stays."""
+    def refresh_playbooks(self, *, starting: bool = False) -> None:
+        """Load any playbook applied since the last look. A stored one this version does not
+        accept (validation grew stricter since it was applied) is logged and kept in
+        `playbook_errors` for `GET /api/v1/status`; a running engine keeps the playbook it
+        runs. `starting`, there is none to keep, so the start is refused (`ConfigError`)
+        rather than the workspace run with no playbook: no scores, no journeys, no
+        conversions, with nothing but a log line to say so."""
         ids = self.read_sync(playbook_store.latest_ids)
+        refused: list[str] = []
         for workspace, pid in ids.items():
             if self._playbook_ids.get(workspace) == pid:
                 continue
@@ -283,14 +292,23 @@ class Engine:
             try:
                 playbook = playbook_store.build(applied.sources)
             except PlaybookError as exc:
+                self._playbook_ids[workspace] = pid
+                self.playbook_errors[workspace] = (pid, str(exc))
+                if starting:
+                    refused.append(playbook_store.refused(workspace, pid, exc))
+                    continue
+                running = self.live_playbook_ids.get(workspace)
                 log.error(
-                    "playbook #%d for %s not loaded, keeping the running one: %s",
+                    "stored playbook #%d of workspace %s does not load: %s; %s",
                     pid,
                     workspace,
                     exc,
+                    f"playbook #{running} keeps running"
+                    if running is not None
+                    else "the workspace has no playbook",
                 )
-                self._playbook_ids[workspace] = pid
                 continue
+            self.playbook_errors.pop(workspace, None)
             for warning in playbook.warnings:
                 log.warning("playbook: %s", warning)
             previous = self.playbooks.get(workspace)
@@ -308,12 +326,24 @@ class Engine:
                     lambda c, ws=workspace, ms=changed: self._rescore(c, ws, ms)  # type: ignore[misc]
                 )
             self._playbook_ids[workspace] = pid
+            self.live_playbook_ids[workspace] = pid
             log.info(
                 "playbook %s (digest %s) is live for workspace %s",
                 playbook.version,
                 playbook.digest[:12],
                 workspace,
             )
+        if refused:
+            raise ConfigError("; ".join(refused))
+
+    def playbook_status(self, workspace: str) -> dict[str, Any]:
+        """The workspace's live playbook (its stored id) and, when the newest stored one did
+        not load, which one and why."""
+        error = self.playbook_errors.get(workspace)
+        return {
+            "live": self.live_playbook_ids.get(workspace),
+            "error": None if error is None else {"playbook": error[0], "message": error[1]},
+        }
 
     def erase(self, workspace: str, profile_id: str) -> Future[int]:
         """Erase a profile (`identity.erase`); the future gives how many profiles went."""
@@ -400,7 +430,7 @@ class Engine:
         prepare_database(self.url, self.clock)
         if self.settings.playbook:
             self.apply_playbook_file(self.settings.playbook)
-        self.refresh_playbooks()
+        self.refresh_playbooks(starting=True)
         for workspace, playbook in self.playbooks.items():
             # A playbook applied while the engine was stopped had no engine to rescore it.
             if playbook.models:
@@ -491,11 +521,11 @@ class Engine:
             cache[secret] = (found, now + self.credential_ttl)
         return found
 
-    def status(self, conn: Conn) -> dict[str, Any]:
+    def status(self, conn: Conn, workspace: str | None = None) -> dict[str, Any]:
         from leadloop.log import store
         from leadloop.log.processor import CURSOR
 
-        return {
+        status: dict[str, Any] = {
             "log_length": store.log_length(conn),
             "processor_position": store.processed_seq(conn, CURSOR),
             "lag": store.lag(conn, CURSOR),
@@ -503,6 +533,9 @@ class Engine:
             "clock": "manual" if self.manual_clock else "system",
             "now": self.clock.now(),
         }
+        if workspace is not None:
+            status["playbook"] = self.playbook_status(workspace)
+        return status
 
     def decorate_profile(self, view: dict[str, Any]) -> dict[str, Any]:
         for decorate in self.profile_decorators:

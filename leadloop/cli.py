@@ -157,7 +157,11 @@ def _serve(
     if listening is None:
         listening = _listen(settings.host, settings.port)
     engine = Engine(settings, manual_clock=manual_clock, run_processor=run_processor)
-    engine.start()
+    try:
+        engine.start()
+    except BaseException:
+        listening.close()  # a refused start (a stored playbook this version does not accept)
+        raise
     freeze_startup()
     config = uvicorn.Config(
         engine.asgi(),

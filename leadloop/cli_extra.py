@@ -143,6 +143,7 @@ def _print_warnings(playbook: Any) -> None:
 
 
 def cmd_playbook_diff(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.errors import PlaybookError
     from leadloop.playbook import store
     from leadloop.playbook.load import diff_playbooks
 
@@ -155,7 +156,15 @@ def cmd_playbook_diff(args: argparse.Namespace, settings: Settings) -> int:
     if applied is None:
         print(f"no playbook applied yet in workspace {new.workspace}: everything is new")
         return 0
-    old = store.build(applied.sources)
+    try:
+        old = store.build(applied.sources)
+    except PlaybookError as exc:
+        # Validation grew stricter since it was applied: the files given are not at fault.
+        print(
+            f"the live playbook #{applied.id} of workspace {new.workspace} does not load in "
+            f"this version ({exc}): everything is new"
+        )
+        return 0
     lines = diff_playbooks(old, new)
     print("\n".join(lines) if lines else "no changes")
     return 0

@@ -138,7 +138,7 @@ def admin_router(engine: "Engine") -> APIRouter:
         "the processor are shared by every workspace, so any workspace's lag is this one)",
     )
     async def status(ws: Workspace) -> dict[str, Any]:
-        return await engine.read(engine.status)
+        return await engine.read(lambda c: engine.status(c, ws))
 
     @router.post("/clock/advance", summary="Move the manual clock (only with --clock manual)")
     async def advance(ws: Workspace, body: ClockAdvance) -> dict[str, Any]:

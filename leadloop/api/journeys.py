@@ -12,6 +12,7 @@ from leadloop.errors import PlaybookError
 from leadloop.identity import queries as identity_queries
 from leadloop.journeys import queries
 from leadloop.journeys.config import parse_journeys
+from leadloop.journeys.model import Journey
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -22,19 +23,21 @@ def journeys_router(engine: "Engine") -> APIRouter:
     Workspace = Annotated[str, Depends(workspace)]
     router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
 
-    def live_versions(ws: str) -> dict[str, str]:
+    def live_journeys(ws: str) -> tuple[Journey, ...]:
         playbook = engine.playbooks.get(ws)
         if playbook is None:
-            return {}
+            return ()
         try:
-            return {j.id: j.version for j in parse_journeys(playbook).journeys}
+            return parse_journeys(playbook).journeys
         except PlaybookError:
-            return {}
+            return ()
 
     @router.get("/journeys", summary="Journeys: versions, instances per step, holdout and lift")
     async def journeys(ws: Workspace) -> dict[str, Any]:
-        live = live_versions(ws)
-        items = await engine.read(lambda c: queries.journeys_overview(c, ws, live))
+        found = live_journeys(ws)
+        live = {j.id: j.version for j in found}
+        windows = {j.id: j.conversion_window for j in found}
+        items = await engine.read(lambda c: queries.journeys_overview(c, ws, live, windows))
         return {"journeys": items}
 
     @router.get(

@@ -10,7 +10,8 @@ contact-pressure policy) and `templates` (the names send steps may use, per chan
 
 Each part has its module: `journeys.fields` (the schema), `journeys.triggers` (entry, goal,
 re-entry), `journeys.conditions`, `journeys.steps`, `journeys.graph` (the checks on the steps as
-a graph) and `journeys.policy`; this one loads the section and each journey.
+a graph), `journeys.loops` (loops across journeys) and `journeys.policy`; this one loads the
+section and each journey.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from typing import Any
 from leadloop.journeys.conditions import parse_tests
 from leadloop.journeys.fields import JourneyFields, ParseContext
 from leadloop.journeys.graph import check_graph
-from leadloop.journeys.model import Journey, JourneySet, Step, UpdateProfileStep
+from leadloop.journeys.loops import check_journey_loops
+from leadloop.journeys.model import (
+    DEFAULT_CONVERSION_WINDOW,
+    Journey,
+    JourneySet,
+    Step,
+    UpdateProfileStep,
+)
 from leadloop.journeys.policy import check_channels, parse_policy
 from leadloop.journeys.steps import parse_step
 from leadloop.journeys.triggers import parse_goal, parse_reentry, parse_trigger
@@ -66,6 +74,7 @@ def parse_journeys(
         if any(j.id == journey.id for j in journeys):
             fail(flow, f"{path}.id", f"duplicate journey id {journey.id!r}")
         journeys.append(journey)
+    check_journey_loops(journeys, [JourneyFields(flow, path, "journeys[]") for flow, path in flows])
     return JourneySet(
         journeys=tuple(journeys),
         policy=policy,
@@ -118,6 +127,9 @@ def parse_journey(node: Node, path: str, context: ParseContext) -> Journey:
     holdout = fields.number("holdout", 0.0)
     if not 0 <= holdout < 1:
         fields.fail("holdout", "expected a share from 0 to less than 1 (e.g. 0.1)")
+    window = fields.optional_duration("conversion_window")
+    if window is not None and window <= 0:
+        fields.fail("conversion_window", "expected a duration longer than 0, e.g. 14d")
     migrate: dict[str, str] = {}
     migrate_node = fields.get("migrate")
     if migrate_node is not None:
@@ -140,6 +152,7 @@ def parse_journey(node: Node, path: str, context: ParseContext) -> Journey:
         goal=parse_goal(fields.sub("goal", "goal"), context),
         reentry=parse_reentry(fields),
         holdout=holdout,
+        conversion_window=DEFAULT_CONVERSION_WINDOW if window is None else window,
         migrate=migrate,
         definition=_with_models(to_value(node), steps),
     )

@@ -20,6 +20,7 @@ from leadloop.journeys.hashing import in_holdout, instance_id
 from leadloop.journeys.model import (
     ENGAGEMENT_EVENTS,
     PROFILE_UPDATE_EVENT,
+    WINDOW_OVER,
     Advance,
     CancelWake,
     Effect,
@@ -30,6 +31,7 @@ from leadloop.journeys.model import (
     Journey,
     Membership,
     PathLine,
+    ScheduleWake,
     ScoreTrigger,
     SegmentTrigger,
     SendStep,
@@ -192,8 +194,12 @@ def enter_journey(
         membership, entries=membership.entries + 1, last_entered_at=at, active=new_id
     )
     if holdout:
+        # Held out until its goal or the end of the conversion window, as a treated entrant
+        # is measured (`runner.run_steps` keeps one waiting for the goal past its last step).
+        due = at + journey.conversion_window
+        instance = replace(instance, wake="window", due_at=due, token=1)
         line = PathLine(at, None, "holdout", "held out: gets nothing, counted for lift")
-        return membership, Advance(instance, (), (line,))
+        return membership, Advance(instance, (ScheduleWake(due, 1),), (line,))
     instance = replace(instance, visits={journey.start: 1})
     path = [PathLine(at, journey.start, "entered", f"version {journey.version[:12]}")]
     effects: list[Effect] = []
@@ -241,6 +247,9 @@ def on_event(
     """A non-timer event for the instance's profile: goal, engagement, or the awaited event."""
     if not instance.live:
         return None
+    if instance.holdout and at >= instance.entered_at + journey.conversion_window:
+        # Held out before holdouts had a window timer: it ends now, unconverted.
+        return end_instance(instance, "ended", WINDOW_OVER, at)
     if goal_reached(journey.goal, event, moves):
         return end_instance(
             instance, "converted", f"goal reached by {event.event or event.type}", at
@@ -278,6 +287,11 @@ def on_timer(
     at: float,
 ) -> Advance | None:
     """The instance's timer fired; a stale token (the instance moved on) changes nothing."""
+    if instance.wake == "window" and instance.live and token == instance.token:
+        # The conversion window is over without the goal (`Journey.measured`).
+        if instance.holdout:
+            return end_instance(instance, "ended", WINDOW_OVER, at)
+        return end_instance(instance, "completed", "reached the end", at)
     if instance.status != "waiting" or token != instance.token or instance.step is None:
         return None
     step = journey.step(instance.step)

@@ -20,7 +20,7 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "journeys": (frozenset(), frozenset({"flows", "policy", "templates"})),
     "journeys[]": (
         frozenset({"id", "entry", "steps"}),
-        frozenset({"name", "if", "goal", "reentry", "holdout", "migrate"}),
+        frozenset({"name", "if", "goal", "reentry", "holdout", "conversion_window", "migrate"}),
     ),
     "entry": (frozenset(), _FILTER | {"stage", "score", "segment"}),
     "stage_move": (frozenset({"model"}), frozenset({"to", "from"})),

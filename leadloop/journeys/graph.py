@@ -40,7 +40,7 @@ def check_graph(steps: list[Step], nodes: dict[str, tuple[JourneyFields, Refs]])
         if step.id not in reached:
             nodes[step.id][0].fail("id", f"step {step.id!r} is unreachable from {steps[0].id!r}")
     # A cycle must pass through a wait: find cycles among the steps that do not wait.
-    quick = {s.id for s in steps if not _waits(s)}
+    quick = {s.id for s in steps if not waits(s)}
     state: dict[str, int] = {}
 
     def visit(step_id: str, trail: list[str]) -> None:
@@ -64,7 +64,7 @@ def check_graph(steps: list[Step], nodes: dict[str, tuple[JourneyFields, Refs]])
             visit(step_id, [step_id])
 
 
-def _waits(step: Step) -> bool:
+def waits(step: Step) -> bool:
     """Whether the step waits on every pass. A `0s` wait never does, and an `until_trait` one
     only once: back at it after it fell due, its instant has passed (the runner goes straight
     on), so a loop through either alone runs until the step limit, sending on every pass."""

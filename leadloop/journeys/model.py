@@ -30,6 +30,11 @@ Outcome = Literal["completed", "converted", "exited"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 ReentryMode = Literal["once", "always", "every"]
 
+DEFAULT_CONVERSION_WINDOW = 30 * 86400.0
+"""How long after entry a conversion counts for lift, unless the journey sets
+`conversion_window` (docs/journeys.md, "Holdout and lift")."""
+WINDOW_OVER = "conversion window over: goal not reached"
+
 WAKE_EVENT = "Journey Wake"
 """The internal event a journey timer becomes when it is due."""
 PROFILE_UPDATE_EVENT = JOURNEY_UPDATE_EVENT
@@ -256,6 +261,8 @@ class Journey:
     goal: Goal | None = None
     reentry: Reentry = Reentry()
     holdout: float = 0.0
+    conversion_window: float = DEFAULT_CONVERSION_WINDOW
+    """Seconds from entry in which reaching the goal counts for lift, in both groups."""
     migrate: dict[str, str] = field(default_factory=dict)
     """Step of an older version → step of this one, for instances that should move over."""
     definition: Any = None
@@ -271,6 +278,12 @@ class Journey:
 
     def step(self, step_id: str) -> Step | None:
         return self._by_id.get(step_id)
+
+    @property
+    def measured(self) -> bool:
+        """Whether lift is measured: a holdout and a goal. Then every entrant, held out or
+        treated, waits for the goal until the conversion window ends."""
+        return self.holdout > 0 and self.goal is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +312,9 @@ class JourneySet:
 
 Status = Literal["active", "waiting", "holdout", "completed", "converted", "exited", "ended"]
 LIVE_STATUSES: tuple[str, ...] = ("active", "waiting", "holdout")
-WakeKind = Literal["", "wait", "timeout", "defer"]
+WakeKind = Literal["", "wait", "timeout", "defer", "window"]
+"""`window`: an instance of a journey with a holdout, held out or past its last step, waits
+for its goal until its conversion window ends (`Journey.measured`)."""
 
 
 class Instance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

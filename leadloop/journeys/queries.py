@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
-from leadloop.journeys.model import Membership
+from leadloop.journeys.model import DEFAULT_CONVERSION_WINDOW, Membership
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -15,11 +15,15 @@ _lines = msgspec.json.Decoder(list[tuple[float, str | None, str, str]])
 _members = msgspec.json.Decoder(dict[str, Membership])
 
 
-def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[dict[str, Any]]:
+def journeys_overview(
+    conn: Conn, workspace: str, live: dict[str, str], windows: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
     """Every journey with stored versions: its versions (which one is live), instance counts per
     version, step and status, the holdout's size and conversions beside the treated group's
     (for lift), and how many profiles triggered it without entering because its goal already
-    held. `live` maps journey id → live version."""
+    held. `live` maps journey id → live version; `windows` journey id → conversion window (a
+    conversion later than that after entry counts in neither group; default
+    `DEFAULT_CONVERSION_WINDOW`)."""
     out: dict[str, dict[str, Any]] = {}
     for jid, version, created in conn.execute(
         "SELECT journey_id, version, created_at FROM journey_versions WHERE workspace_id = ? "
@@ -51,18 +55,18 @@ def journeys_overview(conn: Conn, workspace: str, live: dict[str, str]) -> list[
             out[jid]["steps"].append(
                 {"version": version, "step": step, "status": status, "count": int(count)}
             )
-    for jid, holdout, converted, count in conn.execute(
-        "SELECT journey_id, holdout, CASE WHEN status = 'converted' THEN 1 ELSE 0 END, COUNT(*) "
-        "FROM journey_instances WHERE workspace_id = ? GROUP BY journey_id, holdout, "
-        "CASE WHEN status = 'converted' THEN 1 ELSE 0 END",
-        (workspace,),
-    ):
-        if jid not in out:
-            continue
-        group = out[jid]["holdout" if holdout else "treated"]
-        group["entered"] += int(count)
-        if converted:
-            group["converted"] += int(count)
+    for jid, entry in out.items():
+        window = (windows or {}).get(jid, DEFAULT_CONVERSION_WINDOW)
+        for holdout, converted, count in conn.execute(
+            "SELECT holdout, CASE WHEN status = 'converted' AND ended_at - entered_at <= ? "
+            "THEN 1 ELSE 0 END, COUNT(*) FROM journey_instances WHERE workspace_id = ? "
+            "AND journey_id = ? GROUP BY 1, 2",
+            (window, workspace, jid),
+        ):
+            group = entry["holdout" if holdout else "treated"]
+            group["entered"] += int(count)
+            if converted:
+                group["converted"] += int(count)
     # Triggers that fired while the goal already held live in each profile's memberships; only
     # the rows that hold such a count are decoded (the LIKE is a prefilter, the decode decides).
     for (state,) in conn.execute(

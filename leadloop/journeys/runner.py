@@ -101,6 +101,12 @@ def run_steps(
     sent: list[SentRecord] = []
     for _ in range(MAX_STEPS_PER_RUN):
         if instance.step is None:
+            window_ends = instance.entered_at + journey.conversion_window
+            if journey.measured and at < window_ends:
+                # Lift compares the groups over the same window: a treated profile that buys
+                # after the last step but within it counts, as a held-out one would.
+                path.append(PathLine(at, None, "window", "last step done: waiting for the goal"))
+                return _wait(instance, window_ends, "window", effects)
             ended = end_instance(instance, "completed", "reached the end", at)
             path.extend(ended.path)
             return ended.instance
@@ -145,17 +151,7 @@ def run_steps(
             path.append(PathLine(at, step.id, "split", f"{chosen.name} → {chosen.next or 'end'}"))
             instance = goto_step(instance, chosen.next, at)
         elif isinstance(step, UpdateProfileStep):
-            properties: dict[str, Any] = {
-                "journey": journey.id,
-                "step": step.id,
-                "instance": instance.id,
-                "traits": step.traits,
-                "add_tags": list(step.add_tags),
-                "remove_tags": list(step.remove_tags),
-            }
-            if step.stage is not None:
-                properties["stage"] = step.stage
-                properties["model"] = step.model
+            properties = update_properties(journey.id, step, instance.id)
             effects.append(EmitEvent("jpu:" + key, PROFILE_UPDATE_EVENT, properties))
             path.append(PathLine(at, step.id, "update_profile", _describe_update(step)))
             instance = goto_step(instance, step.next, at)
@@ -185,6 +181,22 @@ def run_steps(
     ended = end_instance(instance, "exited", "too many steps without a wait", at)
     path.extend(ended.path)
     return ended.instance
+
+
+def update_properties(journey_id: str, step: UpdateProfileStep, instance_id: str) -> dict[str, Any]:
+    """The properties of the `Journey Profile Updated` event an `update_profile` step emits."""
+    properties: dict[str, Any] = {
+        "journey": journey_id,
+        "step": step.id,
+        "instance": instance_id,
+        "traits": step.traits,
+        "add_tags": list(step.add_tags),
+        "remove_tags": list(step.remove_tags),
+    }
+    if step.stage is not None:
+        properties["stage"] = step.stage
+        properties["model"] = step.model
+    return properties
 
 
 def _describe_update(step: UpdateProfileStep) -> str:

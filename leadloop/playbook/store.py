@@ -46,6 +46,18 @@ def build(sources: Mapping[str, str], env: Mapping[str, str] | None = None) -> P
     return playbook
 
 
+def refused(workspace: str, playbook_id: int, error: Exception) -> str:
+    """Why an engine does not start: a stored playbook this version no longer accepts
+    (validation grows stricter across versions). Said with what to do about it."""
+    return (
+        f"stored playbook #{playbook_id} of workspace {workspace} does not load in this "
+        f"version: {error}. Not starting rather than run workspace {workspace} with no "
+        "playbook (no scoring, journeys or conversions). Check the playbook's files with "
+        "`leadloop playbook validate PATH`, fix them and `leadloop playbook apply PATH` (or "
+        "start with `--playbook PATH`); or go back to the version that applied it"
+    )
+
+
 def save(conn: Conn, playbook: Playbook, sources: Mapping[str, str], now: float) -> int:
     rows = conn.execute(
         "INSERT INTO playbooks (workspace_id, digest, source, applied_at) VALUES (?, ?, ?, ?) "

@@ -197,3 +197,103 @@ def test_weekdays_are_day_names_or_their_starts() -> None:
 def test_quiet_hours_that_start_and_end_together_are_an_error() -> None:
     err = error("journeys:\n  policy: { quiet_hours: { start: '21:00', end: '21:00' } }\n")
     assert err.field == "journeys.policy.quiet_hours.end" and "same time" in err.message
+
+
+PING_PONG = """
+journeys:
+  flows:
+    - id: ping
+      entry: {{ event: Journey Profile Updated{ping_where} }}
+      reentry: {ping_reentry}
+      steps:
+{ping_steps}
+    - id: pong
+      entry: {{ event: Journey Profile Updated }}
+      reentry: always
+      steps:
+        - {{ id: mark, type: update_profile, add_tags: [pong] }}
+"""
+
+
+def ping_pong(
+    ping_steps: str = "        - { id: mark, type: update_profile, add_tags: [ping] }",
+    ping_reentry: str = "always",
+    ping_where: str = "",
+) -> str:
+    return PING_PONG.format(ping_steps=ping_steps, ping_reentry=ping_reentry, ping_where=ping_where)
+
+
+def test_two_journeys_entering_on_each_others_profile_updates_are_a_loop() -> None:
+    """Each one's update enters the other, whose update enters the first again: one event and
+    one instance after another for good (only a journey's own updates were left out)."""
+    err = error(ping_pong())
+    assert err.file == "pb.yaml" and err.line is not None and err.field.endswith("entry")
+    assert "loop across journeys without a wait" in err.message
+    assert "ping → pong → ping" in err.message or "pong → ping → pong" in err.message
+
+
+def test_a_loop_across_journeys_is_found_through_branches_and_narrowed_entries() -> None:
+    steps = (
+        "        - id: b\n          type: branch\n          if: [{ trait: x, op: exists }]\n"
+        "          then: mark\n          else: mark\n"
+        "        - { id: mark, type: update_profile, add_tags: [ping] }"
+    )
+    where = ", where: [{ field: properties.journey, op: equals, value: pong }]"
+    assert "loop across journeys" in error(ping_pong(steps, ping_where=where)).message
+
+
+@pytest.mark.parametrize(
+    ("steps", "reentry", "where"),
+    [
+        # Each profile enters `ping` once: the loop stops after one round.
+        ("        - { id: mark, type: update_profile, add_tags: [ping] }", "once", ""),
+        # At most once a day: a round a day, as a loop through a wait.
+        ("        - { id: mark, type: update_profile, add_tags: [ping] }", "every 1d", ""),
+        # A wait before the update: a round per wait, like a loop through a wait in a journey.
+        (
+            "        - { id: w, type: wait, duration: 1h, next: mark }\n"
+            "        - { id: mark, type: update_profile, add_tags: [ping] }",
+            "always",
+            "",
+        ),
+        # A wait after it: `ping` is still running when `pong`'s update comes, so it does not
+        # enter again.
+        (
+            "        - { id: mark, type: update_profile, add_tags: [ping], next: w }\n"
+            "        - { id: w, type: wait, duration: 1h }",
+            "always",
+            "",
+        ),
+        # `ping` enters only on another journey's updates.
+        (
+            "        - { id: mark, type: update_profile, add_tags: [ping] }",
+            "always",
+            ", where: [{ field: properties.journey, op: equals, value: onboarding }]",
+        ),
+    ],
+)
+def test_journeys_updating_each_other_with_a_wait_or_a_re_entry_limit_are_fine(
+    steps: str, reentry: str, where: str
+) -> None:
+    load(ping_pong(steps, reentry, where))
+
+
+STAGE_PING_PONG = """
+journeys:
+  flows:
+    - id: promote
+      entry: { stage: { model: lead, to: lead } }
+      reentry: always
+      steps:
+        - { id: up, type: update_profile, stage: SQL }
+    - id: demote
+      entry: { stage: { model: lead, to: SQL } }
+      reentry: always
+      steps:
+        - { id: down, type: update_profile, stage: lead }
+"""
+
+
+def test_journeys_setting_the_stages_that_enter_each_other_are_a_loop() -> None:
+    assert "loop across journeys without a wait" in error(STAGE_PING_PONG).message
+    load(STAGE_PING_PONG.replace("to: SQL }", "to: customer }"))

@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadloop.journeys import decide
 from leadloop.journeys.model import (
+    WINDOW_OVER,
     EventTrigger,
     Journey,
     Membership,
     QueueSend,
     Reentry,
+    ScheduleWake,
     SendStep,
     SplitPath,
     SplitStep,
@@ -59,6 +62,19 @@ def journey(holdout: float = 0.0, reentry: Reentry | None = None) -> Journey:
     )
 
 
+def tracked(name: str, at: float, **properties: Any) -> Event:
+    return Event(
+        seq=1,
+        workspace_id="ws",
+        message_id="x",
+        type="track",
+        event=name,
+        timestamp=at,
+        received_at=at,
+        body={"properties": properties},
+    )
+
+
 def enter(j: Journey, pid: str, membership: Membership | None = None) -> Any:
     return decide.enter_journey(
         j, membership or Membership(), "ws", pid, f"m-{pid}", FakeFacts(), PolicyConfig(), T0
@@ -79,7 +95,22 @@ def test_split_weights_and_holdout_shares_are_close_to_configured() -> None:
     treated = [a for a in results if not a.instance.holdout]
     waited = sum(1 for a in treated if a.instance.step == "wait")
     assert 0.71 < waited / len(treated) < 0.79
-    assert all(not a.effects for a in results if a.instance.holdout)
+    window = T0 + j.conversion_window  # held out: nothing but the window's end
+    assert all(a.effects == (ScheduleWake(window, 1),) for a in results if a.instance.holdout)
+
+
+def test_a_holdout_entered_before_the_window_timer_ends_on_its_next_event_past_it() -> None:
+    """Held-out instances stored without a window timer stayed live for good: converted by
+    any later purchase, and never entering again under `reentry: always`."""
+    j = journey(holdout=0.5)
+    held = next(a.instance for a in (enter(j, f"h{i}")[1] for i in range(50)) if a.instance.holdout)
+    legacy = msgspec.structs.replace(held, wake="", due_at=None, token=0)
+    later = T0 + j.conversion_window
+    bought = tracked("Order Completed", later)
+    ended = decide.on_event(legacy, j, bought, (), FakeFacts(), PolicyConfig(), later)
+    assert ended is not None
+    assert (ended.instance.status, ended.instance.reason) == ("ended", WINDOW_OVER)
+    assert decide.on_event(legacy, j, bought, (), FakeFacts(), PolicyConfig(), later - 1) is None
 
 
 def test_a_stale_timer_changes_nothing_and_reentry_rules_hold() -> None:
@@ -130,15 +161,6 @@ def test_engagement_is_recorded_with_implied_steps() -> None:
         a.instance for a in (enter(j, f"q{i}")[1] for i in range(100)) if a.instance.messages
     )
     mid = next(iter(instance.messages.values()))
-    event = Event(
-        seq=1,
-        workspace_id="ws",
-        message_id="x",
-        type="track",
-        event="Email Link Clicked",
-        timestamp=T0,
-        received_at=T0,
-        body={"properties": {"message_id": mid}},
-    )
+    event = tracked("Email Link Clicked", T0, message_id=mid)
     updated = decide.record_engagement(instance, event)
     assert updated.engagement[mid] == ["delivered", "opened", "clicked"]
