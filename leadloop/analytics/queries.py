@@ -8,7 +8,7 @@ window's rows; `docs/metrics.md` says what that costs on a large workspace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -21,6 +21,7 @@ from leadloop.analytics.metrics import (
     add_order,
 )
 from leadloop.analytics.spend import SpendRow
+from leadloop.journeys.model import DEFAULT_CONVERSION_WINDOW
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -69,22 +70,32 @@ def message_counts(conn: Conn, workspace: str, since: float, until: float) -> li
     return sorted(counts, key=lambda c: (c.channel, c.template or "", c.journey or ""))
 
 
-def journey_counts(conn: Conn, workspace: str, since: float, until: float) -> list[JourneyCounts]:
+def journey_counts(
+    conn: Conn, workspace: str, since: float, until: float, windows: Mapping[str, float]
+) -> list[JourneyCounts]:
     """Entrants of each journey in the window, treated and holdout, and how many of each
-    reached the goal (whenever they did: a conversion a day after the window still counts for
-    the window's entrants)."""
+    reached the goal within the journey's conversion window (`windows`: journey id → seconds,
+    else `DEFAULT_CONVERSION_WINDOW`), measured alike for both groups as `GET /api/v1/journeys`
+    does; a conversion after the metrics window still counts for the window's entrants."""
     out: dict[str, JourneyCounts] = {}
-    for journey, holdout, converted, count in conn.execute(
-        "SELECT journey_id, holdout, CASE WHEN status = 'converted' THEN 1 ELSE 0 END, COUNT(*) "
-        "FROM journey_instances WHERE workspace_id = ? AND entered_at >= ? AND entered_at <= ? "
-        "GROUP BY journey_id, holdout, CASE WHEN status = 'converted' THEN 1 ELSE 0 END",
+    journeys = conn.execute(
+        "SELECT DISTINCT journey_id FROM journey_instances WHERE workspace_id = ? "
+        "AND entered_at >= ? AND entered_at <= ?",
         (workspace, since, until),
-    ):
-        entry = out.setdefault(str(journey), JourneyCounts(str(journey)))
-        group = entry.holdout if holdout else entry.treated
-        group.entered += int(count)
-        if converted:
-            group.converted += int(count)
+    )
+    for (journey,) in journeys:
+        window = windows.get(str(journey), DEFAULT_CONVERSION_WINDOW)
+        entry = out[str(journey)] = JourneyCounts(str(journey))
+        for holdout, converted, count in conn.execute(
+            "SELECT holdout, CASE WHEN status = 'converted' AND ended_at - entered_at <= ? "
+            "THEN 1 ELSE 0 END, COUNT(*) FROM journey_instances WHERE workspace_id = ? "
+            "AND journey_id = ? AND entered_at >= ? AND entered_at <= ? GROUP BY 1, 2",
+            (window, workspace, journey, since, until),
+        ):
+            group = entry.holdout if holdout else entry.treated
+            group.entered += int(count)
+            if converted:
+                group.converted += int(count)
     return [out[key] for key in sorted(out)]
 
 

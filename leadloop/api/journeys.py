@@ -18,23 +18,26 @@ if TYPE_CHECKING:
     from leadloop.app import Engine
 
 
+def live_journeys(engine: "Engine", ws: str) -> tuple[Journey, ...]:
+    """The journeys of the workspace's live playbook (none when it has none, or they do not
+    load)."""
+    playbook = engine.playbooks.get(ws)
+    if playbook is None:
+        return ()
+    try:
+        return parse_journeys(playbook).journeys
+    except PlaybookError:
+        return ()
+
+
 def journeys_router(engine: "Engine") -> APIRouter:
     workspace = bearer_workspace(engine)
     Workspace = Annotated[str, Depends(workspace)]
     router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
 
-    def live_journeys(ws: str) -> tuple[Journey, ...]:
-        playbook = engine.playbooks.get(ws)
-        if playbook is None:
-            return ()
-        try:
-            return parse_journeys(playbook).journeys
-        except PlaybookError:
-            return ()
-
     @router.get("/journeys", summary="Journeys: versions, instances per step, holdout and lift")
     async def journeys(ws: Workspace) -> dict[str, Any]:
-        found = live_journeys(ws)
+        found = live_journeys(engine, ws)
         live = {j.id: j.version for j in found}
         windows = {j.id: j.conversion_window for j in found}
         items = await engine.read(lambda c: queries.journeys_overview(c, ws, live, windows))

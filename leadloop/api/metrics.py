@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from leadloop.analytics import metrics, queries
 from leadloop.api.auth import admin_dependencies, bearer_workspace
+from leadloop.api.journeys import live_journeys
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -94,6 +95,7 @@ def metrics_router(engine: "Engine") -> APIRouter:
         if end - start > MAX_DAYS * DAY:
             raise _invalid("since", f"the window is at most {MAX_DAYS} days")
         stages = stages_of(ws)
+        windows = {j.id: j.conversion_window for j in live_journeys(engine, ws)}
 
         def read(c: Any) -> dict[str, Any]:
             messages = queries.message_counts(c, ws, start, end)
@@ -105,7 +107,9 @@ def metrics_router(engine: "Engine") -> APIRouter:
                     "by_channel": [m.report() for m in metrics.channel_totals(messages)],
                     "by_template": [m.report() for m in messages],
                 },
-                "journeys": [j.report() for j in queries.journey_counts(c, ws, start, end)],
+                "journeys": [
+                    j.report() for j in queries.journey_counts(c, ws, start, end, windows)
+                ],
                 "funnel": metrics.funnel(queries.stage_moves(c, ws, start, end), stages),
                 "revenue": [r.report() for r in revenue],
                 "acquisition": metrics.acquisition(

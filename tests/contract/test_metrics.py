@@ -225,3 +225,31 @@ def test_cac_and_roas_from_imported_spend_and_first_orders(
         h.engine.writer.submit(lambda c: queries.import_spend(c, "default", fixed, now)).result()
         usd = metrics(h)[1]["acquisition"][1]
         assert (usd["spend"], usd["cac"], usd["roas"]) == (300.0, 150.0, 1.0)
+
+
+def test_journey_conversions_count_within_the_journeys_window_as_the_journeys_api_does(
+    backend_url: str, tmp_path: Path
+) -> None:
+    from tests.contract.journeys_helpers import admin_get, track
+    from tests.contract.test_journeys_holdout import LONG
+
+    with flows(backend_url, tmp_path, LONG) as h:
+        users = [f"l{i}" for i in range(8)]
+        pids = people(h, users)
+        h.send(*({"type": "track", "userId": u, "event": "Signed Up"} for u in users))
+        h.settle()
+        treated = [u for u in users if not held_out("offer", pids[u], 0.5)]
+        track(h, treated[1], "Order Completed")  # within the 10-day window
+        h.advance(12 * DAY)
+        track(h, treated[0], "Order Completed")  # after it: counted in neither report
+        status, body = metrics(h, since=str(h.engine.clock.now() - 20 * DAY))
+        assert status == 200, body
+        (journey,) = body["journeys"]
+        assert journey["treated"] == {
+            "entered": len(treated),
+            "converted": 1,
+            "conversion_rate": 1 / len(treated),
+        }
+        (overview,) = admin_get(h, "/api/v1/journeys")["journeys"]
+        assert overview["treated"] == {"entered": len(treated), "converted": 1}
+        assert journey["lift"] == overview["lift"]
