@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.contract.conftest import Harness
 from tests.contract.journeys_helpers import (
     DAY,
     admin_get,
@@ -45,18 +46,26 @@ def held_out(journey: str, profile_id: str, share: float) -> bool:
     return int(digest[:13], 16) / float(1 << 52) < share
 
 
+def signed_up(
+    h: Harness, prefix: str, count: int, share: float
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """`count` people sign up and enter `offer`: their profile ids by user, then the users held
+    out (by `held_out` at `share`) and the users treated."""
+    users = [f"{prefix}{i}" for i in range(count)]
+    pids = people(h, users)
+    h.send(*({"type": "track", "userId": u, "event": "Signed Up"} for u in users))
+    h.settle()
+    held = [u for u in users if held_out("offer", pids[u], share)]
+    return pids, held, [u for u in users if u not in held]
+
+
 def test_holdout_entrants_get_nothing_and_the_api_reports_lift(
     backend_url: str, tmp_path: Path
 ) -> None:
     with flows(backend_url, tmp_path, HOLDOUT) as h:
-        users = [f"h{i}" for i in range(20)]
-        pids = people(h, users)
-        h.send(*({"type": "track", "userId": u, "event": "Signed Up"} for u in users))
-        h.settle()
+        pids, held, treated = signed_up(h, "h", 20, 0.3)
         window_ends = h.engine.clock.now() + 30 * DAY  # the default conversion window
-        held = [u for u in users if held_out("offer", pids[u], 0.3)]
-        treated = [u for u in users if u not in held]
-        assert 0 < len(held) < len(users)  # both groups exist for these ids
+        assert held and treated  # both groups exist for these ids
         for user in held:
             pid = pids[user]
             assert instances(h, pid, "offer") == [("holdout", None, "")]

@@ -15,8 +15,8 @@ from leadloop.analytics.spend import SpendRow
 from leadloop.channels import records
 from leadloop.storage import workspaces
 from tests.contract.conftest import Harness
-from tests.contract.journeys_helpers import DAY, flows, people, pricing
-from tests.contract.test_journeys_holdout import HOLDOUT, held_out
+from tests.contract.journeys_helpers import DAY, flows, pricing
+from tests.contract.test_journeys_holdout import HOLDOUT, signed_up
 
 pytestmark = pytest.mark.usefixtures("channels_env")
 
@@ -67,12 +67,7 @@ def test_messages_journeys_funnel_and_revenue_over_a_window(
     backend_url: str, tmp_path: Path
 ) -> None:
     with flows(backend_url, tmp_path, HOLDOUT) as h:
-        users = [f"m{i}" for i in range(20)]
-        pids = people(h, users)
-        h.send(*({"type": "track", "userId": u, "event": "Signed Up"} for u in users))
-        h.settle()
-        held = [u for u in users if held_out("offer", pids[u], 0.3)]
-        treated = [u for u in users if u not in held]
+        _pids, held, treated = signed_up(h, "m", 20, 0.3)
         orders = [
             (held[0], {"revenue": 100, "currency": "usd"}),
             (treated[0], {"total": "40.50", "currency": "USD"}),
@@ -234,11 +229,7 @@ def test_journey_conversions_count_within_the_journeys_window_as_the_journeys_ap
     from tests.contract.test_journeys_holdout import LONG
 
     with flows(backend_url, tmp_path, LONG) as h:
-        users = [f"l{i}" for i in range(8)]
-        pids = people(h, users)
-        h.send(*({"type": "track", "userId": u, "event": "Signed Up"} for u in users))
-        h.settle()
-        treated = [u for u in users if not held_out("offer", pids[u], 0.5)]
+        _pids, _held, treated = signed_up(h, "l", 8, 0.5)
         track(h, treated[1], "Order Completed")  # within the 10-day window
         h.advance(12 * DAY)
         track(h, treated[0], "Order Completed")  # after it: counted in neither report
