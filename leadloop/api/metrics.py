@@ -27,6 +27,8 @@ MAX_DAYS = 3660
 LAST = 0.001
 """The last instant of a day, as far before the next midnight (a millisecond, the finest
 resolution the tracking API keeps)."""
+END_OF_TIME = 253402300800.0
+"""The first instant of year 10000: Python's dates end before it, so no bound may reach it."""
 _BOUND = Annotated[str | None, Query(max_length=40)]
 
 
@@ -44,14 +46,12 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
     except ValueError:
         number = None
     if number is not None:
-        if not math.isfinite(number) or not 0 <= number < 253402300800:  # year 10000
-            raise _invalid(name, "seconds since the epoch must be between 0 and year 9999")
-        return number
+        return _within(name, number)
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-            return start + DAY - LAST if end else start
+            return _within(name, start + DAY - LAST if end else start)
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise _invalid(
@@ -59,7 +59,15 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
         ) from None
     if moment.tzinfo is None:
         raise _invalid(name, "a date and time needs a zone (Z or +01:00)")
-    return moment.timestamp()
+    # A zone can move a date past either end (9999-12-31T23:00-05:00 is in year 10000), where
+    # the day of the instant, which the spend is read by, cannot be written.
+    return _within(name, moment.timestamp())
+
+
+def _within(name: str, at: float) -> float:
+    if not math.isfinite(at) or not 0 <= at < END_OF_TIME:
+        raise _invalid(name, "must be between 1970 (0 seconds since the epoch) and year 9999")
+    return at
 
 
 def _day(at: float) -> str:
@@ -87,7 +95,11 @@ def metrics_router(engine: "Engine") -> APIRouter:
         end = instant("until", until, end=True)
         start = instant("since", since)
         if end is None:
-            end = engine.clock.now() if start is None else start + DEFAULT_DAYS * DAY
+            end = (
+                engine.clock.now()
+                if start is None
+                else min(start + DEFAULT_DAYS * DAY, END_OF_TIME - LAST)
+            )
         if start is None:
             start = end - DEFAULT_DAYS * DAY
         if start > end:

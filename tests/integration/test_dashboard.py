@@ -40,3 +40,22 @@ def test_metrics_need_the_token_the_page_asks_for(api: Api) -> None:
     # Another workspace's token sees only its own figures (none).
     other = api.client.get("/api/v1/metrics", headers=api.bearer(api.other_token)).json()
     assert other["journeys"] == [] and other["revenue"] == []
+
+
+def test_windows_at_the_ends_of_the_calendar_are_read_or_refused_not_a_crash(api: Api) -> None:
+    def get(**params: str) -> tuple[int, dict[str, object]]:
+        r = api.client.get("/api/v1/metrics", params=params, headers=api.bearer())
+        return r.status_code, r.json()
+
+    # The 30 days from the last day there is end with that day, not past year 9999.
+    for since in ("9999-12-31", "253402300799"):
+        status, body = get(since=since)
+        assert status == 200 and body["until"] == 253402300800 - 0.001, body
+    # A zone that moves a date past either end is refused as the epoch seconds are.
+    for params in (
+        {"until": "9999-12-31T23:59:59-05:00"},
+        {"since": "0001-01-01T00:30:00+01:00", "until": "0001-01-02"},
+        {"since": "1969-12-31"},
+    ):
+        status, body = get(**params)
+        assert status == 400 and "year 9999" in str(body["message"]), (params, body)
