@@ -20,7 +20,7 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = actions.add_parser(
         "import",
-        help="a CSV of date,source,campaign,currency,amount; a day imported again is replaced",
+        help="a CSV of date,source,campaign,currency,amount; a source's day imported again is replaced",
     )
     db_arg(p)
     p.add_argument(

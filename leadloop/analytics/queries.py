@@ -151,8 +151,15 @@ def spend(conn: Conn, workspace: str, first_day: str, last_day: str) -> dict[str
 
 
 def import_spend(conn: Conn, workspace: str, rows: Iterable[SpendRow], now: float) -> int:
-    """Store the rows, each replacing what an earlier import stored for its key."""
+    """Store the rows, replacing whatever an earlier import stored for the same platform
+    (`source`) on the same day: a corrected export that renames a campaign or drops one from a
+    day must not leave the old line to be counted beside the new one. Other platforms' lines of
+    that day stay (each platform is exported apart)."""
     values = [(workspace, r.day, r.source, r.campaign, r.currency, r.amount, now) for r in rows]
+    conn.executemany(
+        "DELETE FROM ad_spend WHERE workspace_id = ? AND day = ? AND source = ?",
+        sorted({(workspace, day, source) for _ws, day, source, *_rest in values}),
+    )
     conn.executemany(
         "INSERT INTO ad_spend (workspace_id, day, source, campaign, currency, amount, "
         "imported_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, day, source, "

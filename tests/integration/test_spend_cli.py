@@ -73,3 +73,21 @@ def test_no_database_is_an_error_that_creates_none(tmp_path: Path) -> None:
     out = cli(f"sqlite:///{db}", "spend", "import", str(export))
     assert out.returncode == 2 and "no database at" in out.stderr
     assert not db.exists()
+
+
+def test_a_corrected_export_replaces_its_platforms_days_whole(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    assert cli(sqlite_url, "migrate").returncode == 0
+    first, fixed = tmp_path / "first.csv", tmp_path / "fixed.csv"
+    first.write_text(GOOD + "2026-11-01,meta,Retargeting ,usd,30\n2026-11-01,google,,USD,7\n")
+    # The platform's corrected export: a campaign renamed, another gone from the day.
+    fixed.write_text("date,source,campaign,currency,amount\n2026-11-01,meta,retargeting,USD,35\n")
+    for export in (first, fixed):
+        out = cli(sqlite_url, "spend", "import", str(export))
+        assert out.returncode == 0, out.stderr
+    assert sorted(stored(sqlite_url)) == [  # other platforms' days are theirs
+        ("default", "2026-11-01", "google", "", "USD", 7.0),
+        ("default", "2026-11-01", "meta", "retargeting", "USD", 35.0),
+        ("default", "2026-11-02", "google", "", "USD", 50.0),
+    ]
