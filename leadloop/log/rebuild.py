@@ -38,10 +38,11 @@ def reset_derived_state(conn: Conn) -> int:
     """Clear derived state and rewind the processor; returns the events to replay."""
     for table in DERIVED:
         conn.execute(f"DELETE FROM {table}")  # table names are constants above
-    # The engine's own events keep the profile they name (ids are derived from the log, so the
-    # rebuilt profile has the same id); the people's events are attributed again.
-    conn.execute(
-        "UPDATE events SET profile_id = NULL WHERE profile_id IS NOT NULL AND type != 'internal'"
-    )
+    # Every event is attributed again as the replay reaches it, the engine's own too (they
+    # name their profile in the body, and ids are derived from the log, so the rebuilt profile
+    # has the same id): an internal event kept the survivor of every later merge, and a
+    # decision that reads the log up to its event (a best-time wait's opens, a channel's
+    # history) found, in its own batch, events of a profile merged into it only later.
+    conn.execute("UPDATE events SET profile_id = NULL WHERE profile_id IS NOT NULL")
     conn.execute("DELETE FROM cursors WHERE name = ?", (CURSOR,))
     return int(conn.execute("SELECT COUNT(*) FROM events")[0][0])

@@ -111,3 +111,34 @@ def test_a_replay_waits_as_long_as_live_processing_did(backend_url: str, tmp_pat
         h.settle()
         assert {pid: timers(h, pid) for pid in pids} == live
         assert utc(2027, 1, 15, 9) in [due for (due,) in live.values()]
+
+
+def test_a_replay_does_not_read_the_opens_of_a_profile_merged_in_later(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """Opens of a profile that is merged in after the wait was decided were not the waiting
+    profile's then: a replay, whose batch holds both and finds the opens already under the
+    survivor, must not read them either."""
+    from leadloop.log.rebuild import reset_derived_state
+
+    with flows(backend_url, tmp_path, FRAGMENT) as h:
+        h.send({"type": "identify", "anonymousId": "anon", "traits": {"timezone": "UTC"}})
+        h.settle()
+        anon = h.profile("anonymous_id", "anon")
+        assert anon is not None
+        for day in range(1, 13):  # evenings, 20:00 UTC
+            opened(h, str(anon["id"]), START - day * DAY + 12 * HOUR, day)
+        h.settle()
+        known = person(h, "known")
+        h.send({"type": "track", "userId": "known", "event": "Go"})
+        h.settle()
+        live = timers(h, known)
+        h.send({"type": "identify", "userId": "known", "anonymousId": "anon"})
+        h.settle()
+        survivor = h.profile("user_id", "known")
+        assert survivor is not None and survivor["id"] == known, survivor
+        assert timers(h, known) == live
+        h.engine.writer.submit(reset_derived_state).result()
+        h.engine.processor.wake()
+        h.settle()
+        assert timers(h, known) == live
