@@ -17,6 +17,7 @@ rate of 0 % over nobody would read as a failed campaign). Definitions, as the da
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ from leadloop.conversions.fields import finite_number
 REVENUE_FIELDS = ("revenue", "total", "value")
 """Where an `Order Completed` carries its amount, in the order the Segment ecommerce spec ranks
 them."""
+
+
+_CODE = re.compile(r"[A-Za-z]{3}")
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -118,8 +122,10 @@ def order_amount(properties: Mapping[str, Any]) -> float | None:
 
 
 def currency(properties: Mapping[str, Any], default: str) -> str:
+    """The order's ISO 4217 code: three letters A-Z (`str.isalpha` takes any script's letters,
+    which gave `ÄÖÜ` a revenue line of its own), upper-cased."""
     found = properties.get("currency")
-    if isinstance(found, str) and len(found.strip()) == 3 and found.strip().isalpha():
+    if isinstance(found, str) and _CODE.fullmatch(found.strip()):
         return found.strip().upper()
     return default
 

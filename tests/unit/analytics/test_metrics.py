@@ -11,6 +11,7 @@ from leadloop.analytics.metrics import (
     Revenue,
     add_order,
     channel_totals,
+    currency,
     funnel,
     order_amount,
     rate,
@@ -97,3 +98,11 @@ def test_the_funnel_counts_everyone_who_reached_a_stage_or_a_later_one() -> None
     }
     (empty,) = funnel([], {"lead": ["lead", "MQL"]})
     assert [s["from_previous"] for s in empty["stages"]] == [None, None]
+
+
+def test_a_currency_code_is_three_latin_letters() -> None:
+    # ISO 4217 codes are A-Z: letters of other scripts are no code (and "ßab" is four once
+    # upper-cased), so such orders are kept apart with the ones that name none.
+    for odd in ("ÄÖÜ", "ßab", "руб", "€ur"):
+        assert currency({"currency": odd}, "XXX") == "XXX", odd
+    assert currency({"currency": "chf"}, "XXX") == "CHF"
