@@ -32,6 +32,11 @@ them."""
 _CODE = re.compile(r"[A-Za-z]{3}")
 
 
+MAX_ORDER_AMOUNT = 1e12
+"""A trillion in any currency: past any real order, and far enough below a float's limit that
+no count of orders sums to infinity."""
+
+
 def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -113,10 +118,12 @@ class JourneyCounts:
 def order_amount(properties: Mapping[str, Any]) -> float | None:
     """The order's amount: the first of `revenue`, `total`, `value` that is a finite number
     (text such as `"42.50"` or `"1,234.50"` too; a decimal comma is no number, as for the
-    conversions). A negative amount (a refund sent as an order) counts as it is."""
+    conversions). A negative amount (a refund sent as an order) counts as it is; one beyond
+    `MAX_ORDER_AMOUNT` either way is no amount (two near a float's limit summed to infinity,
+    and the window's revenue showed as nothing)."""
     for name in REVENUE_FIELDS:
         amount = finite_number(properties.get(name))
-        if amount is not None:
+        if amount is not None and abs(amount) <= MAX_ORDER_AMOUNT:
             return amount
     return None
 

@@ -33,6 +33,8 @@ def test_a_rate_over_nobody_is_none_not_zero() -> None:
         ({"value": "1e400"}, None),  # infinity is no amount
         ({"revenue": True}, None),
         ({"revenue": -20}, -20.0),  # a refund sent as an order lowers revenue
+        ({"revenue": 1.5e308, "total": 12}, 12.0),  # past any real order: the next field
+        ({"revenue": -2e12}, None),
         ({}, None),
     ],
 )
@@ -106,3 +108,12 @@ def test_a_currency_code_is_three_latin_letters() -> None:
     for odd in ("ÄÖÜ", "ßab", "руб", "€ur"):
         assert currency({"currency": odd}, "XXX") == "XXX", odd
     assert currency({"currency": "chf"}, "XXX") == "CHF"
+
+
+def test_two_orders_near_a_floats_limit_do_not_turn_revenue_into_nothing() -> None:
+    """Two orders of 1.5e308 summed to infinity, shown as `null` revenue for the whole window:
+    one client with the public write key could blank a currency's revenue."""
+    totals: dict[str, Revenue] = {}
+    for amount in (1.5e308, 1.5e308, 20.0):
+        add_order(totals, "p1", {"revenue": amount, "currency": "USD"}, "XXX")
+    assert totals["USD"].report()["revenue"] == 20.0
