@@ -139,9 +139,19 @@ def _id(message: dict[str, Any], field: str, index: str) -> str | Rejected | Non
     return text or None
 
 
-RESERVED_ID_PREFIXES = ("timer:", "scoring:", "jpu:", "channels:", "stripe-", "hubspot-", "client:")
+RESERVED_ID_PREFIXES = (
+    "timer:",
+    "scoring:",
+    "jpu:",
+    "channels:",
+    "stripe-",
+    "hubspot-",
+    "hook-",
+    "client:",
+)
 """Namespaces of the ids the engine gives events itself: timers firing, stage actions, journey
-profile updates, channel receipts, and the Stripe and HubSpot hooks. They share the log's
+profile updates, channel receipts, the Stripe and HubSpot hooks, and the ids a standard
+source gives messages without their own. They share the log's
 unique `(workspace, message_id)` with every sender's `messageId`, and a sender can derive
 some of them (a stage action's id holds the id of the event that crossed the threshold), so a
 sender's id that starts with one is stored as `client:` + the id: the same every time, so its

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
+import msgspec
+
 from leadloop.ingest import parse
 from leadloop.ingest.hubspot import read_hubspot
 from leadloop.ingest.model import Delivery, Rejected
@@ -130,13 +132,14 @@ def _standard(
     if len(delivery_id) > _MAX_DELIVERY_ID:
         return Rejected("invalid_field", f"webhook-id is longer than {_MAX_DELIVERY_ID} characters")
     prefix = f"hook-{source_id}-{delivery_id}"
+    # Messages without their own id get one from the delivery, so a retry stores nothing
+    # twice. It is set after parsing, which keeps every sender's own ids out of the engine's
+    # namespaces (`parse.RESERVED_ID_PREFIXES`, `hook-` among them): a tracking client could
+    # otherwise send `hook-{source}-{webhook-id}` first and have this delivery dropped.
     if "batch" in payload:
         batch = payload.get("batch")
-        if isinstance(batch, list):
-            payload = {
-                **payload,
-                "batch": [_with_id(m, f"{prefix}-{i}") for i, m in enumerate(batch)],
-            }
+        assigned = [_lacks_id(m) for m in batch] if isinstance(batch, list) else []
+        ids = [f"{prefix}-{i}" for i in range(len(assigned))]
         route_type = None
     else:
         kind = payload.get("type")
@@ -145,18 +148,21 @@ def _standard(
                 "invalid_type",
                 f"type must be one of {sorted(parse.SINGLE_TYPES)} (or send a batch)",
             )
-        payload, route_type = _with_id(payload, prefix), kind
+        assigned, ids, route_type = [_lacks_id(payload)], [prefix], kind
     result = parse.parse_request(payload, route_type, received_at=now)
-    return result if isinstance(result, Rejected) else Delivery(result)
+    if isinstance(result, Rejected):
+        return result
+    return Delivery(
+        [
+            msgspec.structs.replace(accepted, message_id=ids[i]) if assigned[i] else accepted
+            for i, accepted in enumerate(result)
+        ]
+    )
 
 
-def _with_id(message: Any, message_id: str) -> Any:
-    if not isinstance(message, dict):
-        return message  # parse refuses it
-    own = message.get("messageId")
-    if own is None or (isinstance(own, str) and not own.strip()):
-        return {**message, "messageId": message_id}
-    return message
+def _lacks_id(message: Any) -> bool:
+    own = message.get("messageId") if isinstance(message, dict) else "parse refuses it"
+    return own is None or (isinstance(own, str) and not own.strip())
 
 
 # --- Stripe -------------------------------------------------------------------------------

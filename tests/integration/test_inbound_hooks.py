@@ -542,3 +542,21 @@ def test_an_oversize_hubspot_delivery_is_413(hooks: Api) -> None:
     r = hooks.client.post(HUBSPOT, content=body, headers=hubspot_headers(hooks, body))
     assert r.status_code == 413
     assert hooks.event_count() == 0
+
+
+def test_a_tracking_client_cannot_take_a_hook_deliverys_id(any_hooks: Api) -> None:
+    """The ids a standard source gives messages without their own (`hook-{source}-{webhook-id}`)
+    share the log's unique key with every client's: one holding the public write key sent
+    that id first, and the signed delivery was then dropped as a repeat."""
+    api = any_hooks
+    squatter = {"userId": "x", "event": "Squat", "messageId": "hook-crm-msg_next"}
+    assert api.client.post("/v1/track", json=squatter, headers=api.basic()).status_code == 200
+    body = json.dumps({"type": "track", "userId": "u1", "event": "Deal Won"})
+    r = api.client.post(CRM, content=body, headers=standard_headers(api, body, "msg_next"))
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "ignored": 0}, r.text
+    api.settle()
+    rows = api.engine.read_sync(lambda c: c.execute("SELECT message_id, event FROM events"))
+    assert sorted((str(m), str(e)) for m, e in rows) == [
+        ("client:hook-crm-msg_next", "Squat"),
+        ("hook-crm-msg_next", "Deal Won"),
+    ]
