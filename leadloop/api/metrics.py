@@ -33,7 +33,8 @@ _BOUND = Annotated[str | None, Query(max_length=40)]
 
 
 def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
-    """A window bound: a date (UTC; `since=2026-11-01` starts at its first instant,
+    """A window bound: a date (UTC, `2026-11-01` or `20261101`; `since=2026-11-01` starts at its
+    first instant,
     `until=2026-11-30` ends at its last, so a range of dates holds both days as a reader
     expects), a date and time with a zone (`2026-11-01T09:00:00+01:00`, `...Z`) or seconds
     since the epoch. A time without a zone is refused rather than read in some zone the caller
@@ -41,6 +42,9 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
     if text is None:
         return None
     raw = text.strip()
+    if len(raw) == 8 and raw.isascii() and raw.isdigit():
+        # ISO 8601's basic form of a date (20261101), not seconds in August 1970.
+        raw = f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
     try:
         number = float(raw)
     except ValueError:

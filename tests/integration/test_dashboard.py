@@ -59,3 +59,23 @@ def test_windows_at_the_ends_of_the_calendar_are_read_or_refused_not_a_crash(api
     ):
         status, body = get(**params)
         assert status == 400 and "year 9999" in str(body["message"]), (params, body)
+
+
+def test_a_compact_date_is_a_date_not_seconds_in_1970(api: Api) -> None:
+    """`since=20261101` was read as epoch seconds (August 1970) and the answer was silently
+    about another window."""
+    compact = api.client.get(
+        "/api/v1/metrics", params={"since": "20261101", "until": "20261130"}, headers=api.bearer()
+    )
+    dashed = api.client.get(
+        "/api/v1/metrics",
+        params={"since": "2026-11-01", "until": "2026-11-30"},
+        headers=api.bearer(),
+    )
+    assert compact.status_code == dashed.status_code == 200, compact.text
+    assert (compact.json()["since"], compact.json()["until"]) == (
+        dashed.json()["since"],
+        dashed.json()["until"],
+    )
+    bad = api.client.get("/api/v1/metrics", params={"since": "20261301"}, headers=api.bearer())
+    assert bad.status_code == 400 and "expected a date" in bad.json()["message"]
