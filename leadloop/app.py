@@ -420,9 +420,13 @@ class Engine:
                 log.exception("checking for a new playbook failed")
 
     def _decorate_scores(self, conn: Conn, view: dict[str, Any]) -> None:
-        view["scores"] = score_queries.scores_view(
-            conn, view["workspace"], view["id"], self.clock.now()
-        )
+        scores = score_queries.scores_view(conn, view["workspace"], view["id"], self.clock.now())
+        # A model removed from the playbook keeps its rows (its ledger explains them), but no
+        # longer moves: say so rather than show it as live.
+        live = {model.id for model in self.scoring_models(view["workspace"])}
+        for model, entry in scores.items():
+            entry["in_playbook"] = model in live
+        view["scores"] = scores
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -237,3 +237,22 @@ def test_explain_prints_every_ledger_line_of_a_long_lived_lead(
     out = capsys.readouterr().out
     assert "line 0\n" in out and "line 10049\n" in out
     assert out.count("  engagement ") == 10_051  # the pricing page and every line added
+
+
+def test_a_model_no_longer_in_the_playbook_is_marked_so_on_the_profile(
+    scoring_harness: Harness, tmp_path: Path
+) -> None:
+    """A model removed from the playbook keeps its score rows (the ledger explains them), but
+    the profile showed them as if they were live."""
+    h = scoring_harness
+    seed_lead(h)
+    assert score(h)["in_playbook"] is True
+    other = tmp_path / "other.yaml"
+    models = yaml.safe_load(textwrap.dedent(SECOND_MODEL))
+    other.write_text(yaml.safe_dump({"version": 1, "scoring": {"models": models}}))
+    h.engine.apply_playbook_file(str(other))
+    h.engine.refresh_playbooks()
+    h.settle()
+    prof = h.profile("user_id", "vp-1")
+    assert prof is not None
+    assert prof["scores"]["lead"]["in_playbook"] is False
