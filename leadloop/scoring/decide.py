@@ -70,7 +70,9 @@ def score_event(
     the same result, so replays that always recompute agree with live processing)."""
     at = _instant(state, event, now)
     state, changes = _apply_steps(state, model, at)
-    before = total_at(state, at)
+    # A profile's first event comes from below every threshold: one at or under the starting
+    # score (`at: 0`, everyone who shows up) was otherwise never crossed, so never entered.
+    before = total_at(state, at) if state.as_of is not None else -math.inf
     refit = traits_changed or state.model_version != model.version or state.as_of is None
     active = event.type in model.decay.activity_types
     if active:
