@@ -10,12 +10,12 @@ from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
 from leadloop.analytics import metrics, queries
 from leadloop.api.auth import admin_dependencies, bearer_workspace
 from leadloop.api.journeys import live_journeys
+from leadloop.api.params import invalid
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -58,11 +58,13 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
             return _within(name, start + DAY - LAST if end else start)
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise _invalid(
-            name, "expected a date (2026-11-01), a date and time with a zone, or epoch seconds"
+        raise invalid(
+            "query",
+            name,
+            "expected a date (2026-11-01), a date and time with a zone, or epoch seconds",
         ) from None
     if moment.tzinfo is None:
-        raise _invalid(name, "a date and time needs a zone (Z or +01:00)")
+        raise invalid("query", name, "a date and time needs a zone (Z or +01:00)")
     # A zone can move a date past either end (9999-12-31T23:00-05:00 is in year 10000), where
     # the day of the instant, which the spend is read by, cannot be written.
     return _within(name, moment.timestamp())
@@ -70,17 +72,15 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
 
 def _within(name: str, at: float) -> float:
     if not math.isfinite(at) or not 0 <= at < END_OF_TIME:
-        raise _invalid(name, "must be between 1970 (0 seconds since the epoch) and year 9999")
+        raise invalid(
+            "query", name, "must be between 1970 (0 seconds since the epoch) and year 9999"
+        )
     return at
 
 
 def _day(at: float) -> str:
     """The UTC day of an instant: spend is imported per day."""
     return datetime.fromtimestamp(at, UTC).date().isoformat()
-
-
-def _invalid(name: str, message: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error"}])
 
 
 def metrics_router(engine: "Engine") -> APIRouter:
@@ -107,9 +107,9 @@ def metrics_router(engine: "Engine") -> APIRouter:
         if start is None:
             start = end - DEFAULT_DAYS * DAY
         if start > end:
-            raise _invalid("since", "must not be after until")
+            raise invalid("query", "since", "must not be after until")
         if end - start > MAX_DAYS * DAY:
-            raise _invalid("since", f"the window is at most {MAX_DAYS} days")
+            raise invalid("query", "since", f"the window is at most {MAX_DAYS} days")
         stages = stages_of(ws)
         windows = {j.id: j.conversion_window for j in live_journeys(engine, ws)}
 

@@ -25,7 +25,8 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 """How many items one page holds."""
 
 
-def _invalid(where: str, name: str, message: str) -> RequestValidationError:
+def invalid(where: str, name: str, message: str) -> RequestValidationError:
+    """The 400 that names a bad parameter (`where`: `query` or `path`)."""
     return RequestValidationError([{"loc": (where, name), "msg": message, "type": "value_error"}])
 
 
@@ -44,12 +45,12 @@ async def strict_params(request: Request) -> None:
     for name, value in request.query_params.multi_items():
         if known is not None and name not in known:
             allowed = ", ".join(sorted(known)) or "none"
-            raise _invalid("query", name, f"not a parameter of this endpoint (it takes: {allowed})")
+            raise invalid("query", name, f"not a parameter of this endpoint (it takes: {allowed})")
         if name in seen:
-            raise _invalid("query", name, "given more than once")
+            raise invalid("query", name, "given more than once")
         seen.add(name)
         if "\x00" in value:
-            raise _invalid("query", name, "must not contain a NUL character")
+            raise invalid("query", name, "must not contain a NUL character")
     for name, value in request.path_params.items():
         if "\x00" in str(value):
-            raise _invalid("path", name, "must not contain a NUL character")
+            raise invalid("path", name, "must not contain a NUL character")

@@ -4,44 +4,14 @@
 // Chromium: $CHROMIUM, else `chromium` on PATH.  Prints a JSON summary of every request
 // the page made; exits non-zero on a timeout, a page error or any non-loopback request.
 'use strict'
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
-const { execFileSync } = require('node:child_process')
-const puppeteer = require('puppeteer-core')
-
-function chromiumPath() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim()
-  } catch {
-    throw new Error('chromium not found: set CHROMIUM or put chromium on PATH')
-  }
-}
-
-function isLoopback(url) {
-  const u = new URL(url)
-  if (u.protocol === 'data:' || u.protocol === 'blob:' || u.protocol === 'about:') return true
-  return ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)
-}
+const { isLoopback, withBrowser, report, run } = require('./chromium')
 
 async function main() {
   const pageUrl = process.argv[2]
   if (!pageUrl) throw new Error('usage: drive_browser.js PAGE_URL')
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'leadloop-chromium-'))
-  const browser = await puppeteer.launch({
-    executablePath: chromiumPath(),
-    headless: true,
-    userDataDir,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run',
-    ],
-  })
   const seen = new Map() // puppeteer HTTPRequest -> {method, url, status}
   const problems = []
-  try {
+  await withBrowser(async (browser) => {
     const page = await browser.newPage()
     page.on('request', (req) => {
       seen.set(req, { method: req.method(), url: req.url(), status: null })
@@ -63,18 +33,8 @@ async function main() {
     const title = await page.title()
     if (title !== 'done') problems.push('page reported: ' + title)
     await page.waitForNetworkIdle({ idleTime: 300, timeout: 10000 })
-  } finally {
-    await browser.close()
-    fs.rmSync(userDataDir, { recursive: true, force: true })
-  }
-  console.log(JSON.stringify({ requests: [...seen.values()], problems }))
-  if (problems.length) {
-    console.error(problems.join('\n'))
-    process.exit(1)
-  }
+  })
+  report({ requests: [...seen.values()], problems })
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exit(2)
-})
+run(main)
