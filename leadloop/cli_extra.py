@@ -227,12 +227,15 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"profile {pid} has no score for model {args.model!r} "
                 f"(it has: {', '.join(sorted(scores))})"
             )
+        live = _live_models(conn, ws)
         for model, view in scores.items():
             if args.model and model != args.model:
                 continue
+            gone = live is not None and model not in live
             print(
                 f"{model}: {view['score']:g} = fit {view['fit']:g} + engagement "
                 f"{view['engagement']:g} · stage {view['stage']} · profile {pid}"
+                + (" · no longer in the live playbook" if gone else "")
             )
             for entry in _ledger_lines(conn, ws, pid, model):
                 when = datetime.fromtimestamp(entry["at"], UTC).strftime("%Y-%m-%d %H:%M")
@@ -250,6 +253,23 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 Conn = SqliteConnection | PostgresConnection
+
+
+def _live_models(conn: Conn, ws: str) -> set[str] | None:
+    """The model ids of the workspace's newest stored playbook, as the engine builds it; None
+    when it cannot be built here (a `${VAR}` this shell does not set): then nothing is said."""
+    from leadloop.errors import PlaybookError
+    from leadloop.playbook import store
+
+    applied = store.latest(conn, ws)
+    if applied is None:
+        return set()
+    try:
+        return {model.id for model in store.build(applied.sources).models}
+    except PlaybookError:
+        return None
+
+
 EXPLAIN_PAGE = 10_000
 """Ledger lines `explain` reads at a time: every line is printed, a page in memory at once."""
 

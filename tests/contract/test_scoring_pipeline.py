@@ -240,13 +240,17 @@ def test_explain_prints_every_ledger_line_of_a_long_lived_lead(
 
 
 def test_a_model_no_longer_in_the_playbook_is_marked_so_on_the_profile(
-    scoring_harness: Harness, tmp_path: Path
+    scoring_harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A model removed from the playbook keeps its score rows (the ledger explains them), but
     the profile showed them as if they were live."""
     h = scoring_harness
     seed_lead(h)
     assert score(h)["in_playbook"] is True
+    from leadloop.cli import main
+
+    assert main(["explain", "vp-1", "--database-url", h.engine.url.url]) == 0
+    assert "no longer in the live playbook" not in capsys.readouterr().out
     other = tmp_path / "other.yaml"
     models = yaml.safe_load(textwrap.dedent(SECOND_MODEL))
     other.write_text(yaml.safe_dump({"version": 1, "scoring": {"models": models}}))
@@ -256,3 +260,6 @@ def test_a_model_no_longer_in_the_playbook_is_marked_so_on_the_profile(
     prof = h.profile("user_id", "vp-1")
     assert prof is not None
     assert prof["scores"]["lead"]["in_playbook"] is False
+    assert main(["explain", "vp-1", "--database-url", h.engine.url.url, "--model", "lead"]) == 0
+    assert "stage MQL · profile" in (out := capsys.readouterr().out)
+    assert out.splitlines()[0].endswith(" · no longer in the live playbook")
