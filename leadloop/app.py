@@ -423,9 +423,16 @@ class Engine:
         scores = score_queries.scores_view(conn, view["workspace"], view["id"], self.clock.now())
         # A model removed from the playbook keeps its rows (its ledger explains them), but no
         # longer moves: say so rather than show it as live.
-        live = {model.id for model in self.scoring_models(view["workspace"])}
-        for model, entry in scores.items():
-            entry["in_playbook"] = model in live
+        models = {model.id: model for model in self.scoring_models(view["workspace"])}
+        for model_id, entry in scores.items():
+            entry["in_playbook"] = model_id in models
+            model = models.get(model_id)
+            if model is not None and model.predict is not None:
+                from leadloop.scoring.predictive.service import predicted_view
+
+                entry["predicted"] = predicted_view(
+                    conn, view["workspace"], view["id"], model, self.clock.now()
+                )
         view["scores"] = scores
 
     # -- lifecycle -----------------------------------------------------------------------

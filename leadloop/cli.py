@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     from leadloop.analytics import cli as analytics_cli
 
     analytics_cli.register(sub, db_arg)
+    from leadloop.scoring.predictive import cli as predict_cli
+
+    predict_cli.register(sub, db_arg)
     return parser
 
 

@@ -237,6 +237,9 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"{view['engagement']:g} · stage {view['stage']} · profile {pid}"
                 + (" · no longer in the live playbook" if gone else "")
             )
+            predicted = _predicted_line(conn, ws, pid, model)
+            if predicted:
+                print(predicted)
             for entry in _ledger_lines(conn, ws, pid, model):
                 when = datetime.fromtimestamp(entry["at"], UTC).strftime("%Y-%m-%d %H:%M")
                 sign = "+" if entry["points"] >= 0 else ""
@@ -268,6 +271,33 @@ def _live_models(conn: Conn, ws: str) -> set[str] | None:
         return {model.id for model in store.build(applied.sources).models}
     except PlaybookError:
         return None
+
+
+def _predicted_line(conn: Conn, ws: str, pid: str, model_id: str) -> str | None:
+    """The model's predicted probability with its strongest reasons, when it has one."""
+    from leadloop.errors import PlaybookError
+    from leadloop.playbook import store
+
+    applied = store.latest(conn, ws)
+    try:
+        models = store.build(applied.sources).models if applied else ()
+    except PlaybookError:
+        return None
+    model = next((m for m in models if m.id == model_id and m.predict is not None), None)
+    if model is None:
+        return None
+    from leadloop.scoring.predictive.service import predicted_view
+
+    view = predicted_view(conn, ws, pid, model, SystemClock().now())
+    if view["status"] != "trained":
+        return f"  predicted: {view['status']}" + (f" ({view['hint']})" if "hint" in view else "")
+    reasons = ", ".join(
+        f"{r['feature']}={r['value']!r} ({r['log_odds']:+.2f})" for r in view["reasons"]
+    )
+    return (
+        f"  predicted: {view['probability']:.0%} likely to reach the outcome "
+        f"(model AUC {view['auc']:.3f}); strongest: {reasons}"
+    )
 
 
 EXPLAIN_PAGE = 10_000

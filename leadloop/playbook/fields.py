@@ -30,8 +30,20 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "scoring": (frozenset({"models"}), frozenset()),
     "scoring.models[]": (
         frozenset({"id", "stages"}),
-        frozenset({"name", "fit", "engagement", "stage_rules", "decay", "cap", "session"}),
+        frozenset(
+            {"name", "fit", "engagement", "stage_rules", "decay", "cap", "session", "predict"}
+        ),
     ),
+    "predict": (
+        frozenset({"outcome", "features"}),
+        frozenset({"min_conversions", "post_outcome"}),
+    ),
+    "outcome": (frozenset(), frozenset({"type", "event", "where"})),
+    "features[]": (
+        frozenset(),
+        frozenset({"id", "trait", "source", "kind", "count", "within", "score"}),
+    ),
+    "count": (frozenset(), frozenset({"type", "event", "where"})),
     "fit[]": (
         frozenset({"id", "field", "op", "points"}),
         frozenset({"value", "ignore_case", "source"}),

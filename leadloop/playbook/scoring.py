@@ -16,24 +16,31 @@ from leadloop.playbook.nodes import Node, Scalar, to_raw
 from leadloop.playbook.regex import pattern_problem
 from leadloop.scoring.model import (
     DEFAULT_ACTIVITY_TYPES,
+    FEATURE_KINDS,
     NUMERIC_OPERATORS,
     OPERATORS,
+    SCORE_PARTS,
     TRAIT_SOURCES,
     Action,
     Cap,
     Condition,
+    CountFeature,
     Decay,
     EmitAction,
     EngagementRule,
     EventFilter,
+    Feature,
     FitRule,
     Operator,
     Predicate,
+    PredictSpec,
+    ScoreFeature,
     ScoringModel,
     SessionLimit,
     Stage,
     StageRule,
     StepDecay,
+    TraitFeature,
     WebhookAction,
 )
 
@@ -88,9 +95,12 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
             max_points=_positive(session_fields, "max_points"),
             timeout=1800.0 if timeout is None else timeout,
         )
+    raw = to_raw(node)
+    predict_fields = fields.child("predict", "predict")
     return ScoringModel(
         id=fields.name("id"),
-        version=digest_of(to_raw(node)),
+        # Without `predict`: changing what a model learns from must not rescore every profile.
+        version=digest_of({k: v for k, v in raw.items() if k != "predict"}),
         name=fields.text("name", ""),
         stages=stages,
         fit=fit,
@@ -99,7 +109,89 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         decay=_decay(fields.child("decay", "decay")),
         cap=_cap(fields.child("cap", "cap")),
         session=session,
+        predict=None if predict_fields is None else _predict(predict_fields, raw["predict"]),
     )
+
+
+def _predict(fields: Fields, raw: Any) -> PredictSpec:
+    post_outcome = fields.texts("post_outcome")
+    banned = {name.casefold() for name in post_outcome}
+    features: list[Feature] = []
+    ids: set[str] = set()
+    for node, path in fields.items("features"):
+        feature = _feature(Fields(node, path, "features[]"), banned)
+        if feature.id in ids:
+            fail(node, path, f"duplicate feature id {feature.id!r} (give one an `id`)")
+        ids.add(feature.id)
+        features.append(feature)
+    if not features:
+        fields.fail("features", "list at least one feature to learn from")
+    minimum = fields.number("min_conversions", 100)
+    if minimum < 1 or minimum != int(minimum):
+        fields.fail("min_conversions", "must be a whole number of at least 1")
+    outcome_fields = fields.child("outcome", "outcome")
+    if outcome_fields is None:
+        fields.fail("outcome", "give the event that marks a conversion, e.g. {event: Deal Won}")
+    outcome = _filter(outcome_fields)
+    if not (outcome.names or outcome.where):
+        # Types alone would make every page view a conversion.
+        outcome_fields.fail("event", "name the outcome event (or give `where` conditions)")
+    return PredictSpec(
+        outcome=outcome,
+        features=tuple(features),
+        digest=digest_of(raw),
+        min_conversions=int(minimum),
+        post_outcome=post_outcome,
+    )
+
+
+def _feature(fields: Fields, banned: set[str]) -> Feature:
+    given = [key for key in ("trait", "count", "score") if fields.has(key)]
+    if len(given) != 1:
+        fields.fail("trait", "give exactly one of `trait`, `count` and `score`")
+    kind = given[0]
+    if kind == "trait":
+        names = fields.texts("trait")
+        if not names:
+            fields.fail("trait", "needs at least one trait name")
+        for name in names:
+            if name.casefold() in banned:
+                fields.fail(
+                    "trait",
+                    f"{name!r} is listed in `post_outcome`: it is set after a lead converts, "
+                    "so a model learning from it would learn the outcome itself",
+                )
+        source = fields.text("source", "any")
+        if source not in TRAIT_SOURCES:
+            fields.fail("source", f"expected one of: {', '.join(TRAIT_SOURCES)}")
+        feature_kind = fields.text("kind", "category")
+        if feature_kind not in FEATURE_KINDS:
+            fields.fail("kind", f"expected one of: {', '.join(FEATURE_KINDS)}")
+        return TraitFeature(
+            id=fields.text("id", names[0]),
+            fields=names,
+            source=source,  # narrowed by the check above
+            kind=feature_kind,  # narrowed by the check above
+        )
+    for key in ("kind", "source") if kind != "trait" else ():
+        if fields.has(key):
+            fields.fail(key, f"only a `trait` feature takes `{key}`")
+    if kind == "score":
+        part = fields.text("score")
+        if part not in SCORE_PARTS:
+            fields.fail("score", f"expected one of: {', '.join(SCORE_PARTS)}")
+        if fields.has("within"):
+            fields.fail("within", "only a `count` feature takes `within`")
+        return ScoreFeature(id=fields.text("id", f"score.{part}"), part=part)
+    within = fields.optional_duration("within")
+    if within == 0:
+        fields.fail("within", "must be longer than 0 (leave it out to count all events)")
+    count = fields.child("count", "count")
+    if count is None:
+        fields.fail("count", "give the events to count, e.g. {type: page}")
+    if not fields.has("id"):
+        fields.fail("id", "missing: a `count` feature needs an `id` to be named by")
+    return CountFeature(id=fields.name("id"), when=_filter(count), within=within)
 
 
 def _positive(fields: Fields, key: str) -> float:

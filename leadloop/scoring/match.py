@@ -9,7 +9,14 @@ from typing import Any, TypeVar, assert_never
 from urllib.parse import parse_qs, urlsplit
 
 from leadloop.log.model import Event
-from leadloop.scoring.model import MATCH_CHARS, Condition, EventFilter, FitRule, Predicate
+from leadloop.scoring.model import (
+    MATCH_CHARS,
+    Condition,
+    EventFilter,
+    FitRule,
+    Predicate,
+    TraitSource,
+)
 
 # "1,000", "201-500" (a range: its lower bound) and "500+" all read as numbers, because company
 # size traits arrive in each of these shapes from enrichment tools and forms.
@@ -261,14 +268,24 @@ def fit_value(
     rule: FitRule, traits: Mapping[str, Any], account_traits: Mapping[str, Any]
 ) -> tuple[str, Any] | None:
     """The first alternative field that is present, with its value; None when none is."""
+    return trait_value(rule.fields, rule.source, traits, account_traits)
+
+
+def trait_value(
+    fields: tuple[str, ...],
+    source: TraitSource,
+    traits: Mapping[str, Any],
+    account_traits: Mapping[str, Any],
+) -> tuple[str, Any] | None:
+    """The first of `fields` present in the profile's or its account's traits, with its value."""
     sources: list[Mapping[str, Any]] = []
-    if rule.source in ("profile", "any"):
+    if source in ("profile", "any"):
         sources.append(traits)
-    if rule.source in ("account", "any"):
+    if source in ("account", "any"):
         sources.append(account_traits)
-    for field in rule.fields:
-        for source in sources:
-            value = _dig(source, field.split("."))
+    for field in fields:
+        for found in sources:
+            value = _dig(found, field.split("."))
             if present(value):
                 return field, value
     return None

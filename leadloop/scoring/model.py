@@ -152,6 +152,54 @@ class SessionLimit:
     """A session ends after this many seconds without activity, unless the event names one."""
 
 
+FeatureKind = Literal["category", "number"]
+FEATURE_KINDS: tuple[FeatureKind, ...] = get_args(FeatureKind)
+ScorePart = Literal["fit", "engagement", "total"]
+SCORE_PARTS: tuple[ScorePart, ...] = get_args(ScorePart)
+
+
+@dataclass(frozen=True, slots=True)
+class TraitFeature:
+    id: str
+    fields: tuple[str, ...]
+    """Alternatives tried in order, as a fit rule's."""
+    source: TraitSource
+    kind: FeatureKind
+
+
+@dataclass(frozen=True, slots=True)
+class CountFeature:
+    id: str
+    when: EventFilter
+    within: float | None = None
+    """Counts only the events this many seconds before the moment observed; None: all of them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreFeature:
+    id: str
+    part: ScorePart
+
+
+Feature = TraitFeature | CountFeature | ScoreFeature
+
+
+@dataclass(frozen=True, slots=True)
+class PredictSpec:
+    """A predictive model beside the rules: P(outcome) learned from the log (`scoring.predictive`)."""
+
+    outcome: EventFilter
+    features: tuple[Feature, ...]
+    digest: str
+    """Of the `predict` section: a trained model is served only while its spec is unchanged."""
+    min_conversions: int = 100
+    """Below this many profiles with the outcome, nothing is trained and the rules score alone
+    is served: a model fitted on a handful of conversions ranks noise."""
+    post_outcome: tuple[str, ...] = ()
+    """Traits set only after the outcome (a sales rep's tags, a deal's quality): refused as
+    features, because a model trained on them learns the outcome, not who will reach it."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScoringModel:
     id: str
@@ -166,6 +214,8 @@ class ScoringModel:
     cap: Cap | None = None
     """Caps the positive engagement points of all rules together."""
     session: SessionLimit | None = None
+    predict: PredictSpec | None = None
+    """Not part of `version`: training a model or changing its features rescores nobody."""
 
     def rank(self, stage: str) -> int:
         """The stage's place in `stages` (-1: not one of them). Case-insensitive like `stage`:

@@ -60,6 +60,17 @@ def histories(conn: Conn, workspace: str, chunk: int = 5000) -> Iterator[tuple[s
         yield current, events
 
 
+def history_of(conn: Conn, workspace: str, profile_id: str) -> list[Event]:
+    """One profile's events in log order."""
+    return [
+        event_from_row(row[:12])
+        for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id = ? ORDER BY seq",
+            (workspace, profile_id),
+        )
+    ]
+
+
 def merged_history(
     conn: Conn, workspace: str, ids: list[str], batch_seqs: list[int], before_seq: int
 ) -> list[Event]:

@@ -198,6 +198,13 @@ TABLES: dict[str, tuple[str, ...]] = {
         "sends",
         "clicks",
     ),
+    "predictive_models": (  # 0013_predictive_models
+        "workspace_id",
+        "model_id",
+        "spec_digest",
+        "trained_at",
+        "body",
+    ),
 }
 # Columns only one dialect has, and why.
 DIALECT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {

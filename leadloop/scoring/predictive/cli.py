@@ -1,0 +1,139 @@
+"""`leadloop predict train|show`: fit the live playbook's predictive models, and read them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from leadloop.config import Settings
+from leadloop.errors import LeadloopError
+from leadloop.scoring.model import ScoringModel
+
+if TYPE_CHECKING:  # numpy loads with it: not for every `leadloop --help`
+    from leadloop.scoring.predictive import service
+
+T = TypeVar("T")
+
+
+def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    group = sub.add_parser(
+        "predict", help="train and inspect predictive lead scores (a `predict` section per model)"
+    )
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "train",
+        help="learn P(outcome) from the whole log, cross-validate it against the rules, store it",
+    )
+    db_arg(p)
+    p.add_argument("--workspace", default="default", help="workspace (default: default)")
+    p.add_argument("--model", help="only this scoring model (default: every one with `predict`)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the cross-validated report, store nothing"
+    )
+    p.set_defaults(handler=cmd_predict_train)
+    s = actions.add_parser("show", help="the stored models: when trained, on what, how good")
+    db_arg(s)
+    s.add_argument("--workspace", default="default", help="workspace (default: default)")
+    s.add_argument("--json", action="store_true", help="as JSON")
+    s.set_defaults(handler=cmd_predict_show)
+
+
+def _live_models(conn: Any, workspace: str, only: str | None) -> list[ScoringModel]:
+    from leadloop.playbook import store
+
+    applied = store.latest(conn, workspace)
+    if applied is None:
+        raise LeadloopError(f"workspace {workspace!r} has no playbook applied")
+    models = [m for m in store.build(applied.sources).models if m.predict is not None]
+    if only is not None:
+        models = [m for m in models if m.id == only]
+        if not models:
+            raise LeadloopError(f"the live playbook has no model {only!r} with a `predict` section")
+    if not models:
+        raise LeadloopError("no model of the live playbook has a `predict` section")
+    return models
+
+
+def _progress(label: str) -> Callable[[Iterable[T], int], Iterator[T]]:
+    from tqdm import tqdm
+
+    def wrap(items: Iterable[T], total: int) -> Iterator[T]:
+        yield from tqdm(
+            items,
+            total=total,
+            unit="profile",
+            desc=label,
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        )
+
+    return wrap
+
+
+def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.app import open_existing
+    from leadloop.clock import SystemClock
+    from leadloop.scoring.predictive import service
+
+    conn = open_existing(settings.database_url, args.workspace)
+    failed = False
+    try:
+        # A manual-clock sandbox's log runs ahead of the wall clock (see `backtest`).
+        latest = conn.execute(
+            "SELECT MAX(ts) FROM events WHERE workspace_id = ?", (args.workspace,)
+        )
+        now = max(SystemClock().now(), float(latest[0][0] or 0.0))
+        for model in _live_models(conn, args.workspace, args.model):
+            outcome = service.train(
+                conn, args.workspace, model, now, _progress(model.id), store=not args.dry_run
+            )
+            if isinstance(outcome, service.NotTrained):
+                print(f"{model.id}: not trained: {outcome.reason}")
+                failed = True
+                continue
+            print(describe(outcome, kept=not args.dry_run))
+    finally:
+        conn.close()
+    return 1 if failed else 0
+
+
+def describe(stored: service.Stored, *, kept: bool = True) -> str:
+    report = stored.report
+    when = datetime.fromtimestamp(stored.trained_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"{stored.model_id}: trained {when} on {report.profiles} profiles, "
+        f"{report.conversions} of them reached the outcome ({report.base_rate:.1%})"
+        + ("" if kept else " (dry run: not stored)"),
+        f"  cross-validated ({report.folds} folds): AUC {report.auc:.3f}, Brier "
+        f"{report.brier:.3f}; the rules' score alone: AUC {report.rules_auc:.3f} "
+        f"({report.auc - report.rules_auc:+.3f})",
+    ]
+    for feature, value in stored.suspects:
+        lines.append(
+            f"  warning: {feature!r} alone ranks leads with AUC {value:.2f}: if it is set only "
+            "after the outcome, list it in `post_outcome`, or the model learns the outcome itself"
+        )
+    return "\n".join(lines)
+
+
+def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.app import open_existing
+    from leadloop.scoring.predictive import service
+
+    conn = open_existing(settings.database_url, args.workspace)
+    try:
+        found = service.load_all(conn, args.workspace)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps([service.as_dict(s) for s in found], indent=2))
+        return 0
+    if not found:
+        print(f"no predictive model trained in workspace {args.workspace!r}")
+    for stored in found:
+        print(describe(stored))
+    return 0

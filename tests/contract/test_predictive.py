@@ -1,0 +1,186 @@
+"""`leadloop predict train` learns from the log, stores the model, and profiles are served
+their probability with reasons; on every backend."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadloop.cli import main
+from tests.contract.conftest import Harness, make_harness
+
+PLAYBOOK = """\
+version: 1
+scoring:
+  models:
+    - id: lead
+      fit:
+        - {id: vp, field: title, op: matches, value: VP, points: 15}
+      engagement:
+        - {id: pricing, type: page, where: [{field: page.path, op: equals, value: /pricing}], \
+points: 10}
+      stages: [{name: lead}, {name: MQL, at: 50}]
+      predict:
+        outcome: {type: track, event: Deal Won}
+        min_conversions: MIN
+        post_outcome: [deal_size]
+        features:
+          - {trait: source}
+          - {id: pricing_views, count: {type: page, where: [{field: page.path, op: equals, \
+value: /pricing}]}}
+          - {score: total}
+"""
+
+
+def write_playbook(tmp_path: Path, minimum: int = 20, name: str = "playbook.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(PLAYBOOK.replace("MIN", str(minimum)))
+    return str(path)
+
+
+@pytest.fixture
+def predict_harness(backend_url: str, tmp_path: Path) -> Iterator[Harness]:
+    h = make_harness(backend_url, write_playbook(tmp_path))
+    try:
+        yield h
+    finally:
+        h.engine.stop()
+
+
+def seed(h: Harness, n: int = 240) -> None:
+    """Leads whose conversion the `source` trait drives, which the rules know nothing about;
+    every winner is then tagged by sales, after the win."""
+    rng = random.Random(11)
+    messages: list[dict[str, Any]] = []
+    for i in range(n):
+        user = f"u{i}"
+        source = ["ads", "referral", "organic"][i % 3]
+        messages.append({"type": "identify", "userId": user, "traits": {"source": source}})
+        for _ in range(rng.randint(0, 2)):
+            messages.append({"type": "page", "userId": user, "properties": {"path": "/pricing"}})
+        if rng.random() < (0.7 if source == "referral" else 0.1):
+            messages.append({"type": "track", "userId": user, "event": "Deal Won"})
+            messages.append({"type": "identify", "userId": user, "traits": {"source": "won"}})
+    for start in range(0, len(messages), 200):
+        h.send(*messages[start : start + 200])
+    h.settle()
+
+
+def predicted(h: Harness, user: str) -> dict[str, Any]:
+    view = h.profile("user_id", user)
+    assert view is not None
+    decorated = h.engine.decorate_profile(view)
+    result: dict[str, Any] = decorated["scores"]["lead"]["predicted"]
+    return result
+
+
+def train(h: Harness, *extra: str) -> int:
+    return main(["predict", "train", "--database-url", h.engine.settings.database_url, *extra])
+
+
+def test_trains_from_the_log_and_serves_probabilities_with_reasons(
+    predict_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = predict_harness
+    seed(h)
+    assert predicted(h, "u1")["status"] == "not trained"
+    scores_before = h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2")
+
+    assert train(h) == 0
+    out = capsys.readouterr().out
+    assert "lead: trained" in out and "AUC" in out and "the rules' score alone" in out
+    stored = h.sql("SELECT model_id, body FROM predictive_models")
+    assert [row[0] for row in stored] == ["lead"]
+    # Training reads; it changes no score.
+    assert h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2") == scores_before
+
+    # A new referral lead and a new ads lead, otherwise alike.
+    h.send(
+        {"type": "identify", "userId": "new-ref", "traits": {"source": "Referral"}},
+        {"type": "identify", "userId": "new-ads", "traits": {"source": "ads"}},
+    )
+    h.settle()
+    referral, ads = predicted(h, "new-ref"), predicted(h, "new-ads")
+    assert referral["status"] == ads["status"] == "trained"
+    assert referral["probability"] > ads["probability"] + 0.3
+    assert referral["score"] == round(100 * referral["probability"])
+    assert referral["reasons"][0]["feature"] == "source"
+    assert referral["reasons"][0]["value"] == "referral"
+    assert referral["reasons"][0]["log_odds"] > 0 > ads["reasons"][0]["log_odds"]
+
+
+def test_what_sales_set_after_a_win_is_not_learned(
+    predict_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every winner's `source` is overwritten with "won" after its Deal Won. Observed at the
+    moment before the win, no training row holds "won", so no column is made for it."""
+    h = predict_harness
+    seed(h)
+    assert train(h) == 0
+    capsys.readouterr()
+    body = h.sql("SELECT body FROM predictive_models")[0][0]
+    assert '"referral"' in body and '"won"' not in body
+
+
+def test_too_few_conversions_train_nothing(
+    backend_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = make_harness(backend_url, write_playbook(tmp_path, minimum=500))
+    try:
+        seed(h, 60)
+        assert train(h) == 1
+        out = capsys.readouterr().out
+        assert "lead: not trained:" in out and "500 are needed" in out
+        assert h.sql("SELECT COUNT(*) FROM predictive_models") == [(0,)]
+        assert predicted(h, "u1")["status"] == "not trained"
+    finally:
+        h.engine.stop()
+
+
+def test_a_dry_run_stores_nothing_and_a_changed_spec_is_not_served(
+    predict_harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = predict_harness
+    seed(h)
+    assert train(h, "--dry-run") == 0
+    assert "dry run: not stored" in capsys.readouterr().out
+    assert h.sql("SELECT COUNT(*) FROM predictive_models") == [(0,)]
+    assert train(h) == 0
+    assert predicted(h, "u1")["status"] == "trained"
+
+    scores_before = h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2")
+    changed = write_playbook(tmp_path, minimum=21, name="changed.yaml")
+    url = h.engine.settings.database_url
+    assert main(["playbook", "apply", changed, "--database-url", url]) == 0
+    h.engine.refresh_playbooks()
+    h.settle()
+    view = predicted(h, "u1")
+    assert view["status"] == "stale" and "leadloop predict train" in view["hint"]
+    # The rules did not change, so the apply rescored nobody.
+    assert h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2") == scores_before
+
+    assert main(["predict", "show", "--database-url", url]) == 0
+    assert "lead: trained" in capsys.readouterr().out
+
+
+def test_train_refuses_clearly_without_a_predict_section(
+    scoring_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = train(scoring_harness)
+    assert code != 0
+    assert "no model of the live playbook has a `predict` section" in capsys.readouterr().err
+    code = main(
+        [
+            "predict",
+            "train",
+            "--model",
+            "nope",
+            "--database-url",
+            scoring_harness.engine.settings.database_url,
+        ]
+    )
+    assert code != 0

@@ -1,0 +1,171 @@
+"""The predictive model's pure parts: what a profile is observed as, the learner, the playbook."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leadloop.errors import PlaybookError
+from leadloop.playbook import load_playbook
+from leadloop.scoring.predictive import learn
+from leadloop.scoring.predictive.features import category, observe
+from tests.unit.scoring.scoring_factories import DAY, T0, event, model_from, page
+
+MODEL = """\
+    - id: lead
+      fit:
+        - {id: vp, field: title, op: matches, value: VP, points: 15}
+      engagement:
+        - {id: pricing, type: page, where: [{field: page.path, op: equals, value: /pricing}], \
+points: 10}
+      stages: [{name: lead}, {name: MQL, at: 50}]
+      predict:
+        outcome: {type: track, event: Deal Won}
+        min_conversions: 2
+        post_outcome: [deal_size]
+        features:
+          - {trait: source}
+          - {trait: employees, kind: number}
+          - {id: pricing_views, count: {type: page, where: [{field: page.path, op: equals, \
+value: /pricing}]}, within: 7d}
+          - {score: total}
+"""
+
+
+def test_a_converted_profile_is_observed_just_before_its_outcome() -> None:
+    model = model_from(MODEL)
+    assert model.predict is not None
+    history = [
+        event("identify", T0, traits={"source": "Referral", "employees": "1,000", "title": "VP"}),
+        page("/pricing", T0 + 1),
+        event("track", T0 + DAY, "Deal Won"),
+        # After the outcome: a new source, more pricing views. Training must not see them.
+        event("identify", T0 + 2 * DAY, traits={"source": "sales-call"}),
+        page("/pricing", T0 + 2 * DAY),
+    ]
+    seen = observe("p1", history, model, model.predict, T0 + 9 * DAY, before_outcome=True)
+    assert seen is not None
+    assert seen.converted_at == T0 + DAY and seen.at == T0 + DAY
+    assert seen.values == ("referral", 1000.0, 1.0, 25.0)
+    assert seen.rules_total == 25.0
+    # Serving observes the whole history, now: the later pricing view fell out of `within`
+    # for the first one, and the newer source is read.
+    served = observe("p1", history, model, model.predict, T0 + 8.5 * DAY, before_outcome=False)
+    assert served is not None
+    assert served.values[0] == "sales-call" and served.values[2] == 1.0
+    assert served.converted_at == T0 + DAY
+
+
+def test_a_profile_whose_first_event_is_the_outcome_teaches_nothing() -> None:
+    model = model_from(MODEL)
+    assert model.predict is not None
+    history = [event("track", T0, "Deal Won"), page("/pricing", T0 + 1)]
+    assert observe("p1", history, model, model.predict, T0 + DAY, before_outcome=True) is None
+
+
+def test_categories_ignore_case_and_spaces_and_refuse_structures() -> None:
+    assert category(" Google ") == category("google") == "google"
+    assert category(True) == "true" and category(3.0) == "3"
+    assert category(["a"]) is None and category({"a": 1}) is None and category("  ") is None
+
+
+def test_auc_counts_ties_as_half() -> None:
+    labels = np.array([1.0, 0.0, 1.0, 0.0])
+    assert learn.auc(np.array([0.9, 0.1, 0.8, 0.2]), labels) == 1.0
+    assert learn.auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5
+    assert learn.auc(np.array([0.1, 0.9, 0.2, 0.8]), labels) == 0.0
+    assert learn.auc(np.array([0.9, 0.9, 0.1, 0.1]), labels) == 0.5
+    assert math.isnan(learn.auc(np.array([0.1, 0.2]), np.array([1.0, 1.0])))
+
+
+def _synthetic(n: int, seed: int = 7) -> tuple[list[tuple[str | float | None, ...]], list[bool]]:
+    """Conversion driven by a category and a threshold on a number; some values missing."""
+    rng = random.Random(seed)
+    rows: list[tuple[str | float | None, ...]] = []
+    labels: list[bool] = []
+    for _ in range(n):
+        source = rng.choice(["ads", "referral", "organic", None])
+        minutes = rng.choice([None, rng.uniform(0, 60)])
+        chance = 0.1 + 0.5 * (source == "referral") + 0.3 * (minutes is not None and minutes > 30)
+        rows.append((source, minutes))
+        labels.append(rng.random() < chance)
+    return rows, labels
+
+
+def test_the_learner_finds_the_signal_and_is_deterministic() -> None:
+    rows, labels = _synthetic(3000)
+    kinds: list[learn.Kind] = ["category", "number"]
+    keys = [f"p{i}" for i in range(len(rows))]
+    report = learn.cross_validate(kinds, keys, rows, labels, [0.0] * len(rows))
+    assert report.folds == 5 and report.profiles == 3000
+    assert report.auc > 0.75 and report.rules_auc == 0.5
+    first, second = learn.train(kinds, rows, labels), learn.train(kinds, rows, labels)
+    assert first == second
+    referral, ads = learn.probabilities(first, [("referral", 45.0), ("ads", 45.0)])
+    assert referral > ads + 0.3
+    assert (
+        learn.probabilities(first, [("ads", 45.0)])[0]
+        > learn.probabilities(first, [("ads", 5.0)])[0]
+    )
+    # A level never seen in training and a missing value are scored, not refused.
+    unseen = learn.probabilities(first, [("carrier pigeon", None)])[0]
+    assert 0.0 < unseen < 1.0
+    moved = learn.contributions(first, ("referral", 45.0))
+    assert moved[0] > 0 and moved[1] > 0
+
+
+def test_a_feature_that_gives_the_outcome_away_is_flagged() -> None:
+    rows, labels = _synthetic(1000)
+    leaky = [(*row, "won" if label else "lost") for row, label in zip(rows, labels, strict=True)]
+    kinds: list[learn.Kind] = ["category", "number", "category"]
+    keys = [f"p{i}" for i in range(len(rows))]
+    found = learn.suspects(kinds, keys, leaky, labels)
+    assert [index for index, _ in found] == [2]
+    assert found[0][1] >= learn.SUSPECT_AUC
+
+
+def test_changing_only_predict_keeps_the_model_version() -> None:
+    """A new version would rescore every profile; what a model learns from scores nobody."""
+    before = model_from(MODEL)
+    after = model_from(MODEL.replace("min_conversions: 2", "min_conversions: 3"))
+    assert before.version == after.version
+    assert before.predict is not None and after.predict is not None
+    assert before.predict.digest != after.predict.digest
+    changed_rules = model_from(MODEL.replace("points: 15", "points: 16"))
+    assert changed_rules.version != before.version
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("{trait: source}", "{trait: deal_size}", "features[0].trait", "post_outcome"),
+        ("{trait: source}", "{trait: source, kind: text}", "features[0].kind", "expected one of"),
+        ("{trait: source}", "{trait: source, score: fit}", "features[0].trait", "exactly one"),
+        ("{trait: source}", "{score: total}", "features[3]", "duplicate feature id"),
+        ("{score: total}", "{score: bonus}", "features[3].score", "expected one of"),
+        ("{score: total}", "{score: total, within: 7d}", "features[3].within", "only a `count`"),
+        ("within: 7d", "within: 0s", "features[2].within", "longer than 0"),
+        ("{id: pricing_views, count", "{count", "features[2].id", "missing"),
+        ("{type: track, event: Deal Won}", "{type: track}", "outcome.event", "name the outcome"),
+        ("min_conversions: 2", "min_conversions: 0", "min_conversions", "at least 1"),
+        ("min_conversions: 2", "min_conversions: 2.5", "min_conversions", "whole number"),
+        ("      predict:\n", "      predict:\n        colour: red\n", "colour", "unknown key"),
+    ],
+)
+def test_bad_predict_sections_name_file_line_and_field(
+    tmp_path: Path, old: str, new: str, field: str, words: str
+) -> None:
+    text = "version: 1\nscoring:\n  models:\n" + MODEL.replace(old, new, 1)
+    assert old in MODEL
+    path = tmp_path / "playbook.yaml"
+    path.write_text(text)
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(path, env={})
+    error = caught.value
+    assert error.file == str(path) and error.line > 3, str(error)
+    assert error.field.endswith(field), str(error)
+    assert words in error.message, str(error)
