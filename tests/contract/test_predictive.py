@@ -184,3 +184,25 @@ def test_train_refuses_clearly_without_a_predict_section(
         ]
     )
     assert code != 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "train", "--workspace", " padded "],
+        ["predict", "train", "--model", "x" * 201],
+        ["predict", "show", "--workspace", "bad\nline"],
+        ["predict", "train", "--workspace", "nowhere"],
+    ],
+)
+def test_bad_arguments_are_refused_and_change_nothing(
+    predict_harness: Harness, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = predict_harness.engine.settings.database_url
+    try:
+        code = main([*argv, "--database-url", url])
+    except SystemExit as exit:
+        code = exit.code  # argparse refuses a malformed value with status 2
+    assert code == 2
+    assert capsys.readouterr().err.strip()
+    assert predict_harness.sql("SELECT COUNT(*) FROM predictive_models") == [(0,)]

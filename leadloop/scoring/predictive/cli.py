@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    from leadloop.cli import label
+
     group = sub.add_parser(
         "predict", help="train and inspect predictive lead scores (a `predict` section per model)"
     )
@@ -29,15 +31,21 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
         help="learn P(outcome) from the whole log, cross-validate it against the rules, store it",
     )
     db_arg(p)
-    p.add_argument("--workspace", default="default", help="workspace (default: default)")
-    p.add_argument("--model", help="only this scoring model (default: every one with `predict`)")
+    p.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
+    p.add_argument(
+        "--model", type=label, help="only this scoring model (default: every one with `predict`)"
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="print the cross-validated report, store nothing"
     )
     p.set_defaults(handler=cmd_predict_train)
     s = actions.add_parser("show", help="the stored models: when trained, on what, how good")
     db_arg(s)
-    s.add_argument("--workspace", default="default", help="workspace (default: default)")
+    s.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
     s.add_argument("--json", action="store_true", help="as JSON")
     s.set_defaults(handler=cmd_predict_show)
 
