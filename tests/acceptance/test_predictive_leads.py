@@ -103,6 +103,9 @@ def test_the_model_beats_the_rules_on_real_leads(leads_harness: Harness) -> None
     assert report.auc >= 0.86, report
     assert report.brier <= 0.14, report
     assert report.auc >= report.rules_auc + 0.05, report
+    # Learned from the leads that came first, it holds for the newest fifth (0.849 measured;
+    # the file's order is the only arrival order this data set has).
+    assert report.newest_auc is not None and report.newest_auc >= 0.83, report
     # The hand-written points alone are a fair baseline, not a straw man (0.81 in the note).
     assert report.rules_auc >= 0.78, report
     assert stored.suspects == ()

@@ -93,6 +93,7 @@ def test_trains_from_the_log_and_serves_probabilities_with_reasons(
     assert train(h) == 0
     out = capsys.readouterr().out
     assert "lead: trained" in out and "AUC" in out and "the rules' score alone" in out
+    assert "on the newest 20%: AUC" in out
     stored = h.sql("SELECT model_id, body FROM predictive_models")
     assert [row[0] for row in stored] == ["lead"]
     # Training reads; it changes no score.

@@ -110,6 +110,8 @@ def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def describe(stored: service.Stored, *, kept: bool = True) -> str:
+    from leadloop.scoring.predictive import learn
+
     report = stored.report
     when = datetime.fromtimestamp(stored.trained_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -120,6 +122,11 @@ def describe(stored: service.Stored, *, kept: bool = True) -> str:
         f"{report.brier:.3f}; the rules' score alone: AUC {report.rules_auc:.3f} "
         f"({report.auc - report.rules_auc:+.3f})",
     ]
+    if report.newest_auc is not None:
+        lines.append(
+            f"  trained on the first {1 - learn.NEWEST:.0%} of profiles to arrive, on the newest "
+            f"{learn.NEWEST:.0%}: AUC {report.newest_auc:.3f}"
+        )
     for feature, value in stored.suspects:
         lines.append(
             f"  warning: {feature!r} alone ranks leads with AUC {value:.2f}: if it is set only "

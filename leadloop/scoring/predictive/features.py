@@ -44,6 +44,8 @@ class Observation:
     at: float
     converted_at: float | None
     """When the profile first reached the outcome; None when it has not."""
+    arrived: int
+    """Log position of the profile's first event: orders profiles by when they arrived."""
 
 
 def observe(
@@ -72,7 +74,13 @@ def observe(
     _, profile, account = contexts[-1]
     parts = {"fit": state.fit, "engagement": engagement, "total": state.fit + engagement}
     values = tuple(_value(f, seen, profile.traits, account, parts, at) for f in spec.features)
-    return Observation(values=values, rules_total=parts["total"], at=at, converted_at=converted_at)
+    return Observation(
+        values=values,
+        rules_total=parts["total"],
+        at=at,
+        converted_at=converted_at,
+        arrived=events[0].seq,
+    )
 
 
 def _value(

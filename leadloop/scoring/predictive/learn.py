@@ -54,6 +54,10 @@ class Report(msgspec.Struct, frozen=True):
     rules_auc: float
     """The rules' score ranked the same profiles this well."""
     base_rate: float
+    newest_auc: float | None = None
+    """A model trained on the profiles that arrived first, scoring the newest `NEWEST` share:
+    whether what was learned from the past holds for the leads arriving now. None when that
+    share holds no conversion or nothing else."""
 
 
 class Fitted(msgspec.Struct, frozen=True):
@@ -222,6 +226,27 @@ def suspects(
         if alone.auc >= SUSPECT_AUC:
             found.append((index, alone.auc))
     return tuple(found)
+
+
+NEWEST = 0.2
+
+
+def forward_auc(
+    kinds: Sequence[Kind],
+    order: Sequence[int],
+    rows: Sequence[Sequence[Value]],
+    labels: Sequence[bool],
+) -> float | None:
+    """AUC on the newest `NEWEST` of the profiles (by `order`) of a model trained on the rest."""
+    ranked = sorted(range(len(rows)), key=lambda i: order[i])
+    cut = len(ranked) - max(1, int(len(ranked) * NEWEST))
+    older, newest = ranked[:cut], ranked[cut:]
+    old_labels = {labels[i] for i in older}
+    new_labels = np.array([labels[i] for i in newest], dtype=float)
+    if len(old_labels) < 2 or new_labels.min() == new_labels.max():
+        return None
+    model = train(kinds, [rows[i] for i in older], [labels[i] for i in older])
+    return round(auc(probabilities(model, [rows[i] for i in newest]), new_labels), 4)
 
 
 def auc(scores: Matrix, labels: Matrix) -> float:

@@ -88,6 +88,7 @@ def train(
     rows: list[tuple[Value, ...]] = []
     labels: list[bool] = []
     rules: list[float] = []
+    arrivals: list[int] = []
     accounts = replay.AccountLog(conn, workspace)
     stream: Iterable[tuple[str, list[Any]]] = replay.histories(conn, workspace)
     if progress is not None:
@@ -102,6 +103,7 @@ def train(
         rows.append(seen.values)
         labels.append(seen.converted_at is not None)
         rules.append(seen.rules_total)
+        arrivals.append(seen.arrived)
     conversions = sum(labels)
     if conversions < spec.min_conversions or conversions == len(labels):
         needed = (
@@ -121,7 +123,10 @@ def train(
         feature_ids=tuple(f.id for f in spec.features),
         kinds=kinds,
         fitted=learn.train(kinds, rows, labels),
-        report=learn.cross_validate(kinds, keys, rows, labels, rules),
+        report=msgspec.structs.replace(
+            learn.cross_validate(kinds, keys, rows, labels, rules),
+            newest_auc=learn.forward_auc(kinds, arrivals, rows, labels),
+        ),
         trained_at=now,
         suspects=tuple(
             (spec.features[index].id, value)

@@ -169,3 +169,18 @@ def test_bad_predict_sections_name_file_line_and_field(
     assert error.file == str(path) and error.line > 3, str(error)
     assert error.field.endswith(field), str(error)
     assert words in error.message, str(error)
+
+
+def test_the_forward_check_trains_on_the_oldest_and_scores_the_newest() -> None:
+    rows, labels = _synthetic(2000)
+    kinds: list[learn.Kind] = ["category", "number"]
+    arrivals = list(range(len(rows)))
+    score = learn.forward_auc(kinds, arrivals, rows, labels)
+    assert score is not None and score > 0.75
+    # Newest fifth all alike: no AUC to give, rather than a meaningless one.
+    same = [True] * 1600 + [False] * 400
+    assert learn.forward_auc(kinds, arrivals, rows, same) is None
+    # When the newest leads behave unlike the old (the signal flips), the check shows it.
+    flipped = labels[:1600] + [not label for label in labels[1600:]]
+    flipped_score = learn.forward_auc(kinds, arrivals, rows, flipped)
+    assert flipped_score is not None and flipped_score < 0.3
