@@ -1,0 +1,204 @@
+"""Copy variants: alternatives to a template's subject line or message text, and the guardrails
+every candidate passes before anyone may send it, whoever wrote it.
+
+A generated line is a claim made in the sender's name. Small language models invent discounts
+and figures (research/ml-data.md: asked for "20 % off", one wrote "30% Off"), so the guard
+refuses any figure the brief does not contain, shouting, spam phrases, lines too long for an
+inbox, and anything the template sandbox would refuse. The template provider writes variants
+from the brief's own sentences only, so it is deterministic and can claim nothing new.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
+
+Part = Literal["subject", "text"]
+
+SUBJECT_CHARS = 78
+"""A rendered subject longer than this is cut in most inbox lists (and RFC 5322 keeps header
+lines to 78), so the words that were to win the open are not read."""
+
+SPAM_PHRASES = (
+    "act now",
+    "100% free",
+    "risk-free",
+    "risk free",
+    "no obligation",
+    "click here",
+    "winner",
+    "you have been selected",
+    "guaranteed",
+    "cash bonus",
+    "$$$",
+    "limited time only",
+    "once in a lifetime",
+    "urgent",
+)
+"""Phrases spam filters and readers both hold against a sender."""
+
+PLACEHOLDER_CHARS = 12
+"""What a `{{ … }}` is counted as when measuring a line: a first name or a company name."""
+
+_FIGURE = re.compile(r"[$€£¥]?\d+(?:[.,]\d+)*\s*(?:%|percent\b|x\b)?", re.IGNORECASE)
+_WORD = re.compile(r"[^\W\d_]{4,}")
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_SPACES = re.compile(r"\s+")
+FIRST_NAME = "{{ traits.first_name | default('there') }}"
+
+
+@dataclass(frozen=True, slots=True)
+class Brief:
+    """What a variant may say: the template's own text and the facts given with it."""
+
+    base: str
+    facts: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return " ".join((self.base, *self.facts))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    text: str
+    problems: tuple[str, ...]
+
+    @property
+    def accepted(self) -> bool:
+        return not self.problems
+
+
+def _figures(text: str) -> set[str]:
+    return {_SPACES.sub("", m.group(0)).casefold() for m in _FIGURE.finditer(_JINJA.sub(" ", text))}
+
+
+def _key(text: str) -> str:
+    return _SPACES.sub(" ", text).strip().casefold()
+
+
+def guard(
+    candidate: str,
+    brief: Brief,
+    part: Part,
+    sample: Mapping[str, Any],
+    channel: str = "email",
+    seen: Iterable[str] = (),
+) -> Verdict:
+    """Every reason `candidate` may not be sent as a variant of `brief.base`; none: it may."""
+    problems: list[str] = []
+    text = candidate.strip()
+    if not text:
+        return Verdict(candidate, ("empty",))
+    if "\n" in text or "\r" in text:
+        problems.append("more than one line")
+    invented = sorted(_figures(text) - _figures(brief.text))
+    if invented:
+        problems.append(f"figure not in the brief: {', '.join(invented)}")
+    shouted = sorted(
+        {w for w in _WORD.findall(_JINJA.sub(" ", text)) if w.isupper()}
+        - set(_WORD.findall(brief.text))
+    )
+    if shouted:
+        problems.append(f"shouting: {', '.join(shouted)}")
+    if text.count("!") > 1:
+        problems.append("more than one '!'")
+    folded = text.casefold()
+    spam = [phrase for phrase in SPAM_PHRASES if phrase in folded]
+    if spam:
+        problems.append(f"spam phrase: {', '.join(spam)}")
+    issues = [
+        issue
+        for issue in validate_template(text, sample, part=part)
+        if issue.code not in (IssueCode.RENDER, IssueCode.UNDEFINED)
+    ]
+    problems.extend(f"template: {issue.message}" for issue in issues)
+    length = len(_JINJA.sub("x" * PLACEHOLDER_CHARS, text))
+    limit = SUBJECT_CHARS if part == "subject" else CHANNEL_LIMITS[channel].max_chars
+    if length > limit:
+        problems.append(f"{length} characters with its placeholders filled (at most {limit})")
+    if _key(text) == _key(brief.base) or _key(text) in {_key(s) for s in seen}:
+        problems.append("the same as the template or an earlier variant")
+    return Verdict(text, tuple(problems))
+
+
+_PLAIN_STARTS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "your",
+        "our",
+        "this",
+        "these",
+        "how",
+        "why",
+        "what",
+        "when",
+        "where",
+        "here",
+        "see",
+        "read",
+        "get",
+        "meet",
+        "join",
+        "learn",
+        "discover",
+        "start",
+        "try",
+        "inside",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+    ]
+)
+"""First words that are lowercased after a colon or a name; any other (Acme, GDPR, iPhone)
+may be a name, and keeps its case."""
+
+
+def _lower_first(text: str) -> str:
+    first = text.split(" ", 1)[0]
+    return text[:1].lower() + text[1:] if first.casefold() in _PLAIN_STARTS else text
+
+
+def _sentence(text: str) -> str:
+    return _SPACES.sub(" ", text).strip().rstrip(".!")
+
+
+def template_variants(brief: Brief, count: int) -> list[str]:
+    """Candidates made only of the brief's own sentences, in a fixed order: the same brief
+    gives the same list on every run, and no word of a claim is new."""
+    out: list[str] = []
+    base = _sentence(brief.base)
+    named = "first_name" in brief.base
+    for raw in brief.facts:
+        fact = _sentence(raw)
+        if not fact:
+            continue
+        candidates = [
+            fact[:1].upper() + fact[1:],
+            f"{base}: {_lower_first(fact)}",
+            f"Inside: {_lower_first(fact)}",
+        ]
+        if not named:
+            candidates.insert(1, f"{FIRST_NAME}, {_lower_first(fact)}")
+        out.extend(candidates)
+    if not named:
+        out.append(f"{FIRST_NAME}, {_lower_first(base)}")
+    out.append(f"Quick one: {_lower_first(base)}")
+    unique: list[str] = []
+    for candidate in out:
+        if _key(candidate) not in {_key(u) for u in unique}:
+            unique.append(candidate)
+    return unique[: max(count, 0) * 3]

@@ -1,0 +1,173 @@
+"""`leadloop copy variants`: alternatives to a template's subject or text, guarded, printed as
+the playbook lines that add them as a variant set. Nothing is applied: a person reads them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import yaml
+
+from leadloop.config import Settings
+from leadloop.errors import LeadloopError
+
+MAX_COUNT = 10
+MAX_FACT_CHARS = 500
+
+
+def _count(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_COUNT}, got {value}")
+    return value
+
+
+def _fact(raw: str) -> str:
+    text = raw.strip()
+    if not text or len(text) > MAX_FACT_CHARS or any(c in text for c in "\r\n\x00"):
+        raise argparse.ArgumentTypeError(f"a fact is one line of 1 to {MAX_FACT_CHARS} characters")
+    return text
+
+
+def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    from leadloop.cli import label
+
+    group = sub.add_parser("copy", help="write and check copy variants for a template")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "variants",
+        help="alternatives to a template's subject (email) or text, each checked by guardrails",
+    )
+    p.add_argument("playbook", help="playbook file or folder holding the template")
+    p.add_argument("--template", type=label, required=True, help="the template's name")
+    p.add_argument(
+        "--channel",
+        choices=["email", "whatsapp", "instagram", "sms"],
+        default="email",
+        help="its channel (default: email; the subject is varied, else the text)",
+    )
+    p.add_argument(
+        "--count", type=_count, default=3, help=f"variants wanted, 1 to {MAX_COUNT} (default 3)"
+    )
+    p.add_argument(
+        "--fact",
+        type=_fact,
+        action="append",
+        default=[],
+        help="something true a variant may say (repeatable; an email's preheader is one already)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=["template", "openai"],
+        default="template",
+        help="template: rewordings of the template and facts (default, offline); openai: an "
+        "OpenAI-compatible API (LEADLOOP_COPY_API_BASE, LEADLOOP_COPY_API_KEY, LEADLOOP_COPY_MODEL)",
+    )
+    p.set_defaults(handler=cmd_copy_variants)
+
+
+def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[str], dict[str, Any]]:
+    """(the text to vary, facts it carries, its raw playbook mapping before `${ENV}`)."""
+    from leadloop.channels.config import parse_channels
+    from leadloop.playbook import store
+    from leadloop.playbook.nodes import to_raw
+
+    playbook = store.build(store.read_sources(playbook_path))
+    node = playbook.sections.get("channels")
+    config = parse_channels(node)
+    raw_templates = (to_raw(node) or {}).get("templates") or {} if node is not None else {}
+    raw = (raw_templates.get(channel) or {}).get(name)
+    if channel == "email":
+        email = config.email_templates.get(name)
+        if email is None or not isinstance(raw, dict):
+            known = ", ".join(sorted(config.email_templates)) or "none"
+            raise LeadloopError(f"no email template {name!r} in {playbook_path} (it has: {known})")
+        return email.subject, [email.preheader] if email.preheader.strip() else [], raw
+    message = config.messages.get((channel, name))
+    if message is None or not isinstance(raw, dict):
+        known = ", ".join(sorted(n for c, n in config.messages if c == channel)) or "none"
+        raise LeadloopError(f"no {channel} template {name!r} in {playbook_path} (it has: {known})")
+    if not message.text:
+        raise LeadloopError(f"{channel} template {name!r} has no `text` to vary")
+    return message.text, [], raw
+
+
+def _provider_from_env(env: Mapping[str, str]) -> Any:
+    from leadloop.personalization.copy_llm import Provider
+
+    names = ("LEADLOOP_COPY_API_BASE", "LEADLOOP_COPY_API_KEY", "LEADLOOP_COPY_MODEL")
+    missing = [name for name in names if not env.get(name, "").strip()]
+    if missing:
+        raise LeadloopError(f"--provider openai needs {', '.join(missing)} set")
+    return Provider(*(env[name].strip() for name in names))
+
+
+def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.channels.templates import sample_context
+    from leadloop.personalization.copy import Brief, Part, guard, template_variants
+    from leadloop.personalization.copy_llm import CopyProviderError, suggest
+
+    base, facts, raw = _template(args.playbook, args.channel, args.template)
+    brief = Brief(base=base, facts=(*facts, *args.fact))
+    part: Part = "subject" if args.channel == "email" else "text"
+    if args.provider == "openai":
+        try:
+            candidates = suggest(_provider_from_env(os.environ), brief, part, args.count)
+        except CopyProviderError as error:
+            raise LeadloopError(str(error)) from error
+    else:
+        candidates = template_variants(brief, args.count)
+    sample = sample_context()
+    accepted: list[str] = []
+    rejected: list[tuple[str, tuple[str, ...]]] = []
+    for candidate in candidates:
+        if len(accepted) == args.count:
+            break
+        verdict = guard(candidate, brief, part, sample, args.channel, accepted)
+        if verdict.accepted:
+            accepted.append(verdict.text)
+        else:
+            rejected.append((verdict.text, verdict.problems))
+    for text, problems in rejected:
+        print(f"refused: {text!r}: {'; '.join(problems)}", file=sys.stderr)
+    if not accepted:
+        print(
+            "no variant passed the guardrails"
+            + ("" if brief.facts else " (give facts to work from with --fact)"),
+            file=sys.stderr,
+        )
+        return 1
+    names = [f"{args.template}_{n}" for n in range(2, len(accepted) + 2)]
+    templates = {name: {**raw, part: text} for name, text in zip(names, accepted, strict=True)}
+    print(f"# {len(accepted)} variant(s) of {args.channel} template {args.template!r}.")
+    print(f"# Add under channels.templates.{args.channel}:")
+    print(_yaml(templates), end="")
+    print("# Then send them from the step as a variant set (docs/journeys.md, Variant sets):")
+    step = {"selection": "thompson", "variants": [{"template": n} for n in (args.template, *names)]}
+    print(_yaml(step), end="")
+    return 0
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line text as literal blocks, as a person writes a template; no anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def _yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)

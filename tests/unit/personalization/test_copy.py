@@ -1,0 +1,95 @@
+"""Copy variants: the guardrails every candidate passes, and the offline template provider."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadloop.channels.templates import sample_context
+from leadloop.personalization.copy import Brief, guard, template_variants
+
+BRIEF = Brief(
+    base="Your guide, {{ traits.first_name | default('there') }}",
+    facts=("Five steps to your first automated journey", "Used by 1,200 teams"),
+)
+SAMPLE = sample_context()
+
+
+@pytest.mark.parametrize(
+    ("candidate", "problem"),
+    [
+        ("Get 30% off your guide", "figure not in the brief: 30%"),
+        ("Your guide: $49 today", "figure not in the brief: $49"),
+        ("Used by 5,000 teams", "figure not in the brief: 5,000"),
+        ("Your FREE guide is here", "shouting: FREE"),
+        ("Your guide is here!!", "more than one '!'"),
+        ("Act now: your guide", "spam phrase: act now"),
+        ("Click here for five steps", "spam phrase: click here"),
+        ("Your guide, {{ traits.first_name ", "template:"),
+        ("Hi {{ secret_key }}", "template:"),
+        ("{{ traits.first_name.__class__ }}", "template:"),
+        ("Five steps to your first automated journey, with notes " + "x" * 40, "characters"),
+        ("your guide, {{ traits.first_name | default('there') }} ", "the same as the template"),
+        ("Your guide\nis here", "more than one line"),
+        ("   ", "empty"),
+    ],
+)
+def test_the_guard_refuses_with_the_reason(candidate: str, problem: str) -> None:
+    verdict = guard(candidate, BRIEF, "subject", SAMPLE)
+    assert not verdict.accepted
+    assert any(problem in p for p in verdict.problems), verdict.problems
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "Five steps to your first automated journey",
+        "Used by 1,200 teams: your guide",
+        "{{ traits.first_name | default('there') }}, five steps to your first journey",
+        "Your guide is here!",
+        "CRM-ready: your guide",  # shouting counts words of four letters or more
+    ],
+)
+def test_the_guard_lets_honest_lines_through(candidate: str) -> None:
+    verdict = guard(candidate, BRIEF, "subject", SAMPLE)
+    assert verdict.accepted, verdict.problems
+
+
+def test_a_word_in_capitals_in_the_brief_may_stay_so() -> None:
+    brief = Brief(base="Meet ACME at the summit", facts=("GDPR-ready from day one",))
+    assert guard("ACME at the summit: meet us", brief, "subject", SAMPLE).accepted
+    assert guard("GDPR-ready: meet ACME at the summit", brief, "subject", SAMPLE).accepted
+    assert not guard("GDPR-ready: meet ACME", Brief(base="Meet ACME"), "subject", SAMPLE).accepted
+
+
+def test_a_variant_may_not_repeat_an_earlier_one() -> None:
+    first = "Five steps to your first automated journey"
+    assert not guard(f"  {first.upper().lower()} ", BRIEF, "subject", SAMPLE, seen=[first]).accepted
+
+
+def test_message_text_is_held_to_its_channels_limit() -> None:
+    brief = Brief(base="See how teams use us")
+    long = "See how teams use us " * 100
+    assert guard(long, brief, "text", SAMPLE, channel="whatsapp").accepted
+    verdict = guard(long, brief, "text", SAMPLE, channel="sms")
+    assert any("at most 1600" in p for p in verdict.problems)
+
+
+def test_the_template_provider_is_deterministic_and_only_reuses_the_brief() -> None:
+    first = template_variants(BRIEF, 3)
+    assert first == template_variants(BRIEF, 3)
+    assert first[0] == "Five steps to your first automated journey"
+    assert "Your guide, {{ traits.first_name | default('there') }}: five steps" in first[1]
+    accepted = [v for v in first if guard(v, BRIEF, "subject", SAMPLE).accepted]
+    assert len(accepted) >= 3
+    # A sentence that starts with a name keeps its case after a colon or a greeting.
+    named = template_variants(Brief(base="Case study", facts=("Acme doubled its bookings",)), 2)
+    assert "Inside: Acme doubled its bookings" in named
+    assert all("acme" not in variant for variant in named)
+
+
+def test_without_facts_the_template_provider_still_offers_rewordings() -> None:
+    variants = template_variants(Brief(base="How Acme doubled its demo bookings"), 2)
+    assert variants == [
+        "{{ traits.first_name | default('there') }}, how Acme doubled its demo bookings",
+        "Quick one: how Acme doubled its demo bookings",
+    ]
