@@ -207,3 +207,24 @@ def test_bad_arguments_are_refused_and_change_nothing(
     assert code == 2
     assert capsys.readouterr().err.strip()
     assert predict_harness.sql("SELECT COUNT(*) FROM predictive_models") == [(0,)]
+
+
+def test_a_stored_model_this_version_cannot_read_is_retrained_not_a_failure(
+    predict_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model stored by another version of leadloop (here, without a field this one needs)
+    must not make every profile's page fail: it is served as needing a new training."""
+    h = predict_harness
+    seed(h, 120)
+    assert train(h) == 0
+    capsys.readouterr()
+    h.sql("UPDATE predictive_models SET body = ?", '{"model_id": "lead", "weights": [1.0]}')
+    view = predicted(h, "u1")
+    assert view["status"] == "stale" and "leadloop predict train" in view["hint"]
+    url = h.engine.settings.database_url
+    assert main(["predict", "show", "--database-url", url]) == 0
+    assert "lead: stored by another version" in capsys.readouterr().out
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    assert '"unreadable": true' in capsys.readouterr().out
+    assert train(h) == 0
+    assert predicted(h, "u1")["status"] == "trained"
