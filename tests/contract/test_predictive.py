@@ -3,14 +3,17 @@ their probability with reasons; on every backend."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from leadloop.cli import main
+from leadloop.storage import workspaces
 from tests.contract.conftest import Harness, make_harness
 
 PLAYBOOK = """\
@@ -228,3 +231,37 @@ def test_a_stored_model_this_version_cannot_read_is_retrained_not_a_failure(
     assert '"unreadable": true' in capsys.readouterr().out
     assert train(h) == 0
     assert predicted(h, "u1")["status"] == "trained"
+
+
+def test_a_profile_page_is_decorated_off_the_event_loop(predict_harness: Harness) -> None:
+    """Serving a prediction replays the profile's history, which grows with its events: run on
+    the event loop, one busy lead's page held up every other request, ingestion included."""
+    h = predict_harness
+    seed(h, 120)
+    assert train(h) == 0
+    on_loop: list[bool] = []
+
+    def probe(conn: Any, view: dict[str, Any]) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            on_loop.append(False)
+        else:
+            on_loop.append(True)
+
+    h.engine.profile_decorators.append(probe)
+    pid = h.profile("user_id", "u1")["id"]  # type: ignore[index]
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", h.engine.clock.now())
+    ).result()
+    on_loop.clear()
+    with TestClient(h.engine.asgi()) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        by_id = client.get(f"/api/v1/profiles/{pid}", headers=headers)
+        by_identity = client.get(
+            "/api/v1/profiles/lookup", params={"type": "user_id", "value": "u1"}, headers=headers
+        )
+    assert by_id.status_code == by_identity.status_code == 200
+    assert by_id.json()["scores"]["lead"]["predicted"]["status"] == "trained"
+    assert by_identity.json()["scores"]["lead"]["predicted"]["status"] == "trained"
+    assert on_loop == [False, False]
