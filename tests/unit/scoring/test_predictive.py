@@ -143,6 +143,8 @@ def test_changing_only_predict_keeps_the_model_version() -> None:
     ("old", "new", "field", "words"),
     [
         ("{trait: source}", "{trait: deal_size}", "features[0].trait", "post_outcome"),
+        # A dot reads into an object: a part of a post-outcome trait is set after it too.
+        ("{trait: source}", "{trait: Deal_Size.amount}", "features[0].trait", "post_outcome"),
         ("{trait: source}", "{trait: source, kind: text}", "features[0].kind", "expected one of"),
         ("{trait: source}", "{trait: source, score: fit}", "features[0].trait", "exactly one"),
         ("{trait: source}", "{score: total}", "features[3]", "duplicate feature id"),
