@@ -32,6 +32,11 @@ def admin_router(engine: "Engine") -> APIRouter:
     Workspace = Annotated[str, Depends(workspace)]
     router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
 
+    async def _decorated(view: dict[str, Any]) -> dict[str, Any]:
+        # In a worker thread, as every read: a predicted score replays the profile's history,
+        # which on the event loop held up every other request for a lead with many events.
+        return await asyncio.to_thread(engine.decorate_profile, view)
+
     @router.get("/profiles/lookup", summary="Find a profile by one of its identities")
     async def lookup(
         ws: Workspace,
@@ -50,14 +55,14 @@ def admin_router(engine: "Engine") -> APIRouter:
         view = await engine.read(lambda c: _lookup_view(c, ws, type, needle or ""))
         if view is None:
             raise HTTPException(404, detail="no profile has that identity")
-        return engine.decorate_profile(view)
+        return await _decorated(view)
 
     @router.get("/profiles/{profile_id}", summary="A profile, its identities, traits and scores")
     async def profile(ws: Workspace, profile_id: str) -> dict[str, Any]:
         view = await engine.read(lambda c: queries.profile_view(c, ws, profile_id))
         if view is None:
             raise HTTPException(404, detail="no such profile")
-        return engine.decorate_profile(view)
+        return await _decorated(view)
 
     @router.delete("/profiles/{profile_id}", summary="Erase a person (GDPR): every trace of them")
     async def erase(ws: Workspace, profile_id: str) -> dict[str, Any]:

@@ -155,11 +155,15 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         if not names:
             fields.fail("trait", "needs at least one trait name")
         for name in names:
-            if name.casefold() in banned:
+            # A dot reads into an object: `deal.size` is part of a post-outcome `deal`.
+            parts = name.casefold().split(".")
+            prefixes = (".".join(parts[:n]) for n in range(1, len(parts) + 1))
+            listed = next((prefix for prefix in prefixes if prefix in banned), None)
+            if listed is not None:
                 fields.fail(
                     "trait",
-                    f"{name!r} is listed in `post_outcome`: it is set after a lead converts, "
-                    "so a model learning from it would learn the outcome itself",
+                    f"{name!r} reads {listed!r}, listed in `post_outcome`: it is set after a "
+                    "lead converts, so a model learning from it would learn the outcome itself",
                 )
         source = fields.text("source", "any")
         if source not in TRAIT_SOURCES:

@@ -3,14 +3,17 @@ their probability with reasons; on every backend."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from leadloop.cli import main
+from leadloop.storage import workspaces
 from tests.contract.conftest import Harness, make_harness
 
 PLAYBOOK = """\
@@ -207,3 +210,58 @@ def test_bad_arguments_are_refused_and_change_nothing(
     assert code == 2
     assert capsys.readouterr().err.strip()
     assert predict_harness.sql("SELECT COUNT(*) FROM predictive_models") == [(0,)]
+
+
+def test_a_stored_model_this_version_cannot_read_is_retrained_not_a_failure(
+    predict_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model stored by another version of leadloop (here, without a field this one needs)
+    must not make every profile's page fail: it is served as needing a new training."""
+    h = predict_harness
+    seed(h, 120)
+    assert train(h) == 0
+    capsys.readouterr()
+    h.sql("UPDATE predictive_models SET body = ?", '{"model_id": "lead", "weights": [1.0]}')
+    view = predicted(h, "u1")
+    assert view["status"] == "stale" and "leadloop predict train" in view["hint"]
+    url = h.engine.settings.database_url
+    assert main(["predict", "show", "--database-url", url]) == 0
+    assert "lead: stored by another version" in capsys.readouterr().out
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    assert '"unreadable": true' in capsys.readouterr().out
+    assert train(h) == 0
+    assert predicted(h, "u1")["status"] == "trained"
+
+
+def test_a_profile_page_is_decorated_off_the_event_loop(predict_harness: Harness) -> None:
+    """Serving a prediction replays the profile's history, which grows with its events: run on
+    the event loop, one busy lead's page held up every other request, ingestion included."""
+    h = predict_harness
+    seed(h, 120)
+    assert train(h) == 0
+    on_loop: list[bool] = []
+
+    def probe(conn: Any, view: dict[str, Any]) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            on_loop.append(False)
+        else:
+            on_loop.append(True)
+
+    h.engine.profile_decorators.append(probe)
+    pid = h.profile("user_id", "u1")["id"]  # type: ignore[index]
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", h.engine.clock.now())
+    ).result()
+    on_loop.clear()
+    with TestClient(h.engine.asgi()) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        by_id = client.get(f"/api/v1/profiles/{pid}", headers=headers)
+        by_identity = client.get(
+            "/api/v1/profiles/lookup", params={"type": "user_id", "value": "u1"}, headers=headers
+        )
+    assert by_id.status_code == by_identity.status_code == 200
+    assert by_id.json()["scores"]["lead"]["predicted"]["status"] == "trained"
+    assert by_identity.json()["scores"]["lead"]["predicted"]["status"] == "trained"
+    assert on_loop == [False, False]

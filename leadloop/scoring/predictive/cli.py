@@ -113,7 +113,7 @@ def describe(stored: service.Stored, *, kept: bool = True) -> str:
     from leadloop.scoring.predictive import learn
 
     report = stored.report
-    when = datetime.fromtimestamp(stored.trained_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = _when(stored.trained_at)
     lines = [
         f"{stored.model_id}: trained {when} on {report.profiles} profiles, "
         f"{report.conversions} of them reached the outcome ({report.base_rate:.1%})"
@@ -135,6 +135,10 @@ def describe(stored: service.Stored, *, kept: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.app import open_existing
     from leadloop.scoring.predictive import service
@@ -150,5 +154,12 @@ def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
     if not found:
         print(f"no predictive model trained in workspace {args.workspace!r}")
     for stored in found:
+        if isinstance(stored, service.Unreadable):
+            print(
+                f"{stored.model_id}: stored by another version of leadloop (trained "
+                f"{_when(stored.trained_at)}); "
+                "run `leadloop predict train`"
+            )
+            continue
         print(describe(stored))
     return 0

@@ -9,6 +9,7 @@ conversion (a `Deal Won`, the traits the sales team set on it) leaks into what i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -96,7 +97,10 @@ def _value(
         if found is None:
             return None
         if feature.kind == "number":
-            return None if isinstance(found[1], bool) else to_number(found[1])
+            number = None if isinstance(found[1], bool) else to_number(found[1])
+            # Digits past a double's range ("999…", 400 of them) read as infinity, which no
+            # log or step can hold: such a value says nothing, as a missing one.
+            return number if number is not None and math.isfinite(number) else None
         return category(found[1])
     if isinstance(feature, CountFeature):
         since = None if feature.within is None else at - feature.within

@@ -82,7 +82,7 @@ def columns_for(kinds: Sequence[Kind], rows: Sequence[Sequence[Value]]) -> tuple
             out.extend(Column(index, "is", level) for level in sorted(kept))
             out.append(Column(index, "other"))
         else:
-            present = sorted(v for v in values if isinstance(v, float))
+            present = sorted(v for v in values if isinstance(v, float) and math.isfinite(v))
             out.append(Column(index, "log"))
             steps = {present[len(present) * k // 10] for k in range(1, 10)} if present else set()
             steps.discard(present[0] if present else 0.0)  # a step at the minimum is constant
@@ -99,7 +99,11 @@ def design(columns: Sequence[Column], rows: Sequence[Sequence[Value]]) -> Matrix
     for position, column in enumerate(columns):
         by_feature.setdefault(column.feature, []).append((position, column))
     for feature, owned in by_feature.items():
-        values = [row[feature] for row in rows]
+        # A number that is not finite is missing: one infinity would make the fit fail.
+        values = [
+            None if isinstance(v, float) and not math.isfinite(v) else v
+            for v in (row[feature] for row in rows)
+        ]
         missing = np.array([v is None for v in values])
         numbers = np.array([v if isinstance(v, float) else math.nan for v in values])
         known = {c.level for _, c in owned if c.kind == "is"}

@@ -153,24 +153,53 @@ def _draw(profile_id: str) -> float:
     return int.from_bytes(hashlib.sha256(profile_id.encode()).digest()[:8], "big") / 2.0**64
 
 
-def load(conn: Conn, workspace: str, model_id: str) -> Stored | None:
-    rows = conn.execute(
-        "SELECT body FROM predictive_models WHERE workspace_id = ? AND model_id = ?",
-        (workspace, model_id),
-    )
-    return _decoder.decode(rows[0][0]) if rows else None
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A stored model this version cannot read (written by another version of leadloop): it
+    needs a new training, and is never a failure of the profile it would be served on."""
+
+    model_id: str
+    trained_at: float
+    error: str
 
 
-def load_all(conn: Conn, workspace: str) -> list[Stored]:
-    rows = conn.execute(
-        "SELECT body FROM predictive_models WHERE workspace_id = ? ORDER BY model_id",
-        (workspace,),
-    )
-    return [_decoder.decode(row[0]) for row in rows]
+def _decode(model_id: str, trained_at: float, body: str) -> Stored | Unreadable:
+    try:
+        stored = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        return Unreadable(model_id, float(trained_at), str(exc))
+    fitted, width = stored.fitted, len(stored.kinds)
+    if (
+        len(fitted.weights) != len(fitted.columns) + 1
+        or len(fitted.means) != len(fitted.columns)
+        or len(stored.feature_ids) != width
+        or any(not 0 <= column.feature < width for column in fitted.columns)
+    ):
+        return Unreadable(model_id, float(trained_at), "its columns and weights do not agree")
+    return stored
 
 
-def as_dict(stored: Stored) -> dict[str, Any]:
+_SELECT = "SELECT model_id, trained_at, body FROM predictive_models WHERE workspace_id = ?"
+
+
+def load(conn: Conn, workspace: str, model_id: str) -> Stored | Unreadable | None:
+    rows = conn.execute(f"{_SELECT} AND model_id = ?", (workspace, model_id))
+    return _decode(*rows[0]) if rows else None
+
+
+def load_all(conn: Conn, workspace: str) -> list[Stored | Unreadable]:
+    return [_decode(*row) for row in conn.execute(f"{_SELECT} ORDER BY model_id", (workspace,))]
+
+
+def as_dict(stored: Stored | Unreadable) -> dict[str, Any]:
     """For JSON output: the report and what the model learns from, not its weights."""
+    if isinstance(stored, Unreadable):
+        return {
+            "model": stored.model_id,
+            "trained_at": stored.trained_at,
+            "unreadable": True,
+            "error": stored.error,
+        }
     return {
         "model": stored.model_id,
         "trained_at": stored.trained_at,
@@ -194,6 +223,13 @@ def predicted_view(
     stored = load(conn, workspace, model.id)
     if stored is None:
         return {"status": "not trained", "hint": "run `leadloop predict train`"}
+    if isinstance(stored, Unreadable):
+        return {
+            "status": "stale",
+            "hint": "the stored model was written by another version of leadloop: run "
+            "`leadloop predict train`",
+            "trained_at": stored.trained_at,
+        }
     if stored.spec_digest != spec.digest:
         return {
             "status": "stale",

@@ -143,6 +143,8 @@ def test_changing_only_predict_keeps_the_model_version() -> None:
     ("old", "new", "field", "words"),
     [
         ("{trait: source}", "{trait: deal_size}", "features[0].trait", "post_outcome"),
+        # A dot reads into an object: a part of a post-outcome trait is set after it too.
+        ("{trait: source}", "{trait: Deal_Size.amount}", "features[0].trait", "post_outcome"),
         ("{trait: source}", "{trait: source, kind: text}", "features[0].kind", "expected one of"),
         ("{trait: source}", "{trait: source, score: fit}", "features[0].trait", "exactly one"),
         ("{trait: source}", "{score: total}", "features[3]", "duplicate feature id"),
@@ -184,3 +186,21 @@ def test_the_forward_check_trains_on_the_oldest_and_scores_the_newest() -> None:
     flipped = labels[:1600] + [not label for label in labels[1600:]]
     flipped_score = learn.forward_auc(kinds, arrivals, rows, flipped)
     assert flipped_score is not None and flipped_score < 0.3
+
+
+def test_a_number_beyond_a_double_is_missing_and_training_goes_on() -> None:
+    """A form's digits past a double's range ("999…") read as infinity: one such lead must
+    neither make the fit fail for the whole workspace nor be served as an infinite value."""
+    model = model_from(MODEL)
+    assert model.predict is not None
+    huge = "9" * 400
+    history = [event("identify", T0, traits={"source": "ads", "employees": huge})]
+    seen = observe("p1", history, model, model.predict, T0 + DAY, before_outcome=False)
+    assert seen is not None and seen.values[1] is None
+    rows, labels = _synthetic(500)
+    kinds: list[learn.Kind] = ["category", "number"]
+    fitted = learn.train(kinds, [*rows, ("ads", seen.values[1])], [*labels, True])
+    assert all(math.isfinite(w) for w in fitted.weights)
+    assert learn.contributions(fitted, ("ads", math.inf)) == learn.contributions(
+        fitted, ("ads", None)
+    )
