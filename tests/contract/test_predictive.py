@@ -265,3 +265,25 @@ def test_a_profile_page_is_decorated_off_the_event_loop(predict_harness: Harness
     assert by_id.json()["scores"]["lead"]["predicted"]["status"] == "trained"
     assert by_identity.json()["scores"]["lead"]["predicted"]["status"] == "trained"
     assert on_loop == [False, False]
+
+
+def test_training_again_replaces_the_model_and_a_long_history_is_not_served(
+    predict_harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadloop.scoring.predictive import service
+
+    h = predict_harness
+    seed(h)
+    assert train(h) == 0
+    first = h.sql("SELECT trained_at FROM predictive_models")
+    h.advance(60)  # training reads the log's clock: the newest event is a minute later
+    h.send(*({"type": "page", "userId": "busy", "properties": {"path": "/"}} for _ in range(6)))
+    h.settle()
+    assert train(h) == 0
+    second = h.sql("SELECT trained_at FROM predictive_models")
+    assert len(second) == 1 and second[0][0] > first[0][0]
+
+    monkeypatch.setattr(service, "MAX_SERVED_EVENTS", 5)
+    view = predicted(h, "busy")
+    assert view["status"] == "history too long" and "6 events" in view["hint"]
+    assert predicted(h, "u1")["status"] == "trained"

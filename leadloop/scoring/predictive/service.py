@@ -136,13 +136,13 @@ def train(
     if not store:
         return stored
     with conn.transaction():
-        conn.execute(
-            "DELETE FROM predictive_models WHERE workspace_id = ? AND model_id = ?",
-            (workspace, model.id),
-        )
+        # An upsert, not a delete and an insert: two trainings finishing together on
+        # PostgreSQL would otherwise both insert, and one fail on the key.
         conn.execute(
             "INSERT INTO predictive_models (workspace_id, model_id, spec_digest, trained_at, body) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, model_id) DO UPDATE SET "
+            "spec_digest = excluded.spec_digest, trained_at = excluded.trained_at, "
+            "body = excluded.body",
             (workspace, model.id, spec.digest, now, msgspec.json.encode(stored).decode()),
         )
     return stored
@@ -210,6 +210,10 @@ def as_dict(stored: Stored | Unreadable) -> dict[str, Any]:
     }
 
 
+MAX_SERVED_EVENTS = 20_000
+"""Events a profile may have for its prediction to be served: replaying them takes about
+0.2 s, and a person has far fewer (a scripted client, far more)."""
+
 REASONS = 3
 """Features named as the reasons for a prediction, the strongest first."""
 
@@ -235,6 +239,18 @@ def predicted_view(
             "status": "stale",
             "hint": "the playbook's `predict` section changed since training: run "
             "`leadloop predict train`",
+            "trained_at": stored.trained_at,
+        }
+    count = conn.execute(
+        "SELECT COUNT(*) FROM events WHERE workspace_id = ? AND profile_id = ?",
+        (workspace, profile_id),
+    )[0][0]
+    if int(count) > MAX_SERVED_EVENTS:
+        # Serving replays the history as training observed it; a bot-like history would hold
+        # a request thread and its memory for seconds. Say so instead of guessing.
+        return {
+            "status": "history too long",
+            "hint": f"{count} events; a prediction is served for at most {MAX_SERVED_EVENTS}",
             "trained_at": stored.trained_at,
         }
     events = replay.history_of(conn, workspace, profile_id)
