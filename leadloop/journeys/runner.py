@@ -47,7 +47,15 @@ from leadloop.journeys.model import (
 from leadloop.personalization import channel_choice, send_time
 from leadloop.personalization.bandit import thompson
 from leadloop.policy import decide as policy
-from leadloop.policy.model import Defer, PolicyConfig, Send, SendRequest, SentRecord, Suppress
+from leadloop.policy.model import (
+    Defer,
+    PolicyConfig,
+    QuietHours,
+    Send,
+    SendRequest,
+    SentRecord,
+    Suppress,
+)
 from leadloop.scoring.match import to_number
 
 MAX_STEPS_PER_RUN = 200
@@ -310,7 +318,7 @@ def _wait_until(
         return at + step.duration, f"{step.duration:g}s"
     tz = policy.zone(facts.traits.get("timezone"), policy_config.default_timezone)
     if step.best_time is not None:
-        return _best_time(step.best_time, facts, tz, at, key)
+        return _best_time(step.best_time, facts, tz, at, key, policy_config.quiet_hours)
     if step.until_time is not None:
         # Strictly after `at`: the timer of a loop through this wait (a daily digest) fires at
         # the time itself, and "no wait" there would send round the loop until the step limit.
@@ -324,10 +332,14 @@ def _wait_until(
     return when + step.offset, f"until {step.until_trait}{step.offset:+g}s"
 
 
-def _best_time(window: float, facts: Facts, tz: Any, at: float, key: str) -> tuple[float, str]:
+def _best_time(
+    window: float, facts: Facts, tz: Any, at: float, key: str, quiet: QuietHours | None
+) -> tuple[float, str]:
     """The start of the hour within `window` when the profile most likely engages, from the
     local hours of its past opens and clicks (`personalization.send_time`); a stable share of
-    waits (by `key`: instance, step, visit) explores another hour of the window."""
+    waits (by `key`: instance, step, visit) explores another hour of the window. Not an hour in
+    quiet hours of every channel: the send would only be deferred to their end, not the hour
+    chosen (channel-specific ones are left to the policy: the wait does not know the channel)."""
     hours = [datetime.fromtimestamp(t, UTC).astimezone(tz).hour for t in facts.engagement_times()]
     starts: dict[int, float] = {}
     for hour in range(24):
@@ -336,6 +348,11 @@ def _best_time(window: float, facts: Facts, tz: Any, at: float, key: str) -> tup
             starts[hour] = due
     if not starts:  # a window shorter than the time to the next full hour cannot be met
         return at + window, f"best time: no full hour within {window:g}s"
+    if quiet is not None and not quiet.channels:
+        awake = {
+            h: due for h, due in starts.items() if policy.quiet_until(quiet, "", tz, due) is None
+        }
+        starts = awake or starts  # a window wholly inside quiet hours: the policy defers
     ordered = sorted(starts, key=starts.__getitem__)
     hour = send_time.choose_hour(
         send_time.hour_scores(hours), ordered, stable_fraction("best_time", key)

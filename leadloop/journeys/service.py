@@ -33,7 +33,6 @@ from leadloop.journeys.model import (
     Journey,
     JourneySet,
     ScoreTrigger,
-    SendStep,
 )
 from leadloop.journeys.runner import end_instance
 from leadloop.journeys.state import BatchState, batch_state, cap_window
@@ -187,7 +186,7 @@ class JourneyStage:
             )
         state.seen(ws, profile.id, event)
         if event.type == "internal" and event.event == CLICK_EVENT:
-            self._count_click(batch, state, journeys, event)
+            self._count_click(batch, state, event)
         if batch.identity.merged:
             state.absorb(batch, ws, profile.id)
         facts = ProfileFacts(
@@ -239,25 +238,23 @@ class JourneyStage:
         return profile
 
     @staticmethod
-    def _count_click(batch: Batch, state: BatchState, journeys: JourneySet, event: Event) -> None:
-        """A message's first click counts for its variant, if its step still has a variant set
-        (the counts are per journey, step and template, across versions)."""
+    def _count_click(batch: Batch, state: BatchState, event: Event) -> None:
+        """A message's first click counts for its variant if its send was counted: not a
+        message the step sent before it had variants, whatever version is live now, and still
+        one of a variant a later version removed (an instance pinned to the old one sends it)."""
         props = event.properties
-        journey_id, step_id, template = (
-            props.get("journey"),
-            props.get("step"),
-            props.get("template"),
-        )
-        if props.get("first_click") is not True:
+        names = (props.get("message_id"), props.get("journey"), props.get("step"))
+        template = props.get("template")
+        if props.get("first_click") is not True or not isinstance(template, str):
             return
+        message, journey_id, step_id = names
         if not (
-            isinstance(journey_id, str) and isinstance(step_id, str) and isinstance(template, str)
+            isinstance(message, str) and isinstance(journey_id, str) and isinstance(step_id, str)
         ):
             return
-        journey = journeys.journey(journey_id)
-        step = journey.step(step_id) if journey is not None else None
-        if isinstance(step, SendStep) and any(v.template == template for v in step.variants):
-            count_variant(batch, state, event.workspace_id, journey_id, step_id, template, clicks=1)
+        ws, conn = event.workspace_id, batch.identity.conn
+        if state.counted_send(conn, ws, message, journey_id, step_id, template):
+            count_variant(batch, state, ws, journey_id, step_id, template, clicks=1)
 
     def _wake(
         self,

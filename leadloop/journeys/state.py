@@ -62,6 +62,8 @@ class BatchState:
     plus this batch's counts so far (a later event of the batch sees the earlier ones')."""
     variant_delta: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
     """Per (workspace, journey, step, template): [sends, clicks] this batch adds."""
+    variant_sends: set[tuple[str, str, str, str, str]] = field(default_factory=set)
+    """(workspace, message, journey, step, template) of this batch's counted sends."""
 
     def variant_arms(
         self, conn: Conn, ws: str, journey: str, step: str, templates: tuple[str, ...]
@@ -77,6 +79,21 @@ class BatchState:
         for pair in (counts, delta):
             pair[0] += sends
             pair[1] += clicks
+
+    def counted_send(
+        self, conn: Conn, ws: str, message: str, journey: str, step: str, template: str
+    ) -> bool:
+        """Whether the message was queued with that template by a variant set of that step
+        (its send is in `variant_stats`), in this batch or before."""
+        if (ws, message, journey, step, template) in self.variant_sends:
+            return True
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM sends WHERE workspace_id = ? AND message_id = ? AND variant = 1 "
+                "AND journey_id = ? AND step = ? AND template = ?",
+                (ws, message, journey, step, template),
+            )
+        )
 
     def _variant_counts(self, conn: Conn, ws: str, journey: str, step: str) -> dict[str, list[int]]:
         key = (ws, journey, step)

@@ -174,8 +174,8 @@ def _variants(
     fields: JourneyFields, channels: tuple[str, ...], context: ParseContext, *, weighted: bool
 ) -> tuple[Variant, ...]:
     """A send step's variant set: templates with weights (like a split's paths), one chosen
-    per profile by a stable hash; without `weighted` (a bandit chooses), weights may be left
-    out."""
+    per profile by a stable hash; without `weighted` (a bandit chooses), two or more, without
+    weights."""
     if not fields.has("variants"):
         return ()
     variants: list[Variant] = []
@@ -187,12 +187,17 @@ def _variants(
             item.fail("template", f"template {template!r} is already a variant of this step")
         if weighted and not item.has("weight"):
             item.fail("weight", "missing required field")
+        if not weighted and item.has("weight"):
+            # Accepted and ignored, the split the weights ask for would silently not happen.
+            item.fail("weight", "a weight is not used by `selection: thompson`; leave it out")
         weight = item.number("weight") if item.has("weight") else 1.0
         if weight <= 0:
             item.fail("weight", "must be greater than 0")
         variants.append(Variant(template, weight))
     if not variants:
         fields.fail("variants", "list at least one variant ({template, weight})")
+    if not weighted and len(variants) < 2:
+        fields.fail("variants", "a bandit needs at least two variants to learn between")
     _finite_total(fields, "variants", [v.weight for v in variants])
     return tuple(variants)
 

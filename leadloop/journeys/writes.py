@@ -83,12 +83,17 @@ def apply_advance(batch: Batch, state: BatchState, advance: Advance, at: float) 
             if effect.variant:
                 payload["variant"] = effect.template
                 count_variant(batch, state, ws, instance.journey_id, effect.step, effect.template)
+                state.variant_sends.add(
+                    (ws, effect.message_id, instance.journey_id, effect.step, effect.template)
+                )
             batch.outbox.append(
                 OutboxRow(ws, "message", effect.channel, effect.message_id, payload, pid, at)
             )
             outcome = "rerouted" if effect.notes else "queued"
             reason = "; ".join(effect.notes)
-            state.sends.append(_send_row(instance, effect, at, outcome, reason, None))
+            state.sends.append(
+                _send_row(instance, effect, at, outcome, reason, None, variant=effect.variant)
+            )
             state.sent.setdefault((ws, pid), []).append(
                 SentRecord(at, effect.channel, effect.transactional)
             )
@@ -248,7 +253,7 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
     conn.executemany(
         "INSERT INTO sends (workspace_id, message_id, profile_id, instance_id, journey_id, "
         "step, requested_channel, channel, template, transactional, at, outcome, reason, "
-        "until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "until, variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         state.sends,
         bulk=True,
     )
@@ -305,8 +310,11 @@ def _send_row(
     outcome: str,
     reason: str,
     until: float | None,
+    *,
+    variant: bool = False,
 ) -> tuple[Any, ...]:
-    """One `sends` row: every decision of the policy, queued, rerouted, deferred or suppressed."""
+    """One `sends` row: every decision of the policy, queued, rerouted, deferred or suppressed;
+    `variant`: a queued message counted in `variant_stats`."""
     return (
         instance.workspace_id,
         effect.message_id,
@@ -322,4 +330,5 @@ def _send_row(
         outcome,
         reason,
         until,
+        int(variant),
     )

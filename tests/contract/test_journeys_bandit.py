@@ -13,13 +13,14 @@ from leadloop.channels import records
 from leadloop.log.rebuild import reset_derived_state
 from tests.contract.conftest import Harness
 from tests.contract.journeys_helpers import flows, people
+from tests.contract.test_journeys_seed import playbook_with_journeys
 
 pytestmark = pytest.mark.usefixtures("channels_env")
 
 FRAGMENT = """
 journeys:
   templates:
-    email: [plain, bold]
+    email: [plain, bold, fancy]
   flows:
     - id: promo
       entry: { event: Go }
@@ -105,3 +106,56 @@ def test_thompson_learns_which_variant_is_clicked_and_replays_the_same(
         h.engine.processor.wake()
         h.settle()
         assert (sorted(queued(h).items()), stats(h)) == before
+
+
+PLAIN_ONLY = FRAGMENT.replace(
+    """          selection: thompson
+          variants:
+            - { template: plain }
+            - { template: bold }
+""",
+    "          template: plain\n",
+)
+
+
+def test_a_click_counts_only_for_a_message_whose_send_was_counted(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """Variants added to a step in a new version: clicks on the messages the step sent with its
+    one template before count for nothing (their sends were never counted); clicks on a
+    variant's messages still count once that variant is removed, as their sends did."""
+    with flows(backend_url, tmp_path, PLAIN_ONLY) as h:
+        assert PLAIN_ONLY != FRAGMENT
+        old = [f"a{i}" for i in range(10)]
+        people(h, old)
+        go(h, old)
+        before = queued(h)
+        assert len(before) == 10 and stats(h) == {}
+
+        h.engine.apply_playbook_file(playbook_with_journeys(tmp_path, FRAGMENT, "v2.yaml"))
+        h.engine.refresh_playbooks()
+        new = [f"b{i}" for i in range(10)]
+        people(h, new)
+        go(h, new)
+        after = {m: v for m, v in queued(h).items() if m not in before}
+        counted = {t: 0 for t in ("plain", "bold")}
+        for _pid, template in after.values():
+            counted[template] += 1
+        assert counted["plain"] and counted["bold"]  # no evidence yet: both
+        for mid, (pid, template) in (*before.items(), *after.items()):
+            if mid in before or template == "bold":
+                click(h, mid, pid, template, first=True)
+        h.settle()
+        assert stats(h) == {"plain": (counted["plain"], 0), "bold": (counted["bold"],) * 2}
+
+        # `plain` leaves the variant set: a late first click on a `plain` message still
+        # counts, as its send did (an instance pinned to v2 may still send it).
+        without_plain = FRAGMENT.replace("{ template: plain }", "{ template: fancy }")
+        assert without_plain != FRAGMENT
+        h.engine.apply_playbook_file(playbook_with_journeys(tmp_path, without_plain, "v3.yaml"))
+        h.engine.refresh_playbooks()
+        for mid, (pid, template) in after.items():
+            if template == "plain":
+                click(h, mid, pid, template, first=True)
+        h.settle()
+        assert stats(h)["plain"] == (counted["plain"], counted["plain"])

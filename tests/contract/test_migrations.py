@@ -78,20 +78,25 @@ def empty(
         drop_postgres_database(name)
 
 
-def test_outbox_payloads_move_out_of_their_rows(
-    empty: SqliteConnection | PostgresConnection,
-) -> None:
-    """Migration 0009 on a database holding an undelivered row: its payload moves to
-    `outbox_payloads` and the row is claimed with it, as it was before."""
-    conn = empty
+def migrate_up_to(conn: SqliteConnection | PostgresConnection, count: int) -> None:
+    """Apply the first `count` migrations only, as a database made before the next one was."""
     applied_versions(conn)
-    for migration in list_migrations(conn.dialect)[:8]:
+    for migration in list_migrations(conn.dialect)[:count]:
         with conn.transaction():
             conn.executescript(migration.sql)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)",
                 (migration.version, migration.name),
             )
+
+
+def test_outbox_payloads_move_out_of_their_rows(
+    empty: SqliteConnection | PostgresConnection,
+) -> None:
+    """Migration 0009 on a database holding an undelivered row: its payload moves to
+    `outbox_payloads` and the row is claimed with it, as it was before."""
+    conn = empty
+    migrate_up_to(conn, 8)
     with conn.transaction():
         conn.execute(
             "INSERT INTO outbox (workspace_id, kind, destination, idempotency_key, payload, "
@@ -104,3 +109,29 @@ def test_outbox_payloads_move_out_of_their_rows(
     with conn.transaction():
         claimed = claim_due(conn, now=10.0)
     assert [(c.idempotency_key, c.payload) for c in claimed] == [("msg_1", {"a": 1})]
+
+
+def test_counted_variant_sends_are_marked_as_such(
+    empty: SqliteConnection | PostgresConnection,
+) -> None:
+    """Migration 0013 on a database with variant counts: the queued sends of a template counted
+    for its step are marked, a deferral of it and a send of another step are not."""
+    conn = empty
+    migrate_up_to(conn, 12)
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO variant_stats (workspace_id, journey_id, step_id, template, sends, "
+            "clicks) VALUES ('default', 'promo', 'offer', 'bold', 1, 0)"
+        )
+        rows = [("m1", "offer", "queued"), ("m2", "offer", "deferred"), ("m3", "other", "queued")]
+        for mid, step, outcome in rows:
+            conn.execute(
+                "INSERT INTO sends (workspace_id, message_id, profile_id, instance_id, "
+                "journey_id, step, requested_channel, channel, template, transactional, at, "
+                "outcome, reason) VALUES ('default', ?, 'p1', 'i1', 'promo', ?, 'email', "
+                "'email', 'bold', 0, 5, ?, '')",
+                (mid, step, outcome),
+            )
+    migrate(conn)
+    rows = conn.execute("SELECT message_id, variant FROM sends ORDER BY message_id")
+    assert [(str(m), int(v)) for m, v in rows] == [("m1", 1), ("m2", 0), ("m3", 0)]

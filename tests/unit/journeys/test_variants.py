@@ -98,9 +98,9 @@ def test_a_variant_set_parses() -> None:
         flow(
             VARIANTS.format(
                 body="          selection: thompson\n          variants:\n"
-                "            - { template: a, weight: 1 }"
+                "            - { template: a }\n            - { template: b }"
             )
-        )
+        ).replace("email: [a]", "email: [a, b]")
     )
     assert thompson.journey("j").step("s").selection == "thompson"  # type: ignore[attr-defined]
 
@@ -158,6 +158,18 @@ def test_a_variant_set_parses() -> None:
             "chooses among `variants`",
         ),
         (
+            "          selection: thompson\n          variants:\n            - { template: a }",
+            "steps[0].variants",
+            "at least two variants to learn between",
+        ),
+        (
+            # A weight a bandit would not use: the split it asks for would silently not happen.
+            "          selection: thompson\n          variants:\n"
+            "            - { template: a }\n            - { template: b, weight: 9 }",
+            "steps[0].variants[1].weight",
+            "not used by `selection: thompson`",
+        ),
+        (
             "          channel_order: preferred\n          template: a",
             "steps[0].channel_order",
             "at least two `channels`",
@@ -170,7 +182,7 @@ def test_a_variant_set_parses() -> None:
     ],
 )
 def test_variant_set_errors_name_file_line_and_field(body: str, field: str, message: str) -> None:
-    err = error(flow(VARIANTS.format(body=body)))
+    err = error(flow(VARIANTS.format(body=body)).replace("email: [a]", "email: [a, b]"))
     assert err.file == "pb.yaml" and err.line is not None
     assert err.field.endswith(field), err.field
     assert message in err.message, err.message
