@@ -149,7 +149,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "outcome",
         "reason",
         "until",
-        "variant",  # 0013_sends_variant
+        "variant",  # 0014_sends_variant
     ),
     "suppressions": ("workspace_id", "profile_id", "channel", "reason", "created_at"),
     # 0005_channels

@@ -114,7 +114,7 @@ def test_outbox_payloads_move_out_of_their_rows(
 def test_counted_variant_sends_are_marked_as_such(
     empty: SqliteConnection | PostgresConnection,
 ) -> None:
-    """Migration 0013 on a database with variant counts: the queued sends of a template counted
+    """Migration 0014 on a database with variant counts: the queued sends of a template counted
     for its step are marked, a deferral of it and a send of another step are not."""
     conn = empty
     migrate_up_to(conn, 12)

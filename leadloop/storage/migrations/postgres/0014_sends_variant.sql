@@ -1,4 +1,4 @@
--- 0013_sends_variant: whether a variant set chose the message's template (and its send was
+-- 0014_sends_variant: whether a variant set chose the message's template (and its send was
 -- counted in `variant_stats`). A click counts for its variant only then: a message a step sent
 -- before it had variants, or one of a variant since removed, is told apart by its own send, not
 -- by whichever playbook is live when the click comes. Found by message id, as a click names it.
