@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx2
 import msgspec
 
+from leadloop.channels import deadline as deadlines
 from leadloop.clock import SystemClock
 from leadloop.outbox.decide import Dead, Delivered, Retry, classify_http, next_attempt
 from leadloop.outbox.model import RetryPolicy
@@ -16,6 +17,8 @@ from leadloop.outbox.service import Claimed, Outcome
 from leadloop.outbox.signing import sign_webhook
 
 _encoder = msgspec.json.Encoder()
+DEADLINE = 15.0
+"""Seconds one attempt may take, from connecting to the answer's last header byte."""
 
 
 class WebhookSender:
@@ -25,11 +28,13 @@ class WebhookSender:
         *,
         client: httpx2.Client | None = None,
         policy: RetryPolicy | None = None,
+        deadline: float = DEADLINE,
     ) -> None:
         """`endpoints(workspace, webhook_id)` gives (url, secret) from the applied playbook,
         or None when the webhook is gone or disabled."""
         self._endpoints = endpoints
-        self._client = client or httpx2.Client(timeout=15.0, follow_redirects=False)
+        self._deadline = deadline
+        self._client = client or deadlines.client(deadline)
         self._policy = policy or RetryPolicy()
         self._wall = SystemClock()
 
@@ -50,9 +55,17 @@ class WebhookSender:
         try:
             # Only the status and headers are read, never the body: a receiver answering with
             # a huge or endless one would hold a send thread (and the memory) as long as it
-            # kept writing. Leaving the stream unread closes the connection.
-            with self._client.stream("POST", url, content=body, headers=headers) as response:
+            # kept writing. Leaving the stream unread closes the connection. The deadline
+            # bounds the whole exchange: a receiver trickling its head byte by byte meets
+            # every per-read timeout and would otherwise hold the thread without end.
+            with (
+                deadlines.within(self._deadline),
+                self._client.stream("POST", url, content=body, headers=headers) as response,
+            ):
                 status, answer = response.status_code, dict(response.headers)
+        except httpx2.TimeoutException as exc:
+            reason = f"timeout: no answer within {self._deadline:g} s ({exc.__class__.__name__})"
+            return self._failed(item, now, attempt, reason)
         except httpx2.HTTPError as exc:
             return self._failed(
                 item, now, attempt, f"network error: {exc.__class__.__name__}: {exc}"
