@@ -29,10 +29,13 @@ class WebhookSender:
         client: httpx2.Client | None = None,
         policy: RetryPolicy | None = None,
         deadline: float = DEADLINE,
+        gone: Callable[[str, str], str | None] = lambda workspace, webhook_id: None,
     ) -> None:
         """`endpoints(workspace, webhook_id)` gives (url, secret) from the applied playbook,
-        or None when the webhook is gone or disabled."""
+        or None when the webhook is gone or disabled; `gone(workspace, webhook_id)` the URL at
+        which it answered 410 Gone, while that hold stands (`outbox.service.gone_url`)."""
         self._endpoints = endpoints
+        self._gone = gone
         self._deadline = deadline
         self._client = client or deadlines.client(deadline)
         self._policy = policy or RetryPolicy()
@@ -46,6 +49,12 @@ class WebhookSender:
                 item, now, attempt, "webhook is not configured (disabled or removed)"
             )
         url, secret = endpoint
+        if self._gone(item.workspace_id, item.destination) == url:
+            # Standard Webhooks: a 410 asks the sender to stop. Nothing is sent; the row is a
+            # dead letter an operator sees, and re-driving it sends again.
+            # (The URL stays out of the reason: webhook URLs often carry a token.)
+            held = "not sent: the receiver answered 410 Gone; `leadloop outbox replay` sends again"
+            return Outcome("dead", None, held, attempted=False)
         body = _encoder.encode(item.payload.get("body", item.payload))
         # The signature's timestamp is transport time (receivers reject ones more than five
         # minutes off their wall clock), not business time, so it reads the system clock.
@@ -76,7 +85,9 @@ class WebhookSender:
         if isinstance(outcome, Delivered):
             return Outcome("delivered")
         if isinstance(outcome, Dead):
-            return Outcome("dead", None, outcome.reason)
+            return Outcome(
+                "dead", None, outcome.reason, gone=url if outcome.disable_endpoint else None
+            )
         return self._failed(item, now, attempt, outcome)
 
     def _failed(self, item: Claimed, now: float, attempt: int, failure: Retry | str) -> Outcome:
