@@ -194,7 +194,9 @@ class Engine:
             self.writer,
             self.clock,
             {
-                "webhook": WebhookSender(self.webhook_endpoint, gone=self.webhook_gone),
+                "webhook": WebhookSender(
+                    self.webhook_endpoint, gone=self.webhook_gone, clock=self.clock
+                ),
                 "conversion": ConversionSender(self.conversion_destination),
             },
             claim_sizes={"conversion": 2000},

@@ -10,7 +10,7 @@ import httpx2
 import msgspec
 
 from leadloop.channels import deadline as deadlines
-from leadloop.clock import SystemClock
+from leadloop.clock import Clock, SystemClock
 from leadloop.outbox.decide import Dead, Delivered, Retry, classify_http, next_attempt
 from leadloop.outbox.model import RetryPolicy
 from leadloop.outbox.service import Claimed, Outcome
@@ -30,16 +30,19 @@ class WebhookSender:
         policy: RetryPolicy | None = None,
         deadline: float = DEADLINE,
         gone: Callable[[str, str], str | None] = lambda workspace, webhook_id: None,
+        clock: Clock | None = None,
     ) -> None:
         """`endpoints(workspace, webhook_id)` gives (url, secret) from the applied playbook,
         or None when the webhook is gone or disabled; `gone(workspace, webhook_id)` the URL at
-        which it answered 410 Gone, while that hold stands (`outbox.service.gone_url`)."""
+        which it answered 410 Gone, while that hold stands (`outbox.service.gone_url`);
+        `clock` the engine's, that the dispatcher's `now` comes from."""
         self._endpoints = endpoints
         self._gone = gone
         self._deadline = deadline
         self._client = client or deadlines.client(deadline)
         self._policy = policy or RetryPolicy()
         self._wall = SystemClock()
+        self._clock = clock or self._wall
 
     def send(self, item: Claimed, now: float) -> Outcome:
         endpoint = self._endpoints(item.workspace_id, item.destination)
@@ -92,6 +95,9 @@ class WebhookSender:
 
     def _failed(self, item: Claimed, now: float, attempt: int, failure: Retry | str) -> Outcome:
         retry = Retry(failure) if isinstance(failure, str) else failure
+        # The wait counts from the attempt's end, not its start: an attempt that took longer
+        # than the first backoffs (a timeout) was otherwise due again the moment it ended.
+        now = max(now, self._clock.now())
         budget = self._policy.client_error_attempts if retry.client_error else None
         if budget is not None and attempt >= budget:
             return Outcome("dead", None, f"{retry.reason}; gave up after {attempt} attempts")

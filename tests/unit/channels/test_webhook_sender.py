@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from leadloop.channels.webhook import WebhookSender
+from leadloop.clock import ManualClock
 from leadloop.outbox.service import Claimed, Outcome
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -153,3 +154,36 @@ def test_the_environment_proxy_still_carries_webhooks(monkeypatch: pytest.Monkey
         proxy.close()
     assert outcome == Outcome("delivered")
     assert proxy.lines == [b"POST http://127.0.0.1:9/hook HTTP/1.1"]
+
+
+class SlowRefusal(Loopback):
+    """Answers 503 after the engine's clock has moved on by `seconds` (a manual clock)."""
+
+    def __init__(self, clock: ManualClock, seconds: float) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        super().__init__()
+
+    def answer(self, conn: socket.socket) -> None:
+        self.clock.advance(self.seconds)
+        conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(30)
+
+
+def test_the_backoff_counts_from_the_end_of_a_slow_attempt() -> None:
+    # The wait was counted from the attempt's start: an attempt that took longer than the
+    # first backoffs (5 s, 20 s) was due again the moment it ended, so a receiver too busy
+    # to answer quickly got the next attempt at once.
+    clock = ManualClock(1000.0)
+    receiver = SlowRefusal(clock, 60.0)
+    sender = WebhookSender(lambda ws, hook: (receiver.url, SECRET), clock=clock)
+    try:
+        outcome = sender.send(item(), clock.now())
+    finally:
+        sender.close()
+        receiver.close()
+    assert outcome.status == "pending" and outcome.error == "HTTP 503"
+    assert outcome.next_attempt_at is not None and outcome.next_attempt_at >= 1060.0 + 2.5
