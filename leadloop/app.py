@@ -45,6 +45,7 @@ from leadloop.journeys.service import JourneyStage
 from leadloop.log.processor import Processor
 from leadloop.log.timers import TimerLoop
 from leadloop.log.writer import Writer
+from leadloop.outbox import service as outbox_service
 from leadloop.outbox.dispatcher import Dispatcher
 from leadloop.playbook import store as playbook_store
 from leadloop.playbook.model import Playbook
@@ -193,7 +194,9 @@ class Engine:
             self.writer,
             self.clock,
             {
-                "webhook": WebhookSender(self.webhook_endpoint),
+                "webhook": WebhookSender(
+                    self.webhook_endpoint, gone=self.webhook_gone, clock=self.clock
+                ),
                 "conversion": ConversionSender(self.conversion_destination),
             },
             claim_sizes={"conversion": 2000},
@@ -259,6 +262,11 @@ class Engine:
         if hook is None or not hook.enabled:
             return None
         return hook.url, hook.secret
+
+    def webhook_gone(self, workspace: str, webhook_id: str) -> str | None:
+        return self.read_sync(
+            lambda c: outbox_service.gone_url(c, workspace, "webhook", webhook_id)
+        )
 
     def apply_playbook_file(self, path: str) -> Playbook:
         """Validate a playbook from disk and make it the live one (raises PlaybookError)."""

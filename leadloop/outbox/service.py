@@ -67,6 +67,9 @@ class Outcome(msgspec.Struct, frozen=True):
     attempted: bool = True
     """False when nothing was tried (e.g. held back by a rate limit): the attempt budget is
     not spent on waiting."""
+    gone: str | None = None
+    """The URL, when its receiver answered 410 Gone: `record` holds the row's kind and
+    destination at that URL (`outbox_gone`) until a re-drive."""
 
 
 def enqueue(conn: Conn, rows: Sequence[OutboxRow], now: float) -> None:
@@ -188,9 +191,27 @@ def record(conn: Conn, results: list[tuple[Claimed, Outcome]], now: float) -> No
         ],
     )
 
+    held = {(i.workspace_id, i.kind, i.destination): o.gone for i, o in results if o.gone}
+    for (workspace, kind, destination), url in held.items():
+        conn.execute(
+            "INSERT INTO outbox_gone (workspace_id, kind, destination, url, since) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, kind, destination) "
+            "DO UPDATE SET url = excluded.url, since = excluded.since",
+            (workspace, kind, destination, url, now),
+        )
+
 
 def _plain_delivery(outcome: Outcome) -> bool:
     return outcome.status == "delivered" and outcome.attempted and outcome.error is None
+
+
+def gone_url(conn: Conn, workspace: str, kind: str, destination: str) -> str | None:
+    """The URL at which this destination answered 410 Gone, while not re-driven since."""
+    rows = conn.execute(
+        "SELECT url FROM outbox_gone WHERE workspace_id = ? AND kind = ? AND destination = ?",
+        (workspace, kind, destination),
+    )
+    return str(rows[0][0]) if rows else None
 
 
 def next_due(conn: Conn) -> float | None:
@@ -246,7 +267,8 @@ def redrive(
     destination: str | None = None,
 ) -> int:
     """Dead letters back to pending, with a fresh attempt budget; returns how many. Their
-    idempotency keys are unchanged, so a receiver that did take one drops the re-send."""
+    idempotency keys are unchanged, so a receiver that did take one drops the re-send. Their
+    destinations are no longer held as gone (410)."""
     clauses = ["workspace_id = ?", "status = 'dead'"]
     params: list[Any] = [workspace]
     if destination is not None:
@@ -260,6 +282,15 @@ def redrive(
         params.append(kind)
     where = " AND ".join(clauses)
     count = int(conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {where}", params)[0][0])
+    # Re-driving a row to an endpoint that answered 410 Gone is the operator's word that it
+    # takes deliveries again: the hold on it goes.
+    for row_kind, row_destination in conn.execute(
+        f"SELECT DISTINCT kind, destination FROM outbox WHERE {where}", params
+    ):
+        conn.execute(
+            "DELETE FROM outbox_gone WHERE workspace_id = ? AND kind = ? AND destination = ?",
+            (workspace, row_kind, row_destination),
+        )
     conn.execute(
         "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
         f"updated_at = ? WHERE {where}",

@@ -56,6 +56,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "updated_at",
     ),
     "outbox_payloads": ("id", "payload"),
+    "outbox_gone": ("workspace_id", "kind", "destination", "url", "since"),
     "schema_migrations": ("version", "name", "applied_at"),
     "playbooks": ("id", "workspace_id", "digest", "source", "applied_at"),
     "scores": ("workspace_id", "profile_id", "model", "state", "updated_at"),
