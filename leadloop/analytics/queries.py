@@ -32,19 +32,26 @@ _body = msgspec.json.Decoder(dict[str, Any])
 
 # Per message, whether it ever reached each state (its record keeps only the furthest one: a
 # complaint after an open hides the open), then added up per channel, template and journey.
+# History ids order its lines: a failure before the first `sent` was an attempt that a re-drive
+# sent again (not a loss), and `failed` counts messages whose last attempt failed.
 _MESSAGES = """
-SELECT channel, template, journey, COUNT(*), SUM(sent), SUM(sent * (1 - lost)),
-       SUM(opened), SUM(clicked), SUM(bounced), SUM(complained), SUM(failed)
+SELECT channel, template, journey, COUNT(*), SUM(sent),
+       SUM(CASE WHEN sent = 1 AND (lost_at IS NULL OR lost_at < first_sent) THEN 1 ELSE 0 END),
+       SUM(opened), SUM(clicked), SUM(bounced), SUM(complained),
+       SUM(CASE WHEN failed_at > COALESCE(queued_at, 0) THEN 1 ELSE 0 END)
 FROM (
     SELECT r.channel AS channel, r.template AS template, r.journey AS journey,
         MAX(CASE WHEN r.sent_at IS NOT NULL
             OR t.status IN ('sent', 'delivered', 'opened', 'clicked') THEN 1 ELSE 0 END) AS sent,
-        MAX(CASE WHEN t.status IN ('bounced', 'failed') THEN 1 ELSE 0 END) AS lost,
+        MIN(CASE WHEN t.status IN ('sent', 'delivered', 'opened', 'clicked') THEN t.id END)
+            AS first_sent,
+        MAX(CASE WHEN t.status IN ('bounced', 'failed') THEN t.id END) AS lost_at,
+        MAX(CASE WHEN t.status = 'failed' THEN t.id END) AS failed_at,
+        MAX(CASE WHEN t.status = 'queued' THEN t.id END) AS queued_at,
         MAX(CASE WHEN t.status IN ('opened', 'clicked') THEN 1 ELSE 0 END) AS opened,
         MAX(CASE WHEN t.status = 'clicked' THEN 1 ELSE 0 END) AS clicked,
         MAX(CASE WHEN t.status = 'bounced' THEN 1 ELSE 0 END) AS bounced,
-        MAX(CASE WHEN t.status = 'complained' THEN 1 ELSE 0 END) AS complained,
-        MAX(CASE WHEN t.status = 'failed' THEN 1 ELSE 0 END) AS failed
+        MAX(CASE WHEN t.status = 'complained' THEN 1 ELSE 0 END) AS complained
     FROM message_records r
     LEFT JOIN message_transitions t
         ON t.workspace_id = r.workspace_id AND t.message_id = r.message_id

@@ -244,3 +244,21 @@ def test_journey_conversions_count_within_the_journeys_window_as_the_journeys_ap
         (overview,) = admin_get(h, "/api/v1/journeys")["journeys"]
         assert overview["treated"] == {"entered": len(treated), "converted": 1}
         assert journey["lift"] == overview["lift"]
+
+
+def test_a_message_sent_again_after_a_failed_attempt_counts_as_sent_not_failed(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A send that failed (a template fault, say) and was re-driven once fixed went out and was
+    read: it counted as failed and undelivered, and its open made the open rate pass 100 %."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        at = h.engine.clock.now()
+        message(h, "again", "offer", at, "failed", "queued", "sent", "opened")
+        message(h, "late", "offer", at, "sent", "failed")  # a failed receipt after sending
+        message(h, "never", "offer", at, "failed")
+        status, body = metrics(h)
+        assert status == 200, body
+        (row,) = body["messages"]["by_template"]
+        counts = {k: row[k] for k in ("messages", "sent", "delivered", "opened", "failed")}
+        assert counts == {"messages": 3, "sent": 2, "delivered": 1, "opened": 1, "failed": 2}
+        assert row["open_rate"] == 1.0 and row["delivery_rate"] == 0.5
