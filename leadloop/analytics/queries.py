@@ -22,6 +22,7 @@ from leadloop.analytics.metrics import (
 )
 from leadloop.analytics.spend import SpendRow
 from leadloop.journeys.model import DEFAULT_CONVERSION_WINDOW
+from leadloop.scoring.stages import IGNORED
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -108,13 +109,15 @@ def journey_counts(
 
 def stage_moves(conn: Conn, workspace: str, since: float, until: float) -> Iterator[StageMove]:
     """(model, stage, person) of every move into a stage in the window, once each. Lines of
-    profiles merged since are under the survivor, so a person is one person."""
+    profiles merged since are under the survivor, so a person is one person. A `stage` line
+    that notes an unknown stage name moved nobody: it holds the stage the person already had."""
     for model, stage, person in conn.execute(
         "SELECT DISTINCT l.model, l.stage, COALESCE(p.merged_into, l.profile_id) "
         "FROM score_ledger l LEFT JOIN profiles p "
         "ON p.workspace_id = l.workspace_id AND p.id = l.profile_id "
-        "WHERE l.workspace_id = ? AND l.kind = 'stage' AND l.at >= ? AND l.at <= ?",
-        (workspace, since, until),
+        "WHERE l.workspace_id = ? AND l.kind = 'stage' AND l.at >= ? AND l.at <= ? "
+        "AND l.reason NOT LIKE ?",
+        (workspace, since, until, f"%{IGNORED}"),
     ):
         yield str(model), str(stage), str(person)
 

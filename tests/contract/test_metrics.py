@@ -262,3 +262,27 @@ def test_a_message_sent_again_after_a_failed_attempt_counts_as_sent_not_failed(
         counts = {k: row[k] for k in ("messages", "sent", "delivered", "opened", "failed")}
         assert counts == {"messages": 3, "sent": 2, "delivered": 1, "opened": 1, "failed": 2}
         assert row["open_rate"] == 1.0 and row["delivery_rate"] == 0.5
+
+
+def test_an_unknown_stage_named_by_a_crm_is_no_move_in_the_funnel(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The ledger notes a stage name the model does not have ("ignored"), under the stage the
+    person already held: the funnel counted that line as a move, so an SQL of months ago
+    reached SQL again in every window where the CRM sent a stage of its own."""
+    from tests.contract.journeys_helpers import track
+
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        track(h, "crm", "CRM Stage Changed", stage="SQL")
+        h.advance(40 * DAY)
+        track(h, "crm", "CRM Stage Changed", stage="Closed Lost")  # not a stage of `lead`
+        ignored = h.sql("SELECT stage, reason FROM score_ledger WHERE kind = 'stage'")
+        assert any("ignored" in str(reason) for _stage, reason in ignored), ignored
+        status, body = metrics(h)
+        assert status == 200, body
+        (lead,) = [m for m in body["funnel"] if m["model"] == "lead"]
+        assert all(s["reached"] == 0 for s in lead["stages"]), lead
+        # The window of the real move holds it.
+        status, body = metrics(h, since=str(h.engine.clock.now() - 41 * DAY))
+        (lead,) = [m for m in body["funnel"] if m["model"] == "lead"]
+        assert {s["stage"]: s["reached"] for s in lead["stages"]}["SQL"] == 1, lead
