@@ -286,3 +286,23 @@ def test_an_unknown_stage_named_by_a_crm_is_no_move_in_the_funnel(
         status, body = metrics(h, since=str(h.engine.clock.now() - 41 * DAY))
         (lead,) = [m for m in body["funnel"] if m["model"] == "lead"]
         assert {s["stage"]: s["reached"] for s in lead["stages"]}["SQL"] == 1, lead
+
+
+def test_one_date_bound_gives_thirty_whole_days_of_spend_not_thirty_one(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """`since=2026-12-01` alone ran to midnight of the 31st day, and `until=2026-12-30` alone
+    started on the last instant of the day before the 30: each window touched a 31st day,
+    whose whole spend was counted against a millisecond of its orders (CAC and ROAS a day off)."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        rows = [
+            SpendRow(day, "meta", "", "USD", amount)
+            for day, amount in (("2026-11-30", 1000.0), ("2026-12-01", 10.0), ("2026-12-30", 20.0))
+        ] + [SpendRow("2026-12-31", "meta", "", "USD", 3000.0)]
+        now = h.engine.clock.now()
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", rows, now)).result()
+        for params in ({"since": "2026-12-01"}, {"until": "2026-12-30"}):
+            status, body = metrics(h, **params)
+            assert status == 200, body
+            assert [a["spend"] for a in body["acquisition"]] == [30.0], (params, body)
+            assert body["until"] - body["since"] < 30 * DAY, (params, body)
