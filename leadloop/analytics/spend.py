@@ -60,19 +60,24 @@ def parse_spend(text: str, name: str = "spend.csv") -> list[SpendRow]:
     where = {c: columns.index(c) for c in columns}
     rows: dict[tuple[str, str, str, str], float] = {}
     errors: list[str] = []
+    # A row is named by the line it starts on: a quoted cell may hold a line break, so rows
+    # and lines part ways after one.
+    number, count = reader.line_num + 1, 0
     try:
-        for number, record in enumerate(reader, start=2):
+        for record in reader:
+            line, number = number, reader.line_num + 1
             if not any(cell.strip() for cell in record):
                 continue  # a blank line, as spreadsheets leave at the end
-            if number - 1 > MAX_ROWS:
+            count += 1
+            if count > MAX_ROWS:
                 raise SpendFileError(f"{name}: more than {MAX_ROWS:,} rows; split the file")
             row, problems = _row(record, where)
-            errors.extend(f"{name}:{number}: {p}" for p in problems)
+            errors.extend(f"{name}:{line}: {p}" for p in problems)
             if row is not None and not problems:
                 key = (row.day, row.source, row.campaign, row.currency)
                 rows[key] = rows.get(key, 0.0) + row.amount
     except csv.Error as error:
-        errors.append(f"{name}:{reader.line_num}: {error}")
+        errors.append(f"{name}:{number}: {error}")
     if errors:
         more = len(errors) - _ERRORS_SHOWN
         shown = errors[:_ERRORS_SHOWN] + ([f"... and {more} more"] if more > 0 else [])

@@ -62,3 +62,18 @@ def test_many_faults_are_listed_up_to_a_point(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(spend, "MAX_ROWS", 3)
     with pytest.raises(SpendFileError, match="more than 3 rows"):
         parse_spend("date,source,amount,currency\n" + "2026-11-01,meta,1,USD\n" * 4)
+
+
+def test_a_fault_is_reported_on_the_line_an_editor_shows_after_a_quoted_line_break() -> None:
+    """A quoted cell that holds a line break spans two lines: the faults after it were named by
+    the row's number, one line before where the file has them."""
+    text = (
+        "date,source,campaign,amount,currency\n"
+        '2026-11-01,meta,"spring\nsale",5,USD\n'  # lines 2 and 3
+        "2026-11-01,google,,oops,USD\n"  # line 4
+    )
+    with pytest.raises(SpendFileError) as raised:
+        parse_spend(text, "export.csv")
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("export.csv:2: campaign: control characters"), lines
+    assert lines[1].startswith("export.csv:4: amount"), lines
