@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 from dataclasses import dataclass
 from datetime import date
 
-from leadloop.conversions.fields import finite_number
+from leadloop.analytics.metrics import amount as read_amount
 
 REQUIRED = ("date", "source", "amount", "currency")
 OPTIONAL = ("campaign",)
@@ -106,8 +105,8 @@ def _row(record: list[str], where: dict[str, int]) -> tuple[SpendRow | None, lis
         problems.append("source: must not be empty (the ad platform, such as meta)")
     if not _CURRENCY.fullmatch(cell["currency"]):
         problems.append(f"currency: expected a three-letter code, got {cell['currency'][:40]!r}")
-    amount = finite_number(cell["amount"])
-    if amount is None or not math.isfinite(amount) or amount < 0:
+    amount = read_amount(cell["amount"])
+    if amount is None or amount < 0:
         problems.append(f"amount: expected a number of 0 or more, got {cell['amount'][:40]!r}")
     if problems or day is None or amount is None:
         return None, problems

@@ -42,6 +42,9 @@ def test_an_export_is_read_with_its_header_in_any_order_and_case() -> None:
         ('date,source,amount,currency\n2026-11-01,meta,"42,50",EUR\n', ":2: amount"),
         ("date,source,amount,currency\n2026-11-01,meta,1e999,USD\n", ":2: amount"),
         ("date,source,amount,currency\n2026-11-01,meta,NaN,USD\n", ":2: amount"),
+        # A range or a "more than" is no amount: both were read as their first number.
+        ("date,source,amount,currency\n2026-11-01,meta,100-200,USD\n", ":2: amount"),
+        ("date,source,amount,currency\n2026-11-01,meta,500+,USD\n", ":2: amount"),
         ("date,source,amount,currency\n2026-11-01,me\x07ta,1,USD\n", ":2: source: control"),
         ("date,source,amount,currency\n2026-11-01," + "m" * 201 + ",1,USD\n", "at most 200"),
     ],
