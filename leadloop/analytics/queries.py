@@ -9,6 +9,7 @@ window's rows; `docs/metrics.md` says what that costs on a large workspace.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -63,19 +64,37 @@ GROUP BY channel, template, journey
 """
 
 
+# Journey sends the contact policy held back (suppressed, or deferred and not sent yet) never
+# reach the sender, so they have no record: only the journeys' `sends` rows, one or more per
+# message, the first of which is when the message was made.
+_HELD_BACK = """
+SELECT channel, template, journey, COUNT(*)
+FROM (
+    SELECT MAX(COALESCE(s.channel, s.requested_channel)) AS channel, MAX(s.template) AS template,
+        MAX(s.journey_id) AS journey, MIN(s.at) AS first_at
+    FROM sends s
+    WHERE s.workspace_id = ? AND s.at <= ? AND NOT EXISTS (
+        SELECT 1 FROM message_records r
+        WHERE r.workspace_id = s.workspace_id AND r.message_id = s.message_id)
+    GROUP BY s.message_id
+) held
+WHERE first_at >= ?
+GROUP BY channel, template, journey
+"""
+
+
 def message_counts(conn: Conn, workspace: str, since: float, until: float) -> list[MessageCounts]:
-    """Messages created in the window, by channel, template and journey."""
-    rows = conn.execute(_MESSAGES, (workspace, since, until))
-    counts = [
-        MessageCounts(
-            str(channel),
-            template,
-            journey,
-            *(int(n or 0) for n in numbers),
-        )
-        for channel, template, journey, *numbers in rows
-    ]
-    return sorted(counts, key=lambda c: (c.channel, c.template or "", c.journey or ""))
+    """Messages made in the window, by channel, template and journey: those the sender
+    recorded, and those the contact policy held back before they reached it."""
+    found: dict[tuple[str, str | None, str | None], MessageCounts] = {}
+    for channel, template, journey, *numbers in conn.execute(_MESSAGES, (workspace, since, until)):
+        key = (str(channel), template, journey)
+        found[key] = MessageCounts(*key, *(int(n or 0) for n in numbers))
+    for channel, template, journey, count in conn.execute(_HELD_BACK, (workspace, until, since)):
+        key = (str(channel), template, journey)
+        known = found.get(key) or MessageCounts(*key, 0, 0, 0, 0, 0, 0, 0, 0)
+        found[key] = replace(known, messages=known.messages + int(count))
+    return sorted(found.values(), key=lambda c: (c.channel, c.template or "", c.journey or ""))
 
 
 def journey_counts(

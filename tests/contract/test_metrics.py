@@ -96,13 +96,23 @@ def test_messages_journeys_funnel_and_revenue_over_a_window(
         message(h, "e5", "offer", at)  # still queued
         message(h, "old", "offer", at - 40 * DAY, "sent", "opened")  # before the window
 
+        # The journey's own offers wait in the outbox (this harness has no sender): queued.
+        queued = len(h.sql("SELECT DISTINCT message_id FROM sends"))
+        assert queued == len(treated)
+
         status, body = metrics(h)
         assert status == 200, body
         assert body["until"] == h.engine.clock.now() and body["since"] == body["until"] - 30 * DAY
         (row,) = body["messages"]["by_template"]
         assert (row["channel"], row["template"], row["journey"]) == ("email", "offer", "offer")
         counts = {k: row[k] for k in ("messages", "sent", "delivered", "opened", "clicked")}
-        assert counts == {"messages": 5, "sent": 4, "delivered": 3, "opened": 2, "clicked": 2}
+        assert counts == {
+            "messages": 5 + queued,
+            "sent": 4,
+            "delivered": 3,
+            "opened": 2,
+            "clicked": 2,
+        }
         assert (row["bounced"], row["complained"], row["failed"]) == (1, 1, 0)
         assert row["open_rate"] == 2 / 3 and row["click_rate"] == 2 / 3
         assert row["click_to_open"] == 1.0 and row["bounce_rate"] == 1 / 4
@@ -306,3 +316,27 @@ def test_one_date_bound_gives_thirty_whole_days_of_spend_not_thirty_one(
             assert status == 200, body
             assert [a["spend"] for a in body["acquisition"]] == [30.0], (params, body)
             assert body["until"] - body["since"] < 30 * DAY, (params, body)
+
+
+def test_sends_the_contact_policy_held_back_are_messages_of_the_window(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The policy's suppressed and deferred sends never reach the sender, so they have no
+    message record: `messages` left them out, though the docs count them, and a journey whose
+    every send was refused showed no messages at all."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        at = h.engine.clock.now()
+        h.send(*({"type": "track", "userId": f"n{i}", "event": "Signed Up"} for i in range(6)))
+        h.settle()  # no email address: no channel can carry the offer
+        refused = h.sql("SELECT DISTINCT message_id FROM sends WHERE outcome = 'suppressed'")
+        assert refused
+        message(h, "e1", "offer", at, "sent")
+        status, body = metrics(h)
+        assert status == 200, body
+        (row,) = body["messages"]["by_template"]
+        assert (row["channel"], row["template"], row["journey"]) == ("email", "offer", "offer")
+        assert (row["messages"], row["sent"]) == (len(refused) + 1, 1), row
+        assert body["messages"]["by_channel"][0]["messages"] == len(refused) + 1
+        # Outside the window they are not counted.
+        status, body = metrics(h, until=str(at - 1))
+        assert body["messages"]["by_template"] == []
