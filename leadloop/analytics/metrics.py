@@ -17,12 +17,11 @@ rate of 0 % over nobody would read as a failed campaign). Definitions, as the da
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from leadloop.conversions.fields import finite_number
 
 REVENUE_FIELDS = ("revenue", "total", "value")
 """Where an `Order Completed` carries its amount, in the order the Segment ecommerce spec ranks
@@ -30,6 +29,23 @@ them."""
 
 
 _CODE = re.compile(r"[A-Za-z]{3}")
+_AMOUNT = re.compile(r"\s*[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*")
+"""An amount in text: digits, commas only between groups of three (`42,50` is a decimal comma,
+no number here), a point before the decimals, an optional sign. Nothing else: the scoring's
+reading of traits takes `201-500` and `500+` as their first number, a guess no amount may make."""
+
+
+def amount(value: Any) -> float | None:
+    """A finite number, or a text that is one whole (see `_AMOUNT`); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and _AMOUNT.fullmatch(value):
+        number = float(value.replace(",", ""))  # hundreds of digits: infinity, refused below
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 MAX_ORDER_AMOUNT = 1e12
@@ -116,15 +132,15 @@ class JourneyCounts:
 
 
 def order_amount(properties: Mapping[str, Any]) -> float | None:
-    """The order's amount: the first of `revenue`, `total`, `value` that is a finite number
-    (text such as `"42.50"` or `"1,234.50"` too; a decimal comma is no number, as for the
-    conversions). A negative amount (a refund sent as an order) counts as it is; one beyond
-    `MAX_ORDER_AMOUNT` either way is no amount (two near a float's limit summed to infinity,
-    and the window's revenue showed as nothing)."""
+    """The order's amount: the first of `revenue`, `total`, `value` that is an `amount` (text
+    such as `"42.50"` or `"1,234.50"` too; a decimal comma or a range is no number). A negative
+    amount (a refund sent as an order) counts as it is; one beyond `MAX_ORDER_AMOUNT` either
+    way is no amount (two near a float's limit summed to infinity, and the window's revenue
+    showed as nothing)."""
     for name in REVENUE_FIELDS:
-        amount = finite_number(properties.get(name))
-        if amount is not None and abs(amount) <= MAX_ORDER_AMOUNT:
-            return amount
+        found = amount(properties.get(name))
+        if found is not None and abs(found) <= MAX_ORDER_AMOUNT:
+            return found
     return None
 
 

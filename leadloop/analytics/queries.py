@@ -9,6 +9,7 @@ window's rows; `docs/metrics.md` says what that costs on a large workspace.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from leadloop.analytics.metrics import (
 )
 from leadloop.analytics.spend import SpendRow
 from leadloop.journeys.model import DEFAULT_CONVERSION_WINDOW
+from leadloop.scoring.stages import IGNORED
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -32,19 +34,26 @@ _body = msgspec.json.Decoder(dict[str, Any])
 
 # Per message, whether it ever reached each state (its record keeps only the furthest one: a
 # complaint after an open hides the open), then added up per channel, template and journey.
+# History ids order its lines: a failure before the first `sent` was an attempt that a re-drive
+# sent again (not a loss), and `failed` counts messages whose last attempt failed.
 _MESSAGES = """
-SELECT channel, template, journey, COUNT(*), SUM(sent), SUM(sent * (1 - lost)),
-       SUM(opened), SUM(clicked), SUM(bounced), SUM(complained), SUM(failed)
+SELECT channel, template, journey, COUNT(*), SUM(sent),
+       SUM(CASE WHEN sent = 1 AND (lost_at IS NULL OR lost_at < first_sent) THEN 1 ELSE 0 END),
+       SUM(opened), SUM(clicked), SUM(bounced), SUM(complained),
+       SUM(CASE WHEN failed_at > COALESCE(queued_at, 0) THEN 1 ELSE 0 END)
 FROM (
     SELECT r.channel AS channel, r.template AS template, r.journey AS journey,
         MAX(CASE WHEN r.sent_at IS NOT NULL
             OR t.status IN ('sent', 'delivered', 'opened', 'clicked') THEN 1 ELSE 0 END) AS sent,
-        MAX(CASE WHEN t.status IN ('bounced', 'failed') THEN 1 ELSE 0 END) AS lost,
+        MIN(CASE WHEN t.status IN ('sent', 'delivered', 'opened', 'clicked') THEN t.id END)
+            AS first_sent,
+        MAX(CASE WHEN t.status IN ('bounced', 'failed') THEN t.id END) AS lost_at,
+        MAX(CASE WHEN t.status = 'failed' THEN t.id END) AS failed_at,
+        MAX(CASE WHEN t.status = 'queued' THEN t.id END) AS queued_at,
         MAX(CASE WHEN t.status IN ('opened', 'clicked') THEN 1 ELSE 0 END) AS opened,
         MAX(CASE WHEN t.status = 'clicked' THEN 1 ELSE 0 END) AS clicked,
         MAX(CASE WHEN t.status = 'bounced' THEN 1 ELSE 0 END) AS bounced,
-        MAX(CASE WHEN t.status = 'complained' THEN 1 ELSE 0 END) AS complained,
-        MAX(CASE WHEN t.status = 'failed' THEN 1 ELSE 0 END) AS failed
+        MAX(CASE WHEN t.status = 'complained' THEN 1 ELSE 0 END) AS complained
     FROM message_records r
     LEFT JOIN message_transitions t
         ON t.workspace_id = r.workspace_id AND t.message_id = r.message_id
@@ -55,19 +64,37 @@ GROUP BY channel, template, journey
 """
 
 
+# Journey sends the contact policy held back (suppressed, or deferred and not sent yet) never
+# reach the sender, so they have no record: only the journeys' `sends` rows, one or more per
+# message, the first of which is when the message was made.
+_HELD_BACK = """
+SELECT channel, template, journey, COUNT(*)
+FROM (
+    SELECT MAX(COALESCE(s.channel, s.requested_channel)) AS channel, MAX(s.template) AS template,
+        MAX(s.journey_id) AS journey, MIN(s.at) AS first_at
+    FROM sends s
+    WHERE s.workspace_id = ? AND s.at <= ? AND NOT EXISTS (
+        SELECT 1 FROM message_records r
+        WHERE r.workspace_id = s.workspace_id AND r.message_id = s.message_id)
+    GROUP BY s.message_id
+) held
+WHERE first_at >= ?
+GROUP BY channel, template, journey
+"""
+
+
 def message_counts(conn: Conn, workspace: str, since: float, until: float) -> list[MessageCounts]:
-    """Messages created in the window, by channel, template and journey."""
-    rows = conn.execute(_MESSAGES, (workspace, since, until))
-    counts = [
-        MessageCounts(
-            str(channel),
-            template,
-            journey,
-            *(int(n or 0) for n in numbers),
-        )
-        for channel, template, journey, *numbers in rows
-    ]
-    return sorted(counts, key=lambda c: (c.channel, c.template or "", c.journey or ""))
+    """Messages made in the window, by channel, template and journey: those the sender
+    recorded, and those the contact policy held back before they reached it."""
+    found: dict[tuple[str, str | None, str | None], MessageCounts] = {}
+    for channel, template, journey, *numbers in conn.execute(_MESSAGES, (workspace, since, until)):
+        key = (str(channel), template, journey)
+        found[key] = MessageCounts(*key, *(int(n or 0) for n in numbers))
+    for channel, template, journey, count in conn.execute(_HELD_BACK, (workspace, until, since)):
+        key = (str(channel), template, journey)
+        known = found.get(key) or MessageCounts(*key, 0, 0, 0, 0, 0, 0, 0, 0)
+        found[key] = replace(known, messages=known.messages + int(count))
+    return sorted(found.values(), key=lambda c: (c.channel, c.template or "", c.journey or ""))
 
 
 def journey_counts(
@@ -101,13 +128,15 @@ def journey_counts(
 
 def stage_moves(conn: Conn, workspace: str, since: float, until: float) -> Iterator[StageMove]:
     """(model, stage, person) of every move into a stage in the window, once each. Lines of
-    profiles merged since are under the survivor, so a person is one person."""
+    profiles merged since are under the survivor, so a person is one person. A `stage` line
+    that notes an unknown stage name moved nobody: it holds the stage the person already had."""
     for model, stage, person in conn.execute(
         "SELECT DISTINCT l.model, l.stage, COALESCE(p.merged_into, l.profile_id) "
         "FROM score_ledger l LEFT JOIN profiles p "
         "ON p.workspace_id = l.workspace_id AND p.id = l.profile_id "
-        "WHERE l.workspace_id = ? AND l.kind = 'stage' AND l.at >= ? AND l.at <= ?",
-        (workspace, since, until),
+        "WHERE l.workspace_id = ? AND l.kind = 'stage' AND l.at >= ? AND l.at <= ? "
+        "AND l.reason NOT LIKE ?",
+        (workspace, since, until, f"%{IGNORED}"),
     ):
         yield str(model), str(stage), str(person)
 

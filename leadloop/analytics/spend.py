@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 from dataclasses import dataclass
 from datetime import date
 
-from leadloop.conversions.fields import finite_number
+from leadloop.analytics.metrics import amount as read_amount
 
 REQUIRED = ("date", "source", "amount", "currency")
 OPTIONAL = ("campaign",)
@@ -60,19 +59,24 @@ def parse_spend(text: str, name: str = "spend.csv") -> list[SpendRow]:
     where = {c: columns.index(c) for c in columns}
     rows: dict[tuple[str, str, str, str], float] = {}
     errors: list[str] = []
+    # A row is named by the line it starts on: a quoted cell may hold a line break, so rows
+    # and lines part ways after one.
+    number, count = reader.line_num + 1, 0
     try:
-        for number, record in enumerate(reader, start=2):
+        for record in reader:
+            line, number = number, reader.line_num + 1
             if not any(cell.strip() for cell in record):
                 continue  # a blank line, as spreadsheets leave at the end
-            if number - 1 > MAX_ROWS:
+            count += 1
+            if count > MAX_ROWS:
                 raise SpendFileError(f"{name}: more than {MAX_ROWS:,} rows; split the file")
             row, problems = _row(record, where)
-            errors.extend(f"{name}:{number}: {p}" for p in problems)
+            errors.extend(f"{name}:{line}: {p}" for p in problems)
             if row is not None and not problems:
                 key = (row.day, row.source, row.campaign, row.currency)
                 rows[key] = rows.get(key, 0.0) + row.amount
     except csv.Error as error:
-        errors.append(f"{name}:{reader.line_num}: {error}")
+        errors.append(f"{name}:{number}: {error}")
     if errors:
         more = len(errors) - _ERRORS_SHOWN
         shown = errors[:_ERRORS_SHOWN] + ([f"... and {more} more"] if more > 0 else [])
@@ -101,8 +105,8 @@ def _row(record: list[str], where: dict[str, int]) -> tuple[SpendRow | None, lis
         problems.append("source: must not be empty (the ad platform, such as meta)")
     if not _CURRENCY.fullmatch(cell["currency"]):
         problems.append(f"currency: expected a three-letter code, got {cell['currency'][:40]!r}")
-    amount = finite_number(cell["amount"])
-    if amount is None or not math.isfinite(amount) or amount < 0:
+    amount = read_amount(cell["amount"])
+    if amount is None or amount < 0:
         problems.append(f"amount: expected a number of 0 or more, got {cell['amount'][:40]!r}")
     if problems or day is None or amount is None:
         return None, problems

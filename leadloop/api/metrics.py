@@ -98,12 +98,17 @@ def metrics_router(engine: "Engine") -> APIRouter:
     async def report(ws: Workspace, since: _BOUND = None, until: _BOUND = None) -> dict[str, Any]:
         end = instant("until", until, end=True)
         start = instant("since", since)
+        # One bound alone: the 30 days from or to it, both ends included, so `since` a date
+        # ends on the last instant of its 30th day (not the 31st's midnight, whose whole day
+        # of spend was counted against an instant of its orders), and `until` likewise.
         if end is None:
             end = (
                 engine.clock.now()
                 if start is None
-                else min(start + DEFAULT_DAYS * DAY, END_OF_TIME - LAST)
+                else min(start + DEFAULT_DAYS * DAY - LAST, END_OF_TIME - LAST)
             )
+        elif start is None:
+            start = end - DEFAULT_DAYS * DAY + LAST
         if start is None:
             start = end - DEFAULT_DAYS * DAY
         if start > end:

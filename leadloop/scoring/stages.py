@@ -72,6 +72,11 @@ def stage_from_journey(
     return _set_stage(state, model, event, at, wanted, "journey", rule_id, moves)
 
 
+IGNORED = " ignored"
+"""How the reason of a `stage` ledger line that moved nobody ends (a stage name the model does
+not have); a move's reason ends with its cause in brackets."""
+
+
 def _unknown(
     state: ScoreState,
     model: ScoringModel,
@@ -81,7 +86,7 @@ def _unknown(
     rule_id: str,
     changes: list[ScoreChange],
 ) -> None:
-    reason = f"{rule_id}: unknown stage {wanted!r} ignored"
+    reason = f"{rule_id}: unknown stage {wanted!r}{IGNORED}"
     changes.append(ledger_line(state, model, at, "stage", 0.0, reason, rule_id, event.message_id))
 
 

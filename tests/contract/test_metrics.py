@@ -96,13 +96,23 @@ def test_messages_journeys_funnel_and_revenue_over_a_window(
         message(h, "e5", "offer", at)  # still queued
         message(h, "old", "offer", at - 40 * DAY, "sent", "opened")  # before the window
 
+        # The journey's own offers wait in the outbox (this harness has no sender): queued.
+        queued = len(h.sql("SELECT DISTINCT message_id FROM sends"))
+        assert queued == len(treated)
+
         status, body = metrics(h)
         assert status == 200, body
         assert body["until"] == h.engine.clock.now() and body["since"] == body["until"] - 30 * DAY
         (row,) = body["messages"]["by_template"]
         assert (row["channel"], row["template"], row["journey"]) == ("email", "offer", "offer")
         counts = {k: row[k] for k in ("messages", "sent", "delivered", "opened", "clicked")}
-        assert counts == {"messages": 5, "sent": 4, "delivered": 3, "opened": 2, "clicked": 2}
+        assert counts == {
+            "messages": 5 + queued,
+            "sent": 4,
+            "delivered": 3,
+            "opened": 2,
+            "clicked": 2,
+        }
         assert (row["bounced"], row["complained"], row["failed"]) == (1, 1, 0)
         assert row["open_rate"] == 2 / 3 and row["click_rate"] == 2 / 3
         assert row["click_to_open"] == 1.0 and row["bounce_rate"] == 1 / 4
@@ -244,3 +254,89 @@ def test_journey_conversions_count_within_the_journeys_window_as_the_journeys_ap
         (overview,) = admin_get(h, "/api/v1/journeys")["journeys"]
         assert overview["treated"] == {"entered": len(treated), "converted": 1}
         assert journey["lift"] == overview["lift"]
+
+
+def test_a_message_sent_again_after_a_failed_attempt_counts_as_sent_not_failed(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A send that failed (a template fault, say) and was re-driven once fixed went out and was
+    read: it counted as failed and undelivered, and its open made the open rate pass 100 %."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        at = h.engine.clock.now()
+        message(h, "again", "offer", at, "failed", "queued", "sent", "opened")
+        message(h, "late", "offer", at, "sent", "failed")  # a failed receipt after sending
+        message(h, "never", "offer", at, "failed")
+        status, body = metrics(h)
+        assert status == 200, body
+        (row,) = body["messages"]["by_template"]
+        counts = {k: row[k] for k in ("messages", "sent", "delivered", "opened", "failed")}
+        assert counts == {"messages": 3, "sent": 2, "delivered": 1, "opened": 1, "failed": 2}
+        assert row["open_rate"] == 1.0 and row["delivery_rate"] == 0.5
+
+
+def test_an_unknown_stage_named_by_a_crm_is_no_move_in_the_funnel(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The ledger notes a stage name the model does not have ("ignored"), under the stage the
+    person already held: the funnel counted that line as a move, so an SQL of months ago
+    reached SQL again in every window where the CRM sent a stage of its own."""
+    from tests.contract.journeys_helpers import track
+
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        track(h, "crm", "CRM Stage Changed", stage="SQL")
+        h.advance(40 * DAY)
+        track(h, "crm", "CRM Stage Changed", stage="Closed Lost")  # not a stage of `lead`
+        ignored = h.sql("SELECT stage, reason FROM score_ledger WHERE kind = 'stage'")
+        assert any("ignored" in str(reason) for _stage, reason in ignored), ignored
+        status, body = metrics(h)
+        assert status == 200, body
+        (lead,) = [m for m in body["funnel"] if m["model"] == "lead"]
+        assert all(s["reached"] == 0 for s in lead["stages"]), lead
+        # The window of the real move holds it.
+        status, body = metrics(h, since=str(h.engine.clock.now() - 41 * DAY))
+        (lead,) = [m for m in body["funnel"] if m["model"] == "lead"]
+        assert {s["stage"]: s["reached"] for s in lead["stages"]}["SQL"] == 1, lead
+
+
+def test_one_date_bound_gives_thirty_whole_days_of_spend_not_thirty_one(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """`since=2026-12-01` alone ran to midnight of the 31st day, and `until=2026-12-30` alone
+    started on the last instant of the day before the 30: each window touched a 31st day,
+    whose whole spend was counted against a millisecond of its orders (CAC and ROAS a day off)."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        rows = [
+            SpendRow(day, "meta", "", "USD", amount)
+            for day, amount in (("2026-11-30", 1000.0), ("2026-12-01", 10.0), ("2026-12-30", 20.0))
+        ] + [SpendRow("2026-12-31", "meta", "", "USD", 3000.0)]
+        now = h.engine.clock.now()
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", rows, now)).result()
+        for params in ({"since": "2026-12-01"}, {"until": "2026-12-30"}):
+            status, body = metrics(h, **params)
+            assert status == 200, body
+            assert [a["spend"] for a in body["acquisition"]] == [30.0], (params, body)
+            assert body["until"] - body["since"] < 30 * DAY, (params, body)
+
+
+def test_sends_the_contact_policy_held_back_are_messages_of_the_window(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The policy's suppressed and deferred sends never reach the sender, so they have no
+    message record: `messages` left them out, though the docs count them, and a journey whose
+    every send was refused showed no messages at all."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        at = h.engine.clock.now()
+        h.send(*({"type": "track", "userId": f"n{i}", "event": "Signed Up"} for i in range(6)))
+        h.settle()  # no email address: no channel can carry the offer
+        refused = h.sql("SELECT DISTINCT message_id FROM sends WHERE outcome = 'suppressed'")
+        assert refused
+        message(h, "e1", "offer", at, "sent")
+        status, body = metrics(h)
+        assert status == 200, body
+        (row,) = body["messages"]["by_template"]
+        assert (row["channel"], row["template"], row["journey"]) == ("email", "offer", "offer")
+        assert (row["messages"], row["sent"]) == (len(refused) + 1, 1), row
+        assert body["messages"]["by_channel"][0]["messages"] == len(refused) + 1
+        # Outside the window they are not counted.
+        status, body = metrics(h, until=str(at - 1))
+        assert body["messages"]["by_template"] == []

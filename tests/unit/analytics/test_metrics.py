@@ -33,6 +33,9 @@ def test_a_rate_over_nobody_is_none_not_zero() -> None:
         ({"value": "1e400"}, None),  # infinity is no amount
         ({"revenue": True}, None),
         ({"revenue": -20}, -20.0),  # a refund sent as an order lowers revenue
+        ({"revenue": "-20"}, -20.0),  # in text too, not an order of 0
+        ({"revenue": "100-200", "total": 7}, 7.0),  # a range is no amount: the next field
+        ({"revenue": "500+"}, None),
         ({"revenue": 1.5e308, "total": 12}, 12.0),  # past any real order: the next field
         ({"revenue": -2e12}, None),
         ({}, None),

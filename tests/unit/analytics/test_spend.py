@@ -42,6 +42,9 @@ def test_an_export_is_read_with_its_header_in_any_order_and_case() -> None:
         ('date,source,amount,currency\n2026-11-01,meta,"42,50",EUR\n', ":2: amount"),
         ("date,source,amount,currency\n2026-11-01,meta,1e999,USD\n", ":2: amount"),
         ("date,source,amount,currency\n2026-11-01,meta,NaN,USD\n", ":2: amount"),
+        # A range or a "more than" is no amount: both were read as their first number.
+        ("date,source,amount,currency\n2026-11-01,meta,100-200,USD\n", ":2: amount"),
+        ("date,source,amount,currency\n2026-11-01,meta,500+,USD\n", ":2: amount"),
         ("date,source,amount,currency\n2026-11-01,me\x07ta,1,USD\n", ":2: source: control"),
         ("date,source,amount,currency\n2026-11-01," + "m" * 201 + ",1,USD\n", "at most 200"),
     ],
@@ -62,3 +65,18 @@ def test_many_faults_are_listed_up_to_a_point(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(spend, "MAX_ROWS", 3)
     with pytest.raises(SpendFileError, match="more than 3 rows"):
         parse_spend("date,source,amount,currency\n" + "2026-11-01,meta,1,USD\n" * 4)
+
+
+def test_a_fault_is_reported_on_the_line_an_editor_shows_after_a_quoted_line_break() -> None:
+    """A quoted cell that holds a line break spans two lines: the faults after it were named by
+    the row's number, one line before where the file has them."""
+    text = (
+        "date,source,campaign,amount,currency\n"
+        '2026-11-01,meta,"spring\nsale",5,USD\n'  # lines 2 and 3
+        "2026-11-01,google,,oops,USD\n"  # line 4
+    )
+    with pytest.raises(SpendFileError) as raised:
+        parse_spend(text, "export.csv")
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("export.csv:2: campaign: control characters"), lines
+    assert lines[1].startswith("export.csv:4: amount"), lines
