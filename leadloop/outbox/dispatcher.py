@@ -7,7 +7,11 @@ the platforms' answer time add up; with two, one lane builds while the other wai
 takes its rows exclusively (`service.claim_due`), as separate worker processes on PostgreSQL
 already rely on, and a row whose lease ran out mid-send is left to the lane sending it
 (`_in_flight`), so no row is sent by two lanes at once. Rows were never delivered in order (the
-single sends already run in a pool)."""
+single sends already run in a pool).
+
+Leases are renewed while their rows are sent (`renew_leases`, every third of a lease): a claim
+of a hundred emails to a slow SMTP server, or of webhooks to receivers that use their whole
+deadline, outlasts one lease, and another worker process would claim and send them again."""
 
 from __future__ import annotations
 
@@ -72,6 +76,8 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-send")
         self._lanes = max(1, lanes)
         self._in_flight: set[int] = set()
+        self._leases: dict[int, float] = {}
+        """Each in-flight row's lease: what its `next_attempt_at` holds while it is sent."""
         """Rows a lane is sending or recording. A lease can run out while its row is still being
         sent (a slow receiver, or a manual clock moved on); the other lane may then claim the
         row again, and must leave it to the lane that has it."""
@@ -88,6 +94,9 @@ class Dispatcher:
             threading.Thread(target=self._run, name=f"leadloop-outbox-{lane}", daemon=True)
             for lane in range(self._lanes)
         ]
+        self._threads.append(
+            threading.Thread(target=self._keep_leases, name="leadloop-outbox-leases", daemon=True)
+        )
         for thread in self._threads:
             thread.start()
 
@@ -116,12 +125,36 @@ class Dispatcher:
         with self._in_flight_lock:
             claimed = [item for item in claimed if item.id not in self._in_flight]
             self._in_flight.update(item.id for item in claimed)
+            self._leases.update((item.id, now + service.LEASE_SECONDS) for item in claimed)
         try:
             self._deliver(claimed)
         finally:
             with self._in_flight_lock:
                 self._in_flight.difference_update(item.id for item in claimed)
+                for item in claimed:
+                    self._leases.pop(item.id, None)
         return len(claimed)
+
+    def renew_leases(self) -> int:
+        """Extend the lease of every row a lane is still sending; the number renewed."""
+        with self._in_flight_lock:
+            held = dict(self._leases)
+        if not held:
+            return 0
+        until = self._clock.now() + service.LEASE_SECONDS
+        renewed = self._writer.submit(lambda c: service.renew_leases(c, held, until)).result()
+        with self._in_flight_lock:
+            for row_id in renewed:
+                if row_id in self._leases:  # not recorded meanwhile
+                    self._leases[row_id] = until
+        return len(renewed)
+
+    def _keep_leases(self) -> None:
+        while not self._stop.wait(service.LEASE_SECONDS / 3):
+            try:
+                self.renew_leases()
+            except Exception:
+                log.exception("renewing outbox leases failed; retrying")
 
     def _deliver(self, claimed: list[Claimed]) -> None:
         """Send the claimed rows and record their outcomes."""

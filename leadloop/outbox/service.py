@@ -147,6 +147,21 @@ def claim_due(
     return claimed
 
 
+def renew_leases(conn: Conn, leases: dict[int, float], until: float) -> list[int]:
+    """Extend the leases of rows still being sent to `until`; `leases` maps each id to the
+    lease it was claimed or last renewed with. A row whose outcome is already recorded no
+    longer holds that value (delivered, or due at its backoff) and is left as it is."""
+    renewed: list[int] = []
+    for row_id, lease in leases.items():
+        rows = conn.execute(
+            "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND status = 'pending' "
+            "AND next_attempt_at = ? RETURNING id",
+            (until, row_id, lease),
+        )
+        renewed.extend(int(r[0]) for r in rows)
+    return renewed
+
+
 def _payloads(conn: Conn, ids: list[int]) -> dict[int, str | bytes]:
     """The stored payloads of these rows (migration 0009 keeps them apart from the row's state,
     which a claim rewrites)."""

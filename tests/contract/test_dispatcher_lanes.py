@@ -129,3 +129,46 @@ def test_a_row_its_sender_fails_on_every_time_ends_as_a_dead_letter(harness: Har
     status, attempts, error = rows[0]
     assert (status, attempts) == ("dead", 4)
     assert "internal error: RuntimeError('boom')" in error and "gave up after 4 attempts" in error
+
+
+def test_a_slow_claim_keeps_its_lease_from_another_worker(harness: Harness) -> None:
+    """Two worker processes (two dispatchers): while the first sends a claim slowly, it
+    renews the claim's lease, so the second, once the first lease is over, finds nothing to
+    claim; without renewal it would send the same five rows again."""
+    h = harness
+    add_rows(h, 5)
+    started, release = threading.Event(), threading.Event()
+    sent: dict[str, list[int]] = {"first": [], "second": []}
+    clock = h.engine.manual_clock
+    assert clock is not None
+
+    class Slow:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
+            sent[self.name].extend(item.id for item in items)
+            started.set()
+            assert release.wait(20)
+            return [Outcome("delivered") for _ in items]
+
+    def worker(name: str) -> Dispatcher:
+        return Dispatcher(
+            h.engine.writer, h.engine.clock, {"probe": Slow(name)}, claim_sizes={"probe": 10}
+        )
+
+    first, second = worker("first"), worker("second")
+    sending = threading.Thread(target=first.run_once)
+    sending.start()
+    try:
+        assert started.wait(20)
+        clock.advance(40)
+        assert first.renew_leases() == 5
+        clock.advance(40)  # past the claim's first lease (60 s), within the renewed one
+        assert second.run_once() == 0
+    finally:
+        release.set()
+        sending.join(20)
+    assert sent == {"first": sorted(sent["first"]), "second": []} and len(sent["first"]) == 5
+    assert h.sql("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")[0][0] == 5
+    assert first.renew_leases() == 0  # nothing in flight: the recorded rows are left alone
