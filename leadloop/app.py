@@ -335,8 +335,9 @@ class Engine:
                 )
             self._playbook_ids[workspace] = pid
             self.live_playbook_ids[workspace] = pid
-            log.info(
-                "playbook %s (digest %s) is live for workspace %s",
+            log.info(  # by its stored number, as `playbook apply` and the status API name it
+                "playbook #%d (version %s, digest %s) is live for workspace %s",
+                pid,
                 playbook.version,
                 playbook.digest[:12],
                 workspace,

@@ -149,3 +149,22 @@ def test_diff_against_a_stored_playbook_that_no_longer_loads_says_so(tmp_path: P
     assert done.returncode == 0, done.stderr
     assert "the live playbook #1 of workspace acme does not load in this version" in done.stdout
     assert "acme.yaml:7: scoring.models[0].fit[0].op" in done.stdout
+
+
+def test_the_log_names_the_live_playbook_by_the_number_apply_printed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`playbook apply` prints `applied playbook #2`, and `GET /api/v1/status` says `live: 2`;
+    the log said `playbook 1 ... is live` (the YAML's `version` label), as if the apply had not
+    been taken."""
+    url = _database(tmp_path)
+    _store(url, GOOD)
+    engine = Engine(Settings(database_url=url), manual_clock=True)
+    engine.start()
+    try:
+        second = _store(url, GOOD + "# edited\n")
+        with caplog.at_level(logging.INFO, logger="leadloop"):
+            engine.refresh_playbooks()
+        assert f"playbook #{second} (version 1, digest " in caplog.text
+    finally:
+        engine.stop()

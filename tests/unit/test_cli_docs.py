@@ -114,3 +114,10 @@ def test_the_invocation_check_finds_what_the_docs_could_get_wrong() -> None:
     assert invocation_problem("leadloop serve [--hots H]") == "no option '--hots'"
     assert invocation_problem("leadloop serve --clock fast") == "--clock has no choice ['fast']"
     assert invocation_problem("leadloop bench ingest --seconds 3") is None
+
+
+def test_every_benchmark_is_listed() -> None:
+    from leadloop.bench_cli import BENCHES
+
+    section = DOC[DOC.index("### `leadloop bench`") :]
+    assert [name for name in BENCHES if f"`{name}`" not in section] == []
