@@ -197,7 +197,7 @@ class Engine:
                 "webhook": WebhookSender(
                     self.webhook_endpoint, gone=self.webhook_gone, clock=self.clock
                 ),
-                "conversion": ConversionSender(self.conversion_destination),
+                "conversion": ConversionSender(self.conversion_destination, clock=self.clock),
             },
             claim_sizes={"conversion": 2000},
         )

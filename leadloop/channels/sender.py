@@ -275,7 +275,10 @@ class MessageSender:
             return Outcome("dead", None, result.reason)
         assert isinstance(result, TryLater)
         attempt = row.item.attempts + 1
-        due = next_attempt(attempt, now, result.after, row.item.idempotency_key, self._policy)
+        # The wait counts from the attempt's end: one slower than the first backoffs was
+        # otherwise due again the moment it ended.
+        ended = max(now, self.engine.clock.now())
+        due = next_attempt(attempt, ended, result.after, row.item.idempotency_key, self._policy)
         if due is None:
             return Outcome("dead", None, f"{result.reason}; gave up after {attempt} attempts")
         return Outcome("pending", due, result.reason)

@@ -40,6 +40,7 @@ from typing import Any
 import httpx2
 import msgspec
 
+from leadloop.clock import Clock
 from leadloop.conversions.decide import (
     Bisect,
     Delivered,
@@ -124,6 +125,7 @@ class ConversionSender:
         client: httpx2.Client | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         parallel: int = PARALLEL,
+        clock: Clock | None = None,
     ) -> None:
         """`destinations(workspace, destination_id)` is the destination of the applied playbook
         (`config.conversions_config(playbook).destination(id)`), or None when it is gone."""
@@ -131,6 +133,9 @@ class ConversionSender:
         self._client = client or httpx2.Client(timeout=TIMEOUT, follow_redirects=False)
         self.tokens = AccessTokens(self._client)
         self._max_attempts = max_attempts
+        self._clock = clock
+        """Read when an attempt fails: its retry waits from the attempt's end (a timeout ends
+        long after the claim's `now`)."""
         self._pool = (
             ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="leadloop-conversions")
             if parallel > 1
@@ -268,9 +273,10 @@ class ConversionSender:
 
     def _retry(self, row: _Row, now: float, reason: str, retry_after: float | None) -> Outcome:
         attempts = row.item.attempts + 1
+        ended = now if self._clock is None else max(now, self._clock.now())
         when = next_attempt(
             attempts,
-            now,
+            ended,
             retry_after,
             key=row.item.idempotency_key,
             max_attempts=self._max_attempts,

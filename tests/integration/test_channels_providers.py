@@ -531,3 +531,30 @@ def test_disabled_channel_is_skipped_with_the_reason(tmp_path: Path) -> None:
             assert "account_sid" in (error or "")
     finally:
         stop(engine)
+
+
+def test_a_slow_failed_attempt_backs_off_from_its_end(h: Harness) -> None:
+    # The wait was counted from the claim, not from the end of the attempt: an attempt slower
+    # than the first backoff (5 s) was due again the moment it ended, and was sent again at
+    # once (here it would then be delivered, and the row never seen waiting).
+    clock = h.engine.manual_clock
+    assert clock is not None
+    planned = h.fake.whatsapp._next_planned
+    calls: list[int] = []
+
+    def slow() -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            clock.advance(60)  # the provider takes a minute to answer the first request
+        return planned()
+
+    h.fake.whatsapp._next_planned = slow  # type: ignore[method-assign]
+    h.fake.whatsapp.plan_server_error(500)
+    start = clock.now()
+    h.queue("wa-slow", "whatsapp", template="intro")
+    eventually(lambda: h.outbox("wa-slow")[:2] == ("pending", 1))
+    due = h.engine.read_sync(
+        lambda c: c.execute("SELECT next_attempt_at FROM outbox WHERE idempotency_key = 'wa-slow'")
+    )[0][0]
+    assert float(due) >= start + 60 + 2.5
+    assert len(calls) == 1

@@ -408,3 +408,15 @@ def test_a_retry_after_date_is_read_against_the_wall_clock(fake: FakeAdsServer) 
     assert outcome.next_attempt_at is not None
     assert NOW + 3000 <= outcome.next_attempt_at <= NOW + 3700
     sender.close()
+
+
+def test_a_retry_waits_from_the_end_of_a_slow_attempt() -> None:
+    # Counted from the claim's `now`, the wait of an attempt that took a minute (a timeout)
+    # had already passed when it ended, and the platform got the retry at once.
+    config = destinations("http://127.0.0.1:9")  # nothing listens on the discard port
+    clock = ManualClock(NOW + 60)  # the attempt ends a minute after its claim
+    sender = ConversionSender(lambda ws, name: config.get(name), parallel=1, clock=clock)
+    outcome = sender.send_batch(rows("meta", "meta", 1), NOW)[0]
+    sender.close()
+    assert outcome.status == "pending" and outcome.next_attempt_at is not None
+    assert outcome.next_attempt_at > NOW + 60
