@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
+from leadloop.playbook.nodes import env_placeholders
 
 Part = Literal["subject", "text"]
 
@@ -47,6 +48,7 @@ PLACEHOLDER_CHARS = 12
 _FIGURE = re.compile(r"[$€£¥]?\d+(?:[.,]\d+)*\s*(?:%|percent\b|x\b)?", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]{4,}")
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_ENV = re.compile(r"\$\{[^}]*\}")
 _SPACES = re.compile(r"\s+")
 FIRST_NAME = "{{ traits.first_name | default('there') }}"
 
@@ -96,11 +98,16 @@ def guard(
         return Verdict(candidate, ("empty",))
     if "\n" in text or "\r" in text:
         problems.append("more than one line")
+    # Substituted when the pasted playbook loads: a new one would send that variable's value
+    # (a key, a token) to every lead.
+    new_env = sorted(env_placeholders(text) - env_placeholders(brief.text))
+    if new_env:
+        problems.append(f"environment placeholder not in the template: {', '.join(new_env)}")
     invented = sorted(_figures(text) - _figures(brief.text))
     if invented:
         problems.append(f"figure not in the brief: {', '.join(invented)}")
     shouted = sorted(
-        {w for w in _WORD.findall(_JINJA.sub(" ", text)) if w.isupper()}
+        {w for w in _WORD.findall(_ENV.sub(" ", _JINJA.sub(" ", text))) if w.isupper()}
         - set(_WORD.findall(brief.text))
     )
     if shouted:

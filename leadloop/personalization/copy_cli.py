@@ -73,7 +73,7 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
 
 
 def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[str], dict[str, Any]]:
-    """(the text to vary, facts it carries, its raw playbook mapping before `${ENV}`)."""
+    """(the text to vary, facts it carries, its raw playbook mapping), all before `${ENV}`."""
     from leadloop.channels.config import parse_channels
     from leadloop.playbook import store
     from leadloop.playbook.nodes import to_raw
@@ -88,14 +88,17 @@ def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[st
         if email is None or not isinstance(raw, dict):
             known = ", ".join(sorted(config.email_templates)) or "none"
             raise LeadloopError(f"no email template {name!r} in {playbook_path} (it has: {known})")
-        return email.subject, [email.preheader] if email.preheader.strip() else [], raw
+        # The text before `${ENV}` substitution: a variable's value (a code, a token) is neither
+        # sent to a provider nor printed, and a variant keeps following the variable.
+        preheader = str(raw.get("preheader") or "")
+        return str(raw["subject"]), [preheader] if preheader.strip() else [], raw
     message = config.messages.get((channel, name))
     if message is None or not isinstance(raw, dict):
         known = ", ".join(sorted(n for c, n in config.messages if c == channel)) or "none"
         raise LeadloopError(f"no {channel} template {name!r} in {playbook_path} (it has: {known})")
     if not message.text:
         raise LeadloopError(f"{channel} template {name!r} has no `text` to vary")
-    return message.text, [], raw
+    return str(raw["text"]), [], raw
 
 
 def _provider_from_env(env: Mapping[str, str]) -> Any:

@@ -43,7 +43,7 @@ def prompt(brief: Brief, part: Part, count: int) -> list[dict[str, str]]:
                 "You write marketing copy variants for a careful sender. Use only the facts "
                 "given: never add a number, price, discount, date or claim that is not in them. "
                 "No all-caps words, at most one exclamation mark, no spam phrases. Keep any "
-                "{{ ... }} placeholder exactly as written. Answer with one variant per line, "
+                "{{ ... }} or ${...} placeholder exactly as written. Answer with one variant per line, "
                 "nothing else."
             ),
         },

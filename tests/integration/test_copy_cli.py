@@ -222,3 +222,82 @@ def test_a_missing_or_broken_playbook_is_named(
     broken.write_text("version: 1\nchannels: [\n")
     assert run("copy", "variants", str(broken), "--template", "guide") != 0
     assert "broken.yaml" in capsys.readouterr().err
+
+
+ENV_PLAYBOOK = """\
+version: 1
+channels:
+  templates:
+    email:
+      promo:
+        subject: "${LEADLOOP_TEST_BRAND}: your guide"
+        preheader: "Use code ${LEADLOOP_TEST_CODE}"
+        text: "hi"
+    sms:
+      note:
+        text: "Reply to ${LEADLOOP_TEST_TOKEN} with your guide"
+"""
+
+
+@pytest.fixture
+def env_playbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LEADLOOP_TEST_BRAND", "Acme")
+    monkeypatch.setenv("LEADLOOP_TEST_CODE", "SECRET-CODE")
+    monkeypatch.setenv("LEADLOOP_TEST_TOKEN", "tok_SECRET")
+    playbook = tmp_path / "playbook.yaml"
+    playbook.write_text(ENV_PLAYBOOK)
+    return playbook
+
+
+@pytest.mark.parametrize(
+    ("extra", "secrets", "placeholders"),
+    [
+        (["--template", "promo"], ["Acme", "SECRET-CODE"], ["${LEADLOOP_TEST_BRAND}"]),
+        (["--template", "note", "--channel", "sms"], ["tok_SECRET"], ["${LEADLOOP_TEST_TOKEN}"]),
+    ],
+)
+def test_variants_keep_env_placeholders_and_never_print_their_values(
+    env_playbook: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    secrets: list[str],
+    placeholders: list[str],
+) -> None:
+    assert run("copy", "variants", str(env_playbook), *extra, "--fact", "Five steps") == 0
+    captured = capsys.readouterr()
+    for secret in secrets:
+        assert secret not in captured.out + captured.err
+    templates = yaml.safe_load(captured.out.split("# Then send them")[0])
+    part = "text" if "sms" in extra else "subject"
+    # A variant made from the template keeps its placeholder: substituted when the pasted
+    # playbook loads, so the variant follows the variable, as the original does.
+    assert any(p in t[part] for t in templates.values() for p in placeholders)
+
+
+def test_a_provider_never_sees_env_values(
+    provider: type[FakeCompletions],
+    env_playbook: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    provider.answer = (
+        200,
+        completion(
+            "${LEADLOOP_TEST_BRAND}: the guide you asked for\n"
+            "${LEADLOOP_COPY_API_KEY}: your guide\n"
+            "Your guide from ${LEADLOOP_TEST_TOKEN:-us}\n"
+        ),
+    )
+    args = ("copy", "variants", str(env_playbook), "--template", "promo", "--provider", "openai")
+    assert run(*args) == 0
+    sent = json.dumps(provider.seen[0])
+    assert "SECRET-CODE" not in sent and "Acme" not in sent
+    assert "${LEADLOOP_TEST_CODE}" in sent
+    captured = capsys.readouterr()
+    templates = yaml.safe_load(captured.out.split("# Then send them")[0])
+    # A placeholder the template does not use would, once pasted, put that variable's value
+    # (here the API key) in a subject sent to every lead.
+    assert [t["subject"] for t in templates.values()] == [
+        "${LEADLOOP_TEST_BRAND}: the guide you asked for"
+    ]
+    assert "environment placeholder not in the template: ${LEADLOOP_COPY_API_KEY}" in (captured.err)
+    assert "${LEADLOOP_TEST_TOKEN:-us}" in captured.err
