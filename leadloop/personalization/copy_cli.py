@@ -72,8 +72,11 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     p.set_defaults(handler=cmd_copy_variants)
 
 
-def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[str], dict[str, Any]]:
-    """(the text to vary, facts it carries, its raw playbook mapping), all before `${ENV}`."""
+def _template(
+    playbook_path: str, channel: str, name: str
+) -> tuple[str, list[str], dict[str, Any], set[str]]:
+    """(the text to vary, facts it carries, its raw playbook mapping), all before `${ENV}`, and
+    the names of the channel's templates."""
     from leadloop.channels.config import parse_channels
     from leadloop.playbook import store
     from leadloop.playbook.nodes import to_raw
@@ -82,7 +85,8 @@ def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[st
     node = playbook.sections.get("channels")
     config = parse_channels(node)
     raw_templates = (to_raw(node) or {}).get("templates") or {} if node is not None else {}
-    raw = (raw_templates.get(channel) or {}).get(name)
+    declared = raw_templates.get(channel) or {}
+    raw = declared.get(name)
     if channel == "email":
         email = config.email_templates.get(name)
         if email is None or not isinstance(raw, dict):
@@ -91,14 +95,14 @@ def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[st
         # The text before `${ENV}` substitution: a variable's value (a code, a token) is neither
         # sent to a provider nor printed, and a variant keeps following the variable.
         preheader = str(raw.get("preheader") or "")
-        return str(raw["subject"]), [preheader] if preheader.strip() else [], raw
+        return str(raw["subject"]), [preheader] if preheader.strip() else [], raw, set(declared)
     message = config.messages.get((channel, name))
     if message is None or not isinstance(raw, dict):
         known = ", ".join(sorted(n for c, n in config.messages if c == channel)) or "none"
         raise LeadloopError(f"no {channel} template {name!r} in {playbook_path} (it has: {known})")
     if not message.text:
         raise LeadloopError(f"{channel} template {name!r} has no `text` to vary")
-    return str(raw["text"]), [], raw
+    return str(raw["text"]), [], raw, set(declared)
 
 
 def _provider_from_env(env: Mapping[str, str]) -> Any:
@@ -116,7 +120,7 @@ def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.personalization.copy import Brief, Part, guard, template_variants
     from leadloop.personalization.copy_llm import CopyProviderError, suggest
 
-    base, facts, raw = _template(args.playbook, args.channel, args.template)
+    base, facts, raw, taken = _template(args.playbook, args.channel, args.template)
     brief = Brief(base=base, facts=(*facts, *args.fact))
     part: Part = "subject" if args.channel == "email" else "text"
     if args.provider == "openai":
@@ -146,7 +150,7 @@ def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    names = [f"{args.template}_{n}" for n in range(2, len(accepted) + 2)]
+    names = _names(args.template, taken, len(accepted))
     templates = {name: {**raw, part: text} for name, text in zip(names, accepted, strict=True)}
     print(f"# {len(accepted)} variant(s) of {args.channel} template {args.template!r}.")
     print(f"# Add under channels.templates.{args.channel}:")
@@ -155,6 +159,18 @@ def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
     step = {"selection": "thompson", "variants": [{"template": n} for n in (args.template, *names)]}
     print(_yaml(step), end="")
     return 0
+
+
+def _names(template: str, taken: set[str], count: int) -> list[str]:
+    """`guide_2`, `guide_3`...: pasted into the same mapping, a name the playbook has would
+    replace that template, perhaps one a journey sends."""
+    names: list[str] = []
+    n = 2
+    while len(names) < count:
+        if f"{template}_{n}" not in taken:
+            names.append(f"{template}_{n}")
+        n += 1
+    return names
 
 
 class _Dumper(yaml.SafeDumper):

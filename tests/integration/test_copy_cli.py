@@ -301,3 +301,19 @@ def test_a_provider_never_sees_env_values(
     ]
     assert "environment placeholder not in the template: ${LEADLOOP_COPY_API_KEY}" in (captured.err)
     assert "${LEADLOOP_TEST_TOKEN:-us}" in captured.err
+
+
+def test_variant_names_skip_templates_the_playbook_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    playbook = tmp_path / "playbook.yaml"
+    playbook.write_text(
+        "version: 1\nchannels:\n  templates:\n    email:\n"
+        "      promo: {subject: 'Your guide', text: 'hi'}\n"
+        "      promo_2: {subject: 'An older test', text: 'other'}\n"
+    )
+    args = ("copy", "variants", str(playbook), "--template", "promo", "--fact", "Five steps")
+    assert run(*args, "--count", "2") == 0
+    templates = yaml.safe_load(capsys.readouterr().out.split("# Then send them")[0])
+    # Pasted under the same mapping, a second `promo_2` would replace the one in use.
+    assert sorted(templates) == ["promo_3", "promo_4"]
