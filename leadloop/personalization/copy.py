@@ -15,6 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from jinja2 import TemplateSyntaxError
+
+from leadloop.personalization.sandbox import ENVIRONMENTS
 from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
 from leadloop.playbook.nodes import env_placeholders
 
@@ -76,7 +79,61 @@ class Verdict:
 
 
 def _figures(text: str) -> set[str]:
-    return {_SPACES.sub("", m.group(0)).casefold() for m in _FIGURE.finditer(_JINJA.sub(" ", text))}
+    return {_SPACES.sub("", m.group(0)).casefold() for m in _FIGURE.finditer(text)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Lexed:
+    """A line as the reader gets it: its text between the template's tags, and the tags."""
+
+    glued: str
+    """The text with every tag printing nothing: `3{% if vip %}{% endif %}0%` is "30%"."""
+    spaced: str
+    """The text with a space for every tag: words a tag separates stay apart."""
+    filled: str
+    """The text with each `{{ … }}` as `PLACEHOLDER_CHARS` characters: its length to measure."""
+    tags: dict[tuple[str, ...], str]
+    """Each `{{ … }}` and `{% … %}` by its tokens (spacing and `-` aside), as written."""
+
+
+_BEGIN = {"variable_begin": "variable_end", "block_begin": "block_end"}
+
+
+def _lex(text: str) -> _Lexed | None:
+    """None: `text` is not a template (the sandbox check says why)."""
+    glued: list[str] = []
+    spaced: list[str] = []
+    filled: list[str] = []
+    tags: dict[tuple[str, ...], str] = {}
+    tag: list[tuple[str, str]] = []
+    try:
+        for _, kind, value in ENVIRONMENTS[False].lexer.tokeniter(text, None):
+            if tag:
+                tag.append((kind, value))
+                if kind == _BEGIN[tag[0][0]]:
+                    key = tuple(v for k, v in tag[1:-1] if k != "whitespace")
+                    tags[(tag[0][0], *key)] = "".join(v for _, v in tag).strip()
+                    filled.append("x" * PLACEHOLDER_CHARS if kind == "variable_end" else "")
+                    spaced.append(" ")
+                    tag = []
+            elif kind in _BEGIN:
+                tag = [(kind, value)]
+            elif kind == "data":
+                glued.append(value)
+                spaced.append(value)
+                filled.append(value)
+    except TemplateSyntaxError:
+        return None
+    if tag:  # a tag left open
+        return None
+    return _Lexed("".join(glued), "".join(spaced), "".join(filled), tags)
+
+
+def _tags(texts: Iterable[str]) -> set[tuple[str, ...]]:
+    return {key for text in texts if (lexed := _lex(text)) for key in lexed.tags}
+
+
+_FIRST_NAME_TAGS = _tags([FIRST_NAME])
 
 
 def _key(text: str) -> str:
@@ -96,6 +153,16 @@ def guard(
     text = candidate.strip()
     if not text:
         return Verdict(candidate, ("empty",))
+    lexed = _lex(text)
+    readable: tuple[str, ...] = (text,)  # not a template: the sandbox check says why
+    # What an expression prints cannot be read from the line (`{{ 30 }}`, a filter's argument,
+    # `* 20`): a variant uses the template's own tags, and the greeting's.
+    if lexed is not None:
+        allowed = _tags([brief.base, *brief.facts]) | _FIRST_NAME_TAGS
+        new_tags = sorted(shown for key, shown in lexed.tags.items() if key not in allowed)
+        if new_tags:
+            problems.append(f"placeholder not in the template: {', '.join(new_tags)}")
+        readable = (lexed.glued, lexed.spaced)
     if "\n" in text or "\r" in text:
         problems.append("more than one line")
     # Substituted when the pasted playbook loads: a new one would send that variable's value
@@ -103,11 +170,12 @@ def guard(
     new_env = sorted(env_placeholders(text) - env_placeholders(brief.text))
     if new_env:
         problems.append(f"environment placeholder not in the template: {', '.join(new_env)}")
-    invented = sorted(_figures(text) - _figures(brief.text))
+    said = _figures(" ".join(_readable(t) for t in (brief.base, *brief.facts)))
+    invented = sorted(set().union(*map(_figures, readable)) - said)
     if invented:
         problems.append(f"figure not in the brief: {', '.join(invented)}")
     shouted = sorted(
-        {w for w in _WORD.findall(_ENV.sub(" ", _JINJA.sub(" ", text))) if w.isupper()}
+        {w for w in _WORD.findall(_ENV.sub(" ", readable[-1])) if w.isupper()}
         - set(_WORD.findall(brief.text))
     )
     if shouted:
@@ -124,13 +192,18 @@ def guard(
         if issue.code not in (IssueCode.RENDER, IssueCode.UNDEFINED)
     ]
     problems.extend(f"template: {issue.message}" for issue in issues)
-    length = len(_JINJA.sub("x" * PLACEHOLDER_CHARS, text))
+    length = len(lexed.filled if lexed else _JINJA.sub("x" * PLACEHOLDER_CHARS, text))
     limit = SUBJECT_CHARS if part == "subject" else CHANNEL_LIMITS[channel].max_chars
     if length > limit:
         problems.append(f"{length} characters with its placeholders filled (at most {limit})")
     if _key(text) == _key(brief.base) or _key(text) in {_key(s) for s in seen}:
         problems.append("the same as the template or an earlier variant")
     return Verdict(text, tuple(problems))
+
+
+def _readable(text: str) -> str:
+    lexed = _lex(text)
+    return text if lexed is None else lexed.spaced
 
 
 _PLAIN_STARTS = frozenset(

@@ -54,6 +54,47 @@ def test_the_guard_lets_honest_lines_through(candidate: str) -> None:
     assert verdict.accepted, verdict.problems
 
 
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "Get {{ 30 }}% off your guide",
+        "Get {{ '30%' }} off your guide",
+        "Get {{ 10 * 3 }}% off your guide",
+        "Get {{ 'x' | replace('x', '30% off') }} your guide",
+        "Your guide, {{ traits.first_name | default('30% off') }}",
+        "Get {{ 'aaa' | length }}0 percent off",
+        "{% if true %}30% off{% endif %} your guide",
+        "{{ traits.first_name | default('there') * 20 }}, your guide",
+        "{{ traits.first_name | default('there') | center(200) }}",
+        "{{ traits.first_name }}, your guide",
+    ],
+)
+def test_a_placeholder_the_brief_does_not_hold_is_refused(candidate: str) -> None:
+    # What an expression prints cannot be read from the line: `{{ 30 }}` is a figure, a
+    # filter's argument is text, `* 20` makes the line 20 names long.
+    verdict = guard(candidate, BRIEF, "subject", SAMPLE)
+    assert any("placeholder not in the template" in p for p in verdict.problems), verdict.problems
+
+
+def test_a_figure_split_by_a_placeholder_is_still_a_figure() -> None:
+    brief = Brief(
+        base="{% if traits.vip %}Your guide{% endif %}, {{ traits.first_name }}",
+        facts=("Used by 3 teams", "0% of them left"),
+    )
+    # Rendered for a VIP: "30% off, Ada".
+    verdict = guard(
+        "{% if traits.vip %}3{% endif %}0% off, {{ traits.first_name }}", brief, "subject", SAMPLE
+    )
+    assert any("figure not in the brief: 30%" in p for p in verdict.problems), verdict.problems
+    assert guard("{% if traits.vip %}Used by 3 teams{% endif %}", brief, "subject", SAMPLE).accepted
+
+
+def test_a_placeholder_of_the_brief_may_be_rewritten_with_other_spacing() -> None:
+    assert guard(
+        "{{traits.first_name|default('there')}}: your guide", BRIEF, "subject", SAMPLE
+    ).accepted
+
+
 def test_a_word_in_capitals_in_the_brief_may_stay_so() -> None:
     brief = Brief(base="Meet ACME at the summit", facts=("GDPR-ready from day one",))
     assert guard("ACME at the summit: meet us", brief, "subject", SAMPLE).accepted
