@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from jinja2 import TemplateSyntaxError
 
+from leadloop.personalization.figures import figures
 from leadloop.personalization.sandbox import ENVIRONMENTS
 from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
 from leadloop.playbook.nodes import env_placeholders
@@ -48,7 +49,6 @@ SPAM_PHRASES = (
 PLACEHOLDER_CHARS = 12
 """What a `{{ … }}` is counted as when measuring a line: a first name or a company name."""
 
-_FIGURE = re.compile(r"[$€£¥]?\d+(?:[.,]\d+)*\s*(?:%|percent\b|x\b)?", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]{4,}")
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _ENV = re.compile(r"\$\{[^}]*\}")
@@ -76,10 +76,6 @@ class Verdict:
     @property
     def accepted(self) -> bool:
         return not self.problems
-
-
-def _figures(text: str) -> set[str]:
-    return {_SPACES.sub("", m.group(0)).casefold() for m in _FIGURE.finditer(text)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +166,9 @@ def guard(
     new_env = sorted(env_placeholders(text) - env_placeholders(brief.text))
     if new_env:
         problems.append(f"environment placeholder not in the template: {', '.join(new_env)}")
-    said = _figures(" ".join(_readable(t) for t in (brief.base, *brief.facts)))
-    invented = sorted(set().union(*map(_figures, readable)) - said)
+    said = figures(" ".join(_readable(t) for t in (brief.base, *brief.facts)))
+    stated = {key: shown for text in readable for key, shown in figures(text).items()}
+    invented = sorted({shown for key, shown in stated.items() if key not in said})
     if invented:
         problems.append(f"figure not in the brief: {', '.join(invented)}")
     shouted = sorted(

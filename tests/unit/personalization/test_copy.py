@@ -89,6 +89,36 @@ def test_a_figure_split_by_a_placeholder_is_still_a_figure() -> None:
     assert guard("{% if traits.vip %}Used by 3 teams{% endif %}", brief, "subject", SAMPLE).accepted
 
 
+SUMMIT = Brief(base="Meet the 30 teams and 49 partners at the summit")
+
+
+@pytest.mark.parametrize(
+    ("candidate", "figure"),
+    [
+        ("30 per cent off at the summit", "30 per cent"),
+        ("30 pct off at the summit", "30 pct"),
+        ("30％ off at the summit", "30%"),
+        ("３０% off at the summit", "30%"),
+        ("$ 49 at the summit", "$ 49"),
+        ("49 € at the summit", "49 €"),
+        ("49 dollars at the summit", "49 dollars"),
+        ("USD 49 at the summit", "USD 49"),
+        ("From ₹49 at the summit", "₹49"),
+        ("3x the teams at the summit", "3x"),
+    ],
+)
+def test_a_figure_the_brief_holds_is_new_with_another_unit(candidate: str, figure: str) -> None:
+    # "30 teams" in the brief does not make "30 per cent off" true, nor "49 partners" a price.
+    verdict = guard(candidate, SUMMIT, "subject", SAMPLE)
+    assert f"figure not in the brief: {figure}" in verdict.problems, verdict.problems
+
+
+def test_a_figure_in_other_digits_or_units_of_the_brief_is_the_brief_s() -> None:
+    brief = Brief(base="Save 30% at the summit", facts=("Tickets from $49",))
+    for candidate in ("Save 30 per cent at the summit", "٣٠% off at the summit", "Tickets: $ 49"):
+        assert guard(candidate, brief, "subject", SAMPLE).accepted, candidate
+
+
 def test_a_placeholder_of_the_brief_may_be_rewritten_with_other_spacing() -> None:
     assert guard(
         "{{traits.first_name|default('there')}}: your guide", BRIEF, "subject", SAMPLE

@@ -1,0 +1,70 @@
+"""The figures a line of copy states: numbers with what they count (a percentage, a price in a
+currency, a multiple), read the same however they are written, so that a copy variant can be
+held to the figures of its brief.
+
+"30 teams" does not make "30 per cent off" true, nor "49 partners" a price of $49: a figure is
+its number and its unit together. The same figure written otherwise (full-width or Arabic-Indic
+digits, `USD 49` for `$49`, `30 per cent` for `30%`) is the same figure.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+Figure = tuple[str, str, str]
+"""(currency, number, unit): `("$", "49", "")`, `("", "30", "%")`."""
+
+_SIGNS = "$€£¥₹₽₩₪₫₴₦₱฿₺₸₡₲₵₭₮₾¢"
+_CURRENCIES = {
+    **dict.fromkeys(["$", "usd", "dollar", "dollars", "buck", "bucks"], "$"),
+    **dict.fromkeys(["€", "eur", "euro", "euros"], "€"),
+    **dict.fromkeys(["£", "gbp", "pound", "pounds"], "£"),
+    **dict.fromkeys(["¥", "jpy", "yen"], "¥"),
+    **dict.fromkeys(["₹", "inr", "rupee", "rupees"], "₹"),
+    **dict.fromkeys(["¢", "cent", "cents"], "¢"),
+    **dict.fromkeys(["chf", "franc", "francs"], "chf"),
+}
+_UNITS = {
+    **dict.fromkeys(["%", "percent", "per cent", "pct"], "%"),
+    "‰": "‰",
+    **dict.fromkeys(["x", "×"], "x"),
+}
+_CODES = "usd|eur|gbp|jpy|inr|chf|cad|aud|cny|brl|mxn|sek|nok|dkk|pln|zar"
+_NAMES = "dollars?|bucks?|euros?|pounds?|yen|rupees?|cents?|francs?"
+_NUMBER = re.compile(
+    rf"(?:(?P<pre>[{_SIGNS}]|\b(?:{_CODES})\b)\s*)?"
+    r"(?P<number>\d+(?:[.,]\d+)*)"
+    rf"(?:\s*(?P<post>[%‰×{_SIGNS}]|(?:per\s?cent|percent|pct|x|{_CODES}|{_NAMES})(?![^\W_])))?",
+    re.IGNORECASE,
+)
+_SPACES = re.compile(r"\s+")
+
+
+def readable(text: str) -> str:
+    """`text` as it reads: compatibility forms folded (full-width `３０％`, `𝐅𝐑𝐄𝐄`), any
+    script's digits as ASCII ones, invisible formatting characters (zero-width space, soft
+    hyphen) dropped."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(
+        str(unicodedata.decimal(c)) if c.isdecimal() else c
+        for c in folded
+        if unicodedata.category(c) != "Cf"
+    )
+
+
+def figures(text: str) -> dict[Figure, str]:
+    """Each figure of `text`, with one way it is written there."""
+    found: dict[Figure, str] = {}
+    for match in _NUMBER.finditer(readable(text)):
+        pre, post = (match.group(k) or "" for k in ("pre", "post"))
+        currency = _currency(pre) or _currency(post)
+        unit = _UNITS.get(_SPACES.sub(" ", post.casefold()), "")
+        written = _SPACES.sub(" ", match.group(0)).strip()
+        found.setdefault((currency, match.group("number"), unit), written)
+    return found
+
+
+def _currency(word: str) -> str:
+    folded = _SPACES.sub(" ", word.casefold())
+    return _CURRENCIES.get(folded, folded if folded not in _UNITS else "")
