@@ -13,7 +13,8 @@ import re
 import unicodedata
 
 Figure = tuple[str, str, str]
-"""(currency, number, unit): `("$", "49", "")`, `("", "30", "%")`."""
+"""(currency, number, unit): `("$", "49", "")`, `("", "30", "%")`; the number as a decimal,
+however it was grouped."""
 
 _SIGNS = "$€£¥₹₽₩₪₫₴₦₱฿₺₸₡₲₵₭₮₾¢"
 _CURRENCIES = {
@@ -61,8 +62,25 @@ def figures(text: str) -> dict[Figure, str]:
         currency = _currency(pre) or _currency(post)
         unit = _UNITS.get(_SPACES.sub(" ", post.casefold()), "")
         written = _SPACES.sub(" ", match.group(0)).strip()
-        found.setdefault((currency, match.group("number"), unit), written)
+        found.setdefault((currency, _number(match.group("number")), unit), written)
     return found
+
+
+_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _number(written: str) -> str:
+    """`1,200` and `1200` as one number, `49.00` as `49`; a lone comma is a decimal one (`4,5`)."""
+    plain = written.replace(",", "") if _GROUPED.fullmatch(written) else written
+    if plain.count(",") == 1 and "." not in plain:
+        plain = plain.replace(",", ".")
+    if not re.fullmatch(r"\d+(?:\.\d+)?", plain):
+        return written  # a list of numbers (`1.2.3`, `1,2,3`): compared as written
+    # By its digits, not as a Decimal: rounding to a context's precision would make two long
+    # numbers one.
+    whole, _, fraction = plain.partition(".")
+    fraction = fraction.rstrip("0")
+    return (whole.lstrip("0") or "0") + (f".{fraction}" if fraction else "")
 
 
 def _currency(word: str) -> str:

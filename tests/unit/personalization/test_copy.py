@@ -20,6 +20,8 @@ SAMPLE = sample_context()
         ("Get 30% off your guide", "figure not in the brief: 30%"),
         ("Your guide: $49 today", "figure not in the brief: $49"),
         ("Used by 5,000 teams", "figure not in the brief: 5,000"),
+        ("Used by 1,201 teams", "figure not in the brief: 1,201"),
+        ("Used by 12,00 teams", "figure not in the brief: 12,00"),
         ("Your FREE guide is here", "shouting: FREE"),
         ("Your guide is here!!", "more than one '!'"),
         ("Act now: your guide", "spam phrase: act now"),
@@ -117,6 +119,19 @@ def test_a_figure_in_other_digits_or_units_of_the_brief_is_the_brief_s() -> None
     brief = Brief(base="Save 30% at the summit", facts=("Tickets from $49",))
     for candidate in ("Save 30 per cent at the summit", "٣٠% off at the summit", "Tickets: $ 49"):
         assert guard(candidate, brief, "subject", SAMPLE).accepted, candidate
+
+
+@pytest.mark.parametrize(
+    ("fact", "candidate"),
+    [
+        ("Used by 1,200 teams", "Used by 1200 teams"),
+        ("Used by 1200 teams", "Used by 1,200 teams"),
+        ("Tickets from $49", "Tickets from $49.00"),
+        ("A 2.5x faster send", "A 2.50x faster send"),
+    ],
+)
+def test_a_number_written_with_other_grouping_is_the_same(fact: str, candidate: str) -> None:
+    assert guard(candidate, Brief(base="News", facts=(fact,)), "subject", SAMPLE).accepted
 
 
 def test_a_placeholder_of_the_brief_may_be_rewritten_with_other_spacing() -> None:
