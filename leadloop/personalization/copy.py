@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from jinja2 import TemplateSyntaxError
 
-from leadloop.personalization.figures import figures
+from leadloop.personalization.figures import NUMBER_WORDS, figures
 from leadloop.personalization.sandbox import ENVIRONMENTS
 from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
 from leadloop.playbook.nodes import env_placeholders
@@ -228,16 +228,7 @@ _PLAIN_STARTS = frozenset(
         "start",
         "try",
         "inside",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
+        *NUMBER_WORDS,
     ]
 )
 """First words that are lowercased after a colon or a name; any other (Acme, GDPR, iPhone)

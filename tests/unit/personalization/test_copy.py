@@ -122,6 +122,33 @@ def test_a_figure_in_other_digits_or_units_of_the_brief_is_the_brief_s() -> None
 
 
 @pytest.mark.parametrize(
+    ("candidate", "figure"),
+    [
+        ("Thirty percent off your guide", "Thirty percent"),
+        ("Your guide, now at fifty per cent off", "fifty per cent"),
+        ("Half price on your guide", "Half"),
+        ("Twice the bookings with your guide", "Twice"),
+        ("Your guide, used by two thousand teams", "two thousand"),
+        ("Save twenty-five dollars on your guide", "twenty-five dollars"),
+    ],
+)
+def test_a_figure_in_words_is_a_figure(candidate: str, figure: str) -> None:
+    verdict = guard(candidate, BRIEF, "subject", SAMPLE)
+    assert f"figure not in the brief: {figure}" in verdict.problems, verdict.problems
+
+
+def test_a_figure_in_words_of_the_brief_is_the_brief_s() -> None:
+    brief = Brief(base="Save 50% today", facts=("Five steps to a 2x faster launch",))
+    for candidate in (
+        "Half price today",
+        "5 steps to a twice as fast launch",
+        "Five steps: save fifty percent today",
+        "Quick one: save 50% today",  # "one" alone is a word, not a count
+    ):
+        assert guard(candidate, brief, "subject", SAMPLE).accepted, candidate
+
+
+@pytest.mark.parametrize(
     ("fact", "candidate"),
     [
         ("Used by 1,200 teams", "Used by 1200 teams"),
