@@ -11,13 +11,14 @@ from the brief's own sentences only, so it is deterministic and can claim nothin
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jinja2 import TemplateSyntaxError
 
-from leadloop.personalization.figures import NUMBER_WORDS, figures
+from leadloop.personalization.figures import NUMBER_WORDS, figures, plain
 from leadloop.personalization.sandbox import ENVIRONMENTS
 from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
 from leadloop.playbook.nodes import env_placeholders
@@ -159,8 +160,13 @@ def guard(
         if new_tags:
             problems.append(f"placeholder not in the template: {', '.join(new_tags)}")
         readable = (lexed.glued, lexed.spaced)
-    if "\n" in text or "\r" in text:
+    if len(text.splitlines()) > 1:  # U+2028, U+0085... break a line as "\n" does
         problems.append("more than one line")
+    if any(unicodedata.category(c) == "Cc" for c in "".join(text.splitlines())):
+        problems.append("a control character")
+    # Read as a person reads it: `𝐅𝐑𝐄𝐄`, `！！` or a zero-width space inside a word hide
+    # nothing from them.
+    readable = tuple(_SPACES.sub(" ", plain(t)) for t in readable)
     # Substituted when the pasted playbook loads: a new one would send that variable's value
     # (a key, a token) to every lead.
     new_env = sorted(env_placeholders(text) - env_placeholders(brief.text))
@@ -173,14 +179,14 @@ def guard(
         problems.append(f"figure not in the brief: {', '.join(invented)}")
     shouted = sorted(
         {w for w in _WORD.findall(_ENV.sub(" ", readable[-1])) if w.isupper()}
-        - set(_WORD.findall(brief.text))
+        - set(_WORD.findall(plain(brief.text)))
     )
     if shouted:
         problems.append(f"shouting: {', '.join(shouted)}")
-    if text.count("!") > 1:
+    if max(t.count("!") for t in readable) > 1:
         problems.append("more than one '!'")
-    folded = text.casefold()
-    spam = [phrase for phrase in SPAM_PHRASES if phrase in folded]
+    folded = [t.casefold() for t in readable]
+    spam = [phrase for phrase in SPAM_PHRASES if any(phrase in t for t in folded)]
     if spam:
         problems.append(f"spam phrase: {', '.join(spam)}")
     issues = [

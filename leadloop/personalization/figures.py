@@ -67,7 +67,7 @@ _SAYING = re.compile(rf"\b(?:{'|'.join(_SAYINGS)})\b", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 
 
-def readable(text: str) -> str:
+def plain(text: str) -> str:
     """`text` as it reads: compatibility forms folded (full-width `３０％`, `𝐅𝐑𝐄𝐄`), any
     script's digits as ASCII ones, invisible formatting characters (zero-width space, soft
     hyphen) dropped."""
@@ -82,7 +82,7 @@ def readable(text: str) -> str:
 def figures(text: str) -> dict[Figure, str]:
     """Each figure of `text`, with one way it is written there."""
     found: dict[Figure, str] = {}
-    text = readable(text)
+    text = plain(text)
     for pattern, number in ((_NUMBER, _number), (_WORDS, _spelled)):
         for match in pattern.finditer(text):
             pre, post = (match.group(k) or "" for k in ("pre", "post"))
@@ -116,14 +116,14 @@ _GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 def _number(written: str) -> str:
     """`1,200` and `1200` as one number, `49.00` as `49`; a lone comma is a decimal one (`4,5`)."""
-    plain = written.replace(",", "") if _GROUPED.fullmatch(written) else written
-    if plain.count(",") == 1 and "." not in plain:
-        plain = plain.replace(",", ".")
-    if not re.fullmatch(r"\d+(?:\.\d+)?", plain):
+    digits = written.replace(",", "") if _GROUPED.fullmatch(written) else written
+    if digits.count(",") == 1 and "." not in digits:
+        digits = digits.replace(",", ".")
+    if not re.fullmatch(r"\d+(?:\.\d+)?", digits):
         return written  # a list of numbers (`1.2.3`, `1,2,3`): compared as written
     # By its digits, not as a Decimal: rounding to a context's precision would make two long
     # numbers one.
-    whole, _, fraction = plain.partition(".")
+    whole, _, fraction = digits.partition(".")
     fraction = fraction.rstrip("0")
     return (whole.lstrip("0") or "0") + (f".{fraction}" if fraction else "")
 

@@ -161,6 +161,30 @@ def test_a_number_written_with_other_grouping_is_the_same(fact: str, candidate: 
     assert guard(candidate, Brief(base="News", facts=(fact,)), "subject", SAMPLE).accepted
 
 
+@pytest.mark.parametrize(
+    ("candidate", "problem"),
+    [
+        ("Your guide\u2028is here", "more than one line"),
+        ("Your guide\x85is here", "more than one line"),
+        ("Your guide\x1b[2Jis here", "control character"),
+        ("Your guide\x00is here", "control character"),
+        ("Act  now: your guide", "spam phrase: act now"),
+        ("Act\u00a0now: your guide", "spam phrase: act now"),
+        ("Cli\u200bck here for five steps", "spam phrase: click here"),
+        ("\U0001d5d6\U0001d5f9\U0001d5f6\U0001d5f0\U0001d5f8 here for five steps", "spam phrase"),
+        ("Your guide is here\uff01\uff01", "more than one '!'"),
+        ("Your guide is here\u203c", "more than one '!'"),
+        ("Your \U0001d405\U0001d411\U0001d404\U0001d404 guide", "shouting: FREE"),
+        ("Your F\u200bREE guide", "shouting: FREE"),
+    ],
+)
+def test_lookalike_and_invisible_characters_do_not_hide_a_problem(
+    candidate: str, problem: str
+) -> None:
+    verdict = guard(candidate, BRIEF, "subject", SAMPLE)
+    assert any(problem in p for p in verdict.problems), verdict.problems
+
+
 def test_a_placeholder_of_the_brief_may_be_rewritten_with_other_spacing() -> None:
     assert guard(
         "{{traits.first_name|default('there')}}: your guide", BRIEF, "subject", SAMPLE
