@@ -20,6 +20,7 @@ from jinja2 import TemplateSyntaxError
 
 from leadloop.personalization.figures import NUMBER_WORDS, figures, plain
 from leadloop.personalization.sandbox import ENVIRONMENTS
+from leadloop.personalization.sms import count_segments
 from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
 from leadloop.playbook.nodes import env_placeholders
 
@@ -51,7 +52,6 @@ PLACEHOLDER_CHARS = 12
 """What a `{{ … }}` is counted as when measuring a line: a first name or a company name."""
 
 _WORD = re.compile(r"[^\W\d_]{4,}")
-_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _ENV = re.compile(r"\$\{[^}]*\}")
 _SPACES = re.compile(r"\s+")
 FIRST_NAME = "{{ traits.first_name | default('there') }}"
@@ -195,13 +195,25 @@ def guard(
         if issue.code not in (IssueCode.RENDER, IssueCode.UNDEFINED)
     ]
     problems.extend(f"template: {issue.message}" for issue in issues)
-    length = len(lexed.filled if lexed else _JINJA.sub("x" * PLACEHOLDER_CHARS, text))
-    limit = SUBJECT_CHARS if part == "subject" else CHANNEL_LIMITS[channel].max_chars
-    if length > limit:
-        problems.append(f"{length} characters with its placeholders filled (at most {limit})")
+    problems.extend(_length(lexed.filled if lexed else text, part, channel))
     if _key(text) == _key(brief.base) or _key(text) in {_key(s) for s in seen}:
         problems.append("the same as the template or an earlier variant")
     return Verdict(text, tuple(problems))
+
+
+def _length(filled: str, part: Part, channel: str) -> list[str]:
+    problems = []
+    limit = SUBJECT_CHARS if part == "subject" else CHANNEL_LIMITS[channel].max_chars
+    if len(filled) > limit:
+        problems.append(f"{len(filled)} characters with its placeholders filled (at most {limit})")
+    most = CHANNEL_LIMITS[channel].max_segments if part == "text" else None
+    # An SMS is held to segments too: one emoji makes it UCS-2, 67 characters a segment.
+    if most is not None and (sms := count_segments(filled)).segments > most:
+        problems.append(
+            f"{sms.segments} SMS segments ({sms.encoding}) with its placeholders filled "
+            f"(at most {most})"
+        )
+    return problems
 
 
 def _readable(text: str) -> str:

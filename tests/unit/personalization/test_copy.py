@@ -211,6 +211,14 @@ def test_message_text_is_held_to_its_channels_limit() -> None:
     assert any("at most 1600" in p for p in verdict.problems)
 
 
+def test_an_sms_text_is_held_to_its_segments() -> None:
+    # 880 characters, far below 1600, but an emoji makes it UCS-2: 920 code units, 14 segments.
+    brief = Brief(base="See how teams use us")
+    verdict = guard("See how teams use us \U0001f600" * 40, brief, "text", SAMPLE, channel="sms")
+    assert any("SMS segments" in p and "at most 10" in p for p in verdict.problems), verdict
+    assert guard("See how teams use us " * 40, brief, "text", SAMPLE, channel="sms").accepted
+
+
 def test_the_template_provider_is_deterministic_and_only_reuses_the_brief() -> None:
     first = template_variants(BRIEF, 3)
     assert first == template_variants(BRIEF, 3)
