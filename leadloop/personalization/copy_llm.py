@@ -107,6 +107,16 @@ def _lines(raw: bytes, url: str) -> list[str]:
         content = answer["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as error:
         raise CopyProviderError(f"{url} did not answer a chat completion: {error!r}") from error
+    if isinstance(content, list):
+        # Some OpenAI-compatible servers answer typed parts; the text ones, in order, are the
+        # answer (parts may split a line).
+        content = "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        )
     if not isinstance(content, str):
         raise CopyProviderError(f"{url} answered a completion without text content")
     out: list[str] = []

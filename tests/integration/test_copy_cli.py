@@ -317,3 +317,23 @@ def test_variant_names_skip_templates_the_playbook_has(
     templates = yaml.safe_load(capsys.readouterr().out.split("# Then send them")[0])
     # Pasted under the same mapping, a second `promo_2` would replace the one in use.
     assert sorted(templates) == ["promo_3", "promo_4"]
+
+
+def test_content_given_as_parts_is_read(
+    provider: type[FakeCompletions], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Some OpenAI-compatible servers answer `content` as a list of typed parts.
+    answer = json.loads(completion(""))
+    answer["choices"][0]["message"]["content"] = [
+        {"type": "text", "text": "Five steps to your first automated journey\nYour first"},
+        {"type": "image_url", "image_url": {"url": "https://example.invalid/x.png"}},
+        {"type": "text", "text": " journey, in five steps"},
+    ]
+    provider.answer = (200, json.dumps(answer).encode())
+    args = ("copy", "variants", str(EXAMPLE), "--template", "guide", "--provider", "openai")
+    assert run(*args) == 0, capsys.readouterr().err
+    templates = yaml.safe_load(capsys.readouterr().out.split("# Then send them")[0])
+    assert [t["subject"] for t in templates.values()] == [
+        "Five steps to your first automated journey",
+        "Your first journey, in five steps",
+    ]
