@@ -106,13 +106,21 @@ def _template(
 
 
 def _provider_from_env(env: Mapping[str, str]) -> Any:
-    from leadloop.personalization.copy_llm import Provider
+    from leadloop.personalization.copy_llm import Provider, url_parse_problem
+    from leadloop.playbook.fields import url_problem
 
     names = ("LEADLOOP_COPY_API_BASE", "LEADLOOP_COPY_API_KEY", "LEADLOOP_COPY_MODEL")
     missing = [name for name in names if not env.get(name, "").strip()]
     if missing:
         raise LeadloopError(f"--provider openai needs {', '.join(missing)} set")
-    return Provider(*(env[name].strip() for name in names))
+    provider = Provider(*(env[name].strip() for name in names))
+    problem = url_problem(provider.api_base) or url_parse_problem(provider.api_base)
+    if problem:
+        raise LeadloopError(f"LEADLOOP_COPY_API_BASE: {problem}")
+    # A header value: anything else fails as the request is built, with part of the key shown.
+    if not all(c.isascii() and c.isprintable() and not c.isspace() for c in provider.api_key):
+        raise LeadloopError("LEADLOOP_COPY_API_KEY: expected printable ASCII without spaces")
+    return provider
 
 
 def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:

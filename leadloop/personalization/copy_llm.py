@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
@@ -68,6 +69,7 @@ def suggest(
     own = client is None
     http = client or httpx2.Client(timeout=TIMEOUT, follow_redirects=False)
     url = provider.api_base.rstrip("/") + "/chat/completions"
+    shown = _shown(url)
     body = {"model": provider.model, "messages": prompt(brief, part, count), "temperature": 0.8}
     try:
         with http.stream(
@@ -79,18 +81,39 @@ def suggest(
                 raw += chunk
                 if len(raw) > MAX_ANSWER_BYTES:
                     break
-    except httpx2.HTTPError as error:
-        raise CopyProviderError(f"cannot reach {url}: {error}") from error
+    # A host name that is no IDNA label (UnicodeError) is found as the request is sent.
+    except (httpx2.HTTPError, httpx2.InvalidURL, UnicodeError) as error:
+        raise CopyProviderError(f"cannot reach {shown}: {_printable(str(error))}") from error
     finally:
         if own:
             http.close()
     if len(raw) > MAX_ANSWER_BYTES:
-        raise CopyProviderError(f"{url} answered more than {MAX_ANSWER_BYTES} bytes")
+        raise CopyProviderError(f"{shown} answered more than {MAX_ANSWER_BYTES} bytes")
     if response.status_code != 200:
         raise CopyProviderError(
-            f"{url} answered {response.status_code}: {_error_message(raw) or 'no message'}"
+            f"{shown} answered {response.status_code}: {_error_message(raw) or 'no message'}"
         )
-    return _lines(raw, url)
+    return _lines(raw, shown)
+
+
+def url_parse_problem(url: str) -> str | None:
+    """Why the HTTP client cannot parse `url` (a port that is no number...); None: it can."""
+    try:
+        httpx2.URL(url)
+    except httpx2.InvalidURL as error:
+        return str(error)
+    return None
+
+
+def _shown(url: str) -> str:
+    """`url` without its `user:password@`, for messages."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _printable(text: str) -> str:
+    """A server's words with control characters (a terminal's escapes) as spaces."""
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def _error_message(raw: bytes) -> str | None:
@@ -98,7 +121,7 @@ def _error_message(raw: bytes) -> str | None:
         message = json.loads(raw)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         return None
-    return str(message)[:300] if message else None
+    return _printable(str(message)[:300]) if message else None
 
 
 def _lines(raw: bytes, url: str) -> list[str]:

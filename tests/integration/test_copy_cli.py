@@ -337,3 +337,45 @@ def test_content_given_as_parts_is_read(
         "Five steps to your first automated journey",
         "Your first journey, in five steps",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("LEADLOOP_COPY_API_BASE", "http://127.0.0.1:abc/v1", "LEADLOOP_COPY_API_BASE"),
+        ("LEADLOOP_COPY_API_BASE", "127.0.0.1:8080/v1", "LEADLOOP_COPY_API_BASE"),
+        ("LEADLOOP_COPY_API_BASE", "http://" + "a" * 70 + ".example/v1", "cannot reach"),
+        ("LEADLOOP_COPY_API_KEY", "sk-tést", "LEADLOOP_COPY_API_KEY"),
+    ],
+)
+def test_a_malformed_provider_setting_is_named(
+    provider: type[FakeCompletions],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    words: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    args = ("copy", "variants", str(EXAMPLE), "--template", "guide", "--provider", "openai")
+    assert run(*args) != 0
+    err = capsys.readouterr().err
+    assert words in err
+    assert "tést" not in err  # a key is not printed back
+
+
+def test_provider_errors_print_neither_credentials_nor_terminal_controls(
+    provider: type[FakeCompletions],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ("copy", "variants", str(EXAMPLE), "--template", "guide", "--provider", "openai")
+    provider.answer = (500, b'{"error": {"message": "busy\\u001b]0;owned\\u0007 try later"}}')
+    assert run(*args) != 0
+    err = capsys.readouterr().err
+    assert "500: busy" in err and "try later" in err
+    assert "\x1b" not in err and "\x07" not in err
+    monkeypatch.setenv("LEADLOOP_COPY_API_BASE", "http://user:s3cret@127.0.0.1:1/v1")
+    assert run(*args) != 0
+    err = capsys.readouterr().err
+    assert "cannot reach http://127.0.0.1:1/v1/chat/completions" in err and "s3cret" not in err
