@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,9 @@ import httpx2
 from leadloop.personalization.copy import SUBJECT_CHARS, Brief, Part
 
 TIMEOUT = 60.0
+"""For each step: connecting, sending, each read."""
+DEADLINE = 120.0
+"""For the whole answer once it starts: a server sending a byte a minute never trips TIMEOUT."""
 MAX_ANSWER_BYTES = 1024 * 1024
 """Far above any list of short lines; a larger answer is not one."""
 
@@ -76,11 +80,14 @@ def suggest(
             "POST", url, json=body, headers={"Authorization": f"Bearer {provider.api_key}"}
         ) as response:
             raw = b""
+            deadline = time.monotonic() + DEADLINE
             # Read no further than the limit: the answer's size is the provider's to choose.
             for chunk in response.iter_bytes():
                 raw += chunk
                 if len(raw) > MAX_ANSWER_BYTES:
                     break
+                if time.monotonic() > deadline:
+                    raise CopyProviderError(f"{shown} did not answer within {DEADLINE:g} s")
     # A host name that is no IDNA label (UnicodeError) is found as the request is sent.
     except (httpx2.HTTPError, httpx2.InvalidURL, UnicodeError) as error:
         raise CopyProviderError(f"cannot reach {shown}: {_printable(str(error))}") from error

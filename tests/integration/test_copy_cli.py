@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -379,3 +380,46 @@ def test_provider_errors_print_neither_credentials_nor_terminal_controls(
     assert run(*args) != 0
     err = capsys.readouterr().err
     assert "cannot reach http://127.0.0.1:1/v1/chat/completions" in err and "s3cret" not in err
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """Answers a byte at a time: each read is quick, the whole answer never comes."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "300")
+        self.end_headers()
+        try:
+            for _ in range(300):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the client gave up
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_provider_that_answers_too_slowly_is_left(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadloop.personalization import copy_llm
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LEADLOOP_COPY_API_BASE", f"http://127.0.0.1:{server.server_port}/v1")
+    monkeypatch.setenv("LEADLOOP_COPY_API_KEY", "sk-test")
+    monkeypatch.setenv("LEADLOOP_COPY_MODEL", "copy-model")
+    # The whole answer has a deadline, not only each read: this server would take 30 s.
+    monkeypatch.setattr(copy_llm, "DEADLINE", 1.0)
+    try:
+        args = ("copy", "variants", str(EXAMPLE), "--template", "guide", "--provider", "openai")
+        assert run(*args) != 0
+        assert "did not answer within 1 s" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
