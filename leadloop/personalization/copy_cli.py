@@ -189,7 +189,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = "|" if "\n" in data else None
+    # PyYAML writes a NEL (U+0085) as is in a plain or quoted scalar, where reading folds it
+    # into a space; a double-quoted one escapes it.
+    style = '"' if "\x85" in data else "|" if "\n" in data else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 

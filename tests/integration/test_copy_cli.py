@@ -300,22 +300,29 @@ def test_a_provider_never_sees_env_values(
     assert [t["subject"] for t in templates.values()] == [
         "${LEADLOOP_TEST_BRAND}: the guide you asked for"
     ]
-    assert "environment placeholder not in the template: ${LEADLOOP_COPY_API_KEY}" in (captured.err)
+    assert "environment placeholder not in the template: ${LEADLOOP_COPY_API_KEY}" in captured.err
     assert "${LEADLOOP_TEST_TOKEN:-us}" in captured.err
+
+
+def promo_variants(
+    playbook: Path, capsys: pytest.CaptureFixture[str], emails: str, count: int
+) -> dict[str, Any]:
+    """The templates printed for email template `promo`, of a playbook with `emails`."""
+    playbook.write_text(f"version: 1\nchannels:\n  templates:\n    email:\n{emails}")
+    args = ("copy", "variants", str(playbook), "--template", "promo", "--fact", "Five steps")
+    assert run(*args, "--count", str(count)) == 0
+    templates: dict[str, Any] = yaml.safe_load(capsys.readouterr().out.split("# Then send them")[0])
+    return templates
 
 
 def test_variant_names_skip_templates_the_playbook_has(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    playbook = tmp_path / "playbook.yaml"
-    playbook.write_text(
-        "version: 1\nchannels:\n  templates:\n    email:\n"
+    emails = (
         "      promo: {subject: 'Your guide', text: 'hi'}\n"
         "      promo_2: {subject: 'An older test', text: 'other'}\n"
     )
-    args = ("copy", "variants", str(playbook), "--template", "promo", "--fact", "Five steps")
-    assert run(*args, "--count", "2") == 0
-    templates = yaml.safe_load(capsys.readouterr().out.split("# Then send them")[0])
+    templates = promo_variants(tmp_path / "playbook.yaml", capsys, emails, 2)
     # Pasted under the same mapping, a second `promo_2` would replace the one in use.
     assert sorted(templates) == ["promo_3", "promo_4"]
 
@@ -423,3 +430,21 @@ def test_a_provider_that_answers_too_slowly_is_left(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_every_copied_part_reads_back_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    playbook = tmp_path / "playbook.yaml"
+    # A NEL (U+0085, `\N` in YAML) in a part copied from the original, beside other characters
+    # YAML gives a meaning to.
+    emails = (
+        '      promo: {subject: "# Your guide: *now* & {here}", '
+        'text: "Hi\\Nthere", html: "<p>a\\r\\nb \\u2028 \\t ${X:-y} \'q\' \\"dq\\" é 😀</p>"}\n'
+    )
+    templates = promo_variants(playbook, capsys, emails, 3)
+    original = yaml.safe_load(playbook.read_text())["channels"]["templates"]["email"]["promo"]
+    assert len(templates) == 3
+    for template in templates.values():
+        assert template["text"] == original["text"] and template["html"] == original["html"]
+    assert "# Your guide: *now* & {here}: five steps" in [t["subject"] for t in templates.values()]
