@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,8 +31,12 @@ def _count(raw: str) -> int:
 
 def _fact(raw: str) -> str:
     text = raw.strip()
-    if not text or len(text) > MAX_FACT_CHARS or any(c in text for c in "\r\n\x00"):
+    if not text or len(text) > MAX_FACT_CHARS or len(text.splitlines()) > 1:
         raise argparse.ArgumentTypeError(f"a fact is one line of 1 to {MAX_FACT_CHARS} characters")
+    # A fact is sent to a provider and may be printed in a variant: an escape sequence in it
+    # would reach the terminal.
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise argparse.ArgumentTypeError("a fact is visible text, without control characters")
     return text
 
 

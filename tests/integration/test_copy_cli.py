@@ -204,6 +204,8 @@ def test_the_provider_needs_its_settings(
         (["--template", "guide", "--count", "many"], "expected a whole number"),
         (["--template", "guide", "--fact", "two\nlines"], "one line"),
         (["--template", "guide", "--fact", "x" * 501], "one line of 1 to 500"),
+        (["--template", "guide", "--fact", "two\u2028lines"], "one line"),
+        (["--template", "guide", "--fact", "Five steps\x1b[2J"], "without control characters"),
         (["--template", "bad name\n"], "--template"),
     ],
 )
