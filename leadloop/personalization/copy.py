@@ -11,11 +11,18 @@ from the brief's own sentences only, so it is deterministic and can claim nothin
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from jinja2 import TemplateSyntaxError
+
+from leadloop.personalization.figures import NUMBER_WORDS, figures, plain
+from leadloop.personalization.sandbox import ENVIRONMENTS
+from leadloop.personalization.sms import count_segments
 from leadloop.personalization.templates import CHANNEL_LIMITS, IssueCode, validate_template
+from leadloop.playbook.nodes import env_placeholders
 
 Part = Literal["subject", "text"]
 
@@ -44,9 +51,8 @@ SPAM_PHRASES = (
 PLACEHOLDER_CHARS = 12
 """What a `{{ … }}` is counted as when measuring a line: a first name or a company name."""
 
-_FIGURE = re.compile(r"[$€£¥]?\d+(?:[.,]\d+)*\s*(?:%|percent\b|x\b)?", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]{4,}")
-_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_ENV = re.compile(r"\$\{[^}]*\}")
 _SPACES = re.compile(r"\s+")
 FIRST_NAME = "{{ traits.first_name | default('there') }}"
 
@@ -73,8 +79,58 @@ class Verdict:
         return not self.problems
 
 
-def _figures(text: str) -> set[str]:
-    return {_SPACES.sub("", m.group(0)).casefold() for m in _FIGURE.finditer(_JINJA.sub(" ", text))}
+@dataclass(frozen=True, slots=True)
+class _Lexed:
+    """A line as the reader gets it: its text between the template's tags, and the tags."""
+
+    glued: str
+    """The text with every tag printing nothing: `3{% if vip %}{% endif %}0%` is "30%"."""
+    spaced: str
+    """The text with a space for every tag: words a tag separates stay apart."""
+    filled: str
+    """The text with each `{{ … }}` as `PLACEHOLDER_CHARS` characters: its length to measure."""
+    tags: dict[tuple[str, ...], str]
+    """Each `{{ … }}` and `{% … %}` by its tokens (spacing and `-` aside), as written."""
+
+
+_BEGIN = {"variable_begin": "variable_end", "block_begin": "block_end"}
+
+
+def _lex(text: str) -> _Lexed | None:
+    """None: `text` is not a template (the sandbox check says why)."""
+    glued: list[str] = []
+    spaced: list[str] = []
+    filled: list[str] = []
+    tags: dict[tuple[str, ...], str] = {}
+    tag: list[tuple[str, str]] = []
+    try:
+        for _, kind, value in ENVIRONMENTS[False].lexer.tokeniter(text, None):
+            if tag:
+                tag.append((kind, value))
+                if kind == _BEGIN[tag[0][0]]:
+                    key = tuple(v for k, v in tag[1:-1] if k != "whitespace")
+                    tags[(tag[0][0], *key)] = "".join(v for _, v in tag).strip()
+                    filled.append("x" * PLACEHOLDER_CHARS if kind == "variable_end" else "")
+                    spaced.append(" ")
+                    tag = []
+            elif kind in _BEGIN:
+                tag = [(kind, value)]
+            elif kind == "data":
+                glued.append(value)
+                spaced.append(value)
+                filled.append(value)
+    except TemplateSyntaxError:
+        return None
+    if tag:  # a tag left open
+        return None
+    return _Lexed("".join(glued), "".join(spaced), "".join(filled), tags)
+
+
+def _tags(texts: Iterable[str]) -> set[tuple[str, ...]]:
+    return {key for text in texts if (lexed := _lex(text)) for key in lexed.tags}
+
+
+_FIRST_NAME_TAGS = _tags([FIRST_NAME])
 
 
 def _key(text: str) -> str:
@@ -94,21 +150,43 @@ def guard(
     text = candidate.strip()
     if not text:
         return Verdict(candidate, ("empty",))
-    if "\n" in text or "\r" in text:
+    lexed = _lex(text)
+    readable: tuple[str, ...] = (text,)  # not a template: the sandbox check says why
+    # What an expression prints cannot be read from the line (`{{ 30 }}`, a filter's argument,
+    # `* 20`): a variant uses the template's own tags, and the greeting's.
+    if lexed is not None:
+        allowed = _tags([brief.base, *brief.facts]) | _FIRST_NAME_TAGS
+        new_tags = sorted(shown for key, shown in lexed.tags.items() if key not in allowed)
+        if new_tags:
+            problems.append(f"placeholder not in the template: {', '.join(new_tags)}")
+        readable = (lexed.glued, lexed.spaced)
+    if len(text.splitlines()) > 1:  # U+2028, U+0085... break a line as "\n" does
         problems.append("more than one line")
-    invented = sorted(_figures(text) - _figures(brief.text))
+    if any(unicodedata.category(c) == "Cc" for c in "".join(text.splitlines())):
+        problems.append("a control character")
+    # Read as a person reads it: `𝐅𝐑𝐄𝐄`, `！！` or a zero-width space inside a word hide
+    # nothing from them.
+    readable = tuple(_SPACES.sub(" ", plain(t)) for t in readable)
+    # Substituted when the pasted playbook loads: a new one would send that variable's value
+    # (a key, a token) to every lead.
+    new_env = sorted(env_placeholders(text) - env_placeholders(brief.text))
+    if new_env:
+        problems.append(f"environment placeholder not in the template: {', '.join(new_env)}")
+    said = figures(" ".join(_readable(t) for t in (brief.base, *brief.facts)))
+    stated = {key: shown for text in readable for key, shown in figures(text).items()}
+    invented = sorted({shown for key, shown in stated.items() if key not in said})
     if invented:
         problems.append(f"figure not in the brief: {', '.join(invented)}")
     shouted = sorted(
-        {w for w in _WORD.findall(_JINJA.sub(" ", text)) if w.isupper()}
-        - set(_WORD.findall(brief.text))
+        {w for w in _WORD.findall(_ENV.sub(" ", readable[-1])) if w.isupper()}
+        - set(_WORD.findall(plain(brief.text)))
     )
     if shouted:
         problems.append(f"shouting: {', '.join(shouted)}")
-    if text.count("!") > 1:
+    if max(t.count("!") for t in readable) > 1:
         problems.append("more than one '!'")
-    folded = text.casefold()
-    spam = [phrase for phrase in SPAM_PHRASES if phrase in folded]
+    folded = [t.casefold() for t in readable]
+    spam = [phrase for phrase in SPAM_PHRASES if any(phrase in t for t in folded)]
     if spam:
         problems.append(f"spam phrase: {', '.join(spam)}")
     issues = [
@@ -117,13 +195,30 @@ def guard(
         if issue.code not in (IssueCode.RENDER, IssueCode.UNDEFINED)
     ]
     problems.extend(f"template: {issue.message}" for issue in issues)
-    length = len(_JINJA.sub("x" * PLACEHOLDER_CHARS, text))
-    limit = SUBJECT_CHARS if part == "subject" else CHANNEL_LIMITS[channel].max_chars
-    if length > limit:
-        problems.append(f"{length} characters with its placeholders filled (at most {limit})")
+    problems.extend(_length(lexed.filled if lexed else text, part, channel))
     if _key(text) == _key(brief.base) or _key(text) in {_key(s) for s in seen}:
         problems.append("the same as the template or an earlier variant")
     return Verdict(text, tuple(problems))
+
+
+def _length(filled: str, part: Part, channel: str) -> list[str]:
+    problems = []
+    limit = SUBJECT_CHARS if part == "subject" else CHANNEL_LIMITS[channel].max_chars
+    if len(filled) > limit:
+        problems.append(f"{len(filled)} characters with its placeholders filled (at most {limit})")
+    most = CHANNEL_LIMITS[channel].max_segments if part == "text" else None
+    # An SMS is held to segments too: one emoji makes it UCS-2, 67 characters a segment.
+    if most is not None and (sms := count_segments(filled)).segments > most:
+        problems.append(
+            f"{sms.segments} SMS segments ({sms.encoding}) with its placeholders filled "
+            f"(at most {most})"
+        )
+    return problems
+
+
+def _readable(text: str) -> str:
+    lexed = _lex(text)
+    return text if lexed is None else lexed.spaced
 
 
 _PLAIN_STARTS = frozenset(
@@ -151,16 +246,7 @@ _PLAIN_STARTS = frozenset(
         "start",
         "try",
         "inside",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
+        *NUMBER_WORDS,
     ]
 )
 """First words that are lowercased after a colon or a name; any other (Acme, GDPR, iPhone)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,8 +31,12 @@ def _count(raw: str) -> int:
 
 def _fact(raw: str) -> str:
     text = raw.strip()
-    if not text or len(text) > MAX_FACT_CHARS or any(c in text for c in "\r\n\x00"):
+    if not text or len(text) > MAX_FACT_CHARS or len(text.splitlines()) > 1:
         raise argparse.ArgumentTypeError(f"a fact is one line of 1 to {MAX_FACT_CHARS} characters")
+    # A fact is sent to a provider and may be printed in a variant: an escape sequence in it
+    # would reach the terminal.
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise argparse.ArgumentTypeError("a fact is visible text, without control characters")
     return text
 
 
@@ -72,8 +77,11 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     p.set_defaults(handler=cmd_copy_variants)
 
 
-def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[str], dict[str, Any]]:
-    """(the text to vary, facts it carries, its raw playbook mapping before `${ENV}`)."""
+def _template(
+    playbook_path: str, channel: str, name: str
+) -> tuple[str, list[str], dict[str, Any], set[str]]:
+    """(the text to vary, facts it carries, its raw playbook mapping), all before `${ENV}`, and
+    the names of the channel's templates."""
     from leadloop.channels.config import parse_channels
     from leadloop.playbook import store
     from leadloop.playbook.nodes import to_raw
@@ -82,30 +90,42 @@ def _template(playbook_path: str, channel: str, name: str) -> tuple[str, list[st
     node = playbook.sections.get("channels")
     config = parse_channels(node)
     raw_templates = (to_raw(node) or {}).get("templates") or {} if node is not None else {}
-    raw = (raw_templates.get(channel) or {}).get(name)
+    declared = raw_templates.get(channel) or {}
+    raw = declared.get(name)
     if channel == "email":
         email = config.email_templates.get(name)
         if email is None or not isinstance(raw, dict):
             known = ", ".join(sorted(config.email_templates)) or "none"
             raise LeadloopError(f"no email template {name!r} in {playbook_path} (it has: {known})")
-        return email.subject, [email.preheader] if email.preheader.strip() else [], raw
+        # The text before `${ENV}` substitution: a variable's value (a code, a token) is neither
+        # sent to a provider nor printed, and a variant keeps following the variable.
+        preheader = str(raw.get("preheader") or "")
+        return str(raw["subject"]), [preheader] if preheader.strip() else [], raw, set(declared)
     message = config.messages.get((channel, name))
     if message is None or not isinstance(raw, dict):
         known = ", ".join(sorted(n for c, n in config.messages if c == channel)) or "none"
         raise LeadloopError(f"no {channel} template {name!r} in {playbook_path} (it has: {known})")
     if not message.text:
         raise LeadloopError(f"{channel} template {name!r} has no `text` to vary")
-    return message.text, [], raw
+    return str(raw["text"]), [], raw, set(declared)
 
 
 def _provider_from_env(env: Mapping[str, str]) -> Any:
-    from leadloop.personalization.copy_llm import Provider
+    from leadloop.personalization.copy_llm import Provider, url_parse_problem
+    from leadloop.playbook.fields import url_problem
 
     names = ("LEADLOOP_COPY_API_BASE", "LEADLOOP_COPY_API_KEY", "LEADLOOP_COPY_MODEL")
     missing = [name for name in names if not env.get(name, "").strip()]
     if missing:
         raise LeadloopError(f"--provider openai needs {', '.join(missing)} set")
-    return Provider(*(env[name].strip() for name in names))
+    provider = Provider(*(env[name].strip() for name in names))
+    problem = url_problem(provider.api_base) or url_parse_problem(provider.api_base)
+    if problem:
+        raise LeadloopError(f"LEADLOOP_COPY_API_BASE: {problem}")
+    # A header value: anything else fails as the request is built, with part of the key shown.
+    if not all(c.isascii() and c.isprintable() and not c.isspace() for c in provider.api_key):
+        raise LeadloopError("LEADLOOP_COPY_API_KEY: expected printable ASCII without spaces")
+    return provider
 
 
 def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,7 +133,7 @@ def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.personalization.copy import Brief, Part, guard, template_variants
     from leadloop.personalization.copy_llm import CopyProviderError, suggest
 
-    base, facts, raw = _template(args.playbook, args.channel, args.template)
+    base, facts, raw, taken = _template(args.playbook, args.channel, args.template)
     brief = Brief(base=base, facts=(*facts, *args.fact))
     part: Part = "subject" if args.channel == "email" else "text"
     if args.provider == "openai":
@@ -143,7 +163,7 @@ def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    names = [f"{args.template}_{n}" for n in range(2, len(accepted) + 2)]
+    names = _names(args.template, taken, len(accepted))
     templates = {name: {**raw, part: text} for name, text in zip(names, accepted, strict=True)}
     print(f"# {len(accepted)} variant(s) of {args.channel} template {args.template!r}.")
     print(f"# Add under channels.templates.{args.channel}:")
@@ -154,6 +174,18 @@ def cmd_copy_variants(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _names(template: str, taken: set[str], count: int) -> list[str]:
+    """`guide_2`, `guide_3`...: pasted into the same mapping, a name the playbook has would
+    replace that template, perhaps one a journey sends."""
+    names: list[str] = []
+    n = 2
+    while len(names) < count:
+        if f"{template}_{n}" not in taken:
+            names.append(f"{template}_{n}")
+        n += 1
+    return names
+
+
 class _Dumper(yaml.SafeDumper):
     """Multi-line text as literal blocks, as a person writes a template; no anchors."""
 
@@ -162,7 +194,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = "|" if "\n" in data else None
+    # PyYAML writes a NEL (U+0085) as is in a plain or quoted scalar, where reading folds it
+    # into a space; a double-quoted one escapes it.
+    style = '"' if "\x85" in data else "|" if "\n" in data else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 

@@ -76,6 +76,11 @@ def substitute(text: str, env: Mapping[str, str], mark: Mark, field: str) -> str
     return _ENV.sub(one, text)
 
 
+def env_placeholders(text: str) -> set[str]:
+    """Each `${NAME}` or `${NAME:-default}` in `text` as written (a `$${` escape is none)."""
+    return {found.group(0) for found in _ENV.finditer(text) if found.group(1)}
+
+
 def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
