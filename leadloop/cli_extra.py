@@ -414,41 +414,44 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 2
     conn = _conn(settings, workspace=workspace)
+    # One snapshot for the whole replay (read in chunks): a merge or an erasure committed by a
+    # running engine between two chunks would otherwise split a person or cut a history.
     try:
-        applied = store.latest(conn, workspace)
-        current = store.build(applied.sources) if applied else None
-        # Replays clamp events to `now`. A manual-clock sandbox's log runs ahead of the wall
-        # clock; reading it as of the wall would move its stage entries back in time.
-        latest = conn.execute("SELECT MAX(ts) FROM events WHERE workspace_id = ?", (workspace,))
-        now = max(SystemClock().now(), float(latest[0][0] or 0.0))
-        runs = {"new": new.models, "current": current.models if current else ()}
-        results = {
-            label: {m.id: replay.BacktestResult(m.id, m.version, stage) for m in models}
-            for label, models in runs.items()
-        }
-        total = replay.count_profiles(conn, workspace)
-        events_seen = 0
-        accounts = replay.AccountLog(conn, workspace)
-        for pid, events in tqdm(
-            replay.histories(conn, workspace),
-            total=total,
-            unit="profile",
-            file=sys.stderr,
-            disable=not sys.stderr.isatty(),
-        ):
-            events_seen += len(events)
-            for label, models in runs.items():
-                replay.backtest_profile(
-                    results[label],
-                    pid,
-                    events,
-                    models,
-                    stage,
-                    args.outcome,
-                    since,
-                    now,
-                    accounts,
-                )
+        with conn.snapshot():
+            applied = store.latest(conn, workspace)
+            current = store.build(applied.sources) if applied else None
+            # Replays clamp events to `now`. A manual-clock sandbox's log runs ahead of the wall
+            # clock; reading it as of the wall would move its stage entries back in time.
+            latest = conn.execute("SELECT MAX(ts) FROM events WHERE workspace_id = ?", (workspace,))
+            now = max(SystemClock().now(), float(latest[0][0] or 0.0))
+            runs = {"new": new.models, "current": current.models if current else ()}
+            results = {
+                label: {m.id: replay.BacktestResult(m.id, m.version, stage) for m in models}
+                for label, models in runs.items()
+            }
+            total = replay.count_profiles(conn, workspace)
+            events_seen = 0
+            accounts = replay.AccountLog(conn, workspace)
+            for pid, events in tqdm(
+                replay.histories(conn, workspace),
+                total=total,
+                unit="profile",
+                file=sys.stderr,
+                disable=not sys.stderr.isatty(),
+            ):
+                events_seen += len(events)
+                for label, models in runs.items():
+                    replay.backtest_profile(
+                        results[label],
+                        pid,
+                        events,
+                        models,
+                        stage,
+                        args.outcome,
+                        since,
+                        now,
+                        accounts,
+                    )
     finally:
         conn.close()
     print(f"backtest over {total} profiles, {events_seen} events, workspace {workspace}")

@@ -71,6 +71,12 @@ class Connection(Protocol):
 
     def transaction(self) -> Any: ...
 
+    def snapshot(self) -> Any:
+        """A read-only transaction: every read inside sees the database as it was when the
+        first one ran, whatever other connections commit meanwhile. Nothing may be written in
+        it (on SQLite a write could not start from an old snapshot)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -162,6 +168,18 @@ class SqliteConnection:
         finally:
             self._depth = 0
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        assert not self._depth, "a snapshot is a transaction of its own"
+        # In WAL mode a read transaction keeps the state of its first read until it ends.
+        self._conn.execute("BEGIN DEFERRED")
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._conn.execute("ROLLBACK")
+            self._depth = 0
+
     def close(self) -> None:
         self._conn.close()
 
@@ -220,6 +238,12 @@ class PostgresConnection:
 
     def transaction(self) -> Any:
         return self._conn.transaction()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._conn.transaction(force_rollback=True):
+            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
 
     def executescript(self, script: str) -> None:
         self._conn.execute(script)

@@ -287,3 +287,38 @@ def test_training_again_replaces_the_model_and_a_long_history_is_not_served(
     view = predicted(h, "busy")
     assert view["status"] == "history too long" and "6 events" in view["hint"]
     assert predicted(h, "u1")["status"] == "trained"
+
+
+def test_training_reads_one_snapshot_of_the_log(
+    predict_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What other connections commit while training reads (here every outcome event taken
+    away after the first profile) is not seen: the log is read in chunks, and without one
+    snapshot the later chunks would read a different log."""
+    from leadloop.scoring import replay
+    from leadloop.scoring.predictive import service
+
+    h = predict_harness
+    seed(h)
+    model = h.engine.scoring_models("default")[0]
+    now = h.engine.clock.now()
+    undisturbed = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+    assert isinstance(undisturbed, service.Stored)
+    chunked = replay.histories
+    monkeypatch.setattr(replay, "histories", lambda c, ws: chunked(c, ws, chunk=10))
+
+    def meddle(stream: Any, total: int) -> Iterator[Any]:
+        for number, item in enumerate(stream):
+            if number == 1:
+                h.engine.writer.submit(
+                    lambda c: c.execute(
+                        "UPDATE events SET event = 'Renamed' WHERE event = 'Deal Won'"
+                    )
+                ).result()
+            yield item
+
+    disturbed = h.engine.read_sync(
+        lambda c: service.train(c, "default", model, now, meddle, store=False)
+    )
+    assert isinstance(disturbed, service.Stored)
+    assert disturbed.report.conversions == undisturbed.report.conversions > 0

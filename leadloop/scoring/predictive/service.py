@@ -82,28 +82,31 @@ def train(
     there are enough conversions. Changes nothing else."""
     spec = model.predict
     assert spec is not None
-    total = replay.count_profiles(conn, workspace)
-    keep = min(1.0, MAX_PROFILES / total) if total else 1.0
     keys: list[str] = []
     rows: list[tuple[Value, ...]] = []
     labels: list[bool] = []
     rules: list[float] = []
     arrivals: list[int] = []
-    accounts = replay.AccountLog(conn, workspace)
-    stream: Iterable[tuple[str, list[Any]]] = replay.histories(conn, workspace)
-    if progress is not None:
-        stream = progress(stream, total)
-    for profile_id, events in stream:
-        if keep < 1.0 and _draw(profile_id) >= keep:
-            continue
-        seen = observe(profile_id, events, model, spec, now, accounts, before_outcome=True)
-        if seen is None:
-            continue
-        keys.append(profile_id)
-        rows.append(seen.values)
-        labels.append(seen.converted_at is not None)
-        rules.append(seen.rules_total)
-        arrivals.append(seen.arrived)
+    # One snapshot for the whole read: the log is read in chunks, and a merge or an erasure
+    # committed between two of them would split a person in two or cut a history short.
+    with conn.snapshot():
+        total = replay.count_profiles(conn, workspace)
+        keep = min(1.0, MAX_PROFILES / total) if total else 1.0
+        accounts = replay.AccountLog(conn, workspace)
+        stream: Iterable[tuple[str, list[Any]]] = replay.histories(conn, workspace)
+        if progress is not None:
+            stream = progress(stream, total)
+        for profile_id, events in stream:
+            if keep < 1.0 and _draw(profile_id) >= keep:
+                continue
+            seen = observe(profile_id, events, model, spec, now, accounts, before_outcome=True)
+            if seen is None:
+                continue
+            keys.append(profile_id)
+            rows.append(seen.values)
+            labels.append(seen.converted_at is not None)
+            rules.append(seen.rules_total)
+            arrivals.append(seen.arrived)
     conversions = sum(labels)
     if conversions < spec.min_conversions or conversions == len(labels):
         needed = (
