@@ -476,12 +476,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handler: Handler = args.handler
     try:
-        return handler(args, _settings(args))
+        code = handler(args, _settings(args))
+        sys.stdout.flush()  # here, where a reader gone away is caught below
+        return code
     except LeadloopError as exc:
         print(f"leadloop: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader stopped reading (`leadloop outbox list | head`): end quietly, as other
+        # command-line tools do, instead of a traceback and a second one at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
