@@ -231,6 +231,35 @@ def test_admin_api_profile_lookup_events_and_account(api: Api) -> None:
     assert acct["traits"] == {"employees": 120} and acct["profiles"] == [prof["id"]]
 
 
+def test_two_leads_behind_one_switchboard_stay_two_people(api: Api) -> None:
+    """A phone's E.164 form drops its extension: the second lead was merged into the first, and
+    a look-up by a number with an extension found whoever had the switchboard's."""
+    batch = [
+        {"type": "identify", "anonymousId": f"lead-{n}", "traits": {"phone": phone}}
+        for n, phone in enumerate(
+            ("+1 650 253 0000", "+1 650-253-0000 ext. 1", "+1 650 253 0000 x2")
+        )
+    ]
+    r = api.client.post("/v1/batch", json={"batch": batch}, headers=api.basic())
+    assert r.status_code == 200, r.text
+    api.settle()
+    found = [
+        api.client.get(
+            "/api/v1/profiles/lookup",
+            params={"type": "anonymous_id", "value": f"lead-{n}"},
+            headers=api.bearer(),
+        ).json()["id"]
+        for n in range(3)
+    ]
+    assert len(set(found)) == 3
+    r = api.client.get(
+        "/api/v1/profiles/lookup",
+        params={"type": "phone", "value": "+1 650-253-0000 ext. 1"},
+        headers=api.bearer(),
+    )
+    assert r.status_code == 404, r.text
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [
