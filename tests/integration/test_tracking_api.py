@@ -157,6 +157,24 @@ def test_conflicting_keys_from_two_workspaces_are_refused(api: Api) -> None:
     assert api.event_count() == 0
 
 
+def test_a_batch_message_with_another_workspaces_key_is_refused(api: Api) -> None:
+    """The browser's batches carry the write key in every message too: one naming another
+    workspace was stored in the request's workspace, where a single message with the same two
+    keys is refused."""
+    batch = [
+        {**TRACK, "type": "track", "writeKey": api.write_key},
+        {**TRACK, "type": "track", "messageId": "other-site", "writeKey": api.other_key},
+    ]
+    body = {"batch": batch, "writeKey": api.write_key}
+    r = api.client.post("/v1/b", content=json.dumps(body), headers=api.basic())
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert "batch[1].writeKey" in r.json()["message"]
+    assert api.event_count() == 0
+    same = {"batch": batch[:1], "writeKey": api.write_key}
+    r = api.client.post("/v1/b", content=json.dumps(same), headers=api.basic())
+    assert r.status_code == 200, r.text
+
+
 def test_another_workspaces_key_writes_only_there(api: Api) -> None:
     r = api.client.post(
         "/v1/identify", content=json.dumps({"userId": "u9"}), headers=api.basic(api.other_key)
