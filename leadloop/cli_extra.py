@@ -196,7 +196,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from leadloop.identity import queries
-    from leadloop.identity.normalize import normalize_email, normalize_phone
+    from leadloop.identity.normalize import normalize_email, phone_identity
     from leadloop.scoring import queries as score_queries
 
     conn = _conn(settings, workspace=args.workspace)
@@ -207,7 +207,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         # reads it (a phone with spaces, or national with LEADLOOP_DEFAULT_REGION, is E.164).
         normalized = {
             "email": normalize_email(args.identifier),
-            "phone": normalize_phone(args.identifier, settings.default_region),
+            "phone": phone_identity(args.identifier, settings.default_region),
         }
         for kind in ("user_id", "email", "anonymous_id", "phone", "external_id"):
             if pid is not None:

@@ -43,13 +43,13 @@ def admin_router(engine: "Engine") -> APIRouter:
         type: Annotated[IdentityKind, Query()],
         value: Annotated[str, Query(min_length=1, max_length=512)],
     ) -> dict[str, Any]:
-        from leadloop.identity.normalize import normalize_email, normalize_phone
+        from leadloop.identity.normalize import normalize_email, phone_identity
 
         needle: str | None = value
         if type == "email":
             needle = normalize_email(value)
         elif type == "phone":
-            needle = normalize_phone(value, engine.settings.default_region)
+            needle = phone_identity(value, engine.settings.default_region)
         if needle is None:
             raise HTTPException(404, detail="no profile has that identity")
         view = await engine.read(lambda c: _lookup_view(c, ws, type, needle or ""))

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from leadloop.identity.model import Identity, Profile
-from leadloop.identity.normalize import normalize_email, normalize_external_id, normalize_phone
+from leadloop.identity.normalize import normalize_email, normalize_external_id, phone_identity
 from leadloop.log.model import EVENT_TYPES, Event
 
 
@@ -34,7 +34,7 @@ def identities_of(event: Event, default_region: str | None) -> list[Identity]:
         email = normalize_email(traits.get("email"))
         if email:
             found.append(Identity("email", email))
-        phone = normalize_phone(traits.get("phone"), default_region)
+        phone = phone_identity(traits.get("phone"), default_region)
         if phone:
             found.append(Identity("phone", phone))
     external = event.context.get("externalIds")

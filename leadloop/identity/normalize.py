@@ -37,6 +37,29 @@ def normalize_phone(value: Any, default_region: str | None) -> str | None:
 _E164_FORM = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
+def phone_identity(value: Any, default_region: str | None) -> str | None:
+    """The phone as the identity graph's identifier: as `normalize_phone`, but None for a
+    number with an extension, whose E.164 form is the switchboard everyone behind it shares
+    (two leads of one company would be merged by it)."""
+    phone = normalize_phone(value, default_region)
+    if phone is None or not isinstance(value, str) or _PLAIN_PHONE.fullmatch(value):
+        return phone
+    return None if _has_extension(value, default_region) else phone
+
+
+_PLAIN_PHONE = re.compile(r"[0-9+()./\s-]*")
+"""Characters none of phonenumbers' extension markers (`ext`, `x`, `#`, `;ext=`, `,,`, ...)
+is made of: most numbers need no second parse."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_extension(value: str, default_region: str | None) -> bool:
+    try:
+        return bool(phonenumbers.parse(value, default_region).extension)
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def international_e164(value: str) -> str | None:
     """The canonical E.164 form of a number written in E.164 form (`+4402079460958` is
     `+442079460958`; impossible numbers are None), as `normalize_phone` gives it in any region:

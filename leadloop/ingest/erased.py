@@ -45,9 +45,14 @@ class Committed:
 def may_name_erased(messages: Sequence[Accepted]) -> bool:
     """Whether a message carries an id that a privacy deletion may have erased for good: only
     HubSpot contacts are (`ingest.hubspot`), so only ids of HubSpot's form are looked up."""
-    return any(
-        m.anonymous_id is not None and m.anonymous_id.startswith(ANONYMOUS_PREFIX) for m in messages
-    )
+    return any(i.startswith(ANONYMOUS_PREFIX) for m in messages for i in _anonymous_ids(m))
+
+
+def _anonymous_ids(message: Accepted) -> tuple[str, ...]:
+    """The anonymous ids a message names: an alias's `previousId` too, which the identity graph
+    gives the alias's user (an unknown one as an anonymous id), so a late alias from an erased
+    contact would link the id to someone again."""
+    return tuple(i for i in (message.anonymous_id, message.previous_id) if i is not None)
 
 
 def commit_delivery(
@@ -57,7 +62,7 @@ def commit_delivery(
     erase: Sequence[str],
     at: float,
 ) -> Committed:
-    """Store `messages` but those of erased anonymous ids, then erase each id in `erase`
+    """Store `messages` but those naming erased anonymous ids, then erase each id in `erase`
     (`identity.erase.erase_anonymous_id`), in the caller's transaction."""
     if erase:
         # Taken before any read: the epoch moves anyway with the first erasure, and taking the
@@ -66,9 +71,9 @@ def commit_delivery(
         conn.execute("UPDATE erasure_epoch SET n = n + 1 WHERE id = 1")
     elif conn.dialect == "postgres":
         conn.execute("SELECT n FROM erasure_epoch WHERE id = 1 FOR SHARE")
-    ids = [m.anonymous_id for m in messages if m.anonymous_id is not None]
+    ids = [i for m in messages for i in _anonymous_ids(m)]
     gone = erased_among(conn, workspace, ids) if ids else set()
-    kept = [m for m in messages if m.anonymous_id not in gone]
+    kept = [m for m in messages if gone.isdisjoint(_anonymous_ids(m))]
     if kept:
         conn.executemany(INSERT_EVENT, [event_row(workspace, m) for m in kept], bulk=True)
     erased = tuple(erase_anonymous_id(conn, workspace, a, at) for a in erase)

@@ -123,18 +123,38 @@ class TrackingApp:
         workspace = await engine.workspace_for_write_key(key)
         if workspace is None:
             return Rejected("unauthorized", "unknown write key", 401)
-        if (
-            body_key
-            and header_key
-            and body_key != header_key
-            and await engine.workspace_for_write_key(body_key) != workspace
-        ):
-            return Rejected("unauthorized", "the two write keys name different workspaces", 401)
+        foreign = await self._foreign_key(payload, route_type, key, workspace)
+        if foreign is not None:
+            return foreign
         result = parse.parse_request(payload, route_type, received_at=engine.clock.now())
         if isinstance(result, Rejected):
             return result
         stored = await store(engine, workspace, result)
         return stored if isinstance(stored, Rejected) else None
+
+    async def _foreign_key(
+        self, payload: dict[str, Any], route_type: str | None, key: str, workspace: str
+    ) -> Rejected | None:
+        """A write key of the request besides `key` (the body's beside the header's, a batch
+        message's own: the browser puts it in each) that names no workspace or another: the
+        messages would be stored in `key`'s."""
+        named = [("", parse.write_key_of(payload))]
+        batch = payload.get("batch") if route_type is None else None
+        if isinstance(batch, list):
+            named += [
+                (f"batch[{i}].", parse.write_key_of(m))
+                for i, m in enumerate(batch)
+                if isinstance(m, dict)
+            ]
+        checked = {key}
+        for where, other in named:
+            if other is None or other in checked:
+                continue
+            if await self.engine.workspace_for_write_key(other) != workspace:
+                what = f"{where}writeKey and the request's" if where else "the two write keys"
+                return Rejected("unauthorized", f"{what} name different workspaces", 401)
+            checked.add(other)
+        return None
 
     @staticmethod
     def _preflight(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:

@@ -359,3 +359,19 @@ def test_the_erased_contact_id_from_another_sender_starts_nobody(with_crm: Api) 
     assert gone(api, "email", "lin@example.com")
     assert rows(api, "SELECT COUNT(*) FROM events WHERE anonymous_id = ?", CONTACT) == [(0,)]
     assert not gone(api, "anonymous_id", "web-2")
+
+
+def test_an_alias_from_the_erased_contact_id_links_nobody(running: Api) -> None:
+    """An alias's `previousId` names the contact as much as an `anonymousId` does: after the
+    deletion, an alias from the contact's id to a user is dropped, and the graph does not give
+    the erased id to anyone again."""
+    api = running
+    delivered(api, contact(1, 123, "lin@example.com"))
+    delivered(api, [deletion(3)])
+    api.settle()
+    track(api, "alias", {"userId": "crm-lin", "previousId": CONTACT})
+    track(api, "identify", {"userId": "crm-lin", "traits": {"plan": "pro"}})
+    api.settle()
+    assert gone(api, "anonymous_id", CONTACT)
+    assert rows(api, "SELECT COUNT(*) FROM events WHERE previous_id = ?", CONTACT) == [(0,)]
+    assert not gone(api, "user_id", "crm-lin")

@@ -157,6 +157,24 @@ def test_conflicting_keys_from_two_workspaces_are_refused(api: Api) -> None:
     assert api.event_count() == 0
 
 
+def test_a_batch_message_with_another_workspaces_key_is_refused(api: Api) -> None:
+    """The browser's batches carry the write key in every message too: one naming another
+    workspace was stored in the request's workspace, where a single message with the same two
+    keys is refused."""
+    batch = [
+        {**TRACK, "type": "track", "writeKey": api.write_key},
+        {**TRACK, "type": "track", "messageId": "other-site", "writeKey": api.other_key},
+    ]
+    body = {"batch": batch, "writeKey": api.write_key}
+    r = api.client.post("/v1/b", content=json.dumps(body), headers=api.basic())
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert "batch[1].writeKey" in r.json()["message"]
+    assert api.event_count() == 0
+    same = {"batch": batch[:1], "writeKey": api.write_key}
+    r = api.client.post("/v1/b", content=json.dumps(same), headers=api.basic())
+    assert r.status_code == 200, r.text
+
+
 def test_another_workspaces_key_writes_only_there(api: Api) -> None:
     r = api.client.post(
         "/v1/identify", content=json.dumps({"userId": "u9"}), headers=api.basic(api.other_key)
@@ -229,6 +247,35 @@ def test_admin_api_profile_lookup_events_and_account(api: Api) -> None:
     assert len(page2["events"]) == 3 and page2["next_after"] is None
     acct = api.client.get("/api/v1/accounts/acme", headers=api.bearer()).json()
     assert acct["traits"] == {"employees": 120} and acct["profiles"] == [prof["id"]]
+
+
+def test_two_leads_behind_one_switchboard_stay_two_people(api: Api) -> None:
+    """A phone's E.164 form drops its extension: the second lead was merged into the first, and
+    a look-up by a number with an extension found whoever had the switchboard's."""
+    batch = [
+        {"type": "identify", "anonymousId": f"lead-{n}", "traits": {"phone": phone}}
+        for n, phone in enumerate(
+            ("+1 650 253 0000", "+1 650-253-0000 ext. 1", "+1 650 253 0000 x2")
+        )
+    ]
+    r = api.client.post("/v1/batch", json={"batch": batch}, headers=api.basic())
+    assert r.status_code == 200, r.text
+    api.settle()
+    found = [
+        api.client.get(
+            "/api/v1/profiles/lookup",
+            params={"type": "anonymous_id", "value": f"lead-{n}"},
+            headers=api.bearer(),
+        ).json()["id"]
+        for n in range(3)
+    ]
+    assert len(set(found)) == 3
+    r = api.client.get(
+        "/api/v1/profiles/lookup",
+        params={"type": "phone", "value": "+1 650-253-0000 ext. 1"},
+        headers=api.bearer(),
+    )
+    assert r.status_code == 404, r.text
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,22 @@ def test_a_national_phone_needs_a_default_region() -> None:
     assert Identity("phone", "+14155550100") in decide.identities_of(e, "US")
 
 
+def test_a_phone_with_an_extension_is_no_identifier() -> None:
+    """Its E.164 form drops the extension, so everyone reached through one switchboard shared
+    the identity, and a second lead of the same company was merged into the first."""
+    for phone in (
+        "+1 650-253-0000 ext. 123",
+        "+1 650 253 0000 x124",
+        "(650) 253-0000 #5",
+        "+16502530000;ext=9",
+        "+1 650 253 0000,,12",
+    ):
+        e = event(anonymousId="a", context={"traits": {"phone": phone}})
+        assert [k for k in decide.identities_of(e, "US") if k.type == "phone"] == [], phone
+    plain = event(anonymousId="a", context={"traits": {"phone": "+1 (650) 253-0000"}})
+    assert Identity("phone", "+16502530000") in decide.identities_of(plain, "US")
+
+
 def test_group_traits_are_the_accounts_not_the_persons() -> None:
     e = event(type_="group", userId="u", groupId="g", traits={"email": "billing@acme.test"})
     assert decide.identities_of(e, None) == [Identity("user_id", "u")]
