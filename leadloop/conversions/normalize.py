@@ -292,11 +292,18 @@ def normalize_state_meta(state: str) -> str | None:
     return STATE_CODES.get(key) or normalize_city_meta(cleaned)
 
 
+_USPS = frozenset({"us", "pr", "vi", "gu", "as", "mp", "um"})
+"""Countries with USPS ZIP codes: the US and its territories, which ISO-3166 codes apart
+(Puerto Rico's ZIPs are 006xx-009xx, the Virgin Islands' 008xx)."""
+_USPS_OR_UNKNOWN = _USPS | {""}
+
+
 def _us_zip(code: str, country: str | None) -> str:
     """A US ZIP of 3 or 4 digits is one that lost its leading zeros on the way (stored as a
     number: `02139` became 2139; 00501 is the smallest ZIP), so it gets them back. Only for a
-    profile whose country is the US: four digits is a whole postal code in many countries."""
-    if 3 <= len(code) < 5 and code.isdigit() and (country or "").strip().lower() == "us":
+    profile whose country uses ZIPs (`_USPS`): four digits is a whole postal code in many
+    countries."""
+    if 3 <= len(code) < 5 and code.isdigit() and (country or "").strip().lower() in _USPS:
         return code.zfill(5)
     return code
 
@@ -313,7 +320,7 @@ def normalize_zip_meta(zip_code: str, country: str | None = None) -> str | None:
         return None
     compact = re.sub(r"\s+", "", cleaned).lower()
     us_plus4 = _US_ZIP_PLUS4.fullmatch(compact)
-    if us_plus4 and ("-" in compact or (country or "").strip().lower() in ("us", "")):
+    if us_plus4 and ("-" in compact or (country or "").strip().lower() in _USPS_OR_UNKNOWN):
         return us_plus4.group(1)
     return _us_zip(compact.replace("-", ""), country) or None
 

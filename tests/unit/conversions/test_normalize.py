@@ -506,3 +506,13 @@ def test_google_names_leave_out_titles_and_suffixes(
     user = UserIdentifiers(first_name=given, last_name=family, country="US", zip="94105")
     hashed = hash_for_platform(user, "google", None, True)
     assert (hashed.first_name, hashed.last_name) == tuple(map(sha256_hex, expected))
+
+
+def test_us_territories_keep_us_zip_rules() -> None:
+    """Puerto Rico (006xx-009xx) and the US Virgin Islands (008xx) have USPS ZIPs, the ones
+    that start with zeros: a San Juan profile (`country: PR`) whose 00907 went through a number
+    was sent as 907, and its ZIP+4 written without a dash was not cut to five digits."""
+    for written in (907, "907", "00907"):
+        assert _zip_sent(written, "PR") == (sha256_hex("00907"), "00907"), written
+    assert _zip_sent(802, "VI") == (sha256_hex("00802"), "00802")
+    assert normalize_zip_meta("009071234", "pr") == "00907"
