@@ -96,7 +96,16 @@ def event_id_for(source: str, object_id: str, stage: str) -> str:
 def text_at(body: dict[str, Any], path: str | None) -> str | None:
     if path is None:
         return None
-    value = field_value(body, path)
+    return id_text(field_value(body, path))
+
+
+def id_text(value: Any) -> str | None:
+    """An id (order, product, event) as text: a number's digits, stripped text, else None.
+
+    A whole number that went through a float (a CSV or spreadsheet import's 1001.0) is its
+    digits: sent as `1001.0` it matched neither the pixel's nor the tag's order 1001."""
+    if isinstance(value, float) and value.is_integer():  # False for nan and inf
+        value = int(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     return value.strip() if isinstance(value, str) and value.strip() else None
@@ -159,6 +168,8 @@ def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
         ident = None
         for key in _PRODUCT_IDS:
             candidate = product.get(key)
+            if isinstance(candidate, float) and candidate.is_integer():
+                candidate = int(candidate)  # a spreadsheet's 42.0 is product 42 (`id_text`)
             if isinstance(candidate, str | int) and str(candidate).strip():
                 ident = str(candidate)
                 break
