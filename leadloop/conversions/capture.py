@@ -172,18 +172,37 @@ def _fbclid_of(fbc: str | None) -> str | None:
     return parts[3] if len(parts) == 4 else None
 
 
+def as_consent(value: Any) -> bool | None:
+    """A consent value as True (granted), False (denied) or None (no signal): JSON booleans,
+    0 and 1, and the texts `true`/`false`, `yes`/`no`, `granted`/`denied`, `1`/`0`, as CRMs
+    (HubSpot's properties are all text), forms and Google Consent Mode write them."""
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        # As the texts "1" and "0" are: a form or CSV import writes 0 for "no", and ignoring it
+        # forwarded a refusal as "no signal" under `required: false`.
+        return value == 1
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "granted", "1"):
+            return True
+        if text in ("false", "no", "denied", "0"):
+            return False
+    return None
+
+
 def consent_signal(body: Mapping[str, Any], paths: tuple[str, ...]) -> bool | None:
     """The advertising consent an event states under `context.consent`, if it states one.
 
     `paths` are relative to `context.consent` (`categoryPreferences.advertising`); the first
-    boolean found wins."""
+    path holding a consent value (`as_consent`) wins."""
     context = body.get("context")
     consent = context.get("consent") if _is_mapping(context) else None
     if not _is_mapping(consent):
         return None
     for path in paths:
-        value = _dig(consent, path)
-        if isinstance(value, bool):
+        value = as_consent(_dig(consent, path))
+        if value is not None:
             return value
     return None
 

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from leadloop.conversions.capture import MatchKeys, consent_signal
+from leadloop.conversions.capture import MatchKeys, as_consent, consent_signal
 from leadloop.conversions.config import ConversionsConfig, Mapping, field_value
 from leadloop.conversions.model import ActionSource, Content, UserIdentifiers
 from leadloop.conversions.payloads import derive_event_id
@@ -33,7 +33,7 @@ def advertising_consent(
     unless `consent.required` is false."""
     signals: list[tuple[float, bool]] = []
     for trait in config.consent.traits:
-        value = _as_bool(profile.traits.get(trait))
+        value = as_consent(profile.traits.get(trait))
         if value is not None:
             signals.append((profile.trait_times.get(trait, 0.0), value))
     if keys.consent is not None:
@@ -56,7 +56,7 @@ def states_denial(config: ConversionsConfig, event: Event) -> bool:
     a denial, or a denial under `context.consent`. Only such an event can withdraw consent, so
     only it makes the stage look for conversions still waiting to be sent."""
     if event.type == "identify" and any(
-        _as_bool(event.traits.get(trait)) is False for trait in config.consent.traits
+        as_consent(event.traits.get(trait)) is False for trait in config.consent.traits
     ):
         return True
     return consent_signal(event.body, config.consent.context) is False
@@ -68,21 +68,7 @@ def limited_data_use(config: ConversionsConfig, profile: Profile) -> bool:
     Read like a consent trait: a CRM sends its flags as text (HubSpot's property values are
     always strings), and a California contact flagged `"true"` must not be sent without LDU."""
     trait = config.ldu_trait
-    return trait is not None and _as_bool(profile.traits.get(trait)) is True
-
-
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if type(value) is int and value in (0, 1):
-        # As the texts "1" and "0" are: a form or CSV import writes 0 for "no", and ignoring it
-        # forwarded a refusal as "no signal" under `required: false`.
-        return value == 1
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "granted", "1"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "denied", "0"):
-        return False
-    return None
+    return trait is not None and as_consent(profile.traits.get(trait)) is True
 
 
 MAX_ID = 200
@@ -110,7 +96,16 @@ def event_id_for(source: str, object_id: str, stage: str) -> str:
 def text_at(body: dict[str, Any], path: str | None) -> str | None:
     if path is None:
         return None
-    value = field_value(body, path)
+    return id_text(field_value(body, path))
+
+
+def id_text(value: Any) -> str | None:
+    """An id (order, product, event) as text: a number's digits, stripped text, else None.
+
+    A whole number that went through a float (a CSV or spreadsheet import's 1001.0) is its
+    digits: sent as `1001.0` it matched neither the pixel's nor the tag's order 1001."""
+    if isinstance(value, float) and value.is_integer():  # False for nan and inf
+        value = int(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     return value.strip() if isinstance(value, str) and value.strip() else None
@@ -173,6 +168,8 @@ def contents_of(body: dict[str, Any], path: str | None) -> tuple[Content, ...]:
         ident = None
         for key in _PRODUCT_IDS:
             candidate = product.get(key)
+            if isinstance(candidate, float) and candidate.is_integer():
+                candidate = int(candidate)  # a spreadsheet's 42.0 is product 42 (`id_text`)
             if isinstance(candidate, str | int) and str(candidate).strip():
                 ident = str(candidate)
                 break

@@ -214,8 +214,8 @@ def hash_for_platform(
             lead_id=user.lead_id,
         )
     if platform in ("google", "google_ads"):
-        first = _h(user.first_name, norm.normalize_name_google)
-        last = _h(user.last_name, norm.normalize_name_google)
+        first = _h(user.first_name, norm.normalize_given_name_google)
+        last = _h(user.last_name, norm.normalize_family_name_google)
         country = norm.normalize_country_google(user.country) if user.country else None
         postal = norm.normalize_zip_google(user.zip, country) if user.zip else None
         # The address identifier needs all four parts; otherwise none of them is kept.

@@ -12,7 +12,9 @@ each case against them):
 * only 64-hex values count as already hashed; Meta's SDK also passes 32-hex (MD5) strings through,
   which would leak e.g. a dash-less UUID used as an external id;
 * Meta names, cities and states follow Meta's doc (no punctuation, state names mapped to codes) where
-  the Python SDK keeps punctuation (capi.md §9); dates of birth are reformatted to `YYYYMMDD`.
+  the Python SDK keeps punctuation (capi.md §9); dates of birth are reformatted to `YYYYMMDD`;
+* Google given names lose a title (`Mrs.`) and family names a suffix (`Jr.`), as Data Manager's
+  rules ask and its Formatter leaves to the caller (capi.md §2.4).
 """
 
 from __future__ import annotations
@@ -250,6 +252,28 @@ def normalize_name_google(name: str) -> str | None:
     return cleaned.lower() if cleaned else None
 
 
+_TITLE = re.compile(r"(?:mr|mrs|ms|miss|mx|dr|prof|rev)(?:\.\s*|\s+)(\S.*)")
+_SUFFIX = re.compile(r"(.*?\S)[\s,]+(?:jr|sr|ii|iii|iv|phd|md|esq)\.?")
+
+
+def normalize_given_name_google(name: str) -> str | None:
+    """`normalize_name_google` without a title in front (`Mrs. Jane` → `jane`): Data Manager's
+    rule says no prefixes such as Mrs. (capi.md §2.4), which its Formatter leaves to the caller.
+    A title alone is kept: it is the only name there is."""
+    lowered = normalize_name_google(name)
+    while lowered and (found := _TITLE.fullmatch(lowered)):
+        lowered = found.group(1)  # `Prof. Dr. Hans`: every title goes
+    return lowered
+
+
+def normalize_family_name_google(name: str) -> str | None:
+    """`normalize_name_google` without suffixes such as Jr. (`Doe, Jr.` → `doe`; capi.md §2.4)."""
+    lowered = normalize_name_google(name)
+    while lowered and (found := _SUFFIX.fullmatch(lowered)):
+        lowered = found.group(1)
+    return lowered
+
+
 def normalize_city_meta(city: str) -> str | None:
     """Lowercase letters only: no punctuation, digits or spaces (Meta doc)."""
     cleaned = _clean(city)
@@ -268,11 +292,18 @@ def normalize_state_meta(state: str) -> str | None:
     return STATE_CODES.get(key) or normalize_city_meta(cleaned)
 
 
+_USPS = frozenset({"us", "pr", "vi", "gu", "as", "mp", "um"})
+"""Countries with USPS ZIP codes: the US and its territories, which ISO-3166 codes apart
+(Puerto Rico's ZIPs are 006xx-009xx, the Virgin Islands' 008xx)."""
+_USPS_OR_UNKNOWN = _USPS | {""}
+
+
 def _us_zip(code: str, country: str | None) -> str:
     """A US ZIP of 3 or 4 digits is one that lost its leading zeros on the way (stored as a
     number: `02139` became 2139; 00501 is the smallest ZIP), so it gets them back. Only for a
-    profile whose country is the US: four digits is a whole postal code in many countries."""
-    if 3 <= len(code) < 5 and code.isdigit() and (country or "").strip().lower() == "us":
+    profile whose country uses ZIPs (`_USPS`): four digits is a whole postal code in many
+    countries."""
+    if 3 <= len(code) < 5 and code.isdigit() and (country or "").strip().lower() in _USPS:
         return code.zfill(5)
     return code
 
@@ -289,7 +320,7 @@ def normalize_zip_meta(zip_code: str, country: str | None = None) -> str | None:
         return None
     compact = re.sub(r"\s+", "", cleaned).lower()
     us_plus4 = _US_ZIP_PLUS4.fullmatch(compact)
-    if us_plus4 and ("-" in compact or (country or "").strip().lower() in ("us", "")):
+    if us_plus4 and ("-" in compact or (country or "").strip().lower() in _USPS_OR_UNKNOWN):
         return us_plus4.group(1)
     return _us_zip(compact.replace("-", ""), country) or None
 
@@ -482,8 +513,8 @@ def hash_user_identifiers_google(
         identifiers.append({"phoneNumber": phone})
     region_code = normalize_country_google(user.country) if user.country else None
     address = {
-        "givenName": _hashed(user.first_name, normalize_name_google),
-        "familyName": _hashed(user.last_name, normalize_name_google),
+        "givenName": _hashed(user.first_name, normalize_given_name_google),
+        "familyName": _hashed(user.last_name, normalize_family_name_google),
         "regionCode": region_code,
         "postalCode": normalize_zip_google(user.zip, region_code) if user.zip else None,
     }

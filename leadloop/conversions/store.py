@@ -125,14 +125,16 @@ def skip_unsent(
     conn: Conn, profiles: list[tuple[str, str]], kind: str, reason: str, now: float
 ) -> None:
     """Conversions of these profiles still waiting in the outbox become `skipped`: consent was
-    withdrawn, and what was queued while it held must not reach a platform after that. Rows
-    queued under a profile since merged into one of these are found through `merged_into`.
+    withdrawn, and what was queued while it held must not reach a platform after that. Dead
+    letters wait too (`leadloop conversions replay` re-drives them), so they are skipped as
+    well. Rows queued under a profile since merged into one of these are found through
+    `merged_into`.
 
     A row already handed to a platform's API when this commits may still arrive there; its
     outcome is then not recorded (the sender records only over `pending`)."""
     conn.executemany(
         "UPDATE outbox SET status = 'skipped', last_error = ?, updated_at = ? "
-        "WHERE status = 'pending' AND kind = ? AND workspace_id = ? AND (profile_id = ? "
+        "WHERE status IN ('pending', 'dead') AND kind = ? AND workspace_id = ? AND (profile_id = ? "
         "OR EXISTS (SELECT 1 FROM profiles p WHERE p.workspace_id = outbox.workspace_id "
         "AND p.id = outbox.profile_id AND p.merged_into = ?))",
         [(reason, now, kind, ws, pid, pid) for ws, pid in profiles],

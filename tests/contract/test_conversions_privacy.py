@@ -200,3 +200,31 @@ def test_withdrawn_consent_stops_the_conversions_still_waiting(
 def meta_statuses(rig: Rig) -> dict[str, str]:
     rows = rig.h.sql("SELECT idempotency_key, status FROM outbox WHERE destination = 'meta'")
     return {str(k).removeprefix("meta:order-").removesuffix("-purchase"): str(s) for k, s in rows}
+
+
+def test_withdrawn_consent_also_stops_dead_conversions_from_being_replayed(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead letter is waiting too: `leadloop conversions replay` sends it again. The
+    withdrawal skipped only pending rows, so a replay after it sent the person's hashed email
+    and phone to the platform they had just said no to."""
+    from leadloop.conversions import queries
+
+    with open_rig(backend_url, playbook(tmp_path, PLAYBOOK), ENV, monkeypatch) as rig:
+        h = rig.h
+        rig.fake.meta.plan_graph_error(400, 190)  # a revoked token: dead at once
+        h.send(someone("u1"), order("o-1", user="u1"))
+        h.settle()
+        rig.dispatcher.run_once()
+        assert meta_statuses(rig) == {"o-1": "dead"}
+
+        rig.clock.advance(1)
+        h.send(someone("u1", consent=False))
+        h.settle()
+        assert meta_statuses(rig) == {"o-1": "skipped"}
+        count = h.engine.writer.submit(
+            lambda c: queries.replay_dead(c, "default", rig.clock.now(), "meta")
+        ).result()
+        assert count == 0
+        rig.drain()
+        assert rig.fake.meta.accepted == []

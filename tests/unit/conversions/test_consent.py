@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from leadloop.conversions.capture import MatchKeys
+from leadloop.conversions.capture import MatchKeys, capture_keys, consent_signal
 from leadloop.conversions.config import ConsentConfig, ConversionsConfig
 from leadloop.conversions.fields import advertising_consent
 from leadloop.identity.model import Profile
@@ -69,3 +69,27 @@ def test_the_latest_signal_wins(required: bool) -> None:
     later_grant = MatchKeys(consent=True, consent_at=20.0)
     refused = profile(ad_consent=False)
     assert advertising_consent(config(required), refused, later_grant) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("stated", "expected"),
+    [
+        ("denied", (False, WITHDRAWN)),
+        ("false", (False, WITHDRAWN)),
+        (0, (False, WITHDRAWN)),
+        ("granted", (True, None)),
+        ("maybe", (None, None)),
+    ],
+)
+def test_an_events_consent_reads_as_a_traits_does(
+    stated: object, expected: tuple[bool | None, str | None]
+) -> None:
+    # Google Consent Mode writes "granted" / "denied", and a banner may send "false" or 0: under
+    # `context.consent` only JSON booleans counted, so such a denial was no signal at all and,
+    # with `required: false`, the person's conversions were forwarded.
+    body = {"context": {"consent": {"ad_user_data": stated}}}
+    paths = ("ad_user_data",)
+    assert consent_signal(body, paths) is expected[0]
+    keys = capture_keys(MatchKeys(), body, 20.0, consent_paths=paths)
+    custom = ConversionsConfig(consent=ConsentConfig(context=paths, required=False))
+    assert advertising_consent(custom, profile(), keys) == expected

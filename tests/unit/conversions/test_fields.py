@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from leadloop.conversions.config import Mapping
-from leadloop.conversions.fields import contents_of, value_of
+from leadloop.conversions.fields import contents_of, order_id_in, value_of
 
 HUGE = "9" * 400
 """Digits only, so `to_number` takes it, but past a float's range: `float()` makes it infinity."""
@@ -33,3 +33,14 @@ def test_a_decimal_comma_is_not_read_as_a_thousands_separator() -> None:
         body = {"properties": {"revenue": written, "products": [{"id": "a", "price": written}]}}
         assert value_of(body, mapping) == expected
         assert contents_of(body, "properties.products")[0].item_price == expected
+
+
+def test_an_order_id_that_went_through_a_float_is_its_digits() -> None:
+    # A CSV or spreadsheet import writes order 1001 as 1001.0: it was sent as order id "1001.0"
+    # (Meta order_id, Google transactionId, our event id), so it never matched the pixel's or
+    # the tag's 1001 and Google counted the purchase twice. A product id the same.
+    for written in (1001, 1001.0, "1001"):
+        assert order_id_in({"properties": {"order_id": written}}) == "1001", written
+    assert order_id_in({"properties": {"order_id": 1001.5}}) == "1001.5"
+    (content,) = contents_of({"properties": {"products": [{"sku": 42.0}]}}, "properties.products")
+    assert content.id == "42"

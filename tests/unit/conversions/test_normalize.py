@@ -477,3 +477,42 @@ def test_tiktok_user_hashes_email_phone_external_id() -> None:
     assert user["external_id"] == sha256_hex("crm-42")  # trimmed, case kept (capi.md §3)
     assert user["ttclid"] == "tt-1"
     assert "first_name" not in user
+
+
+@pytest.mark.parametrize(
+    ("given", "family", "expected"),
+    [
+        ("Mrs. Jane", "Doe", ("jane", "doe")),
+        ("Dr Jane", "Doe Jr.", ("jane", "doe")),
+        ("Jane", "Doe, Jr", ("jane", "doe")),
+        ("MR. John Paul", "Smith III", ("john paul", "smith")),
+        ("Prof. Dr. Hans", "Doe PhD", ("hans", "doe")),
+        # A title alone is the name there is; names that only start like one are names.
+        ("Dr.", "Jr", ("dr.", "jr")),
+        ("Msgr", "Junior", ("msgr", "junior")),
+        ("Drew", "Ivory", ("drew", "ivory")),
+    ],
+)
+def test_google_names_leave_out_titles_and_suffixes(
+    given: str, family: str, expected: tuple[str, str]
+) -> None:
+    # Data Manager's rule (capi.md §2.4): given names without prefixes such as Mrs., family names
+    # without suffixes such as Jr. Google hashes `jane` and `doe`: `mrs. jane` never matched.
+    ids = hash_user_identifiers_google(
+        UserIdentifiers(first_name=given, last_name=family, country="US", zip="94105")
+    )
+    address = ids[0]["address"]
+    assert (address["givenName"], address["familyName"]) == tuple(map(sha256_hex, expected))
+    user = UserIdentifiers(first_name=given, last_name=family, country="US", zip="94105")
+    hashed = hash_for_platform(user, "google", None, True)
+    assert (hashed.first_name, hashed.last_name) == tuple(map(sha256_hex, expected))
+
+
+def test_us_territories_keep_us_zip_rules() -> None:
+    """Puerto Rico (006xx-009xx) and the US Virgin Islands (008xx) have USPS ZIPs, the ones
+    that start with zeros: a San Juan profile (`country: PR`) whose 00907 went through a number
+    was sent as 907, and its ZIP+4 written without a dash was not cut to five digits."""
+    for written in (907, "907", "00907"):
+        assert _zip_sent(written, "PR") == (sha256_hex("00907"), "00907"), written
+    assert _zip_sent(802, "VI") == (sha256_hex("00802"), "00802")
+    assert normalize_zip_meta("009071234", "pr") == "00907"
