@@ -34,9 +34,9 @@ from leadloop.journeys.model import (
     ScheduleWake,
     ScoreTrigger,
     SegmentTrigger,
-    SendStep,
     StageTrigger,
     WaitForStep,
+    WaitStep,
 )
 from leadloop.journeys.runner import end_instance, goto_step, next_of, run_steps
 from leadloop.log.model import Event
@@ -301,9 +301,13 @@ def on_timer(
     effects: list[Effect] = []
     waking = replace(instance, wake="", due_at=None, status="active")
     kind = instance.wake
-    if kind == "defer" or isinstance(step, SendStep):
-        path.append(PathLine(at, step.id, "resumed", "deferral over"))
-        moved = waking  # run the same step (visit) again: the send is re-decided
+    if kind == "defer" or not isinstance(step, WaitStep | WaitForStep):
+        # A deferred send is decided again. A step that does not wait stands here only when
+        # `migrate` mapped a waiting instance to it: the timer ends the wait, the step runs.
+        path.append(
+            PathLine(at, step.id, "resumed", "deferral over" if kind == "defer" else "wait over")
+        )
+        moved = waking
     elif isinstance(step, WaitForStep):
         path.append(
             PathLine(at, step.id, "timed_out", f"no {', '.join(step.when.names) or 'event'}")

@@ -198,9 +198,20 @@ def _clock(at: float, tz: ZoneInfo) -> str:
 def decide_send(
     request: SendRequest, recipient: Recipient, config: PolicyConfig, at: float
 ) -> Verdict:
+    return _decide(request, recipient, config, at, wait_for_room=True)
+
+
+def _decide(
+    request: SendRequest,
+    recipient: Recipient,
+    config: PolicyConfig,
+    at: float,
+    *,
+    wait_for_room: bool,
+) -> Verdict:
     tz = zone(recipient.traits.get("timezone"), config.default_timezone)
     notes: list[str] = []
-    capped: tuple[float, str, Cap] | None = None
+    capped: list[tuple[float, str]] = []
     for channel in channel_order(request, config):
         reason = unavailable(channel, recipient, config, request.transactional)
         if reason is not None:
@@ -215,11 +226,18 @@ def decide_send(
                     f"{channel}: frequency cap {cap.max} per {cap.per:g}s on {scope} "
                     f"until {_clock(free, tz)}"
                 )
-                if capped is None or free < capped[0]:
-                    capped = (free, channel, cap)
+                capped.append((free, channel))
                 continue
             until = quiet_until(config.quiet_hours, channel, tz, at)
             if until is not None:
+                # A channel passed over for its cap may have room before the quiet hours end.
+                sooner = (
+                    _wait_for_room(request, recipient, config, tz, capped, tuple(notes))
+                    if wait_for_room and capped
+                    else None
+                )
+                if sooner is not None and sooner.until < until:
+                    return sooner
                 return Defer(
                     until,
                     f"quiet hours in {tz.key} until {_clock(until, tz)}",
@@ -227,9 +245,43 @@ def decide_send(
                     tuple(notes),
                 )
         return Send(channel, tuple(notes))
-    if capped is not None:
-        free, channel, _cap = capped
-        until = quiet_until(config.quiet_hours, channel, tz, free) or free
-        reason = f"frequency cap: deferred to {_clock(until, tz)}"
-        return Defer(until, reason, channel, tuple(notes))
-    return Suppress("no channel can carry it: " + "; ".join(notes), tuple(notes))
+    if not capped:
+        return Suppress("no channel can carry it: " + "; ".join(notes), tuple(notes))
+    room = (
+        _wait_for_room(request, recipient, config, tz, capped, tuple(notes))
+        if wait_for_room
+        else None
+    )
+    if room is not None:
+        return room
+    free, channel = min(capped)
+    until = quiet_until(config.quiet_hours, channel, tz, free) or free
+    return Defer(until, f"frequency cap: deferred to {_clock(until, tz)}", channel, tuple(notes))
+
+
+def _wait_for_room(
+    request: SendRequest,
+    recipient: Recipient,
+    config: PolicyConfig,
+    tz: ZoneInfo,
+    capped: list[tuple[float, str]],
+    notes: tuple[str, ...],
+) -> Defer | None:
+    """The first moment a channel passed over for its cap carries the send (None: at none of
+    the moments they free). A channel is free once its cap has room and its quiet hours are
+    over, and the one freed first may be in quiet hours past another's room."""
+    moments = sorted(
+        {
+            (quiet_until(config.quiet_hours, channel, tz, free) or free, channel)
+            for free, channel in capped
+        }
+    )
+    for moment, _channel in moments:
+        # At `moment` this channel is neither capped nor quiet: the decision is a send, or a
+        # deferral for the quiet hours of a channel asked before it. Not asked again from
+        # there (`wait_for_room`): a cap's end rounded in floats must not recurse for good.
+        again = _decide(request, recipient, config, moment, wait_for_room=False)
+        if isinstance(again, Send):
+            reason = f"frequency cap: deferred to {_clock(moment, tz)}"
+            return Defer(moment, reason, again.channel, notes)
+    return None

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from leadloop.journeys import decide
 from leadloop.journeys.model import (
     WINDOW_OVER,
+    EmitEvent,
     EventTrigger,
+    ExitStep,
     Journey,
     Membership,
     QueueSend,
@@ -21,6 +23,7 @@ from leadloop.journeys.model import (
     SendStep,
     SplitPath,
     SplitStep,
+    UpdateProfileStep,
     WaitStep,
 )
 from leadloop.log.model import Event
@@ -164,3 +167,37 @@ def test_engagement_is_recorded_with_implied_steps() -> None:
     event = tracked("Email Link Clicked", T0, message_id=mid)
     updated = decide.record_engagement(instance, event)
     assert updated.engagement[mid] == ["delivered", "opened", "clicked"]
+
+
+def test_a_waiting_instance_migrated_to_a_step_that_does_not_wait_runs_that_step() -> None:
+    """Its timer took the mapped step for a wait that was over and went to the step's `next`:
+    an update step's change was never made, an exit's outcome never given, a branch's cases
+    never read (no `next`: the instance completed)."""
+    old = Journey(
+        id="j",
+        version="v1",
+        trigger=EventTrigger(EventFilter(names=("Go",))),
+        steps=(WaitStep("pause", duration=3600, next=None),),
+    )
+    new = Journey(
+        id="j",
+        version="v2",
+        trigger=EventTrigger(EventFilter(names=("Go",))),
+        steps=(
+            WaitStep("hold", duration=3600, next="tag"),
+            UpdateProfileStep("tag", {}, ("nurtured",), (), None, None, "done"),
+            ExitStep("done", "converted", "migrated out"),
+        ),
+        migrate={"pause": "tag"},
+    )
+    _m, entered = enter(old, "p")
+    moved = decide.migrate_instance(entered.instance, new, T0 + 60)
+    assert moved is not None and moved.instance.wake == "wait"
+    fired = decide.on_timer(
+        moved.instance, new, moved.instance.token, FakeFacts(), PolicyConfig(), T0 + 3600
+    )
+    assert fired is not None
+    assert [e.properties["add_tags"] for e in fired.effects if isinstance(e, EmitEvent)] == [
+        ["nurtured"]
+    ]
+    assert (fired.instance.status, fired.instance.reason) == ("converted", "migrated out")

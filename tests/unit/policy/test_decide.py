@@ -159,3 +159,30 @@ def test_every_suppression_trait_and_tag_stops_an_email(
     # Another channel's flag, or a false one, does not.
     clear = {**EMAIL, "sms_unsubscribed": True, name: False, "tags": ["vip"]}
     assert isinstance(decide_send(SendRequest(("email",)), Recipient(clear), config, T0), Send)
+
+
+def test_a_capped_send_waits_for_the_first_channel_free_outside_its_quiet_hours() -> None:
+    """Email is capped until 15:00 and SMS until 13:00, inside SMS-only quiet hours until
+    22:00: the send waited for the channel freed first, SMS, and its quiet hours (22:00),
+    though email could carry it at 15:00; so it did with SMS quiet and not capped at all."""
+    hour = 3600.0
+    sent = (SentRecord(T0 - DAY + 3 * hour, "email"), SentRecord(T0 - DAY + hour, "sms"))
+    config = PolicyConfig(
+        caps=(Cap(1, DAY, ("email",)), Cap(1, DAY, ("sms",))),
+        quiet_hours=QuietHours(12 * 60, 22 * 60, ("sms",)),
+    )
+    recipient = Recipient({**EMAIL, "phone": "+1415"}, sent=sent)
+    verdict = decide_send(SendRequest(("email", "sms")), recipient, config, T0)
+    assert isinstance(verdict, Defer)
+    assert (verdict.until, verdict.channel) == (T0 + 3 * hour, "email")
+    assert decide_send(SendRequest(("email", "sms")), recipient, config, verdict.until) == Send(
+        "email"
+    )
+    # Asked on SMS first, the send would be held by SMS's quiet hours at 15:00: 22:00 it is.
+    verdict = decide_send(SendRequest(("sms", "email")), recipient, config, T0)
+    assert isinstance(verdict, Defer) and verdict.until == T0 + 10 * hour
+    # SMS not capped but quiet: email, passed over for its cap, has room first.
+    recipient = Recipient({**EMAIL, "phone": "+1415"}, sent=sent[:1])
+    verdict = decide_send(SendRequest(("email", "sms")), recipient, config, T0)
+    assert isinstance(verdict, Defer)
+    assert (verdict.until, verdict.channel) == (T0 + 3 * hour, "email")
