@@ -209,10 +209,15 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 def _equals(expected: Any, ignore_case: bool) -> Tester:
     if isinstance(expected, str):
         folded = expected.casefold() if ignore_case else expected
+        # A number on either side compares numerically, so a quoted `'1000'` equals an event's
+        # 1000 as `1000` equals its "1,000"; text against text stays text (zip "01067").
+        number = to_number(expected)
 
         def equals_text(actual: Any) -> bool:
             if isinstance(actual, str):
                 return (actual.casefold() if ignore_case else actual) == folded
+            if number is not None and type(actual) in (int, float):
+                return float(actual) == number
             return bool(actual == expected)
 
         return equals_text

@@ -90,7 +90,16 @@ def fit_model(rule: str) -> ScoringModel:
         ("field: zip, op: contains, value: '01'", {"zip": True}, {}, 0),
         ("field: zip, op: matches, value: '^1\\d+$'", {"zip": 10115}, {}, 5),
         ("field: employees, op: equals, value: 1000", {"employees": "1,000"}, {}, 5),
-        ("field: employees, op: equals, value: '1000'", {"employees": 1000}, {}, 0),
+        # A number on either side makes `equals` numeric: a quoted number in the playbook equals
+        # the number an event carries, as a number in the playbook equals the text "1,000".
+        ("field: employees, op: equals, value: '1000'", {"employees": 1000}, {}, 5),
+        ("field: employees, op: equals, value: '1,000'", {"employees": 1000.0}, {}, 5),
+        ("field: employees, op: in, value: ['10', '1000']", {"employees": 1000}, {}, 5),
+        ("field: employees, op: equals, value: '1000'", {"employees": 999}, {}, 0),
+        # Text against text stays text: leading zeros of zip codes and ids are kept.
+        ("field: zip, op: equals, value: '01067'", {"zip": "1067"}, {}, 0),
+        ("field: zip, op: equals, value: '01067'", {"zip": "01067"}, {}, 5),
+        ("field: vip, op: equals, value: '1'", {"vip": True}, {}, 0),
         ("field: country, op: in, value: [de, fr], ignore_case: true", {"country": "FR"}, {}, 5),
         ("field: country, op: in, value: [DE, FR]", {"country": ["US", "DE"]}, {}, 5),
         ("field: tags, op: exists", {"tags": []}, {}, 0),
