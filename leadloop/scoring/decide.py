@@ -8,7 +8,7 @@ Invariants the tests hold us to:
 3. Replaying a profile's events gives the state live processing gave, whenever the shell's
    decay timers fired: steps are applied at their due instants, never at the instant of the call.
 4. A threshold fires when the total crosses it upwards and the stage is below it, so an MQL
-   is announced once, not on every later event.
+   is announced once, not on every later event; an event that sets the stage crosses none.
 """
 
 from __future__ import annotations
@@ -101,7 +101,10 @@ def score_event(
         state = stage_from_journey(state, model, event, at, moves, changes)
     if model.stage_rules:
         state = stage_from_event(state, model, event, at, moves, changes)
-    state = _cross_thresholds(state, model, before, total_at(state, at), at, event, moves)
+    if not moves:
+        # A stage an event set (a CRM, a journey) has the last word on that event: the
+        # thresholds its points cross took a lead the CRM moved down straight back up.
+        state = _cross_thresholds(state, model, before, total_at(state, at), at, event, moves)
 
     effects = stage_effects(state, model, profile, moves, changes, at, event.message_id)
     return ScoreDecision(

@@ -310,6 +310,34 @@ def test_stage_set_by_an_event_runs_actions_only_upwards() -> None:
     assert "unknown stage 'won'" in decisions[2].changes[0].reason
 
 
+def test_a_stage_set_by_an_event_is_not_undone_by_the_thresholds_its_points_cross() -> None:
+    # The CRM moves the lead back down with an event that also earns points: the threshold
+    # those points cross took the lead straight back to MQL and announced it a second time.
+    model = model_from(
+        "    - id: m\n"
+        "      engagement:\n"
+        "        - {id: demo, event: Demo Requested, points: 60}\n"
+        "        - {id: bounce, event: Email Bounced, points: -40}\n"
+        "        - {id: crm_touch, event: CRM Stage Changed, points: 30}\n"
+        "      stage_rules:\n"
+        "        - {id: crm, event: CRM Stage Changed, stage_field: properties.stage}\n"
+        "      stages:\n"
+        "        - {name: lead}\n"
+        "        - {name: MQL, at: 50, actions: [{emit: Lead Qualified}]}\n"
+    )
+    decisions = run_all(
+        model,
+        [
+            event("track", T0, "Demo Requested"),
+            event("track", T0 + 1, "Email Bounced"),
+            event("track", T0 + 2, "CRM Stage Changed", properties={"stage": "lead"}),
+        ],
+    )
+    assert [d.state.stage for d in decisions] == ["MQL", "MQL", "lead"]
+    assert [len(d.effects) for d in decisions] == [1, 0, 0]
+    assert scores_at(decisions[-1].state, T0 + 2).total == 50
+
+
 def test_one_event_crossing_two_thresholds_enters_both_stages() -> None:
     model = model_from(
         "    - id: m\n"
