@@ -467,6 +467,14 @@ def _award(
     total = 0.0 if usage is None else usage.total
     points = rule.points
     held: list[str] = []
+    # Activity events have just joined (or started) the session; another event (identify,
+    # group) belongs to it only while it is not over.
+    in_session = (
+        model.session is not None
+        and state.session_key is not None
+        and state.session_last is not None
+        and at - state.session_last < model.session.timeout
+    )
     if points > 0:
         if rule.cap is not None:
             room = rule.cap.points - _used(recent, total, rule.cap, at)
@@ -474,7 +482,7 @@ def _award(
         if model.cap is not None:
             room = model.cap.points - _used(state.model_recent, state.model_total, model.cap, at)
             points, held = _limit(points, room, held, f"model cap {_cap_text(model.cap)}")
-        if model.session is not None and state.session_key is not None:
+        if model.session is not None and in_session:
             room = model.session.max_points - state.session_points
             points, held = _limit(points, room, held, f"session limit {model.session.max_points:g}")
     gained = max(points, 0.0)
@@ -491,7 +499,7 @@ def _award(
         usage={**state.usage, rule.id: usage_now},
         model_recent=_remember(state.model_recent, model.cap, at, gained),
         model_total=state.model_total + gained,
-        session_points=state.session_points + gained,
+        session_points=state.session_points + gained if in_session else state.session_points,
         steady=steady,
         fading=fading,
     )

@@ -202,6 +202,22 @@ def test_model_cap_and_session_limit() -> None:
     assert [d.changes[0].points for d in decisions] == [4, 4, 2, 0, 4, 4]
 
 
+def test_a_session_over_holds_back_nothing_from_a_later_server_event() -> None:
+    """identify and group calls are not activity, so they start no session: one days after
+    the visit that reached the limit was held back by that visit's session limit."""
+    model = engagement_model(
+        "        - {id: any_page, type: page, points: 10}\n"
+        "        - {id: signup, type: identify, points: 5}\n",
+        "      session: {max_points: 10, timeout: 30m}\n",
+    )
+    decisions = run_all(
+        model,
+        [page("/", T0), event("identify", T0 + 60), event("identify", T0 + 2 * DAY)],
+    )
+    assert [d.changes[-1].points for d in decisions] == [10, 0, 5]
+    assert "held back" not in decisions[-1].changes[-1].reason
+
+
 def test_a_session_resumed_after_another_keeps_what_it_added() -> None:
     """Two sessions at once (a phone and a laptop, each sending its `context.sessionId`): each
     adds at most the limit, however their events interleave. Resuming one used to start it
