@@ -108,9 +108,27 @@ def decorate_html(markup: str, preheader: str, pixel_url: str | None) -> str:
     return markup
 
 
+# `Name <address>`: everything before the last `<` is the name, as people write a sender (and
+# a CRM stores a contact's email). parseaddr reads RFC 5322's address list, where an unquoted
+# comma ends a mailbox: "Acme, Inc. <news@acme.test>" was the address "Acme".
+_NAMED = re.compile(r"(.*)<([^<>]*)>\s*", re.DOTALL)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+def split_mailbox(value: str) -> tuple[str, str]:
+    """(display name, address) of `Name <address>`, `"Name" <address>` or a bare address."""
+    named = _NAMED.fullmatch(value.strip())
+    if named is None:
+        return parseaddr(value)
+    name = named.group(1).strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = _QUOTED_PAIR.sub(r"\1", name[1:-1])
+    return name, named.group(2).strip()
+
+
 def message_id_header(workspace: str, message_id: str, sender: str) -> str:
     digest = hashlib.sha256(f"{workspace}\x00{message_id}".encode()).hexdigest()[:32]
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "leadloop.invalid"
+    domain = split_mailbox(sender)[1].rpartition("@")[2] or "leadloop.invalid"
     return f"<{digest}@{domain}>"
 
 
@@ -149,7 +167,7 @@ def _header(value: str) -> str:
 
 
 def _mailbox(value: str) -> str:
-    name, address = parseaddr(_HEADER_UNSAFE.sub(" ", value))
+    name, address = split_mailbox(_HEADER_UNSAFE.sub(" ", value))
     return formataddr((name, address), charset="utf-8") if name else address
 
 
@@ -197,8 +215,8 @@ def compose(rendered: RenderedEmail, envelope: Envelope, html_body: str, now: fl
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
-    sender = parseaddr(envelope.sender)[1]
-    return Outgoing(sender, (parseaddr(envelope.to)[1],), data, envelope.message_id_header)
+    sender = split_mailbox(envelope.sender)[1]
+    return Outgoing(sender, (split_mailbox(envelope.to)[1],), data, envelope.message_id_header)
 
 
 _TAGS = re.compile(r"<[^>]+>")
@@ -210,7 +228,7 @@ def _text_from_html(markup: str) -> str:
 
 def address_of(value: str) -> str:
     """The bare, lower-cased address of `Name <a@b>` (the suppression list's key)."""
-    return parseaddr(value)[1].strip().lower()
+    return split_mailbox(value)[1].strip().lower()
 
 
 def valid_address(value: str) -> bool:
