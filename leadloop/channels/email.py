@@ -158,17 +158,34 @@ class Outgoing:
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _header(value: str) -> str:
-    """One header line: control characters are spaces; RFC 2047 for non-ASCII text."""
-    value = _HEADER_UNSAFE.sub(" ", value).strip()
-    if value.isascii():
-        return value
-    return Header(value, "utf-8").encode(maxlinelen=998)
+def _needs_encoding(text: str) -> bool:
+    # Text that looks like an encoded word is one too: sent bare, readers decode it.
+    return not text.isascii() or "=?" in text
 
 
-def _mailbox(value: str) -> str:
-    name, address = split_mailbox(_HEADER_UNSAFE.sub(" ", value))
-    return formataddr((name, address), charset="utf-8") if name else address
+def _encoded_words(text: str, name: str) -> str:
+    """RFC 2047 words of at most 75 characters (section 2), folded with CRLF SPACE: one word
+    per header was hundreds of characters long for a long subject or sender name."""
+    return Header(text, "utf-8", header_name=name).encode(maxlinelen=76, linesep="\r\n")
+
+
+def _plain(value: str) -> str:
+    return _HEADER_UNSAFE.sub(" ", value).strip()
+
+
+def _header(value: str, name: str = "") -> str:
+    """One header's value: control characters are spaces; RFC 2047 for non-ASCII text."""
+    value = _plain(value)
+    return _encoded_words(value, name) if _needs_encoding(value) else value
+
+
+def _mailbox(value: str, header: str) -> str:
+    name, address = split_mailbox(_plain(value))
+    if not name:
+        return address
+    if _needs_encoding(name):
+        return f"{_encoded_words(name, header)} <{address}>"
+    return formataddr((name, address))
 
 
 def _qp(text: str) -> bytes:
@@ -182,18 +199,19 @@ def compose(rendered: RenderedEmail, envelope: Envelope, html_body: str, now: fl
     about 1 ms a message (ten times rendering) and folds long headers at 78 columns into
     encoded words that mail clients do not decode back into a `List-Unsubscribe` URL."""
     headers = [
-        f"From: {_mailbox(envelope.sender)}",
-        f"To: {_mailbox(envelope.to)}",
-        f"Subject: {_header(rendered.subject)}",
+        f"From: {_mailbox(envelope.sender, 'From')}",
+        f"To: {_mailbox(envelope.to, 'To')}",
+        f"Subject: {_header(rendered.subject, 'Subject')}",
         f"Date: {formatdate(now, usegmt=True)}",
         f"Message-ID: {envelope.message_id_header}",
         f"X-Leadloop-Message-Id: {_header(envelope.message_id)}",
         "MIME-Version: 1.0",
     ]
     if envelope.reply_to:
-        headers.append(f"Reply-To: {_mailbox(envelope.reply_to)}")
+        headers.append(f"Reply-To: {_mailbox(envelope.reply_to, 'Reply-To')}")
     if envelope.unsubscribe_url:
-        headers.append(f"List-Unsubscribe: <{_header(envelope.unsubscribe_url)}>")
+        # A URL, never encoded words: a reader would not decode them back into it.
+        headers.append(f"List-Unsubscribe: <{_plain(envelope.unsubscribe_url)}>")
         headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     text = rendered.text or _text_from_html(rendered.html)
     part = 'charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
