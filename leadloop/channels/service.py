@@ -165,7 +165,10 @@ def apply_receipts(
         record = _find(conn, workspace, receipt)
         ws = record.workspace_id if record is not None else workspace
         at = receipt.at if receipt.at is not None else now
-        address = receipt.recipient or (record.address if record is not None else "")
+        # The address the message went to, when the receipt names the message: a bounce after
+        # forwarding names the final recipient, an address we never sent to, while ours keeps
+        # bouncing.
+        address = (record.address if record is not None else "") or receipt.recipient
         suppresses = receipt.status == "complained" or (
             receipt.status == "bounced" and receipt.permanent
         )
