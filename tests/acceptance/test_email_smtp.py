@@ -443,3 +443,27 @@ def test_a_bounce_after_forwarding_suppresses_the_address_the_message_went_to(ma
     mail.queue("em-f2")
     status, reason = mail.settled("em-f2")
     assert status == "skipped" and reason is not None and "bounced" in reason
+
+
+def test_a_one_click_post_as_multipart_form_data_is_one_click(mail: Mail) -> None:
+    # RFC 8058 section 8's own example: the mailbox provider may post the key/value pair as
+    # multipart/form-data.
+    mail.queue("em-m")
+    assert mail.settled("em-m")[0] == "delivered"
+    link = re.fullmatch(r"<(.+)>", str(mail.inbox.messages[0][2]["List-Unsubscribe"]))
+    assert link is not None
+    body = (
+        "--FEDCBA09876543210\r\n"
+        'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+        "\r\n"
+        "One-Click\r\n"
+        "--FEDCBA09876543210--\r\n"
+    )
+    done = mail.client.post(
+        urlsplit(link.group(1)).path,
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=FEDCBA09876543210"},
+    )
+    assert done.status_code == 200
+    (unsubscribed,) = mail.events("Unsubscribed")
+    assert unsubscribed["properties"]["source"] == "one-click"
