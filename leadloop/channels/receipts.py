@@ -169,6 +169,7 @@ def _whatsapp(value: dict[str, Any], receipts: list[Receipt], inbound: list[Inbo
                 at=_seconds(status.get("timestamp")),
                 reason=_error_text(status.get("errors")),
                 recipient=str(status.get("recipient_id", "")),
+                reference=str(status.get("biz_opaque_callback_data") or ""),
             )
         )
     for message in value.get("messages") or []:

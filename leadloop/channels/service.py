@@ -24,7 +24,7 @@ import httpx2
 from leadloop.channels import records
 from leadloop.channels.config import channels_config
 from leadloop.channels.email import SmtpTransport
-from leadloop.channels.model import Inbound, Receipt
+from leadloop.channels.model import Inbound, Receipt, referenced
 from leadloop.channels.records import Conn, MessageRecord
 from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import is_automated_open
@@ -147,6 +147,15 @@ def _find(conn: Conn, workspace: str | None, receipt: Receipt) -> MessageRecord 
             return found
         found = records.by_provider_id(conn, receipt.provider_id, receipt.channel)
         if found is not None and (workspace is None or found.workspace_id == workspace):
+            return found
+    if (pair := referenced(receipt.reference)) is not None and workspace in (None, pair[0]):
+        # A receipt that overtook the provider's answer: the message has no provider id yet.
+        found = records.get(conn, *pair)
+        if (
+            found is not None
+            and found.channel == receipt.channel
+            and found.provider_id in (None, receipt.provider_id)
+        ):
             return found
     if receipt.channel == "email" and receipt.recipient:
         return records.latest_to(conn, workspace, "email", receipt.recipient)

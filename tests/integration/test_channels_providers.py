@@ -504,6 +504,27 @@ def test_meta_receipts_verified_then_recorded(h: Harness) -> None:
     }
 
 
+def test_a_receipt_that_overtakes_the_send_answer_lands(h: Harness) -> None:
+    # Meta posts `sent` and `delivered` within moments of accepting a message, while the
+    # sender may still wait on the batch's other sends: the message has no wamid on record
+    # yet. The status echoes the message's `biz_opaque_callback_data`, which names it.
+    def deliver_early(accepted: dict[str, Any]) -> None:
+        echoed = {k: v for k, v in accepted.items() if k == "biz_opaque_callback_data"}
+        r = meta_post(h, status_payload(accepted["_id"], "delivered", **echoed))
+        assert r.status_code == 200
+
+    h.fake.whatsapp.on_accept = deliver_early
+    h.queue("wa-early", "whatsapp", template="intro")
+    assert h.settled("wa-early")[0] == "delivered"
+    wamid = h.fake.whatsapp.accepted[0]["_id"]
+    record = h.record("wa-early")
+    assert (record["status"], record["provider_id"]) == ("delivered", wamid)
+    assert [e["properties"]["message_id"] for e in h.events("Message Delivered")] == ["wa-early"]
+    # Later receipts find the message by its wamid, recorded though `delivered` came first.
+    assert meta_post(h, status_payload(wamid, "read")).status_code == 200
+    assert h.record("wa-early")["status"] == "opened"
+
+
 def test_meta_hub_challenge(h: Harness) -> None:
     ok = h.client.get(
         "/hooks/meta",
