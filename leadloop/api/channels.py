@@ -210,7 +210,8 @@ def channels_router(engine: Engine) -> APIRouter:
         if not signers:
             return _bad("bad or missing X-Twilio-Signature", 401)
         now = engine.clock.now()
-        found = receipt_parsing.storable([receipt_parsing.parse_twilio(dict(params), now)])
+        ref = request.query_params.get("ref", "")
+        found = receipt_parsing.storable([receipt_parsing.parse_twilio(dict(params), now, ref)])
         if found:
             await asyncio.wrap_future(
                 engine.writer.submit(lambda c: _apply_receipts(c, signers, found, now))

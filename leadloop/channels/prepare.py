@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from leadloop.channels import audiences, instagram, sms, whatsapp
 from leadloop.channels import email as email_channel
@@ -251,8 +252,10 @@ class RowPreparer:
             self._throttle(row, ig.account_id, ig.rate_limit, now, len(parts))
         else:
             settings_sms = config.sms
+            # The URL names the message: a status may come before the SID is on record.
+            ref = quote(reference(row.workspace, row.message_id), safe="")
             callback = (
-                f"{config.public_url}/hooks/twilio"
+                f"{config.public_url}/hooks/twilio?ref={ref}"
                 if config.public_url and settings_sms.status_callback
                 else ""
             )

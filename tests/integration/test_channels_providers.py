@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 import pytest
@@ -375,7 +375,9 @@ def test_sms_through_twilio_with_rate_limit_and_status_callback(h: Harness) -> N
     assert form["To"] == "+442079460958"
     assert form["From"] == "+15005550006"
     assert form["Body"] == "Hi Ada, your trial ends soon"
-    assert form["StatusCallback"] == f"{PUBLIC}/hooks/twilio"
+    assert form["StatusCallback"] == f"{PUBLIC}/hooks/twilio?ref=" + quote(
+        '["default","sms-1"]', safe=""
+    )
     sid = form["_id"]
 
     params = {"MessageSid": sid, "MessageStatus": "delivered", "To": form["To"]}
@@ -405,6 +407,33 @@ def test_sms_through_twilio_with_rate_limit_and_status_callback(h: Harness) -> N
     delivered = h.events("Message Delivered")
     assert [e["properties"]["message_id"] for e in delivered] == ["sms-1"]
     assert delivered[0]["properties"]["channel"] == "sms"
+
+
+def test_an_sms_status_that_overtakes_the_send_answer_lands(h: Harness) -> None:
+    # Twilio calls the message's StatusCallback URL, signed over that URL as given: the URL
+    # names the message, so a status that arrives before the SID is on record still lands.
+    def deliver_early(accepted: dict[str, Any]) -> None:
+        url = accepted["StatusCallback"]
+        params = {"MessageSid": accepted["_id"], "MessageStatus": "delivered"}
+        r = h.client.post(
+            url.removeprefix(PUBLIC),
+            content=urlencode(params),
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "x-twilio-signature": twilio_signature("twilio-token", url, params.items()),
+            },
+        )
+        assert r.status_code == 200
+
+    h.fake.twilio.on_accept = deliver_early
+    h.queue("sms-early", "sms", template="nudge")
+    assert h.settled("sms-early")[0] == "delivered"
+    record = h.record("sms-early")
+    assert (record["status"], record["provider_id"]) == (
+        "delivered",
+        h.fake.twilio.accepted[0]["_id"],
+    )
+    assert [e["properties"]["message_id"] for e in h.events("Message Delivered")] == ["sms-early"]
 
 
 def test_audience_add_and_remove_send_only_hashes(h: Harness) -> None:
