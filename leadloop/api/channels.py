@@ -21,6 +21,8 @@ No auth on the public routes: every request proves itself.
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import html
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -124,8 +126,9 @@ def channels_router(engine: Engine) -> APIRouter:
                 "<p>Stop receiving these messages?</p><button>Unsubscribe</button></form>",
                 headers=_NO_STORE,
             )
-        form = dict(parse_qsl((await request.body())[:10_000].decode("latin-1")))
-        source = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "unsubscribe page"
+        body = (await request.body())[:10_000]
+        one_click = _one_click(request.headers.get("content-type", ""), body)
+        source = "one-click" if one_click else "unsubscribe page"
         now = engine.clock.now()
         record = await asyncio.wrap_future(
             engine.writer.submit(
@@ -207,7 +210,8 @@ def channels_router(engine: Engine) -> APIRouter:
         if not signers:
             return _bad("bad or missing X-Twilio-Signature", 401)
         now = engine.clock.now()
-        found = receipt_parsing.storable([receipt_parsing.parse_twilio(dict(params), now)])
+        ref = request.query_params.get("ref", "")
+        found = receipt_parsing.storable([receipt_parsing.parse_twilio(dict(params), now, ref)])
         if found:
             await asyncio.wrap_future(
                 engine.writer.submit(lambda c: _apply_receipts(c, signers, found, now))
@@ -344,6 +348,23 @@ async def _raw(send: Send, status: int, headers: list[tuple[bytes, bytes]], body
         headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+_form_parser = email.parser.BytesParser(policy=email.policy.default)
+
+
+def _one_click(content_type: str, body: bytes) -> bool:
+    """Whether a POST carries RFC 8058's `List-Unsubscribe=One-Click`: form-urlencoded, or
+    multipart/form-data as in the RFC's own example (section 8)."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        return dict(parse_qsl(body.decode("latin-1"))).get("List-Unsubscribe") == "One-Click"
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    for part in _form_parser.parsebytes(head + body).walk():
+        name = part.get_param("name", header="content-disposition")
+        value = part.get_payload(decode=True)
+        if name == "List-Unsubscribe" and isinstance(value, bytes):
+            return value.strip() == b"One-Click"
+    return False
 
 
 def _signed_by(

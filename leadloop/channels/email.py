@@ -108,9 +108,27 @@ def decorate_html(markup: str, preheader: str, pixel_url: str | None) -> str:
     return markup
 
 
+# `Name <address>`: everything before the last `<` is the name, as people write a sender (and
+# a CRM stores a contact's email). parseaddr reads RFC 5322's address list, where an unquoted
+# comma ends a mailbox: "Acme, Inc. <news@acme.test>" was the address "Acme".
+_NAMED = re.compile(r"(.*)<([^<>]*)>\s*", re.DOTALL)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+def split_mailbox(value: str) -> tuple[str, str]:
+    """(display name, address) of `Name <address>`, `"Name" <address>` or a bare address."""
+    named = _NAMED.fullmatch(value.strip())
+    if named is None:
+        return parseaddr(value)
+    name = named.group(1).strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = _QUOTED_PAIR.sub(r"\1", name[1:-1])
+    return name, named.group(2).strip()
+
+
 def message_id_header(workspace: str, message_id: str, sender: str) -> str:
     digest = hashlib.sha256(f"{workspace}\x00{message_id}".encode()).hexdigest()[:32]
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "leadloop.invalid"
+    domain = split_mailbox(sender)[1].rpartition("@")[2] or "leadloop.invalid"
     return f"<{digest}@{domain}>"
 
 
@@ -140,17 +158,34 @@ class Outgoing:
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _header(value: str) -> str:
-    """One header line: control characters are spaces; RFC 2047 for non-ASCII text."""
-    value = _HEADER_UNSAFE.sub(" ", value).strip()
-    if value.isascii():
-        return value
-    return Header(value, "utf-8").encode(maxlinelen=998)
+def _needs_encoding(text: str) -> bool:
+    # Text that looks like an encoded word is one too: sent bare, readers decode it.
+    return not text.isascii() or "=?" in text
 
 
-def _mailbox(value: str) -> str:
-    name, address = parseaddr(_HEADER_UNSAFE.sub(" ", value))
-    return formataddr((name, address), charset="utf-8") if name else address
+def _encoded_words(text: str, name: str) -> str:
+    """RFC 2047 words of at most 75 characters (section 2), folded with CRLF SPACE: one word
+    per header was hundreds of characters long for a long subject or sender name."""
+    return Header(text, "utf-8", header_name=name).encode(maxlinelen=76, linesep="\r\n")
+
+
+def _plain(value: str) -> str:
+    return _HEADER_UNSAFE.sub(" ", value).strip()
+
+
+def _header(value: str, name: str = "") -> str:
+    """One header's value: control characters are spaces; RFC 2047 for non-ASCII text."""
+    value = _plain(value)
+    return _encoded_words(value, name) if _needs_encoding(value) else value
+
+
+def _mailbox(value: str, header: str) -> str:
+    name, address = split_mailbox(_plain(value))
+    if not name:
+        return address
+    if _needs_encoding(name):
+        return f"{_encoded_words(name, header)} <{address}>"
+    return formataddr((name, address))
 
 
 def _qp(text: str) -> bytes:
@@ -164,18 +199,19 @@ def compose(rendered: RenderedEmail, envelope: Envelope, html_body: str, now: fl
     about 1 ms a message (ten times rendering) and folds long headers at 78 columns into
     encoded words that mail clients do not decode back into a `List-Unsubscribe` URL."""
     headers = [
-        f"From: {_mailbox(envelope.sender)}",
-        f"To: {_mailbox(envelope.to)}",
-        f"Subject: {_header(rendered.subject)}",
+        f"From: {_mailbox(envelope.sender, 'From')}",
+        f"To: {_mailbox(envelope.to, 'To')}",
+        f"Subject: {_header(rendered.subject, 'Subject')}",
         f"Date: {formatdate(now, usegmt=True)}",
         f"Message-ID: {envelope.message_id_header}",
         f"X-Leadloop-Message-Id: {_header(envelope.message_id)}",
         "MIME-Version: 1.0",
     ]
     if envelope.reply_to:
-        headers.append(f"Reply-To: {_mailbox(envelope.reply_to)}")
+        headers.append(f"Reply-To: {_mailbox(envelope.reply_to, 'Reply-To')}")
     if envelope.unsubscribe_url:
-        headers.append(f"List-Unsubscribe: <{_header(envelope.unsubscribe_url)}>")
+        # A URL, never encoded words: a reader would not decode them back into it.
+        headers.append(f"List-Unsubscribe: <{_plain(envelope.unsubscribe_url)}>")
         headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     text = rendered.text or _text_from_html(rendered.html)
     part = 'charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
@@ -197,8 +233,8 @@ def compose(rendered: RenderedEmail, envelope: Envelope, html_body: str, now: fl
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
-    sender = parseaddr(envelope.sender)[1]
-    return Outgoing(sender, (parseaddr(envelope.to)[1],), data, envelope.message_id_header)
+    sender = split_mailbox(envelope.sender)[1]
+    return Outgoing(sender, (split_mailbox(envelope.to)[1],), data, envelope.message_id_header)
 
 
 _TAGS = re.compile(r"<[^>]+>")
@@ -210,7 +246,7 @@ def _text_from_html(markup: str) -> str:
 
 def address_of(value: str) -> str:
     """The bare, lower-cased address of `Name <a@b>` (the suppression list's key)."""
-    return parseaddr(value)[1].strip().lower()
+    return split_mailbox(value)[1].strip().lower()
 
 
 def valid_address(value: str) -> bool:

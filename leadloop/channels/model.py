@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
+
 Channel = Literal["email", "whatsapp", "instagram", "sms", "audience"]
 MESSAGE_CHANNELS: tuple[str, ...] = ("email", "whatsapp", "instagram", "sms")
 
@@ -29,6 +31,8 @@ class Receipt:
     recipient: str = ""
     permanent: bool = True
     """Bounces only: a soft (transient) bounce does not suppress the address."""
+    reference: str = ""
+    """Our own name of the message, echoed by the provider (`channels.model.reference`)."""
 
     def __post_init__(self) -> None:
         # The reason is the provider's free text (a Twilio `ErrorMessage`, a bounce's
@@ -36,6 +40,25 @@ class Receipt:
         # careless or hostile delivery must not store a megabyte of it.
         if len(self.reason) > MAX_REASON_CHARS:
             object.__setattr__(self, "reason", self.reason[: MAX_REASON_CHARS - 1] + "…")
+
+
+def reference(workspace: str, message_id: str) -> str:
+    """What a send asks the provider to echo in its receipts (WhatsApp's
+    `biz_opaque_callback_data`): a receipt may arrive before the provider's answer, and so
+    before the provider's id is on record."""
+    return msgspec.json.encode([workspace, message_id]).decode()
+
+
+def referenced(text: str) -> tuple[str, str] | None:
+    """(workspace, message id) of a `reference`; None for anything else."""
+    try:
+        pair = _reference.decode(text)
+    except msgspec.DecodeError:
+        return None
+    return (pair[0], pair[1]) if len(pair) == 2 else None
+
+
+_reference = msgspec.json.Decoder(list[str])
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from leadloop.channels import audiences, instagram, sms, whatsapp
 from leadloop.channels import email as email_channel
-from leadloop.channels.model import Failed, SendResult, Sent
+from leadloop.channels.model import Failed, SendResult, Sent, reference
 from leadloop.channels.ratelimit import Limiter
 from leadloop.channels.records import MessageRecord
 from leadloop.channels.service import ChannelServices
@@ -215,15 +216,16 @@ class RowPreparer:
         address = row.address
         if row.channel == "whatsapp":
             settings = config.whatsapp
+            ref = reference(row.workspace, row.message_id)
             open_window = whatsapp.in_service_window(row.last_inbound, now)
             if open_window and (text or spec.media is not None):
-                body = whatsapp.free_form(address, text, spec.media, link, caption)
+                body = whatsapp.free_form(address, text, spec.media, link, caption, ref)
             elif spec.template is not None:
                 params = [self._render(row, p, context) or "" for p in spec.template.params]
                 if row.final is not None:
                     return
                 body = whatsapp.template_message(
-                    address, spec.template.name, spec.template.language, params
+                    address, spec.template.name, spec.template.language, params, ref
                 )
             else:
                 row.final = (
@@ -250,8 +252,10 @@ class RowPreparer:
             self._throttle(row, ig.account_id, ig.rate_limit, now, len(parts))
         else:
             settings_sms = config.sms
+            # The URL names the message: a status may come before the SID is on record.
+            ref = quote(reference(row.workspace, row.message_id), safe="")
             callback = (
-                f"{config.public_url}/hooks/twilio"
+                f"{config.public_url}/hooks/twilio?ref={ref}"
                 if config.public_url and settings_sms.status_callback
                 else ""
             )

@@ -169,6 +169,7 @@ def _whatsapp(value: dict[str, Any], receipts: list[Receipt], inbound: list[Inbo
                 at=_seconds(status.get("timestamp")),
                 reason=_error_text(status.get("errors")),
                 recipient=str(status.get("recipient_id", "")),
+                reference=str(status.get("biz_opaque_callback_data") or ""),
             )
         )
     for message in value.get("messages") or []:
@@ -208,9 +209,10 @@ _TWILIO_STATUS: dict[str, ReceiptStatus] = {
 }
 
 
-def parse_twilio(params: Mapping[str, str], now: float) -> Receipt | None:
+def parse_twilio(params: Mapping[str, str], now: float, reference: str = "") -> Receipt | None:
     """A status callback (`MessageSid`, `MessageStatus`, `ErrorCode`); None for other states
-    (queued, sending, accepted) and for inbound messages."""
+    (queued, sending, accepted) and for inbound messages. `reference`: the callback URL's
+    `ref`, which names the message."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     mapped = _TWILIO_STATUS.get(params.get("MessageStatus") or params.get("SmsStatus") or "")
     if not sid or mapped is None:
@@ -221,7 +223,9 @@ def parse_twilio(params: Mapping[str, str], now: float) -> Receipt | None:
         reason = f"{params.get('MessageStatus')}"
         if code:
             reason += f" (Twilio error {code}{': ' + params['ErrorMessage'] if params.get('ErrorMessage') else ''})"
-    return Receipt("sms", sid, mapped, now, reason=reason, recipient=params.get("To", ""))
+    return Receipt(
+        "sms", sid, mapped, now, reason=reason, recipient=params.get("To", ""), reference=reference
+    )
 
 
 # --- email providers --------------------------------------------------------------------------

@@ -229,9 +229,18 @@ def transition(
 ) -> MessageRecord:
     """Record a change; the history always gets it, the current state only if it advances."""
     _history(conn, record.workspace_id, record.message_id, status, reason, at)
-    if not advances(record.status, status):
-        return record
     sent_at = at if status == "sent" and record.sent_at is None else record.sent_at
+    if not advances(record.status, status):
+        if provider_id is None or record.provider_id is not None:
+            return record
+        # Sent, though a receipt that overtook the provider's answer moved the state on: the
+        # provider's id is still what later receipts find the message by.
+        conn.execute(
+            "UPDATE message_records SET provider_id = ?, sent_at = ? "
+            "WHERE workspace_id = ? AND message_id = ?",
+            (provider_id, sent_at, record.workspace_id, record.message_id),
+        )
+        return MessageRecord(**{**record.__dict__, "provider_id": provider_id, "sent_at": sent_at})
     conn.execute(
         "UPDATE message_records SET status = ?, reason = ?, provider_id = COALESCE(?, provider_id), "
         "sent_at = ?, updated_at = ? WHERE workspace_id = ? AND message_id = ?",

@@ -24,7 +24,7 @@ import httpx2
 from leadloop.channels import records
 from leadloop.channels.config import channels_config
 from leadloop.channels.email import SmtpTransport
-from leadloop.channels.model import Inbound, Receipt
+from leadloop.channels.model import Inbound, Receipt, referenced
 from leadloop.channels.records import Conn, MessageRecord
 from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import is_automated_open
@@ -148,6 +148,15 @@ def _find(conn: Conn, workspace: str | None, receipt: Receipt) -> MessageRecord 
         found = records.by_provider_id(conn, receipt.provider_id, receipt.channel)
         if found is not None and (workspace is None or found.workspace_id == workspace):
             return found
+    if (pair := referenced(receipt.reference)) is not None and workspace in (None, pair[0]):
+        # A receipt that overtook the provider's answer: the message has no provider id yet.
+        found = records.get(conn, *pair)
+        if (
+            found is not None
+            and found.channel == receipt.channel
+            and found.provider_id in (None, receipt.provider_id)
+        ):
+            return found
     if receipt.channel == "email" and receipt.recipient:
         return records.latest_to(conn, workspace, "email", receipt.recipient)
     return None
@@ -165,7 +174,10 @@ def apply_receipts(
         record = _find(conn, workspace, receipt)
         ws = record.workspace_id if record is not None else workspace
         at = receipt.at if receipt.at is not None else now
-        address = receipt.recipient or (record.address if record is not None else "")
+        # The address the message went to, when the receipt names the message: a bounce after
+        # forwarding names the final recipient, an address we never sent to, while ours keeps
+        # bouncing.
+        address = (record.address if record is not None else "") or receipt.recipient
         suppresses = receipt.status == "complained" or (
             receipt.status == "bounced" and receipt.permanent
         )

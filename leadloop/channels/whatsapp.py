@@ -29,12 +29,22 @@ def recipient(phone: str) -> str:
     return "".join(ch for ch in phone if ch.isdigit())
 
 
-def free_form(to: str, text: str, media: Media | None, link: str, caption: str) -> dict[str, Any]:
+def _base(to: str, reference: str) -> dict[str, Any]:
     base: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": recipient(to),
     }
+    if reference and len(reference) <= 512:
+        # Echoed in every status webhook of the message ("Messages": at most 512 characters).
+        base["biz_opaque_callback_data"] = reference
+    return base
+
+
+def free_form(
+    to: str, text: str, media: Media | None, link: str, caption: str, reference: str = ""
+) -> dict[str, Any]:
+    base = _base(to, reference)
     if media is not None:
         kind = "document" if media.type == "file" else media.type
         content: dict[str, Any] = {"link": link}
@@ -45,19 +55,15 @@ def free_form(to: str, text: str, media: Media | None, link: str, caption: str) 
     return {**base, "type": "text", "text": {"preview_url": True, "body": text}}
 
 
-def template_message(to: str, name: str, language: str, params: list[str]) -> dict[str, Any]:
+def template_message(
+    to: str, name: str, language: str, params: list[str], reference: str = ""
+) -> dict[str, Any]:
     template: dict[str, Any] = {"name": name, "language": {"code": language}}
     if params:
         template["components"] = [
             {"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}
         ]
-    return {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": recipient(to),
-        "type": "template",
-        "template": template,
-    }
+    return {**_base(to, reference), "type": "template", "template": template}
 
 
 def _message_id(body: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,9 @@ class FakeProvider:
     requests: list[Recorded] = field(default_factory=list)
     accepted: list[Any] = field(default_factory=list)
     _planned: deque[Response] = field(default_factory=deque)
+    on_accept: Callable[[dict[str, Any]], None] | None = None
+    """Called with each accepted message before the answer goes: a test posts the receipt a
+    fast provider sends while the sender still waits for that answer."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

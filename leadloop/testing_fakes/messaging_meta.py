@@ -79,6 +79,8 @@ def check_whatsapp(
         )
     wamid = f"wamid.{fake.next_id()}"
     p.accepted.append({**body, "_id": wamid})
+    if p.on_accept is not None:
+        p.on_accept(p.accepted[-1])
     return (
         200,
         {},

@@ -51,6 +51,8 @@ def check_twilio(
         )
     sid = f"SM{fake.next_id():032x}"
     p.accepted.append({**form, "_id": sid})
+    if p.on_accept is not None:
+        p.on_accept(p.accepted[-1])
     return (
         201,
         {},

@@ -359,21 +359,9 @@ def signed(body: bytes, msg_id: str, when: float) -> dict[str, str]:
     return sign_webhook(HOOK_SECRET, msg_id, int(when), body)
 
 
-def test_bounces_from_the_provider_webhook_and_from_dsn_mail(mail: Mail) -> None:
-    mail.queue("em-b")
-    assert mail.settled("em-b")[0] == "delivered"
-    message_id = str(mail.inbox.messages[0][2]["Message-ID"])
-    now = mail.engine.clock.now()
-
-    notice = msgspec.json.encode(
-        {"type": "bounce", "email": "ada@example.com", "reason": "550 5.1.1 no such user"}
-    )
-    forged = sign_webhook("whsec_" + base64.b64encode(b"x" * 32).decode(), "n1", int(now), notice)
-    assert mail.client.post("/hooks/email/acme", content=notice, headers=forged).status_code == 401
-    assert mail.events("Email Bounced") == []
-    assert mail.record("em-b")["status"] == "sent"
-
-    dsn = textwrap.dedent(
+def dsn_mail(final_recipient: str, returned_headers: str) -> bytes:
+    """A DSN (RFC 3464) of a hard bounce, the returned message's headers in a part of its own."""
+    head = textwrap.dedent(
         f"""\
         From: MAILER-DAEMON@mx.example.com
         To: news@acme.test
@@ -390,7 +378,7 @@ def test_bounces_from_the_provider_webhook_and_from_dsn_mail(mail: Mail) -> None
 
         Reporting-MTA: dns; mx.example.com
 
-        Final-Recipient: rfc822; ada@example.com
+        Final-Recipient: rfc822; {final_recipient}
         Action: failed
         Status: 5.1.1
         Diagnostic-Code: smtp; 550 5.1.1 user unknown
@@ -398,13 +386,29 @@ def test_bounces_from_the_provider_webhook_and_from_dsn_mail(mail: Mail) -> None
         --B
         Content-Type: text/rfc822-headers
 
-        Message-ID: {message_id}
-        X-Leadloop-Message-Id: em-b
-        Subject: Welcome, Ada
-
-        --B--
         """
-    ).encode()
+    )
+    return f"{head}{returned_headers}\n\n--B--\n".encode()
+
+
+def test_bounces_from_the_provider_webhook_and_from_dsn_mail(mail: Mail) -> None:
+    mail.queue("em-b")
+    assert mail.settled("em-b")[0] == "delivered"
+    message_id = str(mail.inbox.messages[0][2]["Message-ID"])
+    now = mail.engine.clock.now()
+
+    notice = msgspec.json.encode(
+        {"type": "bounce", "email": "ada@example.com", "reason": "550 5.1.1 no such user"}
+    )
+    forged = sign_webhook("whsec_" + base64.b64encode(b"x" * 32).decode(), "n1", int(now), notice)
+    assert mail.client.post("/hooks/email/acme", content=notice, headers=forged).status_code == 401
+    assert mail.events("Email Bounced") == []
+    assert mail.record("em-b")["status"] == "sent"
+
+    dsn = dsn_mail(
+        "ada@example.com",
+        f"Message-ID: {message_id}\nX-Leadloop-Message-Id: em-b\nSubject: Welcome, Ada",
+    )
     headers = {**signed(dsn, "dsn-1", now), "content-type": "message/rfc822"}
     answer = mail.client.post("/hooks/email/dsn", content=dsn, headers=headers)
     assert answer.status_code == 200, answer.text
@@ -418,3 +422,48 @@ def test_bounces_from_the_provider_webhook_and_from_dsn_mail(mail: Mail) -> None
     mail.queue("em-after")
     status, reason = mail.settled("em-after")
     assert status == "skipped" and reason is not None and "bounced" in reason
+
+
+def test_a_bounce_after_forwarding_suppresses_the_address_the_message_went_to(mail: Mail) -> None:
+    # ada@example.com forwards to an address that no longer exists: the DSN names that final
+    # recipient, and the returned headers name our message. The address to stop mailing is
+    # the one we sent to (it bounces on every send); the other one was never ours.
+    mail.queue("em-f")
+    assert mail.settled("em-f")[0] == "delivered"
+    now = mail.engine.clock.now()
+    dsn = dsn_mail("ada@oldjob.test", "X-Leadloop-Message-Id: em-f")
+    headers = {**signed(dsn, "dsn-f", now), "content-type": "message/rfc822"}
+    answer = mail.client.post("/hooks/email/dsn", content=dsn, headers=headers)
+    assert answer.status_code == 200 and answer.json()["matched"] == 1
+    assert mail.record("em-f")["status"] == "bounced"
+    suppressed = mail.engine.read_sync(
+        lambda c: c.execute("SELECT address FROM channel_suppressions ORDER BY address")
+    )
+    assert [r[0] for r in suppressed] == ["ada@example.com"]
+    mail.queue("em-f2")
+    status, reason = mail.settled("em-f2")
+    assert status == "skipped" and reason is not None and "bounced" in reason
+
+
+def test_a_one_click_post_as_multipart_form_data_is_one_click(mail: Mail) -> None:
+    # RFC 8058 section 8's own example: the mailbox provider may post the key/value pair as
+    # multipart/form-data.
+    mail.queue("em-m")
+    assert mail.settled("em-m")[0] == "delivered"
+    link = re.fullmatch(r"<(.+)>", str(mail.inbox.messages[0][2]["List-Unsubscribe"]))
+    assert link is not None
+    body = (
+        "--FEDCBA09876543210\r\n"
+        'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+        "\r\n"
+        "One-Click\r\n"
+        "--FEDCBA09876543210--\r\n"
+    )
+    done = mail.client.post(
+        urlsplit(link.group(1)).path,
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=FEDCBA09876543210"},
+    )
+    assert done.status_code == 200
+    (unsubscribed,) = mail.events("Unsubscribed")
+    assert unsubscribed["properties"]["source"] == "one-click"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 import pytest
@@ -375,7 +375,9 @@ def test_sms_through_twilio_with_rate_limit_and_status_callback(h: Harness) -> N
     assert form["To"] == "+442079460958"
     assert form["From"] == "+15005550006"
     assert form["Body"] == "Hi Ada, your trial ends soon"
-    assert form["StatusCallback"] == f"{PUBLIC}/hooks/twilio"
+    assert form["StatusCallback"] == f"{PUBLIC}/hooks/twilio?ref=" + quote(
+        '["default","sms-1"]', safe=""
+    )
     sid = form["_id"]
 
     params = {"MessageSid": sid, "MessageStatus": "delivered", "To": form["To"]}
@@ -405,6 +407,33 @@ def test_sms_through_twilio_with_rate_limit_and_status_callback(h: Harness) -> N
     delivered = h.events("Message Delivered")
     assert [e["properties"]["message_id"] for e in delivered] == ["sms-1"]
     assert delivered[0]["properties"]["channel"] == "sms"
+
+
+def test_an_sms_status_that_overtakes_the_send_answer_lands(h: Harness) -> None:
+    # Twilio calls the message's StatusCallback URL, signed over that URL as given: the URL
+    # names the message, so a status that arrives before the SID is on record still lands.
+    def deliver_early(accepted: dict[str, Any]) -> None:
+        url = accepted["StatusCallback"]
+        params = {"MessageSid": accepted["_id"], "MessageStatus": "delivered"}
+        r = h.client.post(
+            url.removeprefix(PUBLIC),
+            content=urlencode(params),
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "x-twilio-signature": twilio_signature("twilio-token", url, params.items()),
+            },
+        )
+        assert r.status_code == 200
+
+    h.fake.twilio.on_accept = deliver_early
+    h.queue("sms-early", "sms", template="nudge")
+    assert h.settled("sms-early")[0] == "delivered"
+    record = h.record("sms-early")
+    assert (record["status"], record["provider_id"]) == (
+        "delivered",
+        h.fake.twilio.accepted[0]["_id"],
+    )
+    assert [e["properties"]["message_id"] for e in h.events("Message Delivered")] == ["sms-early"]
 
 
 def test_audience_add_and_remove_send_only_hashes(h: Harness) -> None:
@@ -502,6 +531,27 @@ def test_meta_receipts_verified_then_recorded(h: Harness) -> None:
         "template": "intro",
         "status": "read",
     }
+
+
+def test_a_receipt_that_overtakes_the_send_answer_lands(h: Harness) -> None:
+    # Meta posts `sent` and `delivered` within moments of accepting a message, while the
+    # sender may still wait on the batch's other sends: the message has no wamid on record
+    # yet. The status echoes the message's `biz_opaque_callback_data`, which names it.
+    def deliver_early(accepted: dict[str, Any]) -> None:
+        echoed = {k: v for k, v in accepted.items() if k == "biz_opaque_callback_data"}
+        r = meta_post(h, status_payload(accepted["_id"], "delivered", **echoed))
+        assert r.status_code == 200
+
+    h.fake.whatsapp.on_accept = deliver_early
+    h.queue("wa-early", "whatsapp", template="intro")
+    assert h.settled("wa-early")[0] == "delivered"
+    wamid = h.fake.whatsapp.accepted[0]["_id"]
+    record = h.record("wa-early")
+    assert (record["status"], record["provider_id"]) == ("delivered", wamid)
+    assert [e["properties"]["message_id"] for e in h.events("Message Delivered")] == ["wa-early"]
+    # Later receipts find the message by its wamid, recorded though `delivered` came first.
+    assert meta_post(h, status_payload(wamid, "read")).status_code == 200
+    assert h.record("wa-early")["status"] == "opened"
 
 
 def test_meta_hub_challenge(h: Harness) -> None:
