@@ -74,6 +74,11 @@ CASES = [
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
     (["playbook", "diff", "{tmp}/binary"], "binary"),
     (["playbook", "apply", "{tmp}/folder"], "folder"),
+    # A name longer than the system takes: stat() raised ENAMETOOLONG, a traceback.
+    (["playbook", "validate", "{tmp}/" + "n" * 300], "File name too long"),
+    (["playbook", "diff", "{tmp}/" + "n" * 300], "File name too long"),
+    (["backtest", "--playbook", "{tmp}/" + "n" * 300], "File name too long"),
+    (["copy", "variants", "{tmp}/" + "n" * 300, "--template", "guide"], "File name too long"),
     (["explain", BIG], "identifier"),
     (["explain", " "], "identifier"),
     (["explain", "x", "--workspace", BIG], "--workspace"),
