@@ -69,6 +69,10 @@ CASES = [
     (["worker", "--database-url", "mysql://x"], "unsupported database URL"),
     (["migrate", "--database-url", "postgresql://[::1"], "malformed database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/not.db"], "not.db"),
+    # NUL: SQLite's open raised ValueError (a traceback); libpq cut the URL there, so
+    # `postgresql://…/prod\0x` connected to `prod`.
+    (["migrate", "--database-url", "sqlite:///{tmp}/a\x00b.db"], "database URL"),
+    (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x\x00y"], "database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/folder"], "folder"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
