@@ -134,3 +134,29 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     assert words in last, err
     assert len(last) < 1_000, "the error echoes a huge argument back"
     assert counts(db) == before
+
+
+NUL_CASES = [
+    (["explain", "p\x00x"], "identifier"),
+]
+
+
+@pytest.mark.parametrize(("argv", "words"), NUL_CASES, ids=[c[0][0] for c in NUL_CASES])
+def test_nul_is_refused_as_the_argument_on_every_backend(
+    backend_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    words: str,
+) -> None:
+    """PostgreSQL text cannot hold NUL, so no stored id has one: the driver's error (with the
+    SQL it ran) was the answer there, and SQLite looked the id up."""
+    monkeypatch.setenv("LEADLOOP_DATABASE_URL", backend_url)
+    assert run(capsys, "playbook", "apply", PLAYBOOK)[0] == 0
+    before = counts(backend_url)
+    status, err = run(capsys, *argv)
+    last = err.strip().splitlines()[-1]
+    assert status == 2
+    assert words in last and "NUL" in last, err
+    assert "SELECT" not in err
+    assert counts(backend_url) == before
