@@ -6,6 +6,7 @@ An unexpected exception propagates and fails the case, which is the "no tracebac
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,23 @@ def test_nul_is_refused_as_the_argument_on_every_backend(
     assert words in last, err
     assert "SELECT" not in err
     assert counts(backend_url) == before
+
+
+@pytest.mark.parametrize(
+    "credentials", ["{tmp}/binary/c.json", "{tmp}/" + "n" * 300, "{tmp}/c\x00.json"]
+)
+def test_quickstart_that_cannot_keep_its_credentials_makes_none(
+    db: str, files: Path, capsys: pytest.CaptureFixture[str], credentials: str
+) -> None:
+    """Under a file, a name too long, a NUL: the write key and admin token were created and
+    committed before the write failed (or a traceback came first), left in the database with
+    nobody holding them."""
+    with socket.socket() as probe:  # a port free now: quickstart binds it before the file
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    before = counts(db)
+    path = credentials.replace("{tmp}", str(files))
+    status, err = run(capsys, "quickstart", "--port", port, "--credentials", path)
+    assert status != 0
+    assert "--credentials" in err.strip().splitlines()[-1], err
+    assert counts(db) == before
