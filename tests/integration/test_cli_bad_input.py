@@ -76,6 +76,9 @@ CASES = [
     (["migrate", "--database-url", "sqlite:///{tmp}/a\x00b.db"], "database URL"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x\x00y"], "database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/folder"], "folder"),
+    # The commands that read an existing database looked the file up first, and raised.
+    (["explain", "u1", "--database-url", "sqlite:///{tmp}/" + "n" * 300], "File name too long"),
+    (["outbox", "list", "--database-url", "sqlite:///{tmp}/" + "n" * 300], "File name too long"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
     (["playbook", "diff", "{tmp}/binary"], "binary"),
