@@ -47,6 +47,9 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "binary").write_bytes(b"\x00\x01\xff\xfe")
     (tmp_path / "folder").mkdir()
     (tmp_path / "spend.csv").write_text("date,source,amount,currency\n2026-01-01,meta,10,USD\n")
+    (tmp_path / "v6.yaml").write_text(
+        'version: 1\nwebhooks:\n  - {id: sales, url: "http://[::1/hook", secret: s}\n'
+    )
     (tmp_path / "profile.json").write_text('{"userId": "u1", "traits": {}}')
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
@@ -83,6 +86,7 @@ CASES = [
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
     (["playbook", "diff", "{tmp}/binary"], "binary"),
     (["playbook", "apply", "{tmp}/folder"], "folder"),
+    (["playbook", "validate", "{tmp}/v6.yaml"], "url"),  # urlsplit raised on the bracket
     # A name longer than the system takes: stat() raised ENAMETOOLONG, a traceback.
     (["playbook", "validate", "{tmp}/" + "n" * 300], "File name too long"),
     (["playbook", "diff", "{tmp}/" + "n" * 300], "File name too long"),
