@@ -50,6 +50,9 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "v6.yaml").write_text(
         'version: 1\nwebhooks:\n  - {id: sales, url: "http://[::1/hook", secret: s}\n'
     )
+    (tmp_path / "smtp.yaml").write_text(
+        'version: 1\nchannels:\n  email: {smtp_url: "smtp://[::1"}\n'
+    )
     (tmp_path / "profile.json").write_text('{"userId": "u1", "traits": {}}')
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
@@ -87,6 +90,7 @@ CASES = [
     (["playbook", "diff", "{tmp}/binary"], "binary"),
     (["playbook", "apply", "{tmp}/folder"], "folder"),
     (["playbook", "validate", "{tmp}/v6.yaml"], "url"),  # urlsplit raised on the bracket
+    (["playbook", "validate", "{tmp}/smtp.yaml"], "smtp_url"),
     # A name longer than the system takes: stat() raised ENAMETOOLONG, a traceback.
     (["playbook", "validate", "{tmp}/" + "n" * 300], "File name too long"),
     (["playbook", "diff", "{tmp}/" + "n" * 300], "File name too long"),
