@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import wrk  # noqa: E402
+from common import at_least, seconds, wrk  # noqa: E402
 
 from leadloop.testing import eventually, free_port  # noqa: E402
 
@@ -197,8 +197,8 @@ def bench_tracking(seconds: float) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--emails", type=int, default=3000)
+    parser.add_argument("--seconds", type=seconds, default=5.0)
+    parser.add_argument("--emails", type=at_least(), default=3000)
     parser.add_argument("--serve-smtp", type=int)
     parser.add_argument("--serve-bare", type=int)
     parser.add_argument("--serve-engine", nargs=2)

@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx2
 import msgspec
+from common import at_least, seconds
 
 from leadloop.app import Engine
 from leadloop.clock import ManualClock
@@ -563,15 +564,18 @@ def measured(run: Runner, data: list[Person], parallel: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--seconds", type=seconds, default=10.0)
+    parser.add_argument("--events", type=at_least(), default=20_000)
     parser.add_argument(
-        "--parallel", type=int, default=4, help="requests in flight (ours: the sender's default)"
+        "--parallel",
+        type=at_least(),
+        default=4,
+        help="requests in flight (ours: the sender's default)",
     )
     parser.add_argument("--postgres-url", default=None, help="unused: the engine part is SQLite")
     parser.add_argument(
         "--engine-people",
-        type=int,
+        type=at_least(0),
         default=20_000,
         help="people for the whole-engine table (0 skips it)",
     )

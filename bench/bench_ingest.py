@@ -22,7 +22,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import WRK_BATCH, WRK_SINGLE, basic, start_bare, start_leadloop, temp_sqlite, wrk
+from common import (
+    WRK_BATCH,
+    WRK_SINGLE,
+    basic,
+    positive,
+    seconds,
+    start_bare,
+    start_leadloop,
+    temp_sqlite,
+    wrk,
+)
 
 BATCH = 100
 
@@ -109,9 +119,9 @@ def paced_load(base: str, key: str, rate: float, seconds: float, out: dict) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--sustained-seconds", type=float, default=60.0)
-    parser.add_argument("--sustained-rate", type=float, default=12_000.0)
+    parser.add_argument("--seconds", type=seconds, default=10.0)
+    parser.add_argument("--sustained-seconds", type=seconds, default=60.0)
+    parser.add_argument("--sustained-rate", type=positive, default=12_000.0)
     parser.add_argument("--postgres-url", default=None)
     args = parser.parse_args()
     s = args.seconds

@@ -38,6 +38,8 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import at_least, seconds  # noqa: E402
+
 from leadloop.app import Engine  # noqa: E402
 from leadloop.clock import ManualClock  # noqa: E402
 from leadloop.config import Settings  # noqa: E402
@@ -388,13 +390,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--entries", type=at_least(), default=20_000)
     parser.add_argument("--sizes", default="10000,100000", help="instance counts (add 1000000)")
-    parser.add_argument("--due", type=int, default=10_000, help="instances due at once")
+    parser.add_argument("--due", type=at_least(), default=10_000, help="instances due at once")
     parser.add_argument(
         "--late-rates", default="1000,2500", help="entries/s for the lateness runs ('' skips)"
     )
-    parser.add_argument("--late-seconds", type=float, default=10.0)
+    parser.add_argument("--late-seconds", type=seconds, default=10.0)
     parser.add_argument("--postgres", help="also run on PostgreSQL (an admin URL)")
     parser.add_argument("--only-postgres", action="store_true", help="skip the SQLite run")
     args = parser.parse_args()

@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import msgspec
-from common import basic, start_leadloop
+from common import at_least, basic, seconds, start_leadloop
 
 from leadloop.app import Engine
 from leadloop.clock import ManualClock
@@ -295,11 +295,11 @@ PARTS = ("cost", "backtest", "decay", "latency")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--seconds", type=float, default=10.0, help="unused; kept for `leadloop bench`"
+        "--seconds", type=seconds, default=10.0, help="unused; kept for `leadloop bench`"
     )
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--profiles", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--events", type=at_least(), default=200_000)
+    parser.add_argument("--profiles", type=at_least(), default=1_000_000)
+    parser.add_argument("--samples", type=at_least(), default=200)
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument(
         "--parts",

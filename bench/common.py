@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import re
 import shutil
@@ -10,12 +12,50 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from leadloop.testing import ServerProcess, eventually, free_port
 
 HERE = Path(__file__).resolve().parent
+
+
+def at_least(least: int = 1) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least` (a size of 0 or less divided by
+    zero, or ran a benchmark of nothing)."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {raw[:40]!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+def _finite(raw: str, *, zero: bool) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw[:40]!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "above 0"
+        raise argparse.ArgumentTypeError(f"expected a finite number {least}, got {raw[:40]!r}")
+    return value
+
+
+def seconds(raw: str) -> float:
+    """An argparse type: a duration, finite and not negative (0: one round)."""
+    return _finite(raw, zero=True)
+
+
+def positive(raw: str) -> float:
+    """An argparse type: a rate, finite and above 0."""
+    return _finite(raw, zero=False)
 
 
 def cpu_seconds(pid: int) -> float:

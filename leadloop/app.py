@@ -100,7 +100,11 @@ def open_existing(
     creating an empty file there). It reads and writes no schema: a database behind this
     version is an error that says to run `leadloop migrate`."""
     url = DatabaseUrl.parse(database_url)
-    if url.dialect == "sqlite" and url.path is not None and not Path(url.path).exists():
+    try:
+        missing = url.dialect == "sqlite" and url.path is not None and not Path(url.path).exists()
+    except OSError as error:  # `exists` is False only for a missing file: a name too long raises
+        raise LeadloopError(f"cannot open SQLite database {url.path}: {error.strerror}") from error
+    if missing:
         raise LeadloopError(
             f"no database at {url.path}: this command reads the one an engine uses. Run it "
             "where the engine runs, or name that database with --database-url or "

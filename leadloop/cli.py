@@ -239,9 +239,13 @@ def _saved_credentials(path: Path) -> dict[str, str]:
     """What an earlier `quickstart` saved; anything unreadable as that (not JSON, not an object,
     values not strings) counts as nothing saved, so new credentials replace it. A path that
     cannot be read at all (a folder, no permission) is an error: it could not be written either."""
-    if not path.exists():
+    try:
+        exists, regular = path.exists(), path.is_file()
+    except (OSError, ValueError) as error:  # a name too long, NUL: `exists` raises, not False
+        raise LeadloopError(f"cannot read --credentials {path}: {_reason(error)}") from error
+    if not exists:
         return {}
-    if not path.is_file():
+    if not regular:
         # A folder, or a device such as /dev/null, which the chmod to 0600 below would break.
         raise LeadloopError(f"cannot read --credentials {path}: not a regular file")
     try:
@@ -262,38 +266,58 @@ def _saved_credentials(path: Path) -> dict[str, str]:
     return {key: value for key, value in saved.items() if isinstance(value, str)}
 
 
+def _quickstart_credentials(url: DatabaseUrl, database_url: str, path: Path) -> dict[str, str]:
+    """The saved credentials when they still work, else new ones saved at `path`."""
+    creds = _saved_credentials(path)
+    conn = connect(url)
+    try:
+        ok = (
+            creds.get("database_url") == database_url
+            and workspaces.workspace_for_write_key(conn, creds.get("write_key", "")) == "default"
+            and workspaces.workspace_for_token(conn, creds.get("admin_token", "")) == "default"
+        )
+        if ok:
+            return creds
+        now = SystemClock().now()
+        with conn.transaction():
+            creds = {
+                "database_url": database_url,
+                "write_key": workspaces.create_write_key(conn, "default", "make run", now),
+                "admin_token": workspaces.create_admin_token(conn, "default", "make run", now),
+            }
+            # Written before the commit: a file that cannot be written rolls the credentials
+            # back, which were otherwise kept with nobody holding them.
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(creds, indent=2))
+                os.chmod(path, 0o600)
+            except (OSError, ValueError) as error:
+                raise LeadloopError(
+                    f"cannot write --credentials {path}: {_reason(error)}"
+                ) from error
+        return creds
+    finally:
+        conn.close()
+
+
+def _reason(error: Exception) -> str:
+    """An OS error's reason without the path it repeats (the message names it already)."""
+    return str(getattr(error, "strerror", None) or error)
+
+
 def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
     """What `make run` calls: credentials for `default` (created once, reused) and serve."""
     from leadloop.app import prepare_database
 
     listening = _listen(settings.host, settings.port)  # before credentials are made for it
-    url = DatabaseUrl.parse(settings.database_url)
-    prepare_database(url, SystemClock())
     path = Path(args.credentials)
-    creds = _saved_credentials(path)
-    conn = connect(url)
     try:
-        ok = (
-            creds.get("database_url") == settings.database_url
-            and workspaces.workspace_for_write_key(conn, creds.get("write_key", "")) == "default"
-            and workspaces.workspace_for_token(conn, creds.get("admin_token", "")) == "default"
-        )
-        if not ok:
-            now = SystemClock().now()
-            with conn.transaction():
-                creds = {
-                    "database_url": settings.database_url,
-                    "write_key": workspaces.create_write_key(conn, "default", "make run", now),
-                    "admin_token": workspaces.create_admin_token(conn, "default", "make run", now),
-                }
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(creds, indent=2))
-                os.chmod(path, 0o600)
-            except OSError as error:
-                raise LeadloopError(f"cannot write --credentials {path}: {error}") from error
-    finally:
-        conn.close()
+        url = DatabaseUrl.parse(settings.database_url)
+        prepare_database(url, SystemClock())
+        creds = _quickstart_credentials(url, settings.database_url, path)
+    except BaseException:
+        listening.close()
+        raise
     base = f"http://{settings.host}:{settings.port}"
 
     def banner() -> None:

@@ -95,6 +95,9 @@ def identifier(raw: str) -> str:
     and is refused rather than echoed back whole."""
     if not raw.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    if "\x00" in raw:
+        # PostgreSQL text cannot hold it, so no identifier has one; its driver raised.
+        raise argparse.ArgumentTypeError("must not contain a NUL character")
     if len(raw) > IDENTIFIER_LIMIT:
         raise argparse.ArgumentTypeError(
             f"at most {IDENTIFIER_LIMIT} characters (no identifier is longer), got {len(raw):,}"

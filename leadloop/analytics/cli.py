@@ -16,6 +16,8 @@ SPEND_LIMIT = 20 * 1024 * 1024
 
 
 def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    from leadloop.cli import label
+
     group = sub.add_parser("spend", help="import ad spend (for CAC and ROAS in the metrics)")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = actions.add_parser(
@@ -26,7 +28,9 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     p.add_argument(
         "file", help="the CSV export (header: date, source, amount, currency[, campaign])"
     )
-    p.add_argument("--workspace", default="default", help="workspace (default: default)")
+    p.add_argument(
+        "--workspace", type=label, default="default", help="workspace (default: default)"
+    )
     p.set_defaults(handler=cmd_spend_import)
 
 

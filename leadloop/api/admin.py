@@ -241,7 +241,12 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        body = ApiError(code=code, message=str(exc.detail))
+        message = str(exc.detail)
+        if exc.status_code == 400:
+            # No route raises a bare 400 (a bad parameter is a `RequestValidationError`): this
+            # is FastAPI failing to decode a body, whose own message named no place.
+            message = "body: not valid JSON (not UTF-8, or nested too deeply)"
+        body = ApiError(code=code, message=message)
         return JSONResponse(body.model_dump(), exc.status_code, headers=headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:

@@ -100,7 +100,8 @@ def metrics_router(engine: "Engine") -> APIRouter:
         start = instant("since", since)
         # One bound alone: the 30 days from or to it, both ends included, so `since` a date
         # ends on the last instant of its 30th day (not the 31st's midnight, whose whole day
-        # of spend was counted against an instant of its orders), and `until` likewise.
+        # of spend was counted against an instant of its orders), and `until` likewise; each
+        # kept within the bounds a request may give, so the answer's window can be sent back.
         if end is None:
             end = (
                 engine.clock.now()
@@ -108,7 +109,7 @@ def metrics_router(engine: "Engine") -> APIRouter:
                 else min(start + DEFAULT_DAYS * DAY - LAST, END_OF_TIME - LAST)
             )
         elif start is None:
-            start = end - DEFAULT_DAYS * DAY + LAST
+            start = max(end - DEFAULT_DAYS * DAY + LAST, 0.0)
         if start is None:
             start = end - DEFAULT_DAYS * DAY
         if start > end:

@@ -91,7 +91,7 @@ def parse_channels(node: Node | None) -> ChannelsConfig:
     email = EmailSettings()
     if email_fields is not None:
         smtp_url = email_fields.setting("smtp_url")
-        if smtp_url and urlsplit(smtp_url).scheme not in ("smtp", "smtps"):
+        if smtp_url and _scheme(smtp_url) not in ("smtp", "smtps"):
             email_fields.fail("smtp_url", "expected smtp://… or smtps://…")
         secret = email_fields.setting("webhook_secret")
         if secret and not secret.startswith("whsec_"):
@@ -268,3 +268,11 @@ def channels_config(playbook: Playbook | None) -> ChannelsConfig:
         _cache.clear()
     _cache[id(playbook)] = (playbook, config)
     return config
+
+
+def _scheme(url: str) -> str | None:
+    """The URL's scheme, None when it does not parse (urlsplit raises on an unclosed `[`)."""
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return None

@@ -138,9 +138,13 @@ def resolve_path(path: str, playbook_file: str) -> str:
 
 
 def _check_token_uri(uri: str) -> None:
-    parts = urlsplit(uri)
-    loopback = parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK
-    if not (parts.scheme == "https" or loopback) or not parts.hostname:
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+    except ValueError:  # an unclosed `[` of an IPv6 host: urlsplit raises, not returns
+        raise ServiceAccountError("token_uri: expected an https:// URL") from None
+    loopback = parts.scheme == "http" and host in _LOOPBACK
+    if not (parts.scheme == "https" or loopback) or not host:
         # The signed assertion is a bearer credential for an hour: never in clear text.
         raise ServiceAccountError("token_uri: expected an https:// URL")
 

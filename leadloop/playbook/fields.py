@@ -233,7 +233,11 @@ def url_problem(value: str) -> str | None:
     first delivery, as a request the HTTP client cannot even build."""
     if any(c.isspace() or not c.isprintable() for c in value):
         return "expected an http:// or https:// URL without spaces or control characters"
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:  # an unclosed `[` of an IPv6 host: urlsplit raises, not returns
+        return "expected an http:// or https:// URL (it does not parse)"
+    if parts.scheme not in ("http", "https") or not host:
         return "expected an http:// or https:// URL"
     return None

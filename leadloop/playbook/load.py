@@ -44,16 +44,22 @@ slow (PyYAML's pure-Python composer), so a wrong file is refused by size before 
 
 def playbook_files(path: Path) -> list[Path]:
     """The file itself, or a folder's `*.yaml` / `*.yml` files in name order."""
-    if path.is_dir():
-        files = sorted(
-            (p for p in path.iterdir() if p.suffix in (".yaml", ".yml")), key=lambda p: p.name
-        )
+    try:
+        # `exists` and `is_dir` answer False only for a missing path: a name the system
+        # refuses (too long) or cannot search raised out of every command that reads one.
+        folder = path.is_dir()
+        found = folder or path.exists()
+        entries = list(path.iterdir()) if folder else []
+    except OSError as error:
+        raise PlaybookError(str(path), None, "", f"cannot read: {error.strerror}") from error
+    if folder:
+        files = sorted((p for p in entries if p.suffix in (".yaml", ".yml")), key=lambda p: p.name)
         if not files:
             raise PlaybookError(str(path), None, "", "folder has no *.yaml files")
         for file in files:
             _check_member(path, file)
         return files
-    if not path.exists():
+    if not found:
         raise PlaybookError(str(path), None, "", "no such file or folder")
     return [path]
 

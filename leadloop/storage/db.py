@@ -34,6 +34,10 @@ class DatabaseUrl:
 
     @staticmethod
     def parse(url: str) -> DatabaseUrl:
+        if "\x00" in url:
+            # SQLite's open raised ValueError on it; libpq read the URL up to it, so a
+            # database named before the NUL was the one connected to.
+            raise ConfigError("malformed database URL: it contains a NUL character")
         if url.startswith("sqlite:///"):
             path, _, query = url[len("sqlite:///") :].partition("?")
             if not path or path == ":memory:":

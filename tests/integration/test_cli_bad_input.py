@@ -6,6 +6,7 @@ An unexpected exception propagates and fails the case, which is the "no tracebac
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,13 @@ def db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 def files(tmp_path: Path) -> Path:
     (tmp_path / "binary").write_bytes(b"\x00\x01\xff\xfe")
     (tmp_path / "folder").mkdir()
+    (tmp_path / "spend.csv").write_text("date,source,amount,currency\n2026-01-01,meta,10,USD\n")
+    (tmp_path / "v6.yaml").write_text(
+        'version: 1\nwebhooks:\n  - {id: sales, url: "http://[::1/hook", secret: s}\n'
+    )
+    (tmp_path / "smtp.yaml").write_text(
+        'version: 1\nchannels:\n  email: {smtp_url: "smtp://[::1"}\n'
+    )
     (tmp_path / "profile.json").write_text('{"userId": "u1", "traits": {}}')
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
@@ -69,11 +77,25 @@ CASES = [
     (["worker", "--database-url", "mysql://x"], "unsupported database URL"),
     (["migrate", "--database-url", "postgresql://[::1"], "malformed database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/not.db"], "not.db"),
+    # NUL: SQLite's open raised ValueError (a traceback); libpq cut the URL there, so
+    # `postgresql://…/prod\0x` connected to `prod`.
+    (["migrate", "--database-url", "sqlite:///{tmp}/a\x00b.db"], "database URL"),
+    (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x\x00y"], "database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/folder"], "folder"),
+    # The commands that read an existing database looked the file up first, and raised.
+    (["explain", "u1", "--database-url", "sqlite:///{tmp}/" + "n" * 300], "File name too long"),
+    (["outbox", "list", "--database-url", "sqlite:///{tmp}/" + "n" * 300], "File name too long"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
     (["playbook", "diff", "{tmp}/binary"], "binary"),
     (["playbook", "apply", "{tmp}/folder"], "folder"),
+    (["playbook", "validate", "{tmp}/v6.yaml"], "url"),  # urlsplit raised on the bracket
+    (["playbook", "validate", "{tmp}/smtp.yaml"], "smtp_url"),
+    # A name longer than the system takes: stat() raised ENAMETOOLONG, a traceback.
+    (["playbook", "validate", "{tmp}/" + "n" * 300], "File name too long"),
+    (["playbook", "diff", "{tmp}/" + "n" * 300], "File name too long"),
+    (["backtest", "--playbook", "{tmp}/" + "n" * 300], "File name too long"),
+    (["copy", "variants", "{tmp}/" + "n" * 300, "--template", "guide"], "File name too long"),
     (["explain", BIG], "identifier"),
     (["explain", " "], "identifier"),
     (["explain", "x", "--workspace", BIG], "--workspace"),
@@ -83,6 +105,8 @@ CASES = [
     (["outbox", "replay", "--id", "9" * 30], "--id"),
     (["outbox", "replay", "--id", "one"], "--id"),
     (["conversions", "list", "--destination", BIG], "--destination"),
+    (["spend", "import", "{tmp}/spend.csv", "--workspace", BIG], "--workspace"),
+    (["spend", "import", "{tmp}/spend.csv", "--workspace", ""], "--workspace"),
     (["conversions", "replay", "--destination", ""], "--destination"),
     (["backtest", "--playbook", PLAYBOOK, "--since", "2024-02-30"], "--since"),
     (["backtest", "--playbook", PLAYBOOK, "--since", "10000-01-01"], "--since"),
@@ -90,6 +114,16 @@ CASES = [
     (["backtest", "--playbook", "{tmp}/missing"], "missing"),
     (["replay"], "--yes"),
     (["bench", "nothing"], "name"),
+    # A benchmark's sizes and durations: `--events -1` divided by zero, a traceback.
+    (["bench", "scoring", "--events", "-1"], "--events"),
+    (["bench", "scoring", "--samples", "0"], "--samples"),
+    (["bench", "conversions", "--parallel", "0"], "--parallel"),
+    (["bench", "conversions", "--engine-people", "-1"], "--engine-people"),
+    (["bench", "conversions", "--seconds", "nan"], "--seconds"),
+    (["bench", "ingest", "--sustained-rate", "-5"], "--sustained-rate"),
+    (["bench", "journeys", "--due", "0"], "--due"),
+    (["bench", "journeys", "--late-seconds", "inf"], "--late-seconds"),
+    (["bench", "channels", "--emails", "-3"], "--emails"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/folder"], "--profile"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/binary"], "--profile"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/list.json"], "--profile"),
@@ -124,4 +158,52 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     last = err.strip().splitlines()[-1]
     assert words in last, err
     assert len(last) < 1_000, "the error echoes a huge argument back"
+    assert counts(db) == before
+
+
+NUL_CASES = [
+    (["explain", "p\x00x"], "identifier"),
+    (["spend", "import", "{tmp}/spend.csv", "--workspace", "w\x00"], "--workspace"),
+]
+
+
+@pytest.mark.parametrize(("argv", "words"), NUL_CASES, ids=[c[0][0] for c in NUL_CASES])
+def test_nul_is_refused_as_the_argument_on_every_backend(
+    backend_url: str,
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    words: str,
+) -> None:
+    """PostgreSQL text cannot hold NUL, so no stored id has one: the driver's error (with the
+    SQL it ran) was the answer there, and SQLite looked the id up."""
+    monkeypatch.setenv("LEADLOOP_DATABASE_URL", backend_url)
+    assert run(capsys, "playbook", "apply", PLAYBOOK)[0] == 0
+    before = counts(backend_url)
+    status, err = run(capsys, *(arg.replace("{tmp}", str(files)) for arg in argv))
+    last = err.strip().splitlines()[-1]
+    assert status == 2
+    assert words in last, err
+    assert "SELECT" not in err
+    assert counts(backend_url) == before
+
+
+@pytest.mark.parametrize(
+    "credentials", ["{tmp}/binary/c.json", "{tmp}/" + "n" * 300, "{tmp}/c\x00.json"]
+)
+def test_quickstart_that_cannot_keep_its_credentials_makes_none(
+    db: str, files: Path, capsys: pytest.CaptureFixture[str], credentials: str
+) -> None:
+    """Under a file, a name too long, a NUL: the write key and admin token were created and
+    committed before the write failed (or a traceback came first), left in the database with
+    nobody holding them."""
+    with socket.socket() as probe:  # a port free now: quickstart binds it before the file
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    before = counts(db)
+    path = credentials.replace("{tmp}", str(files))
+    status, err = run(capsys, "quickstart", "--port", port, "--credentials", path)
+    assert status != 0
+    assert "--credentials" in err.strip().splitlines()[-1], err
     assert counts(db) == before

@@ -51,6 +51,12 @@ def test_windows_at_the_ends_of_the_calendar_are_read_or_refused_not_a_crash(api
     for since in ("9999-12-31", "253402300799"):
         status, body = get(since=since)
         assert status == 200 and body["until"] == 253402300800 - 0.001, body
+    # And the 30 days to the first day there is start with it: the answer's `since` was before
+    # 1970, a bound the same endpoint refuses when it is sent back.
+    for until in ("1970-01-01", "100"):
+        status, body = get(until=until)
+        assert status == 200 and body["since"] == 0, body
+        assert get(since=str(body["since"]), until=until)[0] == 200
     # A zone that moves a date past either end is refused as the epoch seconds are.
     for params in (
         {"until": "9999-12-31T23:59:59-05:00"},

@@ -145,6 +145,7 @@ BAD_FILES: list[tuple[str, object, str]] = [
     ("no private_key", {"private_key": ""}, "has no private_key"),
     ("no token_uri", {"token_uri": None}, "has no token_uri"),
     ("a plain-http token_uri", {"token_uri": "http://oauth2.example.com/token"}, "https://"),
+    ("an unparsable token_uri", {"token_uri": "https://[::1/token"}, "https://"),  # raised
     ("a broken key", {"private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n"}, "not a PEM"),
     ("an EC key", {"private_key": "ec"}, "not an RSA key"),
 ]
