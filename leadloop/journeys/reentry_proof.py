@@ -45,20 +45,23 @@ def entered_with(journey: Journey) -> Known:
         return Known(stages={trigger.model: trigger.to[0]})
     if not isinstance(trigger, SegmentTrigger):
         return Known()
-    known = Known()
+    traits: dict[str, Any] = {}
+    tags: dict[str, bool] = {}
+    stages: dict[str, str] = {}
     for test in trigger.tests:
         p = test.test
         if p is None or p.op != "equals" or isinstance(p.value, list | dict) or p.value is None:
             continue
         if test.kind == "stage" and not test.negate:
-            known.stages[test.subject] = str(p.value)
-        elif test.kind == "trait" and p.ignore_case:
+            stages[test.subject] = str(p.value)  # stage tests ignore case, as stages do
+        elif test.kind != "trait" or p.ignore_case:
             continue
-        elif test.kind == "trait" and test.subject == "tags" and isinstance(p.value, str):
-            known.tags[p.value] = not test.negate
-        elif test.kind == "trait" and "." not in test.subject and not test.negate:
-            known.traits[test.subject] = p.value
-    return known
+        elif test.subject == "tags" and isinstance(p.value, str):
+            tags[p.value] = not test.negate
+        elif "." not in test.subject and not test.negate:
+            # A list trait passes `equals` when one item does: taken as that one value.
+            traits[test.subject] = p.value
+    return Known(traits, tags, stages)
 
 
 def after(known: Known, step: UpdateProfileStep) -> Known:

@@ -382,3 +382,20 @@ def test_segment_journeys_whose_updates_cannot_be_shown_to_reenter_are_fine(
 def test_stage_journeys_that_do_not_move_off_and_back_are_fine() -> None:
     load(STAGE_TOGGLE.replace("stage: lead, next: up", "traits: { a: 1 }, next: up"))
     load(STAGE_TOGGLE.replace("reentry: always", "reentry: once"))
+
+
+def test_tags_toggled_and_stages_moved_back_from_a_named_stage_are_loops() -> None:
+    tags = always(
+        (
+            "hot",
+            "{ segment: [{ trait: tags, op: equals, value: hot }] }",
+            (
+                "{ id: cool, type: update_profile, remove_tags: [hot], next: heat }",
+                "{ id: heat, type: update_profile, add_tags: [hot, again] }",
+            ),
+        )
+    )
+    assert "hot → hot" in error(tags).message
+    assert "sql → sql" in error(STAGE_TOGGLE.replace("to: SQL", "to: SQL, from: lead")).message
+    # A move back from a stage the entry does not name is no entry.
+    load(STAGE_TOGGLE.replace("to: SQL", "to: SQL, from: MQL"))
