@@ -88,7 +88,13 @@ def trigger_fires(
         if event.type == "internal" and event.event != PROFILE_UPDATE_EVENT:
             return False, membership  # timers and the engine's own events change no segment
         now_in = all_hold(trigger.tests, facts, None, at)
-        return (now_in and not membership.in_segment), replace(membership, in_segment=now_in)
+        was_in = membership.in_segment
+        if was_in and now_in and any(t.kind == "event" and t.within for t in trigger.tests):
+            # Events age out of a `within` window with no event to notice: a profile out of
+            # the segment just before this event (every other fact is this event's too) left
+            # it since, and this event puts it back in.
+            was_in = all_hold(trigger.tests, facts, None, at, without=event)
+        return (now_in and not was_in), replace(membership, in_segment=now_in)
     assert_never(trigger)
 
 

@@ -7,14 +7,21 @@ from collections.abc import Sequence
 from typing import Any, assert_never
 
 from leadloop.journeys.model import Facts, Instance, Test
-from leadloop.scoring.match import check
+from leadloop.log.model import Event
+from leadloop.scoring.match import check, condition_holds
 
 
-def holds(test: Test, facts: Facts, instance: Instance | None, at: float) -> bool:
-    return _holds(test, facts, instance, at) != test.negate
+def holds(
+    test: Test, facts: Facts, instance: Instance | None, at: float, without: Event | None = None
+) -> bool:
+    """`without`: the event being decided, left out of event counts (whether the test held
+    just before it)."""
+    return _holds(test, facts, instance, at, without) != test.negate
 
 
-def _holds(test: Test, facts: Facts, instance: Instance | None, at: float) -> bool:
+def _holds(
+    test: Test, facts: Facts, instance: Instance | None, at: float, without: Event | None
+) -> bool:
     match test.kind:
         case "trait":
             assert test.test is not None
@@ -31,7 +38,15 @@ def _holds(test: Test, facts: Facts, instance: Instance | None, at: float) -> bo
         case "event":
             assert test.test is not None
             since = None if test.within is None else at - test.within
-            return check(facts.event_count(test.subject, since, test.where), test.test)
+            count = facts.event_count(test.subject, since, test.where)
+            if (
+                without is not None
+                and without.event == test.subject
+                and (since is None or without.received_at >= since)
+                and all(condition_holds(without, c) for c in test.where)
+            ):
+                count -= 1  # the shell's count holds the event being decided
+            return check(count, test.test)
         case "engaged":
             if instance is None:
                 return False
@@ -41,5 +56,11 @@ def _holds(test: Test, facts: Facts, instance: Instance | None, at: float) -> bo
             assert_never(test.kind)
 
 
-def all_hold(tests: Sequence[Test], facts: Facts, instance: Instance | None, at: float) -> bool:
-    return all(holds(test, facts, instance, at) for test in tests)
+def all_hold(
+    tests: Sequence[Test],
+    facts: Facts,
+    instance: Instance | None,
+    at: float,
+    without: Event | None = None,
+) -> bool:
+    return all(holds(test, facts, instance, at, without) for test in tests)

@@ -15,6 +15,11 @@ not enter again), whose event matches B's `entry` event (`type`, name and `where
 the event the step emits) or whose `stage` is one B's `entry` stage move goes `to`. The check
 reads entries, `update_profile` steps and waits only: entry `if` conditions and goals are not
 evaluated, so narrow the entry's `where`, add a wait or limit `reentry` to break a loop.
+
+Segment and stage entries are re-entered by updates too, a journey's own included (no
+`own_update` there): a run of updates that takes the profile out of a segment and back in, or
+moves a stage away and back, is an edge when `reentry_proof` shows it from the playbook alone.
+A score crossing depends on the score entered with, which the playbook does not fix: not read.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from leadloop.journeys.model import (
     EventTrigger,
     ExitStep,
     Journey,
+    SegmentTrigger,
     SendStep,
     SplitStep,
     StageTrigger,
@@ -38,6 +44,7 @@ from leadloop.journeys.model import (
     WaitStep,
     WebhookStep,
 )
+from leadloop.journeys.reentry_proof import entered_with, moves_back, reenters_segment
 from leadloop.journeys.runner import update_properties
 from leadloop.log.model import Event
 from leadloop.playbook.fields import Fields
@@ -48,13 +55,19 @@ def check_journey_loops(journeys: Sequence[Journey], fields: Sequence[Fields]) -
     """Raise a `PlaybookError` at the `entry` of a journey on a cycle of journeys entering on
     each other's profile updates with no wait (`fields`: each journey's, in order)."""
     updates = {journey.id: _quick_updates(journey) for journey in journeys}
+    paths = {journey.id: _quick_paths(journey) for journey in journeys}
     edges = {
         source.id: [
             target.id
             for target in journeys
-            if target.id != source.id  # its own updates never enter it (`decide.own_update`)
-            and target.reentry.mode == "always"
-            and any(_enters(target, source, step) for step in updates[source.id])
+            if target.reentry.mode == "always"
+            and (
+                (
+                    target.id != source.id  # its own updates never enter it (`own_update`)
+                    and any(_enters(target, source, step) for step in updates[source.id])
+                )
+                or any(_reenters(target, source, path) for path in paths[source.id])
+            )
         ]
         for source in journeys
     }
@@ -70,8 +83,9 @@ def check_journey_loops(journeys: Sequence[Journey], fields: Sequence[Fields]) -
                     "entry",
                     "loop across journeys without a wait: "
                     + " → ".join(loop)
-                    + " (each enters on the one before's update_profile step; add a wait, "
-                    "narrow an entry's `where`, or use `reentry: once` or `every`)",
+                    + " (each is entered by the update_profile steps of the one before, which"
+                    " end without waiting; add a wait, narrow an entry's `where` or segment,"
+                    " or use `reentry: once` or `every`)",
                 )
             if target not in state:
                 visit(target, [*trail, target])
@@ -105,6 +119,57 @@ def _enters(target: Journey, source: Journey, step: UpdateProfileStep) -> bool:
             and (not trigger.to or step.stage.casefold() in {s.casefold() for s in trigger.to})
         )
     return False  # a score or segment entry: not read here
+
+
+def _reenters(target: Journey, source: Journey, path: list[UpdateProfileStep]) -> bool:
+    """Whether the events of `path`, a run of `source`'s updates, provably enter `target`
+    (`reentry_proof`: segments and stage moves, the source's own included). An instance of
+    a measured journey stays live until its conversion window ends: it is not entered again."""
+    trigger = target.trigger
+    if target.measured or not path:
+        return False
+    if isinstance(trigger, SegmentTrigger):
+        # A segment entry's own event is evaluated for every segment; another entry's may not
+        # be (an engine event), so what holds at it counts only then.
+        at_start = isinstance(source.trigger, SegmentTrigger)
+        return reenters_segment(trigger, entered_with(source), path, at_start)
+    if isinstance(trigger, StageTrigger) and target.id == source.id:
+        return moves_back(trigger, entered_with(source), path)
+    return False  # a score crossing depends on the score entered with: not proven here
+
+
+MAX_PATHS = 64
+"""Runs of a journey read per source: more branches than this leave some runs unread (a loop
+they hold is missed, never one made up)."""
+
+
+def _quick_paths(journey: Journey) -> list[list[UpdateProfileStep]]:
+    """The `update_profile` steps, in order, of runs from the first step to an end that do
+    not wait (the graph check has rejected cycles without a wait)."""
+    quick = {step.id: step for step in journey.steps if not waits(step)}
+    found: dict[tuple[str, ...], list[UpdateProfileStep]] = {}
+    budget = [MAX_PATHS * 64]
+
+    def walk(step_id: str | None, seen: frozenset[str], run: list[UpdateProfileStep]) -> None:
+        budget[0] -= 1
+        if len(found) >= MAX_PATHS or budget[0] < 0:
+            return
+        if step_id is None:
+            found.setdefault(tuple(step.id for step in run), run)
+            return
+        step = quick.get(step_id)
+        if step is None or step_id in seen:
+            return  # it waits (or, defensively, a cycle)
+        if isinstance(step, UpdateProfileStep):
+            run = [*run, step]
+        if isinstance(step, ExitStep):
+            found.setdefault(tuple(s.id for s in run), run)
+            return
+        for target in dict.fromkeys(_targets(step)):
+            walk(target, seen | {step_id}, run)
+
+    walk(journey.start, frozenset(), [])
+    return list(found.values())
 
 
 def _quick_updates(journey: Journey) -> list[UpdateProfileStep]:

@@ -340,11 +340,15 @@ def _best_time(
     waits (by `key`: instance, step, visit) explores another hour of the window. Not an hour in
     quiet hours of every channel: the send would only be deferred to their end, not the hour
     chosen (channel-specific ones are left to the policy: the wait does not know the channel)."""
-    hours = [datetime.fromtimestamp(t, UTC).astimezone(tz).hour for t in facts.engagement_times()]
+    hours = [_local_hour(t, tz) for t in facts.engagement_times()]
     starts: dict[int, float] = {}
     for hour in range(24):
         due = policy.next_local_time(at, tz, hour * 60, strictly=True)
-        if due - at <= window:
+        if _local_hour(due, tz) != hour:
+            # The clocks skip this hour today: `due` is the next hour's start, chosen under
+            # its name. The hour comes the next day, within a window over a day.
+            due = policy.next_local_time(due, tz, hour * 60, strictly=True)
+        if due - at <= window and _local_hour(due, tz) == hour:
             starts[hour] = due
     if not starts:  # a window shorter than the time to the next full hour cannot be met
         return at + window, f"best time: no full hour within {window:g}s"
@@ -358,6 +362,10 @@ def _best_time(
         send_time.hour_scores(hours), ordered, stable_fraction("best_time", key)
     )
     return starts[hour], f"best time {hour:02d}:00 {tz.key} ({len(hours)} past engagements)"
+
+
+def _local_hour(at: float, tz: Any) -> int:
+    return datetime.fromtimestamp(at, UTC).astimezone(tz).hour
 
 
 def trait_instant(value: object, tz: Any) -> float | None:

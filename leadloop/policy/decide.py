@@ -172,10 +172,13 @@ def next_local_time(
             continue
         wall = datetime(date.year, date.month, date.day, minutes // 60, minutes % 60, tzinfo=tz)
         first, second = wall.timestamp(), wall.replace(fold=1).timestamp()
-        # When the clocks go back the time occurs twice: its second occurrence (fold=1, later)
-        # is a match too, or `at` inside the repeated hour waits a day. In a gap fold=1 is the
+        # When the clocks go back the time occurs twice. Its second occurrence (fold=1) is a
+        # match only from inside the repeated hour's second pass, when the clock reads earlier
+        # again (or `at` there would wait a day); from the first pass the time has been, and a
+        # daily loop woken at the first would fire again an hour later. In a gap fold=1 is the
         # earlier instant (a wall time that does not occur): only fold=0, just after the gap.
-        for candidate in (first, second) if second > first else (first,):
+        repeat = second > first and local.fold == 1 and date == day
+        for candidate in (first, second) if repeat else (first,):
             if candidate > at or (candidate == at and not strictly):
                 return candidate
     raise ValueError("no matching day within two weeks")  # unreachable with valid weekdays

@@ -200,3 +200,34 @@ def test_a_journey_is_not_entered_by_its_own_profile_updates(
         assert instances(h, pid, "tagger") == [DONE]  # from starter's update, not its own
         profile = h.profile("user_id", "t")
         assert profile is not None and set(profile["traits"]["tags"]) == {"trial", "seen"}
+
+
+# One condition: a single view within the window puts the profile in.
+RECENT = SEGMENT.replace(
+    """
+          - { trait: plan, op: equals, value: enterprise }
+          - { score: lead, op: gte, value: 10 }
+          - { event: Pricing Viewed, within: 7d, op: gte, value: 2 }
+""",
+    """
+          - { event: Pricing Viewed, within: 7d }
+""",
+)
+assert RECENT != SEGMENT
+
+
+def test_a_profile_that_left_a_window_segment_as_time_passed_enters_on_its_next_event(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """Its view ages out with no event to notice; the next view, which alone puts it back in,
+    is a second entry (it was taken for staying in, and `always` never entered again)."""
+    with flows(backend_url, tmp_path, RECENT) as h:
+        pid = person(h, "back")
+        track(h, "back", "Pricing Viewed")
+        assert instances(h, pid, "seg") == [DONE]
+        h.advance(DAY)
+        track(h, "back", "Pricing Viewed")  # still in: no entry
+        assert instances(h, pid, "seg") == [DONE]
+        h.advance(8 * DAY)
+        track(h, "back", "Pricing Viewed")
+        assert instances(h, pid, "seg") == [DONE, DONE]

@@ -297,3 +297,105 @@ journeys:
 def test_journeys_setting_the_stages_that_enter_each_other_are_a_loop() -> None:
     assert "loop across journeys without a wait" in error(STAGE_PING_PONG).message
     load(STAGE_PING_PONG.replace("to: SQL }", "to: customer }"))
+
+
+def always(*flows: tuple[str, str, tuple[str, ...]]) -> str:
+    """A `journeys` section of `reentry: always` flows: (id, entry, steps)."""
+    text = "\njourneys:\n  flows:\n"
+    for flow_id, entry, steps in flows:
+        text += f"    - id: {flow_id}\n      entry: {entry}\n      reentry: always\n      steps:\n"
+        text += "".join(f"        - {step}\n" for step in steps)
+    return text
+
+
+SEGMENT_TOGGLE = always(
+    (
+        "vip",
+        "{ segment: [{ trait: vip, op: equals, value: true }] }",
+        (
+            "{ id: leave, type: update_profile, traits: { vip: false }, next: back }",
+            "{ id: back, type: update_profile, traits: { vip: true } }",
+        ),
+    )
+)
+
+
+def test_a_journey_taking_a_profile_out_of_its_segment_and_back_in_is_a_loop() -> None:
+    """Its own updates are segment changes like any: out, then in, is an entry, and the
+    instance has ended by then."""
+    err = error(SEGMENT_TOGGLE)
+    assert err.file == "pb.yaml" and err.line is not None and err.field.endswith("entry")
+    assert "loop across journeys without a wait: vip → vip" in err.message
+
+
+SEGMENT_PING_PONG = always(
+    *(
+        (
+            side,
+            f"{{ segment: [{{ trait: side, op: equals, value: {side} }}] }}",
+            (f"{{ id: flip, type: update_profile, traits: {{ side: {other} }} }}",),
+        )
+        for side, other in (("ping", "pong"), ("pong", "ping"))
+    )
+)
+STAGE_TOGGLE = always(
+    (
+        "sql",
+        "{ stage: { model: lead, to: SQL } }",
+        (
+            "{ id: down, type: update_profile, stage: lead, next: up }",
+            "{ id: up, type: update_profile, stage: SQL }",
+        ),
+    )
+)
+
+
+def test_segments_and_stages_that_the_journeys_own_updates_reenter_are_loops() -> None:
+    # Entering `ping` on side ping puts the profile out of `pong`; `ping` puts it in, and back.
+    assert "loop across journeys without a wait" in error(SEGMENT_PING_PONG).message
+    assert "sql → sql" in error(STAGE_TOGGLE).message
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("reentry: always", "reentry: once"),
+        ("reentry: always", "reentry: every 1d"),
+        # A wait between the two updates: a round per wait.
+        ("next: back }", "next: w }\n        - { id: w, type: wait, duration: 1h, next: back }"),
+        # Out only: the journey never puts the profile back in.
+        ("traits: { vip: true }", "traits: { seen: true }"),
+        # Back in only if a score no playbook text fixes holds: not a proven loop.
+        (
+            "[{ trait: vip, op: equals, value: true }]",
+            "[{ trait: vip, op: equals, value: true }, { score: lead, op: gte, value: 10 }]",
+        ),
+    ],
+)
+def test_segment_journeys_whose_updates_cannot_be_shown_to_reenter_are_fine(
+    old: str, new: str
+) -> None:
+    assert old in SEGMENT_TOGGLE
+    load(SEGMENT_TOGGLE.replace(old, new))
+
+
+def test_stage_journeys_that_do_not_move_off_and_back_are_fine() -> None:
+    load(STAGE_TOGGLE.replace("stage: lead, next: up", "traits: { a: 1 }, next: up"))
+    load(STAGE_TOGGLE.replace("reentry: always", "reentry: once"))
+
+
+def test_tags_toggled_and_stages_moved_back_from_a_named_stage_are_loops() -> None:
+    tags = always(
+        (
+            "hot",
+            "{ segment: [{ trait: tags, op: equals, value: hot }] }",
+            (
+                "{ id: cool, type: update_profile, remove_tags: [hot], next: heat }",
+                "{ id: heat, type: update_profile, add_tags: [hot, again] }",
+            ),
+        )
+    )
+    assert "hot → hot" in error(tags).message
+    assert "sql → sql" in error(STAGE_TOGGLE.replace("to: SQL", "to: SQL, from: lead")).message
+    # A move back from a stage the entry does not name is no entry.
+    load(STAGE_TOGGLE.replace("to: SQL", "to: SQL, from: MQL"))

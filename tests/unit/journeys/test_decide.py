@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -137,16 +138,21 @@ def test_a_stale_timer_changes_nothing_and_reentry_rules_hold() -> None:
     assert advance is not None
 
 
-def test_a_daily_loop_sends_once_when_its_time_of_day_wait_falls_due() -> None:
-    daily = Journey(
+def _daily_loop(minutes: int) -> Journey:
+    """Wait until the local time `minutes` after midnight, send, wait again."""
+    return Journey(
         id="digest",
         version="v1",
         trigger=EventTrigger(EventFilter(names=("Go",))),
         steps=(
-            WaitStep("nine", until_time=9 * 60 + 30, next="send"),
-            SendStep("send", ("email",), "digest", next="nine"),
+            WaitStep("wait", until_time=minutes, next="send"),
+            SendStep("send", ("email",), "digest", next="wait"),
         ),
     )
+
+
+def test_a_daily_loop_sends_once_when_its_time_of_day_wait_falls_due() -> None:
+    daily = _daily_loop(9 * 60 + 30)
     _m, entered = enter(daily, "p")
     waiting = entered.instance
     due = waiting.due_at
@@ -155,7 +161,7 @@ def test_a_daily_loop_sends_once_when_its_time_of_day_wait_falls_due() -> None:
     woken = decide.on_timer(waiting, daily, waiting.token, FakeFacts(), PolicyConfig(), due)
     assert woken is not None
     assert len([e for e in woken.effects if isinstance(e, QueueSend)]) == 1
-    assert (woken.instance.step, woken.instance.due_at) == ("nine", due + 86400)
+    assert (woken.instance.step, woken.instance.due_at) == ("wait", due + 86400)
 
 
 def test_engagement_is_recorded_with_implied_steps() -> None:
@@ -201,3 +207,47 @@ def test_a_waiting_instance_migrated_to_a_step_that_does_not_wait_runs_that_step
         ["nurtured"]
     ]
     assert (fired.instance.status, fired.instance.reason) == ("converted", "migrated out")
+
+
+NIGHTLY = _daily_loop(2 * 60 + 30)
+BERLIN = PolicyConfig(default_timezone="Europe/Berlin")
+
+
+def _utc(*parts: int) -> float:
+    return datetime(*parts, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+def _nightly_from(pid: str, at: float) -> Any:
+    """The instance of a nightly 02:30 Berlin loop entered at `at`, waiting."""
+    entered = decide.enter_journey(
+        NIGHTLY, Membership(), "ws", pid, f"m-{pid}", FakeFacts(), BERLIN, at
+    )[1]
+    assert entered is not None
+    return entered.instance
+
+
+def _woken(waiting: Any) -> Any:
+    woken = decide.on_timer(waiting, NIGHTLY, waiting.token, FakeFacts(), BERLIN, waiting.due_at)
+    assert woken is not None
+    assert len([e for e in woken.effects if isinstance(e, QueueSend)]) == 1
+    return woken.instance
+
+
+def test_a_wait_until_a_time_the_clocks_skip_ends_just_after_the_gap() -> None:
+    # Berlin jumps from 02:00 CET to 03:00 CEST at 01:00 UTC on 2027-03-28: 02:30 does not
+    # occur that day; it reads as 02:30 CET, that is 03:30 CEST, an hour after the gap.
+    waiting = _nightly_from("p", _utc(2027, 3, 28, 0, 10))
+    assert waiting.due_at == _utc(2027, 3, 28, 1, 30)
+    assert _woken(waiting).due_at == _utc(2027, 3, 29, 0, 30)  # 02:30 CEST the next night
+
+
+def test_a_daily_loop_through_a_time_the_clocks_repeat_sends_once_that_night() -> None:
+    # Berlin goes back from 03:00 CEST to 02:00 CET at 01:00 UTC on 2027-10-31: 02:30 occurs
+    # at 00:30 and 01:30 UTC. The timer fires at the first; the loop waits for the next night.
+    waiting = _nightly_from("p", _utc(2027, 10, 30, 12, 0))
+    assert waiting.due_at == _utc(2027, 10, 31, 0, 30)
+    assert _woken(waiting).due_at == _utc(2027, 11, 1, 1, 30)  # 02:30 CET, not 01:30 UTC
+    # Entered in the repeated hour's second pass (02:10 CET), 02:30 CET is 20 minutes on.
+    assert _nightly_from("q", _utc(2027, 10, 31, 1, 10)).due_at == _utc(2027, 10, 31, 1, 30)
+    # Entered in its first pass after 02:30 CEST (02:45 CEST): 02:30 has been, the next night.
+    assert _nightly_from("r", _utc(2027, 10, 31, 0, 45)).due_at == _utc(2027, 11, 1, 1, 30)
