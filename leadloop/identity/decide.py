@@ -4,8 +4,9 @@ already holds, and the current profiles.
 Invariants:
 - two profiles carrying different user ids are never merged automatically (an explicit
   `alias` is the one exception, and it is recorded as such);
-- a merge keeps everything: traits (later event time wins per trait), counts, first/last seen,
-  accounts; the shell repoints identities and events to the survivor.
+- a merge keeps everything: traits (later event time wins per trait, within `MAX_TRAITS`),
+  counts, first/last seen, accounts; the shell repoints identities and events to the survivor
+  and keeps the merged profile's own state under its id.
 """
 
 from __future__ import annotations
@@ -150,11 +151,19 @@ def new_profile(profile_id: str, event: Event) -> Profile:
 
 
 def merge_profiles(survivor: Profile, merged: Profile) -> Profile:
+    """The survivor with `merged` folded in. Traits stay within `MAX_TRAITS` as `identify`
+    keeps them: a trait the survivor has takes the later of the two values; the merged
+    profile's other traits are added in its own order (the order it got them) while there is
+    room. What does not fit is not lost: the merged profile's state stays stored under its id."""
     traits = dict(survivor.traits)
     times = dict(survivor.trait_times)
     for key, value in merged.traits.items():
         when = merged.trait_times.get(key, merged.last_seen)
-        if key not in traits or when > times.get(key, survivor.last_seen):
+        if key in traits:
+            if when > times.get(key, survivor.last_seen):
+                traits[key] = value
+                times[key] = when
+        elif len(traits) < MAX_TRAITS:
             traits[key] = value
             times[key] = when
     counts = dict(survivor.event_counts)
