@@ -170,7 +170,7 @@ def merge_profiles(survivor: Profile, merged: Profile) -> Profile:
     for key, n in merged.event_counts.items():
         if key in counts or key in EVENT_TYPES or _names(counts) < MAX_EVENT_NAMES:
             counts[key] = counts.get(key, 0) + n
-    accounts = tuple(dict.fromkeys((*survivor.account_ids, *merged.account_ids)))
+    accounts = tuple(dict.fromkeys((*survivor.account_ids, *merged.account_ids)))[-MAX_ACCOUNTS:]
     return msgspec.structs.replace(
         survivor,
         traits=traits,
@@ -185,6 +185,10 @@ def merge_profiles(survivor: Profile, merged: Profile) -> Profile:
 
 
 MAX_TRAITS = 500
+MAX_ACCOUNTS = 100
+"""Accounts a profile links, the latest kept (the last is the one fit rules read): a client that
+sends a fresh `groupId` with every call would otherwise grow the stored profile by one id per
+call. Membership itself is kept in full in `account_members`."""
 MAX_EVENT_NAMES = 500
 """Event names a profile keeps a count of (its total per type counts every event): a client
 that puts ids in event names (`Viewed item 8812`) would otherwise grow the stored profile by
@@ -205,7 +209,7 @@ def apply_event(profile: Profile, event: Event) -> Profile:
         traits, times = _set_traits(profile, event.traits, event.timestamp)
     accounts = profile.account_ids
     if event.type == "group" and event.group_id and event.group_id not in accounts:
-        accounts = (*accounts, event.group_id)
+        accounts = (*accounts, event.group_id)[-MAX_ACCOUNTS:]
     activity = profile.last_activity
     if event.type != "internal":
         activity = max(activity, event.timestamp)
