@@ -93,7 +93,9 @@ def read_delivery(
     if isinstance(payload, Rejected):
         return payload
     if source.kind == "standard":
-        delivery_id = {k.lower(): v for k, v in headers.items()}.get("webhook-id", "")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        # The id the signature covered: svix's name for it is accepted as the verifier does.
+        delivery_id = lowered.get("webhook-id") or lowered.get("svix-id") or ""
         return _standard(source.id, delivery_id, payload, now)
     return _stripe(payload, now)
 

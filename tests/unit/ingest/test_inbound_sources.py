@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ import pytest
 
 from leadloop.ingest.model import Rejected
 from leadloop.ingest.sources import major_units, order_completed, read_delivery
+from leadloop.outbox.signing import sign_webhook
 from leadloop.playbook.model import InboundSource
 
 SECRET = "whsec_test_unit_stripe"
@@ -82,3 +84,20 @@ def test_a_created_time_no_date_holds_is_a_400_not_a_traceback(created: int) -> 
     out = read_delivery(source, {"Stripe-Signature": f"t={now},v1={mac}"}, body.encode(), now)
     assert isinstance(out, Rejected), out
     assert out.status == 400 and out.code == "invalid_timestamp" and "created" in out.message
+
+
+def test_svix_headers_give_each_delivery_its_own_message_ids() -> None:
+    # svix-id/-timestamp/-signature verified, but the ids came from `webhook-id` alone: every
+    # svix delivery without messageIds got `hook-crm-`, and all but the first were dropped by
+    # the log as repeats, answered 200.
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    source = InboundSource(id="crm", kind="standard", secret=secret, enabled=True)
+    ids = []
+    for delivery in ("msg_a", "msg_b"):
+        body = json.dumps({"type": "track", "userId": "u", "event": "Deal Won"}).encode()
+        signed = sign_webhook(secret, delivery, 1_800_000_000, body)
+        headers = {k.replace("webhook-", "svix-"): v for k, v in signed.items()}
+        out = read_delivery(source, headers, body, 1_800_000_000)
+        assert not isinstance(out, Rejected), out
+        ids += [m.message_id for m in out.messages]
+    assert ids == ["hook-crm-msg_a", "hook-crm-msg_b"]
