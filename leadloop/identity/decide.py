@@ -4,8 +4,9 @@ already holds, and the current profiles.
 Invariants:
 - two profiles carrying different user ids are never merged automatically (an explicit
   `alias` is the one exception, and it is recorded as such);
-- a merge keeps everything: traits (later event time wins per trait), counts, first/last seen,
-  accounts; the shell repoints identities and events to the survivor.
+- a merge keeps everything: traits (later event time wins per trait, within `MAX_TRAITS`),
+  counts, first/last seen, accounts; the shell repoints identities and events to the survivor
+  and keeps the merged profile's own state under its id.
 """
 
 from __future__ import annotations
@@ -150,18 +151,26 @@ def new_profile(profile_id: str, event: Event) -> Profile:
 
 
 def merge_profiles(survivor: Profile, merged: Profile) -> Profile:
+    """The survivor with `merged` folded in. Traits stay within `MAX_TRAITS` as `identify`
+    keeps them: a trait the survivor has takes the later of the two values; the merged
+    profile's other traits are added in its own order (the order it got them) while there is
+    room. What does not fit is not lost: the merged profile's state stays stored under its id."""
     traits = dict(survivor.traits)
     times = dict(survivor.trait_times)
     for key, value in merged.traits.items():
         when = merged.trait_times.get(key, merged.last_seen)
-        if key not in traits or when > times.get(key, survivor.last_seen):
+        if key in traits:
+            if when > times.get(key, survivor.last_seen):
+                traits[key] = value
+                times[key] = when
+        elif len(traits) < MAX_TRAITS:
             traits[key] = value
             times[key] = when
     counts = dict(survivor.event_counts)
     for key, n in merged.event_counts.items():
         if key in counts or key in EVENT_TYPES or _names(counts) < MAX_EVENT_NAMES:
             counts[key] = counts.get(key, 0) + n
-    accounts = tuple(dict.fromkeys((*survivor.account_ids, *merged.account_ids)))
+    accounts = tuple(dict.fromkeys((*survivor.account_ids, *merged.account_ids)))[-MAX_ACCOUNTS:]
     return msgspec.structs.replace(
         survivor,
         traits=traits,
@@ -176,6 +185,10 @@ def merge_profiles(survivor: Profile, merged: Profile) -> Profile:
 
 
 MAX_TRAITS = 500
+MAX_ACCOUNTS = 100
+"""Accounts a profile links, the latest kept (the last is the one fit rules read): a client that
+sends a fresh `groupId` with every call would otherwise grow the stored profile by one id per
+call. Membership itself is kept in full in `account_members`."""
 MAX_EVENT_NAMES = 500
 """Event names a profile keeps a count of (its total per type counts every event): a client
 that puts ids in event names (`Viewed item 8812`) would otherwise grow the stored profile by
@@ -196,7 +209,7 @@ def apply_event(profile: Profile, event: Event) -> Profile:
         traits, times = _set_traits(profile, event.traits, event.timestamp)
     accounts = profile.account_ids
     if event.type == "group" and event.group_id and event.group_id not in accounts:
-        accounts = (*accounts, event.group_id)
+        accounts = (*accounts, event.group_id)[-MAX_ACCOUNTS:]
     activity = profile.last_activity
     if event.type != "internal":
         activity = max(activity, event.timestamp)

@@ -19,7 +19,8 @@ IDENTITY_TYPES: tuple[IdentityType, ...] = (
 class Identity(msgspec.Struct, frozen=True, order=True):
     type: IdentityType
     value: str
-    """Normalised: emails trimmed and lowercased, phones in E.164, external ids as `<kind>:<id>`."""
+    """Normalised: emails trimmed and lowercased (a domain in its Unicode form), phones in E.164,
+    external ids as `<kind>:<id>`."""
 
 
 class Profile(msgspec.Struct, frozen=True, kw_only=True):

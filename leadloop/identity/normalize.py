@@ -5,21 +5,51 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from typing import Any
 
+import idna
 import phonenumbers
 
 
 def normalize_email(value: Any) -> str | None:
+    """Trimmed and lowercased, the domain in one form however it was written (`_domain`)."""
     if not isinstance(value, str):
         return None
     email = value.strip().lower()
+    if len(email) > _MAX_RAW_EMAIL:
+        return None
     local, at, domain = email.partition("@")
+    if at and not (domain.isascii() and "xn--" not in domain):
+        domain = _domain(domain)
+        email = f"{local}@{domain}"
     if not at or not local or "." not in domain or " " in email or len(email) > 254:
         return None
     # The tracking API refuses U+0000 now; a log written before that may still hold it, and
     # PostgreSQL cannot even look such a value up (the processor would retry it forever).
     return None if "\x00" in email else email
+
+
+_MAX_RAW_EMAIL = 1024
+"""Bounds the IDNA work on a value that cannot be an address (254 characters) even after NFC
+shortened it."""
+
+
+def _domain(domain: str) -> str:
+    """A non-ASCII or punycode (`xn--`) domain in its Unicode form: `bücher.example` typed
+    composed, decomposed (NFD) or as `xn--bcher-kva.example` is one mailbox's domain.
+
+    Unicode rather than punycode because the conversions stage hashes this value, and the ad
+    platforms ask for the address as the person typed it, trimmed and lowercased (NFC): an
+    address typed in Unicode keeps the hash it always had. UTS #46 (non-transitional, IDNA
+    2008) also maps full-width letters and `。` and keeps `ß` (`faß.de` is not `fass.de`).
+    A domain IDNA refuses (bad punycode, `_`, a label over 63 characters) is no delivery
+    address, but it still identifies the person it did: it is kept, in NFC.
+    """
+    try:
+        return idna.decode(idna.encode(domain, uts46=True))
+    except UnicodeError:  # idna.IDNAError and the codecs' errors alike
+        return unicodedata.normalize("NFC", domain)
 
 
 def normalize_phone(value: Any, default_region: str | None) -> str | None:

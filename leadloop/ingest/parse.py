@@ -202,27 +202,9 @@ def parse_message(
         if raw_name is not None and not isinstance(raw_name, str):
             return Rejected("invalid_field", f"{index}name must be a string")
         name = raw_name
-    timestamp = parse_time(message.get("timestamp"), f"{index}timestamp")
-    if isinstance(timestamp, Rejected):
-        return timestamp
-    own_sent = parse_time(message.get("sentAt"), f"{index}sentAt")
-    if isinstance(own_sent, Rejected):
-        return own_sent
-    sent = own_sent if own_sent is not None else sent_at
-    if timestamp is None:
-        when = received_at
-    elif sent is not None:
-        # Segment's skew correction: the device clock may be off, the gap between the
-        # event and sending it is not.
-        when = received_at - (sent - timestamp)
-    else:
-        when = timestamp
-    if not _EARLIEST <= when <= _LATEST:
-        return Rejected(
-            "invalid_timestamp",
-            f"{index}timestamp is not between 0001-01-02 and 9999-12-31 (after correcting it "
-            "by sentAt)",
-        )
+    when = _event_time(message, received_at=received_at, sent_at=sent_at, index=index)
+    if isinstance(when, Rejected):
+        return when
     body = _encoder.encode(message)
     if len(body) > MAX_MESSAGE_BYTES:
         return Rejected(
@@ -246,6 +228,43 @@ def parse_message(
         received_at=received_at,
         body=body,
     )
+
+
+def _event_time(
+    message: dict[str, Any], *, received_at: float, sent_at: float | None, index: str
+) -> float | Rejected:
+    """The device's time of the event, corrected for its clock's skew.
+
+    `timestamp` is the device time Segment's SDKs send; RudderStack's JavaScript and mobile
+    SDKs send `originalTimestamp` instead, which counts only when there is no `timestamp`
+    (Segment's and rudder-server's rule). Both are checked whenever present, so one message
+    is never accepted or refused depending on which of them it carries.
+    """
+    timestamp = parse_time(message.get("timestamp"), f"{index}timestamp")
+    if isinstance(timestamp, Rejected):
+        return timestamp
+    original = parse_time(message.get("originalTimestamp"), f"{index}originalTimestamp")
+    if isinstance(original, Rejected):
+        return original
+    own_sent = parse_time(message.get("sentAt"), f"{index}sentAt")
+    if isinstance(own_sent, Rejected):
+        return own_sent
+    sent = own_sent if own_sent is not None else sent_at
+    field, device = (
+        ("timestamp", timestamp) if timestamp is not None else ("originalTimestamp", original)
+    )
+    if device is None:
+        return received_at
+    # Segment's skew correction: the device clock may be off, the gap between the event and
+    # sending it is not.
+    when = device if sent is None else received_at - (sent - device)
+    if not _EARLIEST <= when <= _LATEST:
+        return Rejected(
+            "invalid_timestamp",
+            f"{index}{field} is not between 0001-01-02 and 9999-12-31 (after correcting it "
+            "by sentAt)",
+        )
+    return when
 
 
 def parse_request(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, assert_never
+from typing import Any, TypeGuard, assert_never
 
 import msgspec
 
@@ -93,7 +93,9 @@ def read_delivery(
     if isinstance(payload, Rejected):
         return payload
     if source.kind == "standard":
-        delivery_id = {k.lower(): v for k, v in headers.items()}.get("webhook-id", "")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        # The id the signature covered: svix's name for it is accepted as the verifier does.
+        delivery_id = lowered.get("webhook-id") or lowered.get("svix-id") or ""
         return _standard(source.id, delivery_id, payload, now)
     return _stripe(payload, now)
 
@@ -178,7 +180,11 @@ def _stripe(event: dict[str, Any], now: float) -> Delivery | Rejected:
     session = data.get("object") if isinstance(data, dict) else None
     if not isinstance(session, dict):
         return Rejected("invalid_field", "data.object must be the checkout session")
-    message = order_completed(event_id, event.get("created"), session)
+    created = event.get("created")
+    if _whole(created) and _iso_seconds(created) is None:
+        # As HubSpot's `occurredAt`: parse cannot even be handed a date past the year 9999.
+        return Rejected("invalid_timestamp", "created is past the year 9999")
+    message = order_completed(event_id, created, session)
     if message is None:  # nobody to attribute it to: acknowledged, like any other notice
         return Delivery([], ignored=1)
     result = parse.parse_request(message, "track", received_at=now, engine_ids=True)
@@ -220,9 +226,23 @@ def order_completed(event_id: str, created: Any, session: dict[str, Any]) -> dic
         message["anonymousId"] = f"stripe:{anchor or event_id}"
     if email is not None:
         message["context"]["traits"] = {"email": email}
-    if isinstance(created, int) and not isinstance(created, bool) and created > 0:
-        message["timestamp"] = datetime.fromtimestamp(created, UTC).isoformat()
+    stamp = _iso_seconds(created) if _whole(created) else None
+    if stamp is not None:
+        message["timestamp"] = stamp
     return message
+
+
+def _whole(created: Any) -> TypeGuard[int]:
+    """A Stripe `created`: whole seconds since the epoch (anything else is left out)."""
+    return isinstance(created, int) and not isinstance(created, bool) and created > 0
+
+
+def _iso_seconds(seconds: int) -> str | None:
+    """ISO-8601, or None when no `datetime` holds the time."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def major_units(amount: int, currency: str) -> float:

@@ -12,7 +12,6 @@ base64-decodes what follows the prefix.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -189,7 +188,7 @@ def verify_hubspot(
             return Verification(Rejection.TOO_NEW)
         try:
             offered = base64.b64decode(given.strip(), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and non-ASCII text (a latin-1 header byte)
             return Verification(Rejection.MALFORMED_SIGNATURE)
         expected = _hubspot_v3(client_secret, method, uri, body, stamp)
         return (

@@ -24,7 +24,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     group_id: str | None = None
     previous_id: str | None = None
     timestamp: float
-    """Seconds since the epoch, clock-skew corrected (Segment's `receivedAt - (sentAt - timestamp)`)."""
+    """Seconds since the epoch, clock-skew corrected (Segment's `receivedAt - (sentAt - timestamp)`,
+    `originalTimestamp` standing in for a missing `timestamp`)."""
     received_at: float
     body: dict[str, Any] = msgspec.field(default_factory=dict)
     """The whole message as received (after null-stripping of optional ids)."""

@@ -137,7 +137,7 @@ def offered_macs(header: str) -> list[bytes] | None:
             continue
         try:
             macs.append(base64.b64decode(encoded, validate=True))
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and non-ASCII text (a latin-1 header byte)
             continue
     return macs or None
 

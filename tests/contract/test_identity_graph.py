@@ -244,3 +244,26 @@ def test_identities_loaded_in_bulk_are_those_read_one_profile_at_a_time(
     assert {"type": "phone", "value": "+14155550100"} in one_by_one[0]
     assert one_by_one[1] == [{"type": "anonymous_id", "value": "a2"}]
     assert one_by_one[3] == []
+
+
+def test_a_merge_keeps_the_profile_within_the_trait_cap(harness: Harness) -> None:
+    from leadloop.identity.decide import MAX_TRAITS
+
+    first = {"email": "cap@example.com"} | {f"a{i}": i for i in range(300)}
+    harness.send(ident("a1", None, ts="2026-01-01T00:00:00Z", **first))
+    harness.send(ident("a2", None, ts="2026-01-02T00:00:00Z", **{f"b{i}": i for i in range(300)}))
+    harness.settle()
+    gone = harness.profile("anonymous_id", "a1")
+    assert gone is not None
+    harness.send(ident("a2", None, email="cap@example.com", ts="2026-01-03T00:00:00Z"))
+    harness.settle()
+    merged = harness.profile("anonymous_id", "a1")
+    assert merged is not None and merged == harness.profile("anonymous_id", "a2")
+    traits = merged["traits"]
+    assert len(traits) == MAX_TRAITS
+    # The survivor (a2's profile) keeps its own; a1's fill up to the cap in their order.
+    assert all(f"b{i}" in traits for i in range(300))
+    assert traits["email"] == "cap@example.com" and "a198" in traits and "a199" not in traits
+    # Nothing is lost: the merged profile's own state stays stored under its id.
+    (state,) = harness.sql("SELECT state FROM profiles WHERE id = ?", gone["id"])[0]
+    assert '"a299":299' in state.replace(" ", "")

@@ -1,10 +1,20 @@
-"""Stripe events as Segment messages: pure, no signature involved."""
+"""Stripe events as Segment messages: pure (signed with a hand-written HMAC where the whole\ndelivery is read)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+
 import pytest
 
-from leadloop.ingest.sources import major_units, order_completed
+from leadloop.ingest.model import Rejected
+from leadloop.ingest.sources import major_units, order_completed, read_delivery
+from leadloop.outbox.signing import sign_webhook
+from leadloop.playbook.model import InboundSource
+
+SECRET = "whsec_test_unit_stripe"
 
 
 @pytest.mark.parametrize(
@@ -54,3 +64,40 @@ def test_client_reference_id_is_the_user_id_and_the_customer_anchors_anonymous_i
 
 def test_a_session_naming_no_one_gives_no_message() -> None:
     assert order_completed("e", None, session(customer_details={"email": None})) is None
+
+
+@pytest.mark.parametrize("created", [253402300800, 10**12, 2**63])
+def test_a_created_time_no_date_holds_is_a_400_not_a_traceback(created: int) -> None:
+    # `datetime.fromtimestamp` raised ValueError (OverflowError past time_t) out of the hook:
+    # a 500 for a signed delivery, retried by Stripe for days. HubSpot's `occurredAt` is a 400.
+    body = json.dumps(
+        {
+            "id": "evt_1",
+            "type": "checkout.session.completed",
+            "created": created,
+            "data": {"object": session(customer_details={"email": "a@x.io"})},
+        }
+    )
+    now = 1_800_000_000
+    mac = hmac.new(SECRET.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+    source = InboundSource(id="shop", kind="stripe", secret=SECRET, enabled=True)
+    out = read_delivery(source, {"Stripe-Signature": f"t={now},v1={mac}"}, body.encode(), now)
+    assert isinstance(out, Rejected), out
+    assert out.status == 400 and out.code == "invalid_timestamp" and "created" in out.message
+
+
+def test_svix_headers_give_each_delivery_its_own_message_ids() -> None:
+    # svix-id/-timestamp/-signature verified, but the ids came from `webhook-id` alone: every
+    # svix delivery without messageIds got `hook-crm-`, and all but the first were dropped by
+    # the log as repeats, answered 200.
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    source = InboundSource(id="crm", kind="standard", secret=secret, enabled=True)
+    ids = []
+    for delivery in ("msg_a", "msg_b"):
+        body = json.dumps({"type": "track", "userId": "u", "event": "Deal Won"}).encode()
+        signed = sign_webhook(secret, delivery, 1_800_000_000, body)
+        headers = {k.replace("webhook-", "svix-"): v for k, v in signed.items()}
+        out = read_delivery(source, headers, body, 1_800_000_000)
+        assert not isinstance(out, Rejected), out
+        ids += [m.message_id for m in out.messages]
+    assert ids == ["hook-crm-msg_a", "hook-crm-msg_b"]

@@ -259,3 +259,28 @@ def test_standard_webhook_roundtrip(body: bytes, skew: int) -> None:
     headers = sign_webhook(secret, "msg_1", 1_000_000, body)
     assert verify_standard_webhook([secret], headers, body, 1_000_000 + skew)
     assert not verify_standard_webhook([secret], headers, body, 1_000_000 + 301)
+
+
+# --- Header bytes past ASCII ----------------------------------------------------------------
+# Header values arrive as latin-1 text (`ingest.hooks`), so a byte such as 0xE9 is `é`, and
+# `base64.b64decode` raises a plain ValueError for non-ASCII text, not the binascii.Error
+# caught: an unsigned request answered 500 with a traceback.
+
+
+def test_a_non_ascii_hubspot_signature_is_malformed_not_a_crash() -> None:
+    headers = {"X-HubSpot-Signature-v3": "abc\xe9=", "X-HubSpot-Request-Timestamp": "1000"}
+    assert verify_hubspot("s", headers, "POST", "https://x/", b"", 1.0).reason is (
+        Rejection.MALFORMED_SIGNATURE
+    )
+
+
+def test_a_non_ascii_standard_signature_entry_is_skipped_not_a_crash() -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    headers = sign_webhook(secret, "msg_1", 1_000_000, b"{}")
+    bad = {**headers, "webhook-signature": "v1,\xe9\xe9\xe9\xe9"}
+    assert verify_standard_webhook([secret], bad, b"{}", 1_000_000).reason is (
+        Rejection.MALFORMED_SIGNATURE
+    )
+    # A rotation header whose other entry is garbage still verifies on the good one.
+    mixed = {**headers, "webhook-signature": "v1,\xe9 " + headers["webhook-signature"]}
+    assert verify_standard_webhook([secret], mixed, b"{}", 1_000_000)
