@@ -507,7 +507,8 @@ def test_crash_between_send_and_mark_resends_the_same_id(rig: Rig) -> None:
     assert set(rig.statuses().values()) == {"delivered"}
 
 
-def test_too_old_at_send_time_is_skipped_with_the_reason(rig: Rig) -> None:
+def test_too_old_at_send_time_after_a_failed_attempt_is_a_dead_letter(rig: Rig) -> None:
+    # It never got through: a failure to see among dead letters, not a skip by design.
     h = rig.h
     rig.fake.meta.plan_server_error(503)
     h.send(person(), visit(), order("o-1"))
@@ -516,11 +517,11 @@ def test_too_old_at_send_time_is_skipped_with_the_reason(rig: Rig) -> None:
     rig.clock.advance(8 * 86400)  # the retry comes after Meta's 7-day window
     rig.drain()
     statuses = rig.statuses()
-    assert statuses["meta:order-o-1-purchase"] == "skipped"
+    assert statuses["meta:order-o-1-purchase"] == "dead"
     reason = h.sql(
         "SELECT last_error FROM outbox WHERE idempotency_key = 'meta:order-o-1-purchase'"
     )
-    assert "older than 7 days" in str(reason[0][0])
+    assert "older than 7 days; not delivered in 1 attempt" in str(reason[0][0])
     assert rig.fake.meta.accepted == []
 
 
