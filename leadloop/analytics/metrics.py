@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+NO_CURRENCY = "XXX"
+"""ISO 4217's code for "no currency": orders that name none are kept apart, not guessed."""
 REVENUE_FIELDS = ("revenue", "total", "value")
 """Where an `Order Completed` carries its amount, in the order the Segment ecommerce spec ranks
 them."""
@@ -229,16 +231,42 @@ def acquisition(
     """Per currency of spend: CAC (spend over the people whose first order is in the window)
     and ROAS (revenue over spend, both in that currency). Blended, not attributed: every
     customer and every order of the window against every ad spent in it, as a marketing team
-    reads a month. Currencies are not converted: revenue in another currency is not counted."""
+    reads a month. Currencies are not converted: revenue in another currency is not counted.
+
+    ROAS is `None` with `roas_unknown` saying why when the revenue cannot be set against the
+    spend (`roas_unknown`); 0 only when the window really sold nothing in that currency."""
     by_currency = {r.currency: r.revenue for r in revenue}
-    return [
-        {
-            "currency": code,
-            "spend": round(amount, 2),
-            "new_customers": new_customers,
-            "revenue": round(by_currency.get(code, 0.0), 2),
-            "cac": round(amount / new_customers, 2) if new_customers else None,
-            "roas": round(by_currency.get(code, 0.0) / amount, 4) if amount else None,
-        }
-        for code, amount in sorted(spend.items())
-    ]
+    out = []
+    for code, amount in sorted(spend.items()):
+        earned = by_currency.get(code, 0.0)
+        unknown = roas_unknown(code, amount, by_currency)
+        out.append(
+            {
+                "currency": code,
+                "spend": round(amount, 2),
+                "new_customers": new_customers,
+                "revenue": round(earned, 2),
+                "cac": round(amount / new_customers, 2) if new_customers else None,
+                "roas": None if unknown else round(earned / amount, 4),
+                "roas_unknown": unknown,
+            }
+        )
+    return out
+
+
+def roas_unknown(code: str, spend: float, by_currency: Mapping[str, float]) -> str | None:
+    """Why ROAS on `spend` in `code` cannot be told, or None. A ratio of 0 said "sold
+    nothing" where the window's revenue was there but in no currency (part of it could be
+    `code`'s) or only in other currencies, which are not converted."""
+    if not spend:
+        return "no ad spend"
+    unlabelled = by_currency.get(NO_CURRENCY, 0.0)
+    if unlabelled:
+        return (
+            f"orders without a currency ({NO_CURRENCY}) hold {unlabelled:.2f} of revenue, "
+            f"which cannot be set against {code} spend"
+        )
+    others = sorted(c for c, v in by_currency.items() if c != code and v)
+    if code not in by_currency and others:
+        return f"the window's revenue is in {', '.join(others)} only; currencies are not converted"
+    return None

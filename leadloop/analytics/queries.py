@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from leadloop.analytics.metrics import (
+    NO_CURRENCY,
     JourneyCounts,
     MessageCounts,
     Revenue,
@@ -28,8 +29,6 @@ from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
 ORDER_EVENT = "Order Completed"
-NO_CURRENCY = "XXX"
-"""ISO 4217's code for "no currency": orders that name none are kept apart, not guessed."""
 _body = msgspec.json.Decoder(dict[str, Any])
 
 # Per message, whether it ever reached each state (its record keeps only the furthest one: a

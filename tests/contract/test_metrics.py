@@ -215,6 +215,7 @@ def test_cac_and_roas_from_imported_spend_and_first_orders(
                 "revenue": 20.0,
                 "cac": 20.0,
                 "roas": 0.5,
+                "roas_unknown": None,
             },
             {
                 "currency": "USD",
@@ -223,6 +224,7 @@ def test_cac_and_roas_from_imported_spend_and_first_orders(
                 "revenue": 300.0,
                 "cac": 75.0,
                 "roas": 2.0,
+                "roas_unknown": None,
             },
         ]
         # Importing a corrected day replaces it: nothing is counted twice.
@@ -230,6 +232,38 @@ def test_cac_and_roas_from_imported_spend_and_first_orders(
         h.engine.writer.submit(lambda c: queries.import_spend(c, "default", fixed, now)).result()
         usd = metrics(h)[1]["acquisition"][1]
         assert (usd["spend"], usd["cac"], usd["roas"]) == (300.0, 150.0, 1.0)
+
+
+def test_roas_over_orders_without_a_currency_is_unknown_with_the_reason(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A shop whose orders name no currency, spending in USD: ROAS read 0.0 (the dashboard's
+    `0.00×`), as if the ads sold nothing."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        now = h.engine.clock.now()
+        h.send(
+            {
+                "type": "track",
+                "userId": "buyer",
+                "event": "Order Completed",
+                "timestamp": datetime.fromtimestamp(now - DAY, UTC).isoformat(),
+                "properties": {"revenue": 300.0},
+            }
+        )
+        h.settle()
+        day = datetime.fromtimestamp(now - DAY, UTC).date().isoformat()
+        rows = [SpendRow(day, "meta", "", "USD", 100.0)]
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", rows, now)).result()
+        status, body = metrics(h)
+        assert status == 200, body
+        [usd] = body["acquisition"]
+        assert (usd["currency"], usd["revenue"], usd["cac"], usd["roas"]) == (
+            "USD",
+            0.0,
+            100.0,
+            None,
+        )
+        assert "without a currency (XXX) hold 300.00" in usd["roas_unknown"]
 
 
 def test_journey_conversions_count_within_the_journeys_window_as_the_journeys_api_does(
