@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 NO_CURRENCY = "XXX"
@@ -223,6 +224,36 @@ def funnel(moves: Iterable[StageMove], stages: Mapping[str, list[str]]) -> list[
             )
         out.append({"model": model, "stages": rows})
     return out
+
+
+DAY = 86_400.0
+RESOLUTION = 0.001
+"""A window's `until` is included as the millisecond it starts (the tracking API's finest
+time), so a window ending on a date's last instant covers that whole day."""
+
+
+def window_spend(
+    days: Iterable[tuple[str, str, float]], since: float, until: float, now: float
+) -> dict[str, float]:
+    """Per currency, the spend of the window `[since, until]` from spend per UTC day (`days`:
+    `YYYY-MM-DD`, currency, amount): each day's amount times the share of the day the window
+    covers, spend being taken as even through its day. Counted whole, a window from noon to
+    noon had two days of spend against one day of orders, and the default 30 days up to now
+    had 31. The day of `now` is not over: its spend, imported so far, is spread over the part
+    of it gone by, so a window to now counts all of it."""
+    end = until + RESOLUTION
+    totals: dict[str, float] = {}
+    for day, code, amount in days:
+        start = datetime.combine(date.fromisoformat(day), time(), UTC).timestamp()
+        stop = now if start < now < start + DAY else start + DAY
+        covered = min(end, stop) - max(since, start)
+        if covered < RESOLUTION / 2:
+            continue
+        # Within half a millisecond of all of it is all of it (float sums of bounds).
+        span = stop - start
+        share = 1.0 if covered > span - RESOLUTION / 2 else covered / span
+        totals[code] = totals.get(code, 0.0) + amount * share
+    return totals
 
 
 def acquisition(

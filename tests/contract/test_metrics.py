@@ -352,6 +352,42 @@ def test_one_date_bound_gives_thirty_whole_days_of_spend_not_thirty_one(
             assert body["until"] - body["since"] < 30 * DAY, (params, body)
 
 
+def test_a_window_within_days_counts_their_spend_for_the_part_it_covers(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """Spend is imported per UTC day; a window from noon to noon counted both days whole (48
+    hours of spend against 24 of orders), and the default window, the 30 days up to now, read
+    31 days of spend. A day the window covers in part counts in proportion."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        rows = [
+            SpendRow(day, "meta", "", "USD", amount)
+            for day, amount in (("2026-11-01", 100.0), ("2026-11-02", 200.0), ("2026-11-03", 1e6))
+        ]
+        now = h.engine.clock.now()
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", rows, now)).result()
+        for params, spent in (
+            ({"since": "2026-11-01T12:00:00Z", "until": "2026-11-02T11:59:59.999Z"}, 150.0),
+            ({"since": "2026-11-01T18:00:00Z", "until": "2026-11-01T23:59:59.999Z"}, 25.0),
+            ({"since": "2026-11-01", "until": "2026-11-02"}, 300.0),  # whole days: all of it
+            ({"since": "2026-11-02T06:00:00+06:00", "until": "2026-11-02"}, 200.0),
+            ({"since": "2026-11-02T23:59:59.999Z", "until": "2026-11-02T23:59:59.999Z"}, 0.0),
+        ):
+            status, body = metrics(h, **params)
+            assert status == 200, body
+            assert [a["spend"] for a in body["acquisition"]] == [spent], (params, body)
+        # The default window, the 30 days up to now, holds 30 days' worth of spend of 10 a
+        # day: today's is what was spent so far, spread over the hours gone by.
+        today = datetime.fromtimestamp(now, UTC).date()
+        midnight = datetime.combine(today, datetime.min.time(), UTC).timestamp()
+        flat = [
+            SpendRow((today - timedelta(days=n)).isoformat(), "google", "", "EUR", 10.0)
+            for n in range(1, 40)
+        ] + [SpendRow(today.isoformat(), "google", "", "EUR", 10.0 * (now - midnight) / DAY)]
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", flat, now)).result()
+        status, body = metrics(h)
+        assert [a["spend"] for a in body["acquisition"] if a["currency"] == "EUR"] == [300.0]
+
+
 def test_sends_the_contact_policy_held_back_are_messages_of_the_window(
     backend_url: str, tmp_path: Path
 ) -> None:

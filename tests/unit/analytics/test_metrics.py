@@ -151,3 +151,21 @@ def test_roas_is_unknown_with_a_reason_when_revenue_cannot_be_set_against_spend(
     assert (usd["roas"], usd["roas_unknown"]) == (0.0, None)
     [usd] = metrics.acquisition({"USD": 0.0}, _revenue(("USD", 5.0)), 0)
     assert usd["roas"] is None and usd["roas_unknown"] == "no ad spend"
+
+
+def test_spend_of_days_the_window_covers_in_part_counts_in_proportion() -> None:
+    day = 1_793_491_200.0  # 2026-11-01T00:00:00Z
+    days = [("2026-11-01", "USD", 100.0), ("2026-11-02", "USD", 240.0)]
+    later = day + 10 * 86_400
+    last = metrics.DAY - metrics.RESOLUTION
+    assert metrics.window_spend(days, day, day + 2 * metrics.DAY - 0.001, later) == {"USD": 340.0}
+    assert metrics.window_spend(days, day + 0.75 * metrics.DAY, day + last, later) == {"USD": 25.0}
+    assert metrics.window_spend(days, day + metrics.DAY, day + metrics.DAY, later) == {
+        "USD": pytest.approx(240.0 * 0.001 / 86_400, rel=1e-3)  # one millisecond
+    }
+    # The day of `now` holds what was spent so far: a window to now counts all of it, one to
+    # half of the time gone by counts half.
+    now = day + metrics.DAY + 6 * 3600
+    assert metrics.window_spend(days, day + metrics.DAY, now, now) == {"USD": 240.0}
+    half = day + metrics.DAY + 3 * 3600 - metrics.RESOLUTION
+    assert metrics.window_spend(days, day + metrics.DAY, half, now) == {"USD": pytest.approx(120.0)}
