@@ -157,7 +157,8 @@ def finite_number(value: Any) -> float | None:
 def currency_of(body: dict[str, Any], mapping: Mapping) -> str | None:
     if mapping.currency:
         found = text_at(body, mapping.currency)
-        if found and len(found) == 3 and found.isalpha():
+        # ASCII: `str.isalpha` takes any script's letters (`ÄÖÜ`), no ISO 4217 code.
+        if found and len(found) == 3 and found.isascii() and found.isalpha():
             return found.upper()
     return mapping.default_currency
 

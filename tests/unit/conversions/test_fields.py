@@ -6,6 +6,7 @@ from leadloop.conversions.config import Mapping
 from leadloop.conversions.fields import (
     MAX_ID,
     contents_of,
+    currency_of,
     event_id_for,
     order_id_in,
     safe_order_id,
@@ -65,3 +66,23 @@ def test_an_order_id_leaves_bounded_and_without_an_email() -> None:
         safe = safe_order_id(raw)
         assert safe is not None
         assert event_id_for("order", safe, "Purchase") == event_id_for("order", raw, "Purchase")
+
+
+def test_a_currency_is_three_latin_letters_else_the_default() -> None:
+    """`str.isalpha` takes any script's letters: `ÄÖÜ` or `ДОЛ` went out as a currency, which
+    Meta checks (ISO 4217) and refuses with the whole request (capi.md §1.2)."""
+    mapping = Mapping(
+        id="purchase",
+        event_name="Purchase",
+        currency="properties.currency",
+        default_currency="EUR",
+    )
+    for written, expected in (
+        ("usd", "USD"),
+        (" gbp ", "GBP"),
+        ("ÄÖÜ", "EUR"),
+        ("ДОЛ", "EUR"),
+        ("US$", "EUR"),
+        ("", "EUR"),
+    ):
+        assert currency_of({"properties": {"currency": written}}, mapping) == expected, written
