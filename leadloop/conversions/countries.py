@@ -41,7 +41,7 @@ _ALIASES = {
     "cz": ("Česko",),
     "ru": ("Russia",),
     "tr": ("Turkey", "Türkiye"),
-    "kr": ("Korea", "Republic of Korea"),
+    "kr": ("Republic of Korea",),
     "ae": ("UAE", "Emirates"),
     "ci": ("Ivory Coast",),
     "cv": ("Cape Verde",),

@@ -409,7 +409,9 @@ def test_country_names_become_iso_codes(written: str, code: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "written", ["Atlantis", "Europe", "EU", "Georgia, USA", "Germany or France", "n/a", "-", "123"]
+    "written",
+    # `Korea` names two countries: not guessed.
+    ["Atlantis", "Europe", "EU", "Georgia, USA", "Germany or France", "n/a", "-", "123", "Korea"],
 )
 def test_unknown_country_names_are_not_sent(written: str) -> None:
     # Like every field that cannot be normalised: left out, never sent raw or guessed.
