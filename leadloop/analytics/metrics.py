@@ -21,8 +21,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from typing import Any
 
+NO_CURRENCY = "XXX"
+"""ISO 4217's code for "no currency": orders that name none are kept apart, not guessed."""
 REVENUE_FIELDS = ("revenue", "total", "value")
 """Where an `Order Completed` carries its amount, in the order the Segment ecommerce spec ranks
 them."""
@@ -223,22 +226,78 @@ def funnel(moves: Iterable[StageMove], stages: Mapping[str, list[str]]) -> list[
     return out
 
 
+DAY = 86_400.0
+RESOLUTION = 0.001
+"""A window's `until` is included as the millisecond it starts (the tracking API's finest
+time), so a window ending on a date's last instant covers that whole day."""
+
+
+def window_spend(
+    days: Iterable[tuple[str, str, float]], since: float, until: float, now: float
+) -> dict[str, float]:
+    """Per currency, the spend of the window `[since, until]` from spend per UTC day (`days`:
+    `YYYY-MM-DD`, currency, amount): each day's amount times the share of the day the window
+    covers, spend being taken as even through its day. Counted whole, a window from noon to
+    noon had two days of spend against one day of orders, and the default 30 days up to now
+    had 31. The day of `now` is not over: its spend, imported so far, is spread over the part
+    of it gone by, so a window to now counts all of it."""
+    end = until + RESOLUTION
+    totals: dict[str, float] = {}
+    for day, code, amount in days:
+        start = datetime.combine(date.fromisoformat(day), time(), UTC).timestamp()
+        stop = now if start < now < start + DAY else start + DAY
+        covered = min(end, stop) - max(since, start)
+        if covered < RESOLUTION / 2:
+            continue
+        # Within half a millisecond of all of it is all of it (float sums of bounds).
+        span = stop - start
+        share = 1.0 if covered > span - RESOLUTION / 2 else covered / span
+        totals[code] = totals.get(code, 0.0) + amount * share
+    return totals
+
+
 def acquisition(
     spend: Mapping[str, float], revenue: Iterable[Revenue], new_customers: int
 ) -> list[dict[str, Any]]:
     """Per currency of spend: CAC (spend over the people whose first order is in the window)
     and ROAS (revenue over spend, both in that currency). Blended, not attributed: every
     customer and every order of the window against every ad spent in it, as a marketing team
-    reads a month. Currencies are not converted: revenue in another currency is not counted."""
+    reads a month. Currencies are not converted: revenue in another currency is not counted.
+
+    ROAS is `None` with `roas_unknown` saying why when the revenue cannot be set against the
+    spend (`roas_unknown`); 0 only when the window really sold nothing in that currency."""
     by_currency = {r.currency: r.revenue for r in revenue}
-    return [
-        {
-            "currency": code,
-            "spend": round(amount, 2),
-            "new_customers": new_customers,
-            "revenue": round(by_currency.get(code, 0.0), 2),
-            "cac": round(amount / new_customers, 2) if new_customers else None,
-            "roas": round(by_currency.get(code, 0.0) / amount, 4) if amount else None,
-        }
-        for code, amount in sorted(spend.items())
-    ]
+    out = []
+    for code, amount in sorted(spend.items()):
+        earned = by_currency.get(code, 0.0)
+        unknown = roas_unknown(code, amount, by_currency)
+        out.append(
+            {
+                "currency": code,
+                "spend": round(amount, 2),
+                "new_customers": new_customers,
+                "revenue": round(earned, 2),
+                "cac": round(amount / new_customers, 2) if new_customers else None,
+                "roas": None if unknown else round(earned / amount, 4),
+                "roas_unknown": unknown,
+            }
+        )
+    return out
+
+
+def roas_unknown(code: str, spend: float, by_currency: Mapping[str, float]) -> str | None:
+    """Why ROAS on `spend` in `code` cannot be told, or None. A ratio of 0 said "sold
+    nothing" where the window's revenue was there but in no currency (part of it could be
+    `code`'s) or only in other currencies, which are not converted."""
+    if not spend:
+        return "no ad spend"
+    unlabelled = by_currency.get(NO_CURRENCY, 0.0)
+    if unlabelled:
+        return (
+            f"orders without a currency ({NO_CURRENCY}) hold {unlabelled:.2f} of revenue, "
+            f"which cannot be set against {code} spend"
+        )
+    others = sorted(c for c, v in by_currency.items() if c != code and v)
+    if code not in by_currency and others:
+        return f"the window's revenue is in {', '.join(others)} only; currencies are not converted"
+    return None

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from leadloop.analytics.metrics import (
+    NO_CURRENCY,
     JourneyCounts,
     MessageCounts,
     Revenue,
     StageMove,
     add_order,
+    window_spend,
 )
 from leadloop.analytics.spend import SpendRow
 from leadloop.journeys.model import DEFAULT_CONVERSION_WINDOW
@@ -28,8 +31,6 @@ from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
 ORDER_EVENT = "Order Completed"
-NO_CURRENCY = "XXX"
-"""ISO 4217's code for "no currency": orders that name none are kept apart, not guessed."""
 _body = msgspec.json.Decoder(dict[str, Any])
 
 # Per message, whether it ever reached each state (its record keeps only the furthest one: a
@@ -167,16 +168,22 @@ def new_customers(conn: Conn, workspace: str, since: float, until: float) -> int
     return int(rows[0][0])
 
 
-def spend(conn: Conn, workspace: str, first_day: str, last_day: str) -> dict[str, float]:
-    """Ad spend per currency over the days `first_day`..`last_day` (`YYYY-MM-DD`, both in)."""
-    return {
-        str(code): float(total)
-        for code, total in conn.execute(
-            "SELECT currency, SUM(amount) FROM ad_spend WHERE workspace_id = ? AND day >= ? "
-            "AND day <= ? GROUP BY currency ORDER BY currency",
-            (workspace, first_day, last_day),
-        )
-    }
+def spend(conn: Conn, workspace: str, since: float, until: float, now: float) -> dict[str, float]:
+    """Ad spend per currency over the window, days it covers in part in proportion
+    (`metrics.window_spend`)."""
+    first_day, last_day = _utc_day(since), _utc_day(until)
+    rows = conn.execute(
+        "SELECT day, currency, SUM(amount) FROM ad_spend WHERE workspace_id = ? AND day >= ? "
+        "AND day <= ? GROUP BY day, currency ORDER BY day, currency",
+        (workspace, first_day, last_day),
+    )
+    return window_spend(
+        ((str(day), str(code), float(total)) for day, code, total in rows), since, until, now
+    )
+
+
+def _utc_day(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).date().isoformat()
 
 
 def import_spend(conn: Conn, workspace: str, rows: Iterable[SpendRow], now: float) -> int:

@@ -78,11 +78,6 @@ def _within(name: str, at: float) -> float:
     return at
 
 
-def _day(at: float) -> str:
-    """The UTC day of an instant: spend is imported per day."""
-    return datetime.fromtimestamp(at, UTC).date().isoformat()
-
-
 def metrics_router(engine: "Engine") -> APIRouter:
     workspace = bearer_workspace(engine)
     Workspace = Annotated[str, Depends(workspace)]
@@ -135,7 +130,7 @@ def metrics_router(engine: "Engine") -> APIRouter:
                 "funnel": metrics.funnel(queries.stage_moves(c, ws, start, end), stages),
                 "revenue": [r.report() for r in revenue],
                 "acquisition": metrics.acquisition(
-                    queries.spend(c, ws, _day(start), _day(end)),
+                    queries.spend(c, ws, start, end, engine.clock.now()),
                     revenue,
                     queries.new_customers(c, ws, start, end),
                 ),

@@ -178,10 +178,10 @@ def as_consent(value: Any) -> bool | None:
     (HubSpot's properties are all text), forms and Google Consent Mode write them."""
     if isinstance(value, bool):
         return value
-    if type(value) is int and value in (0, 1):
-        # As the texts "1" and "0" are: a form or CSV import writes 0 for "no", and ignoring it
-        # forwarded a refusal as "no signal" under `required: false`.
-        return value == 1
+    if isinstance(value, int | float) and value in (0, 1):  # bool was taken above
+        # As the texts "1" and "0" are: a form or CSV import writes 0 for "no" (a spreadsheet
+        # 0.0), and ignoring it forwarded a refusal as "no signal" under `required: false`.
+        return bool(value == 1)
     if isinstance(value, str):
         text = value.strip().lower()
         if text in ("true", "yes", "granted", "1"):

@@ -83,6 +83,17 @@ def bounded_id(value: str) -> str:
     return value if len(value) <= MAX_ID else sha256_hex(value)[:32]
 
 
+def safe_order_id(value: str | None) -> str | None:
+    """An order id as it may leave: `bounded_id`, and a digest when it holds an `@`. Shops that
+    number orders by the buyer's email sent that email in clear as Meta's and TikTok's
+    `order_id` and Google's `transactionId` (which Google refuses, ORDER_ID_CONTAINS_PII).
+    The digest is the one `event_id_for` puts in the event id, so ids stay as they were."""
+    if value is None:
+        return None
+    bounded = bounded_id(value)
+    return sha256_hex(bounded)[:32] if "@" in bounded else bounded
+
+
 def event_id_for(source: str, object_id: str, stage: str) -> str:
     object_id = bounded_id(object_id)
     try:
@@ -146,7 +157,8 @@ def finite_number(value: Any) -> float | None:
 def currency_of(body: dict[str, Any], mapping: Mapping) -> str | None:
     if mapping.currency:
         found = text_at(body, mapping.currency)
-        if found and len(found) == 3 and found.isalpha():
+        # ASCII: `str.isalpha` takes any script's letters (`ÄÖÜ`), no ISO 4217 code.
+        if found and len(found) == 3 and found.isascii() and found.isalpha():
             return found.upper()
     return mapping.default_currency
 

@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 import phonenumbers
 
+from leadloop.conversions.countries import country_code
 from leadloop.conversions.model import UserIdentifiers
 from leadloop.conversions.regions import STATE_CODES
 from leadloop.digest import sha256 as _sha256
@@ -342,14 +343,13 @@ plan, less Ascension and Tristan da Cunha (ITU, not ISO) and Kosovo (user-assign
 `pycountry`, which Meta's SDK checks with, lists them (tests compare the two)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_country_meta(country: str) -> str | None:
-    """Lowercase ISO-3166-1 alpha-2 (`us`); anything else is not sent: not `usa`, and not two
-    letters that name no country (`uk`, `eu`), which Meta's SDK refuses as well (capi.md §1.3)."""
+    """Lowercase ISO-3166-1 alpha-2 (`us`), also from a name or variant (`United States`,
+    `USA`, `U.K.`: `countries`), which Meta's SDK refuses (capi.md §1.3). Anything else is not
+    sent: not a name we do not know, nor two letters that name no country (`eu`)."""
     cleaned = _clean(country)
-    if cleaned is None:
-        return None
-    code = re.sub(r"[^a-z]", "", cleaned.lower())
-    return code if code in _ISO_3166_ALPHA_2 else None
+    return None if cleaned is None else country_code(cleaned, _ISO_3166_ALPHA_2)
 
 
 def normalize_country_google(country: str) -> str | None:

@@ -58,6 +58,13 @@ MAX_HOLD_DAYS = 7
 hours is clock skew or a milestone stamped ahead; beyond Meta's own 7-day window back it is a
 wrong date, and waiting for it would only fill the outbox."""
 
+SEND_MARGIN = 3600.0
+"""The last hour of a platform's window is not used (`send_deadline`). An event checked just
+inside it at the claim can be past it when the platform reads it: the request goes out later
+(a batch bisected down to one event takes a dozen round trips), `event_time` is sent truncated
+to the second, and clocks differ; and Meta refuses the whole request for one such event
+(capi.md §1.1)."""
+
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 T = TypeVar("T")
@@ -124,7 +131,7 @@ def check_event_age(conversion: Conversion, destination: Destination, now: float
     rule, secondary), so such an event waits until it is due (`held_until`), unless it is more
     than `MAX_HOLD_DAYS` ahead. Google: the conversion action's click-through window
     (`EXPIRED_EVENT`). TikTok: unverified; integrators cite 7 days for web/app and 28 for
-    offline (capi.md §6.3).
+    offline (capi.md §6.3). The last hour of each window is left out (`SEND_MARGIN`).
     """
     return event_age_reason(conversion.event_time, conversion.action_source, destination, now)
 
@@ -139,28 +146,49 @@ def held_until(event_time: float, destination: Destination, now: float) -> float
     return None
 
 
+def _window_days(action_source: str, destination: Destination) -> int:
+    """How many days after its `event_time` the platform still takes an event (capi.md §6.3)."""
+    if isinstance(destination, MetaDestination):
+        return 62 if action_source == "physical_store" else 7
+    if isinstance(destination, GoogleDestination | GoogleAdsDestination):
+        return destination.click_through_window_days
+    return 28 if destination.event_source in ("offline", "crm") else 7
+
+
+def _window_name(action_source: str, destination: Destination) -> str:
+    days = _window_days(action_source, destination)
+    if isinstance(destination, GoogleDestination | GoogleAdsDestination):
+        return f"{platform_of(destination)}'s {days}-day click-through window"
+    return f"{platform_of(destination)}'s {days}-day window"
+
+
+def send_deadline(event_time: float, action_source: str, destination: Destination) -> float:
+    """The last moment an event may be sent: its platform's window less `SEND_MARGIN`."""
+    return event_time + _window_days(action_source, destination) * DAY - SEND_MARGIN
+
+
+def past_deadline_reason(action_source: str, destination: Destination) -> str:
+    """Why a retry is not scheduled after `send_deadline`."""
+    return f"the next attempt would fall past {_window_name(action_source, destination)}"
+
+
 def event_age_reason(
     event_time: float, action_source: str, destination: Destination, now: float
 ) -> str | None:
     """`check_event_age` from the two fields it reads (the sender has no `Conversion` for rows
     stored in their platform's form)."""
     age = now - event_time
-    if isinstance(destination, MetaDestination):
-        if age < -MAX_HOLD_DAYS * DAY:
-            return f"meta: event_time is more than {MAX_HOLD_DAYS} days in the future"
-        limit_days = 62 if action_source == "physical_store" else 7
-        if age > limit_days * DAY:
-            return f"meta: event_time is older than {limit_days} days"
-        return None
-    if isinstance(destination, GoogleDestination | GoogleAdsDestination):
-        if age > destination.click_through_window_days * DAY:
-            window = destination.click_through_window_days
-            name = platform_of(destination)
-            return f"{name}: event is outside the {window}-day click-through window"
-        return None
-    limit_days = 28 if destination.event_source in ("offline", "crm") else 7
+    if isinstance(destination, MetaDestination) and age < -MAX_HOLD_DAYS * DAY:
+        return f"meta: event_time is more than {MAX_HOLD_DAYS} days in the future"
+    limit_days = _window_days(action_source, destination)
+    name = platform_of(destination)
     if age > limit_days * DAY:
-        return f"tiktok: event_time is older than {limit_days} days"
+        if isinstance(destination, GoogleDestination | GoogleAdsDestination):
+            return f"{name}: event is outside the {limit_days}-day click-through window"
+        return f"{name}: event_time is older than {limit_days} days"
+    if now > send_deadline(event_time, action_source, destination):
+        window = _window_name(action_source, destination)
+        return f"{name}: event_time is within the last hour of {window} (a margin for the request)"
     return None
 
 

@@ -2,10 +2,13 @@
 
 `send_batch` gets every claimed row of the kind at once and, per destination:
 
-1. drops rows the platform would refuse for good (too old, no usable identifiers: the payload
-   checks of `payloads.check_conversion`) as `skipped` with the reason, before batching: one
-   too-old event makes Meta reject a whole request (capi.md §1.1, §6.3); a Meta event dated
-   ahead waits until it is due (`payloads.held_until`), without spending an attempt;
+1. drops rows the platform would refuse for good (too old, or in the last hour of the
+   platform's window, `payloads.SEND_MARGIN`; no usable identifiers: the payload checks of
+   `payloads.check_conversion`) as `skipped` with the reason, before batching: one too-old
+   event makes Meta reject a whole request (capi.md §1.1, §6.3). A row that ran out of time
+   after failed attempts is `dead` instead, and so is one whose retry would fall past the
+   window. A Meta event dated ahead waits until it is due (`payloads.held_until`), without
+   spending an attempt;
 2. splits the rest into the platform's request sizes (`MAX_EVENTS`);
 3. POSTs each request with the platform's auth (Meta `?access_token=`, Google `Authorization:
    Bearer`, plus `developer-token` for the Ads API, TikTok `Access-Token`) and classifies the
@@ -68,7 +71,9 @@ from leadloop.conversions.payloads import (
     compute_appsecret_proof,
     event_age_reason,
     held_until,
+    past_deadline_reason,
     request_url,
+    send_deadline,
     split_batches,
     wrap_request,
 )
@@ -197,6 +202,14 @@ class ConversionSender:
                     ahead = "meta: event_time is in the future; held until it is due"
                     outcomes[row.index] = Outcome("pending", due, ahead, attempted=False)
                     continue
+                tried = row.item.attempts
+                expired = _expired(stored, config.destination, now) if tried else None
+                if expired:
+                    # Failed attempts ran it out of time: a delivery failure, not a skip.
+                    plural = "s" if tried > 1 else ""
+                    failed = f"{expired}; not delivered in {tried} attempt{plural}"
+                    outcomes[row.index] = Outcome("dead", None, failed)
+                    continue
                 reason = _check(stored, config.destination, now)
                 if reason:
                     outcomes[row.index] = Outcome("skipped", None, reason)
@@ -233,17 +246,17 @@ class ConversionSender:
         events = [r.stored.event for r in rows]
         bearer = self._bearer(config, now)
         if isinstance(bearer, Retry | Reject):
-            return [(row, self._settle(row, bearer, now)) for row in rows]
+            return [(row, self._settle(row, bearer, target, now)) for row in rows]
         status, headers, body = self._post(config, target, events, bearer)
         if status == 401 and config.service_account is not None:
             # Revoked or expired early: one new token and one more try, then the 401 stands.
             self.tokens.forget(config.service_account, SCOPES[config.platform], bearer)
             bearer = self._bearer(config, now)
             if isinstance(bearer, Retry | Reject):
-                return [(row, self._settle(row, bearer, now)) for row in rows]
+                return [(row, self._settle(row, bearer, target, now)) for row in rows]
             status, headers, body = self._post(config, target, events, bearer)
         if status == 0:
-            return [(row, self._retry(row, now, body, None)) for row in rows]
+            return [(row, self._retry(row, target, now, body, None)) for row in rows]
         # A Retry-After HTTP-date is the platform's wall-clock time: read against the wall
         # clock, so under a manual clock the wait asked for is still the one kept.
         verdict = classify_response(
@@ -251,27 +264,31 @@ class ConversionSender:
         )
         if isinstance(verdict, PerEvent):
             return [
-                (row, self._settle(row, one, now))
+                (row, self._settle(row, one, target, now))
                 for row, one in zip(rows, verdict.outcomes, strict=True)
             ]
         if isinstance(verdict, Delivered):
             return [(row, _DELIVERED) for row in rows]  # the common case: one shared outcome
         if isinstance(verdict, Retry | Reject):
-            return [(row, self._settle(row, verdict, now)) for row in rows]
+            return [(row, self._settle(row, verdict, target, now)) for row in rows]
         assert isinstance(verdict, Bisect)
         results: list[tuple[_Row, Outcome]] = []
         for part in _bisect(rows, verdict.bad_index):
             results.extend(self._deliver(config, target, part, now))
         return results
 
-    def _settle(self, row: _Row, verdict: Delivered | Retry | Reject, now: float) -> Outcome:
+    def _settle(
+        self, row: _Row, verdict: Delivered | Retry | Reject, target: Destination, now: float
+    ) -> Outcome:
         if isinstance(verdict, Delivered):
             return _DELIVERED
         if isinstance(verdict, Retry):
-            return self._retry(row, now, verdict.reason, verdict.retry_after)
+            return self._retry(row, target, now, verdict.reason, verdict.retry_after)
         return Outcome("dead", None, verdict.reason)
 
-    def _retry(self, row: _Row, now: float, reason: str, retry_after: float | None) -> Outcome:
+    def _retry(
+        self, row: _Row, target: Destination, now: float, reason: str, retry_after: float | None
+    ) -> Outcome:
         attempts = row.item.attempts + 1
         ended = now if self._clock is None else max(now, self._clock.now())
         when = next_attempt(
@@ -283,6 +300,11 @@ class ConversionSender:
         )
         if when is None:
             return Outcome("dead", None, f"{reason}; gave up after {attempts} attempts")
+        event_time, action_source = _timing(row.stored)
+        if when > send_deadline(event_time, action_source, target):
+            # It would only be skipped as too old then, which hides that it never got through.
+            late = past_deadline_reason(action_source, target)
+            return Outcome("dead", None, f"{reason}; {late}")
         return Outcome("pending", when, reason)
 
     def _bearer(self, config: DestinationConfig, now: float) -> str | Retry | Reject:
@@ -340,11 +362,22 @@ def _check(stored: _StoredRow, target: Destination, now: float) -> str | None:
     return event_age_reason(stored.event_time, stored.action_source, target, now)
 
 
-def _held_until(stored: _StoredRow, target: Destination, now: float) -> float | None:
+def _timing(stored: _StoredRow) -> tuple[float, str]:
+    """The row's event time and action source, whichever form it was stored in."""
     conversion = stored.conversion
-    event_time = conversion.event_time if conversion is not None else stored.event_time
-    assert event_time is not None  # checked when decoded
-    return held_until(event_time, target, now)
+    if conversion is not None:
+        return conversion.event_time, conversion.action_source
+    assert stored.event_time is not None  # checked when decoded
+    return stored.event_time, stored.action_source
+
+
+def _expired(stored: _StoredRow, target: Destination, now: float) -> str | None:
+    event_time, action_source = _timing(stored)
+    return event_age_reason(event_time, action_source, target, now)
+
+
+def _held_until(stored: _StoredRow, target: Destination, now: float) -> float | None:
+    return held_until(_timing(stored)[0], target, now)
 
 
 def _bisect(rows: list[_Row], bad_index: int | None) -> list[list[_Row]]:

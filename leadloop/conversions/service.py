@@ -34,6 +34,7 @@ from leadloop.conversions.fields import (
     event_id_for,
     limited_data_use,
     order_id_in,
+    safe_order_id,
     states_denial,
     text_at,
     value_of,
@@ -251,7 +252,9 @@ class ConversionStage:
     ) -> None:
         ws = event.workspace_id
         body = event.body
-        order_id = text_at(body, mapping.order_id) if mapping.order_id else order_id_in(body)
+        order_id = safe_order_id(
+            text_at(body, mapping.order_id) if mapping.order_id else order_id_in(body)
+        )
         if stage is not None:
             stage_key, at = stage
             event_id = event_id_for("leadloop", profile.id, stage_key)

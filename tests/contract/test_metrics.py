@@ -215,6 +215,7 @@ def test_cac_and_roas_from_imported_spend_and_first_orders(
                 "revenue": 20.0,
                 "cac": 20.0,
                 "roas": 0.5,
+                "roas_unknown": None,
             },
             {
                 "currency": "USD",
@@ -223,6 +224,7 @@ def test_cac_and_roas_from_imported_spend_and_first_orders(
                 "revenue": 300.0,
                 "cac": 75.0,
                 "roas": 2.0,
+                "roas_unknown": None,
             },
         ]
         # Importing a corrected day replaces it: nothing is counted twice.
@@ -230,6 +232,38 @@ def test_cac_and_roas_from_imported_spend_and_first_orders(
         h.engine.writer.submit(lambda c: queries.import_spend(c, "default", fixed, now)).result()
         usd = metrics(h)[1]["acquisition"][1]
         assert (usd["spend"], usd["cac"], usd["roas"]) == (300.0, 150.0, 1.0)
+
+
+def test_roas_over_orders_without_a_currency_is_unknown_with_the_reason(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A shop whose orders name no currency, spending in USD: ROAS read 0.0 (the dashboard's
+    `0.00×`), as if the ads sold nothing."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        now = h.engine.clock.now()
+        h.send(
+            {
+                "type": "track",
+                "userId": "buyer",
+                "event": "Order Completed",
+                "timestamp": datetime.fromtimestamp(now - DAY, UTC).isoformat(),
+                "properties": {"revenue": 300.0},
+            }
+        )
+        h.settle()
+        day = datetime.fromtimestamp(now - DAY, UTC).date().isoformat()
+        rows = [SpendRow(day, "meta", "", "USD", 100.0)]
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", rows, now)).result()
+        status, body = metrics(h)
+        assert status == 200, body
+        [usd] = body["acquisition"]
+        assert (usd["currency"], usd["revenue"], usd["cac"], usd["roas"]) == (
+            "USD",
+            0.0,
+            100.0,
+            None,
+        )
+        assert "without a currency (XXX) hold 300.00" in usd["roas_unknown"]
 
 
 def test_journey_conversions_count_within_the_journeys_window_as_the_journeys_api_does(
@@ -316,6 +350,42 @@ def test_one_date_bound_gives_thirty_whole_days_of_spend_not_thirty_one(
             assert status == 200, body
             assert [a["spend"] for a in body["acquisition"]] == [30.0], (params, body)
             assert body["until"] - body["since"] < 30 * DAY, (params, body)
+
+
+def test_a_window_within_days_counts_their_spend_for_the_part_it_covers(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """Spend is imported per UTC day; a window from noon to noon counted both days whole (48
+    hours of spend against 24 of orders), and the default window, the 30 days up to now, read
+    31 days of spend. A day the window covers in part counts in proportion."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
+        rows = [
+            SpendRow(day, "meta", "", "USD", amount)
+            for day, amount in (("2026-11-01", 100.0), ("2026-11-02", 200.0), ("2026-11-03", 1e6))
+        ]
+        now = h.engine.clock.now()
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", rows, now)).result()
+        for params, spent in (
+            ({"since": "2026-11-01T12:00:00Z", "until": "2026-11-02T11:59:59.999Z"}, 150.0),
+            ({"since": "2026-11-01T18:00:00Z", "until": "2026-11-01T23:59:59.999Z"}, 25.0),
+            ({"since": "2026-11-01", "until": "2026-11-02"}, 300.0),  # whole days: all of it
+            ({"since": "2026-11-02T06:00:00+06:00", "until": "2026-11-02"}, 200.0),
+            ({"since": "2026-11-02T23:59:59.999Z", "until": "2026-11-02T23:59:59.999Z"}, 0.0),
+        ):
+            status, body = metrics(h, **params)
+            assert status == 200, body
+            assert [a["spend"] for a in body["acquisition"]] == [spent], (params, body)
+        # The default window, the 30 days up to now, holds 30 days' worth of spend of 10 a
+        # day: today's is what was spent so far, spread over the hours gone by.
+        today = datetime.fromtimestamp(now, UTC).date()
+        midnight = datetime.combine(today, datetime.min.time(), UTC).timestamp()
+        flat = [
+            SpendRow((today - timedelta(days=n)).isoformat(), "google", "", "EUR", 10.0)
+            for n in range(1, 40)
+        ] + [SpendRow(today.isoformat(), "google", "", "EUR", 10.0 * (now - midnight) / DAY)]
+        h.engine.writer.submit(lambda c: queries.import_spend(c, "default", flat, now)).result()
+        status, body = metrics(h)
+        assert [a["spend"] for a in body["acquisition"] if a["currency"] == "EUR"] == [300.0]
 
 
 def test_sends_the_contact_policy_held_back_are_messages_of_the_window(

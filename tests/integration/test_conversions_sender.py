@@ -66,7 +66,12 @@ _EVENT_TARGETS: dict[str, Destination] = {
 
 
 def rows(
-    destination: str, platform: Any, count: int, start: int = 0, form: str = "event"
+    destination: str,
+    platform: Any,
+    count: int,
+    start: int = 0,
+    form: str = "event",
+    event_time: float = NOW - 60,
 ) -> list[Claimed]:
     """Rows as `ConversionStage` queues them: the event in its platform's form (`form="event"`),
     or, as rows queued before that form existed, the hashed `Conversion` (`form="conversion"`)."""
@@ -74,7 +79,7 @@ def rows(
     for n in range(start, start + count):
         conversion = Conversion(
             event_name="Purchase",
-            event_time=NOW - 60,
+            event_time=event_time,
             event_id=f"order-{n}-purchase",
             order_id=str(n),
             user=hash_for_platform(USER, platform, None, True),
@@ -420,3 +425,67 @@ def test_a_retry_waits_from_the_end_of_a_slow_attempt() -> None:
     sender.close()
     assert outcome.status == "pending" and outcome.next_attempt_at is not None
     assert outcome.next_attempt_at > NOW + 60
+
+
+# --- the edge of a platform's window -----------------------------------------------------------
+
+DAY = 86_400.0
+
+
+def test_an_event_at_the_edge_of_metas_7_days_does_not_fail_the_batch() -> None:
+    """An event 30 s inside Meta's 7 days at the claim was 90 s past them when the request
+    reached Meta (its clock here a couple of minutes later), and Meta refused the whole
+    request: the batch was bisected down to it (extra requests) and it ended as a dead letter.
+    It is skipped before sending, with the reason, and the batch goes out once."""
+    claim = NOW + 10 * DAY
+    with FakeAdsServer(clock=ManualClock(claim + 120)) as fake:
+        sender = sender_for(fake)
+        fresh = rows("meta", "meta", 3, event_time=claim - 60)
+        edge = rows("meta", "meta", 1, 10, event_time=claim - 7 * DAY + 30)
+        outcomes = sender.send_batch(fresh[:2] + edge + fresh[2:], claim)
+        sender.close()
+        assert [o.status for o in outcomes] == ["delivered", "delivered", "skipped", "delivered"]
+        assert "7-day" in str(outcomes[2].error) and "margin" in str(outcomes[2].error)
+        assert len(fake.meta.requests) == 1
+
+
+def test_a_retry_that_would_fall_past_the_window_is_a_dead_letter_now() -> None:
+    """Throttled (Retry-After three hours) with two hours of Meta's window left: the row was
+    scheduled after the window and then skipped as 'older than 7 days', which hid that it
+    never got through. It is a dead letter at once, with the platform's error and why."""
+    claim = NOW + 10 * DAY
+    with FakeAdsServer(clock=ManualClock(claim)) as fake:
+        fake.meta.plan(
+            429, {"error": {"code": 4, "message": "throttled"}}, {"Retry-After": "10800"}
+        )
+        sender = sender_for(fake)
+        [outcome] = sender.send_batch(
+            rows("meta", "meta", 1, event_time=claim - 7 * DAY + 7200), claim
+        )
+        sender.close()
+    assert outcome.status == "dead"
+    assert "throttled" in str(outcome.error) and "7-day" in str(outcome.error)
+    with FakeAdsServer(clock=ManualClock(claim)) as fake:  # a short wait still retries
+        fake.meta.plan(429, {"error": {"code": 4, "message": "throttled"}}, {"Retry-After": "60"})
+        sender = sender_for(fake)
+        [outcome] = sender.send_batch(
+            rows("meta", "meta", 1, event_time=claim - 7 * DAY + 7200), claim
+        )
+        sender.close()
+    assert outcome.status == "pending"
+
+
+def test_a_row_that_expired_while_retried_is_a_dead_letter(fake: FakeAdsServer) -> None:
+    """Past the window at its claim after failed attempts (the worker was down, or an old
+    schedule): delivery failed, so it is a dead letter, not a skip as for an event that was
+    already too old when it was queued."""
+    sender = sender_for(fake)
+    claim = NOW + 8 * DAY
+    [tried] = rows("meta", "meta", 1)
+    tried = msgspec.structs.replace(tried, attempts=3)
+    [fresh] = rows("meta", "meta", 1, 1)
+    outcomes = sender.send_batch([tried, fresh], claim)
+    sender.close()
+    assert [o.status for o in outcomes] == ["dead", "skipped"]
+    assert "older than 7 days" in str(outcomes[0].error) and "3 attempts" in str(outcomes[0].error)
+    assert fake.meta.requests == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from leadloop.analytics import metrics
 from leadloop.analytics.metrics import (
     JourneyCounts,
     MessageCounts,
@@ -120,3 +121,51 @@ def test_two_orders_near_a_floats_limit_do_not_turn_revenue_into_nothing() -> No
     for amount in (1.5e308, 1.5e308, 20.0):
         add_order(totals, "p1", {"revenue": amount, "currency": "USD"}, "XXX")
     assert totals["USD"].report()["revenue"] == 20.0
+
+
+def _revenue(*orders: tuple[str, float]) -> list[metrics.Revenue]:
+    totals: dict[str, metrics.Revenue] = {}
+    for code, amount in orders:
+        metrics.add_order(totals, "p", {"revenue": amount, "currency": code}, "XXX")
+    return list(totals.values())
+
+
+def test_roas_is_unknown_with_a_reason_when_revenue_cannot_be_set_against_spend() -> None:
+    """Orders without a currency (`XXX`) held the window's revenue, and ROAS on USD spend read
+    0.00×: a campaign that paid for itself looked like one that sold nothing."""
+    [usd] = metrics.acquisition({"USD": 100.0}, _revenue(("", 250.0)), 2)
+    assert usd["roas"] is None and usd["cac"] == 50.0
+    assert "without a currency" in usd["roas_unknown"]
+    # Some of it labelled: the rest might be USD too, so the ratio is still not known.
+    [usd] = metrics.acquisition({"USD": 100.0}, _revenue(("USD", 50.0), ("", 250.0)), 2)
+    assert usd["roas"] is None and "without a currency" in usd["roas_unknown"]
+    # Revenue only in another currency: not converted, so not a ROAS of 0 either.
+    [usd] = metrics.acquisition({"USD": 100.0}, _revenue(("EUR", 80.0)), 1)
+    assert usd["roas"] is None and "EUR" in usd["roas_unknown"]
+    # Known: revenue in the spend's currency (others beside it are documented as not counted),
+    # orders without a currency and without an amount, or no revenue at all.
+    for orders in ((("USD", 50.0), ("EUR", 80.0)), (("USD", 50.0), ("", 0.0))):
+        [usd] = metrics.acquisition({"USD": 100.0}, _revenue(*orders), 1)
+        assert (usd["roas"], usd["roas_unknown"]) == (0.5, None)
+    [usd] = metrics.acquisition({"USD": 100.0}, [], 0)
+    assert (usd["roas"], usd["roas_unknown"]) == (0.0, None)
+    [usd] = metrics.acquisition({"USD": 0.0}, _revenue(("USD", 5.0)), 0)
+    assert usd["roas"] is None and usd["roas_unknown"] == "no ad spend"
+
+
+def test_spend_of_days_the_window_covers_in_part_counts_in_proportion() -> None:
+    day = 1_793_491_200.0  # 2026-11-01T00:00:00Z
+    days = [("2026-11-01", "USD", 100.0), ("2026-11-02", "USD", 240.0)]
+    later = day + 10 * 86_400
+    last = metrics.DAY - metrics.RESOLUTION
+    assert metrics.window_spend(days, day, day + 2 * metrics.DAY - 0.001, later) == {"USD": 340.0}
+    assert metrics.window_spend(days, day + 0.75 * metrics.DAY, day + last, later) == {"USD": 25.0}
+    assert metrics.window_spend(days, day + metrics.DAY, day + metrics.DAY, later) == {
+        "USD": pytest.approx(240.0 * 0.001 / 86_400, rel=1e-3)  # one millisecond
+    }
+    # The day of `now` holds what was spent so far: a window to now counts all of it, one to
+    # half of the time gone by counts half.
+    now = day + metrics.DAY + 6 * 3600
+    assert metrics.window_spend(days, day + metrics.DAY, now, now) == {"USD": 240.0}
+    half = day + metrics.DAY + 3 * 3600 - metrics.RESOLUTION
+    assert metrics.window_spend(days, day + metrics.DAY, half, now) == {"USD": pytest.approx(120.0)}

@@ -48,6 +48,12 @@ def config(required: bool) -> ConversionsConfig:
         (False, {"ad_consent": 0}, (False, WITHDRAWN)),
         (True, {"ad_consent": 1}, (True, None)),
         (False, {"ad_consent": 2}, (None, None)),
+        # And as a float, as a spreadsheet or pandas export writes a whole number (`0.0`):
+        # read as no signal, a refusal was forwarded under `required: false`.
+        (False, {"ad_consent": 0.0}, (False, WITHDRAWN)),
+        (True, {"ad_consent": 1.0}, (True, None)),
+        (False, {"ad_consent": 0.5}, (None, None)),
+        (False, {"ad_consent": float("nan")}, (None, None)),
         # Not a consent value: no signal.
         (False, {"ad_consent": "maybe"}, (None, None)),
     ],

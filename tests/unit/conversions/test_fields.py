@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from leadloop.conversions.config import Mapping
-from leadloop.conversions.fields import contents_of, order_id_in, value_of
+from leadloop.conversions.fields import (
+    MAX_ID,
+    contents_of,
+    currency_of,
+    event_id_for,
+    order_id_in,
+    safe_order_id,
+    value_of,
+)
+from leadloop.digest import sha256_hex
 
 HUGE = "9" * 400
 """Digits only, so `to_number` takes it, but past a float's range: `float()` makes it infinity."""
@@ -44,3 +53,36 @@ def test_an_order_id_that_went_through_a_float_is_its_digits() -> None:
     assert order_id_in({"properties": {"order_id": 1001.5}}) == "1001.5"
     (content,) = contents_of({"properties": {"products": [{"sku": 42.0}]}}, "properties.products")
     assert content.id == "42"
+
+
+def test_an_order_id_leaves_bounded_and_without_an_email() -> None:
+    assert safe_order_id("1001") == "1001" and safe_order_id(None) is None
+    long = "x" * (MAX_ID + 1)
+    assert safe_order_id(long) == sha256_hex(long)[:32]
+    email = "ana@example.com-7"
+    assert safe_order_id(email) == sha256_hex(email)[:32]
+    # The event id made from the safe order id is the one made from the raw one before.
+    for raw in (email, long, "1001"):
+        safe = safe_order_id(raw)
+        assert safe is not None
+        assert event_id_for("order", safe, "Purchase") == event_id_for("order", raw, "Purchase")
+
+
+def test_a_currency_is_three_latin_letters_else_the_default() -> None:
+    """`str.isalpha` takes any script's letters: `ÄÖÜ` or `ДОЛ` went out as a currency, which
+    Meta checks (ISO 4217) and refuses with the whole request (capi.md §1.2)."""
+    mapping = Mapping(
+        id="purchase",
+        event_name="Purchase",
+        currency="properties.currency",
+        default_currency="EUR",
+    )
+    for written, expected in (
+        ("usd", "USD"),
+        (" gbp ", "GBP"),
+        ("ÄÖÜ", "EUR"),
+        ("ДОЛ", "EUR"),
+        ("US$", "EUR"),
+        ("", "EUR"),
+    ):
+        assert currency_of({"properties": {"currency": written}}, mapping) == expected, written

@@ -347,8 +347,8 @@ def test_country_matches_sdks(code: str, lower: bool, blank: str) -> None:
 
 def test_two_letters_that_are_no_country_are_not_sent() -> None:
     # Meta's SDK refuses a code pycountry does not list (capi.md §1.3); Google's regionCode is
-    # ISO-3166-1 alpha-2 too (§2.4). `UK` is what CRMs often hold for Great Britain (`GB`).
-    for written in ("UK", "uk", "EU", "XX", "XK", "AC"):
+    # ISO-3166-1 alpha-2 too (§2.4). (`UK` is a name for GB: `test_country_names_...`.)
+    for written in ("EU", "XX", "XK", "AC"):
         with pytest.raises(TypeError):
             meta_sdk("country", written)
         assert normalize_country_meta(written) is None
@@ -368,10 +368,79 @@ def test_gender_is_f_or_m_or_not_sent(written: str, expected: str | None) -> Non
     assert normalize_gender_meta(written) == expected
 
 
-def test_country_names_are_not_sent() -> None:
-    # The SDK raises; we drop the field rather than guess (`usa` is not alpha-2).
-    assert normalize_country_meta("USA") is None
-    assert normalize_country_meta("United States") is None
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [
+        ("Germany", "de"),
+        (" germany ", "de"),
+        ("Deutschland", "de"),
+        ("DEU", "de"),
+        ("United States", "us"),
+        ("United States of America", "us"),
+        ("USA", "us"),
+        ("U.S.A.", "us"),
+        ("U.S.", "us"),
+        ("us", "us"),
+        ("UK", "gb"),
+        ("U.K.", "gb"),
+        ("Great Britain", "gb"),
+        ("United Kingdom", "gb"),
+        ("England", "gb"),
+        ("The Netherlands", "nl"),
+        ("Holland", "nl"),
+        ("Côte d'Ivoire", "ci"),
+        ("Cote d’Ivoire", "ci"),
+        ("South Korea", "kr"),
+        ("Russia", "ru"),
+        ("Türkiye", "tr"),
+        ("Turkey", "tr"),
+        ("España", "es"),
+        ("Viet Nam", "vn"),
+    ],
+)
+def test_country_names_become_iso_codes(written: str, code: str) -> None:
+    """A CRM's country is often a name (`Germany`, `USA`): Meta hashes, and Google sends, the
+    ISO-3166-1 alpha-2 code (capi.md §0.1, §1.3, §2.4). Dropping names lost the address match
+    (Google's address identifier needs the region) and the country for a national phone."""
+    assert normalize_country_meta(written) == code
+    assert normalize_country_google(written) == code.upper()
+    # Where the SDK can read the input at all, it agrees on the code.
+    assert meta_sdk("country", code) == sha256_hex(code)
+
+
+@pytest.mark.parametrize(
+    "written",
+    # `Korea` names two countries: not guessed.
+    ["Atlantis", "Europe", "EU", "Georgia, USA", "Germany or France", "n/a", "-", "123", "Korea"],
+)
+def test_unknown_country_names_are_not_sent(written: str) -> None:
+    # Like every field that cannot be normalised: left out, never sent raw or guessed.
+    assert normalize_country_meta(written) is None
+    assert normalize_country_google(written) is None
+
+
+def test_a_country_name_reaches_every_platform_form() -> None:
+    person = Profile(
+        id="p",
+        workspace_id="w",
+        traits={
+            "firstName": "Jane",
+            "lastName": "Doe",
+            "zip": 2139,
+            "country": "United States",
+            "phone": "(650) 555-1212",
+        },
+        first_seen=1,
+        last_seen=1,
+        last_activity=1,
+    )
+    user = user_identifiers(person, [], MatchKeys(), frozenset({"name", "address", "phone"}))
+    meta = hash_user_data_meta(user)
+    assert meta["country"] == [sha256_hex("us")]
+    assert meta["zp"] == [sha256_hex("02139")]  # a US ZIP that lost its zero, known as US now
+    assert meta["ph"] == [sha256_hex("16505551212")]  # read in the profile's own country
+    google = [i["address"] for i in hash_user_identifiers_google(user) if "address" in i]
+    assert [(a["regionCode"], a["postalCode"]) for a in google] == [("US", "02139")]
 
 
 @MANY

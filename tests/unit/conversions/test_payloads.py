@@ -18,6 +18,7 @@ from leadloop.conversions.model import (
 )
 from leadloop.conversions.payloads import (
     MAX_EVENTS,
+    SEND_MARGIN,
     build_google_request,
     build_meta_request,
     build_request,
@@ -28,6 +29,7 @@ from leadloop.conversions.payloads import (
     derive_event_id,
     held_until,
     request_url,
+    send_deadline,
     split_batches,
 )
 
@@ -300,6 +302,34 @@ def test_event_age_limits(
     assert (reason is not None) == too_old
     if reason:
         assert reason.split(":")[0] in ("meta", "google", "tiktok")
+
+
+@pytest.mark.parametrize(
+    ("destination", "limit_days", "action_source"),
+    [
+        (META, 7, "system_generated"),
+        (META, 62, "physical_store"),
+        (GOOGLE, 90, "system_generated"),
+        (TIKTOK, 28, "system_generated"),
+        (TikTokDestination(pixel_code="p"), 7, "website"),
+    ],
+)
+def test_events_at_the_edge_of_a_window_are_not_sent(
+    destination: Any, limit_days: int, action_source: str
+) -> None:
+    """An event a few seconds inside Meta's 7 days at the claim was past them when Meta read
+    it (the request goes out later, bisection resends, `event_time` is truncated, clocks
+    differ), and Meta refused the whole request for it (capi.md §1.1). The last hour of every
+    window is not used, with a reason that says so."""
+    edge = NOW - limit_days * DAY
+    for event_time in (edge + 1, edge + 60, edge + SEND_MARGIN - 1):
+        event = conversion(event_time=event_time, action_source=action_source)
+        reason = check_event_age(event, destination, NOW)
+        assert reason is not None and "margin" in reason, event_time
+    inside = conversion(event_time=edge + SEND_MARGIN + 1, action_source=action_source)
+    assert check_event_age(inside, destination, NOW) is None
+    deadline = send_deadline(inside.event_time, action_source, destination)
+    assert deadline == inside.event_time + limit_days * DAY - SEND_MARGIN
 
 
 def test_meta_events_from_the_future_wait_until_they_are_due() -> None:
