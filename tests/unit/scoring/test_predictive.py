@@ -204,3 +204,25 @@ def test_a_number_beyond_a_double_is_missing_and_training_goes_on() -> None:
     assert learn.contributions(fitted, ("ads", math.inf)) == learn.contributions(
         fitted, ("ads", None)
     )
+
+
+def test_what_happened_after_the_outcome_is_not_learned_whatever_the_log_order() -> None:
+    """A CRM sends `Deal Won` with the time the deal closed, after the customer's later visits
+    reached the log: those visits happened after the outcome, and must not be learned as what
+    led to it (nor can a later-logged earlier win leave the visits before it in)."""
+    model = model_from(MODEL)
+    assert model.predict is not None
+    start = [event("identify", T0, traits={"source": "ads"}), page("/pricing", T0 + 1)]
+    late = [page("/pricing", T0 + 2 * DAY), event("track", T0 + DAY, "Deal Won")]
+    # Two wins, the earlier one logged last: the profile converted at the earlier one.
+    twice = [event("track", T0 + 3 * DAY, "Deal Won"), *late]
+    for history in ([*start, *late], [*start, *twice]):
+        seen = observe("p1", history, model, model.predict, T0 + 9 * DAY, before_outcome=True)
+        assert seen is not None
+        assert seen.converted_at == seen.at == T0 + DAY
+        assert seen.values[2] == 1.0 and seen.rules_total == 10.0
+    # Told apart only by the log, an event logged before the outcome at the same instant (an
+    # identify and its `Deal Won` in one batch) is what the engine knew when it arrived.
+    same = [event("identify", T0, traits={"source": "ads"}), event("track", T0, "Deal Won")]
+    seen = observe("p1", same, model, model.predict, T0 + 9 * DAY, before_outcome=True)
+    assert seen is not None and seen.values[0] == "ads"
