@@ -97,10 +97,11 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         )
     raw = to_raw(node)
     predict_fields = fields.child("predict", "predict")
+    # Without `predict`: changing what a model learns from must not rescore every profile.
+    version = digest_of({k: v for k, v in raw.items() if k != "predict"})
     return ScoringModel(
         id=fields.name("id"),
-        # Without `predict`: changing what a model learns from must not rescore every profile.
-        version=digest_of({k: v for k, v in raw.items() if k != "predict"}),
+        version=version,
         name=fields.text("name", ""),
         stages=stages,
         fit=fit,
@@ -109,11 +110,14 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         decay=_decay(fields.child("decay", "decay")),
         cap=_cap(fields.child("cap", "cap")),
         session=session,
-        predict=None if predict_fields is None else _predict(predict_fields, raw["predict"]),
+        predict=None
+        if predict_fields is None
+        else _predict(predict_fields, raw["predict"], version),
     )
 
 
-def _predict(fields: Fields, raw: Any) -> PredictSpec:
+def _predict(fields: Fields, raw: Any, version: str) -> PredictSpec:
+    """`version`: the rules', which a `score` feature reads."""
     post_outcome = fields.texts("post_outcome")
     banned = {name.casefold() for name in post_outcome}
     features: list[Feature] = []
@@ -136,10 +140,13 @@ def _predict(fields: Fields, raw: Any) -> PredictSpec:
     if not (outcome.names or outcome.where):
         # Types alone would make every page view a conversion.
         outcome_fields.fail("event", "name the outcome event (or give `where` conditions)")
+    reads_score = any(isinstance(feature, ScoreFeature) for feature in features)
     return PredictSpec(
         outcome=outcome,
         features=tuple(features),
-        digest=digest_of(raw),
+        # A model learned from the rules' score is stale once the rules change: its weights
+        # fit the old points' scale.
+        digest=digest_of({"predict": raw, "rules": version}) if reads_score else digest_of(raw),
         min_conversions=int(minimum),
         post_outcome=post_outcome,
     )

@@ -240,8 +240,8 @@ def predicted_view(
     if stored.spec_digest != spec.digest:
         return {
             "status": "stale",
-            "hint": "the playbook's `predict` section changed since training: run "
-            "`leadloop predict train`",
+            "hint": "the playbook's `predict` section (or the rules a `score` feature reads) "
+            "changed since training: run `leadloop predict train`",
             "trained_at": stored.trained_at,
         }
     count = conn.execute(

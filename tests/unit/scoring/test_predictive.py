@@ -226,3 +226,19 @@ def test_what_happened_after_the_outcome_is_not_learned_whatever_the_log_order()
     same = [event("identify", T0, traits={"source": "ads"}), event("track", T0, "Deal Won")]
     seen = observe("p1", same, model, model.predict, T0 + 9 * DAY, before_outcome=True)
     assert seen is not None and seen.values[0] == "ads"
+
+
+def test_a_model_learned_from_the_rules_score_is_stale_once_the_rules_change() -> None:
+    """Weights learned on the old points' scale, served the new points, would misplace every
+    profile; a model that does not read the score is unaffected by the rules."""
+    before = model_from(MODEL)
+    after = model_from(MODEL.replace("points: 15", "points: 60"))
+    assert before.predict is not None and after.predict is not None
+    assert before.predict.digest != after.predict.digest
+    without = MODEL.replace("          - {score: total}\n", "")
+    plain, plain_after = (
+        model_from(without),
+        model_from(without.replace("points: 15", "points: 60")),
+    )
+    assert plain.predict is not None and plain_after.predict is not None
+    assert plain.predict.digest == plain_after.predict.digest
