@@ -127,8 +127,14 @@ def category(value: Any) -> str | None:
     (forms send `Google` and `google `), and lists or objects are not categories."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int | float):
-        return f"{value:g}"
+        # Every digit: a code sent as a number is the level it is as text, and two codes
+        # differing past the sixth digit are two levels.
+        return repr(value)[:CATEGORY_CHARS]
     if isinstance(value, str):
         text = value.strip().casefold()[:CATEGORY_CHARS]
         return text or None

@@ -73,6 +73,14 @@ def test_categories_ignore_case_and_spaces_and_refuse_structures() -> None:
     assert category(["a"]) is None and category({"a": 1}) is None and category("  ") is None
 
 
+def test_a_number_as_a_category_keeps_its_digits() -> None:
+    """Seven-digit codes (a NAICS industry, a postcode) read as six significant digits were
+    one level, and a code sent as a number was another level than the same code as text."""
+    assert category(1234567) != category(1234568)
+    assert category(1234567) == category("1234567") == category(1234567.0) == "1234567"
+    assert category(0.125) == "0.125" and category(-2) == "-2"
+
+
 def test_auc_counts_ties_as_half() -> None:
     labels = np.array([1.0, 0.0, 1.0, 0.0])
     assert learn.auc(np.array([0.9, 0.1, 0.8, 0.2]), labels) == 1.0
