@@ -179,7 +179,7 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         if feature_kind not in FEATURE_KINDS:
             fields.fail("kind", f"expected one of: {', '.join(FEATURE_KINDS)}")
         return TraitFeature(
-            id=fields.text("id", names[0]),
+            id=_feature_id(fields, names[0]),
             fields=names,
             source=source,  # narrowed by the check above
             kind=feature_kind,  # narrowed by the check above
@@ -193,7 +193,7 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
             fields.fail("score", f"expected one of: {', '.join(SCORE_PARTS)}")
         if fields.has("within"):
             fields.fail("within", "only a `count` feature takes `within`")
-        return ScoreFeature(id=fields.text("id", f"score.{part}"), part=part)
+        return ScoreFeature(id=_feature_id(fields, f"score.{part}"), part=part)
     within = fields.optional_duration("within")
     if within == 0:
         fields.fail("within", "must be longer than 0 (leave it out to count all events)")
@@ -203,6 +203,11 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
     if not fields.has("id"):
         fields.fail("id", "missing: a `count` feature needs an `id` to be named by")
     return CountFeature(id=fields.name("id"), when=_filter(count), within=within)
+
+
+def _feature_id(fields: Fields, default: str) -> str:
+    # Printed in `explain` and the API as a count feature's `id` is: held to the same rules.
+    return fields.name("id") if fields.has("id") else default
 
 
 def _positive(fields: Fields, key: str) -> float:

@@ -160,6 +160,9 @@ def test_changing_only_predict_keeps_the_model_version() -> None:
         ("{score: total}", "{score: total, within: 7d}", "features[3].within", "only a `count`"),
         ("within: 7d", "within: 0s", "features[2].within", "longer than 0"),
         ("{id: pricing_views, count", "{count", "features[2].id", "missing"),
+        # Printed in `explain` and the API: an explicit id is a name, whatever the feature.
+        ("{trait: source}", '{trait: source, id: ""}', "features[0].id", "non-empty"),
+        ("{score: total}", '{score: total, id: "a\\nb"}', "features[3].id", "control"),
         ("{type: track, event: Deal Won}", "{type: track}", "outcome.event", "name the outcome"),
         ("min_conversions: 2", "min_conversions: 0", "min_conversions", "at least 1"),
         ("min_conversions: 2", "min_conversions: 2.5", "min_conversions", "whole number"),
