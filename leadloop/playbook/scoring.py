@@ -162,16 +162,7 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         if not names:
             fields.fail("trait", "needs at least one trait name")
         for name in names:
-            # A dot reads into an object: `deal.size` is part of a post-outcome `deal`.
-            parts = name.casefold().split(".")
-            prefixes = (".".join(parts[:n]) for n in range(1, len(parts) + 1))
-            listed = next((prefix for prefix in prefixes if prefix in banned), None)
-            if listed is not None:
-                fields.fail(
-                    "trait",
-                    f"{name!r} reads {listed!r}, listed in `post_outcome`: it is set after a "
-                    "lead converts, so a model learning from it would learn the outcome itself",
-                )
+            _refuse_post_outcome(fields, "trait", name, name, banned)
         source = fields.text("source", "any")
         if source not in TRAIT_SOURCES:
             fields.fail("source", f"expected one of: {', '.join(TRAIT_SOURCES)}")
@@ -202,7 +193,29 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         fields.fail("count", "give the events to count, e.g. {type: page}")
     if not fields.has("id"):
         fields.fail("id", "missing: a `count` feature needs an `id` to be named by")
+    for node, path in count.items("where"):
+        condition = Fields(node, path, "where[]")
+        field = condition.name("field")
+        for head in ("traits.", "context.traits."):
+            # Counting the calls that set a post-outcome trait learns it all the same.
+            if field.casefold().startswith(head):
+                _refuse_post_outcome(condition, "field", field, field[len(head) :], banned)
     return CountFeature(id=fields.name("id"), when=_filter(count), within=within)
+
+
+def _refuse_post_outcome(
+    fields: Fields, key: str, given: str, trait: str, banned: set[str]
+) -> None:
+    # A dot reads into an object: `deal.size` is part of a post-outcome `deal`.
+    parts = trait.casefold().split(".")
+    prefixes = (".".join(parts[:n]) for n in range(1, len(parts) + 1))
+    listed = next((prefix for prefix in prefixes if prefix in banned), None)
+    if listed is not None:
+        fields.fail(
+            key,
+            f"{given!r} reads {listed!r}, listed in `post_outcome`: it is set after a lead "
+            "converts, so a model learning from it would learn the outcome itself",
+        )
 
 
 def _feature_id(fields: Fields, default: str) -> str:

@@ -160,6 +160,13 @@ def test_changing_only_predict_keeps_the_model_version() -> None:
         ("{score: total}", "{score: total, within: 7d}", "features[3].within", "only a `count`"),
         ("within: 7d", "within: 0s", "features[2].within", "longer than 0"),
         ("{id: pricing_views, count", "{count", "features[2].id", "missing"),
+        # Counting the identify calls that set a post-outcome trait learns it all the same.
+        (
+            "{type: page, where: [{field: page.path",
+            "{type: identify, where: [{field: context.traits.Deal_Size.amount",
+            "features[2].count.where[0].field",
+            "post_outcome",
+        ),
         # Printed in `explain` and the API: an explicit id is a name, whatever the feature.
         ("{trait: source}", '{trait: source, id: ""}', "features[0].id", "non-empty"),
         ("{score: total}", '{score: total, id: "a\\nb"}', "features[3].id", "control"),
