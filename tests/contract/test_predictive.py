@@ -305,7 +305,7 @@ def test_training_reads_one_snapshot_of_the_log(
     undisturbed = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
     assert isinstance(undisturbed, service.Stored)
     chunked = replay.histories
-    monkeypatch.setattr(replay, "histories", lambda c, ws: chunked(c, ws, chunk=10))
+    monkeypatch.setattr(replay, "histories", lambda c, ws, **kw: chunked(c, ws, chunk=10, **kw))
 
     def meddle(stream: Any, total: int) -> Iterator[Any]:
         for number, item in enumerate(stream):
@@ -322,3 +322,34 @@ def test_training_reads_one_snapshot_of_the_log(
     )
     assert isinstance(disturbed, service.Stored)
     assert disturbed.report.conversions == undisturbed.report.conversions > 0
+
+
+def test_a_history_too_long_to_serve_is_not_learned_from(
+    predict_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scripted client's history is never served a prediction, so it must not shape the
+    model either (nor be held in memory whole by training: millions of events)."""
+    from leadloop.scoring import replay
+    from leadloop.scoring.predictive import service
+
+    h = predict_harness
+    seed(h)
+    h.send(*({"type": "page", "userId": "busy", "properties": {"path": "/"}} for _ in range(9)))
+    h.settle()
+    model = h.engine.scoring_models("default")[0]
+    now = h.engine.clock.now()
+    everyone = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+    assert isinstance(everyone, service.Stored)
+
+    monkeypatch.setattr(service, "MAX_SERVED_EVENTS", 5)  # seed's leads have at most 5
+    trimmed = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+    assert isinstance(trimmed, service.Stored)
+    assert trimmed.report.profiles == everyone.report.profiles - 1
+
+    def sizes(chunk: int) -> list[tuple[str, int]]:
+        return h.engine.read_sync(
+            lambda c: [(p, len(e)) for p, e in replay.histories(c, "default", chunk, longest=5)]
+        )
+
+    # Read in chunks of two, a long history spans many, and a short one may start mid-chunk.
+    assert sizes(2) == sizes(5000) and len(sizes(5000)) == trimmed.report.profiles

@@ -93,7 +93,10 @@ def train(
         total = replay.count_profiles(conn, workspace)
         keep = min(1.0, MAX_PROFILES / total) if total else 1.0
         accounts = replay.AccountLog(conn, workspace)
-        stream: Iterable[tuple[str, list[Any]]] = replay.histories(conn, workspace)
+        # A history too long to be served is not learned from either (a scripted client).
+        stream: Iterable[tuple[str, list[Any]]] = replay.histories(
+            conn, workspace, longest=MAX_SERVED_EVENTS
+        )
         if progress is not None:
             stream = progress(stream, total)
         for profile_id, events in stream:
