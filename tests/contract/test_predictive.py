@@ -353,3 +353,26 @@ def test_a_history_too_long_to_serve_is_not_learned_from(
 
     # Read in chunks of two, a long history spans many, and a short one may start mid-chunk.
     assert sizes(2) == sizes(5000) and len(sizes(5000)) == trimmed.report.profiles
+
+
+def test_at_most_max_profiles_are_learned_from(
+    predict_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample beyond `MAX_PROFILES` is drawn by digest: its size varies around the cap,
+    and the docs promise the cap."""
+    from leadloop.scoring.predictive import service
+
+    h = predict_harness
+    seed(h)
+    model = h.engine.scoring_models("default")[0]
+    now = h.engine.clock.now()
+    sizes: dict[int, int] = {}
+    for cap in (60, 90, 120, 150, 180):
+        monkeypatch.setattr(service, "MAX_PROFILES", cap)
+        stored = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+        assert isinstance(stored, service.Stored)
+        sizes[cap] = stored.report.profiles
+    assert all(size <= cap for cap, size in sizes.items()), sizes
+    # Still a fixed sample: the same profiles on every run.
+    again = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+    assert isinstance(again, service.Stored) and again.report == stored.report

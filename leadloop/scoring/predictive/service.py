@@ -110,6 +110,15 @@ def train(
             labels.append(seen.converted_at is not None)
             rules.append(seen.rules_total)
             arrivals.append(seen.arrived)
+    if len(keys) > MAX_PROFILES:
+        # The draw above keeps about `MAX_PROFILES`, more or fewer by chance: the cap holds
+        # with the smallest draws, still the same profiles on every run.
+        chosen = sorted(sorted(range(len(keys)), key=lambda i: _draw(keys[i]))[:MAX_PROFILES])
+        keys = [keys[i] for i in chosen]
+        rows = [rows[i] for i in chosen]
+        labels = [labels[i] for i in chosen]
+        rules = [rules[i] for i in chosen]
+        arrivals = [arrivals[i] for i in chosen]
     conversions = sum(labels)
     if conversions < spec.min_conversions or conversions == len(labels):
         needed = (
