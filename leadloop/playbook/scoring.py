@@ -35,6 +35,7 @@ from leadloop.scoring.model import (
     Predicate,
     PredictSpec,
     ScoreFeature,
+    ScorePart,
     ScoringModel,
     SessionLimit,
     Stage,
@@ -112,18 +113,45 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         session=session,
         predict=None
         if predict_fields is None
-        else _predict(predict_fields, raw["predict"], version),
+        else _predict(predict_fields, raw["predict"], version, _rule_traits(fit, engagement)),
     )
 
 
-def _predict(fields: Fields, raw: Any, version: str) -> PredictSpec:
-    """`version`: the rules', which a `score` feature reads."""
+RuleTraits = Mapping[ScorePart, tuple[tuple[str, str], ...]]
+"""Per part of the rules' score, the (rule id, trait path) its rules read."""
+
+
+def _rule_traits(fit: tuple[FitRule, ...], engagement: tuple[EngagementRule, ...]) -> RuleTraits:
+    fit_reads = tuple((rule.id, name) for rule in fit for name in rule.fields)
+    engagement_reads = tuple(
+        (rule.id, trait)
+        for rule in engagement
+        for condition in rule.when.where
+        if (trait := _trait_path(condition.field)) is not None
+    )
+    return {
+        "fit": fit_reads,
+        "engagement": engagement_reads,
+        "total": fit_reads + engagement_reads,
+    }
+
+
+def _trait_path(field: str) -> str | None:
+    """The trait an event field reads (`traits.deal.size`: `deal.size`), if it reads one."""
+    for head in ("traits.", "context.traits."):
+        if field.casefold().startswith(head):
+            return field[len(head) :]
+    return None
+
+
+def _predict(fields: Fields, raw: Any, version: str, rule_traits: RuleTraits) -> PredictSpec:
+    """`version` and `rule_traits`: the rules', which a `score` feature reads."""
     post_outcome = fields.texts("post_outcome")
     banned = {name.casefold() for name in post_outcome}
     features: list[Feature] = []
     ids: set[str] = set()
     for node, path in fields.items("features"):
-        feature = _feature(Fields(node, path, "features[]"), banned)
+        feature = _feature(Fields(node, path, "features[]"), banned, rule_traits)
         if feature.id in ids:
             fail(node, path, f"duplicate feature id {feature.id!r} (give one an `id`)")
         ids.add(feature.id)
@@ -152,7 +180,7 @@ def _predict(fields: Fields, raw: Any, version: str) -> PredictSpec:
     )
 
 
-def _feature(fields: Fields, banned: set[str]) -> Feature:
+def _feature(fields: Fields, banned: set[str], rule_traits: RuleTraits) -> Feature:
     given = [key for key in ("trait", "count", "score") if fields.has(key)]
     if len(given) != 1:
         fields.fail("trait", "give exactly one of `trait`, `count` and `score`")
@@ -162,7 +190,7 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         if not names:
             fields.fail("trait", "needs at least one trait name")
         for name in names:
-            _refuse_post_outcome(fields, "trait", name, name, banned)
+            _refuse_post_outcome(fields, "trait", repr(name), name, banned)
         source = fields.text("source", "any")
         if source not in TRAIT_SOURCES:
             fields.fail("source", f"expected one of: {', '.join(TRAIT_SOURCES)}")
@@ -184,6 +212,9 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
             fields.fail("score", f"expected one of: {', '.join(SCORE_PARTS)}")
         if fields.has("within"):
             fields.fail("within", "only a `count` feature takes `within`")
+        for rule_id, trait in rule_traits[part]:
+            # The score carries what its rules read.
+            _refuse_post_outcome(fields, "score", f"the score's rule {rule_id!r}", trait, banned)
         return ScoreFeature(id=_feature_id(fields, f"score.{part}"), part=part)
     within = fields.optional_duration("within")
     if within == 0:
@@ -196,16 +227,14 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
     for node, path in count.items("where"):
         condition = Fields(node, path, "where[]")
         field = condition.name("field")
-        for head in ("traits.", "context.traits."):
+        read = _trait_path(field)
+        if read is not None:
             # Counting the calls that set a post-outcome trait learns it all the same.
-            if field.casefold().startswith(head):
-                _refuse_post_outcome(condition, "field", field, field[len(head) :], banned)
+            _refuse_post_outcome(condition, "field", repr(field), read, banned)
     return CountFeature(id=fields.name("id"), when=_filter(count), within=within)
 
 
-def _refuse_post_outcome(
-    fields: Fields, key: str, given: str, trait: str, banned: set[str]
-) -> None:
+def _refuse_post_outcome(fields: Fields, key: str, what: str, trait: str, banned: set[str]) -> None:
     # A dot reads into an object: `deal.size` is part of a post-outcome `deal`.
     parts = trait.casefold().split(".")
     prefixes = (".".join(parts[:n]) for n in range(1, len(parts) + 1))
@@ -213,7 +242,7 @@ def _refuse_post_outcome(
     if listed is not None:
         fields.fail(
             key,
-            f"{given!r} reads {listed!r}, listed in `post_outcome`: it is set after a lead "
+            f"{what} reads {listed!r}, listed in `post_outcome`: it is set after a lead "
             "converts, so a model learning from it would learn the outcome itself",
         )
 

@@ -167,6 +167,14 @@ def test_changing_only_predict_keeps_the_model_version() -> None:
             "features[2].count.where[0].field",
             "post_outcome",
         ),
+        # The rules' score carries what its rules read: a post-outcome trait among them.
+        ("post_outcome: [deal_size]", "post_outcome: [Title]", "features[3].score", "'vp'"),
+        (
+            "{id: pricing, type: page, where: [{field: page.path",
+            "{id: pricing, type: identify, where: [{field: traits.deal_size",
+            "features[3].score",
+            "'pricing'",
+        ),
         # Printed in `explain` and the API: an explicit id is a name, whatever the feature.
         ("{trait: source}", '{trait: source, id: ""}', "features[0].id", "non-empty"),
         ("{score: total}", '{score: total, id: "a\\nb"}', "features[3].id", "control"),
