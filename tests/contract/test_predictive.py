@@ -4,6 +4,7 @@ their probability with reasons; on every backend."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,9 @@ def test_a_dry_run_stores_nothing_and_a_changed_spec_is_not_served(
     scores_before = h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2")
     changed = write_playbook(tmp_path, minimum=21, name="changed.yaml")
     url = h.engine.settings.database_url
+    capsys.readouterr()
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["stale"] is None
     assert main(["playbook", "apply", changed, "--database-url", url]) == 0
     h.engine.refresh_playbooks()
     h.settle()
@@ -167,8 +171,12 @@ def test_a_dry_run_stores_nothing_and_a_changed_spec_is_not_served(
     # The rules did not change, so the apply rescored nobody.
     assert h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2") == scores_before
 
+    # Not served, so `show` must not present it as the model in use.
     assert main(["predict", "show", "--database-url", url]) == 0
-    assert "lead: trained" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lead: trained" in out and "stale:" in out and "leadloop predict train" in out
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    assert "predict train" in json.loads(capsys.readouterr().out)[0]["stale"]
 
 
 def test_train_refuses_clearly_without_a_predict_section(
