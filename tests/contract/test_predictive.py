@@ -384,3 +384,17 @@ def test_at_most_max_profiles_are_learned_from(
     # Still a fixed sample: the same profiles on every run.
     again = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
     assert isinstance(again, service.Stored) and again.report == stored.report
+
+
+def test_one_event_dated_far_ahead_does_not_move_the_moment_observed(
+    predict_harness: Harness,
+) -> None:
+    """Clients date their events: one dated the year 9000 (a device clock gone wrong) made
+    training observe every lead that had not converted as of that year, its counts `within`
+    a window empty and its engagement decayed away, unlike anything served now."""
+    h = predict_harness
+    seed(h)
+    h.send({"type": "page", "userId": "u1", "timestamp": "9000-01-01T00:00:00Z"})
+    h.settle()
+    assert train(h) == 0
+    assert h.sql("SELECT trained_at FROM predictive_models") == [(h.engine.clock.now(),)]

@@ -90,9 +90,11 @@ def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_existing(settings.database_url, args.workspace)
     failed = False
     try:
-        # A manual-clock sandbox's log runs ahead of the wall clock (see `backtest`).
+        # A manual-clock sandbox's log runs ahead of the wall clock (see `backtest`). Read
+        # from when the engine received events, not when clients dated them: one event dated
+        # the year 9000 would observe every unconverted lead then, unlike anything served.
         latest = conn.execute(
-            "SELECT MAX(ts) FROM events WHERE workspace_id = ?", (args.workspace,)
+            "SELECT MAX(received_at) FROM events WHERE workspace_id = ?", (args.workspace,)
         )
         now = max(SystemClock().now(), float(latest[0][0] or 0.0))
         for model in _live_models(conn, args.workspace, args.model):
