@@ -113,7 +113,7 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         session=session,
         predict=None
         if predict_fields is None
-        else _predict(predict_fields, raw["predict"], version, _rule_traits(fit, engagement)),
+        else _predict(predict_fields, raw, _rule_traits(fit, engagement)),
     )
 
 
@@ -144,8 +144,14 @@ def _trait_path(field: str) -> str | None:
     return None
 
 
-def _predict(fields: Fields, raw: Any, version: str, rule_traits: RuleTraits) -> PredictSpec:
-    """`version` and `rule_traits`: the rules', which a `score` feature reads."""
+SCORE_KEYS = ("fit", "engagement", "decay", "cap", "session")
+"""What a model's points depend on (not its stages, which move no point)."""
+
+
+def _predict(fields: Fields, model_raw: Any, rule_traits: RuleTraits) -> PredictSpec:
+    """`model_raw`: the whole model's, whose points a `score` feature reads (`rule_traits`:
+    the traits its rules read)."""
+    raw = model_raw["predict"]
     post_outcome = fields.texts("post_outcome")
     banned = {name.casefold() for name in post_outcome}
     features: list[Feature] = []
@@ -174,7 +180,9 @@ def _predict(fields: Fields, raw: Any, version: str, rule_traits: RuleTraits) ->
         features=tuple(features),
         # A model learned from the rules' score is stale once the rules change: its weights
         # fit the old points' scale.
-        digest=digest_of({"predict": raw, "rules": version}) if reads_score else digest_of(raw),
+        digest=digest_of({"predict": raw, **{k: model_raw.get(k) for k in SCORE_KEYS}})
+        if reads_score
+        else digest_of(raw),
         min_conversions=int(minimum),
         post_outcome=post_outcome,
     )

@@ -261,6 +261,9 @@ def test_a_model_learned_from_the_rules_score_is_stale_once_the_rules_change() -
     after = model_from(MODEL.replace("points: 15", "points: 60"))
     assert before.predict is not None and after.predict is not None
     assert before.predict.digest != after.predict.digest
+    # A stage's threshold moves no point: no training to redo.
+    moved = model_from(MODEL.replace("at: 50", "at: 60"))
+    assert moved.predict is not None and moved.predict.digest == before.predict.digest
     without = MODEL.replace("          - {score: total}\n", "")
     plain, plain_after = (
         model_from(without),
