@@ -98,11 +98,10 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         )
     raw = to_raw(node)
     predict_fields = fields.child("predict", "predict")
-    # Without `predict`: changing what a model learns from must not rescore every profile.
-    version = digest_of({k: v for k, v in raw.items() if k != "predict"})
     return ScoringModel(
         id=fields.name("id"),
-        version=version,
+        # Without `predict`: changing what a model learns from must not rescore every profile.
+        version=digest_of({k: v for k, v in raw.items() if k != "predict"}),
         name=fields.text("name", ""),
         stages=stages,
         fit=fit,
