@@ -336,13 +336,22 @@ def test_a_history_too_long_to_serve_is_not_learned_from(
     predict_harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A scripted client's history is never served a prediction, so it must not shape the
-    model either (nor be held in memory whole by training: millions of events)."""
+    model either (nor be held in memory whole by training: millions of events). A customer
+    busy after the win is learned from: only what preceded the outcome is observed, and
+    dropping the most active customers would bias the model against them."""
     from leadloop.scoring import replay
+    from leadloop.scoring.match import matches_filter
     from leadloop.scoring.predictive import service
 
     h = predict_harness
     seed(h)
-    h.send(*({"type": "page", "userId": "busy", "properties": {"path": "/"}} for _ in range(9)))
+    pages = [{"type": "page", "userId": "busy", "properties": {"path": "/"}}] * 9
+    h.send(*pages)
+    won = [
+        {"type": "identify", "userId": "customer", "traits": {"source": "ads"}},
+        {"type": "track", "userId": "customer", "event": "Deal Won"},
+    ]
+    h.send(*won, *({**page, "userId": "customer"} for page in pages))
     h.settle()
     model = h.engine.scoring_models("default")[0]
     now = h.engine.clock.now()
@@ -353,10 +362,19 @@ def test_a_history_too_long_to_serve_is_not_learned_from(
     trimmed = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
     assert isinstance(trimmed, service.Stored)
     assert trimmed.report.profiles == everyone.report.profiles - 1
+    assert trimmed.report.conversions == everyone.report.conversions
+
+    assert model.predict is not None
+    outcome = model.predict.outcome
 
     def sizes(chunk: int) -> list[tuple[str, int]]:
         return h.engine.read_sync(
-            lambda c: [(p, len(e)) for p, e in replay.histories(c, "default", chunk, longest=5)]
+            lambda c: [
+                (p, len(e))
+                for p, e in replay.histories(
+                    c, "default", chunk, longest=5, until=lambda e: matches_filter(e, outcome)
+                )
+            ]
         )
 
     # Read in chunks of two, a long history spans many, and a short one may start mid-chunk.

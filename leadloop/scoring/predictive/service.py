@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from leadloop.scoring import replay
+from leadloop.scoring.match import matches_filter
 from leadloop.scoring.model import (
     CountFeature,
     PredictSpec,
@@ -93,9 +94,13 @@ def train(
         total = replay.count_profiles(conn, workspace)
         keep = min(1.0, MAX_PROFILES / total) if total else 1.0
         accounts = replay.AccountLog(conn, workspace)
-        # A history too long to be served is not learned from either (a scripted client).
+        # A history too long to be served is not learned from either (a scripted client);
+        # a customer's events after its outcome are never observed, so they do not count.
         stream: Iterable[tuple[str, list[Any]]] = replay.histories(
-            conn, workspace, longest=MAX_SERVED_EVENTS
+            conn,
+            workspace,
+            longest=MAX_SERVED_EVENTS,
+            until=lambda event: matches_filter(event, spec.outcome),
         )
         if progress is not None:
             stream = progress(stream, total)
