@@ -35,6 +35,7 @@ from leadloop.scoring.model import (
     Predicate,
     PredictSpec,
     ScoreFeature,
+    ScorePart,
     ScoringModel,
     SessionLimit,
     Stage,
@@ -109,17 +110,53 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         decay=_decay(fields.child("decay", "decay")),
         cap=_cap(fields.child("cap", "cap")),
         session=session,
-        predict=None if predict_fields is None else _predict(predict_fields, raw["predict"]),
+        predict=None
+        if predict_fields is None
+        else _predict(predict_fields, raw, _rule_traits(fit, engagement)),
     )
 
 
-def _predict(fields: Fields, raw: Any) -> PredictSpec:
+RuleTraits = Mapping[ScorePart, tuple[tuple[str, str], ...]]
+"""Per part of the rules' score, the (rule id, trait path) its rules read."""
+
+
+def _rule_traits(fit: tuple[FitRule, ...], engagement: tuple[EngagementRule, ...]) -> RuleTraits:
+    fit_reads = tuple((rule.id, name) for rule in fit for name in rule.fields)
+    engagement_reads = tuple(
+        (rule.id, trait)
+        for rule in engagement
+        for condition in rule.when.where
+        if (trait := _trait_path(condition.field)) is not None
+    )
+    return {
+        "fit": fit_reads,
+        "engagement": engagement_reads,
+        "total": fit_reads + engagement_reads,
+    }
+
+
+def _trait_path(field: str) -> str | None:
+    """The trait an event field reads (`traits.deal.size`: `deal.size`), if it reads one."""
+    for head in ("traits.", "context.traits."):
+        if field.casefold().startswith(head):
+            return field[len(head) :]
+    return None
+
+
+SCORE_KEYS = ("fit", "engagement", "decay", "cap", "session")
+"""What a model's points depend on (not its stages, which move no point)."""
+
+
+def _predict(fields: Fields, model_raw: Any, rule_traits: RuleTraits) -> PredictSpec:
+    """`model_raw`: the whole model's, whose points a `score` feature reads (`rule_traits`:
+    the traits its rules read)."""
+    raw = model_raw["predict"]
     post_outcome = fields.texts("post_outcome")
     banned = {name.casefold() for name in post_outcome}
     features: list[Feature] = []
     ids: set[str] = set()
     for node, path in fields.items("features"):
-        feature = _feature(Fields(node, path, "features[]"), banned)
+        feature = _feature(Fields(node, path, "features[]"), banned, rule_traits)
         if feature.id in ids:
             fail(node, path, f"duplicate feature id {feature.id!r} (give one an `id`)")
         ids.add(feature.id)
@@ -136,16 +173,21 @@ def _predict(fields: Fields, raw: Any) -> PredictSpec:
     if not (outcome.names or outcome.where):
         # Types alone would make every page view a conversion.
         outcome_fields.fail("event", "name the outcome event (or give `where` conditions)")
+    reads_score = any(isinstance(feature, ScoreFeature) for feature in features)
     return PredictSpec(
         outcome=outcome,
         features=tuple(features),
-        digest=digest_of(raw),
+        # A model learned from the rules' score is stale once the rules change: its weights
+        # fit the old points' scale.
+        digest=digest_of({"predict": raw, **{k: model_raw.get(k) for k in SCORE_KEYS}})
+        if reads_score
+        else digest_of(raw),
         min_conversions=int(minimum),
         post_outcome=post_outcome,
     )
 
 
-def _feature(fields: Fields, banned: set[str]) -> Feature:
+def _feature(fields: Fields, banned: set[str], rule_traits: RuleTraits) -> Feature:
     given = [key for key in ("trait", "count", "score") if fields.has(key)]
     if len(given) != 1:
         fields.fail("trait", "give exactly one of `trait`, `count` and `score`")
@@ -155,16 +197,7 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         if not names:
             fields.fail("trait", "needs at least one trait name")
         for name in names:
-            # A dot reads into an object: `deal.size` is part of a post-outcome `deal`.
-            parts = name.casefold().split(".")
-            prefixes = (".".join(parts[:n]) for n in range(1, len(parts) + 1))
-            listed = next((prefix for prefix in prefixes if prefix in banned), None)
-            if listed is not None:
-                fields.fail(
-                    "trait",
-                    f"{name!r} reads {listed!r}, listed in `post_outcome`: it is set after a "
-                    "lead converts, so a model learning from it would learn the outcome itself",
-                )
+            _refuse_post_outcome(fields, "trait", repr(name), name, banned)
         source = fields.text("source", "any")
         if source not in TRAIT_SOURCES:
             fields.fail("source", f"expected one of: {', '.join(TRAIT_SOURCES)}")
@@ -172,7 +205,7 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         if feature_kind not in FEATURE_KINDS:
             fields.fail("kind", f"expected one of: {', '.join(FEATURE_KINDS)}")
         return TraitFeature(
-            id=fields.text("id", names[0]),
+            id=_feature_id(fields, names[0]),
             fields=names,
             source=source,  # narrowed by the check above
             kind=feature_kind,  # narrowed by the check above
@@ -186,7 +219,10 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
             fields.fail("score", f"expected one of: {', '.join(SCORE_PARTS)}")
         if fields.has("within"):
             fields.fail("within", "only a `count` feature takes `within`")
-        return ScoreFeature(id=fields.text("id", f"score.{part}"), part=part)
+        for rule_id, trait in rule_traits[part]:
+            # The score carries what its rules read.
+            _refuse_post_outcome(fields, "score", f"the score's rule {rule_id!r}", trait, banned)
+        return ScoreFeature(id=_feature_id(fields, f"score.{part}"), part=part)
     within = fields.optional_duration("within")
     if within == 0:
         fields.fail("within", "must be longer than 0 (leave it out to count all events)")
@@ -195,7 +231,32 @@ def _feature(fields: Fields, banned: set[str]) -> Feature:
         fields.fail("count", "give the events to count, e.g. {type: page}")
     if not fields.has("id"):
         fields.fail("id", "missing: a `count` feature needs an `id` to be named by")
+    for node, path in count.items("where"):
+        condition = Fields(node, path, "where[]")
+        field = condition.name("field")
+        read = _trait_path(field)
+        if read is not None:
+            # Counting the calls that set a post-outcome trait learns it all the same.
+            _refuse_post_outcome(condition, "field", repr(field), read, banned)
     return CountFeature(id=fields.name("id"), when=_filter(count), within=within)
+
+
+def _refuse_post_outcome(fields: Fields, key: str, what: str, trait: str, banned: set[str]) -> None:
+    # A dot reads into an object: `deal.size` is part of a post-outcome `deal`.
+    parts = trait.casefold().split(".")
+    prefixes = (".".join(parts[:n]) for n in range(1, len(parts) + 1))
+    listed = next((prefix for prefix in prefixes if prefix in banned), None)
+    if listed is not None:
+        fields.fail(
+            key,
+            f"{what} reads {listed!r}, listed in `post_outcome`: it is set after a lead "
+            "converts, so a model learning from it would learn the outcome itself",
+        )
+
+
+def _feature_id(fields: Fields, default: str) -> str:
+    # Printed in `explain` and the API as a count feature's `id` is: held to the same rules.
+    return fields.name("id") if fields.has("id") else default
 
 
 def _positive(fields: Fields, key: str) -> float:

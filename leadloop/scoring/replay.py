@@ -35,11 +35,23 @@ def count_profiles(conn: Conn, workspace: str) -> int:
     return int(rows[0][0])
 
 
-def histories(conn: Conn, workspace: str, chunk: int = 5000) -> Iterator[tuple[str, list[Event]]]:
-    """(profile id, its events in log order), one profile at a time."""
+def histories(
+    conn: Conn,
+    workspace: str,
+    chunk: int = 5000,
+    *,
+    longest: int | None = None,
+    until: Callable[[Event], bool] | None = None,
+) -> Iterator[tuple[str, list[Event]]]:
+    """(profile id, its events in log order), one profile at a time. With `until`, after the
+    first event it holds for only the events it holds for are kept (training needs nothing
+    else a profile did after its outcome). With `longest`, a profile with more events kept is
+    left out, its events dropped as soon as they are too many (a scripted client's millions
+    would otherwise be held at once)."""
     last_pid, last_seq = "", -1
     current: str | None = None
     events: list[Event] = []
+    too_long = ended = False
     while True:
         rows = conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id IS NOT NULL "
@@ -51,12 +63,21 @@ def histories(conn: Conn, workspace: str, chunk: int = 5000) -> Iterator[tuple[s
         for row in rows:
             pid = str(row[12])
             if pid != current:
-                if current is not None:
+                if current is not None and not too_long:
                     yield current, events
-                current, events = pid, []
-            events.append(event_from_row(row[:12]))
+                current, events, too_long, ended = pid, [], False, False
+            if too_long:
+                continue
+            event = event_from_row(row[:12])
+            if until is not None:
+                if ended and not until(event):
+                    continue
+                ended = ended or until(event)
+            events.append(event)
+            if longest is not None and len(events) > longest:
+                events, too_long = [], True
         last_pid, last_seq = str(rows[-1][12]), int(rows[-1][0])
-    if current is not None:
+    if current is not None and not too_long:
         yield current, events
 
 

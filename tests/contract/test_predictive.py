@@ -4,6 +4,7 @@ their probability with reasons; on every backend."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,9 @@ def test_a_dry_run_stores_nothing_and_a_changed_spec_is_not_served(
     scores_before = h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2")
     changed = write_playbook(tmp_path, minimum=21, name="changed.yaml")
     url = h.engine.settings.database_url
+    capsys.readouterr()
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["stale"] is None
     assert main(["playbook", "apply", changed, "--database-url", url]) == 0
     h.engine.refresh_playbooks()
     h.settle()
@@ -167,8 +171,12 @@ def test_a_dry_run_stores_nothing_and_a_changed_spec_is_not_served(
     # The rules did not change, so the apply rescored nobody.
     assert h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2") == scores_before
 
+    # Not served, so `show` must not present it as the model in use.
     assert main(["predict", "show", "--database-url", url]) == 0
-    assert "lead: trained" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lead: trained" in out and "stale:" in out and "leadloop predict train" in out
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    assert "predict train" in json.loads(capsys.readouterr().out)[0]["stale"]
 
 
 def test_train_refuses_clearly_without_a_predict_section(
@@ -305,7 +313,7 @@ def test_training_reads_one_snapshot_of_the_log(
     undisturbed = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
     assert isinstance(undisturbed, service.Stored)
     chunked = replay.histories
-    monkeypatch.setattr(replay, "histories", lambda c, ws: chunked(c, ws, chunk=10))
+    monkeypatch.setattr(replay, "histories", lambda c, ws, **kw: chunked(c, ws, chunk=10, **kw))
 
     def meddle(stream: Any, total: int) -> Iterator[Any]:
         for number, item in enumerate(stream):
@@ -322,3 +330,89 @@ def test_training_reads_one_snapshot_of_the_log(
     )
     assert isinstance(disturbed, service.Stored)
     assert disturbed.report.conversions == undisturbed.report.conversions > 0
+
+
+def test_a_history_too_long_to_serve_is_not_learned_from(
+    predict_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scripted client's history is never served a prediction, so it must not shape the
+    model either (nor be held in memory whole by training: millions of events). A customer
+    busy after the win is learned from: only what preceded the outcome is observed, and
+    dropping the most active customers would bias the model against them."""
+    from leadloop.scoring import replay
+    from leadloop.scoring.match import matches_filter
+    from leadloop.scoring.predictive import service
+
+    h = predict_harness
+    seed(h)
+    pages = [{"type": "page", "userId": "busy", "properties": {"path": "/"}}] * 9
+    h.send(*pages)
+    won = [
+        {"type": "identify", "userId": "customer", "traits": {"source": "ads"}},
+        {"type": "track", "userId": "customer", "event": "Deal Won"},
+    ]
+    h.send(*won, *({**page, "userId": "customer"} for page in pages))
+    h.settle()
+    model = h.engine.scoring_models("default")[0]
+    now = h.engine.clock.now()
+    everyone = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+    assert isinstance(everyone, service.Stored)
+
+    monkeypatch.setattr(service, "MAX_SERVED_EVENTS", 5)  # seed's leads have at most 5
+    trimmed = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+    assert isinstance(trimmed, service.Stored)
+    assert trimmed.report.profiles == everyone.report.profiles - 1
+    assert trimmed.report.conversions == everyone.report.conversions
+
+    assert model.predict is not None
+    outcome = model.predict.outcome
+
+    def sizes(chunk: int) -> list[tuple[str, int]]:
+        return h.engine.read_sync(
+            lambda c: [
+                (p, len(e))
+                for p, e in replay.histories(
+                    c, "default", chunk, longest=5, until=lambda e: matches_filter(e, outcome)
+                )
+            ]
+        )
+
+    # Read in chunks of two, a long history spans many, and a short one may start mid-chunk.
+    assert sizes(2) == sizes(5000) and len(sizes(5000)) == trimmed.report.profiles
+
+
+def test_at_most_max_profiles_are_learned_from(
+    predict_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample beyond `MAX_PROFILES` is drawn by digest: its size varies around the cap,
+    and the docs promise the cap."""
+    from leadloop.scoring.predictive import service
+
+    h = predict_harness
+    seed(h)
+    model = h.engine.scoring_models("default")[0]
+    now = h.engine.clock.now()
+    sizes: dict[int, int] = {}
+    for cap in (60, 90, 120, 150, 180):
+        monkeypatch.setattr(service, "MAX_PROFILES", cap)
+        stored = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+        assert isinstance(stored, service.Stored)
+        sizes[cap] = stored.report.profiles
+    assert all(size <= cap for cap, size in sizes.items()), sizes
+    # Still a fixed sample: the same profiles on every run.
+    again = h.engine.read_sync(lambda c: service.train(c, "default", model, now, store=False))
+    assert isinstance(again, service.Stored) and again.report == stored.report
+
+
+def test_one_event_dated_far_ahead_does_not_move_the_moment_observed(
+    predict_harness: Harness,
+) -> None:
+    """Clients date their events: one dated the year 9000 (a device clock gone wrong) made
+    training observe every lead that had not converted as of that year, its counts `within`
+    a window empty and its engagement decayed away, unlike anything served now."""
+    h = predict_harness
+    seed(h)
+    h.send({"type": "page", "userId": "u1", "timestamp": "9000-01-01T00:00:00Z"})
+    h.settle()
+    assert train(h) == 0
+    assert h.sql("SELECT trained_at FROM predictive_models") == [(h.engine.clock.now(),)]

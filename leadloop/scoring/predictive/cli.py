@@ -90,9 +90,11 @@ def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_existing(settings.database_url, args.workspace)
     failed = False
     try:
-        # A manual-clock sandbox's log runs ahead of the wall clock (see `backtest`).
+        # A manual-clock sandbox's log runs ahead of the wall clock (see `backtest`). Read
+        # from when the engine received events, not when clients dated them: one event dated
+        # the year 9000 would observe every unconverted lead then, unlike anything served.
         latest = conn.execute(
-            "SELECT MAX(ts) FROM events WHERE workspace_id = ?", (args.workspace,)
+            "SELECT MAX(received_at) FROM events WHERE workspace_id = ?", (args.workspace,)
         )
         now = max(SystemClock().now(), float(latest[0][0] or 0.0))
         for model in _live_models(conn, args.workspace, args.model):
@@ -146,10 +148,20 @@ def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_existing(settings.database_url, args.workspace)
     try:
         found = service.load_all(conn, args.workspace)
+        live = _live_digests(conn, args.workspace)
     finally:
         conn.close()
     if args.json:
-        print(json.dumps([service.as_dict(s) for s in found], indent=2))
+        print(
+            json.dumps(
+                [
+                    service.as_dict(s)
+                    | ({} if isinstance(s, service.Unreadable) else {"stale": _stale(s, live)})
+                    for s in found
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not found:
         print(f"no predictive model trained in workspace {args.workspace!r}")
@@ -162,4 +174,37 @@ def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
             )
             continue
         print(describe(stored))
+        stale = _stale(stored, live)
+        if stale is not None:
+            print(f"  stale: {stale}")
     return 0
+
+
+def _live_digests(conn: Any, workspace: str) -> dict[str, str] | None:
+    """Each live model's `predict` digest; None when the playbook cannot be built here (a
+    `${VAR}` this shell does not set): then nothing is said about staleness."""
+    from leadloop.errors import PlaybookError
+    from leadloop.playbook import store
+
+    applied = store.latest(conn, workspace)
+    if applied is None:
+        return {}
+    try:
+        models = store.build(applied.sources).models
+    except PlaybookError:
+        return None
+    return {m.id: m.predict.digest for m in models if m.predict is not None}
+
+
+def _stale(stored: service.Stored, live: dict[str, str] | None) -> str | None:
+    """Why the engine does not serve `stored` (as `predicted_view` decides), or None."""
+    if live is None:
+        return None
+    if stored.model_id not in live:
+        return "no model of the live playbook has this id and a `predict` section: not served"
+    if live[stored.model_id] != stored.spec_digest:
+        return (
+            "the playbook's `predict` section (or the rules a `score` feature reads) changed "
+            "since training, so it is not served: run `leadloop predict train`"
+        )
+    return None

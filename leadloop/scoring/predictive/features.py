@@ -59,14 +59,19 @@ def observe(
     *,
     before_outcome: bool,
 ) -> Observation | None:
-    """The profile's features as of its first outcome event (`before_outcome`, for training)
-    or as of `now` over its whole history (for serving). None when nothing precedes the
+    """The profile's features as of its first outcome event (`before_outcome`, for training:
+    the earliest in time, seeing only what came before it in both time and the log) or as of
+    `now` over its whole history (for serving). None when nothing precedes the
     outcome: a profile whose first event is its conversion says nothing about who converts."""
-    first = next((i for i, e in enumerate(events) if matches_filter(e, spec.outcome)), None)
-    converted_at = None if first is None else events[first].timestamp
+    outcomes = [i for i, e in enumerate(events) if matches_filter(e, spec.outcome)]
+    converted_at = min((events[i].timestamp for i in outcomes), default=None)
     seen, at = events, now
-    if before_outcome and first is not None:
-        seen, at = events[:first], events[first].timestamp
+    if before_outcome and converted_at is not None:
+        # Before it in the log and in time: a `Deal Won` sent late with the time the deal
+        # closed follows visits made after it, and an event logged after the outcome may
+        # carry what the outcome set (a backdated CRM update).
+        seen = [e for e in events[: outcomes[0]] if e.timestamp <= converted_at]
+        at = converted_at
     if not seen:
         return None
     contexts = list(with_context(profile_id, seen, accounts))
@@ -122,8 +127,14 @@ def category(value: Any) -> str | None:
     (forms send `Google` and `google `), and lists or objects are not categories."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int | float):
-        return f"{value:g}"
+        # Every digit: a code sent as a number is the level it is as text, and two codes
+        # differing past the sixth digit are two levels.
+        return repr(value)[:CATEGORY_CHARS]
     if isinstance(value, str):
         text = value.strip().casefold()[:CATEGORY_CHARS]
         return text or None

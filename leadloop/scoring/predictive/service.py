@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from leadloop.scoring import replay
+from leadloop.scoring.match import matches_filter
 from leadloop.scoring.model import (
     CountFeature,
     PredictSpec,
@@ -93,7 +94,14 @@ def train(
         total = replay.count_profiles(conn, workspace)
         keep = min(1.0, MAX_PROFILES / total) if total else 1.0
         accounts = replay.AccountLog(conn, workspace)
-        stream: Iterable[tuple[str, list[Any]]] = replay.histories(conn, workspace)
+        # A history too long to be served is not learned from either (a scripted client);
+        # a customer's events after its outcome are never observed, so they do not count.
+        stream: Iterable[tuple[str, list[Any]]] = replay.histories(
+            conn,
+            workspace,
+            longest=MAX_SERVED_EVENTS,
+            until=lambda event: matches_filter(event, spec.outcome),
+        )
         if progress is not None:
             stream = progress(stream, total)
         for profile_id, events in stream:
@@ -107,6 +115,15 @@ def train(
             labels.append(seen.converted_at is not None)
             rules.append(seen.rules_total)
             arrivals.append(seen.arrived)
+    if len(keys) > MAX_PROFILES:
+        # The draw above keeps about `MAX_PROFILES`, more or fewer by chance: the cap holds
+        # with the smallest draws, still the same profiles on every run.
+        chosen = sorted(sorted(range(len(keys)), key=lambda i: _draw(keys[i]))[:MAX_PROFILES])
+        keys = [keys[i] for i in chosen]
+        rows = [rows[i] for i in chosen]
+        labels = [labels[i] for i in chosen]
+        rules = [rules[i] for i in chosen]
+        arrivals = [arrivals[i] for i in chosen]
     conversions = sum(labels)
     if conversions < spec.min_conversions or conversions == len(labels):
         needed = (
@@ -240,8 +257,8 @@ def predicted_view(
     if stored.spec_digest != spec.digest:
         return {
             "status": "stale",
-            "hint": "the playbook's `predict` section changed since training: run "
-            "`leadloop predict train`",
+            "hint": "the playbook's `predict` section (or the rules a `score` feature reads) "
+            "changed since training: run `leadloop predict train`",
             "trained_at": stored.trained_at,
         }
     count = conn.execute(

@@ -73,6 +73,14 @@ def test_categories_ignore_case_and_spaces_and_refuse_structures() -> None:
     assert category(["a"]) is None and category({"a": 1}) is None and category("  ") is None
 
 
+def test_a_number_as_a_category_keeps_its_digits() -> None:
+    """Seven-digit codes (a NAICS industry, a postcode) read as six significant digits were
+    one level, and a code sent as a number was another level than the same code as text."""
+    assert category(1234567) != category(1234568)
+    assert category(1234567) == category("1234567") == category(1234567.0) == "1234567"
+    assert category(0.125) == "0.125" and category(-2) == "-2"
+
+
 def test_auc_counts_ties_as_half() -> None:
     labels = np.array([1.0, 0.0, 1.0, 0.0])
     assert learn.auc(np.array([0.9, 0.1, 0.8, 0.2]), labels) == 1.0
@@ -152,6 +160,24 @@ def test_changing_only_predict_keeps_the_model_version() -> None:
         ("{score: total}", "{score: total, within: 7d}", "features[3].within", "only a `count`"),
         ("within: 7d", "within: 0s", "features[2].within", "longer than 0"),
         ("{id: pricing_views, count", "{count", "features[2].id", "missing"),
+        # Counting the identify calls that set a post-outcome trait learns it all the same.
+        (
+            "{type: page, where: [{field: page.path",
+            "{type: identify, where: [{field: context.traits.Deal_Size.amount",
+            "features[2].count.where[0].field",
+            "post_outcome",
+        ),
+        # The rules' score carries what its rules read: a post-outcome trait among them.
+        ("post_outcome: [deal_size]", "post_outcome: [Title]", "features[3].score", "'vp'"),
+        (
+            "{id: pricing, type: page, where: [{field: page.path",
+            "{id: pricing, type: identify, where: [{field: traits.deal_size",
+            "features[3].score",
+            "'pricing'",
+        ),
+        # Printed in `explain` and the API: an explicit id is a name, whatever the feature.
+        ("{trait: source}", '{trait: source, id: ""}', "features[0].id", "non-empty"),
+        ("{score: total}", '{score: total, id: "a\\nb"}', "features[3].id", "control"),
         ("{type: track, event: Deal Won}", "{type: track}", "outcome.event", "name the outcome"),
         ("min_conversions: 2", "min_conversions: 0", "min_conversions", "at least 1"),
         ("min_conversions: 2", "min_conversions: 2.5", "min_conversions", "whole number"),
@@ -204,3 +230,44 @@ def test_a_number_beyond_a_double_is_missing_and_training_goes_on() -> None:
     assert learn.contributions(fitted, ("ads", math.inf)) == learn.contributions(
         fitted, ("ads", None)
     )
+
+
+def test_what_happened_after_the_outcome_is_not_learned_whatever_the_log_order() -> None:
+    """A CRM sends `Deal Won` with the time the deal closed, after the customer's later visits
+    reached the log: those visits happened after the outcome, and must not be learned as what
+    led to it (nor can a later-logged earlier win leave the visits before it in)."""
+    model = model_from(MODEL)
+    assert model.predict is not None
+    start = [event("identify", T0, traits={"source": "ads"}), page("/pricing", T0 + 1)]
+    late = [page("/pricing", T0 + 2 * DAY), event("track", T0 + DAY, "Deal Won")]
+    # Two wins, the earlier one logged last: the profile converted at the earlier one.
+    twice = [event("track", T0 + 3 * DAY, "Deal Won"), *late]
+    for history in ([*start, *late], [*start, *twice]):
+        seen = observe("p1", history, model, model.predict, T0 + 9 * DAY, before_outcome=True)
+        assert seen is not None
+        assert seen.converted_at == seen.at == T0 + DAY
+        assert seen.values[2] == 1.0 and seen.rules_total == 10.0
+    # Told apart only by the log, an event logged before the outcome at the same instant (an
+    # identify and its `Deal Won` in one batch) is what the engine knew when it arrived.
+    same = [event("identify", T0, traits={"source": "ads"}), event("track", T0, "Deal Won")]
+    seen = observe("p1", same, model, model.predict, T0 + 9 * DAY, before_outcome=True)
+    assert seen is not None and seen.values[0] == "ads"
+
+
+def test_a_model_learned_from_the_rules_score_is_stale_once_the_rules_change() -> None:
+    """Weights learned on the old points' scale, served the new points, would misplace every
+    profile; a model that does not read the score is unaffected by the rules."""
+    before = model_from(MODEL)
+    after = model_from(MODEL.replace("points: 15", "points: 60"))
+    assert before.predict is not None and after.predict is not None
+    assert before.predict.digest != after.predict.digest
+    # A stage's threshold moves no point: no training to redo.
+    moved = model_from(MODEL.replace("at: 50", "at: 60"))
+    assert moved.predict is not None and moved.predict.digest == before.predict.digest
+    without = MODEL.replace("          - {score: total}\n", "")
+    plain, plain_after = (
+        model_from(without),
+        model_from(without.replace("points: 15", "points: 60")),
+    )
+    assert plain.predict is not None and plain_after.predict is not None
+    assert plain.predict.digest == plain_after.predict.digest
