@@ -170,15 +170,18 @@ class SqliteConnection:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        self.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
             yield
+            self.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            # A COMMIT that failed (disk full, I/O error) may leave the transaction open: kept,
+            # every later BEGIN on this connection failed. After some errors SQLite has rolled
+            # back already, and a ROLLBACK then would hide the error behind its own.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        else:
-            self._conn.execute("COMMIT")
         finally:
             self._depth = 0
 
