@@ -122,10 +122,14 @@ class Dispatcher:
         claimed = self._writer.submit(claim).result()
         if not claimed:
             return 0
+        lease = now + service.LEASE_SECONDS
         with self._in_flight_lock:
+            # Every row this claim leased holds the new lease now, those another lane is
+            # sending too: renewal must ask for that value, or it renews nothing and the row
+            # is free to other workers once this lease runs out.
+            self._leases.update((item.id, lease) for item in claimed)
             claimed = [item for item in claimed if item.id not in self._in_flight]
             self._in_flight.update(item.id for item in claimed)
-            self._leases.update((item.id, now + service.LEASE_SECONDS) for item in claimed)
         try:
             self._deliver(claimed)
         finally:
