@@ -145,6 +145,8 @@ class Writer:
                 item = self._queue.get()
                 if item is None:
                     return
+                if not self._take(item):
+                    continue
                 if isinstance(item, _Job):
                     self._run_job(conn, item)
                     continue
@@ -160,6 +162,8 @@ class Writer:
                     if nxt is None:
                         stop = True
                         break
+                    if not self._take(nxt):
+                        continue
                     if isinstance(nxt, _Job):
                         held = nxt
                         break
@@ -172,6 +176,17 @@ class Writer:
                     return
         finally:
             conn.close()
+
+    def _take(self, item: _Append | _Job) -> bool:
+        """Start the item's future; False when its caller cancelled it while it was queued
+        (`asyncio.wrap_future` does when the awaiting task is cancelled), and it is dropped:
+        nothing was acknowledged. A running future can no longer be cancelled, so completing
+        it cannot raise here: raised, that ended this thread, and the engine waited for ever."""
+        if item.future.set_running_or_notify_cancel():
+            return True
+        if isinstance(item, _Append):
+            self.release(len(item.rows))
+        return False
 
     def _commit_appends(self, conn: Link[Conn], batch: list[_Append], count: int) -> None:
         try:
