@@ -12,6 +12,7 @@ from leadloop.outbox.model import RetryPolicy
 from leadloop.outbox.service import Claimed, Outcome
 from leadloop.testing import eventually
 from tests.contract.conftest import Harness
+from tests.contract.conftest_helpers import hold
 
 ROWS = 60
 
@@ -138,9 +139,17 @@ class SlowWorkers:
     def __init__(self, h: Harness) -> None:
         self.started, self.release = threading.Event(), threading.Event()
         self.sent: dict[str, list[int]] = {"first": [], "second": []}
+        self.asked = threading.Event()
+        """Set once the first worker read its clock."""
         self.first, self.second = self._worker(h, "first"), self._worker(h, "second")
 
+    def now(self) -> float:
+        """The first worker's clock: the engine's, watched."""
+        self.asked.set()
+        return self._clock.now()
+
     def _worker(self, h: Harness, name: str) -> Dispatcher:
+        self._clock = h.engine.clock
         workers = self
 
         class Slow:
@@ -150,9 +159,8 @@ class SlowWorkers:
                 assert workers.release.wait(20)
                 return [Outcome("delivered") for _ in items]
 
-        return Dispatcher(
-            h.engine.writer, h.engine.clock, {"probe": Slow()}, claim_sizes={"probe": 10}
-        )
+        clock = self if name == "first" else h.engine.clock
+        return Dispatcher(h.engine.writer, clock, {"probe": Slow()}, claim_sizes={"probe": 10})
 
     def sent_by_first_only(self, n: int) -> bool:
         """Each of the `n` rows sent once, all by the first worker."""
@@ -206,6 +214,34 @@ def test_a_row_claimed_again_by_the_other_lane_keeps_its_lease_renewed(harness: 
         clock.advance(40)  # past the second claim's lease, within the renewed one
         assert w.second.run_once() == 0
     finally:
+        w.release.set()
+        sending.join(20)
+    assert w.sent_by_first_only(5)
+
+
+def test_a_claim_that_waited_for_the_writer_is_leased_from_when_it_was_made(
+    harness: Harness,
+) -> None:
+    """A claim waits its turn on the writer (behind a backlog of events, a long job). Its
+    lease was counted from when it was asked for, so a claim that waited a lease's length
+    handed out rows already free to other workers, which sent them a second time."""
+    h = harness
+    add_rows(h, 5)
+    w = SlowWorkers(h)
+    clock = h.engine.manual_clock
+    assert clock is not None
+    release_writer, held = hold(h.engine.writer)
+    sending = threading.Thread(target=w.first.run_once)
+    sending.start()
+    try:
+        w.asked.wait(1)  # a claim that reads the clock before its turn has read it by now
+        clock.advance(3600)  # while the claim waits in the writer's queue
+        release_writer.set()
+        held.result(timeout=20)
+        assert w.started.wait(20)
+        assert w.second.run_once() == 0
+    finally:
+        release_writer.set()
         w.release.set()
         sending.join(20)
     assert w.sent_by_first_only(5)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from concurrent.futures import Future
-from typing import Any
 
 import msgspec
 import pytest
@@ -15,6 +12,7 @@ from leadloop.ingest import parse
 from leadloop.ingest.model import Accepted
 from leadloop.log.writer import Writer
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
+from tests.contract.conftest_helpers import hold
 
 
 def message(message_id: str) -> Accepted:
@@ -23,19 +21,6 @@ def message(message_id: str) -> Accepted:
     )
     assert isinstance(accepted, list)
     return accepted[0]
-
-
-def hold(writer: Writer) -> tuple[threading.Event, Future[None]]:
-    """Hold the writer on a job until the event is set, so what comes next queues up."""
-    holding, release = threading.Event(), threading.Event()
-
-    def wait(_: Any) -> None:
-        holding.set()
-        release.wait(30)
-
-    held = writer.submit(wait)
-    assert holding.wait(30)
-    return release, held
 
 
 def test_a_request_the_database_refuses_fails_alone(
