@@ -51,8 +51,11 @@ class Link(Generic[C]):
         now = monotonic()
         if now < self._next_try:
             raise StorageError("the database is unreachable; reconnecting")
-        self._next_try = now + self._retry
-        self._conn = self._connect()  # StorageError when the database is still away
+        try:
+            self._conn = self._connect()
+        except StorageError:
+            self._next_try = now + self._retry  # only failed attempts wait
+            raise
         if self._lost:
             log.warning("connected to the database again")
             self._lost = False
