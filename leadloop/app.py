@@ -36,7 +36,7 @@ from leadloop.config import Settings
 from leadloop.conversions import config as conversion_config
 from leadloop.conversions.sender import ConversionSender
 from leadloop.conversions.service import ConversionStage
-from leadloop.errors import ConfigError, LeadloopError, PlaybookError
+from leadloop.errors import ConfigError, LeadloopError, PlaybookError, StorageError
 from leadloop.ingest.erased import Committed
 from leadloop.ingest.hooks import InboundHooks
 from leadloop.ingest.http import TrackingApp
@@ -503,6 +503,11 @@ class Engine:
 
     def _reader(self) -> Conn:
         conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.broken:  # the database dropped it (a restart, a failover)
+            with self._readers_lock:
+                self._readers.remove(conn)
+            conn.close()
+            conn = None
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
@@ -511,7 +516,15 @@ class Engine:
         return conn
 
     def read_sync(self, fn: Callable[[Conn], T]) -> T:
-        return fn(self._reader())
+        conn = self._reader()
+        try:
+            return fn(conn)
+        except StorageError:
+            if not conn.broken:
+                raise
+            # The database dropped the session (a restart, a failover): a read changes nothing,
+            # so it runs once more on a new connection rather than failing the request.
+            return fn(self._reader())
 
     async def read(self, fn: Callable[[Conn], T]) -> T:
         return await asyncio.to_thread(self.read_sync, fn)

@@ -181,6 +181,12 @@ def _serve(
         settings.database_url,
         "manual" if manual_clock else "system",
     )
+    # uvicorn stops serving on SIGTERM, then puts back the handler it found and raises the
+    # signal again: with the default one the process died there, before `engine.stop` let the
+    # sends in flight finish and be recorded (they were sent again after a restart) and wrote
+    # the opens and clicks already answered. This handler lets `run` return instead (and
+    # stops the server should the signal come before uvicorn listens for it).
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     try:
         server.run(sockets=[listening])
     finally:

@@ -257,20 +257,42 @@ class HitBuffer:
             schedule = not self._scheduled
             self._scheduled = True
         if schedule:
-            self._services.engine.writer.submit(self._flush)
+            self._write()
         return True
 
     def drain(self) -> Future[int]:
         """Write what is queued now (tests and shutdown)."""
-        return self._services.engine.writer.submit(self._flush)
+        return self._write()
 
-    def _flush(self, conn: Conn) -> int:
+    def _write(self) -> Future[int]:
+        taken: list[Hit] = []
+
+        def flush(conn: Conn) -> int:
+            with self._lock:
+                taken.extend(self._hits)
+                self._hits = []
+                self._scheduled = False
+            return apply_hits(conn, taken, self._services.engine.clock.now()) if taken else 0
+
+        done = self._services.engine.writer.submit(flush)
+        done.add_done_callback(lambda _: self._put_back(done, taken))
+        return done
+
+    def _put_back(self, done: Future[int], taken: list[Hit]) -> None:
+        """Hits of a write that failed wait, first, for the next one: they were answered
+        already, and were lost without a word. Their event ids come from the hits, so a
+        write that did commit after all stores nothing twice."""
+        if not taken or done.cancelled() or done.exception() is None:
+            return
         with self._lock:
-            hits, self._hits = self._hits, []
-            self._scheduled = False
-        if not hits:
-            return 0
-        return apply_hits(conn, hits, self._services.engine.clock.now())
+            kept = taken[: max(0, self.max_pending - len(self._hits))]
+            self._hits[:0] = kept
+        log.warning(
+            "writing %d opens and clicks failed (%s); %d wait for the next write",
+            len(taken),
+            done.exception(),
+            len(kept),
+        )
 
 
 class ChannelServices:

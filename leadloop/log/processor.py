@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from leadloop.clock import Clock
+from leadloop.errors import StorageError
 from leadloop.identity import decide
 from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
@@ -30,10 +31,19 @@ from leadloop.log.batch import Batch, Conn, Stage
 from leadloop.log.model import Event
 from leadloop.log.overlap import depends_on
 from leadloop.log.writer import Writer
+from leadloop.storage.link import Link
 
 log = logging.getLogger("leadloop.processor")
 CURSOR = "processor"
 _LEADER_LOCK = 724138
+
+
+def _take_lead(conn: Conn) -> bool:
+    """Whether this connection may consume the log: on PostgreSQL, once it holds the leader
+    lock (released with its session)."""
+    if conn.dialect != "postgres":
+        return True
+    return bool(conn.execute("SELECT pg_try_advisory_lock(?)", (_LEADER_LOCK,))[0][0])
 
 
 class ErasedMeanwhile(Exception):
@@ -131,14 +141,23 @@ class Processor:
             self._thread = None
 
     def _run(self) -> None:
-        conn = self._connect()
+        # Opened again whenever the database drops it (a restart, a failover); the leader lock
+        # went with the old session, so it is taken again, or waited for if another worker
+        # took over meanwhile.
+        link: Link[Conn] = Link(self._connect)
+        leading: Conn | None = None
         try:
-            if conn.dialect == "postgres":
-                while not self._stop.is_set():
-                    if conn.execute("SELECT pg_try_advisory_lock(?)", (_LEADER_LOCK,))[0][0]:
-                        break
-                    self._stop.wait(1.0)
             while not self._stop.is_set():
+                try:
+                    conn = link.get()
+                    if conn is not leading and not _take_lead(conn):
+                        self._stop.wait(1.0)
+                        continue
+                except StorageError as exc:
+                    log.warning("no connection to the database (%s); retrying", exc)
+                    self._stop.wait(1.0)
+                    continue
+                leading = conn
                 self._run_jobs(conn)
                 try:
                     n = self.step(conn)
@@ -155,7 +174,7 @@ class Processor:
                     self.idle.clear()
         finally:
             self._settle_quietly()
-            conn.close()
+            link.close()
 
     def _settle_quietly(self) -> None:
         """Wait for a batch still in flight (after a failure, or at stop); a failed write is

@@ -64,7 +64,10 @@ def fire_due(conn: Conn, now: float, limit: int = 5000) -> int:
 
 # The same event rows built by SQLite itself: a wake-up of many timers at once (a decay
 # window or a journey wait ending for everybody) costs no Python per timer. Only one writer
-# exists on SQLite, so the two statements see the same due rows.
+# exists on SQLite, so the two statements see the same due rows. `dueAt` is written with 17
+# digits: SQLite's JSON writes a REAL with 15, a hundredth of a millisecond for epoch seconds,
+# and the event's decisions were then made before the timer was due (`journeys.moment`). The
+# message id keeps SQLite's own text: ids already in the log must stay the same.
 _DUE_SQLITE = "FROM timers WHERE due_at <= ? ORDER BY due_at, id LIMIT ?"
 _FIRE_SQLITE = (
     "INSERT INTO events (workspace_id, message_id, type, event, ts, received_at, body, "
@@ -72,7 +75,7 @@ _FIRE_SQLITE = (
     "json_extract(payload, '$.name'), due_at, ?, json_object('type', 'internal', 'event', "
     "json_extract(payload, '$.name'), 'profileId', profile_id, 'properties', "
     "json_patch(coalesce(json_extract(payload, '$.properties'), '{}'), "
-    "json_object('timerKey', key, 'dueAt', due_at))), profile_id "
+    "json_object('timerKey', key, 'dueAt', json(printf('%!.17g', due_at))))), profile_id "
     f"{_DUE_SQLITE} ON CONFLICT (workspace_id, message_id) DO NOTHING"
 )
 

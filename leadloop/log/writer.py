@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from leadloop.errors import Overloaded
+from leadloop.errors import Overloaded, StorageError
 from leadloop.ingest.model import Accepted
 from leadloop.storage.db import PostgresConnection, SqliteConnection
+from leadloop.storage.link import Link
 
 log = logging.getLogger("leadloop.writer")
 T = TypeVar("T")
@@ -136,12 +137,16 @@ class Writer:
         return job.future
 
     def _run(self) -> None:
-        conn = self._connect()
+        # Opened again whenever the database drops it: a dead session kept for ever failed
+        # every request and every batch until the process was restarted.
+        conn: Link[Conn] = Link(self._connect)
         try:
             while True:
                 item = self._queue.get()
                 if item is None:
                     return
+                if not self._take(item):
+                    continue
                 if isinstance(item, _Job):
                     self._run_job(conn, item)
                     continue
@@ -157,6 +162,8 @@ class Writer:
                     if nxt is None:
                         stop = True
                         break
+                    if not self._take(nxt):
+                        continue
                     if isinstance(nxt, _Job):
                         held = nxt
                         break
@@ -170,8 +177,22 @@ class Writer:
         finally:
             conn.close()
 
-    def _commit_appends(self, conn: Conn, batch: list[_Append], count: int) -> None:
-        errors = self._insert(conn, batch, count)
+    def _take(self, item: _Append | _Job) -> bool:
+        """Start the item's future; False when its caller cancelled it while it was queued
+        (`asyncio.wrap_future` does when the awaiting task is cancelled), and it is dropped:
+        nothing was acknowledged. A running future can no longer be cancelled, so completing
+        it cannot raise here: raised, that ended this thread, and the engine waited for ever."""
+        if item.future.set_running_or_notify_cancel():
+            return True
+        if isinstance(item, _Append):
+            self.release(len(item.rows))
+        return False
+
+    def _commit_appends(self, conn: Link[Conn], batch: list[_Append], count: int) -> None:
+        try:
+            errors = self._insert(conn.get(), batch, count)
+        except StorageError as exc:  # no connection: every request is refused (503)
+            errors = [exc] * len(batch)
         with self._lock:
             self._pending -= count
         for item, error in zip(batch, errors, strict=True):
@@ -216,8 +237,9 @@ class Writer:
                 errors.append(exc)
         return errors
 
-    def _run_job(self, conn: Conn, job: _Job) -> None:
+    def _run_job(self, link: Link[Conn], job: _Job) -> None:
         try:
+            conn = link.get()
             with conn.transaction():
                 result = job.fn(conn)
         except BaseException as exc:

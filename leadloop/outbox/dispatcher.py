@@ -109,23 +109,30 @@ class Dispatcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def run_once(self) -> int:
-        now = self._clock.now()
         own = tuple(k for k in self.senders if k in self._claim_sizes)
         rest = tuple(k for k in self.senders if k not in self._claim_sizes)
 
-        def claim(c: Any) -> list[Claimed]:
+        def claim(c: Any) -> tuple[float, list[Claimed]]:
+            # The time is read when the claim runs, not when it was queued: a claim that
+            # waited its turn on the writer (a backlog, a long job) as long as a lease handed
+            # out rows whose lease had run out, free to other workers while this one sent them.
+            now = self._clock.now()
             found = service.claim_due(c, now, self._batch, rest) if rest else []
             for kind in own:
                 found += service.claim_due(c, now, self._claim_sizes[kind], (kind,))
-            return found
+            return now, found
 
-        claimed = self._writer.submit(claim).result()
+        now, claimed = self._writer.submit(claim).result()
         if not claimed:
             return 0
+        lease = now + service.LEASE_SECONDS
         with self._in_flight_lock:
+            # Every row this claim leased holds the new lease now, those another lane is
+            # sending too: renewal must ask for that value, or it renews nothing and the row
+            # is free to other workers once this lease runs out.
+            self._leases.update((item.id, lease) for item in claimed)
             claimed = [item for item in claimed if item.id not in self._in_flight]
             self._in_flight.update(item.id for item in claimed)
-            self._leases.update((item.id, now + service.LEASE_SECONDS) for item in claimed)
         try:
             self._deliver(claimed)
         finally:
@@ -141,8 +148,12 @@ class Dispatcher:
             held = dict(self._leases)
         if not held:
             return 0
-        until = self._clock.now() + service.LEASE_SECONDS
-        renewed = self._writer.submit(lambda c: service.renew_leases(c, held, until)).result()
+
+        def renew(c: Any) -> tuple[float, list[int]]:
+            until = self._clock.now() + service.LEASE_SECONDS  # as the claim: when it runs
+            return until, service.renew_leases(c, held, until)
+
+        until, renewed = self._writer.submit(renew).result()
         with self._in_flight_lock:
             for row_id in renewed:
                 if row_id in self._leases:  # not recorded meanwhile

@@ -75,6 +75,12 @@ class Connection(Protocol):
 
     def transaction(self) -> Any: ...
 
+    @property
+    def broken(self) -> bool:
+        """True once the database has dropped the session (a restart, a failover): nothing
+        on this connection can succeed again, and the caller opens a new one."""
+        ...
+
     def snapshot(self) -> Any:
         """A read-only transaction: every read inside sees the database as it was when the
         first one ran, whatever other connections commit meanwhile. Nothing may be written in
@@ -107,6 +113,10 @@ class SqliteConnection:
         # The default page cache (2 MB) thrashes once timers and instances reach the millions.
         self._conn.execute("PRAGMA cache_size=-32768")
         self._depth = 0
+
+    @property
+    def broken(self) -> bool:
+        return False  # a file: there is no session to lose
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
@@ -160,15 +170,18 @@ class SqliteConnection:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        self.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
             yield
+            self.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            # A COMMIT that failed (disk full, I/O error) may leave the transaction open: kept,
+            # every later BEGIN on this connection failed. After some errors SQLite has rolled
+            # back already, and a ROLLBACK then would hide the error behind its own.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        else:
-            self._conn.execute("COMMIT")
         finally:
             self._depth = 0
 
@@ -240,8 +253,19 @@ class PostgresConnection:
             raise StorageError(f"{exc}: {sql.strip()[:200]}") from exc
         return found
 
-    def transaction(self) -> Any:
-        return self._conn.transaction()
+    @property
+    def broken(self) -> bool:
+        return bool(self._conn.closed or self._conn.broken)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        # BEGIN and COMMIT fail as every statement does (StorageError): a session the server
+        # ended must reach the callers as "storage unavailable", not as a driver's error.
+        try:
+            with self._conn.transaction():
+                yield
+        except self._psycopg.Error as exc:
+            raise StorageError(f"transaction failed: {exc}") from exc
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

@@ -6,16 +6,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
+
+from leadloop.storage.link import Link, Session
 
 log = logging.getLogger("leadloop.upkeep")
 
 
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-C = TypeVar("C", bound=_Closable)
+C = TypeVar("C", bound=Session)
 
 
 class Upkeep(Generic[C]):
@@ -40,12 +38,12 @@ class Upkeep(Generic[C]):
             self._thread = None
 
     def _run(self) -> None:
-        conn = self._connect()
+        link = Link(self._connect)  # opened again after the database dropped it
         try:
             while not self._stop.wait(self._interval):
                 try:
-                    self._chore(conn)
+                    self._chore(link.get())
                 except Exception:
                     log.exception("%s failed; trying again in %gs", self._name, self._interval)
         finally:
-            conn.close()
+            link.close()

@@ -61,11 +61,10 @@ def _statuses(url: str) -> list[str]:
     return sorted(str(r[0]) for r in rows)
 
 
-def test_sigkill_between_send_and_mark_each_conversion_accepted_once(
-    tmp_path: Path, fake: FakeAdsServer
-) -> None:
-    url = f"sqlite:///{tmp_path}/conversions-crash.db"
-    server = ServerProcess(
+def meta_server(url: str, fake: FakeAdsServer, log_path: Path) -> ServerProcess:
+    """`leadloop serve` started with the example playbook and a manual clock, forwarding
+    orders to the fake Meta."""
+    return ServerProcess(
         database_url=url,
         extra_args=("--clock", "manual", "--playbook", str(ROOT / "examples" / "playbook.yaml")),
         env={
@@ -73,8 +72,15 @@ def test_sigkill_between_send_and_mark_each_conversion_accepted_once(
             "LEADLOOP_META_ACCESS_TOKEN": "meta-token",
             "LEADLOOP_META_API_BASE": fake.base_url,
         },
-        log_path=tmp_path / "server.log",
+        log_path=log_path,
     ).start()
+
+
+def test_sigkill_between_send_and_mark_each_conversion_accepted_once(
+    tmp_path: Path, fake: FakeAdsServer
+) -> None:
+    url = f"sqlite:///{tmp_path}/conversions-crash.db"
+    server = meta_server(url, fake, tmp_path / "server.log")
     gate = fake.meta.hold_answers()
     try:
         server.send_batch(_orders())

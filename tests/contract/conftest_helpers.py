@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from typing import Any
+
+from leadloop.log.writer import Writer
 
 
 def ident(
@@ -20,3 +24,16 @@ def track(anon: str | None, user: str | None, event: str, **props: Any) -> dict[
         "event": event,
         "properties": props,
     }
+
+
+def hold(writer: Writer) -> tuple[threading.Event, Future[None]]:
+    """Hold the writer on a job until the event is set, so what comes next queues up."""
+    holding, release = threading.Event(), threading.Event()
+
+    def wait(_: Any) -> None:
+        holding.set()
+        release.wait(30)
+
+    held = writer.submit(wait)
+    assert holding.wait(30)
+    return release, held

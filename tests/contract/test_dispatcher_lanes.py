@@ -12,6 +12,7 @@ from leadloop.outbox.model import RetryPolicy
 from leadloop.outbox.service import Claimed, Outcome
 from leadloop.testing import eventually
 from tests.contract.conftest import Harness
+from tests.contract.conftest_helpers import hold
 
 ROWS = 60
 
@@ -131,44 +132,116 @@ def test_a_row_its_sender_fails_on_every_time_ends_as_a_dead_letter(harness: Har
     assert "internal error: RuntimeError('boom')" in error and "gave up after 4 attempts" in error
 
 
+class SlowWorkers:
+    """Two worker processes' dispatchers whose sends of `probe` rows wait for `release`; each
+    records the ids it was handed under its name."""
+
+    def __init__(self, h: Harness) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.sent: dict[str, list[int]] = {"first": [], "second": []}
+        self.asked = threading.Event()
+        """Set once the first worker read its clock."""
+        self.first, self.second = self._worker(h, "first"), self._worker(h, "second")
+
+    def now(self) -> float:
+        """The first worker's clock: the engine's, watched."""
+        self.asked.set()
+        return self._clock.now()
+
+    def _worker(self, h: Harness, name: str) -> Dispatcher:
+        self._clock = h.engine.clock
+        workers = self
+
+        class Slow:
+            def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
+                workers.sent[name].extend(item.id for item in items)
+                workers.started.set()
+                assert workers.release.wait(20)
+                return [Outcome("delivered") for _ in items]
+
+        clock = self if name == "first" else h.engine.clock
+        return Dispatcher(h.engine.writer, clock, {"probe": Slow()}, claim_sizes={"probe": 10})
+
+    def sent_by_first_only(self, n: int) -> bool:
+        """Each of the `n` rows sent once, all by the first worker."""
+        first = self.sent["first"]
+        return self.sent["second"] == [] and len(set(first)) == len(first) == n
+
+
 def test_a_slow_claim_keeps_its_lease_from_another_worker(harness: Harness) -> None:
     """Two worker processes (two dispatchers): while the first sends a claim slowly, it
     renews the claim's lease, so the second, once the first lease is over, finds nothing to
     claim; without renewal it would send the same five rows again."""
     h = harness
     add_rows(h, 5)
-    started, release = threading.Event(), threading.Event()
-    sent: dict[str, list[int]] = {"first": [], "second": []}
+    w = SlowWorkers(h)
     clock = h.engine.manual_clock
     assert clock is not None
-
-    class Slow:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
-            sent[self.name].extend(item.id for item in items)
-            started.set()
-            assert release.wait(20)
-            return [Outcome("delivered") for _ in items]
-
-    def worker(name: str) -> Dispatcher:
-        return Dispatcher(
-            h.engine.writer, h.engine.clock, {"probe": Slow(name)}, claim_sizes={"probe": 10}
-        )
-
-    first, second = worker("first"), worker("second")
-    sending = threading.Thread(target=first.run_once)
+    sending = threading.Thread(target=w.first.run_once)
     sending.start()
     try:
-        assert started.wait(20)
+        assert w.started.wait(20)
         clock.advance(40)
-        assert first.renew_leases() == 5
+        assert w.first.renew_leases() == 5
         clock.advance(40)  # past the claim's first lease (60 s), within the renewed one
-        assert second.run_once() == 0
+        assert w.second.run_once() == 0
     finally:
-        release.set()
+        w.release.set()
         sending.join(20)
-    assert sent == {"first": sorted(sent["first"]), "second": []} and len(sent["first"]) == 5
+    assert w.sent_by_first_only(5)
     assert h.sql("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")[0][0] == 5
-    assert first.renew_leases() == 0  # nothing in flight: the recorded rows are left alone
+    assert w.first.renew_leases() == 0  # nothing in flight: the recorded rows are left alone
+
+
+def test_a_row_claimed_again_by_the_other_lane_keeps_its_lease_renewed(harness: Harness) -> None:
+    """The lease of a row being sent ran out (the clock moved on), and this process's other
+    lane claimed it again and left it to the lane sending it. That claim wrote a new lease,
+    which renewal did not know: it kept asking for the old one, renewed nothing, and once the
+    new lease ran out another worker process sent the rows a second time."""
+    h = harness
+    add_rows(h, 5)
+    w = SlowWorkers(h)
+    clock = h.engine.manual_clock
+    assert clock is not None
+    sending = threading.Thread(target=w.first.run_once)
+    sending.start()
+    try:
+        assert w.started.wait(20)
+        clock.advance(3600)
+        assert w.first.run_once() == 0  # the other lane: claimed again, and left to lane one
+        clock.advance(40)
+        assert w.first.renew_leases() == 5
+        clock.advance(40)  # past the second claim's lease, within the renewed one
+        assert w.second.run_once() == 0
+    finally:
+        w.release.set()
+        sending.join(20)
+    assert w.sent_by_first_only(5)
+
+
+def test_a_claim_that_waited_for_the_writer_is_leased_from_when_it_was_made(
+    harness: Harness,
+) -> None:
+    """A claim waits its turn on the writer (behind a backlog of events, a long job). Its
+    lease was counted from when it was asked for, so a claim that waited a lease's length
+    handed out rows already free to other workers, which sent them a second time."""
+    h = harness
+    add_rows(h, 5)
+    w = SlowWorkers(h)
+    clock = h.engine.manual_clock
+    assert clock is not None
+    release_writer, held = hold(h.engine.writer)
+    sending = threading.Thread(target=w.first.run_once)
+    sending.start()
+    try:
+        w.asked.wait(1)  # a claim that reads the clock before its turn has read it by now
+        clock.advance(3600)  # while the claim waits in the writer's queue
+        release_writer.set()
+        held.result(timeout=20)
+        assert w.started.wait(20)
+        assert w.second.run_once() == 0
+    finally:
+        release_writer.set()
+        w.release.set()
+        sending.join(20)
+    assert w.sent_by_first_only(5)

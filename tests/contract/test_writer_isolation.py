@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+import asyncio
 
 import msgspec
 import pytest
@@ -13,6 +12,7 @@ from leadloop.ingest import parse
 from leadloop.ingest.model import Accepted
 from leadloop.log.writer import Writer
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
+from tests.contract.conftest_helpers import hold
 
 
 def message(message_id: str) -> Accepted:
@@ -30,14 +30,7 @@ def test_a_request_the_database_refuses_fails_alone(
     writer.start()
     try:
         # Hold the writer on a job so the three requests queue up and share one group commit.
-        holding, release = threading.Event(), threading.Event()
-
-        def hold(_: Any) -> None:
-            holding.set()
-            release.wait(30)
-
-        held = writer.submit(hold)
-        assert holding.wait(30)
+        release, held = hold(writer)
         first = writer.append("default", [message("m1")])
         # A row no database holds (`events.message_id` is NOT NULL): what a value validation
         # missed would look like to the writer.
@@ -57,3 +50,37 @@ def test_a_request_the_database_refuses_fails_alone(
     stored = conn.execute("SELECT message_id FROM events ORDER BY message_id")
     # The refused request stored nothing, not even its good message; the others are durable.
     assert [r[0] for r in stored] == ["m1", "m4"]
+
+
+def test_a_request_cancelled_while_queued_does_not_stop_the_writer(
+    backend_url: str, conn: SqliteConnection | PostgresConnection
+) -> None:
+    """`asyncio.wrap_future` cancels the writer's future when the task awaiting it is cancelled
+    (a server shutting down, a timeout around the request). Completing a cancelled future
+    raises; raised on the writer thread, it ended the thread, and every later request, batch
+    and job waited for ever while the process stayed up."""
+    writer = Writer(lambda: connect(DatabaseUrl.parse(backend_url)))
+    writer.start()
+    try:
+        release, held = hold(writer)
+
+        async def request_cancelled_while_waiting() -> None:
+            waiting = asyncio.ensure_future(
+                asyncio.wrap_future(writer.append("default", [message("m1")]))
+            )
+            await asyncio.sleep(0)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+
+        asyncio.run(request_cancelled_while_waiting())
+        job = writer.submit(lambda c: c.execute("SELECT 1")[0][0])
+        release.set()
+        held.result(timeout=30)
+        assert job.result(timeout=30) == 1
+        writer.append("default", [message("m2")]).result(timeout=30)
+        assert writer.pending == 0
+    finally:
+        writer.stop()
+    stored = {r[0] for r in conn.execute("SELECT message_id FROM events")}
+    assert "m2" in stored  # m1 may be stored or not: it was never acknowledged
