@@ -30,9 +30,10 @@ def channels_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def shop(sqlite_url: str, tmp_path: Path) -> Iterator[Harness]:
-    """A journey with a holdout, orders (one without a currency), messages and USD spend."""
-    with flows(sqlite_url, tmp_path, HOLDOUT) as h:
+def shop(backend_url: str, tmp_path: Path) -> Iterator[Harness]:
+    """A journey with a holdout, orders (one without a currency), messages and USD spend, on
+    each backend."""
+    with flows(backend_url, tmp_path, HOLDOUT) as h:
         _pids, held, treated = signed_up(h, "m", 20, 0.3)
         orders = [
             (held[0], {"revenue": 100, "currency": "usd"}),
@@ -51,7 +52,7 @@ def shop(sqlite_url: str, tmp_path: Path) -> Iterator[Harness]:
         message(h, "e2", "offer", at, "sent", "bounced")
         export = tmp_path / "spend.csv"
         export.write_text("date,source,currency,amount\n2027-01-10,meta,USD,200\n")
-        assert cli(sqlite_url, "spend", "import", str(export)).returncode == 0
+        assert cli(backend_url, "spend", "import", str(export)).returncode == 0
         yield h
 
 
@@ -63,8 +64,8 @@ def table(out: str, title: str) -> list[dict[str, str]]:
     return [dict(zip(head, row, strict=True)) for row in rows]
 
 
-def test_json_is_the_apis_body_for_the_same_window(sqlite_url: str, shop: Harness) -> None:
-    out = cli(sqlite_url, "metrics", "--json", *WINDOW)
+def test_json_is_the_apis_body_for_the_same_window(backend_url: str, shop: Harness) -> None:
+    out = cli(backend_url, "metrics", "--json", *WINDOW)
     assert out.returncode == 0, out.stderr
     api = metrics_response(shop, since=WINDOW[1], until=WINDOW[3])
     assert api.status_code == 200, api.text
@@ -72,9 +73,9 @@ def test_json_is_the_apis_body_for_the_same_window(sqlite_url: str, shop: Harnes
 
 
 def test_the_tables_give_each_figure_with_its_unit_and_unknowns_with_a_reason(
-    sqlite_url: str, shop: Harness
+    backend_url: str, shop: Harness
 ) -> None:
-    out = cli(sqlite_url, "metrics", *WINDOW)
+    out = cli(backend_url, "metrics", *WINDOW)
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert text.startswith(
@@ -110,8 +111,8 @@ def test_the_tables_give_each_figure_with_its_unit_and_unknowns_with_a_reason(
     assert funnel[1]["from previous"] == "unknown (nobody reached the previous stage)"
 
 
-def test_a_window_with_nothing_in_it_says_so(sqlite_url: str, shop: Harness) -> None:
-    out = cli(sqlite_url, "metrics", "--since", "2020-01-01", "--until", "2020-01-02")
+def test_a_window_with_nothing_in_it_says_so(backend_url: str, shop: Harness) -> None:
+    out = cli(backend_url, "metrics", "--since", "2020-01-01", "--until", "2020-01-02")
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("nothing in this window") == 5  # all but the funnel's stages
     assert "(no new customers)" not in out.stdout
