@@ -8,26 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 
 from leadloop.api.auth import admin_dependencies, bearer_workspace
-from leadloop.errors import PlaybookError
 from leadloop.identity import queries as identity_queries
 from leadloop.journeys import queries
-from leadloop.journeys.config import parse_journeys
-from leadloop.journeys.model import Journey
+from leadloop.journeys.config import live_journeys
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
-
-
-def live_journeys(engine: "Engine", ws: str) -> tuple[Journey, ...]:
-    """The journeys of the workspace's live playbook (none when it has none, or they do not
-    load)."""
-    playbook = engine.playbooks.get(ws)
-    if playbook is None:
-        return ()
-    try:
-        return parse_journeys(playbook).journeys
-    except PlaybookError:
-        return ()
 
 
 def journeys_router(engine: "Engine") -> APIRouter:
@@ -37,7 +23,7 @@ def journeys_router(engine: "Engine") -> APIRouter:
 
     @router.get("/journeys", summary="Journeys: versions, instances per step, holdout and lift")
     async def journeys(ws: Workspace) -> dict[str, Any]:
-        found = live_journeys(engine, ws)
+        found = live_journeys(engine.playbooks.get(ws))
         live = {j.id: j.version for j in found}
         windows = {j.id: j.conversion_window for j in found}
         items = await engine.read(lambda c: queries.journeys_overview(c, ws, live, windows))

@@ -4,78 +4,21 @@
 No `from __future__ import annotations`: FastAPI reads the local `Workspace` alias.
 """
 
-import math
-from datetime import UTC, date, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
-from leadloop.analytics import metrics, queries
+from leadloop.analytics.report import conversion_windows, funnel_stages, metrics_report
+from leadloop.analytics.window import BOUND_LIMIT, WindowError, window
 from leadloop.api.auth import admin_dependencies, bearer_workspace
-from leadloop.api.journeys import live_journeys
 from leadloop.api.params import invalid
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
 
-DAY = 86400.0
-DEFAULT_DAYS = 30
-MAX_DAYS = 3660
-"""About ten years: a wider window is a typo, and each metric scans its rows."""
-LAST = 0.001
-"""The last instant of a day, as far before the next midnight (a millisecond, the finest
-resolution the tracking API keeps)."""
-END_OF_TIME = 253402300800.0
-"""The first instant of year 10000: Python's dates end before it, so no bound may reach it."""
-_BOUND = Annotated[str | None, Query(max_length=40)]
-
-
-def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
-    """A window bound: a date (UTC, `2026-11-01` or `20261101`; `since=2026-11-01` starts at its
-    first instant,
-    `until=2026-11-30` ends at its last, so a range of dates holds both days as a reader
-    expects), a date and time with a zone (`2026-11-01T09:00:00+01:00`, `...Z`) or seconds
-    since the epoch. A time without a zone is refused rather than read in some zone the caller
-    did not mean."""
-    if text is None:
-        return None
-    raw = text.strip()
-    if len(raw) == 8 and raw.isascii() and raw.isdigit():
-        # ISO 8601's basic form of a date (20261101), not seconds in August 1970.
-        raw = f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
-    try:
-        number = float(raw)
-    except ValueError:
-        number = None
-    if number is not None:
-        return _within(name, number)
-    try:
-        if len(raw) == 10:
-            day = date.fromisoformat(raw)
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-            return _within(name, start + DAY - LAST if end else start)
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise invalid(
-            "query",
-            name,
-            "expected a date (2026-11-01), a date and time with a zone, or epoch seconds",
-        ) from None
-    if moment.tzinfo is None:
-        raise invalid("query", name, "a date and time needs a zone (Z or +01:00)")
-    # A zone can move a date past either end (9999-12-31T23:00-05:00 is in year 10000), where
-    # the day of the instant, which the spend is read by, cannot be written.
-    return _within(name, moment.timestamp())
-
-
-def _within(name: str, at: float) -> float:
-    if not math.isfinite(at) or not 0 <= at < END_OF_TIME:
-        raise invalid(
-            "query", name, "must be between 1970 (0 seconds since the epoch) and year 9999"
-        )
-    return at
+_BOUND = Annotated[str | None, Query(max_length=BOUND_LIMIT)]
 
 
 def metrics_router(engine: "Engine") -> APIRouter:
@@ -83,60 +26,19 @@ def metrics_router(engine: "Engine") -> APIRouter:
     Workspace = Annotated[str, Depends(workspace)]
     router = APIRouter(prefix="/api/v1", dependencies=admin_dependencies(workspace))
 
-    def stages_of(ws: str) -> dict[str, list[str]]:
-        return {m.id: [s.name for s in m.stages] for m in engine.scoring_models(ws)}
-
     @router.get(
         "/metrics",
         summary="Campaign and funnel metrics over a window: messages, journeys, stages, revenue",
     )
     async def report(ws: Workspace, since: _BOUND = None, until: _BOUND = None) -> dict[str, Any]:
-        end = instant("until", until, end=True)
-        start = instant("since", since)
-        # One bound alone: the 30 days from or to it, both ends included, so `since` a date
-        # ends on the last instant of its 30th day (not the 31st's midnight, whose whole day
-        # of spend was counted against an instant of its orders), and `until` likewise; each
-        # kept within the bounds a request may give, so the answer's window can be sent back.
-        if end is None:
-            end = (
-                engine.clock.now()
-                if start is None
-                else min(start + DEFAULT_DAYS * DAY - LAST, END_OF_TIME - LAST)
-            )
-        elif start is None:
-            start = max(end - DEFAULT_DAYS * DAY + LAST, 0.0)
-        if start is None:
-            start = end - DEFAULT_DAYS * DAY
-        if start > end:
-            raise invalid("query", "since", "must not be after until")
-        if end - start > MAX_DAYS * DAY:
-            raise invalid("query", "since", f"the window is at most {MAX_DAYS} days")
-        stages = stages_of(ws)
-        windows = {j.id: j.conversion_window for j in live_journeys(engine, ws)}
-
-        def read(c: Any) -> dict[str, Any]:
-            messages = queries.message_counts(c, ws, start, end)
-            revenue = queries.revenue(c, ws, start, end)
-            return {
-                "since": start,
-                "until": end,
-                "messages": {
-                    "by_channel": [m.report() for m in metrics.channel_totals(messages)],
-                    "by_template": [m.report() for m in messages],
-                },
-                "journeys": [
-                    j.report() for j in queries.journey_counts(c, ws, start, end, windows)
-                ],
-                "funnel": metrics.funnel(queries.stage_moves(c, ws, start, end), stages),
-                "revenue": [r.report() for r in revenue],
-                "acquisition": metrics.acquisition(
-                    queries.spend(c, ws, start, end, engine.clock.now()),
-                    revenue,
-                    queries.new_customers(c, ws, start, end),
-                ),
-            }
-
-        return await engine.read(read)
+        now = engine.clock.now()
+        try:
+            start, end = window(since, until, now)
+        except WindowError as error:
+            raise invalid("query", error.name, error.message) from None
+        playbook = engine.playbooks.get(ws)
+        stages, windows = funnel_stages(playbook), conversion_windows(playbook)
+        return await engine.read(lambda c: metrics_report(c, ws, start, end, now, stages, windows))
 
     return router
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from leadloop.errors import PlaybookError
 from leadloop.journeys.conditions import parse_tests
 from leadloop.journeys.fields import JourneyFields, ParseContext
 from leadloop.journeys.graph import check_graph
@@ -38,6 +39,17 @@ from leadloop.playbook.fields import fail, items
 from leadloop.playbook.model import Playbook
 from leadloop.playbook.nodes import Map, Mark, Node, Scalar, Seq, join, to_raw, to_value
 from leadloop.policy.model import PolicyConfig
+
+
+def live_journeys(playbook: Playbook | None) -> tuple[Journey, ...]:
+    """The journeys of a workspace's live playbook (none when it has none, or they do not
+    load)."""
+    if playbook is None:
+        return ()
+    try:
+        return parse_journeys(playbook).journeys
+    except PlaybookError:
+        return ()
 
 
 def parse_journeys(

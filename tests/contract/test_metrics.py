@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx2 import Response
 from starlette.testclient import TestClient
 
 from leadloop.analytics import queries
@@ -22,15 +23,19 @@ pytestmark = pytest.mark.usefixtures("channels_env")
 
 
 def metrics(h: Harness, **params: str) -> tuple[int, dict[str, Any]]:
+    r = metrics_response(h, **params)
+    return r.status_code, r.json()
+
+
+def metrics_response(h: Harness, **params: str) -> Response:
     now = h.engine.clock.now()
     token = h.engine.writer.submit(
         lambda c: workspaces.create_admin_token(c, "default", "metrics", now)
     ).result()
     with TestClient(h.engine.asgi()) as client:
-        r = client.get(
+        return client.get(
             "/api/v1/metrics", params=params, headers={"Authorization": f"Bearer {token}"}
         )
-    return r.status_code, r.json()
 
 
 def message(h: Harness, mid: str, template: str, at: float, *statuses: str) -> None:

@@ -108,6 +108,9 @@ CASES = [
     (["spend", "import", "{tmp}/spend.csv", "--workspace", BIG], "--workspace"),
     (["spend", "import", "{tmp}/spend.csv", "--workspace", ""], "--workspace"),
     (["conversions", "replay", "--destination", ""], "--destination"),
+    (["metrics", "--since", BIG], "--since"),
+    (["metrics", "--until", "2026-11-31"], "--until"),
+    (["metrics", "--workspace", BIG], "--workspace"),
     (["backtest", "--playbook", PLAYBOOK, "--since", "2024-02-30"], "--since"),
     (["backtest", "--playbook", PLAYBOOK, "--since", "10000-01-01"], "--since"),
     (["backtest", "--playbook", PLAYBOOK, "--stage", BIG], "--stage"),
@@ -164,6 +167,8 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
 NUL_CASES = [
     (["explain", "p\x00x"], "identifier"),
     (["spend", "import", "{tmp}/spend.csv", "--workspace", "w\x00"], "--workspace"),
+    (["metrics", "--workspace", "w\x00"], "--workspace"),
+    (["metrics", "--until", "2026-11-01\x00"], "--until"),
 ]
 
 
