@@ -93,7 +93,13 @@ def _decode(text: str, where: str) -> Any:
         raise LeadloopError(f"cannot read {where}: {error}") from error
 
 
+MAX_OPTION = 100
+"""Longer than any time or duration: the parse error would echo the whole value back."""
+
+
 def _option(name: str, value: str, parse: Callable[[str], float]) -> float:
+    if len(value) > MAX_OPTION:
+        raise LeadloopError(f"{name}: at most {MAX_OPTION} characters, got {len(value):,}")
     try:
         return parse(value)
     except ValueError as error:

@@ -112,6 +112,17 @@ CASES = [
     (["backtest", "--playbook", PLAYBOOK, "--since", "10000-01-01"], "--since"),
     (["backtest", "--playbook", PLAYBOOK, "--stage", BIG], "--stage"),
     (["backtest", "--playbook", "{tmp}/missing"], "missing"),
+    # An outcome no event can have counted nothing and printed a table as if it were a result.
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", ""], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", " "], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", " Deal Won"], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "Deal\nWon"], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "Deal\x1b[2JWon"], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "x" * 40_000], "--outcome"),
+    # An empty --since was no bound at all; a long one was echoed back whole.
+    (["backtest", "--playbook", PLAYBOOK, "--since", ""], "--since"),
+    (["backtest", "--playbook", PLAYBOOK, "--since", BIG], "--since"),
+    (["backtest", "--playbook", PLAYBOOK, "--since", "2024-01-01\x00"], "--since"),
     (["replay"], "--yes"),
     (["bench", "nothing"], "name"),
     # A benchmark's sizes and durations: `--events -1` divided by zero, a traceback.
@@ -131,6 +142,8 @@ CASES = [
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/nan.json"], "--profile"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/huge.json"], "limit of 512,000"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", "x"], "--start"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", BIG], "--start"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", BIG], "--horizon"),
     (
         ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", "-1d"],
         "--horizon",
@@ -164,6 +177,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
 NUL_CASES = [
     (["explain", "p\x00x"], "identifier"),
     (["spend", "import", "{tmp}/spend.csv", "--workspace", "w\x00"], "--workspace"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "Deal\x00Won"], "--outcome"),
 ]
 
 
