@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from leadloop.analytics import metrics, queries
 from leadloop.api.auth import admin_dependencies, bearer_workspace
 from leadloop.api.journeys import live_journeys
-from leadloop.api.params import invalid
+from leadloop.api.params import END_OF_TIME, invalid, is_decimal
 
 if TYPE_CHECKING:
     from leadloop.app import Engine
@@ -27,8 +27,6 @@ MAX_DAYS = 3660
 LAST = 0.001
 """The last instant of a day, as far before the next midnight (a millisecond, the finest
 resolution the tracking API keeps)."""
-END_OF_TIME = 253402300800.0
-"""The first instant of year 10000: Python's dates end before it, so no bound may reach it."""
 _BOUND = Annotated[str | None, Query(max_length=40)]
 
 
@@ -41,16 +39,15 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
     did not mean."""
     if text is None:
         return None
-    raw = text.strip()
+    raw = text
     if len(raw) == 8 and raw.isascii() and raw.isdigit():
         # ISO 8601's basic form of a date (20261101), not seconds in August 1970.
         raw = f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
-    try:
-        number = float(raw)
-    except ValueError:
-        number = None
-    if number is not None:
-        return _within(name, number)
+    # Not `float`: it also reads "1e9", " 10", "1_000" and other scripts' digits ("٣").
+    if is_decimal(raw):
+        return _within(name, float(raw))
+    if raw.startswith("-") and is_decimal(raw[1:]):
+        return _within(name, -math.inf)  # before 1970 ("-0" too): refused, naming the range
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
