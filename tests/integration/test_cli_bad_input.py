@@ -221,3 +221,38 @@ def test_quickstart_that_cannot_keep_its_credentials_makes_none(
     assert status != 0
     assert "--credentials" in err.strip().splitlines()[-1], err
     assert counts(db) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["playbook", "validate", ""],
+        ["playbook", "apply", ""],
+        ["backtest", "--playbook", ""],
+        ["copy", "variants", "", "--template", "guide"],
+    ],
+)
+def test_an_empty_playbook_path_is_refused_not_the_current_folder(
+    db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """`Path("")` is `.`: run where playbooks are, an empty argument validated (or applied)
+    the current folder's."""
+    monkeypatch.chdir(Path(PLAYBOOK).resolve().parent)
+    before = counts(db)
+    status, err = run(capsys, *argv)
+    assert status != 0
+    assert "no playbook path given" in err.strip().splitlines()[-1], err
+    assert counts(db) == before
+
+
+@pytest.mark.parametrize("name", ["a\nb.yaml", "a\x1b[2Jb.yaml", "a\rb.yaml"])
+def test_a_playbook_name_with_control_characters_is_shown_escaped_on_one_line(
+    db: str, files: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A line break in the name split the error in two (the last line, which scripts keep,
+    named half a file); an escape sequence reached the terminal."""
+    for command in (["playbook", "validate"], ["playbook", "diff"]):
+        status, err = run(capsys, *command, str(files / name))
+        assert status != 0
+        assert len(err.strip().splitlines()) == 1, err
+        assert "no such file or folder" in err and repr(name)[1:-1] in err, err
