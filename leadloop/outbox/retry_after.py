@@ -25,10 +25,11 @@ _LONGEST = 365 * 86400.0
 
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
 _TIME = r"(\d{2}):(\d{2}):(\d{2})"
-# RFC 9110 §5.6.7: recipients accept all three HTTP-date forms.
-_IMF = re.compile(rf"^[A-Za-z]{{3}}, (\d{{2}}) ([A-Za-z]{{3}}) (\d{{4}}) {_TIME} GMT$")
-_RFC850 = re.compile(rf"^[A-Za-z]+, (\d{{2}})-([A-Za-z]{{3}})-(\d{{2}}) {_TIME} GMT$")
-_ASCTIME = re.compile(rf"^[A-Za-z]{{3}} ([A-Za-z]{{3}}) ([ \d]\d) {_TIME} (\d{{4}})$")
+# RFC 9110 §5.6.7: recipients accept all three HTTP-date forms. ASCII: `\d` alone is any
+# script's digit ("٠١"), which `int` reads too.
+_IMF = re.compile(rf"^[A-Za-z]{{3}}, (\d{{2}}) ([A-Za-z]{{3}}) (\d{{4}}) {_TIME} GMT$", re.ASCII)
+_RFC850 = re.compile(rf"^[A-Za-z]+, (\d{{2}})-([A-Za-z]{{3}})-(\d{{2}}) {_TIME} GMT$", re.ASCII)
+_ASCTIME = re.compile(rf"^[A-Za-z]{{3}} ([A-Za-z]{{3}}) ([ \d]\d) {_TIME} (\d{{4}})$", re.ASCII)
 _DAY_NAME = re.compile(r"\s*[A-Za-z]+")
 """What precedes the comma inside an IMF-fixdate or RFC 850 date ("Wed", "Wednesday")."""
 

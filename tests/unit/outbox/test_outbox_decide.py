@@ -69,6 +69,8 @@ def _item(**changes: object) -> OutboxItem:
         ("²", None),
         ("+5", None),
         ("1_000", None),
+        ("Wed, ٠١ May 2024 12:02:00 GMT", None),  # `\d` is any script's digit
+        ("Wed May  ١ 12:02:00 2024", None),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
