@@ -112,8 +112,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     profile = _read_profile(args.profile)
     events = _read_events(args.events)
+    if not args.playbook:  # the engine reads an empty one as none: nothing could enter
+        raise LeadloopError("--playbook: no playbook path given (it is empty)")
     start = SystemClock().now()
-    if args.start:
+    if args.start is not None:  # an empty --start was now
         start = _option(
             "--start",
             args.start,

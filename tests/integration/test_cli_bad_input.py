@@ -154,6 +154,9 @@ CASES = [
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/nan.json"], "--profile"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/huge.json"], "limit of 512,000"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", "x"], "--start"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", ""], "--start"),
+    # The engine reads an empty playbook as none: the simulation ran, and nobody entered.
+    (["simulate", "--playbook", "", "--profile", "{tmp}/profile.json"], "--playbook"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", BIG], "--start"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", BIG], "--horizon"),
     (
