@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from leadloop.clock import SystemClock
-from leadloop.config import Settings, port_number, require_database_url
+from leadloop.config import Settings, port_number, require_database_url, whole_number
 from leadloop.errors import ConfigError, LeadloopError
 from leadloop.files import FileTooLarge, read_limited
 from leadloop.runtime import freeze_startup
@@ -381,13 +381,11 @@ def label(raw: str) -> str:
 
 def row_id(raw: str) -> int:
     """A row id: a positive integer that both databases can hold (a 64-bit signed integer)."""
-    try:
-        value = int(raw)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a row id, got {raw[:40]!r}") from error
-    if not 0 < value < 2**63:
+    if not whole_number(raw):
+        raise argparse.ArgumentTypeError(f"expected a row id in digits 0-9, got {raw[:40]!r}")
+    if len(raw) > 19 or not 0 < int(raw) < 2**63:  # `int` refuses past 4,300 digits
         raise argparse.ArgumentTypeError(f"expected a row id from 1 to {2**63 - 1}")
-    return value
+    return int(raw)
 
 
 def one_line(message: str) -> str:

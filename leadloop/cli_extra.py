@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from leadloop.cli import label, row_id
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
+from leadloop.ingest.model import MAX_MESSAGE_BYTES
 from leadloop.outbox.service import KINDS as OUTBOX_KINDS
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 
@@ -377,9 +380,16 @@ def register_backtest(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None
         "backtest", help="replay history through a playbook's scoring rules, changing nothing"
     )
     p.add_argument("--playbook", required=True, help="the playbook to try (file or folder)")
-    p.add_argument("--since", default=None, help="count stage entries from this date (YYYY-MM-DD)")
+    p.add_argument(
+        "--since", type=day, default=None, help="count stage entries from this date (YYYY-MM-DD)"
+    )
     p.add_argument("--stage", type=label, default="MQL", help="the stage to count (default MQL)")
-    p.add_argument("--outcome", default="Deal Won", help="outcome event name (default Deal Won)")
+    p.add_argument(
+        "--outcome",
+        type=event_name,
+        default="Deal Won",
+        help="outcome event name (default Deal Won)",
+    )
     p.add_argument(
         "--workspace", type=label, default=None, help="workspace (default: the playbook's)"
     )
@@ -387,9 +397,33 @@ def register_backtest(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None
     p.set_defaults(handler=cmd_backtest)
 
 
-def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, datetime
+def event_name(raw: str) -> str:
+    """An event name as the tracking API stores it: a name no stored event can have would count
+    nothing, and the table would look like a result."""
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if raw != raw.strip():
+        raise argparse.ArgumentTypeError("without surrounding spaces (events are stored without)")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_MESSAGE_BYTES:,} characters (no tracked message is longer), "
+            f"got {len(raw):,}"
+        )
+    if any(unicodedata.category(c) == "Cc" for c in raw):
+        raise argparse.ArgumentTypeError("control characters (NUL, newlines) are not allowed")
+    return raw
 
+
+def day(raw: str) -> float:
+    """A UTC date, `YYYY-MM-DD`, as the epoch seconds of its first instant."""
+    try:
+        return datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        # Not echoed: the value may be any length.
+        raise argparse.ArgumentTypeError("expected a date, YYYY-MM-DD") from None
+
+
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from leadloop.playbook import store
@@ -407,15 +441,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             f"--stage {args.stage!r} is not a stage of the playbook's models ({listed or 'none'})"
         )
     stage = found.name
-    since = None
-    if args.since:
-        try:
-            since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            print(
-                f"leadloop: error: --since expects YYYY-MM-DD, got {args.since!r}", file=sys.stderr
-            )
-            return 2
+    since = args.since
     conn = _conn(settings, workspace=workspace)
     # One snapshot for the whole replay (read in chunks): a merge or an erasure committed by a
     # running engine between two chunks would otherwise split a person or cut a history.
@@ -458,7 +484,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     print(f"backtest over {total} profiles, {events_seen} events, workspace {workspace}")
-    print(f"stage {stage!r}, outcome {args.outcome!r}" + (f", since {args.since}" if since else ""))
+    shown = f", since {_day_text(since)}" if since is not None else ""
+    print(f"stage {stage!r}, outcome {args.outcome!r}{shown}")
     print(
         "\n| rules | model | version | reached stage | median days to stage | then outcome | rate |"
     )
@@ -489,6 +516,10 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             ]
             print(f"| {month} | " + " | ".join(cells) + " |")
     return 0
+
+
+def _day_text(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).date().isoformat()
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:

@@ -57,10 +57,16 @@ def require_database_url(settings: Settings) -> None:
         )
 
 
+def whole_number(raw: str) -> bool:
+    """ASCII digits only: `isdigit` is also true of "²" (which `int` raises on) and "٣" (which it
+    reads as 3), and `int` alone takes " 3", "+3" and "1_0"."""
+    return raw.isascii() and raw.isdigit()
+
+
 def port_number(raw: str, name: str) -> int:
     """A TCP port to listen on, 1–65535: an out-of-range one used to be printed in the "serving
     on" line and then fail (or wrap around) in the server, and a word fell back to 8080."""
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    if not whole_number(raw) or not 1 <= int(raw) <= 65535:
         raise ConfigError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
     return int(raw)
 
@@ -69,6 +75,6 @@ def _count(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit():
+    if not whole_number(raw):
         raise ConfigError(f"{name} must be a whole number ≥ 0, got {raw!r}")
     return int(raw)

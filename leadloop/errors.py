@@ -12,6 +12,8 @@ returned values, not exceptions. What is raised:
 
 from __future__ import annotations
 
+import unicodedata
+
 
 class LeadloopError(Exception):
     pass
@@ -27,7 +29,10 @@ class PlaybookError(ConfigError):
         self.line = line
         self.field = field
         self.message = message
-        where = f"{file}:{line}" if line is not None else file
+        # A file name may hold any character but NUL: a line break split the message (scripts
+        # keep the last line), an escape sequence reached the terminal.
+        shown = "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in file)
+        where = f"{shown}:{line}" if line is not None else shown
         # A YAML syntax error names no field: "file:3: message", not "file:3: : message".
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 

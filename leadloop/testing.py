@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -181,12 +181,12 @@ class WebhookReceiver:
     """A loopback HTTP receiver for outgoing webhooks: answers from a plan of statuses (then
     200), verifies each delivery with the `standardwebhooks` library when given the secret,
     and records what arrived. A plan entry may be `(status, headers)` to answer with headers,
-    e.g. `(503, {"Retry-After": "120"})`."""
+    e.g. `(503, {"Retry-After": "120"})`; a list of values is sent as repeated header lines."""
 
     def __init__(
         self,
         secret: str | None = None,
-        plan: list[int | tuple[int, dict[str, str]]] | None = None,
+        plan: list[int | tuple[int, Mapping[str, str | list[str]]]] | None = None,
         port: int = 0,
     ) -> None:
         import http.server
@@ -212,7 +212,8 @@ class WebhookReceiver:
                     receiver.deliveries.append(record)
                 self.send_response(status)
                 for name, value in extra.items():
-                    self.send_header(name, value)
+                    for line in [value] if isinstance(value, str) else value:
+                        self.send_header(name, line)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -7,6 +7,7 @@ for the same instants.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, date, datetime
 
 DAY = 86400.0
@@ -18,6 +19,8 @@ LAST = 0.001
 resolution the tracking API keeps)."""
 END_OF_TIME = 253402300800.0
 """The first instant of year 10000: Python's dates end before it, so no bound may reach it."""
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+"""Epoch seconds as a query spells them: ASCII digits, an optional fraction."""
 BOUND_LIMIT = 40
 """Characters of a bound: the longest date and time with a zone and fraction is 32."""
 
@@ -42,19 +45,18 @@ def instant(name: str, text: str | None, *, end: bool = False) -> float | None:
         return None
     if len(text) > BOUND_LIMIT:
         raise WindowError(name, f"at most {BOUND_LIMIT} characters, got {len(text):,}")
-    raw = text.strip()
+    raw = text
     if not raw.isprintable():
-        # NUL and the like: no bound holds one (surrounding blanks, a shell's newline, do no harm).
+        # NUL and the like: no bound holds one.
         raise WindowError(name, "control characters are not allowed")
     if len(raw) == 8 and raw.isascii() and raw.isdigit():
         # ISO 8601's basic form of a date (20261101), not seconds in August 1970.
         raw = f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
-    try:
-        number = float(raw)
-    except ValueError:
-        number = None
-    if number is not None:
-        return _within(name, number)
+    # Not `float`: it also reads "1e9", " 10", "1_000" and other scripts' digits ("٣").
+    if _DECIMAL.fullmatch(raw):
+        return _within(name, float(raw))
+    if raw.startswith("-") and _DECIMAL.fullmatch(raw[1:]):
+        return _within(name, -math.inf)  # before 1970 ("-0" too): refused, naming the range
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)

@@ -25,18 +25,18 @@ import email.parser
 import email.policy
 import html
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
 import msgspec
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leadloop.api.auth import admin_dependencies, bearer_workspace
 from leadloop.api.head import is_head
 from leadloop.api.limits import MAX_BODY_BYTES
-from leadloop.api.params import Limit
+from leadloop.api.params import Instant, Limit
 from leadloop.channels import receipts as receipt_parsing
 from leadloop.channels import service
 from leadloop.channels.dsn import parse_dsn
@@ -272,7 +272,7 @@ def channels_router(engine: Engine) -> APIRouter:
     async def messages(
         profile_id: str,
         # A time, not an id: finite (`inf` listed nothing and said nothing).
-        after: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0,
+        after: Instant = 0,
         limit: Limit = 100,
         ws: str = Depends(workspace),
     ) -> dict[str, Any]:

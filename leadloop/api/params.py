@@ -8,21 +8,52 @@ A bad parameter is a 400 that names it: never a 500, never quietly ignored.
   misplaced filter (`/outbox?destination=…`) used to list everything unfiltered.
 * NUL is refused in every path and query value: PostgreSQL text cannot hold it (so no stored id
   or identity has one), and the driver raised on it (a 500).
+* A number is ASCII digits (and, for a time, one decimal point): Python and pydantic also read
+  " 10", "+5", "1_000", "1e3", "10.0" and other scripts' digits ("٣" is 3), so a typo or a
+  mangled link was answered as some other page than the one asked for.
 """
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
+
+from leadloop.analytics.window import END_OF_TIME
 
 MAX_CURSOR = 2**63 - 1
 
-Cursor = Annotated[int, Query(ge=0, le=MAX_CURSOR)]
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_PAST_ANY_BOUND = 40
+"""Digits beyond any bound here: a longer number is refused by its `le` without being read."""
+
+
+def _spelt(pattern: re.Pattern[str], expected: str) -> Any:
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        # `re` reads `[0-9]` as ASCII only, and `fullmatch` leaves no space or sign around.
+        if not pattern.fullmatch(value):
+            raise PydanticCustomError("number_format", expected)
+        return value if len(value) <= _PAST_ANY_BOUND else "9" * _PAST_ANY_BOUND
+
+    return BeforeValidator(check)
+
+
+WholeNumber = _spelt(_WHOLE, "expected a whole number in ASCII digits (0-9)")
+DecimalNumber = _spelt(_DECIMAL, "expected a number in ASCII digits (0-9), with an optional '.'")
+
+Cursor = Annotated[int, WholeNumber, Query(ge=0, le=MAX_CURSOR)]
 """An id or sequence number to list after."""
-Limit = Annotated[int, Query(ge=1, le=1000)]
+Limit = Annotated[int, WholeNumber, Query(ge=1, le=1000)]
 """How many items one page holds."""
+Instant = Annotated[float, DecimalNumber, Query(ge=0, lt=END_OF_TIME, allow_inf_nan=False)]
+"""Epoch seconds to list after."""
 
 
 def invalid(where: str, name: str, message: str) -> RequestValidationError:

@@ -107,7 +107,8 @@ def _seconds(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value) / 1000.0 if value > 10**11 else float(value)
-    if isinstance(value, str) and value.isdigit():
+    # ASCII: `isdigit` is also true of "²", on which `int` raises (the delivery was a 500).
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return _seconds(int(value))
     return None
 
@@ -243,13 +244,16 @@ _EMAIL_TYPES: dict[str, ReceiptStatus] = {
     "delivery": "delivered",
     "email.delivered": "delivered",
 }
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})")
+_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})", re.ASCII)
 
 
 def _iso_seconds(value: Any) -> float | None:
     if not isinstance(value, str) or not (m := _ISO.match(value)):
         return _seconds(value)
     y, mo, d, hh, mm, ss = (int(g) for g in m.groups())
+    # The shape is no date: year 0 or month 13 raised out of `timegm` (the notice was a 500).
+    if y < 1 or not (1 <= mo <= 12 and 1 <= d <= 31 and hh <= 23 and mm <= 59 and ss <= 60):
+        return None
     return float(calendar.timegm((y, mo, d, hh, mm, ss, 0, 0, 0)))
 
 

@@ -18,7 +18,6 @@ Network errors and timeouts never reach here: the shell treats them as Retry.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import re
@@ -29,6 +28,7 @@ import msgspec
 
 from leadloop.conversions.google_ads import NOT_ALLOWLISTED, NOT_ALLOWLISTED_HINT, row_errors
 from leadloop.conversions.model import Platform
+from leadloop.outbox.retry_after import MAX_RETRY_AFTER, retry_after_header
 
 
 class Delivered(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,23 +74,6 @@ _INDEX_HINTS = (
     re.compile(r"data\[(\d+)\]"),
     re.compile(r"event index:?\s*(\d+)", re.IGNORECASE),
 )
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds from a `Retry-After` header: delta-seconds, or an HTTP-date when `now` is given."""
-    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if raw is None:
-        return None
-    raw = raw.strip()
-    if raw.isdigit():
-        return float(raw)
-    if now is None:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def _decode(body: bytes | str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -298,7 +281,7 @@ def classify_response(
     """`batch_size` turns a batch-level data error into Bisect (>1) or Reject (a single event).
     `now` is only needed to read a Retry-After given as an HTTP-date."""
     decoded = _decode(body)
-    retry_after = parse_retry_after(headers, now)
+    retry_after = retry_after_header(headers, now)
     if platform == "meta":
         return _classify_meta(status, decoded, retry_after, batch_size)
     if platform == "google":
@@ -317,13 +300,15 @@ def next_attempt(
     base: float = 2.0,
     cap: float = 3600.0,
     max_attempts: int = 12,
+    max_retry_after: float = MAX_RETRY_AFTER,
 ) -> float | None:
     """When to try again after `attempts` failed tries (≥1), or None to give up (dead letter).
 
     Exponential backoff with "equal jitter": between half and all of `base * 2**(attempts-1)`,
     capped. The jitter comes from a hash of `key` and `attempts`, so the result is reproducible in
     tests and replays while different outbox rows still spread out. A Retry-After from the
-    platform is a floor, never shortened by jitter.
+    platform is a floor, never shortened by jitter, and capped at `max_retry_after`: a larger
+    one would park the rows past the platforms' window for late events.
     """
     if attempts < 1:
         raise ValueError("attempts counts failed tries and starts at 1")
@@ -334,5 +319,5 @@ def next_attempt(
     ceiling = min(cap, base * 2.0 ** (attempts - 1))
     delay = ceiling / 2 + fraction * ceiling / 2
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        delay = max(delay, min(retry_after, max_retry_after))
     return now + delay

@@ -196,7 +196,7 @@ def _row_error(error: dict[str, Any]) -> RowError:
             # proto3 JSON writes int32 as a number; int64 would be a string.
             if isinstance(raw, int) and not isinstance(raw, bool):
                 index = raw
-            elif isinstance(raw, str) and raw.isdigit():
+            elif isinstance(raw, str) and raw.isascii() and raw.isdigit():  # not "²", "١"
                 index = int(raw)
             break
     return RowError(index=index, kind=str(kind), code=code, message=str(error.get("message", "")))

@@ -35,8 +35,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from leadloop.conversions.decide import Reject, Retry, parse_retry_after
+from leadloop.conversions.decide import Reject, Retry
 from leadloop.conversions.model import Platform
+from leadloop.outbox.retry_after import retry_after_header
 
 SCOPES: dict[Platform, str] = {
     "google": "https://www.googleapis.com/auth/datamanager",
@@ -244,7 +245,7 @@ def read_token_answer(
     detail = f"{code}: {description}" if code and isinstance(description, str) else code
     reason = f"{where}: HTTP {status} {detail}".rstrip()
     if status in (408, 429) or status >= 500:
-        return Retry(reason=reason, retry_after=parse_retry_after(headers, now))
+        return Retry(reason=reason, retry_after=retry_after_header(headers, now))
     hint = _HINTS.get(code)
     return Reject(reason=f"{reason} ({hint})" if hint else reason)
 

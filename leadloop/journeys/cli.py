@@ -93,7 +93,13 @@ def _decode(text: str, where: str) -> Any:
         raise LeadloopError(f"cannot read {where}: {error}") from error
 
 
+MAX_OPTION = 100
+"""Longer than any time or duration: the parse error would echo the whole value back."""
+
+
 def _option(name: str, value: str, parse: Callable[[str], float]) -> float:
+    if len(value) > MAX_OPTION:
+        raise LeadloopError(f"{name}: at most {MAX_OPTION} characters, got {len(value):,}")
     try:
         return parse(value)
     except ValueError as error:
@@ -106,8 +112,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     profile = _read_profile(args.profile)
     events = _read_events(args.events)
+    if not args.playbook:  # the engine reads an empty one as none: nothing could enter
+        raise LeadloopError("--playbook: no playbook path given (it is empty)")
     start = SystemClock().now()
-    if args.start:
+    if args.start is not None:  # an empty --start was now
         start = _option(
             "--start",
             args.start,

@@ -8,17 +8,15 @@ retries, and two items that failed together still spread out.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import assert_never
 
 import msgspec
 
 from leadloop.outbox.model import OutboxItem, OutboxStatus, RetryPolicy
+from leadloop.outbox.retry_after import parse_retry_after, retry_after_header
 
 __all__ = [
     "Dead",
@@ -57,54 +55,6 @@ class Dead:
 Outcome = Delivered | Retry | Dead
 
 
-# --- Retry-After --------------------------------------------------------------------------
-
-_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
-_TIME = r"(\d{2}):(\d{2}):(\d{2})"
-# RFC 9110 §5.6.7: recipients accept all three HTTP-date forms.
-_IMF = re.compile(rf"^[A-Za-z]{{3}}, (\d{{2}}) ([A-Za-z]{{3}}) (\d{{4}}) {_TIME} GMT$")
-_RFC850 = re.compile(rf"^[A-Za-z]+, (\d{{2}})-([A-Za-z]{{3}})-(\d{{2}}) {_TIME} GMT$")
-_ASCTIME = re.compile(rf"^[A-Za-z]{{3}} ([A-Za-z]{{3}}) ([ \d]\d) {_TIME} (\d{{4}})$")
-
-
-def _epoch(year: int, month: str, day: int, hh: int, mm: int, ss: int) -> float | None:
-    number = _MONTHS.get(month.lower())
-    # Year 0 matches the four digits but is no year `timegm` can count from (ValueError).
-    if number is None or year < 1 or not (1 <= day <= 31 and hh <= 23 and mm <= 59 and ss <= 60):
-        return None
-    return float(calendar.timegm((year, number, day, hh, mm, ss, 0, 0, 0)))
-
-
-def _parse_http_date(text: str, now: float) -> float | None:
-    if m := _IMF.match(text):
-        day, month, year, hh, mm, ss = m.groups()
-        return _epoch(int(year), month, int(day), int(hh), int(mm), int(ss))
-    if m := _RFC850.match(text):
-        day, month, yy, hh, mm, ss = m.groups()
-        # RFC 9110: a two-digit year more than 50 years ahead is in the previous century.
-        this_year = datetime.fromtimestamp(now, UTC).year  # converts `now`; reads no clock
-        year = this_year - this_year % 100 + int(yy)
-        if year > this_year + 50:
-            year -= 100
-        return _epoch(year, month, int(day), int(hh), int(mm), int(ss))
-    if m := _ASCTIME.match(text):
-        month, day, hh, mm, ss, year = m.groups()
-        return _epoch(int(year), month, int(day.strip()), int(hh), int(mm), int(ss))
-    return None
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from `now`, from delay-seconds ("120") or an HTTP-date; None if absent or
-    unreadable (the caller then falls back to its own backoff). A date in the past means 0."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return float(text)
-    when = _parse_http_date(text, now)
-    return None if when is None else max(0.0, when - now)
-
-
 # --- HTTP answers -------------------------------------------------------------------------
 
 # Statuses that say "not now" rather than "no": timeouts, conflicts, too early, throttling.
@@ -132,20 +82,13 @@ def classify_http(status: int, headers: Mapping[str, str], now: float) -> Outcom
     reason = f"HTTP {status}"
     if status == 410:
         return Dead(f"{reason}: the receiver asked to stop (410 Gone)", disable_endpoint=True)
-    retry_after = parse_retry_after(_header(headers, "retry-after"), now)
+    retry_after = retry_after_header(headers, now)
     if 300 <= status <= 399:
         return Retry(f"{reason}: redirects are not followed", retry_after)
     if 400 <= status <= 499 and status not in _TRANSIENT_4XX:
         return Retry(reason, retry_after, client_error=True)
     # 5xx, transient 4xx, and anything outside the valid range (a broken server is transient).
     return Retry(reason, retry_after)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
 
 
 # --- backoff ------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 import msgspec
 
+from leadloop.outbox.retry_after import MAX_RETRY_AFTER
+
 
 class OutboxStatus(StrEnum):
     PENDING = "pending"
@@ -48,7 +50,7 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_delay: float = 10 * 3600.0
     jitter: float = 0.5
     """Fraction in [0, 1): the delay lies in [(1 - jitter) * d, d]."""
-    max_retry_after: float = 24 * 3600.0
+    max_retry_after: float = MAX_RETRY_AFTER
     """A receiver's Retry-After is honoured up to this; a larger one would park items for good."""
     client_error_attempts: int = 3
     """Attempt budget for 4xx answers other than 408/409/425/429/410 (see `decide.classify_http`)."""

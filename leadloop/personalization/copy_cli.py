@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from leadloop.config import Settings
+from leadloop.config import Settings, whole_number
 from leadloop.errors import LeadloopError
 
 MAX_COUNT = 10
@@ -20,13 +20,11 @@ MAX_FACT_CHARS = 500
 
 
 def _count(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_COUNT}, got {value}")
-    return value
+    if not whole_number(raw):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw[:40]!r}")
+    if len(raw) > 6 or not 1 <= int(raw) <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_COUNT}, got {raw[:40]}")
+    return int(raw)
 
 
 def _fact(raw: str) -> str:

@@ -84,6 +84,8 @@ def _check_member(folder: Path, file: Path) -> None:
 def read_sources(path: str | Path) -> dict[str, str]:
     """File name → text for a playbook file or folder, in merge order, at most
     `MAX_PLAYBOOK_BYTES` in all."""
+    if path == "":  # `Path("")` is the current folder, which nobody typing it meant
+        raise PlaybookError("<playbook>", None, "", "no playbook path given (it is empty)")
     sources: dict[str, str] = {}
     left = MAX_PLAYBOOK_BYTES
     for file in playbook_files(Path(path)):

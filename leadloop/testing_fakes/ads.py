@@ -43,7 +43,7 @@ from leadloop.clock import Clock, ManualClock, SystemClock
 from leadloop.testing_fakes.ads_data_manager import FakeGoogle
 from leadloop.testing_fakes.ads_meta import FakeMeta
 from leadloop.testing_fakes.ads_tiktok import FakeTikTok
-from leadloop.testing_fakes.base import FakePlatform, Recorded
+from leadloop.testing_fakes.base import FakePlatform, Headers, Recorded
 from leadloop.testing_fakes.google_ads import PATH as GOOGLE_ADS_PATH
 from leadloop.testing_fakes.google_ads import FakeGoogleAds
 from leadloop.testing_fakes.google_token import PATH as GOOGLE_TOKEN_PATH
@@ -170,13 +170,14 @@ def _handler_for(fake: FakeAdsServer) -> type[BaseHTTPRequestHandler]:
             recorded = Recorded(url.path, query, headers, body)
             self._send(*platform.handle(recorded))
 
-        def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
+        def _send(self, status: int, headers: Headers, body: Any) -> None:
             payload = body if isinstance(body, bytes) else msgspec.json.encode(body)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             for name, value in headers.items():
-                self.send_header(name, value)
+                for line in [value] if isinstance(value, str) else value:
+                    self.send_header(name, line)
             self.end_headers()
             self.wfile.write(payload)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,9 @@ class Invalid(Exception):
         self.field_path = field_path
 
 
-Response = tuple[int, dict[str, str], Any]
+Headers = Mapping[str, str | list[str]]
+"""Extra answer headers; a list is sent as that many header lines (a repeated field)."""
+Response = tuple[int, Headers, Any]
 """Status, extra headers, JSON body: what a fake answers, or what a test plans it to answer."""
 
 
@@ -70,7 +72,7 @@ class FakePlatform:
         self._gate = gate
         return gate
 
-    def plan(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def plan(self, status: int, body: Any, headers: Headers | None = None) -> None:
         with self._lock:
             self._planned.append((status, headers or {}, body))
 

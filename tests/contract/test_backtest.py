@@ -49,18 +49,11 @@ def test_backtest_compares_rules_without_changing_anything(
 def test_backtest_rejects_a_bad_date(
     scoring_harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "backtest",
-            "--playbook",
-            EXAMPLE_PLAYBOOK,
-            "--since",
-            "last tuesday",
-            "--database-url",
-            scoring_harness.engine.settings.database_url,
-        ]
-    )
-    assert code == 2
+    argv = ["backtest", "--playbook", EXAMPLE_PLAYBOOK, "--since", "last tuesday"]
+    with pytest.raises(SystemExit) as stop:  # an argparse usage error
+        main([*argv, "--database-url", scoring_harness.engine.settings.database_url])
+    assert stop.value.code == 2
+    assert "--since: expected a date, YYYY-MM-DD" in capsys.readouterr().err
 
 
 def test_backtest_says_when_and_counts_from_since(

@@ -14,7 +14,7 @@ from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 from tests.contract.test_scoring_pipeline import seed_lead
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-Refused = Callable[[str], tuple[Harness, WebhookReceiver]]
+Refused = Callable[[str | list[str]], tuple[Harness, WebhookReceiver]]
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def refused(backend_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Refus
     answers the first delivery 503 with it, then 200."""
     made: list[tuple[Harness, WebhookReceiver]] = []
 
-    def make(retry_after: str) -> tuple[Harness, WebhookReceiver]:
+    def make(retry_after: str | list[str]) -> tuple[Harness, WebhookReceiver]:
         receiver = WebhookReceiver(SECRET, plan=[(503, {"Retry-After": retry_after})])
         monkeypatch.setenv("LEADLOOP_SALES_WEBHOOK_URL", receiver.url)
         monkeypatch.setenv("LEADLOOP_SALES_WEBHOOK_SECRET", SECRET)
@@ -63,6 +63,14 @@ def test_retry_after_seconds_sets_the_next_attempt(refused: Refused) -> None:
     eventually(lambda: len(receiver.deliveries) == 1, timeout=30)
     ids = {a["headers"]["webhook-id"] for a in receiver.attempts}
     assert len(receiver.attempts) == 2 and len(ids) == 1
+
+
+def test_a_repeated_retry_after_is_honoured(refused: Refused) -> None:
+    # Two header lines arrive joined by httpx ("120, 120"): unreadable, so our own 5 s.
+    h, receiver = refused(["120", "120"])
+    now = h.engine.clock.now()
+    due, _ = first_failure(h, receiver)
+    assert due == now + 120
 
 
 def test_retry_after_http_date_is_read_against_the_wall_clock(refused: Refused) -> None:

@@ -163,6 +163,54 @@ def test_a_message_cursor_must_be_a_finite_time(seeded: tuple[Api, str], after: 
     assert_invalid(r, "query.after:")
 
 
+# Each was read as some number: `int(" 10")`, `int("+5")`, `int("1_000")`, `int("٣")` are
+# Python's, `1e3` and `10.0` pydantic's, and a time took any float spelling.
+LENIENT = [
+    "",
+    "1e3",
+    " 10",
+    "10 ",
+    "+5",
+    "-0",
+    "10abc",
+    "٣",
+    "١٠",
+    "1_000",
+    "0x10",
+    "1,0",
+    "1.",
+    ".5",
+]
+NUMBERS = [
+    ("/api/v1/outbox", "limit"),
+    ("/api/v1/outbox", "after"),
+    ("/api/v1/conversions/items", "limit"),
+    ("/api/v1/profiles/{pid}/events", "after"),
+    ("/api/v1/profiles/{pid}/score-ledger", "limit"),
+    ("/api/v1/profiles/{pid}/messages", "limit"),
+    ("/api/v1/profiles/{pid}/messages", "after"),
+    ("/api/v1/metrics", "since"),
+    ("/api/v1/metrics", "until"),
+]
+
+
+@pytest.mark.parametrize(("path", "name"), NUMBERS)
+def test_a_number_in_the_query_is_ascii_digits_only(
+    seeded: tuple[Api, str], path: str, name: str
+) -> None:
+    api, pid = seeded
+    before = snapshot(api)
+    whole = name == "limit" or (name == "after" and not path.endswith("/messages"))
+    for value in [*LENIENT, "9" * 5000, *(["10.0"] if whole else [])]:
+        r = api.client.get(path.format(pid=pid), params={name: value}, headers=api.bearer())
+        assert_invalid(r, f"query.{name}:")
+        assert len(r.text) < 500, r.text
+    for value in ("10", "0010", *([] if whole else ["10.5"])):
+        r = api.client.get(path.format(pid=pid), params={name: value}, headers=api.bearer())
+        assert r.status_code == 200, (value, r.text)
+    assert snapshot(api) == before
+
+
 @pytest.mark.parametrize(
     ("path", "name"),
     [

@@ -363,3 +363,33 @@ def test_a_link_never_redirects_anywhere_but_where_it_was_signed_for(api: Api) -
         assert "location" not in r.headers, token
     r = api.client.get(f"/t/c/{click}", follow_redirects=False)
     assert (r.status_code, r.headers["location"]) == (302, "https://acme.test/pricing")
+
+
+@pytest.mark.parametrize("timestamp", ["²", "١٨٠٠٠٠٠٠٠٠"])
+def test_a_timestamp_in_other_digits_is_no_time_not_a_500(hooks: Api, timestamp: str) -> None:
+    """`"²".isdigit()` is true and `int("²")` raises: the whole delivery was a 500, which the
+    provider re-sends for days; "١٨٠٠٠٠٠٠٠٠" was read as a time."""
+    payload = whatsapp("wamid.X", NUMBER["default"])
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["statuses"][0]["timestamp"] = timestamp
+    value["messages"][0]["timestamp"] = timestamp
+    assert meta_post(hooks, payload, "meta-default").status_code == 200
+    assert status(hooks, "wa-1") == "opened"  # the receipt counts, at the time it arrived
+    # A message with no readable time opens no reply window.
+    assert hooks.engine.read_sync(lambda c: c.execute("SELECT COUNT(*) FROM channel_windows")) == [
+        (0,)
+    ]
+
+
+@pytest.mark.parametrize(
+    "created_at", ["0000-01-01T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z"]
+)
+def test_an_email_notice_at_no_real_time_is_recorded_not_a_500(hooks: Api, created_at: str) -> None:
+    """Year 0 and month 13 matched the time's shape and raised ValueError out of `timegm`: the
+    whole notice was a 500, re-sent by the provider for days."""
+    notice = {"type": "delivered", "message_id": "em-1", "created_at": created_at}
+    body = msgspec.json.encode(notice)
+    headers = sign_webhook(EMAIL_SECRET["default"], "n-1", int(hooks.engine.clock.now()), body)
+    r = hooks.client.post("/hooks/email/acme", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert status(hooks, "em-1") == "delivered"

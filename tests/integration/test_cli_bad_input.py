@@ -104,6 +104,18 @@ CASES = [
     (["outbox", "replay", "--id", "-1"], "--id"),
     (["outbox", "replay", "--id", "9" * 30], "--id"),
     (["outbox", "replay", "--id", "one"], "--id"),
+    # Python's `int` reads these as numbers: a typo named another row (or count, or port).
+    (["outbox", "replay", "--id", "٣"], "--id"),
+    (["outbox", "replay", "--id", " 3"], "--id"),
+    (["outbox", "replay", "--id", "+3"], "--id"),
+    (["outbox", "replay", "--id", "1_0"], "--id"),
+    (["outbox", "replay", "--id", "9" * 5000], "--id"),
+    (["copy", "variants", PLAYBOOK, "--template", "guide", "--count", "9" * 5000], "--count"),
+    (["copy", "variants", PLAYBOOK, "--template", "guide", "--count", "٣"], "--count"),
+    (["copy", "variants", PLAYBOOK, "--template", "guide", "--count", "+3"], "--count"),
+    (["copy", "variants", PLAYBOOK, "--template", "guide", "--count", "1_0"], "--count"),
+    (["serve", "--port", "٨٠٨٠"], "--port"),
+    (["serve", "--port", "²"], "--port"),
     (["conversions", "list", "--destination", BIG], "--destination"),
     (["spend", "import", "{tmp}/spend.csv", "--workspace", BIG], "--workspace"),
     (["spend", "import", "{tmp}/spend.csv", "--workspace", ""], "--workspace"),
@@ -115,6 +127,17 @@ CASES = [
     (["backtest", "--playbook", PLAYBOOK, "--since", "10000-01-01"], "--since"),
     (["backtest", "--playbook", PLAYBOOK, "--stage", BIG], "--stage"),
     (["backtest", "--playbook", "{tmp}/missing"], "missing"),
+    # An outcome no event can have counted nothing and printed a table as if it were a result.
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", ""], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", " "], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", " Deal Won"], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "Deal\nWon"], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "Deal\x1b[2JWon"], "--outcome"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "x" * 40_000], "--outcome"),
+    # An empty --since was no bound at all; a long one was echoed back whole.
+    (["backtest", "--playbook", PLAYBOOK, "--since", ""], "--since"),
+    (["backtest", "--playbook", PLAYBOOK, "--since", BIG], "--since"),
+    (["backtest", "--playbook", PLAYBOOK, "--since", "2024-01-01\x00"], "--since"),
     (["replay"], "--yes"),
     (["bench", "nothing"], "name"),
     # A benchmark's sizes and durations: `--events -1` divided by zero, a traceback.
@@ -134,6 +157,11 @@ CASES = [
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/nan.json"], "--profile"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/huge.json"], "limit of 512,000"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", "x"], "--start"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", ""], "--start"),
+    # The engine reads an empty playbook as none: the simulation ran, and nobody entered.
+    (["simulate", "--playbook", "", "--profile", "{tmp}/profile.json"], "--playbook"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--start", BIG], "--start"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", BIG], "--horizon"),
     (
         ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", "-1d"],
         "--horizon",
@@ -169,6 +197,7 @@ NUL_CASES = [
     (["spend", "import", "{tmp}/spend.csv", "--workspace", "w\x00"], "--workspace"),
     (["metrics", "--workspace", "w\x00"], "--workspace"),
     (["metrics", "--until", "2026-11-01\x00"], "--until"),
+    (["backtest", "--playbook", PLAYBOOK, "--outcome", "Deal\x00Won"], "--outcome"),
 ]
 
 
@@ -212,3 +241,38 @@ def test_quickstart_that_cannot_keep_its_credentials_makes_none(
     assert status != 0
     assert "--credentials" in err.strip().splitlines()[-1], err
     assert counts(db) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["playbook", "validate", ""],
+        ["playbook", "apply", ""],
+        ["backtest", "--playbook", ""],
+        ["copy", "variants", "", "--template", "guide"],
+    ],
+)
+def test_an_empty_playbook_path_is_refused_not_the_current_folder(
+    db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """`Path("")` is `.`: run where playbooks are, an empty argument validated (or applied)
+    the current folder's."""
+    monkeypatch.chdir(Path(PLAYBOOK).resolve().parent)
+    before = counts(db)
+    status, err = run(capsys, *argv)
+    assert status != 0
+    assert "no playbook path given" in err.strip().splitlines()[-1], err
+    assert counts(db) == before
+
+
+@pytest.mark.parametrize("name", ["a\nb.yaml", "a\x1b[2Jb.yaml", "a\rb.yaml"])
+def test_a_playbook_name_with_control_characters_is_shown_escaped_on_one_line(
+    db: str, files: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A line break in the name split the error in two (the last line, which scripts keep,
+    named half a file); an escape sequence reached the terminal."""
+    for command in (["playbook", "validate"], ["playbook", "diff"]):
+        status, err = run(capsys, *command, str(files / name))
+        assert status != 0
+        assert len(err.strip().splitlines()) == 1, err
+        assert "no such file or folder" in err and repr(name)[1:-1] in err, err

@@ -415,6 +415,15 @@ def test_a_retry_after_date_is_read_against_the_wall_clock(fake: FakeAdsServer) 
     sender.close()
 
 
+def test_a_repeated_retry_after_is_honoured(fake: FakeAdsServer) -> None:
+    # Two header lines reach us joined ("120, 120"), which was unreadable: our own 2 s instead.
+    fake.meta.plan(429, {"error": {"code": 4, "message": "x"}}, {"Retry-After": ["120", "120"]})
+    sender = sender_for(fake)
+    [outcome] = sender.send_batch(rows("meta", "meta", 1), NOW)
+    sender.close()
+    assert outcome.status == "pending" and outcome.next_attempt_at == NOW + 120
+
+
 def test_a_retry_waits_from_the_end_of_a_slow_attempt() -> None:
     # Counted from the claim's `now`, the wait of an attempt that took a minute (a timeout)
     # had already passed when it ended, and the platform got the retry at once.

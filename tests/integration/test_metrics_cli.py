@@ -129,7 +129,7 @@ def dump(db: Path) -> list[str]:
         (("--since", "yesterday"), "--since: expected a date"),
         (("--since", "2024-02-30"), "--since: expected a date"),
         (("--until", "2026-11-01T09:00:00"), "--until: a date and time needs a zone"),
-        (("--until", "nan"), "--until: must be between 1970"),
+        (("--until", "nan"), "--until: expected a date"),
         (("--since", "-5"), "--since: must be between 1970"),
         (("--since", "10000-01-01"), "--since: expected a date"),
         (("--since", "2026-11-02", "--until", "2026-11-01"), "--since: must not be after until"),

@@ -13,8 +13,8 @@ from leadloop.conversions.decide import (
     Retry,
     classify_response,
     next_attempt,
-    parse_retry_after,
 )
+from leadloop.outbox.retry_after import MAX_RETRY_AFTER, retry_after_header
 
 
 def graph_error(code: int, subcode: int | None = None, **extra: Any) -> dict[str, Any]:
@@ -165,9 +165,25 @@ def test_tiktok_http_errors() -> None:
 
 def test_retry_after_http_date() -> None:
     headers = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}
-    assert parse_retry_after(headers, now=1445412470.0) == 10.0
-    assert parse_retry_after(headers) is None  # a date means nothing without `now`
-    assert parse_retry_after({"Retry-After": "soon"}, now=0.0) is None
+    assert retry_after_header(headers, now=1445412470.0) == 10.0
+    assert retry_after_header(headers) is None  # a date means nothing without `now`
+    assert retry_after_header({"Retry-After": "soon"}, now=0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("120, 120", 120.0), ("٣", None), ("²", None), ("+5", None)]
+)
+def test_retry_after_is_read_as_the_outbox_reads_it(value: str, expected: float | None) -> None:
+    # "²" raised ValueError out of the sender; "٣" was 3 s; a repeated field was ignored.
+    outcome = classify_response("meta", 429, {"Retry-After": value}, graph_error(4))
+    assert isinstance(outcome, Retry) and outcome.retry_after == expected
+
+
+def test_an_absurd_retry_after_is_capped() -> None:
+    # It parked the row for 31 years (or for ever: 400 digits were `inf`).
+    outcome = classify_response("google", 503, {"Retry-After": "9" * 400}, {})
+    assert isinstance(outcome, Retry) and outcome.retry_after is not None
+    assert next_attempt(1, 100.0, outcome.retry_after, key="k") == 100.0 + MAX_RETRY_AFTER
 
 
 def test_backoff_grows_is_capped_and_gives_up() -> None:

@@ -282,3 +282,11 @@ def test_row_errors_reads_indices_written_as_strings_and_ignores_other_details()
     assert row_errors(None) == [] and row_errors({}) == []
     (plain,) = row_errors({"code": 13, "status": "INTERNAL", "message": "boom"})
     assert plain.index is None and plain.code == "INTERNAL"
+
+
+@pytest.mark.parametrize("index", ["²", "١"])
+def test_a_row_index_in_other_digits_names_no_row(index: str) -> None:
+    # `"²".isdigit()` is true and `int("²")` raised out of the sender; "١" was row 1.
+    body = failure((0, "conversionUploadError", "UNPARSEABLE_GCLID"))
+    body["details"][0]["errors"][0]["location"]["fieldPathElements"][0]["index"] = index
+    assert [error.index for error in row_errors(body)] == [None]

@@ -55,10 +55,33 @@ def _item(**changes: object) -> OutboxItem:
         # Year 0 is no date `datetime` can hold: unreadable, not a crash of the sender.
         ("Sat, 01 Jan 0000 00:00:00 GMT", None),
         ("Sat Jan  1 00:00:00 0000", None),
+        # Repeated fields arrive joined by the HTTP client (httpx): "120, 120" was unreadable.
+        ("120, 120", 120.0),
+        ("120,120", 120.0),
+        ("60, 120", 120.0),  # each is a floor: the longest honours both
+        ("Wed, 01 May 2024 12:02:00 GMT, Wed, 01 May 2024 12:02:00 GMT", 120.0),
+        ("Wednesday, 01-May-24 12:02:00 GMT, 30", 120.0),
+        ("120, soon", None),
+        ("120,", None),
+        (",", None),
+        # Digits other than ASCII: `float` reads some ("٣" is 3) and raises on others ("²").
+        ("٣", None),
+        ("²", None),
+        ("+5", None),
+        ("1_000", None),
+        ("Wed, ٠١ May 2024 12:02:00 GMT", None),  # `\d` is any script's digit
+        ("Wed May  ١ 12:02:00 2024", None),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, NOW) == expected
+
+
+def test_an_absurd_retry_after_is_a_finite_number_the_policy_caps() -> None:
+    seconds = parse_retry_after("9" * 5000, NOW)
+    assert seconds is not None and seconds >= POLICY.max_retry_after and seconds < float("inf")
+    when = next_attempt(1, NOW, seconds, "k", POLICY)
+    assert when == NOW + POLICY.max_retry_after
 
 
 def test_an_unreadable_retry_after_date_falls_back_to_our_backoff() -> None:

@@ -46,7 +46,8 @@ def test_a_chosen_threshold_is_used(thresholds: None) -> None:
     assert gc.get_threshold()[0] == 20_000
 
 
-@pytest.mark.parametrize("raw", ["lots", "-5", "1e6", "12.5"])
+# "²" passed `isdigit` and then raised ValueError out of every command; "٣" was read as 3.
+@pytest.mark.parametrize("raw", ["lots", "-5", "1e6", "12.5", "²", "٣"])
 @pytest.mark.parametrize("name", ["LEADLOOP_GC_THRESHOLD", "LEADLOOP_MAX_PENDING_EVENTS"])
 def test_counts_that_are_not_whole_numbers_are_a_clear_error(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -76,7 +77,7 @@ def test_the_engine_shortens_the_switch_interval() -> None:
         sys.setswitchinterval(saved)
 
 
-@pytest.mark.parametrize("raw", ["abc", "0", "65536", "-1", "80.5"])
+@pytest.mark.parametrize("raw", ["abc", "0", "65536", "-1", "80.5", "²", "٨٠٨٠", "8_080", "+80"])
 def test_a_port_that_cannot_be_listened_on_is_a_clear_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="LEADLOOP_PORT must be a port number"):
         Settings.from_env({"LEADLOOP_PORT": raw})
