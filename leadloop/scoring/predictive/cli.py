@@ -85,18 +85,15 @@ def _progress(label: str) -> Callable[[Iterable[T], int], Iterator[T]]:
 def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.app import open_existing
     from leadloop.clock import SystemClock
+    from leadloop.log.store import log_now
     from leadloop.scoring.predictive import service
 
     conn = open_existing(settings.database_url, args.workspace)
     failed = False
     try:
-        # A manual-clock sandbox's log runs ahead of the wall clock (see `backtest`). Read
-        # from when the engine received events, not when clients dated them: one event dated
-        # the year 9000 would observe every unconverted lead then, unlike anything served.
-        latest = conn.execute(
-            "SELECT MAX(received_at) FROM events WHERE workspace_id = ?", (args.workspace,)
-        )
-        now = max(SystemClock().now(), float(latest[0][0] or 0.0))
+        # Unconverted leads are observed as of this instant (see `log_now` for why it is not
+        # the newest client-dated event).
+        now = log_now(conn, args.workspace, SystemClock().now())
         for model in _live_models(conn, args.workspace, args.model):
             outcome = service.train(
                 conn, args.workspace, model, now, _progress(model.id), store=not args.dry_run
