@@ -426,6 +426,7 @@ def day(raw: str) -> float:
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from leadloop.log.store import log_now
     from leadloop.playbook import store
     from leadloop.scoring import replay
 
@@ -449,10 +450,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         with conn.snapshot():
             applied = store.latest(conn, workspace)
             current = store.build(applied.sources) if applied else None
-            # Replays clamp events to `now`. A manual-clock sandbox's log runs ahead of the wall
-            # clock; reading it as of the wall would move its stage entries back in time.
-            latest = conn.execute("SELECT MAX(ts) FROM events WHERE workspace_id = ?", (workspace,))
-            now = max(SystemClock().now(), float(latest[0][0] or 0.0))
+            # Replays clamp event times to `now`, as the engine clamps them to its clock.
+            now = log_now(conn, workspace, SystemClock().now())
             runs = {"new": new.models, "current": current.models if current else ()}
             results = {
                 label: {m.id: replay.BacktestResult(m.id, m.version, stage) for m in models}

@@ -195,6 +195,18 @@ class ConversionsConfig:
 EMPTY = ConversionsConfig()
 
 
+def _purchase_without_currency(mapping: Mapping, destinations: list[DestinationConfig]) -> bool:
+    """Whether every Meta Purchase of the mapping with a value is skipped (`check_conversion`)."""
+    if mapping.name_for("meta") != "Purchase" or mapping.value is None:
+        return False
+    if mapping.currency is not None or mapping.default_currency is not None:
+        return False
+    return any(
+        d.platform == "meta" and (not mapping.destinations or d.id in mapping.destinations)
+        for d in destinations
+    )
+
+
 class _Fields(Fields):
     """`Fields` checked against this section's own key list."""
 
@@ -242,6 +254,18 @@ def parse_conversions(node: Node | None) -> ConversionsConfig:
         mapping = _mapping(_Fields(item, path, "conversions.mappings[]"), known)
         if any(m.id == mapping.id for m in mappings):
             fail(item, f"{path}.id", f"duplicate mapping id {mapping.id!r}")
+        if _purchase_without_currency(mapping, destinations):
+            # A warning, not an error: a playbook applied before this check must still load.
+            warnings.append(
+                PlaybookWarning(
+                    item.mark.file,
+                    item.mark.line,
+                    path,
+                    f"mapping {mapping.id!r} sends Meta a Purchase with a value and no currency "
+                    "(neither `currency` nor `default_currency`): Meta requires one, so its "
+                    "events are skipped for Meta",
+                )
+            )
         mappings.append(mapping)
     consent = ConsentConfig()
     consent_node = section.get("consent")

@@ -207,6 +207,14 @@ def check_conversion(conversion: Conversion, destination: Destination, now: floa
         return too_old
     user = conversion.user
     if isinstance(destination, MetaDestination):
+        # Meta requires a currency with a Purchase's value, and a request holding one without
+        # can be refused whole. Guessing one (USD, as some tags do) would misstate revenue.
+        purchase = conversion.event_name == "Purchase" and conversion.value is not None
+        if purchase and not conversion.currency:
+            return (
+                "meta: a Purchase with a value needs a currency (none at the mapping's "
+                "`currency` path and no `default_currency`)"
+            )
         if conversion.action_source == "website" and not (
             user.user_agent and conversion.event_source_url
         ):

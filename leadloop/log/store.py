@@ -108,6 +108,20 @@ def read_after(conn: Conn, position: str, limit: int) -> tuple[list[Event], str,
     return [event_from_row(r[:13]) for r in rows], f"{last[13]}:{last[0]}", int(last[14])
 
 
+def log_now(conn: Conn, workspace: str, wall: float) -> float:
+    """The instant a command replaying a workspace's log from outside the engine takes as now.
+
+    The newest time the engine received an event, when later than the wall clock: a
+    manual-clock sandbox's log runs ahead of the wall, and read as of the wall its events would
+    move back in time. Received, not client-dated: one event a device dated the year 9000 would
+    carry the replay (its decay, its clamping of event times) there, unlike anything served.
+    """
+    newest = conn.execute(
+        "SELECT MAX(received_at) FROM events WHERE workspace_id = ?", (workspace,)
+    )[0][0]
+    return max(wall, float(newest or 0.0))
+
+
 def log_length(conn: Conn) -> int:
     rows = conn.execute("SELECT COUNT(*) FROM events")
     return int(rows[0][0])

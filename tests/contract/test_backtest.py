@@ -8,7 +8,7 @@ import pytest
 
 from leadloop.cli import main
 from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness
-from tests.contract.test_scoring_pipeline import seed_lead
+from tests.contract.test_scoring_pipeline import score, seed_lead
 
 
 def test_backtest_compares_rules_without_changing_anything(
@@ -136,3 +136,33 @@ def test_backtest_stage_ignores_case_and_an_unknown_one_is_an_error(
     assert "--stage 'Hot' is not a stage of the playbook's models" in err
     assert "lead: subscriber, lead, MQL" in err  # the stages it has are listed
     assert h.sql("SELECT profile_id, model, state FROM scores ORDER BY 1, 2") == before
+
+
+def test_one_event_dated_far_ahead_does_not_move_the_replay_end(
+    scoring_harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Clients date their events: one dated the year 9000 (a device clock gone wrong) made the
+    replay run to then, so a lead it qualified entered the stage in 9000 in the backtest while
+    the engine, which clamps event times to its own clock, had it qualify on receipt."""
+    h = scoring_harness  # the manual clock starts at 2027-01-15 08:00 UTC
+    seed_lead(h, "vp-1")
+    h.send(
+        {"type": "identify", "userId": "late", "traits": {"title": "VP Sales"}},
+        {"type": "group", "userId": "late", "groupId": "acme-late", "traits": {"employees": 500}},
+        {"type": "page", "userId": "late", "properties": {"path": "/"}},
+        {"type": "page", "userId": "late", "properties": {"path": "/pricing"}},
+        {
+            "type": "track",
+            "userId": "late",
+            "event": "Lead Magnet Downloaded",
+            "timestamp": "9000-01-01T00:00:00Z",
+        },
+    )
+    h.settle()
+    assert score(h, "late")["stage"] == "MQL"
+    url = h.engine.settings.database_url
+    code = main(["backtest", "--playbook", EXAMPLE_PLAYBOOK, "--database-url", url])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert "| 2027-01 | 2 | 2 |" in out
+    assert not any(line.startswith("| 9000") for line in out)

@@ -416,3 +416,68 @@ def test_one_event_dated_far_ahead_does_not_move_the_moment_observed(
     h.settle()
     assert train(h) == 0
     assert h.sql("SELECT trained_at FROM predictive_models") == [(h.engine.clock.now(),)]
+
+
+LEAKY = """\
+version: 1
+scoring:
+  models:
+    - id: lead
+      fit:
+        - {id: hot, field: quality, op: equals, value: hot, points: 30}
+      engagement:
+        - {id: pricing, type: page, points: 10}
+      stages: [{name: lead}, {name: MQL, at: 50}]
+      predict:
+        outcome: {type: track, event: Deal Won}
+        min_conversions: 20
+        features:
+          - {trait: quality}
+          - {id: contracts, count: {type: track, event: Contract Sent}}
+          - {score: fit}
+"""
+
+
+def test_each_kind_of_suspect_feature_is_told_the_fix_it_can_have(
+    backend_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A feature that alone gives the outcome away was always told to go in `post_outcome`,
+    which holds traits only: a `score` or `count` feature cannot be listed there."""
+    path = tmp_path / "leaky.yaml"
+    path.write_text(LEAKY)
+    h = make_harness(backend_url, str(path))
+    try:
+        rng = random.Random(5)
+        messages: list[dict[str, Any]] = []
+        for i in range(200):
+            user, won = f"u{i}", rng.random() < 0.3
+            # Sales set `quality` and send the contract on the day they close: before the
+            # outcome event, so nothing the log sees tells them apart from honest signals.
+            messages.append({"type": "page", "userId": user, "properties": {"path": "/"}})
+            messages.append(
+                {
+                    "type": "identify",
+                    "userId": user,
+                    "traits": {"quality": "hot" if won else "cold"},
+                }
+            )
+            if won:
+                messages.append({"type": "track", "userId": user, "event": "Contract Sent"})
+                messages.append({"type": "track", "userId": user, "event": "Deal Won"})
+        for start in range(0, len(messages), 200):
+            h.send(*messages[start : start + 200])
+        h.settle()
+        assert train(h, "--dry-run") == 0
+    finally:
+        h.engine.stop()
+    warnings = {
+        line.split("'")[1]: line
+        for line in capsys.readouterr().out.splitlines()
+        if line.strip().startswith("warning:")
+    }
+    assert set(warnings) == {"quality", "contracts", "score.fit"}
+    assert "`post_outcome`" in warnings["quality"]
+    assert "`post_outcome`" not in warnings["contracts"]
+    assert "`where`" in warnings["contracts"]
+    assert "`post_outcome`" not in warnings["score.fit"]
+    assert "rules" in warnings["score.fit"]

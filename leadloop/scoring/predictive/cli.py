@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
-from leadloop.scoring.model import ScoringModel
+from leadloop.scoring import model as scoring_model
+from leadloop.scoring.model import Feature, PredictSpec, ScoringModel
 
 if TYPE_CHECKING:  # numpy loads with it: not for every `leadloop --help`
     from leadloop.scoring.predictive import service
@@ -85,18 +86,15 @@ def _progress(label: str) -> Callable[[Iterable[T], int], Iterator[T]]:
 def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.app import open_existing
     from leadloop.clock import SystemClock
+    from leadloop.log.store import log_now
     from leadloop.scoring.predictive import service
 
     conn = open_existing(settings.database_url, args.workspace)
     failed = False
     try:
-        # A manual-clock sandbox's log runs ahead of the wall clock (see `backtest`). Read
-        # from when the engine received events, not when clients dated them: one event dated
-        # the year 9000 would observe every unconverted lead then, unlike anything served.
-        latest = conn.execute(
-            "SELECT MAX(received_at) FROM events WHERE workspace_id = ?", (args.workspace,)
-        )
-        now = max(SystemClock().now(), float(latest[0][0] or 0.0))
+        # Unconverted leads are observed as of this instant (see `log_now` for why it is not
+        # the newest client-dated event).
+        now = log_now(conn, args.workspace, SystemClock().now())
         for model in _live_models(conn, args.workspace, args.model):
             outcome = service.train(
                 conn, args.workspace, model, now, _progress(model.id), store=not args.dry_run
@@ -105,13 +103,15 @@ def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{model.id}: not trained: {outcome.reason}")
                 failed = True
                 continue
-            print(describe(outcome, kept=not args.dry_run))
+            assert model.predict is not None
+            print(describe(outcome, kept=not args.dry_run, features=model.predict.features))
     finally:
         conn.close()
     return 1 if failed else 0
 
 
-def describe(stored: service.Stored, *, kept: bool = True) -> str:
+def describe(stored: service.Stored, *, kept: bool = True, features: Sequence[Feature] = ()) -> str:
+    """`features`: the spec the model was trained on, which names what each suspect reads."""
     from leadloop.scoring.predictive import learn
 
     report = stored.report
@@ -129,12 +129,40 @@ def describe(stored: service.Stored, *, kept: bool = True) -> str:
             f"  trained on the first {1 - learn.NEWEST:.0%} of profiles to arrive, on the newest "
             f"{learn.NEWEST:.0%}: AUC {report.newest_auc:.3f}"
         )
+    by_id = {f.id: f for f in features}
     for feature, value in stored.suspects:
         lines.append(
-            f"  warning: {feature!r} alone ranks leads with AUC {value:.2f}: if it is set only "
-            "after the outcome, list it in `post_outcome`, or the model learns the outcome itself"
+            f"  warning: {feature!r} alone ranks leads with AUC {value:.2f}: "
+            + _suspect_advice(by_id.get(feature))
         )
     return "\n".join(lines)
+
+
+def _suspect_advice(feature: Feature | None) -> str:
+    """What to do about a suspect, which depends on what it reads: only traits can be listed
+    in `post_outcome`."""
+    match feature:
+        case scoring_model.TraitFeature():
+            return (
+                "if it is set only after the outcome, list it in `post_outcome`, or the model "
+                "learns the outcome itself"
+            )
+        case scoring_model.CountFeature():
+            return (
+                "if the events it counts are sent only once the outcome is settled, narrow its "
+                "`event` or `where` to those sent before, or remove it, or the model learns the "
+                "outcome itself"
+            )
+        case scoring_model.ScoreFeature():
+            return (
+                "the fit or engagement rules it reads likely use a trait or an event set only "
+                "after the outcome: change those rules or remove the feature, or the model "
+                "learns the outcome itself"
+            )
+        case None:
+            return "if it is known only after the outcome, the model learns the outcome itself"
+        case _:
+            assert_never(feature)
 
 
 def _when(at: float) -> str:
@@ -148,7 +176,7 @@ def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_existing(settings.database_url, args.workspace)
     try:
         found = service.load_all(conn, args.workspace)
-        live = _live_digests(conn, args.workspace)
+        live = _live_specs(conn, args.workspace)
     finally:
         conn.close()
     if args.json:
@@ -173,15 +201,17 @@ def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
                 "run `leadloop predict train`"
             )
             continue
-        print(describe(stored))
         stale = _stale(stored, live)
+        # A stale model's features may since have changed kind under the same id.
+        spec = None if live is None or stale is not None else live[stored.model_id]
+        print(describe(stored, features=spec.features if spec else ()))
         if stale is not None:
             print(f"  stale: {stale}")
     return 0
 
 
-def _live_digests(conn: Any, workspace: str) -> dict[str, str] | None:
-    """Each live model's `predict` digest; None when the playbook cannot be built here (a
+def _live_specs(conn: Any, workspace: str) -> dict[str, PredictSpec] | None:
+    """Each live model's `predict` section; None when the playbook cannot be built here (a
     `${VAR}` this shell does not set): then nothing is said about staleness."""
     from leadloop.errors import PlaybookError
     from leadloop.playbook import store
@@ -193,16 +223,16 @@ def _live_digests(conn: Any, workspace: str) -> dict[str, str] | None:
         models = store.build(applied.sources).models
     except PlaybookError:
         return None
-    return {m.id: m.predict.digest for m in models if m.predict is not None}
+    return {m.id: m.predict for m in models if m.predict is not None}
 
 
-def _stale(stored: service.Stored, live: dict[str, str] | None) -> str | None:
+def _stale(stored: service.Stored, live: dict[str, PredictSpec] | None) -> str | None:
     """Why the engine does not serve `stored` (as `predicted_view` decides), or None."""
     if live is None:
         return None
     if stored.model_id not in live:
         return "no model of the live playbook has this id and a `predict` section: not served"
-    if live[stored.model_id] != stored.spec_digest:
+    if live[stored.model_id].digest != stored.spec_digest:
         return (
             "the playbook's `predict` section (or the rules a `score` feature reads) changed "
             "since training, so it is not served: run `leadloop predict train`"

@@ -92,6 +92,26 @@ def test_destination_with_missing_settings_is_disabled_with_a_warning() -> None:
     assert "disabled" in warning
 
 
+def test_a_meta_purchase_mapping_with_a_value_and_no_currency_is_warned_about() -> None:
+    """Each of its events would be skipped for Meta (it requires a currency with a Purchase's
+    value): said when the playbook is applied, not found later in the conversion log."""
+    bare = BASE.replace("      currency: properties.currency\n", "").replace(
+        "      default_currency: eur\n", ""
+    )
+    config = section(bare, PIXEL="123", TOKEN="tok")
+    assert [str(w) for w in config.warnings] == [
+        "pb.yaml:16: conversions.mappings[0]: mapping 'purchase' sends Meta a Purchase with a "
+        "value and no currency (neither `currency` nor `default_currency`): Meta requires one, "
+        "so its events are skipped for Meta"
+    ]
+    for kept in ("      currency: properties.currency\n", "      default_currency: eur\n"):
+        one = BASE.replace(kept, "")
+        assert section(one, PIXEL="123", TOKEN="tok").warnings == ()
+    # Sent only to Google, which takes a value without a currency.
+    google_only = bare.replace("      contents:", "      destinations: [google]\n      contents:")
+    assert section(google_only, PIXEL="123", TOKEN="tok").warnings == ()
+
+
 def test_empty_list_section_means_nothing_configured() -> None:
     assert section("version: 1\nconversions: []\n").mappings == ()
     assert conversions_config(None).destinations == ()

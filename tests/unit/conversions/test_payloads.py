@@ -349,6 +349,24 @@ def test_meta_events_from_the_future_wait_until_they_are_due() -> None:
         assert held_until(NOW + 3600, destination, NOW) is None
 
 
+def test_a_meta_purchase_with_a_value_and_no_currency_is_skipped() -> None:
+    """Meta requires `currency` on a Purchase and may refuse the whole request over one without:
+    skipped with a reason, not sent. Other events and platforms carry a value without one."""
+    bare = conversion(event_name="Purchase", currency=None)
+    assert check_conversion(bare, META, NOW) == (
+        "meta: a Purchase with a value needs a currency (none at the mapping's `currency` "
+        "path and no `default_currency`)"
+    )
+    assert check_conversion(conversion(event_name="Purchase"), META, NOW) is None
+    assert (
+        check_conversion(conversion(event_name="Purchase", currency=None, value=None), META, NOW)
+        is None
+    )
+    assert check_conversion(conversion(currency=None), META, NOW) is None
+    for destination in (GOOGLE, TIKTOK):
+        assert check_conversion(bare, destination, NOW) is None
+
+
 def test_check_conversion_reasons() -> None:
     assert check_conversion(conversion(), META, NOW) is None
     assert "consent" in (check_conversion(conversion(ad_user_data=False), GOOGLE, NOW) or "")
