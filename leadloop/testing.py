@@ -44,8 +44,12 @@ def free_port() -> int:
     return port
 
 
-def eventually(fn: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05) -> T:
-    """Poll until `fn` returns something truthy (or stops raising AssertionError)."""
+def eventually(fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.05) -> T:
+    """Poll until `fn` returns something truthy (or stops raising AssertionError).
+
+    The default deadline is long on purpose: a condition that holds returns at the first poll
+    that sees it, and on a loaded machine (CI's two shared cores) a background thread or a
+    server subprocess can take many times its usual second to get there."""
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while True:
