@@ -24,13 +24,32 @@ T = TypeVar("T")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port for a server the caller starts next, kept from everyone else meanwhile.
+
+    A port bound and released at once was free for any socket: an outgoing connection's
+    ephemeral port could take it before the server bound it, and the server failed to start.
+    Here a connection to it is accepted and closed from the accepting side first, which leaves
+    that side in TIME_WAIT (about a minute): the kernel then hands the port to no ephemeral
+    bind or connect, while a server that sets SO_REUSEADDR (uvicorn via `leadloop serve`,
+    http.server, asyncio, aiosmtpd) still binds it at once."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # first: the TIME_WAIT is on the port's side
+            client.recv(1)  # the close has reached the client before it closes in turn
+    return port
 
 
-def eventually(fn: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05) -> T:
-    """Poll until `fn` returns something truthy (or stops raising AssertionError)."""
+def eventually(fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.05) -> T:
+    """Poll until `fn` returns something truthy (or stops raising AssertionError).
+
+    The default deadline is long on purpose: a condition that holds returns at the first poll
+    that sees it, and on a loaded machine (CI's two shared cores) a background thread or a
+    server subprocess can take many times its usual second to get there."""
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while True:

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 from leadloop.storage.migrate import migrate
@@ -23,6 +24,14 @@ PG_URL = os.environ.get(
     "LEADLOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+# Hypothesis fails an example that runs past its 200 ms default deadline, and then calls the
+# test flaky when the replay is quick: on a loaded CI machine one stalled example (a GC pause,
+# a lazy import, two cores shared) turned a passing property red. The properties check results,
+# not speed (the benchmarks do that), so no deadline and no too_slow health check. Loaded here,
+# before any test module builds its own `settings(...)`, which inherit the rest from it.
+settings.register_profile("leadloop", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("leadloop")
 
 
 def _with_db(url: str, name: str) -> str:

@@ -31,7 +31,10 @@ def _load(server: ServerProcess, acked: list[str], stop: threading.Event, client
             method="POST",
         )
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            # A long timeout: a timed-out request ends this loader (as if the server were gone),
+            # and with all three ended on a stalled, loaded machine the 10,000 acks never come.
+            # A killed server resets the connection at once, whatever the timeout.
+            with urllib.request.urlopen(req, timeout=60) as r:
                 if r.status == 200:
                     acked.extend(ids)
         except (urllib.error.URLError, ConnectionError, OSError):

@@ -76,6 +76,10 @@ def test_a_repeated_retry_after_is_honoured(refused: Refused) -> None:
 def test_retry_after_http_date_is_read_against_the_wall_clock(refused: Refused) -> None:
     # An HTTP-date is wall-clock time: an hour from now, whatever the engine's clock says.
     h, receiver = refused(formatdate(SystemClock().now() + 3600, usegmt=True))
+    # The harness starts on a fixed date (2027-01-15), which the wall clock reaches: move the
+    # manual clock a month past both, so reading the date against it would show.
+    assert h.engine.manual_clock is not None
+    h.engine.manual_clock.set(max(h.engine.clock.now(), SystemClock().now()) + 30 * 86400)
     now = h.engine.clock.now()
     assert abs(now - SystemClock().now()) > 7 * 86400  # the manual clock is far from the wall
     due, _ = first_failure(h, receiver)

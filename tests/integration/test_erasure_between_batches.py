@@ -27,6 +27,7 @@ from leadloop.ingest.erased import commit_delivery
 from leadloop.log.batch import Batch, Conn
 from leadloop.log.model import Event
 from leadloop.storage.db import DatabaseUrl, connect
+from leadloop.testing import eventually
 from tests.conftest import PG_URL, _with_db, drop_postgres_database, new_postgres_database
 from tests.contract.conftest import Harness, make_harness
 
@@ -107,6 +108,10 @@ def test_postgres_a_batch_decided_across_an_erasure_is_decided_again(pg: Harness
     # A plain write on PostgreSQL: it commits while the batch that read the person is held.
     assert pg.engine.erase("default", pid).result(timeout=30) == 1
     gate.release.set()
+    # The erasure took the held batch's only event out of the log, so the lag is 0 already:
+    # settle() can return before the processor thread has tried to write that batch and
+    # dropped it. Wait for the drop itself.
+    eventually(lambda: pg.engine.processor.redecided > redecided, timeout=30)
     pg.settle()
     _erased(pg, pid)
     assert pg.engine.processor.redecided == redecided + 1

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from leadloop.testing import eventually
 from tests.integration.conftest import Api
 from tests.integration.test_inbound_hooks import (
     CRM,
@@ -317,11 +317,12 @@ def test_deliveries_waiting_for_the_writer_count_towards_its_limit(running: Api)
     writer._max_pending = 150
     try:
         first = post("first", 1000)
-        deadline = time.monotonic() + 5
-        while writer.pending < 100 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Generous waits (a loaded CI machine answers slowly, not wrongly): the first
+        # delivery's events must be pending before the second comes, and a second one queued
+        # behind the held writer would still be waiting after 30 s.
+        eventually(lambda: writer.pending >= 100, timeout=30)
         second = post("second", 2000)
-        second.join(5)
+        second.join(30)
         assert not second.is_alive(), "the second delivery was queued behind the first"
         assert answers["second"].status_code == 429, answers["second"].text
     finally:

@@ -23,9 +23,12 @@ def test_the_slowest_pattern_the_loader_allows_is_bounded_by_the_value_it_sees()
     under a second."""
     slow = "a.*a.*b"
     assert pattern_problem(slow) is None
-    started = time.perf_counter()
+    # CPU time of this thread, not wall time: the bound is on the work the match does
+    # (about 0.2 s here), and on a loaded CI machine the wall clock also counts the wait for
+    # a core, which is how a passing match can take seconds.
+    started = time.thread_time()
     assert not check("a" * 32_000, predicate(slow))
-    assert time.perf_counter() - started < 2
+    assert time.thread_time() - started < 2
 
 
 def test_a_match_within_the_first_characters_of_a_long_value_is_found() -> None:
