@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -209,6 +210,7 @@ class Engine:
         self.messages = MessageSender.for_engine(self)
         self.dispatcher.senders["message"] = self.messages
         self._started = False
+        self._stopped = False
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._upkeep: Upkeep[SqliteConnection] | Upkeep[PostgresConnection] | None = None
@@ -477,19 +479,35 @@ class Engine:
         self._watcher.start()
 
     def stop(self) -> None:
+        """Stop every part, each even when one before it failed (the error is raised after,
+        any earlier one chained to it): a tracking drain that raised or timed out left the
+        writer's thread and connection, and the checkpointer, running."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with ExitStack() as parts:  # stopped last first: readers, upkeep, writer, ..., watcher
+            parts.callback(self._close_readers)
+            parts.callback(self._stop_upkeep)
+            parts.callback(self.writer.stop)
+            parts.callback(self.messages.close)
+            parts.callback(lambda: self.messages.services.hits.drain().result(timeout=5))
+            if self._run_processor:
+                parts.callback(self.processor.stop)
+                parts.callback(self.timers.stop)
+                parts.callback(self.dispatcher.stop)
+            parts.callback(self._stop_watcher)
+
+    def _stop_watcher(self) -> None:
         self._watch_stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
-        if self._run_processor:
-            self.dispatcher.stop()
-            self.timers.stop()
-            self.processor.stop()
-        self.messages.services.hits.drain().result(timeout=5)
-        self.messages.close()
-        self.writer.stop()
+
+    def _stop_upkeep(self) -> None:
         if self._upkeep is not None:
             self._upkeep.stop()
             self._upkeep = None
+
+    def _close_readers(self) -> None:
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:

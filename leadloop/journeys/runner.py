@@ -5,6 +5,7 @@ awaited event and when a timer fires; like it, it reads no clock and no database
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from typing import Any, assert_never
 
@@ -90,7 +91,12 @@ def goto_step(instance: Instance, step: str | None, at: float) -> Instance:
     return replace(instance, step=step, visits=visits, updated_at=at, status="active")
 
 
-def _wait(instance: Instance, due: float, kind: WakeKind, effects: list[Effect]) -> Instance:
+def _wait(
+    instance: Instance, at: float, due: float, kind: WakeKind, effects: list[Effect]
+) -> Instance:
+    # Strictly after `at`: a wake due when the timer being handled was (a timeout below a
+    # float step, `at + 1e-9`) fires under that timer's event id and is dropped as a duplicate.
+    due = max(due, math.nextafter(at, math.inf))
     token = instance.token + 1
     effects.append(ScheduleWake(due, token))
     return replace(instance, status="waiting", wake=kind, due_at=due, token=token)
@@ -114,7 +120,7 @@ def run_steps(
                 # Lift compares the groups over the same window: a treated profile that buys
                 # after the last step but within it counts, as a held-out one would.
                 path.append(PathLine(at, None, "window", "last step done: waiting for the goal"))
-                return _wait(instance, window_ends, "window", effects)
+                return _wait(instance, at, window_ends, "window", effects)
             ended = end_instance(instance, "completed", "reached the end", at)
             path.extend(ended.path)
             return ended.instance
@@ -135,7 +141,7 @@ def run_steps(
             due, detail = _wait_until(step, facts, policy_config, at, key)
             if due is not None and due > at:
                 path.append(PathLine(at, step.id, "wait", detail))
-                return _wait(instance, due, "wait", effects)
+                return _wait(instance, at, due, "wait", effects)
             path.append(PathLine(at, step.id, "wait", f"{detail}: no wait"))
             instance = goto_step(instance, step.next, at)
         elif isinstance(step, WaitForStep):
@@ -144,7 +150,7 @@ def run_steps(
                     at, step.id, "wait_for", f"{', '.join(step.when.names)} for {step.timeout:g}s"
                 )
             )
-            return _wait(instance, at + step.timeout, "timeout", effects)
+            return _wait(instance, at, at + step.timeout, "timeout", effects)
         elif isinstance(step, BranchStep):
             target, label = step.otherwise, "else"
             for index, case in enumerate(step.cases):
@@ -290,7 +296,7 @@ def _send(
             )
         )
         path.append(PathLine(at, step.id, "deferred", verdict.reason))
-        return _wait(instance, verdict.until, "defer", effects), True
+        return _wait(instance, at, verdict.until, "defer", effects), True
     if isinstance(verdict, Suppress):
         effects.append(
             RecordPolicy(

@@ -93,8 +93,9 @@ class Writer:
     def stop(self) -> None:
         if self._thread is None:
             return
-        self._stopped = True
-        self._queue.put(None)
+        with self._lock:  # after the sentinel no item is queued: each one queued is taken
+            self._stopped = True
+            self._queue.put(None)
         self._thread.join(timeout=30)
         self._thread = None
 
@@ -110,7 +111,11 @@ class Writer:
             self._check_room(n)
             self._pending += n
         item = _Append([event_row(workspace_id, m) for m in messages])
-        self._queue.put(item)
+        with self._lock:
+            if self._stopped:  # stopped while the rows were built
+                self._pending -= n
+                raise Overloaded(retry_after=2)
+            self._queue.put(item)
         return item.future
 
     def reserve(self, n: int) -> None:
@@ -131,9 +136,14 @@ class Writer:
             raise Overloaded(retry_after=1)
 
     def submit(self, fn: Callable[[Conn], T]) -> Future[T]:
-        """Run `fn(conn)` on the writer thread, inside one transaction."""
+        """Run `fn(conn)` on the writer thread, inside one transaction. Raises StorageError
+        once the writer is stopped: no thread would take the job, and its caller would wait
+        for ever."""
         job = _Job(fn)
-        self._queue.put(job)
+        with self._lock:
+            if self._stopped:
+                raise StorageError("the writer is stopped: the engine is shutting down")
+            self._queue.put(job)
         return job.future
 
     def _run(self) -> None:

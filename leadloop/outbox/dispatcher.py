@@ -112,7 +112,10 @@ class Dispatcher:
         own = tuple(k for k in self.senders if k in self._claim_sizes)
         rest = tuple(k for k in self.senders if k not in self._claim_sizes)
 
-        def claim(c: Any) -> tuple[float, list[Claimed]]:
+        taken: list[Claimed] = []
+        replaced: dict[int, float] = {}
+
+        def claim(c: Any) -> list[Claimed]:
             # The time is read when the claim runs, not when it was queued: a claim that
             # waited its turn on the writer (a backlog, a long job) as long as a lease handed
             # out rows whose lease had run out, free to other workers while this one sent them.
@@ -120,27 +123,50 @@ class Dispatcher:
             found = service.claim_due(c, now, self._batch, rest) if rest else []
             for kind in own:
                 found += service.claim_due(c, now, self._claim_sizes[kind], (kind,))
-            return now, found
+            # Rows another lane sends are left to it here, on the writer thread: that lane
+            # records them on this thread too, so it has not yet, and lets them go only after.
+            # Told once this claim returned, a lane that recorded them meanwhile had let them
+            # go, and they were sent again.
+            self._take(found, now + service.LEASE_SECONDS, taken, replaced)
+            return taken
 
-        now, claimed = self._writer.submit(claim).result()
+        try:
+            claimed = self._writer.submit(claim).result()
+        except Exception:
+            self._untake(taken, replaced)  # rolled back: nothing was leased
+            raise
         if not claimed:
             return 0
-        lease = now + service.LEASE_SECONDS
-        with self._in_flight_lock:
-            # Every row this claim leased holds the new lease now, those another lane is
-            # sending too: renewal must ask for that value, or it renews nothing and the row
-            # is free to other workers once this lease runs out.
-            self._leases.update((item.id, lease) for item in claimed)
-            claimed = [item for item in claimed if item.id not in self._in_flight]
-            self._in_flight.update(item.id for item in claimed)
         try:
             self._deliver(claimed)
         finally:
-            with self._in_flight_lock:
-                self._in_flight.difference_update(item.id for item in claimed)
-                for item in claimed:
-                    self._leases.pop(item.id, None)
+            self._untake(claimed, {})
         return len(claimed)
+
+    def _take(
+        self, found: list[Claimed], lease: float, taken: list[Claimed], replaced: dict[int, float]
+    ) -> None:
+        """Mark the claimed rows no other lane sends as in flight (into `taken`). Every row the
+        claim leased holds the new lease now, those another lane is sending too: renewal must
+        ask for that value, or it renews nothing and the row is free to other workers once
+        this lease runs out (their former lease goes into `replaced`)."""
+        with self._in_flight_lock:
+            for item in found:
+                if item.id in self._in_flight:
+                    replaced[item.id] = self._leases.get(item.id, lease)
+                else:
+                    taken.append(item)
+                    self._in_flight.add(item.id)
+                self._leases[item.id] = lease
+
+    def _untake(self, taken: list[Claimed], replaced: dict[int, float]) -> None:
+        with self._in_flight_lock:
+            self._in_flight.difference_update(item.id for item in taken)
+            for item in taken:
+                self._leases.pop(item.id, None)
+            for row_id, lease in replaced.items():
+                if row_id in self._leases:  # still sent by its lane
+                    self._leases[row_id] = lease
 
     def renew_leases(self) -> int:
         """Extend the lease of every row a lane is still sending; the number renewed."""

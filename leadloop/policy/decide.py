@@ -6,6 +6,7 @@ and `at`, the instant of the send (from the log, so a replay decides the same).
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -140,10 +141,21 @@ def cap_free_at(
         if len(times) < cap.max:
             continue
         # The window holds len(times) sends; room returns once the oldest surplus one leaves it.
-        free = times[len(times) - cap.max] + cap.per
+        free = _leaves_window(times[len(times) - cap.max], cap.per)
         if worst is None or free > worst[0]:
             worst = (free, cap)
     return worst
+
+
+def _leaves_window(sent: float, per: float) -> float:
+    """The first instant at which `sent` is out of a `per` window, by the test above. `sent + per`
+    can round down (crossing a power of two: 2**31 is in January 2038) to an instant still in the
+    window, even to the `at` it was decided at: a timer woken then would be deferred to its own
+    due time, fire under the same event id and be dropped as a duplicate. One step up is out."""
+    free = sent + per
+    if free - per < sent:
+        free = math.nextafter(free, math.inf)
+    return free
 
 
 def _local_minutes(local: datetime) -> float:

@@ -58,7 +58,9 @@ def pending(conn: SqliteConnection | PostgresConnection) -> list[Migration] | No
 
 
 def migrate(conn: SqliteConnection | PostgresConnection) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; return those applied."""
+    """Apply every pending migration, each in its own transaction; return those applied.
+    Processes migrating at once apply each migration once: serialised by an advisory lock on
+    PostgreSQL, by each migration's write transaction on SQLite."""
     if conn.dialect == "postgres":
         # Several processes may start at once: serialise them on an advisory lock.
         conn.execute("SELECT pg_advisory_lock(724137)")
@@ -69,6 +71,10 @@ def migrate(conn: SqliteConnection | PostgresConnection) -> list[Migration]:
             if migration.version in done:
                 continue
             with conn.transaction():
+                # Asked again under the write lock (BEGIN IMMEDIATE on SQLite): another process
+                # may have applied it since `done` was read, and its tables exist now.
+                if migration.version in applied_versions(conn):
+                    continue
                 conn.executescript(migration.sql)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",

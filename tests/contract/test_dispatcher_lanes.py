@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from leadloop.identity.service import IdentityBatch
 from leadloop.log.batch import Batch, OutboxRow
 from leadloop.outbox.dispatcher import Dispatcher
@@ -71,36 +73,76 @@ def test_two_lanes_send_two_claims_at_once_and_every_row_once(harness: Harness) 
     assert sorted(gate.sent) == sorted(ids)
 
 
-def test_a_row_another_lane_is_sending_is_not_sent_again(harness: Harness) -> None:
-    h = harness
+class SlowLane:
+    """A dispatcher whose first lane (a thread) holds `n` rows in its sender until `release`;
+    `sent` is every row id its sender was handed."""
+
+    def __init__(self, h: Harness, n: int) -> None:
+        add_rows(h, n)
+        self.started, self.release = threading.Event(), threading.Event()
+        self.sent: list[int] = []
+        lane = self
+
+        class Slow:
+            def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
+                lane.sent.extend(item.id for item in items)
+                lane.started.set()
+                assert lane.release.wait(20)
+                return [Outcome("delivered") for _ in items]
+
+        self.dispatcher = Dispatcher(
+            h.engine.writer, h.engine.clock, {"probe": Slow()}, claim_sizes={"probe": 10}, lanes=2
+        )
+        self.first = threading.Thread(target=self.dispatcher.run_once)
+        self.first.start()
+        assert self.started.wait(20)
+
+    def finish(self) -> None:
+        self.release.set()
+        self.first.join(20)
+
+
+class RecordsFirst:
+    """The dispatcher's in-flight lock, as seen from one thread: its first use there waits for
+    `before` (another lane recording its rows and letting them go) to happen first."""
+
+    def __init__(self, before: threading.Thread, release: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self._thread = threading.get_ident()
+        self._before, self._release = before, release
+
+    def __enter__(self) -> None:
+        if threading.get_ident() == self._thread and not self._release.is_set():
+            self._release.set()
+            self._before.join(20)
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+@pytest.mark.parametrize("recorded_meanwhile", [False, True])
+def test_a_row_another_lane_is_sending_is_not_sent_again(
+    harness: Harness, recorded_meanwhile: bool
+) -> None:
     # The lease ran out mid-send (here: the manual clock moved on by an hour), so the other
-    # lane claims the same rows again; it must leave them to the lane that has them.
-    add_rows(h, 5)
-    started, release = threading.Event(), threading.Event()
-    sent: list[int] = []
+    # lane claims the same rows again; it must leave them to the lane that has them. Also when
+    # that lane records them and lets them go right after the claim (`recorded_meanwhile`):
+    # told after its claim what is in flight, the other lane found them free and sent them
+    # again, under the same keys.
+    h = harness
     clock = h.engine.manual_clock
     assert clock is not None
-
-    class Slow:
-        def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
-            sent.extend(item.id for item in items)
-            started.set()
-            assert release.wait(20)
-            return [Outcome("delivered") for _ in items]
-
-    dispatcher = Dispatcher(
-        h.engine.writer, h.engine.clock, {"probe": Slow()}, claim_sizes={"probe": 10}, lanes=2
-    )
-    first = threading.Thread(target=dispatcher.run_once)
-    first.start()
+    lane = SlowLane(h, 5)
     try:
-        assert started.wait(20)
         clock.advance(3600)
-        assert dispatcher.run_once() == 0  # claimed again, and dropped: lane one has them
+        if recorded_meanwhile:
+            gate = RecordsFirst(lane.first, lane.release)
+            lane.dispatcher._in_flight_lock = gate  # type: ignore[assignment]
+        assert lane.dispatcher.run_once() == 0  # claimed again, and dropped: lane one has them
     finally:
-        release.set()
-        first.join(20)
-    assert len(sent) == 5
+        lane.finish()
+    assert len(lane.sent) == 5
     delivered = h.sql("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")[0][0]
     assert delivered == 5
 

@@ -1,6 +1,7 @@
 """Migrations replayed into an empty database give exactly the declared schema, and carry a
 database's rows along."""
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +136,41 @@ def test_counted_variant_sends_are_marked_as_such(
     migrate(conn)
     rows = conn.execute("SELECT message_id, variant FROM sends ORDER BY message_id")
     assert [(str(m), int(v)) for m, v in rows] == [("m1", 1), ("m2", 0), ("m3", 0)]
+
+
+def test_two_processes_migrating_at_once_apply_each_migration_once(tmp_path: Path) -> None:
+    """SQLite: the second connection read what was applied, then the first migrated and
+    committed before the second took the write lock. The second applied the same migrations
+    again from what it had read: "table exists"."""
+    url = DatabaseUrl.parse(f"sqlite:///{tmp_path}/shared.db")
+    first, second = connect(url), connect(url)
+    assert isinstance(second, SqliteConnection)
+    applied_versions(first)  # both processes find the bookkeeping table
+    asked, go = threading.Event(), threading.Event()
+
+    def trace(sql: str) -> None:
+        if sql == "BEGIN IMMEDIATE":  # before it takes the lock
+            asked.set()
+            go.wait(20)
+
+    second._conn.set_trace_callback(trace)
+    outcome: list[object] = []
+
+    def migrate_second() -> None:
+        try:
+            outcome.append(migrate(second))
+        except Exception as exc:
+            outcome.append(exc)
+
+    other = threading.Thread(target=migrate_second)
+    other.start()
+    try:
+        assert asked.wait(20)
+        assert len(migrate(first)) == len(list_migrations("sqlite"))
+    finally:
+        go.set()
+        other.join(20)
+    assert outcome == [[]]
+    assert actual_schema(second) == schema.declared("sqlite")
+    first.close()
+    second.close()

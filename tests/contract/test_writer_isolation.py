@@ -84,3 +84,12 @@ def test_a_request_cancelled_while_queued_does_not_stop_the_writer(
         writer.stop()
     stored = {r[0] for r in conn.execute("SELECT message_id FROM events")}
     assert "m2" in stored  # m1 may be stored or not: it was never acknowledged
+
+
+def test_a_job_submitted_after_stop_fails_at_once(backend_url: str) -> None:
+    # No thread takes it any more: its caller waited for ever.
+    writer = Writer(lambda: connect(DatabaseUrl.parse(backend_url)))
+    writer.start()
+    writer.stop()
+    with pytest.raises(StorageError, match="stopped"):
+        writer.submit(lambda c: c.execute("SELECT 1"))

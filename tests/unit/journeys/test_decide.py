@@ -25,6 +25,7 @@ from leadloop.journeys.model import (
     SplitPath,
     SplitStep,
     UpdateProfileStep,
+    WaitForStep,
     WaitStep,
 )
 from leadloop.log.model import Event
@@ -251,3 +252,18 @@ def test_a_daily_loop_through_a_time_the_clocks_repeat_sends_once_that_night() -
     assert _nightly_from("q", _utc(2027, 10, 31, 1, 10)).due_at == _utc(2027, 10, 31, 1, 30)
     # Entered in its first pass after 02:30 CEST (02:45 CEST): 02:30 has been, the next night.
     assert _nightly_from("r", _utc(2027, 10, 31, 0, 45)).due_at == _utc(2027, 11, 1, 1, 30)
+
+
+def test_a_wait_for_timeout_below_a_float_step_still_waits_past_now() -> None:
+    # `timeout: 1e-9` passes validation, and `T0 + 1e-9` is T0: the timer of a wait_for reached
+    # again from its own timeout (a loop) was due when the timer being handled was, fired
+    # under its event id and was dropped as a duplicate; the instance waited for ever.
+    j = Journey(
+        id="j",
+        version="v1",
+        trigger=EventTrigger(EventFilter(names=("Go",))),
+        steps=(WaitForStep("answer", EventFilter(names=("Replied",)), 1e-9),),
+    )
+    _, advance = enter(j, "p1")
+    (wake,) = [e for e in advance.effects if isinstance(e, ScheduleWake)]
+    assert wake.due_at > T0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -186,3 +187,22 @@ def test_a_capped_send_waits_for_the_first_channel_free_outside_its_quiet_hours(
     verdict = decide_send(SendRequest(("email", "sms")), recipient, config, T0)
     assert isinstance(verdict, Defer)
     assert (verdict.until, verdict.channel) == (T0 + 3 * hour, "email")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    at=st.floats(min_value=2.0**31, max_value=2.0**31 + 30 * DAY),
+    per=st.sampled_from([3600.0, DAY, 7 * DAY, 30 * DAY]),
+)
+def test_a_cap_deferral_is_strictly_later_than_the_moment_it_was_decided_at(
+    at: float, per: float
+) -> None:
+    """The send just inside the window: its end, `sent + per`, crossed 2**31 (January 2038)
+    and rounded down to `at` itself; a timer woken at `at` deferred to `at`
+    fired again under the same event id, was dropped as a duplicate, and the send was lost."""
+    sent = math.nextafter(at - per, math.inf)
+    config = PolicyConfig(caps=(Cap(1, per),))
+    recipient = Recipient(EMAIL, sent=(SentRecord(sent, "email"),))
+    verdict = decide_send(SendRequest(("email",)), recipient, config, at)
+    assert isinstance(verdict, Defer) and verdict.until > at
+    assert decide_send(SendRequest(("email",)), recipient, config, verdict.until) == Send("email")
