@@ -594,7 +594,10 @@ class Engine:
         from leadloop.log.processor import CURSOR
 
         def caught_up() -> bool:
-            return not self._run_processor or store.lag(self._reader(), CURSOR) == 0
+            if not self._run_processor:
+                return True
+            # Idle too: an erasure may have deleted every event of a batch still in flight.
+            return store.lag(self._reader(), CURSOR) == 0 and self.processor.is_idle()
 
         deadline = monotonic() + timeout
         while monotonic() < deadline:
@@ -608,10 +611,9 @@ class Engine:
             self.processor.wake()
             if fired == 0 and idle and self.timers.fired_total == seen:
                 return
-            if self._run_processor:
-                while store.lag(self._reader(), CURSOR) and monotonic() < deadline:
-                    self.processor.wake()
-                    self._watch_stop.wait(0.01)
+            while not caught_up() and monotonic() < deadline:
+                self.processor.wake()
+                self._watch_stop.wait(0.01)
 
     # -- HTTP ----------------------------------------------------------------------------
 
