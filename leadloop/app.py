@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
@@ -32,7 +31,7 @@ from leadloop.api.metrics import dashboard_router, metrics_router
 from leadloop.channels.config import channels_config
 from leadloop.channels.sender import MessageSender
 from leadloop.channels.webhook import WebhookSender
-from leadloop.clock import Clock, ManualClock, SystemClock
+from leadloop.clock import Clock, ManualClock, SystemClock, monotonic
 from leadloop.config import Settings
 from leadloop.conversions import config as conversion_config
 from leadloop.conversions.sender import ConversionSender
@@ -221,6 +220,8 @@ class Engine:
         self._key_cache: dict[str, tuple[str, float]] = {}
         self._token_cache: dict[str, tuple[str, float]] = {}
         self.credential_ttl = CREDENTIAL_CACHE_SECONDS
+        self.credential_clock: Callable[[], float] = monotonic
+        """What the credential caches expire by (a test seam: the event loop keeps its own)."""
         self.profile_decorators: list[Callable[[Conn, dict[str, Any]], None]] = [
             self._decorate_scores
         ]
@@ -563,7 +564,7 @@ class Engine:
         `credential_ttl` seconds (of the machine's clock, not the engine's, which a sandbox
         moves by days): a key revoked by `leadloop keys revoke` in another process stops
         working within that time."""
-        now = time.monotonic()
+        now = self.credential_clock()
         cached = cache.get(secret)
         if cached is not None and cached[1] > now:
             return cached[0]
@@ -607,12 +608,14 @@ class Engine:
 
     def settle_timers(self, timeout: float = 120.0) -> None:
         """Fire due timers and wait for the processor, until no due timer is left."""
-        from leadloop.clock import monotonic
         from leadloop.log import store
         from leadloop.log.processor import CURSOR
 
         def caught_up() -> bool:
-            return not self._run_processor or store.lag(self._reader(), CURSOR) == 0
+            if not self._run_processor:
+                return True
+            # Idle too: an erasure may have deleted every event of a batch still in flight.
+            return store.lag(self._reader(), CURSOR) == 0 and self.processor.is_idle()
 
         deadline = monotonic() + timeout
         while monotonic() < deadline:
@@ -626,10 +629,9 @@ class Engine:
             self.processor.wake()
             if fired == 0 and idle and self.timers.fired_total == seen:
                 return
-            if self._run_processor:
-                while store.lag(self._reader(), CURSOR) and monotonic() < deadline:
-                    self.processor.wake()
-                    self._watch_stop.wait(0.01)
+            while not caught_up() and monotonic() < deadline:
+                self.processor.wake()
+                self._watch_stop.wait(0.01)
 
     # -- HTTP ----------------------------------------------------------------------------
 

@@ -179,20 +179,34 @@ def by_provider_id(
     return None
 
 
+# A record with no transition (none should be) sorts the same on both backends: PostgreSQL
+# puts NULL first in a DESC order, SQLite last.
+_NEWEST = (
+    "created_at DESC, COALESCE((SELECT MIN(t.id) FROM message_transitions t "
+    "WHERE t.workspace_id = r.workspace_id AND t.message_id = r.message_id), 0) DESC, "
+    "message_id DESC"
+)
+
+
 def latest_to(
     conn: Conn, workspace: str | None, channel: str, address: str
 ) -> MessageRecord | None:
-    """The newest message sent to an address (a bounce that does not name its message)."""
+    """The newest message sent to an address (a bounce that does not name its message).
+
+    Messages created at the same instant are told apart by the order they were stored in:
+    records have no sequence of their own, but each one's first transition is written with
+    it (`create`) and numbered. Without that, which of them a bounce lands on was up to the
+    backend's plan."""
     if workspace is None:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM message_records WHERE channel = ? AND address = ? "
-            "ORDER BY created_at DESC LIMIT 1",
+            f"SELECT {_COLUMNS} FROM message_records r WHERE channel = ? AND address = ? "
+            f"ORDER BY {_NEWEST} LIMIT 1",
             (channel, address),
         )
     else:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM message_records WHERE workspace_id = ? AND channel = ? "
-            "AND address = ? ORDER BY created_at DESC LIMIT 1",
+            f"SELECT {_COLUMNS} FROM message_records r WHERE workspace_id = ? AND channel = ? "
+            f"AND address = ? ORDER BY {_NEWEST} LIMIT 1",
             (workspace, channel, address),
         )
     return _record(rows[0]) if rows else None

@@ -57,8 +57,11 @@ _ALIASES = {
     "la": ("Lao",),
     "tl": ("East Timor",),
 }  # fmt: skip
-"""Names ISO does not list, each checked to name one country only (`Congo` alone is ISO's
-name for the Republic, so it stays that)."""
+"""Names ISO does not list, each checked to name one country only."""
+
+_AMBIGUOUS = frozenset({"congo"})
+"""Keys of names that people use for two countries, left unmapped as `Korea` is: ISO's short
+name `Congo` is the Republic, but many who write it mean the DR Congo."""
 
 
 def name_key(text: str) -> str:
@@ -88,6 +91,8 @@ def _names() -> dict[str, str]:
     for code, names in _ALIASES.items():
         for name in names:
             table.setdefault(name_key(name), code)
+    for key in _AMBIGUOUS:
+        table.pop(key, None)
     return table
 
 

@@ -87,7 +87,8 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._conn: Conn | None = None
         self.processed = 0
-        self.idle = threading.Event()
+        self._idle = False
+        """Written by the processor's thread only (a plain store: the hot path pays no lock)."""
         self._jobs: list[Callable[[Conn], None]] = []
         self.on_effects: Callable[[], None] | None = None
         """Called after a batch that queued effects is committed (wakes the dispatcher)."""
@@ -97,6 +98,13 @@ class Processor:
         self.redecided = 0
         """Batches decided a second time because the batch before them, still being written,
         touched something they read (`log.overlap`), or an erasure committed meanwhile."""
+
+    def is_idle(self) -> bool:
+        """Whether the processor last found the log caught up, with no batch in flight and
+        no job waiting, or stands by while another process leads. A lag of 0 alone does not
+        tell: an erasure may have deleted every event of a batch not dropped yet."""
+        with self._jobs_lock:
+            return self._idle and not self._jobs
 
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
@@ -151,6 +159,7 @@ class Processor:
                 try:
                     conn = link.get()
                     if conn is not leading and not _take_lead(conn):
+                        self._idle = True  # standing by: the leader's lag is all there is
                         self._stop.wait(1.0)
                         continue
                 except StorageError as exc:
@@ -158,6 +167,9 @@ class Processor:
                     self._stop.wait(1.0)
                     continue
                 leading = conn
+                # Before anything is read: an "idle" left from the last pass would hide a
+                # batch read from here on.
+                self._idle = False
                 self._run_jobs(conn)
                 try:
                     n = self.step(conn)
@@ -167,11 +179,9 @@ class Processor:
                     self._stop.wait(1.0)
                     continue
                 if n == 0 and not self._jobs:
-                    self.idle.set()
+                    self._idle = True
                     self._wake.wait(0.2)
                     self._wake.clear()
-                else:
-                    self.idle.clear()
         finally:
             self._settle_quietly()
             link.close()

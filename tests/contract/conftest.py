@@ -29,8 +29,13 @@ class Harness:
         self.engine.writer.append(workspace, accepted).result(timeout=30)
 
     def settle(self) -> None:
-        eventually(lambda: self.engine.read_sync(self.engine.status)["lag"] == 0, timeout=30)
-        # The processor commits its batch before the cursor moves: nothing is in flight now.
+        # The processor commits its batch before the cursor moves, but a lag of 0 may also
+        # mean an erasure deleted the events of a batch it has not dropped yet.
+        processor = self.engine.processor
+        eventually(
+            lambda: self.engine.read_sync(self.engine.status)["lag"] == 0 and processor.is_idle(),
+            timeout=30,
+        )
 
     def profile(self, kind: str, value: str, workspace: str = "default") -> dict[str, Any] | None:
         def run(c: Any) -> dict[str, Any] | None:

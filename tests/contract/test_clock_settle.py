@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tests.contract.conftest import Harness
+import time
+
+import pytest
+
+from tests.conftest import PG_URL, _with_db, drop_postgres_database, new_postgres_database
+from tests.contract.conftest import Harness, make_harness
 from tests.contract.test_scoring_pipeline import score, seed_lead
 
 DAY = 86400.0
@@ -34,3 +39,27 @@ def test_settling_fires_a_timer_re_armed_by_a_wake_up_the_loop_fired(
     engine.settle_timers()
     h.settle()
     assert score(h)["engagement"] == before - 20
+
+
+@pytest.mark.postgres
+def test_settling_does_not_wait_on_a_processor_standing_by() -> None:
+    """On PostgreSQL a second engine's processor stands by while another holds the lead: it has
+    nothing in flight, so settling there waits only for the leader's lag."""
+    name = new_postgres_database()
+    url = _with_db(PG_URL, name)
+    leader = make_harness(url)
+    try:
+        leader.settle()  # it holds the lead before the other starts
+        standby = make_harness(url)
+        try:
+            standby.send({"type": "track", "userId": "u1", "event": "Visit"})
+            standby.settle()  # processed by the leader
+            started = time.monotonic()
+            standby.engine.settle_timers(timeout=20)
+            assert time.monotonic() - started < 10
+            assert leader.profile("user_id", "u1") is not None
+        finally:
+            standby.engine.stop()
+    finally:
+        leader.engine.stop()
+        drop_postgres_database(name)

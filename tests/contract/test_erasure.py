@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,30 @@ def test_erasure_takes_the_persons_events_still_waiting_in_the_log(harness: Harn
     assert h.sql("SELECT COUNT(*) FROM events WHERE anonymous_id = 'anon-g'") == [(0,)]
     stays = h.profile("user_id", "stays")
     assert stays is not None and stays["event_counts"]["track"] == 2
+
+
+@pytest.mark.parametrize("settle", ["harness", "timers"])
+def test_settling_waits_for_a_batch_whose_events_an_erasure_took(
+    harness: Harness, settle: str
+) -> None:
+    """An erasure from another process can delete every event of a batch being decided: the
+    lag then reads 0 before the processor has dropped the batch, and settling (the tests' or
+    the engine's, as moving a sandbox's clock does) must not stop there."""
+    from tests.integration.test_erasure_between_batches import Gate, _person_held
+
+    h = harness
+    gate = Gate()
+    pid = _person_held(h, gate)
+    # A plain write, as `leadloop erase` in another process does: not a processor job.
+    h.engine.writer.submit(lambda c: erase_profile(c, "default", pid)).result(timeout=30)
+    assert h.sql("SELECT COUNT(*) FROM events") == [(0,)]
+    settling = threading.Thread(target=h.settle if settle == "harness" else h.engine.settle_timers)
+    settling.start()
+    settling.join(0.5)
+    returned_while_held = not settling.is_alive()
+    gate.release.set()
+    settling.join(30)
+    assert not returned_while_held
+    assert not settling.is_alive()
+    assert h.engine.processor.redecided == 1  # the batch was dropped before settling ended
+    assert h.profile("user_id", "gone") is None

@@ -396,6 +396,13 @@ def test_gender_is_f_or_m_or_not_sent(written: str, expected: str | None) -> Non
         ("Turkey", "tr"),
         ("España", "es"),
         ("Viet Nam", "vn"),
+        ("DR Congo", "cd"),
+        ("Democratic Republic of the Congo", "cd"),
+        ("COD", "cd"),
+        ("Republic of the Congo", "cg"),
+        ("Congo Brazzaville", "cg"),
+        ("COG", "cg"),
+        ("CG", "cg"),
     ],
 )
 def test_country_names_become_iso_codes(written: str, code: str) -> None:
@@ -410,8 +417,12 @@ def test_country_names_become_iso_codes(written: str, code: str) -> None:
 
 @pytest.mark.parametrize(
     "written",
-    # `Korea` names two countries: not guessed.
-    ["Atlantis", "Europe", "EU", "Georgia, USA", "Germany or France", "n/a", "-", "123", "Korea"],
+    # `Korea` and `Congo` name two countries each: not guessed (ISO's `Congo` is the Republic,
+    # but many who write it mean the DR Congo).
+    [
+        *("Atlantis", "Europe", "EU", "Georgia, USA", "Germany or France", "n/a", "-", "123"),
+        *("Korea", "Congo", "the Congo", "CONGO"),
+    ],
 )
 def test_unknown_country_names_are_not_sent(written: str) -> None:
     # Like every field that cannot be normalised: left out, never sent raw or guessed.
