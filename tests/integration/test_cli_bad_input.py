@@ -166,6 +166,11 @@ CASES = [
         ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", "-1d"],
         "--horizon",
     ),
+    # `\d` read other scripts' digits: "٣d" was a horizon of 3 days.
+    (
+        ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", "\u0663d"],
+        "--horizon",
+    ),
     (
         ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json",
          "--events", "{tmp}/lines.ndjson"],

@@ -145,6 +145,21 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
             "scoring.models[0].engagement[0].cap.per",
             "longer than 0",
         ),
+        # `\d` also matches other scripts' digits: "٣h" was 3 hours, "３d" 3 days.
+        (
+            "points: 2",
+            "points: 2\n          cap: {points: 10, per: \u0663h}",
+            21,
+            "scoring.models[0].engagement[0].cap.per",
+            "expected a duration",
+        ),
+        (
+            "      stages:\n",
+            "      session: {max_points: 10, timeout: \uff13d}\n      stages:\n",
+            21,
+            "scoring.models[0].session.timeout",
+            "expected a duration",
+        ),
         # It read as unset, so sessions silently lasted the default 30 minutes.
         (
             "      stages:\n",
