@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import at_least
+
 from leadloop.personalization.bandit import POLICIES, simulate
 
 RATES = (0.20, 0.21, 0.22, 0.23, 0.25)
@@ -27,12 +29,10 @@ RATES = (0.20, 0.21, 0.22, 0.23, 0.25)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--sends", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--repeats", type=at_least(), default=200)
+    parser.add_argument("--sends", type=at_least(), default=20_000)
+    parser.add_argument("--batch", type=at_least(), default=500)
     args = parser.parse_args()
-    if min(args.repeats, args.sends, args.batch) < 1:
-        parser.error("--repeats, --sends and --batch must be at least 1")
     rows = []
     baseline = None
     for policy in ("uniform", *(p for p in POLICIES if p != "uniform")):

@@ -38,7 +38,7 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import at_least, seconds  # noqa: E402
+from common import at_least, counts, seconds  # noqa: E402
 
 from leadloop.app import Engine  # noqa: E402
 from leadloop.clock import ManualClock  # noqa: E402
@@ -335,7 +335,7 @@ def run(backend: Backend, args: argparse.Namespace, rows: list[tuple[str, ...]])
         )
     )
     first: tuple[float, float] | None = None
-    for size in (int(s) for s in args.sizes.split(",") if s):
+    for size in args.sizes:
         due = min(args.due, size)
         step(f"wake-ups ({size:,} waiting, ~{due:,} due)")
         rate, fired, scan = bench_wakeups(backend, size, due)
@@ -360,7 +360,7 @@ def run(backend: Backend, args: argparse.Namespace, rows: list[tuple[str, ...]])
                 f"{scan / first[1]:.2f}× of the smallest size",
             )
         )
-    for rate in (int(r) for r in args.late_rates.split(",") if r):
+    for rate in args.late_rates:
         step(f"lateness at {rate:,} entries/s for {args.late_seconds:g} s")
         p50, p99, worst, n = bench_lateness(backend, rate, args.late_seconds)
         rows.append(
@@ -391,10 +391,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--entries", type=at_least(), default=20_000)
-    parser.add_argument("--sizes", default="10000,100000", help="instance counts (add 1000000)")
+    parser.add_argument(
+        "--sizes", type=counts, default=(10_000, 100_000), help="instance counts (add 1000000)"
+    )
     parser.add_argument("--due", type=at_least(), default=10_000, help="instances due at once")
     parser.add_argument(
-        "--late-rates", default="1000,2500", help="entries/s for the lateness runs ('' skips)"
+        "--late-rates",
+        type=counts,
+        default=(1000, 2500),
+        help="entries/s for the lateness runs ('' skips)",
     )
     parser.add_argument("--late-seconds", type=seconds, default=10.0)
     parser.add_argument("--postgres", help="also run on PostgreSQL (an admin URL)")

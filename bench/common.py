@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from leadloop.config import whole_number
 from leadloop.testing import ServerProcess, eventually, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -23,18 +24,26 @@ HERE = Path(__file__).resolve().parent
 
 def at_least(least: int = 1) -> Callable[[str], int]:
     """An argparse type: a whole number of at least `least` (a size of 0 or less divided by
-    zero, or ran a benchmark of nothing)."""
+    zero, or ran a benchmark of nothing), in ASCII digits as every CLI whole number."""
 
     def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {raw[:40]!r}") from None
+        if not whole_number(raw):
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number in digits 0-9, got {raw[:40]!r}"
+            )
+        if len(raw) > 18:  # past any size, and `int` refuses past 4,300 digits
+            raise argparse.ArgumentTypeError(f"expected at most 18 digits, got {len(raw):,}")
+        value = int(raw)
         if value < least:
             raise argparse.ArgumentTypeError(f"expected at least {least}, got {value}")
         return value
 
     return parse
+
+
+def counts(raw: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated sizes, each at least 1 (none: that part is skipped)."""
+    return tuple(at_least()(part) for part in raw.split(",") if part)
 
 
 def _finite(raw: str, *, zero: bool) -> float:

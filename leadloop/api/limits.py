@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leadloop.ingest.http import declares_more_than
+
 MAX_BODY_BYTES = 1_000_000
 """The largest body any admin-app route takes: a provider's batch of receipts."""
 
@@ -23,8 +25,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declares_more_than(dict(scope["headers"]).get(b"content-length"), self.max_bytes):
             await self._too_large(send)
             return
         chunks: list[bytes] = []

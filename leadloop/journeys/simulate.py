@@ -33,7 +33,8 @@ from leadloop.log import timers as timer_rows
 from leadloop.scoring.service import ScoringStage
 from leadloop.scratch import quiet_engine_logs
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+# ASCII: `\d` also matches other scripts' digits, and "٣d" read as 3 days.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.ASCII)
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
 

@@ -65,7 +65,8 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
 }
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+# ASCII: `\d` also matches other scripts' digits, and "٣h" read as 3 hours.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.ASCII)
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 

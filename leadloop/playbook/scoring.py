@@ -421,6 +421,10 @@ def _cap(fields: Fields | None) -> Cap | None:
     return Cap(points=_positive(fields, "points"), per=per)
 
 
+MIN_DECAY_EVERY = 60.0
+"""The shortest step decay window, in seconds."""
+
+
 def _decay(fields: Fields | None) -> Decay:
     if fields is None:
         return Decay()
@@ -428,8 +432,11 @@ def _decay(fields: Fields | None) -> Decay:
     step_fields = fields.child("step", "decay.step")
     if step_fields is not None:
         every = step_fields.duration("every")
-        if every <= 0:
-            step_fields.fail("every", "must be longer than 0")
+        # Step n is due at `last_activity + n * every`: a window of a fraction of a second can
+        # round to the instant of the step before it, whose timer (the same id) is then dropped
+        # as a duplicate and decay stops. A minute is far below any real window.
+        if every < MIN_DECAY_EVERY:
+            step_fields.fail("every", f"must be at least 1 minute, got {every:g} seconds")
         step = StepDecay(points=_positive(step_fields, "points"), every=every)
     half_life = fields.optional_duration("half_life")
     if half_life == 0:

@@ -388,3 +388,20 @@ def test_an_oversize_body_is_a_413_before_it_is_read(api: Api) -> None:
 def test_the_wrong_method_is_a_json_405(api: Api) -> None:
     r = api.client.get(ADVANCE, headers=api.bearer())
     assert (r.status_code, r.json()["code"]) == (405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        b"9" * 5000,  # `int` refuses past 4,300 digits: the check itself raised, a 500
+        "\u00b2".encode(),  # not a length: the body is counted as it arrives
+        "\u0663".encode(),
+    ],
+)
+def test_a_hostile_content_length_is_answered_cleanly(api: Api, declared: bytes) -> None:
+    headers = {**api.bearer(), "content-type": "application/json", "content-length": declared}
+    r = api.client.post(ADVANCE, content=b'{"seconds": 60}', headers=headers)
+    if declared.isdigit():
+        assert (r.status_code, r.json()["code"]) == (413, "too_large")
+    else:
+        assert r.status_code == 200, r.text

@@ -150,6 +150,17 @@ CASES = [
     (["bench", "journeys", "--due", "0"], "--due"),
     (["bench", "journeys", "--late-seconds", "inf"], "--late-seconds"),
     (["bench", "channels", "--emails", "-3"], "--emails"),
+    # Other scripts' digits: `int` reads "٣" as 3 (a benchmark of 3 events divided by zero) and
+    # "²" raises. The unknown last option makes argparse refuse even when a size is (wrongly)
+    # accepted, so no benchmark starts here: only the message tells the two apart.
+    (["bench", "scoring", "--events", "\u0663", "--refuse"], "--events"),
+    (["bench", "scoring", "--profiles", "\u00b2", "--refuse"], "--profiles"),
+    (["bench", "conversions", "--parallel", "\uff14", "--refuse"], "--parallel"),
+    (["bench", "journeys", "--due", "\u0663", "--refuse"], "--due"),
+    (["bench", "journeys", "--sizes", "10,\u0663", "--refuse"], "--sizes"),
+    (["bench", "journeys", "--late-rates", "\u0663", "--refuse"], "--late-rates"),
+    (["bench", "channels", "--emails", "\u0663", "--refuse"], "--emails"),
+    (["bench", "bandit", "--sends", "\u0663", "--refuse"], "--sends"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/folder"], "--profile"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/binary"], "--profile"),
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/list.json"], "--profile"),
@@ -164,6 +175,11 @@ CASES = [
     (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", BIG], "--horizon"),
     (
         ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", "-1d"],
+        "--horizon",
+    ),
+    # `\d` read other scripts' digits: "٣d" was a horizon of 3 days.
+    (
+        ["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--horizon", "\u0663d"],
         "--horizon",
     ),
     (

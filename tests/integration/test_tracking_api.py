@@ -127,6 +127,19 @@ def test_oversize_batch_is_400(api: Api) -> None:
     assert api.event_count() == 0
 
 
+@pytest.mark.parametrize("declared", [b"9" * 5000, "\u00b2".encode(), "\u0663".encode()])
+def test_a_hostile_content_length_is_answered_cleanly(api: Api, declared: bytes) -> None:
+    """5,000 digits made `int` raise in the length check (a 500); a length that is not ASCII
+    digits is no length at all, and the body is counted as it arrives."""
+    headers = {**api.basic(), "content-length": declared}
+    r = api.client.post("/v1/track", content=json.dumps(TRACK), headers=headers)
+    if declared.isdigit():
+        assert r.status_code == 400 and r.json()["code"] == "request_too_large"
+        assert api.event_count() == 0
+    else:
+        assert r.status_code == 200, r.text
+
+
 def test_bad_gzip_is_400(api: Api) -> None:
     r = api.client.post(
         "/v1/batch", content=b"\x1f\x8bgarbage", headers={**api.basic(), "Content-Encoding": "gzip"}

@@ -145,6 +145,37 @@ def test_the_good_playbook_loads(tmp_path: Path) -> None:
             "scoring.models[0].engagement[0].cap.per",
             "longer than 0",
         ),
+        # `\d` also matches other scripts' digits: "٣h" was 3 hours, "３d" 3 days.
+        (
+            "points: 2",
+            "points: 2\n          cap: {points: 10, per: \u0663h}",
+            21,
+            "scoring.models[0].engagement[0].cap.per",
+            "expected a duration",
+        ),
+        (
+            "      stages:\n",
+            "      session: {max_points: 10, timeout: \uff13d}\n      stages:\n",
+            21,
+            "scoring.models[0].session.timeout",
+            "expected a duration",
+        ),
+        # The next step is due at `last_activity + (steps + 1) * every`: so small a window rounded
+        # to the instant of the step firing, whose timer (the same id) was dropped as a duplicate.
+        (
+            "      stages:\n",
+            "      decay: {step: {points: 5, every: 0.000001s}}\n      stages:\n",
+            21,
+            "scoring.models[0].decay.step.every",
+            "at least 1 minute",
+        ),
+        (
+            "      stages:\n",
+            "      decay: {step: {points: 5, every: 59}}\n      stages:\n",
+            21,
+            "scoring.models[0].decay.step.every",
+            "at least 1 minute",
+        ),
         # It read as unset, so sessions silently lasted the default 30 minutes.
         (
             "      stages:\n",
@@ -287,3 +318,10 @@ def test_a_merge_key_is_overridden_by_the_mappings_own_keys(tmp_path: Path) -> N
     path.write_text(merged.replace("value: /pricing}", "value: /a, value: /b}"), encoding="utf-8")
     with pytest.raises(PlaybookError, match="duplicate key"):
         load_playbook(path, env=ENV)
+
+
+def test_a_decay_window_of_a_minute_is_the_shortest_taken(tmp_path: Path) -> None:
+    new = "      decay: {step: {points: 5, every: 1m}}\n      stages:\n"
+    playbook = load_playbook(broken(tmp_path, "      stages:\n", new), env=ENV)
+    step = playbook.models[0].decay.step
+    assert step is not None and step.every == 60.0
