@@ -20,7 +20,7 @@ from leadloop.conversions.config import Mapping
 from leadloop.conversions.destinations import DestinationConfig
 from leadloop.conversions.model import Conversion, MetaDestination, Platform, UserIdentifiers
 from leadloop.identity.model import Profile
-from leadloop.identity.normalize import international_e164, normalize_email
+from leadloop.identity.normalize import international_e164
 
 
 def _trait(traits: dict[str, Any], *names: str) -> str | None:
@@ -156,12 +156,10 @@ def _h1(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> st
 
 
 def _trait_email(traits: dict[str, Any]) -> str | None:
-    """The `email` trait in the identity graph's form (`normalize_email`: one domain however it
-    is spelt, punycode, NFD or with the root's dot), so the platforms' rules that follow hash
-    it as they hash the identity's email for the same person. A value the graph refuses (a
-    space in it, over 254 characters) is left to the platform's rule, as it always was."""
+    """The `email` trait as the identity graph reads it, so the platforms' rules that follow
+    hash it as they hash the identity's email of the same person."""
     raw = _trait(traits, "email")
-    return None if raw is None else normalize_email(raw) or raw
+    return None if raw is None else norm.as_identity_email(raw)
 
 
 def _canonical_phone(raw: str | None) -> str | None:
