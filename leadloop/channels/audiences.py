@@ -23,6 +23,7 @@ from leadloop.channels.model import Failed, SendResult
 from leadloop.channels.providers import post
 from leadloop.channels.settings import AudienceSettings
 from leadloop.conversions.normalize import (
+    as_identity_email,
     normalize_email_google,
     normalize_email_meta,
     normalize_phone_google,
@@ -36,7 +37,9 @@ def _hash(value: str | None) -> str:
 
 
 def meta_payload(email: str | None, phone: str | None, region: str | None) -> dict[str, Any] | None:
-    em = _hash(normalize_email_meta(email)) if email else ""
+    # The profile's trait as typed: in the identity graph's form first, as the conversions
+    # stage hashes it, or a member is another person than the buyer its conversions name.
+    em = _hash(normalize_email_meta(as_identity_email(email))) if email else ""
     ph = _hash(normalize_phone_meta(phone, region)) if phone else ""
     if not em and not ph:
         return None
@@ -47,7 +50,7 @@ def google_body(
     settings: AudienceSettings, email: str | None, phone: str | None, region: str | None, add: bool
 ) -> dict[str, Any] | None:
     identifiers: list[dict[str, str]] = []
-    if email and (em := normalize_email_google(email)):
+    if email and (em := normalize_email_google(as_identity_email(email))):
         identifiers.append({"emailAddress": sha256_hex(em)})
     if phone and (ph := normalize_phone_google(phone, region)):
         identifiers.append({"phoneNumber": sha256_hex(ph)})

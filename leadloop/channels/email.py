@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
+import idna
 
 from leadloop.channels.model import Failed, SendResult, Sent, TryLater
 from leadloop.personalization.templates import RenderedEmail
@@ -126,9 +127,23 @@ def split_mailbox(value: str) -> tuple[str, str]:
     return name, named.group(2).strip()
 
 
+def ascii_domain(address: str) -> str:
+    """The address with its domain in ASCII (IDNA 2008 A-labels, `xn--…`), the form every SMTP
+    server and RFC 5322 header takes: the identity graph keeps domains in Unicode
+    (`anna@bücher.example`), and without SMTPUTF8 aiosmtplib cannot even write one in
+    `RCPT TO`. A domain IDNA refuses is returned as it is (`SmtpTransport` fails that send)."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except UnicodeError:  # idna.IDNAError and the codecs' errors alike
+        return address
+
+
 def message_id_header(workspace: str, message_id: str, sender: str) -> str:
     digest = hashlib.sha256(f"{workspace}\x00{message_id}".encode()).hexdigest()[:32]
-    domain = split_mailbox(sender)[1].rpartition("@")[2] or "leadloop.invalid"
+    domain = ascii_domain(split_mailbox(sender)[1]).rpartition("@")[2] or "leadloop.invalid"
     return f"<{digest}@{domain}>"
 
 
@@ -181,6 +196,7 @@ def _header(value: str, name: str = "") -> str:
 
 def _mailbox(value: str, header: str) -> str:
     name, address = split_mailbox(_plain(value))
+    address = ascii_domain(address)
     if not name:
         return address
     if _needs_encoding(name):
@@ -233,8 +249,9 @@ def compose(rendered: RenderedEmail, envelope: Envelope, html_body: str, now: fl
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
-    sender = split_mailbox(envelope.sender)[1]
-    return Outgoing(sender, (split_mailbox(envelope.to)[1],), data, envelope.message_id_header)
+    sender = ascii_domain(split_mailbox(envelope.sender)[1])
+    recipient = ascii_domain(split_mailbox(envelope.to)[1])
+    return Outgoing(sender, (recipient,), data, envelope.message_id_header)
 
 
 _TAGS = re.compile(r"<[^>]+>")
@@ -379,6 +396,11 @@ class SmtpTransport:
         self._idle.put_nowait(client)
 
     async def _send_one(self, message: Outgoing) -> SendResult:
+        if not (message.sender.isascii() and all(r.isascii() for r in message.recipients)):
+            # No ASCII form (a domain IDNA refuses; a non-ASCII mailbox name, which only
+            # SMTPUTF8 carries and we do not ask for): aiosmtplib raised UnicodeEncodeError
+            # mid-transaction, failing every message of the batch on every retry.
+            return Failed("an address has no ASCII form for SMTP (a domain IDNA refuses)")
         for attempt in (1, 2):
             client: aiosmtplib.SMTP | None = None
             try:

@@ -73,7 +73,7 @@ def user_identifiers(
     traits = profile.traits
     email = phone = first = last = city = state = postal = country = birth = gender = None
     if "email" in wanted:
-        email = by_type.get("email") or _trait(traits, "email")
+        email = by_type.get("email") or _trait_email(traits)
     if "phone" in wanted:
         # Identity-graph phones are E.164 as `phonenumbers` formats them; a trait is raw text.
         # The graph reads a national number in the engine-wide `LEADLOOP_DEFAULT_REGION`, so
@@ -153,6 +153,13 @@ def _h(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str
 def _h1(raw: str | None, normalize: Callable[..., str | None], *args: Any) -> str | None:
     """`_h` for values that are one per person (email, phone, external id): not memoised."""
     return None if raw is None else norm.hash_identifier(raw, normalize, *args, memo=False)
+
+
+def _trait_email(traits: dict[str, Any]) -> str | None:
+    """The `email` trait as the identity graph reads it, so the platforms' rules that follow
+    hash it as they hash the identity's email of the same person."""
+    raw = _trait(traits, "email")
+    return None if raw is None else norm.as_identity_email(raw)
 
 
 def _canonical_phone(raw: str | None) -> str | None:

@@ -34,7 +34,7 @@ from leadloop.conversions.model import UserIdentifiers
 from leadloop.conversions.regions import STATE_CODES
 from leadloop.digest import sha256 as _sha256
 from leadloop.digest import sha256_hex as sha256_hex
-from leadloop.identity.normalize import dialable
+from leadloop.identity.normalize import dialable, normalize_email
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
@@ -125,6 +125,15 @@ def _clean(value: str | None) -> str | None:
 
 
 # --- email -------------------------------------------------------------------------------------
+
+
+def as_identity_email(email: str) -> str:
+    """The email in the identity graph's form (`normalize_email`: one domain however it is
+    spelt, punycode, NFD or with the root's dot), to apply before a platform's rule: a raw
+    trait then hashes as the identity's email of the same person does. A value the graph
+    refuses (a space in it, over 254 characters) is returned as it is, for the platform's rule
+    to judge as it always did."""
+    return normalize_email(email) or email
 
 
 def _split_email(email: str) -> tuple[str, str] | None:

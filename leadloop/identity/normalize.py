@@ -13,7 +13,8 @@ import phonenumbers
 
 
 def normalize_email(value: Any) -> str | None:
-    """Trimmed and lowercased, the domain in one form however it was written (`_domain`)."""
+    """Trimmed and lowercased, the domain in one form however it was written (`_domain`,
+    without the root's trailing dot)."""
     if not isinstance(value, str):
         return None
     email = value.strip().lower()
@@ -22,6 +23,11 @@ def normalize_email(value: Any) -> str | None:
     local, at, domain = email.partition("@")
     if at and not (domain.isascii() and "xn--" not in domain):
         domain = _domain(domain)
+        email = f"{local}@{domain}"
+    if domain.endswith(".") and not domain.endswith(".."):
+        # `example.com.` is `example.com` written relative to the DNS root (after `_domain`,
+        # which maps `。` to `.`). Only one dot goes: `..` is an empty label, no root.
+        domain = domain[:-1]
         email = f"{local}@{domain}"
     if not at or not local or "." not in domain or " " in email or len(email) > 254:
         return None

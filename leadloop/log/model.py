@@ -40,9 +40,12 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def traits(self) -> dict[str, Any]:
-        """Top-level `traits`, else `context.traits` (rudder-sdk-python sends only the latter)."""
+        """Top-level `traits`, else `context.traits` (rudder-sdk-python sends only the latter).
+
+        An empty top-level object counts as missing: Segment's Python client always sends
+        `"traits": {}`, also when the caller gave the traits in `context` alone."""
         value = self.body.get("traits")
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             return value
         context = self.context
         nested = context.get("traits")

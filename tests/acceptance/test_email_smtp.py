@@ -97,6 +97,16 @@ class Mail:
     inbox: Inbox
     token: str
     profile: str
+    auth: str = ""
+
+    def identify(self, message_id: str, **traits: Any) -> None:
+        r = self.client.post(
+            "/v1/identify",
+            json={"userId": "ada", "traits": traits, "messageId": message_id},
+            headers={"Authorization": f"Basic {self.auth}"},
+        )
+        assert r.status_code == 200, r.text
+        eventually(lambda: self.engine.read_sync(self.engine.status)["lag"] == 0, timeout=20)
 
     def queue(self, message_id: str, template: str = "welcome") -> None:
         payload = {
@@ -191,7 +201,7 @@ def mail(tmp_path: Path) -> Iterator[Mail]:
             profile = engine.read_sync(
                 lambda c: c.execute("SELECT profile_id FROM identities WHERE type = 'user_id'")
             )[0][0]
-            yield Mail(engine, client, inbox, token, str(profile))
+            yield Mail(engine, client, inbox, token, str(profile), auth)
     finally:
         engine.stop()
         sender.close()
@@ -467,3 +477,36 @@ def test_a_one_click_post_as_multipart_form_data_is_one_click(mail: Mail) -> Non
     assert done.status_code == 200
     (unsubscribed,) = mail.events("Unsubscribed")
     assert unsubscribed["properties"]["source"] == "one-click"
+
+
+def test_an_international_domain_goes_out_in_punycode_to_a_server_without_smtputf8(
+    mail: Mail,
+) -> None:
+    # The identity graph keeps a domain in Unicode (`bücher.example`); aiosmtpd, like most
+    # servers, offers no SMTPUTF8, and an RFC 5321 envelope and RFC 5322 header are ASCII.
+    mail.identify("identify-idn", email="Ada@BÜCHER.example")
+    mail.queue("em-idn")
+    assert mail.settled("em-idn") == ("delivered", None)
+    _, recipients, message = mail.inbox.messages[0]
+    assert recipients == ["ada@xn--bcher-kva.example"]
+    assert message["To"].addresses[0].addr_spec == "ada@xn--bcher-kva.example"
+    raw = message.as_bytes()
+    assert raw.isascii(), [line for line in raw.splitlines() if not line.isascii()]
+    # The record (and so a suppression) keeps the address as the profile holds it.
+    stored = mail.engine.read_sync(
+        lambda c: c.execute("SELECT address FROM message_records WHERE message_id = 'em-idn'")
+    )
+    assert [r[0] for r in stored] == ["ada@bücher.example"]
+
+
+def test_a_domain_with_no_ascii_form_fails_that_message_alone(mail: Mail) -> None:
+    # IDNA refuses `_` (the identity graph keeps such a domain, in NFC): there is no form to
+    # write in `RCPT TO` without SMTPUTF8. aiosmtplib's UnicodeEncodeError failed the whole
+    # batch, each time it was retried.
+    mail.queue("em-plain")
+    assert mail.settled("em-plain") == ("delivered", None)
+    mail.identify("identify-bad-idn", email="ada@mail_relay.bücher.example")
+    mail.queue("em-bad-idn")
+    status, reason = mail.settled("em-bad-idn")
+    assert status == "dead" and reason is not None and "ASCII" in reason, reason
+    assert len(mail.inbox.messages) == 1

@@ -12,6 +12,7 @@ import unicodedata
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ from leadloop.conversions.normalize import (
 )
 from leadloop.conversions.payloads import build_event
 from leadloop.identity.model import Profile
+from leadloop.identity.normalize import normalize_email
 
 ALL = frozenset({"email", "phone", "name", "external_id", "click_ids", "browser_ids", "ip"})
 
@@ -94,6 +96,33 @@ def test_a_national_trait_phone_is_read_in_the_profiles_own_country() -> None:
         assert user.phone_region is None
     user = user_identifiers(profile(phone="+16505551212", country="GB"), [], MatchKeys(), ALL)
     assert user.phone_region is None  # a number with its country code needs none
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["anna@xn--bcher-kva.example", "anna@bücher.example.", " Anna@BU\u0308CHER.example"],
+)
+@pytest.mark.parametrize("platform", ["meta", "google", "tiktok"])
+def test_a_trait_email_hashes_as_the_identity_graphs_email_does(typed: str, platform: str) -> None:
+    # A profile with no email identity falls back to its `email` trait: spelt with a punycode
+    # domain, a root dot or a decomposed `ü`, it is the person's one identity email, and must
+    # hash as that does, not as it was typed.
+    identity = normalize_email(typed)
+    assert identity == "anna@bücher.example"
+    from_identity = user_identifiers(
+        profile(), [{"type": "email", "value": identity}], MatchKeys(), ALL
+    )
+    from_trait = user_identifiers(profile(email=typed), [], MatchKeys(), ALL)
+    hashed = hash_for_platform(from_trait, platform, None, True).email
+    assert hashed is not None
+    assert hashed == hash_for_platform(from_identity, platform, None, True).email
+
+
+def test_a_trait_email_the_identity_graph_refuses_still_gets_the_platforms_rule() -> None:
+    # Not every value the graph refuses is useless to a platform (Meta's SDK takes any
+    # `.+@.+\..+`): such a trait is sent as before, by the platform's own rule.
+    user = user_identifiers(profile(email="ana silva@example.com"), [], MatchKeys(), ALL)
+    assert user.email == "ana silva@example.com"
 
 
 def _slow_name(name: str) -> str | None:

@@ -198,3 +198,28 @@ def test_a_merge_keeps_the_cap_on_event_names() -> None:
     merged = merge_profiles(person("a", "x"), person("b", "y"))
     assert len(merged.event_counts) == MAX_EVENT_NAMES + 1
     assert merged.event_counts["track"] == 2 * MAX_EVENT_NAMES
+
+
+def test_an_empty_top_level_traits_object_does_not_hide_context_traits() -> None:
+    # Segment's Python client always sends `"traits": {}` (`traits = traits or {}`), so
+    # `analytics.identify("u", context={"traits": {...}})` arrives with both: the person's
+    # traits are the context's, as for rudder-sdk-python's identify, which has no `traits`.
+    e = event(
+        type_="identify",
+        userId="u",
+        traits={},
+        context={"traits": {"email": "Ada@Example.com", "plan": "pro"}},
+    )
+    assert Identity("email", "ada@example.com") in decide.identities_of(e, None)
+    updated = decide.apply_event(profile("p_1"), e)
+    assert updated.traits == {"email": "Ada@Example.com", "plan": "pro"}
+
+
+def test_top_level_traits_win_over_context_traits_when_they_say_anything() -> None:
+    e = event(
+        type_="identify",
+        userId="u",
+        traits={"plan": "pro"},
+        context={"traits": {"email": "ada@example.com"}},
+    )
+    assert decide.apply_event(profile("p_1"), e).traits == {"plan": "pro"}

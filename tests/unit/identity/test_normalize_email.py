@@ -103,3 +103,25 @@ def test_a_domain_idna_refuses_is_kept_in_nfc(email: str) -> None:
 def test_no_domain_raises(local: str, domain: str) -> None:
     email = normalize_email(f"{local}@{domain}.example")
     assert email is None or "@" in email
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "anna@example.com.",
+        "Anna@Example.COM. ",
+        "anna@bücher.example.",
+        "anna@xn--bcher-kva.example.",
+        "anna@bücher.example。",  # the ideographic full stop is a dot (UTS #46)
+    ],
+)
+def test_a_fully_qualified_trailing_dot_names_the_same_domain(email: str) -> None:
+    # `example.com.` is `example.com` written relative to the DNS root: one mailbox, one
+    # identity, not a second profile that never merges with the first.
+    expected = "anna@bücher.example" if "bücher" in email or "xn--" in email else "anna@example.com"
+    assert normalize_email(email) == expected
+
+
+@pytest.mark.parametrize("email", ["anna@.", "anna@", "anna@com.", "@example.com."])
+def test_a_trailing_dot_alone_does_not_make_an_address(email: str) -> None:
+    assert normalize_email(email) is None
