@@ -586,6 +586,9 @@ class Engine:
             "processor_position": store.processed_seq(conn, CURSOR),
             "lag": store.lag(conn, CURSOR),
             "writer_pending": self.writer.pending,
+            # A lag of 0 does not say a batch is not still in flight (an erasure may have
+            # taken its events); null where this process's processor does not lead.
+            "processor": {"idle": self.processor.idle_here() if self._run_processor else None},
             "clock": "manual" if self.manual_clock else "system",
             "now": self.clock.now(),
         }

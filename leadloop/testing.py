@@ -187,8 +187,16 @@ class ServerProcess:
         return body if status == 200 else None
 
     def wait_processed(self, timeout: float = 30.0) -> None:
-        """Until everything in the log has been processed."""
-        eventually(lambda: (self.get("/api/v1/status") or {}).get("lag") == 0, timeout=timeout)
+        """Until everything in the log has been processed: a lag of 0 and, where the server's
+        processor leads, that processor idle (an erasure may have taken every event of a batch
+        still in flight). Where it does not say (`idle` null), the lag alone."""
+
+        def processed() -> bool:
+            status = self.get("/api/v1/status") or {}
+            idle = (status.get("processor") or {}).get("idle")
+            return status.get("lag") == 0 and idle is not False
+
+        eventually(processed, timeout=timeout)
 
     def lookup(self, kind: str, value: str) -> Any:
         from urllib.parse import urlencode

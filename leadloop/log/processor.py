@@ -89,6 +89,8 @@ class Processor:
         self.processed = 0
         self._idle = False
         """Written by the processor's thread only (a plain store: the hot path pays no lock)."""
+        self._leading = False
+        """Whether this processor holds the lead (written by its thread only)."""
         self._jobs: list[Callable[[Conn], None]] = []
         self.on_effects: Callable[[], None] | None = None
         """Called after a batch that queued effects is committed (wakes the dispatcher)."""
@@ -105,6 +107,12 @@ class Processor:
         tell: an erasure may have deleted every event of a batch not dropped yet."""
         with self._jobs_lock:
             return self._idle and not self._jobs
+
+    def idle_here(self) -> bool | None:
+        """`is_idle()` for a processor that leads; None while it stands by (or before it
+        starts): the batches in flight are then another process's, which this one cannot see,
+        so "idle" would be a guess."""
+        return self.is_idle() if self._leading else None
 
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
@@ -160,6 +168,7 @@ class Processor:
                     conn = link.get()
                     if conn is not leading and not _take_lead(conn):
                         self._idle = True  # standing by: the leader's lag is all there is
+                        self._leading = False
                         self._stop.wait(1.0)
                         continue
                 except StorageError as exc:
@@ -167,9 +176,10 @@ class Processor:
                     self._stop.wait(1.0)
                     continue
                 leading = conn
-                # Before anything is read: an "idle" left from the last pass would hide a
-                # batch read from here on.
+                # Before anything is read: an "idle" left from the last pass (or from standing
+                # by) would hide a batch read from here on.
                 self._idle = False
+                self._leading = True
                 self._run_jobs(conn)
                 try:
                     n = self.step(conn)

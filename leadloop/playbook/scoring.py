@@ -12,7 +12,7 @@ from leadloop.log.model import EVENT_TYPES
 from leadloop.playbook.diff import digest_of
 from leadloop.playbook.fields import Fields, fail
 from leadloop.playbook.model import WebhookEndpoint
-from leadloop.playbook.nodes import Node, Scalar, to_raw
+from leadloop.playbook.nodes import Node, Scalar, to_raw, to_value
 from leadloop.playbook.regex import pattern_problem
 from leadloop.scoring.model import (
     DEFAULT_ACTIVITY_TYPES,
@@ -112,7 +112,7 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         session=session,
         predict=None
         if predict_fields is None
-        else _predict(predict_fields, raw, _rule_traits(fit, engagement)),
+        else _predict(predict_fields, raw, to_value(node), _rule_traits(fit, engagement)),
     )
 
 
@@ -147,10 +147,11 @@ SCORE_KEYS = ("fit", "engagement", "decay", "cap", "session")
 """What a model's points depend on (not its stages, which move no point)."""
 
 
-def _predict(fields: Fields, model_raw: Any, rule_traits: RuleTraits) -> PredictSpec:
-    """`model_raw`: the whole model's, whose points a `score` feature reads (`rule_traits`:
-    the traits its rules read)."""
-    raw = model_raw["predict"]
+def _predict(
+    fields: Fields, model_raw: Any, model_value: Any, rule_traits: RuleTraits
+) -> PredictSpec:
+    """`model_raw`, `model_value`: the whole model's before and after `${ENV}` substitution,
+    whose points a `score` feature reads (`rule_traits`: the traits its rules read)."""
     post_outcome = fields.texts("post_outcome")
     banned = {name.casefold() for name in post_outcome}
     features: list[Feature] = []
@@ -177,14 +178,26 @@ def _predict(fields: Fields, model_raw: Any, rule_traits: RuleTraits) -> Predict
     return PredictSpec(
         outcome=outcome,
         features=tuple(features),
-        # A model learned from the rules' score is stale once the rules change: its weights
-        # fit the old points' scale.
-        digest=digest_of({"predict": raw, **{k: model_raw.get(k) for k in SCORE_KEYS}})
-        if reads_score
-        else digest_of(raw),
+        digest=_spec_digest(model_raw, model_value, reads_score),
         min_conversions=int(minimum),
         post_outcome=post_outcome,
     )
+
+
+def _spec_digest(model_raw: Any, model_value: Any, reads_score: bool) -> str:
+    def section(model: Any) -> Any:
+        # A model learned from the rules' score is stale once the rules change: its weights
+        # fit the old points' scale.
+        if reads_score:
+            return {"predict": model["predict"], **{k: model.get(k) for k in SCORE_KEYS}}
+        return model["predict"]
+
+    raw, value = section(model_raw), section(model_value)
+    if raw == value:  # nothing substituted: the digest models were trained with stays
+        return digest_of(raw)
+    # An outcome or a feature set through `${ENV}` is another model once the variable changes.
+    # Only this hash of the values is kept, never the values.
+    return digest_of({"raw": raw, "value": value})
 
 
 def _feature(fields: Fields, banned: set[str], rule_traits: RuleTraits) -> Feature:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -118,28 +119,35 @@ def test_erasure_takes_the_persons_events_still_waiting_in_the_log(harness: Harn
     assert stays is not None and stays["event_counts"]["track"] == 2
 
 
-@pytest.mark.parametrize("settle", ["harness", "timers"])
+@pytest.mark.parametrize("settle", ["harness", "timers", "server"])
 def test_settling_waits_for_a_batch_whose_events_an_erasure_took(
     harness: Harness, settle: str
 ) -> None:
     """An erasure from another process can delete every event of a batch being decided: the
-    lag then reads 0 before the processor has dropped the batch, and settling (the tests' or
-    the engine's, as moving a sandbox's clock does) must not stop there."""
+    lag then reads 0 before the processor has dropped the batch, and settling (the tests', the
+    engine's, as moving a sandbox's clock does, or `wait_processed` on a server's status) must
+    not stop there."""
     from tests.integration.test_erasure_between_batches import Gate, _person_held
+    from tests.integration.test_wait_processed import served
 
     h = harness
-    gate = Gate()
-    pid = _person_held(h, gate)
-    # A plain write, as `leadloop erase` in another process does: not a processor job.
-    h.engine.writer.submit(lambda c: erase_profile(c, "default", pid)).result(timeout=30)
-    assert h.sql("SELECT COUNT(*) FROM events") == [(0,)]
-    settling = threading.Thread(target=h.settle if settle == "harness" else h.engine.settle_timers)
-    settling.start()
-    settling.join(0.5)
-    returned_while_held = not settling.is_alive()
-    gate.release.set()
-    settling.join(30)
-    assert not returned_while_held
-    assert not settling.is_alive()
-    assert h.engine.processor.redecided == 1  # the batch was dropped before settling ended
-    assert h.profile("user_id", "gone") is None
+    with ExitStack() as stack:
+        server = stack.enter_context(served(h.engine)) if settle == "server" else None
+        gate = Gate()
+        pid = _person_held(h, gate)
+        # A plain write, as `leadloop erase` in another process does: not a processor job.
+        h.engine.writer.submit(lambda c: erase_profile(c, "default", pid)).result(timeout=30)
+        assert h.sql("SELECT COUNT(*) FROM events") == [(0,)]
+        if server is not None:
+            assert server.get("/api/v1/status")["processor"] == {"idle": False}
+        waits = {"harness": h.settle, "timers": h.engine.settle_timers}
+        settling = threading.Thread(target=server.wait_processed if server else waits[settle])
+        settling.start()
+        settling.join(0.5)
+        returned_while_held = not settling.is_alive()
+        gate.release.set()
+        settling.join(30)
+        assert not returned_while_held
+        assert not settling.is_alive()
+        assert h.engine.processor.redecided == 1  # the batch was dropped before settling ended
+        assert h.profile("user_id", "gone") is None

@@ -481,3 +481,34 @@ def test_each_kind_of_suspect_feature_is_told_the_fix_it_can_have(
     assert "`where`" in warnings["contracts"]
     assert "`post_outcome`" not in warnings["score.fit"]
     assert "rules" in warnings["score.fit"]
+
+
+def test_show_says_why_staleness_is_unknown_in_a_shell_without_the_playbooks_variables(
+    predict_harness: Harness,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`stale: null` read as "served" where this shell could not tell (the playbook needs a
+    `${VAR}` it does not set): the JSON names the reason beside it, as `roas_unknown` does."""
+    h = predict_harness
+    seed(h, 120)
+    assert train(h) == 0
+    url = h.engine.settings.database_url
+    capsys.readouterr()
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    shown = json.loads(capsys.readouterr().out)[0]
+    assert (shown["stale"], shown["stale_unknown"]) == (None, None)
+
+    path = tmp_path / "env.yaml"
+    path.write_text(PLAYBOOK.replace("MIN", "20").replace("value: VP", "value: '${LL_VP_TITLE}'"))
+    monkeypatch.setenv("LL_VP_TITLE", "VP")
+    assert main(["playbook", "apply", str(path), "--database-url", url]) == 0
+    monkeypatch.delenv("LL_VP_TITLE")
+    capsys.readouterr()
+    assert main(["predict", "show", "--json", "--database-url", url]) == 0
+    shown = json.loads(capsys.readouterr().out)[0]
+    assert shown["stale"] is None
+    assert "cannot be built" in shown["stale_unknown"] and "LL_VP_TITLE" in shown["stale_unknown"]
+    assert main(["predict", "show", "--database-url", url]) == 0
+    assert "stale: unknown (the live playbook cannot be built" in capsys.readouterr().out

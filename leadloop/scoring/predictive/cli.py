@@ -184,7 +184,11 @@ def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
             json.dumps(
                 [
                     service.as_dict(s)
-                    | ({} if isinstance(s, service.Unreadable) else {"stale": _stale(s, live)})
+                    | (
+                        {}
+                        if isinstance(s, service.Unreadable)
+                        else {"stale": _stale(s, live), "stale_unknown": _unknown(live)}
+                    )
                     for s in found
                 ],
                 indent=2,
@@ -203,16 +207,18 @@ def cmd_predict_show(args: argparse.Namespace, settings: Settings) -> int:
             continue
         stale = _stale(stored, live)
         # A stale model's features may since have changed kind under the same id.
-        spec = None if live is None or stale is not None else live[stored.model_id]
+        spec = None if isinstance(live, str) or stale is not None else live[stored.model_id]
         print(describe(stored, features=spec.features if spec else ()))
         if stale is not None:
             print(f"  stale: {stale}")
+        elif isinstance(live, str):
+            print(f"  stale: unknown ({live})")
     return 0
 
 
-def _live_specs(conn: Any, workspace: str) -> dict[str, PredictSpec] | None:
-    """Each live model's `predict` section; None when the playbook cannot be built here (a
-    `${VAR}` this shell does not set): then nothing is said about staleness."""
+def _live_specs(conn: Any, workspace: str) -> dict[str, PredictSpec] | str:
+    """Each live model's `predict` section, or why the playbook cannot be built here (a
+    `${VAR}` this shell does not set): then staleness is unknown, and said to be."""
     from leadloop.errors import PlaybookError
     from leadloop.playbook import store
 
@@ -221,14 +227,19 @@ def _live_specs(conn: Any, workspace: str) -> dict[str, PredictSpec] | None:
         return {}
     try:
         models = store.build(applied.sources).models
-    except PlaybookError:
-        return None
+    except PlaybookError as error:
+        return f"the live playbook cannot be built in this shell: {error}"
     return {m.id: m.predict for m in models if m.predict is not None}
 
 
-def _stale(stored: service.Stored, live: dict[str, PredictSpec] | None) -> str | None:
-    """Why the engine does not serve `stored` (as `predicted_view` decides), or None."""
-    if live is None:
+def _unknown(live: dict[str, PredictSpec] | str) -> str | None:
+    return live if isinstance(live, str) else None
+
+
+def _stale(stored: service.Stored, live: dict[str, PredictSpec] | str) -> str | None:
+    """Why the engine does not serve `stored` (as `predicted_view` decides), or None (also
+    when that cannot be told here: `_unknown` says why)."""
+    if isinstance(live, str):
         return None
     if stored.model_id not in live:
         return "no model of the live playbook has this id and a `predict` section: not served"

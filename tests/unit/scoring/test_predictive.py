@@ -147,6 +147,32 @@ def test_changing_only_predict_keeps_the_model_version() -> None:
     assert changed_rules.version != before.version
 
 
+def test_a_variable_the_predict_section_reads_is_part_of_its_digest() -> None:
+    """`${ENV}` is substituted in `predict` too: the outcome event and the features are then
+    what the variable says, and a model trained on another value is another model (stale)."""
+    text = MODEL.replace("event: Deal Won", "event: '${OUTCOME}'").replace(
+        "{trait: source}", "{trait: '${SOURCE_TRAIT:-source}'}"
+    )
+    won = model_from(text, {"OUTCOME": "Deal Won"})
+    assert won.predict is not None and won.predict.outcome.names == ("Deal Won",)
+    assert won.predict.features[0].id == "source"
+    for env in ({"OUTCOME": "Trial Started"}, {"OUTCOME": "Deal Won", "SOURCE_TRAIT": "utm"}):
+        other = model_from(text, env)
+        assert other.predict is not None and other.predict.digest != won.predict.digest
+    again = model_from(text, {"OUTCOME": "Deal Won"})
+    assert again.predict is not None and again.predict.digest == won.predict.digest
+    # With nothing substituted, the digest models were trained with before: none goes stale.
+    plain = model_from(MODEL)
+    assert plain.predict is not None and plain.predict.digest == "02dbf8e9ee0cd5ff"
+
+
+def test_a_variable_in_the_rules_a_score_feature_reads_is_part_of_its_digest() -> None:
+    text = MODEL.replace("value: VP", "value: '${SENIOR_TITLE}'")
+    low, high = model_from(text, {"SENIOR_TITLE": "VP"}), model_from(text, {"SENIOR_TITLE": "CTO"})
+    assert low.predict is not None and high.predict is not None
+    assert low.predict.digest != high.predict.digest
+
+
 @pytest.mark.parametrize(
     ("old", "new", "field", "words"),
     [
