@@ -44,3 +44,19 @@ def test_latest_to_breaks_a_tie_on_the_instant_by_insertion_order(
         records.create(conn, _sent("m-0", AT + 60, address="bob@acme.test"), AT + 60)
     latest = records.latest_to(conn, workspace, "email", "ann@acme.test")
     assert latest is not None and latest.message_id == "m-1"
+
+
+def test_suppression_answers_for_the_first_of_an_addresses_keys_that_is_listed(
+    conn: Any,
+) -> None:
+    """An address is looked up under its current key and its former one (rows written before
+    the key took the identity graph's form stay in force)."""
+    with conn.transaction():
+        records.suppress(
+            conn, "default", "email", "ann@xn--bcher-kva.example.", "bounced", "dsn", AT
+        )
+    assert records.suppression(conn, "default", "email", "ann@bücher.example") is None
+    found = records.suppression(
+        conn, "default", "email", "ann@bücher.example", "ann@xn--bcher-kva.example."
+    )
+    assert found == "bounced (dsn)"
