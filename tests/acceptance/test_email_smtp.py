@@ -561,3 +561,24 @@ def test_a_suppression_stored_under_the_old_lower_cased_key_still_holds(mail: Ma
     status, reason = mail.settled("em-old-key")
     assert status == "skipped" and reason is not None and "unsubscribed" in reason, reason
     assert mail.inbox.messages == []
+
+
+def test_a_dsn_naming_only_the_punycode_recipient_bounces_the_unicode_address(
+    mail: Mail,
+) -> None:
+    # The DSN names the address as it went in `RCPT TO` and quotes none of our headers.
+    mail.identify("identify-idn-bounce", email="ada@bücher.example")
+    mail.queue("em-idn-b")
+    assert mail.settled("em-idn-b") == ("delivered", None)
+    assert mail.inbox.messages[0][1] == ["ada@xn--bcher-kva.example"]
+    now = mail.engine.clock.now()
+    dsn = dsn_mail("ada@xn--bcher-kva.example", "Subject: Welcome, Ada")
+    headers = {**signed(dsn, "dsn-idn", now), "content-type": "message/rfc822"}
+    answer = mail.client.post("/hooks/email/dsn", content=dsn, headers=headers)
+    assert answer.status_code == 200 and answer.json()["matched"] == 1, answer.text
+    assert mail.record("em-idn-b")["status"] == "bounced"
+    mail.identify("identify-idn-nfd", email="ada@bu\u0308cher.example")
+    mail.queue("em-idn-b2")
+    status, reason = mail.settled("em-idn-b2")
+    assert status == "skipped" and reason is not None and "bounced" in reason, reason
+    assert len(mail.inbox.messages) == 1

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from leadloop.channels import records
+from leadloop.channels.receipts import parse_email_webhook
 from leadloop.channels.records import MessageRecord
+from leadloop.channels.service import apply_receipts
 
 AT = 1_800_000_000.0
 
@@ -60,3 +62,37 @@ def test_suppression_answers_for_the_first_of_an_addresses_keys_that_is_listed(
         conn, "default", "email", "ann@bücher.example", "ann@xn--bcher-kva.example."
     )
     assert found == "bounced (dsn)"
+
+
+def test_a_bounce_naming_only_a_punycode_recipient_finds_the_message_and_its_key(
+    conn: Any,
+) -> None:
+    """The record holds the identity graph's form; the provider names the wire's (punycode)."""
+    with conn.transaction():
+        records.create(conn, _sent("m-1", AT, address="ada@bücher.example"), AT)
+    notices = [
+        *parse_email_webhook({"type": "bounce", "email": "ada@xn--bcher-kva.example"}),
+        *parse_email_webhook({"type": "complaint", "email": "bob@XN--BCHER-KVA.example."}),
+    ]
+    with conn.transaction():
+        assert apply_receipts(conn, "default", notices, AT + 60) == 1
+    assert records.get(conn, "default", "m-1").status == "bounced"  # type: ignore[union-attr]
+    rows = conn.execute("SELECT address, reason FROM channel_suppressions ORDER BY address")
+    assert [tuple(r) for r in rows] == [
+        ("ada@bücher.example", "bounced"),
+        ("bob@bücher.example", "complained"),
+    ]
+
+
+def test_a_bounce_of_a_message_stored_under_a_former_spelling_suppresses_the_graphs_form(
+    conn: Any,
+) -> None:
+    """Records written before addresses took the identity graph's form hold the trait only
+    lower-cased; the suppression their bounce writes is keyed as the sender looks it up."""
+    with conn.transaction():
+        records.create(conn, _sent("m-1", AT, address="ada@xn--bcher-kva.example."), AT)
+    notice = parse_email_webhook({"type": "bounce", "message_id": "m-1"})
+    with conn.transaction():
+        assert apply_receipts(conn, "default", notice, AT + 60) == 1
+    rows = conn.execute("SELECT address FROM channel_suppressions")
+    assert [r[0] for r in rows] == ["ada@bücher.example"]
