@@ -123,7 +123,12 @@ def unsubscribe(
     if record is None or not record.address:
         return None
     reason = "unsubscribed"
-    records.suppress(conn, workspace, record.channel, record.address, reason, source, at)
+    address = record.address
+    if record.channel == "email":
+        # A record stored before addresses took the identity graph's form holds the trait
+        # only lower-cased: the key is the one every send looks up whatever the trait's spelling.
+        address = address_of(address)
+    records.suppress(conn, workspace, record.channel, address, reason, source, at)
     props = {**record.properties(), "source": source}
     records.emit(
         conn,

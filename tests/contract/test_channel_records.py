@@ -9,7 +9,7 @@ import pytest
 from leadloop.channels import records
 from leadloop.channels.receipts import parse_email_webhook
 from leadloop.channels.records import MessageRecord
-from leadloop.channels.service import apply_receipts
+from leadloop.channels.service import apply_receipts, unsubscribe
 
 AT = 1_800_000_000.0
 
@@ -96,3 +96,15 @@ def test_a_bounce_of_a_message_stored_under_a_former_spelling_suppresses_the_gra
         assert apply_receipts(conn, "default", notice, AT + 60) == 1
     rows = conn.execute("SELECT address FROM channel_suppressions")
     assert [r[0] for r in rows] == ["ada@bücher.example"]
+
+
+def test_an_unsubscribe_from_a_message_stored_under_a_former_spelling_is_keyed_as_sends_look(
+    conn: Any,
+) -> None:
+    """The link of a message sent before addresses took the identity graph's form still
+    unsubscribes the person, whichever spelling their email trait has now."""
+    with conn.transaction():
+        records.create(conn, _sent("m-1", AT, address="ada@xn--bcher-kva.example."), AT)
+        assert unsubscribe(conn, "default", "m-1", "one-click", AT + 60) is not None
+    rows = conn.execute("SELECT address, reason FROM channel_suppressions")
+    assert [tuple(r) for r in rows] == [("ada@bücher.example", "unsubscribed")]
