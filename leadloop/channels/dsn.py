@@ -16,6 +16,7 @@ import email.parser
 import email.policy
 from email.message import EmailMessage, Message
 
+from leadloop.channels.email import address_of
 from leadloop.channels.model import Receipt
 
 _parser = email.parser.BytesParser(policy=email.policy.default)
@@ -50,9 +51,11 @@ def _blocks(part: Message) -> list[dict[str, str]]:
 
 
 def _address(value: str) -> str:
-    # "rfc822; alice@example.com" → alice@example.com
+    # "rfc822; alice@example.com" → alice@example.com, in the message records' form: a DSN
+    # names the address as it went on the wire, its domain in punycode.
     _, _, address = value.rpartition(";")
-    return address.strip().strip("<>").lower()
+    address = address.strip().strip("<>")
+    return address_of(address) if address.strip() else ""
 
 
 def _original_headers(report: Message) -> tuple[str, str]:

@@ -39,6 +39,7 @@ import aiosmtplib
 import idna
 
 from leadloop.channels.model import Failed, SendResult, Sent, TryLater
+from leadloop.identity.normalize import normalize_email
 from leadloop.personalization.templates import RenderedEmail
 
 # --- the message ---------------------------------------------------------------------------
@@ -262,7 +263,17 @@ def _text_from_html(markup: str) -> str:
 
 
 def address_of(value: str) -> str:
-    """The bare, lower-cased address of `Name <a@b>` (the suppression list's key)."""
+    """The bare address of `Name <a@b>` in the identity graph's form (`normalize_email`), the
+    key of the suppression list and of the message records: a person unsubscribed or bounced
+    under `xn--bcher-kva.example.` is the one mailed as `bücher.example` (NFC or NFD). An
+    address the graph refuses is only lower-cased (`valid_address` judges it)."""
+    address = split_mailbox(value)[1].strip()
+    return normalize_email(address) or address.lower()
+
+
+def former_key_of(value: str) -> str:
+    """The key `address_of` gave before it took the identity graph's form (only lower-cased):
+    the suppressions written then are still honoured, with no migration rewriting them."""
     return split_mailbox(value)[1].strip().lower()
 
 

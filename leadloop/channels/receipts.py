@@ -24,6 +24,7 @@ from dataclasses import astuple
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from leadloop.channels.email import address_of
 from leadloop.channels.model import Inbound, Receipt, ReceiptStatus
 
 _META_PREFIX = "sha256="
@@ -258,9 +259,11 @@ def _iso_seconds(value: Any) -> float | None:
 
 
 def _first_address(value: Any) -> str:
+    """In the message records' form (`address_of`): providers name the address as it went on
+    the wire, its domain in punycode."""
     if isinstance(value, list) and value:
         value = value[0]
-    return value.strip().lower() if isinstance(value, str) else ""
+    return address_of(value) if isinstance(value, str) and value.strip() else ""
 
 
 def _header_value(headers: Any, name: str) -> str:

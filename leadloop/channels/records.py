@@ -419,13 +419,18 @@ def suppress(
     return bool(rows)
 
 
-def suppression(conn: Conn, workspace: str, channel: str, address: str) -> str | None:
-    rows = conn.execute(
-        "SELECT reason, source FROM channel_suppressions WHERE workspace_id = ? AND channel = ? "
-        "AND address = ?",
-        (workspace, channel, address),
-    )
-    return f"{rows[0][0]} ({rows[0][1]})" if rows else None
+def suppression(conn: Conn, workspace: str, channel: str, *addresses: str) -> str | None:
+    """The reason the first of `addresses` (one address's keys, the current one first) is
+    suppressed, or None."""
+    for address in dict.fromkeys(addresses):
+        rows = conn.execute(
+            "SELECT reason, source FROM channel_suppressions WHERE workspace_id = ? "
+            "AND channel = ? AND address = ?",
+            (workspace, channel, address),
+        )
+        if rows:
+            return f"{rows[0][0]} ({rows[0][1]})"
+    return None
 
 
 # --- service windows ------------------------------------------------------------------------------

@@ -139,7 +139,10 @@ class MessageSender:
                 row.account = dict(account.get("traits", {})) if account else {}
             row.address = self._address(row)
             if row.address and row.channel != "audience":
-                row.suppressed = records.suppression(conn, row.workspace, row.channel, row.address)
+                keys = [row.address]
+                if row.channel == "email":
+                    keys.append(email_channel.former_key_of(self._raw_email(row)))
+                row.suppressed = records.suppression(conn, row.workspace, row.channel, *keys)
                 if row.channel in ("whatsapp", "instagram"):
                     row.last_inbound = records.last_inbound(
                         conn, row.workspace, row.channel, row.address
@@ -150,8 +153,7 @@ class MessageSender:
         traits = row.view.get("traits") or {}
         identities = {i["type"]: i["value"] for i in row.view.get("identities", [])}
         if row.channel == "email":
-            raw = text_of(traits.get("email")) or text_of(identities.get("email")) or ""
-            address = email_channel.address_of(raw)
+            address = email_channel.address_of(self._raw_email(row))
             return address if email_channel.valid_address(address) else ""
         if row.channel in ("sms", "whatsapp"):
             phone = traits.get("phone") or identities.get("phone")
@@ -161,6 +163,14 @@ class MessageSender:
         if row.channel == "audience":
             return text_of(row.payload.get("audience")) or ""
         return ""
+
+    @staticmethod
+    def _raw_email(row: MessageRow) -> str:
+        """The email trait first, else the identity's, as it is stored."""
+        assert row.view is not None
+        traits = row.view.get("traits") or {}
+        identities = {i["type"]: i["value"] for i in row.view.get("identities", [])}
+        return text_of(traits.get("email")) or text_of(identities.get("email")) or ""
 
     # 3. the queued records
 

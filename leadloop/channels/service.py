@@ -23,7 +23,7 @@ import httpx2
 
 from leadloop.channels import records
 from leadloop.channels.config import channels_config
-from leadloop.channels.email import SmtpTransport
+from leadloop.channels.email import SmtpTransport, address_of
 from leadloop.channels.model import Inbound, Receipt, referenced
 from leadloop.channels.records import Conn, MessageRecord
 from leadloop.channels.settings import ChannelsConfig
@@ -123,7 +123,12 @@ def unsubscribe(
     if record is None or not record.address:
         return None
     reason = "unsubscribed"
-    records.suppress(conn, workspace, record.channel, record.address, reason, source, at)
+    address = record.address
+    if record.channel == "email":
+        # A record stored before addresses took the identity graph's form holds the trait
+        # only lower-cased: the key is the one every send looks up whatever the trait's spelling.
+        address = address_of(address)
+    records.suppress(conn, workspace, record.channel, address, reason, source, at)
     props = {**record.properties(), "source": source}
     records.emit(
         conn,
@@ -182,8 +187,10 @@ def apply_receipts(
             receipt.status == "bounced" and receipt.permanent
         )
         if suppresses and ws is not None and address and receipt.channel == "email":
+            # `address_of` again: a record stored before addresses took the graph's form.
+            key = address_of(address)
             records.suppress(
-                conn, ws, "email", address.lower(), receipt.status, receipt.reason or "provider", at
+                conn, ws, "email", key, receipt.status, receipt.reason or "provider", at
             )
         if record is None:
             continue

@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from leadloop.api.channels import TrackingHits, channels_router
 from leadloop.app import Engine
+from leadloop.channels import records
 from leadloop.channels.email import PREHEADER_STYLE
 from leadloop.channels.sender import MessageSender
 from leadloop.channels.service import services
@@ -492,7 +493,7 @@ def test_an_international_domain_goes_out_in_punycode_to_a_server_without_smtput
     assert message["To"].addresses[0].addr_spec == "ada@xn--bcher-kva.example"
     raw = message.as_bytes()
     assert raw.isascii(), [line for line in raw.splitlines() if not line.isascii()]
-    # The record (and so a suppression) keeps the address as the profile holds it.
+    # The record (and so a suppression) keeps the address in the identity graph's form.
     stored = mail.engine.read_sync(
         lambda c: c.execute("SELECT address FROM message_records WHERE message_id = 'em-idn'")
     )
@@ -509,4 +510,75 @@ def test_a_domain_with_no_ascii_form_fails_that_message_alone(mail: Mail) -> Non
     mail.queue("em-bad-idn")
     status, reason = mail.settled("em-bad-idn")
     assert status == "dead" and reason is not None and "ASCII" in reason, reason
+    assert len(mail.inbox.messages) == 1
+
+
+def test_an_unsubscribe_under_one_spelling_of_a_domain_holds_for_every_other(mail: Mail) -> None:
+    # One mailbox, three spellings of its domain: punycode with the root's dot, decomposed
+    # (NFD) and composed. The suppression list is keyed by the identity graph's form, so an
+    # unsubscribe under the first stops mail to the others.
+    mail.identify("identify-puny", email="Ada@XN--BCHER-KVA.example.")
+    mail.queue("em-puny")
+    assert mail.settled("em-puny") == ("delivered", None)
+    _, recipients, message = mail.inbox.messages[0]
+    assert recipients == ["ada@xn--bcher-kva.example"]
+    stored = mail.engine.read_sync(
+        lambda c: c.execute("SELECT address FROM message_records WHERE message_id = 'em-puny'")
+    )
+    assert [r[0] for r in stored] == ["ada@bücher.example"]
+    link = re.fullmatch(r"<(.+)>", str(message["List-Unsubscribe"]))
+    assert link is not None
+    done = mail.client.post(
+        urlsplit(link.group(1)).path,
+        content="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200
+    suppressed = mail.engine.read_sync(
+        lambda c: c.execute("SELECT address FROM channel_suppressions")
+    )
+    assert [r[0] for r in suppressed] == ["ada@bücher.example"]
+
+    for n, spelling in enumerate(["ada@bu\u0308cher.example", "ada@bücher.example"]):
+        mail.identify(f"identify-spelling-{n}", email=spelling)
+        mail.queue(f"em-spelling-{n}")
+        status, reason = mail.settled(f"em-spelling-{n}")
+        assert status == "skipped" and reason is not None and "unsubscribed" in reason, reason
+    assert len(mail.inbox.messages) == 1
+
+
+def test_a_suppression_stored_under_the_old_lower_cased_key_still_holds(mail: Mail) -> None:
+    # Before the list was keyed by the identity graph's form, its key was the trait only
+    # lower-cased: such rows are still there, and the person must stay unsubscribed.
+    now = mail.engine.clock.now()
+    mail.engine.writer.submit(
+        lambda c: records.suppress(
+            c, "default", "email", "ada@xn--bcher-kva.example.", "unsubscribed", "one-click", now
+        )
+    ).result()
+    mail.identify("identify-old-key", email="Ada@XN--BCHER-KVA.example.")
+    mail.queue("em-old-key")
+    status, reason = mail.settled("em-old-key")
+    assert status == "skipped" and reason is not None and "unsubscribed" in reason, reason
+    assert mail.inbox.messages == []
+
+
+def test_a_dsn_naming_only_the_punycode_recipient_bounces_the_unicode_address(
+    mail: Mail,
+) -> None:
+    # The DSN names the address as it went in `RCPT TO` and quotes none of our headers.
+    mail.identify("identify-idn-bounce", email="ada@bücher.example")
+    mail.queue("em-idn-b")
+    assert mail.settled("em-idn-b") == ("delivered", None)
+    assert mail.inbox.messages[0][1] == ["ada@xn--bcher-kva.example"]
+    now = mail.engine.clock.now()
+    dsn = dsn_mail("ada@xn--bcher-kva.example", "Subject: Welcome, Ada")
+    headers = {**signed(dsn, "dsn-idn", now), "content-type": "message/rfc822"}
+    answer = mail.client.post("/hooks/email/dsn", content=dsn, headers=headers)
+    assert answer.status_code == 200 and answer.json()["matched"] == 1, answer.text
+    assert mail.record("em-idn-b")["status"] == "bounced"
+    mail.identify("identify-idn-nfd", email="ada@bu\u0308cher.example")
+    mail.queue("em-idn-b2")
+    status, reason = mail.settled("em-idn-b2")
+    assert status == "skipped" and reason is not None and "bounced" in reason, reason
     assert len(mail.inbox.messages) == 1

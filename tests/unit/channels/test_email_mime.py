@@ -45,6 +45,16 @@ def test_a_profile_email_with_a_named_mailbox_is_its_address() -> None:
     assert address_of("jane@example.com") == "jane@example.com"
 
 
+def test_a_profile_email_is_keyed_in_the_identity_graphs_form() -> None:
+    for spelling in (
+        "Ada@XN--BCHER-KVA.example.",
+        "ada@bu\u0308cher.example",
+        "ada@bücher.example",
+    ):
+        assert address_of(f"Ada <{spelling}>") == "ada@bücher.example"
+    assert address_of("Jane@Localhost") == "jane@localhost"  # no form in the graph: lower-cased
+
+
 def test_a_quoted_sender_name_keeps_its_quotes_and_backslashes() -> None:
     (mailbox,) = parsed(sender='"Jane \\"JJ\\" Doe" <jane@acme.test>')["From"].addresses
     assert (mailbox.display_name, mailbox.addr_spec) == ('Jane "JJ" Doe', "jane@acme.test")

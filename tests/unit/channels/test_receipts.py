@@ -206,3 +206,23 @@ def test_a_provider_reason_is_stored_bounded() -> None:
     )
     short = parse_twilio({"MessageSid": "SM2", "MessageStatus": "failed", "ErrorCode": "1"}, 1.0)
     assert short is not None and short.reason == "failed (Twilio error 1)"
+
+
+def test_a_receipts_recipient_is_in_the_identity_graphs_form() -> None:
+    # Providers and DSNs name the recipient as it went on the wire: its domain in punycode.
+    webhook = parse_email_webhook(
+        [
+            {"type": "bounce", "email": "Ada@XN--BCHER-KVA.example."},
+            {"type": "email.complained", "data": {"to": ["ada@bu\u0308cher.example"]}},
+        ]
+    )
+    assert [r.recipient for r in webhook] == ["ada@bücher.example"] * 2
+    arf = parse_dsn(ARF.replace(b"<eve@example.com>", b"<Eve@XN--BCHER-KVA.example>"))
+    assert [r.recipient for r in arf] == ["eve@bücher.example"]
+    dsn = ARF.replace(b"report-type=feedback-report", b"report-type=delivery-status").replace(
+        b"Content-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: FBL/1.0\n"
+        b"Version: 1\nOriginal-Rcpt-To: <eve@example.com>\n",
+        b"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n\n"
+        b"Final-Recipient: rfc822; eve@xn--bcher-kva.example\nAction: failed\nStatus: 5.1.1\n",
+    )
+    assert [r.recipient for r in parse_dsn(dsn)] == ["eve@bücher.example"]
