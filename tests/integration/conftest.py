@@ -30,7 +30,15 @@ class Api:
         return {"Authorization": f"Bearer {token or self.token}"}
 
     def settle(self) -> None:
-        eventually(lambda: self.engine.read_sync(self.engine.status)["lag"] == 0, timeout=30)
+        # As `wait_processed` over HTTP: a lag of 0 may also mean an erasure deleted the events
+        # of a batch still in flight, so where this engine's processor leads, it must be idle.
+        processor = self.engine.processor
+
+        def settled() -> bool:
+            caught_up = self.engine.read_sync(self.engine.status)["lag"] == 0
+            return caught_up and processor.idle_here() is not False
+
+        eventually(settled, timeout=30)
 
     def event_count(self) -> int:
         return int(self.engine.read_sync(lambda c: c.execute("SELECT COUNT(*) FROM events"))[0][0])
