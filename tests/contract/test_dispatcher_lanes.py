@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -204,6 +206,18 @@ class SlowWorkers:
         clock = self if name == "first" else h.engine.clock
         return Dispatcher(h.engine.writer, clock, {"probe": Slow()}, claim_sizes={"probe": 10})
 
+    @contextmanager
+    def first_sending(self) -> Iterator[None]:
+        """While the first worker is inside its slow send of a claim; it finishes on exit."""
+        sending = threading.Thread(target=self.first.run_once)
+        sending.start()
+        try:
+            assert self.started.wait(20)
+            yield
+        finally:
+            self.release.set()
+            sending.join(20)
+
     def sent_by_first_only(self, n: int) -> bool:
         """Each of the `n` rows sent once, all by the first worker."""
         first = self.sent["first"]
@@ -219,17 +233,11 @@ def test_a_slow_claim_keeps_its_lease_from_another_worker(harness: Harness) -> N
     w = SlowWorkers(h)
     clock = h.engine.manual_clock
     assert clock is not None
-    sending = threading.Thread(target=w.first.run_once)
-    sending.start()
-    try:
-        assert w.started.wait(20)
+    with w.first_sending():
         clock.advance(40)
         assert w.first.renew_leases() == 5
         clock.advance(40)  # past the claim's first lease (60 s), within the renewed one
         assert w.second.run_once() == 0
-    finally:
-        w.release.set()
-        sending.join(20)
     assert w.sent_by_first_only(5)
     assert h.sql("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")[0][0] == 5
     assert w.first.renew_leases() == 0  # nothing in flight: the recorded rows are left alone
@@ -245,19 +253,13 @@ def test_a_row_claimed_again_by_the_other_lane_keeps_its_lease_renewed(harness: 
     w = SlowWorkers(h)
     clock = h.engine.manual_clock
     assert clock is not None
-    sending = threading.Thread(target=w.first.run_once)
-    sending.start()
-    try:
-        assert w.started.wait(20)
+    with w.first_sending():
         clock.advance(3600)
         assert w.first.run_once() == 0  # the other lane: claimed again, and left to lane one
         clock.advance(40)
         assert w.first.renew_leases() == 5
         clock.advance(40)  # past the second claim's lease, within the renewed one
         assert w.second.run_once() == 0
-    finally:
-        w.release.set()
-        sending.join(20)
     assert w.sent_by_first_only(5)
 
 
