@@ -17,6 +17,7 @@ from leadloop.playbook.regex import pattern_problem
 from leadloop.scoring.model import (
     DEFAULT_ACTIVITY_TYPES,
     FEATURE_KINDS,
+    MAX_FEATURES,
     NUMERIC_OPERATORS,
     OPERATORS,
     SCORE_PARTS,
@@ -164,6 +165,12 @@ def _predict(
         features.append(feature)
     if not features:
         fields.fail("features", "list at least one feature to learn from")
+    if len(features) > MAX_FEATURES:
+        fields.fail(
+            "features",
+            f"at most {MAX_FEATURES} features (got {len(features)}): keep the ones that say "
+            "most about who converts",
+        )
     minimum = fields.number("min_conversions", 100)
     if minimum < 1 or minimum != int(minimum):
         fields.fail("min_conversions", "must be a whole number of at least 1")

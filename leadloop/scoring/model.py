@@ -184,6 +184,12 @@ class ScoreFeature:
 Feature = TraitFeature | CountFeature | ScoreFeature
 
 
+MAX_FEATURES = 24
+"""A predictive model learns from at most this many features: each is one line of a lead's
+explanation, and a category feature can take up to 52 columns of the training matrix (one row
+per profile, up to 200,000 of them)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PredictSpec:
     """A predictive model beside the rules: P(outcome) learned from the log (`scoring.predictive`)."""

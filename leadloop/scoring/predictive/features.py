@@ -60,7 +60,8 @@ def observe(
     before_outcome: bool,
 ) -> Observation | None:
     """The profile's features as of its first outcome event (`before_outcome`, for training:
-    the earliest in time, seeing only what came before it in both time and the log) or as of
+    the earliest in time, seeing only what came before it in both time and the log, and no
+    later than `now`) or as of
     `now` over its whole history (for serving). None when nothing precedes the
     outcome: a profile whose first event is its conversion says nothing about who converts."""
     outcomes = [i for i, e in enumerate(events) if matches_filter(e, spec.outcome)]
@@ -69,9 +70,11 @@ def observe(
     if before_outcome and converted_at is not None:
         # Before it in the log and in time: a `Deal Won` sent late with the time the deal
         # closed follows visits made after it, and an event logged after the outcome may
-        # carry what the outcome set (a backdated CRM update).
-        seen = [e for e in events[: outcomes[0]] if e.timestamp <= converted_at]
-        at = converted_at
+        # carry what the outcome set (a backdated CRM update). An outcome dated after `now`
+        # (a mistyped year) is observed at `now`: later, decay would have emptied the
+        # profile's engagement and windows would count nothing.
+        at = min(converted_at, now)
+        seen = [e for e in events[: outcomes[0]] if e.timestamp <= at]
     if not seen:
         return None
     contexts = list(with_context(profile_id, seen, accounts))

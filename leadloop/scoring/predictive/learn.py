@@ -31,6 +31,12 @@ MIN_LEVEL_COUNT = 10
 """A category level needs this many training profiles to get its own column; rarer ones share
 the "another level" column, so one odd value cannot carry a weight of its own."""
 MAX_LEVELS = 50
+MAX_COLUMNS = 320
+"""The training matrix's width (it has a row per profile, up to 200,000, and is copied once
+per Newton step): with many category features, each keeps fewer levels so the whole fits."""
+_FIXED_COLUMNS: dict[Kind, int] = {"category": 2, "number": 11}
+"""Columns a feature takes besides its levels: "another level" and "missing"; a number's log,
+its nine decile steps and "missing"."""
 L2 = 3.0
 """Penalty on the weights (not the intercept): keeps rare columns from extreme weights; the
 X Education AUC moves by under 0.001 between 1 and 10."""
@@ -71,6 +77,9 @@ class Fitted(msgspec.Struct, frozen=True):
 
 def columns_for(kinds: Sequence[Kind], rows: Sequence[Sequence[Value]]) -> tuple[Column, ...]:
     out: list[Column] = []
+    categories = sum(1 for kind in kinds if kind == "category")
+    spare = MAX_COLUMNS - sum(_FIXED_COLUMNS[kind] for kind in kinds)
+    levels = min(MAX_LEVELS, max(0, spare) // categories) if categories else 0
     for index, kind in enumerate(kinds):
         values = [row[index] for row in rows]
         if kind == "category":
@@ -78,7 +87,7 @@ def columns_for(kinds: Sequence[Kind], rows: Sequence[Sequence[Value]]) -> tuple
             kept = sorted(
                 (level for level, n in counts.items() if n >= MIN_LEVEL_COUNT),
                 key=lambda level: (-counts[level], level),
-            )[:MAX_LEVELS]
+            )[:levels]
             out.extend(Column(index, "is", level) for level in sorted(kept))
             out.append(Column(index, "other"))
         else:

@@ -11,6 +11,7 @@ import pytest
 
 from leadloop.errors import PlaybookError
 from leadloop.playbook import load_playbook
+from leadloop.scoring.model import MAX_FEATURES
 from leadloop.scoring.predictive import learn
 from leadloop.scoring.predictive.features import category, observe
 from tests.unit.scoring.scoring_factories import DAY, T0, event, model_from, page
@@ -297,3 +298,48 @@ def test_a_model_learned_from_the_rules_score_is_stale_once_the_rules_change() -
     )
     assert plain.predict is not None and plain_after.predict is not None
     assert plain.predict.digest == plain_after.predict.digest
+
+
+def test_an_outcome_dated_after_training_time_does_not_move_the_observation() -> None:
+    """A `Deal Won` typed with the wrong year (3026) still marks a conversion, but the profile
+    is observed as of the training time, not in a future where its engagement has decayed
+    away and events it has not had yet would count."""
+    model = model_from(MODEL)
+    assert model.predict is not None
+    now = T0 + 9 * DAY
+    history = [
+        event("identify", T0, traits={"source": "ads", "title": "VP"}),
+        page("/pricing", T0 + 8 * DAY),
+        event("track", T0 + 400_000 * DAY, "Deal Won"),
+    ]
+    seen = observe("p1", history, model, model.predict, now, before_outcome=True)
+    assert seen is not None
+    assert seen.converted_at == T0 + 400_000 * DAY
+    assert seen.at == now
+    # The pricing view a day ago is within the 7-day window and its points have not decayed.
+    assert seen.values[2] == 1.0 and seen.rules_total == 25.0
+
+
+def test_the_design_stays_within_its_column_budget_however_many_categories() -> None:
+    """Every category feature full of frequent levels: the levels each keeps shrink so the
+    matrix (profiles x columns) stays bounded, and a handful of features keeps them all."""
+    kinds: list[learn.Kind] = ["category"] * 24
+    rows = [tuple(f"level-{(i + f) % 60}" for f in range(24)) for i in range(60 * 10)]
+    columns = learn.columns_for(kinds, rows)
+    assert len(columns) <= learn.MAX_COLUMNS
+    assert {c.feature for c in columns} == set(range(24))
+    few = learn.columns_for(["category"] * 5, [row[:5] for row in rows])
+    assert sum(1 for c in few if c.kind == "is") == 5 * learn.MAX_LEVELS
+
+
+def test_a_predict_section_with_too_many_features_is_refused(tmp_path: Path) -> None:
+    many = "".join(f"          - {{trait: t{i}}}\n" for i in range(MAX_FEATURES + 1))
+    text = "version: 1\nscoring:\n  models:\n" + MODEL.replace(
+        "          - {trait: source}\n", many, 1
+    )
+    path = tmp_path / "playbook.yaml"
+    path.write_text(text)
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(path, env={})
+    assert caught.value.field.endswith("features"), str(caught.value)
+    assert f"at most {MAX_FEATURES}" in caught.value.message
