@@ -31,6 +31,15 @@ from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
 ORDER_EVENT = "Order Completed"
+# The order event's name is written into the SQL, not bound: only then can the planners prove
+# the query matches the partial index `events_orders` (migration 0016), which holds the orders
+# alone, so metrics read a window's orders instead of the whole log.
+_ORDERS = "workspace_id = ? AND type = 'track' AND event = 'Order Completed'"
+REVENUE_SQL = f"SELECT profile_id, body FROM events WHERE {_ORDERS} AND ts >= ? AND ts <= ?"
+NEW_CUSTOMERS_SQL = (
+    f"SELECT COUNT(*) FROM (SELECT profile_id FROM events WHERE {_ORDERS} "
+    "AND profile_id IS NOT NULL GROUP BY profile_id HAVING MIN(ts) >= ? AND MIN(ts) <= ?) firsts"
+)
 _body = msgspec.json.Decoder(dict[str, Any])
 
 # Per message, whether it ever reached each state (its record keeps only the furthest one: a
@@ -145,11 +154,7 @@ def stage_moves(conn: Conn, workspace: str, since: float, until: float) -> Itera
 def revenue(conn: Conn, workspace: str, since: float, until: float) -> list[Revenue]:
     """`Order Completed` events timed in the window, per currency."""
     totals: dict[str, Revenue] = {}
-    for profile_id, body in conn.execute(
-        "SELECT profile_id, body FROM events WHERE workspace_id = ? AND type = 'track' "
-        "AND event = ? AND ts >= ? AND ts <= ?",
-        (workspace, ORDER_EVENT, since, until),
-    ):
+    for profile_id, body in conn.execute(REVENUE_SQL, (workspace, since, until)):
         properties = _body.decode(body).get("properties")
         if not isinstance(properties, dict):
             properties = {}
@@ -159,12 +164,7 @@ def revenue(conn: Conn, workspace: str, since: float, until: float) -> list[Reve
 
 def new_customers(conn: Conn, workspace: str, since: float, until: float) -> int:
     """People whose first `Order Completed` ever is timed in the window."""
-    rows = conn.execute(
-        "SELECT COUNT(*) FROM (SELECT profile_id FROM events WHERE workspace_id = ? "
-        "AND type = 'track' AND event = ? AND profile_id IS NOT NULL GROUP BY profile_id "
-        "HAVING MIN(ts) >= ? AND MIN(ts) <= ?) firsts",
-        (workspace, ORDER_EVENT, since, until),
-    )
+    rows = conn.execute(NEW_CUSTOMERS_SQL, (workspace, since, until))
     return int(rows[0][0])
 
 
