@@ -55,10 +55,16 @@ def any_api(backend_url: str) -> Iterator[Api]:
     yield from serve_api(backend_url)
 
 
-def serve_api(url: str, *, run_processor: bool = True) -> Iterator[Api]:
+def serve_api(
+    url: str, *, run_processor: bool = True, playbook: str | None = None
+) -> Iterator[Api]:
     """An engine on `url` with two workspaces' keys and tokens, and a client for its HTTP.
     Without `run_processor`, a test processes the log itself (`engine.processor.run_once`)."""
-    engine = Engine(Settings(database_url=url), manual_clock=True, run_processor=run_processor)
+    engine = Engine(
+        Settings(database_url=url, playbook=playbook),
+        manual_clock=True,
+        run_processor=run_processor,
+    )
     engine.start()
 
     def keys(c):  # type: ignore[no-untyped-def]
