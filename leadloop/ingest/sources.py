@@ -170,6 +170,9 @@ def _lacks_id(message: Any) -> bool:
 # --- Stripe -------------------------------------------------------------------------------
 
 
+MAX_MINOR_UNITS = 10**15
+
+
 def _stripe(event: dict[str, Any], now: float) -> Delivery | Rejected:
     event_id = event.get("id")
     if not isinstance(event_id, str) or not event_id:
@@ -184,6 +187,11 @@ def _stripe(event: dict[str, Any], now: float) -> Delivery | Rejected:
     if _whole(created) and _iso_seconds(created) is None:
         # As HubSpot's `occurredAt`: parse cannot even be handed a date past the year 9999.
         return Rejected("invalid_timestamp", "created is past the year 9999")
+    amount = session.get("amount_total")
+    if isinstance(amount, int) and abs(amount) >= MAX_MINOR_UNITS:
+        # Past what a double holds exactly, and past any amount Stripe accepts; 400 digits
+        # overflowed the division into major units (a 500, retried by Stripe for days).
+        return Rejected("invalid_field", "data.object.amount_total has more than 15 digits")
     message = order_completed(event_id, created, session)
     if message is None:  # nobody to attribute it to: acknowledged, like any other notice
         return Delivery([], ignored=1)

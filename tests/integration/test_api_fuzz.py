@@ -5,7 +5,8 @@ whole log behind it).
 
 The admin routes are read from the OpenAPI document, so a new route is fuzzed without a line
 here. Examples are drawn deterministically (`derandomize`): CI runs the same inputs every time;
-set `LEADLOOP_FUZZ_EXAMPLES` to draw more of them locally.
+set `LEADLOOP_FUZZ_EXAMPLES` to draw more of them locally, and `LEADLOOP_FUZZ_RANDOM=1` to draw
+other ones on each run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ EXAMPLES = int(os.environ.get("LEADLOOP_FUZZ_EXAMPLES", "150"))
 PLAYBOOK = Path(__file__).resolve().parents[2] / "examples" / "playbook.yaml"
 FUZZ = settings(
     max_examples=EXAMPLES,
-    derandomize=True,
+    derandomize=os.environ.get("LEADLOOP_FUZZ_RANDOM") != "1",
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 

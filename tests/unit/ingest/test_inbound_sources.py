@@ -86,6 +86,31 @@ def test_a_created_time_no_date_holds_is_a_400_not_a_traceback(created: int) -> 
     assert out.status == 400 and out.code == "invalid_timestamp" and "created" in out.message
 
 
+@pytest.mark.parametrize(
+    ("amount", "currency"), [(10**400, "usd"), (10**400, "jpy"), (10**16, "usd")]
+)
+def test_an_amount_no_currency_has_is_a_400_not_a_traceback(amount: int, currency: str) -> None:
+    # A JSON integer of 400 digits: dividing it into major units raised OverflowError out of
+    # the hook (a 500, retried for days); 17 digits are past what a double holds exactly.
+    body = json.dumps(
+        {
+            "id": "evt_1",
+            "type": "checkout.session.completed",
+            "data": {
+                "object": session(
+                    amount_total=amount, currency=currency, customer_details={"email": "a@x.io"}
+                )
+            },
+        }
+    )
+    now = 1_800_000_000
+    mac = hmac.new(SECRET.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+    source = InboundSource(id="shop", kind="stripe", secret=SECRET, enabled=True)
+    out = read_delivery(source, {"Stripe-Signature": f"t={now},v1={mac}"}, body.encode(), now)
+    assert isinstance(out, Rejected), out
+    assert out.status == 400 and out.code == "invalid_field" and "amount_total" in out.message
+
+
 def test_svix_headers_give_each_delivery_its_own_message_ids() -> None:
     # svix-id/-timestamp/-signature verified, but the ids came from `webhook-id` alone: every
     # svix delivery without messageIds got `hook-crm-`, and all but the first were dropped by
