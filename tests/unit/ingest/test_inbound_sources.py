@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from leadloop.ingest.model import Rejected
+from leadloop.ingest.model import Delivery, Rejected
 from leadloop.ingest.sources import major_units, order_completed, read_delivery
 from leadloop.outbox.signing import sign_webhook
 from leadloop.playbook.model import InboundSource
@@ -66,6 +66,13 @@ def test_a_session_naming_no_one_gives_no_message() -> None:
     assert order_completed("e", None, session(customer_details={"email": None})) is None
 
 
+def deliver_stripe(body: str, now: int = 1_800_000_000) -> Delivery | Rejected:
+    """`body` signed as Stripe signs it, read by a `stripe` source."""
+    mac = hmac.new(SECRET.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+    source = InboundSource(id="shop", kind="stripe", secret=SECRET, enabled=True)
+    return read_delivery(source, {"Stripe-Signature": f"t={now},v1={mac}"}, body.encode(), now)
+
+
 @pytest.mark.parametrize("created", [253402300800, 10**12, 2**63])
 def test_a_created_time_no_date_holds_is_a_400_not_a_traceback(created: int) -> None:
     # `datetime.fromtimestamp` raised ValueError (OverflowError past time_t) out of the hook:
@@ -78,10 +85,7 @@ def test_a_created_time_no_date_holds_is_a_400_not_a_traceback(created: int) -> 
             "data": {"object": session(customer_details={"email": "a@x.io"})},
         }
     )
-    now = 1_800_000_000
-    mac = hmac.new(SECRET.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-    source = InboundSource(id="shop", kind="stripe", secret=SECRET, enabled=True)
-    out = read_delivery(source, {"Stripe-Signature": f"t={now},v1={mac}"}, body.encode(), now)
+    out = deliver_stripe(body)
     assert isinstance(out, Rejected), out
     assert out.status == 400 and out.code == "invalid_timestamp" and "created" in out.message
 
@@ -103,10 +107,7 @@ def test_an_amount_no_currency_has_is_a_400_not_a_traceback(amount: int, currenc
             },
         }
     )
-    now = 1_800_000_000
-    mac = hmac.new(SECRET.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-    source = InboundSource(id="shop", kind="stripe", secret=SECRET, enabled=True)
-    out = read_delivery(source, {"Stripe-Signature": f"t={now},v1={mac}"}, body.encode(), now)
+    out = deliver_stripe(body)
     assert isinstance(out, Rejected), out
     assert out.status == 400 and out.code == "invalid_field" and "amount_total" in out.message
 
