@@ -16,9 +16,10 @@ deadline, outlasts one lease, and another worker process would claim and send th
 On PostgreSQL, worker processes on several hosts claim from one outbox, and their clocks
 differ: a host whose clock ran a minute ahead saw another's live lease as over and sent its
 rows again. There the dispatcher of a system clock reckons claims and leases by the database
-server's clock (`service.database_time`), one clock for every host. A manual clock (tests,
-`--clock manual` sandboxes) stays the only time of its engine, as on SQLite, where one
-process dispatches."""
+server's clock (`service.database_time`), one clock for every host; due times share the lease's
+column, so retries' delays are counted from that clock too (`_anchored`). A manual clock (tests,
+`--clock manual` sandboxes) stays the only time of its engine, as on SQLite, where one process
+dispatches."""
 
 from __future__ import annotations
 
@@ -205,23 +206,21 @@ class Dispatcher:
                     self._leases[row_id] = until
         return len(renewed)
 
+    def _on_database_clock(self, c: Any) -> bool:
+        return self._database_time and c.dialect == "postgres"
+
     def _claim_time(self, c: Any) -> float:
-        """The time due rows and leases are reckoned by: the database server's on PostgreSQL
-        for a system clock, the engine's clock otherwise. Due times written from a host's
-        clock then come a skew early or late, but a row due is sent by one claim only: it is
-        a lease mistaken for over that sent rows twice."""
-        if self._database_time and c.dialect == "postgres":
-            return service.database_time(c)
-        return self._clock.now()
+        """The time due rows and leases are reckoned by (see the module docstring)."""
+        return service.database_time(c) if self._on_database_clock(c) else self._clock.now()
 
     def _anchored(
         self, c: Any, outcomes: list[tuple[Claimed, Outcome]], now: float
     ) -> list[tuple[Claimed, Outcome]]:
-        """Retries due after the delay their sender chose (read on this host's clock at `now`)
-        counted from the claims' clock (`_claim_time`). Reckoned by the database's clock
-        instead, a host whose clock lags by more than the longest backoff wrote retries that
-        were due at once, and spent a row's attempts in seconds."""
-        if not (self._database_time and c.dialect == "postgres"):
+        """Retries due after the delay their sender chose, counted from the claims' clock
+        (`_claim_time`) rather than this host's (read at `now`). Compared as written with the
+        database's clock, a host whose clock lagged by more than the longest backoff made its
+        retries due at once and spent a row's attempts in seconds."""
+        if not self._on_database_clock(c):
             return outcomes
         shift = service.database_time(c) - now
         return [
