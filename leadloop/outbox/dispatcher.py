@@ -11,7 +11,15 @@ single sends already run in a pool).
 
 Leases are renewed while their rows are sent (`renew_leases`, every third of a lease): a claim
 of a hundred emails to a slow SMTP server, or of webhooks to receivers that use their whole
-deadline, outlasts one lease, and another worker process would claim and send them again."""
+deadline, outlasts one lease, and another worker process would claim and send them again.
+
+On PostgreSQL, worker processes on several hosts claim from one outbox, and their clocks
+differ: a host whose clock ran a minute ahead saw another's live lease as over and sent its
+rows again. There the dispatcher of a system clock reckons claims and leases by the database
+server's clock (`service.database_time`), one clock for every host; due times share the lease's
+column, so retries' delays are counted from that clock too (`_anchored`). A manual clock (tests,
+`--clock manual` sandboxes) stays the only time of its engine, as on SQLite, where one process
+dispatches."""
 
 from __future__ import annotations
 
@@ -21,7 +29,9 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from leadloop.clock import Clock
+from msgspec.structs import replace
+
+from leadloop.clock import Clock, SystemClock
 from leadloop.log.writer import Writer
 from leadloop.outbox import service
 from leadloop.outbox.decide import next_attempt
@@ -62,8 +72,17 @@ class Dispatcher:
         claim_sizes: Mapping[str, int] | None = None,
         lanes: int = LANES,
         policy: RetryPolicy | None = None,
+        lease: float = service.LEASE_SECONDS,
+        database_time: bool | None = None,
     ) -> None:
         self._writer = writer
+        self._lease = lease
+        """How long a claim or a renewal holds its rows (shorter in tests of expiry)."""
+        self._database_time = (
+            isinstance(clock, SystemClock) if database_time is None else database_time
+        )
+        """On PostgreSQL, read the time of claims and renewals from the database server (see
+        the module docstring); by default, for the system clock only."""
         self._policy = policy or RetryPolicy()
         """The attempt budget of rows whose sender raised (`_internal_error`)."""
         self._clock = clock
@@ -119,15 +138,16 @@ class Dispatcher:
             # The time is read when the claim runs, not when it was queued: a claim that
             # waited its turn on the writer (a backlog, a long job) as long as a lease handed
             # out rows whose lease had run out, free to other workers while this one sent them.
-            now = self._clock.now()
-            found = service.claim_due(c, now, self._batch, rest) if rest else []
+            now = self._claim_time(c)
+            found = service.claim_due(c, now, self._batch, rest, lease=self._lease) if rest else []
             for kind in own:
-                found += service.claim_due(c, now, self._claim_sizes[kind], (kind,))
+                size = self._claim_sizes[kind]
+                found += service.claim_due(c, now, size, (kind,), lease=self._lease)
             # Rows another lane sends are left to it here, on the writer thread: that lane
             # records them on this thread too, so it has not yet, and lets them go only after.
             # Told once this claim returned, a lane that recorded them meanwhile had let them
             # go, and they were sent again.
-            self._take(found, now + service.LEASE_SECONDS, taken, replaced)
+            self._take(found, now + self._lease, taken, replaced)
             return taken
 
         try:
@@ -176,7 +196,7 @@ class Dispatcher:
             return 0
 
         def renew(c: Any) -> tuple[float, list[int]]:
-            until = self._clock.now() + service.LEASE_SECONDS  # as the claim: when it runs
+            until = self._claim_time(c) + self._lease  # as the claim: when it runs
             return until, service.renew_leases(c, held, until)
 
         until, renewed = self._writer.submit(renew).result()
@@ -186,8 +206,32 @@ class Dispatcher:
                     self._leases[row_id] = until
         return len(renewed)
 
+    def _on_database_clock(self, c: Any) -> bool:
+        return self._database_time and c.dialect == "postgres"
+
+    def _claim_time(self, c: Any) -> float:
+        """The time due rows and leases are reckoned by (see the module docstring)."""
+        return service.database_time(c) if self._on_database_clock(c) else self._clock.now()
+
+    def _anchored(
+        self, c: Any, outcomes: list[tuple[Claimed, Outcome]], now: float
+    ) -> list[tuple[Claimed, Outcome]]:
+        """Retries due after the delay their sender chose, counted from the claims' clock
+        (`_claim_time`) rather than this host's (read at `now`). Compared as written with the
+        database's clock, a host whose clock lagged by more than the longest backoff made its
+        retries due at once and spent a row's attempts in seconds."""
+        if not self._on_database_clock(c):
+            return outcomes
+        shift = service.database_time(c) - now
+        return [
+            (item, replace(outcome, next_attempt_at=outcome.next_attempt_at + shift))
+            if outcome.status == "pending" and outcome.next_attempt_at is not None
+            else (item, outcome)
+            for item, outcome in outcomes
+        ]
+
     def _keep_leases(self) -> None:
-        while not self._stop.wait(service.LEASE_SECONDS / 3):
+        while not self._stop.wait(self._lease / 3):
             try:
                 self.renew_leases()
             except Exception:
@@ -208,7 +252,9 @@ class Dispatcher:
         for kind, items in batched.items():
             outcomes.extend(zip(items, self._send_batch(kind, items), strict=True))
         done_at = self._clock.now()
-        self._writer.submit(lambda c: service.record(c, outcomes, done_at)).result()
+        self._writer.submit(
+            lambda c: service.record(c, self._anchored(c, outcomes, done_at), done_at)
+        ).result()
         _log_outcomes(outcomes, batched={i.id for items in batched.values() for i in items})
 
     def _send_batch(self, kind: str, items: list[Claimed]) -> list[Outcome]:

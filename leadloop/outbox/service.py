@@ -32,6 +32,7 @@ LEASE_SECONDS = 60.0
 """A claimed row is invisible to other dispatchers this long. A crash between sending and
 recording makes it due again after the lease, and it is re-sent with the same idempotency
 key: at-least-once delivery that receivers deduplicate (webhook-id, event_id...)."""
+_DATABASE_TIME = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
 
 class Claimed(msgspec.Struct, frozen=True, dict=True):
@@ -111,10 +112,21 @@ def enqueue(conn: Conn, rows: Sequence[OutboxRow], now: float) -> None:
     )
 
 
+def database_time(conn: PostgresConnection) -> float:
+    """The database server's clock: the one every worker process reckons leases by, whatever
+    its own host's clock says (docs/decisions/0001-concurrency.md)."""
+    return float(conn.execute(_DATABASE_TIME)[0][0])
+
+
 def claim_due(
-    conn: Conn, now: float, limit: int = 100, kinds: tuple[str, ...] = ()
+    conn: Conn,
+    now: float,
+    limit: int = 100,
+    kinds: tuple[str, ...] = (),
+    *,
+    lease: float = LEASE_SECONDS,
 ) -> list[Claimed]:
-    """Up to `limit` due rows, leased for `LEASE_SECONDS`, in id order.
+    """Up to `limit` due rows, leased for `lease` seconds from `now`, in id order.
 
     One statement selects and leases them (`UPDATE ... RETURNING`): a claim of 2,000
     conversions used to add 2,000 single-row updates, about half of a claim's cost."""
@@ -126,7 +138,7 @@ def claim_due(
         f"{kind_filter} ORDER BY next_attempt_at, id LIMIT ?{lock}) "
         "RETURNING id, workspace_id, kind, destination, idempotency_key, attempts, "
         "profile_id, created_at",
-        (now + LEASE_SECONDS, now, *kinds, limit),
+        (now + lease, now, *kinds, limit),
     )
     payloads = _payloads(conn, [int(r[0]) for r in rows])
     claimed = [

@@ -5,6 +5,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from leadloop.log.writer import Writer
+from leadloop.outbox.service import Claimed, Outcome
 
 
 def ident(
@@ -37,3 +38,17 @@ def hold(writer: Writer) -> tuple[threading.Event, Future[None]]:
     held = writer.submit(wait)
     assert holding.wait(30)
     return release, held
+
+
+class HeldSender:
+    """A batch sender that notes the ids it is handed in `sent`, sets `started`, and holds them
+    (a slow receiver, or a worker hung mid-send) until `release`; then they are delivered."""
+
+    def __init__(self, sent: list[int], started: threading.Event, release: threading.Event) -> None:
+        self.sent, self.started, self.release = sent, started, release
+
+    def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
+        self.sent.extend(item.id for item in items)
+        self.started.set()
+        assert self.release.wait(20)
+        return [Outcome("delivered") for _ in items]

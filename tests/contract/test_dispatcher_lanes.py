@@ -16,7 +16,7 @@ from leadloop.outbox.model import RetryPolicy
 from leadloop.outbox.service import Claimed, Outcome
 from leadloop.testing import eventually
 from tests.contract.conftest import Harness
-from tests.contract.conftest_helpers import hold
+from tests.contract.conftest_helpers import HeldSender, hold
 
 ROWS = 60
 
@@ -83,17 +83,9 @@ class SlowLane:
         add_rows(h, n)
         self.started, self.release = threading.Event(), threading.Event()
         self.sent: list[int] = []
-        lane = self
-
-        class Slow:
-            def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
-                lane.sent.extend(item.id for item in items)
-                lane.started.set()
-                assert lane.release.wait(20)
-                return [Outcome("delivered") for _ in items]
-
+        slow = HeldSender(self.sent, self.started, self.release)
         self.dispatcher = Dispatcher(
-            h.engine.writer, h.engine.clock, {"probe": Slow()}, claim_sizes={"probe": 10}, lanes=2
+            h.engine.writer, h.engine.clock, {"probe": slow}, claim_sizes={"probe": 10}, lanes=2
         )
         self.first = threading.Thread(target=self.dispatcher.run_once)
         self.first.start()
@@ -194,17 +186,9 @@ class SlowWorkers:
 
     def _worker(self, h: Harness, name: str) -> Dispatcher:
         self._clock = h.engine.clock
-        workers = self
-
-        class Slow:
-            def send_batch(self, items: list[Claimed], now: float) -> list[Outcome]:
-                workers.sent[name].extend(item.id for item in items)
-                workers.started.set()
-                assert workers.release.wait(20)
-                return [Outcome("delivered") for _ in items]
-
+        slow = HeldSender(self.sent[name], self.started, self.release)
         clock = self if name == "first" else h.engine.clock
-        return Dispatcher(h.engine.writer, clock, {"probe": Slow()}, claim_sizes={"probe": 10})
+        return Dispatcher(h.engine.writer, clock, {"probe": slow}, claim_sizes={"probe": 10})
 
     @contextmanager
     def first_sending(self) -> Iterator[None]:
