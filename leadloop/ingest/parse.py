@@ -110,21 +110,28 @@ def parse_time(value: Any, field: str) -> float | Rejected | None:
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    # Python 3.11 accepts up to 6 fractional digits: trim nanoseconds.
+    # Python 3.11 accepts up to 6 fractional digits: trim nanoseconds. And it skips whatever
+    # follows the sixth (`.123456x`, `.123456٤`): only an offset or the end may.
     dot = text.find(".")
     if dot != -1:
         end = dot + 1
-        while end < len(text) and text[end].isdigit():
+        while end < len(text) and "0" <= text[end] <= "9":  # ISO 8601 digits are ASCII
             end += 1
+        if end < len(text) and text[end] not in "+-":
+            return _not_iso(field, value)
         if end - dot - 1 > 6:
             text = text[: dot + 7] + text[end:]
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return Rejected("invalid_timestamp", f"{field} is not an ISO-8601 time: {value!r}")
+        return _not_iso(field, value)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC).timestamp()
     return parsed.timestamp()
+
+
+def _not_iso(field: str, value: str) -> Rejected:
+    return Rejected("invalid_timestamp", f"{field} is not an ISO-8601 time: {value!r}")
 
 
 def _id(message: dict[str, Any], field: str, index: str) -> str | Rejected | None:
