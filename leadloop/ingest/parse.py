@@ -73,7 +73,11 @@ def decompress(body: bytes, encoding: str | None) -> bytes | Rejected:
 
 
 def decode_json(body: bytes) -> dict[str, Any] | Rejected:
-    value = decode_json_value(body)
+    return as_object(decode_json_value(body))
+
+
+def as_object(value: Any) -> dict[str, Any] | Rejected:
+    """A decoded body (or its refusal) that must be one JSON object."""
     if isinstance(value, Rejected):
         return value
     if not isinstance(value, dict):
