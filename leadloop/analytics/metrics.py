@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from leadloop.digits import ascii_digits
+
 NO_CURRENCY = "XXX"
 """ISO 4217's code for "no currency": orders that name none are kept apart, not guessed."""
 REVENUE_FIELDS = ("revenue", "total", "value")
@@ -32,8 +34,8 @@ them."""
 
 
 _CODE = re.compile(r"[A-Za-z]{3}")
-_AMOUNT = re.compile(r"\s*[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*")
-"""An amount in text: digits, commas only between groups of three (`42,50` is a decimal comma,
+_AMOUNT = re.compile(r"\s*[-+]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?\s*")
+"""An amount in text (its digits made ASCII by `ascii_digits`): digits, commas only between groups of three (`42,50` is a decimal comma,
 no number here), a point before the decimals, an optional sign. Nothing else: the scoring's
 reading of traits takes `201-500` and `500+` as their first number, a guess no amount may make."""
 
@@ -44,8 +46,8 @@ def amount(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         number = float(value)
-    elif isinstance(value, str) and _AMOUNT.fullmatch(value):
-        number = float(value.replace(",", ""))  # hundreds of digits: infinity, refused below
+    elif isinstance(value, str) and (text := ascii_digits(value)) and _AMOUNT.fullmatch(text):
+        number = float(text.replace(",", ""))  # hundreds of digits: infinity, refused below
     else:
         return None
     return number if math.isfinite(number) else None

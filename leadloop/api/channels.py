@@ -45,6 +45,7 @@ from leadloop.channels.records import messages_page
 from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import verify
 from leadloop.identity import queries
+from leadloop.ingest.repeated import refuse_repeated
 from leadloop.outbox.signing import verify_webhook
 
 if TYPE_CHECKING:
@@ -175,6 +176,8 @@ def channels_router(engine: Engine) -> APIRouter:
             payload = _json.decode(body)
         except msgspec.DecodeError:
             return _bad("malformed JSON")
+        if repeated := refuse_repeated(body):
+            return _bad(repeated.message)
         parsed, messages = receipt_parsing.parse_meta(payload)
         found, inbound = receipt_parsing.storable(parsed), receipt_parsing.storable(messages)
         now = engine.clock.now()
@@ -241,9 +244,12 @@ def channels_router(engine: Engine) -> APIRouter:
             found = parse_dsn(body)
         else:
             try:
-                found = receipt_parsing.parse_email_webhook(_json.decode(body))
+                notices = _json.decode(body)
             except msgspec.DecodeError:
                 return _bad("malformed JSON")
+            if repeated := refuse_repeated(body):
+                return _bad(repeated.message)
+            found = receipt_parsing.parse_email_webhook(notices)
         found = receipt_parsing.storable(found)
         count = await asyncio.wrap_future(
             engine.writer.submit(lambda c: _apply_receipts(c, signers, found, now))

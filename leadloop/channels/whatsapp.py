@@ -15,6 +15,7 @@ import httpx2
 from leadloop.channels.model import Failed, SendResult
 from leadloop.channels.providers import post
 from leadloop.channels.settings import Media, WhatsAppSettings
+from leadloop.digits import ascii_digits
 
 SERVICE_WINDOW = 24 * 3600.0
 CAPTIONED = frozenset({"image", "video", "document"})
@@ -25,8 +26,9 @@ def in_service_window(last_inbound: float | None, now: float) -> bool:
 
 
 def recipient(phone: str) -> str:
-    """The Cloud API takes the number with its country code, digits only."""
-    return "".join(ch for ch in phone if ch.isdigit())
+    """The Cloud API takes the number with its country code, ASCII digits only; "" (which
+    the API refuses) for a number whose digits mix scripts (`ascii_digits`)."""
+    return "".join(ch for ch in ascii_digits(phone) or "" if "0" <= ch <= "9")
 
 
 def _base(to: str, reference: str) -> dict[str, Any]:

@@ -37,8 +37,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "lead_id": ("lead_id", "leadgen_id"),
 }
 _ALL_ALIASES = frozenset(alias for aliases in _ALIASES.values() for alias in aliases)
-_FB_COOKIE = re.compile(r"fb\.\d+\.\d+\.\S+")
-_LEAD_ID = re.compile(r"\d{15,16}")
+_FB_COOKIE = re.compile(r"fb\.[0-9]+\.[0-9]+\.\S+")  # Meta writes these ids in ASCII
+_LEAD_ID = re.compile(r"[0-9]{15,16}")
 _MAX_LEN = 500
 """Longer values are not ids: a pasted page, a bug. Dropped rather than stored and sent."""
 

@@ -14,6 +14,7 @@ from leadloop.conversions.config import ConversionsConfig, Mapping, field_value
 from leadloop.conversions.model import ActionSource, Content, UserIdentifiers
 from leadloop.conversions.payloads import derive_event_id
 from leadloop.digest import sha256_hex
+from leadloop.digits import ascii_digits
 from leadloop.identity.model import Profile
 from leadloop.log.model import Event
 from leadloop.scoring.match import to_number
@@ -139,7 +140,7 @@ def value_of(body: dict[str, Any], mapping: Mapping) -> float | None:
     return None
 
 
-_GROUPED = re.compile(r"\s*\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
+_GROUPED = re.compile(r"\s*[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\s*")
 """Commas as thousands separators: groups of three digits (`1,234.50`)."""
 
 
@@ -148,8 +149,10 @@ def finite_number(value: Any) -> float | None:
     is no number: infinity goes out as JSON `null` and cannot be made an `int`. Nor is a text
     whose commas do not group thousands: `to_number` drops every comma, so a decimal comma
     (`42,50`, forty-two fifty in much of Europe) was sent as a value of 4250."""
-    if isinstance(value, str) and "," in value and not _GROUPED.fullmatch(value):
-        return None
+    if isinstance(value, str):
+        value = ascii_digits(value)  # as `to_number` reads it: `_GROUPED` is ASCII
+        if value is None or ("," in value and not _GROUPED.fullmatch(value)):
+            return None
     number = to_number(value)
     return number if number is not None and math.isfinite(number) else None
 

@@ -34,12 +34,13 @@ from leadloop.conversions.model import UserIdentifiers
 from leadloop.conversions.regions import STATE_CODES
 from leadloop.digest import sha256 as _sha256
 from leadloop.digest import sha256_hex as sha256_hex
+from leadloop.digits import ascii_digits
 from leadloop.identity.normalize import dialable, normalize_email
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
-_ISO_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}")
-_US_ZIP_PLUS4 = re.compile(r"(\d{5})-?\d{4}")
+_ISO_DATE = re.compile(r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}")
+_US_ZIP_PLUS4 = re.compile(r"([0-9]{5})-?[0-9]{4}")
 
 
 def is_digest(value: str) -> bool:
@@ -124,6 +125,13 @@ def _clean(value: str | None) -> str | None:
     return stripped or None
 
 
+def _clean_digits(value: str | None) -> str | None:
+    """`_clean` for a value made of digits (phone, ZIP, date): any one script's digits as
+    ASCII ones, the form the platforms take; None when they mix scripts (`ascii_digits`)."""
+    cleaned = _clean(value)
+    return None if cleaned is None else ascii_digits(cleaned)
+
+
 # --- email -------------------------------------------------------------------------------------
 
 
@@ -195,11 +203,11 @@ def normalize_phone_e164(phone: str, default_region: str | None = None) -> str |
     differs (US `011`), as Meta's doc asks. Without a region a bare digit string is accepted only when it
     is a valid number once read as international (`16505551212`).
     """
-    cleaned = _clean(phone)
+    cleaned = _clean_digits(phone)
     if cleaned is None:
         return None
     region = default_region.upper() if default_region else None
-    digits = re.sub(r"\D", "", cleaned)
+    digits = re.sub(r"[^0-9]", "", cleaned)
     candidates: list[tuple[str, str | None, bool]] = []
     if not cleaned.startswith("+") and digits.startswith("00"):
         # No national number starts with 00 anywhere, and regions whose own prefix is not 00
@@ -325,7 +333,7 @@ def normalize_zip_meta(zip_code: str, country: str | None = None) -> str | None:
     The SDK keeps only the text before a dash, which also cuts non-US codes such as Poland's
     `00-950` to `00`; we cut only US-shaped codes.
     """
-    cleaned = _clean(zip_code)
+    cleaned = _clean_digits(zip_code)
     if cleaned is None:
         return None
     compact = re.sub(r"\s+", "", cleaned).lower()
@@ -338,7 +346,7 @@ def normalize_zip_meta(zip_code: str, country: str | None = None) -> str | None:
 def normalize_zip_google(zip_code: str, country: str | None = None) -> str | None:
     """Trimmed, sent unhashed (Data Manager `postalCode`); a US ZIP that lost its leading
     zeros gets them back (`_us_zip`)."""
-    cleaned = _clean(zip_code)
+    cleaned = _clean_digits(zip_code)
     return None if cleaned is None else _us_zip(cleaned, country)
 
 
@@ -379,7 +387,7 @@ def normalize_gender_meta(gender: str) -> str | None:
 
 def normalize_date_of_birth_meta(date_of_birth: str) -> str | None:
     """`YYYYMMDD` from ISO `YYYY-MM-DD` / `YYYYMMDD`; the SDK hashes the input verbatim."""
-    cleaned = _clean(date_of_birth)
+    cleaned = _clean_digits(date_of_birth)
     if cleaned is None or not _ISO_DATE.fullmatch(cleaned):
         return None
     try:
@@ -432,7 +440,7 @@ _META_HASHED_AT = tuple(
 )
 _META_PLAIN_AT = tuple((_FIELDS.index(attr), key) for key, attr in _META_PLAIN)
 _EXTERNAL_AT = _FIELDS.index("external_id")
-E164_SHAPE = re.compile(r"\+[1-9]\d{6,14}")
+E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
 """What an E.164 number looks like (not whether it is one: `phonenumbers` decides that)."""
 
 

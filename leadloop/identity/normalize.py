@@ -11,6 +11,8 @@ from typing import Any
 import idna
 import phonenumbers
 
+from leadloop.digits import ascii_digits
+
 
 def normalize_email(value: Any) -> str | None:
     """Trimmed and lowercased, the domain in one form however it was written (`_domain`,
@@ -59,10 +61,14 @@ def _domain(domain: str) -> str:
 
 
 def normalize_phone(value: Any, default_region: str | None) -> str | None:
-    """E.164, or None when the number cannot be placed (no `+` and no default region)."""
+    """E.164, or None when the number cannot be placed (no `+` and no default region) or its
+    digits mix scripts (`ascii_digits`: one script's digits read as the ASCII ones)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        return None
+    value = ascii_digits(value)
+    if value is None:
         return None
     # A number in E.164 form reads the same in every region (checked on generated numbers in
     # the tests; looser `+` forms such as `+0 …` do not), so its memo entry is region-free and
@@ -80,7 +86,7 @@ def phone_identity(value: Any, default_region: str | None) -> str | None:
     phone = normalize_phone(value, default_region)
     if phone is None or not isinstance(value, str) or _PLAIN_PHONE.fullmatch(value):
         return phone
-    return None if _has_extension(value, default_region) else phone
+    return None if _has_extension(ascii_digits(value) or "", default_region) else phone
 
 
 _PLAIN_PHONE = re.compile(r"[0-9+()./\s-]*")

@@ -73,7 +73,11 @@ def decompress(body: bytes, encoding: str | None) -> bytes | Rejected:
 
 
 def decode_json(body: bytes) -> dict[str, Any] | Rejected:
-    value = decode_json_value(body)
+    return as_object(decode_json_value(body))
+
+
+def as_object(value: Any) -> dict[str, Any] | Rejected:
+    """A decoded body (or its refusal) that must be one JSON object."""
     if isinstance(value, Rejected):
         return value
     if not isinstance(value, dict):
@@ -110,21 +114,28 @@ def parse_time(value: Any, field: str) -> float | Rejected | None:
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    # Python 3.11 accepts up to 6 fractional digits: trim nanoseconds.
+    # Python 3.11 accepts up to 6 fractional digits: trim nanoseconds. And it skips whatever
+    # follows the sixth (`.123456x`, `.123456٤`): only an offset or the end may.
     dot = text.find(".")
     if dot != -1:
         end = dot + 1
-        while end < len(text) and text[end].isdigit():
+        while end < len(text) and "0" <= text[end] <= "9":  # ISO 8601 digits are ASCII
             end += 1
+        if end < len(text) and text[end] not in "+-":
+            return _not_iso(field, value)
         if end - dot - 1 > 6:
             text = text[: dot + 7] + text[end:]
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return Rejected("invalid_timestamp", f"{field} is not an ISO-8601 time: {value!r}")
+        return _not_iso(field, value)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC).timestamp()
     return parsed.timestamp()
+
+
+def _not_iso(field: str, value: str) -> Rejected:
+    return Rejected("invalid_timestamp", f"{field} is not an ISO-8601 time: {value!r}")
 
 
 def _id(message: dict[str, Any], field: str, index: str) -> str | Rejected | None:

@@ -2,7 +2,8 @@
 and `now`, like `parse`.
 
 A source's delivery is verified on its raw bytes first, then parsed and validated exactly as the
-tracking API parses a request (`parse.parse_request`), so the same limits and refusals apply.
+tracking API parses a request (`parse.parse_request`), so the same limits and refusals apply,
+and one more: a key repeated in one object (`ingest.repeated`).
 
 Message ids make a provider's retry of a delivery harmless (the log drops a message id it
 already holds for the workspace):
@@ -25,6 +26,7 @@ import msgspec
 from leadloop.ingest import parse
 from leadloop.ingest.hubspot import read_hubspot
 from leadloop.ingest.model import Delivery, Rejected
+from leadloop.ingest.repeated import decode_signed
 from leadloop.ingest.webhooks_verify import (
     Rejection,
     Verification,
@@ -87,9 +89,9 @@ def read_delivery(
     if not verified:
         return Rejected("unauthorized", f"webhook signature refused: {verified.reason}", 401)
     if source.kind == "hubspot":
-        events = parse.decode_json_value(body)
+        events = decode_signed(body)
         return events if isinstance(events, Rejected) else read_hubspot(events, now)
-    payload = parse.decode_json(body)
+    payload = parse.as_object(decode_signed(body))
     if isinstance(payload, Rejected):
         return payload
     if source.kind == "standard":

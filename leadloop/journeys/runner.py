@@ -11,6 +11,7 @@ from typing import Any, assert_never
 
 from msgspec.structs import replace
 
+from leadloop.digits import ascii_digits
 from leadloop.journeys.evaluate import all_hold
 from leadloop.journeys.hashing import (
     choose_variant,
@@ -382,7 +383,10 @@ def trait_instant(value: object, tz: Any) -> float | None:
         return float(value) / 1000.0 if value > 1e11 else float(value)
     if not isinstance(value, str) or not value.strip():
         return None
-    text = value.strip().replace("Z", "+00:00")
+    typed = ascii_digits(value.strip())  # a date typed in one script's digits, as `to_number`
+    if typed is None:
+        return None
+    text = typed.replace("Z", "+00:00")
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)

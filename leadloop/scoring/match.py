@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, assert_never
 from urllib.parse import parse_qs, urlsplit
 
+from leadloop.digits import ascii_digits
 from leadloop.log.model import Event
 from leadloop.scoring.model import (
     MATCH_CHARS,
@@ -19,8 +20,10 @@ from leadloop.scoring.model import (
 )
 
 # "1,000", "201-500" (a range: its lower bound) and "500+" all read as numbers, because company
-# size traits arrive in each of these shapes from enrichment tools and forms.
-_NUMBER = re.compile(r"^\s*(\d[\d,]*(?:\.\d+)?)\s*(?:[-–]\s*\d[\d,]*(?:\.\d+)?|\+)?\s*$")
+# size traits arrive in each of these shapes from enrichment tools and forms. Other scripts'
+# digits are made ASCII first (`ascii_digits`), so that a mix of scripts is no number.
+_DIGITS = r"[0-9][0-9,]*(?:\.[0-9]+)?"
+_NUMBER = re.compile(rf"^\s*({_DIGITS})\s*(?:[-–]\s*{_DIGITS}|\+)?\s*$")
 
 
 def to_number(value: Any) -> float | None:
@@ -29,7 +32,8 @@ def to_number(value: Any) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        found = _NUMBER.match(value)
+        text = ascii_digits(value)
+        found = None if text is None else _NUMBER.match(text)
         if found:
             return float(found.group(1).replace(",", ""))
     return None

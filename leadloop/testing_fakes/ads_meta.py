@@ -33,7 +33,7 @@ META_ACTION_SOURCES = frozenset(
 )  # capi.md §1.2, SDK 26.0.3 enum
 META_HASHED = frozenset({"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country"})  # §1.3
 META_PLAIN = frozenset({"client_ip_address", "client_user_agent", "fbc", "fbp", "lead_id"})  # §1.3
-LEAD_ID = re.compile(r"\d{15,16}")
+LEAD_ID = re.compile(r"[0-9]{15,16}")  # ASCII, as Meta writes them
 CURRENCY = re.compile(r"[A-Za-z]{3}")
 CURRENCY_MESSAGE = "currency must be 3 letters"
 

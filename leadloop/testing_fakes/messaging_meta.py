@@ -20,7 +20,7 @@ from leadloop.testing_fakes.messaging_base import (
 if TYPE_CHECKING:
     from leadloop.testing_fakes.messaging import FakeMessagingServer
 
-WA_DIGITS = re.compile(r"[1-9]\d{6,14}")
+WA_DIGITS = re.compile(r"[1-9][0-9]{6,14}")  # ASCII: `\d` would take any script's digits
 
 
 def _graph_send(

@@ -13,7 +13,7 @@ from leadloop.testing_fakes.messaging_base import Refused, Response
 if TYPE_CHECKING:
     from leadloop.testing_fakes.messaging import FakeMessagingServer
 
-E164 = re.compile(r"\+[1-9]\d{6,14}")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ASCII: `\d` would take any script's digits
 
 
 def check_twilio(

@@ -328,6 +328,25 @@ def test_a_signed_body_that_is_not_json_is_a_400(hooks: Api, body: bytes) -> Non
     assert state(hooks) == before
 
 
+def test_a_signed_body_repeating_a_key_is_a_400_naming_it(hooks: Api) -> None:
+    """Meta's parser or the email provider's may read the first of two values where ours read
+    the last: the signature covers the bytes, not one reading of them."""
+    before = state(hooks)
+    receipt = msgspec.json.encode(whatsapp("wamid.X", NUMBER["default"]))
+    repeated = receipt.replace(b'"status":"read"', b'"status":"sent","status":"read"')
+    assert repeated != receipt
+    r = meta_post(hooks, None, "meta-default", raw=repeated)
+    assert (r.status_code, r.json()["code"]) == (400, "bad_request")
+    assert "'status'" in r.json()["message"]
+    notice = (
+        b'{"type":"delivered","message_id":"em-1","type":"complaint","email":"ada@example.com"}'
+    )
+    r = email_post(hooks, notice, EMAIL_SECRET["default"])
+    assert (r.status_code, r.json()["code"]) == (400, "bad_request")
+    assert "'type'" in r.json()["message"]
+    assert state(hooks) == before
+
+
 @pytest.mark.parametrize("path", ["/hooks/meta", "/hooks/twilio", "/hooks/email/acme"])
 def test_an_oversize_delivery_is_a_413(api: Api, path: str) -> None:
     r = api.client.post(path, content=b"x" * 1_000_001)

@@ -608,3 +608,26 @@ def test_a_slow_failed_attempt_backs_off_from_its_end(h: Harness) -> None:
     )[0][0]
     assert float(due) >= start + 60 + 2.5
     assert len(calls) == 1
+
+
+def test_a_phone_typed_in_arabic_digits_reaches_twilio_and_whatsapp_in_ascii(
+    tmp_path: Path,
+) -> None:
+    """The fakes take ASCII digits only, as the providers do; a phone typed in Arabic-Indic
+    digits is the same E.164 number."""
+    with FakeMessagingServer() as fake:
+        engine, client, write_key, token = start_engine(tmp_path, playbook(fake.base_url))
+        try:
+            with client:
+                traits = {"first_name": "Ada", "phone": "+٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨"}
+                h = Harness(
+                    engine, client, fake, token, identify(engine, client, write_key, traits)
+                )
+                h.queue("sms-ar", "sms", template="nudge")
+                h.queue("wa-ar", "whatsapp", template="intro")
+                assert h.settled("sms-ar")[0] == "delivered"
+                assert h.settled("wa-ar")[0] == "delivered"
+                assert fake.twilio.accepted[0]["To"] == "+442079460958"
+                assert fake.whatsapp.accepted[0]["to"] == "442079460958"
+        finally:
+            stop(engine)

@@ -376,3 +376,23 @@ def test_an_alias_from_the_erased_contact_id_links_nobody(running: Api) -> None:
     assert gone(api, "anonymous_id", CONTACT)
     assert rows(api, "SELECT COUNT(*) FROM events WHERE previous_id = ?", CONTACT) == [(0,)]
     assert not gone(api, "user_id", "crm-lin")
+
+
+def test_a_deletion_that_repeats_a_key_is_refused_and_erases_no_one(held: Api) -> None:
+    """`subscriptionType` twice: read by its last value the event erases the contact, by its
+    first (as the signer's parser may) it is a property change. Neither reading is taken."""
+    api = held
+    delivered(api, contact(1, 123, "lin@example.com"))
+    process_all(api)
+    before = snapshot(api)
+    body = json.dumps([deletion(4)]).replace(
+        '"subscriptionType": "contact.privacyDeletion"',
+        '"subscriptionType": "contact.propertyChange", '
+        '"subscriptionType": "contact.privacyDeletion"',
+    )
+    r = api.client.post(HUBSPOT, content=body, headers=hubspot_headers(api, body, uri=OWN_URL))
+    assert (r.status_code, r.json()["code"]) == (400, "duplicate_key"), r.text
+    assert "'subscriptionType'" in r.json()["message"]
+    process_all(api)
+    assert snapshot(api) == before
+    assert not gone(api, "email", "lin@example.com")

@@ -216,6 +216,7 @@ def test_oversize_body_is_413(hooks: Api) -> None:
         (json.dumps({"type": "track", "userId": "u"}), "missing_event"),
         (json.dumps({"userId": "u"}), "invalid_type"),
         (json.dumps({"batch": []}), "invalid_batch"),
+        ('{"type": "identify", "userId": "u", "type": "track", "event": "X"}', "duplicate_key"),
     ],
 )
 def test_signed_but_invalid_body_is_400(hooks: Api, body: str, code: str) -> None:

@@ -169,3 +169,10 @@ def test_spend_of_days_the_window_covers_in_part_counts_in_proportion() -> None:
     assert metrics.window_spend(days, day + metrics.DAY, now, now) == {"USD": 240.0}
     half = day + metrics.DAY + 3 * 3600 - metrics.RESOLUTION
     assert metrics.window_spend(days, day + metrics.DAY, half, now) == {"USD": pytest.approx(120.0)}
+
+
+def test_an_amount_in_one_scripts_digits_is_the_number_and_a_mixed_one_none() -> None:
+    assert metrics.amount("١,٢٣٤.٥٠") == 1234.5
+    assert metrics.amount("４２") == 42.0
+    assert metrics.amount("4٢") is None
+    assert metrics.amount("4²") is None

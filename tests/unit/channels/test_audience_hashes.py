@@ -48,3 +48,15 @@ def test_an_email_the_identity_graph_refuses_keeps_the_platforms_rule() -> None:
     payload = meta_payload("ana silva@example.com", None, None)
     assert payload is not None
     assert payload["payload"]["data"] == [[sha256_hex("ana silva@example.com"), ""]]
+
+
+@pytest.mark.parametrize(
+    "typed", ["٠٧٧٠٠٩٠٠١٢٣", "۰۷۷۰۰۹۰۰۱۲۳", "०७७००९००१२३", "０７７００９００１２３"]
+)
+def test_a_phone_typed_in_other_digits_hashes_as_the_ascii_one(typed: str) -> None:
+    assert meta_payload(None, typed, "GB") == meta_payload(None, "07700900123", "GB")
+    settings = AudienceSettings(id="hot", type="google", audience_id="1", operating_account="2")
+    ascii_body = google_body(settings, None, "07700900123", "GB", True)
+    assert ascii_body is not None
+    assert google_body(settings, None, typed, "GB", True) == ascii_body
+    assert google_body(settings, None, "077009००123", "GB", True) is None  # mixed: no member

@@ -116,3 +116,11 @@ def test_a_query_repeated_in_properties_and_context_still_overrides_in_order() -
     assert found_keys(body) == {"gclid": "A"}
     body["context"] = {"page": {"search": "?gclid=B"}}
     assert found_keys(body) == {"gclid": "B"}
+
+
+def test_a_lead_id_or_cookie_in_other_digits_is_no_id() -> None:
+    # Meta writes these ids in ASCII; the `\d` they were matched with took any script's digits,
+    # and the value went to Meta as it was.
+    body = {"properties": {"leadgen_id": "١٢٣٤٥٦٧٨٩٠١٢٣٤٥", "_fbp": "fb.١.١٧٠٠٠٠٠٠٠٠٠٠٠.99"}}
+    keys = capture_keys(MatchKeys(), body, AT)
+    assert keys.lead_id is None and keys.fbp is None

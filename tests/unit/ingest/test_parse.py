@@ -172,3 +172,12 @@ def test_a_gzip_body_of_several_members_is_read_whole() -> None:
     assert isinstance(decompress(gzip.compress(half) * 2, "gzip"), Rejected)
     bad = decompress(gzip.compress(text) + b"junk", "gzip")
     assert isinstance(bad, Rejected) and bad.code == "bad_encoding"
+
+
+@pytest.mark.parametrize(
+    "digits", [".123٤", ".123456789٤", ".1234567²", ".١٢٣٤٥٦٧٨٩", ".123456x", ".1234567 1"]
+)
+def test_fractional_seconds_are_ascii_digits_and_nothing_after_them(digits: str) -> None:
+    # ISO 8601 is ASCII (as `fromisoformat` reads it): an SDK's time is never typed. The trim
+    # past six digits also dropped `²` and `٤`, and Python skips anything after the sixth.
+    assert isinstance(parse.parse_time(f"2026-11-26T16:39:10{digits}Z", "t"), parse.Rejected)

@@ -26,3 +26,10 @@ def test_times_at_the_edges_still_read() -> None:
 def test_epoch_milliseconds_in_a_string_read_as_the_number_does(value: object) -> None:
     # HubSpot's webhooks carry a contact's date properties as epoch milliseconds in a string.
     assert trait_instant(value, UTC) == 1717027200.0  # 2024-05-30, not the year 56,000
+
+
+def test_a_date_typed_in_one_scripts_digits_reads_as_the_ascii_one() -> None:
+    assert trait_instant("٢٠٢٤-٠٥-٠١", UTC) == 1714521600.0
+    assert trait_instant("١٧١٧٠٢٧٢٠٠٠٠٠", UTC) == 1717027200.0
+    assert trait_instant("2024-05-0١", UTC) is None
+    assert trait_instant("171702720000٠", UTC) is None
