@@ -155,6 +155,16 @@ def list_parked(conn: Conn, workspace: str | None = None) -> list[ParkedEvent]:
     return [_row(r) for r in rows]
 
 
+def page(conn: Conn, workspace: str, after: int, limit: int) -> list[ParkedEvent]:
+    """A workspace's parked events by id (the order they were parked in), after `after`."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM parked_events WHERE workspace_id = ? AND id > ? "
+        "ORDER BY id LIMIT ?",
+        (workspace, after, limit),
+    )
+    return [_row(r) for r in rows]
+
+
 def count(conn: Conn, workspace: str | None = None) -> int:
     if workspace is None:
         return int(conn.execute("SELECT COUNT(*) FROM parked_events")[0][0])

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from leadloop.errors import StorageError
 from leadloop.identity.model import Profile
@@ -16,6 +17,7 @@ from leadloop.log import park, store
 from leadloop.log.batch import Batch, Conn, OutboxRow
 from leadloop.log.model import Event
 from leadloop.log.processor import CURSOR
+from leadloop.storage import workspaces
 from leadloop.testing import eventually
 from tests.contract.conftest import Harness, make_harness
 
@@ -219,3 +221,30 @@ def test_parking_and_the_cursor_move_commit_together(
     h.settle()
     assert [r.message_id for r in parked(h)] == ["m2"]
     assert effects(h) == [("m1", 1, 1), ("m3", 1, 1)]
+
+
+def test_the_admin_api_lists_a_workspaces_parked_events_and_counts_them(
+    probed: tuple[Harness, Probe],
+) -> None:
+    h, probe = probed
+    h.add_workspace("other")
+    probe.poison = {"m1", "m3", "o4"}
+    h.send(track(1), track(2), track(3))
+    h.send(track(4) | {"userId": "o4", "messageId": "o4"}, workspace="other")
+    h.settle()
+    now = h.engine.clock.now()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", now)
+    ).result()
+    with TestClient(h.engine.admin_app()) as client:
+        assert client.get("/api/v1/parked-events").status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        first = client.get("/api/v1/parked-events?limit=1", headers=auth).json()
+        assert [i["message_id"] for i in first["items"]] == ["m1"]
+        assert first["items"][0]["error"] == "ValueError"
+        after = first["next_after"]
+        rest = client.get(f"/api/v1/parked-events?after={after}", headers=auth).json()
+        assert [i["message_id"] for i in rest["items"]] == ["m3"] and rest["next_after"] is None
+        assert client.get("/api/v1/status", headers=auth).json()["parked_events"] == 2
+        bad = client.get("/api/v1/parked-events?limit=0", headers=auth)
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
