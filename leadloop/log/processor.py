@@ -245,9 +245,9 @@ class Processor:
         except Exception as earlier:
             log.warning("the batch decided after a failed write failed too: %s", exc)
             exc = earlier
-        self.failed(exc)
+        self._failed(exc)
 
-    def failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception) -> None:
         """Count a failed `step` against the position its batch was read from: after
         `park.STRIKES` deterministic ones in a row, the next steps take the batch apart."""
         at = self._failed_from
@@ -539,6 +539,8 @@ class Processor:
         return batch
 
     def _decide(self, batch: Batch, identity: IdentityBatch, events: list[Event]) -> None:
+        if not events:
+            return
         event = events[0]
         try:  # free until something raises: the hot path pays nothing for it
             for event in events:
@@ -559,7 +561,7 @@ class Processor:
                     event, profile, changed=profile is not found or event.type != "internal"
                 )
         except BaseException:
-            # The event that raised: the events before it can be processed as one batch.
+            # The event that raised: the events before it can go as one batch (`_isolate`).
             self._culprit = next((i for i, e in enumerate(events) if e is event), None)
             raise
 

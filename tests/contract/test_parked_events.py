@@ -248,3 +248,16 @@ def test_the_admin_api_lists_a_workspaces_parked_events_and_counts_them(
         assert client.get("/api/v1/status", headers=auth).json()["parked_events"] == 2
         bad = client.get("/api/v1/parked-events?limit=0", headers=auth)
         assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+
+
+def test_erasing_the_person_deletes_their_parked_event(probed: tuple[Harness, Probe]) -> None:
+    h, probe = probed
+    probe.poison = {"m2", "o3"}
+    h.send(track(1), track(2) | {"userId": "u1"}, track(3) | {"messageId": "o3"})
+    h.settle()
+    assert [r.message_id for r in parked(h)] == ["m2", "o3"]
+    person = h.profile("user_id", "u1")
+    assert person is not None
+    assert h.engine.erase("default", person["id"]).result(timeout=30) == 1
+    assert [r.message_id for r in parked(h)] == ["o3"]
+    assert h.sql("SELECT message_id FROM events WHERE message_id IN ('m2', 'o3')") == [("o3",)]
