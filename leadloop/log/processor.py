@@ -34,6 +34,7 @@ from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log import park, store
 from leadloop.log.batch import Batch, Conn, Stage
+from leadloop.log.isolation import Isolation
 from leadloop.log.model import Event
 from leadloop.log.overlap import depends_on
 from leadloop.log.park import CursorMoved
@@ -69,25 +70,6 @@ class _InFlight:
     events: int
     start: str
     """The log position it was read from."""
-
-
-@dataclass
-class _Trouble:
-    """Deterministic failures at one cursor position (`park.transient` tells the others)."""
-
-    position: str
-    failures: int = 0
-    """Batches read from `position`, of more than one event, that failed in a row."""
-    alone: int = 0
-    """Failures of the event at `position` processed alone."""
-    clean: int = 0
-    """Events before the one whose decision raised, when known: processed as one batch."""
-    budget: int = 0
-    """Events left to process in small batches, once the batch has been taken apart."""
-    error: BaseException | None = None
-
-    def isolating(self) -> bool:
-        return self.budget > 0 or self.failures >= park.STRIKES or self.alone > 0
 
 
 Redriven = Literal["processed", "failed", "gone", "missing"]
@@ -133,9 +115,7 @@ class Processor:
         touched something they read (`log.overlap`), or an erasure committed meanwhile."""
         self.retry_delay = 1.0
         """Seconds between a failed batch and the next attempt (a test seam)."""
-        self.parked = 0
-        """Events this processor parked."""
-        self._trouble: _Trouble | None = None
+        self._isolation = Isolation()
         self._failed_from: str | None = None
         """Where the batch being decided or written was read from, for `_failed`."""
         self._failed_size = 0
@@ -254,21 +234,13 @@ class Processor:
         if park.transient(exc) or at is None:
             log.warning("processing a batch failed (%s); retrying", exc, exc_info=exc)
             return
-        trouble = self._trouble
-        if trouble is None or trouble.position != at:
-            trouble = self._trouble = _Trouble(at)
-        if self._failed_size == 1:
-            trouble.alone += 1
-        else:
-            trouble.failures += 1
-        trouble.clean = self._culprit or 0
-        trouble.error = exc
+        in_a_row = self._isolation.failed(at, self._failed_size, self._culprit, exc)
         log.error(
             "processing a batch of %d event(s) from log position %s failed (%d time(s) in a "
             "row); retrying",
             self._failed_size,
             at,
-            trouble.failures + trouble.alone,
+            in_a_row,
             exc_info=exc,
         )
 
@@ -291,9 +263,8 @@ class Processor:
         """Process one batch and hand it to the writer; return how many events it held (0:
         caught up, and everything committed). Pipelined (SQLite), it returns without waiting
         for the commit, which the next call waits for after deciding its own batch."""
-        trouble = self._trouble
-        if trouble is not None and trouble.isolating():
-            return self._isolate(conn, trouble)
+        if self._isolation.active:
+            return self._isolate(conn)
         pipelined = self._pipeline and conn.dialect == "sqlite"
         if not pipelined:
             self.drain()
@@ -330,59 +301,44 @@ class Processor:
             self.drain()
         return len(events)
 
-    def _isolate(self, conn: Conn, trouble: _Trouble) -> int:
-        """One step of taking a failing batch apart, each part waited for: the events before
-        the one that raised as one batch, then that event alone; an event that failed alone
-        `park.STRIKES` times is parked. Back to whole batches once one is parked, or once a
-        batch's worth of events went through without any failing alone."""
+    def _isolate(self, conn: Conn) -> int:
+        """One step of taking a failing batch apart (`log.isolation`), each part written before
+        the next is read; an event that failed alone `park.STRIKES` times is parked."""
+        isolation = self._isolation
         self.drain()
         position = store.get_cursor(conn, CURSOR)
-        if position != trouble.position:  # moved by someone else (a replay, another consumer)
-            self._trouble = None
+        if position != isolation.position:  # moved by someone else (a replay, another consumer)
+            isolation.clear()
             return 1  # not caught up: the next step reads from the cursor
-        if trouble.alone >= park.STRIKES:
-            return self._park(conn, trouble)
-        if trouble.budget == 0:
-            trouble.budget = self._batch_size
+        if isolation.budget == 0 and isolation.failures:
             log.warning(
                 "the batch from log position %s failed %d times in a row; processing it in "
                 "parts to find the event that fails",
                 position,
-                trouble.failures,
+                isolation.failures,
             )
-        limit = trouble.clean if trouble.clean and not trouble.alone else 1
+        limit = isolation.part(self._batch_size)
         self._failed_from = None
-        events, after, epoch = store.read_after(conn, position, limit)
+        events, after, epoch = store.read_after(conn, position, limit or 1)
         if not events:
-            self._trouble = None
+            isolation.clear()
             return 0
+        if limit == 0:
+            return self._park(events[0], position, after)
         self._failed_from, self._failed_size = position, len(events)
         batch = self.process(conn, events)
         batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
         self._in_flight = _InFlight(future, batch, after, len(events), position)
-        if not self.drain():
-            return len(events)  # an erasure came first: read again
-        trouble.position, trouble.failures, trouble.alone, trouble.clean = after, 0, 0, 0
-        trouble.budget -= len(events)
-        if trouble.budget <= 0:
-            # A batch's worth went through in parts: the failure needed the events together,
-            # or has passed. Whole batches again (and, should it come back, parts again).
-            self._trouble = None
+        if self.drain():  # else an erasure came first: read again
+            isolation.part_written(after, len(events))
         return len(events)
 
-    def _park(self, conn: Conn, trouble: _Trouble) -> int:
-        """Move the cursor past the event at `trouble.position` and record it as parked, in one
-        transaction: either both happen or neither."""
-        position = trouble.position
-        self._failed_from = None
-        events, after, _epoch = store.read_after(conn, position, 1)
-        if not events:  # erased meanwhile
-            self._trouble = None
-            return 0
-        event = events[0]
-        error = trouble.error or RuntimeError("unknown failure")
-        attempts = trouble.alone
+    def _park(self, event: Event, position: str, after: str) -> int:
+        """Move the cursor past `event` and record it as parked, in one transaction: both
+        happen or neither."""
+        error = self._isolation.error or RuntimeError("unknown failure")
+        attempts = self._isolation.alone
         now = self._clock.now()
 
         def write(wconn: Conn) -> int:
@@ -393,8 +349,7 @@ class Processor:
             return parked_id
 
         parked_id = self._writer.submit(write).result()
-        self._trouble = None
-        self.parked += 1
+        self._isolation.clear()
         self.processed += 1
         log.error(
             "parked event %s (workspace %s, log seq %d, %s) after %d failures alone: %s: %s; "
@@ -432,9 +387,7 @@ class Processor:
         if flight.batch.outbox and self.on_effects is not None:
             self.on_effects()  # new outbox rows: the dispatcher has work
         self.processed += flight.events
-        trouble = self._trouble
-        if trouble is not None and trouble.position == flight.start and not trouble.isolating():
-            self._trouble = None  # written after all: whatever failed there has passed
+        self._isolation.written(flight.start)
         return True
 
     def _write(self, batch: Batch, position: str, after: str) -> Callable[[Conn], None]:
