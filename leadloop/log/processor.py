@@ -223,7 +223,9 @@ class Processor:
         try:
             self.drain()
         except Exception as earlier:
-            log.warning("the batch decided after a failed write failed too: %s", exc)
+            log.warning(
+                "a step failed (%s) while the batch before it was written, which failed too", exc
+            )
             exc = earlier
         self._failed(exc)
 
