@@ -19,7 +19,7 @@ from leadloop.log.model import Event
 from leadloop.log.processor import CURSOR
 from leadloop.storage import workspaces
 from leadloop.testing import eventually
-from tests.contract.conftest import Harness, make_harness
+from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 
 
 class Probe:
@@ -261,3 +261,32 @@ def test_erasing_the_person_deletes_their_parked_event(probed: tuple[Harness, Pr
     assert h.engine.erase("default", person["id"]).result(timeout=30) == 1
     assert [r.message_id for r in parked(h)] == ["o3"]
     assert h.sql("SELECT message_id FROM events WHERE message_id IN ('m2', 'o3')") == [("o3",)]
+
+
+def test_a_failed_decision_discards_what_the_stages_kept_for_its_batch(backend_url: str) -> None:
+    """The journey stage registers a new playbook's journeys with the first batch that meets
+    it, and remembers having done so. A batch that failed after that (here a database that
+    went away for a moment) kept the memory though its rows were never written: the batch
+    decided again registered nothing, and instances pinned to those versions found none."""
+    h = make_harness(backend_url, EXAMPLE_PLAYBOOK)
+    try:
+        probe = Probe()
+        probe.poison = {"m1"}
+
+        def once() -> BaseException:
+            probe.poison = set()
+            return StorageError("the database went away")
+
+        probe.fault = once
+        processor = h.engine.processor
+        processor.retry_delay = 0.0
+        h.engine.writer.submit(
+            lambda c: c.execute("CREATE TABLE probe_effects (message_id TEXT NOT NULL)")
+        ).result()
+        processor.set_stages([*processor.stages, probe])
+        h.send(track(1))
+        h.settle()
+        assert probe.raised == 1 and effects(h) == [("m1", 1, 1)]
+        assert h.sql("SELECT COUNT(*) FROM journey_versions")[0][0] > 0
+    finally:
+        h.engine.stop()
