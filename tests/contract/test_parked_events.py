@@ -290,3 +290,29 @@ def test_a_failed_decision_discards_what_the_stages_kept_for_its_batch(backend_u
         assert h.sql("SELECT COUNT(*) FROM journey_versions")[0][0] > 0
     finally:
         h.engine.stop()
+
+
+def test_a_redrive_writes_the_event_and_removes_its_row_together(
+    probed: tuple[Harness, Probe], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-drive whose transaction fails after the row is deleted (a lost connection) leaves
+    the row and writes none of the event's effects; the next re-drive writes them once."""
+    h, probe = probed
+    probe.poison = {"m1"}
+    h.send(track(1), track(2))
+    h.settle()
+    [row] = parked(h)
+    probe.poison = set()
+    real = park.remove
+
+    def lost(conn: Conn, parked_id: int) -> None:
+        real(conn, parked_id)
+        raise StorageError("connection lost")
+
+    monkeypatch.setattr(park, "remove", lost)
+    with pytest.raises(StorageError, match="connection lost"):
+        h.engine.redrive_parked(row.id).result(timeout=30)
+    assert [r.id for r in parked(h)] == [row.id] and [m for m, _, _ in effects(h)] == ["m2"]
+    monkeypatch.setattr(park, "remove", real)
+    assert h.engine.redrive_parked(row.id).result(timeout=30) == "processed"
+    assert parked(h) == [] and effects(h) == [("m1", 1, 1), ("m2", 1, 1)]
