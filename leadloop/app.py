@@ -42,7 +42,8 @@ from leadloop.ingest.hooks import InboundHooks
 from leadloop.ingest.http import TrackingApp
 from leadloop.ingest.model import Accepted
 from leadloop.journeys.service import JourneyStage
-from leadloop.log.processor import Processor
+from leadloop.log import park
+from leadloop.log.processor import Processor, Redriven
 from leadloop.log.timers import TimerLoop
 from leadloop.log.writer import Writer
 from leadloop.outbox import service as outbox_service
@@ -214,6 +215,8 @@ class Engine:
         self._watcher: threading.Thread | None = None
         self._upkeep: Upkeep[SqliteConnection] | Upkeep[PostgresConnection] | None = None
         self._run_processor = run_processor
+        self._redriving = False
+        """A job re-driving the parked events asked for is queued or running."""
         self._local = threading.local()
         self._readers: list[Conn] = []
         self._readers_lock = threading.Lock()
@@ -428,12 +431,52 @@ class Engine:
         if stale:
             self._rescore(conn, workspace, stale)
 
+    def redrive_parked(self, parked_id: int) -> Future[Redriven]:
+        """Process a parked event again on the processor's thread, between two batches
+        (`Processor.redrive`). Only where this engine's processor leads: elsewhere a re-drive
+        is asked for in the database (`park.request_redrive`), and the leader takes it up."""
+        done: Future[Redriven] = Future()
+
+        def job(conn: Conn) -> None:
+            try:
+                done.set_result(self.processor.redrive(conn, parked_id))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self.processor.request(job)
+        return done
+
+    def _redrive_requested(self) -> None:
+        """Take up the re-drives asked for from the CLI (another process), where this engine's
+        processor leads; one job at a time, so a busy processor does not collect copies."""
+        if self._redriving or not self._run_processor or self.processor.idle_here() is None:
+            return
+        ids = self.read_sync(park.requested)
+        if not ids:
+            return
+        self._redriving = True
+
+        def job(conn: Conn) -> None:
+            try:
+                for parked_id in ids:
+                    self.processor.redrive(conn, parked_id)
+            except Exception:  # transient: the rest stay asked for, and are tried again
+                log.exception("re-driving parked events failed; trying again")
+            finally:
+                self._redriving = False
+
+        self.processor.request(job)
+
     def _watch(self) -> None:
         while not self._watch_stop.wait(1.0):
             try:
                 self.refresh_playbooks()
             except Exception:
                 log.exception("checking for a new playbook failed")
+            try:
+                self._redrive_requested()
+            except Exception:
+                log.exception("checking for parked events to re-drive failed")
 
     def _decorate_scores(self, conn: Conn, view: dict[str, Any]) -> None:
         scores = score_queries.scores_view(conn, view["workspace"], view["id"], self.clock.now())
@@ -589,6 +632,9 @@ class Engine:
             # A lag of 0 does not say a batch is not still in flight (an erasure may have
             # taken its events); null where this process's processor does not lead.
             "processor": {"idle": self.processor.idle_here() if self._run_processor else None},
+            # Events set aside because processing them failed every time (`leadloop events
+            # parked`): not lost, but not processed either until re-driven.
+            "parked_events": park.count(conn, workspace),
             "clock": "manual" if self.manual_clock else "system",
             "now": self.clock.now(),
         }

@@ -489,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     from leadloop.scoring.predictive import cli as predict_cli
 
     predict_cli.register(sub, db_arg)
+    from leadloop.log import cli as events_cli
+
+    events_cli.register(sub, db_arg)
     from leadloop.personalization import copy_cli
 
     copy_cli.register(sub, db_arg)

@@ -111,6 +111,14 @@ def _erase(conn: Conn, workspace: str, profile_id: str) -> int:
     ]
     tables = _existing_tables(conn)
     _erase_waiting_events(conn, workspace, ids)
+    if "parked_events" in tables:
+        # A parked event is one still waiting: gone from the log, its row (whose error message
+        # may quote the event) goes too.
+        conn.execute(
+            "DELETE FROM parked_events WHERE workspace_id = ? "
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = parked_events.seq)",
+            (workspace,),
+        )
     for pid in ids:
         for table, column in _BY_PROFILE:
             if table in tables:

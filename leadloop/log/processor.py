@@ -11,6 +11,11 @@ lock while it works (`storage.bulk`). The next batch's reads may then predate th
 commit; `log.overlap` tells whether it read anything the previous batch writes, and if so it
 is decided again after that commit. Each batch still commits its rows and the cursor in one
 transaction, in log order (docs/decisions/0004-pipelined-processor.md).
+
+An event whose decision (or write) fails every time is parked rather than retried for ever:
+after `park.STRIKES` failures in a row at one position, the batch is taken apart until the
+event that fails alone is found; it is recorded in `parked_events` in the transaction that
+moves the cursor past it (docs/decisions/0006-parked-events.md).
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Literal
 
 from leadloop.clock import Clock
 from leadloop.errors import StorageError
 from leadloop.identity import decide
 from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
-from leadloop.log import store
+from leadloop.log import park, store
 from leadloop.log.batch import Batch, Conn, Stage
+from leadloop.log.isolation import Isolation
 from leadloop.log.model import Event
 from leadloop.log.overlap import depends_on
+from leadloop.log.park import CursorMoved
 from leadloop.log.writer import Writer
 from leadloop.storage.link import Link
 
@@ -60,6 +68,11 @@ class _InFlight:
     after: str
     """The log position after its last event: where the next batch starts reading."""
     events: int
+    start: str
+    """The log position it was read from."""
+
+
+Redriven = Literal["processed", "failed", "gone", "missing"]
 
 
 class Processor:
@@ -100,6 +113,14 @@ class Processor:
         self.redecided = 0
         """Batches decided a second time because the batch before them, still being written,
         touched something they read (`log.overlap`), or an erasure committed meanwhile."""
+        self.retry_delay = 1.0
+        """Seconds between a failed batch and the next attempt (a test seam)."""
+        self._isolation = Isolation()
+        self._failed_from: str | None = None
+        """Where the batch being decided or written was read from, for `_failed`."""
+        self._failed_size = 0
+        self._culprit: int | None = None
+        """The index, in its batch, of the event whose decision raised last."""
 
     def is_idle(self) -> bool:
         """Whether the processor last found the log caught up, with no batch in flight and
@@ -183,10 +204,9 @@ class Processor:
                 self._run_jobs(conn)
                 try:
                     n = self.step(conn)
-                except Exception:
-                    log.exception("processing a batch failed; retrying")
-                    self._settle_quietly()
-                    self._stop.wait(1.0)
+                except Exception as exc:
+                    self._recover(exc)
+                    self._stop.wait(self.retry_delay)
                     continue
                 if n == 0 and not self._jobs:
                     self._idle = True
@@ -195,6 +215,36 @@ class Processor:
         finally:
             self._settle_quietly()
             link.close()
+
+    def _recover(self, exc: Exception) -> None:
+        """After a failed step, wait for the batch still in flight. If its write failed too,
+        that is the failure that counts: the cursor stays before it, and the batch decided on
+        top of it is read again only once it is written."""
+        try:
+            self.drain()
+        except Exception as earlier:
+            log.warning(
+                "a step failed (%s) while the batch before it was written, which failed too", exc
+            )
+            exc = earlier
+        self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Count a failed `step` against the position its batch was read from: after
+        `park.STRIKES` deterministic ones in a row, the next steps take the batch apart."""
+        at = self._failed_from
+        if park.transient(exc) or at is None:
+            log.warning("processing a batch failed (%s); retrying", exc, exc_info=exc)
+            return
+        in_a_row = self._isolation.failed(at, self._failed_size, self._culprit, exc)
+        log.error(
+            "processing a batch of %d event(s) from log position %s failed (%d time(s) in a "
+            "row); retrying",
+            self._failed_size,
+            at,
+            in_a_row,
+            exc_info=exc,
+        )
 
     def _settle_quietly(self) -> None:
         """Wait for a batch still in flight (after a failure, or at stop); a failed write is
@@ -215,11 +265,14 @@ class Processor:
         """Process one batch and hand it to the writer; return how many events it held (0:
         caught up, and everything committed). Pipelined (SQLite), it returns without waiting
         for the commit, which the next call waits for after deciding its own batch."""
+        if self._isolation.active:
+            return self._isolate(conn)
         pipelined = self._pipeline and conn.dialect == "sqlite"
         if not pipelined:
             self.drain()
         flight = self._in_flight
         position = flight.after if flight is not None else store.get_cursor(conn, CURSOR)
+        self._failed_from = None
         # The epoch comes in the same snapshot as the events, before the batch reads anything
         # else; the write checks it again.
         events, after, epoch = store.read_after(conn, position, self._batch_size)
@@ -227,6 +280,7 @@ class Processor:
             if self.drain() or flight is None:
                 return 0
             return flight.events  # dropped for an erasure: not caught up, read them again
+        self._failed_from, self._failed_size = position, len(events)
         batch = self.process(conn, events)
         batch.erasure_epoch = epoch
         if flight is not None:
@@ -244,10 +298,74 @@ class Processor:
                 batch = self.process(conn, events)
                 batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
-        self._in_flight = _InFlight(future, batch, after, len(events))
+        self._in_flight = _InFlight(future, batch, after, len(events), position)
         if not pipelined:
             self.drain()
         return len(events)
+
+    def _isolate(self, conn: Conn) -> int:
+        """One step of taking a failing batch apart (`log.isolation`), each part written before
+        the next is read; an event that failed alone `park.STRIKES` times is parked."""
+        isolation = self._isolation
+        self.drain()
+        position = store.get_cursor(conn, CURSOR)
+        if position != isolation.position:  # moved by someone else (a replay, another consumer)
+            isolation.clear()
+            return 1  # not caught up: the next step reads from the cursor
+        if isolation.budget == 0 and isolation.failures:
+            log.warning(
+                "the batch from log position %s failed %d times in a row; processing it in "
+                "parts to find the event that fails",
+                position,
+                isolation.failures,
+            )
+        limit = isolation.part(self._batch_size)
+        self._failed_from = None
+        events, after, epoch = store.read_after(conn, position, limit or 1)
+        if not events:
+            isolation.clear()
+            return 0
+        if limit == 0:
+            return self._park(events[0], position, after)
+        self._failed_from, self._failed_size = position, len(events)
+        batch = self.process(conn, events)
+        batch.erasure_epoch = epoch
+        future = self._writer.submit(self._write(batch, position, after))
+        self._in_flight = _InFlight(future, batch, after, len(events), position)
+        if self.drain():  # else an erasure came first: read again
+            isolation.part_written(after, len(events))
+        return len(events)
+
+    def _park(self, event: Event, position: str, after: str) -> int:
+        """Move the cursor past `event` and record it as parked, in one transaction: both
+        happen or neither."""
+        error = self._isolation.error or RuntimeError("unknown failure")
+        attempts = self._isolation.alone
+        now = self._clock.now()
+
+        def write(wconn: Conn) -> int:
+            if store.get_cursor(wconn, CURSOR) != position:
+                raise CursorMoved("the processor cursor moved: another consumer is running")
+            parked_id = park.park(wconn, event, error, attempts, now)
+            store.set_cursor(wconn, CURSOR, after)
+            return parked_id
+
+        parked_id = self._writer.submit(write).result()
+        self._isolation.clear()
+        self.processed += 1
+        log.error(
+            "parked event %s (workspace %s, log seq %d, %s) after %d failures alone: %s: %s; "
+            "processing goes on after it (`leadloop events parked`, parked id %d)",
+            event.message_id,
+            event.workspace_id,
+            event.seq,
+            event.event or event.type,
+            attempts,
+            type(error).__name__,
+            error,
+            parked_id,
+        )
+        return 1
 
     def drain(self) -> bool:
         """Wait until the batch handed to the writer, if any, is committed (raises its error).
@@ -265,10 +383,13 @@ class Processor:
             return False
         except BaseException:
             self._discard(flight.batch)  # it will be decided again from the committed cursor
+            self._failed_from, self._failed_size = flight.start, flight.events
+            self._culprit = None  # a write failure: which event caused it is not known
             raise
         if flight.batch.outbox and self.on_effects is not None:
             self.on_effects()  # new outbox rows: the dispatcher has work
         self.processed += flight.events
+        self._isolation.written(flight.start)
         return True
 
     def _write(self, batch: Batch, position: str, after: str) -> Callable[[Conn], None]:
@@ -281,14 +402,72 @@ class Processor:
             # means deciding it again.
             cursor, epoch = store.cursor_and_epoch(wconn, CURSOR)
             if cursor != position:
-                raise RuntimeError("the processor cursor moved: another consumer is running")
+                raise CursorMoved("the processor cursor moved: another consumer is running")
             if epoch != batch.erasure_epoch:
                 raise ErasedMeanwhile()
-            batch.identity.flush(wconn, batch.now)
-            for stage in self._stages:
-                stage.flush(batch, wconn)
-            batch.flush(wconn)
+            self._flush(batch, wconn)
             store.set_cursor(wconn, CURSOR, after)
+
+        return write
+
+    def _flush(self, batch: Batch, wconn: Conn) -> None:
+        batch.identity.flush(wconn, batch.now)
+        for stage in self._stages:
+            stage.flush(batch, wconn)
+        batch.flush(wconn)
+
+    def redrive(self, conn: Conn, parked_id: int) -> Redriven:
+        """Process a parked event again, alone, as a job on the processor's thread (`request`):
+        "processed" deletes its row in the transaction that writes what it decided; "failed"
+        keeps the row, with one attempt more and the new reason. A transient failure raises
+        and changes nothing. It comes after every event processed meanwhile, including those
+        that followed it in the log."""
+        parked = park.get(conn, parked_id)
+        if parked is None:
+            return "missing"
+        event, epoch = store.read_seq(conn, parked.seq)
+        if event is None:  # erased since: nothing is left to process
+            self._writer.submit(lambda w: park.remove(w, parked_id)).result()
+            return "gone"
+        try:
+            batch = self.process(conn, [event])
+        except Exception as exc:
+            return self._failed_again(parked_id, event, exc)
+        batch.erasure_epoch = epoch
+        try:
+            self._writer.submit(self._redriven(batch, parked_id)).result()
+        except ErasedMeanwhile:
+            self._discard(batch)
+            return self.redrive(conn, parked_id)  # read again: the event may be gone
+        except Exception as exc:
+            self._discard(batch)
+            return self._failed_again(parked_id, event, exc)
+        if batch.outbox and self.on_effects is not None:
+            self.on_effects()
+        log.info("re-driven parked event %d (%s) was processed", parked_id, event.message_id)
+        return "processed"
+
+    def _failed_again(self, parked_id: int, event: Event, exc: Exception) -> Redriven:
+        if park.transient(exc):
+            raise exc
+        now = self._clock.now()
+        self._writer.submit(lambda w: park.failed_again(w, parked_id, exc, now)).result()
+        log.error(
+            "re-driven parked event %d (%s) failed again: %s: %s",
+            parked_id,
+            event.message_id,
+            type(exc).__name__,
+            exc,
+        )
+        return "failed"
+
+    def _redriven(self, batch: Batch, parked_id: int) -> Callable[[Conn], None]:
+        def write(wconn: Conn) -> None:
+            _cursor, epoch = store.cursor_and_epoch(wconn, CURSOR)
+            if epoch != batch.erasure_epoch:
+                raise ErasedMeanwhile()
+            self._flush(batch, wconn)
+            park.remove(wconn, parked_id)
 
         return write
 
@@ -302,28 +481,44 @@ class Processor:
         identity = IdentityBatch(conn=conn, default_region=self._default_region)
         identity.prefetch(events)
         batch = Batch(identity=identity, now=self._clock.now())
-        for stage in self._stages:
-            prefetch = getattr(stage, "prefetch", None)
-            if prefetch is not None:
-                prefetch(batch, events)
-        for event in events:
-            if event.type == "internal":
-                key, due = event.properties.get("timerKey"), event.properties.get("dueAt")
-                if isinstance(key, str) and isinstance(due, int | float):
-                    batch.settle_fired(event.workspace_id, key, float(due))
-            found = self._profile_for(identity, event)
-            if found is None:
-                continue
-            # The engine's own events (timers, emitted events) are not the person's doing:
-            # they do not change the CDP profile, so most of them leave its row untouched.
-            profile = found if event.type == "internal" else decide.apply_event(found, event)
-            identity.group(event, profile)
+        self._culprit = None
+        try:
             for stage in self._stages:
-                profile = stage.handle(batch, event, profile)
-            identity.record(
-                event, profile, changed=profile is not found or event.type != "internal"
-            )
+                prefetch = getattr(stage, "prefetch", None)
+                if prefetch is not None:
+                    prefetch(batch, events)
+            self._decide(batch, identity, events)
+        except BaseException:
+            self._discard(batch)  # what a stage kept for this batch: it is not written
+            raise
         return batch
+
+    def _decide(self, batch: Batch, identity: IdentityBatch, events: list[Event]) -> None:
+        if not events:
+            return
+        event = events[0]
+        try:  # free until something raises: the hot path pays nothing for it
+            for event in events:
+                if event.type == "internal":
+                    key, due = event.properties.get("timerKey"), event.properties.get("dueAt")
+                    if isinstance(key, str) and isinstance(due, int | float):
+                        batch.settle_fired(event.workspace_id, key, float(due))
+                found = self._profile_for(identity, event)
+                if found is None:
+                    continue
+                # The engine's own events (timers, emitted events) are not the person's doing:
+                # they do not change the CDP profile, so most of them leave its row untouched.
+                profile = found if event.type == "internal" else decide.apply_event(found, event)
+                identity.group(event, profile)
+                for stage in self._stages:
+                    profile = stage.handle(batch, event, profile)
+                identity.record(
+                    event, profile, changed=profile is not found or event.type != "internal"
+                )
+        except BaseException:
+            # The event that raised: the events before it can go as one batch (`_isolate`).
+            self._culprit = next((i for i, e in enumerate(events) if e is event), None)
+            raise
 
     def _profile_for(self, identity: IdentityBatch, event: Event) -> Profile | None:
         if event.type != "internal":

@@ -108,6 +108,17 @@ def read_after(conn: Conn, position: str, limit: int) -> tuple[list[Event], str,
     return [event_from_row(r[:13]) for r in rows], f"{last[13]}:{last[0]}", int(last[14])
 
 
+def read_seq(conn: Conn, seq: int) -> tuple[Event | None, int]:
+    """The event of log sequence number `seq` (None once erased) and the erasure epoch, read
+    in one snapshot, for processing that one event again (a parked event's re-drive)."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS}, {_EPOCH} FROM events WHERE seq = ?", (seq,)
+    ) or conn.execute(f"SELECT {_EPOCH}")
+    if len(rows[0]) == 1:
+        return None, int(rows[0][0])
+    return event_from_row(rows[0][:13]), int(rows[0][13])
+
+
 def log_now(conn: Conn, workspace: str, wall: float) -> float:
     """The instant a command replaying a workspace's log from outside the engine takes as now.
 

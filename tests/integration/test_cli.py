@@ -121,6 +121,8 @@ INSPECTING = (
     ("playbook", "diff", "examples/playbook.yaml"),
     ("backtest", "--playbook", "examples/playbook.yaml"),
     ("replay", "--yes"),
+    ("events", "parked"),
+    ("events", "redrive", "--all"),
 )
 
 

@@ -85,6 +85,10 @@ CASES = [
     # The commands that read an existing database looked the file up first, and raised.
     (["explain", "u1", "--database-url", "sqlite:///{tmp}/" + "n" * 300], "File name too long"),
     (["outbox", "list", "--database-url", "sqlite:///{tmp}/" + "n" * 300], "File name too long"),
+    (["events", "parked", "--database-url", "sqlite:///{tmp}/" + "n" * 300], "File name too long"),
+    (["events", "redrive", "٣"], "id"),
+    (["events", "redrive", "9" * 30], "id"),
+    (["events", "redrive", "--all", "--wait", "9" * 5000], "--wait"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
     (["playbook", "diff", "{tmp}/binary"], "binary"),

@@ -1,0 +1,141 @@
+"""`leadloop events parked|redrive`: the events the processor set aside, and processing them
+again (docs/decisions/0006-parked-events.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from leadloop.cli import label, row_id
+from leadloop.clock import SystemClock, monotonic
+from leadloop.config import Settings, whole_number
+from leadloop.errors import LeadloopError
+from leadloop.log import park
+
+WAIT_LIMIT = 3600
+
+
+def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser(
+        "events", help="events set aside because processing them failed, and re-driving them"
+    )
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = psub.add_parser(
+        "parked", help="list parked events: which event, why it failed, how many attempts"
+    )
+    ls.add_argument("--workspace", type=label, default=None, help="only this workspace's")
+    ls.add_argument("--json", action="store_true", help="as JSON, tracebacks included")
+    db_arg(ls)
+    ls.set_defaults(handler=cmd_parked)
+    rd = psub.add_parser(
+        "redrive",
+        help="process parked events again (after those that followed them); a running engine "
+        "does it, and deletes the row of each one that succeeds",
+    )
+    which = rd.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=row_id, help="its id from `events parked`")
+    which.add_argument("--all", action="store_true", help="every parked event")
+    rd.add_argument(
+        "--wait",
+        type=seconds,
+        default=30,
+        help="seconds to wait for the engine's outcome (default 30; 0: ask and return)",
+    )
+    db_arg(rd)
+    rd.set_defaults(handler=cmd_redrive)
+
+
+def seconds(raw: str) -> int:
+    if not whole_number(raw) or len(raw) > 5 or int(raw) > WAIT_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected whole seconds from 0 to {WAIT_LIMIT}")
+    return int(raw)
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _line(row: park.ParkedEvent) -> str:
+    what = row.event or row.type
+    return (
+        f"#{row.id}  seq {row.seq}  {row.workspace_id}  {row.message_id}  {what}  "
+        f"attempts={row.attempts}  parked {_when(row.parked_at)}  {row.error}: "
+        + " ".join(row.message.split())[:200]
+    )
+
+
+def cmd_parked(args: argparse.Namespace, settings: Settings) -> int:
+    from leadloop.app import open_existing
+
+    conn = open_existing(settings.database_url, args.workspace)
+    try:
+        rows = park.list_parked(conn, args.workspace)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no parked events", file=sys.stderr)
+    for row in rows:
+        print(_line(row))
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    """Asks in the database: the engine whose processor leads (`serve`, or a `worker`) takes
+    it up within a second or two, on its processor's thread, between two batches."""
+    from leadloop.app import open_existing
+
+    conn = open_existing(settings.database_url)
+    try:
+        with conn.transaction():
+            if args.id is not None and park.get(conn, args.id) is None:
+                raise LeadloopError(
+                    f"no parked event {args.id} (`leadloop events parked` lists them; a "
+                    "re-driven event that was processed is no longer parked)"
+                )
+            ids = park.request_redrive(conn, None if args.all else [args.id], SystemClock().now())
+        if not ids:
+            print("no parked events", file=sys.stderr)
+            return 0
+        if args.wait == 0:
+            print(f"asked the engine to re-drive {len(ids)} parked event(s)")
+            return 0
+        return _outcome(conn, ids, args.wait)
+    finally:
+        conn.close()
+
+
+def _outcome(conn: Any, ids: list[int], wait: int) -> int:
+    """Report what became of each asked-for event: processed (its row is gone), still failing
+    (the row stays, asked for no longer), or not taken up within `wait` seconds."""
+    deadline = monotonic() + wait
+    pause = threading.Event()
+    left = set(ids)
+    failed = 0
+    while True:
+        for parked_id in sorted(left):
+            row = park.get(conn, parked_id)
+            if row is None:
+                print(f"#{parked_id}: processed")
+            elif row.redrive_requested_at is None:
+                failed += 1
+                print(f"#{parked_id}: still failing, stays parked: {_line(row)}")
+            else:
+                continue
+            left.discard(parked_id)
+        if not left or monotonic() > deadline:
+            break
+        pause.wait(0.2)
+    for parked_id in sorted(left):
+        print(
+            f"#{parked_id}: asked for; no engine took it up within {wait} s (one that runs "
+            "does; `leadloop events parked` tells)"
+        )
+    return 1 if failed or left else 0

@@ -1,0 +1,318 @@
+"""A poison event: a stage whose decision raises for one event used to fail its batch for ever,
+and nothing behind it in the log was processed. It is now parked: the events around it are
+processed once each, the event stays in the log with a row saying why, and a re-drive
+processes it once the stage is fixed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from leadloop.errors import StorageError
+from leadloop.identity.model import Profile
+from leadloop.log import park, store
+from leadloop.log.batch import Batch, Conn, OutboxRow
+from leadloop.log.model import Event
+from leadloop.log.processor import CURSOR
+from leadloop.storage import workspaces
+from leadloop.testing import eventually
+from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
+
+
+class Probe:
+    """A stage with an effect per event (an outbox row, and a row of its own that a second
+    write would duplicate) whose decision raises `fault()` for the events `poison` names."""
+
+    name = "probe"
+
+    def __init__(self) -> None:
+        self.poison: set[str] = set()
+        self.unwritable: set[str] = set()
+        """Events whose row the database refuses (a NULL in a NOT NULL column)."""
+        self.fault: Callable[[], BaseException] = lambda: ValueError("no rule for this event")
+        self.raised = 0
+
+    def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
+        if event.message_id in self.poison:
+            self.raised += 1
+            raise self.fault()
+        done = batch.extra.setdefault("probe", [])
+        assert isinstance(done, list)
+        done.append(event.message_id)
+        batch.outbox.append(
+            OutboxRow(
+                workspace_id=event.workspace_id,
+                kind="webhook",
+                destination="probe",
+                idempotency_key=event.message_id,
+                payload={},
+                profile_id=profile.id,
+                not_before=batch.now + 10**9,  # never due: the dispatcher leaves it alone
+            )
+        )
+        return profile
+
+    def flush(self, batch: Batch, conn: Conn) -> None:
+        done = batch.extra.get("probe", [])
+        assert isinstance(done, list)
+        conn.executemany(
+            "INSERT INTO probe_effects (message_id) VALUES (?)",
+            [(None if m in self.unwritable else m,) for m in done],
+        )
+
+
+@pytest.fixture
+def probed(backend_url: str) -> Iterator[tuple[Harness, Probe]]:
+    h = make_harness(backend_url)
+    h.engine.writer.submit(
+        lambda c: c.execute("CREATE TABLE probe_effects (message_id TEXT NOT NULL)")
+    ).result()
+    probe = Probe()
+    processor = h.engine.processor
+    processor.retry_delay = 0.0
+    processor.set_stages([*processor.stages, probe])
+    try:
+        yield h, probe
+    finally:
+        h.engine.stop()
+
+
+def track(n: int) -> dict[str, Any]:
+    return {"type": "track", "event": "Clicked", "userId": f"u{n}", "messageId": f"m{n}"}
+
+
+def effects(h: Harness) -> list[tuple[str, int, int]]:
+    """(message id, probe rows, outbox rows) per event that had an effect."""
+    rows = h.sql(
+        "SELECT p.message_id, COUNT(*), (SELECT COUNT(*) FROM outbox o "
+        "WHERE o.idempotency_key = p.message_id) FROM probe_effects p "
+        "GROUP BY p.message_id ORDER BY p.message_id"
+    )
+    return [(str(m), int(n), int(o)) for m, n, o in rows]
+
+
+def parked(h: Harness) -> list[park.ParkedEvent]:
+    return h.engine.read_sync(park.list_parked)
+
+
+def test_a_poison_event_is_parked_and_the_rest_processed_once(
+    probed: tuple[Harness, Probe],
+) -> None:
+    h, probe = probed
+    probe.poison = {"m3"}
+    h.send(*(track(n) for n in range(1, 6)))
+    h.settle()
+    assert effects(h) == [(f"m{n}", 1, 1) for n in (1, 2, 4, 5)]
+    [row] = parked(h)
+    assert (row.workspace_id, row.message_id, row.type, row.event) == (
+        "default",
+        "m3",
+        "track",
+        "Clicked",
+    )
+    assert row.error == "ValueError" and row.message == "no rule for this event"
+    assert "in handle" in row.traceback and row.attempts == park.STRIKES
+    assert row.seq == int(h.sql("SELECT seq FROM events WHERE message_id = 'm3'")[0][0])
+    assert h.engine.read_sync(lambda c: h.engine.status(c, "default"))["parked_events"] == 1
+    assert h.engine.read_sync(lambda c: h.engine.status(c, "other"))["parked_events"] == 0
+
+    # Events after it keep flowing.
+    h.send(track(6))
+    h.settle()
+    assert [m for m, _, _ in effects(h)] == ["m1", "m2", "m4", "m5", "m6"]
+
+    # Still broken: a re-drive keeps it parked, one attempt more.
+    assert h.engine.redrive_parked(row.id).result(timeout=30) == "failed"
+    [again] = parked(h)
+    assert again.attempts == park.STRIKES + 1 and again.id == row.id
+
+    # Fixed: a re-drive processes it, once, and the row goes.
+    probe.poison = set()
+    assert h.engine.redrive_parked(row.id).result(timeout=30) == "processed"
+    assert parked(h) == []
+    assert effects(h) == [(f"m{n}", 1, 1) for n in range(1, 7)]
+    assert h.engine.redrive_parked(row.id).result(timeout=30) == "missing"
+
+
+def test_poison_events_in_later_batches_and_one_the_database_refuses(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """Small batches, so that the failing ones come while the batch before them is being
+    written (SQLite), and a write that fails for one event's content: which event caused it is
+    found by processing them one at a time."""
+    h, probe = probed
+    h.engine.processor._batch_size = 3
+    probe.poison = {"m5", "m9"}
+    probe.unwritable = {"m7"}
+    h.send(*(track(n) for n in range(1, 13)))
+    h.settle()
+    rows = parked(h)
+    assert [r.message_id for r in rows] == ["m5", "m7", "m9"]
+    assert "IntegrityError" in rows[1].error or "NotNullViolation" in rows[1].error
+    assert effects(h) == [(f"m{n}", 1, 1) for n in sorted({*range(1, 13)} - {5, 7, 9}, key=str)]
+
+
+def test_a_redrive_asked_for_in_the_database_is_taken_up_by_the_engine(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """What `leadloop events redrive` does from another process."""
+    h, probe = probed
+    probe.poison = {"m1", "m2"}
+    h.send(track(1), track(2), track(3))
+    h.settle()
+    assert [r.message_id for r in parked(h)] == ["m1", "m2"]
+    probe.poison = {"m2"}
+    now = h.engine.clock.now()
+    h.engine.writer.submit(lambda c: park.request_redrive(c, None, now)).result()
+    # m1 is processed; m2 fails again and stays, no longer asked for.
+    rows = eventually(
+        lambda: (r := parked(h)) and len(r) == 1 and r[0].redrive_requested_at is None and r,
+        timeout=30,
+    )
+    assert rows[0].message_id == "m2" and rows[0].attempts == park.STRIKES + 1
+    assert [m for m, _, _ in effects(h)] == ["m1", "m3"]
+
+
+def test_a_transient_failure_is_retried_and_never_parked(probed: tuple[Harness, Probe]) -> None:
+    h, probe = probed
+    probe.poison = {"m2"}
+    failures = 4 * park.STRIKES
+
+    def away() -> BaseException:
+        if probe.raised >= failures:
+            probe.poison = set()
+        return StorageError("the database went away")
+
+    probe.fault = away
+    h.send(track(1), track(2), track(3))
+    h.settle()
+    assert probe.raised == failures
+    assert parked(h) == []
+    assert effects(h) == [(f"m{n}", 1, 1) for n in (1, 2, 3)]
+
+
+def test_parking_and_the_cursor_move_commit_together(
+    probed: tuple[Harness, Probe], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the parked row is written, at the cursor's move (a crash, a lost
+    connection), leaves neither the row nor the cursor moved: the event is parked later, once."""
+    h, probe = probed
+    probe.poison = {"m2"}
+    attempts: list[int] = []
+    real = store.set_cursor
+
+    def lost(conn: Conn, name: str, position: str) -> None:
+        if conn.execute("SELECT COUNT(*) FROM parked_events")[0][0]:
+            attempts.append(1)
+            raise StorageError("connection lost")
+        real(conn, name, position)
+
+    monkeypatch.setattr(store, "set_cursor", lost)
+    h.send(track(1), track(2), track(3))
+    eventually(lambda: len(attempts) >= 2, timeout=30)
+    assert parked(h) == []
+    position = h.engine.read_sync(lambda c: store.processed_seq(c, CURSOR))
+    assert position == int(h.sql("SELECT seq FROM events WHERE message_id = 'm1'")[0][0])
+    assert [m for m, _, _ in effects(h)] == ["m1"]
+    monkeypatch.setattr(store, "set_cursor", real)
+    h.settle()
+    assert [r.message_id for r in parked(h)] == ["m2"]
+    assert effects(h) == [("m1", 1, 1), ("m3", 1, 1)]
+
+
+def test_the_admin_api_lists_a_workspaces_parked_events_and_counts_them(
+    probed: tuple[Harness, Probe],
+) -> None:
+    h, probe = probed
+    h.add_workspace("other")
+    probe.poison = {"m1", "m3", "o4"}
+    h.send(track(1), track(2), track(3))
+    h.send(track(4) | {"userId": "o4", "messageId": "o4"}, workspace="other")
+    h.settle()
+    now = h.engine.clock.now()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", now)
+    ).result()
+    with TestClient(h.engine.admin_app()) as client:
+        assert client.get("/api/v1/parked-events").status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        first = client.get("/api/v1/parked-events?limit=1", headers=auth).json()
+        assert [i["message_id"] for i in first["items"]] == ["m1"]
+        assert first["items"][0]["error"] == "ValueError"
+        after = first["next_after"]
+        rest = client.get(f"/api/v1/parked-events?after={after}", headers=auth).json()
+        assert [i["message_id"] for i in rest["items"]] == ["m3"] and rest["next_after"] is None
+        assert client.get("/api/v1/status", headers=auth).json()["parked_events"] == 2
+        bad = client.get("/api/v1/parked-events?limit=0", headers=auth)
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+
+
+def test_erasing_the_person_deletes_their_parked_event(probed: tuple[Harness, Probe]) -> None:
+    h, probe = probed
+    probe.poison = {"m2", "o3"}
+    h.send(track(1), track(2) | {"userId": "u1"}, track(3) | {"messageId": "o3"})
+    h.settle()
+    assert [r.message_id for r in parked(h)] == ["m2", "o3"]
+    person = h.profile("user_id", "u1")
+    assert person is not None
+    assert h.engine.erase("default", person["id"]).result(timeout=30) == 1
+    assert [r.message_id for r in parked(h)] == ["o3"]
+    assert h.sql("SELECT message_id FROM events WHERE message_id IN ('m2', 'o3')") == [("o3",)]
+
+
+def test_a_failed_decision_discards_what_the_stages_kept_for_its_batch(backend_url: str) -> None:
+    """The journey stage registers a new playbook's journeys with the first batch that meets
+    it, and remembers having done so. A batch that failed after that (here a database that
+    went away for a moment) kept the memory though its rows were never written: the batch
+    decided again registered nothing, and instances pinned to those versions found none."""
+    h = make_harness(backend_url, EXAMPLE_PLAYBOOK)
+    try:
+        probe = Probe()
+        probe.poison = {"m1"}
+
+        def once() -> BaseException:
+            probe.poison = set()
+            return StorageError("the database went away")
+
+        probe.fault = once
+        processor = h.engine.processor
+        processor.retry_delay = 0.0
+        h.engine.writer.submit(
+            lambda c: c.execute("CREATE TABLE probe_effects (message_id TEXT NOT NULL)")
+        ).result()
+        processor.set_stages([*processor.stages, probe])
+        h.send(track(1))
+        h.settle()
+        assert probe.raised == 1 and effects(h) == [("m1", 1, 1)]
+        assert h.sql("SELECT COUNT(*) FROM journey_versions")[0][0] > 0
+    finally:
+        h.engine.stop()
+
+
+def test_a_redrive_writes_the_event_and_removes_its_row_together(
+    probed: tuple[Harness, Probe], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-drive whose transaction fails after the row is deleted (a lost connection) leaves
+    the row and writes none of the event's effects; the next re-drive writes them once."""
+    h, probe = probed
+    probe.poison = {"m1"}
+    h.send(track(1), track(2))
+    h.settle()
+    [row] = parked(h)
+    probe.poison = set()
+    real = park.remove
+
+    def lost(conn: Conn, parked_id: int) -> None:
+        real(conn, parked_id)
+        raise StorageError("connection lost")
+
+    monkeypatch.setattr(park, "remove", lost)
+    with pytest.raises(StorageError, match="connection lost"):
+        h.engine.redrive_parked(row.id).result(timeout=30)
+    assert [r.id for r in parked(h)] == [row.id] and [m for m, _, _ in effects(h)] == ["m2"]
+    monkeypatch.setattr(park, "remove", real)
+    assert h.engine.redrive_parked(row.id).result(timeout=30) == "processed"
+    assert parked(h) == [] and effects(h) == [("m1", 1, 1), ("m2", 1, 1)]
