@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from leadloop.channels import records
+from leadloop.log.rebuild import reset_derived_state
 from tests.contract.conftest import Harness
 from tests.contract.journeys_helpers import DAY, HOUR, flows, instances, person, timers, track
 
@@ -241,3 +242,30 @@ def test_a_score_decaying_under_a_segments_test_enters_at_the_decay_step(
             "Lead Magnet Downloaded",
         )
         assert entered == float(download[0]) + 30 * DAY
+
+
+def test_a_replay_of_the_log_enters_the_same_way_and_leaves_the_same_timers(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The timer's firing is an event of the log, decided at its due time: replaying the log
+    decides the entry again, the same, and sends nothing twice."""
+    with flows(backend_url, tmp_path, WINBACK) as h:
+        pid = person(h, "r")
+        track(h, "r", "Visited")
+        h.advance(31 * DAY)
+        track(h, "r", "Visited")
+        h.advance(10 * DAY)
+
+        def snapshot() -> tuple[object, ...]:
+            return (
+                h.sql("SELECT id, status, entered_at FROM journey_instances ORDER BY id"),
+                h.sql("SELECT key, due_at FROM timers ORDER BY key"),
+                h.sql("SELECT idempotency_key FROM outbox ORDER BY idempotency_key"),
+            )
+
+        before = snapshot()
+        assert instances(h, pid, "winback") == [DONE] and timers(h, pid, "segment") != []
+        h.engine.writer.submit(reset_derived_state).result()
+        h.engine.processor.wake()
+        h.settle()
+        assert snapshot() == before
