@@ -18,22 +18,32 @@ pytestmark = pytest.mark.usefixtures("channels_env")
 DONE = ("completed", None, "reached the end")
 
 
-def segment_flow(journey: str, *conditions: str, reentry: str = "always") -> str:
-    """A journeys section of one journey entered on a segment of `conditions` (YAML flow
-    mappings), sending one email of the journey's name."""
-    listed = "".join(f"\n          - {c}" for c in conditions)
-    return f"""
-journeys:
-  templates:
-    email: [{journey}]
-  flows:
+def segment_flows(*journeys: tuple[str, tuple[str, ...]], reentry: str = "always") -> str:
+    """A journeys section: per (id, conditions), a journey entered on the segment of those
+    conditions (YAML flow mappings) that sends one email, the template named as the journey."""
+    flows = []
+    for journey, conditions in journeys:
+        listed = "".join(f"\n          - {c}" for c in conditions)
+        flows.append(
+            f"""
     - id: {journey}
       entry:
         segment:{listed}
       reentry: {reentry}
       steps:
-        - {{ id: {journey}, type: send, channel: email, template: {journey} }}
+        - {{ id: {journey}, type: send, channel: email, template: {journey} }}"""
+        )
+    names = ", ".join(journey for journey, _ in journeys)
+    return f"""
+journeys:
+  templates:
+    email: [{names}]
+  flows:{"".join(flows)}
 """
+
+
+def segment_flow(journey: str, *conditions: str, reentry: str = "always") -> str:
+    return segment_flows((journey, conditions), reentry=reentry)
 
 
 # Visited once, but not in the last 30 days: a win-back. Without the first condition a
@@ -122,25 +132,10 @@ def test_re_entry_after_time_follows_the_journeys_rule(backend_url: str, tmp_pat
         assert instances(h, pid, "winback") == [DONE]
 
 
-NO_WINDOW = """
-journeys:
-  templates:
-    email: [hi]
-  flows:
-    - id: plain
-      entry:
-        segment:
-          - { event: Visited, op: gte, value: 2 }
-          - { trait: plan, op: equals, value: pro }
-      reentry: always
-      steps:
-        - { id: hi, type: send, channel: email, template: hi }
-    - id: visits
-      entry: { event: Visited }
-      reentry: always
-      steps:
-        - { id: hi, type: send, channel: email, template: hi }
-"""
+NO_WINDOW = segment_flows(
+    ("plain", ("{ event: Visited, op: gte, value: 2 }", "{ trait: plan, op: equals, value: pro }")),
+    ("anyone", ("{ event: Visited }",)),
+)
 
 
 def test_segments_without_a_window_schedule_no_timer(backend_url: str, tmp_path: Path) -> None:
@@ -152,17 +147,8 @@ def test_segments_without_a_window_schedule_no_timer(backend_url: str, tmp_path:
         assert timers(h, pid, "segment") == []
 
 
-BOTH = (
-    WINBACK.rstrip("\n")
-    + """
-    - id: recent
-      entry:
-        segment:
-          - { event: Visited, within: 7d, op: gte, value: 2 }
-      reentry: always
-      steps:
-        - { id: hi, type: send, channel: email, template: winback }
-"""
+BOTH = segment_flows(
+    ("winback", SILENCE), ("recent", ("{ event: Visited, within: 7d, op: gte, value: 2 }",))
 )
 
 
