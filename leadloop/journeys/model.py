@@ -363,7 +363,8 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     skip_reason: str = ""
     segment_due: float | None = None
     """When the timer watching the journey's segment for this profile is due (None: no
-    timer). Invariant: if time alone would change the segment, a timer is due at or before."""
+    timer). Invariant: if time alone would bring the profile into the segment, a timer is due
+    at or before the segment's first change on the way (`journeys.segments.next_change`)."""
 
 
 # --- what a decision asks the shell to do ------------------------------------------------------
