@@ -85,14 +85,16 @@ def trigger_fires(
         before, after = (check(value, trigger.test) for value in score_change)
         return (after and not before), replace(membership, score_above=after)
     if isinstance(trigger, SegmentTrigger):
-        if event.type == "internal" and event.event != PROFILE_UPDATE_EVENT:
-            return False, membership  # timers and the engine's own events change no segment
+        # Every event reaches a segment but a journey wake-up, which changes nothing it reads:
+        # an open or a receipt is counted, a decay step lowers a score, and a segment timer
+        # (`journeys.segments`) fires when events leave a window.
         now_in = all_hold(trigger.tests, facts, None, at)
         was_in = membership.in_segment
         if was_in and now_in and any(t.kind == "event" and t.within for t in trigger.tests):
-            # Events age out of a `within` window with no event to notice: a profile out of
-            # the segment just before this event (every other fact is this event's too) left
-            # it since, and this event puts it back in.
+            # Events age out of a `within` window with no timer to notice when time alone
+            # cannot enter the profile (`journeys.segments`): a profile out of the segment
+            # just before this event (every other fact is this event's too) left it since,
+            # and this event puts it back in.
             was_in = all_hold(trigger.tests, facts, None, at, without=event)
         return (now_in and not was_in), replace(membership, in_segment=now_in)
     assert_never(trigger)

@@ -52,6 +52,7 @@ class ProfileFacts:
         self._profile = profile
         self._at = at
         self._changes: dict[str, tuple[float, float] | None] = {}
+        self._event_cache: dict[tuple[str, float | None], list[tuple[Any, ...]]] = {}
 
     @property
     def traits(self) -> dict[str, Any]:
@@ -97,30 +98,43 @@ class ProfileFacts:
         return None if found is None else found.stage
 
     def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
-        params: list[Any] = [self._ws, self._profile.id, name]
-        clause = ""
-        if since is not None:
-            clause = " AND received_at >= ?"
-            params.append(since)
-        rows = self._batch.identity.conn.execute(
-            "SELECT body, seq FROM events WHERE workspace_id = ? AND profile_id = ? AND event = ?"
-            + clause,
-            tuple(params),
-        )
-        count = 0
+        return len(self.event_times(name, since, where))
+
+    def event_times(
+        self, name: str, since: float | None, where: tuple[Condition, ...]
+    ) -> list[float]:
+        rows = self._event_rows(name, since)
+        times = []
         seqs = set()
-        for body, seq in rows:
+        for body, seq, received_at in rows:
             seqs.add(int(seq))
             if not where or _body_matches(body, where):
-                count += 1
+                times.append(float(received_at))
         for event in self._state.events.get((self._ws, self._profile.id), []):
             if event.event != name or event.seq in seqs:
                 continue
             if since is not None and event.received_at < since:
                 continue
             if all(condition_holds(event, c) for c in where):
-                count += 1
-        return count
+                times.append(event.received_at)
+        return times
+
+    def _event_rows(self, name: str, since: float | None) -> list[tuple[Any, ...]]:
+        """The stored events a count reads, once per event decided: a segment's count and the
+        instants its events leave the window (`journeys.segments`) are the same rows."""
+        key = (name, since)
+        if key not in self._event_cache:
+            params: list[Any] = [self._ws, self._profile.id, name]
+            clause = ""
+            if since is not None:
+                clause = " AND received_at >= ?"
+                params.append(since)
+            self._event_cache[key] = self._batch.identity.conn.execute(
+                "SELECT body, seq, received_at FROM events WHERE workspace_id = ? "
+                "AND profile_id = ? AND event = ?" + clause,
+                tuple(params),
+            )
+        return self._event_cache[key]
 
     def engagement_times(self) -> list[float]:
         """The profile's latest opens and clicks before the event being decided (a replay sees

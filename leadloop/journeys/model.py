@@ -37,6 +37,9 @@ WINDOW_OVER = "conversion window over: goal not reached"
 
 WAKE_EVENT = "Journey Wake"
 """The internal event a journey timer becomes when it is due."""
+SEGMENT_EVENT = "Journey Segment Due"
+"""The internal event a segment's timer becomes when events leave one of its `within` windows
+(`journeys.segments`): the profile's segments are evaluated again at that instant."""
 PROFILE_UPDATE_EVENT = JOURNEY_UPDATE_EVENT
 """Emitted by `update_profile`; when the log reaches it, scoring sets the stage it names and the
 journeys stage applies its traits and tags."""
@@ -358,6 +361,10 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Times a trigger fired but the profile did not enter: the goal already held."""
     skipped_at: float | None = None
     skip_reason: str = ""
+    segment_due: float | None = None
+    """When the timer watching the journey's segment for this profile is due (None: no
+    timer). Invariant: if time alone would bring the profile into the segment, a timer is due
+    at or before the segment's first change on the way (`journeys.segments.next_change`)."""
 
 
 # --- what a decision asks the shell to do ------------------------------------------------------
@@ -448,6 +455,13 @@ class Facts(Protocol):
     def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
         """Events named `name` received at or after `since`, the event being decided among
         them (`evaluate.holds` takes it out to see a segment as it stood just before)."""
+        ...
+
+    def event_times(
+        self, name: str, since: float | None, where: tuple[Condition, ...]
+    ) -> list[float]:
+        """When those events were received (the instants `event_count` compares with `since`),
+        for the instants they leave a `within` window (`journeys.segments`)."""
         ...
 
     def recipient(self) -> Recipient: ...

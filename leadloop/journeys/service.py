@@ -4,7 +4,9 @@ rows, the path, send decisions, outbox rows and timers in the processor's batch 
 
 Runs after scoring (it reads the stage moves and scores scoring made for the same event). A
 journey timer is one row per instance (`journey:<instance>`): rescheduling moves it, and its
-firing carries a token, so a firing the instance no longer waits for changes nothing.
+firing carries a token, so a firing the instance no longer waits for changes nothing. A
+segment journey may keep one more per profile (`segment:<journey>:<profile>`), for the instant
+time alone brings the profile into its segment (`journeys.segments`).
 
 The batch's state and its loading are in `journeys.state`, the answers to the decisions'
 questions in `journeys.facts`, and the rows a decision becomes (and their SQL) in
@@ -22,22 +24,25 @@ import msgspec
 from leadloop.errors import PlaybookError
 from leadloop.identity import decide as identity_decide
 from leadloop.identity.model import Profile
-from leadloop.journeys import decide
+from leadloop.journeys import decide, segments
 from leadloop.journeys.config import journey_from_definition, parse_journeys
 from leadloop.journeys.facts import ProfileFacts
 from leadloop.journeys.model import (
     PROFILE_UPDATE_EVENT,
+    SEGMENT_EVENT,
     SUPPRESSION_EVENTS,
     WAKE_EVENT,
     Instance,
     Journey,
     JourneySet,
+    Membership,
     ScoreTrigger,
+    SegmentTrigger,
 )
 from leadloop.journeys.runner import end_instance
 from leadloop.journeys.state import BatchState, batch_state, cap_window
 from leadloop.journeys.writes import REMOVED_REASON, apply_advance, count_variant, flush_batch
-from leadloop.log.batch import Batch, Conn
+from leadloop.log.batch import Batch, Conn, Timer
 from leadloop.log.model import Event
 from leadloop.playbook.model import Playbook
 from leadloop.scoring.service import stage_moves
@@ -230,12 +235,32 @@ class JourneyStage:
                     moves=moves,
                 )
                 if advance is not None:
-                    state.set_member(ws, profile.id, journey.id, updated)
                     apply_advance(batch, state, advance, at)
-                    continue
+            if isinstance(journey.trigger, SegmentTrigger):
+                updated = self._watch(batch, journey, updated, facts, ws, profile.id, at)
             if updated != membership:
                 state.set_member(ws, profile.id, journey.id, updated)
         return profile
+
+    @staticmethod
+    def _watch(
+        batch: Batch,
+        journey: Journey,
+        membership: Membership,
+        facts: ProfileFacts,
+        ws: str,
+        pid: str,
+        at: float,
+    ) -> Membership:
+        """Keep the timer that notices the segment change by time alone (`journeys.segments`)."""
+        updated, change = segments.watch_segment(journey, membership, facts, at)
+        key = segments.timer_key(journey.id, pid)
+        if isinstance(change, segments.WatchSegment):
+            properties = {"journey": journey.id}
+            batch.schedule(Timer(ws, key, pid, change.due_at, SEGMENT_EVENT, properties))
+        elif isinstance(change, segments.UnwatchSegment):
+            batch.cancel(ws, key)
+        return updated
 
     @staticmethod
     def _count_click(batch: Batch, state: BatchState, event: Event) -> None:

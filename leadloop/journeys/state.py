@@ -305,8 +305,9 @@ class BatchState:
             self.events.setdefault((ws, pid), []).extend(self.events.pop((ws, loser), []))
 
     def seen(self, ws: str, pid: str, event: Event) -> None:
-        if event.type != "internal":
-            self.events.setdefault((ws, pid), []).append(event)
+        # The engine's events too: an open or a receipt counts in an `event` condition as its
+        # stored row does once the batch is written.
+        self.events.setdefault((ws, pid), []).append(event)
 
 
 def _chunks(ids: list[str]) -> Iterator[tuple[list[str], str]]:
@@ -319,7 +320,7 @@ def _chunks(ids: list[str]) -> Iterator[tuple[list[str], str]]:
 def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership:
     """One profile's history with a journey after another profile was merged into it."""
     if ours is None:
-        return theirs
+        return msgspec.structs.replace(theirs, segment_due=None)
     times = [t for t in (ours.last_entered_at, theirs.last_entered_at) if t is not None]
     later = max((ours, theirs), key=lambda m: m.skipped_at or 0.0)
     return Membership(
@@ -331,6 +332,8 @@ def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership
         skipped=ours.skipped + theirs.skipped,
         skipped_at=later.skipped_at,
         skip_reason=later.skip_reason,
+        # The survivor's own timer; the merging event watches the merged segment anew.
+        segment_due=ours.segment_due,
     )
 
 

@@ -11,13 +11,16 @@ from leadloop.journeys.model import (
     ScoreTrigger,
     SegmentTrigger,
     StageTrigger,
+    Test,
     Trigger,
 )
 from leadloop.log.model import EVENT_TYPES
 from leadloop.playbook.fields import Fields
+from leadloop.playbook.model import PlaybookWarning
 from leadloop.playbook.nodes import Map, Scalar
 from leadloop.playbook.scoring import _filter as parse_filter
 from leadloop.playbook.scoring import _predicate as parse_predicate
+from leadloop.scoring.match import check
 from leadloop.scoring.model import EventFilter
 
 
@@ -58,7 +61,28 @@ def parse_trigger(fields: JourneyFields, context: ParseContext) -> Trigger:
     tests = parse_tests(entry, "segment", context)
     if not tests:
         entry.fail("segment", "list at least one condition")
+    if context.playbook is not None and _in_without_events(tests):
+        mark = (entry.get("segment") or entry.map).mark
+        context.warnings.append(
+            PlaybookWarning(
+                mark.file,
+                mark.line,
+                entry.at("segment"),
+                "holds for a profile that never had these events: each new profile enters "
+                "at its first event, not after a silence; to mean a silence after activity, "
+                "add a condition on the same event without `within` (`{event: NAME}`)",
+            )
+        )
     return SegmentTrigger(tests)
+
+
+def _in_without_events(tests: tuple[Test, ...]) -> bool:
+    """Whether a segment about a silence (an event count in a window) holds with every event
+    count at 0: entered by a profile's first event of another kind, not by time passing."""
+    counts = [t for t in tests if t.kind == "event"]
+    if not any(t.within is not None for t in counts):
+        return False
+    return all(t.test is not None and check(0, t.test) != t.negate for t in counts)
 
 
 def _stage_move(fields: JourneyFields, key: str, context: ParseContext) -> StageTrigger:

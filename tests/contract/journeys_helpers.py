@@ -84,12 +84,13 @@ def instances(h: Harness, pid: str, journey: str) -> list[tuple[str, str | None,
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def timers(h: Harness, pid: str) -> list[float]:
-    """Due times of the profile's pending journey timers."""
+def timers(h: Harness, pid: str, kind: str = "journey") -> list[float]:
+    """Due times of the profile's pending journey timers (`kind`: `segment` for those that
+    watch its segments)."""
     rows = h.sql(
         "SELECT due_at FROM timers WHERE profile_id = ? AND key LIKE ? ORDER BY due_at",
         pid,
-        "journey:%",
+        f"{kind}:%",
     )
     return [float(r[0]) for r in rows]
 

@@ -181,3 +181,32 @@ def test_all_channels_pretends_every_channel_is_configured(tmp_path: Path) -> No
     lines = quiet_hours_lead(tmp_path, "--all-channels").splitlines()
     assert [line for line in DEFERRED if line not in lines] == []
     assert not any(line.startswith("note:") for line in lines)
+
+
+def test_a_segment_entered_by_silence_is_simulated_at_the_instant_it_is_entered(
+    tmp_path: Path,
+) -> None:
+    """The visit leaves the 30-day window with no event after it: the simulation shows the
+    entry then, as the engine makes it, not at an event that never comes."""
+    from leadloop.journeys.simulate import render
+    from leadloop.journeys.simulate import simulate as run
+    from tests.contract.test_journeys_seed import playbook_with_journeys
+    from tests.contract.test_journeys_segment_time import WINBACK
+
+    start = 1_800_000_000.0
+    result = run(
+        playbook_with_journeys(tmp_path, WINBACK),
+        {"userId": "quiet", "traits": {"email": "quiet@acme.test"}},
+        [{"type": "track", "event": "Visited"}],
+        start,
+        horizon=60 * 86400.0,
+        all_channels=True,
+    )
+    [journey] = result.journeys
+    assert journey["journey"] == "winback"
+    entered = journey["path"][0]
+    assert entered["kind"] == "entered"
+    assert start + 30 * 86400 < entered["at"] < start + 30 * 86400 + 1e-3
+    assert [s["template"] for s in result.sends] == ["winback"]
+    # 1_800_000_000 is 2027-01-15 08:00 UTC: thirty days on, the printed path enters then.
+    assert any("2027-02-14 08:00:00 UTC" in line and "entered" in line for line in render(result))

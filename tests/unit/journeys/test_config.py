@@ -399,3 +399,35 @@ def test_tags_toggled_and_stages_moved_back_from_a_named_stage_are_loops() -> No
     assert "sql → sql" in error(STAGE_TOGGLE.replace("to: SQL", "to: SQL, from: lead")).message
     # A move back from a stage the entry does not name is no entry.
     load(STAGE_TOGGLE.replace("to: SQL", "to: SQL, from: MQL"))
+
+
+SILENCE = """
+journeys:
+  templates:
+    email: [hi]
+  flows:
+    - id: quiet
+      entry:
+        segment:
+          - { event: Visited, within: 30d, not: true }
+      steps:
+        - { id: hi, type: send, channel: email, template: hi }
+"""
+
+
+def test_a_silence_segment_a_new_profile_is_already_in_is_a_warning_with_its_line() -> None:
+    """ "No visit in 30 days" holds for a profile that never visited: each new profile enters
+    at its first event, which is seldom what a win-back means. A warning: it is valid."""
+    journeys = load(SILENCE)
+    (warning,) = journeys.warnings  # type: ignore[attr-defined]
+    assert warning.field == "journeys.flows[0].entry.segment"
+    lines = (BASE + SILENCE).splitlines()
+    assert warning.line == lines.index("          - { event: Visited, within: 30d, not: true }") + 1
+    assert "a profile that never had these events" in warning.message
+    after_activity = SILENCE.replace(
+        "          - { event: Visited, within: 30d, not: true }",
+        "          - { event: Visited }\n          - { event: Visited, within: 30d, not: true }",
+    )
+    assert load(after_activity).warnings == ()  # type: ignore[attr-defined]
+    recent = SILENCE.replace(", not: true", "")
+    assert load(recent).warnings == ()  # type: ignore[attr-defined]

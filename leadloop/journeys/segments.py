@@ -1,0 +1,121 @@
+"""Segments that time alone changes, pure: when a profile's events leave a segment's `within`
+windows, its membership can change with no event of its own to notice ("no visit in 30
+days" is entered by staying silent). The instant is computable from the events in the window,
+so the shell keeps one timer per profile and segment journey at the next instant the segment's
+value changes, when time alone would then enter the profile; its firing is an event, and the
+segment is evaluated again then.
+
+Like scoring's decay timer, the timer is moved lazily: one already due earlier stays (an event
+in the window only postpones the change it watches), and when it fires and nothing changed, the
+evaluation sets the next one. Profiles of journeys without a window, profiles time can only
+take out of a segment, and profiles a journey can never enter again get none.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Sequence
+
+import msgspec
+from msgspec.structs import replace
+
+from leadloop.journeys.evaluate import holds
+from leadloop.journeys.model import Facts, Journey, Membership, SegmentTrigger, Test
+from leadloop.scoring.match import check
+
+
+class WatchSegment(msgspec.Struct, frozen=True):
+    """Move the profile's timer for the journey's segment to `due_at`."""
+
+    due_at: float
+
+
+class UnwatchSegment(msgspec.Struct, frozen=True):
+    """Delete the profile's timer for the journey's segment."""
+
+
+def timer_key(journey_id: str, profile_id: str) -> str:
+    return f"segment:{journey_id}:{profile_id}"
+
+
+def leaves_window(received_at: float, within: float) -> float:
+    """The first instant at which an event received at `received_at` is out of a `within`
+    window. A count reads events received at or after `at - within` (`Facts.event_count`), so
+    the event is in until strictly after `received_at + within`, as the float subtraction reads
+    it: the timer must not fire while the event still counts."""
+    due = math.nextafter(received_at + within, math.inf)
+    while due - within <= received_at:
+        due = math.nextafter(due, math.inf)
+    return due
+
+
+def next_change(tests: Sequence[Test], facts: Facts, at: float) -> float | None:
+    """The first instant after `at` at which the segment's value differs from its value at
+    `at` by time alone (no event in between), when time alone goes on to bring the profile into
+    it at that instant or later; else None. So a segment time only takes profiles out of (at
+    least two views in 7 days) needs no timer: the next event sees the views gone. Neither does
+    one without a `within` window, nor one a condition time does not move keeps out (traits,
+    stages, scores and counts without a window stay as they are)."""
+    windowed = [t for t in tests if t.kind == "event" and t.within is not None]
+    if not windowed:
+        return None
+    if not all(holds(t, facts, None, at) for t in tests if t.kind != "event" or t.within is None):
+        return None
+    times: list[list[float]] = []
+    instants: set[float] = set()
+    for test in windowed:
+        assert test.within is not None
+        found = sorted(facts.event_times(test.subject, at - test.within, test.where))
+        times.append(found)
+        instants.update(leaves_window(received, test.within) for received in found)
+
+    def value(instant: float) -> bool:
+        for test, found in zip(windowed, times, strict=True):
+            assert test.within is not None and test.test is not None
+            count = len(found) - bisect_left(found, instant - test.within)
+            if check(count, test.test) == test.negate:
+                return False
+        return True
+
+    first = None
+    before = value(at)
+    for instant in sorted(i for i in instants if i > at):
+        now = value(instant)
+        if now != before:
+            first = instant if first is None else first
+            if now:
+                return first
+        before = now
+    return None
+
+
+def watch_segment(
+    journey: Journey, membership: Membership, facts: Facts, at: float
+) -> tuple[Membership, WatchSegment | UnwatchSegment | None]:
+    """After the profile's segment was evaluated at `at`: where its timer should be, and the
+    membership recording it. A timer due after `at` and no later than the next change stays;
+    one due at or before `at` has fired (its event is being decided, or was)."""
+    trigger = journey.trigger
+    due = None
+    if isinstance(trigger, SegmentTrigger) and not _never_again(journey, membership):
+        due = next_change(trigger.tests, facts, at)
+    pending = membership.segment_due
+    existing = pending if pending is not None and pending > at else None
+    if due is None:
+        if pending is None:
+            return membership, None
+        return replace(membership, segment_due=None), (
+            UnwatchSegment() if existing is not None else None
+        )
+    # Strictly later than the firing being decided: a timer due at the same instant would
+    # fire under the same event id and be dropped as a duplicate.
+    due = max(due, math.nextafter(at, math.inf))
+    if existing is not None and existing <= due:
+        return membership, None
+    return replace(membership, segment_due=due), WatchSegment(due)
+
+
+def _never_again(journey: Journey, membership: Membership) -> bool:
+    """Entered once under `reentry: once`: no change of its segment can enter it again."""
+    return journey.reentry.mode == "once" and membership.entries > 0

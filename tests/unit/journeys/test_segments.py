@@ -1,0 +1,157 @@
+"""When time alone changes a segment (`journeys.segments`), pure: the instant events leave a
+window, the next change of a segment's value, and where the profile's one timer goes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadloop.journeys.evaluate import all_hold
+from leadloop.journeys.model import Journey, Membership, Reentry, SegmentTrigger, WaitStep
+from leadloop.journeys.model import Test as Condition
+from leadloop.journeys.segments import (
+    UnwatchSegment,
+    WatchSegment,
+    leaves_window,
+    next_change,
+    watch_segment,
+)
+from leadloop.scoring.model import Predicate
+
+T0 = 1_800_000_000.0
+DAY = 86400.0
+
+
+@dataclass
+class Facts:
+    """Events by name, with their receive times; one trait."""
+
+    received: dict[str, list[float]] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+
+    def event_times(self, name: str, since: float | None, where: Any) -> list[float]:
+        return [t for t in self.received.get(name, []) if since is None or t >= since]
+
+    def event_count(self, name: str, since: float | None, where: Any) -> int:
+        return len(self.event_times(name, since, where))
+
+    def score(self, model: str) -> float | None:
+        return None
+
+    def stage(self, model: str) -> str | None:
+        return None
+
+
+def visited(within: float | None = None, negate: bool = False, at_least: int = 1) -> Condition:
+    return Condition("event", "Visited", Predicate("gte", at_least), within=within, negate=negate)
+
+
+WINBACK = (visited(), visited(30 * DAY, negate=True))
+
+
+def segment(*tests: Condition, reentry: str = "always") -> Journey:
+    return Journey(
+        id="j",
+        version="v1",
+        trigger=SegmentTrigger(tests),
+        steps=(WaitStep("w", duration=1.0),),
+        reentry=Reentry(reentry),  # type: ignore[arg-type]
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    received=st.floats(min_value=1e6, max_value=4e9, allow_nan=False),
+    within=st.floats(min_value=1.0, max_value=4e8, allow_nan=False),
+)
+def test_an_event_leaves_its_window_at_the_first_instant_a_count_no_longer_reads_it(
+    received: float, within: float
+) -> None:
+    due = leaves_window(received, within)
+    assert due - within > received  # out at the timer's instant, not a moment late
+    assert due - (received + within) <= 4 * math.ulp(due)
+
+
+def test_a_silent_profile_enters_the_win_back_segment_when_its_visit_leaves_the_window() -> None:
+    facts = Facts({"Visited": [T0]})
+    due = next_change(WINBACK, facts, T0)
+    assert due is not None and T0 + 30 * DAY < due < T0 + 30 * DAY + 1e-3
+    assert not all_hold(WINBACK, facts, None, math.nextafter(due, -math.inf))
+    assert all_hold(WINBACK, facts, None, due)
+    assert next_change(WINBACK, facts, due) is None  # in for good while silent
+
+
+def test_the_change_is_the_segments_not_the_first_event_leaving() -> None:
+    """Three views in the window: only the last one leaving puts the profile in "no view in
+    7 days", and the second one leaving in "fewer than two"."""
+    views = [T0, T0 + DAY, T0 + 2 * DAY]
+    facts = Facts({"Visited": views})
+    none = next_change((visited(7 * DAY, negate=True),), facts, T0 + 2 * DAY)
+    assert none == leaves_window(views[2], 7 * DAY)
+    few = next_change((visited(7 * DAY, negate=True, at_least=2),), facts, T0 + 2 * DAY)
+    assert few == leaves_window(views[1], 7 * DAY)
+
+
+def test_a_segment_time_only_takes_profiles_out_of_gets_no_timer() -> None:
+    """Its next event sees the views gone (`decide.trigger_fires`); a timer would only wake
+    the profile to find it out."""
+    facts = Facts({"Visited": [T0, T0 + DAY]})
+    assert next_change((visited(7 * DAY, at_least=2),), facts, T0 + DAY) is None
+    # Out while a view is recent, in when the last visit leaves: a timer for the entry.
+    recent_not_back = (
+        Condition("event", "Viewed", Predicate("lt", 1), within=7 * DAY),
+        visited(30 * DAY, negate=True),
+    )
+    both = Facts({"Viewed": [T0 + 25 * DAY], "Visited": [T0]})
+    assert next_change(recent_not_back, both, T0 + 25 * DAY) == leaves_window(
+        T0 + 25 * DAY, 7 * DAY
+    )
+    # In now, out when one visit leaves, in again when the other does: the timer is set at
+    # the first change, so the membership reads "out" when time brings the profile back in.
+    not_one = (Condition("event", "Visited", Predicate("equals", 1), within=30 * DAY, negate=True),)
+    twice = Facts({"Visited": [T0, T0 + 10 * DAY]})
+    assert all_hold(not_one, twice, None, T0 + 10 * DAY)
+    assert next_change(not_one, twice, T0 + 10 * DAY) == leaves_window(T0, 30 * DAY)
+
+
+def test_time_changes_nothing_without_a_window_or_with_a_fixed_condition_false() -> None:
+    facts = Facts({"Visited": [T0]})
+    assert next_change((visited(),), facts, T0) is None
+    pro = Condition("trait", "plan", Predicate("equals", "pro"))
+    assert next_change((pro, *WINBACK), facts, T0) is None
+    facts.traits["plan"] = "pro"
+    assert next_change((pro, *WINBACK), facts, T0) is not None
+    assert next_change(WINBACK, Facts(), T0) is None  # never visited: never in
+
+
+def test_the_timer_moves_lazily_and_always_strictly_later() -> None:
+    j = segment(*WINBACK)
+    facts = Facts({"Visited": [T0]})
+    member, change = watch_segment(j, Membership(), facts, T0)
+    assert isinstance(change, WatchSegment) and member.segment_due == change.due_at
+    first = change.due_at
+    # A later visit postpones the change: the earlier timer stays, and fires first.
+    facts.received["Visited"].append(T0 + 10 * DAY)
+    assert watch_segment(j, member, facts, T0 + 10 * DAY) == (member, None)
+    # When it fires, nothing changed there: the next change is set.
+    member, change = watch_segment(j, member, facts, first)
+    assert isinstance(change, WatchSegment) and change.due_at > first
+    assert change.due_at == next_change(WINBACK, facts, first)
+
+
+def test_no_timer_for_a_profile_the_journey_can_never_enter_again() -> None:
+    facts = Facts({"Visited": [T0]})
+    once = segment(*WINBACK, reentry="once")
+    member, change = watch_segment(once, Membership(), facts, T0)
+    assert isinstance(change, WatchSegment)
+    entered = Membership(entries=1, segment_due=member.segment_due)
+    member, change = watch_segment(once, entered, facts, T0 + DAY)
+    assert change == UnwatchSegment() and member.segment_due is None
+    # A timer that already fired needs no delete.
+    due = leaves_window(T0, 30 * DAY)
+    fired = Membership(entries=1, segment_due=due)
+    assert watch_segment(once, fired, facts, due) == (Membership(entries=1), None)
