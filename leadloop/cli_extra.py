@@ -172,8 +172,26 @@ def cmd_playbook_diff(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     lines = diff_playbooks(old, new)
-    print("\n".join(lines) if lines else "no changes")
+    rescores = _rescores(settings, new, old)
+    if lines:
+        print("\n".join(lines))
+    else:
+        print("no changes to the text" if rescores else "no changes")
+    for line in rescores:
+        print(line)
     return 0
+
+
+def _rescores(settings: Settings, new: Any, live: Any) -> list[str]:
+    """Which of `new`'s models applying it over `live` rescores, and why
+    (`rescoring.rescore_reasons`)."""
+    from leadloop.scoring.rescoring import rescore_reasons
+
+    conn = _conn(settings)
+    try:
+        return rescore_reasons(conn, new.workspace, live.models, new.models)
+    finally:
+        conn.close()
 
 
 def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -185,8 +203,11 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
     conn = _conn(settings, create=True)
     try:
         applied = store.latest(conn, playbook.workspace)
+        rescores = _apply_rescores(conn, playbook, applied)
         if applied is not None and applied.digest == playbook.digest:
             print(f"unchanged: digest {playbook.digest[:12]} is already live")
+            for line in rescores:
+                print(line)
             return 0
         with conn.transaction():
             pid = store.save(conn, playbook, sources, SystemClock().now())
@@ -195,7 +216,23 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"applied playbook #{pid} (digest {playbook.digest[:12]}) to workspace {playbook.workspace}"
     )
+    for line in rescores:
+        print(line)
     return 0
+
+
+def _apply_rescores(conn: Conn, playbook: Any, applied: Any) -> list[str]:
+    """`_rescores` for `apply`, on its connection; nothing to say when the live playbook does
+    not build here (a `${VAR}` this shell does not set, or stricter validation)."""
+    from leadloop.errors import PlaybookError
+    from leadloop.playbook import store
+    from leadloop.scoring.rescoring import rescore_reasons
+
+    try:
+        live = store.build(applied.sources).models if applied is not None else ()
+    except PlaybookError:
+        return []
+    return rescore_reasons(conn, playbook.workspace, live, playbook.models)
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
