@@ -46,6 +46,14 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
         "--workspace", type=label, default="default", help="workspace (default: default)"
     )
     e.add_argument("--model", type=label, default=None, help="only this scoring model")
+    e.add_argument(
+        "--at",
+        type=instant,
+        default=None,
+        metavar="TIME",
+        help="read the scores as of this time: a date (UTC), a date and time with a zone, or "
+        "epoch seconds (default: the engine's newest event when later than this clock, else now)",
+    )
     db_arg(e)
     e.set_defaults(handler=cmd_explain)
 
@@ -87,6 +95,19 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     from leadloop.bench_cli import register as register_bench
 
     register_bench(sub, db_arg)
+
+
+def instant(raw: str) -> float:
+    """A time as `metrics` reads its bounds (`analytics.window.instant`)."""
+    from leadloop.analytics.window import WindowError
+    from leadloop.analytics.window import instant as read_instant
+
+    try:
+        at = read_instant("--at", raw)
+    except WindowError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+    assert at is not None  # given text always names one or raises
+    return at
 
 
 IDENTIFIER_LIMIT = 512
@@ -236,8 +257,6 @@ def _apply_rescores(conn: Conn, playbook: Any, applied: Any) -> list[str]:
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, datetime
-
     from leadloop.identity import queries
     from leadloop.identity.normalize import normalize_email, phone_identity
     from leadloop.scoring import queries as score_queries
@@ -261,7 +280,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         if pid is None:
             print(f"no profile matches {args.identifier!r} in workspace {ws}", file=sys.stderr)
             return 1
-        scores = score_queries.scores_view(conn, ws, pid, SystemClock().now())
+        now, source = _explain_now(conn, ws, args.at)
+        scores = score_queries.scores_view(conn, ws, pid, now)
         if not scores:
             print(f"profile {pid} has no scores (no scoring model applied to it yet)")
             return 0
@@ -271,6 +291,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"(it has: {', '.join(sorted(scores))})"
             )
         live = _live_models(conn, ws)
+        shown = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"as of {shown} ({source})")
         for model, view in scores.items():
             if args.model and model != args.model:
                 continue
@@ -280,7 +302,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"{view['engagement']:g} · stage {view['stage']} · profile {pid}"
                 + (" · no longer in the live playbook" if gone else "")
             )
-            predicted = _predicted_line(conn, ws, pid, model)
+            predicted = _predicted_line(conn, ws, pid, model, now)
             if predicted:
                 print(predicted)
             for entry in _ledger_lines(conn, ws, pid, model):
@@ -316,7 +338,24 @@ def _live_models(conn: Conn, ws: str) -> set[str] | None:
         return None
 
 
-def _predicted_line(conn: Conn, ws: str, pid: str, model_id: str) -> str | None:
+def _explain_now(conn: Conn, ws: str, at: float | None) -> tuple[float, str]:
+    """The time `explain` reads scores as of, and where it came from. A manual clock lives in
+    the engine's memory only; the newest event it received (a timer fires as one) is the
+    latest time of it the database holds, as `backtest` and `predict train` read it."""
+    from leadloop.log.store import log_now
+
+    if at is not None:
+        return at, "--at"
+    wall = SystemClock().now()
+    now = log_now(conn, ws, wall)
+    return (
+        (wall, "this clock")
+        if now == wall
+        else (now, "the engine's newest event, after this clock")
+    )
+
+
+def _predicted_line(conn: Conn, ws: str, pid: str, model_id: str, now: float) -> str | None:
     """The model's predicted probability with its strongest reasons, when it has one."""
     from leadloop.errors import PlaybookError
     from leadloop.playbook import store
@@ -331,7 +370,7 @@ def _predicted_line(conn: Conn, ws: str, pid: str, model_id: str) -> str | None:
         return None
     from leadloop.scoring.predictive.service import predicted_view
 
-    view = predicted_view(conn, ws, pid, model, SystemClock().now())
+    view = predicted_view(conn, ws, pid, model, now)
     if view["status"] != "trained":
         return f"  predicted: {view['status']}" + (f" ({view['hint']})" if "hint" in view else "")
     reasons = ", ".join(
