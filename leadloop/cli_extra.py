@@ -505,6 +505,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.log.store import log_now
     from leadloop.playbook import store
     from leadloop.scoring import replay
+    from leadloop.scoring.rescoring import scored_with_other_values, variable_names
 
     new = store.build(store.read_sources(args.playbook))
     workspace = args.workspace or new.workspace
@@ -529,6 +530,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             # Replays clamp event times to `now`, as the engine clamps them to its clock.
             now = log_now(conn, workspace, SystemClock().now())
             runs = {"new": new.models, "current": current.models if current else ()}
+            differ = scored_with_other_values(conn, workspace, runs["current"])
             results = {
                 label: {m.id: replay.BacktestResult(m.id, m.version, stage) for m in models}
                 for label, models in runs.items()
@@ -561,6 +563,13 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     print(f"backtest over {total} profiles, {events_seen} events, workspace {workspace}")
     shown = f", since {_day_text(since)}" if since is not None else ""
     print(f"stage {stage!r}, outcome {args.outcome!r}{shown}")
+    for model in differ:
+        print(
+            f"note: the current model {model.id} reads {variable_names(model)} from this "
+            "shell's environment, and no profile is scored under it as built with these values: "
+            "the engine's values differ (or a playbook was applied since it last ran), so its "
+            "`current` rows are not what the engine scores"
+        )
     print(
         "\n| rules | model | version | reached stage | median days to stage | then outcome | rate |"
     )

@@ -101,6 +101,21 @@ def _scored_under(conn: Conn, workspace: str, model: ScoringModel) -> int:
     return int(rows[0][0])
 
 
+def scored_with_other_values(
+    conn: Conn, workspace: str, models: tuple[ScoringModel, ...]
+) -> tuple[ScoringModel, ...]:
+    """The models, as this process's environment builds them, that read a `${VAR}` and under
+    which no profile is scored, though there are profiles: the engine scored them with
+    another value (or under a playbook applied since it last ran)."""
+    if not replay.count_profiles(conn, workspace):
+        return ()
+    return tuple(m for m in models if m.variables and not _scored_under(conn, workspace, m))
+
+
+def variable_names(model: ScoringModel) -> str:
+    return ", ".join(f"${{{name}}}" for name in model.variables)
+
+
 def rescore_reasons(
     conn: Conn,
     workspace: str,
@@ -114,16 +129,16 @@ def rescore_reasons(
     hold another value there than here, so the text alone may not show why, nor whether, a
     model is rescored. The profiles' stored versions tell what the engine scored under."""
     lines = []
+    other = {m.id for m in scored_with_other_values(conn, workspace, models)}
     for model in stale_models(conn, workspace, models):
         before = next((m for m in live if m.id == model.id), None)
         if before is None:
             why = "it is new, so every profile is scored under it from the log"
         elif before.version != model.version:
             why = "its rules changed, so every profile is rescored from the log"
-        elif model.variables and not _scored_under(conn, workspace, model):
-            names = ", ".join(f"${{{name}}}" for name in model.variables)
+        elif model.id in other:
             why = (
-                f"its profiles were scored with another value of {names} than this "
+                f"its profiles were scored with another value of {variable_names(model)} than this "
                 "environment has (or under a playbook applied since the engine last ran); "
                 "an engine started with this environment rescores every profile"
             )

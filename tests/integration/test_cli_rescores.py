@@ -78,3 +78,22 @@ def test_diff_says_a_changed_rule_rescores(
     )
     assert "~ scoring.models[lead].engagement[pricing_page].points: 10 -> 30" in lines
     assert any(line.startswith("rescores model lead: its rules changed") for line in lines)
+
+
+def test_backtest_says_when_the_current_rules_here_are_not_the_engines(
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its `current` rows are the live playbook as this shell builds it: with another value of
+    a variable the rules read, they are not what the engine scored with."""
+    playbook = _playbook(tmp_path)
+    monkeypatch.setenv("PRICING_PATH", "/pricing")
+    _scored(sqlite_url, playbook)
+    backtest = ("backtest", "--playbook", str(playbook), "--database-url", sqlite_url)
+    assert not any(line.startswith("note:") for line in _run(capsys, *backtest))
+    monkeypatch.setenv("PRICING_PATH", "/plans-secret")
+    notes = [line for line in _run(capsys, *backtest) if line.startswith("note:")]
+    assert len(notes) == 1 and "model lead" in notes[0] and "${PRICING_PATH}" in notes[0]
+    assert "/plans-secret" not in notes[0]
