@@ -259,7 +259,8 @@ def _engagement_points(
         for rule in model.engagement:
             if not matches_filter(event, rule.when):
                 continue
-            if rule.once or rule.cap or rule.half_life or model.cap or model.session:
+            fades = model.decay.half_life if rule.half_life is None else rule.half_life
+            if rule.once or rule.cap or fades or model.cap or model.session:
                 return None
             total += rule.points
         points.append(total)

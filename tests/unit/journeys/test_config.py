@@ -451,9 +451,12 @@ def test_engagement_points_on_the_journeys_own_updates_can_make_the_loop() -> No
     with pytest.raises(PlaybookError) as caught:
         parse_journeys(parse_playbook(base + flows, "pb.yaml", env={}))
     assert "nudge → nudge" in caught.value.message
-    # Awarded once, the points do not come back each run: no loop is shown.
+    # Awarded once, or fading (the model's half-life), the points do not come back the same
+    # each run: no loop is shown.
     once = base.replace("points: 20\n", "points: 20\n          once: true\n")
-    parse_journeys(parse_playbook(once + flows, "pb.yaml", env={}))
+    fading = base.replace("      decay:\n", "      decay:\n        half_life: 7d\n", 1)
+    for text in (once, fading):
+        parse_journeys(parse_playbook(text + flows, "pb.yaml", env={}))
 
 
 @pytest.mark.parametrize(
