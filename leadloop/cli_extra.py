@@ -301,6 +301,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"{model}: {view['score']:g} = fit {view['fit']:g} + engagement "
                 f"{view['engagement']:g} · stage {view['stage']} · profile {pid}"
                 + (" · no longer in the live playbook" if gone else "")
+                + _other_values(live.get(model) if live else None, view["model_version"])
             )
             predicted = _predicted_line(conn, ws, pid, model, now)
             if predicted:
@@ -323,19 +324,34 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 Conn = SqliteConnection | PostgresConnection
 
 
-def _live_models(conn: Conn, ws: str) -> set[str] | None:
-    """The model ids of the workspace's newest stored playbook, as the engine builds it; None
-    when it cannot be built here (a `${VAR}` this shell does not set): then nothing is said."""
+def _live_models(conn: Conn, ws: str) -> dict[str, Any] | None:
+    """The models of the workspace's newest stored playbook by id, as this shell builds it;
+    None when it cannot be built here (a `${VAR}` this shell does not set): then nothing is
+    said."""
     from leadloop.errors import PlaybookError
     from leadloop.playbook import store
 
     applied = store.latest(conn, ws)
     if applied is None:
-        return set()
+        return {}
     try:
-        return {model.id for model in store.build(applied.sources).models}
+        return {model.id: model for model in store.build(applied.sources).models}
     except PlaybookError:
         return None
+
+
+def _other_values(model: Any, scored_under: str) -> str:
+    """Said when the score is of another version of a model that reads `${VAR}`s than this
+    shell builds: the engine's values differ from this shell's (never printed), or the
+    score predates the live playbook."""
+    from leadloop.scoring.rescoring import variable_names
+
+    if model is None or not model.variables or model.version == scored_under:
+        return ""
+    return (
+        f" · scored under version {scored_under[:12]}, not {model.version[:12]} as this "
+        f"shell's {variable_names(model)} build it"
+    )
 
 
 def _explain_now(conn: Conn, ws: str, at: float | None) -> tuple[float, str]:
