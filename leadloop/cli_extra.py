@@ -46,6 +46,14 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
         "--workspace", type=label, default="default", help="workspace (default: default)"
     )
     e.add_argument("--model", type=label, default=None, help="only this scoring model")
+    e.add_argument(
+        "--at",
+        type=instant,
+        default=None,
+        metavar="TIME",
+        help="read the scores as of this time: a date (UTC), a date and time with a zone, or "
+        "epoch seconds (default: the engine's newest event when later than this clock, else now)",
+    )
     db_arg(e)
     e.set_defaults(handler=cmd_explain)
 
@@ -87,6 +95,19 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     from leadloop.bench_cli import register as register_bench
 
     register_bench(sub, db_arg)
+
+
+def instant(raw: str) -> float:
+    """A time as `metrics` reads its bounds (`analytics.window.instant`)."""
+    from leadloop.analytics.window import WindowError
+    from leadloop.analytics.window import instant as read_instant
+
+    try:
+        at = read_instant("--at", raw)
+    except WindowError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+    assert at is not None  # given text always names one or raises
+    return at
 
 
 IDENTIFIER_LIMIT = 512
@@ -172,8 +193,26 @@ def cmd_playbook_diff(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     lines = diff_playbooks(old, new)
-    print("\n".join(lines) if lines else "no changes")
+    rescores = _rescores(settings, new, old)
+    if lines:
+        print("\n".join(lines))
+    else:
+        print("no changes to the text" if rescores else "no changes")
+    for line in rescores:
+        print(line)
     return 0
+
+
+def _rescores(settings: Settings, new: Any, live: Any) -> list[str]:
+    """Which of `new`'s models applying it over `live` rescores, and why
+    (`rescoring.rescore_reasons`)."""
+    from leadloop.scoring.rescoring import rescore_reasons
+
+    conn = _conn(settings)
+    try:
+        return rescore_reasons(conn, new.workspace, live.models, new.models)
+    finally:
+        conn.close()
 
 
 def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -185,8 +224,11 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
     conn = _conn(settings, create=True)
     try:
         applied = store.latest(conn, playbook.workspace)
+        rescores = _apply_rescores(conn, playbook, applied)
         if applied is not None and applied.digest == playbook.digest:
             print(f"unchanged: digest {playbook.digest[:12]} is already live")
+            for line in rescores:
+                print(line)
             return 0
         with conn.transaction():
             pid = store.save(conn, playbook, sources, SystemClock().now())
@@ -195,12 +237,26 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"applied playbook #{pid} (digest {playbook.digest[:12]}) to workspace {playbook.workspace}"
     )
+    for line in rescores:
+        print(line)
     return 0
 
 
-def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, datetime
+def _apply_rescores(conn: Conn, playbook: Any, applied: Any) -> list[str]:
+    """`_rescores` for `apply`, on its connection; nothing to say when the live playbook does
+    not build here (a `${VAR}` this shell does not set, or stricter validation)."""
+    from leadloop.errors import PlaybookError
+    from leadloop.playbook import store
+    from leadloop.scoring.rescoring import rescore_reasons
 
+    try:
+        live = store.build(applied.sources).models if applied is not None else ()
+    except PlaybookError:
+        return []
+    return rescore_reasons(conn, playbook.workspace, live, playbook.models)
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.identity import queries
     from leadloop.identity.normalize import normalize_email, phone_identity
     from leadloop.scoring import queries as score_queries
@@ -224,7 +280,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         if pid is None:
             print(f"no profile matches {args.identifier!r} in workspace {ws}", file=sys.stderr)
             return 1
-        scores = score_queries.scores_view(conn, ws, pid, SystemClock().now())
+        now, source = _explain_now(conn, ws, args.at)
+        scores = score_queries.scores_view(conn, ws, pid, now)
         if not scores:
             print(f"profile {pid} has no scores (no scoring model applied to it yet)")
             return 0
@@ -234,6 +291,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"(it has: {', '.join(sorted(scores))})"
             )
         live = _live_models(conn, ws)
+        shown = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"as of {shown} ({source})")
         for model, view in scores.items():
             if args.model and model != args.model:
                 continue
@@ -242,8 +301,9 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"{model}: {view['score']:g} = fit {view['fit']:g} + engagement "
                 f"{view['engagement']:g} · stage {view['stage']} · profile {pid}"
                 + (" · no longer in the live playbook" if gone else "")
+                + _other_values(live.get(model) if live else None, view["model_version"])
             )
-            predicted = _predicted_line(conn, ws, pid, model)
+            predicted = _predicted_line(conn, ws, pid, model, now)
             if predicted:
                 print(predicted)
             for entry in _ledger_lines(conn, ws, pid, model):
@@ -264,22 +324,54 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 Conn = SqliteConnection | PostgresConnection
 
 
-def _live_models(conn: Conn, ws: str) -> set[str] | None:
-    """The model ids of the workspace's newest stored playbook, as the engine builds it; None
-    when it cannot be built here (a `${VAR}` this shell does not set): then nothing is said."""
+def _live_models(conn: Conn, ws: str) -> dict[str, Any] | None:
+    """The models of the workspace's newest stored playbook by id, as this shell builds it;
+    None when it cannot be built here (a `${VAR}` this shell does not set): then nothing is
+    said."""
     from leadloop.errors import PlaybookError
     from leadloop.playbook import store
 
     applied = store.latest(conn, ws)
     if applied is None:
-        return set()
+        return {}
     try:
-        return {model.id for model in store.build(applied.sources).models}
+        return {model.id: model for model in store.build(applied.sources).models}
     except PlaybookError:
         return None
 
 
-def _predicted_line(conn: Conn, ws: str, pid: str, model_id: str) -> str | None:
+def _other_values(model: Any, scored_under: str) -> str:
+    """Said when the score is of another version of a model that reads `${VAR}`s than this
+    shell builds: the engine's values differ from this shell's (never printed), or the
+    score predates the live playbook."""
+    from leadloop.scoring.rescoring import variable_names
+
+    if model is None or not model.variables or model.version == scored_under:
+        return ""
+    return (
+        f" · scored under version {scored_under[:12]}, not {model.version[:12]} as this "
+        f"shell's {variable_names(model)} build it"
+    )
+
+
+def _explain_now(conn: Conn, ws: str, at: float | None) -> tuple[float, str]:
+    """The time `explain` reads scores as of, and where it came from. A manual clock lives in
+    the engine's memory only; the newest event it received (a timer fires as one) is the
+    latest time of it the database holds, as `backtest` and `predict train` read it."""
+    from leadloop.log.store import log_now
+
+    if at is not None:
+        return at, "--at"
+    wall = SystemClock().now()
+    now = log_now(conn, ws, wall)
+    return (
+        (wall, "this clock")
+        if now == wall
+        else (now, "the engine's newest event, after this clock")
+    )
+
+
+def _predicted_line(conn: Conn, ws: str, pid: str, model_id: str, now: float) -> str | None:
     """The model's predicted probability with its strongest reasons, when it has one."""
     from leadloop.errors import PlaybookError
     from leadloop.playbook import store
@@ -294,7 +386,7 @@ def _predicted_line(conn: Conn, ws: str, pid: str, model_id: str) -> str | None:
         return None
     from leadloop.scoring.predictive.service import predicted_view
 
-    view = predicted_view(conn, ws, pid, model, SystemClock().now())
+    view = predicted_view(conn, ws, pid, model, now)
     if view["status"] != "trained":
         return f"  predicted: {view['status']}" + (f" ({view['hint']})" if "hint" in view else "")
     reasons = ", ".join(
@@ -429,6 +521,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.log.store import log_now
     from leadloop.playbook import store
     from leadloop.scoring import replay
+    from leadloop.scoring.rescoring import scored_with_other_values, variable_names
 
     new = store.build(store.read_sources(args.playbook))
     workspace = args.workspace or new.workspace
@@ -453,6 +546,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             # Replays clamp event times to `now`, as the engine clamps them to its clock.
             now = log_now(conn, workspace, SystemClock().now())
             runs = {"new": new.models, "current": current.models if current else ()}
+            differ = scored_with_other_values(conn, workspace, runs["current"])
             results = {
                 label: {m.id: replay.BacktestResult(m.id, m.version, stage) for m in models}
                 for label, models in runs.items()
@@ -485,6 +579,13 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     print(f"backtest over {total} profiles, {events_seen} events, workspace {workspace}")
     shown = f", since {_day_text(since)}" if since is not None else ""
     print(f"stage {stage!r}, outcome {args.outcome!r}{shown}")
+    for model in differ:
+        print(
+            f"note: the current model {model.id} reads {variable_names(model)} from this "
+            "shell's environment, and no profile is scored under it as built with these values: "
+            "the engine's values differ (or a playbook was applied since it last ran), so its "
+            "`current` rows are not what the engine scores"
+        )
     print(
         "\n| rules | model | version | reached stage | median days to stage | then outcome | rate |"
     )

@@ -86,7 +86,11 @@ def parse_journeys(
         if any(j.id == journey.id for j in journeys):
             fail(flow, f"{path}.id", f"duplicate journey id {journey.id!r}")
         journeys.append(journey)
-    check_journey_loops(journeys, [JourneyFields(flow, path, "journeys[]") for flow, path in flows])
+    check_journey_loops(
+        journeys,
+        [JourneyFields(flow, path, "journeys[]") for flow, path in flows],
+        playbook.models,
+    )
     return JourneySet(
         journeys=tuple(journeys),
         policy=policy,

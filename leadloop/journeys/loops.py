@@ -19,7 +19,9 @@ evaluated, so narrow the entry's `where`, add a wait or limit `reentry` to break
 Segment and stage entries are re-entered by updates too, a journey's own included (no
 `own_update` there): a run of updates that takes the profile out of a segment and back in, or
 moves a stage away and back, is an edge when `reentry_proof` shows it from the playbook alone.
-A score crossing depends on the score entered with, which the playbook does not fix: not read.
+So is a run that moves a journey's own score across its `score` entry and back, for profiles
+whose other points lie in a range (`reentry_proof.recrosses_score`); a score crossing entered
+by another journey's updates depends on both runs' scores, and is not read.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from collections.abc import Sequence
 
 from leadloop.journeys.graph import waits
 from leadloop.journeys.model import (
-    PROFILE_UPDATE_EVENT,
     AudienceStep,
     BranchStep,
     EventTrigger,
     ExitStep,
     Journey,
+    ScoreTrigger,
     SegmentTrigger,
     SendStep,
     SplitStep,
@@ -44,18 +46,34 @@ from leadloop.journeys.model import (
     WaitStep,
     WebhookStep,
 )
-from leadloop.journeys.reentry_proof import entered_with, moves_back, reenters_segment
-from leadloop.journeys.runner import update_properties
-from leadloop.log.model import Event
+from leadloop.journeys.reentry_proof import (
+    entered_with,
+    moves_back,
+    recrosses_score,
+    reenters_segment,
+    update_event,
+)
 from leadloop.playbook.fields import Fields
 from leadloop.scoring.match import matches_filter
+from leadloop.scoring.model import ScoringModel
 
 
-def check_journey_loops(journeys: Sequence[Journey], fields: Sequence[Fields]) -> None:
+def check_journey_loops(
+    journeys: Sequence[Journey],
+    fields: Sequence[Fields],
+    models: Sequence[ScoringModel],
+) -> None:
     """Raise a `PlaybookError` at the `entry` of a journey on a cycle of journeys entering on
-    each other's profile updates with no wait (`fields`: each journey's, in order)."""
+    each other's profile updates with no wait (`fields`: each journey's, in order; `models`:
+    the playbook's scoring models, which `score` entries are read with)."""
     updates = {journey.id: _quick_updates(journey) for journey in journeys}
     paths = {journey.id: _quick_paths(journey) for journey in journeys}
+    # A score entry's own runs, which are a loop for some profiles only: said with the loop.
+    recrossing = {
+        journey.id: why
+        for journey in journeys
+        if (why := _recrosses(journey, paths[journey.id], models)) is not None
+    }
     edges = {
         source.id: [
             target.id
@@ -67,6 +85,7 @@ def check_journey_loops(journeys: Sequence[Journey], fields: Sequence[Fields]) -
                     and any(_enters(target, source, step) for step in updates[source.id])
                 )
                 or any(_reenters(target, source, path) for path in paths[source.id])
+                or (target.id == source.id and source.id in recrossing)
             )
         ]
         for source in journeys
@@ -85,7 +104,12 @@ def check_journey_loops(journeys: Sequence[Journey], fields: Sequence[Fields]) -
                     + " → ".join(loop)
                     + " (each is entered by the update_profile steps of the one before, which"
                     " end without waiting; add a wait, narrow an entry's `where` or segment,"
-                    " or use `reentry: once` or `every`)",
+                    " or use `reentry: once` or `every`)"
+                    + (
+                        f"; {target}: {recrossing[target]}"
+                        if loop == [target, target] and target in recrossing
+                        else ""
+                    ),
                 )
             if target not in state:
                 visit(target, [*trail, target])
@@ -100,18 +124,7 @@ def _enters(target: Journey, source: Journey, step: UpdateProfileStep) -> bool:
     """Whether what `source`'s `step` emits fires `target`'s entry trigger."""
     trigger = target.trigger
     if isinstance(trigger, EventTrigger):
-        body = {"properties": update_properties(source.id, step, "")}
-        event = Event(
-            seq=0,
-            workspace_id="",
-            message_id="",
-            type="internal",
-            event=PROFILE_UPDATE_EVENT,
-            timestamp=0.0,
-            received_at=0.0,
-            body=body,
-        )
-        return matches_filter(event, trigger.when)
+        return matches_filter(update_event(source.id, step), trigger.when)
     if isinstance(trigger, StageTrigger):
         return (
             step.stage is not None
@@ -135,7 +148,22 @@ def _reenters(target: Journey, source: Journey, path: list[UpdateProfileStep]) -
         return reenters_segment(trigger, entered_with(source), path, at_start)
     if isinstance(trigger, StageTrigger) and target.id == source.id:
         return moves_back(trigger, entered_with(source), path)
-    return False  # a score crossing depends on the score entered with: not proven here
+    return False  # a score crossing: `_recrosses`, for a journey's own runs only
+
+
+def _recrosses(
+    journey: Journey, paths: Sequence[list[UpdateProfileStep]], models: Sequence[ScoringModel]
+) -> str | None:
+    """Why the journey's own runs enter it again on its score crossing, when the playbook
+    shows it for one of its runs that end without waiting."""
+    trigger = journey.trigger
+    if not isinstance(trigger, ScoreTrigger) or journey.measured:
+        return None
+    model = next((m for m in models if m.id == trigger.model), None)
+    if model is None:
+        return None
+    reasons = (recrosses_score(trigger, model, journey.id, path) for path in paths)
+    return next((why for why in reasons if why is not None), None)
 
 
 MAX_PATHS = 64

@@ -8,6 +8,14 @@ event counts, other traits — is unknown, and a condition on it is neither true
 segment is entered when it is known false at one step's event and known true at a later one's
 (each `Journey Profile Updated` event is evaluated, once its traits are applied); a stage entry,
 when a step moves a known stage to a `to` stage from another.
+
+A score crossing depends on the score a profile has, which the playbook does not fix; but
+what a journey's own run does to it, relative to where the other rules put it, can be known
+(`recrosses_score`). After one run the traits its steps write are known, so every later run
+sees the same scores at its steps: the other rules' points, the same for the whole run, plus
+what the steps change (the fit rules that read only written traits, engagement rules that
+score the steps' events). Where those differ within a run, a profile whose other points lie
+in a range falls out of the entry's test and crosses it again on every run.
 """
 
 from __future__ import annotations
@@ -17,13 +25,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadloop.journeys.model import (
+    PROFILE_UPDATE_EVENT,
     Journey,
+    ScoreTrigger,
     SegmentTrigger,
     StageTrigger,
     Test,
     UpdateProfileStep,
 )
-from leadloop.scoring.match import check
+from leadloop.journeys.runner import update_properties
+from leadloop.log.model import Event
+from leadloop.scoring.match import check, matches_filter, present
+from leadloop.scoring.model import FitRule, ScoringModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +155,127 @@ def moves_back(trigger: StageTrigger, start: Known, updates: Sequence[UpdateProf
         if (not to or stage.casefold() in to) and (not before_ok or before.casefold() in before_ok):
             return True
     return False
+
+
+def recrosses_score(
+    trigger: ScoreTrigger,
+    model: ScoringModel,
+    journey_id: str,
+    updates: Sequence[UpdateProfileStep],
+) -> str | None:
+    """Why a run of the journey's `updates` enters it again on its score crossing, for some
+    profiles that have run it before; None when the playbook does not show it (what moves
+    depends on what no step writes, or the points drift from run to run)."""
+    test = trigger.test
+    if test.op not in ("gte", "gt", "lte", "lt") or not updates:
+        return None
+    known = Known()
+    for step in updates:
+        known = after(known, step)  # as a run leaves the profile, so the next one finds it
+    # Scoring comes before journeys in the pipeline: an update's traits are applied after
+    # its own event is scored, so fit at a step's event reads the traits of the step before.
+    seen = []
+    for step in updates:
+        seen.append(known)
+        known = after(known, step)
+    fit = _fit_points(model.fit, seen)
+    engagement = _engagement_points(model, journey_id, updates)
+    if fit is None or engagement is None or engagement[-1] != 0:
+        return None  # unknown, or a drift of points each run: no repeat is shown
+    scores = [a + b for a, b in zip(fit, engagement, strict=True)]
+    # Out at one step's event and back in at a later one's is a crossing within the run. An
+    # upward test (`gte`, `gt`) needs a later score above an earlier one, a downward one below.
+    upward = test.op in ("gte", "gt")
+    rises = [
+        (later - earlier if upward else earlier - later, earlier, later)
+        for index, earlier in enumerate(scores)
+        for later in scores[index + 1 :]
+    ]
+    move, earlier, later = max(rises, default=(0.0, 0.0, 0.0))
+    if move <= 0:
+        return None
+    # The other points a profile needs to be out of the test at `earlier`, in at `later`.
+    low, high = sorted((test.value - earlier, test.value - later))
+    return (
+        f"its update_profile steps move the {model.id} score by {move:g} points within a run: "
+        f"a profile that has run it with {low:g} to {high:g} other points falls out of "
+        f"`{test.op} {test.value:g}` and crosses it again on every run"
+    )
+
+
+def _fit_points(rules: Sequence[FitRule], states: Sequence[Known]) -> list[float] | None:
+    """The points of the fit rules whose result changes within a run, with each of `states`;
+    None when one's result depends on a trait no step writes."""
+    points = [0.0] * len(states)
+    for rule in rules:
+        if rule.source == "account":
+            continue  # steps write no account trait
+        heads = sorted({field.split(".")[0] for field in rule.fields})
+        read = [
+            (
+                tuple(state.traits.get(head, _UNSET) for head in heads),
+                state.tags if "tags" in heads else None,
+            )
+            for state in states
+        ]
+        if all(r == read[0] for r in read):
+            continue  # the same traits all run: its points are among the other rules'
+        for index, state in enumerate(states):
+            holds = _fit_holds(rule, state)
+            if holds is None:
+                return None
+            points[index] += rule.points if holds else 0.0
+    return points
+
+
+_UNSET = object()
+
+
+def _fit_holds(rule: FitRule, known: Known) -> bool | None:
+    """`match.fit_holds` on what is known: None when it reads a trait no step writes (or the
+    account's, which `any` falls back to)."""
+    for name in rule.fields:
+        head, *rest = name.split(".")
+        if head not in known.traits:
+            return None
+        value: Any = known.traits[head]
+        for part in rest:
+            value = value.get(part) if isinstance(value, dict) else None
+        if present(value):
+            return check(value, rule.test)
+        if rule.source == "any":
+            return None
+    return rule.test.op == "exists" and not rule.test.value
+
+
+def _engagement_points(
+    model: ScoringModel, journey_id: str, updates: Sequence[UpdateProfileStep]
+) -> list[float] | None:
+    """The engagement points the steps' events have added, at each step; None when an award
+    is limited by what a run cannot know (`once`, caps, sessions, a half-life)."""
+    total, points = 0.0, []
+    for step in updates:
+        event = update_event(journey_id, step)
+        for rule in model.engagement:
+            if not matches_filter(event, rule.when):
+                continue
+            fades = model.decay.half_life if rule.half_life is None else rule.half_life
+            if rule.once or rule.cap or fades or model.cap or model.session:
+                return None
+            total += rule.points
+        points.append(total)
+    return points
+
+
+def update_event(journey_id: str, step: UpdateProfileStep) -> Event:
+    """The `Journey Profile Updated` event the step emits, as far as the playbook tells it."""
+    return Event(
+        seq=0,
+        workspace_id="",
+        message_id="",
+        type="internal",
+        event=PROFILE_UPDATE_EVENT,
+        timestamp=0.0,
+        received_at=0.0,
+        body={"properties": update_properties(journey_id, step, "")},
+    )

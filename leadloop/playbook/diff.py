@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from leadloop.playbook.nodes import env_names
+
 if TYPE_CHECKING:
     from leadloop.playbook.model import Playbook
 
@@ -18,6 +20,18 @@ def digest_of(raw: Any) -> str:
     gives the same digest on every machine, whatever its key order, comments or secrets."""
     text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def digest_with_values(raw: Any, value: Any) -> str:
+    """The digest of a part of the playbook that means what its `${VAR}`s hold (a scoring
+    model's rules, a predictive model's section): `raw` and `value`, that part before and
+    after substitution. A variable's new value is a new digest, so what was built with the
+    old one (scores, a trained model) is stale; only this hash of the values is kept. A part
+    with no variable keeps the digest of its text, which it had before values counted: an
+    upgrade makes nothing stale."""
+    if not env_names(raw):
+        return digest_of(raw)
+    return digest_of({"raw": raw, "value": value})
 
 
 def playbook_digest(playbook: Playbook) -> str:

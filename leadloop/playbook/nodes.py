@@ -81,6 +81,17 @@ def env_placeholders(text: str) -> set[str]:
     return {found.group(0) for found in _ENV.finditer(text) if found.group(1)}
 
 
+def env_names(raw: Any) -> set[str]:
+    """The names of the variables plain data before substitution (`to_raw`) reads."""
+    if isinstance(raw, dict):
+        return set().union(*(env_names(value) for value in raw.values()))
+    if isinstance(raw, list):
+        return set().union(*(env_names(item) for item in raw))
+    if isinstance(raw, str):
+        return {found.group(1) for found in _ENV.finditer(raw) if found.group(1)}
+    return set()
+
+
 def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 

@@ -9,10 +9,10 @@ from datetime import date
 from typing import Any
 
 from leadloop.log.model import EVENT_TYPES
-from leadloop.playbook.diff import digest_of
+from leadloop.playbook.diff import digest_with_values
 from leadloop.playbook.fields import Fields, fail
 from leadloop.playbook.model import WebhookEndpoint
-from leadloop.playbook.nodes import Node, Scalar, to_raw, to_value
+from leadloop.playbook.nodes import Node, Scalar, env_names, to_raw, to_value
 from leadloop.playbook.regex import pattern_problem
 from leadloop.scoring.model import (
     DEFAULT_ACTIVITY_TYPES,
@@ -97,12 +97,12 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
             max_points=_positive(session_fields, "max_points"),
             timeout=1800.0 if timeout is None else timeout,
         )
-    raw = to_raw(node)
+    raw, value = to_raw(node), to_value(node)
     predict_fields = fields.child("predict", "predict")
     return ScoringModel(
         id=fields.name("id"),
-        # Without `predict`: changing what a model learns from must not rescore every profile.
-        version=digest_of({k: v for k, v in raw.items() if k != "predict"}),
+        version=model_version(raw, value),
+        variables=tuple(sorted(env_names(_scored(raw)))),
         name=fields.text("name", ""),
         stages=stages,
         fit=fit,
@@ -113,8 +113,18 @@ def _model(node: Node, path: str, webhooks: Mapping[str, WebhookEndpoint]) -> Sc
         session=session,
         predict=None
         if predict_fields is None
-        else _predict(predict_fields, raw, to_value(node), _rule_traits(fit, engagement)),
+        else _predict(predict_fields, raw, value, _rule_traits(fit, engagement)),
     )
+
+
+def model_version(model_raw: Any, model_value: Any) -> str:
+    """`model_raw`, `model_value`: the model's mapping before and after `${ENV}` substitution."""
+    return digest_with_values(_scored(model_raw), _scored(model_value))
+
+
+def _scored(model: Any) -> Any:
+    # Without `predict`: changing what a model learns from must not rescore every profile.
+    return {k: v for k, v in model.items() if k != "predict"}
 
 
 RuleTraits = Mapping[ScorePart, tuple[tuple[str, str], ...]]
@@ -199,12 +209,8 @@ def _spec_digest(model_raw: Any, model_value: Any, reads_score: bool) -> str:
             return {"predict": model["predict"], **{k: model.get(k) for k in SCORE_KEYS}}
         return model["predict"]
 
-    raw, value = section(model_raw), section(model_value)
-    if raw == value:  # nothing substituted: the digest models were trained with stays
-        return digest_of(raw)
     # An outcome or a feature set through `${ENV}` is another model once the variable changes.
-    # Only this hash of the values is kept, never the values.
-    return digest_of({"raw": raw, "value": value})
+    return digest_with_values(section(model_raw), section(model_value))
 
 
 def _feature(fields: Fields, banned: set[str], rule_traits: RuleTraits) -> Feature:

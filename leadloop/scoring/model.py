@@ -210,7 +210,8 @@ class PredictSpec:
 class ScoringModel:
     id: str
     version: str
-    """Digest of the model's playbook text: ledger entries name the rules they were made under."""
+    """Digest of the model's playbook text, and of the values of the `${VAR}`s it uses: ledger
+    entries name the rules they were made under."""
     stages: tuple[Stage, ...]
     name: str = ""
     fit: tuple[FitRule, ...] = ()
@@ -222,6 +223,8 @@ class ScoringModel:
     session: SessionLimit | None = None
     predict: PredictSpec | None = None
     """Not part of `version`: training a model or changing its features rescores nobody."""
+    variables: tuple[str, ...] = ()
+    """The `${VAR}`s whose values `version` counts, by name (never their values)."""
 
     def rank(self, stage: str) -> int:
         """The stage's place in `stages` (-1: not one of them). Case-insensitive like `stage`:

@@ -88,16 +88,68 @@ def stale_models(
     profiles = replay.count_profiles(conn, workspace)
     if not profiles:
         return ()
-    stale = []
-    for model in models:
-        marker = _encoder.encode({"model_version": model.version}).decode()[1:-1]
-        rows = conn.execute(
-            "SELECT COUNT(*) FROM scores WHERE workspace_id = ? AND model = ? AND state LIKE ?",
-            (workspace, model.id, f"%{marker}%"),
-        )
-        if int(rows[0][0]) < profiles:
-            stale.append(model)
-    return tuple(stale)
+    return tuple(model for model in models if _scored_under(conn, workspace, model) < profiles)
+
+
+def _scored_under(conn: Conn, workspace: str, model: ScoringModel) -> int:
+    """Profiles whose score under the model is of its version as it is now."""
+    marker = _encoder.encode({"model_version": model.version}).decode()[1:-1]
+    rows = conn.execute(
+        "SELECT COUNT(*) FROM scores WHERE workspace_id = ? AND model = ? AND state LIKE ?",
+        (workspace, model.id, f"%{marker}%"),
+    )
+    return int(rows[0][0])
+
+
+def scored_with_other_values(
+    conn: Conn, workspace: str, models: tuple[ScoringModel, ...]
+) -> tuple[ScoringModel, ...]:
+    """The models, as this process's environment builds them, that read a `${VAR}` and under
+    which no profile is scored, though there are profiles: the engine scored them with
+    another value (or under a playbook applied since it last ran)."""
+    if not replay.count_profiles(conn, workspace):
+        return ()
+    return tuple(m for m in models if m.variables and not _scored_under(conn, workspace, m))
+
+
+def variable_names(model: ScoringModel) -> str:
+    return ", ".join(f"${{{name}}}" for name in model.variables)
+
+
+def rescore_reasons(
+    conn: Conn,
+    workspace: str,
+    live: tuple[ScoringModel, ...],
+    models: tuple[ScoringModel, ...],
+) -> list[str]:
+    """A line for each of `models` that applying them over `live` (both built in this
+    process's environment) rescores, saying why: for `playbook diff` and `apply`.
+
+    The engine builds the playbook with its own environment: a `${VAR}` a model reads may
+    hold another value there than here, so the text alone may not show why, nor whether, a
+    model is rescored. The profiles' stored versions tell what the engine scored under."""
+    lines = []
+    other = {m.id for m in scored_with_other_values(conn, workspace, models)}
+    for model in stale_models(conn, workspace, models):
+        before = next((m for m in live if m.id == model.id), None)
+        if before is None:
+            why = "it is new, so every profile is scored under it from the log"
+        elif before.version != model.version:
+            why = "its rules changed, so every profile is rescored from the log"
+        elif model.id in other:
+            why = (
+                f"its profiles were scored with another value of {variable_names(model)} than this "
+                "environment has (or under a playbook applied since the engine last ran); "
+                "an engine started with this environment rescores every profile"
+            )
+        else:
+            why = (
+                "some profiles are not scored under it yet (a playbook applied while the "
+                "engine was stopped, or a rescore cut short); the engine rescores them when "
+                "it starts"
+            )
+        lines.append(f"rescores model {model.id}: {why}")
+    return lines
 
 
 def _rescore_chunk(

@@ -152,3 +152,34 @@ def test_a_model_changed_while_the_engine_was_stopped_is_rescored_at_start(
         assert h.sql("SELECT COUNT(*) FROM score_ledger WHERE kind = 'rescore'") == [(1,)]
     finally:
         h.engine.stop()
+
+
+def test_a_changed_variable_a_rule_reads_rescores_at_start(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine reads `${VAR}` from its own environment when it starts: started again with
+    another value, the same stored playbook scores differently, so its profiles are rescored
+    and the ledger names the new version (the text alone left the version as it was)."""
+    text = Path(EXAMPLE_PLAYBOOK).read_text()
+    old = "{ field: page.path, op: starts_with, value: /pricing }"
+    assert old in text
+    playbook = tmp_path / "p.yaml"
+    playbook.write_text(text.replace(old, old.replace("/pricing", "'${PRICING_PATH}'")))
+    monkeypatch.setenv("PRICING_PATH", "/pricing")
+    h = make_harness(backend_url, str(playbook))
+    try:
+        h.send({"type": "page", "userId": "low", "properties": {"path": "/pricing"}})
+        h.settle()
+        assert score(h, "low")["score"] == 10
+        before = h.engine.playbooks["default"].models[0].version
+    finally:
+        h.engine.stop()
+    monkeypatch.setenv("PRICING_PATH", "/plans")
+    h = make_harness(backend_url, str(playbook))
+    try:
+        after = h.engine.playbooks["default"].models[0].version
+        assert after != before
+        eventually(lambda: score(h, "low")["score"] == 0)
+        assert h.sql("SELECT model_version FROM score_ledger WHERE kind = 'rescore'") == [(after,)]
+    finally:
+        h.engine.stop()

@@ -261,5 +261,7 @@ def test_a_model_no_longer_in_the_playbook_is_marked_so_on_the_profile(
     assert prof is not None
     assert prof["scores"]["lead"]["in_playbook"] is False
     assert main(["explain", "vp-1", "--database-url", h.engine.url.url, "--model", "lead"]) == 0
-    assert "stage MQL · profile" in (out := capsys.readouterr().out)
-    assert out.splitlines()[0].endswith(" · no longer in the live playbook")
+    out = capsys.readouterr().out
+    assert "stage MQL · profile" in out
+    (headline,) = [line for line in out.splitlines() if line.startswith("lead: ")]
+    assert headline.endswith(" · no longer in the live playbook")

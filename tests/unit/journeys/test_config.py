@@ -431,3 +431,88 @@ def test_a_silence_segment_a_new_profile_is_already_in_is_a_warning_with_its_lin
     assert load(after_activity).warnings == ()  # type: ignore[attr-defined]
     recent = SILENCE.replace(", not: true", "")
     assert load(recent).warnings == ()  # type: ignore[attr-defined]
+
+
+# The example model's `senior_title` fit rule gives 15 points to a VP title, none to an intern.
+# An update's traits are applied after its own event is scored: the `promote` title counts
+# at `mark`'s event.
+SCORE_TOGGLE = always(
+    (
+        "hot",
+        "{ score: { model: lead, op: gte, value: 50 } }",
+        (
+            "{ id: demote, type: update_profile, traits: { title: intern }, next: promote }",
+            "{ id: promote, type: update_profile, traits: { title: VP }, next: mark }",
+            "{ id: mark, type: update_profile, traits: { seen: 1 } }",
+        ),
+    )
+)
+
+
+def test_a_journey_moving_its_own_score_down_and_up_across_its_entry_is_a_loop() -> None:
+    """Each run takes a profile with 35 to 50 points besides the title under 50 and back over
+    it: a crossing, and the run has ended by then, so the next starts, for good."""
+    err = error(SCORE_TOGGLE)
+    assert err.file == "pb.yaml" and err.line is not None and err.field.endswith("entry")
+    assert "loop across journeys without a wait: hot → hot" in err.message
+    assert "lead score" in err.message and "35 to 50" in err.message
+
+
+def test_engagement_points_on_the_journeys_own_updates_can_make_the_loop() -> None:
+    rules = (
+        "        - id: nudged_down\n          type: internal\n          event: Journey Profile "
+        "Updated\n          where:\n            - { field: properties.step, op: equals, value: "
+        "down }\n          points: -20\n"
+        "        - id: nudged_up\n          type: internal\n          event: Journey Profile "
+        "Updated\n          where:\n            - { field: properties.step, op: equals, value: "
+        "up }\n          points: 20\n"
+    )
+    anchor = "      decay:\n"
+    assert anchor in BASE
+    base = BASE.replace(anchor, rules + anchor, 1)
+    flows = always(
+        (
+            "nudge",
+            "{ score: { model: lead, op: lt, value: 10 } }",
+            (
+                "{ id: up, type: update_profile, traits: { seen: 1 }, next: down }",
+                "{ id: down, type: update_profile, traits: { seen: 2 } }",
+            ),
+        )
+    )
+    with pytest.raises(PlaybookError) as caught:
+        parse_journeys(parse_playbook(base + flows, "pb.yaml", env={}))
+    assert "nudge → nudge" in caught.value.message
+    # Awarded once, or fading (the model's half-life), the points do not come back the same
+    # each run: no loop is shown.
+    once = base.replace("points: 20\n", "points: 20\n          once: true\n")
+    fading = base.replace("      decay:\n", "      decay:\n        half_life: 7d\n", 1)
+    for text in (once, fading):
+        parse_journeys(parse_playbook(text + flows, "pb.yaml", env={}))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("reentry: always", "reentry: once"),
+        # A wait between the two updates: a round per wait.
+        (
+            "next: promote }",
+            "next: w }\n        - { id: w, type: wait, duration: 1h, next: promote }",
+        ),
+        # The same title on both steps: the score does not move within a run.
+        ("title: intern", "title: CTO"),
+        # Back to VP only at the last step, scored at the next run's first event: out for
+        # good, and in again only on an event from outside.
+        (", next: mark }\n        - { id: mark, type: update_profile, traits: { seen: 1 } }", " }"),
+        # A trait no fit rule reads.
+        ("title: intern", "seen: 1"),
+        # `job_title` counts only without a `title`, which no step writes: not shown.
+        ("title: ", "job_title: "),
+    ],
+)
+def test_score_journeys_whose_updates_cannot_be_shown_to_recross_are_fine(
+    old: str, new: str
+) -> None:
+    assert old in SCORE_TOGGLE
+    load(SCORE_TOGGLE.replace(old, new))

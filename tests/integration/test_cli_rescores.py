@@ -1,0 +1,102 @@
+"""`playbook diff` and `apply` say which scoring models applying would rescore, and why: a
+changed rule, or a `${VAR}` whose value in this shell is not the one the profiles were scored
+with (named, its value never printed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leadloop.cli import main
+from tests.contract.conftest import EXAMPLE_PLAYBOOK, make_harness
+
+RULE = "{ field: page.path, op: starts_with, value: /pricing }"
+
+
+def _playbook(tmp_path: Path, points: int = 10) -> Path:
+    text = Path(EXAMPLE_PLAYBOOK).read_text()
+    assert RULE in text and "          points: 10\n        - id: lead_magnet" in text
+    text = text.replace(RULE, RULE.replace("/pricing", "'${PRICING_PATH}'")).replace(
+        "          points: 10\n        - id: lead_magnet",
+        f"          points: {points}\n        - id: lead_magnet",
+    )
+    path = tmp_path / f"p{points}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def scored(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The playbook, which an engine with `PRICING_PATH=/pricing` applied and scored a profile
+    under; the test then changes the variable with `monkeypatch`."""
+    playbook = _playbook(tmp_path)
+    monkeypatch.setenv("PRICING_PATH", "/pricing")
+    h = make_harness(sqlite_url, str(playbook))
+    try:
+        h.send({"type": "page", "userId": "low", "properties": {"path": "/pricing"}})
+        h.settle()
+    finally:
+        h.engine.stop()
+    yield playbook
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    assert main(list(args)) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+Capture = pytest.CaptureFixture[str]
+
+
+def test_diff_says_a_changed_value_rescores_and_names_only_the_variable(
+    scored: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    diff = ("playbook", "diff", "--database-url", sqlite_url, str(scored))
+    assert _run(capsys, *diff) == ["no changes"]
+
+    monkeypatch.setenv("PRICING_PATH", "/plans-secret")
+    lines = _run(capsys, *diff)
+    assert lines[0] == "no changes to the text"
+    rescores = [line for line in lines if line.startswith("rescores model lead:")]
+    assert len(rescores) == 1 and "${PRICING_PATH}" in rescores[0]
+    assert not any("/plans-secret" in line or "/pricing" in line for line in lines)
+    # Re-applying the same text stores nothing, and says why nothing is rescored yet.
+    applied = _run(capsys, "playbook", "apply", "--database-url", sqlite_url, str(scored))
+    assert any(line.startswith("unchanged:") for line in applied)
+    assert rescores[0] in applied
+
+
+def test_diff_says_a_changed_rule_rescores(
+    scored: Path, sqlite_url: str, tmp_path: Path, capsys: Capture
+) -> None:
+    changed = str(_playbook(tmp_path, 30))
+    lines = _run(capsys, "playbook", "diff", "--database-url", sqlite_url, changed)
+    assert "~ scoring.models[lead].engagement[pricing_page].points: 10 -> 30" in lines
+    assert any(line.startswith("rescores model lead: its rules changed") for line in lines)
+
+
+def test_backtest_says_when_the_current_rules_here_are_not_the_engines(
+    scored: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    """Its `current` rows are the live playbook as this shell builds it: with another value of
+    a variable the rules read, they are not what the engine scored with."""
+    backtest = ("backtest", "--playbook", str(scored), "--database-url", sqlite_url)
+    assert not any(line.startswith("note:") for line in _run(capsys, *backtest))
+    monkeypatch.setenv("PRICING_PATH", "/plans-secret")
+    notes = [line for line in _run(capsys, *backtest) if line.startswith("note:")]
+    assert len(notes) == 1 and "model lead" in notes[0] and "${PRICING_PATH}" in notes[0]
+    assert "/plans-secret" not in notes[0]
+
+
+def test_explain_says_when_a_score_was_made_with_other_values_than_this_shells(
+    scored: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    explain = ("explain", "low", "--database-url", sqlite_url)
+    (headline,) = [line for line in _run(capsys, *explain) if line.startswith("lead: ")]
+    assert "PRICING_PATH" not in headline
+    monkeypatch.setenv("PRICING_PATH", "/plans-secret")
+    (headline,) = [line for line in _run(capsys, *explain) if line.startswith("lead: ")]
+    assert headline.startswith("lead: 10 = fit 0 + engagement 10 ")
+    assert "${PRICING_PATH}" in headline and "/plans-secret" not in headline
