@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from leadloop.identity.model import Identity, Profile
+from leadloop.identity.model import PROFILE_UPDATE_EVENT, Identity, Profile
 from leadloop.identity.normalize import normalize_email, normalize_external_id, phone_identity
 from leadloop.log.model import EVENT_TYPES, Event
 
@@ -239,6 +239,25 @@ def account_traits_after(current: Mapping[str, Any], updates: Mapping[str, Any])
         if key in traits or len(traits) < MAX_TRAITS:
             traits[key] = value
     return traits
+
+
+def apply_engine_event(profile: Profile, event: Event) -> Profile:
+    """Fold one of the engine's own events into the profile. They are not the person's doing,
+    so most leave it as it is (the same object: nothing to write, nothing to refit); a
+    journey's update sets its traits and tags, at the update's own event, before any stage
+    reads it: that event is where scoring fits them, live and in a replay alike."""
+    if event.type != "internal" or event.event != PROFILE_UPDATE_EVENT:
+        return profile
+    props = event.properties
+    updates = dict(props.get("traits") or {})
+    add, remove = props.get("add_tags") or [], props.get("remove_tags") or []
+    if add or remove:
+        tags = profile.traits.get("tags")
+        current = [str(t) for t in tags] if isinstance(tags, list) else []
+        current = [t for t in current if t not in remove]
+        current += [t for t in add if t not in current]
+        updates["tags"] = current
+    return set_traits(profile, updates, event.timestamp) if updates else profile
 
 
 def set_traits(profile: Profile, updates: Mapping[str, Any], when: float) -> Profile:

@@ -6,6 +6,11 @@ from typing import Any, Literal
 
 import msgspec
 
+PROFILE_UPDATE_EVENT = "Journey Profile Updated"
+"""The internal event a journey's `update_profile` step emits. Its traits and tags are the
+engine's own profile update: the processor applies them before any stage reads the event
+(`decide.apply_engine_event`), so scoring fits them at that event, as a replay does."""
+
 IdentityType = Literal["user_id", "anonymous_id", "email", "phone", "external_id"]
 IDENTITY_TYPES: tuple[IdentityType, ...] = (
     "user_id",

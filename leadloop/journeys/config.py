@@ -34,7 +34,7 @@ from leadloop.journeys.model import (
 from leadloop.journeys.policy import check_channels, parse_policy
 from leadloop.journeys.steps import parse_step
 from leadloop.journeys.triggers import parse_goal, parse_reentry, parse_trigger
-from leadloop.playbook.diff import digest_of
+from leadloop.playbook.diff import digest_with_values
 from leadloop.playbook.fields import fail, items
 from leadloop.playbook.model import Playbook
 from leadloop.playbook.nodes import Map, Mark, Node, Scalar, Seq, join, to_raw, to_value
@@ -160,7 +160,9 @@ def parse_journey(node: Node, path: str, context: ParseContext) -> Journey:
             migrate[old] = target.value
     return Journey(
         id=journey_id,
-        version=digest_of(to_raw(node)),
+        # The values count: a `${VAR}` the journey reads (a template, a wait) set otherwise is
+        # another definition, and instances that started on the old one must keep it.
+        version=digest_with_values(to_raw(node), to_value(node)),
         name=fields.text("name", ""),
         trigger=parse_trigger(fields, context),
         only_if=parse_tests(fields, "if", context),

@@ -41,8 +41,8 @@ SEGMENT_EVENT = "Journey Segment Due"
 """The internal event a segment's timer becomes when events leave one of its `within` windows
 (`journeys.segments`): the profile's segments are evaluated again at that instant."""
 PROFILE_UPDATE_EVENT = JOURNEY_UPDATE_EVENT
-"""Emitted by `update_profile`; when the log reaches it, scoring sets the stage it names and the
-journeys stage applies its traits and tags."""
+"""Emitted by `update_profile`; when the log reaches it, the processor applies its traits and tags
+to the profile before any stage reads it, and scoring fits them and sets the stage it names."""
 
 ENGAGEMENT_EVENTS: dict[str, Engagement] = {
     "Email Delivered": "delivered",

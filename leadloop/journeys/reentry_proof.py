@@ -78,7 +78,8 @@ def entered_with(journey: Journey) -> Known:
 
 
 def after(known: Known, step: UpdateProfileStep) -> Known:
-    """What is known once the step's event is applied (as `service._apply_update` does)."""
+    """What is known once the step's event is applied (as `identity.decide.apply_engine_event`
+    does, before the event is scored)."""
     traits, tags, stages = dict(known.traits), dict(known.tags), dict(known.stages)
     traits.update(step.traits)
     if "tags" in step.traits:
@@ -172,12 +173,12 @@ def recrosses_score(
     known = Known()
     for step in updates:
         known = after(known, step)  # as a run leaves the profile, so the next one finds it
-    # Scoring comes before journeys in the pipeline: an update's traits are applied after
-    # its own event is scored, so fit at a step's event reads the traits of the step before.
+    # An update's traits are on the profile before its own event is scored (the processor
+    # applies them first): fit at a step's event reads the traits that step wrote.
     seen = []
     for step in updates:
-        seen.append(known)
         known = after(known, step)
+        seen.append(known)
     fit = _fit_points(model.fit, seen)
     engagement = _engagement_points(model, journey_id, updates)
     if fit is None or engagement is None or engagement[-1] != 0:

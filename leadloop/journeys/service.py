@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 import msgspec
 
 from leadloop.errors import PlaybookError
-from leadloop.identity import decide as identity_decide
 from leadloop.identity.model import Profile
 from leadloop.journeys import decide, segments
 from leadloop.journeys.config import journey_from_definition, parse_journeys
 from leadloop.journeys.facts import ProfileFacts
 from leadloop.journeys.model import (
-    PROFILE_UPDATE_EVENT,
     SEGMENT_EVENT,
     SUPPRESSION_EVENTS,
     WAKE_EVENT,
@@ -170,8 +167,6 @@ class JourneyStage:
         at = moment(event)
         if (ws, journeys.digest) not in self._synced:
             self._sync(batch, state, ws, journeys, at)
-        if event.type == "internal" and event.event == PROFILE_UPDATE_EVENT:
-            profile = _apply_update(profile, event.properties, at)
         # From a client's track call or from the engine's own channels (a one-click
         # unsubscribe, a bounce receipt): both put the profile on the list.
         reason = SUPPRESSION_EVENTS.get(event.event or "")
@@ -364,15 +359,3 @@ def moment(event: Event) -> float:
         due = event.properties.get("dueAt")
         return float(due) if isinstance(due, int | float) else event.timestamp
     return event.received_at
-
-
-def _apply_update(profile: Profile, properties: dict[str, Any], at: float) -> Profile:
-    updates = dict(properties.get("traits") or {})
-    add, remove = properties.get("add_tags") or [], properties.get("remove_tags") or []
-    if add or remove:
-        tags = profile.traits.get("tags")
-        current = [str(t) for t in tags] if isinstance(tags, list) else []
-        current = [t for t in current if t not in remove]
-        current += [t for t in add if t not in current]
-        updates["tags"] = current
-    return identity_decide.set_traits(profile, updates, at) if updates else profile

@@ -507,8 +507,12 @@ class Processor:
                 if found is None:
                     continue
                 # The engine's own events (timers, emitted events) are not the person's doing:
-                # they do not change the CDP profile, so most of them leave its row untouched.
-                profile = found if event.type == "internal" else decide.apply_event(found, event)
+                # most leave the profile's row untouched; a journey's update is applied here,
+                # before the stages, so scoring reads its traits at its own event.
+                if event.type == "internal":
+                    profile = decide.apply_engine_event(found, event)
+                else:
+                    profile = decide.apply_event(found, event)
                 identity.group(event, profile)
                 for stage in self._stages:
                     profile = stage.handle(batch, event, profile)

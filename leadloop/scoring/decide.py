@@ -85,7 +85,7 @@ def score_event(
         state = replace(state, model_version=model.version, as_of=at)
 
     if refit:
-        state, fit_changes = _refit(state, model, profile, account_traits, at, event.message_id)
+        state, fit_changes = _refit(state, model, profile, account_traits, at, event)
         changes.extend(fit_changes)
 
     if active and model.session is not None:
@@ -380,9 +380,15 @@ def _refit(
     profile: Profile,
     account_traits: Mapping[str, Any],
     at: float,
-    message_id: str,
+    event: Event,
 ) -> tuple[ScoreState, list[ScoreChange]]:
-    """Recompute fit from the current traits; log each rule that started or stopped holding."""
+    """Recompute fit from the current traits; log each rule that started or stopped holding
+    (naming the journey step whose update changed them, at its event)."""
+    message_id = event.message_id
+    cause = ""
+    if event.type == "internal" and event.event == JOURNEY_UPDATE_EVENT:
+        props = event.properties
+        cause = f" (journey {props.get('journey')}/{props.get('step')})"
     before = set(state.fit_rules)
     matched: list[str] = []
     changes: list[ScoreChange] = []
@@ -397,7 +403,7 @@ def _refit(
         points = rule.points if holds else -rule.points
         verb = "holds" if holds else "no longer holds"
         state = replace(state, fit=state.fit + points)
-        reason = f"fit rule {rule.id} {verb} ({seen})"
+        reason = f"fit rule {rule.id} {verb} ({seen}){cause}"
         changes.append(ledger_line(state, model, at, "fit", points, reason, rule.id, message_id))
     residual = fit - state.fit
     if abs(residual) > 1e-9:

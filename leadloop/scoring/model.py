@@ -18,6 +18,8 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
+from leadloop.identity.model import PROFILE_UPDATE_EVENT
+
 Operator = Literal[
     "equals", "in", "matches", "starts_with", "contains", "exists", "gt", "gte", "lt", "lte"
 ]
@@ -348,9 +350,10 @@ class ScoreChange(msgspec.Struct, frozen=True, gc=False):
     message_id: str | None = None
 
 
-JOURNEY_UPDATE_EVENT = "Journey Profile Updated"
+JOURNEY_UPDATE_EVENT = PROFILE_UPDATE_EVENT
 """The internal event a journey's `update_profile` step emits; with `properties.model` and
-`properties.stage` it sets that model's stage (`stages.stage_from_journey`)."""
+`properties.stage` it sets that model's stage (`stages.stage_from_journey`). Its traits are on
+the profile by the time it is scored (`identity.decide.apply_engine_event`)."""
 
 
 class StageChange(msgspec.Struct, frozen=True, gc=False):

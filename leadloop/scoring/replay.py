@@ -172,7 +172,9 @@ def with_context(
     """Each event with the profile and account traits as they were when it happened.
 
     Scoring reads a profile's id, traits and accounts, which only identify and group calls
-    change (`identity.apply_event`); the other events keep the profile object, and the
+    change (`identity.apply_event`), and a journey's updates at their own events
+    (`identity.apply_engine_event`, as the processor applies them before scoring); the
+    other events keep the profile object, and the
     account traits keep theirs, so a replay sees unchanged traits as the same objects and
     does not refit (see `decide.rescore`). `accounts` gives an account's traits from the
     whole log (`AccountLog`); without it, from the profile's own group calls only, which is
@@ -184,6 +186,8 @@ def with_context(
             profile = identity.apply_event(identity.new_profile(profile_id, event), event)
         elif event.type in ("identify", "group"):
             profile = identity.apply_event(profile, event)
+        elif event.type == "internal":
+            profile = identity.apply_engine_event(profile, event)
         if event.type == "group" and event.group_id:
             # Replaced, never updated in place: a yielded dict stays as it was.
             own[event.group_id] = identity.account_traits_after(

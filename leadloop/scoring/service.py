@@ -16,6 +16,7 @@ from leadloop.log.model import Event
 from leadloop.scoring import decide, replay
 from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import (
+    JOURNEY_UPDATE_EVENT,
     EmitEvent,
     ScoreDecision,
     ScoreState,
@@ -136,8 +137,10 @@ class ScoringStage:
     def _traits_changed(batch: Batch, event: Event, profile: Profile) -> bool:
         """Whether fit may have changed since the profile's last scored event: traits come
         from identify and group calls (an account's traits from any of its members, so a
-        profile with accounts is refitted every time) and from merges."""
+        profile with accounts is refitted every time), a journey's updates and merges."""
         if event.type in ("identify", "group") or profile.account_ids:
+            return True
+        if event.type == "internal" and event.event == JOURNEY_UPDATE_EVENT:
             return True
         merged = batch.identity.merged
         return bool(merged) and profile.id in merged.values()

@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from leadloop.identity import decide
 from leadloop.identity.model import Identity, Profile
@@ -150,6 +151,29 @@ def test_a_late_event_does_not_overwrite_a_newer_trait() -> None:
     updated = decide.apply_event(p, older)
     assert updated.traits == {"plan": "pro", "city": "Rome"}
     assert updated.event_counts == {"identify": 1}
+
+
+def test_the_engines_own_events_leave_the_profile_but_a_journey_update_sets_traits_and_tags() -> (
+    None
+):
+    """Applied before the stages read the event, so scoring fits the update at its own event;
+    a timer or an emitted event is not the person's doing and leaves the very same profile."""
+    p = profile("p_1", plan=("free", 10.0), tags=(["trial", "new"], 10.0))
+    for name in ("Journey Wake", "Lead Qualified"):
+        assert decide.apply_engine_event(p, event(type_="internal", event=name)) is p
+    update = event(
+        type_="internal",
+        ts=20.0,
+        event="Journey Profile Updated",
+        properties={"traits": {"plan": "pro"}, "add_tags": ["vip"], "remove_tags": ["trial"]},
+    )
+    updated = decide.apply_engine_event(p, update)
+    assert updated.traits == {"plan": "pro", "tags": ["new", "vip"]}
+    assert updated.trait_times == {"plan": 20.0, "tags": 20.0}
+    assert updated.event_counts == p.event_counts and updated.last_activity == p.last_activity
+    # An update older than the trait's value (a late step) does not overwrite it.
+    late = replace(update, timestamp=5.0)
+    assert decide.apply_engine_event(p, late).traits == {"plan": "free", "tags": ["trial", "new"]}
 
 
 def test_a_profile_keeps_counts_of_at_most_max_event_names_and_every_type_total() -> None:

@@ -434,16 +434,15 @@ def test_a_silence_segment_a_new_profile_is_already_in_is_a_warning_with_its_lin
 
 
 # The example model's `senior_title` fit rule gives 15 points to a VP title, none to an intern.
-# An update's traits are applied after its own event is scored: the `promote` title counts
-# at `mark`'s event.
+# An update's traits are applied before its own event is scored: the `promote` title counts
+# at `promote`'s event, the last of the run.
 SCORE_TOGGLE = always(
     (
         "hot",
         "{ score: { model: lead, op: gte, value: 50 } }",
         (
             "{ id: demote, type: update_profile, traits: { title: intern }, next: promote }",
-            "{ id: promote, type: update_profile, traits: { title: VP }, next: mark }",
-            "{ id: mark, type: update_profile, traits: { seen: 1 } }",
+            "{ id: promote, type: update_profile, traits: { title: VP } }",
         ),
     )
 )
@@ -502,9 +501,14 @@ def test_engagement_points_on_the_journeys_own_updates_can_make_the_loop() -> No
         ),
         # The same title on both steps: the score does not move within a run.
         ("title: intern", "title: CTO"),
-        # Back to VP only at the last step, scored at the next run's first event: out for
-        # good, and in again only on an event from outside.
-        (", next: mark }\n        - { id: mark, type: update_profile, traits: { seen: 1 } }", " }"),
+        # VP first, then intern: the run ends under its entry, out until an event from outside
+        # brings the profile back over it.
+        (
+            "{ title: intern }, next: promote }\n"
+            "        - { id: promote, type: update_profile, traits: { title: VP } }",
+            "{ title: VP }, next: promote }\n"
+            "        - { id: promote, type: update_profile, traits: { title: intern } }",
+        ),
         # A trait no fit rule reads.
         ("title: intern", "seen: 1"),
         # `job_title` counts only without a `title`, which no step writes: not shown.
