@@ -28,7 +28,20 @@ MAX_ENGAGEMENTS = 200
 _json = msgspec.json.Decoder()
 
 
-class ProfileFacts:
+class CountsFromTimes:
+    """`Facts.event_count` from `event_times`: the count a segment reads is the number of the
+    instants its timer reads."""
+
+    def event_times(
+        self, name: str, since: float | None, where: tuple[Condition, ...]
+    ) -> list[float]:
+        raise NotImplementedError
+
+    def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
+        return len(self.event_times(name, since, where))
+
+
+class ProfileFacts(CountsFromTimes):
     """Answers the decisions' questions about one profile, from the batch and the database."""
 
     def __init__(
@@ -97,9 +110,6 @@ class ProfileFacts:
         found = self._score_state(model)
         return None if found is None else found.stage
 
-    def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
-        return len(self.event_times(name, since, where))
-
     def event_times(
         self, name: str, since: float | None, where: tuple[Condition, ...]
     ) -> list[float]:
@@ -108,7 +118,7 @@ class ProfileFacts:
         seqs = set()
         for body, seq, received_at in rows:
             seqs.add(int(seq))
-            if not where or _body_matches(body, where):
+            if not where or body_matches(body, where):
                 times.append(float(received_at))
         for event in self._state.events.get((self._ws, self._profile.id), []):
             if event.event != name or event.seq in seqs:
@@ -211,7 +221,7 @@ class ProfileFacts:
         )
 
 
-def _body_matches(body: str, where: tuple[Condition, ...]) -> bool:
+def body_matches(body: str, where: tuple[Condition, ...]) -> bool:
     data = _json.decode(body)
     probe = Event(
         seq=0,
