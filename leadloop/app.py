@@ -446,6 +446,7 @@ class Engine:
         journeys = self.journey_stage.journeys(workspace)
         if journeys is None:
             return
+        sweep.forget_removed(conn, self.writer, workspace, journeys.journeys)
         stale = sweep.stale_segments(conn, workspace, journeys.journeys)
         if not stale:
             return

@@ -28,20 +28,7 @@ MAX_ENGAGEMENTS = 200
 _json = msgspec.json.Decoder()
 
 
-class CountsFromTimes:
-    """`Facts.event_count` from `event_times`: the count a segment reads is the number of the
-    instants its timer reads."""
-
-    def event_times(
-        self, name: str, since: float | None, where: tuple[Condition, ...]
-    ) -> list[float]:
-        raise NotImplementedError
-
-    def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
-        return len(self.event_times(name, since, where))
-
-
-class ProfileFacts(CountsFromTimes):
+class ProfileFacts:
     """Answers the decisions' questions about one profile, from the batch and the database."""
 
     def __init__(
@@ -109,6 +96,9 @@ class ProfileFacts(CountsFromTimes):
     def stage(self, model: str) -> str | None:
         found = self._score_state(model)
         return None if found is None else found.stage
+
+    def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
+        return len(self.event_times(name, since, where))
 
     def event_times(
         self, name: str, since: float | None, where: tuple[Condition, ...]

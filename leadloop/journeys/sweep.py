@@ -17,8 +17,13 @@ is not entered again.
 
 Cost: every profile's traits are read once (one indexed range of `profiles` per chunk); scores
 only when the segment tests one; events only for the profiles its trait, score and stage
-conditions let through, by name, and only within the longest window when every condition on
-that name has one. Writes: one timer and one membership row per profile the segment concerns.
+conditions let through, by name: a count for a condition without window or `where` (`{event:
+Visited}`), the rows within the longest window for the others (all of them only when a
+`where` has no window). Writes: one timer and one membership row per profile the segment
+concerns, and a firing (an event) per profile re-evaluated now.
+
+A journey no longer a segment journey of the playbook loses its record: while it is not, no
+timer watches its segment, so adding it back sweeps again.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from tqdm import tqdm
 from leadloop.identity.model import Profile
 from leadloop.journeys import segments
 from leadloop.journeys.evaluate import holds
-from leadloop.journeys.facts import CountsFromTimes, body_matches
+from leadloop.journeys.facts import body_matches
 from leadloop.journeys.model import SEGMENT_EVENT, Journey, Membership, SegmentTrigger, Test
 from leadloop.log.batch import Conn
 from leadloop.log.writer import Writer
@@ -62,6 +67,22 @@ def segment_digest(journey: Journey) -> str:
 
 def marker(workspace: str, journey_id: str) -> str:
     return f"segment-sweep:{workspace}:{journey_id}"
+
+
+def forget_removed(conn: Conn, writer: Writer, workspace: str, journeys: Sequence[Journey]) -> None:
+    """Drop the record of journeys that are no longer segment journeys of the playbook."""
+    current = {marker(workspace, j.id) for j in journeys if isinstance(j.trigger, SegmentTrigger)}
+    prefix = marker(workspace, "")
+    # LIKE's wildcards and PostgreSQL's escape character match any character here instead;
+    # the prefix is checked exactly below.
+    pattern = prefix.replace("\\", "_").replace("%", "_") + "%"
+    gone = [
+        (str(name),)
+        for (name,) in conn.execute("SELECT name FROM cursors WHERE name LIKE ?", (pattern,))
+        if str(name).startswith(prefix) and name not in current
+    ]
+    if gone:
+        writer.submit(lambda c: c.executemany("DELETE FROM cursors WHERE name = ?", gone)).result()
 
 
 def stale_segments(conn: Conn, workspace: str, journeys: Sequence[Journey]) -> list[Journey]:
@@ -219,21 +240,19 @@ class ChunkFacts:
             p.id for p in profiles if all(holds(t, self.of(p), None, at) for t in fixed)
         ]
         self._let_through = set(self._candidates)
-        # Events before the longest window on a name are read only when a condition on that
-        # name has no window (it counts them all).
+        # A count of every event of a name (no window, no `where`) is read as a count; rows are
+        # read only from the longest window on the name, unless a `where` needs them all.
         self._since: dict[str, float | None] = {}
         for test in tests:
-            if test.kind != "event":
+            if test.kind != "event" or (test.within is None and not test.where):
                 continue
             earliest = None if test.within is None else at - test.within
-            if test.subject not in self._since:
-                self._since[test.subject] = earliest
-            else:
-                known = self._since[test.subject]
-                self._since[test.subject] = (
-                    None if known is None or earliest is None else min(known, earliest)
-                )
+            known = self._since.get(test.subject, earliest)
+            self._since[test.subject] = (
+                None if known is None or earliest is None else min(known, earliest)
+            )
         self._events: dict[str, dict[str, list[tuple[float, str]]]] = {}
+        self._counts: dict[str, dict[str, int]] = {}
 
     def of(self, profile: Profile) -> ProfileView:
         return ProfileView(self, profile)
@@ -251,6 +270,28 @@ class ChunkFacts:
 
     def score_state(self, pid: str, model: str) -> ScoreState | None:
         return self._scores.get((pid, model))
+
+    def event_count(
+        self, pid: str, name: str, since: float | None, where: tuple[Condition, ...]
+    ) -> int:
+        if since is not None or where:
+            return len(self.event_times(pid, name, since, where))
+        counts = self._counts.get(name)
+        if counts is None:
+            counts = self._counts[name] = self._count_events(name, self._candidates)
+        if pid not in self._let_through:  # asked out of order: read alone
+            counts = self._count_events(name, [pid])
+        return counts.get(pid, 0)
+
+    def _count_events(self, name: str, ids: list[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        rows = self._conn.execute(
+            f"SELECT profile_id, COUNT(*) FROM events WHERE workspace_id = ? AND event = ? "
+            f"AND profile_id IN ({','.join('?' * len(ids))}) GROUP BY profile_id",
+            (self._ws, name, *ids),
+        )
+        return {str(pid): int(n) for pid, n in rows}
 
     def event_times(
         self, pid: str, name: str, since: float | None, where: tuple[Condition, ...]
@@ -282,7 +323,7 @@ class ChunkFacts:
         return found
 
 
-class ProfileView(CountsFromTimes):
+class ProfileView:
     """The `Facts` of one profile of a chunk: what a segment asks (traits, scores, stages,
     event counts). A segment asks nothing else, and a sweep sends nothing."""
 
@@ -297,6 +338,9 @@ class ProfileView(CountsFromTimes):
     def score(self, model: str) -> float | None:
         found = self._chunk.score_state(self._profile.id, model)
         return None if found is None else round(total_at(found, self._chunk.at), 6)
+
+    def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
+        return self._chunk.event_count(self._profile.id, name, since, where)
 
     def event_times(
         self, name: str, since: float | None, where: tuple[Condition, ...]
