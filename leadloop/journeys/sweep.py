@@ -203,10 +203,20 @@ def sweep_chunk(
     rows = [(workspace, pid, _encoder.encode(members[pid]).decode()) for pid in sorted(dirty)]
 
     def write(c: Conn) -> None:
+        # On PostgreSQL an erasure is a plain write, not a processor job: a profile erased
+        # since the chunk was read must not get its rows back.
+        kept = {
+            str(pid)
+            for (pid,) in c.execute(
+                f"SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL "
+                f"AND id IN ({marks})",
+                (workspace, *ids),
+            )
+        }
         c.executemany(
             "INSERT INTO journey_profiles (workspace_id, profile_id, state) VALUES (?, ?, ?) "
             "ON CONFLICT (workspace_id, profile_id) DO UPDATE SET state = excluded.state",
-            rows,
+            [row for row in rows if row[1] in kept],
         )
         c.executemany("DELETE FROM timers WHERE workspace_id = ? AND key = ?", cancelled)
         c.executemany(
@@ -214,7 +224,7 @@ def sweep_chunk(
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, key) DO UPDATE SET "
             "due_at = excluded.due_at, payload = excluded.payload, "
             "profile_id = excluded.profile_id",
-            timers,
+            [timer for timer in timers if timer[2] in kept],
         )
 
     writer.submit(write).result()

@@ -16,7 +16,7 @@ import pytest
 from leadloop.app import Engine
 from leadloop.clock import ManualClock
 from leadloop.config import Settings
-from leadloop.journeys import sweep
+from leadloop.journeys import segments, sweep
 from leadloop.log.rebuild import reset_derived_state
 from tests.contract.conftest import Harness
 from tests.contract.journeys_helpers import DAY, HOUR, instances, person, timers, track
@@ -314,3 +314,33 @@ def test_a_journey_removed_and_added_back_is_swept_again(
         apply(h, tmp_path, WINBACK + "# back\n", "back.yaml")
         assert sweeps == [("plain",), ("winback",), ("plain",), ("winback",)]
         assert instances(h, late, "winback") == [DONE]
+
+
+def test_a_profile_erased_while_its_chunk_is_evaluated_gets_no_rows_back(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL an erasure is a plain write, which may commit between the sweep's read of
+    a chunk and its write: the erased profile must not get a timer or a membership again."""
+    from leadloop.identity.erase import erase_profile
+
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        gone, kept = person(h, "gone"), person(h, "kept")
+        track(h, "gone", "Visited")
+        track(h, "kept", "Visited")
+        h.advance(40 * DAY)
+        real = segments.sweep_segment
+        evaluated: list[int] = []
+
+        def erasing(*args: Any) -> Any:
+            decided = real(*args)
+            evaluated.append(1)
+            if len(evaluated) == 2:  # both evaluated, nothing written yet
+                h.engine.writer.submit(lambda c: erase_profile(c, "default", gone)).result()
+            return decided
+
+        monkeypatch.setattr(segments, "sweep_segment", erasing)
+        apply(h, tmp_path, WINBACK, "winback.yaml")
+        assert instances(h, kept, "winback") == [DONE]
+        assert h.sql("SELECT COUNT(*) FROM timers WHERE profile_id = ?", gone) == [(0,)]
+        assert h.sql("SELECT COUNT(*) FROM journey_profiles WHERE profile_id = ?", gone) == [(0,)]
+        assert h.sql("SELECT COUNT(*) FROM journey_instances WHERE profile_id = ?", gone) == [(0,)]
