@@ -175,21 +175,21 @@ class Engine:
         self.live_playbook_ids: dict[str, int] = {}
         self.playbook_errors: dict[str, tuple[int, str]] = {}
         """Workspace → (stored playbook id, why it did not load), until a newer one loads."""
+        self.segment_sweeps: dict[str, tuple[int, int]] = {}
+        """Workspace → (profiles evaluated, profiles) of the segment sweep running in it
+        (`journeys.sweep`), for `GET /api/v1/status`."""
+        self.journey_stage = JourneyStage(
+            self.playbooks.get,
+            channels_enabled=lambda ws: channels_config(self.playbooks.get(ws)).enabled_channels(),
+            known_templates=lambda ws: channels_config(self.playbooks.get(ws)).template_names(),
+        )
         self.processor = Processor(
             self._connect,
             self.writer,
             self.clock,
             stages=[
                 ScoringStage(self.scoring_models),
-                JourneyStage(
-                    self.playbooks.get,
-                    channels_enabled=lambda ws: channels_config(
-                        self.playbooks.get(ws)
-                    ).enabled_channels(),
-                    known_templates=lambda ws: channels_config(
-                        self.playbooks.get(ws)
-                    ).template_names(),
-                ),
+                self.journey_stage,
                 ConversionStage(self.conversions),
             ],
             default_region=settings.default_region,
@@ -343,6 +343,8 @@ class Engine:
                 self.processor.request(
                     lambda c, ws=workspace, ms=changed: self._rescore(c, ws, ms)  # type: ignore[misc]
                 )
+            if self._started:  # after any rescore: a segment may test a score
+                self.processor.request(lambda c, ws=workspace: self._sweep_segments(c, ws))  # type: ignore[misc]
             self._playbook_ids[workspace] = pid
             self.live_playbook_ids[workspace] = pid
             log.info(  # by its stored number, as `playbook apply` and the status API name it
@@ -359,9 +361,14 @@ class Engine:
         """The workspace's live playbook (its stored id) and, when the newest stored one did
         not load, which one and why."""
         error = self.playbook_errors.get(workspace)
+        sweeping = self.segment_sweeps.get(workspace)
         return {
             "live": self.live_playbook_ids.get(workspace),
             "error": None if error is None else {"playbook": error[0], "message": error[1]},
+            # Profiles whose new or changed segments are being evaluated (`journeys.sweep`).
+            "segment_sweep": None
+            if sweeping is None
+            else {"profiles_done": sweeping[0], "profiles": sweeping[1]},
         }
 
     def erase(self, workspace: str, profile_id: str) -> Future[int]:
@@ -430,6 +437,27 @@ class Engine:
         stale = stale_models(conn, workspace, models)
         if stale:
             self._rescore(conn, workspace, stale)
+
+    def _sweep_segments(self, conn: Conn, workspace: str) -> None:
+        """Evaluate, for every profile, the segments of the journeys whose segment is new or
+        changed since it was last swept (`journeys.sweep`)."""
+        from leadloop.journeys import sweep
+
+        journeys = self.journey_stage.journeys(workspace)
+        if journeys is None:
+            return
+        sweep.forget_removed(conn, self.writer, workspace, journeys.journeys)
+        stale = sweep.stale_segments(conn, workspace, journeys.journeys)
+        if not stale:
+            return
+
+        def progress(done: int, total: int) -> None:
+            self.segment_sweeps[workspace] = (done, total)
+
+        try:
+            sweep.sweep_workspace(conn, self.writer, workspace, stale, self.clock.now(), progress)
+        finally:
+            self.segment_sweeps.pop(workspace, None)
 
     def redrive_parked(self, parked_id: int) -> Future[Redriven]:
         """Process a parked event again on the processor's thread, between two batches
@@ -507,6 +535,8 @@ class Engine:
                 self.processor.request(
                     lambda c, ws=workspace, ms=playbook.models: self._rescore_stale(c, ws, ms)  # type: ignore[misc]
                 )
+            # Nor to sweep its segments, and a sweep the stop cut short is run again.
+            self.processor.request(lambda c, ws=workspace: self._sweep_segments(c, ws))  # type: ignore[misc]
         self._started = True
         self._upkeep = (
             checkpointer(self._connect_sqlite)

@@ -108,7 +108,7 @@ class ProfileFacts:
         seqs = set()
         for body, seq, received_at in rows:
             seqs.add(int(seq))
-            if not where or _body_matches(body, where):
+            if not where or body_matches(body, where):
                 times.append(float(received_at))
         for event in self._state.events.get((self._ws, self._profile.id), []):
             if event.event != name or event.seq in seqs:
@@ -211,7 +211,7 @@ class ProfileFacts:
         )
 
 
-def _body_matches(body: str, where: tuple[Condition, ...]) -> bool:
+def body_matches(body: str, where: tuple[Condition, ...]) -> bool:
     data = _json.decode(body)
     probe = Event(
         seq=0,

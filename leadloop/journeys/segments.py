@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import msgspec
 from msgspec.structs import replace
 
-from leadloop.journeys.evaluate import holds
+from leadloop.journeys.evaluate import all_hold, holds
 from leadloop.journeys.model import Facts, Journey, Membership, SegmentTrigger, Test
 from leadloop.scoring.match import check
 
@@ -60,7 +60,8 @@ def next_change(tests: Sequence[Test], facts: Facts, at: float) -> float | None:
     windowed = [t for t in tests if t.kind == "event" and t.within is not None]
     if not windowed:
         return None
-    if not all(holds(t, facts, None, at) for t in tests if t.kind != "event" or t.within is None):
+    fixed = (t for t in fixed_first(tests) if t.kind != "event" or t.within is None)
+    if not all(holds(t, facts, None, at) for t in fixed):
         return None
     times: list[list[float]] = []
     instants: set[float] = set()
@@ -114,6 +115,29 @@ def watch_segment(
     if existing is not None and existing <= due:
         return membership, None
     return replace(membership, segment_due=due), WatchSegment(due)
+
+
+def sweep_segment(
+    journey: Journey, membership: Membership, facts: Facts, at: float
+) -> tuple[Membership, WatchSegment | UnwatchSegment | None]:
+    """When the journey's segment is new or changed (`journeys.sweep`): where the profile's
+    timer should be. A profile whose place in the segment differs from what its membership
+    says (in it now and never seen in, or seen in under the old segment and out now) gets its
+    timer due at `at`: the firing evaluates the segment in the processor as any event does,
+    entering it under the journey's re-entry rule, and sets the next timer. Any other gets
+    the timer its next event would set."""
+    trigger = journey.trigger
+    if isinstance(trigger, SegmentTrigger) and not _never_again(journey, membership):
+        now_in = all_hold(fixed_first(trigger.tests), facts, None, at)
+        if now_in != membership.in_segment:
+            return replace(membership, segment_due=at), WatchSegment(at)
+    return watch_segment(journey, membership, facts, at)
+
+
+def fixed_first(tests: Sequence[Test]) -> list[Test]:
+    """The tests, those on traits, scores and stages first: a profile they keep out is known
+    out before its events are asked for (a sweep of every profile reads no events for it)."""
+    return sorted(tests, key=lambda t: t.kind == "event")
 
 
 def _never_again(journey: Journey, membership: Membership) -> bool:

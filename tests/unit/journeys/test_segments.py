@@ -18,6 +18,7 @@ from leadloop.journeys.segments import (
     WatchSegment,
     leaves_window,
     next_change,
+    sweep_segment,
     watch_segment,
 )
 from leadloop.scoring.model import Predicate
@@ -33,7 +34,10 @@ class Facts:
     received: dict[str, list[float]] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
 
+    asked: list[str] = field(default_factory=list)
+
     def event_times(self, name: str, since: float | None, where: Any) -> list[float]:
+        self.asked.append(name)
         return [t for t in self.received.get(name, []) if since is None or t >= since]
 
     def event_count(self, name: str, since: float | None, where: Any) -> int:
@@ -155,3 +159,51 @@ def test_no_timer_for_a_profile_the_journey_can_never_enter_again() -> None:
     due = leaves_window(T0, 30 * DAY)
     fired = Membership(entries=1, segment_due=due)
     assert watch_segment(once, fired, facts, due) == (Membership(entries=1), None)
+
+
+def test_a_sweep_re_evaluates_now_a_profile_whose_place_in_the_segment_is_not_recorded() -> None:
+    """In the segment and never seen in it (a journey just applied): its timer is due now, so
+    the processor enters it; seen in under an old segment and out now: due now too, so the
+    firing records it out and time can enter it again."""
+    j = segment(*WINBACK)
+    silent = Facts({"Visited": [T0]})
+    at = T0 + 40 * DAY
+    member, change = sweep_segment(j, Membership(), silent, at)
+    assert change == WatchSegment(at) and member == Membership(segment_due=at)
+    recent = Facts({"Visited": [T0, at - DAY]})
+    stale = Membership(entries=1, in_segment=True)
+    assert sweep_segment(j, stale, recent, at) == (
+        Membership(entries=1, in_segment=True, segment_due=at),
+        WatchSegment(at),
+    )
+
+
+def test_a_sweep_leaves_the_rest_to_the_timer_an_event_would_set() -> None:
+    j = segment(*WINBACK)
+    at = T0 + 20 * DAY
+    twenty = Facts({"Visited": [T0]})
+    assert sweep_segment(j, Membership(), twenty, at) == watch_segment(j, Membership(), twenty, at)
+    _member, change = sweep_segment(j, Membership(), twenty, at)
+    assert change == WatchSegment(leaves_window(T0, 30 * DAY))
+    # Already in and still in: nothing to enter, nothing to watch.
+    inside = Membership(entries=1, in_segment=True)
+    assert sweep_segment(j, inside, Facts({"Visited": [T0]}), T0 + 40 * DAY) == (inside, None)
+    # `once` and entered: never again, whatever the segment says now.
+    once = segment(*WINBACK, reentry="once")
+    assert sweep_segment(once, Membership(entries=1), twenty, T0 + 40 * DAY) == (
+        Membership(entries=1),
+        None,
+    )
+
+
+def test_a_profile_a_trait_keeps_out_is_known_out_before_its_events_are_read() -> None:
+    """However the conditions are listed: a sweep of every profile reads no events for the
+    profiles a trait, score or stage condition excludes."""
+    pro = Condition("trait", "plan", Predicate("equals", "pro"))
+    j = segment(*WINBACK, pro)
+    facts = Facts({"Visited": [T0]}, {"plan": "free"})
+    assert sweep_segment(j, Membership(), facts, T0 + 40 * DAY) == (Membership(), None)
+    assert facts.asked == []
+    facts.traits["plan"] = "pro"
+    _member, change = sweep_segment(j, Membership(), facts, T0 + 40 * DAY)
+    assert change == WatchSegment(T0 + 40 * DAY) and facts.asked
