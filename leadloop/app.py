@@ -28,6 +28,7 @@ from leadloop.api.head import HeadAsGet
 from leadloop.api.journeys import journeys_router
 from leadloop.api.limits import BodyLimit
 from leadloop.api.metrics import dashboard_router, metrics_router
+from leadloop.api.parked import parked_router
 from leadloop.channels.config import channels_config
 from leadloop.channels.sender import MessageSender
 from leadloop.channels.webhook import WebhookSender
@@ -733,6 +734,7 @@ class Engine:
 
         app.add_route("/healthz", healthz, methods=["GET"])
         app.include_router(admin_router(self))
+        app.include_router(parked_router(self))
         app.include_router(journeys_router(self))
         app.include_router(channels_router(self))
         app.include_router(conversions_router(self))

@@ -152,6 +152,7 @@ class Processor:
         with self._jobs_lock:
             self._jobs.append(job)
         self._wake.set()
+        self._poke.set()  # holding, it would otherwise wait up to `hold_delay_cap` first
 
     def _run_jobs(self, conn: Conn) -> None:
         with self._jobs_lock:

@@ -426,3 +426,64 @@ def test_a_park_limit_of_0_holds_at_every_failing_event(probed: tuple[Harness, P
     h.send(track(1), track(2), track(3))
     held = eventually(lambda: halted(h), timeout=30)
     assert held["parked_recently"] == 0 and parked(h) == [] and outbox_order(h) == ["m1"]
+
+
+def test_the_admin_api_redrives_a_workspaces_parked_events(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """`POST /api/v1/parked-events/{id}/redrive` and `/redrive-all`: as `leadloop events
+    redrive`, asked in the database and answered with the outcome; another workspace's parked
+    event is a 404, a malformed id a 400, and a refused request asks for nothing."""
+    h, probe = probed
+    h.add_workspace("other")
+    probe.poison = {"m1", "m2", "m3", "o4"}
+    h.send(track(1), track(2), track(3))
+    h.send(track(4) | {"userId": "o4", "messageId": "o4"}, workspace="other")
+    h.settle()
+    ids = {r.message_id: r.id for r in parked(h)}
+    now = h.engine.clock.now()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", now)
+    ).result()
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(h.engine.admin_app()) as client:
+        m1 = f"/api/v1/parked-events/{ids['m1']}/redrive"
+        assert client.post(m1).status_code == 401
+        for bad in ["0", "-1", "abc", "1.0", " 1", "%D9%A3", str(2**63), "9" * 40]:
+            r = client.post(f"/api/v1/parked-events/{bad}/redrive", headers=auth)
+            assert r.status_code == 400 and r.json()["message"].startswith("path.parked_id:"), bad
+        for missing in [str(ids["o4"]), "999", str(2**63 - 1)]:
+            r = client.post(f"/api/v1/parked-events/{missing}/redrive", headers=auth)
+            assert (r.status_code, r.json()["code"]) == (404, "not_found"), missing
+        assert all(r.redrive_requested_at is None for r in parked(h))
+
+        r = client.post(m1, headers=auth)  # still broken
+        assert r.status_code == 200
+        body = r.json()
+        assert (body["id"], body["outcome"]) == (ids["m1"], "failed")
+        assert body["parked"]["attempts"] == park.STRIKES + 1
+        assert body["parked"]["error"] == "ValueError"
+
+        probe.poison = {"m3", "o4"}  # m1's and m2's rule fixed
+        r = client.post(m1, headers=auth)
+        assert r.status_code == 200 and r.json() == {
+            "id": ids["m1"],
+            "outcome": "processed",
+            "parked": None,
+        }
+        assert client.post(m1, headers=auth).status_code == 404
+
+        r = client.post("/api/v1/parked-events/redrive-all", headers=auth)
+        assert r.status_code == 200
+        assert r.json() == {
+            "items": [
+                {"id": ids["m2"], "outcome": "processed"},
+                {"id": ids["m3"], "outcome": "failed"},
+            ],
+            "processed": 1,
+            "failed": 1,
+            "requested": 0,
+        }
+    assert [r.message_id for r in parked(h)] == ["m3", "o4"]
+    assert [r.attempts for r in parked(h)] == [park.STRIKES + 1, park.STRIKES]
+    assert [m for m, _, _ in effects(h)] == ["m1", "m2"]
