@@ -73,6 +73,8 @@ class _InFlight:
     events: int
     start: str
     """The log position it was read from."""
+    first: int
+    """The `seq` of its first event."""
 
 
 Redriven = Literal["processed", "failed", "gone", "missing"]
@@ -123,6 +125,8 @@ class Processor:
         self._failed_from: str | None = None
         """Where the batch being decided or written was read from, for `_failed`."""
         self._failed_size = 0
+        self._failed_first = 0
+        """The `seq` of its first event: which one failed, when it was read alone."""
         self._culprit: int | None = None
         """The index, in its batch, of the event whose decision raised last."""
         self.breaker = Breaker(limits or Limits())
@@ -268,7 +272,9 @@ class Processor:
         if park.transient(exc) or at is None:
             log.warning("processing a batch failed (%s); retrying", exc, exc_info=exc)
             return
-        in_a_row = self._isolation.failed(at, self._failed_size, self._culprit, exc)
+        in_a_row = self._isolation.failed(
+            at, self._failed_size, self._culprit, exc, self._failed_first
+        )
         log.error(
             "processing a batch of %d event(s) from log position %s failed (%d time(s) in a "
             "row); retrying",
@@ -313,6 +319,7 @@ class Processor:
                 return 0
             return flight.events  # dropped for an erasure: not caught up, read them again
         self._failed_from, self._failed_size = position, len(events)
+        self._failed_first = events[0].seq
         batch = self.process(conn, events)
         batch.erasure_epoch = epoch
         if flight is not None:
@@ -330,7 +337,7 @@ class Processor:
                 batch = self.process(conn, events)
                 batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
-        self._in_flight = _InFlight(future, batch, after, len(events), position)
+        self._in_flight = _InFlight(future, batch, after, len(events), position, events[0].seq)
         if not pipelined:
             self.drain()
         return len(events)
@@ -358,13 +365,16 @@ class Processor:
         if not events:
             isolation.clear()
             return 0
+        if limit == 0 and not isolation.met(events[0].seq):
+            limit = 1  # the event that failed is gone (erased): this one has not failed yet
         if limit == 0 and self._may_park(conn, events[0], position):
             return self._park(events[0], position, after)
         self._failed_from, self._failed_size = position, len(events)
+        self._failed_first = events[0].seq
         batch = self.process(conn, events)
         batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
-        self._in_flight = _InFlight(future, batch, after, len(events), position)
+        self._in_flight = _InFlight(future, batch, after, len(events), position, events[0].seq)
         if self.drain():  # else an erasure came first: read again
             isolation.part_written(after, len(events))
             if self._held is not None:
@@ -477,6 +487,7 @@ class Processor:
         except BaseException:
             self._discard(flight.batch)  # it will be decided again from the committed cursor
             self._failed_from, self._failed_size = flight.start, flight.events
+            self._failed_first = flight.first
             self._culprit = None  # a write failure: which event caused it is not known
             raise
         if flight.batch.outbox and self.on_effects is not None:

@@ -487,3 +487,25 @@ def test_the_admin_api_redrives_a_workspaces_parked_events(
     assert [r.message_id for r in parked(h)] == ["m3", "o4"]
     assert [r.attempts for r in parked(h)] == [park.STRIKES + 1, park.STRIKES]
     assert [m for m, _, _ in effects(h)] == ["m1", "m2"]
+
+
+def test_an_event_erased_while_tried_alone_gets_the_next_one_neither_parked_nor_held(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """The failures counted were the erased event's: the event now after the cursor has not
+    failed at all, and was parked in its place (with the erased one's error)."""
+    h, probe = probed
+    probe.poison = {"m2"}
+
+    def erased_meanwhile() -> BaseException:
+        if probe.raised == park.STRIKES + park.STRIKES:  # its last failure alone
+            h.engine.writer.submit(
+                lambda c: c.execute("DELETE FROM events WHERE message_id = 'm2'")
+            ).result()
+        return ValueError("no rule for this event")
+
+    probe.fault = erased_meanwhile
+    h.send(track(1), track(2), track(3))
+    h.settle()
+    assert parked(h) == [] and halted(h) is None
+    assert effects(h) == [("m1", 1, 1), ("m3", 1, 1)]
