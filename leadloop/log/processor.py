@@ -387,6 +387,21 @@ class Processor:
         operator asks for it to be parked (`park.request_park`)."""
         error = self._isolation.error or RuntimeError("unknown failure")
         held = self._held
+        if held is None:
+            # Taken before a restart, or by the processor that led before this one: the parks
+            # in a row that led to it were counted in that one's memory.
+            held = self._held = park.held(conn, CURSOR)
+            if held is not None and held.seq == event.seq:
+                log.critical(
+                    "processing still holds at event %s (log seq %d), as it did before this "
+                    "processor took over: %s: %s (%s). Deploy a fix, or `leadloop events "
+                    "park-current` if this one event is at fault",
+                    held.message_id,
+                    held.seq,
+                    held.error,
+                    held.message,
+                    held.reason,
+                )
         if held is not None and held.seq == event.seq:
             now_held = park.held(conn, CURSOR)
             if now_held is None or now_held.park_requested_at is None:

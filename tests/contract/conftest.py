@@ -67,8 +67,10 @@ def make_harness(
     *,
     default_region: str | None = None,
     env: dict[str, str] | None = None,
+    start: bool = True,
 ) -> Harness:
-    """`env`: settings as `LEADLOOP_*` variables would give them."""
+    """`env`: settings as `LEADLOOP_*` variables would give them; `start=False`: the caller
+    starts the engine (after adding a stage, say)."""
     settings = Settings.from_env(env) if env else Settings()
     engine = Engine(
         replace(
@@ -77,7 +79,8 @@ def make_harness(
         clock=ManualClock(1_800_000_000.0),
         manual_clock=True,
     )
-    engine.start()
+    if start:
+        engine.start()
     return Harness(engine)
 
 

@@ -509,3 +509,23 @@ def test_an_event_erased_while_tried_alone_gets_the_next_one_neither_parked_nor_
     h.settle()
     assert parked(h) == [] and halted(h) is None
     assert effects(h) == [("m1", 1, 1), ("m3", 1, 1)]
+
+
+def test_a_hold_survives_a_restart(holding: tuple[Harness, Probe], backend_url: str) -> None:
+    """The parks in a row are counted in memory: an engine started again (or a worker taking
+    over) with the bug still deployed finds the hold recorded for the event and keeps it."""
+    h, probe = holding
+    limit = breaker.Limits().in_a_row
+    before = halted(h)
+    h.engine.stop()
+    again = make_harness(backend_url, start=False)
+    try:
+        processor = again.engine.processor
+        processor.retry_delay, processor.hold_delay_cap = 0.001, 0.02
+        raised = probe.raised
+        processor.set_stages([*processor.stages, probe])
+        again.engine.start()
+        eventually(lambda: probe.raised > raised + 2 * park.STRIKES + 2, timeout=30)
+        assert len(parked(again)) == limit and halted(again) == before
+    finally:
+        again.engine.stop()
