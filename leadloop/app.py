@@ -28,6 +28,7 @@ from leadloop.api.head import HeadAsGet
 from leadloop.api.journeys import journeys_router
 from leadloop.api.limits import BodyLimit
 from leadloop.api.metrics import dashboard_router, metrics_router
+from leadloop.api.parked import parked_router
 from leadloop.channels.config import channels_config
 from leadloop.channels.sender import MessageSender
 from leadloop.channels.webhook import WebhookSender
@@ -43,6 +44,7 @@ from leadloop.ingest.http import TrackingApp
 from leadloop.ingest.model import Accepted
 from leadloop.journeys.service import JourneyStage
 from leadloop.log import park
+from leadloop.log.breaker import Limits
 from leadloop.log.processor import Processor, Redriven
 from leadloop.log.timers import TimerLoop
 from leadloop.log.writer import Writer
@@ -193,6 +195,7 @@ class Engine:
                 ConversionStage(self.conversions),
             ],
             default_region=settings.default_region,
+            limits=Limits(settings.park_window, settings.park_limit, settings.park_in_a_row),
         )
         self.timers = TimerLoop(self.writer, self.clock, on_fired=self.processor.wake)
         self.dispatcher = Dispatcher(
@@ -505,6 +508,21 @@ class Engine:
                 self._redrive_requested()
             except Exception:
                 log.exception("checking for parked events to re-drive failed")
+            try:
+                self._park_requested()
+            except Exception:
+                log.exception("checking whether the held event is to be parked failed")
+
+    def _park_requested(self) -> None:
+        """Cut the wait before the next attempt at the held event short when the CLI (another
+        process) asked for it to be parked: the processor parks it then."""
+        from leadloop.log.processor import CURSOR
+
+        if not self.processor.holding:
+            return
+        held = self.read_sync(lambda c: park.held(c, CURSOR))
+        if held is not None and held.park_requested_at is not None:
+            self.processor.poke()
 
     def _decorate_scores(self, conn: Conn, view: dict[str, Any]) -> None:
         scores = score_queries.scores_view(conn, view["workspace"], view["id"], self.clock.now())
@@ -661,7 +679,12 @@ class Engine:
             "writer_pending": self.writer.pending,
             # A lag of 0 does not say a batch is not still in flight (an erasure may have
             # taken its events); null where this process's processor does not lead.
-            "processor": {"idle": self.processor.idle_here() if self._run_processor else None},
+            "processor": {
+                "idle": self.processor.idle_here() if self._run_processor else None,
+                # Holding at an event that fails every time rather than parking it, because
+                # parking stopped being rare (`log.breaker`); null while processing goes on.
+                "halted": _halted(park.held(conn, CURSOR)),
+            },
             # Events set aside because processing them failed every time (`leadloop events
             # parked`): not lost, but not processed either until re-driven.
             "parked_events": park.count(conn, workspace),
@@ -741,9 +764,24 @@ class Engine:
 
         app.add_route("/healthz", healthz, methods=["GET"])
         app.include_router(admin_router(self))
+        app.include_router(parked_router(self))
         app.include_router(journeys_router(self))
         app.include_router(channels_router(self))
         app.include_router(conversions_router(self))
         app.include_router(metrics_router(self))
         app.include_router(dashboard_router())
         return app
+
+
+def _halted(held: park.Hold | None) -> dict[str, Any] | None:
+    """What `GET /api/v1/status` says of a hold: engine-wide, so not the held event's message
+    id or error message (another workspace's data); `leadloop events parked` shows them."""
+    if held is None:
+        return None
+    return {
+        "reason": held.reason,
+        "since": held.since,
+        "parked_recently": held.parked_recently,
+        "seq": held.seq,
+        "error": held.error,
+    }

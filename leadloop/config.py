@@ -21,6 +21,12 @@ class Settings:
     max_pending_events: int = 50_000
     gc_threshold: int = 50_000
     """Young-generation threshold of the cyclic GC (`leadloop.runtime`); 0 keeps Python's."""
+    park_limit: int = 10
+    """Events parked within the last `park_window` of the log after which the processor holds
+    at the next failing event instead of parking it (`log.breaker`); 0: it never parks."""
+    park_window: int = 1000
+    park_in_a_row: int = 5
+    """Events parked in a row with one error after which the next one failing so is held."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
@@ -37,6 +43,9 @@ class Settings:
             public_url=e.get("LEADLOOP_PUBLIC_URL") or None,
             max_pending_events=_count(e, "LEADLOOP_MAX_PENDING_EVENTS", 50_000),
             gc_threshold=_count(e, "LEADLOOP_GC_THRESHOLD", 50_000),
+            park_limit=_count(e, "LEADLOOP_PARK_LIMIT", 10),
+            park_window=_count(e, "LEADLOOP_PARK_WINDOW", 1000),
+            park_in_a_row=_count(e, "LEADLOOP_PARK_IN_A_ROW", 5),
             extra={k: v for k, v in e.items() if k.startswith("LEADLOOP_")},
         )
 

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from leadloop.api.auth import admin_dependencies, bearer_workspace
 from leadloop.api.params import Cursor, Limit
 from leadloop.identity import queries
-from leadloop.log import park
 from leadloop.outbox import service as outbox_service
 from leadloop.scoring import queries as score_queries
 
@@ -130,17 +129,6 @@ def admin_router(engine: "Engine") -> APIRouter:
             lambda c: outbox_service.list_items(c, ws, status, kind, after, limit)
         )
         return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
-
-    @router.get(
-        "/parked-events",
-        summary="Events set aside because processing them failed every time, with the error",
-    )
-    async def parked_events(ws: Workspace, after: Cursor = 0, limit: Limit = 100) -> dict[str, Any]:
-        items = await engine.read(lambda c: park.page(c, ws, after, limit))
-        return {
-            "items": [i.as_dict() for i in items],
-            "next_after": items[-1].id if len(items) == limit else None,
-        }
 
     @router.get("/accounts/{account_id}", summary="An account (a `group`) and its members")
     async def account(ws: Workspace, account_id: str) -> dict[str, Any]:

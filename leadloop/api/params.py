@@ -16,7 +16,7 @@ A bad parameter is a 400 that names it: never a 500, never quietly ignored.
 import re
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -50,6 +50,8 @@ DecimalNumber = _spelt(_DECIMAL, "expected a number in ASCII digits (0-9), with 
 
 Cursor = Annotated[int, WholeNumber, Query(ge=0, le=MAX_CURSOR)]
 """An id or sequence number to list after."""
+RowId = Annotated[int, WholeNumber, Path(ge=1, le=MAX_CURSOR)]
+"""A row's id in the path (both databases' ids are positive 64-bit integers)."""
 Limit = Annotated[int, WholeNumber, Query(ge=1, le=1000)]
 """How many items one page holds."""
 Instant = Annotated[float, DecimalNumber, Query(ge=0, lt=END_OF_TIME, allow_inf_nan=False)]

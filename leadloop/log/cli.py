@@ -1,5 +1,5 @@
-"""`leadloop events parked|redrive`: the events the processor set aside, and processing them
-again (docs/decisions/0006-parked-events.md)."""
+"""`leadloop events parked|redrive|park-current`: the events the processor set aside,
+processing them again, and parking the one it holds at (docs/decisions/0006-parked-events.md)."""
 
 from __future__ import annotations
 
@@ -40,14 +40,26 @@ def register(sub: Any, db_arg: Callable[[argparse.ArgumentParser], None]) -> Non
     which = rd.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=row_id, help="its id from `events parked`")
     which.add_argument("--all", action="store_true", help="every parked event")
-    rd.add_argument(
-        "--wait",
-        type=seconds,
-        default=30,
-        help="seconds to wait for the engine's outcome (default 30; 0: ask and return)",
-    )
+    _wait_arg(rd, 30, "the engine's outcome")
     db_arg(rd)
     rd.set_defaults(handler=cmd_redrive)
+    pc = psub.add_parser(
+        "park-current",
+        help="park the event the processor holds at (when parking stopped being rare, a "
+        "failing event is retried in place instead): only if that one event is at fault",
+    )
+    _wait_arg(pc, 60, "the engine to park it")
+    db_arg(pc)
+    pc.set_defaults(handler=cmd_park_current)
+
+
+def _wait_arg(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    parser.add_argument(
+        "--wait",
+        type=seconds,
+        default=default,
+        help=f"seconds to wait for {what} (default {default}; 0: ask and return)",
+    )
 
 
 def seconds(raw: str) -> int:
@@ -69,17 +81,33 @@ def _line(row: park.ParkedEvent) -> str:
     )
 
 
+def _hold_line(held: park.Hold) -> str:
+    return (
+        f"the processor holds at log seq {held.seq} ({held.workspace_id} {held.message_id}) "
+        f"since {_when(held.since)}: {held.error}: " + " ".join(held.message.split())[:200] + "; "
+        f"not parked because {held.reason}. It is retried until it processes (deploy a fix); "
+        "if this one event is at fault, `leadloop events park-current` parks it"
+        + (" (asked for)" if held.park_requested_at is not None else "")
+    )
+
+
 def cmd_parked(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.app import open_existing
+    from leadloop.log.processor import CURSOR
 
     conn = open_existing(settings.database_url, args.workspace)
     try:
         rows = park.list_parked(conn, args.workspace)
+        held = park.held(conn, CURSOR)
     finally:
         conn.close()
     if args.json:
+        if held is not None:  # the list stays the output: a hold is said beside it
+            print(_hold_line(held), file=sys.stderr)
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
+    if held is not None:
+        print(_hold_line(held))
     if not rows:
         print("no parked events", file=sys.stderr)
     for row in rows:
@@ -139,3 +167,41 @@ def _outcome(conn: Any, ids: list[int], wait: int) -> int:
             "does; `leadloop events parked` tells)"
         )
     return 1 if failed or left else 0
+
+
+def cmd_park_current(args: argparse.Namespace, settings: Settings) -> int:
+    """Asks in the database, as `redrive` does: the engine that holds parks the event on its
+    next attempt, which the request brings forward."""
+    from leadloop.app import open_existing
+    from leadloop.log.processor import CURSOR
+
+    conn = open_existing(settings.database_url)
+    try:
+        with conn.transaction():
+            held = park.request_park(conn, CURSOR, SystemClock().now())
+        if held is None:
+            raise LeadloopError(
+                "the processor holds no event: nothing to park (`leadloop events parked` says "
+                "when it holds)"
+            )
+        if args.wait == 0:
+            print(f"asked the engine to park {held.message_id} (log seq {held.seq})")
+            return 0
+        deadline = monotonic() + args.wait
+        pause = threading.Event()
+        while (waiting := park.held(conn, CURSOR) == held) and monotonic() <= deadline:
+            pause.wait(0.2)
+        parked = [r for r in park.list_parked(conn) if r.seq == held.seq]
+    finally:
+        conn.close()
+    if parked:
+        print(f"parked {held.message_id} (log seq {held.seq}) as #{parked[0].id}")
+        return 0
+    if waiting:
+        print(
+            f"asked to park {held.message_id} (log seq {held.seq}); no engine took it up "
+            f"within {args.wait} s (one that runs does; `leadloop events parked` tells)"
+        )
+        return 1
+    print(f"{held.message_id} (log seq {held.seq}) was processed meanwhile: not parked")
+    return 0

@@ -28,19 +28,31 @@ class Isolation:
     """Events left to read in parts (0: not taking a batch apart)."""
     error: BaseException | None = None
     """The last failure, recorded with the event should it be parked."""
+    seq: int | None = None
+    """The event whose failures alone `alone` counts."""
 
     @property
     def active(self) -> bool:
         """Whether the next step reads a part rather than a whole batch."""
         return self.budget > 0 or self.failures >= STRIKES or self.alone > 0
 
-    def failed(self, at: str, size: int, culprit: int | None, error: BaseException) -> int:
+    def failed(
+        self,
+        at: str,
+        size: int,
+        culprit: int | None,
+        error: BaseException,
+        seq: int | None = None,
+    ) -> int:
         """Count a deterministic failure of `size` events read from `at` (`culprit`: the index
-        of the event whose decision raised, when known); returns the failures in a row there."""
+        of the event whose decision raised, when known; `seq`: the first event's); returns the
+        failures in a row there."""
         if at != self.position:
             self.clear()
             self.position = at
         if size == 1:
+            if seq != self.seq:  # another event than the one counted (that one was erased)
+                self.alone, self.seq = 0, seq
             self.alone += 1
         else:
             self.failures += 1
@@ -61,13 +73,22 @@ class Isolation:
             self.budget = batch_size
         return self.clean if self.clean and not self.alone else 1
 
+    def met(self, seq: int) -> bool:
+        """Whether the event about to be parked, `seq`, is the one that failed alone; if not
+        (that one was erased), this one is read alone and counted afresh."""
+        if self.seq is None or seq == self.seq:
+            return True
+        self.alone, self.seq = 0, None
+        return False
+
     def part_written(self, after: str, events: int) -> None:
         """A part committed; `after` is the position after it."""
         self.position, self.failures, self.alone, self.clean = after, 0, 0, 0
+        self.seq = None
         self.budget -= events
         if self.budget <= 0:
             self.clear()
 
     def clear(self) -> None:
-        self.position, self.error = None, None
+        self.position, self.error, self.seq = None, None, None
         self.failures = self.alone = self.clean = self.budget = 0

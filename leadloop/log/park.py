@@ -13,11 +13,13 @@ connection, a full disk or another consumer are retried as before, and park noth
 
 from __future__ import annotations
 
+import json
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from leadloop.errors import Overloaded, StorageError
+from leadloop.log import store
 from leadloop.log.model import Event
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
@@ -85,11 +87,15 @@ def _row(row: tuple[Any, ...]) -> ParkedEvent:
 def describe(exc: BaseException) -> tuple[str, str, str]:
     """The error's class, message and the end of its traceback, cut to fit a row. A database
     error names the driver's class too (`IntegrityError`, `DataError`): it says what to fix."""
+    lines = traceback.format_exception(exc)
+    return error_name(exc), str(exc)[:MESSAGE_LIMIT], "".join(lines)[-TRACEBACK_LIMIT:]
+
+
+def error_name(exc: BaseException) -> str:
     name = _class_name(exc)
     if isinstance(exc, StorageError) and exc.__cause__ is not None:
         name = f"{name} ({_class_name(exc.__cause__)})"
-    lines = traceback.format_exception(exc)
-    return name, str(exc)[:MESSAGE_LIMIT], "".join(lines)[-TRACEBACK_LIMIT:]
+    return name
 
 
 def _class_name(exc: BaseException) -> str:
@@ -172,6 +178,14 @@ def count(conn: Conn, workspace: str | None = None) -> int:
     return int(rows[0][0])
 
 
+def parked_within(conn: Conn, seq: int, window: int) -> int:
+    """Events parked within the `window` events of the log before `seq`."""
+    rows = conn.execute(
+        "SELECT COUNT(*) FROM parked_events WHERE seq >= ? AND seq < ?", (seq - window, seq)
+    )
+    return int(rows[0][0])
+
+
 def request_redrive(conn: Conn, ids: list[int] | None, now: float) -> list[int]:
     """Mark parked events (all of them for None) for the engine to process again; returns the
     ids marked. The engine that leads picks them up within a second or two."""
@@ -192,3 +206,66 @@ def requested(conn: Conn, limit: int = 100) -> list[int]:
         (limit,),
     )
     return [int(r[0]) for r in rows]
+
+
+HOLD = "processor.hold"
+"""The `cursors` row that records the event the processor holds at (`log.breaker`): one JSON
+value, which the CLI (another process) reads and marks; a table of its own would hold one row."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The processor holds at the event after cursor position `at` instead of parking it."""
+
+    at: str
+    seq: int
+    workspace_id: str
+    message_id: str
+    reason: str
+    error: str
+    message: str
+    parked_recently: int
+    since: float
+    park_requested_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def hold(conn: Conn, held: Hold) -> None:
+    store.set_cursor(conn, HOLD, json.dumps(held.as_dict()))
+
+
+def release(conn: Conn) -> None:
+    conn.execute("DELETE FROM cursors WHERE name = ?", (HOLD,))
+
+
+def held(conn: Conn, cursor: str) -> Hold | None:
+    """The hold of the processor whose cursor is named `cursor`; None once that cursor has
+    moved past the held event (a row left by a processor that stopped is no hold)."""
+    raw = _hold_row(conn)
+    if raw is None:
+        return None
+    found = Hold(**json.loads(raw))
+    return found if store.get_cursor(conn, cursor) == found.at else None
+
+
+def _hold_row(conn: Conn) -> str | None:
+    rows = conn.execute("SELECT position FROM cursors WHERE name = ?", (HOLD,))
+    return str(rows[0][0]) if rows else None
+
+
+def request_park(conn: Conn, cursor: str, now: float) -> Hold | None:
+    """Ask the processor to park the event it holds at (an operator's decision that this one
+    event is at fault); None when it holds at none. Marks the hold it read, only if unchanged:
+    a hold that ended meanwhile is not brought back, and a later one is not marked."""
+    found = held(conn, cursor)
+    if found is None:
+        return None
+    before = _hold_row(conn)
+    marked = replace(found, park_requested_at=now)
+    conn.execute(
+        "UPDATE cursors SET position = ? WHERE name = ? AND position = ?",
+        (json.dumps(marked.as_dict()), HOLD, before),
+    )
+    return marked if held(conn, cursor) == marked else None

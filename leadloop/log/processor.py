@@ -15,7 +15,9 @@ transaction, in log order (docs/decisions/0004-pipelined-processor.md).
 An event whose decision (or write) fails every time is parked rather than retried for ever:
 after `park.STRIKES` failures in a row at one position, the batch is taken apart until the
 event that fails alone is found; it is recorded in `parked_events` in the transaction that
-moves the cursor past it (docs/decisions/0006-parked-events.md).
+moves the cursor past it (docs/decisions/0006-parked-events.md). When parking stops being
+rare (`log.breaker`), the processor holds at the failing event instead, retrying it in place
+until it processes or an operator has it parked.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log import park, store
 from leadloop.log.batch import Batch, Conn, Stage
+from leadloop.log.breaker import Breaker, Limits
 from leadloop.log.isolation import Isolation
 from leadloop.log.model import Event
 from leadloop.log.overlap import depends_on
@@ -70,6 +73,8 @@ class _InFlight:
     events: int
     start: str
     """The log position it was read from."""
+    first: int
+    """The `seq` of its first event."""
 
 
 Redriven = Literal["processed", "failed", "gone", "missing"]
@@ -86,6 +91,7 @@ class Processor:
         batch_size: int = 1000,
         default_region: str | None = None,
         pipeline: bool = True,
+        limits: Limits | None = None,
     ) -> None:
         """`pipeline`: on SQLite, decide the next batch while the previous one is written
         (False waits for every commit, as on PostgreSQL)."""
@@ -119,8 +125,17 @@ class Processor:
         self._failed_from: str | None = None
         """Where the batch being decided or written was read from, for `_failed`."""
         self._failed_size = 0
+        self._failed_first = 0
+        """The `seq` of its first event: which one failed, when it was read alone."""
         self._culprit: int | None = None
         """The index, in its batch, of the event whose decision raised last."""
+        self.breaker = Breaker(limits or Limits())
+        self._held: park.Hold | None = None
+        """The event this processor holds at rather than parking it (`log.breaker`)."""
+        self.hold_delay_cap = 30.0
+        """The longest wait between two attempts at a held event (a test seam)."""
+        self._poke = threading.Event()
+        """Ends the wait between two attempts at a held event (an operator asked to park it)."""
 
     def is_idle(self) -> bool:
         """Whether the processor last found the log caught up, with no batch in flight and
@@ -141,6 +156,7 @@ class Processor:
         with self._jobs_lock:
             self._jobs.append(job)
         self._wake.set()
+        self._poke.set()  # holding, it would otherwise wait up to `hold_delay_cap` first
 
     def _run_jobs(self, conn: Conn) -> None:
         with self._jobs_lock:
@@ -166,6 +182,15 @@ class Processor:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def holding(self) -> bool:
+        """Whether this processor holds at a failing event rather than parking it."""
+        return self._held is not None
+
+    def poke(self) -> None:
+        """Try the held event again now (`park.request_park` may have asked to park it)."""
+        self._poke.set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="leadloop-processor", daemon=True)
         self._thread.start()
@@ -173,6 +198,7 @@ class Processor:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._poke.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
@@ -206,7 +232,7 @@ class Processor:
                     n = self.step(conn)
                 except Exception as exc:
                     self._recover(exc)
-                    self._stop.wait(self.retry_delay)
+                    self._pause()
                     continue
                 if n == 0 and not self._jobs:
                     self._idle = True
@@ -215,6 +241,16 @@ class Processor:
         finally:
             self._settle_quietly()
             link.close()
+
+    def _pause(self) -> None:
+        """Wait before the next attempt: while holding, twice as long after each failure, up to
+        `hold_delay_cap` (the event may fail for hours, until a fix is deployed)."""
+        if self._held is None:
+            self._stop.wait(self.retry_delay)
+            return
+        tries = max(0, self._isolation.alone - park.STRIKES)
+        self._poke.wait(min(self.hold_delay_cap, self.retry_delay * 2 ** min(tries, 16)))
+        self._poke.clear()
 
     def _recover(self, exc: Exception) -> None:
         """After a failed step, wait for the batch still in flight. If its write failed too,
@@ -236,7 +272,9 @@ class Processor:
         if park.transient(exc) or at is None:
             log.warning("processing a batch failed (%s); retrying", exc, exc_info=exc)
             return
-        in_a_row = self._isolation.failed(at, self._failed_size, self._culprit, exc)
+        in_a_row = self._isolation.failed(
+            at, self._failed_size, self._culprit, exc, self._failed_first
+        )
         log.error(
             "processing a batch of %d event(s) from log position %s failed (%d time(s) in a "
             "row); retrying",
@@ -281,6 +319,7 @@ class Processor:
                 return 0
             return flight.events  # dropped for an erasure: not caught up, read them again
         self._failed_from, self._failed_size = position, len(events)
+        self._failed_first = events[0].seq
         batch = self.process(conn, events)
         batch.erasure_epoch = epoch
         if flight is not None:
@@ -298,7 +337,7 @@ class Processor:
                 batch = self.process(conn, events)
                 batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
-        self._in_flight = _InFlight(future, batch, after, len(events), position)
+        self._in_flight = _InFlight(future, batch, after, len(events), position, events[0].seq)
         if not pipelined:
             self.drain()
         return len(events)
@@ -311,6 +350,7 @@ class Processor:
         position = store.get_cursor(conn, CURSOR)
         if position != isolation.position:  # moved by someone else (a replay, another consumer)
             isolation.clear()
+            self._held = None
             return 1  # not caught up: the next step reads from the cursor
         if isolation.budget == 0 and isolation.failures:
             log.warning(
@@ -325,16 +365,91 @@ class Processor:
         if not events:
             isolation.clear()
             return 0
-        if limit == 0:
+        if limit == 0 and not isolation.met(events[0].seq):
+            limit = 1  # the event that failed is gone (erased): this one has not failed yet
+        if limit == 0 and self._may_park(conn, events[0], position):
             return self._park(events[0], position, after)
         self._failed_from, self._failed_size = position, len(events)
+        self._failed_first = events[0].seq
         batch = self.process(conn, events)
         batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
-        self._in_flight = _InFlight(future, batch, after, len(events), position)
+        self._in_flight = _InFlight(future, batch, after, len(events), position, events[0].seq)
         if self.drain():  # else an erasure came first: read again
             isolation.part_written(after, len(events))
+            if self._held is not None:
+                self._resume()
         return len(events)
+
+    def _may_park(self, conn: Conn, event: Event, position: str) -> bool:
+        """Whether to park `event`, which failed alone `park.STRIKES` times; else the processor
+        holds at it (`log.breaker`) and tries it again, alone, until it processes or an
+        operator asks for it to be parked (`park.request_park`)."""
+        error = self._isolation.error or RuntimeError("unknown failure")
+        held = self._held
+        if held is None:
+            # Taken before a restart, or by the processor that led before this one: the parks
+            # in a row that led to it were counted in that one's memory.
+            held = self._held = park.held(conn, CURSOR)
+            if held is not None and held.seq == event.seq:
+                log.critical(
+                    "processing still holds at event %s (log seq %d), as it did before this "
+                    "processor took over: %s: %s (%s). Deploy a fix, or `leadloop events "
+                    "park-current` if this one event is at fault",
+                    held.message_id,
+                    held.seq,
+                    held.error,
+                    held.message,
+                    held.reason,
+                )
+        if held is not None and held.seq == event.seq:
+            now_held = park.held(conn, CURSOR)
+            if now_held is None or now_held.park_requested_at is None:
+                return False
+            log.warning("parking the held event %s, as an operator asked", event.message_id)
+            return True
+        recent = park.parked_within(conn, event.seq, self.breaker.limits.window)
+        reason = self.breaker.verdict(park.error_name(error), recent)
+        if reason is None:
+            return True
+        _name, message, _trace = park.describe(error)
+        hold = park.Hold(
+            at=position,
+            seq=event.seq,
+            workspace_id=event.workspace_id,
+            message_id=event.message_id,
+            reason=reason,
+            error=park.error_name(error),
+            message=message,
+            parked_recently=recent,
+            since=self._clock.now(),
+        )
+        self._writer.submit(lambda w: park.hold(w, hold)).result()
+        self._held = hold
+        log.critical(
+            "processing holds at event %s (workspace %s, log seq %d): it fails every time "
+            "(%s: %s), and parking it too would not be rare any more (%s). It is retried in "
+            "place until it processes: deploy a fix and processing resumes in log order by "
+            "itself; if this one event is at fault, `leadloop events park-current` parks it. "
+            "`leadloop events parked` lists the events parked before it",
+            event.message_id,
+            event.workspace_id,
+            event.seq,
+            hold.error,
+            message,
+            reason,
+        )
+        return False
+
+    def _resume(self) -> None:
+        held, self._held = self._held, None
+        assert held is not None
+        self._writer.submit(park.release).result()
+        log.warning(
+            "the held event %s (log seq %d) was processed: processing resumes",
+            held.message_id,
+            held.seq,
+        )
 
     def _park(self, event: Event, position: str, after: str) -> int:
         """Move the cursor past `event` and record it as parked, in one transaction: both
@@ -348,10 +463,13 @@ class Processor:
                 raise CursorMoved("the processor cursor moved: another consumer is running")
             parked_id = park.park(wconn, event, error, attempts, now)
             store.set_cursor(wconn, CURSOR, after)
+            park.release(wconn)  # the event held, if it was, is held no more
             return parked_id
 
         parked_id = self._writer.submit(write).result()
         self._isolation.clear()
+        self._held = None
+        self.breaker.parked(park.error_name(error))
         self.processed += 1
         log.error(
             "parked event %s (workspace %s, log seq %d, %s) after %d failures alone: %s: %s; "
@@ -384,12 +502,15 @@ class Processor:
         except BaseException:
             self._discard(flight.batch)  # it will be decided again from the committed cursor
             self._failed_from, self._failed_size = flight.start, flight.events
+            self._failed_first = flight.first
             self._culprit = None  # a write failure: which event caused it is not known
             raise
         if flight.batch.outbox and self.on_effects is not None:
             self.on_effects()  # new outbox rows: the dispatcher has work
         self.processed += flight.events
         self._isolation.written(flight.start)
+        if self.breaker.in_a_row:
+            self.breaker.processed()
         return True
 
     def _write(self, batch: Batch, position: str, after: str) -> Callable[[Conn], None]:

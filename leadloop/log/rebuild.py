@@ -10,6 +10,7 @@ collide with the ones already there and are dropped.
 
 from __future__ import annotations
 
+from leadloop.log import park
 from leadloop.log.batch import Conn
 from leadloop.log.processor import CURSOR
 
@@ -45,5 +46,5 @@ def reset_derived_state(conn: Conn) -> int:
     # decision that reads the log up to its event (a best-time wait's opens, a channel's
     # history) found, in its own batch, events of a profile merged into it only later.
     conn.execute("UPDATE events SET profile_id = NULL WHERE profile_id IS NOT NULL")
-    conn.execute("DELETE FROM cursors WHERE name = ?", (CURSOR,))
+    conn.execute("DELETE FROM cursors WHERE name IN (?, ?)", (CURSOR, park.HOLD))
     return int(conn.execute("SELECT COUNT(*) FROM events")[0][0])

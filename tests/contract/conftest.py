@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +62,25 @@ class Harness:
 
 
 def make_harness(
-    backend_url: str, playbook: str | None = None, *, default_region: str | None = None
+    backend_url: str,
+    playbook: str | None = None,
+    *,
+    default_region: str | None = None,
+    env: dict[str, str] | None = None,
+    start: bool = True,
 ) -> Harness:
+    """`env`: settings as `LEADLOOP_*` variables would give them; `start=False`: the caller
+    starts the engine (after adding a stage, say)."""
+    settings = Settings.from_env(env) if env else Settings()
     engine = Engine(
-        Settings(database_url=backend_url, playbook=playbook, default_region=default_region),
+        replace(
+            settings, database_url=backend_url, playbook=playbook, default_region=default_region
+        ),
         clock=ManualClock(1_800_000_000.0),
         manual_clock=True,
     )
-    engine.start()
+    if start:
+        engine.start()
     return Harness(engine)
 
 

@@ -54,7 +54,7 @@ def test_settling_does_not_wait_on_a_processor_standing_by() -> None:
         try:
             # Its processor's idleness says nothing of the leader's batches: not a guess.
             status = standby.engine.read_sync(standby.engine.status)
-            assert status["processor"] == {"idle": None}
+            assert status["processor"] == {"idle": None, "halted": None}
             standby.send({"type": "track", "userId": "u1", "event": "Visit"})
             standby.settle()  # processed by the leader
             started = time.monotonic()

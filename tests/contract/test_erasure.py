@@ -139,7 +139,7 @@ def test_settling_waits_for_a_batch_whose_events_an_erasure_took(
         h.engine.writer.submit(lambda c: erase_profile(c, "default", pid)).result(timeout=30)
         assert h.sql("SELECT COUNT(*) FROM events") == [(0,)]
         if server is not None:
-            assert server.get("/api/v1/status")["processor"] == {"idle": False}
+            assert server.get("/api/v1/status")["processor"] == {"idle": False, "halted": None}
         waits = {"harness": h.settle, "timers": h.engine.settle_timers}
         settling = threading.Thread(target=server.wait_processed if server else waits[settle])
         settling.start()

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from leadloop.errors import StorageError
 from leadloop.identity.model import Profile
-from leadloop.log import park, store
+from leadloop.log import breaker, park, store
 from leadloop.log.batch import Batch, Conn, OutboxRow
 from leadloop.log.model import Event
 from leadloop.log.processor import CURSOR
@@ -34,9 +34,11 @@ class Probe:
         """Events whose row the database refuses (a NULL in a NOT NULL column)."""
         self.fault: Callable[[], BaseException] = lambda: ValueError("no rule for this event")
         self.raised = 0
+        self.broken = False
+        """Every event's decision raises (a bug deployed)."""
 
     def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
-        if event.message_id in self.poison:
+        if self.broken or event.message_id in self.poison:
             self.raised += 1
             raise self.fault()
         done = batch.extra.setdefault("probe", [])
@@ -65,8 +67,10 @@ class Probe:
 
 
 @pytest.fixture
-def probed(backend_url: str) -> Iterator[tuple[Harness, Probe]]:
-    h = make_harness(backend_url)
+def probed(backend_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[Harness, Probe]]:
+    """`@pytest.mark.env({...})`: settings for the engine, as environment variables."""
+    marker = request.node.get_closest_marker("env")
+    h = make_harness(backend_url, env=marker.args[0] if marker else None)
     h.engine.writer.submit(
         lambda c: c.execute("CREATE TABLE probe_effects (message_id TEXT NOT NULL)")
     ).result()
@@ -316,3 +320,212 @@ def test_a_redrive_writes_the_event_and_removes_its_row_together(
     monkeypatch.setattr(park, "remove", real)
     assert h.engine.redrive_parked(row.id).result(timeout=30) == "processed"
     assert parked(h) == [] and effects(h) == [("m1", 1, 1), ("m2", 1, 1)]
+
+
+def halted(h: Harness) -> Any:
+    return h.engine.read_sync(lambda c: h.engine.status(c, "default"))["processor"]["halted"]
+
+
+def outbox_order(h: Harness) -> list[str]:
+    return [str(r[0]) for r in h.sql("SELECT idempotency_key FROM outbox ORDER BY id")]
+
+
+@pytest.fixture
+def holding(probed: tuple[Harness, Probe]) -> tuple[Harness, Probe]:
+    """A deploy that breaks every event: a few are parked, then the processor holds."""
+    h, probe = probed
+    processor = h.engine.processor
+    processor.retry_delay, processor.hold_delay_cap = 0.001, 0.02
+    probe.broken = True
+    h.send(*(track(n) for n in range(1, 21)))
+    eventually(lambda: halted(h), timeout=30)
+    return h, probe
+
+
+def test_a_stage_failing_on_every_event_parks_a_few_then_holds_in_order(
+    holding: tuple[Harness, Probe],
+) -> None:
+    h, probe = holding
+    limit = breaker.Limits().in_a_row
+    raised = probe.raised
+    eventually(lambda: probe.raised > raised + 2, timeout=30)  # retried in place, not parked
+    assert [r.message_id for r in parked(h)] == [f"m{n}" for n in range(1, limit + 1)]
+    status = h.engine.read_sync(lambda c: h.engine.status(c, "default"))
+    held = status["processor"]["halted"]
+    assert held["seq"] == int(
+        h.sql(f"SELECT seq FROM events WHERE message_id = 'm{limit + 1}'")[0][0]
+    )
+    assert held["error"] == "ValueError" and held["parked_recently"] == limit
+    assert f"{limit} events parked in a row" in held["reason"] and held["since"] > 0
+    assert status["lag"] == 20 - limit and effects(h) == []
+
+    probe.broken = False  # the fix deployed: processing resumes by itself, in log order
+    eventually(lambda: halted(h) is None, timeout=30)
+    h.settle()
+    assert outbox_order(h) == [f"m{n}" for n in range(limit + 1, 21)]
+    assert all(n == o == 1 for _, n, o in effects(h))
+    assert len(parked(h)) == limit and h.sql(
+        "SELECT COUNT(*) FROM cursors WHERE name = ?", park.HOLD
+    ) == [(0,)]
+
+
+def test_an_operator_parks_the_held_event(holding: tuple[Harness, Probe]) -> None:
+    """What `leadloop events park-current` asks from another process: the held event is
+    parked (it alone is at fault), and the events behind it are processed."""
+    h, probe = holding
+    limit = breaker.Limits().in_a_row
+    culprit = f"m{limit + 1}"
+    probe.broken, probe.poison = False, {culprit}
+    now = h.engine.clock.now()
+    assert h.engine.writer.submit(lambda c: park.request_park(c, CURSOR, now)).result() is not None
+    eventually(lambda: len(parked(h)) == limit + 1, timeout=30)
+    h.settle()
+    assert parked(h)[-1].message_id == culprit and halted(h) is None
+    assert outbox_order(h) == [f"m{n}" for n in range(limit + 2, 21)]
+
+
+def test_occasional_poison_events_are_parked_without_holding(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """As many as the limit allows, spread out, and a burst in a row just under its limit."""
+    h, probe = probed
+    limits = breaker.Limits()
+    burst = list(range(2, 2 + limits.in_a_row - 1))
+    spread = [10 * k for k in range(1, limits.parks - len(burst) + 1)]
+    probe.poison = {f"m{n}" for n in burst + spread}
+    total = 10 * (len(spread) + 1)
+    h.send(*(track(n) for n in range(1, total + 1)))
+    h.settle()
+    assert sorted(r.message_id for r in parked(h)) == sorted(probe.poison)
+    assert halted(h) is None
+    assert len(effects(h)) == total - len(probe.poison)
+
+
+def test_more_parks_than_the_limit_within_the_window_hold(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """Poison events that are not in a row, but too many in a short stretch of the log."""
+    h, probe = probed
+    h.engine.processor.hold_delay_cap = 0.02
+    limits = breaker.Limits()
+    probe.poison = {f"m{2 * k}" for k in range(1, limits.parks + 3)}
+    h.send(*(track(n) for n in range(1, 2 * limits.parks + 6)))
+    held = eventually(lambda: halted(h), timeout=30)
+    assert f"{limits.parks} events parked within the last {limits.window}" in held["reason"]
+    assert len(parked(h)) == limits.parks
+    assert held["seq"] == int(
+        h.sql(f"SELECT seq FROM events WHERE message_id = 'm{2 * limits.parks + 2}'")[0][0]
+    )
+
+
+@pytest.mark.env({"LEADLOOP_PARK_LIMIT": "0"})
+def test_a_park_limit_of_0_holds_at_every_failing_event(probed: tuple[Harness, Probe]) -> None:
+    h, probe = probed
+    h.engine.processor.hold_delay_cap = 0.02
+    probe.poison = {"m2"}
+    h.send(track(1), track(2), track(3))
+    held = eventually(lambda: halted(h), timeout=30)
+    assert held["parked_recently"] == 0 and parked(h) == [] and outbox_order(h) == ["m1"]
+
+
+def test_the_admin_api_redrives_a_workspaces_parked_events(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """`POST /api/v1/parked-events/{id}/redrive` and `/redrive-all`: as `leadloop events
+    redrive`, asked in the database and answered with the outcome; another workspace's parked
+    event is a 404, a malformed id a 400, and a refused request asks for nothing."""
+    h, probe = probed
+    h.add_workspace("other")
+    probe.poison = {"m1", "m2", "m3", "o4"}
+    h.send(track(1), track(2), track(3))
+    h.send(track(4) | {"userId": "o4", "messageId": "o4"}, workspace="other")
+    h.settle()
+    ids = {r.message_id: r.id for r in parked(h)}
+    now = h.engine.clock.now()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", now)
+    ).result()
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(h.engine.admin_app()) as client:
+        m1 = f"/api/v1/parked-events/{ids['m1']}/redrive"
+        assert client.post(m1).status_code == 401
+        for bad in ["0", "-1", "abc", "1.0", " 1", "%D9%A3", str(2**63), "9" * 40]:
+            r = client.post(f"/api/v1/parked-events/{bad}/redrive", headers=auth)
+            assert r.status_code == 400 and r.json()["message"].startswith("path.parked_id:"), bad
+        for missing in [str(ids["o4"]), "999", str(2**63 - 1)]:
+            r = client.post(f"/api/v1/parked-events/{missing}/redrive", headers=auth)
+            assert (r.status_code, r.json()["code"]) == (404, "not_found"), missing
+        assert all(r.redrive_requested_at is None for r in parked(h))
+
+        r = client.post(m1, headers=auth)  # still broken
+        assert r.status_code == 200
+        body = r.json()
+        assert (body["id"], body["outcome"]) == (ids["m1"], "failed")
+        assert body["parked"]["attempts"] == park.STRIKES + 1
+        assert body["parked"]["error"] == "ValueError"
+
+        probe.poison = {"m3", "o4"}  # m1's and m2's rule fixed
+        r = client.post(m1, headers=auth)
+        assert r.status_code == 200 and r.json() == {
+            "id": ids["m1"],
+            "outcome": "processed",
+            "parked": None,
+        }
+        assert client.post(m1, headers=auth).status_code == 404
+
+        r = client.post("/api/v1/parked-events/redrive-all", headers=auth)
+        assert r.status_code == 200
+        assert r.json() == {
+            "items": [
+                {"id": ids["m2"], "outcome": "processed"},
+                {"id": ids["m3"], "outcome": "failed"},
+            ],
+            "processed": 1,
+            "failed": 1,
+            "requested": 0,
+        }
+    assert [r.message_id for r in parked(h)] == ["m3", "o4"]
+    assert [r.attempts for r in parked(h)] == [park.STRIKES + 1, park.STRIKES]
+    assert [m for m, _, _ in effects(h)] == ["m1", "m2"]
+
+
+def test_an_event_erased_while_tried_alone_gets_the_next_one_neither_parked_nor_held(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """The failures counted were the erased event's: the event now after the cursor has not
+    failed at all, and was parked in its place (with the erased one's error)."""
+    h, probe = probed
+    probe.poison = {"m2"}
+
+    def erased_meanwhile() -> BaseException:
+        if probe.raised == park.STRIKES + park.STRIKES:  # its last failure alone
+            h.engine.writer.submit(
+                lambda c: c.execute("DELETE FROM events WHERE message_id = 'm2'")
+            ).result()
+        return ValueError("no rule for this event")
+
+    probe.fault = erased_meanwhile
+    h.send(track(1), track(2), track(3))
+    h.settle()
+    assert parked(h) == [] and halted(h) is None
+    assert effects(h) == [("m1", 1, 1), ("m3", 1, 1)]
+
+
+def test_a_hold_survives_a_restart(holding: tuple[Harness, Probe], backend_url: str) -> None:
+    """The parks in a row are counted in memory: an engine started again (or a worker taking
+    over) with the bug still deployed finds the hold recorded for the event and keeps it."""
+    h, probe = holding
+    limit = breaker.Limits().in_a_row
+    before = halted(h)
+    h.engine.stop()
+    again = make_harness(backend_url, start=False)
+    try:
+        processor = again.engine.processor
+        processor.retry_delay, processor.hold_delay_cap = 0.001, 0.02
+        raised = probe.raised
+        processor.set_stages([*processor.stages, probe])
+        again.engine.start()
+        eventually(lambda: probe.raised > raised + 2 * park.STRIKES + 2, timeout=30)
+        assert len(parked(again)) == limit and halted(again) == before
+    finally:
+        again.engine.stop()

@@ -103,6 +103,8 @@ def test_every_route_needs_an_admin_token(seeded: tuple[Api, str], auth: str | N
     assert api.client.delete(f"/api/v1/profiles/{pid}", headers=headers).status_code == 401
     r = api.client.post("/api/v1/clock/advance", json={"seconds": 60}, headers=headers)
     assert r.status_code == 401
+    for path in ["/api/v1/parked-events/1/redrive", "/api/v1/parked-events/redrive-all"]:
+        assert api.client.post(path, headers=headers).status_code == 401, path
     assert snapshot(api) == before
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from leadloop.cli import main
-from leadloop.log import park
+from leadloop.log import breaker, park
 from tests.contract.conftest import Harness
-from tests.contract.test_parked_events import Probe, effects, track
+from tests.contract.test_parked_events import Probe, effects, halted, outbox_order, track
+from tests.contract.test_parked_events import holding as holding  # a fixture: used by its name
 from tests.contract.test_parked_events import probed as probed  # a fixture: used by its name
 
 
@@ -83,6 +84,8 @@ def test_redrive_refuses_an_unknown_id_and_asks_for_nothing(
         (["events", "redrive", "--all", "--wait", "-1"], "--wait"),
         (["events", "redrive", "--all", "--wait", "3601"], "--wait"),
         (["events", "parked", "--workspace", ""], "--workspace"),
+        (["events", "park-current", "--wait", "x"], "--wait"),
+        (["events", "park-current", "3"], "unrecognized arguments"),
     ],
 )
 def test_bad_arguments_are_one_line_naming_them(
@@ -119,3 +122,26 @@ def test_nothing_parked(capsys: pytest.CaptureFixture[str], sqlite_url: str) -> 
     assert run(capsys, "events", "parked", "--json", "--database-url", sqlite_url)[1] == "[]\n"
     code, out, err = run(capsys, "events", "redrive", "--all", "--database-url", sqlite_url)
     assert (code, out, err.splitlines()[-1]) == (0, "", "no parked events")
+
+
+def test_parked_says_the_processor_holds_and_park_current_parks_the_held_event(
+    holding: tuple[Harness, Probe], backend_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h, probe = holding
+    limit = breaker.Limits().in_a_row
+    culprit = f"m{limit + 1}"
+    code, out, _ = run(capsys, "events", "parked", "--database-url", backend_url)
+    first, *rest = out.splitlines()
+    assert code == 0 and len(rest) == limit
+    assert first.startswith("the processor holds at log seq ") and f"(default {culprit})" in first
+    assert f"{limit} events parked in a row" in first and "park-current" in first
+    code, out, err = run(capsys, "events", "parked", "--json", "--database-url", backend_url)
+    assert len(json.loads(out)) == limit and "the processor holds at log seq " in err
+
+    probe.broken, probe.poison = False, {culprit}
+    code, out, _ = run(capsys, "events", "park-current", "--database-url", backend_url)
+    assert code == 0 and out.startswith(f"parked {culprit} (log seq ") and f"#{limit + 1}" in out
+    h.settle()
+    assert halted(h) is None and outbox_order(h) == [f"m{n}" for n in range(limit + 2, 21)]
+    code, _, err = run(capsys, "events", "park-current", "--database-url", backend_url)
+    assert code == 2 and "the processor holds no event" in err

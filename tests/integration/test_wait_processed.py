@@ -41,11 +41,13 @@ def test_without_a_processor_idle_is_unknown_and_the_lag_alone_counts(sqlite_url
     """`serve --no-processor`: the processor runs elsewhere, so idle is null, not a guess."""
     for api in serve_api(sqlite_url, run_processor=False):
         with served(api.engine) as server:
-            assert server.get("/api/v1/status")["processor"] == {"idle": None}
+            assert server.get("/api/v1/status")["processor"] == {"idle": None, "halted": None}
             server.wait_processed(timeout=5)  # lag 0: returns
 
 
 def test_a_leading_processor_says_idle(sqlite_url: str) -> None:
     for api in serve_api(sqlite_url):
         with served(api.engine) as server:
-            eventually(lambda: server.get("/api/v1/status")["processor"] == {"idle": True})
+            eventually(
+                lambda: server.get("/api/v1/status")["processor"] == {"idle": True, "halted": None}
+            )

@@ -69,3 +69,17 @@ def test_a_batchs_worth_through_in_parts_means_whole_batches_again() -> None:
     iso.part(batch_size=4)
     iso.part_written("14", 1)
     assert not iso.active and iso.position is None
+
+
+def test_an_event_gone_before_it_is_parked_gets_the_next_one_counted_afresh() -> None:
+    iso = Isolation()
+    for _ in range(STRIKES):
+        iso.failed("10", 50, 0, BOOM)
+    assert iso.part(batch_size=50) == 1
+    for _ in range(STRIKES):
+        iso.failed("10", 1, 0, BOOM, seq=11)
+    assert iso.part(batch_size=50) == 0 and iso.met(11)
+    assert not iso.met(12)  # 11 was erased: 12 is read alone, and has failed no time yet
+    assert iso.alone == 0 and iso.active and iso.part(batch_size=50) == 1
+    iso.failed("10", 1, 0, BOOM, seq=12)
+    assert iso.alone == 1 and iso.part(batch_size=50) == 1

@@ -48,7 +48,16 @@ def test_a_chosen_threshold_is_used(thresholds: None) -> None:
 
 # "²" passed `isdigit` and then raised ValueError out of every command; "٣" was read as 3.
 @pytest.mark.parametrize("raw", ["lots", "-5", "1e6", "12.5", "²", "٣"])
-@pytest.mark.parametrize("name", ["LEADLOOP_GC_THRESHOLD", "LEADLOOP_MAX_PENDING_EVENTS"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LEADLOOP_GC_THRESHOLD",
+        "LEADLOOP_MAX_PENDING_EVENTS",
+        "LEADLOOP_PARK_LIMIT",
+        "LEADLOOP_PARK_WINDOW",
+        "LEADLOOP_PARK_IN_A_ROW",
+    ],
+)
 def test_counts_that_are_not_whole_numbers_are_a_clear_error(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: raw})
