@@ -215,6 +215,9 @@ class Engine:
         self._started = False
         self._stopped = False
         self._watch_stop = threading.Event()
+        self._refresh_lock = threading.Lock()
+        """One look for a new playbook at a time: the watch and an explicit refresh both
+        found the same playbook new and each queued its rescore and segment sweep."""
         self._watcher: threading.Thread | None = None
         self._upkeep: Upkeep[SqliteConnection] | Upkeep[PostgresConnection] | None = None
         self._run_processor = run_processor
@@ -302,6 +305,10 @@ class Engine:
         runs. `starting`, there is none to keep, so the start is refused (`ConfigError`)
         rather than the workspace run with no playbook: no scores, no journeys, no
         conversions, with nothing but a log line to say so."""
+        with self._refresh_lock:
+            self._refresh_playbooks(starting=starting)
+
+    def _refresh_playbooks(self, *, starting: bool) -> None:
         ids = self.read_sync(playbook_store.latest_ids)
         refused: list[str] = []
         for workspace, pid in ids.items():

@@ -3,12 +3,14 @@ and a broken playbook leaves the running one in place."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from leadloop.playbook import store as playbook_store
 from leadloop.scoring import rescoring
 from leadloop.testing import eventually
 from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
@@ -183,3 +185,39 @@ def test_a_changed_variable_a_rule_reads_rescores_at_start(
         assert h.sql("SELECT model_version FROM score_ledger WHERE kind = 'rescore'") == [(after,)]
     finally:
         h.engine.stop()
+
+
+def test_two_looks_for_a_new_playbook_at_once_take_it_up_once(
+    scoring_harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's once-a-second watch and an explicit refresh (the CLI's apply, a test) can
+    look at the same time: both saw the playbook as new and each queued its jobs (the segment
+    sweep of every profile twice). Both are held inside the look here, as long as the other
+    can get in."""
+    h = scoring_harness
+    h.engine._watch_stop.set()  # the two looks below are the only ones
+    assert h.engine._watcher is not None
+    h.engine._watcher.join()
+    changed = tmp_path / "p.yaml"
+    changed.write_text(pricing_points(30))
+    h.engine.apply_playbook_file(str(changed))
+    both_inside = threading.Barrier(2)
+    build = playbook_store.build
+
+    def slow_build(*args: Any, **kwargs: Any) -> Any:
+        # With one look at a time the other waits its turn: there is no one to meet.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_inside.wait(timeout=1.0)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(playbook_store, "build", slow_build)
+    jobs: list[object] = []
+    request = h.engine.processor.request
+    monkeypatch.setattr(h.engine.processor, "request", lambda job: (jobs.append(job), request(job)))
+    looks = [threading.Thread(target=h.engine.refresh_playbooks) for _ in range(2)]
+    for look in looks:
+        look.start()
+    for look in looks:
+        look.join()
+    h.settle()
+    assert len(jobs) == 2  # one rescore, one segment sweep
