@@ -90,6 +90,11 @@ CASES = [
     (["events", "redrive", "9" * 30], "id"),
     (["events", "redrive", "--all", "--wait", "9" * 5000], "--wait"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
+    # A host name IDNA cannot encode (an empty label, one past 63 characters, a format
+    # character): the driver's resolver raised UnicodeError, a traceback.
+    (["migrate", "--database-url", "postgresql://nobody@a..b/x"], "cannot connect to PostgreSQL"),
+    (["outbox", "list", "--database-url", "postgresql://" + "h" * 64 + "/x"], "label too long"),
+    (["explain", "u1", "--database-url", "postgresql://\u202e/x"], "cannot connect to PostgreSQL"),
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
     (["playbook", "diff", "{tmp}/binary"], "binary"),
     (["playbook", "apply", "{tmp}/folder"], "folder"),
