@@ -89,6 +89,14 @@ CASES = [
     (["events", "redrive", "٣"], "id"),
     (["events", "redrive", "9" * 30], "id"),
     (["events", "redrive", "--all", "--wait", "9" * 5000], "--wait"),
+    # Echoed back whole: a 100,000-character line, the rest of the message lost at its end.
+    (["migrate", "--database-url", BIG], "use sqlite:///path or postgresql://"),
+    (["migrate", "--database-url", "sqlite:///x.db?" + BIG], "only synchronous=NORMAL|FULL"),
+    (["outbox", "list", "--status", BIG], "(choose from"),
+    (["playbook", "validate", BIG], "File name too long"),
+    (["playbook", "diff", "{tmp}/" + BIG], "File name too long"),
+    (["spend", "import", "{tmp}/" + BIG], "File name too long"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/" + BIG], "File name too long"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
     # A host name IDNA cannot encode (an empty label, one past 63 characters, a format
     # character): the driver's resolver raised UnicodeError, a traceback.
