@@ -360,6 +360,18 @@ def _port(raw: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _given(what: str) -> Callable[[str], str]:
+    """An option that falls back to the environment when left out: given empty, it was read as
+    left out, and the environment's database (or `./leadloop.db`, created) or playbook used."""
+
+    def given(raw: str) -> str:
+        if not raw:
+            raise argparse.ArgumentTypeError(f"empty: give {what}, or leave the option out")
+        return raw
+
+    return given
+
+
 LABEL_LIMIT = 200
 
 
@@ -423,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--database-url",
+            type=_given("a database URL"),
             help="sqlite:///path or postgresql://... (default: $LEADLOOP_DATABASE_URL "
             "or sqlite:///./leadloop.db)",
         )
@@ -431,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
         db_arg(p)
         p.add_argument("--host", type=_host, help="address to bind (default 127.0.0.1)")
         p.add_argument("--port", type=_port, help="port (default 8080)")
-        p.add_argument("--playbook", help="playbook file or folder to apply at start")
+        p.add_argument(
+            "--playbook",
+            type=_given("a playbook path"),
+            help="playbook file or folder to apply at start",
+        )
         p.add_argument(
             "--clock",
             choices=["system", "manual"],
@@ -457,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run only the processor and timers (PostgreSQL deployments)")
     db_arg(p)
-    p.add_argument("--playbook", help="playbook file or folder")
+    p.add_argument("--playbook", type=_given("a playbook path"), help="playbook file or folder")
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("migrate", help="apply pending database migrations")

@@ -75,6 +75,12 @@ CASES = [
     (["serve", "--host", "a..b", "--port", "1"], "cannot listen on a..b"),
     (["quickstart", "--host", BIG], "--host"),
     (["worker", "--database-url", "mysql://x"], "unsupported database URL"),
+    # An empty option was no option: the environment's database (or ./leadloop.db, created) was
+    # used, and the environment's playbook (or none); an empty LEADLOOP_DATABASE_URL is refused.
+    (["migrate", "--database-url", ""], "--database-url"),
+    (["keys", "create", "--database-url=", "--create-workspace"], "--database-url"),
+    (["serve", "--playbook", "", "--host", "a..b"], "--playbook"),
+    (["worker", "--playbook", "", "--database-url", "mysql://x"], "--playbook"),
     (["migrate", "--database-url", "postgresql://[::1"], "malformed database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/not.db"], "not.db"),
     # NUL: SQLite's open raised ValueError (a traceback); libpq cut the URL there, so
