@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from leadloop.clock import SystemClock
 from leadloop.config import Settings, port_number, require_database_url, whole_number
-from leadloop.errors import ConfigError, LeadloopError
+from leadloop.errors import ConfigError, LeadloopError, escaped
 from leadloop.files import FileTooLarge, read_limited, reason
 from leadloop.runtime import freeze_startup
 from leadloop.storage import workspaces
@@ -398,8 +398,10 @@ def row_id(raw: str) -> int:
 
 def one_line(message: str) -> str:
     """An error as one line: drivers' messages (psycopg's "Is the server running...?") span
-    several, and stderr's last line is what scripts and logs keep."""
-    return clipped("; ".join(line.strip() for line in message.splitlines() if line.strip()))
+    several, and stderr's last line is what scripts and logs keep. Other control characters
+    (in a path the message quotes) are shown escaped, not sent to the terminal."""
+    lines = (escaped(line.strip()) for line in message.replace("\r\n", "\n").split("\n"))
+    return clipped("; ".join(line for line in lines if line))
 
 
 ERROR_LIMIT = 800

@@ -95,6 +95,11 @@ CASES = [
     (["events", "redrive", "٣"], "id"),
     (["events", "redrive", "9" * 30], "id"),
     (["events", "redrive", "--all", "--wait", "9" * 5000], "--wait"),
+    # A path's control characters reached the terminal as they were: an escape sequence was
+    # run, a NUL written (a name of a playbook file was already shown escaped).
+    (["spend", "import", "{tmp}/a\x1b[2Jb.csv"], "a\\x1b[2Jb.csv: No such file"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/p\x00.json"], "p\\x00.json"),
+    (["explain", "u1", "--database-url", "sqlite:///{tmp}/a\rb/x.db"], "a\\rb/x.db"),
     # Echoed back whole: a 100,000-character line, the rest of the message lost at its end.
     (["migrate", "--database-url", BIG], "use sqlite:///path or postgresql://"),
     (["migrate", "--database-url", "sqlite:///x.db?" + BIG], "only synchronous=NORMAL|FULL"),

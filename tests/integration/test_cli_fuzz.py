@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,6 +350,8 @@ def _check(argv: list[str], status: int, err: str, before: Any, after: Any) -> N
     assert status in (0, 1, 2), f"{what}: status {status}\n{err[-2000:]}"
     assert "Traceback" not in err, f"{what}:\n{err[-4000:]}"
     assert all(len(line) < 1_000 for line in err.splitlines()), f"{what}: echoes a huge value"
+    shown = [c for c in err if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+    assert not shown, f"{what}: control characters reach the terminal: {err[-2000:]!r}"
     if status != 0:
         assert err.strip(), f"{what}: status {status} and nothing on stderr"
         changed = sorted(t for t in after if after[t] != before.get(t))
