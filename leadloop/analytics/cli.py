@@ -66,6 +66,8 @@ def cmd_spend_import(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.app import open_existing
     from leadloop.clock import SystemClock
 
+    if not args.file:  # `Path("")` is the current folder: "Is a directory" would name nothing
+        raise LeadloopError("no file given (it is empty): name the CSV export")
     try:
         text = read_limited(Path(args.file), SPEND_LIMIT).decode("utf-8-sig")
     except (OSError, ValueError) as error:  # UnicodeDecodeError and FileTooLarge included

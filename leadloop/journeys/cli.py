@@ -72,6 +72,8 @@ def _read_events(path: str | None) -> list[dict[str, Any]]:
 
 
 def _read(option: str, path: str, limit: int) -> str:
+    if not path:  # `Path("")` is the current folder: "Is a directory" would name nothing
+        raise LeadloopError(f"{option}: no file given (it is empty)")
     try:
         # utf-8-sig: a byte order mark, as some editors write, is not part of the JSON.
         return read_limited(Path(path), limit).decode("utf-8-sig")

@@ -95,6 +95,11 @@ CASES = [
     (["events", "redrive", "٣"], "id"),
     (["events", "redrive", "9" * 30], "id"),
     (["events", "redrive", "--all", "--wait", "9" * 5000], "--wait"),
+    # `Path("")` is the current folder: "cannot read : Is a directory" named nothing.
+    (["spend", "import", ""], "no file given (it is empty)"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", ""], "--profile: no file given"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--events", ""],
+     "--events: no file given"),
     # A path's control characters reached the terminal as they were: an escape sequence was
     # run, a NUL written (a name of a playbook file was already shown escaped).
     (["spend", "import", "{tmp}/a\x1b[2Jb.csv"], "a\\x1b[2Jb.csv: No such file"),
