@@ -11,11 +11,12 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from leadloop.clock import SystemClock
 from leadloop.config import Settings, port_number, require_database_url, whole_number
-from leadloop.errors import ConfigError, LeadloopError
-from leadloop.files import FileTooLarge, read_limited
+from leadloop.errors import ConfigError, LeadloopError, escaped
+from leadloop.files import FileTooLarge, read_limited, reason
 from leadloop.runtime import freeze_startup
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, connect
@@ -248,7 +249,7 @@ def _saved_credentials(path: Path) -> dict[str, str]:
     try:
         exists, regular = path.exists(), path.is_file()
     except (OSError, ValueError) as error:  # a name too long, NUL: `exists` raises, not False
-        raise LeadloopError(f"cannot read --credentials {path}: {_reason(error)}") from error
+        raise LeadloopError(f"cannot read --credentials {path}: {reason(error)}") from error
     if not exists:
         return {}
     if not regular:
@@ -266,7 +267,7 @@ def _saved_credentials(path: Path) -> dict[str, str]:
     except ValueError:  # not JSON, or not UTF-8
         return {}
     except OSError as error:
-        raise LeadloopError(f"cannot read --credentials {path}: {error}") from error
+        raise LeadloopError(f"cannot read --credentials {path}: {reason(error)}") from error
     if not isinstance(saved, dict):
         return {}
     return {key: value for key, value in saved.items() if isinstance(value, str)}
@@ -299,16 +300,11 @@ def _quickstart_credentials(url: DatabaseUrl, database_url: str, path: Path) -> 
                 os.chmod(path, 0o600)
             except (OSError, ValueError) as error:
                 raise LeadloopError(
-                    f"cannot write --credentials {path}: {_reason(error)}"
+                    f"cannot write --credentials {path}: {reason(error)}"
                 ) from error
         return creds
     finally:
         conn.close()
-
-
-def _reason(error: Exception) -> str:
-    """An OS error's reason without the path it repeats (the message names it already)."""
-    return str(getattr(error, "strerror", None) or error)
 
 
 def cmd_quickstart(args: argparse.Namespace, settings: Settings) -> int:
@@ -364,6 +360,18 @@ def _port(raw: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _given(what: str) -> Callable[[str], str]:
+    """An option that falls back to the environment when left out: given empty, it was read as
+    left out, and the environment's database (or `./leadloop.db`, created) or playbook used."""
+
+    def given(raw: str) -> str:
+        if not raw:
+            raise argparse.ArgumentTypeError(f"empty: give {what}, or leave the option out")
+        return raw
+
+    return given
+
+
 LABEL_LIMIT = 200
 
 
@@ -390,12 +398,36 @@ def row_id(raw: str) -> int:
 
 def one_line(message: str) -> str:
     """An error as one line: drivers' messages (psycopg's "Is the server running...?") span
-    several, and stderr's last line is what scripts and logs keep."""
-    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    several, and stderr's last line is what scripts and logs keep. Other control characters
+    (in a path the message quotes) are shown escaped, not sent to the terminal."""
+    lines = (escaped(line.strip()) for line in message.replace("\r\n", "\n").split("\n"))
+    return clipped("; ".join(line for line in lines if line))
+
+
+ERROR_LIMIT = 800
+
+
+def clipped(message: str) -> str:
+    """At most about `ERROR_LIMIT` characters: a message that quotes the value it refuses (a
+    path, a URL, a choice) would otherwise be as long as that value, a 100,000-character line
+    whose end, which says what was wrong, nobody reads. Its middle goes."""
+    if len(message) <= ERROR_LIMIT:
+        return message
+    half = ERROR_LIMIT // 2
+    cut = len(message) - 2 * half
+    return f"{message[:half]}…({cut:,} characters cut)…{message[-half:]}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors quote the value too (`invalid choice: '...'`); sub-parsers are
+    made of the parent's class, so every command's are clipped."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(clipped(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="leadloop",
         description="Event-driven marketing automation: ingest, CDP, scoring, journeys, conversions.",
     )
@@ -405,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--database-url",
+            type=_given("a database URL"),
             help="sqlite:///path or postgresql://... (default: $LEADLOOP_DATABASE_URL "
             "or sqlite:///./leadloop.db)",
         )
@@ -413,7 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
         db_arg(p)
         p.add_argument("--host", type=_host, help="address to bind (default 127.0.0.1)")
         p.add_argument("--port", type=_port, help="port (default 8080)")
-        p.add_argument("--playbook", help="playbook file or folder to apply at start")
+        p.add_argument(
+            "--playbook",
+            type=_given("a playbook path"),
+            help="playbook file or folder to apply at start",
+        )
         p.add_argument(
             "--clock",
             choices=["system", "manual"],
@@ -439,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run only the processor and timers (PostgreSQL deployments)")
     db_arg(p)
-    p.add_argument("--playbook", help="playbook file or folder")
+    p.add_argument("--playbook", type=_given("a playbook path"), help="playbook file or folder")
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("migrate", help="apply pending database migrations")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from leadloop.cli import label, row_id
+from leadloop.cli import clipped, label, row_id
 from leadloop.clock import SystemClock
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
@@ -149,7 +149,7 @@ def cmd_playbook_validate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         playbook = store.build(store.read_sources(args.path))
     except PlaybookError as exc:
-        print(f"invalid: {exc}", file=sys.stderr)
+        print(f"invalid: {clipped(str(exc))}", file=sys.stderr)
         return 1
     _print_warnings(playbook)
     print(

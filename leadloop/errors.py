@@ -15,6 +15,12 @@ from __future__ import annotations
 import unicodedata
 
 
+def escaped(text: str) -> str:
+    """`text` with its control characters (line breaks, ESC, NUL) written as escapes: a path or
+    value quoted in a message is shown, not run by the terminal or split over lines."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+
+
 class LeadloopError(Exception):
     pass
 
@@ -31,7 +37,7 @@ class PlaybookError(ConfigError):
         self.message = message
         # A file name may hold any character but NUL: a line break split the message (scripts
         # keep the last line), an escape sequence reached the terminal.
-        shown = "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in file)
+        shown = escaped(file)
         where = f"{shown}:{line}" if line is not None else shown
         # A YAML syntax error names no field: "file:3: message", not "file:3: : message".
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")

@@ -18,3 +18,9 @@ def read_limited(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise FileTooLarge(f"larger than the limit of {limit:,} bytes")
     return data
+
+
+def reason(error: Exception) -> str:
+    """An error reading or writing a file, without the path an OS error repeats at its end (the
+    message names it already, and a long one twice buried the reason between the two)."""
+    return str(getattr(error, "strerror", None) or error)

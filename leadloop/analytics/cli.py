@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
-from leadloop.files import read_limited
+from leadloop.files import read_limited, reason
 
 if TYPE_CHECKING:
     from leadloop.analytics.queries import Conn
@@ -66,10 +66,12 @@ def cmd_spend_import(args: argparse.Namespace, settings: Settings) -> int:
     from leadloop.app import open_existing
     from leadloop.clock import SystemClock
 
+    if not args.file:  # `Path("")` is the current folder: "Is a directory" would name nothing
+        raise LeadloopError("no file given (it is empty): name the CSV export")
     try:
         text = read_limited(Path(args.file), SPEND_LIMIT).decode("utf-8-sig")
     except (OSError, ValueError) as error:  # UnicodeDecodeError and FileTooLarge included
-        raise LeadloopError(f"cannot read {args.file}: {error}") from error
+        raise LeadloopError(f"cannot read {args.file}: {reason(error)}") from error
     try:
         rows = parse_spend(text, args.file)
     except SpendFileError as error:

@@ -11,7 +11,7 @@ from typing import Any
 
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
-from leadloop.files import read_limited
+from leadloop.files import read_limited, reason
 from leadloop.ingest.model import MAX_REQUEST_BYTES
 
 PROFILE_SHAPE = '{"userId": ..., "traits": {...}}'
@@ -72,11 +72,13 @@ def _read_events(path: str | None) -> list[dict[str, Any]]:
 
 
 def _read(option: str, path: str, limit: int) -> str:
+    if not path:  # `Path("")` is the current folder: "Is a directory" would name nothing
+        raise LeadloopError(f"{option}: no file given (it is empty)")
     try:
         # utf-8-sig: a byte order mark, as some editors write, is not part of the JSON.
         return read_limited(Path(path), limit).decode("utf-8-sig")
     except (OSError, ValueError) as error:  # UnicodeDecodeError and FileTooLarge included
-        raise LeadloopError(f"cannot read {option} {path}: {error}") from error
+        raise LeadloopError(f"cannot read {option} {path}: {reason(error)}") from error
 
 
 def _constant(name: str) -> Any:

@@ -214,6 +214,10 @@ class PostgresConnection:
             self._conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        except UnicodeError as exc:
+            # The resolver encodes the host with IDNA, which refuses an empty label (`a..b`),
+            # one past 63 characters and format characters: not a psycopg error, a traceback.
+            raise StorageError(f"cannot connect to PostgreSQL: bad host name: {exc}") from exc
         self._psycopg = psycopg
         self._cache: dict[str, str] = {}
 

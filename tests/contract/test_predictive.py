@@ -138,8 +138,9 @@ def test_too_few_conversions_train_nothing(
     try:
         seed(h, 60)
         assert train(h) == 1
-        out = capsys.readouterr().out
-        assert "lead: not trained:" in out and "500 are needed" in out
+        # On stderr, as every failure's reason: `predict train > report.txt` said nothing.
+        err = capsys.readouterr().err
+        assert "lead: not trained:" in err and "500 are needed" in err
         assert h.sql("SELECT COUNT(*) FROM predictive_models") == [(0,)]
         assert predicted(h, "u1")["status"] == "not trained"
     finally:

@@ -75,6 +75,12 @@ CASES = [
     (["serve", "--host", "a..b", "--port", "1"], "cannot listen on a..b"),
     (["quickstart", "--host", BIG], "--host"),
     (["worker", "--database-url", "mysql://x"], "unsupported database URL"),
+    # An empty option was no option: the environment's database (or ./leadloop.db, created) was
+    # used, and the environment's playbook (or none); an empty LEADLOOP_DATABASE_URL is refused.
+    (["migrate", "--database-url", ""], "--database-url"),
+    (["keys", "create", "--database-url=", "--create-workspace"], "--database-url"),
+    (["serve", "--playbook", "", "--host", "a..b"], "--playbook"),
+    (["worker", "--playbook", "", "--database-url", "mysql://x"], "--playbook"),
     (["migrate", "--database-url", "postgresql://[::1"], "malformed database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/not.db"], "not.db"),
     # NUL: SQLite's open raised ValueError (a traceback); libpq cut the URL there, so
@@ -89,7 +95,30 @@ CASES = [
     (["events", "redrive", "٣"], "id"),
     (["events", "redrive", "9" * 30], "id"),
     (["events", "redrive", "--all", "--wait", "9" * 5000], "--wait"),
+    # `Path("")` is the current folder: "cannot read : Is a directory" named nothing.
+    (["spend", "import", ""], "no file given (it is empty)"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", ""], "--profile: no file given"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/profile.json", "--events", ""],
+     "--events: no file given"),
+    # A path's control characters reached the terminal as they were: an escape sequence was
+    # run, a NUL written (a name of a playbook file was already shown escaped).
+    (["spend", "import", "{tmp}/a\x1b[2Jb.csv"], "a\\x1b[2Jb.csv: No such file"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/p\x00.json"], "p\\x00.json"),
+    (["explain", "u1", "--database-url", "sqlite:///{tmp}/a\rb/x.db"], "a\\rb/x.db"),
+    # Echoed back whole: a 100,000-character line, the rest of the message lost at its end.
+    (["migrate", "--database-url", BIG], "use sqlite:///path or postgresql://"),
+    (["migrate", "--database-url", "sqlite:///x.db?" + BIG], "only synchronous=NORMAL|FULL"),
+    (["outbox", "list", "--status", BIG], "(choose from"),
+    (["playbook", "validate", BIG], "File name too long"),
+    (["playbook", "diff", "{tmp}/" + BIG], "File name too long"),
+    (["spend", "import", "{tmp}/" + BIG], "File name too long"),
+    (["simulate", "--playbook", PLAYBOOK, "--profile", "{tmp}/" + BIG], "File name too long"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x"], "refused; Is the server running"),
+    # A host name IDNA cannot encode (an empty label, one past 63 characters, a format
+    # character): the driver's resolver raised UnicodeError, a traceback.
+    (["migrate", "--database-url", "postgresql://nobody@a..b/x"], "cannot connect to PostgreSQL"),
+    (["outbox", "list", "--database-url", "postgresql://" + "h" * 64 + "/x"], "label too long"),
+    (["explain", "u1", "--database-url", "postgresql://\u202e/x"], "cannot connect to PostgreSQL"),
     (["playbook", "validate", "{tmp}/missing.yaml"], "missing.yaml"),
     (["playbook", "diff", "{tmp}/binary"], "binary"),
     (["playbook", "apply", "{tmp}/folder"], "folder"),

@@ -100,7 +100,7 @@ def cmd_predict_train(args: argparse.Namespace, settings: Settings) -> int:
                 conn, args.workspace, model, now, _progress(model.id), store=not args.dry_run
             )
             if isinstance(outcome, service.NotTrained):
-                print(f"{model.id}: not trained: {outcome.reason}")
+                print(f"{model.id}: not trained: {outcome.reason}", file=sys.stderr)
                 failed = True
                 continue
             assert model.predict is not None
