@@ -204,15 +204,28 @@ def cmd_playbook_diff(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rescores(settings: Settings, new: Any, live: Any) -> list[str]:
-    """Which of `new`'s models applying it over `live` rescores, and why
-    (`rescoring.rescore_reasons`)."""
-    from leadloop.scoring.rescoring import rescore_reasons
-
+    """`_changes` on a connection of its own."""
     conn = _conn(settings)
     try:
-        return rescore_reasons(conn, new.workspace, live.models, new.models)
+        return _changes(conn, new, live)
     finally:
         conn.close()
+
+
+def _changes(conn: Conn, new: Any, live: Any) -> list[str]:
+    """What applying `new` over `live` (the live playbook, None for none) changes beyond its
+    text: the models it rescores (`rescoring.rescore_reasons`) and the journeys it gives a new
+    version (`journeys.changes.version_changes`), and why."""
+    from leadloop.journeys.changes import version_changes
+    from leadloop.playbook.store import journeys_of
+    from leadloop.scoring.rescoring import rescore_reasons
+
+    # Both were built by `store.build`, which validated their journeys the same way.
+    ws, before = new.workspace, journeys_of(live).journeys if live is not None else ()
+    return [
+        *rescore_reasons(conn, ws, live.models if live is not None else (), new.models),
+        *version_changes(conn, ws, before, journeys_of(new).journeys),
+    ]
 
 
 def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,17 +256,16 @@ def cmd_playbook_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply_rescores(conn: Conn, playbook: Any, applied: Any) -> list[str]:
-    """`_rescores` for `apply`, on its connection; nothing to say when the live playbook does
+    """`_changes` for `apply`, on its connection; nothing to say when the live playbook does
     not build here (a `${VAR}` this shell does not set, or stricter validation)."""
     from leadloop.errors import PlaybookError
     from leadloop.playbook import store
-    from leadloop.scoring.rescoring import rescore_reasons
 
     try:
-        live = store.build(applied.sources).models if applied is not None else ()
+        live = store.build(applied.sources) if applied is not None else None
     except PlaybookError:
         return []
-    return rescore_reasons(conn, playbook.workspace, live, playbook.models)
+    return _changes(conn, playbook, live)
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:

@@ -37,7 +37,17 @@ from leadloop.journeys.triggers import parse_goal, parse_reentry, parse_trigger
 from leadloop.playbook.diff import digest_with_values
 from leadloop.playbook.fields import fail, items
 from leadloop.playbook.model import Playbook
-from leadloop.playbook.nodes import Map, Mark, Node, Scalar, Seq, join, to_raw, to_value
+from leadloop.playbook.nodes import (
+    Map,
+    Mark,
+    Node,
+    Scalar,
+    Seq,
+    env_names,
+    join,
+    to_raw,
+    to_value,
+)
 from leadloop.policy.model import PolicyConfig
 
 
@@ -158,11 +168,13 @@ def parse_journey(node: Node, path: str, context: ParseContext) -> Journey:
             if target.value not in step_nodes:
                 fail(target, target_path, f"no step {target.value!r} in this journey")
             migrate[old] = target.value
+    raw = to_raw(node)
     return Journey(
         id=journey_id,
         # The values count: a `${VAR}` the journey reads (a template, a wait) set otherwise is
         # another definition, and instances that started on the old one must keep it.
-        version=digest_with_values(to_raw(node), to_value(node)),
+        version=digest_with_values(raw, to_value(node)),
+        variables=tuple(sorted(env_names(raw))),
         name=fields.text("name", ""),
         trigger=parse_trigger(fields, context),
         only_if=parse_tests(fields, "if", context),

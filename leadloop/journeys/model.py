@@ -270,6 +270,8 @@ class Journey:
     """Step of an older version → step of this one, for instances that should move over."""
     definition: Any = None
     """The definition as plain data, stored per version so pinned instances can be resumed."""
+    variables: tuple[str, ...] = ()
+    """The `${VAR}`s the journey reads: their values count in its version."""
     _by_id: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

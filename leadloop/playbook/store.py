@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from leadloop.playbook import load
 from leadloop.playbook.model import Playbook
 from leadloop.storage.db import PostgresConnection, SqliteConnection
+
+if TYPE_CHECKING:
+    from leadloop.journeys.model import JourneySet
 
 Conn = SqliteConnection | PostgresConnection
 _sources = msgspec.json.Decoder(dict[str, str])
@@ -33,17 +37,20 @@ def build(sources: Mapping[str, str], env: Mapping[str, str] | None = None) -> P
     """Parse, merge and validate sources exactly as `load_playbook` does files."""
     root = load.merge_sources(sources, env)
     playbook = load._build(root, tuple(sources))
-    # Each stage owns its section; journeys check their templates against the channels'.
+    journeys = journeys_of(playbook)
+    if journeys.warnings:
+        playbook = replace(playbook, warnings=(*playbook.warnings, *journeys.warnings))
+    return playbook
+
+
+def journeys_of(playbook: Playbook) -> JourneySet:
+    """The playbook's journeys as `build` validates them: each stage owns its section, and
+    journeys check their templates against the channels'."""
     from leadloop.channels.config import parse_channels
     from leadloop.journeys.config import parse_journeys
 
     channels = parse_channels(playbook.sections.get("channels"))
-    journeys = parse_journeys(
-        playbook, channels.template_names(), (a.id for a in channels.audiences)
-    )
-    if journeys.warnings:
-        playbook = replace(playbook, warnings=(*playbook.warnings, *journeys.warnings))
-    return playbook
+    return parse_journeys(playbook, channels.template_names(), (a.id for a in channels.audiences))
 
 
 def refused(workspace: str, playbook_id: int, error: Exception) -> str:

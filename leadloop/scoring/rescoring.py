@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from tqdm import tqdm
@@ -112,7 +112,14 @@ def scored_with_other_values(
     return tuple(m for m in models if m.variables and not _scored_under(conn, workspace, m))
 
 
-def variable_names(model: ScoringModel) -> str:
+class ReadsVariables(Protocol):
+    """A scoring model or a journey: what reads `${VAR}`s whose values count in its version."""
+
+    @property
+    def variables(self) -> tuple[str, ...]: ...
+
+
+def variable_names(model: ReadsVariables) -> str:
     return ", ".join(f"${{{name}}}" for name in model.variables)
 
 

@@ -1,6 +1,6 @@
-"""`playbook diff` and `apply` say which scoring models applying would rescore, and why: a
-changed rule, or a `${VAR}` whose value in this shell is not the one the profiles were scored
-with (named, its value never printed)."""
+"""`playbook diff` and `apply` say which scoring models applying would rescore, and which
+journeys would get a new version, and why: a changed rule or definition, or a `${VAR}` whose
+value in this shell is not the one the engine used (named, its value never printed)."""
 
 from __future__ import annotations
 
@@ -15,24 +15,31 @@ from tests.contract.conftest import EXAMPLE_PLAYBOOK, make_harness
 RULE = "{ field: page.path, op: starts_with, value: /pricing }"
 
 
-def _playbook(tmp_path: Path, points: int = 10) -> Path:
+def _playbook(tmp_path: Path, points: int = 10, reentry: str = "once") -> Path:
     text = Path(EXAMPLE_PLAYBOOK).read_text()
     assert RULE in text and "          points: 10\n        - id: lead_magnet" in text
-    text = text.replace(RULE, RULE.replace("/pricing", "'${PRICING_PATH}'")).replace(
-        "          points: 10\n        - id: lead_magnet",
-        f"          points: {points}\n        - id: lead_magnet",
+    assert text.count("duration: 48h") == 1 and text.count("reentry: once") == 1
+    text = (
+        text.replace(RULE, RULE.replace("/pricing", "'${PRICING_PATH}'"))
+        .replace(
+            "          points: 10\n        - id: lead_magnet",
+            f"          points: {points}\n        - id: lead_magnet",
+        )
+        .replace("duration: 48h", "duration: '${NURTURE_WAIT}'")
+        .replace("reentry: once", f"reentry: {reentry}")
     )
-    path = tmp_path / f"p{points}.yaml"
+    path = tmp_path / f"p{points}{reentry}.yaml"
     path.write_text(text)
     return path
 
 
 @pytest.fixture
 def scored(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The playbook, which an engine with `PRICING_PATH=/pricing` applied and scored a profile
-    under; the test then changes the variable with `monkeypatch`."""
+    """The playbook, which an engine with `PRICING_PATH=/pricing` and `NURTURE_WAIT=48h` applied
+    and scored a profile under; the test then changes a variable with `monkeypatch`."""
     playbook = _playbook(tmp_path)
     monkeypatch.setenv("PRICING_PATH", "/pricing")
+    monkeypatch.setenv("NURTURE_WAIT", "48h")
     h = make_harness(sqlite_url, str(playbook))
     try:
         h.send({"type": "page", "userId": "low", "properties": {"path": "/pricing"}})
@@ -75,6 +82,34 @@ def test_diff_says_a_changed_rule_rescores(
     lines = _run(capsys, "playbook", "diff", "--database-url", sqlite_url, changed)
     assert "~ scoring.models[lead].engagement[pricing_page].points: 10 -> 30" in lines
     assert any(line.startswith("rescores model lead: its rules changed") for line in lines)
+    assert not any("journey" in line for line in lines)
+
+
+def test_diff_and_apply_say_a_changed_journey_gets_a_new_version(
+    scored: Path, sqlite_url: str, tmp_path: Path, capsys: Capture
+) -> None:
+    changed = str(_playbook(tmp_path, reentry="always"))
+    lines = _run(capsys, "playbook", "diff", "--database-url", sqlite_url, changed)
+    assert '~ journeys.flows[lead_nurture].reentry: "once" -> "always"' in lines
+    (line,) = [line for line in lines if "journey lead_nurture" in line]
+    assert line.startswith("new version of journey lead_nurture: its definition changed")
+    assert "stay on the version they entered" in line
+    assert not any(line.startswith("rescores model") for line in lines)
+    applied = _run(capsys, "playbook", "apply", "--database-url", sqlite_url, changed)
+    assert line in applied
+
+
+def test_diff_says_a_journey_value_changed_and_names_only_the_variable(
+    scored: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    monkeypatch.setenv("NURTURE_WAIT", "49h")
+    lines = _run(capsys, "playbook", "diff", "--database-url", sqlite_url, str(scored))
+    assert lines[0] == "no changes to the text"
+    (line,) = lines[1:]
+    assert line.startswith("new version of journey lead_nurture: ") and "${NURTURE_WAIT}" in line
+    assert not any("48h" in line or "49h" in line for line in lines)
+    applied = _run(capsys, "playbook", "apply", "--database-url", sqlite_url, str(scored))
+    assert line in applied
 
 
 def test_backtest_says_when_the_current_rules_here_are_not_the_engines(
@@ -100,3 +135,30 @@ def test_explain_says_when_a_score_was_made_with_other_values_than_this_shells(
     (headline,) = [line for line in _run(capsys, *explain) if line.startswith("lead: ")]
     assert headline.startswith("lead: 10 = fit 0 + engagement 10 ")
     assert "${PRICING_PATH}" in headline and "/plans-secret" not in headline
+
+
+def test_diff_says_a_renamed_journey_is_new_and_the_old_ones_instances_end(
+    scored: Path, sqlite_url: str, tmp_path: Path, capsys: Capture
+) -> None:
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(scored.read_text().replace("- id: lead_nurture", "- id: lead_welcome"))
+    lines = _run(capsys, "playbook", "diff", "--database-url", sqlite_url, str(renamed))
+    assert "new version of journey lead_welcome: it is new" in "\n".join(lines)
+    (removed,) = [line for line in lines if line.startswith("removes journey ")]
+    assert removed.startswith("removes journey lead_nurture: its running instances end")
+    assert "journey removed from the playbook" in removed
+
+
+def test_diff_says_which_steps_migrate_moves_to_the_new_version(
+    scored: Path, sqlite_url: str, tmp_path: Path, capsys: Capture
+) -> None:
+    mapped = tmp_path / "mapped.yaml"
+    migrate = "reentry: once\n      migrate: { wait_48h: send_case_study }"
+    mapped.write_text(scored.read_text().replace("reentry: once", migrate))
+    lines = _run(capsys, "playbook", "diff", "--database-url", sqlite_url, str(mapped))
+    (line,) = [line for line in lines if "journey lead_nurture" in line]
+    assert line.startswith("new version of journey lead_nurture: its definition changed")
+    assert line.endswith(
+        "except those `migrate` maps, which move to this version's step "
+        "(wait_48h → send_case_study)"
+    )
