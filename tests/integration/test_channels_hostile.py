@@ -347,6 +347,18 @@ def test_a_signed_body_repeating_a_key_is_a_400_naming_it(hooks: Api) -> None:
     assert state(hooks) == before
 
 
+def test_a_signed_twilio_callback_repeating_a_parameter_is_a_400_naming_it(hooks: Api) -> None:
+    """Twilio signs the sorted parameters, both values of a repeated one included; we kept the
+    last (`dict`), where the sender's reading may take the first: `delivered` was applied."""
+    before = state(hooks)
+    params = [("MessageSid", "SM123"), ("MessageStatus", "failed"), ("MessageStatus", "delivered")]
+    r = twilio_post(hooks, params, "twilio-default")
+    assert (r.status_code, r.json()["code"]) == (400, "bad_request")
+    assert "'MessageStatus'" in r.json()["message"]
+    assert twilio_post(hooks, params, "twilio-wrong").status_code == 401  # the signature first
+    assert state(hooks) == before
+
+
 @pytest.mark.parametrize("path", ["/hooks/meta", "/hooks/twilio", "/hooks/email/acme"])
 def test_an_oversize_delivery_is_a_413(api: Api, path: str) -> None:
     r = api.client.post(path, content=b"x" * 1_000_001)
