@@ -212,7 +212,11 @@ def channels_router(engine: Engine) -> APIRouter:
         )
         if not signers:
             return _bad("bad or missing X-Twilio-Signature", 401)
-        if repeated := refuse_repeated_params(params):
+        # `ref` names the message: one given twice in the signed URL is as ambiguous.
+        query_params = parse_qsl(request.url.query, keep_blank_values=True)
+        if repeated := refuse_repeated_params(params) or refuse_repeated_params(
+            query_params, "the URL's query"
+        ):
             return _bad(repeated.message)
         now = engine.clock.now()
         ref = request.query_params.get("ref", "")

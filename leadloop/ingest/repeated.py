@@ -67,17 +67,20 @@ def refuse_repeated(body: bytes) -> Rejected | None:
     )
 
 
-def refuse_repeated_params(pairs: list[tuple[str, str]]) -> Rejected | None:
-    """The refusal of a signed form-encoded body (Twilio's callbacks) that repeats a parameter,
-    else None. Twilio's signature covers every value of a repeated name, and `dict(pairs)`
-    keeps the last where the sender's reading may take the first: as a repeated JSON key."""
+def refuse_repeated_params(
+    pairs: list[tuple[str, str]], where: str = "the body"
+) -> Rejected | None:
+    """The refusal of signed form-encoded parameters (a Twilio callback's body, or its URL's
+    query) that repeat one, else None. Twilio's signature covers every value of a repeated
+    name, and a mapping keeps the last where the sender's reading may take the first: as a
+    repeated JSON key."""
     seen: set[str] = set()
     for name, _ in pairs:
         if name in seen:
             return Rejected(
                 "duplicate_key",
-                f"the body repeats the parameter {_shown(name)!r}: a signed body must have one "
-                "reading",
+                f"{where} repeats the parameter {_shown(name)!r}: a signed request must have "
+                "one reading",
             )
         seen.add(name)
     return None
