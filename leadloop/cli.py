@@ -361,8 +361,9 @@ def _port(raw: str) -> int:
 
 
 def _given(what: str) -> Callable[[str], str]:
-    """An option that falls back to the environment when left out: given empty, it was read as
-    left out, and the environment's database (or `./leadloop.db`, created) or playbook used."""
+    """An option that falls back to the environment (or a default file) when left out: given
+    empty, it was read as left out, and the environment's database (or `./leadloop.db`,
+    created) or playbook used, or a path to the current folder."""
 
     def given(raw: str) -> str:
         if not raw:
@@ -471,7 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
         "quickstart", help="create or reuse `default` credentials, print them, serve"
     )
     serve_args(p)
-    p.add_argument("--credentials", default=".leadloop/credentials.json", help="where to keep them")
+    p.add_argument(
+        "--credentials",
+        type=_given("a credentials file path"),  # `Path("")` would be the current folder
+        default=".leadloop/credentials.json",
+        help="where to keep them",
+    )
     p.set_defaults(handler=cmd_quickstart)
 
     p = sub.add_parser("worker", help="run only the processor and timers (PostgreSQL deployments)")

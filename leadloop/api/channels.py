@@ -45,7 +45,7 @@ from leadloop.channels.records import messages_page
 from leadloop.channels.settings import ChannelsConfig
 from leadloop.channels.tracking import verify
 from leadloop.identity import queries
-from leadloop.ingest.repeated import refuse_repeated
+from leadloop.ingest.repeated import refuse_repeated, refuse_repeated_params
 from leadloop.outbox.signing import verify_webhook
 
 if TYPE_CHECKING:
@@ -212,6 +212,12 @@ def channels_router(engine: Engine) -> APIRouter:
         )
         if not signers:
             return _bad("bad or missing X-Twilio-Signature", 401)
+        # `ref` names the message: one given twice in the signed URL is as ambiguous.
+        query_params = parse_qsl(request.url.query, keep_blank_values=True)
+        if repeated := refuse_repeated_params(params) or refuse_repeated_params(
+            query_params, "the URL's query"
+        ):
+            return _bad(repeated.message)
         now = engine.clock.now()
         ref = request.query_params.get("ref", "")
         found = receipt_parsing.storable([receipt_parsing.parse_twilio(dict(params), now, ref)])

@@ -25,7 +25,7 @@ WAIT = 10.0
 and the engine still takes it up."""
 
 T = TypeVar("T")
-Outcome = Literal["processed", "failed", "requested"]
+Outcome = Literal["processed", "failed", "gone", "requested"]
 
 
 def parked_router(engine: "Engine") -> APIRouter:
@@ -47,18 +47,21 @@ def parked_router(engine: "Engine") -> APIRouter:
     @router.post(
         "/parked-events/{parked_id}/redrive",
         summary="Process a parked event again (after the events that followed it): processed "
-        "deletes its row, failed keeps it with one attempt more",
+        "deletes its row, failed keeps it with one attempt more, gone (erased meanwhile) "
+        "deletes it with nothing processed",
     )
     async def redrive(ws: Workspace, parked_id: RowId, response: Response) -> dict[str, Any]:
-        def ask(c: Any) -> list[int] | None:
+        def ask(c: Any) -> dict[int, int] | None:
             row = park.get(c, parked_id)
             if row is None or row.workspace_id != ws:
                 return None
-            return park.request_redrive(c, [parked_id], engine.clock.now())
+            park.request_redrive(c, [parked_id], engine.clock.now())
+            return {row.id: row.seq}
 
-        if await _write(engine, ask) is None:
+        seqs = await _write(engine, ask)
+        if seqs is None:
             raise HTTPException(404, detail="no such parked event in this workspace")
-        [(outcome, row)] = await _outcomes(engine, [parked_id])
+        [(outcome, row)] = await _outcomes(engine, seqs)
         if outcome == "requested":
             response.status_code = 202
         return {"id": parked_id, "outcome": outcome, "parked": row and row.as_dict()}
@@ -68,17 +71,19 @@ def parked_router(engine: "Engine") -> APIRouter:
         summary="Process every parked event of the workspace again, in log order",
     )
     async def redrive_all(ws: Workspace, response: Response) -> dict[str, Any]:
-        def ask(c: Any) -> list[int]:
-            ids = [r.id for r in park.list_parked(c, ws)]
-            return park.request_redrive(c, ids, engine.clock.now())
+        def ask(c: Any) -> dict[int, int]:
+            seqs = {r.id: r.seq for r in park.list_parked(c, ws)}
+            park.request_redrive(c, list(seqs), engine.clock.now())
+            return seqs
 
-        ids = await _write(engine, ask)
-        outcomes = [o for o, _ in await _outcomes(engine, ids)]
+        seqs = await _write(engine, ask)
+        ids = list(seqs)
+        outcomes = [o for o, _ in await _outcomes(engine, seqs)]
         if "requested" in outcomes:
             response.status_code = 202
         return {
             "items": [{"id": i, "outcome": o} for i, o in zip(ids, outcomes, strict=True)],
-            **{o: outcomes.count(o) for o in ("processed", "failed", "requested")},
+            **{o: outcomes.count(o) for o in ("processed", "failed", "gone", "requested")},
         }
 
     return router
@@ -90,21 +95,27 @@ async def _write(engine: "Engine", job: Callable[[Any], T]) -> T:
 
 
 async def _outcomes(
-    engine: "Engine", ids: list[int]
+    engine: "Engine", seqs: dict[int, int]
 ) -> list[tuple[Outcome, park.ParkedEvent | None]]:
-    """What became of each asked-for event, as `leadloop events redrive` reports it: processed
-    (its row is gone), failed (the row stays, asked for no longer), or still requested."""
+    """What became of each asked-for event (`seqs`: parked id to log position, read with the
+    request), as `leadloop events redrive` reports it: processed (its row is removed), gone
+    (erased: its row is removed too), failed (the row stays, asked for no longer), or still
+    requested."""
     deadline = monotonic() + WAIT
+
+    def read(c: Any) -> list[tuple[Outcome, park.ParkedEvent | None]]:
+        return [_outcome(c, park.get(c, i), seq) for i, seq in seqs.items()]
+
     while True:
-        rows = await engine.read(lambda c: [park.get(c, i) for i in ids])
-        outcomes: list[tuple[Outcome, park.ParkedEvent | None]] = [
-            ("processed", None)
-            if row is None
-            else ("requested", row)
-            if row.redrive_requested_at is not None
-            else ("failed", row)
-            for row in rows
-        ]
+        outcomes = await engine.read(read)
         if all(o != "requested" for o, _ in outcomes) or monotonic() > deadline:
             return outcomes
         await asyncio.sleep(0.2)
+
+
+def _outcome(
+    c: Any, row: park.ParkedEvent | None, seq: int
+) -> tuple[Outcome, park.ParkedEvent | None]:
+    if row is None:
+        return park.removed(c, seq), None
+    return ("requested" if row.redrive_requested_at is not None else "failed"), row

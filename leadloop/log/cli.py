@@ -123,34 +123,40 @@ def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_existing(settings.database_url)
     try:
         with conn.transaction():
-            if args.id is not None and park.get(conn, args.id) is None:
+            rows = park.list_parked(conn) if args.all else [park.get(conn, args.id)]
+            if rows == [None]:
                 raise LeadloopError(
                     f"no parked event {args.id} (`leadloop events parked` lists them; a "
                     "re-driven event that was processed is no longer parked)"
                 )
-            ids = park.request_redrive(conn, None if args.all else [args.id], SystemClock().now())
+            # Read with the request: once the row is removed, its log position tells why.
+            seqs = {row.id: row.seq for row in rows if row is not None}
+            ids = park.request_redrive(conn, list(seqs), SystemClock().now())
         if not ids:
             print("no parked events", file=sys.stderr)
             return 0
         if args.wait == 0:
             print(f"asked the engine to re-drive {len(ids)} parked event(s)")
             return 0
-        return _outcome(conn, ids, args.wait)
+        return _outcome(conn, seqs, args.wait)
     finally:
         conn.close()
 
 
-def _outcome(conn: Any, ids: list[int], wait: int) -> int:
-    """Report what became of each asked-for event: processed (its row is gone), still failing
-    (the row stays, asked for no longer), or not taken up within `wait` seconds."""
+def _outcome(conn: Any, seqs: dict[int, int], wait: int) -> int:
+    """Report what became of each asked-for event (`seqs`: parked id to log position):
+    processed (its row is removed), gone (erased: its row is removed too), still failing (the
+    row stays, asked for no longer), or not taken up within `wait` seconds."""
     deadline = monotonic() + wait
     pause = threading.Event()
-    left = set(ids)
+    left = set(seqs)
     failed = 0
     while True:
         for parked_id in sorted(left):
             row = park.get(conn, parked_id)
-            if row is None:
+            if row is None and park.removed(conn, seqs[parked_id]) == "gone":
+                print(f"#{parked_id}: gone: the event was erased; its parked row is removed")
+            elif row is None:
                 print(f"#{parked_id}: processed")
             elif row.redrive_requested_at is None:
                 failed += 1

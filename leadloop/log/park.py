@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import traceback
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from leadloop.errors import Overloaded, StorageError
 from leadloop.log import store
@@ -142,6 +142,13 @@ def failed_again(conn: Conn, parked_id: int, exc: BaseException, now: float) -> 
 
 def remove(conn: Conn, parked_id: int) -> None:
     conn.execute("DELETE FROM parked_events WHERE id = ?", (parked_id,))
+
+
+def removed(conn: Conn, seq: int) -> Literal["processed", "gone"]:
+    """What became of the event of a parked row that is no longer there: processed, or gone
+    from the log (erased since: the re-drive found nothing to process, or the erasure removed
+    the row itself). Taken for processed, an erased event was reported as handled."""
+    return "gone" if store.read_seq(conn, seq)[0] is None else "processed"
 
 
 def get(conn: Conn, parked_id: int) -> ParkedEvent | None:

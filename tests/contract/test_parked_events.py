@@ -102,6 +102,15 @@ def parked(h: Harness) -> list[park.ParkedEvent]:
     return h.engine.read_sync(park.list_parked)
 
 
+def admin_auth(h: Harness) -> dict[str, str]:
+    """The header of a new admin token of `default`."""
+    now = h.engine.clock.now()
+    token = h.engine.writer.submit(
+        lambda c: workspaces.create_admin_token(c, "default", "t", now)
+    ).result()
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_a_poison_event_is_parked_and_the_rest_processed_once(
     probed: tuple[Harness, Probe],
 ) -> None:
@@ -441,11 +450,7 @@ def test_the_admin_api_redrives_a_workspaces_parked_events(
     h.send(track(4) | {"userId": "o4", "messageId": "o4"}, workspace="other")
     h.settle()
     ids = {r.message_id: r.id for r in parked(h)}
-    now = h.engine.clock.now()
-    token = h.engine.writer.submit(
-        lambda c: workspaces.create_admin_token(c, "default", "t", now)
-    ).result()
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = admin_auth(h)
     with TestClient(h.engine.admin_app()) as client:
         m1 = f"/api/v1/parked-events/{ids['m1']}/redrive"
         assert client.post(m1).status_code == 401
@@ -482,11 +487,41 @@ def test_the_admin_api_redrives_a_workspaces_parked_events(
             ],
             "processed": 1,
             "failed": 1,
+            "gone": 0,
             "requested": 0,
         }
     assert [r.message_id for r in parked(h)] == ["m3", "o4"]
     assert [r.attempts for r in parked(h)] == [park.STRIKES + 1, park.STRIKES]
     assert [m for m, _, _ in effects(h)] == ["m1", "m2"]
+
+
+def test_the_admin_api_says_a_redriven_event_erased_meanwhile_is_gone(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """The log no longer holds the events: each re-drive removes the row and has nothing to
+    process, which was answered as `processed`."""
+    h, probe = probed
+    probe.poison = {"m1", "m2"}
+    h.send(track(1), track(2), track(3))
+    h.settle()
+    ids = {r.message_id: r.id for r in parked(h)}
+    h.engine.writer.submit(
+        lambda c: c.execute("DELETE FROM events WHERE message_id IN ('m1', 'm2')")
+    ).result()
+    auth = admin_auth(h)
+    with TestClient(h.engine.admin_app()) as client:
+        r = client.post(f"/api/v1/parked-events/{ids['m1']}/redrive", headers=auth)
+        assert r.status_code == 200
+        assert r.json() == {"id": ids["m1"], "outcome": "gone", "parked": None}
+        r = client.post("/api/v1/parked-events/redrive-all", headers=auth)
+        assert r.status_code == 200 and r.json() == {
+            "items": [{"id": ids["m2"], "outcome": "gone"}],
+            "processed": 0,
+            "failed": 0,
+            "gone": 1,
+            "requested": 0,
+        }
+    assert parked(h) == [] and effects(h) == [("m3", 1, 1)]
 
 
 def test_an_event_erased_while_tried_alone_gets_the_next_one_neither_parked_nor_held(

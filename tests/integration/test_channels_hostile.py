@@ -109,13 +109,13 @@ def whatsapp(
     return {"object": "whatsapp_business_account", "entry": [entry]}
 
 
-def twilio_post(api: Api, params: list[tuple[str, str]], token: str) -> Any:
-    signature = twilio_signature(token, "http://testserver/hooks/twilio", params)
+def twilio_post(api: Api, params: list[tuple[str, str]], token: str, query: str = "") -> Any:
+    signature = twilio_signature(token, f"http://testserver/hooks/twilio{query}", params)
     headers = {
         "content-type": "application/x-www-form-urlencoded",
         "x-twilio-signature": signature,
     }
-    return api.client.post("/hooks/twilio", content=urlencode(params), headers=headers)
+    return api.client.post(f"/hooks/twilio{query}", content=urlencode(params), headers=headers)
 
 
 def email_post(api: Api, body: bytes, secret: str) -> Any:
@@ -344,6 +344,23 @@ def test_a_signed_body_repeating_a_key_is_a_400_naming_it(hooks: Api) -> None:
     r = email_post(hooks, notice, EMAIL_SECRET["default"])
     assert (r.status_code, r.json()["code"]) == (400, "bad_request")
     assert "'type'" in r.json()["message"]
+    assert state(hooks) == before
+
+
+def test_a_signed_twilio_callback_repeating_a_parameter_is_a_400_naming_it(hooks: Api) -> None:
+    """Twilio signs the sorted parameters, both values of a repeated one included; we kept the
+    last (`dict`), where the sender's reading may take the first: `delivered` was applied."""
+    before = state(hooks)
+    params = [("MessageSid", "SM123"), ("MessageStatus", "failed"), ("MessageStatus", "delivered")]
+    r = twilio_post(hooks, params, "twilio-default")
+    assert (r.status_code, r.json()["code"]) == (400, "bad_request")
+    assert "'MessageStatus'" in r.json()["message"]
+    assert twilio_post(hooks, params, "twilio-wrong").status_code == 401  # the signature first
+    # `ref` names the message, and the signature covers the URL with both.
+    params = [("MessageSid", "SM123"), ("MessageStatus", "delivered")]
+    r = twilio_post(hooks, params, "twilio-default", query="?ref=r1&ref=r2")
+    assert (r.status_code, r.json()["code"]) == (400, "bad_request")
+    assert r.json()["message"].startswith("the URL's query repeats the parameter 'ref'")
     assert state(hooks) == before
 
 

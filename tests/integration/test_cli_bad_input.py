@@ -81,6 +81,8 @@ CASES = [
     (["keys", "create", "--database-url=", "--create-workspace"], "--database-url"),
     (["serve", "--playbook", "", "--host", "a..b"], "--playbook"),
     (["worker", "--playbook", "", "--database-url", "mysql://x"], "--playbook"),
+    # `Path("")` is the current folder: "cannot read --credentials .: not a regular file".
+    (["quickstart", "--credentials", "", "--host", "a..b"], "--credentials: empty"),
     (["migrate", "--database-url", "postgresql://[::1"], "malformed database URL"),
     (["migrate", "--database-url", "sqlite:///{tmp}/not.db"], "not.db"),
     # NUL: SQLite's open raised ValueError (a traceback); libpq cut the URL there, so

@@ -62,6 +62,21 @@ def test_parked_lists_them_and_redrive_processes_the_fixed_one(
     assert (code, out) == (0, "asked the engine to re-drive 1 parked event(s)\n")
 
 
+def test_redrive_of_an_event_erased_meanwhile_says_it_is_gone(
+    stuck: tuple[Harness, Probe, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log no longer holds the event: the re-drive removes its row and has nothing to
+    process, which was reported as `processed`."""
+    h, _probe, url = stuck
+    h.engine.writer.submit(
+        lambda c: c.execute("DELETE FROM events WHERE message_id = 'm2'")
+    ).result()
+    code, out, _ = run(capsys, "events", "redrive", "1", "--database-url", url)
+    assert (code, out) == (0, "#1: gone: the event was erased; its parked row is removed\n")
+    assert [r.message_id for r in h.engine.read_sync(park.list_parked)] == ["m3"]
+    assert [m for m, _, _ in effects(h)] == ["m1", "m4"]
+
+
 def test_redrive_refuses_an_unknown_id_and_asks_for_nothing(
     stuck: tuple[Harness, Probe, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from leadloop.ingest import parse
 from leadloop.ingest.model import Rejected
-from leadloop.ingest.repeated import decode_signed, repeated_key
+from leadloop.ingest.repeated import decode_signed, refuse_repeated_params, repeated_key
 from leadloop.ingest.sources import read_delivery
 from leadloop.outbox.signing import sign_webhook
 from leadloop.playbook.model import InboundSource
@@ -99,3 +99,27 @@ def test_the_unsigned_tracking_api_keeps_the_last_value_as_documented() -> None:
     # docs/tracking.md: no signature to disagree with, and the check costs more than the parse.
     decoded = parse.decode_json(b'{"type":"track","type":"identify"}')
     assert decoded == {"type": "identify"}
+
+
+@pytest.mark.parametrize(
+    ("pairs", "name"),
+    [
+        (
+            [("MessageStatus", "failed"), ("MessageSid", "SM1"), ("MessageStatus", "sent")],
+            "MessageStatus",
+        ),
+        ([("A", ""), ("A", "")], "A"),  # the same value twice is still two parameters
+        ([("n" * 300, "1"), ("n" * 300, "2")], "n" * 100 + "..."),
+    ],
+)
+def test_a_repeated_form_parameter_is_refused_naming_it(
+    pairs: list[tuple[str, str]], name: str
+) -> None:
+    refused = refuse_repeated_params(pairs)
+    assert refused is not None and refused.code == "duplicate_key"
+    assert f"parameter {name!r}:" in refused.message
+
+
+def test_form_parameters_that_do_not_repeat_pass() -> None:
+    assert refuse_repeated_params([("MessageSid", "SM1"), ("messagesid", "SM1")]) is None
+    assert refuse_repeated_params([]) is None
