@@ -37,6 +37,17 @@ def test_the_scoring_benchmark_runs_the_parts_asked_for() -> None:
     ]
 
 
+def test_the_rescore_part_runs_only_when_asked() -> None:
+    """A changed model applied while probe events arrive: the rescore finishes, every probe
+    event is written (the part waits for each), and both wait figures are numbers."""
+    rows = table("--parts", "rescore", "--rescore-profiles", "300")
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| rescore of 300 profiles (1,500 events) under 200 live events/s, profiles/s",
+        "| live events' wait during it, p50 / p99 / max ms",
+    ]
+    assert "nan" not in rows[1], rows
+
+
 def test_the_benchmark_prints_no_engine_start_up() -> None:
     """The scratch engines' start-up (a migration line per migration and engine) buried the
     table; their warnings are still shown."""
