@@ -16,6 +16,10 @@
    paced stream of `Go` events for `--late-seconds`; each entry waits 3 s, then sends. How late
    each wake-up is processed after its due time (p50, p99, max), at each rate of `--late-rates`
    (entries/s, and as many wake-ups/s once the first waits end). Target: within 1 s.
+6. Only with `--sweep-sizes`: N profiles are in the log when a playbook adding a segment
+   journey ("no `Go` in 30 days") is applied while live events keep arriving; the sweep's rate
+   and the live events' wait (append to the processor's write) before and during it. No
+   target: it shows how long a sweep holds the events behind it.
 
 Embedded default (SQLite, one process); `--postgres URL` runs the same on a database it creates
 on that server and drops at the end. Prints a markdown table.
@@ -38,7 +42,7 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import at_least, counts, seconds  # noqa: E402
+from common import ProbeStage, at_least, counts, seconds, under_live_events  # noqa: E402
 
 from leadloop.app import Engine  # noqa: E402
 from leadloop.clock import ManualClock  # noqa: E402
@@ -76,6 +80,14 @@ journeys:
       steps:
         - { id: hello, type: send, channel: email, template: hello, next: wait }
         - { id: wait, type: wait_for, event: Email Link Clicked, message_of: hello, timeout: 1d }
+"""
+
+
+SWEEP_FLOW = """
+    - id: win_back
+      entry: { segment: [{event: Go}, {event: Go, within: 30d, not: true}] }
+      steps:
+        - { id: hello, type: send, channel: email, template: hello }
 """
 
 
@@ -301,6 +313,38 @@ def bench_lateness(backend: Backend, rate: int, seconds: float) -> tuple[float, 
     return statistics.median(late), p99, late[-1], len(late)
 
 
+def bench_sweep(backend: Backend, users: int) -> tuple[float, tuple[float, ...]]:
+    """(profiles swept per second, the live events' waits before and during the sweep: p50,
+    p99, max ms each). Every profile had a `Go` just now, so none is in the new segment and
+    each gets a timer 30 days out: the measured wait is the sweep's own."""
+    engine = engine_for(backend, "sweep", ENTRY_PLAYBOOK, journeys=True)
+    probe = ProbeStage()
+    engine.processor.set_stages([*engine.processor.stages, probe])
+    fill(engine, users)
+    process_all(engine)
+    path = Path(backend.folder) / "sweep-added.yaml"
+    path.write_text(ENTRY_PLAYBOOK + SWEEP_FLOW, encoding="utf-8")
+    timers = "SELECT COUNT(*) FROM timers WHERE key LIKE 'segment:win_back:%'"
+
+    def change() -> None:
+        engine.apply_playbook_file(str(path))
+        engine.refresh_playbooks()
+
+    # Live events for profiles already there: a page view leaves them out of the segment, so
+    # each ends with one timer, the sweep's or its event's (never two: see docs/journeys.md).
+    elapsed, waits = under_live_events(
+        engine,
+        probe,
+        engine.clock.now(),
+        change,
+        lambda: count(engine, timers) >= users,
+        prefix="u",
+        users=min(users, 2000),
+    )
+    engine.stop()
+    return users / elapsed, waits
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -373,6 +417,20 @@ def run(backend: Backend, args: argparse.Namespace, rows: list[tuple[str, ...]])
                 "running engine, real clock; timer loop polls every 100 ms",
             )
         )
+    for size in args.sweep_sizes:
+        step(f"segment sweep of {size:,} profiles under 200 live events/s")
+        rate, w = bench_sweep(backend, size)
+        rows.append(
+            (
+                label,
+                f"segment sweep of {size:,} profiles under 200 live events/s, profiles/s",
+                f"{rate:,.0f}",
+                "",
+                "",
+                f"live events waited p50 / p99 / max {w[3]:,.0f} / {w[4]:,.0f} / {w[5]:,.0f} "
+                f"ms during it, {w[0]:,.0f} / {w[1]:,.0f} / {w[2]:,.0f} ms before it",
+            )
+        )
     rss = rss_mib()
     rows.append(
         (
@@ -402,6 +460,12 @@ def main() -> None:
         help="entries/s for the lateness runs ('' skips)",
     )
     parser.add_argument("--late-seconds", type=seconds, default=10.0)
+    parser.add_argument(
+        "--sweep-sizes",
+        type=counts,
+        default=(),
+        help="profiles for the segment sweep runs (default: none)",
+    )
     parser.add_argument("--postgres", help="also run on PostgreSQL (an admin URL)")
     parser.add_argument("--only-postgres", action="store_true", help="skip the SQLite run")
     args = parser.parse_args()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import msgspec
-from common import at_least, basic, seconds, start_leadloop
+from common import ProbeStage, at_least, basic, seconds, start_leadloop, under_live_events
 
 from leadloop.app import Engine
 from leadloop.clock import ManualClock
@@ -294,42 +293,11 @@ def bench_backtest(folder: str) -> float:
     return rate
 
 
-class _Probe:
-    """A stage after scoring that notes when each probe event's batch is written."""
-
-    name = "probe"
-
-    def __init__(self) -> None:
-        self.seen: dict[int, list[str]] = {}
-        self.written: dict[str, float] = {}
-
-    def handle(self, batch: Any, event: Any, profile: Any) -> Any:
-        if event.message_id.startswith("probe-"):
-            self.seen.setdefault(id(batch), []).append(event.message_id)
-        return profile
-
-    def flush(self, batch: Any, conn: Any) -> None:
-        now = time.perf_counter()
-        for mid in self.seen.pop(id(batch), []):
-            self.written.setdefault(mid, now)
-
-    def discard(self, batch: Any) -> None:
-        self.seen.pop(id(batch), None)
-
-
-def _waits(sent: dict[str, float], written: dict[str, float]) -> tuple[float, float, float]:
-    """p50, p99 and max of append → written, in ms."""
-    waits = sorted((written[m] - t) * 1000 for m, t in sent.items() if m in written)
-    if not waits:
-        return math.nan, math.nan, math.nan
-    return statistics.median(waits), waits[max(0, int(len(waits) * 0.99) - 1)], waits[-1]
-
-
 def bench_rescore(folder: str, n_profiles: int) -> tuple[float, int, tuple[float, ...]]:
     """Returns (profiles rescored per second, events replayed, the live events' waits
     before and during the rescore: p50, p99, max ms each)."""
     e = engine_for(folder, "rescore", PLAYBOOK)
-    probe = _Probe()
+    probe = ProbeStage()
     e.processor.set_stages([ScoringStage(e.scoring_models), probe])
     n_events = n_profiles * 5
     fill(e, n_events, n_profiles)
@@ -345,52 +313,13 @@ def bench_rescore(folder: str, n_profiles: int) -> tuple[float, int, tuple[float
         if done >= total:
             finished.set()
 
-    e.rescore_progress = progress
-    e.processor.start()
-    sent: dict[str, float] = {}
-    stop = threading.Event()
-    failed: list[BaseException] = []
-
-    def live() -> None:
-        try:
-            feed()
-        except BaseException as exc:  # re-raised on the main thread: no silent empty figures
-            failed.append(exc)
-
-    def feed() -> None:  # 200 events/s to 2,000 probe profiles, until stopped
-        i = 0
-        while not stop.is_set():
-            mid = f"probe-{i}"
-            page = {"type": "page", "userId": f"p{i % 2000}", "messageId": mid}
-            accepted = parse.parse_request({"batch": [page]}, None, received_at=START + 10 * DAY)
-            assert isinstance(accepted, list)
-            sent[mid] = time.perf_counter()
-            e.writer.append("default", accepted).result()
-            i += 1
-            time.sleep(0.005)
-
-    feeder = threading.Thread(target=live)
-    feeder.start()
-    try:
-        time.sleep(3.0)
-        before = dict(sent)
+    def change() -> None:
         e.apply_playbook_file(str(changed))
-        t0 = time.perf_counter()
         e.refresh_playbooks()
-        if not finished.wait(timeout=3600):
-            raise RuntimeError("the rescore did not finish within an hour")
-        elapsed = time.perf_counter() - t0
-        time.sleep(1.0)
-    finally:
-        stop.set()
-        feeder.join()
-    if failed:
-        raise failed[0]
-    eventually(lambda: all(m in probe.written for m in sent), timeout=60)
-    during = {m: t for m, t in sent.items() if m not in before}
-    e.processor.stop()
+
+    e.rescore_progress = progress
+    elapsed, waits = under_live_events(e, probe, START + 10 * DAY, change, finished.is_set)
     e.stop()
-    waits = _waits(before, probe.written) + _waits(during, probe.written)
     return n_profiles / elapsed, n_events, waits
 
 

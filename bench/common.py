@@ -7,14 +7,17 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from leadloop.config import whole_number
 from leadloop.testing import ServerProcess, eventually, free_port
@@ -203,3 +206,113 @@ def measure(pid: int, fn: object) -> tuple[float, float, float]:
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     result = fn()  # type: ignore[operator]
     return float(result), time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+
+
+class ProbeStage:
+    """A processor stage placed last that notes when each probe event's batch is written
+    (`flush` runs in the batch's transaction, just before its commit)."""
+
+    name = "probe"
+
+    def __init__(self) -> None:
+        self.seen: dict[int, list[str]] = {}
+        self.written: dict[str, float] = {}
+
+    def handle(self, batch: Any, event: Any, profile: Any) -> Any:
+        if event.message_id.startswith("probe-"):
+            self.seen.setdefault(id(batch), []).append(event.message_id)
+        return profile
+
+    def flush(self, batch: Any, conn: Any) -> None:
+        now = time.perf_counter()
+        for mid in self.seen.pop(id(batch), []):
+            self.written.setdefault(mid, now)
+
+    def discard(self, batch: Any) -> None:
+        self.seen.pop(id(batch), None)
+
+
+class ProbeFeed:
+    """A thread appending a page view every 5 ms (200 events/s) for the users `{prefix}0` to
+    `{prefix}{users - 1}` in turn, each with the time it was appended, for `ProbeStage` to
+    time. A failure in the thread is raised by `stop`, so a broken feed never reads as empty
+    figures."""
+
+    def __init__(
+        self, engine: Any, received_at: float, *, prefix: str = "p", users: int = 2000
+    ) -> None:
+        from leadloop.ingest import parse
+
+        self.sent: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._failed: list[BaseException] = []
+
+        def feed() -> None:
+            i = 0
+            while not self._stop.is_set():
+                mid = f"probe-{i}"
+                page = {"type": "page", "userId": f"{prefix}{i % users}", "messageId": mid}
+                accepted = parse.parse_request({"batch": [page]}, None, received_at=received_at)
+                assert isinstance(accepted, list), accepted
+                self.sent[mid] = time.perf_counter()
+                engine.writer.append("default", accepted).result()
+                i += 1
+                time.sleep(0.005)
+
+        def run() -> None:
+            try:
+                feed()
+            except BaseException as exc:
+                self._failed.append(exc)
+
+        self._thread = threading.Thread(target=run, name="bench-probe-feed")
+        self._thread.start()
+
+    def stop(self, probe: ProbeStage) -> None:
+        """Stop appending, then wait until every probe event sent is written."""
+        self._stop.set()
+        self._thread.join()
+        if self._failed:
+            raise self._failed[0]
+        eventually(lambda: all(m in probe.written for m in self.sent), timeout=120)
+
+
+def waits_ms(sent: dict[str, float], written: dict[str, float]) -> tuple[float, float, float]:
+    """p50, p99 and max of append → written, in ms, of the events in `sent`."""
+    waits = sorted((written[m] - t) * 1000 for m, t in sent.items() if m in written)
+    if not waits:
+        return math.nan, math.nan, math.nan
+    return statistics.median(waits), waits[max(0, int(len(waits) * 0.99) - 1)], waits[-1]
+
+
+def under_live_events(
+    engine: Any,
+    probe: ProbeStage,
+    received_at: float,
+    change: Callable[[], None],
+    finished: Callable[[], bool],
+    **feed: Any,
+) -> tuple[float, tuple[float, ...]]:
+    """Start the engine's processor thread and a `ProbeFeed`; after 3 s call `change` (apply a
+    playbook, say) and wait until `finished()`. Returns the seconds from `change` to finished
+    and the live events' waits (p50, p99, max ms) in the 3 s before, then from `change` to a
+    second after it finished."""
+    engine.processor.start()
+    probes = ProbeFeed(engine, received_at, **feed)
+    try:
+        time.sleep(3.0)
+        before = dict(probes.sent)
+        t0 = time.perf_counter()
+        change()
+        deadline = time.monotonic() + 3600
+        while not finished():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the change did not finish within an hour")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        time.sleep(1.0)
+    finally:
+        probes.stop(probe)
+    during = {m: t for m, t in probes.sent.items() if m not in before}
+    engine.processor.stop()
+    return elapsed, waits_ms(before, probe.written) + waits_ms(during, probe.written)

@@ -8,15 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.integration import benchrun
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def table(*options: str) -> list[str]:
-    """The rows of the benchmark's result table, after its header."""
-    command = [sys.executable, "-m", "leadloop", "bench", "scoring", *options]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [line for line in done.stdout.splitlines() if line.startswith("| ")][2:]
+    return benchrun.table("scoring", *options)
 
 
 def test_the_scoring_benchmark_runs_at_a_tiny_size() -> None:
