@@ -538,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     from leadloop.personalization import copy_cli
 
     copy_cli.register(sub, db_arg)
+    from leadloop.scoring import cli as profiles_cli
+
+    profiles_cli.register(sub, db_arg)
     return parser
 
 

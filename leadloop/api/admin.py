@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadloop.api.auth import admin_dependencies, bearer_workspace
-from leadloop.api.params import Cursor, Limit
+from leadloop.api.params import Cursor, Limit, Score, invalid
 from leadloop.identity import queries
 from leadloop.outbox import service as outbox_service
 from leadloop.scoring import queries as score_queries
@@ -56,6 +56,43 @@ def admin_router(engine: "Engine") -> APIRouter:
         if view is None:
             raise HTTPException(404, detail="no profile has that identity")
         return await _decorated(view)
+
+    @router.get("/profiles", summary="Profiles by score and stage in one scoring model")
+    async def scored(
+        ws: Workspace,
+        model: Annotated[str, Query(min_length=1, max_length=200)],
+        stage: Annotated[str | None, Query(min_length=1, max_length=2000)] = None,
+        min_score: Score | None = None,
+        max_score: Score | None = None,
+        after: Annotated[str, Query(max_length=512)] = "",
+        limit: Limit = 100,
+    ) -> dict[str, Any]:
+        playbook = engine.playbooks.get(ws)
+        found = playbook.model(model) if playbook is not None else None
+        if found is None:
+            models = ", ".join(m.id for m in playbook.models) if playbook is not None else ""
+            raise HTTPException(
+                404,
+                detail=f"no scoring model {model!r} in the live playbook"
+                + (f" (its models: {models})" if models else " (it has none)"),
+            )
+        stages: set[str] = set()
+        for name in (stage or "").split(",") if stage is not None else ():
+            known = found.stage(name.strip())
+            if known is None:
+                names = ", ".join(s.name for s in found.stages)
+                raise invalid(
+                    "query", "stage", f"{name.strip()!r} is not a stage of {model!r} ({names})"
+                )
+            stages.add(known.name.casefold())
+        if min_score is not None and max_score is not None and min_score > max_score:
+            raise invalid("query", "min_score", "must not be above max_score")
+        where = score_queries.ScoreFilter(frozenset(stages), min_score, max_score)
+        now = engine.clock.now()
+        items, nxt = await engine.read(
+            lambda c: score_queries.scored_profiles(c, ws, model, where, after, limit, now)
+        )
+        return {"model": model, "as_of": now, "profiles": items, "next_after": nxt}
 
     @router.get("/profiles/{profile_id}", summary="A profile, its identities, traits and scores")
     async def profile(ws: Workspace, profile_id: str) -> dict[str, Any]:

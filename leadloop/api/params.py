@@ -29,6 +29,7 @@ MAX_CURSOR = 2**63 - 1
 
 _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_SIGNED = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _PAST_ANY_BOUND = 40
 """Digits beyond any bound here: a longer number is refused by its `le` without being read."""
 
@@ -47,6 +48,9 @@ def _spelt(pattern: re.Pattern[str], expected: str) -> Any:
 
 WholeNumber = _spelt(_WHOLE, "expected a whole number in ASCII digits (0-9)")
 DecimalNumber = _spelt(_DECIMAL, "expected a number in ASCII digits (0-9), with an optional '.'")
+SignedNumber = _spelt(
+    _SIGNED, "expected a number in ASCII digits (0-9), with an optional leading '-' and '.'"
+)
 
 Cursor = Annotated[int, WholeNumber, Query(ge=0, le=MAX_CURSOR)]
 """An id or sequence number to list after."""
@@ -56,6 +60,8 @@ Limit = Annotated[int, WholeNumber, Query(ge=1, le=1000)]
 """How many items one page holds."""
 Instant = Annotated[float, DecimalNumber, Query(ge=0, lt=END_OF_TIME, allow_inf_nan=False)]
 """Epoch seconds to list after."""
+Score = Annotated[float, SignedNumber, Query(ge=-1e9, le=1e9, allow_inf_nan=False)]
+"""A score bound (scores go below 0 with negative points)."""
 
 
 def invalid(where: str, name: str, message: str) -> RequestValidationError:

@@ -123,6 +123,7 @@ INSPECTING = (
     ("replay", "--yes"),
     ("events", "parked"),
     ("events", "redrive", "--all"),
+    ("profiles", "list", "--model", "lead"),
 )
 
 
@@ -214,6 +215,7 @@ def test_inspecting_commands_refuse_an_unknown_workspace(sqlite_url: str) -> Non
         ("outbox", "replay"),
         ("conversions", "list"),
         ("conversions", "replay"),
+        ("profiles", "list", "--model", "lead"),
     ):
         out = cli(sqlite_url, *command, "--workspace", "defualt")
         assert out.returncode == 2, (command, out.stdout, out.stderr)
