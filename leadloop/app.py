@@ -195,7 +195,12 @@ class Engine:
                 ConversionStage(self.conversions),
             ],
             default_region=settings.default_region,
-            limits=Limits(settings.park_window, settings.park_limit, settings.park_in_a_row),
+            limits=Limits(
+                window=settings.park_window,
+                parks=settings.park_limit,
+                in_a_row=settings.park_in_a_row,
+                per_sender=settings.park_per_sender,
+            ),
         )
         self.timers = TimerLoop(self.writer, self.clock, on_fired=self.processor.wake)
         self.dispatcher = Dispatcher(

@@ -22,11 +22,16 @@ class Settings:
     gc_threshold: int = 50_000
     """Young-generation threshold of the cyclic GC (`leadloop.runtime`); 0 keeps Python's."""
     park_limit: int = 10
-    """Events parked within the last `park_window` of the log after which the processor holds
-    at the next failing event instead of parking it (`log.breaker`); 0: it never parks."""
+    """Senders with events parked within the last `park_window` of the log after which the
+    processor holds at the next failing event instead of parking it (`log.breaker`); 0: it
+    never parks."""
     park_window: int = 1000
     park_in_a_row: int = 5
-    """Events parked in a row with one error after which the next one failing so is held."""
+    """Senders with events parked in a row with one error after which the next event failing
+    so is held."""
+    park_per_sender: int = 100
+    """Events of one sender parked within the last `park_window` after which its next failing
+    one is held."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
@@ -46,6 +51,7 @@ class Settings:
             park_limit=_count(e, "LEADLOOP_PARK_LIMIT", 10),
             park_window=_count(e, "LEADLOOP_PARK_WINDOW", 1000),
             park_in_a_row=_count(e, "LEADLOOP_PARK_IN_A_ROW", 5),
+            park_per_sender=_count(e, "LEADLOOP_PARK_PER_SENDER", 100),
             extra={k: v for k, v in e.items() if k.startswith("LEADLOOP_")},
         )
 

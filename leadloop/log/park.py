@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from leadloop.errors import Overloaded, StorageError
-from leadloop.log import store
+from leadloop.log import breaker, store
 from leadloop.log.model import Event
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
@@ -185,12 +185,16 @@ def count(conn: Conn, workspace: str | None = None) -> int:
     return int(rows[0][0])
 
 
-def parked_within(conn: Conn, seq: int, window: int) -> int:
-    """Events parked within the `window` events of the log before `seq`."""
+def parked_within(conn: Conn, seq: int, window: int) -> list[breaker.Sender]:
+    """The sender of each event parked within the `window` events of the log before `seq`, as
+    the log row says (an event erased meanwhile is a sender of its own)."""
     rows = conn.execute(
-        "SELECT COUNT(*) FROM parked_events WHERE seq >= ? AND seq < ?", (seq - window, seq)
+        "SELECT p.workspace_id, e.type, e.user_id, e.anonymous_id, e.profile_id, p.seq "
+        "FROM parked_events p LEFT JOIN events e ON e.seq = p.seq "
+        "WHERE p.seq >= ? AND p.seq < ?",
+        (seq - window, seq),
     )
-    return int(rows[0][0])
+    return [breaker.sender(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in rows]
 
 
 def request_redrive(conn: Conn, ids: list[int] | None, now: float) -> list[int]:

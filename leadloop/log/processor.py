@@ -36,7 +36,7 @@ from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log import park, store
 from leadloop.log.batch import Batch, Conn, Stage
-from leadloop.log.breaker import Breaker, Limits
+from leadloop.log.breaker import Breaker, Limits, sender_of
 from leadloop.log.isolation import Isolation
 from leadloop.log.model import Event
 from leadloop.log.overlap import depends_on
@@ -409,7 +409,7 @@ class Processor:
             log.warning("parking the held event %s, as an operator asked", event.message_id)
             return True
         recent = park.parked_within(conn, event.seq, self.breaker.limits.window)
-        reason = self.breaker.verdict(park.error_name(error), recent)
+        reason = self.breaker.verdict(park.error_name(error), sender_of(event), recent)
         if reason is None:
             return True
         _name, message, _trace = park.describe(error)
@@ -421,7 +421,7 @@ class Processor:
             reason=reason,
             error=park.error_name(error),
             message=message,
-            parked_recently=recent,
+            parked_recently=len(recent),
             since=self._clock.now(),
         )
         self._writer.submit(lambda w: park.hold(w, hold)).result()
@@ -469,7 +469,7 @@ class Processor:
         parked_id = self._writer.submit(write).result()
         self._isolation.clear()
         self._held = None
-        self.breaker.parked(park.error_name(error))
+        self.breaker.parked(park.error_name(error), sender_of(event))
         self.processed += 1
         log.error(
             "parked event %s (workspace %s, log seq %d, %s) after %d failures alone: %s: %s; "

@@ -6,6 +6,7 @@ processes it once the stage is fixed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -82,6 +83,13 @@ def probed(backend_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[H
         yield h, probe
     finally:
         h.engine.stop()
+
+
+@pytest.fixture
+def quick_holds(probed: tuple[Harness, Probe]) -> tuple[Harness, Probe]:
+    """`probed`, its processor trying a held event again every 20 ms at the most."""
+    probed[0].engine.processor.hold_delay_cap = 0.02
+    return probed
 
 
 def track(n: int) -> dict[str, Any]:
@@ -365,7 +373,7 @@ def test_a_stage_failing_on_every_event_parks_a_few_then_holds_in_order(
         h.sql(f"SELECT seq FROM events WHERE message_id = 'm{limit + 1}'")[0][0]
     )
     assert held["error"] == "ValueError" and held["parked_recently"] == limit
-    assert f"{limit} events parked in a row" in held["reason"] and held["since"] > 0
+    assert f"events of {limit} senders parked in a row" in held["reason"] and held["since"] > 0
     assert status["lag"] == 20 - limit and effects(h) == []
 
     probe.broken = False  # the fix deployed: processing resumes by itself, in log order
@@ -410,31 +418,148 @@ def test_occasional_poison_events_are_parked_without_holding(
     assert len(effects(h)) == total - len(probe.poison)
 
 
+def window_reason(limits: breaker.Limits) -> str:
+    return f"events of {limits.parks} senders parked within the last {limits.window} of the log"
+
+
 def test_more_parks_than_the_limit_within_the_window_hold(
-    probed: tuple[Harness, Probe],
+    quick_holds: tuple[Harness, Probe],
 ) -> None:
     """Poison events that are not in a row, but too many in a short stretch of the log."""
-    h, probe = probed
-    h.engine.processor.hold_delay_cap = 0.02
+    h, probe = quick_holds
     limits = breaker.Limits()
     probe.poison = {f"m{2 * k}" for k in range(1, limits.parks + 3)}
     h.send(*(track(n) for n in range(1, 2 * limits.parks + 6)))
     held = eventually(lambda: halted(h), timeout=30)
-    assert f"{limits.parks} events parked within the last {limits.window}" in held["reason"]
-    assert len(parked(h)) == limits.parks
+    assert window_reason(limits) in held["reason"] and len(parked(h)) == limits.parks
     assert held["seq"] == int(
         h.sql(f"SELECT seq FROM events WHERE message_id = 'm{2 * limits.parks + 2}'")[0][0]
     )
 
 
 @pytest.mark.env({"LEADLOOP_PARK_LIMIT": "0"})
-def test_a_park_limit_of_0_holds_at_every_failing_event(probed: tuple[Harness, Probe]) -> None:
-    h, probe = probed
-    h.engine.processor.hold_delay_cap = 0.02
+def test_a_park_limit_of_0_holds_at_every_failing_event(
+    quick_holds: tuple[Harness, Probe],
+) -> None:
+    h, probe = quick_holds
     probe.poison = {"m2"}
     h.send(track(1), track(2), track(3))
     held = eventually(lambda: halted(h), timeout=30)
     assert held["parked_recently"] == 0 and parked(h) == [] and outbox_order(h) == ["m1"]
+
+
+def from_bot(n: int) -> dict[str, Any]:
+    """One client's event: a script sending the same payload again and again."""
+    return {"type": "track", "event": "Clicked", "userId": "bot", "messageId": f"b{n}"}
+
+
+def seq_of(h: Harness, message_id: str) -> int:
+    return int(h.sql("SELECT seq FROM events WHERE message_id = ?", message_id)[0][0])
+
+
+@contextmanager
+def restarted(
+    h: Harness, probe: Probe, backend_url: str, env: dict[str, str] | None = None
+) -> Iterator[Harness]:
+    """`h`'s engine stopped and another started on its database (a restart, or a worker
+    taking over), the probe still deployed."""
+    h.engine.stop()
+    again = make_harness(backend_url, env=env, start=False)
+    try:
+        processor = again.engine.processor
+        processor.retry_delay, processor.hold_delay_cap = 0.001, 0.02
+        processor.set_stages([*processor.stages, probe])
+        again.engine.start()
+        yield again
+    finally:
+        again.engine.stop()
+
+
+def test_a_burst_of_poison_from_one_sender_is_parked_and_the_others_processed(
+    probed: tuple[Harness, Probe],
+) -> None:
+    """Twenty alike poison events in a row from one client used to hold the whole engine
+    after five, one `park-current` each: its repeats now count as one sender."""
+    h, probe = probed
+    probe.poison = {f"b{n}" for n in range(1, 21)}
+    h.send(track(1), *(from_bot(n) for n in range(1, 21)), *(track(n) for n in range(2, 6)))
+    h.settle()
+    assert halted(h) is None
+    assert [r.message_id for r in parked(h)] == [f"b{n}" for n in range(1, 21)]
+    assert effects(h) == [(f"m{n}", 1, 1) for n in range(1, 6)]
+
+
+def test_parks_in_a_row_from_different_senders_hold_one_senders_repeats_count_once(
+    quick_holds: tuple[Harness, Probe],
+) -> None:
+    """A deploy bug meets many senders: the bot's three count as one of the five in a row."""
+    h, probe = quick_holds
+    limit = breaker.Limits().in_a_row
+    probe.broken = True
+    h.send(*(from_bot(n) for n in range(1, 4)), *(track(n) for n in range(1, 11)))
+    held = eventually(lambda: halted(h), timeout=30)
+    assert held["seq"] == seq_of(h, f"m{limit}")
+    assert f"events of {limit} senders parked in a row failing with ValueError" in held["reason"]
+    assert [r.message_id for r in parked(h)] == ["b1", "b2", "b3"] + [
+        f"m{n}" for n in range(1, limit)
+    ]
+    assert effects(h) == []
+
+
+def test_parks_of_many_senders_within_the_window_hold_amid_one_senders_burst(
+    quick_holds: tuple[Harness, Probe],
+) -> None:
+    """A mixed storm, never in a row: the window counts the bot once among the senders."""
+    h, probe = quick_holds
+    limits = breaker.Limits()
+    stride = limits.parks + 2
+    probe.poison = {f"m{n}" for n in range(1, stride + 1)} | {f"b{n}" for n in range(1, stride + 1)}
+    h.send(
+        *(
+            message
+            for n in range(1, stride + 1)
+            for message in (track(100 + n), track(n), from_bot(n))
+        )
+    )
+    held = eventually(lambda: halted(h), timeout=30)
+    users = limits.parks - 1  # and the bot: the last user's event parked, the bot's is held
+    assert held["seq"] == seq_of(h, f"b{users}")
+    assert window_reason(limits) in held["reason"]
+    assert held["parked_recently"] == 2 * users - 1 == len(parked(h))
+
+
+@pytest.mark.env({"LEADLOOP_PARK_PER_SENDER": "8"})
+def test_one_sender_parks_at_most_its_cap_within_the_window_then_holds_across_a_restart(
+    quick_holds: tuple[Harness, Probe], backend_url: str
+) -> None:
+    """A runaway client is not parked without end: past its cap the processor holds, as it
+    did for any burst, and the hold (recorded in the database) outlives the engine."""
+    h, probe = quick_holds
+    probe.poison = {f"b{n}" for n in range(1, 13)}
+    h.send(*(from_bot(n) for n in range(1, 13)), track(1))
+    held = eventually(lambda: halted(h), timeout=30)
+    assert held["seq"] == seq_of(h, "b9") and len(parked(h)) == 8
+    assert "8 events of its sender parked within the last 1000" in held["reason"]
+    with restarted(h, probe, backend_url, {"LEADLOOP_PARK_PER_SENDER": "8"}) as again:
+        raised = probe.raised
+        eventually(lambda: probe.raised > raised + 2 * park.STRIKES + 2, timeout=30)
+        assert len(parked(again)) == 8 and halted(again) == held and effects(again) == []
+
+
+def test_one_senders_burst_goes_on_being_parked_after_a_restart(
+    probed: tuple[Harness, Probe], backend_url: str
+) -> None:
+    """The parks within the window are read from the database: the bot's are one sender
+    there too, for an engine started again (the parks in a row start from zero)."""
+    h, probe = probed
+    probe.poison = {f"b{n}" for n in range(1, 21)}
+    h.send(*(from_bot(n) for n in range(1, 11)))
+    h.settle()
+    with restarted(h, probe, backend_url) as again:
+        again.send(track(1), *(from_bot(n) for n in range(11, 21)), track(2))
+        again.settle()
+        assert halted(again) is None and len(parked(again)) == 20
+        assert effects(again) == [("m1", 1, 1), ("m2", 1, 1)]
 
 
 def test_the_admin_api_redrives_a_workspaces_parked_events(
@@ -552,15 +677,7 @@ def test_a_hold_survives_a_restart(holding: tuple[Harness, Probe], backend_url: 
     h, probe = holding
     limit = breaker.Limits().in_a_row
     before = halted(h)
-    h.engine.stop()
-    again = make_harness(backend_url, start=False)
-    try:
-        processor = again.engine.processor
-        processor.retry_delay, processor.hold_delay_cap = 0.001, 0.02
+    with restarted(h, probe, backend_url) as again:
         raised = probe.raised
-        processor.set_stages([*processor.stages, probe])
-        again.engine.start()
         eventually(lambda: probe.raised > raised + 2 * park.STRIKES + 2, timeout=30)
         assert len(parked(again)) == limit and halted(again) == before
-    finally:
-        again.engine.stop()

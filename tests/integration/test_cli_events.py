@@ -149,7 +149,7 @@ def test_parked_says_the_processor_holds_and_park_current_parks_the_held_event(
     first, *rest = out.splitlines()
     assert code == 0 and len(rest) == limit
     assert first.startswith("the processor holds at log seq ") and f"(default {culprit})" in first
-    assert f"{limit} events parked in a row" in first and "park-current" in first
+    assert f"events of {limit} senders parked in a row" in first and "park-current" in first
     code, out, err = run(capsys, "events", "parked", "--json", "--database-url", backend_url)
     assert len(json.loads(out)) == limit and "the processor holds at log seq " in err
 

@@ -56,6 +56,7 @@ def test_a_chosen_threshold_is_used(thresholds: None) -> None:
         "LEADLOOP_PARK_LIMIT",
         "LEADLOOP_PARK_WINDOW",
         "LEADLOOP_PARK_IN_A_ROW",
+        "LEADLOOP_PARK_PER_SENDER",
     ],
 )
 def test_counts_that_are_not_whole_numbers_are_a_clear_error(name: str, raw: str) -> None:
