@@ -53,6 +53,7 @@ class ProfileFacts:
         self._at = at
         self._changes: dict[str, tuple[float, float] | None] = {}
         self._event_cache: dict[tuple[str, float | None], list[tuple[Any, ...]]] = {}
+        self._stored: dict[str, ScoreState | None] = {}
 
     @property
     def traits(self) -> dict[str, Any]:
@@ -65,14 +66,20 @@ class ProfileFacts:
             found = getattr(cache, attribute, {}).get(key) if cache is not None else None
             if isinstance(found, ScoreState):
                 return found
-        rows = self._batch.identity.conn.execute(
-            "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?", key
-        )
-        return _score_decoder.decode(rows[0][0]) if rows else None
+        if model not in self._stored:  # read once: a segment may read it at many instants
+            rows = self._batch.identity.conn.execute(
+                "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
+                key,
+            )
+            self._stored[model] = _score_decoder.decode(rows[0][0]) if rows else None
+        return self._stored[model]
 
     def score(self, model: str) -> float | None:
+        return self.score_at(model, self._at)
+
+    def score_at(self, model: str, at: float) -> float | None:
         found = self._score_state(model)
-        return None if found is None else round(total_at(found, self._at), 6)
+        return None if found is None else round(total_at(found, at), 6)
 
     def score_change(self, model: str) -> tuple[float, float] | None:
         """The model's total before and after this event (per batch, from the stored state).

@@ -452,6 +452,11 @@ class Facts(Protocol):
 
     def score(self, model: str) -> float | None: ...
 
+    def score_at(self, model: str, at: float) -> float | None:
+        """The model's total at `at` (later than the instant decided, or `math.inf`) with no
+        event in between: only its `half_life` decay moves it, down (`journeys.segments`)."""
+        ...
+
     def stage(self, model: str) -> str | None: ...
 
     def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:

@@ -1,9 +1,11 @@
 """Segments that time alone changes, pure: when a profile's events leave a segment's `within`
-windows, its membership can change with no event of its own to notice ("no visit in 30
-days" is entered by staying silent). The instant is computable from the events in the window,
+windows, or its score fades under a `half_life`, its membership can change with no event of
+its own to notice ("no visit in 30 days" is entered by staying silent, "score below 5" by
+fading). The instant is computable from the events in the window and from the score's state,
 so the shell keeps one timer per profile and segment journey at the next instant the segment's
 value changes, when time alone would then enter the profile; its firing is an event, and the
-segment is evaluated again then.
+segment is evaluated again then. Step decay needs nothing here: each step is a timer firing,
+an event at which segments are evaluated.
 
 Like scoring's decay timer, the timer is moved lazily: one already due earlier stays (an event
 in the window only postpones the change it watches), and when it fires and nothing changed, the
@@ -23,6 +25,7 @@ from msgspec.structs import replace
 from leadloop.journeys.evaluate import all_hold, holds
 from leadloop.journeys.model import Facts, Journey, Membership, SegmentTrigger, Test
 from leadloop.scoring.match import check
+from leadloop.scoring.model import NUMERIC_OPERATORS
 
 
 class WatchSegment(msgspec.Struct, frozen=True):
@@ -54,13 +57,16 @@ def next_change(tests: Sequence[Test], facts: Facts, at: float) -> float | None:
     """The first instant after `at` at which the segment's value differs from its value at
     `at` by time alone (no event in between), when time alone goes on to bring the profile into
     it at that instant or later; else None. So a segment time only takes profiles out of (at
-    least two views in 7 days) needs no timer: the next event sees the views gone. Neither does
-    one without a `within` window, nor one a condition time does not move keeps out (traits,
-    stages, scores and counts without a window stay as they are)."""
+    least two views in 7 days, a score at least 10 that fades) needs no timer: the next event
+    sees the views gone. Neither does one without a `within` window or a fading score, nor one
+    a condition time does not move keeps out (traits, stages, scores that do not fade and
+    counts without a window stay as they are)."""
     windowed = [t for t in tests if t.kind == "event" and t.within is not None]
-    if not windowed:
+    fading = [t for t in tests if _fades(t, facts, at)]
+    if not windowed and not fading:
         return None
-    fixed = (t for t in fixed_first(tests) if t.kind != "event" or t.within is None)
+    moving = (*windowed, *fading)
+    fixed = (t for t in fixed_first(tests) if t not in moving)
     if not all(holds(t, facts, None, at) for t in fixed):
         return None
     times: list[list[float]] = []
@@ -70,6 +76,10 @@ def next_change(tests: Sequence[Test], facts: Facts, at: float) -> float | None:
         found = sorted(facts.event_times(test.subject, at - test.within, test.where))
         times.append(found)
         instants.update(leaves_window(received, test.within) for received in found)
+    for test in fading:
+        turn = _score_turns(test, facts, at)
+        if turn is not None:
+            instants.add(turn)
 
     def value(instant: float) -> bool:
         for test, found in zip(windowed, times, strict=True):
@@ -77,7 +87,7 @@ def next_change(tests: Sequence[Test], facts: Facts, at: float) -> float | None:
             count = len(found) - bisect_left(found, instant - test.within)
             if check(count, test.test) == test.negate:
                 return False
-        return True
+        return all(_score_holds(test, facts, instant) for test in fading)
 
     first = None
     before = value(at)
@@ -89,6 +99,60 @@ def next_change(tests: Sequence[Test], facts: Facts, at: float) -> float | None:
                 return first
         before = now
     return None
+
+
+RESOLUTION = 1e-3
+"""How close to the instant a fading score passes a segment's test its timer is set: within
+a millisecond after it, where the score read then has passed it."""
+LONGEST = 1e12
+"""Seconds (about 30,000 years) past which a score still fading is not looked for."""
+
+
+def _fades(test: Test, facts: Facts, at: float) -> bool:
+    """Whether a score comparison reads a score that time alone moves: one with points
+    fading by half-life. Only numeric comparisons (`gt`, `gte`, `lt`, `lte`) are followed:
+    a score that only goes down passes each of them at most once."""
+    if test.kind != "score" or test.test is None or test.test.op not in NUMERIC_OPERATORS:
+        return False
+    return facts.score_at(test.subject, at) != facts.score_at(test.subject, math.inf)
+
+
+def may_hold(test: Test, facts: Facts, at: float) -> bool:
+    """Whether a trait, score or stage test holds at `at`, or a fading score's will once
+    faded: a sweep reads events only for the profiles these let through."""
+    if holds(test, facts, None, at):
+        return True
+    return _fades(test, facts, at) and _score_holds(test, facts, math.inf)
+
+
+def _score_holds(test: Test, facts: Facts, at: float) -> bool:
+    assert test.test is not None
+    return check(facts.score_at(test.subject, at), test.test) != test.negate
+
+
+def _score_turns(test: Test, facts: Facts, at: float) -> float | None:
+    """The first instant after `at` at which a fading score's test reads otherwise than at
+    `at` (to within `RESOLUTION`, never before it); None when it never does. The score read
+    at an instant, `facts.score_at`, only goes down between events, so the test turns once
+    at most, and bisection finds where."""
+    now = _score_holds(test, facts, at)
+    if _score_holds(test, facts, math.inf) == now:
+        return None
+    low, span = at, 3600.0
+    while _score_holds(test, facts, at + span) == now:
+        if span > LONGEST:
+            return None
+        low, span = at + span, span * 2
+    high = at + span
+    while high - low > RESOLUTION:
+        middle = low + (high - low) / 2
+        if middle <= low or middle >= high:
+            break
+        if _score_holds(test, facts, middle) == now:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def watch_segment(

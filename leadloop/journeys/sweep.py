@@ -39,7 +39,6 @@ from tqdm import tqdm
 
 from leadloop.identity.model import Profile
 from leadloop.journeys import segments
-from leadloop.journeys.evaluate import holds
 from leadloop.journeys.facts import body_matches
 from leadloop.journeys.model import SEGMENT_EVENT, Journey, Membership, SegmentTrigger, Test
 from leadloop.log.batch import Conn
@@ -247,7 +246,7 @@ class ChunkFacts:
             self._load_scores(profiles, models)
         fixed = [t for t in tests if t.kind != "event"]
         self._candidates = [
-            p.id for p in profiles if all(holds(t, self.of(p), None, at) for t in fixed)
+            p.id for p in profiles if all(segments.may_hold(t, self.of(p), at) for t in fixed)
         ]
         self._let_through = set(self._candidates)
         # A count of every event of a name (no window, no `where`) is read as a count; rows are
@@ -346,8 +345,11 @@ class ProfileView:
         return self._profile.traits
 
     def score(self, model: str) -> float | None:
+        return self.score_at(model, self._chunk.at)
+
+    def score_at(self, model: str, at: float) -> float | None:
         found = self._chunk.score_state(self._profile.id, model)
-        return None if found is None else round(total_at(found, self._chunk.at), 6)
+        return None if found is None else round(total_at(found, at), 6)
 
     def event_count(self, name: str, since: float | None, where: tuple[Condition, ...]) -> int:
         return self._chunk.event_count(self._profile.id, name, since, where)

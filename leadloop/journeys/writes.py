@@ -34,6 +34,13 @@ _encoder = msgspec.json.Encoder()
 REMOVED_REASON = "journey removed from the playbook"
 
 
+def live_marker(workspace: str, journey_id: str) -> str:
+    """The `cursors` row naming the journey's version the engine last made live: its
+    versions' `created_at` is when each was first registered, and a version made live again
+    (a `${VAR}` back to an earlier value) keeps the time it was first."""
+    return f"journey-live:{workspace}:{journey_id}"
+
+
 def effect_key(key: str) -> str:
     """A stable outbox idempotency key (e.g. a Standard Webhooks `webhook-id`)."""
     return "msg_" + sha256_hex(key)[:32]
@@ -167,6 +174,12 @@ def flush_batch(batch: Batch, conn: Conn) -> None:
         state.versions,
         bulk=True,
     )
+    if state.versions:
+        conn.executemany(
+            "INSERT INTO cursors (name, position) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            [(live_marker(ws, jid), version) for ws, jid, version, *_rest in state.versions],
+        )
     for kind, params in state.bulk:
         if kind == "migrate":
             ws, jid, version, old, new, at = params

@@ -143,6 +143,13 @@ def rescore_reasons(
             why = "it is new, so every profile is scored under it from the log"
         elif before.version != model.version:
             why = "its rules changed, so every profile is rescored from the log"
+        elif model.id in other and _scored_before(conn, workspace, model):
+            why = (
+                f"back to an earlier version: the value of {variable_names(model)} in this "
+                "shell is one the engine scored with before, not the one its profiles are "
+                "scored with now: an engine started with this environment rescores every "
+                "profile"
+            )
         elif model.id in other:
             why = (
                 f"its profiles were scored with another value of {variable_names(model)} than this "
@@ -157,6 +164,17 @@ def rescore_reasons(
             )
         lines.append(f"rescores model {model.id}: {why}")
     return lines
+
+
+def _scored_before(conn: Conn, workspace: str, model: ScoringModel) -> bool:
+    """Whether the ledger has a line made under the model's version as it is now (asked
+    only of a model no profile is scored under: the ledger is read until the first line)."""
+    rows = conn.execute(
+        "SELECT 1 FROM score_ledger WHERE workspace_id = ? AND model = ? AND model_version = ? "
+        "LIMIT 1",
+        (workspace, model.id, model.version),
+    )
+    return bool(rows)
 
 
 def _rescore_chunk(

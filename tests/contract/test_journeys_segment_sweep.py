@@ -21,7 +21,13 @@ from leadloop.log.rebuild import reset_derived_state
 from tests.contract.conftest import Harness
 from tests.contract.journeys_helpers import DAY, HOUR, instances, person, timers, track
 from tests.contract.test_journeys_seed import journey_harness, playbook_with_journeys
-from tests.contract.test_journeys_segment_time import SILENCE, segment_flow
+from tests.contract.test_journeys_segment_time import (
+    FADED,
+    FADED_AFTER,
+    SILENCE,
+    fading_playbook,
+    segment_flow,
+)
 
 pytestmark = pytest.mark.usefixtures("channels_env")
 
@@ -138,6 +144,27 @@ def test_a_win_back_journey_applied_reaches_the_people_already_silent(
         assert last_visit(h, twenty) + 30 * DAY < at < last_visit(h, twenty) + 30 * DAY + 1e-3
         assert instances(h, silent, "winback") == [DONE]
         assert instances(h, active, "winback") == []
+
+
+def test_a_segment_on_a_fading_score_applied_reaches_those_under_it_and_times_the_others(
+    backend_url: str, tmp_path: Path, sweeps: list[tuple[str, ...]]
+) -> None:
+    with running(backend_url, fading_playbook(tmp_path, BEFORE)) as h:
+        faded, fresh = person(h, "f"), person(h, "g")
+        track(h, "f", "Lead Magnet Downloaded")
+        h.advance(20 * DAY)  # 15 points two half-lives ago: 3.75, under 5
+        track(h, "g", "Lead Magnet Downloaded")
+        download = h.engine.clock.now()
+        h.engine.apply_playbook_file(fading_playbook(tmp_path, FADED, "faded.yaml"))
+        h.engine.refresh_playbooks()
+        h.advance(0)
+        assert sweeps == [("plain",), ("faded",)]
+        assert instances(h, faded, "faded") == [DONE]
+        assert instances(h, fresh, "faded") == []
+        [due] = timers(h, fresh, "segment")
+        assert download + FADED_AFTER < due < download + FADED_AFTER + 1
+        h.advance(FADED_AFTER + HOUR)
+        assert instances(h, fresh, "faded") == [DONE]
 
 
 def test_applying_the_same_segment_again_sweeps_nothing(

@@ -4,6 +4,7 @@ the instant they leave, not at its next event (which, for a silent person, never
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from leadloop.channels import records
 from leadloop.log.rebuild import reset_derived_state
 from tests.contract.conftest import Harness
 from tests.contract.journeys_helpers import DAY, HOUR, flows, instances, person, timers, track
+from tests.contract.test_journeys_seed import journey_harness, playbook_with_journeys
 
 pytestmark = pytest.mark.usefixtures("channels_env")
 
@@ -230,6 +232,22 @@ def test_a_score_decaying_under_a_segments_test_enters_at_the_decay_step(
         assert entered == float(download[0]) + 30 * DAY
 
 
+def _snapshot(h: Harness) -> tuple[object, ...]:
+    """What a replay of the log must give again: instances, timers, outbox rows."""
+    return (
+        h.sql("SELECT id, status, entered_at FROM journey_instances ORDER BY id"),
+        h.sql("SELECT key, due_at FROM timers ORDER BY key"),
+        h.sql("SELECT idempotency_key FROM outbox ORDER BY idempotency_key"),
+    )
+
+
+def _replay(h: Harness) -> None:
+    """Derived state reset, and the log processed again from its start."""
+    h.engine.writer.submit(reset_derived_state).result()
+    h.engine.processor.wake()
+    h.settle()
+
+
 def test_a_replay_of_the_log_enters_the_same_way_and_leaves_the_same_timers(
     backend_url: str, tmp_path: Path
 ) -> None:
@@ -242,16 +260,105 @@ def test_a_replay_of_the_log_enters_the_same_way_and_leaves_the_same_timers(
         track(h, "r", "Visited")
         h.advance(10 * DAY)
 
-        def snapshot() -> tuple[object, ...]:
-            return (
-                h.sql("SELECT id, status, entered_at FROM journey_instances ORDER BY id"),
-                h.sql("SELECT key, due_at FROM timers ORDER BY key"),
-                h.sql("SELECT idempotency_key FROM outbox ORDER BY idempotency_key"),
-            )
-
-        before = snapshot()
+        before = _snapshot(h)
         assert instances(h, pid, "winback") == [DONE] and timers(h, pid, "segment") != []
-        h.engine.writer.submit(reset_derived_state).result()
-        h.engine.processor.wake()
-        h.settle()
-        assert snapshot() == before
+        _replay(h)
+        assert _snapshot(h) == before
+
+
+def fading_playbook(tmp_path: Path, fragment: str, name: str = "pb.yaml") -> str:
+    """The example playbook with `fragment` as its journeys and the `lead` model's points
+    halving every 10 days instead of its step decay: no decay timer ever fires."""
+    path = Path(playbook_with_journeys(tmp_path, fragment, name))
+    text = path.read_text("utf-8")
+    step = "      decay:\n        step: { points: 20, every: 30d }\n"
+    assert step in text
+    path.write_text(text.replace(step, "      decay:\n        half_life: 10d\n"), "utf-8")
+    return str(path)
+
+
+def _fading(backend_url: str, tmp_path: Path, fragment: str) -> Harness:
+    h = journey_harness(backend_url, fading_playbook(tmp_path, fragment))
+    h.engine.dispatcher.senders.pop("webhook", None)
+    return h
+
+
+# 15 points for the download, below 5 once a third is left: log2(3) half-lives later.
+FADED_CONDITIONS = ("{ event: Lead Magnet Downloaded }", "{ score: lead, op: lt, value: 5 }")
+FADED = segment_flow("faded", *FADED_CONDITIONS)
+FADED_AFTER = 10 * DAY * math.log2(3)
+
+
+def _download(h: Harness, user: str) -> tuple[str, float]:
+    pid = person(h, user)
+    track(h, user, "Lead Magnet Downloaded")
+    [row] = h.sql(
+        "SELECT received_at FROM events WHERE profile_id = ? AND event = ?",
+        pid,
+        "Lead Magnet Downloaded",
+    )
+    return pid, float(row[0])
+
+
+def test_a_silent_profile_enters_when_its_score_fades_under_the_segments_test(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """Half-life decay sets no timer of its own: the segment's timer is due at the instant
+    the score read then passes the test, not at a next event that never comes."""
+    h = _fading(backend_url, tmp_path, FADED)
+    try:
+        pid, download = _download(h, "f")
+        # A score is read to 6 decimals: under 5 a fraction of a second after the exact 5.
+        [due] = timers(h, pid, "segment")
+        assert download + FADED_AFTER < due < download + FADED_AFTER + 1
+        h.advance(FADED_AFTER - HOUR)
+        assert instances(h, pid, "faded") == []
+        h.advance(2 * HOUR)
+        assert instances(h, pid, "faded") == [DONE]
+        assert _entered(h, pid) == [due]
+        # In for good while silent (the score only goes on fading): nothing left waiting.
+        assert timers(h, pid, "segment") == []
+        h.advance(90 * DAY)
+        assert instances(h, pid, "faded") == [DONE]
+    finally:
+        h.engine.stop()
+
+
+FADING_OUT = segment_flows(
+    ("hot", ("{ event: Lead Magnet Downloaded }", "{ score: lead, op: gte, value: 10 }")),
+    ("faded_pro", (*FADED_CONDITIONS, "{ trait: plan, op: equals, value: pro }")),
+)
+
+
+def test_no_timer_where_fading_cannot_bring_the_profile_in(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A score over a threshold only fades out of it, and a trait keeps the profile out of
+    the other segment whatever its score: neither gets a timer."""
+    h = _fading(backend_url, tmp_path, FADING_OUT)
+    try:
+        pid, _download_at = _download(h, "n")
+        assert instances(h, pid, "hot") == [DONE]
+        assert timers(h, pid, "segment") == []
+        h.advance(30 * DAY)
+        assert instances(h, pid, "faded_pro") == []
+    finally:
+        h.engine.stop()
+
+
+def test_a_replay_of_the_log_enters_on_fading_the_same_way(
+    backend_url: str, tmp_path: Path
+) -> None:
+    h = _fading(backend_url, tmp_path, FADED)
+    try:
+        pid, _download_at = _download(h, "r")
+        h.advance(20 * DAY)
+        track(h, "r", "Lead Magnet Downloaded")  # 15 more points: out, and a new crossing
+        h.advance(40 * DAY)
+
+        before = _snapshot(h)
+        assert instances(h, pid, "faded") == [DONE, DONE]
+        _replay(h)
+        assert _snapshot(h) == before
+    finally:
+        h.engine.stop()

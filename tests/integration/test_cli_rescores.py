@@ -40,13 +40,18 @@ def scored(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     playbook = _playbook(tmp_path)
     monkeypatch.setenv("PRICING_PATH", "/pricing")
     monkeypatch.setenv("NURTURE_WAIT", "48h")
-    h = make_harness(sqlite_url, str(playbook))
+    _page(sqlite_url, playbook, "low", "/pricing")
+    yield playbook
+
+
+def _page(url: str, playbook: Path, user: str, path: str) -> None:
+    """An engine started on the database in this environment processes a page view."""
+    h = make_harness(url, str(playbook))
     try:
-        h.send({"type": "page", "userId": "low", "properties": {"path": "/pricing"}})
+        h.send({"type": "page", "userId": user, "properties": {"path": path}})
         h.settle()
     finally:
         h.engine.stop()
-    yield playbook
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
@@ -162,3 +167,53 @@ def test_diff_says_which_steps_migrate_moves_to_the_new_version(
         "except those `migrate` maps, which move to this version's step "
         "(wait_48h → send_case_study)"
     )
+
+
+def _ran_with(sqlite_url: str, playbook: Path, **env: str) -> None:
+    """An engine started on the database with `env` set, which processes one event."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        _page(sqlite_url, playbook, "other", "/")
+
+
+def _said_back(capsys: Capture, url: str, playbook: Path, what: str, *values: str) -> None:
+    """`playbook diff` and `apply` say, beyond an unchanged text, `what: back to an earlier
+    version`, naming the variable (`values[0]`) and none of its values (the rest)."""
+    lines = _run(capsys, "playbook", "diff", "--database-url", url, str(playbook))
+    assert lines[0] == "no changes to the text"
+    (line,) = lines[1:]
+    assert line.startswith(f"{what}: back to an earlier version")
+    assert values[0] in line and not any(value in line for value in values[1:])
+    applied = _run(capsys, "playbook", "apply", "--database-url", url, str(playbook))
+    assert line in applied
+
+
+def test_diff_says_a_value_back_to_one_the_engine_ran_before_brings_back_a_journey_version(
+    scored: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    """48h, then 49h, then 48h again in this shell: the engine runs the 49h version, and the
+    48h one it registered before becomes live again when an engine starts with 48h."""
+    journey = "new version of journey lead_nurture"
+    _ran_with(sqlite_url, scored, NURTURE_WAIT="49h")
+    _said_back(capsys, sqlite_url, scored, journey, "${NURTURE_WAIT}", "48h", "49h")
+    # With this shell's 49h, the version the engine runs: nothing to say.
+    diff = ("playbook", "diff", "--database-url", sqlite_url, str(scored))
+    monkeypatch.setenv("NURTURE_WAIT", "49h")
+    assert _run(capsys, *diff) == ["no changes"]
+    # The engine back on 48h runs the first version again, registered before 49h's.
+    _ran_with(sqlite_url, scored, NURTURE_WAIT="48h")
+    _said_back(capsys, sqlite_url, scored, journey, "${NURTURE_WAIT}", "48h", "49h")
+    monkeypatch.setenv("NURTURE_WAIT", "48h")
+    assert _run(capsys, *diff) == ["no changes"]
+
+
+def test_diff_says_a_value_back_to_one_the_engine_scored_with_before_rescores(
+    scored: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    _ran_with(sqlite_url, scored, PRICING_PATH="/plans")
+    model = "rescores model lead"
+    _said_back(capsys, sqlite_url, scored, model, "${PRICING_PATH}", "/plans", "/pricing")
+    monkeypatch.setenv("PRICING_PATH", "/plans")
+    diff = ("playbook", "diff", "--database-url", sqlite_url, str(scored))
+    assert _run(capsys, *diff) == ["no changes"]

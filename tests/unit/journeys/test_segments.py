@@ -14,6 +14,7 @@ from leadloop.journeys.evaluate import all_hold
 from leadloop.journeys.model import Journey, Membership, Reentry, SegmentTrigger, WaitStep
 from leadloop.journeys.model import Test as Condition
 from leadloop.journeys.segments import (
+    RESOLUTION,
     UnwatchSegment,
     WatchSegment,
     leaves_window,
@@ -21,7 +22,7 @@ from leadloop.journeys.segments import (
     sweep_segment,
     watch_segment,
 )
-from leadloop.scoring.model import Predicate
+from leadloop.scoring.model import Fading, Predicate, ScoreState, total_at
 
 T0 = 1_800_000_000.0
 DAY = 86400.0
@@ -43,8 +44,15 @@ class Facts:
     def event_count(self, name: str, since: float | None, where: Any) -> int:
         return len(self.event_times(name, since, where))
 
+    scores: dict[str, ScoreState] = field(default_factory=dict)
+    at: float = T0
+
     def score(self, model: str) -> float | None:
-        return None
+        return self.score_at(model, self.at)
+
+    def score_at(self, model: str, at: float) -> float | None:
+        found = self.scores.get(model)
+        return None if found is None else round(total_at(found, at), 6)
 
     def stage(self, model: str) -> str | None:
         return None
@@ -207,3 +215,76 @@ def test_a_profile_a_trait_keeps_out_is_known_out_before_its_events_are_read() -
     facts.traits["plan"] = "pro"
     _member, change = sweep_segment(j, Membership(), facts, T0 + 40 * DAY)
     assert change == WatchSegment(T0 + 40 * DAY) and facts.asked
+
+
+def fading(points: float, half_life: float = 10 * DAY, fit: float = 0.0) -> ScoreState:
+    """A `lead` score of `fit` and `points` awarded at T0 that halve every `half_life`."""
+    bucket = Fading(half_life, points, T0)
+    return ScoreState(model_id="lead", model_version="v", stage="lead", fit=fit, fading=(bucket,))
+
+
+def score(op: str, value: float, negate: bool = False) -> Condition:
+    return Condition("score", "lead", Predicate(op, value), negate=negate)  # type: ignore[arg-type]
+
+
+def test_a_fading_score_enters_a_segment_when_the_score_read_then_passes_its_test() -> None:
+    facts = Facts(scores={"lead": fading(15)})
+    below = (score("lt", 5),)
+    due = next_change(below, facts, T0)
+    assert due is not None and T0 + 10 * DAY * math.log2(3) < due < T0 + 16 * DAY
+    assert all_hold(below, Facts(scores=facts.scores, at=due), None, due)
+    assert not all_hold(below, Facts(scores=facts.scores, at=due - RESOLUTION), None, T0)
+    # `not: true` on a `gte` reads the same; an event count in the segment must hold too.
+    assert next_change((score("gte", 5, negate=True),), facts, T0) == due
+    facts.received["Visited"] = [T0]
+    assert next_change((visited(), *below), facts, T0) == due
+    assert next_change((visited(at_least=2), *below), facts, T0) is None
+
+
+def test_the_timer_is_due_at_the_later_of_a_window_and_a_fading_score_both_needed() -> None:
+    """A win-back for leads gone cold: no visit in 30 days and a score under 5. The visit
+    leaves the window first (the score is still 15 / 2**3 there), so the score decides."""
+    facts = Facts({"Visited": [T0]}, scores={"lead": fading(15)})
+    cold = (*WINBACK, score("lt", 1))
+    due = next_change(cold, facts, T0)
+    assert due is not None and due > T0 + 30 * DAY
+    assert due == next_change((score("lt", 1),), facts, T0)
+    # Faster fading: the score passes first, and the window decides.
+    quick = Facts({"Visited": [T0]}, scores={"lead": fading(15, half_life=DAY)})
+    assert next_change(cold, quick, T0) == leaves_window(T0, 30 * DAY)
+
+
+def test_no_timer_where_a_fading_score_cannot_bring_the_profile_in() -> None:
+    facts = Facts(scores={"lead": fading(15, fit=10)})
+    assert next_change((score("gte", 10),), facts, T0) is None  # fades out, never in
+    assert next_change((score("lt", 10),), facts, T0) is None  # the fit stays: never under 10
+    assert next_change((score("lt", 30),), facts, T0) is None  # already in (25 now)
+    assert next_change((score("equals", 10),), facts, T0) is None  # only comparisons
+    steady = Facts(scores={"lead": ScoreState(model_id="lead", model_version="v", stage="x")})
+    assert next_change((score("lt", 5),), steady, T0) is None
+    assert next_change((score("lt", 5),), Facts(), T0) is None  # no score at all
+    pro = Condition("trait", "plan", Predicate("equals", "pro"))
+    assert next_change((pro, score("lt", 5)), Facts(scores={"lead": fading(15)}), T0) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    points=st.floats(min_value=0.5, max_value=1e4),
+    half_life=st.floats(min_value=60.0, max_value=4e7),
+    share=st.floats(min_value=0.001, max_value=0.999),
+    fit=st.floats(min_value=-50, max_value=50),
+)
+def test_the_instant_a_fading_score_passes_a_threshold_is_the_first_within_resolution(
+    points: float, half_life: float, share: float, fit: float
+) -> None:
+    state = fading(points, half_life, fit)
+    facts = Facts(scores={"lead": state})
+    threshold = fit + points * share
+    below = (score("lt", threshold),)
+    due = next_change(below, facts, T0)
+    if all_hold(below, facts, None, T0):
+        assert due is None
+        return
+    assert due is not None
+    assert facts.score_at("lead", due) < threshold  # type: ignore[operator]
+    assert facts.score_at("lead", due - RESOLUTION) >= threshold  # type: ignore[operator]
