@@ -499,7 +499,11 @@ class Engine:
                 running = self._sweeps[workspace] = sweep.Sweep(conn, workspace, stale)
                 self.segment_sweeps[workspace] = running.progress
             finished = running.step(conn, self.writer, self.clock.now())
-        except BaseException:
+        except Exception as exc:
+            if park.transient(exc):  # the database, not the sweep: its chunk is tried again
+                log.warning("a segment sweep chunk failed (%s); retrying", exc)
+                self._request_sweep(workspace)
+                return
             self._end_sweep(workspace)  # logged by the processor; run again at the next start
             raise
         if finished:

@@ -652,3 +652,30 @@ def test_a_sweep_queued_when_a_rescore_is_asked_for_waits_behind_it(
         h.advance(0)
         assert order[0] == "rescore" and "chunk" in order
         assert [c for c in order if c == "rescore"] == ["rescore"]
+
+
+def test_a_chunk_the_database_failed_is_tried_again_without_a_restart(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost connection (or a writer that is full) says nothing about the sweep: its chunk
+    is tried again at the next round, where another error ends it until the next start."""
+    from leadloop.errors import StorageError
+
+    monkeypatch.setattr(sweep, "CHUNK", 1)
+    failed: list[int] = []
+    real = sweep.sweep_chunk
+
+    def lose_connection_once(*args: Any) -> Any:
+        if len(failed) == 0 and args[4][0].id == pids[1]:
+            failed.append(1)
+            raise StorageError("the connection to the database was lost")
+        return real(*args)
+
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        pids = list(silent_people(h, 3))
+        monkeypatch.setattr(sweep, "sweep_chunk", lose_connection_once)
+        seen = chunks_seen(monkeypatch)
+        apply(h, tmp_path, WINBACK, "winback.yaml")
+        assert failed == [1]
+        assert [c for c in seen if c] == [(pid,) for pid in pids]
+        assert [instances(h, pid, "winback") for pid in pids] == [[DONE]] * 3
