@@ -458,12 +458,15 @@ class Engine:
         if stale:
             self._rescore(conn, workspace, stale)
 
-    def _request_sweep(self, workspace: str, *, requeue: bool = False) -> None:
+    def _request_sweep(
+        self, workspace: str, *, requeue: bool = False, next_chunk: bool = False
+    ) -> None:
         """Have the processor sweep the workspace's new or changed segments, unless its next
         chunk is queued already (that job reads the journeys as they are when it runs).
         `requeue`: queue it behind the jobs asked for since (a rescore: a segment may test a
-        score), the one queued before doing nothing. Not where this engine runs no processor:
-        the workers ask for it."""
+        score), the one queued before doing nothing; `next_chunk`: asked by the sweep itself
+        (`Processor.request_later`). Not where this engine runs no processor: the workers ask
+        for it."""
         if not self._run_processor:
             return
         token = object()
@@ -471,7 +474,8 @@ class Engine:
             if workspace in self._sweep_queued and not requeue:
                 return
             self._sweep_queued[workspace] = token
-        self.processor.request(lambda c: self._sweep_segments(c, workspace, token))
+        request = self.processor.request_later if next_chunk else self.processor.request
+        request(lambda c: self._sweep_segments(c, workspace, token))
 
     def _sweep_segments(self, conn: Conn, workspace: str, token: object) -> None:
         """Evaluate the next chunk of profiles for the journeys whose segment is new or
@@ -502,7 +506,7 @@ class Engine:
         except Exception as exc:
             if park.transient(exc):  # the database, not the sweep: its chunk is tried again
                 log.warning("a segment sweep chunk failed (%s); retrying", exc)
-                self._request_sweep(workspace)
+                self._request_sweep(workspace, next_chunk=True)
                 return
             self._end_sweep(workspace)  # logged by the processor; run again at the next start
             raise
@@ -510,7 +514,7 @@ class Engine:
             self._end_sweep(workspace)
         else:
             self.segment_sweeps[workspace] = running.progress
-            self._request_sweep(workspace)
+            self._request_sweep(workspace, next_chunk=True)
 
     def _end_sweep(self, workspace: str) -> None:
         running = self._sweeps.pop(workspace, None)
