@@ -27,8 +27,8 @@ Visited}`), the rows within the longest window for the others (all of them only 
 `where` has no window). Writes: one timer and one membership row per profile the segment
 concerns, and a firing (an event) per profile re-evaluated now.
 
-A journey no longer a segment journey of the playbook loses its record: while it is not, no
-timer watches its segment, so adding it back sweeps again.
+A journey no longer a segment journey of the playbook loses its record (or its position, removed
+mid-sweep): while it is not, no timer watches its segment, so adding it back sweeps again.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def marker(workspace: str, journey_id: str) -> str:
 
 
 def forget_removed(conn: Conn, writer: Writer, workspace: str, journeys: Sequence[Journey]) -> None:
-    """Drop the record of journeys that are no longer segment journeys of the playbook."""
+    """Drop the record (or the position) of journeys that are no longer segment journeys of
+    the playbook."""
     current = {marker(workspace, j.id) for j in journeys if isinstance(j.trigger, SegmentTrigger)}
     prefix = marker(workspace, "")
     # LIKE's wildcards and PostgreSQL's escape character match any character here instead;
