@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -62,6 +62,10 @@ from leadloop.storage.checkpoint import checkpointer, hand_off_checkpoints
 from leadloop.storage.db import DatabaseUrl, PostgresConnection, SqliteConnection, connect
 from leadloop.storage.migrate import migrate, pending
 from leadloop.storage.upkeep import Upkeep
+
+if TYPE_CHECKING:  # imported where used: the sweep is rarely needed
+    from leadloop.journeys.model import Journey
+    from leadloop.journeys.sweep import Sweep
 
 log = logging.getLogger("leadloop")
 T = TypeVar("T")
@@ -180,6 +184,12 @@ class Engine:
         self.segment_sweeps: dict[str, tuple[int, int]] = {}
         """Workspace → (profiles evaluated, profiles) of the segment sweep running in it
         (`journeys.sweep`), for `GET /api/v1/status`."""
+        self._sweeps: dict[str, Sweep] = {}
+        """The segment sweep under way per workspace (the processor's thread only)."""
+        self._sweep_queued: dict[str, object] = {}
+        """Per workspace, the token of its queued sweep job: one at a time (a job whose token
+        was replaced since does nothing)."""
+        self._sweep_lock = threading.Lock()
         self.journey_stage = JourneyStage(
             self.playbooks.get,
             channels_enabled=lambda ws: channels_config(self.playbooks.get(ws)).enabled_channels(),
@@ -359,7 +369,7 @@ class Engine:
                     lambda c, ws=workspace, ms=changed: self._rescore(c, ws, ms)  # type: ignore[misc]
                 )
             if self._started:  # after any rescore: a segment may test a score
-                self.processor.request(lambda c, ws=workspace: self._sweep_segments(c, ws))  # type: ignore[misc]
+                self._request_sweep(workspace, requeue=bool(changed))
             self._playbook_ids[workspace] = pid
             self.live_playbook_ids[workspace] = pid
             log.info(  # by its stored number, as `playbook apply` and the status API name it
@@ -453,26 +463,69 @@ class Engine:
         if stale:
             self._rescore(conn, workspace, stale)
 
-    def _sweep_segments(self, conn: Conn, workspace: str) -> None:
-        """Evaluate, for every profile, the segments of the journeys whose segment is new or
-        changed since it was last swept (`journeys.sweep`)."""
+    def _request_sweep(
+        self, workspace: str, *, requeue: bool = False, next_chunk: bool = False
+    ) -> None:
+        """Have the processor sweep the workspace's new or changed segments, unless its next
+        chunk is queued already (that job reads the journeys as they are when it runs).
+        `requeue`: queue it behind the jobs asked for since (a rescore: a segment may test a
+        score), the one queued before doing nothing; `next_chunk`: asked by the sweep itself
+        (`Processor.request_later`). Not where this engine runs no processor: the workers ask
+        for it."""
+        if not self._run_processor:
+            return
+        token = object()
+        with self._sweep_lock:
+            if workspace in self._sweep_queued and not requeue:
+                return
+            self._sweep_queued[workspace] = token
+        request = self.processor.request_later if next_chunk else self.processor.request
+        request(lambda c: self._sweep_segments(c, workspace, token))
+
+    def _sweep_segments(self, conn: Conn, workspace: str, token: object) -> None:
+        """Evaluate the next chunk of profiles for the journeys whose segment is new or
+        changed since it was last swept (`journeys.sweep`), and ask for the one after: a batch
+        of events is processed between two chunks."""
         from leadloop.journeys import sweep
 
+        with self._sweep_lock:  # a request from now on queues the next chunk
+            if self._sweep_queued.get(workspace) is not token:
+                return  # queued again since, behind a rescore
+            del self._sweep_queued[workspace]
         journeys = self.journey_stage.journeys(workspace)
-        if journeys is None:
-            return
-        sweep.forget_removed(conn, self.writer, workspace, journeys.journeys)
-        stale = sweep.stale_segments(conn, workspace, journeys.journeys)
+        stale: list[Journey] = []
+        if journeys is not None:
+            sweep.forget_removed(conn, self.writer, workspace, journeys.journeys)
+            stale = sweep.stale_segments(conn, workspace, journeys.journeys)
+        running = self._sweeps.get(workspace)
+        if running is not None and not running.covers(stale):
+            self._end_sweep(workspace)  # a segment changed or a journey came or went meanwhile
+            running = None
         if not stale:
             return
-
-        def progress(done: int, total: int) -> None:
-            self.segment_sweeps[workspace] = (done, total)
-
         try:
-            sweep.sweep_workspace(conn, self.writer, workspace, stale, self.clock.now(), progress)
-        finally:
-            self.segment_sweeps.pop(workspace, None)
+            if running is None:
+                running = self._sweeps[workspace] = sweep.Sweep(conn, workspace, stale)
+                self.segment_sweeps[workspace] = running.progress
+            finished = running.step(conn, self.writer, self.clock.now())
+        except Exception as exc:
+            if park.transient(exc):  # the database, not the sweep: its chunk is tried again
+                log.warning("a segment sweep chunk failed (%s); retrying", exc)
+                self._request_sweep(workspace, next_chunk=True)
+                return
+            self._end_sweep(workspace)  # logged by the processor; run again at the next start
+            raise
+        if finished:
+            self._end_sweep(workspace)
+        else:
+            self.segment_sweeps[workspace] = running.progress
+            self._request_sweep(workspace, next_chunk=True)
+
+    def _end_sweep(self, workspace: str) -> None:
+        running = self._sweeps.pop(workspace, None)
+        if running is not None:
+            running.close()
+        self.segment_sweeps.pop(workspace, None)
 
     def redrive_parked(self, parked_id: int) -> Future[Redriven]:
         """Process a parked event again on the processor's thread, between two batches
@@ -565,8 +618,8 @@ class Engine:
                 self.processor.request(
                     lambda c, ws=workspace, ms=playbook.models: self._rescore_stale(c, ws, ms)  # type: ignore[misc]
                 )
-            # Nor to sweep its segments, and a sweep the stop cut short is run again.
-            self.processor.request(lambda c, ws=workspace: self._sweep_segments(c, ws))  # type: ignore[misc]
+            # Nor to sweep its segments, and a sweep the stop cut short goes on.
+            self._request_sweep(workspace)
         self._started = True
         self._upkeep = (
             checkpointer(self._connect_sqlite)

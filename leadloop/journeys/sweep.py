@@ -8,12 +8,17 @@ from what its membership says, at the next instant time alone changes it, or not
 firing is an event of the log that the processor decides as any other, so an entry follows the
 journey's re-entry rule and a replay of the log decides it again.
 
-Runs as a processor job (between two batches), in chunks of `CHUNK` profiles, each written in
-one transaction. The segment's digest is recorded once every profile is done
-(`cursors`, `segment-sweep:<workspace>:<journey>`): a journey whose recorded digest is its
-segment's is not swept again, and a sweep cut short is run again at the next start. Running it
-again is harmless: one timer per profile and journey, and a profile already seen in the segment
-is not entered again.
+Runs in chunks of `CHUNK` profiles in id order, each a processor job of its own (between two
+batches, so events are processed between two chunks) written in one transaction with where
+the sweep stands: the `cursors` row `segment-sweep:<workspace>:<journey>` holds a `Position`
+(JSON: the segment's digest, the last profile done) while it runs, and the segment's digest
+alone once every profile is done. A journey whose recorded digest is its segment's is not swept
+again; a sweep cut short goes on at the next start from the profile after the last one done,
+for the same segment, and starts again from the first for a changed one. An event processed
+between two chunks is decided as any other: a profile it enters is seen in the segment when the
+sweep reaches it (no timer due now), and one swept before it has one timer, whichever of the
+two comes first deciding the entry. Evaluating a profile again is harmless anyway: one timer
+per profile and journey, and a profile already seen in the segment is not entered again.
 
 Cost: every profile's traits are read once (one indexed range of `profiles` per chunk); scores
 only when the segment tests one; events only for the profiles its trait, score and stage
@@ -22,8 +27,8 @@ Visited}`), the rows within the longest window for the others (all of them only 
 `where` has no window). Writes: one timer and one membership row per profile the segment
 concerns, and a firing (an event) per profile re-evaluated now.
 
-A journey no longer a segment journey of the playbook loses its record: while it is not, no
-timer watches its segment, so adding it back sweeps again.
+A journey no longer a segment journey of the playbook loses its record (or its position, removed
+mid-sweep): while it is not, no timer watches its segment, so adding it back sweeps again.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -53,9 +58,6 @@ _profile_decoder = msgspec.json.Decoder(Profile)
 _member_decoder = msgspec.json.Decoder(dict[str, Membership])
 _score_decoder = msgspec.json.Decoder(ScoreState)
 _encoder = msgspec.json.Encoder()
-Progress = Callable[[int, int], None]
-"""Called with (profiles evaluated so far, profiles in the workspace): once with 0 before the
-first chunk, then after each chunk is written."""
 
 
 def segment_digest(journey: Journey) -> str:
@@ -69,7 +71,8 @@ def marker(workspace: str, journey_id: str) -> str:
 
 
 def forget_removed(conn: Conn, writer: Writer, workspace: str, journeys: Sequence[Journey]) -> None:
-    """Drop the record of journeys that are no longer segment journeys of the playbook."""
+    """Drop the record (or the position) of journeys that are no longer segment journeys of
+    the playbook."""
     current = {marker(workspace, j.id) for j in journeys if isinstance(j.trigger, SegmentTrigger)}
     prefix = marker(workspace, "")
     # LIKE's wildcards and PostgreSQL's escape character match any character here instead;
@@ -98,62 +101,139 @@ def stale_segments(conn: Conn, workspace: str, journeys: Sequence[Journey]) -> l
     return stale
 
 
-def sweep_workspace(
-    conn: Conn,
-    writer: Writer,
-    workspace: str,
-    journeys: Sequence[Journey],
-    now: float,
-    progress: Progress | None = None,
-) -> int:
-    """Evaluate the journeys' segments for every profile of the workspace at `now` and set
-    their timers; returns the profiles evaluated. At most `CHUNK` profiles are held at once."""
-    (total,) = conn.execute(
-        "SELECT COUNT(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL",
-        (workspace,),
-    )[0]
-    ids = [j.id for j in journeys]
-    log.info("evaluating the segments of %s for %d profiles of %s", ids, total, workspace)
-    bar = tqdm(total=total, unit="profile", file=sys.stderr, disable=not sys.stderr.isatty())
-    done, due_now, watched, last = 0, 0, 0, ""
-    try:
-        if progress is not None:
-            progress(0, total)
-        while True:
-            rows = conn.execute(
-                "SELECT id, state FROM profiles WHERE workspace_id = ? AND merged_into IS NULL "
-                "AND id > ? ORDER BY id LIMIT ?",
-                (workspace, last, CHUNK),
-            )
-            if not rows:
-                break
-            last = str(rows[-1][0])
-            profiles = [_profile_decoder.decode(state) for _id, state in rows]
-            counts = sweep_chunk(conn, writer, workspace, journeys, profiles, now)
-            due_now, watched = due_now + counts[0], watched + counts[1]
-            done += len(profiles)
-            bar.update(len(profiles))
-            if progress is not None:
-                progress(done, int(total))
-    finally:
-        bar.close()
-    names = [(marker(workspace, j.id), segment_digest(j)) for j in journeys]
-    writer.submit(
-        lambda c: c.executemany(
-            "INSERT INTO cursors (name, position) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            names,
+class Position(msgspec.Struct, frozen=True):
+    """Where a journey's sweep stands between two chunks: the segment swept (`digest`), the
+    last profile evaluated (`after`, profiles go in id order), how many were, and how many
+    timers were set due now and later (for the log line at the end)."""
+
+    digest: str
+    after: str = ""
+    done: int = 0
+    due_now: int = 0
+    watched: int = 0
+
+
+_position_decoder = msgspec.json.Decoder(Position)
+
+
+def positions(conn: Conn, workspace: str, journeys: Sequence[Journey]) -> dict[str, Position]:
+    """Where each journey's sweep stands, by journey id: a position recorded for another
+    segment (changed since) starts again from the first profile."""
+    names = [marker(workspace, j.id) for j in journeys]
+    recorded = {
+        str(name): str(value)
+        for name, value in conn.execute(
+            f"SELECT name, position FROM cursors WHERE name IN ({','.join('?' * len(names))})",
+            tuple(names),
         )
-    ).result()
-    log.info(
-        "evaluated the segments of %s for %d profiles of %s: %d re-evaluated now, %d watched",
-        ids,
-        done,
-        workspace,
-        due_now,
-        watched,
+    }
+    found = {}
+    for journey in journeys:
+        digest = segment_digest(journey)
+        raw = recorded.get(marker(workspace, journey.id), "")
+        # A digest alone (no JSON) is a sweep done, of another segment for a stale journey.
+        at = _position_decoder.decode(raw) if raw.startswith("{") else None
+        found[journey.id] = at if at is not None and at.digest == digest else Position(digest)
+    return found
+
+
+class Sweep:
+    """The sweep of a workspace's stale segment journeys, one chunk per `step`. The engine
+    runs each step as a processor job of its own that asks for the next, so a batch of events
+    is processed between two chunks. Each chunk records where every journey's sweep stands
+    with its timers, in one transaction: stopped (or killed), the sweep goes on from the next
+    profile, not from the first; `done` starts from the count recorded."""
+
+    def __init__(self, conn: Conn, workspace: str, journeys: Sequence[Journey]) -> None:
+        self.workspace = workspace
+        self.journeys = tuple(journeys)
+        self.digests = tuple((j.id, segment_digest(j)) for j in journeys)
+        (total,) = conn.execute(
+            "SELECT COUNT(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL",
+            (workspace,),
+        )[0]
+        self.total = int(total)
+        self.done = min(p.done for p in positions(conn, workspace, journeys).values())
+        self._ids = [j.id for j in journeys]
+        if self.done:
+            log.info(
+                "resuming the evaluation of the segments of %s after %d of %d profiles of %s",
+                self._ids,
+                self.done,
+                self.total,
+                workspace,
+            )
+        else:
+            log.info(
+                "evaluating the segments of %s for %d profiles of %s",
+                self._ids,
+                self.total,
+                workspace,
+            )
+        self._bar = tqdm(
+            total=self.total,
+            initial=self.done,
+            unit="profile",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        )
+
+    def covers(self, journeys: Sequence[Journey]) -> bool:
+        """Whether this is the sweep of these journeys' segments as they are now."""
+        return self.digests == tuple((j.id, segment_digest(j)) for j in journeys)
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(profiles evaluated, profiles in the workspace): profiles created since the count
+        may be evaluated too."""
+        return self.done, max(self.done, self.total)
+
+    def step(self, conn: Conn, writer: Writer, now: float) -> bool:
+        """Evaluate the next chunk of profiles at `now`; True once every profile is done and
+        the segments' digests are recorded. The position is read again each time: another
+        worker may have gone on with the sweep while this one stood by."""
+        at = positions(conn, self.workspace, self.journeys)
+        rows = conn.execute(
+            "SELECT id, state FROM profiles WHERE workspace_id = ? AND merged_into IS NULL "
+            "AND id > ? ORDER BY id LIMIT ?",
+            (self.workspace, min(p.after for p in at.values()), CHUNK),
+        )
+        before = self.done
+        if rows:
+            profiles = [_profile_decoder.decode(state) for _id, state in rows]
+            finished = len(rows) < CHUNK
+            at = sweep_chunk(
+                conn, writer, self.workspace, self.journeys, profiles, now, at, finished
+            )
+        else:
+            finished = True
+            names = [(marker(self.workspace, j.id), segment_digest(j)) for j in self.journeys]
+            writer.submit(lambda c: _record(c, names)).result()
+        self.done = min(p.done for p in at.values())
+        self._bar.update(self.done - before)
+        if finished:
+            self.close()
+            log.info(
+                "evaluated the segments of %s for %d profiles of %s: %d re-evaluated now, "
+                "%d watched",
+                self._ids,
+                self.done,
+                self.workspace,
+                sum(p.due_now for p in at.values()),
+                sum(p.watched for p in at.values()),
+            )
+        return finished
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _record(conn: Conn, rows: Sequence[tuple[str, str]]) -> None:
+    conn.executemany(
+        "INSERT INTO cursors (name, position) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        rows,
     )
-    return done
 
 
 def sweep_chunk(
@@ -163,9 +243,12 @@ def sweep_chunk(
     journeys: Sequence[Journey],
     profiles: list[Profile],
     now: float,
-) -> tuple[int, int]:
-    """Set the timers of one chunk of profiles, in one transaction; returns (timers due now,
-    timers due later)."""
+    at: dict[str, Position],
+    finished: bool,
+) -> dict[str, Position]:
+    """Set the timers of one chunk of profiles (in id order), each journey's for those past
+    its position `at`, and record the positions reached (the segments' digests once
+    `finished`), in one transaction; returns the positions reached."""
     ids = [p.id for p in profiles]
     marks = ",".join("?" * len(ids))
     members: dict[str, dict[str, Membership]] = {
@@ -179,14 +262,19 @@ def sweep_chunk(
     dirty: set[str] = set()
     timers: list[tuple[Any, ...]] = []
     cancelled: list[tuple[str, str]] = []
-    due_now = 0
+    reached: dict[str, Position] = {}
     for journey in journeys:
         assert isinstance(journey.trigger, SegmentTrigger)
-        facts = ChunkFacts(conn, workspace, profiles, journey.trigger.tests, now)
+        position = at[journey.id]
+        # Journeys swept together may stand at different profiles (one added to a sweep
+        # under way): each goes on from its own.
+        mine = [p for p in profiles if p.id > position.after]
+        facts = ChunkFacts(conn, workspace, mine, journey.trigger.tests, now)
         payload = _encoder.encode(
             {"name": SEGMENT_EVENT, "properties": {"journey": journey.id}}
         ).decode()
-        for profile in profiles:
+        due_now, watched = 0, 0
+        for profile in mine:
             held = members.get(profile.id, {})
             membership = held.get(journey.id, Membership())
             updated, change = segments.sweep_segment(journey, membership, facts.of(profile), now)
@@ -194,11 +282,23 @@ def sweep_chunk(
             if isinstance(change, segments.WatchSegment):
                 timers.append((workspace, key, profile.id, change.due_at, payload))
                 due_now += change.due_at == now
+                watched += change.due_at != now
             elif isinstance(change, segments.UnwatchSegment):
                 cancelled.append((workspace, key))
             if updated != membership:
                 members.setdefault(profile.id, {})[journey.id] = updated
                 dirty.add(profile.id)
+        reached[journey.id] = msgspec.structs.replace(
+            position,
+            after=max(position.after, ids[-1]),
+            done=position.done + len(mine),
+            due_now=position.due_now + due_now,
+            watched=position.watched + watched,
+        )
+    names = [
+        (marker(workspace, jid), p.digest if finished else _encoder.encode(p).decode())
+        for jid, p in reached.items()
+    ]
     rows = [(workspace, pid, _encoder.encode(members[pid]).decode()) for pid in sorted(dirty)]
 
     def write(c: Conn) -> None:
@@ -225,9 +325,10 @@ def sweep_chunk(
             "profile_id = excluded.profile_id",
             [timer for timer in timers if timer[2] in kept],
         )
+        _record(c, names)
 
     writer.submit(write).result()
-    return due_now, len(timers) - due_now
+    return reached
 
 
 class ChunkFacts:

@@ -153,10 +153,16 @@ class Processor:
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
         rescore), so it never interleaves with event processing."""
+        self.request_later(job)
+        self._poke.set()  # holding, it would otherwise wait up to `hold_delay_cap` first
+
+    def request_later(self, job: Callable[[Conn], None]) -> None:
+        """`request`, for a job asking for its own next part (a segment sweep's next chunk):
+        while the processor holds at a failing event it runs at the next attempt, not at once,
+        or each part would retry the held event (nothing behind it is processed meanwhile)."""
         with self._jobs_lock:
             self._jobs.append(job)
         self._wake.set()
-        self._poke.set()  # holding, it would otherwise wait up to `hold_delay_cap` first
 
     def _run_jobs(self, conn: Conn) -> None:
         with self._jobs_lock:

@@ -6,6 +6,7 @@ backends, with the real processor on a manual clock."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +18,20 @@ from leadloop.app import Engine
 from leadloop.clock import ManualClock
 from leadloop.config import Settings
 from leadloop.journeys import segments, sweep
+from leadloop.log import store
+from leadloop.log.processor import CURSOR
 from leadloop.log.rebuild import reset_derived_state
+from leadloop.testing import eventually
 from tests.contract.conftest import Harness
-from tests.contract.journeys_helpers import DAY, HOUR, instances, person, timers, track
+from tests.contract.journeys_helpers import (
+    DAY,
+    HOUR,
+    instances,
+    people,
+    person,
+    timers,
+    track,
+)
 from tests.contract.test_journeys_seed import journey_harness, playbook_with_journeys
 from tests.contract.test_journeys_segment_time import (
     FADED,
@@ -27,6 +39,7 @@ from tests.contract.test_journeys_segment_time import (
     SILENCE,
     fading_playbook,
     segment_flow,
+    segment_flows,
 )
 
 pytestmark = pytest.mark.usefixtures("channels_env")
@@ -105,16 +118,16 @@ def winback_applied(
 
 @pytest.fixture
 def sweeps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """The journeys of each sweep the engine runs, in order (the first, `plain` at the
-    start, evaluates no profile: there is none yet)."""
+    """The journeys of each sweep the engine begins or resumes, in order (the first, `plain`
+    at the start, evaluates no profile: there is none yet)."""
     seen: list[tuple[str, ...]] = []
-    real = sweep.sweep_workspace
 
-    def spy(*args: Any, **kwargs: Any) -> int:
-        seen.append(tuple(j.id for j in args[3]))
-        return real(*args, **kwargs)
+    class Spy(sweep.Sweep):
+        def __init__(self, conn: Any, workspace: str, journeys: Any) -> None:
+            seen.append(tuple(j.id for j in journeys))
+            super().__init__(conn, workspace, journeys)
 
-    monkeypatch.setattr(sweep, "sweep_workspace", spy)
+    monkeypatch.setattr(sweep, "Sweep", Spy)
     return seen
 
 
@@ -371,3 +384,326 @@ def test_a_profile_erased_while_its_chunk_is_evaluated_gets_no_rows_back(
         assert h.sql("SELECT COUNT(*) FROM timers WHERE profile_id = ?", gone) == [(0,)]
         assert h.sql("SELECT COUNT(*) FROM journey_profiles WHERE profile_id = ?", gone) == [(0,)]
         assert h.sql("SELECT COUNT(*) FROM journey_instances WHERE profile_id = ?", gone) == [(0,)]
+
+
+def silent_people(h: Harness, n: int) -> dict[str, str]:
+    """`n` profiles, each with one visit 40 days ago (in the win-back segment): user by
+    profile id, in the order the sweep takes them (profile id)."""
+    users = [f"u{i}" for i in range(n)]
+    pids = people(h, users)
+    for user in users:
+        track(h, user, "Visited")
+    h.advance(40 * DAY)
+    return {pid: user for user, pid in sorted(pids.items(), key=lambda item: item[1])}
+
+
+def chunks_seen(monkeypatch: pytest.MonkeyPatch, after: Any = None) -> list[tuple[str, ...]]:
+    """The profiles of each chunk the sweep evaluates; `after(n, args)` runs once chunk `n`
+    (from 1) is written, on the processor's thread."""
+    seen: list[tuple[str, ...]] = []
+    real = sweep.sweep_chunk
+
+    def spy(*args: Any) -> Any:
+        result = real(*args)
+        seen.append(tuple(p.id for p in args[4]))
+        if after is not None:
+            after(len(seen), args)
+        return result
+
+    monkeypatch.setattr(sweep, "sweep_chunk", spy)
+    return seen
+
+
+def take_up(h: Harness, playbook: str) -> None:
+    """Apply `playbook` and have the engine take it up at once (a chunk's hook does it on the
+    processor's thread, between two chunks)."""
+    h.engine.apply_playbook_file(playbook)
+    h.engine.refresh_playbooks()
+
+
+def segment_firings(h: Harness, pid: str) -> int:
+    [(n,)] = h.sql(
+        "SELECT COUNT(*) FROM events WHERE event = 'Journey Segment Due' AND profile_id = ?", pid
+    )
+    return int(n)
+
+
+def test_events_are_processed_between_two_chunks_and_nobody_enters_twice(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep does a chunk per processor job: events accepted during a chunk are processed
+    before the next one. A profile already swept (its timer due now) and one not reached yet
+    both send an event then: each enters once, whichever of its event and the sweep's timer
+    comes first, and the one its event entered gets no timer due now from the sweep."""
+    monkeypatch.setattr(sweep, "CHUNK", 1)
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        user_of = silent_people(h, 4)
+        pids = list(user_of)
+        swept, later = pids[0], pids[-1]
+        entered_before_chunk: list[int] = []
+
+        def between(n: int, args: Any) -> None:
+            conn = args[0]
+            if n == 1:  # the first profile swept, the last not reached yet
+                sent = {f"opened-{pid}" for pid in (swept, later)}
+                h.send(
+                    *(
+                        {
+                            "type": "track",
+                            "userId": user_of[pid],
+                            "event": "Opened",
+                            "messageId": f"opened-{pid}",
+                        }
+                        for pid in (swept, later)
+                    )
+                )
+                # On PostgreSQL the log is read up to the oldest transaction still open on
+                # the server (any database's): the next batch reads them once it can.
+                eventually(
+                    lambda: (
+                        sent
+                        <= {
+                            e.message_id
+                            for e in store.read_after(conn, store.get_cursor(conn, CURSOR), 1000)[0]
+                        }
+                    ),
+                    timeout=30,
+                )
+            elif n == 2:
+                [(count,)] = conn.execute(
+                    "SELECT COUNT(*) FROM journey_instances WHERE profile_id = ?", (later,)
+                )
+                entered_before_chunk.append(int(count))
+
+        seen = chunks_seen(monkeypatch, between)
+        apply(h, tmp_path, WINBACK, "winback.yaml")
+        assert [c for c in seen if c] == [(pid,) for pid in pids]
+        # The event sent during the first chunk was processed before the second one.
+        assert entered_before_chunk == [1]
+        assert [instances(h, pid, "winback") for pid in pids] == [[DONE]] * 4
+        assert segment_firings(h, later) == 0
+        for pid in pids:
+            assert len(timers(h, pid, "segment")) <= 1
+
+
+class Killed(Exception):
+    """The engine died between two chunks (SIGKILL): the chunk before is written, no other."""
+
+
+def killed_after_two_chunks(
+    h: Harness, winback: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Four silent profiles, then `winback` applied with `CHUNK` 1 and the engine killed
+    once its second chunk is written: (the profiles in sweep order, the chunks seen)."""
+    monkeypatch.setattr(sweep, "CHUNK", 1)
+
+    def kill_after_second(n: int, _args: Any) -> None:
+        if n == 2:
+            raise Killed
+
+    pids = list(silent_people(h, 4))
+    seen = chunks_seen(monkeypatch, kill_after_second)
+    take_up(h, winback)
+    h.advance(0)
+    assert seen == [(pids[0],), (pids[1],)]
+    assert [len(instances(h, pid, "winback")) for pid in pids] == [1, 1, 0, 0]
+    return pids, seen
+
+
+def test_a_sweep_killed_between_chunks_resumes_where_it_stopped(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk records the sweep's position with its timers: started again, the sweep
+    goes on from the next profile (none evaluated twice, none skipped), and the progress
+    `GET /api/v1/status` shows counts the profiles done before the stop."""
+    winback = playbook_with_journeys(tmp_path, WINBACK, "winback.yaml")
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        pids, _seen = killed_after_two_chunks(h, winback, monkeypatch)
+        stopped = h.engine.clock.now()
+    shown: list[object] = []
+    started: list[Engine] = []
+    start = Engine.start
+    # Spied before the engine starts: it takes the sweep up at once.
+    monkeypatch.setattr(Engine, "start", lambda e: (started.append(e), start(e))[1])
+
+    def status(_n: int, _args: Any) -> None:
+        shown.append(started[-1].playbook_status("default")["segment_sweep"])
+
+    seen = chunks_seen(monkeypatch, status)
+    with running(backend_url, winback, stopped + HOUR) as h:
+        h.advance(0)
+        assert [c for c in seen if c] == [(pids[2],), (pids[3],)]
+        assert shown[0] == {"profiles_done": 2, "profiles": 4}
+        assert [instances(h, pid, "winback") for pid in pids] == [[DONE]] * 4
+        assert [segment_firings(h, pid) for pid in pids] == [1] * 4
+        assert h.engine.playbook_status("default")["segment_sweep"] is None
+        [(marker,)] = h.sql(
+            "SELECT position FROM cursors WHERE name = ?", "segment-sweep:default:winback"
+        )
+        assert len(marker) == 64  # the segment's digest: done
+
+
+def test_a_segment_changed_mid_sweep_is_swept_again_from_the_first_profile(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new version that changes the segment while it is being swept: the rest is not
+    evaluated under the old segment; the new one is evaluated for every profile, once, and
+    nobody already in (and still in) enters again."""
+    monkeypatch.setattr(sweep, "CHUNK", 1)
+    shorter = playbook_with_journeys(tmp_path, SHORTER, "shorter.yaml")
+    digests: list[str] = []
+
+    def change_after_second(n: int, args: Any) -> None:
+        digests.append(sweep.segment_digest(args[3][0]))
+        if n == 2:
+            take_up(h, shorter)
+
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        pids = list(silent_people(h, 4))
+        seen = chunks_seen(monkeypatch, change_after_second)
+        apply(h, tmp_path, WINBACK, "winback.yaml")
+        old, new = digests[0], digests[-1]
+        assert old != new
+        evaluated = [(d, c) for d, c in zip(digests, seen, strict=True) if c]
+        assert evaluated == [(old, (pids[0],)), (old, (pids[1],))] + [(new, (pid,)) for pid in pids]
+        assert [instances(h, pid, "winback") for pid in pids] == [[DONE]] * 4
+        assert h.sql(
+            "SELECT position FROM cursors WHERE name = ?", "segment-sweep:default:winback"
+        ) == [(new,)]
+
+
+def test_a_journey_added_mid_sweep_is_swept_from_the_first_profile_with_the_other(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journeys swept together may stand at different profiles: the one under way goes on
+    from its own, the one added starts from the first; each profile once for each."""
+    monkeypatch.setattr(sweep, "CHUNK", 1)
+    both = playbook_with_journeys(
+        tmp_path, segment_flows(("winback", SILENCE), ("lapsed", SILENCE)), "both.yaml"
+    )
+
+    def add_after_second(n: int, _args: Any) -> None:
+        if n == 2:
+            take_up(h, both)
+
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        pids = list(silent_people(h, 4))
+        chunks_seen(monkeypatch, add_after_second)
+        real = segments.sweep_segment
+        decided: list[tuple[str, float]] = []
+
+        def spy(journey: Any, membership: Any, facts: Any, at: float) -> Any:
+            decided.append((journey.id, at))
+            return real(journey, membership, facts, at)
+
+        monkeypatch.setattr(segments, "sweep_segment", spy)
+        apply(h, tmp_path, WINBACK, "winback.yaml")
+        assert sorted(j for j, _at in decided) == ["lapsed"] * 4 + ["winback"] * 4
+        assert [instances(h, pid, "winback") for pid in pids] == [[DONE]] * 4
+        assert [instances(h, pid, "lapsed") for pid in pids] == [[DONE]] * 4
+
+
+def test_a_journey_removed_mid_sweep_ends_its_sweep_and_loses_its_position(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(`plain`, back in the playbook, is swept again meanwhile.)"""
+    monkeypatch.setattr(sweep, "CHUNK", 1)
+    before = playbook_with_journeys(tmp_path, BEFORE, "before.yaml")
+    winback: list[tuple[str, ...]] = []
+
+    def remove_after_first(n: int, args: Any) -> None:
+        if any(j.id == "winback" for j in args[3]):
+            winback.append(tuple(p.id for p in args[4]))
+        if n == 1:
+            take_up(h, before)
+
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        pids = list(silent_people(h, 3))
+        chunks_seen(monkeypatch, remove_after_first)
+        apply(h, tmp_path, WINBACK, "winback.yaml")
+        assert winback == [(pids[0],)]
+        assert h.sql("SELECT name FROM cursors WHERE name LIKE ?", "segment-sweep:%:winback") == []
+        assert h.engine.playbook_status("default")["segment_sweep"] is None
+
+
+@pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)
+def test_a_worker_taking_over_goes_on_with_the_sweep(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two engines on one PostgreSQL database, as two `leadloop worker` processes: the one
+    standing by asked for the sweep at its start, runs it once it leads, and goes on from
+    where the one that stopped left it."""
+    winback = playbook_with_journeys(tmp_path, WINBACK, "winback.yaml")
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as first:
+        pids, seen = killed_after_two_chunks(first, winback, monkeypatch)
+        with running(backend_url, winback, first.engine.clock.now()) as second:
+            assert second.engine.processor.idle_here() is None  # standing by
+            first.engine.stop()  # its session ends, and the lead with it
+            second.advance(0)
+            assert [c for c in seen if c] == [(pid,) for pid in pids]
+            assert [instances(second, pid, "winback") for pid in pids] == [[DONE]] * 4
+            assert [segment_firings(second, pid) for pid in pids] == [1] * 4
+
+
+def test_a_sweep_queued_when_a_rescore_is_asked_for_waits_behind_it(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment may test a score: a playbook that changes a scoring model while the next
+    chunk of a sweep is queued has that chunk run after the rescore, not before it."""
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        silent_people(h, 2)
+        order: list[str] = []
+        rescore = Engine._rescore
+        monkeypatch.setattr(
+            Engine, "_rescore", lambda e, *a: (order.append("rescore"), rescore(e, *a))[1]
+        )
+        step = sweep.Sweep.step
+        monkeypatch.setattr(
+            sweep.Sweep, "step", lambda s, *a: (order.append("chunk"), step(s, *a))[1]
+        )
+        inside, go = threading.Event(), threading.Event()
+
+        def busy(_conn: Any) -> None:
+            inside.set()
+            go.wait(30)
+
+        h.engine.processor.request(busy)
+        assert inside.wait(30)
+        # The processor is busy: a sweep asked for now stays queued, then the playbook
+        # changes a model (and the segment) before it runs.
+        h.engine._request_sweep("default")
+        changed = Path(playbook_with_journeys(tmp_path, WINBACK, "changed.yaml"))
+        text = changed.read_text("utf-8")
+        changed.write_text(text.replace("points: 15", "points: 16", 1), "utf-8")
+        take_up(h, str(changed))
+        go.set()
+        h.advance(0)
+        assert order[0] == "rescore" and "chunk" in order
+        assert [c for c in order if c == "rescore"] == ["rescore"]
+
+
+def test_a_chunk_the_database_failed_is_tried_again_without_a_restart(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost connection (or a writer that is full) says nothing about the sweep: its chunk
+    is tried again at the next round, where another error ends it until the next start."""
+    from leadloop.errors import StorageError
+
+    monkeypatch.setattr(sweep, "CHUNK", 1)
+    failed: list[int] = []
+    real = sweep.sweep_chunk
+
+    def lose_connection_once(*args: Any) -> Any:
+        if len(failed) == 0 and args[4][0].id == pids[1]:
+            failed.append(1)
+            raise StorageError("the connection to the database was lost")
+        return real(*args)
+
+    with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
+        pids = list(silent_people(h, 3))
+        monkeypatch.setattr(sweep, "sweep_chunk", lose_connection_once)
+        seen = chunks_seen(monkeypatch)
+        apply(h, tmp_path, WINBACK, "winback.yaml")
+        assert failed == [1]
+        assert [c for c in seen if c] == [(pid,) for pid in pids]
+        assert [instances(h, pid, "winback") for pid in pids] == [[DONE]] * 3

@@ -681,3 +681,26 @@ def test_a_hold_survives_a_restart(holding: tuple[Harness, Probe], backend_url: 
         raised = probe.raised
         eventually(lambda: probe.raised > raised + 2 * park.STRIKES + 2, timeout=30)
         assert len(parked(again)) == limit and halted(again) == before
+
+
+def test_a_job_asking_for_its_next_part_waits_for_the_next_attempt_at_the_held_event(
+    holding: tuple[Harness, Probe],
+) -> None:
+    """A segment sweep asks for its next chunk at the end of each (`request_later`): while
+    the processor holds, that runs at the next attempt at the held event, not at once with an
+    attempt per part (nothing behind the held event is processed meanwhile anyway)."""
+    h, _probe = holding
+    processor = h.engine.processor
+    processor.retry_delay, processor.hold_delay_cap = 600.0, 3600.0
+    parts: list[int] = []
+
+    def part(_conn: Any) -> None:
+        parts.append(len(parts) + 1)
+        if len(parts) < 5:
+            processor.request_later(part)
+
+    processor.request(part)  # cuts the wait short once
+    eventually(lambda: parts == [1], timeout=30)
+    processor.poke()  # the next attempt: the next part with it
+    eventually(lambda: len(parts) >= 2, timeout=30)
+    assert parts == [1, 2]
