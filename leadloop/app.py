@@ -55,6 +55,7 @@ from leadloop.playbook.model import Playbook
 from leadloop.runtime import tune_gc, tune_switch_interval
 from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import ScoringModel
+from leadloop.scoring.rescoring import Rescore
 from leadloop.scoring.service import ScoringStage
 from leadloop.storage import workspaces
 from leadloop.storage.analyze import analyzer
@@ -172,6 +173,11 @@ class Engine:
         self.playbooks: dict[str, Playbook] = {}
         self.rescore_progress: Callable[[int, int], None] | None = None
         """Told of each rescore's progress, (done, total): see `rescoring.Progress`."""
+        self.rescores: dict[str, tuple[int, int]] = {}
+        """Workspace → (profiles passed, profiles) of the rescore running in it, for
+        `GET /api/v1/status`."""
+        self._rescoring: dict[str, Rescore] = {}
+        """The rescore running per workspace (the processor's thread only)."""
         self._playbook_ids: dict[str, int] = {}
         """The newest stored playbook looked at, per workspace (loaded or not)."""
         self.live_playbook_ids: dict[str, int] = {}
@@ -350,10 +356,8 @@ class Engine:
                 or previous.model(m.id).version != m.version  # type: ignore[union-attr]
             )
             if changed and self._started:
-                self.processor.request(
-                    lambda c, ws=workspace, ms=changed: self._rescore(c, ws, ms)  # type: ignore[misc]
-                )
-            if self._started:  # after any rescore: a segment may test a score
+                self.processor.request(lambda c, ws=workspace: self._rescore(c, ws))  # type: ignore[misc]
+            if self._started:  # waits for the rescore: a segment may test a score
                 self.processor.request(lambda c, ws=workspace: self._sweep_segments(c, ws))  # type: ignore[misc]
             self._playbook_ids[workspace] = pid
             self.live_playbook_ids[workspace] = pid
@@ -372,6 +376,7 @@ class Engine:
         not load, which one and why."""
         error = self.playbook_errors.get(workspace)
         sweeping = self.segment_sweeps.get(workspace)
+        rescoring = self.rescores.get(workspace)
         return {
             "live": self.live_playbook_ids.get(workspace),
             "error": None if error is None else {"playbook": error[0], "message": error[1]},
@@ -379,6 +384,11 @@ class Engine:
             "segment_sweep": None
             if sweeping is None
             else {"profiles_done": sweeping[0], "profiles": sweeping[1]},
+            # Profiles passed by the rescore after a scoring model changed; events are
+            # processed meanwhile (a profile's own are rescored first).
+            "rescore": None
+            if rescoring is None
+            else {"profiles_done": rescoring[0], "profiles": rescoring[1]},
         }
 
     def erase(self, workspace: str, profile_id: str) -> Future[int]:
@@ -434,25 +444,52 @@ class Engine:
         self.processor.request(job)
         return done
 
-    def _rescore(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
-        from leadloop.scoring.rescoring import rescore_workspace
+    def _rescore(self, conn: Conn, workspace: str) -> None:
+        """Rescore the workspace under its live models, a chunk per processor job (events are
+        processed between two), from where a rescore of the same versions stopped (a restart)
+        or from the first profile. One already running goes on: each chunk takes the live
+        models, and starts over when they changed (`Rescore.step`)."""
+        if workspace in self._rescoring:
+            return
 
-        rescore_workspace(
-            conn, self.writer, workspace, models, self.clock.now(), self.rescore_progress
-        )
+        def progress(done: int, total: int) -> None:
+            self.rescores[workspace] = (done, total)
+            if self.rescore_progress is not None:
+                self.rescore_progress(done, total)
 
-    def _rescore_stale(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
+        rescore = self._rescoring[workspace] = Rescore(workspace, progress)
+        self._rescore_chunk(conn, workspace, rescore)
+
+    def _rescore_chunk(self, conn: Conn, workspace: str, rescore: Rescore) -> None:
+        models = self.scoring_models(workspace)
+        try:
+            more = rescore.step(conn, self.writer, models, self.clock.now())
+        except Exception:
+            # Retried at once, it could fail round after round; the record stays, and the
+            # next start resumes from it. Meanwhile each profile is rescored at its next event.
+            log.exception("rescoring %s failed; it resumes when the engine starts", workspace)
+            more = False
+        if more:
+            self.processor.request(lambda c: self._rescore_chunk(c, workspace, rescore))
+            return
+        rescore.close()
+        del self._rescoring[workspace]
+        self.rescores.pop(workspace, None)
+
+    def _rescore_stale(self, conn: Conn, workspace: str) -> None:
         from leadloop.scoring.rescoring import stale_models
 
-        stale = stale_models(conn, workspace, models)
-        if stale:
-            self._rescore(conn, workspace, stale)
+        if stale_models(conn, workspace, self.scoring_models(workspace)):
+            self._rescore(conn, workspace)
 
     def _sweep_segments(self, conn: Conn, workspace: str) -> None:
         """Evaluate, for every profile, the segments of the journeys whose segment is new or
         changed since it was last swept (`journeys.sweep`)."""
         from leadloop.journeys import sweep
 
+        if workspace in self._rescoring:  # a segment may test a score: swept once rescored
+            self.processor.request(lambda c: self._sweep_segments(c, workspace))
+            return
         journeys = self.journey_stage.journeys(workspace)
         if journeys is None:
             return
@@ -557,9 +594,7 @@ class Engine:
         for workspace, playbook in self.playbooks.items():
             # A playbook applied while the engine was stopped had no engine to rescore it.
             if playbook.models:
-                self.processor.request(
-                    lambda c, ws=workspace, ms=playbook.models: self._rescore_stale(c, ws, ms)  # type: ignore[misc]
-                )
+                self.processor.request(lambda c, ws=workspace: self._rescore_stale(c, ws))  # type: ignore[misc]
             # Nor to sweep its segments, and a sweep the stop cut short is run again.
             self.processor.request(lambda c, ws=workspace: self._sweep_segments(c, ws))  # type: ignore[misc]
         self._started = True
