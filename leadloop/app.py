@@ -626,10 +626,16 @@ class Engine:
             parts.callback(self.messages.close)
             parts.callback(lambda: self.messages.services.hits.drain().result(timeout=5))
             if self._run_processor:
+                parts.callback(self._close_rescores)  # after the processor's thread ends
                 parts.callback(self.processor.stop)
                 parts.callback(self.timers.stop)
                 parts.callback(self.dispatcher.stop)
             parts.callback(self._stop_watcher)
+
+    def _close_rescores(self) -> None:
+        """A rescore the stop cut short resumes at the next start (its record stays)."""
+        for rescore in self._rescoring.values():
+            rescore.close()
 
     def _stop_watcher(self) -> None:
         self._watch_stop.set()

@@ -312,3 +312,15 @@ def test_a_model_changed_again_during_a_rescore_starts_it_over(
         assert d.engine.playbook_status("default")["rescore"] is None
     finally:
         d.close()
+
+
+def test_a_replay_of_the_log_drops_a_rescore_under_way(backend_url: str, tmp_path: Path) -> None:
+    """`leadloop replay` scores every profile under the live models: a rescore record left
+    would have the next rescore of these versions skip the profiles before it."""
+    from leadloop.log.rebuild import reset_derived_state
+
+    with changed_after_seed(backend_url, changed(tmp_path)) as d:
+        d.jobs()
+        assert d.h.sql("SELECT COUNT(*) FROM cursors WHERE name = ?", "rescore:default") == [(1,)]
+        d.engine.writer.submit(reset_derived_state).result()
+        assert d.h.sql("SELECT COUNT(*) FROM cursors WHERE name = ?", "rescore:default") == [(0,)]
