@@ -178,6 +178,8 @@ class Engine:
         `GET /api/v1/status`."""
         self._rescoring: dict[str, Rescore] = {}
         """The rescore running per workspace (the processor's thread only)."""
+        self._model_changes: dict[str, int] = {}
+        """Per workspace, how many playbooks changed a scoring model since the start."""
         self._playbook_ids: dict[str, int] = {}
         """The newest stored playbook looked at, per workspace (loaded or not)."""
         self.live_playbook_ids: dict[str, int] = {}
@@ -355,6 +357,8 @@ class Engine:
                 or previous.model(m.id) is None
                 or previous.model(m.id).version != m.version  # type: ignore[union-attr]
             )
+            if changed:
+                self._model_changes[workspace] = self._model_changes.get(workspace, 0) + 1
             if changed and self._started:
                 self.processor.request(lambda c, ws=workspace: self._rescore(c, ws))  # type: ignore[misc]
             if self._started:  # waits for the rescore: a segment may test a score
@@ -457,13 +461,16 @@ class Engine:
             if self.rescore_progress is not None:
                 self.rescore_progress(done, total)
 
-        rescore = self._rescoring[workspace] = Rescore(workspace, progress)
+        changes = self._model_changes.get(workspace, 0)
+        rescore = self._rescoring[workspace] = Rescore(workspace, progress, changes)
         self._rescore_chunk(conn, workspace, rescore)
 
     def _rescore_chunk(self, conn: Conn, workspace: str, rescore: Rescore) -> None:
+        # Read before the models: a change in between is then seen at the next chunk.
+        changes = self._model_changes.get(workspace, 0)
         models = self.scoring_models(workspace)
         try:
-            more = rescore.step(conn, self.writer, models, self.clock.now())
+            more = rescore.step(conn, self.writer, models, self.clock.now(), changes)
         except Exception:
             # Retried at once, it could fail round after round; the record stays, and the
             # next start resumes from it. Meanwhile each profile is rescored at its next event.

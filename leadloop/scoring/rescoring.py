@@ -64,12 +64,14 @@ def recorded(conn: Conn, workspace: str) -> Record | None:
     return _record_decoder.decode(rows[0][0]) if rows else None
 
 
-def begin(conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> Record:
-    """Where a rescore of the workspace under `models` goes on from: where the recorded one
-    stopped when it was for these versions (a restart), else the first profile."""
+def begin(
+    conn: Conn, workspace: str, models: tuple[ScoringModel, ...], *, resume: bool = True
+) -> Record:
+    """Where a rescore of the workspace under `models` goes on from: with `resume`, where the
+    recorded one stopped when it was for these versions (a restart), else the first profile."""
     versions = {m.id: m.version for m in models}
     found = recorded(conn, workspace)
-    if found is not None and found.versions == versions:
+    if resume and found is not None and found.versions == versions:
         return found
     return Record(versions, "", 0, replay.count_profiles(conn, workspace))
 
@@ -78,19 +80,32 @@ class Rescore:
     """A workspace's rescore under its live models, a chunk per `step`, with its progress
     (a bar on a terminal, and `progress`)."""
 
-    def __init__(self, workspace: str, progress: Progress | None = None) -> None:
+    def __init__(self, workspace: str, progress: Progress | None = None, changes: int = 0) -> None:
+        """`changes`: how many times the workspace's models changed so far (`step`)."""
         self.workspace = workspace
         self._progress = progress
         self._bar: Any = None
         self._versions: dict[str, str] | None = None
+        self._changes = changes
 
     def step(
-        self, conn: Conn, writer: Writer, models: tuple[ScoringModel, ...], now: float
+        self,
+        conn: Conn,
+        writer: Writer,
+        models: tuple[ScoringModel, ...],
+        now: float,
+        changes: int = 0,
     ) -> bool:
         """Rescore the next chunk of profiles; False once every profile is done (the record
-        is then gone). Reads what the processor has committed: run between two batches."""
-        record = begin(conn, self.workspace, models)
-        if record.versions != self._versions:  # the first step, or a model changed again
+        is then gone). Reads what the processor has committed: run between two batches.
+
+        `changes` counts the workspace's model changes: one since the last step starts over
+        from the first profile, even when the versions came back to those of the record (in
+        between, an event may have rescored a profile it had passed to another version)."""
+        again = changes != self._changes
+        self._changes = changes
+        record = begin(conn, self.workspace, models, resume=not again)
+        if again or record.versions != self._versions:  # the first step, or a change
             self._versions = record.versions
             self._report_start(record, models)
         after = rescore_chunk(conn, writer, self.workspace, models, record, now)
@@ -237,7 +252,7 @@ def rescore_chunk(
             (workspace, record.after, CHUNK),
         )
     ]
-    if not ids:
+    if not ids or not models:  # every profile passed, or no model left to score under
         name = record_name(workspace)
         writer.submit(lambda c: c.execute("DELETE FROM cursors WHERE name = ?", (name,))).result()
         return None

@@ -324,3 +324,28 @@ def test_a_replay_of_the_log_drops_a_rescore_under_way(backend_url: str, tmp_pat
         assert d.h.sql("SELECT COUNT(*) FROM cursors WHERE name = ?", "rescore:default") == [(1,)]
         d.engine.writer.submit(reset_derived_state).result()
         assert d.h.sql("SELECT COUNT(*) FROM cursors WHERE name = ?", "rescore:default") == [(0,)]
+
+
+def test_a_model_changed_and_changed_back_between_two_chunks_starts_it_over(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """An event scored under the version in between rescored its profile to that version; the
+    rescore, at the same versions as before when it next runs, must still not go on from where
+    it stood: that profile may be behind it."""
+    with changed_after_seed(backend_url, changed(tmp_path, pricing=30)) as d:
+        first = d.engine.playbooks["default"].models[0].version
+        d.jobs()
+        d.jobs()  # the first 4 profiles, by id, rescored
+        d.apply(changed(tmp_path, pricing=40))
+        (user,) = d.h.sql(
+            "SELECT value FROM identities WHERE type = 'user_id' AND profile_id = "
+            "(SELECT MIN(profile_id) FROM identities WHERE type = 'user_id')"
+        )[0]
+        d.send(page(str(user), "/"))
+        d.process()  # rescored under pricing 40 at its event
+        d.apply(changed(tmp_path, pricing=30, magnet=1))  # the first version again
+        assert d.engine.playbooks["default"].models[0].version == first
+        d.all_jobs()
+        assert d.state(str(user)).model_version == first
+        states = d.h.sql("SELECT state FROM scores")
+        assert all(first in str(state) for (state,) in states)
