@@ -55,7 +55,7 @@ from leadloop.playbook.model import Playbook
 from leadloop.runtime import tune_gc, tune_switch_interval
 from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import ScoringModel
-from leadloop.scoring.rescoring import Rescore
+from leadloop.scoring.rescoring import Rescore, models_changing
 from leadloop.scoring.service import ScoringStage
 from leadloop.storage import workspaces
 from leadloop.storage.analyze import analyzer
@@ -348,15 +348,11 @@ class Engine:
             for warning in playbook.warnings:
                 log.warning("playbook: %s", warning)
             previous = self.playbooks.get(workspace)
+            if self._started and previous is not None and _models_changed(previous, playbook):
+                models_changing(self.writer, workspace)
             self.playbooks[workspace] = playbook
             channels_config(playbook)  # logs the "channel disabled" warnings now, not at first send
-            changed = tuple(
-                m
-                for m in playbook.models
-                if previous is None
-                or previous.model(m.id) is None
-                or previous.model(m.id).version != m.version  # type: ignore[union-attr]
-            )
+            changed = _models_changed(previous, playbook)
             if changed:
                 self._model_changes[workspace] = self._model_changes.get(workspace, 0) + 1
             if changed and self._started:
@@ -826,6 +822,17 @@ class Engine:
         app.include_router(metrics_router(self))
         app.include_router(dashboard_router())
         return app
+
+
+def _models_changed(previous: Playbook | None, playbook: Playbook) -> tuple[ScoringModel, ...]:
+    """The models of `playbook` that are new, or of another version, since `previous`."""
+    return tuple(
+        m
+        for m in playbook.models
+        if previous is None
+        or previous.model(m.id) is None
+        or previous.model(m.id).version != m.version  # type: ignore[union-attr]
+    )
 
 
 def _halted(held: park.Hold | None) -> dict[str, Any] | None:

@@ -59,21 +59,33 @@ def record_name(workspace: str) -> str:
     return f"rescore:{workspace}"
 
 
-def recorded(conn: Conn, workspace: str) -> Record | None:
+def _recorded(conn: Conn, workspace: str) -> str | None:
     rows = conn.execute("SELECT position FROM cursors WHERE name = ?", (record_name(workspace),))
-    return _record_decoder.decode(rows[0][0]) if rows else None
+    return str(rows[0][0]) if rows else None
 
 
 def begin(
     conn: Conn, workspace: str, models: tuple[ScoringModel, ...], *, resume: bool = True
-) -> Record:
+) -> tuple[Record, str | None]:
     """Where a rescore of the workspace under `models` goes on from: with `resume`, where the
-    recorded one stopped when it was for these versions (a restart), else the first profile."""
+    recorded one stopped when it was for these versions (a restart), else the first profile;
+    and the record as read (`rescore_chunk` writes only over that)."""
     versions = {m.id: m.version for m in models}
-    found = recorded(conn, workspace)
-    if resume and found is not None and found.versions == versions:
-        return found
-    return Record(versions, "", 0, replay.count_profiles(conn, workspace))
+    seen = _recorded(conn, workspace)
+    found = None if seen is None else _record_decoder.decode(seen)
+    if resume and found is not None and found.versions == versions and found.after:
+        return found, seen
+    return Record(versions, "", 0, replay.count_profiles(conn, workspace)), seen
+
+
+def models_changing(writer: Writer, workspace: str) -> None:
+    """Called before a changed model goes live in a running engine: the workspace's record is
+    voided, so that no rescore resumes from it. An event scored under the new version may
+    rescore a profile the record says was passed; were the models changed back while the
+    engine is stopped, the record's versions would be live again. A chunk being written
+    meanwhile finds the record changed and is read again."""
+    void = _encoder.encode(Record({}, "", 0, 0)).decode()
+    writer.submit(lambda c: store.set_cursor(c, record_name(workspace), void)).result()
 
 
 class Rescore:
@@ -104,11 +116,11 @@ class Rescore:
         between, an event may have rescored a profile it had passed to another version)."""
         again = changes != self._changes
         self._changes = changes
-        record = begin(conn, self.workspace, models, resume=not again)
+        record, seen = begin(conn, self.workspace, models, resume=not again)
         if again or record.versions != self._versions:  # the first step, or a change
             self._versions = record.versions
             self._report_start(record, models)
-        after = rescore_chunk(conn, writer, self.workspace, models, record, now)
+        after = rescore_chunk(conn, writer, self.workspace, models, record, now, seen)
         if after is None:
             self.close()
             if record.done != record.total and self._progress is not None:
@@ -236,13 +248,14 @@ def rescore_chunk(
     models: tuple[ScoringModel, ...],
     record: Record,
     now: float,
+    seen: str | None = None,
 ) -> Record | None:
     """Rescore the `CHUNK` profiles after `record.after` whose state under a model is of
     another version (or missing, when they have a history); the others (new, or rescored by
     the scoring stage at an event) are passed by. States, ledger lines, decay timers and the
-    record move in one transaction. Returns the record to go on from (the same one when an
-    erasure or another consumer came in between: the chunk is read again), or None once
-    every profile is done."""
+    record move in one transaction, if the stored record is still `seen`. Returns the record
+    to go on from (the same one when an erasure, another consumer or a model change came in
+    between: the chunk is read again), or None once every profile is done."""
     through, epoch = store.cursor_and_epoch(conn, CURSOR)
     ids = [
         str(pid)
@@ -297,6 +310,8 @@ def rescore_chunk(
         # The processor's thread runs this job, but on PostgreSQL an erasure is a plain write
         # (and another worker may have taken over): either would make what was read stale.
         if store.cursor_and_epoch(c, CURSOR) != (through, epoch):
+            return False
+        if _recorded(c, workspace) != seen:  # a model changed meanwhile (`models_changing`)
             return False
         _write_chunk(c, scores, ledger, timers, cancelled)
         store.set_cursor(c, record_name(workspace), position)

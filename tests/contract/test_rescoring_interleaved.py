@@ -326,6 +326,23 @@ def test_a_replay_of_the_log_drops_a_rescore_under_way(backend_url: str, tmp_pat
         assert d.h.sql("SELECT COUNT(*) FROM cursors WHERE name = ?", "rescore:default") == [(0,)]
 
 
+def changed_again_behind(d: Driven, tmp_path: Path) -> str:
+    """Two chunks of the rescore, then the pricing page changed to 40 and an event of the
+    first profile by id, which the rescore passed: rescored again, to the new version, at its
+    event. Returns that profile's user id."""
+    d.jobs()
+    d.jobs()  # the first 4 profiles, by id, rescored
+    d.apply(changed(tmp_path, pricing=40))
+    (user,) = d.h.sql(
+        "SELECT value FROM identities WHERE type = 'user_id' AND profile_id = "
+        "(SELECT MIN(profile_id) FROM identities WHERE type = 'user_id')"
+    )[0]
+    d.send(page(str(user), "/"))
+    d.process()
+    assert d.state(str(user)).model_version == d.engine.playbooks["default"].models[0].version
+    return str(user)
+
+
 def test_a_model_changed_and_changed_back_between_two_chunks_starts_it_over(
     backend_url: str, tmp_path: Path
 ) -> None:
@@ -334,18 +351,33 @@ def test_a_model_changed_and_changed_back_between_two_chunks_starts_it_over(
     it stood: that profile may be behind it."""
     with changed_after_seed(backend_url, changed(tmp_path, pricing=30)) as d:
         first = d.engine.playbooks["default"].models[0].version
-        d.jobs()
-        d.jobs()  # the first 4 profiles, by id, rescored
-        d.apply(changed(tmp_path, pricing=40))
-        (user,) = d.h.sql(
-            "SELECT value FROM identities WHERE type = 'user_id' AND profile_id = "
-            "(SELECT MIN(profile_id) FROM identities WHERE type = 'user_id')"
-        )[0]
-        d.send(page(str(user), "/"))
-        d.process()  # rescored under pricing 40 at its event
+        user = changed_again_behind(d, tmp_path)
         d.apply(changed(tmp_path, pricing=30, magnet=1))  # the first version again
         assert d.engine.playbooks["default"].models[0].version == first
         d.all_jobs()
-        assert d.state(str(user)).model_version == first
+        assert d.state(user).model_version == first
         states = d.h.sql("SELECT state FROM scores")
         assert all(first in str(state) for (state,) in states)
+
+
+def test_a_rescore_stopped_after_a_change_and_changed_back_while_stopped_starts_over(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A model changed while a rescore ran, an event rescored its profile to the new version,
+    and the engine stopped before the rescore's next chunk; the model is changed back while it
+    is stopped. The record still names the versions now live again: resumed from it, the
+    rescore would pass by the profile scored under the version in between."""
+    first_playbook = changed(tmp_path, pricing=30)
+    with changed_after_seed(backend_url, first_playbook) as d:
+        first = d.engine.playbooks["default"].models[0].version
+        user = changed_again_behind(d, tmp_path)
+        # The engine stops.
+    (tmp_path / "again").mkdir()
+    d = Driven(backend_url, changed(tmp_path / "again", pricing=30))
+    try:
+        assert d.engine.playbooks["default"].models[0].version == first
+        d.all_jobs()
+        assert d.state(user).model_version == first
+        assert all(first in str(state) for (state,) in d.h.sql("SELECT state FROM scores"))
+    finally:
+        d.close()
