@@ -55,6 +55,7 @@ from leadloop.playbook.model import Playbook
 from leadloop.runtime import tune_gc, tune_switch_interval
 from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import ScoringModel
+from leadloop.scoring.rescoring import Rescore, models_changing
 from leadloop.scoring.service import ScoringStage
 from leadloop.storage import workspaces
 from leadloop.storage.analyze import analyzer
@@ -176,6 +177,13 @@ class Engine:
         self.playbooks: dict[str, Playbook] = {}
         self.rescore_progress: Callable[[int, int], None] | None = None
         """Told of each rescore's progress, (done, total): see `rescoring.Progress`."""
+        self.rescores: dict[str, tuple[int, int]] = {}
+        """Workspace → (profiles passed, profiles) of the rescore running in it, for
+        `GET /api/v1/status`."""
+        self._rescoring: dict[str, Rescore] = {}
+        """The rescore running per workspace (the processor's thread only)."""
+        self._model_changes: dict[str, int] = {}
+        """Per workspace, how many playbooks changed a scoring model since the start."""
         self._playbook_ids: dict[str, int] = {}
         """The newest stored playbook looked at, per workspace (loaded or not)."""
         self.live_playbook_ids: dict[str, int] = {}
@@ -355,20 +363,16 @@ class Engine:
             for warning in playbook.warnings:
                 log.warning("playbook: %s", warning)
             previous = self.playbooks.get(workspace)
+            if self._started and previous is not None and _models_changed(previous, playbook):
+                models_changing(self.writer, workspace)
             self.playbooks[workspace] = playbook
             channels_config(playbook)  # logs the "channel disabled" warnings now, not at first send
-            changed = tuple(
-                m
-                for m in playbook.models
-                if previous is None
-                or previous.model(m.id) is None
-                or previous.model(m.id).version != m.version  # type: ignore[union-attr]
-            )
+            changed = _models_changed(previous, playbook)
+            if changed:
+                self._model_changes[workspace] = self._model_changes.get(workspace, 0) + 1
             if changed and self._started:
-                self.processor.request(
-                    lambda c, ws=workspace, ms=changed: self._rescore(c, ws, ms)  # type: ignore[misc]
-                )
-            if self._started:  # after any rescore: a segment may test a score
+                self.processor.request(lambda c, ws=workspace: self._rescore(c, ws))  # type: ignore[misc]
+            if self._started:  # waits for the rescore: a segment may test a score
                 self._request_sweep(workspace, requeue=bool(changed))
             self._playbook_ids[workspace] = pid
             self.live_playbook_ids[workspace] = pid
@@ -387,6 +391,7 @@ class Engine:
         not load, which one and why."""
         error = self.playbook_errors.get(workspace)
         sweeping = self.segment_sweeps.get(workspace)
+        rescoring = self.rescores.get(workspace)
         return {
             "live": self.live_playbook_ids.get(workspace),
             "error": None if error is None else {"playbook": error[0], "message": error[1]},
@@ -394,6 +399,11 @@ class Engine:
             "segment_sweep": None
             if sweeping is None
             else {"profiles_done": sweeping[0], "profiles": sweeping[1]},
+            # Profiles passed by the rescore after a scoring model changed; events are
+            # processed meanwhile (a profile's own are rescored first).
+            "rescore": None
+            if rescoring is None
+            else {"profiles_done": rescoring[0], "profiles": rescoring[1]},
         }
 
     def erase(self, workspace: str, profile_id: str) -> Future[int]:
@@ -449,19 +459,46 @@ class Engine:
         self.processor.request(job)
         return done
 
-    def _rescore(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
-        from leadloop.scoring.rescoring import rescore_workspace
+    def _rescore(self, conn: Conn, workspace: str) -> None:
+        """Rescore the workspace under its live models, a chunk per processor job (events are
+        processed between two), from where a rescore of the same versions stopped (a restart)
+        or from the first profile. One already running goes on: each chunk takes the live
+        models, and starts over when they changed (`Rescore.step`)."""
+        if workspace in self._rescoring:
+            return
 
-        rescore_workspace(
-            conn, self.writer, workspace, models, self.clock.now(), self.rescore_progress
-        )
+        def progress(done: int, total: int) -> None:
+            self.rescores[workspace] = (done, total)
+            if self.rescore_progress is not None:
+                self.rescore_progress(done, total)
 
-    def _rescore_stale(self, conn: Conn, workspace: str, models: tuple[ScoringModel, ...]) -> None:
+        changes = self._model_changes.get(workspace, 0)
+        rescore = self._rescoring[workspace] = Rescore(workspace, progress, changes)
+        self._rescore_chunk(conn, workspace, rescore)
+
+    def _rescore_chunk(self, conn: Conn, workspace: str, rescore: Rescore) -> None:
+        # Read before the models: a change in between is then seen at the next chunk.
+        changes = self._model_changes.get(workspace, 0)
+        models = self.scoring_models(workspace)
+        try:
+            more = rescore.step(conn, self.writer, models, self.clock.now(), changes)
+        except Exception:
+            # Retried at once, it could fail round after round; the record stays, and the
+            # next start resumes from it. Meanwhile each profile is rescored at its next event.
+            log.exception("rescoring %s failed; it resumes when the engine starts", workspace)
+            more = False
+        if more:
+            self.processor.request_later(lambda c: self._rescore_chunk(c, workspace, rescore))
+            return
+        rescore.close()
+        del self._rescoring[workspace]
+        self.rescores.pop(workspace, None)
+
+    def _rescore_stale(self, conn: Conn, workspace: str) -> None:
         from leadloop.scoring.rescoring import stale_models
 
-        stale = stale_models(conn, workspace, models)
-        if stale:
-            self._rescore(conn, workspace, stale)
+        if stale_models(conn, workspace, self.scoring_models(workspace)):
+            self._rescore(conn, workspace)
 
     def _request_sweep(
         self, workspace: str, *, requeue: bool = False, next_chunk: bool = False
@@ -492,6 +529,9 @@ class Engine:
             if self._sweep_queued.get(workspace) is not token:
                 return  # queued again since, behind a rescore
             del self._sweep_queued[workspace]
+        if workspace in self._rescoring:  # a segment may test a score: swept once rescored
+            self._request_sweep(workspace, next_chunk=True)
+            return
         journeys = self.journey_stage.journeys(workspace)
         stale: list[Journey] = []
         if journeys is not None:
@@ -615,9 +655,7 @@ class Engine:
         for workspace, playbook in self.playbooks.items():
             # A playbook applied while the engine was stopped had no engine to rescore it.
             if playbook.models:
-                self.processor.request(
-                    lambda c, ws=workspace, ms=playbook.models: self._rescore_stale(c, ws, ms)  # type: ignore[misc]
-                )
+                self.processor.request(lambda c, ws=workspace: self._rescore_stale(c, ws))  # type: ignore[misc]
             # Nor to sweep its segments, and a sweep the stop cut short goes on.
             self._request_sweep(workspace)
         self._started = True
@@ -649,10 +687,16 @@ class Engine:
             parts.callback(self.messages.close)
             parts.callback(lambda: self.messages.services.hits.drain().result(timeout=5))
             if self._run_processor:
+                parts.callback(self._close_rescores)  # after the processor's thread ends
                 parts.callback(self.processor.stop)
                 parts.callback(self.timers.stop)
                 parts.callback(self.dispatcher.stop)
             parts.callback(self._stop_watcher)
+
+    def _close_rescores(self) -> None:
+        """A rescore the stop cut short resumes at the next start (its record stays)."""
+        for rescore in self._rescoring.values():
+            rescore.close()
 
     def _stop_watcher(self) -> None:
         self._watch_stop.set()
@@ -836,6 +880,17 @@ class Engine:
         app.include_router(metrics_router(self))
         app.include_router(dashboard_router())
         return app
+
+
+def _models_changed(previous: Playbook | None, playbook: Playbook) -> tuple[ScoringModel, ...]:
+    """The models of `playbook` that are new, or of another version, since `previous`."""
+    return tuple(
+        m
+        for m in playbook.models
+        if previous is None
+        or previous.model(m.id) is None
+        or previous.model(m.id).version != m.version  # type: ignore[union-attr]
+    )
 
 
 def _halted(held: park.Hold | None) -> dict[str, Any] | None:

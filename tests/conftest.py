@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -91,16 +92,24 @@ def _drop_template() -> Iterator[None]:
         drop_postgres_database(name)
 
 
+@contextmanager
+def new_database(backend: str, tmp_path: Path, name: str = "leadloop") -> Iterator[str]:
+    """The URL of an empty database: on "sqlite" a file `name` in `tmp_path`, on "postgres" a
+    new database, dropped after."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/{name}.db"
+        return
+    database = new_postgres_database()
+    try:
+        yield _with_db(PG_URL, database)
+    finally:
+        drop_postgres_database(database)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/leadloop.db"
-        return
-    name = new_postgres_database()
-    try:
-        yield _with_db(PG_URL, name)
-    finally:
-        drop_postgres_database(name)
+    with new_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -90,6 +90,12 @@ class ProfileFacts:
         key = (self._ws, self._profile.id, model)
         after = self.score(model) or 0.0
         before = self._state.scores.get(key)
+        cache = self._batch.extra.get("scoring")
+        stored = getattr(cache, "loaded", {}).get(key) if cache is not None else None
+        if before is None and isinstance(stored, ScoreState):
+            # As the scoring stage read it before the event: the stored state, or, when that
+            # was under another version of the model, the rescore of it the batch made.
+            before = total_at(stored, self._at)
         if before is None:
             rows = self._batch.identity.conn.execute(
                 "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",

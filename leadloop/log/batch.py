@@ -48,6 +48,17 @@ class OutboxRow(msgspec.Struct, frozen=True):
     not_before: float
 
 
+@dataclass(frozen=True)
+class Processed:
+    """What the processor had processed when a batch's events were read: the log up to
+    `through` (its position, pipelined the batch before included: `log.overlap` has the batch
+    decided again if that one touched what it reads), but for `excluded`, the batch's own
+    events (a re-driven one lies behind the position)."""
+
+    through: str
+    excluded: frozenset[int] = frozenset()
+
+
 @dataclass
 class Batch:
     identity: IdentityBatch
@@ -74,6 +85,8 @@ class Batch:
     per variant); with `shared_writes`, what `log.overlap` checks beyond profiles."""
     shared_writes: set[tuple[str, ...]] = field(default_factory=set)
     """Keys of such rows the batch changes."""
+    processed: Processed | None = None
+    """Set by the processor; None (a batch made by hand) reads the whole log as processed."""
 
     def schedule(self, timer: Timer) -> None:
         self.cancelled_timers.discard((timer.workspace_id, timer.key))

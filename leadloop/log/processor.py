@@ -35,7 +35,7 @@ from leadloop.identity import decide
 from leadloop.identity.model import Profile
 from leadloop.identity.service import IdentityBatch
 from leadloop.log import park, store
-from leadloop.log.batch import Batch, Conn, Stage
+from leadloop.log.batch import Batch, Conn, Processed, Stage
 from leadloop.log.breaker import Breaker, Limits, sender_of
 from leadloop.log.isolation import Isolation
 from leadloop.log.model import Event
@@ -152,7 +152,8 @@ class Processor:
 
     def request(self, job: Callable[[Conn], None]) -> None:
         """Run `job(read_connection)` on the processor's thread between two batches (e.g. a
-        rescore), so it never interleaves with event processing."""
+        chunk of a rescore), so it never interleaves with event processing. A job that asks
+        for another runs it in the next round, after the next batch."""
         self.request_later(job)
         self._poke.set()  # holding, it would otherwise wait up to `hold_delay_cap` first
 
@@ -326,7 +327,7 @@ class Processor:
             return flight.events  # dropped for an erasure: not caught up, read them again
         self._failed_from, self._failed_size = position, len(events)
         self._failed_first = events[0].seq
-        batch = self.process(conn, events)
+        batch = self.process(conn, events, position)
         batch.erasure_epoch = epoch
         if flight is not None:
             try:
@@ -340,7 +341,7 @@ class Processor:
             if depends_on(batch, flight.batch):
                 self._discard(batch)
                 self.redecided += 1
-                batch = self.process(conn, events)
+                batch = self.process(conn, events, position)
                 batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
         self._in_flight = _InFlight(future, batch, after, len(events), position, events[0].seq)
@@ -377,7 +378,7 @@ class Processor:
             return self._park(events[0], position, after)
         self._failed_from, self._failed_size = position, len(events)
         self._failed_first = events[0].seq
-        batch = self.process(conn, events)
+        batch = self.process(conn, events, position)
         batch.erasure_epoch = epoch
         future = self._writer.submit(self._write(batch, position, after))
         self._in_flight = _InFlight(future, batch, after, len(events), position, events[0].seq)
@@ -557,7 +558,7 @@ class Processor:
             self._writer.submit(lambda w: park.remove(w, parked_id)).result()
             return "gone"
         try:
-            batch = self.process(conn, [event])
+            batch = self.process(conn, [event], store.get_cursor(conn, CURSOR))
         except Exception as exc:
             return self._failed_again(parked_id, event, exc)
         batch.erasure_epoch = epoch
@@ -604,10 +605,14 @@ class Processor:
             if discard is not None:
                 discard(batch)
 
-    def process(self, conn: Conn, events: list[Event]) -> Batch:
+    def process(self, conn: Conn, events: list[Event], position: str | None = None) -> Batch:
+        """Decide `events`, read after log `position` (what is processed before them: a stage
+        that replays a profile's history reads up to there, `Batch.processed`)."""
         identity = IdentityBatch(conn=conn, default_region=self._default_region)
         identity.prefetch(events)
         batch = Batch(identity=identity, now=self._clock.now())
+        if position is not None:
+            batch.processed = Processed(position, frozenset(e.seq for e in events))
         self._culprit = None
         try:
             for stage in self._stages:

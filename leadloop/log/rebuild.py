@@ -47,4 +47,7 @@ def reset_derived_state(conn: Conn) -> int:
     # history) found, in its own batch, events of a profile merged into it only later.
     conn.execute("UPDATE events SET profile_id = NULL WHERE profile_id IS NOT NULL")
     conn.execute("DELETE FROM cursors WHERE name IN (?, ?)", (CURSOR, park.HOLD))
+    # A rescore under way (`scoring.rescoring.record_name`) is moot: the replay scores every
+    # profile under the live models; its record would have the next one skip profiles.
+    conn.execute("DELETE FROM cursors WHERE name LIKE ?", ("rescore:%",))
     return int(conn.execute("SELECT COUNT(*) FROM events")[0][0])

@@ -331,7 +331,7 @@ def initial_state(model: ScoringModel) -> ScoreState:
 # Structs rather than frozen dataclasses: several are built per event, and a frozen dataclass
 # costs about ten times as much to construct.
 
-ChangeKind = Literal["fit", "engagement", "decay", "stage", "merge"]
+ChangeKind = Literal["fit", "engagement", "decay", "stage", "merge", "rescore"]
 
 
 class ScoreChange(msgspec.Struct, frozen=True, gc=False):

@@ -12,12 +12,21 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec.structs import replace
+
 from leadloop.identity import decide as identity
 from leadloop.identity.model import Profile
 from leadloop.log.model import Event
 from leadloop.log.store import event_from_row
 from leadloop.scoring.decide import rescore
-from leadloop.scoring.model import ScoreDecision, ScoringModel, same_stage
+from leadloop.scoring.ledger import ledger_line
+from leadloop.scoring.model import (
+    ScoreDecision,
+    ScoreState,
+    ScoringModel,
+    same_stage,
+    total_at,
+)
 from leadloop.storage.db import PostgresConnection, SqliteConnection
 
 Conn = SqliteConnection | PostgresConnection
@@ -90,6 +99,33 @@ def history_of(conn: Conn, workspace: str, profile_id: str) -> list[Event]:
             (workspace, profile_id),
         )
     ]
+
+
+def processed_histories(
+    conn: Conn, workspace: str, ids: list[str], through: str, excluded: frozenset[int] = frozenset()
+) -> dict[str, list[Event]]:
+    """The events of profiles `ids` (at most a few hundred) that the processor has processed,
+    in log order: those at or before its log position `through`, but for the seqs `excluded`.
+
+    Only processing gives an event a profile, except the engine's own (timer firings, emitted
+    events), which are appended with one: bounded by the position, an event waiting in the log
+    is scored once, when it is processed, not also as part of the history."""
+    found: dict[str, list[Event]] = {pid: [] for pid in ids}
+    marks = ",".join("?" * len(ids))
+    params: list[Any]
+    if conn.dialect == "sqlite":
+        bound, params = "seq <= ?", [int(through)]
+    else:  # read in (txid, seq) order there (`log.store`)
+        txid, _, seq = through.partition(":")
+        bound, params = "(txid, seq) <= (?::xid8, ?)", [txid, int(seq)]
+    for row in conn.execute(
+        f"SELECT {_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id IN ({marks}) "
+        f"AND {bound} ORDER BY seq",
+        (workspace, *ids, *params),
+    ):
+        if int(row[0]) not in excluded:
+            found[str(row[12])].append(event_from_row(row[:12]))
+    return found
 
 
 def merged_history(
@@ -210,6 +246,36 @@ def replay(
     accounts: AccountTraits | None = None,
 ) -> ScoreDecision:
     return rescore(with_context(profile_id, events, accounts), model, now)
+
+
+def rescore_profile(
+    profile_id: str,
+    events: list[Event],
+    model: ScoringModel,
+    stored: ScoreState | None,
+    now: float,
+    accounts: AccountTraits | None = None,
+) -> ScoreDecision:
+    """A profile's state rebuilt from its history under a changed `model`, over `stored` (its
+    state under another version, or none): one `rescore` ledger line, the decay due, and
+    nothing else. Thresholds the replay crosses fire nothing (sales would be paged for old
+    news) and the stage never moves down: the higher of the stored and the replayed one
+    stays. The background rescore and the scoring stage (a profile with an event before the
+    rescore reached it) both rescore through here."""
+    decision = replay(profile_id, events, model, now, accounts)
+    state = decision.state
+    if stored is not None and model.rank(stored.stage) > model.rank(state.stage):
+        state = replace(state, stage=stored.stage)
+    before = 0.0 if stored is None else total_at(stored, now)
+    line = ledger_line(
+        state,
+        model,
+        now,
+        "rescore",
+        total_at(state, now) - before,
+        f"rescored from the log under model version {model.version[:12]}",
+    )
+    return ScoreDecision(state=state, changes=(line,), decay_due_at=decision.decay_due_at)
 
 
 @dataclass

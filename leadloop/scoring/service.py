@@ -18,6 +18,7 @@ from leadloop.scoring import queries as score_queries
 from leadloop.scoring.model import (
     JOURNEY_UPDATE_EVENT,
     EmitEvent,
+    ScoreChange,
     ScoreDecision,
     ScoreState,
     ScoringModel,
@@ -65,8 +66,18 @@ class ScoringStage:
         """`models(workspace)` gives the scoring models of the workspace's applied playbook."""
         self._models = models
 
+    def _models_for(self, batch: Batch, ws: str) -> tuple[ScoringModel, ...]:
+        """The workspace's models as the batch first asked: a playbook applied meanwhile
+        counts from the next batch, so one profile's events are not scored under two versions
+        of a model in one batch (the second would take the first's state for its own)."""
+        pinned = _cache(batch).models
+        models = pinned.get(ws)
+        if models is None:
+            models = pinned[ws] = self._models(ws)
+        return models
+
     def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
-        models = self._models(event.workspace_id)
+        models = self._models_for(batch, event.workspace_id)
         if not models:
             return profile
         cache = _cache(batch)
@@ -150,7 +161,7 @@ class ScoringStage:
         cache = _cache(batch)
         by_workspace: dict[str, list[str]] = {}
         for ws, pid in batch.identity.profiles:
-            if self._models(ws):
+            if self._models_for(batch, ws):
                 by_workspace.setdefault(ws, []).append(pid)
         for ws, ids in by_workspace.items():
             for i in range(0, len(ids), 500):
@@ -193,6 +204,26 @@ class ScoringStage:
         )
 
 
+def ledger_row(ws: str, pid: str, change: ScoreChange, stage: str) -> tuple[Any, ...]:
+    """A `score_ledger` row's values, in the order of the inserts here and in a rescore."""
+    return (
+        ws,
+        pid,
+        change.model_id,
+        change.model_version,
+        change.at,
+        change.kind,
+        change.rule_id,
+        change.points,
+        change.fit,
+        change.engagement,
+        change.total,
+        stage,
+        change.reason,
+        change.message_id,
+    )
+
+
 class _Cache:
     def __init__(self) -> None:
         self.states: dict[tuple[str, str, str], ScoreState] = {}
@@ -204,22 +235,71 @@ class _Cache:
         """Profiles whose stored states are all in `loaded` (prefetched in bulk)."""
         self.absorbed: dict[tuple[str, str], set[str]] = {}
         """Per survivor, the profiles merged into it whose history its state already holds."""
+        self.models: dict[str, tuple[ScoringModel, ...]] = {}
+        """Per workspace, the models the batch is scored under (`ScoringStage._models_for`)."""
+        self.accounts: dict[str, replay.AccountLog] = {}
 
     def load(self, batch: Batch, ws: str, pid: str, model: ScoringModel) -> ScoreState:
+        """The profile's state under `model` before the event: this batch's, else the stored
+        one. A stored state of another version of the model (or none, for a profile that is
+        not new: the model is) is rescored first, as the rescore that has not reached the
+        profile yet will not have to (`_rescore`)."""
         key = (ws, pid, model.id)
-        state = self.states.get(key) or self.loaded.get(key)
+        state = self.states.get(key)  # decided in this batch, under the batch's models
         if state is not None:
             return state
-        if (ws, pid) in self.known or (ws, pid) in batch.identity.created:
-            # Prefetched, or made in this batch (a new id has no stored state): no query.
-            return initial_state(model)
-        rows = batch.identity.conn.execute(
-            "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
-            key,
-        )
-        if not rows:
-            return initial_state(model)
-        state = self.loaded[key] = _state_decoder.decode(rows[0][0])
+        state = self.loaded.get(key)
+        if state is not None and state.model_version == model.version:
+            return state
+        if (ws, pid) in batch.identity.created:
+            return initial_state(model)  # made in this batch: a new id has nothing stored
+        if state is None and (ws, pid) not in self.known:
+            rows = batch.identity.conn.execute(
+                "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
+                key,
+            )
+            state = _state_decoder.decode(rows[0][0]) if rows else None
+        if state is not None and state.model_version == model.version:
+            self.loaded[key] = state
+            return state
+        return self._rescore(batch, ws, pid, model, state)
+
+    def _rescore(
+        self, batch: Batch, ws: str, pid: str, model: ScoringModel, stored: ScoreState | None
+    ) -> ScoreState:
+        """Rescore the profile from its processed history (`replay.rescore_profile`), as the
+        workspace's rescore would have before this batch: its state, `rescore` ledger line and
+        decay timer are this batch's, and its events are decided on the state it gives. What
+        the stored state alone would have crossed fires nothing; what the event crosses on the
+        rescored one fires once. The rescore then finds the profile scored and passes it by."""
+        key = (ws, pid, model.id)
+        processed = batch.processed
+        conn = batch.identity.conn
+        if processed is None:  # a batch made by hand: everything in the log counts as processed
+            history = replay.history_of(conn, ws, pid)
+        else:
+            found = replay.processed_histories(
+                conn, ws, [pid], processed.through, processed.excluded
+            )
+            history = found[pid]
+        if stored is None and not history:
+            return initial_state(model)  # nothing to rescore: the rescore passes it by too
+        accounts = self.accounts.get(ws)
+        if accounts is None:
+            accounts = self.accounts[ws] = replay.AccountLog(conn, ws)
+        decision = replay.rescore_profile(pid, history, model, stored, batch.now, accounts)
+        state = decision.state
+        # Stored as far as the event's decision is concerned (`_timer_due`, the journeys'
+        # score before the event): a rescore before the batch would have written it.
+        self.loaded[key] = state
+        self.timer_due.pop(key, None)
+        self.ledger.extend(ledger_row(ws, pid, c, state.stage) for c in decision.changes)
+        timer = timer_key(model.id, pid)
+        if decision.decay_due_at is None:
+            batch.cancel(ws, timer)
+        else:
+            payload = {"model": model.id}
+            batch.schedule(Timer(ws, timer, pid, decision.decay_due_at, DECAY_EVENT, payload))
         return state
 
     def _timer_due(self, key: tuple[str, str, str], model: ScoringModel) -> float | None:
@@ -250,25 +330,7 @@ class _Cache:
         state = decision.state
         self.states[cache_key] = state
         stage = state.stage
-        for change in decision.changes:
-            self.ledger.append(
-                (
-                    ws,
-                    pid,
-                    model.id,
-                    change.model_version,
-                    change.at,
-                    change.kind,
-                    change.rule_id,
-                    change.points,
-                    change.fit,
-                    change.engagement,
-                    change.total,
-                    stage,
-                    change.reason,
-                    change.message_id,
-                )
-            )
+        self.ledger.extend(ledger_row(ws, pid, change, stage) for change in decision.changes)
         if decision.stage_changes:
             self._moved(batch, event, pid, model, decision)
         if decision.effects:

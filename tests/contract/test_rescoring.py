@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from leadloop.playbook import store as playbook_store
-from leadloop.scoring import rescoring
+from leadloop.scoring import replay, rescoring
 from leadloop.testing import eventually
 from tests.contract.conftest import EXAMPLE_PLAYBOOK, Harness, make_harness
 from tests.contract.test_scoring_pipeline import score, seed_lead
@@ -80,24 +80,24 @@ def test_rescoring_more_than_one_chunk_rescores_each_profile_once(
     assert h.sql("SELECT COUNT(*) FROM scores") == [(n,)]
     ledger_before = h.sql("SELECT COUNT(*) FROM score_ledger")[0][0]
 
-    chunks: list[list[str]] = []
-    real_chunk = rescoring._rescore_chunk
+    histories: list[list[str]] = []
+    real_histories = replay.processed_histories
 
-    def spy(*args: Any) -> None:
-        chunks.append([pid for pid, _ in args[4]])
-        real_chunk(*args)
+    def spy(conn: Any, workspace: str, ids: list[str], *args: Any) -> Any:
+        histories.append(list(ids))
+        return real_histories(conn, workspace, ids, *args)
 
-    monkeypatch.setattr(rescoring, "_rescore_chunk", spy)
+    monkeypatch.setattr(replay, "processed_histories", spy)
     finished = threading.Event()
-    real_rescore = rescoring.rescore_workspace
+    real_chunk = rescoring.rescore_chunk
 
-    def rescore(*args: Any) -> int:
-        try:
-            return real_rescore(*args)
-        finally:
+    def chunk(*args: Any) -> Any:
+        after = real_chunk(*args)
+        if after is None:
             finished.set()
+        return after
 
-    monkeypatch.setattr(rescoring, "rescore_workspace", rescore)
+    monkeypatch.setattr(rescoring, "rescore_chunk", chunk)
     progress: list[tuple[int, int]] = []
     h.engine.rescore_progress = lambda done, total: progress.append((done, total))
     changed = tmp_path / "p.yaml"
@@ -109,8 +109,8 @@ def test_rescoring_more_than_one_chunk_rescores_each_profile_once(
     # Progress: the total first, then after each chunk, ending at the total.
     assert progress == [(0, n), (500, n), (1000, n), (n, n)]
     # Bounded memory: never more than one chunk of profiles' histories held at once.
-    assert [len(c) for c in chunks] == [500, 500, 201]
-    assert sorted(pid for c in chunks for pid in c) == sorted(
+    assert [len(c) for c in histories] == [500, 500, 201]
+    assert sorted(pid for c in histories for pid in c) == sorted(
         str(pid) for (pid,) in h.sql("SELECT id FROM profiles")
     )
     # Every profile rescored exactly once: one `rescore` line each, and the new score.

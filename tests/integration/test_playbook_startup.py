@@ -119,7 +119,12 @@ def test_a_running_engine_keeps_its_playbook_and_says_which_stored_one_failed(
         with TestClient(engine.asgi()) as client:
             headers = {"Authorization": f"Bearer {token}"}
             status = client.get("/api/v1/status", headers=headers).json()
-            assert status["playbook"] == {"live": good, "error": None, "segment_sweep": None}
+            assert status["playbook"] == {
+                "live": good,
+                "error": None,
+                "segment_sweep": None,
+                "rescore": None,
+            }
             broken = _store(url, BROKEN)
             with caplog.at_level(logging.ERROR, logger="leadloop"):
                 engine.refresh_playbooks()
@@ -133,7 +138,12 @@ def test_a_running_engine_keeps_its_playbook_and_says_which_stored_one_failed(
             fixed = _store(url, GOOD + "# fixed\n")
             engine.refresh_playbooks()
             status = client.get("/api/v1/status", headers=headers).json()
-            assert status["playbook"] == {"live": fixed, "error": None, "segment_sweep": None}
+            assert status["playbook"] == {
+                "live": fixed,
+                "error": None,
+                "segment_sweep": None,
+                "rescore": None,
+            }
     finally:
         engine.stop()
 

@@ -92,8 +92,15 @@ def messages(seed: int) -> list[dict[str, Any]]:
 
 
 def run(
-    folder: Path, name: str, pipeline: bool, late: bool, failing: bool = False
+    folder: Path,
+    name: str,
+    pipeline: bool,
+    late: bool,
+    failing: bool = False,
+    changed: str | None = None,
 ) -> tuple[dict[str, list[str]], int]:
+    """`changed`: a playbook applied once half the events are processed (no rescore job runs:
+    the scoring stage rescores each profile it meets under the changed model)."""
     engine = Engine(
         Settings(database_url=f"sqlite:///{folder}/{name}.db", playbook=PLAYBOOK),
         clock=ManualClock(NOW),
@@ -121,12 +128,21 @@ def run(
             pipeline=pipeline,
         )
         conn = engine._connect()
+        stepped = 0
         while True:
             try:
-                if not processor.step(conn):
-                    break
+                n = processor.step(conn)
             except RuntimeError as error:
                 assert failing and str(error) == "disk full"
+                continue
+            if not n:
+                break
+            stepped += n
+            if changed is not None and stepped >= 200:
+                processor.drain()
+                engine.apply_playbook_file(changed)
+                engine.refresh_playbooks()
+                changed = None
         conn.close()
         assert processor.processed >= 400  # and the events the engine emitted on the way
         tables = {
@@ -167,6 +183,28 @@ def test_without_the_overlap_check_the_stale_reads_show(
     unchecked, redecided = run(tmp_path, "unchecked", pipeline=True, late=True)
     assert redecided == 0
     assert any(unchecked[table] != serial[table] for table in TABLES)
+
+
+def test_pipelined_processing_during_a_rescore_decides_what_serial_processing_decides(
+    tmp_path: Path, meta_enabled: None
+) -> None:
+    """Half the profiles come back after a model changed: each is rescored at its first event
+    from its history up to the batch's position. Pipelined, a batch that read a history before
+    the batch ahead of it committed more of it is decided again (`log.overlap`)."""
+    text = Path(PLAYBOOK).read_text()
+    old = "          points: 10\n        - id: lead_magnet"
+    assert old in text
+    playbook = tmp_path / "changed.yaml"
+    playbook.write_text(text.replace(old, "          points: 30\n        - id: lead_magnet"))
+    serial, _ = run(tmp_path, "serial", pipeline=False, late=False, changed=str(playbook))
+    pipelined, redecided = run(
+        tmp_path, "pipelined", pipeline=True, late=True, changed=str(playbook)
+    )
+    assert redecided > 10
+    rescored = [line for line in serial["score_ledger"] if "'rescore'" in line]
+    assert len(rescored) > 10
+    for table in TABLES:
+        assert pipelined[table] == serial[table], table
 
 
 class _FailingOnce:
