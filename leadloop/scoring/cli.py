@@ -155,9 +155,7 @@ def _filter(conn: Any, ws: str, args: argparse.Namespace) -> queries.ScoreFilter
 def _count(conn: Any, ws: str, model: str) -> int:
     return int(
         conn.execute(
-            "SELECT COUNT(*) FROM scores s JOIN profiles p ON p.workspace_id = s.workspace_id "
-            "AND p.id = s.profile_id WHERE s.workspace_id = ? AND s.model = ? "
-            "AND p.merged_into IS NULL",
+            "SELECT COUNT(*) FROM scores WHERE workspace_id = ? AND model = ?",
             (ws, model),
         )[0][0]
     )

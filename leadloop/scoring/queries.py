@@ -80,11 +80,11 @@ def scored_profiles(
     decay moves it without a write): each page reads at most `scan` score rows (and one to
     tell whether more follow), so a page can come back short, or empty, with a cursor to go
     on from; only `None` says the end."""
+    # A merge deletes the scores of the profiles merged away in its own transaction
+    # (`ScoringStage.flush`), so every row here is a live profile's.
     rows = conn.execute(
-        "SELECT s.profile_id, s.state FROM scores s JOIN profiles p "
-        "ON p.workspace_id = s.workspace_id AND p.id = s.profile_id "
-        "WHERE s.workspace_id = ? AND s.model = ? AND s.profile_id > ? "
-        "AND p.merged_into IS NULL ORDER BY s.profile_id LIMIT ?",
+        "SELECT profile_id, state FROM scores WHERE workspace_id = ? AND model = ? "
+        "AND profile_id > ? ORDER BY profile_id LIMIT ?",
         (workspace, model, after, scan + 1),  # one more: is there anything after this page?
     )
     more = len(rows) > scan
