@@ -52,7 +52,14 @@ def check_target(database: Path, target: Path, *, force: bool) -> None:
     written."""
     try:
         real = os.path.realpath(target)
-        ours = {os.path.realpath(path) for path in database_files(database)}
+        # Beside the name given and beside the file it links to (SQLite may use either).
+        ours = {
+            os.path.realpath(path)
+            for path in [
+                *database_files(database),
+                *database_files(Path(os.path.realpath(database))),
+            ]
+        }
         exists = os.path.lexists(target)
         same = exists and os.path.exists(target) and os.path.samefile(target, database)
         folder = target.absolute().parent
@@ -83,18 +90,17 @@ def copy_database(database: Path, target: Path, progress: Progress | None = None
     """Copy `database` to `target` (checked by `check_target`) while an engine may write to it.
 
     The copy is SQLite's online backup, in steps of `STEP_PAGES`, inside one read transaction
-    held on the source for the whole copy. Measured on a 120 MB WAL database with a writer in
-    another process committing 50 rows every 2 ms (2026-11-29): the writer's commits were no
-    slower during the copy by this (p99 12 ms, longest 36 ms, against 11 and 24 ms with no
-    copy), by one single backup step, or by `VACUUM INTO` (p99 11 ms, longest 32 ms): in WAL
-    mode a reader never takes the write lock, so none of them blocks it, and all of them keep
-    the checkpoint from recycling the WAL until they end. Stepping without the held
-    transaction is what fails: each step reads the newest state, and SQLite restarts a backup
-    whenever another process commits, so under that writer it restarted 6,810 times in 60 s
-    and never finished. Held, the steps read one snapshot and never restart. The backup API is
-    chosen over `VACUUM INTO` because it tells progress after each step (a bar for a large
-    database), and copies pages rather than rebuilding every table and index (`VACUUM INTO`
-    took the longest: 0.93 s against 0.82 s), so the WAL grows for less time."""
+    held on the source for the whole copy. Measured once each on a 120 MB WAL database, with a
+    writer in another process committing 50 rows every 2 ms (2026-11-29): its commits were no
+    slower during this copy (p99 12 ms, longest 36 ms, against 11 and 24 ms with no copy), one
+    single backup step, or `VACUUM INTO` (11 and 32 ms). In WAL mode a reader never takes the
+    write lock, so none of them blocks the writer; each keeps the checkpoint from recycling the
+    WAL until it ends. Stepping without the held transaction is what fails: SQLite restarts a
+    backup whenever another process commits, so under that writer it restarted 6,810 times in
+    60 s and never finished; held, every step reads the same snapshot and none restarts. The
+    backup API is chosen over `VACUUM INTO` because it tells progress after each step (a bar
+    for a large database) and copies pages instead of rebuilding every table and index (0.82 s
+    against 0.93 s here), so the WAL grows for no longer than the copy needs."""
     folder = target.absolute().parent
     try:
         handle, name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
@@ -107,8 +113,6 @@ def copy_database(database: Path, target: Path, progress: Progress | None = None
         copied = _checked(temporary, target)
         _sync(temporary)
         os.replace(temporary, target)
-        _sync(folder)  # the rename itself is durable once the folder is synced
-        return copied
     except sqlite3.Error as error:
         raise LeadloopError(f"backup failed, nothing written to {target}: {error}") from error
     except OSError as error:
@@ -118,6 +122,13 @@ def copy_database(database: Path, target: Path, progress: Progress | None = None
     finally:
         for leftover in database_files(temporary):
             leftover.unlink(missing_ok=True)
+    try:
+        _sync(folder)  # the rename itself is durable once the folder is synced
+    except OSError as error:
+        raise LeadloopError(
+            f"the backup is at {target}, but syncing its folder failed: {reason(error)}"
+        ) from error
+    return copied
 
 
 def _copy(database: Path, temporary: Path, progress: Progress | None) -> None:

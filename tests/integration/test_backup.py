@@ -319,3 +319,24 @@ def test_an_older_schema_is_copied_before_an_upgrade(
     out = capsys.readouterr().out
     assert f"schema version {newest - 1}; this leadloop's is {newest}" in out, out
     assert _read(target, "SELECT MAX(version) FROM schema_migrations") == [(newest - 1,)]
+
+
+@pytest.mark.parametrize("target", ["leadloop.db", "leadloop.db-wal"])
+def test_a_database_named_through_a_symlink_is_refused_beside_its_file(
+    stopped: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    target: str,
+) -> None:
+    """The engine runs on `sqlite:///link.db`, a symlink: the file it links to, and the WAL
+    beside that file, are the database's too."""
+    database, _ = stopped
+    link = tmp_path / "link.db"
+    link.symlink_to(database)
+    with closing(sqlite3.connect(link)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE scratch (x)")
+    url = f"sqlite:///{link}"
+    given = str(tmp_path / target)
+    line, _ = _refused(capsys, tmp_path, "--to", given, "--force", "--database-url", url)
+    assert "is the database itself" in line or "a file SQLite keeps beside" in line, line
