@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from leadloop.config import Settings
 from leadloop.errors import LeadloopError
@@ -79,12 +79,17 @@ def without_password(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "postgresql://USER@HOST/DATABASE"
-    user, at, host = parts.netloc.rpartition("@")
-    netloc = f"{user.partition(':')[0]}@{host}" if at else host
+    user, _, host = parts.netloc.rpartition("@")
+    user = user.partition(":")[0]
     query = "&".join(
         part for part in parts.query.split("&") if part and not part.startswith("password=")
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Built by hand: `urlunsplit` drops the `//` of an empty host (`postgresql:///db?host=...`).
+    return (
+        f"{parts.scheme}://{user + '@' if user else ''}{host}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _size(size: int) -> str:
