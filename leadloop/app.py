@@ -100,13 +100,14 @@ def prepare_database(url: DatabaseUrl, clock: Clock) -> None:
 
 
 def open_existing(
-    database_url: str, workspace: str | None = None
+    database_url: str, workspace: str | None = None, *, older: bool = False
 ) -> SqliteConnection | PostgresConnection:
     """A connection to a database that must already exist (migrated to this version), for the
     commands that inspect or re-drive what an engine did: run in the wrong folder, or given a
     mistyped `workspace`, they say so instead of answering from nothing (and, for SQLite,
     creating an empty file there). It reads and writes no schema: a database behind this
-    version is an error that says to run `leadloop migrate`."""
+    version is an error that says to run `leadloop migrate`, unless `older` (`leadloop backup`
+    copies one before `migrate` upgrades it)."""
     url = DatabaseUrl.parse(database_url)
     try:
         missing = url.dialect == "sqlite" and url.path is not None and not Path(url.path).exists()
@@ -120,7 +121,7 @@ def open_existing(
         )
     conn = connect(url)
     try:
-        _require_current_schema(conn)
+        _require_current_schema(conn, older=older)
         if workspace is not None and not workspaces.workspace_exists(conn, workspace):
             raise LeadloopError(f"workspace {workspace!r} does not exist in this database")
     except BaseException:
@@ -129,7 +130,7 @@ def open_existing(
     return conn
 
 
-def _require_current_schema(conn: Conn) -> None:
+def _require_current_schema(conn: Conn, *, older: bool = False) -> None:
     """These commands leave the schema alone: upgrading it under an engine of the older version
     that still runs on it is for `leadloop migrate`, run on purpose, not a side effect of
     `explain`."""
@@ -140,7 +141,7 @@ def _require_current_schema(conn: Conn) -> None:
             "Name that database with --database-url or LEADLOOP_DATABASE_URL (`leadloop "
             "migrate` creates the schema)"
         )
-    if todo:
+    if todo and not older:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
         raise LeadloopError(
             f"the database's schema is older than this leadloop ({len(todo)} migration(s) "

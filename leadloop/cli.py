@@ -541,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     from leadloop.scoring import cli as profiles_cli
 
     profiles_cli.register(sub, db_arg)
+    from leadloop.storage import cli as storage_cli
+
+    storage_cli.register(sub, db_arg)
     return parser
 
 

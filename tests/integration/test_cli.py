@@ -125,24 +125,35 @@ INSPECTING = (
     ("events", "redrive", "--all"),
     ("profiles", "list", "--model", "lead"),
 )
+# `backup` reads the engine's database too, and refuses a missing one or one without the
+# schema as these do; but it copies a schema behind this version rather than refusing it (the
+# backup before `leadloop migrate` is the one an upgrade needs: test_backup.py), so it is not
+# in the older-schema test. `{tmp}`: the test's folder.
+READING = (*INSPECTING, ("backup", "--to", "{tmp}/backup.db"))
+
+
+def _in(folder: Path, command: tuple[str, ...]) -> list[str]:
+    return [word.replace("{tmp}", str(folder)) for word in command]
 
 
 def test_commands_that_read_an_engines_database_do_not_create_one(tmp_path: Path) -> None:
     """Run in the wrong folder (or with a mistyped URL), an inspecting command says there is no
     database there, exits 2 and leaves no file behind, instead of answering from a new, empty one."""
     missing = tmp_path / "elsewhere" / "leadloop.db"
-    for command in INSPECTING:
-        out = cli(f"sqlite:///{missing}", *command)
+    for command in READING:
+        out = cli(f"sqlite:///{missing}", *_in(tmp_path, command))
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert f"no database at {missing}" in out.stderr, (command, out.stderr)
         assert "Traceback" not in out.stderr
         assert not missing.parent.exists(), command
 
 
-def test_commands_that_read_an_engines_database_work_once_it_exists(sqlite_url: str) -> None:
+def test_commands_that_read_an_engines_database_work_once_it_exists(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     assert cli(sqlite_url, "migrate").returncode == 0
-    for command in INSPECTING:
-        out = cli(sqlite_url, *command)
+    for command in READING:
+        out = cli(sqlite_url, *_in(tmp_path, command))
         assert "no database" not in out.stderr, (command, out.stderr)
         assert "Traceback" not in out.stderr, (command, out.stderr)
 
@@ -175,8 +186,8 @@ def test_commands_that_read_an_engines_database_refuse_a_file_without_its_schema
     other = tmp_path / "other.db"
     with closing(sqlite3.connect(other)) as db:
         db.execute("CREATE TABLE notes (body TEXT)")
-    for command in INSPECTING:
-        out = cli(f"sqlite:///{other}", *command)
+    for command in READING:
+        out = cli(f"sqlite:///{other}", *_in(tmp_path, command))
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert "holds no leadloop schema" in out.stderr, (command, out.stderr)
         with closing(sqlite3.connect(other)) as db:

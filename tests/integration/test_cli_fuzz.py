@@ -18,6 +18,7 @@ import argparse
 import os
 import shutil
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from hypothesis import strategies as st
 
 from leadloop import bench_cli, cli
 from leadloop.cli import build_parser, main
+from leadloop.errors import LeadloopError
 from leadloop.log import park
 from leadloop.log.model import Event
+from leadloop.storage import cli as storage_cli
 from leadloop.storage import workspaces
 from leadloop.storage.db import DatabaseUrl, connect
 from tests.integration.conftest import Api, serve_api
@@ -134,6 +137,7 @@ KIND = {
     "wait": "number",
     "count": "number",
     "port": "number",
+    "to": "path",
 }
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 # Composed with a hostile tail, so that a value gets past the first check on its shape (a
@@ -191,6 +195,7 @@ class Place:
             "fact": ["Free for 14 days"],
             "credentials": [str(f / "credentials.json")],
             "host": ["127.0.0.1"],
+            "to": [str(f / "backups" / "backup.db"), str(f / "backups" / "leadloop.db")],
             "port": ["8080"],
         }.get(action.dest, [])
 
@@ -257,6 +262,7 @@ def command_lines(draw: st.DrawFn, place: Place) -> list[str]:
 def _files(folder: Path) -> Path:
     folder.mkdir()
     (folder / "folder").mkdir()
+    (folder / "backups").mkdir()
     (folder / "binary").write_bytes(b"\x00\x01\xff\xfe")
     (folder / "profile.json").write_text('{"userId": "u9", "traits": {"email": "z@example.com"}}')
     (folder / "events.ndjson").write_text(
@@ -328,13 +334,34 @@ def _restore(template: Path, database: Path) -> None:
 # -- running a command line -----------------------------------------------------------------------
 
 
-def _environment(monkeypatch: pytest.MonkeyPatch, folder: Path, url: str) -> None:
+def _environment(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, url: str, files: Path | None = None
+) -> None:
     monkeypatch.chdir(folder)  # relative defaults (quickstart's credentials) land here
     monkeypatch.setenv("LEADLOOP_DATABASE_URL", url)
     for name in ("LEADLOOP_COPY_API_BASE", "LEADLOOP_COPY_API_KEY", "LEADLOOP_COPY_MODEL"):
         monkeypatch.delenv(name, raising=False)  # `copy variants --provider openai` goes nowhere
     for module, name, _why in PARSE_ONLY.values():
         monkeypatch.setattr(module, name, lambda args, settings: 0)
+    roots = [folder, *([files] if files is not None else [])]
+    monkeypatch.setattr(storage_cli, "copy_database", _confined(roots))
+
+
+def _confined(roots: list[Path]) -> Callable[..., Any]:
+    """`backup` writes a file wherever `--to` says, and the tests run as root on machines where
+    root may write anywhere: a drawn absolute path of random text (`/x`) would be created at
+    the root of the file system. So the copy itself, once every check before it has passed,
+    is refused outside this test's folders."""
+    real = storage_cli.copy_database
+    inside = [Path(os.path.realpath(root)) for root in roots]
+
+    def copy(database: Path, target: Path, progress: Any = None) -> Any:
+        folder = Path(os.path.realpath(target.absolute().parent))
+        if not any(folder.is_relative_to(root) for root in inside):
+            raise LeadloopError(f"(fuzz) no backup written outside the test's folders: {target}")
+        return real(database, target, progress)
+
+    return copy
 
 
 def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str]:
@@ -361,7 +388,14 @@ def _check(argv: list[str], status: int, err: str, before: Any, after: Any) -> N
 def test_the_commands_are_found() -> None:
     """The walk reaches the leaves of the tree (or this fuzzes nothing)."""
     found = {" ".join(c.words) for c in COMMANDS}
-    assert {"migrate", "keys revoke", "events redrive", "playbook apply", "simulate"} <= found
+    assert {
+        "migrate",
+        "keys revoke",
+        "events redrive",
+        "playbook apply",
+        "simulate",
+        "backup",
+    } <= found
     handlers = {c.words: c.handler for c in COMMANDS}
     for words, (module, name, _why) in PARSE_ONLY.items():
         assert handlers[words] is getattr(module, name), words  # what is replaced is what runs
@@ -377,13 +411,15 @@ def test_no_command_line_ends_in_a_traceback_or_changes_what_it_refused(
     database = tmp_path / "leadloop.db"
     url = f"sqlite:///{database}"
     place = Place(url, files)
-    _environment(monkeypatch, tmp_path, url)
+    _environment(monkeypatch, tmp_path, url, files)
     statuses: set[int] = set()
 
     @FUZZ
     @given(command_lines(place))
     def fuzz(argv: list[str]) -> None:
         _restore(seeded, database)
+        for backup in (files / "backups").iterdir():  # each example finds no earlier backup
+            backup.unlink()
         before = _tables(url)
         status, err = _run(capsys, argv)
         _check(argv, status, err, before, _tables(url))
@@ -408,7 +444,7 @@ def test_on_postgresql(
         files = _files(tmp_path / "files")
         _seeded(url, files)
         place = Place(url, files)
-        _environment(monkeypatch, tmp_path, url)
+        _environment(monkeypatch, tmp_path, url, files)
 
         @settings(FUZZ, max_examples=max(EXAMPLES // 5, 10))
         @given(command_lines(place))
