@@ -32,6 +32,7 @@ from leadloop.journeys.model import (
     Membership,
     PathLine,
     ScheduleWake,
+    ScoreReading,
     ScoreTrigger,
     SegmentTrigger,
     StageTrigger,
@@ -64,12 +65,12 @@ def trigger_fires(
     membership: Membership,
     event: Event,
     moves: Sequence[tuple[str, str, str]],
-    score_change: tuple[float, float] | None,
+    score: ScoreReading | None,
     facts: Facts,
     at: float,
 ) -> tuple[bool, Membership]:
     """Whether this event enters the profile, and the membership with any segment or score
-    position updated. `score_change` is the trigger model's (before, after) for this event."""
+    position updated. `score` is the trigger model's score as this event reads it."""
     trigger = journey.trigger
     if isinstance(trigger, EventTrigger):
         if own_update(journey, event):
@@ -80,10 +81,9 @@ def trigger_fires(
     if isinstance(trigger, StageTrigger):
         return stage_matches(trigger, moves), membership
     if isinstance(trigger, ScoreTrigger):
-        if score_change is None:
+        if score is None:
             return False, membership
-        before, after = (check(value, trigger.test) for value in score_change)
-        return (after and not before), replace(membership, score_above=after)
+        return score_crosses(trigger, membership, score)
     if isinstance(trigger, SegmentTrigger):
         # Every event reaches a segment but a journey wake-up, which changes nothing it reads:
         # an open or a receipt is counted, a decay step lowers a score, and a segment timer
@@ -98,6 +98,22 @@ def trigger_fires(
             was_in = all_hold(trigger.tests, facts, None, at, without=event)
         return (now_in and not was_in), replace(membership, in_segment=now_in)
     assert_never(trigger)
+
+
+def score_crosses(
+    trigger: ScoreTrigger, membership: Membership, score: ScoreReading
+) -> tuple[bool, Membership]:
+    """A crossing: the test holds now and did not at the profile's last evaluation, as its
+    membership recorded it. Not "just before this event": a score fading by `half_life`
+    reads the same total before and after an event that adds nothing, so a fade across the
+    threshold since the last evaluation would never be seen. Whatever carried the score
+    across since counts alike: fading, or a rescore (which evaluates nobody). The score just
+    before the event stands in for a record there is not yet (a new journey or profile)."""
+    now = check(score.after, trigger.test)
+    held = membership.score_above
+    if held is None:
+        held = check(score.before, trigger.test)
+    return (now and not held), replace(membership, score_above=now)
 
 
 def own_update(journey: Journey, event: Event) -> bool:

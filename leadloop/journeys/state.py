@@ -18,6 +18,7 @@ from leadloop.log.batch import Batch, Conn
 from leadloop.log.model import Event
 from leadloop.personalization.bandit import Arm
 from leadloop.policy.model import SentRecord, Suppression
+from leadloop.scoring.model import ScoreState
 
 _instance_decoder = msgspec.json.Decoder(Instance)
 _membership_decoder = msgspec.json.Decoder(dict[str, Membership])
@@ -48,7 +49,9 @@ class BatchState:
     synced: list[tuple[str, str]] = field(default_factory=list)
     """(workspace, playbook digest) this batch registered: undone if the batch is discarded."""
     events: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
-    scores: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    scores: dict[tuple[str, str, str], ScoreState | None] = field(default_factory=dict)
+    """Per (workspace, profile, model), the score state as the profile's latest event of this
+    batch left it: what the next one finds just before it (`facts.score_reading`)."""
     prefetched: bool = False
     known: set[tuple[str, str]] = field(default_factory=set)
     """Profiles identity knew when the stage prefetched; any other it resolves later in the

@@ -1,0 +1,119 @@
+"""A `score` entry (a crossing) on a score whose points fade by `half_life`, through the real
+processor on a manual clock, on both backends: fading carries the score under `lt 5` with no
+event, and the profile enters at that instant (a timer, like a segment's), or at its next
+event if that comes first, never twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.contract.conftest import Harness
+from tests.contract.journeys_helpers import DAY, HOUR, instances, person, timers
+from tests.contract.test_journeys_segment_time import (
+    FADED_AFTER,
+    _download,
+    _entered,
+    _fade_twice,
+    _fading,
+    _replay,
+    _snapshot,
+)
+
+pytestmark = pytest.mark.usefixtures("channels_env")
+
+DONE = ("completed", None, "reached the end")
+
+CROSSINGS = """
+journeys:
+  templates:
+    email: [cooled, hot]
+  flows:
+    - id: cooled
+      entry: { score: { model: lead, op: lt, value: 5 } }
+      reentry: always
+      steps:
+        - { id: cooled, type: send, channel: email, template: cooled }
+    - id: hot
+      entry: { score: { model: lead, op: gte, value: 10 } }
+      reentry: always
+      steps:
+        - { id: hot, type: send, channel: email, template: hot }
+"""
+
+
+def _keys(h: Harness, pid: str) -> list[str]:
+    rows = h.sql("SELECT key FROM timers WHERE profile_id = ? AND key LIKE ?", pid, "segment:%")
+    return sorted(str(r[0]) for r in rows)
+
+
+def test_a_silent_profile_enters_when_its_score_fades_under_the_crossing(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The download's 15 points fade under 5 after log2(3) half-lives: the profile enters at
+    that instant (within a millisecond after it), with no event of its own. The `gte 10`
+    crossing, which fading can only take the profile out of, has no timer."""
+    h = _fading(backend_url, tmp_path, CROSSINGS)
+    try:
+        pid, download = _download(h, "f")
+        assert instances(h, pid, "hot") == [DONE]
+        assert instances(h, pid, "cooled") == []  # 0 before the download: already under 5
+        assert _keys(h, pid) == [f"segment:cooled:{pid}"]
+        [due] = timers(h, pid, "segment")
+        assert download + FADED_AFTER < due < download + FADED_AFTER + 1
+        h.advance(FADED_AFTER - HOUR)
+        assert instances(h, pid, "cooled") == []
+        h.advance(2 * HOUR)
+        assert instances(h, pid, "cooled") == [DONE]
+        assert _entered(h, pid)[-1] == due
+        # Under 5 for good while silent: nothing left waiting, no second entry.
+        assert timers(h, pid, "segment") == []
+        h.advance(90 * DAY)
+        person(h, "f")
+        assert instances(h, pid, "cooled") == [DONE]
+        assert instances(h, pid, "hot") == [DONE]
+    finally:
+        h.engine.stop()
+
+
+def test_an_event_after_the_fade_enters_once_and_the_timer_then_changes_nothing(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The event is in the log before the timer fires (the timer loop is stopped to order
+    them): it reads the faded score before and after it, and enters as the score crossed
+    since the last evaluation; the timer's firing then finds the crossing taken."""
+    h = _fading(backend_url, tmp_path, CROSSINGS)
+    try:
+        pid, _download_at = _download(h, "e")
+        h.engine.timers.stop()
+        assert h.engine.manual_clock is not None
+        h.engine.manual_clock.advance(FADED_AFTER + DAY)
+        person(h, "e")  # an identify: no points
+        [(received,)] = h.sql(
+            "SELECT MAX(received_at) FROM events WHERE profile_id = ? AND type = 'identify'", pid
+        )
+        assert instances(h, pid, "cooled") == [DONE]
+        assert _entered(h, pid)[-1] == float(received)
+        assert h.engine.timers.fire_now() == 1  # the timer set at the download
+        h.settle()
+        assert instances(h, pid, "cooled") == [DONE]
+    finally:
+        h.engine.stop()
+
+
+def test_a_replay_of_the_log_enters_on_fading_the_same_way(
+    backend_url: str, tmp_path: Path
+) -> None:
+    h = _fading(backend_url, tmp_path, CROSSINGS)
+    try:
+        pid = _fade_twice(h, "r")  # the second download is back over 5 and over 10
+        person(h, "r")
+
+        before = _snapshot(h)
+        assert instances(h, pid, "cooled") == [DONE, DONE]
+        assert instances(h, pid, "hot") == [DONE, DONE]
+        _replay(h)
+        assert _snapshot(h) == before
+    finally:
+        h.engine.stop()
