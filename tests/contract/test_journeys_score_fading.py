@@ -9,8 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from leadloop.testing import eventually
 from tests.contract.conftest import Harness
-from tests.contract.journeys_helpers import DAY, HOUR, instances, person, timers
+from tests.contract.journeys_helpers import (
+    DAY,
+    HOUR,
+    flows,
+    instances,
+    person,
+    pricing,
+    timers,
+)
+from tests.contract.test_journeys_seed import playbook_with_journeys
 from tests.contract.test_journeys_segment_time import (
     FADED_AFTER,
     _download,
@@ -20,6 +30,7 @@ from tests.contract.test_journeys_segment_time import (
     _replay,
     _snapshot,
 )
+from tests.contract.test_journeys_triggers import SCORE, _score
 
 pytestmark = pytest.mark.usefixtures("channels_env")
 
@@ -117,3 +128,27 @@ def test_a_replay_of_the_log_enters_on_fading_the_same_way(
         assert _snapshot(h) == before
     finally:
         h.engine.stop()
+
+
+def test_a_rescore_that_carries_the_score_across_enters_at_the_next_event(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """A rescore evaluates nobody; the profile's next event finds the test holding where it
+    did not at its last evaluation, as after a fade (docs/journeys.md, Rescores)."""
+    with flows(backend_url, tmp_path, SCORE) as h:
+        pid = person(h, "r")
+        pricing(h, "r")  # 10: under 20
+        assert instances(h, pid, "hot") == []
+        text = Path(playbook_with_journeys(tmp_path, SCORE, "rescored.yaml")).read_text("utf-8")
+        ten = "          points: 10\n        - id: lead_magnet"
+        assert ten in text
+        changed = tmp_path / "rescored.yaml"
+        changed.write_text(text.replace(ten, ten.replace("10", "30")), "utf-8")
+        h.engine.apply_playbook_file(str(changed))
+        h.engine.refresh_playbooks()
+        eventually(lambda: _score(h, "r") == 30)
+        assert instances(h, pid, "hot") == []
+        person(h, "r")  # no points: the rescored 30 crosses here
+        assert instances(h, pid, "hot") == [DONE]
+        person(h, "r")
+        assert instances(h, pid, "hot") == [DONE]
