@@ -103,17 +103,28 @@ def trigger_fires(
 def score_crosses(
     trigger: ScoreTrigger, membership: Membership, score: ScoreReading
 ) -> tuple[bool, Membership]:
-    """A crossing: the test holds now and did not at the profile's last evaluation, as its
-    membership recorded it. Not "just before this event": a score fading by `half_life`
-    reads the same total before and after an event that adds nothing, so a fade across the
-    threshold since the last evaluation would never be seen. Whatever carried the score
-    across since counts alike: fading, or a rescore (which evaluates nobody). The score just
-    before the event stands in for a record there is not yet (a new journey or profile)."""
+    """A crossing: the test holds now, and did not at some instant since the profile's last
+    evaluation. Between two evaluations only `half_life` fading (down) or a rescore moves the
+    score, so the test failed in between iff it failed at the last evaluation, as the
+    membership recorded it, or just before this event. Comparing only with just before the
+    event missed the fade across `lt 5` (both totals read faded); comparing only with the
+    record would miss the fade out of `gte 10` that an event then lifts over again.
+
+    With no record (a new journey or profile), or one read against another test, the score
+    just before the event decides alone: a crossing is the score moving across the line,
+    not the line moved across the score by a new version of the journey, which enters
+    nobody already past it (as a new journey does not)."""
+    test = crossing_test(trigger)
     now = check(score.after, trigger.test)
-    held = membership.score_above
-    if held is None:
-        held = check(score.before, trigger.test)
-    return (now and not held), replace(membership, score_above=now)
+    held = check(score.before, trigger.test)
+    if membership.score_above is not None and membership.score_test in (None, test):
+        held = held and membership.score_above
+    return (now and not held), replace(membership, score_above=now, score_test=test)
+
+
+def crossing_test(trigger: ScoreTrigger) -> str:
+    """What a `score` entry's recorded result was read against: `lead gte 20`."""
+    return f"{trigger.model} {trigger.test.op} {trigger.test.value!r}"
 
 
 def own_update(journey: Journey, event: Event) -> bool:

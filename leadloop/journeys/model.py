@@ -361,8 +361,12 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     in_segment: bool = False
     score_above: bool | None = None
     """A `score` entry: whether its test held at the profile's last evaluation (None: never
-    evaluated). The next one is a crossing if the test holds then and did not here, however
-    the score got across: an event's points, a decay step, `half_life` fading, a rescore."""
+    evaluated). The next one is a crossing if the test holds then and did not here (or just
+    before it), however the score got across: points, a decay step, fading, a rescore."""
+    score_test: str | None = None
+    """The test `score_above` was read against (`decide.crossing_test`): after the journey's
+    test changed, the record does not say whether the new one held (None: recorded before
+    the test was kept, and taken as the journey's)."""
     skipped: int = 0
     """Times a trigger fired but the profile did not enter: the goal already held."""
     skipped_at: float | None = None

@@ -326,12 +326,15 @@ def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership
         return msgspec.structs.replace(theirs, segment_due=None)
     times = [t for t in (ours.last_entered_at, theirs.last_entered_at) if t is not None]
     later = max((ours, theirs), key=lambda m: m.skipped_at or 0.0)
+    scored = ours if ours.score_above is not None else theirs
     return Membership(
         entries=ours.entries + theirs.entries,
         last_entered_at=max(times) if times else None,
         active=ours.active if ours.active is not None else theirs.active,
         in_segment=ours.in_segment or theirs.in_segment,
-        score_above=ours.score_above if ours.score_above is not None else theirs.score_above,
+        # What held at the survivor's last evaluation, else at the absorbed profile's.
+        score_above=scored.score_above,
+        score_test=scored.score_test,
         skipped=ours.skipped + theirs.skipped,
         skipped_at=later.skipped_at,
         skip_reason=later.skip_reason,

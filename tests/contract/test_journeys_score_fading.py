@@ -36,22 +36,26 @@ pytestmark = pytest.mark.usefixtures("channels_env")
 
 DONE = ("completed", None, "reached the end")
 
-CROSSINGS = """
+FLOWS = """
 journeys:
   templates:
     email: [cooled, hot]
-  flows:
+  flows:"""
+COOLED = """
     - id: cooled
       entry: { score: { model: lead, op: lt, value: 5 } }
       reentry: always
       steps:
-        - { id: cooled, type: send, channel: email, template: cooled }
+        - { id: cooled, type: send, channel: email, template: cooled }"""
+HOT = """
     - id: hot
       entry: { score: { model: lead, op: gte, value: 10 } }
       reentry: always
       steps:
         - { id: hot, type: send, channel: email, template: hot }
 """
+CROSSINGS = FLOWS + COOLED + HOT
+HOT_ONLY = FLOWS + HOT
 
 
 def _keys(h: Harness, pid: str) -> list[str]:
@@ -109,6 +113,23 @@ def test_an_event_after_the_fade_enters_once_and_the_timer_then_changes_nothing(
         assert h.engine.timers.fire_now() == 1  # the timer set at the download
         h.settle()
         assert instances(h, pid, "cooled") == [DONE]
+    finally:
+        h.engine.stop()
+
+
+def test_a_score_that_faded_out_of_a_gte_crossing_unseen_enters_when_an_event_lifts_it(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """Fading takes the profile out of `gte 10` with no timer to see it (time only takes it
+    out); an event that lifts the score over 10 again is a new crossing."""
+    h = _fading(backend_url, tmp_path, HOT_ONLY)
+    try:
+        pid, _download_at = _download(h, "g")  # 15
+        assert instances(h, pid, "hot") == [DONE]
+        h.advance(30 * DAY)  # 15 / 8: under 10 since day 6
+        pricing(h, "g")  # 10 more
+        assert 10 <= _score(h, "g") < 15
+        assert instances(h, pid, "hot") == [DONE, DONE]
     finally:
         h.engine.stop()
 

@@ -19,6 +19,7 @@ from leadloop.journeys.model import (
 )
 from leadloop.journeys.model import Test as Condition
 from leadloop.journeys.segments import WatchSegment, next_change, watch_segment
+from leadloop.journeys.state import _merge_membership
 from leadloop.log.model import Event
 from leadloop.scoring.model import Predicate
 from tests.unit.journeys.test_segments import DAY, T0, Facts, fading
@@ -79,15 +80,44 @@ def test_the_first_evaluation_compares_with_the_score_just_before_the_event() ->
     assert entered
 
 
-def test_the_record_not_the_score_just_before_decides_once_there_is_one() -> None:
-    """What carried the score across since the last evaluation (fading, a rescore) is not
-    seen by the event: the record is. Recorded under, still under: no crossing, whatever
-    the score just before the event says."""
-    under = Membership(score_above=True)
-    assert not fires(COLD, under, ScoreReading(8.0, 3.0), T0)[0]
+def test_failing_at_the_last_evaluation_or_just_before_the_event_makes_a_crossing() -> None:
+    """Fading only lowers a score between evaluations: a `gte 10` profile recorded at 15 may
+    have faded to 2 unseen (no timer: time only takes it out), and an event lifting it to 12
+    crosses again. Held both at the last evaluation and just before: no crossing."""
+    hot = crossing("gte", 10)
+    seen = Membership(score_above=True)
+    assert fires(hot, seen, ScoreReading(2.0, 12.0), T0)[0]
+    assert not fires(hot, seen, ScoreReading(14.0, 24.0), T0)[0]
     over = Membership(score_above=False)
     assert fires(COLD, over, ScoreReading(3.0, 3.0), T0)[0]
     assert not fires(COLD, over, ScoreReading(3.0, 6.0), T0)[0]
+
+
+def test_a_changed_test_is_not_compared_with_what_the_old_one_read() -> None:
+    """A new version of the journey lowers the line from 20 to 10 under a profile at 15: the
+    score did not cross it, so the profile does not enter (as a new journey at 10 would
+    not enter it); the score moving across the new line does."""
+    seen = Membership(score_above=False, score_test="lead gte 20")
+    lower = crossing("gte", 10)
+    entered, updated = fires(lower, seen, ScoreReading(15.0, 15.0), T0)
+    assert not entered
+    assert updated.score_above is True and updated.score_test == "lead gte 10"
+    seen = Membership(score_above=False, score_test="lead gte 20")
+    assert fires(lower, seen, ScoreReading(5.0, 15.0), T0)[0]
+    # Recorded against this very test, or before tests were recorded: compared with.
+    for recorded in ("lead gte 10", None):
+        assert fires(
+            lower, Membership(score_above=False, score_test=recorded), ScoreReading(15.0, 15.0), T0
+        )[0]
+
+
+def test_a_merge_keeps_what_held_at_the_survivors_last_evaluation() -> None:
+    ours = Membership(score_above=False, score_test="lead lt 5")
+    theirs = Membership(score_above=True, score_test="lead lt 4")
+    merged = _merge_membership(ours, theirs)
+    assert (merged.score_above, merged.score_test) == (False, "lead lt 5")
+    merged = _merge_membership(Membership(), theirs)
+    assert (merged.score_above, merged.score_test) == (True, "lead lt 4")
 
 
 def test_a_fading_score_under_a_crossing_gets_a_timer_at_the_instant_it_passes() -> None:
