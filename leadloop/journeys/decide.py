@@ -32,6 +32,7 @@ from leadloop.journeys.model import (
     Membership,
     PathLine,
     ScheduleWake,
+    ScoreReading,
     ScoreTrigger,
     SegmentTrigger,
     StageTrigger,
@@ -64,12 +65,12 @@ def trigger_fires(
     membership: Membership,
     event: Event,
     moves: Sequence[tuple[str, str, str]],
-    score_change: tuple[float, float] | None,
+    score: ScoreReading | None,
     facts: Facts,
     at: float,
 ) -> tuple[bool, Membership]:
     """Whether this event enters the profile, and the membership with any segment or score
-    position updated. `score_change` is the trigger model's (before, after) for this event."""
+    position updated. `score` is the trigger model's score as this event reads it."""
     trigger = journey.trigger
     if isinstance(trigger, EventTrigger):
         if own_update(journey, event):
@@ -80,10 +81,9 @@ def trigger_fires(
     if isinstance(trigger, StageTrigger):
         return stage_matches(trigger, moves), membership
     if isinstance(trigger, ScoreTrigger):
-        if score_change is None:
+        if score is None:
             return False, membership
-        before, after = (check(value, trigger.test) for value in score_change)
-        return (after and not before), replace(membership, score_above=after)
+        return score_crosses(trigger, membership, score)
     if isinstance(trigger, SegmentTrigger):
         # Every event reaches a segment but a journey wake-up, which changes nothing it reads:
         # an open or a receipt is counted, a decay step lowers a score, and a segment timer
@@ -98,6 +98,33 @@ def trigger_fires(
             was_in = all_hold(trigger.tests, facts, None, at, without=event)
         return (now_in and not was_in), replace(membership, in_segment=now_in)
     assert_never(trigger)
+
+
+def score_crosses(
+    trigger: ScoreTrigger, membership: Membership, score: ScoreReading
+) -> tuple[bool, Membership]:
+    """A crossing: the test holds now, and did not at some instant since the profile's last
+    evaluation. Between two evaluations only `half_life` fading (down) or a rescore moves the
+    score, so the test failed in between iff it failed at the last evaluation, as the
+    membership recorded it, or just before this event. Comparing only with just before the
+    event missed the fade across `lt 5` (both totals read faded); comparing only with the
+    record would miss the fade out of `gte 10` that an event then lifts over again.
+
+    With no record (a new journey or profile), or one read against another test, the score
+    just before the event decides alone: a crossing is the score moving across the line,
+    not the line moved across the score by a new version of the journey, which enters
+    nobody already past it (as a new journey does not)."""
+    test = crossing_test(trigger)
+    now = check(score.after, trigger.test)
+    held = check(score.before, trigger.test)
+    if membership.score_above is not None and membership.score_test in (None, test):
+        held = held and membership.score_above
+    return (now and not held), replace(membership, score_above=now, score_test=test)
+
+
+def crossing_test(trigger: ScoreTrigger) -> str:
+    """What a `score` entry's recorded result was read against: `lead gte 20`."""
+    return f"{trigger.model} {trigger.test.op} {trigger.test.value!r}"
 
 
 def own_update(journey: Journey, event: Event) -> bool:

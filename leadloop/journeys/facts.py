@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from leadloop.identity.model import Profile
+from leadloop.journeys.model import ScoreReading
 from leadloop.journeys.state import BatchState
 from leadloop.log.batch import Batch
 from leadloop.log.model import Event
@@ -51,7 +52,7 @@ class ProfileFacts:
         self._ws = ws
         self._profile = profile
         self._at = at
-        self._changes: dict[str, tuple[float, float] | None] = {}
+        self._readings: dict[str, ScoreReading] = {}
         self._event_cache: dict[tuple[str, float | None], list[tuple[Any, ...]]] = {}
         self._stored: dict[str, ScoreState | None] = {}
 
@@ -60,12 +61,20 @@ class ProfileFacts:
         return self._profile.traits
 
     def _score_state(self, model: str) -> ScoreState | None:
-        key = (self._ws, self._profile.id, model)
         cache = self._batch.extra.get("scoring")
-        for attribute in ("states", "loaded"):
-            found = getattr(cache, attribute, {}).get(key) if cache is not None else None
-            if isinstance(found, ScoreState):
-                return found
+        found = getattr(cache, "states", {}).get(self._key(model)) if cache is not None else None
+        return found if isinstance(found, ScoreState) else self._stored_state(model)
+
+    def _stored_state(self, model: str) -> ScoreState | None:
+        """The model's state as the batch found it (scoring's prefetch, or read once)."""
+        key = self._key(model)
+        cache = self._batch.extra.get("scoring")
+        found = getattr(cache, "loaded", {}).get(key) if cache is not None else None
+        if isinstance(found, ScoreState):
+            return found
+        profile = (self._ws, self._profile.id)
+        if profile in getattr(cache, "known", ()) or profile in self._batch.identity.created:
+            return None  # prefetched without a row, or new in this batch: none stored
         if model not in self._stored:  # read once: a segment may read it at many instants
             rows = self._batch.identity.conn.execute(
                 "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
@@ -74,6 +83,9 @@ class ProfileFacts:
             self._stored[model] = _score_decoder.decode(rows[0][0]) if rows else None
         return self._stored[model]
 
+    def _key(self, model: str) -> tuple[str, str, str]:
+        return (self._ws, self._profile.id, model)
+
     def score(self, model: str) -> float | None:
         return self.score_at(model, self._at)
 
@@ -81,30 +93,25 @@ class ProfileFacts:
         found = self._score_state(model)
         return None if found is None else round(total_at(found, at), 6)
 
-    def score_change(self, model: str) -> tuple[float, float] | None:
-        """The model's total before and after this event (per batch, from the stored state).
-        Asked once per score-trigger journey: every journey on the model gets the same answer
-        (the first call moves the batch's remembered total on)."""
-        if model in self._changes:
-            return self._changes[model]
-        key = (self._ws, self._profile.id, model)
-        after = self.score(model) or 0.0
-        before = self._state.scores.get(key)
-        cache = self._batch.extra.get("scoring")
-        stored = getattr(cache, "loaded", {}).get(key) if cache is not None else None
-        if before is None and isinstance(stored, ScoreState):
-            # As the scoring stage read it before the event: the stored state, or, when that
-            # was under another version of the model, the rescore of it the batch made.
-            before = total_at(stored, self._at)
-        if before is None:
-            rows = self._batch.identity.conn.execute(
-                "SELECT state FROM scores WHERE workspace_id = ? AND profile_id = ? AND model = ?",
-                key,
-            )
-            before = total_at(_score_decoder.decode(rows[0][0]), self._at) if rows else 0.0
-        self._state.scores[key] = after
-        self._changes[model] = None if before == after else (before, after)
-        return self._changes[model]
+    def score_reading(self, model: str) -> ScoreReading:
+        """The model's score as this event reads it, for `score` entries: the total after it,
+        and the one just before it at the same instant (from the state the profile's previous
+        event left, in this batch or stored), so a batch boundary changes no decision. Asked
+        once per score-trigger journey: every journey on the model gets the same answer (the
+        first call moves the batch's remembered state on)."""
+        if model in self._readings:
+            return self._readings[model]
+        key = self._key(model)
+        found = self._score_state(model)
+        if key in self._state.scores:
+            previous = self._state.scores[key]
+        else:
+            previous = self._stored_state(model)
+        self._state.scores[key] = found
+        before = 0.0 if previous is None else round(total_at(previous, self._at), 6)
+        reading = ScoreReading(before, self.score(model) or 0.0)
+        self._readings[model] = reading
+        return reading
 
     def stage(self, model: str) -> str | None:
         found = self._score_state(model)

@@ -39,7 +39,8 @@ WAKE_EVENT = "Journey Wake"
 """The internal event a journey timer becomes when it is due."""
 SEGMENT_EVENT = "Journey Segment Due"
 """The internal event a segment's timer becomes when events leave one of its `within` windows
-(`journeys.segments`): the profile's segments are evaluated again at that instant."""
+or a score fades past its test, and a `score` entry's when fading makes its test hold
+(`journeys.segments`): the profile's segments and crossings are evaluated again then."""
 PROFILE_UPDATE_EVENT = JOURNEY_UPDATE_EVENT
 """Emitted by `update_profile`; when the log reaches it, the processor applies its traits and tags
 to the profile before any stage reads it, and scoring fits them and sets the stage it names."""
@@ -359,14 +360,30 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     active: str | None = None
     in_segment: bool = False
     score_above: bool | None = None
+    """A `score` entry: whether its test held at the profile's last evaluation (None: never
+    evaluated). The next one is a crossing if the test holds then and did not here (or just
+    before it), however the score got across: points, a decay step, fading, a rescore."""
+    score_test: str | None = None
+    """The test `score_above` was read against (`decide.crossing_test`): after the journey's
+    test changed, the record does not say whether the new one held (None: recorded before
+    the test was kept, and taken as the journey's)."""
     skipped: int = 0
     """Times a trigger fired but the profile did not enter: the goal already held."""
     skipped_at: float | None = None
     skip_reason: str = ""
     segment_due: float | None = None
-    """When the timer watching the journey's segment for this profile is due (None: no
-    timer). Invariant: if time alone would bring the profile into the segment, a timer is due
-    at or before the segment's first change on the way (`journeys.segments.next_change`)."""
+    """When the timer watching the journey's segment (or `score` entry) for this profile is
+    due (None: no timer). Invariant: if time alone would bring the profile into the segment,
+    a timer is due at or before the segment's first change on the way
+    (`journeys.segments.next_change`)."""
+
+
+class ScoreReading(msgspec.Struct, frozen=True):
+    """A `score` entry's model as one event reads it, at the event's instant."""
+
+    before: float
+    """The total just before the event: what held before it when nothing was recorded."""
+    after: float
 
 
 # --- what a decision asks the shell to do ------------------------------------------------------

@@ -4,8 +4,9 @@ its own to notice ("no visit in 30 days" is entered by staying silent, "score be
 fading). The instant is computable from the events in the window and from the score's state,
 so the shell keeps one timer per profile and segment journey at the next instant the segment's
 value changes, when time alone would then enter the profile; its firing is an event, and the
-segment is evaluated again then. Step decay needs nothing here: each step is a timer firing,
-an event at which segments are evaluated.
+segment is evaluated again then. A `score` entry (a crossing) on a fading score gets the same
+timer, its test read as a segment of one condition. Step decay needs nothing here: each step
+is a timer firing, an event at which segments and crossings are evaluated.
 
 Like scoring's decay timer, the timer is moved lazily: one already due earlier stays (an event
 in the window only postpones the change it watches), and when it fires and nothing changed, the
@@ -23,7 +24,14 @@ import msgspec
 from msgspec.structs import replace
 
 from leadloop.journeys.evaluate import all_hold, holds
-from leadloop.journeys.model import Facts, Journey, Membership, SegmentTrigger, Test
+from leadloop.journeys.model import (
+    Facts,
+    Journey,
+    Membership,
+    ScoreTrigger,
+    SegmentTrigger,
+    Test,
+)
 from leadloop.scoring.match import check
 from leadloop.scoring.model import NUMERIC_OPERATORS
 
@@ -161,10 +169,10 @@ def watch_segment(
     """After the profile's segment was evaluated at `at`: where its timer should be, and the
     membership recording it. A timer due after `at` and no later than the next change stays;
     one due at or before `at` has fired (its event is being decided, or was)."""
-    trigger = journey.trigger
+    tests = watched_tests(journey)
     due = None
-    if isinstance(trigger, SegmentTrigger) and not _never_again(journey, membership):
-        due = next_change(trigger.tests, facts, at)
+    if tests is not None and not _never_again(journey, membership):
+        due = next_change(tests, facts, at)
     pending = membership.segment_due
     existing = pending if pending is not None and pending > at else None
     if due is None:
@@ -179,6 +187,18 @@ def watch_segment(
     if existing is not None and existing <= due:
         return membership, None
     return replace(membership, segment_due=due), WatchSegment(due)
+
+
+def watched_tests(journey: Journey) -> tuple[Test, ...] | None:
+    """What the journey's timer watches: its segment's conditions, or a `score` entry's test
+    as a segment of that one condition (both fire when it starts to hold); None for the
+    other triggers, which time alone never fires."""
+    trigger = journey.trigger
+    if isinstance(trigger, SegmentTrigger):
+        return trigger.tests
+    if isinstance(trigger, ScoreTrigger):
+        return (Test("score", trigger.model, trigger.test),)
+    return None
 
 
 def sweep_segment(

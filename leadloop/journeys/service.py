@@ -6,7 +6,8 @@ Runs after scoring (it reads the stage moves and scores scoring made for the sam
 journey timer is one row per instance (`journey:<instance>`): rescheduling moves it, and its
 firing carries a token, so a firing the instance no longer waits for changes nothing. A
 segment journey may keep one more per profile (`segment:<journey>:<profile>`), for the instant
-time alone brings the profile into its segment (`journeys.segments`).
+time alone brings the profile into its segment (`journeys.segments`); so may a `score` entry,
+for the instant `half_life` fading makes its test start to hold.
 
 The batch's state and its loading are in `journeys.state`, the answers to the decisions'
 questions in `journeys.facts`, and the rows a decision becomes (and their SQL) in
@@ -210,11 +211,11 @@ class JourneyStage:
                 apply_advance(batch, state, advance, at)
         for journey in journeys.journeys:
             membership = state.member(batch.identity.conn, ws, profile.id, journey.id)
-            change = None
+            reading = None
             if isinstance(journey.trigger, ScoreTrigger):
-                change = facts.score_change(journey.trigger.model)
+                reading = facts.score_reading(journey.trigger.model)
             fires, updated = decide.trigger_fires(
-                journey, membership, event, moves, change, facts, at
+                journey, membership, event, moves, reading, facts, at
             )
             if fires:
                 updated, advance = decide.enter_journey(
@@ -231,7 +232,7 @@ class JourneyStage:
                 )
                 if advance is not None:
                     apply_advance(batch, state, advance, at)
-            if isinstance(journey.trigger, SegmentTrigger):
+            if isinstance(journey.trigger, SegmentTrigger | ScoreTrigger):
                 updated = self._watch(batch, journey, updated, facts, ws, profile.id, at)
             if updated != membership:
                 state.set_member(ws, profile.id, journey.id, updated)
@@ -247,7 +248,8 @@ class JourneyStage:
         pid: str,
         at: float,
     ) -> Membership:
-        """Keep the timer that notices the segment change by time alone (`journeys.segments`)."""
+        """Keep the timer that notices the segment change, or the score crossing, by time
+        alone (`journeys.segments`)."""
         updated, change = segments.watch_segment(journey, membership, facts, at)
         key = segments.timer_key(journey.id, pid)
         if isinstance(change, segments.WatchSegment):

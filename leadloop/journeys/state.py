@@ -18,6 +18,7 @@ from leadloop.log.batch import Batch, Conn
 from leadloop.log.model import Event
 from leadloop.personalization.bandit import Arm
 from leadloop.policy.model import SentRecord, Suppression
+from leadloop.scoring.model import ScoreState
 
 _instance_decoder = msgspec.json.Decoder(Instance)
 _membership_decoder = msgspec.json.Decoder(dict[str, Membership])
@@ -48,7 +49,9 @@ class BatchState:
     synced: list[tuple[str, str]] = field(default_factory=list)
     """(workspace, playbook digest) this batch registered: undone if the batch is discarded."""
     events: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
-    scores: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    scores: dict[tuple[str, str, str], ScoreState | None] = field(default_factory=dict)
+    """Per (workspace, profile, model), the score state as the profile's latest event of this
+    batch left it: what the next one finds just before it (`facts.score_reading`)."""
     prefetched: bool = False
     known: set[tuple[str, str]] = field(default_factory=set)
     """Profiles identity knew when the stage prefetched; any other it resolves later in the
@@ -323,12 +326,15 @@ def _merge_membership(ours: Membership | None, theirs: Membership) -> Membership
         return msgspec.structs.replace(theirs, segment_due=None)
     times = [t for t in (ours.last_entered_at, theirs.last_entered_at) if t is not None]
     later = max((ours, theirs), key=lambda m: m.skipped_at or 0.0)
+    scored = ours if ours.score_above is not None else theirs
     return Membership(
         entries=ours.entries + theirs.entries,
         last_entered_at=max(times) if times else None,
         active=ours.active if ours.active is not None else theirs.active,
         in_segment=ours.in_segment or theirs.in_segment,
-        score_above=ours.score_above if ours.score_above is not None else theirs.score_above,
+        # What held at the survivor's last evaluation, else at the absorbed profile's.
+        score_above=scored.score_above,
+        score_test=scored.score_test,
         skipped=ours.skipped + theirs.skipped,
         skipped_at=later.skipped_at,
         skip_reason=later.skip_reason,

@@ -346,16 +346,22 @@ def test_no_timer_where_fading_cannot_bring_the_profile_in(
         h.engine.stop()
 
 
+def _fade_twice(h: Harness, user: str) -> str:
+    """A download whose points fade under 5, another 20 days on (15 more points: back over,
+    and a new crossing to come), faded again 40 days on; the profile's id."""
+    pid, _download_at = _download(h, user)
+    h.advance(20 * DAY)
+    track(h, user, "Lead Magnet Downloaded")
+    h.advance(40 * DAY)
+    return pid
+
+
 def test_a_replay_of_the_log_enters_on_fading_the_same_way(
     backend_url: str, tmp_path: Path
 ) -> None:
     h = _fading(backend_url, tmp_path, FADED)
     try:
-        pid, _download_at = _download(h, "r")
-        h.advance(20 * DAY)
-        track(h, "r", "Lead Magnet Downloaded")  # 15 more points: out, and a new crossing
-        h.advance(40 * DAY)
-
+        pid = _fade_twice(h, "r")
         before = _snapshot(h)
         assert instances(h, pid, "faded") == [DONE, DONE]
         _replay(h)

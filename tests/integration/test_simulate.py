@@ -210,3 +210,27 @@ def test_a_segment_entered_by_silence_is_simulated_at_the_instant_it_is_entered(
     assert [s["template"] for s in result.sends] == ["winback"]
     # 1_800_000_000 is 2027-01-15 08:00 UTC: thirty days on, the printed path enters then.
     assert any("2027-02-14 08:00:00 UTC" in line and "entered" in line for line in render(result))
+
+
+def test_a_score_crossing_reached_by_fading_is_simulated_at_the_instant_it_is_reached(
+    tmp_path: Path,
+) -> None:
+    """The download's 15 points halve every 10 days and fall under 5 with no event after
+    them: the `score` entry is simulated then, as the engine enters it."""
+    from leadloop.journeys.simulate import simulate as run
+    from tests.contract.test_journeys_score_fading import CROSSINGS
+    from tests.contract.test_journeys_segment_time import FADED_AFTER, fading_playbook
+
+    start = 1_800_000_000.0
+    result = run(
+        fading_playbook(tmp_path, CROSSINGS),
+        {"userId": "fading", "traits": {"email": "fading@acme.test"}},
+        [{"type": "track", "event": "Lead Magnet Downloaded"}],
+        start,
+        horizon=60 * 86400.0,
+        all_channels=True,
+    )
+    entered = {j["journey"]: j["path"][0] for j in result.journeys}
+    assert entered["hot"]["at"] == start  # the download itself crosses `gte 10`
+    assert start + FADED_AFTER < entered["cooled"]["at"] < start + FADED_AFTER + 1
+    assert [s["template"] for s in result.sends] == ["hot", "cooled"]
