@@ -534,19 +534,23 @@ class Engine:
             self._request_sweep(workspace, next_chunk=True)
             return
         journeys = self.journey_stage.journeys(workspace)
+        # A `score` entry is swept again when a rescore moved its model's crossing instants.
+        versions = {m.id: m.version for m in self.scoring_models(workspace)}
         stale: list[Journey] = []
         if journeys is not None:
             sweep.forget_removed(conn, self.writer, workspace, journeys.journeys)
-            stale = sweep.stale_segments(conn, workspace, journeys.journeys)
+            stale = sweep.stale_segments(conn, workspace, journeys.journeys, versions)
         running = self._sweeps.get(workspace)
-        if running is not None and not running.covers(stale):
+        if running is not None and not running.covers(stale, versions):
             self._end_sweep(workspace)  # a segment changed or a journey came or went meanwhile
             running = None
         if not stale:
             return
         try:
             if running is None:
-                running = self._sweeps[workspace] = sweep.Sweep(conn, workspace, stale)
+                running = self._sweeps[workspace] = sweep.Sweep(
+                    conn, workspace, stale, versions=versions
+                )
                 self.segment_sweeps[workspace] = running.progress
             finished = running.step(conn, self.writer, self.clock.now())
         except Exception as exc:

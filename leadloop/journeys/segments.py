@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import msgspec
 from msgspec.structs import replace
 
+from leadloop.journeys.decide import crossing_test
 from leadloop.journeys.evaluate import all_hold, holds
 from leadloop.journeys.model import (
     Facts,
@@ -204,18 +205,41 @@ def watched_tests(journey: Journey) -> tuple[Test, ...] | None:
 def sweep_segment(
     journey: Journey, membership: Membership, facts: Facts, at: float
 ) -> tuple[Membership, WatchSegment | UnwatchSegment | None]:
-    """When the journey's segment is new or changed (`journeys.sweep`): where the profile's
-    timer should be. A profile whose place in the segment differs from what its membership
+    """When the journey's segment (or `score` entry) is new or changed (`journeys.sweep`):
+    where the profile's timer should be. A profile whose place in the segment differs from what its membership
     says (in it now and never seen in, or seen in under the old segment and out now) gets its
     timer due at `at`: the firing evaluates the segment in the processor as any event does,
     entering it under the journey's re-entry rule, and sets the next timer. Any other gets
-    the timer its next event would set."""
+    the timer its next event would set; a `score` entry's, at the instant fading carries the
+    score across its test (`_swept_crossing`)."""
     trigger = journey.trigger
     if isinstance(trigger, SegmentTrigger) and not _never_again(journey, membership):
         now_in = all_hold(fixed_first(trigger.tests), facts, None, at)
         if now_in != membership.in_segment:
             return replace(membership, segment_due=at), WatchSegment(at)
-    return watch_segment(journey, membership, facts, at)
+    updated, change = watch_segment(journey, membership, facts, at)
+    if isinstance(trigger, ScoreTrigger):
+        updated = _swept_crossing(trigger, updated, facts, at)
+    return updated, change
+
+
+def _swept_crossing(
+    trigger: ScoreTrigger, membership: Membership, facts: Facts, at: float
+) -> Membership:
+    """A `score` entry's membership once swept at `at`. Where fading will carry the score
+    across the test (a timer is pending) the test fails now, and the sweep records it as an
+    event's evaluation would (`decide.score_crosses`): the timer's firing, or an event after
+    the fade, then finds the crossing. A replay of the log, where the journey is live from
+    the first event, records the same at the profile's last event before the sweep (a score
+    fading towards the line was not past it then either), so it decides the same. Nothing is
+    recorded elsewhere: a profile already past the line has crossed nothing (its next event
+    decides as at a first evaluation), and a rescored profile's record stays for its next
+    event, which enters it if the rescore carried it across."""
+    due = membership.segment_due
+    test = Test("score", trigger.model, trigger.test)
+    if due is None or due <= at or _score_holds(test, facts, at):
+        return membership
+    return replace(membership, score_above=False, score_test=crossing_test(trigger))
 
 
 def fixed_first(tests: Sequence[Test]) -> list[Test]:

@@ -2,6 +2,12 @@
 its segment is evaluated once for every profile, so the people already in it, or whom time
 alone will bring in, are reached without an event of their own (a silent person sends none).
 
+A journey with a `score` entry is swept the same way when it is new, its test changed, or a
+rescore changed its model (the model's version counts in its digest): each profile gets the
+timer at the instant `half_life` fading makes the test start to hold, and where it does, the
+failed test is recorded on its membership as an event's evaluation would record it
+(`segments.sweep_segment`), so the firing is a crossing.
+
 The sweep decides no entry itself. Per profile it sets the journey's segment timer
 (`journeys.segments.sweep_segment`): due now where the profile's place in the segment differs
 from what its membership says, at the next instant time alone changes it, or not at all. The
@@ -27,7 +33,7 @@ Visited}`), the rows within the longest window for the others (all of them only 
 `where` has no window). Writes: one timer and one membership row per profile the segment
 concerns, and a firing (an event) per profile re-evaluated now.
 
-A journey no longer a segment journey of the playbook loses its record (or its position, removed
+A journey no longer a segment (or `score` entry) journey of the playbook loses its record (or its position, removed
 mid-sweep): while it is not, no timer watches its segment, so adding it back sweeps again.
 """
 
@@ -36,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -45,7 +51,14 @@ from tqdm import tqdm
 from leadloop.identity.model import Profile
 from leadloop.journeys import segments
 from leadloop.journeys.facts import body_matches
-from leadloop.journeys.model import SEGMENT_EVENT, Journey, Membership, SegmentTrigger, Test
+from leadloop.journeys.model import (
+    SEGMENT_EVENT,
+    Journey,
+    Membership,
+    ScoreTrigger,
+    SegmentTrigger,
+    Test,
+)
 from leadloop.log.batch import Conn
 from leadloop.log.writer import Writer
 from leadloop.personalization.bandit import Arm
@@ -60,10 +73,22 @@ _score_decoder = msgspec.json.Decoder(ScoreState)
 _encoder = msgspec.json.Encoder()
 
 
-def segment_digest(journey: Journey) -> str:
-    """What the sweep is done for: the parsed segment (its conditions and windows), not the
-    journey's version, which its steps and re-entry rule change too."""
-    return hashlib.sha256(_encoder.encode(journey.trigger)).hexdigest()
+def swept(journey: Journey) -> bool:
+    """Whether the journey's entry is swept: a segment, or a `score` crossing (whose test
+    fading can make start to hold)."""
+    return isinstance(journey.trigger, SegmentTrigger | ScoreTrigger)
+
+
+def segment_digest(journey: Journey, versions: Mapping[str, str] | None = None) -> str:
+    """What the sweep is done for: the parsed segment (its conditions and windows), or the
+    `score` entry's test with its model's version (`versions`, by model id: a rescore moves
+    every profile's crossing instant); not the journey's version, which its steps and re-entry
+    rule change too."""
+    trigger = journey.trigger
+    raw = _encoder.encode(trigger)
+    if isinstance(trigger, ScoreTrigger):
+        raw += b" " + (versions or {}).get(trigger.model, "").encode()
+    return hashlib.sha256(raw).hexdigest()
 
 
 def marker(workspace: str, journey_id: str) -> str:
@@ -73,7 +98,7 @@ def marker(workspace: str, journey_id: str) -> str:
 def forget_removed(conn: Conn, writer: Writer, workspace: str, journeys: Sequence[Journey]) -> None:
     """Drop the record (or the position) of journeys that are no longer segment journeys of
     the playbook."""
-    current = {marker(workspace, j.id) for j in journeys if isinstance(j.trigger, SegmentTrigger)}
+    current = {marker(workspace, j.id) for j in journeys if swept(j)}
     prefix = marker(workspace, "")
     # LIKE's wildcards and PostgreSQL's escape character match any character here instead;
     # the prefix is checked exactly below.
@@ -87,16 +112,22 @@ def forget_removed(conn: Conn, writer: Writer, workspace: str, journeys: Sequenc
         writer.submit(lambda c: c.executemany("DELETE FROM cursors WHERE name = ?", gone)).result()
 
 
-def stale_segments(conn: Conn, workspace: str, journeys: Sequence[Journey]) -> list[Journey]:
-    """The segment journeys whose segment has not been swept as it is now."""
+def stale_segments(
+    conn: Conn,
+    workspace: str,
+    journeys: Sequence[Journey],
+    versions: Mapping[str, str] | None = None,
+) -> list[Journey]:
+    """The segment and `score` entry journeys whose entry has not been swept as it is now
+    (`versions`: the scoring models' versions, by id)."""
     stale = []
     for journey in journeys:
-        if not isinstance(journey.trigger, SegmentTrigger):
+        if not swept(journey):
             continue
         rows = conn.execute(
             "SELECT position FROM cursors WHERE name = ?", (marker(workspace, journey.id),)
         )
-        if not rows or rows[0][0] != segment_digest(journey):
+        if not rows or rows[0][0] != segment_digest(journey, versions):
             stale.append(journey)
     return stale
 
@@ -116,7 +147,12 @@ class Position(msgspec.Struct, frozen=True):
 _position_decoder = msgspec.json.Decoder(Position)
 
 
-def positions(conn: Conn, workspace: str, journeys: Sequence[Journey]) -> dict[str, Position]:
+def positions(
+    conn: Conn,
+    workspace: str,
+    journeys: Sequence[Journey],
+    versions: Mapping[str, str] | None = None,
+) -> dict[str, Position]:
     """Where each journey's sweep stands, by journey id: a position recorded for another
     segment (changed since) starts again from the first profile."""
     names = [marker(workspace, j.id) for j in journeys]
@@ -129,7 +165,7 @@ def positions(conn: Conn, workspace: str, journeys: Sequence[Journey]) -> dict[s
     }
     found = {}
     for journey in journeys:
-        digest = segment_digest(journey)
+        digest = segment_digest(journey, versions)
         raw = recorded.get(marker(workspace, journey.id), "")
         # A digest alone (no JSON) is a sweep done, of another segment for a stale journey.
         at = _position_decoder.decode(raw) if raw.startswith("{") else None
@@ -144,16 +180,25 @@ class Sweep:
     with its timers, in one transaction: stopped (or killed), the sweep goes on from the next
     profile, not from the first; `done` starts from the count recorded."""
 
-    def __init__(self, conn: Conn, workspace: str, journeys: Sequence[Journey]) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        workspace: str,
+        journeys: Sequence[Journey],
+        versions: Mapping[str, str] | None = None,
+    ) -> None:
         self.workspace = workspace
         self.journeys = tuple(journeys)
-        self.digests = tuple((j.id, segment_digest(j)) for j in journeys)
+        self.versions = dict(versions or {})
+        self.digests = tuple((j.id, segment_digest(j, self.versions)) for j in journeys)
         (total,) = conn.execute(
             "SELECT COUNT(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL",
             (workspace,),
         )[0]
         self.total = int(total)
-        self.done = min(p.done for p in positions(conn, workspace, journeys).values())
+        self.done = min(
+            p.done for p in positions(conn, workspace, journeys, self.versions).values()
+        )
         self._ids = [j.id for j in journeys]
         if self.done:
             log.info(
@@ -178,9 +223,11 @@ class Sweep:
             disable=not sys.stderr.isatty(),
         )
 
-    def covers(self, journeys: Sequence[Journey]) -> bool:
+    def covers(
+        self, journeys: Sequence[Journey], versions: Mapping[str, str] | None = None
+    ) -> bool:
         """Whether this is the sweep of these journeys' segments as they are now."""
-        return self.digests == tuple((j.id, segment_digest(j)) for j in journeys)
+        return self.digests == tuple((j.id, segment_digest(j, versions)) for j in journeys)
 
     @property
     def progress(self) -> tuple[int, int]:
@@ -192,7 +239,7 @@ class Sweep:
         """Evaluate the next chunk of profiles at `now`; True once every profile is done and
         the segments' digests are recorded. The position is read again each time: another
         worker may have gone on with the sweep while this one stood by."""
-        at = positions(conn, self.workspace, self.journeys)
+        at = positions(conn, self.workspace, self.journeys, self.versions)
         rows = conn.execute(
             "SELECT id, state FROM profiles WHERE workspace_id = ? AND merged_into IS NULL "
             "AND id > ? ORDER BY id LIMIT ?",
@@ -207,7 +254,7 @@ class Sweep:
             )
         else:
             finished = True
-            names = [(marker(self.workspace, j.id), segment_digest(j)) for j in self.journeys]
+            names = [(marker(self.workspace, jid), digest) for jid, digest in self.digests]
             writer.submit(lambda c: _record(c, names)).result()
         self.done = min(p.done for p in at.values())
         self._bar.update(self.done - before)
@@ -264,12 +311,13 @@ def sweep_chunk(
     cancelled: list[tuple[str, str]] = []
     reached: dict[str, Position] = {}
     for journey in journeys:
-        assert isinstance(journey.trigger, SegmentTrigger)
+        tests = segments.watched_tests(journey)
+        assert tests is not None
         position = at[journey.id]
         # Journeys swept together may stand at different profiles (one added to a sweep
         # under way): each goes on from its own.
         mine = [p for p in profiles if p.id > position.after]
-        facts = ChunkFacts(conn, workspace, mine, journey.trigger.tests, now)
+        facts = ChunkFacts(conn, workspace, mine, tests, now)
         payload = _encoder.encode(
             {"name": SEGMENT_EVENT, "properties": {"journey": journey.id}}
         ).decode()

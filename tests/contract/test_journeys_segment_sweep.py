@@ -123,9 +123,9 @@ def sweeps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     seen: list[tuple[str, ...]] = []
 
     class Spy(sweep.Sweep):
-        def __init__(self, conn: Any, workspace: str, journeys: Any) -> None:
+        def __init__(self, conn: Any, workspace: str, journeys: Any, **kwargs: Any) -> None:
             seen.append(tuple(j.id for j in journeys))
-            super().__init__(conn, workspace, journeys)
+            super().__init__(conn, workspace, journeys, **kwargs)
 
     monkeypatch.setattr(sweep, "Sweep", Spy)
     return seen
@@ -496,11 +496,6 @@ def killed_after_two_chunks(
     """Four silent profiles, then `winback` applied with `CHUNK` 1 and the engine killed
     once its second chunk is written: (the profiles in sweep order, the chunks seen)."""
     monkeypatch.setattr(sweep, "CHUNK", 1)
-
-    def kill_after_second(n: int, _args: Any) -> None:
-        if n == 2:
-            raise Killed
-
     pids = list(silent_people(h, 4))
     seen = chunks_seen(monkeypatch, kill_after_second)
     take_up(h, winback)
@@ -508,6 +503,29 @@ def killed_after_two_chunks(
     assert seen == [(pids[0],), (pids[1],)]
     assert [len(instances(h, pid, "winback")) for pid in pids] == [1, 1, 0, 0]
     return pids, seen
+
+
+def progress_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[object], list[tuple[str, ...]]]:
+    """For the next engine started: the sweep progress `GET /api/v1/status` shows after each
+    chunk, and the chunks (`chunks_seen`)."""
+    shown: list[object] = []
+    started: list[Engine] = []
+    start = Engine.start
+    # Spied before the engine starts: it takes the sweep up at once.
+    monkeypatch.setattr(Engine, "start", lambda e: (started.append(e), start(e))[1])
+
+    def status(_n: int, _args: Any) -> None:
+        shown.append(started[-1].playbook_status("default")["segment_sweep"])
+
+    return shown, chunks_seen(monkeypatch, status)
+
+
+def kill_after_second(n: int, _args: Any) -> None:
+    """A `chunks_seen` hook: the engine dies once its second chunk is written."""
+    if n == 2:
+        raise Killed
 
 
 def test_a_sweep_killed_between_chunks_resumes_where_it_stopped(
@@ -520,16 +538,7 @@ def test_a_sweep_killed_between_chunks_resumes_where_it_stopped(
     with running(backend_url, playbook_with_journeys(tmp_path, BEFORE)) as h:
         pids, _seen = killed_after_two_chunks(h, winback, monkeypatch)
         stopped = h.engine.clock.now()
-    shown: list[object] = []
-    started: list[Engine] = []
-    start = Engine.start
-    # Spied before the engine starts: it takes the sweep up at once.
-    monkeypatch.setattr(Engine, "start", lambda e: (started.append(e), start(e))[1])
-
-    def status(_n: int, _args: Any) -> None:
-        shown.append(started[-1].playbook_status("default")["segment_sweep"])
-
-    seen = chunks_seen(monkeypatch, status)
+    shown, seen = progress_shown(monkeypatch)
     with running(backend_url, winback, stopped + HOUR) as h:
         h.advance(0)
         assert [c for c in seen if c] == [(pids[2],), (pids[3],)]
