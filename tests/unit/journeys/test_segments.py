@@ -4,14 +4,21 @@ window, the next change of a segment's value, and where the profile's one timer 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadloop.journeys.evaluate import all_hold
-from leadloop.journeys.model import Journey, Membership, Reentry, SegmentTrigger, WaitStep
+from leadloop.journeys.model import (
+    Journey,
+    Membership,
+    Reentry,
+    ScoreTrigger,
+    SegmentTrigger,
+    WaitStep,
+)
 from leadloop.journeys.model import Test as Condition
 from leadloop.journeys.segments import (
     RESOLUTION,
@@ -22,6 +29,7 @@ from leadloop.journeys.segments import (
     sweep_segment,
     watch_segment,
 )
+from leadloop.journeys.sweep import segment_digest
 from leadloop.scoring.model import Fading, Predicate, ScoreState, total_at
 
 T0 = 1_800_000_000.0
@@ -288,3 +296,44 @@ def test_the_instant_a_fading_score_passes_a_threshold_is_the_first_within_resol
     assert due is not None
     assert facts.score_at("lead", due) < threshold  # type: ignore[operator]
     assert facts.score_at("lead", due - RESOLUTION) >= threshold  # type: ignore[operator]
+
+
+def crossing(op: str, value: float, reentry: str = "always") -> Journey:
+    return replace(
+        segment(reentry=reentry),
+        trigger=ScoreTrigger("lead", Predicate(op, value)),  # type: ignore[arg-type]
+    )
+
+
+def test_a_swept_score_entry_records_the_failed_test_where_fading_will_carry_it_across() -> None:
+    """The record an evaluation at an event would leave (`decide.score_crosses`), so the
+    timer's firing is a crossing; nothing where the test holds already (nothing crossed), nor
+    where fading cannot bring the profile across, nor once `reentry: once` has entered it."""
+    at = T0 + DAY
+    fifteen = Facts(scores={"lead": fading(15)}, at=at)
+    member, change = sweep_segment(crossing("lt", 5), Membership(), fifteen, at)
+    assert isinstance(change, WatchSegment) and change.due_at > T0 + 10 * DAY * math.log2(3)
+    assert member == Membership(
+        score_above=False, score_test="lead lt 5", segment_due=change.due_at
+    )
+    under = Facts(scores={"lead": fading(15)}, at=T0 + 20 * DAY)
+    assert sweep_segment(crossing("lt", 5), Membership(), under, T0 + 20 * DAY) == (
+        Membership(),
+        None,
+    )
+    recorded = Membership(score_above=True, score_test="lead lt 5")
+    assert sweep_segment(crossing("lt", 5), recorded, under, T0 + 20 * DAY) == (recorded, None)
+    assert sweep_segment(crossing("gte", 10), Membership(), fifteen, at) == (Membership(), None)
+    entered = Membership(entries=1)
+    assert sweep_segment(crossing("lt", 5, "once"), entered, fifteen, at) == (entered, None)
+
+
+def test_a_score_entrys_sweep_digest_counts_its_test_and_its_models_version_only() -> None:
+    journey = crossing("lt", 5)
+    digest = segment_digest(journey, {"lead": "v1"})
+    assert segment_digest(replace(journey, version="v2"), {"lead": "v1"}) == digest
+    assert segment_digest(journey, {"lead": "v1", "other": "x"}) == digest
+    assert segment_digest(journey, {"lead": "v2"}) != digest
+    assert segment_digest(crossing("lt", 3), {"lead": "v1"}) != digest
+    # A segment's digest is its conditions alone: a rescore does not sweep it again.
+    assert segment_digest(segment(*WINBACK), {"lead": "v2"}) == segment_digest(segment(*WINBACK))
