@@ -296,12 +296,11 @@ def bench_backtest(folder: str) -> float:
 def bench_rescore(folder: str, n_profiles: int) -> tuple[float, int, tuple[float, ...]]:
     """Returns (profiles rescored per second, events replayed, the live events' waits
     before and during the rescore: p50, p99, max ms each)."""
-    e = engine_for(folder, "rescore", PLAYBOOK)
-    probe = ProbeStage()
-    e.processor.set_stages([ScoringStage(e.scoring_models), probe])
+    filler = engine_for(folder, "rescore", PLAYBOOK)
     n_events = n_profiles * 5
-    fill(e, n_events, n_profiles)
-    process_all(e)
+    fill(filler, n_events, n_profiles)
+    process_all(filler)
+    filler.stop()
     changed = Path(folder) / "changed.yaml"
     text = Path(PLAYBOOK).read_text()
     pricing = "value: /pricing }\n          points: 10"
@@ -313,13 +312,22 @@ def bench_rescore(folder: str, n_profiles: int) -> tuple[float, int, tuple[float
         if done >= total:
             finished.set()
 
+    # The change is applied to an engine that runs as `serve` does (its own processor, timer
+    # and dispatcher threads), on the database just filled; scoring is its only stage.
+    e = Engine(filler.settings, clock=ManualClock(START + 10 * DAY), manual_clock=True)
+    probe = ProbeStage()
+    e.processor.set_stages([ScoringStage(e.scoring_models), probe])
+    e.rescore_progress = progress
+    e.start()
+
     def change() -> None:
         e.apply_playbook_file(str(changed))
         e.refresh_playbooks()
 
-    e.rescore_progress = progress
-    elapsed, waits = under_live_events(e, probe, START + 10 * DAY, change, finished.is_set)
-    e.stop()
+    try:
+        elapsed, waits = under_live_events(e, probe, START + 10 * DAY, change, finished.is_set)
+    finally:
+        e.stop()
     return n_profiles / elapsed, n_events, waits
 
 

@@ -293,11 +293,10 @@ def under_live_events(
     finished: Callable[[], bool],
     **feed: Any,
 ) -> tuple[float, tuple[float, ...]]:
-    """Start the engine's processor thread and a `ProbeFeed`; after 3 s call `change` (apply a
-    playbook, say) and wait until `finished()`. Returns the seconds from `change` to finished
-    and the live events' waits (p50, p99, max ms) in the 3 s before, then from `change` to a
-    second after it finished."""
-    engine.processor.start()
+    """On a running engine, start a `ProbeFeed`; after 3 s call `change` (apply a playbook,
+    say) and wait until `finished()`. Returns the seconds from `change` to finished and the
+    live events' waits (p50, p99, max ms) in the 3 s before, then from `change` to a second
+    after it finished."""
     probes = ProbeFeed(engine, received_at, **feed)
     try:
         time.sleep(3.0)
@@ -314,5 +313,4 @@ def under_live_events(
     finally:
         probes.stop(probe)
     during = {m: t for m, t in probes.sent.items() if m not in before}
-    engine.processor.stop()
     return elapsed, waits_ms(before, probe.written) + waits_ms(during, probe.written)

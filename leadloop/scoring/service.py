@@ -66,22 +66,23 @@ class ScoringStage:
         """`models(workspace)` gives the scoring models of the workspace's applied playbook."""
         self._models = models
 
-    def _models_for(self, batch: Batch, ws: str) -> tuple[ScoringModel, ...]:
+    def _models_for(self, cache: _Cache, ws: str) -> tuple[ScoringModel, ...]:
         """The workspace's models as the batch first asked: a playbook applied meanwhile
         counts from the next batch, so one profile's events are not scored under two versions
         of a model in one batch (the second would take the first's state for its own)."""
-        pinned = _cache(batch).models
-        models = pinned.get(ws)
+        models = cache.models.get(ws)
         if models is None:
-            models = pinned[ws] = self._models(ws)
+            models = cache.models[ws] = self._models(ws)
         return models
 
     def handle(self, batch: Batch, event: Event, profile: Profile) -> Profile:
-        models = self._models_for(batch, event.workspace_id)
-        if not models:
-            return profile
         cache = _cache(batch)
         ws, pid = event.workspace_id, profile.id
+        models = cache.models.get(ws)  # `_models_for`, inline: once per event
+        if models is None:
+            models = self._models_for(cache, ws)
+        if not models:
+            return profile
         if batch.identity.merged and pid in batch.identity.merged.values():
             self._rebuild_after_merge(batch, cache, event, profile, models)
         # A decay timer firing is scored as any event is, under every model, as a replay of
@@ -161,7 +162,7 @@ class ScoringStage:
         cache = _cache(batch)
         by_workspace: dict[str, list[str]] = {}
         for ws, pid in batch.identity.profiles:
-            if self._models_for(batch, ws):
+            if self._models_for(cache, ws):
                 by_workspace.setdefault(ws, []).append(pid)
         for ws, ids in by_workspace.items():
             for i in range(0, len(ids), 500):
