@@ -6,6 +6,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
@@ -26,6 +28,16 @@ def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def cli_each(
+    db: str, commands: Iterable[Sequence[str]]
+) -> list[tuple[Sequence[str], subprocess.CompletedProcess[str]]]:
+    """`cli` for each command, two at a time (most of each run is the interpreter starting,
+    and the test process leaves the second core idle), in the order given."""
+    listed = list(commands)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(zip(listed, pool.map(lambda c: cli(db, *c), listed), strict=True))
 
 
 def test_keys_and_tokens_print_the_secret_last_and_store_its_hash(sqlite_url: str) -> None:
@@ -140,20 +152,18 @@ def test_commands_that_read_an_engines_database_do_not_create_one(tmp_path: Path
     """Run in the wrong folder (or with a mistyped URL), an inspecting command says there is no
     database there, exits 2 and leaves no file behind, instead of answering from a new, empty one."""
     missing = tmp_path / "elsewhere" / "leadloop.db"
-    for command in READING:
-        out = cli(f"sqlite:///{missing}", *_in(tmp_path, command))
+    for command, out in cli_each(f"sqlite:///{missing}", (_in(tmp_path, c) for c in READING)):
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert f"no database at {missing}" in out.stderr, (command, out.stderr)
         assert "Traceback" not in out.stderr
-        assert not missing.parent.exists(), command
+    assert not missing.parent.exists()
 
 
 def test_commands_that_read_an_engines_database_work_once_it_exists(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     assert cli(sqlite_url, "migrate").returncode == 0
-    for command in READING:
-        out = cli(sqlite_url, *_in(tmp_path, command))
+    for command, out in cli_each(sqlite_url, (_in(tmp_path, c) for c in READING)):
         assert "no database" not in out.stderr, (command, out.stderr)
         assert "Traceback" not in out.stderr, (command, out.stderr)
 
@@ -170,14 +180,13 @@ def test_commands_that_read_an_engines_database_leave_an_older_schema_alone(
     with conn.transaction():
         conn.execute("DELETE FROM schema_migrations WHERE version = ?", (last.version,))
     conn.close()
-    for command in INSPECTING:
-        out = cli(backend_url, *command)
+    for command, out in cli_each(backend_url, INSPECTING):
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert f"{last.version:04d}_{last.name}" in out.stderr, (command, out.stderr)
         assert "leadloop migrate" in out.stderr and "Traceback" not in out.stderr
-        conn = connect(DatabaseUrl.parse(backend_url))
-        assert [m.version for m in pending(conn) or []] == [last.version], command
-        conn.close()
+    conn = connect(DatabaseUrl.parse(backend_url))
+    assert [m.version for m in pending(conn) or []] == [last.version]
+    conn.close()
 
 
 def test_commands_that_read_an_engines_database_refuse_a_file_without_its_schema(
@@ -186,13 +195,12 @@ def test_commands_that_read_an_engines_database_refuse_a_file_without_its_schema
     other = tmp_path / "other.db"
     with closing(sqlite3.connect(other)) as db:
         db.execute("CREATE TABLE notes (body TEXT)")
-    for command in READING:
-        out = cli(f"sqlite:///{other}", *_in(tmp_path, command))
+    for command, out in cli_each(f"sqlite:///{other}", (_in(tmp_path, c) for c in READING)):
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert "holds no leadloop schema" in out.stderr, (command, out.stderr)
-        with closing(sqlite3.connect(other)) as db:
-            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
-        assert tables == ["notes"], command
+    with closing(sqlite3.connect(other)) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
+    assert tables == ["notes"]
 
 
 def test_applying_a_playbook_creates_the_database(tmp_path: Path) -> None:
@@ -220,15 +228,15 @@ def test_a_playbook_that_is_not_text_is_a_clear_error(sqlite_url: str, tmp_path:
 
 def test_inspecting_commands_refuse_an_unknown_workspace(sqlite_url: str) -> None:
     assert cli(sqlite_url, "migrate").returncode == 0
-    for command in (
+    commands = (
         ("explain", "ada@example.com"),
         ("outbox", "list"),
         ("outbox", "replay"),
         ("conversions", "list"),
         ("conversions", "replay"),
         ("profiles", "list", "--model", "lead"),
-    ):
-        out = cli(sqlite_url, *command, "--workspace", "defualt")
+    )
+    for command, out in cli_each(sqlite_url, ((*c, "--workspace", "defualt") for c in commands)):
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert "workspace 'defualt' does not exist" in out.stderr, (command, out.stderr)
 
